@@ -1,0 +1,1 @@
+//! The container runtime interface the worker agent drives, and its backends.

@@ -1,0 +1,1 @@
+//! Test harness: real `skiffd` processes on loopback addresses.

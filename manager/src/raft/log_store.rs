@@ -1,0 +1,227 @@
+//! The Raft log, vote and committed index in sled.
+//!
+//! Durability is the point: `append` reports completion and `save_vote` returns only after
+//! sled has flushed, so an acknowledged write survives a crash of every manager. Flushes run
+//! on the blocking pool, one at a time (concurrent sled flushes can deadlock).
+
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, Vote};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::types::{LogId, StorageError, TypeConfig};
+
+type Entry = openraft::Entry<TypeConfig>;
+
+const VOTE: &[u8] = b"vote";
+const COMMITTED: &[u8] = b"committed";
+const LAST_PURGED: &[u8] = b"last_purged";
+
+fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> StorageError {
+    StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
+}
+
+/// The sled-backed log storage; cheap to clone (readers share it).
+#[derive(Clone)]
+pub struct LogStore {
+    db: sled::Db,
+    log: sled::Tree,
+    meta: sled::Tree,
+    /// Serialises flushes.
+    flush_lock: Arc<Mutex<()>>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `db`.
+    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        let open = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
+        };
+        Ok(Self {
+            db: db.clone(),
+            log: open("raft_log")?,
+            meta: open("raft_meta")?,
+            flush_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        let bytes = self
+            .meta
+            .get(key)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        bytes
+            .map(|b| bincode::deserialize(&b))
+            .transpose()
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
+    }
+
+    fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageError> {
+        let bytes = bincode::serialize(value)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        self.meta
+            .insert(key, bytes)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        Ok(())
+    }
+
+    /// Flushes everything written so far to disk.
+    async fn flush(&self) -> Result<(), StorageError> {
+        let _guard = self.flush_lock.lock().await;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        Ok(())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Entry, StorageError> {
+        bincode::deserialize(bytes).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))
+    }
+
+    fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
+        let last = self
+            .log
+            .last()
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        last.map(|(_, v)| Self::decode(&v).map(|e| e.log_id)).transpose()
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let mut out = Vec::new();
+        for item in self.log.range(start.to_be_bytes()..) {
+            let (key, value) = item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
+                io_error(ErrorSubject::Logs, ErrorVerb::Read, "malformed log key")
+            })?);
+            if !range.contains(&index) {
+                break;
+            }
+            out.push(Self::decode(&value)?);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.get_meta(LAST_PURGED)?;
+        let last = self.last_entry_id()?.or(last_purged);
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
+        self.put_meta(VOTE, vote)?;
+        self.flush().await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
+        self.get_meta(VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not flushed on its own: losing it only means re-applying from the snapshot, which
+        // openraft does safely once the leader tells the node the commit index again.
+        self.put_meta(COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>(COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            let bytes = bincode::serialize(&entry)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        // Acknowledge only what is on disk.
+        let flushed = self.flush().await;
+        callback.log_io_completed(flushed.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        flushed
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for key in self.log.range(log_id.index.to_be_bytes()..).keys() {
+            batch.remove(key.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        self.flush().await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Record the purge point first, so a crash mid-purge never leaves a hole unexplained.
+        self.put_meta(LAST_PURGED, &log_id)?;
+        self.flush().await?;
+        let mut batch = sled::Batch::default();
+        for key in self.log.range(..=log_id.index.to_be_bytes()).keys() {
+            batch.remove(key.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+    use crate::raft::StateMachine;
+
+    struct SledBuilder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for SledBuilder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+            let db = sled::open(dir.path()).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+            Ok((dir, LogStore::open(&db)?, StateMachine::open(&db)?))
+        }
+    }
+
+    #[test]
+    fn conforms_to_openraft_storage_suite() -> Result<(), StorageError> {
+        // The suite drives its own runtime.
+        Suite::test_all(SledBuilder)
+    }
+}

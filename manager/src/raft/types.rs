@@ -1,0 +1,33 @@
+//! The types openraft is instantiated with.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::ApplyError;
+
+/// A log entry's payload: a protobuf-encoded [`proto::StoreBatch`]. Kept encoded so the log
+/// and the wire carry the schema's own, evolvable encoding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command(pub Vec<u8>);
+
+/// What applying a [`Command`] gave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult(pub Result<(), ApplyError>);
+
+openraft::declare_raft_types!(
+    /// skiff's Raft: u64 node IDs, the cluster address as node data, snapshots in memory.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A log ID of this Raft.
+pub type LogId = openraft::LogId<u64>;
+/// A storage error of this Raft.
+pub type StorageError = openraft::StorageError<u64>;

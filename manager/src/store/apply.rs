@@ -1,0 +1,218 @@
+//! Applying a committed batch: all or nothing, deterministic on every manager.
+
+use proto::{store_object::Object, StoreAction, StoreActionKind, StoreBatch, StoreEvent, StoreObject};
+
+use super::{Kind, ObjectStore, StoredObject};
+
+/// Why a batch was not applied. Decided identically on every manager, since they all apply
+/// the same entries to the same state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum ApplyError {
+    /// An update or delete named a version that is no longer the stored one.
+    #[error("{kind} {id} was changed by someone else (version {expected} was read, {actual} is stored); read it again and retry")]
+    Conflict {
+        /// Kind of the object.
+        kind: Kind,
+        /// Its ID.
+        id: String,
+        /// The version the writer read.
+        expected: u64,
+        /// The version now stored.
+        actual: u64,
+    },
+    /// An update or delete of an object that does not exist.
+    #[error("{kind} {id} does not exist")]
+    NotFound {
+        /// Kind of the object.
+        kind: Kind,
+        /// Its ID.
+        id: String,
+    },
+    /// A create with an ID that is taken.
+    #[error("{kind} {id} already exists")]
+    AlreadyExists {
+        /// Kind of the object.
+        kind: Kind,
+        /// Its ID.
+        id: String,
+    },
+    /// A create or rename to a name another object of the kind has.
+    #[error("a {kind} named {name:?} already exists; choose another name")]
+    NameTaken {
+        /// Kind of the object.
+        kind: Kind,
+        /// The name.
+        name: String,
+    },
+    /// The entry is not a well-formed batch.
+    #[error("invalid store batch: {0}")]
+    Invalid(String),
+}
+
+/// How to put the store back if a later action of the batch fails.
+enum Undo {
+    Restore(StoreObject),
+    Remove(Kind, String),
+}
+
+impl ObjectStore {
+    /// Applies `batch`, committed at log `index`, and returns the events to publish. On error
+    /// the store is left exactly as it was.
+    pub fn apply(&mut self, batch: &StoreBatch, index: u64) -> Result<Vec<StoreEvent>, ApplyError> {
+        let mut undo = Vec::with_capacity(batch.actions.len());
+        let mut events = Vec::with_capacity(batch.actions.len());
+        for action in &batch.actions {
+            match self.apply_action(action, index, &mut undo) {
+                Ok(event) => events.push(event),
+                Err(e) => {
+                    self.rollback(undo);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    fn apply_action(
+        &mut self,
+        action: &StoreAction,
+        index: u64,
+        undo: &mut Vec<Undo>,
+    ) -> Result<StoreEvent, ApplyError> {
+        let kind = StoreActionKind::try_from(action.kind)
+            .map_err(|_| ApplyError::Invalid(format!("unknown action kind {}", action.kind)))?;
+        let object = action
+            .object
+            .as_ref()
+            .and_then(|o| o.object.clone())
+            .ok_or_else(|| ApplyError::Invalid("action without an object".into()))?;
+        let written = match object {
+            Object::Cluster(o) => self.apply_one(kind, o, index, undo)?,
+            Object::Node(o) => self.apply_one(kind, o, index, undo)?,
+            Object::Service(o) => self.apply_one(kind, o, index, undo)?,
+            Object::Task(o) => self.apply_one(kind, o, index, undo)?,
+            Object::Network(o) => self.apply_one(kind, o, index, undo)?,
+            Object::Secret(o) => self.apply_one(kind, o, index, undo)?,
+            Object::Config(o) => self.apply_one(kind, o, index, undo)?,
+        };
+        Ok(StoreEvent {
+            kind: kind as i32,
+            object: Some(written),
+            index,
+        })
+    }
+
+    fn apply_one<T: StoredObject>(
+        &mut self,
+        kind: StoreActionKind,
+        mut object: T,
+        index: u64,
+        undo: &mut Vec<Undo>,
+    ) -> Result<StoreObject, ApplyError> {
+        let id = object.id().to_owned();
+        if id.is_empty() {
+            return Err(ApplyError::Invalid(format!("{} without an ID", T::KIND)));
+        }
+        let stored = T::table(self).get(&id).cloned();
+        match (kind, stored) {
+            (StoreActionKind::Create, Some(_)) => {
+                Err(ApplyError::AlreadyExists { kind: T::KIND, id })
+            }
+            (StoreActionKind::Create, None) => {
+                self.check_name(&object)?;
+                object.meta_mut().version = index;
+                T::table_mut(self).insert(id.clone(), object.clone());
+                undo.push(Undo::Remove(T::KIND, id));
+                Ok(object.wrap())
+            }
+            (StoreActionKind::Update | StoreActionKind::Delete, None) => {
+                Err(ApplyError::NotFound { kind: T::KIND, id })
+            }
+            (StoreActionKind::Update, Some(old)) => {
+                check_version(&object, &old, false)?;
+                self.check_name(&object)?;
+                let meta = object.meta_mut();
+                meta.version = index;
+                meta.created_at = old.meta().created_at;
+                T::table_mut(self).insert(id, object.clone());
+                undo.push(Undo::Restore(old.wrap()));
+                Ok(object.wrap())
+            }
+            (StoreActionKind::Delete, Some(old)) => {
+                check_version(&object, &old, true)?;
+                T::table_mut(self).remove(&id);
+                undo.push(Undo::Restore(old.clone().wrap()));
+                Ok(old.wrap())
+            }
+        }
+    }
+
+    /// Refuses a name another object of a uniquely named kind already has.
+    fn check_name<T: StoredObject>(&self, object: &T) -> Result<(), ApplyError> {
+        let Some(name) = object.name().filter(|_| T::UNIQUE_NAMES) else {
+            return Ok(());
+        };
+        let taken = T::table(self)
+            .values()
+            .any(|o| o.name() == Some(name) && o.id() != object.id());
+        if taken {
+            return Err(ApplyError::NameTaken {
+                kind: T::KIND,
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self, undo: Vec<Undo>) {
+        for step in undo.into_iter().rev() {
+            match step {
+                Undo::Remove(kind, id) => self.remove_raw(kind, &id),
+                Undo::Restore(object) => self.insert_raw(object),
+            }
+        }
+    }
+
+    fn remove_raw(&mut self, kind: Kind, id: &str) {
+        match kind {
+            Kind::Cluster => self.clusters.remove(id).map(drop),
+            Kind::Node => self.nodes.remove(id).map(drop),
+            Kind::Service => self.services.remove(id).map(drop),
+            Kind::Task => self.tasks.remove(id).map(drop),
+            Kind::Network => self.networks.remove(id).map(drop),
+            Kind::Secret => self.secrets.remove(id).map(drop),
+            Kind::Config => self.configs.remove(id).map(drop),
+        };
+    }
+
+    /// Puts an object in its table as it is (snapshots and rollback).
+    pub(super) fn insert_raw(&mut self, object: StoreObject) {
+        fn put<T: StoredObject>(store: &mut ObjectStore, o: T) {
+            T::table_mut(store).insert(o.id().to_owned(), o);
+        }
+        match object.object {
+            Some(Object::Cluster(o)) => put(self, o),
+            Some(Object::Node(o)) => put(self, o),
+            Some(Object::Service(o)) => put(self, o),
+            Some(Object::Task(o)) => put(self, o),
+            Some(Object::Network(o)) => put(self, o),
+            Some(Object::Secret(o)) => put(self, o),
+            Some(Object::Config(o)) => put(self, o),
+            None => {}
+        }
+    }
+}
+
+/// An update must name the stored version; a delete may name zero to mean "any".
+fn check_version<T: StoredObject>(object: &T, stored: &T, zero_is_any: bool) -> Result<(), ApplyError> {
+    let expected = object.version();
+    if (zero_is_any && expected == 0) || expected == stored.version() {
+        return Ok(());
+    }
+    Err(ApplyError::Conflict {
+        kind: T::KIND,
+        id: object.id().to_owned(),
+        expected,
+        actual: stored.version(),
+    })
+}

@@ -1,0 +1,115 @@
+//! The cluster state: an in-memory, indexed object store that is the Raft state machine.
+//!
+//! The store changes only by applying committed Raft entries ([`ObjectStore::apply`]); every
+//! other component reads it and learns of changes from the watch stream. A batch applies all
+//! or nothing, and every object it writes gets the batch's log index as its version.
+
+mod apply;
+mod object;
+mod snapshot;
+
+pub use apply::ApplyError;
+pub use object::{Kind, StoredObject};
+
+use std::collections::BTreeMap;
+
+use proto::{Cluster, Config, Network, Node, Secret, Service, Task};
+
+/// Every object of the cluster, by kind and ID.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectStore {
+    clusters: BTreeMap<String, Cluster>,
+    nodes: BTreeMap<String, Node>,
+    services: BTreeMap<String, Service>,
+    tasks: BTreeMap<String, Task>,
+    networks: BTreeMap<String, Network>,
+    secrets: BTreeMap<String, Secret>,
+    configs: BTreeMap<String, Config>,
+}
+
+/// Why a reference (ID, ID prefix or name) names no single object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// Nothing matches.
+    #[error("{kind} {reference:?} not found")]
+    NotFound {
+        /// What was looked for.
+        kind: Kind,
+        /// The reference given.
+        reference: String,
+    },
+    /// An ID prefix matches several objects.
+    #[error("{kind} {reference:?} is ambiguous: it matches {count} {kind}s; give more of the ID")]
+    Ambiguous {
+        /// What was looked for.
+        kind: Kind,
+        /// The reference given.
+        reference: String,
+        /// How many matched.
+        count: usize,
+    },
+}
+
+impl ObjectStore {
+    /// The object of type `T` with this exact ID.
+    pub fn get<T: StoredObject>(&self, id: &str) -> Option<&T> {
+        T::table(self).get(id)
+    }
+
+    /// All objects of type `T`, in ID order.
+    pub fn list<T: StoredObject>(&self) -> impl Iterator<Item = &T> {
+        T::table(self).values()
+    }
+
+    /// How many objects of type `T` there are.
+    pub fn count<T: StoredObject>(&self) -> usize {
+        T::table(self).len()
+    }
+
+    /// The cluster object; present from `swarm init` on.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.clusters.values().next()
+    }
+
+    /// Resolves what a user typed: an exact ID, then an exact name, then a unique ID prefix.
+    pub fn resolve<T: StoredObject>(&self, reference: &str) -> Result<&T, LookupError> {
+        let not_found = || LookupError::NotFound {
+            kind: T::KIND,
+            reference: reference.to_owned(),
+        };
+        if reference.is_empty() {
+            return Err(not_found());
+        }
+        if let Some(found) = self.get::<T>(reference) {
+            return Ok(found);
+        }
+        let table = T::table(self);
+        let mut by_name = table.values().filter(|o| o.name() == Some(reference));
+        if let Some(found) = by_name.next() {
+            if by_name.next().is_none() {
+                return Ok(found);
+            }
+        }
+        let mut matches = table
+            .range(reference.to_owned()..)
+            .take_while(|(id, _)| id.starts_with(reference))
+            .map(|(_, o)| o);
+        match (matches.next(), matches.next()) {
+            (Some(found), None) => Ok(found),
+            (None, _) => Err(not_found()),
+            (Some(_), Some(_)) => Err(LookupError::Ambiguous {
+                kind: T::KIND,
+                reference: reference.to_owned(),
+                count: 2 + matches.count(),
+            }),
+        }
+    }
+
+    /// The object of type `T` whose unique name is `name`.
+    pub fn find_by_name<T: StoredObject>(&self, name: &str) -> Option<&T> {
+        T::table(self).values().find(|o| o.name() == Some(name))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+use proto::{
+    Meta, Service, ServiceSpec, StoreAction, StoreActionKind, StoreBatch, Task,
+};
+
+use super::*;
+
+fn service(id: &str, name: &str, version: u64) -> Service {
+    Service {
+        meta: Some(Meta {
+            id: id.into(),
+            version,
+            ..Default::default()
+        }),
+        spec: Some(ServiceSpec {
+            name: name.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn task(id: &str) -> Task {
+    Task {
+        meta: Some(Meta {
+            id: id.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn batch(actions: Vec<(StoreActionKind, proto::StoreObject)>) -> StoreBatch {
+    StoreBatch {
+        actions: actions
+            .into_iter()
+            .map(|(kind, object)| StoreAction {
+                kind: kind as i32,
+                object: Some(object),
+            })
+            .collect(),
+    }
+}
+
+use StoreActionKind::{Create, Delete, Update};
+
+#[test]
+fn create_sets_version_to_the_log_index() {
+    let mut store = ObjectStore::default();
+    let events = store
+        .apply(&batch(vec![(Create, service("s1", "web", 0).wrap())]), 7)
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].index, 7);
+    assert_eq!(store.get::<Service>("s1").unwrap().version(), 7);
+}
+
+#[test]
+fn stale_update_is_a_conflict_and_changes_nothing() {
+    let mut store = ObjectStore::default();
+    store
+        .apply(&batch(vec![(Create, service("s1", "web", 0).wrap())]), 3)
+        .unwrap();
+    store
+        .apply(&batch(vec![(Update, service("s1", "web2", 3).wrap())]), 4)
+        .unwrap();
+    let err = store
+        .apply(&batch(vec![(Update, service("s1", "web3", 3).wrap())]), 5)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::Conflict {
+            kind: Kind::Service,
+            id: "s1".into(),
+            expected: 3,
+            actual: 4
+        }
+    );
+    assert!(err.to_string().contains("read it again and retry"));
+    assert_eq!(store.get::<Service>("s1").unwrap().name(), Some("web2"));
+}
+
+#[test]
+fn a_failing_action_rolls_back_the_whole_batch() {
+    let mut store = ObjectStore::default();
+    store
+        .apply(&batch(vec![(Create, service("s1", "web", 0).wrap())]), 1)
+        .unwrap();
+    let err = store
+        .apply(
+            &batch(vec![
+                (Create, task("t1").wrap()),
+                (Update, service("s1", "renamed", 1).wrap()),
+                (Delete, task("missing").wrap()),
+            ]),
+            2,
+        )
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::NotFound { kind: Kind::Task, .. }));
+    assert!(store.get::<Task>("t1").is_none());
+    let s = store.get::<Service>("s1").unwrap();
+    assert_eq!((s.name(), s.version()), (Some("web"), 1));
+}
+
+#[test]
+fn names_are_unique_per_kind() {
+    let mut store = ObjectStore::default();
+    store
+        .apply(&batch(vec![(Create, service("s1", "web", 0).wrap())]), 1)
+        .unwrap();
+    let err = store
+        .apply(&batch(vec![(Create, service("s2", "web", 0).wrap())]), 2)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::NameTaken {
+            kind: Kind::Service,
+            name: "web".into()
+        }
+    );
+    let err = store
+        .apply(&batch(vec![(Create, service("s1", "other", 0).wrap())]), 3)
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::AlreadyExists { .. }));
+}
+
+#[test]
+fn delete_with_version_zero_deletes_any_version() {
+    let mut store = ObjectStore::default();
+    store
+        .apply(&batch(vec![(Create, task("t1").wrap())]), 1)
+        .unwrap();
+    let events = store
+        .apply(&batch(vec![(Delete, task("t1").wrap())]), 2)
+        .unwrap();
+    assert_eq!(events[0].kind, Delete as i32);
+    assert_eq!(store.count::<Task>(), 0);
+}
+
+#[test]
+fn resolve_by_id_name_and_unique_prefix() {
+    let mut store = ObjectStore::default();
+    store
+        .apply(
+            &batch(vec![
+                (Create, service("abc111", "web", 0).wrap()),
+                (Create, service("abc222", "db", 0).wrap()),
+            ]),
+            1,
+        )
+        .unwrap();
+    assert_eq!(store.resolve::<Service>("abc111").unwrap().id(), "abc111");
+    assert_eq!(store.resolve::<Service>("db").unwrap().id(), "abc222");
+    assert_eq!(store.resolve::<Service>("abc2").unwrap().id(), "abc222");
+    assert!(matches!(
+        store.resolve::<Service>("abc"),
+        Err(LookupError::Ambiguous { count: 2, .. })
+    ));
+    assert!(matches!(
+        store.resolve::<Service>("zzz"),
+        Err(LookupError::NotFound { .. })
+    ));
+    assert!(store.resolve::<Service>("").is_err());
+}
+
+#[test]
+fn snapshot_round_trips() {
+    let mut store = ObjectStore::default();
+    store
+        .apply(
+            &batch(vec![
+                (Create, service("s1", "web", 0).wrap()),
+                (Create, task("t1").wrap()),
+            ]),
+            4,
+        )
+        .unwrap();
+    let restored = ObjectStore::from_snapshot(store.to_snapshot());
+    assert_eq!(restored.get::<Service>("s1"), store.get::<Service>("s1"));
+    assert_eq!(restored.get::<Task>("t1").unwrap().version(), 4);
+}
+
+#[test]
+fn malformed_batches_are_refused() {
+    let mut store = ObjectStore::default();
+    let empty_id = batch(vec![(Create, task("").wrap())]);
+    assert!(matches!(store.apply(&empty_id, 1), Err(ApplyError::Invalid(_))));
+    let no_object = StoreBatch {
+        actions: vec![StoreAction {
+            kind: 0,
+            object: None,
+        }],
+    };
+    assert!(matches!(store.apply(&no_object, 1), Err(ApplyError::Invalid(_))));
+}

@@ -1,0 +1,22 @@
+//! skiff's object model and gRPC services (generated from `proto/skiff.proto`), plus the two
+//! wire formats every node must agree on: object IDs and join tokens.
+//!
+//! This crate holds no behaviour beyond encoding: the API and the storage schema are one.
+
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+mod generated {
+    tonic::include_proto!("skiff.v1");
+}
+
+pub use generated::*;
+
+pub mod id;
+pub mod token;
+
+/// Largest gRPC message any skiff endpoint accepts or sends (Raft snapshots are chunked
+/// below this; everything else is far smaller).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The encoded `FileDescriptorSet` of `skiff.proto`, for printing messages as JSON with
+/// their field and enum names.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/skiff_descriptor.bin"));
