@@ -1,1 +1,278 @@
-//! Test harness: real `skiffd` processes on loopback addresses.
+//! Test harness: real `skiffd` processes, each on its own loopback address, driven through
+//! the `skiff` CLI exactly as a user would.
+//!
+//! Every cluster gets its own temporary directory, its own port and its own addresses, so
+//! tests run in parallel; dropping the [`Cluster`] kills every daemon it started (also when
+//! a test panics) and, if the test failed, prints every daemon's log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where cargo put the binaries under test.
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --bins` (or run `cargo test --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// A port no other cluster of this test process uses; distinct processes (test binaries)
+/// start from distinct bases derived from their PID.
+fn next_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 400) as u16 * 100;
+    base + NEXT.fetch_add(1, Ordering::Relaxed) % 100
+}
+
+/// One `skiffd` on its own loopback address.
+pub struct Host {
+    /// 1-based host number.
+    pub index: usize,
+    /// `127.x.y.z:port`, the cluster address.
+    pub addr: String,
+    data_dir: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Host {
+    /// The local socket, as `-H` takes it.
+    pub fn host_arg(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// The node's certificate directory (for `--tls-dir`).
+    pub fn certs_dir(&self) -> PathBuf {
+        self.data_dir.join("certs")
+    }
+
+    /// Whether the daemon process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// A set of hosts under one test.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    /// The hosts, index 0 is host 1.
+    pub hosts: Vec<Host>,
+}
+
+impl Cluster {
+    /// `n` hosts, each with a fresh data directory, none started yet. Addresses are taken
+    /// from 127.0.0.0/8 with a port unique to this cluster.
+    pub fn new(n: usize) -> Self {
+        let dir = tempfile::Builder::new().prefix("skiff-test-").tempdir().expect("temp dir");
+        let port = next_port();
+        // A per-cluster second octet keeps the addresses of parallel clusters apart too.
+        let octet = (port % 250) + 1;
+        let hosts = (1..=n)
+            .map(|i| {
+                let host_dir = dir.path().join(format!("host{i}"));
+                std::fs::create_dir_all(&host_dir).expect("host dir");
+                Host {
+                    index: i,
+                    addr: format!("127.{octet}.0.{}:{port}", i + 1),
+                    data_dir: host_dir.join("data"),
+                    socket: host_dir.join("skiffd.sock"),
+                    log: host_dir.join("skiffd.log"),
+                    child: None,
+                }
+            })
+            .collect();
+        Self { dir, hosts }
+    }
+
+    /// The host with 1-based number `i`.
+    pub fn host(&self, i: usize) -> &Host {
+        &self.hosts[i - 1]
+    }
+
+    /// Starts `skiffd` on host `i` and waits until its socket answers.
+    pub fn start(&mut self, i: usize) {
+        let host = &mut self.hosts[i - 1];
+        assert!(host.child.is_none(), "host {i} is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&host.log)
+            .expect("log file");
+        let child = Command::new(bin("skiffd"))
+            .arg("--data-dir")
+            .arg(&host.data_dir)
+            .arg("--socket")
+            .arg(&host.socket)
+            .arg("--listen-addr")
+            .arg(&host.addr)
+            .arg("--hostname")
+            .arg(format!("host{i}"))
+            .arg("--runtime")
+            .arg("process")
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start skiffd");
+        host.child = Some(child);
+        let socket = host.socket.clone();
+        wait_until(&format!("skiffd on host {i} to listen"), Duration::from_secs(20), || {
+            socket.exists().then_some(())
+        });
+    }
+
+    /// Starts every host.
+    pub fn start_all(&mut self) {
+        for i in 1..=self.hosts.len() {
+            self.start(i);
+        }
+    }
+
+    /// Kills host `i`'s daemon with SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.hosts[i - 1].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops host `i`'s daemon with SIGTERM and waits for it.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.hosts[i - 1].child.take() {
+            // SAFETY: signalling a child process we own by its PID.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs `skiff ARGS` against host `i`'s local socket.
+    pub fn skiff(&self, i: usize, args: &[&str]) -> Output {
+        self.skiff_with(&["-H", &self.host(i).host_arg()], args)
+    }
+
+    /// Runs `skiff` with connection arguments of the caller's choosing.
+    pub fn skiff_with(&self, conn: &[&str], args: &[&str]) -> Output {
+        Command::new(bin("skiff"))
+            .args(conn)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run skiff")
+    }
+
+    /// Runs `skiff ARGS` on host `i` and returns its stdout; panics with its stderr if it fails.
+    pub fn ok(&self, i: usize, args: &[&str]) -> String {
+        let out = self.skiff(i, args);
+        assert!(
+            out.status.success(),
+            "`skiff {}` on host {i} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `skiff ARGS` on host `i`, expects it to fail, and returns its stderr.
+    pub fn fails(&self, i: usize, args: &[&str]) -> String {
+        let out = self.skiff(i, args);
+        assert!(
+            !out.status.success(),
+            "`skiff {}` on host {i} should have failed but printed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `skiff ARGS` on host `i`, retried until it succeeds (a cluster settling after a fault).
+    pub fn eventually_ok(&self, i: usize, args: &[&str], within: Duration) -> String {
+        wait_until(&format!("`skiff {}` on host {i} to succeed", args.join(" ")), within, || {
+            let out = self.skiff(i, args);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+    }
+
+    /// The daemon log of host `i`.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.host(i).log).unwrap_or_default()
+    }
+
+    /// The temporary directory of this cluster.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `swarm init` on host 1 and `swarm join` of the others: the first `managers` hosts as
+    /// managers, the rest as workers. Starts every host first.
+    pub fn form(&mut self, managers: usize) {
+        self.start_all();
+        let addr = self.host(1).addr.clone();
+        self.ok(1, &["swarm", "init", "--advertise-addr", &addr]);
+        let manager_token = self.ok(1, &["swarm", "join-token", "-q", "manager"]).trim().to_owned();
+        let worker_token = self.ok(1, &["swarm", "join-token", "-q", "worker"]).trim().to_owned();
+        for i in 2..=self.hosts.len() {
+            let token = if i <= managers { &manager_token } else { &worker_token };
+            let own = self.host(i).addr.clone();
+            self.ok(i, &["swarm", "join", "--token", token, "--advertise-addr", &own, &addr]);
+        }
+    }
+
+    /// `node ls` from host `i` as JSON.
+    pub fn nodes(&self, i: usize) -> Vec<serde_json::Value> {
+        let out = self.ok(i, &["node", "ls", "--format", "json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("node ls JSON: {e}: {out}"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 1..=self.hosts.len() {
+            self.kill(i);
+        }
+        if std::thread::panicking() {
+            for host in &self.hosts {
+                eprintln!(
+                    "----- skiffd log of host {} ({}) -----\n{}",
+                    host.index,
+                    host.addr,
+                    std::fs::read_to_string(&host.log).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics after `within` saying what was awaited.
+pub fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

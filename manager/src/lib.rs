@@ -3,7 +3,16 @@
 //! Everything here runs inside `skiffd` on manager nodes; `worker` never imports this crate
 //! and talks to it only through the `proto` services.
 
+pub mod bootstrap;
 pub mod ca;
+pub mod certificates;
+pub mod controlapi;
+pub mod dispatcher;
+mod loops;
+pub mod manager;
 pub mod raft;
+pub mod status;
 pub mod store;
 pub mod transport;
+
+pub use manager::{Manager, ManagerSlot};

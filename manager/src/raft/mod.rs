@@ -2,9 +2,18 @@
 //! object store, the gRPC network between managers, and the node that ties them together.
 
 mod log_store;
+mod network;
+mod node;
+mod service;
 mod state_machine;
 mod types;
 
 pub use log_store::LogStore;
 pub use state_machine::{StateMachine, StoreHandle, WatchEvent};
 pub use types::{Command, CommandResult, LogId, StorageError, TypeConfig};
+pub use network::PeerHealth;
+pub use service::RaftService;
+pub use node::{was_forwarded, ProposeError, RaftNode, RaftSettings, QUORUM_TIMEOUT};
+
+/// Raft messages may carry many entries or a snapshot chunk: allow more than the default.
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

@@ -1,0 +1,75 @@
+//! `skiffd`: the skiff daemon. Runs in the foreground (systemd unit in `deploy/`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::daemon::{Daemon, DaemonOptions, SwarmService};
+
+/// The skiff daemon: joins a cluster, runs a manager or a worker, serves the local CLI.
+#[derive(Debug, Parser)]
+#[command(name = "skiffd", version)]
+struct Args {
+    /// Where the node keeps its state, certificates and (on managers) the Raft log.
+    #[arg(long, default_value = "/var/lib/skiff", env = "SKIFFD_DATA_DIR")]
+    data_dir: PathBuf,
+    /// The local API socket (root only).
+    #[arg(long, default_value = "/run/skiff/skiffd.sock", env = "SKIFFD_SOCKET")]
+    socket: PathBuf,
+    /// Cluster port address when `swarm init`/`swarm join` give none.
+    #[arg(long, default_value = "0.0.0.0:2377")]
+    listen_addr: String,
+    /// Address other nodes reach this node at, when `swarm init`/`swarm join` give none.
+    #[arg(long)]
+    advertise_addr: Option<String>,
+    /// Task runtime: process (host processes) or fake (no processes; scale tests).
+    #[arg(long, default_value = "process", value_parser = ["process", "fake"])]
+    runtime: String,
+    /// Hostname to report instead of the system's (several nodes on one machine).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    cli::tls::install_crypto_provider();
+    let daemon = Daemon::new(DaemonOptions {
+        data_dir: args.data_dir.clone(),
+        hostname: args.hostname.clone(),
+        runtime: args.runtime.clone(),
+        listen_addr: args.listen_addr.clone(),
+        advertise_addr: args.advertise_addr.clone(),
+        raft: Default::default(),
+    });
+    let local = cli::daemon::serve_local_socket(&args.socket, SwarmService::new(daemon.clone()), daemon.slot())
+        .context("cannot serve the local API")?;
+    tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "skiffd started");
+    daemon.resume().await;
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    daemon.shutdown().await;
+    local.stop().await;
+    let _ = std::fs::remove_file(&args.socket);
+    Ok(())
+}

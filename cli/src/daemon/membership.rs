@@ -1,0 +1,283 @@
+//! A node's live membership in a cluster: its credentials, cluster port, session with the
+//! leader and, on managers, the manager. Built by `init`, `join` or a restart; torn down by
+//! `leave`. Role changes the cluster asks for (promote, demote) happen here too.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use manager::raft::RaftNode;
+use manager::Manager;
+use proto::ca_client::CaClient;
+use proto::raft_client::RaftClient;
+use proto::{JoinRaftRequest, NodeRole, RenewNodeCertificateRequest};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use worker::session::{self, SessionConfig, SessionEvent};
+
+use super::server::{serve_cluster_port, Running};
+use super::state::NodeState;
+use super::Daemon;
+use crate::tls::{self, NodeCredentials, ReloadableIdentity, TlsConnector};
+
+/// Everything a node runs while it is in a cluster.
+pub struct Membership {
+    state: NodeState,
+    identity: ReloadableIdentity,
+    connector: Arc<TlsConnector>,
+    cluster_port: Option<Running>,
+    session_stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The leader's address, as the session last found it.
+    leader: Arc<Mutex<Option<String>>>,
+}
+
+impl Membership {
+    /// The persisted state.
+    pub fn state(&self) -> &NodeState {
+        &self.state
+    }
+
+    /// The connector that dials other nodes with this node's certificate.
+    pub fn connector(&self) -> &Arc<TlsConnector> {
+        &self.connector
+    }
+
+    /// The leader's address if known, else any manager's.
+    pub fn manager_addr(&self) -> Option<String> {
+        let leader = self.leader.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        leader.or_else(|| self.state.managers.first().cloned())
+    }
+
+    /// Starts everything for a saved (or freshly made) state. A manager's Raft member is
+    /// opened as it is on disk: a new one waits to be initialised or added by the leader.
+    pub async fn start(daemon: &Arc<Daemon>, state: NodeState, creds: &NodeCredentials) -> anyhow::Result<(Self, Option<Arc<Manager>>)> {
+        let identity = ReloadableIdentity::new(creds).context("the node certificate cannot be loaded")?;
+        let connector = Arc::new(
+            TlsConnector::new(&creds.root_ca_pem, identity.clone()).context("cannot set up TLS")?,
+        );
+        let listen: SocketAddr = state
+            .listen_addr
+            .parse()
+            .with_context(|| format!("invalid listen address {}", state.listen_addr))?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}: is another skiffd or program using the port?"))?;
+        let server_tls = tls::server_config(&creds.root_ca_pem, identity.clone()).context("cannot set up TLS")?;
+        let cluster_port = serve_cluster_port(listener, server_tls, daemon.slot());
+        let mut membership = Self {
+            state,
+            identity,
+            connector,
+            cluster_port: Some(cluster_port),
+            session_stop: watch::channel(false).0,
+            tasks: Vec::new(),
+            leader: Arc::new(Mutex::new(None)),
+        };
+        let manager = if membership.state.manager {
+            match membership.start_manager(daemon).await {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    membership.stop(&daemon.slot).await;
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        membership.start_session(daemon);
+        membership
+            .tasks
+            .push(tokio::spawn(super::renewal::run(daemon.clone())));
+        Ok((membership, manager))
+    }
+
+    /// Rejoins after a restart.
+    pub async fn resume(daemon: &Arc<Daemon>, state: NodeState) -> anyhow::Result<Self> {
+        let creds = NodeCredentials::load(&daemon.data.certs())
+            .context("the node's certificates are missing or unreadable")?;
+        Ok(Self::start(daemon, state, &creds).await?.0)
+    }
+
+    async fn start_manager(&self, daemon: &Arc<Daemon>) -> anyhow::Result<Arc<Manager>> {
+        let raft = RaftNode::open(
+            &daemon.data.raft(),
+            self.state.raft_id,
+            &daemon.opts.raft,
+            self.connector.clone(),
+        )
+        .await
+        .map_err(|e| anyhow!(e))?;
+        let manager = Manager::start(self.state.node_id.clone(), self.state.advertise_addr.clone(), raft);
+        daemon.slot.set(Some(manager.clone()));
+        Ok(manager)
+    }
+
+    fn start_session(&mut self, daemon: &Arc<Daemon>) {
+        let (stop, stop_rx) = watch::channel(false);
+        self.session_stop = stop;
+        let (tx, mut rx) = mpsc::channel(16);
+        let connector = self.connector.clone();
+        let config = SessionConfig {
+            addr: self.state.advertise_addr.clone(),
+            description: super::host::describe(daemon.opts.hostname.as_deref(), &daemon.opts.runtime),
+            managers: self.state.managers.clone(),
+        };
+        let dial: worker::Dialer = Arc::new(move |addr: &str| {
+            use manager::transport::Connector;
+            connector.channel(addr)
+        });
+        self.tasks.push(tokio::spawn(session::run(config, dial, tx, stop_rx)));
+        let daemon = daemon.clone();
+        let leader = self.leader.clone();
+        self.tasks.push(tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if let SessionEvent::Connected { leader_addr } = &event {
+                    *leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(leader_addr.clone());
+                }
+                if let Err(e) = on_session_event(&daemon, event).await {
+                    tracing::warn!("{e:#}");
+                }
+            }
+        }));
+    }
+
+    /// Stops the session, the manager and the cluster port.
+    pub async fn stop(mut self, slot: &manager::ManagerSlot) {
+        let _ = self.session_stop.send(true);
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if let Some(m) = slot.set(None) {
+            m.stop().await;
+        }
+        if let Some(port) = self.cluster_port.take() {
+            port.stop().await;
+        }
+    }
+
+    /// Asks a manager for a new certificate for this node's current role in the cluster, and
+    /// starts using it. Returns the role the certificate carries.
+    pub async fn renew_certificate(&self, daemon: &Daemon) -> anyhow::Result<NodeRole> {
+        let addr = self
+            .manager_addr()
+            .ok_or_else(|| anyhow!("no manager is known to renew the certificate with"))?;
+        let (key_pem, csr_pem) = tls::generate_key_and_csr()?;
+        use manager::transport::Connector;
+        let reply = CaClient::new(self.connector.channel(&addr))
+            .renew_node_certificate(RenewNodeCertificateRequest { csr_pem })
+            .await
+            .map_err(|s| anyhow!("{}", s.message()))
+            .context("cannot renew the node certificate")?
+            .into_inner();
+        let old = NodeCredentials::load(&daemon.data.certs())?;
+        let creds = NodeCredentials {
+            root_ca_pem: old.root_ca_pem,
+            cert_pem: reply.cert_pem,
+            key_pem,
+        };
+        creds.save(&daemon.data.certs())?;
+        self.identity.replace(&creds)?;
+        Ok(NodeRole::try_from(reply.role).unwrap_or(NodeRole::Worker))
+    }
+
+    /// Turns this node into a manager: a manager certificate, a fresh Raft member, and a
+    /// request to the leader to add it.
+    async fn become_manager(&mut self, daemon: &Arc<Daemon>) -> anyhow::Result<()> {
+        if self.renew_certificate(daemon).await? != NodeRole::Manager {
+            bail!("the cluster did not issue a manager certificate; the promotion may have been undone");
+        }
+        let _ = std::fs::remove_dir_all(daemon.data.raft());
+        self.state.raft_id = new_raft_id();
+        self.state.manager = true;
+        self.start_manager(daemon).await?;
+        let remote = self
+            .manager_addr()
+            .ok_or_else(|| anyhow!("no manager is known to join Raft through"))?;
+        join_raft(&self.connector, &remote, &self.state).await?;
+        daemon.data.save(&self.state)?;
+        tracing::info!("promoted: this node is now a manager");
+        Ok(())
+    }
+
+    /// Turns this node back into a worker: stops the manager and forgets its Raft data.
+    async fn become_worker(&mut self, daemon: &Arc<Daemon>) -> anyhow::Result<()> {
+        if let Some(m) = daemon.slot.set(None) {
+            m.stop().await;
+        }
+        self.state.manager = false;
+        self.state.raft_id = 0;
+        daemon.data.save(&self.state)?;
+        let _ = std::fs::remove_dir_all(daemon.data.raft());
+        // The leader is another manager now; renewal may take a moment while it removes us.
+        for attempt in 0..20 {
+            match self.renew_certificate(daemon).await {
+                Ok(_) => break,
+                Err(e) if attempt == 19 => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+        tracing::info!("demoted: this node is now a worker");
+        Ok(())
+    }
+}
+
+/// A random, non-zero Raft member ID.
+pub fn new_raft_id() -> u64 {
+    rand::random::<u64>().max(1)
+}
+
+/// Asks the manager at `remote` to add this node to Raft; followers forward to the leader.
+pub async fn join_raft(connector: &Arc<TlsConnector>, remote: &str, state: &NodeState) -> anyhow::Result<()> {
+    use manager::transport::Connector;
+    let request = JoinRaftRequest {
+        node_id: state.node_id.clone(),
+        raft_id: state.raft_id,
+        addr: state.advertise_addr.clone(),
+    };
+    let mut last = None;
+    for _ in 0..40 {
+        match RaftClient::new(connector.channel(remote)).join(request.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                last = Some(s.message().to_owned());
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(s) => bail!("cannot join the managers' Raft group: {}", s.message()),
+        }
+    }
+    bail!(
+        "cannot join the managers' Raft group: {}",
+        last.unwrap_or_else(|| "no answer".into())
+    )
+}
+
+async fn on_session_event(daemon: &Arc<Daemon>, event: SessionEvent) -> anyhow::Result<()> {
+    let mut guard = daemon.membership.lock().await;
+    let Some(membership) = guard.as_mut() else {
+        return Ok(());
+    };
+    match event {
+        SessionEvent::Connected { .. } => {}
+        SessionEvent::Managers(peers) => {
+            let addrs: Vec<String> = peers.into_iter().map(|p| p.addr).collect();
+            if addrs != membership.state.managers {
+                membership.state.managers = addrs;
+                daemon.data.save(&membership.state)?;
+            }
+        }
+        SessionEvent::DesiredRole(NodeRole::Manager) if !membership.state.manager => {
+            membership.become_manager(daemon).await?;
+        }
+        SessionEvent::DesiredRole(NodeRole::Worker) if membership.state.manager => {
+            membership.become_worker(daemon).await?;
+        }
+        SessionEvent::DesiredRole(_) => {}
+        SessionEvent::Removed => {
+            tracing::warn!("this node was removed from the cluster; run `skiff swarm leave --force` and join again");
+        }
+    }
+    Ok(())
+}

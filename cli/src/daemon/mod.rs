@@ -1,0 +1,104 @@
+//! `skiffd`: the composition root. It owns the node's membership in a cluster (data dir,
+//! certificates, cluster port, session with the leader) and, on managers, the manager.
+//!
+//! A daemon starts outside any cluster and waits for `swarm init` or `swarm join` on its
+//! local socket; with a saved state it rejoins its cluster by itself.
+
+mod host;
+mod membership;
+mod renewal;
+mod server;
+mod state;
+mod swarm;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use manager::raft::RaftSettings;
+use manager::ManagerSlot;
+use tokio::sync::Mutex;
+
+pub use host::DEFAULT_PORT;
+pub use server::{serve_local_socket, Running};
+pub use swarm::SwarmService;
+
+use membership::Membership;
+use state::DataDir;
+
+/// How the daemon was started.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Where the node keeps its state.
+    pub data_dir: PathBuf,
+    /// Overrides the reported hostname (several test hosts on one machine).
+    pub hostname: Option<String>,
+    /// The task runtime backend.
+    pub runtime: String,
+    /// Cluster port listen address when `swarm init`/`join` give none.
+    pub listen_addr: String,
+    /// Advertise address when `swarm init`/`join` give none.
+    pub advertise_addr: Option<String>,
+    /// Raft timing.
+    pub raft: RaftSettings,
+}
+
+/// The daemon's state, shared by its RPC handlers and background tasks.
+pub struct Daemon {
+    opts: DaemonOptions,
+    data: DataDir,
+    slot: Arc<ManagerSlot>,
+    /// Serialises init, join, leave and role changes.
+    membership: Mutex<Option<Membership>>,
+    /// Why resuming the saved membership failed, for `skiff swarm inspect`/`info`.
+    error: std::sync::Mutex<Option<String>>,
+}
+
+impl Daemon {
+    /// A daemon; call [`Daemon::resume`] to rejoin a saved cluster.
+    pub fn new(opts: DaemonOptions) -> Arc<Self> {
+        Arc::new(Self {
+            data: DataDir::new(&opts.data_dir),
+            opts,
+            slot: Arc::new(ManagerSlot::default()),
+            membership: Mutex::new(None),
+            error: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The manager slot every service reads.
+    pub fn slot(&self) -> Arc<ManagerSlot> {
+        self.slot.clone()
+    }
+
+    /// Rejoins the cluster saved in the data directory, if any.
+    pub async fn resume(self: &Arc<Self>) {
+        let saved = match self.data.load() {
+            Ok(saved) => saved,
+            Err(e) => return self.record_error(format!("{e:#}")),
+        };
+        let Some(state) = saved else {
+            tracing::info!("not part of a cluster; waiting for `skiff swarm init` or `skiff swarm join`");
+            return;
+        };
+        let mut guard = self.membership.lock().await;
+        match Membership::resume(self, state).await {
+            Ok(m) => {
+                tracing::info!(node = %m.state().node_id, manager = m.state().manager, "rejoined the cluster");
+                *guard = Some(m);
+            }
+            Err(e) => self.record_error(format!("cannot rejoin the cluster: {e:#}")),
+        }
+    }
+
+    fn record_error(&self, message: String) {
+        tracing::error!("{message}");
+        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+    }
+
+    /// Stops everything (the cluster state stays on disk).
+    pub async fn shutdown(&self) {
+        if let Some(m) = self.membership.lock().await.take() {
+            m.stop(&self.slot).await;
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The two gRPC endpoints of `skiffd`: the cluster port (mutual TLS, every node) and the
+//! local unix socket (root-only, for the CLI on the host).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use manager::ca::identity::{local_caller, tls_caller};
+use manager::certificates::CaService;
+use manager::controlapi::ControlService;
+use manager::dispatcher::DispatcherService;
+use manager::raft::{RaftService, MAX_RAFT_MESSAGE_BYTES};
+use manager::ManagerSlot;
+use proto::ca_server::CaServer;
+use proto::control_server::ControlServer;
+use proto::dispatcher_server::DispatcherServer;
+use proto::raft_server::RaftServer;
+use proto::swarm_server::{Swarm, SwarmServer};
+use proto::MAX_MESSAGE_BYTES;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+
+/// A running server and the switch that stops it.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight calls finish, and waits.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Serves Control, Ca, Raft and Dispatcher on the cluster port. Callers are identified by
+/// their certificate; each service checks what the caller may do.
+pub fn serve_cluster_port(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    slot: Arc<ManagerSlot>,
+) -> Running {
+    let (stop, rx) = watch::channel(false);
+    let router = Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .add_service(InterceptedService::new(
+            ControlServer::new(ControlService::new(slot.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            tls_caller,
+        ))
+        .add_service(InterceptedService::new(
+            CaServer::new(CaService::new(slot.clone())),
+            tls_caller,
+        ))
+        .add_service(InterceptedService::new(
+            RaftServer::new(RaftService::new(slot.clone()))
+                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
+            tls_caller,
+        ))
+        .add_service(InterceptedService::new(
+            DispatcherServer::new(DispatcherService::new(slot)),
+            tls_caller,
+        ));
+    let incoming = crate::tls::tls_incoming(listener, tls);
+    let task = tokio::spawn(async move {
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped(rx)).await {
+            tracing::error!(error = %e, "the cluster port stopped");
+        }
+    });
+    Running { stop, task }
+}
+
+/// Serves the local API on a unix socket only root can open.
+pub fn serve_local_socket<S: Swarm>(
+    path: &Path,
+    swarm: S,
+    slot: Arc<ManagerSlot>,
+) -> anyhow::Result<Running> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove the stale socket {}", path.display())),
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {} to root", path.display()))?;
+    let (stop, rx) = watch::channel(false);
+    let router = Server::builder()
+        .add_service(InterceptedService::new(SwarmServer::new(swarm), local_caller))
+        .add_service(InterceptedService::new(
+            ControlServer::new(ControlService::new(slot))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            local_caller,
+        ));
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let task = tokio::spawn(async move {
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped(rx)).await {
+            tracing::error!(error = %e, "the local socket stopped");
+        }
+    });
+    Ok(Running { stop, task })
+}

@@ -1,0 +1,780 @@
+//! Runs the built `skiff` binary on bad input and on unreachable daemons: it must fail with
+//! a non-zero exit code and one clear sentence on stderr, never a raw gRPC status.
+
+use std::process::{Command, Output};
+
+fn skiff(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(args)
+        .env_remove("SKIFF_HOST")
+        .env_remove("SKIFF_TLS_DIR")
+        .output()
+        .expect("run skiff")
+}
+
+/// Asserts failure with exactly one line on stderr, `Error: ...`, without gRPC noise, and
+/// returns that line.
+fn fails_with_one_sentence(args: &[&str]) -> String {
+    let out = skiff(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "skiff {args:?} succeeded; stderr: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "skiff {args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "skiff {args:?}: not one line: {stderr:?}");
+    let line = lines[0];
+    assert!(line.starts_with("Error: "), "{line}");
+    for noise in ["status:", "code:", "Status {", "tonic", "transport error"] {
+        assert!(!line.contains(noise), "skiff {args:?}: {line}");
+    }
+    assert!(out.stdout.is_empty(), "skiff {args:?} printed to stdout");
+    line.to_string()
+}
+
+#[test]
+fn bad_host_scheme() {
+    let line = fails_with_one_sentence(&["-H", "http://10.0.0.1:2377", "node", "ls"]);
+    assert_eq!(
+        line,
+        "Error: invalid host \"http://10.0.0.1:2377\": use unix:///path/to/skiffd.sock or tcp://HOST[:PORT]"
+    );
+}
+
+#[test]
+fn bad_host_from_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["swarm", "inspect"])
+        .env("SKIFF_HOST", "tcp://host:notaport")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid port \"notaport\""), "{stderr}");
+}
+
+#[test]
+fn missing_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("skiffd.sock");
+    let host = format!("unix://{}", sock.display());
+    let line = fails_with_one_sentence(&["-H", &host, "node", "ls"]);
+    assert_eq!(
+        line,
+        format!("Error: cannot reach skiffd at {host}: no such socket; is skiffd running? (start it with `skiffd` or `systemctl start skiffd`)")
+    );
+}
+
+#[test]
+fn socket_without_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("skiffd.sock");
+    // Bind and drop: the socket file stays, nothing listens.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let host = format!("unix://{}", sock.display());
+    let line = fails_with_one_sentence(&["-H", &host, "swarm", "inspect"]);
+    assert!(
+        line.contains("nothing is listening on the socket; is skiffd running?"),
+        "{line}"
+    );
+}
+
+#[test]
+fn tcp_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("no-certs");
+    let line = fails_with_one_sentence(&[
+        "-H",
+        "tcp://127.0.0.1:1",
+        "--tls-dir",
+        tls.to_str().unwrap(),
+        "node",
+        "ls",
+    ]);
+    assert!(line.contains("--tls-dir"), "{line}");
+}
+
+#[test]
+fn bad_duration() {
+    // Validation happens before connecting: no daemon needed.
+    let line = fails_with_one_sentence(&[
+        "-H",
+        "unix:///nonexistent/skiffd.sock",
+        "swarm",
+        "update",
+        "--heartbeat-period",
+        "abc",
+    ]);
+    assert_eq!(
+        line,
+        "Error: invalid duration \"abc\" for --heartbeat-period: use a form like 5s or 1m30s"
+    );
+    let line = fails_with_one_sentence(&["swarm", "update", "--cert-expiry", "90 parsecs"]);
+    assert!(line.contains("for --cert-expiry"), "{line}");
+}
+
+#[test]
+fn bad_availability() {
+    let line = fails_with_one_sentence(&[
+        "-H",
+        "unix:///nonexistent/skiffd.sock",
+        "node",
+        "update",
+        "--availability",
+        "sleepy",
+        "node-1",
+    ]);
+    assert_eq!(
+        line,
+        "Error: invalid availability \"sleepy\": use one of active, pause, drain"
+    );
+}
+
+#[test]
+fn bad_local_input() {
+    let cases: &[&[&str]] = &[
+        &["node", "update", "--label-add", "=v", "n1"],
+        &["node", "ls", "--filter", "role=boss"],
+        &["node", "ls", "--format", "{{.ID}}"],
+        &["swarm", "join", "--token", "nope", "10.0.0.1"],
+        &["swarm", "join-token", "boss"],
+        &["swarm", "init", "--advertise-addr", "10.0.0.1:99999"],
+        &["swarm", "init", "--default-addr-pool", "10.0.0.0"],
+    ];
+    for args in cases {
+        let mut full = vec!["-H", "unix:///nonexistent/skiffd.sock"];
+        full.extend_from_slice(args);
+        let line = fails_with_one_sentence(&full);
+        assert!(!line.contains("cannot reach"), "{args:?}: {line}");
+    }
+}
+
+#[test]
+fn join_validates_the_manager_address() {
+    let token = format!("SKTKN-1-{}-{}", "a".repeat(64), "b".repeat(25));
+    let line = fails_with_one_sentence(&[
+        "-H",
+        "unix:///nonexistent/skiffd.sock",
+        "swarm",
+        "join",
+        "--token",
+        &token,
+        "10.0.0.1:port",
+    ]);
+    assert!(
+        line.starts_with("Error: invalid manager address \"10.0.0.1:port\""),
+        "{line}"
+    );
+}
+
+#[test]
+fn version_without_daemon() {
+    let out = skiff(&["-H", "unix:///nonexistent/skiffd.sock", "version"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("Client:\n Version:"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("Error: cannot reach skiffd"), "{stderr}");
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = skiff(&["--help"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["swarm", "node", "version"] {
+        assert!(stdout.contains(cmd), "{stdout}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Against a fake daemon on a unix socket
+// ---------------------------------------------------------------------------------------
+
+mod fake {
+    //! A stand-in daemon serving the Swarm and Control methods the CLI uses, routed by
+    //! method name (so new RPCs in the proto need no change here), recording what it got.
+
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::path::{Path, PathBuf};
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use proto::*;
+    use tonic::body::Body;
+    use tonic::Status;
+
+    pub const SELF_ID: &str = "selfnode00000000000000001";
+    pub const WORKER_ID: &str = "workernode000000000000002";
+    pub const OTHER_ID: &str = "othermanager0000000000003";
+
+    #[derive(Default)]
+    pub struct State {
+        /// `Method request-debug` of every call.
+        pub calls: Mutex<Vec<String>>,
+    }
+
+    impl State {
+        pub fn calls(&self, method: &str) -> Vec<String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.starts_with(&format!("{method} ")))
+                .cloned()
+                .collect()
+        }
+    }
+
+    fn node(id: &str, host: &str, manager: Option<(bool, Reachability)>) -> Node {
+        let role = if manager.is_some() {
+            NodeRole::Manager
+        } else {
+            NodeRole::Worker
+        };
+        Node {
+            meta: Some(Meta {
+                id: id.into(),
+                version: 7,
+                created_at: 1_700_000_000_000,
+                updated_at: 0,
+            }),
+            spec: Some(NodeSpec {
+                labels: Default::default(),
+                desired_role: role as i32,
+                availability: NodeAvailability::Active as i32,
+            }),
+            description: Some(NodeDescription {
+                hostname: host.into(),
+                engine_version: "0.1.0".into(),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: NodeState::Ready as i32,
+                addr: "10.0.0.9".into(),
+                ..Default::default()
+            }),
+            manager_status: manager.map(|(leader, r)| ManagerStatus {
+                raft_id: 1,
+                addr: "10.0.0.1:2377".into(),
+                leader,
+                reachability: r as i32,
+            }),
+            role: role as i32,
+            certificate: None,
+        }
+    }
+
+    pub fn nodes() -> Vec<Node> {
+        vec![
+            node(WORKER_ID, "worker-1", None),
+            node(SELF_ID, "manager-1", Some((true, Reachability::Reachable))),
+            node(
+                OTHER_ID,
+                "manager-2",
+                Some((false, Reachability::Unreachable)),
+            ),
+        ]
+    }
+
+    fn cluster(worker_token: &str) -> Cluster {
+        Cluster {
+            meta: Some(Meta {
+                id: "cluster0000000000000000001".into(),
+                version: 42,
+                ..Default::default()
+            }),
+            spec: Some(ClusterSpec {
+                name: "default".into(),
+                orchestration: Some(OrchestrationConfig {
+                    task_history_retention_limit: 5,
+                }),
+                ..Default::default()
+            }),
+            join_tokens: Some(JoinTokens {
+                worker: worker_token.into(),
+                manager: "SKTKN-MANAGER".into(),
+            }),
+            root_ca: Some(RootCa {
+                cert_pem: "CERT".into(),
+                key_pem: "-----BEGIN PRIVATE KEY----- leaked".into(),
+                digest: "abc".into(),
+            }),
+        }
+    }
+
+    fn find(name: &str) -> Result<Node, Status> {
+        nodes()
+            .into_iter()
+            .find(|n| {
+                let id = &n.meta.as_ref().unwrap().id;
+                id.starts_with(name) || n.description.as_ref().unwrap().hostname == name
+            })
+            .ok_or_else(|| Status::not_found(format!("no such node: {name}")))
+    }
+
+    type Reply = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+    /// Decodes one unary request, records it, answers with `f`.
+    async fn unary<Req, Resp>(
+        state: Arc<State>,
+        method: String,
+        req: http::Request<Body>,
+        f: impl FnOnce(Req) -> Result<Resp, Status> + Send + 'static,
+    ) -> http::Response<Body>
+    where
+        Req: prost::Message + Default + std::fmt::Debug + Send + 'static,
+        Resp: prost::Message + Send + 'static,
+    {
+        let f = Mutex::new(Some(f));
+        let svc = tower::service_fn(move |r: tonic::Request<Req>| {
+            let r = r.into_inner();
+            state.calls.lock().unwrap().push(format!("{method} {r:?}"));
+            let f = f.lock().unwrap().take().expect("one call");
+            std::future::ready(f(r).map(tonic::Response::new))
+        });
+        tonic::server::Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default())
+            .unary(svc, req)
+            .await
+    }
+
+    fn answer(state: Arc<State>, req: http::Request<Body>) -> Reply {
+        Box::pin(async move {
+            let method = req
+                .uri()
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let s = state.clone();
+            let m = method.clone();
+            let resp = match method.as_str() {
+                "Info" => {
+                    unary(s, m, req, |_: InfoRequest| {
+                        Ok(InfoResponse {
+                            state: LocalNodeState::Active as i32,
+                            node_id: SELF_ID.into(),
+                            advertise_addr: "10.0.0.1:2377".into(),
+                            version: "9.9.9".into(),
+                            role: NodeRole::Manager as i32,
+                            ..Default::default()
+                        })
+                    })
+                    .await
+                }
+                "Init" => {
+                    unary(s, m, req, |_: InitRequest| {
+                        Ok(InitResponse {
+                            node_id: SELF_ID.into(),
+                            cluster_id: "c".into(),
+                            worker_token: "SKTKN-WORKER".into(),
+                            manager_token: "SKTKN-MANAGER".into(),
+                            advertise_addr: "10.0.0.1:2377".into(),
+                        })
+                    })
+                    .await
+                }
+                "Join" => {
+                    unary(s, m, req, |_: JoinRequest| {
+                        Ok(JoinResponse {
+                            node_id: WORKER_ID.into(),
+                            role: NodeRole::Manager as i32,
+                        })
+                    })
+                    .await
+                }
+                "Leave" => {
+                    unary(s, m, req, |r: LeaveRequest| {
+                        if r.force {
+                            Ok(LeaveResponse {})
+                        } else {
+                            Err(Status::failed_precondition(
+                                "this node is the last manager; leaving would lose the cluster state. Use --force to leave anyway",
+                            ))
+                        }
+                    })
+                    .await
+                }
+                "GetCluster" => {
+                    unary(s, m, req, |_: GetClusterRequest| {
+                        Ok(GetClusterResponse {
+                            cluster: Some(cluster("SKTKN-WORKER")),
+                        })
+                    })
+                    .await
+                }
+                "UpdateCluster" => {
+                    unary(s, m, req, |r: UpdateClusterRequest| {
+                        if r.version != 42 {
+                            return Err(Status::aborted("the cluster changed meanwhile; retry"));
+                        }
+                        let token = if r.rotate_worker_token {
+                            "SKTKN-ROTATED"
+                        } else {
+                            "SKTKN-WORKER"
+                        };
+                        Ok(UpdateClusterResponse {
+                            cluster: Some(cluster(token)),
+                        })
+                    })
+                    .await
+                }
+                "ListNodes" => {
+                    unary(s, m, req, |_: ListNodesRequest| {
+                        Ok(ListNodesResponse { nodes: nodes() })
+                    })
+                    .await
+                }
+                "GetNode" => {
+                    unary(s, m, req, |r: GetNodeRequest| {
+                        find(&r.node).map(|n| GetNodeResponse { node: Some(n) })
+                    })
+                    .await
+                }
+                "UpdateNode" => {
+                    unary(s, m, req, |r: UpdateNodeRequest| {
+                        let mut n = find(&r.node)?;
+                        let spec = r.spec.unwrap_or_default();
+                        if r.node == SELF_ID && spec.desired_role() == NodeRole::Worker {
+                            return Err(Status::failed_precondition(
+                                "cannot demote manager-1: it is the leader and the only reachable manager; promote another node first",
+                            ));
+                        }
+                        n.spec = Some(spec);
+                        Ok(UpdateNodeResponse { node: Some(n) })
+                    })
+                    .await
+                }
+                "RemoveNode" => {
+                    unary(s, m, req, |r: RemoveNodeRequest| {
+                        find(&r.node).map(|_| RemoveNodeResponse {})
+                    })
+                    .await
+                }
+                _ => Status::unimplemented("").into_http(),
+            };
+            Ok(resp)
+        })
+    }
+
+    macro_rules! service {
+        ($name:ident, $full:literal) => {
+            #[derive(Clone)]
+            pub struct $name(pub Arc<State>);
+            impl tonic::server::NamedService for $name {
+                const NAME: &'static str = $full;
+            }
+            impl tower::Service<http::Request<Body>> for $name {
+                type Response = http::Response<Body>;
+                type Error = Infallible;
+                type Future = Reply;
+                fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+                    Poll::Ready(Ok(()))
+                }
+                fn call(&mut self, req: http::Request<Body>) -> Reply {
+                    answer(self.0.clone(), req)
+                }
+            }
+        };
+    }
+
+    service!(SwarmSvc, "skiff.v1.Swarm");
+    service!(ControlSvc, "skiff.v1.Control");
+
+    /// A running fake daemon; stops when dropped.
+    pub struct Daemon {
+        pub state: Arc<State>,
+        pub host: String,
+        _dir: tempfile::TempDir,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    impl Daemon {
+        pub fn start() -> Daemon {
+            let dir = tempfile::tempdir().unwrap();
+            let sock: PathBuf = dir.path().join("skiffd.sock");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let state = Arc::new(State::default());
+            let listener = rt
+                .block_on(async { tokio::net::UnixListener::bind(&sock) })
+                .unwrap();
+            let (s1, s2) = (state.clone(), state.clone());
+            rt.spawn(async move {
+                tonic::transport::Server::builder()
+                    .add_service(SwarmSvc(s1))
+                    .add_service(ControlSvc(s2))
+                    .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
+                    .await
+                    .unwrap();
+            });
+            Daemon {
+                state,
+                host: format!("unix://{}", Path::new(&sock).display()),
+                _dir: dir,
+                _rt: rt,
+            }
+        }
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(daemon: &fake::Daemon, args: &[&str]) -> Run {
+    let mut full = vec!["-H", daemon.host.as_str()];
+    full.extend_from_slice(args);
+    let out = skiff(&full);
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(daemon: &fake::Daemon, args: &[&str]) -> String {
+    let r = run(daemon, args);
+    assert_eq!(r.code, Some(0), "skiff {args:?}: {}", r.stderr);
+    assert!(r.stderr.is_empty(), "skiff {args:?}: {}", r.stderr);
+    r.stdout
+}
+
+#[test]
+fn node_ls_against_a_daemon() {
+    let d = fake::Daemon::start();
+    let table = ok(&d, &["node", "ls"]);
+    assert_eq!(
+        table,
+        format!(
+            "ID                            HOSTNAME    STATUS   AVAILABILITY   MANAGER STATUS   VERSION\n\
+             {} *   manager-1   Ready    Active         Leader           0.1.0\n\
+             {}     manager-2   Ready    Active         Unreachable      0.1.0\n\
+             {}     worker-1    Ready    Active                          0.1.0\n",
+            fake::SELF_ID,
+            fake::OTHER_ID,
+            fake::WORKER_ID
+        )
+    );
+    assert_eq!(
+        ok(&d, &["node", "ls", "-q"]),
+        format!(
+            "{}\n{}\n{}\n",
+            fake::SELF_ID,
+            fake::OTHER_ID,
+            fake::WORKER_ID
+        )
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["node", "ls", "--format", "json"])).unwrap();
+    let arr = json.as_array().unwrap();
+    assert_eq!(arr.len(), 3);
+    assert_eq!(arr[0]["spec"]["desired_role"], "NODE_ROLE_MANAGER");
+    assert_eq!(arr[2]["spec"]["availability"], "NODE_AVAILABILITY_ACTIVE");
+    // The filters reach the daemon.
+    ok(
+        &d,
+        &[
+            "node",
+            "ls",
+            "--filter",
+            "role=manager",
+            "-f",
+            "name=manager-1",
+        ],
+    );
+    let calls = d.state.calls("ListNodes");
+    assert!(
+        calls
+            .last()
+            .unwrap()
+            .contains("roles: [\"manager\"], names: [\"manager-1\"]"),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn node_inspect_against_a_daemon() {
+    let d = fake::Daemon::start();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["node", "inspect", "manager-1", "worker-1"])).unwrap();
+    assert_eq!(json[0]["meta"]["id"], fake::SELF_ID);
+    assert_eq!(json[1]["role"], "NODE_ROLE_WORKER");
+    let pretty = ok(&d, &["node", "inspect", "--pretty", "self"]);
+    assert!(pretty.contains("Hostname:\t\tmanager-1\n"), "{pretty}");
+    assert!(pretty.contains(" Leader:\t\tYes\n"), "{pretty}");
+    // One missing node: the others are still printed, the error is one line, exit 1.
+    let r = run(&d, &["node", "inspect", "worker-1", "ghost"]);
+    assert_eq!(r.code, Some(1));
+    assert_eq!(r.stderr, "Error: no such node: ghost\n");
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn promote_demote_update_rm_against_a_daemon() {
+    let d = fake::Daemon::start();
+    assert_eq!(
+        ok(&d, &["node", "promote", "worker-1"]),
+        "Node worker-1 promoted to a manager in the swarm.\n"
+    );
+    let update = d.state.calls("UpdateNode").pop().unwrap();
+    assert!(
+        update.contains(&format!("node: \"{}\"", fake::WORKER_ID)),
+        "{update}"
+    );
+    assert!(update.contains("version: 7"), "{update}");
+    assert!(update.contains("desired_role: Manager"), "{update}");
+    assert_eq!(
+        ok(&d, &["node", "promote", "manager-2"]),
+        "Node manager-2 is already a manager.\n"
+    );
+    assert_eq!(
+        ok(&d, &["node", "demote", "manager-2"]),
+        "Manager manager-2 demoted in the swarm.\n"
+    );
+    // The daemon refuses: its sentence is printed as is.
+    let r = run(&d, &["node", "demote", "manager-1"]);
+    assert_eq!(r.code, Some(1));
+    assert_eq!(
+        r.stderr,
+        "Error: cannot demote manager-1: it is the leader and the only reachable manager; promote another node first\n"
+    );
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "node",
+                "update",
+                "--availability",
+                "drain",
+                "--label-add",
+                "zone=east",
+                "worker-1"
+            ]
+        ),
+        "worker-1\n"
+    );
+    let update = d.state.calls("UpdateNode").pop().unwrap();
+    assert!(update.contains("availability: Drain"), "{update}");
+    assert!(update.contains("\"zone\": \"east\""), "{update}");
+    let r = run(&d, &["node", "update", "--label-rm", "nope", "worker-1"]);
+    assert_eq!(
+        r.stderr,
+        "Error: label \"nope\" is not set on node worker-1\n"
+    );
+    assert_eq!(ok(&d, &["node", "rm", "--force", "worker-1"]), "worker-1\n");
+    assert!(d.state.calls("RemoveNode")[0].contains("force: true"));
+    let r = run(&d, &["node", "rm", "ghost", "worker-1"]);
+    assert_eq!(r.code, Some(1));
+    assert_eq!(r.stdout, "worker-1\n");
+    assert_eq!(r.stderr, "Error: no such node: ghost\n");
+}
+
+#[test]
+fn swarm_commands_against_a_daemon() {
+    let d = fake::Daemon::start();
+    let init = ok(
+        &d,
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            "10.0.0.1",
+            "--default-addr-pool",
+            "10.20.0.0/16",
+        ],
+    );
+    assert_eq!(
+        init,
+        format!(
+            "Swarm initialized: current node ({}) is now a manager.\n\n\
+             To add a worker to this swarm, run the following command:\n\n    \
+             skiff swarm join --token SKTKN-WORKER 10.0.0.1:2377\n\n\
+             To add a manager to this swarm, run 'skiff swarm join-token manager' and follow the instructions.\n\n",
+            fake::SELF_ID
+        )
+    );
+    let call = d.state.calls("Init").pop().unwrap();
+    assert!(call.contains("advertise_addr: \"10.0.0.1\""), "{call}");
+    assert!(
+        call.contains("default_addr_pool: [\"10.20.0.0/16\"]"),
+        "{call}"
+    );
+
+    let token = format!("SKTKN-1-{}-{}", "a".repeat(64), "b".repeat(25));
+    assert_eq!(
+        ok(&d, &["swarm", "join", "--token", &token, "10.0.0.1"]),
+        "This node joined a swarm as a manager.\n"
+    );
+    assert!(d.state.calls("Join")[0].contains("remote_addr: \"10.0.0.1:2377\""));
+
+    assert_eq!(
+        ok(&d, &["swarm", "join-token", "worker"]),
+        "To add a worker to this swarm, run the following command:\n\n    skiff swarm join --token SKTKN-WORKER 10.0.0.1:2377\n\n"
+    );
+    assert_eq!(
+        ok(&d, &["swarm", "join-token", "-q", "manager"]),
+        "SKTKN-MANAGER\n"
+    );
+    assert_eq!(
+        ok(&d, &["swarm", "join-token", "--rotate", "-q", "worker"]),
+        "SKTKN-ROTATED\n"
+    );
+    let call = d.state.calls("UpdateCluster").pop().unwrap();
+    assert!(call.contains("version: 42"), "{call}");
+    assert!(call.contains("rotate_worker_token: true"), "{call}");
+    assert!(call.contains("rotate_manager_token: false"), "{call}");
+
+    let inspect = ok(&d, &["swarm", "inspect"]);
+    assert!(
+        !inspect.contains("key_pem") && !inspect.contains("PRIVATE KEY"),
+        "{inspect}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(json[0]["join_tokens"]["worker"], "SKTKN-WORKER");
+
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "swarm",
+                "update",
+                "--task-history-limit",
+                "3",
+                "--dispatcher-heartbeat",
+                "2s"
+            ]
+        ),
+        "Swarm updated.\n"
+    );
+    let call = d.state.calls("UpdateCluster").pop().unwrap();
+    assert!(call.contains("task_history_retention_limit: 3"), "{call}");
+    assert!(call.contains("heartbeat_period_ms: 2000"), "{call}");
+    assert!(call.contains("name: \"default\""), "spec kept: {call}");
+
+    let r = run(&d, &["swarm", "leave"]);
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr
+            .starts_with("Error: this node is the last manager;"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        ok(&d, &["swarm", "leave", "--force"]),
+        "Node left the swarm.\n"
+    );
+
+    let version = ok(&d, &["version"]);
+    assert!(version.contains("Server:\n Version:\t9.9.9"), "{version}");
+}

@@ -1,0 +1,361 @@
+//! The control plane on loopback: cluster formation, leader failover, restarts, security,
+//! promotion and demotion, log compaction, and bad input. Real `skiffd` processes, driven
+//! through the `skiff` CLI.
+
+use std::time::Duration;
+
+use integration_tests::{wait_until, Cluster};
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn field<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(v, |v, k| &v[*k])
+}
+
+fn str_field<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    field(v, path).as_str().unwrap_or("")
+}
+
+fn hostname(node: &Value) -> &str {
+    str_field(node, &["description", "hostname"])
+}
+
+/// (hostname, manager status column) for every node, from `node ls` on host `i`.
+fn manager_statuses(cluster: &Cluster, i: usize) -> Vec<(String, String)> {
+    let out = cluster.ok(i, &["node", "ls"]);
+    out.lines()
+        .skip(1)
+        .map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let host = cols.iter().find(|c| c.starts_with("host")).unwrap_or(&"").to_string();
+            let status = ["Leader", "Reachable", "Unreachable"]
+                .into_iter()
+                .find(|s| cols.contains(s))
+                .unwrap_or("")
+                .to_owned();
+            (host, status)
+        })
+        .collect()
+}
+
+fn count(statuses: &[(String, String)], what: &str) -> usize {
+    statuses.iter().filter(|(_, s)| s == what).count()
+}
+
+fn leader_host(cluster: &Cluster, i: usize) -> usize {
+    let statuses = manager_statuses(cluster, i);
+    let (host, _) = statuses
+        .iter()
+        .find(|(_, s)| s == "Leader")
+        .unwrap_or_else(|| panic!("no leader in {statuses:?}"));
+    host.trim_start_matches("host").parse().expect("host number")
+}
+
+/// Waits until every running manager shows `total` nodes, one leader and `reachable`
+/// reachable followers.
+fn wait_for_managers(cluster: &Cluster, managers: &[usize], total: usize, reachable: usize) {
+    for &m in managers {
+        wait_until(&format!("node ls on host {m} to settle"), SETTLE, || {
+            let out = cluster.skiff(m, &["node", "ls"]);
+            if !out.status.success() {
+                return None;
+            }
+            let s = manager_statuses(cluster, m);
+            (s.len() == total && count(&s, "Leader") == 1 && count(&s, "Reachable") == reachable).then_some(())
+        });
+    }
+}
+
+#[test]
+fn three_managers_and_two_workers_form_a_cluster() {
+    let mut cluster = Cluster::new(5);
+    cluster.form(3);
+    wait_for_managers(&cluster, &[1, 2, 3], 5, 2);
+    for m in 1..=3 {
+        let nodes = cluster.nodes(m);
+        assert_eq!(nodes.len(), 5);
+        let ready = nodes
+            .iter()
+            .filter(|n| str_field(n, &["status", "state"]) == "NODE_STATE_READY")
+            .count();
+        assert_eq!(ready, 5, "every node is ready: {nodes:?}");
+    }
+    // A worker is not a manager: a clear sentence, not a gRPC status.
+    let err = cluster.fails(4, &["node", "ls"]);
+    assert!(err.contains("not a manager"), "{err}");
+    assert!(!err.contains("status:") && !err.contains("code:"), "{err}");
+    // `*` marks the node asked.
+    let out = cluster.ok(2, &["node", "ls"]);
+    let starred: Vec<&str> = out.lines().filter(|l| l.contains(" * ") || l.contains("* ")).collect();
+    assert_eq!(starred.len(), 1, "{out}");
+    assert!(starred[0].contains("host2"), "{out}");
+}
+
+#[test]
+fn a_killed_leader_is_replaced_and_rejoins_as_a_follower() {
+    let mut cluster = Cluster::new(3);
+    cluster.form(3);
+    wait_for_managers(&cluster, &[1, 2, 3], 3, 2);
+    let leader = leader_host(&cluster, 1);
+    let others: Vec<usize> = (1..=3).filter(|i| *i != leader).collect();
+    cluster.ok(others[0], &["node", "update", "--label-add", "before=failover", "host1"]);
+
+    cluster.kill(leader);
+    // Another manager leads; the old one is unreachable; writes go on.
+    wait_until("a new leader and the old one unreachable", SETTLE, || {
+        let out = cluster.skiff(others[0], &["node", "ls"]);
+        if !out.status.success() {
+            return None;
+        }
+        let s = manager_statuses(&cluster, others[0]);
+        let old = s.iter().find(|(h, _)| *h == format!("host{leader}"))?;
+        (count(&s, "Leader") == 1 && old.1 == "Unreachable").then_some(())
+    });
+    cluster.eventually_ok(
+        others[1],
+        &["node", "update", "--label-add", "after=failover", "host2"],
+        SETTLE,
+    );
+
+    // The old leader comes back as a follower with everything.
+    cluster.start(leader);
+    wait_for_managers(&cluster, &[leader], 3, 2);
+    assert_ne!(leader_host(&cluster, leader), leader);
+    let node = cluster.eventually_ok(leader, &["node", "inspect", "host2"], SETTLE);
+    assert!(node.contains("after"), "{node}");
+    let node = cluster.ok(leader, &["node", "inspect", "host1"]);
+    assert!(node.contains("before"), "{node}");
+}
+
+#[test]
+fn all_managers_restarted_keep_every_object() {
+    let mut cluster = Cluster::new(4);
+    cluster.form(3);
+    wait_for_managers(&cluster, &[1, 2, 3], 4, 2);
+    cluster.ok(2, &["node", "update", "--label-add", "zone=east", "--availability", "drain", "host4"]);
+    cluster.ok(1, &["swarm", "update", "--task-history-limit", "9"]);
+    for i in 1..=4 {
+        cluster.stop(i);
+    }
+    for i in 1..=4 {
+        cluster.start(i);
+    }
+    wait_for_managers(&cluster, &[1, 2, 3], 4, 2);
+    for m in 1..=3 {
+        let nodes = cluster.nodes(m);
+        let host4 = nodes.iter().find(|n| hostname(n) == "host4").expect("host4 listed");
+        assert_eq!(str_field(host4, &["spec", "labels", "zone"]), "east");
+        assert_eq!(str_field(host4, &["spec", "availability"]), "NODE_AVAILABILITY_DRAIN");
+        let swarm = cluster.ok(m, &["swarm", "inspect"]);
+        assert!(swarm.contains("\"task_history_retention_limit\": \"9\"") || swarm.contains("\"taskHistoryRetentionLimit\": \"9\""), "{swarm}");
+    }
+    // The worker came back too.
+    wait_until("host4 ready again", SETTLE, || {
+        let nodes = cluster.nodes(1);
+        nodes
+            .iter()
+            .any(|n| hostname(n) == "host4" && str_field(n, &["status", "state"]) == "NODE_STATE_READY")
+            .then_some(())
+    });
+}
+
+#[test]
+fn bad_and_foreign_tokens_are_refused() {
+    let mut cluster = Cluster::new(3);
+    cluster.start_all();
+    let addr = cluster.host(1).addr.clone();
+    cluster.ok(1, &["swarm", "init", "--advertise-addr", &addr]);
+    let worker = cluster.ok(1, &["swarm", "join-token", "-q", "worker"]).trim().to_owned();
+
+    // Malformed.
+    let err = cluster.fails(2, &["swarm", "join", "--token", "SKTKN-1-nonsense", &addr]);
+    assert!(err.contains("malformed join token"), "{err}");
+    // Well formed, right cluster, wrong secret.
+    let wrong = format!("{}{}", &worker[..worker.len() - 1], if worker.ends_with('a') { 'b' } else { 'a' });
+    let err = cluster.fails(2, &["swarm", "join", "--token", &wrong, &addr]);
+    assert!(err.contains("not valid"), "{err}");
+    // Rotated out.
+    cluster.ok(1, &["swarm", "join-token", "--rotate", "worker"]);
+    let err = cluster.fails(2, &["swarm", "join", "--token", &worker, &addr]);
+    assert!(err.contains("rotated"), "{err}");
+    // A token of another cluster: its CA digest does not match.
+    let other_addr = cluster.host(3).addr.clone();
+    cluster.ok(3, &["swarm", "init", "--advertise-addr", &other_addr]);
+    let foreign = cluster.ok(3, &["swarm", "join-token", "-q", "worker"]).trim().to_owned();
+    let err = cluster.fails(2, &["swarm", "join", "--token", &foreign, &addr]);
+    assert!(err.contains("does not match"), "{err}");
+    // Nothing changed: host 2 is still outside, cluster 1 still has one node.
+    assert_eq!(cluster.nodes(1).len(), 1);
+    let err = cluster.fails(2, &["node", "ls"]);
+    assert!(err.contains("not a manager") || err.contains("not part of"), "{err}");
+    // The current token works.
+    let current = cluster.ok(1, &["swarm", "join-token", "-q", "worker"]).trim().to_owned();
+    cluster.ok(2, &["swarm", "join", "--token", &current, &addr]);
+    assert_eq!(cluster.nodes(1).len(), 2);
+}
+
+#[test]
+fn certificates_decide_who_may_call_what() {
+    let mut cluster = Cluster::new(3);
+    cluster.form(1);
+    // host 3 makes a second cluster of its own.
+    let mut other = Cluster::new(1);
+    other.start_all();
+    let other_addr = other.host(1).addr.clone();
+    other.ok(1, &["swarm", "init", "--advertise-addr", &other_addr]);
+
+    let manager = format!("tcp://{}", cluster.host(1).addr);
+    let manager_certs = cluster.host(1).certs_dir();
+    let worker_certs = cluster.host(2).certs_dir();
+    let foreign_certs = other.host(1).certs_dir();
+
+    // A manager certificate may use the control API remotely.
+    let out = cluster.skiff_with(&["-H", &manager, "--tls-dir", manager_certs.to_str().unwrap()], &["node", "ls"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A worker certificate may not.
+    let out = cluster.skiff_with(&["-H", &manager, "--tls-dir", worker_certs.to_str().unwrap()], &["node", "ls"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("manager certificate"), "{err}");
+    // A certificate of another cluster is refused at the TLS handshake.
+    let out = cluster.skiff_with(&["-H", &manager, "--tls-dir", foreign_certs.to_str().unwrap()], &["node", "ls"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("status:"), "{err}");
+
+    // The Raft API refuses a worker certificate.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use manager::transport::Connector;
+        cli::tls::install_crypto_provider();
+        let creds = cli::tls::NodeCredentials::load(&worker_certs).unwrap();
+        let identity = cli::tls::ReloadableIdentity::new(&creds).unwrap();
+        let connector = cli::tls::TlsConnector::new(&creds.root_ca_pem, identity).unwrap();
+        let mut raft = proto::raft_client::RaftClient::new(connector.channel(&cluster.host(1).addr));
+        let err = raft
+            .vote(proto::RaftPayload { data: vec![1, 2, 3] })
+            .await
+            .expect_err("a worker must not vote");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        let mut control = proto::control_client::ControlClient::new(connector.channel(&cluster.host(1).addr));
+        let err = control
+            .update_cluster(proto::UpdateClusterRequest::default())
+            .await
+            .expect_err("a worker must not change the cluster");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    });
+}
+
+#[test]
+fn promotion_and_demotion_keep_quorum() {
+    let mut cluster = Cluster::new(4);
+    cluster.form(1);
+    wait_for_managers(&cluster, &[1], 4, 0);
+    // The only manager cannot be demoted.
+    let err = cluster.fails(1, &["node", "demote", "host1"]);
+    assert!(err.contains("last manager"), "{err}");
+
+    cluster.ok(1, &["node", "promote", "host2", "host3"]);
+    wait_for_managers(&cluster, &[1, 2, 3], 4, 2);
+
+    // With host 3 gone, demoting host 2 would leave 2 managers with only 1 reachable.
+    cluster.kill(3);
+    wait_until("host3 unreachable", SETTLE, || {
+        let s = manager_statuses(&cluster, 1);
+        s.iter().any(|(h, st)| h == "host3" && st == "Unreachable").then_some(())
+    });
+    let err = cluster.fails(1, &["node", "demote", "host2"]);
+    assert!(err.contains("quorum"), "{err}");
+    // Demoting the unreachable one is safe.
+    cluster.ok(1, &["node", "demote", "host3"]);
+    cluster.start(3);
+    wait_until("host3 back as a worker", SETTLE, || {
+        let nodes = cluster.nodes(1);
+        let n = nodes.iter().find(|n| hostname(n) == "host3")?;
+        (str_field(n, &["role"]) == "NODE_ROLE_WORKER" && field(n, &["manager_status"]).is_null()).then_some(())
+    });
+    wait_for_managers(&cluster, &[1, 2], 4, 1);
+    // And a worker can be promoted and demoted again.
+    cluster.ok(2, &["node", "promote", "host4"]);
+    wait_for_managers(&cluster, &[1, 2, 4], 4, 2);
+    cluster.ok(4, &["node", "demote", "host4"]);
+    wait_for_managers(&cluster, &[1, 2], 4, 1);
+}
+
+#[test]
+fn the_log_is_compacted_and_a_new_manager_catches_up_from_the_snapshot() {
+    let mut cluster = Cluster::new(3);
+    cluster.start_all();
+    let addr = cluster.host(1).addr.clone();
+    cluster.ok(1, &["swarm", "init", "--advertise-addr", &addr]);
+    cluster.ok(1, &["swarm", "update", "--snapshot-interval", "50"]);
+    for i in 0..220 {
+        cluster.ok(1, &["node", "update", "--label-add", &format!("k{}=v{i}", i % 7), "host1"]);
+    }
+    let info: Value = wait_until("a snapshot and a purged log", SETTLE, || {
+        let out = cluster.ok(1, &["swarm", "info", "--format", "json"]);
+        let v: Value = serde_json::from_str(&out).ok()?;
+        let purged = field(&v, &["raft", "purged_index"]).as_str().and_then(|s| s.parse::<u64>().ok())
+            .or_else(|| field(&v, &["raft", "purged_index"]).as_u64())?;
+        (purged > 0).then_some(v)
+    });
+    assert!(!field(&info, &["raft", "snapshot_index"]).is_null(), "{info}");
+
+    let token = cluster.ok(1, &["swarm", "join-token", "-q", "manager"]).trim().to_owned();
+    let own = cluster.host(2).addr.clone();
+    cluster.ok(2, &["swarm", "join", "--token", &token, "--advertise-addr", &own, &addr]);
+    let node = cluster.eventually_ok(2, &["node", "inspect", "host1"], SETTLE);
+    assert!(node.contains("v219"), "{node}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let mut cluster = Cluster::new(2);
+    cluster.form(1);
+    let before = cluster.nodes(1);
+    let cases: &[(&[&str], &str)] = &[
+        (&["node", "inspect", "nosuchnode"], "not found"),
+        (&["node", "update", "--availability", "sideways", "host1"], "availability"),
+        (&["node", "update", "--label-add", "=v", "host1"], "label"),
+        (&["node", "rm", "nosuchnode"], "not found"),
+        (&["node", "rm", "host1"], "manager"),
+        (&["node", "rm", "host2"], "not down"),
+        (&["node", "promote", ""], ""),
+        (&["swarm", "update", "--heartbeat-period", "abc"], "duration"),
+        (&["swarm", "update", "--heartbeat-period", "1ms"], "heartbeat"),
+        (&["swarm", "update", "--cert-expiry", "1s"], "expiry"),
+        (&["swarm", "init"], "already part of a cluster"),
+        (&["swarm", "join", "--token", "x", "127.0.0.1:1"], ""),
+        (&["swarm", "leave"], "manager"),
+    ];
+    for (args, expect) in cases {
+        let err = cluster.fails(1, args);
+        assert!(err.to_lowercase().contains(expect), "`skiff {}` said: {err}", args.join(" "));
+        assert!(!err.contains("status:") && !err.contains("code:"), "`skiff {}` said: {err}", args.join(" "));
+        assert_eq!(err.trim().lines().count(), 1, "one sentence from `skiff {}`: {err}", args.join(" "));
+    }
+    let after = cluster.nodes(1);
+    let labels = |nodes: &[Value]| nodes.iter().map(|n| (hostname(n).to_owned(), field(n, &["spec"]).clone())).collect::<Vec<_>>();
+    assert_eq!(labels(&before), labels(&after));
+
+    // An oversize message is refused by the server without effect.
+    let certs = cluster.host(1).certs_dir();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use manager::transport::Connector;
+        cli::tls::install_crypto_provider();
+        let creds = cli::tls::NodeCredentials::load(&certs).unwrap();
+        let identity = cli::tls::ReloadableIdentity::new(&creds).unwrap();
+        let connector = cli::tls::TlsConnector::new(&creds.root_ca_pem, identity).unwrap();
+        let mut control = proto::control_client::ControlClient::new(connector.channel(&cluster.host(1).addr))
+            .max_encoding_message_size(64 * 1024 * 1024);
+        let mut spec = proto::NodeSpec::default();
+        spec.labels.insert("huge".into(), "x".repeat(20 * 1024 * 1024));
+        let err = control
+            .update_node(proto::UpdateNodeRequest { node: "host1".into(), version: 0, spec: Some(spec) })
+            .await
+            .expect_err("oversize");
+        assert!(matches!(err.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument | tonic::Code::Internal), "{err:?}");
+    });
+    assert_eq!(labels(&before), labels(&cluster.nodes(1)));
+}

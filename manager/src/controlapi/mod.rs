@@ -1,0 +1,260 @@
+//! The `Control` gRPC service: the cluster API every manager serves. Reads go through a read
+//! barrier (never older than an acknowledged write); writes are committed on a quorum before
+//! they are acknowledged, and name the version they read.
+
+pub mod cluster;
+mod node;
+
+use std::sync::Arc;
+
+use proto::control_server::Control;
+use proto::token::JoinToken;
+use proto::*;
+use tonic::{Request, Response, Status};
+
+use crate::ca::identity::require_manager;
+use crate::manager::{delete, update, Manager, ManagerSlot};
+use crate::status::invalid;
+use crate::store::StoredObject;
+
+/// Serves the control API through whichever manager runs on this node.
+pub struct ControlService {
+    slot: Arc<ManagerSlot>,
+}
+
+impl ControlService {
+    /// A service over `slot`.
+    pub fn new(slot: Arc<ManagerSlot>) -> Self {
+        Self { slot }
+    }
+
+    fn manager<T>(&self, req: &Request<T>) -> Result<Arc<Manager>, Status> {
+        require_manager(req)?;
+        self.slot.get()
+    }
+}
+
+/// The node as served: with the leader flag filled in from this manager's Raft view.
+fn served(mut node: Node, leader_raft_id: Option<u64>) -> Node {
+    if let Some(status) = node.manager_status.as_mut() {
+        status.leader = Some(status.raft_id) == leader_raft_id;
+        if status.leader {
+            status.reachability = Reachability::Reachable as i32;
+        }
+    }
+    node
+}
+
+fn leader_raft_id(manager: &Manager) -> Option<u64> {
+    manager.raft().metrics().borrow().current_leader
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!("{what} are not available in this version of skiff"))
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn get_cluster(&self, req: Request<GetClusterRequest>) -> Result<Response<GetClusterResponse>, Status> {
+        let manager = self.manager(&req)?;
+        let cluster = manager.read(|s| s.cluster().cloned()).await?;
+        let cluster = cluster.ok_or_else(|| Status::unavailable("the cluster is still being initialised; retry"))?;
+        Ok(Response::new(GetClusterResponse {
+            cluster: Some(cluster::redacted(cluster)),
+        }))
+    }
+
+    async fn update_cluster(&self, req: Request<UpdateClusterRequest>) -> Result<Response<UpdateClusterResponse>, Status> {
+        let manager = self.manager(&req)?;
+        let body = req.into_inner();
+        let mut current = manager
+            .read(|s| s.cluster().cloned())
+            .await?
+            .ok_or_else(|| Status::unavailable("the cluster is still being initialised; retry"))?;
+        if let Some(spec) = body.spec {
+            let spec = cluster::default_spec(Some(spec));
+            cluster::validate_spec(&spec)?;
+            current.spec = Some(spec);
+        }
+        let digest = current.root_ca.as_ref().map(|r| r.digest.clone()).unwrap_or_default();
+        let tokens = current.join_tokens.get_or_insert_with(Default::default);
+        if body.rotate_worker_token {
+            tokens.worker = JoinToken::generate(&digest).to_string();
+        }
+        if body.rotate_manager_token {
+            tokens.manager = JoinToken::generate(&digest).to_string();
+        }
+        current.meta_mut().version = body.version;
+        manager.write(vec![update(current)]).await?;
+        let cluster = manager.read(|s| s.cluster().cloned()).await?;
+        Ok(Response::new(UpdateClusterResponse {
+            cluster: cluster.map(cluster::redacted),
+        }))
+    }
+
+    async fn get_node(&self, req: Request<GetNodeRequest>) -> Result<Response<GetNodeResponse>, Status> {
+        let manager = self.manager(&req)?;
+        let reference = req.into_inner().node;
+        let node = manager.read(|s| s.resolve::<Node>(&reference).cloned()).await??;
+        Ok(Response::new(GetNodeResponse {
+            node: Some(served(node, leader_raft_id(&manager))),
+        }))
+    }
+
+    async fn list_nodes(&self, req: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {
+        let manager = self.manager(&req)?;
+        let filter = req.into_inner();
+        let roles: Vec<i32> = filter
+            .roles
+            .iter()
+            .map(|r| match r.as_str() {
+                "manager" => Ok(NodeRole::Manager as i32),
+                "worker" => Ok(NodeRole::Worker as i32),
+                other => Err(invalid(format!("unknown role {other:?} in filter: use manager or worker"))),
+            })
+            .collect::<Result<_, _>>()?;
+        let leader = leader_raft_id(&manager);
+        let nodes = manager
+            .read(|s| {
+                s.list::<Node>()
+                    .filter(|n| roles.is_empty() || roles.contains(&n.role))
+                    .filter(|n| filter.names.is_empty() || filter.names.iter().any(|x| n.name() == Some(x)))
+                    .cloned()
+                    .map(|n| served(n, leader))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(ListNodesResponse { nodes }))
+    }
+
+    async fn update_node(&self, req: Request<UpdateNodeRequest>) -> Result<Response<UpdateNodeResponse>, Status> {
+        let manager = self.manager(&req)?;
+        let body = req.into_inner();
+        let spec = body.spec.ok_or_else(|| invalid("a node update needs a spec"))?;
+        node::validate_spec(&spec)?;
+        let leader = leader_raft_id(&manager);
+        let (mut target, store_check) = manager
+            .read(|s| {
+                let target = s.resolve::<Node>(&body.node).cloned()?;
+                let demoting = node::is_manager(&target) && spec.desired_role == NodeRole::Worker as i32;
+                let check = if demoting { node::check_demotion(s, &target, leader) } else { Ok(()) };
+                Ok::<_, crate::store::LookupError>((target, check))
+            })
+            .await??;
+        store_check?;
+        if body.version != 0 {
+            target.meta_mut().version = body.version;
+        }
+        target.spec = Some(spec);
+        let id = target.id().to_owned();
+        manager.write(vec![update(target)]).await?;
+        let node = manager.read(|s| s.get::<Node>(&id).cloned()).await?;
+        Ok(Response::new(UpdateNodeResponse {
+            node: node.map(|n| served(n, leader)),
+        }))
+    }
+
+    async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+        let manager = self.manager(&req)?;
+        let body = req.into_inner();
+        let target = manager.read(|s| s.resolve::<Node>(&body.node).cloned()).await??;
+        node::check_removal(&target, body.force)?;
+        manager.write(vec![delete(target)]).await?;
+        Ok(Response::new(RemoveNodeResponse {}))
+    }
+
+    async fn create_service(&self, req: Request<CreateServiceRequest>) -> Result<Response<CreateServiceResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("services"))
+    }
+
+    async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<GetServiceResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("services"))
+    }
+
+    async fn list_services(&self, req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("services"))
+    }
+
+    async fn update_service(&self, req: Request<UpdateServiceRequest>) -> Result<Response<UpdateServiceResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("services"))
+    }
+
+    async fn remove_service(&self, req: Request<RemoveServiceRequest>) -> Result<Response<RemoveServiceResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("services"))
+    }
+
+    async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<GetTaskResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("tasks"))
+    }
+
+    async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("tasks"))
+    }
+
+    async fn create_network(&self, req: Request<CreateNetworkRequest>) -> Result<Response<CreateNetworkResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("networks"))
+    }
+
+    async fn get_network(&self, req: Request<GetNetworkRequest>) -> Result<Response<GetNetworkResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("networks"))
+    }
+
+    async fn list_networks(&self, req: Request<ListNetworksRequest>) -> Result<Response<ListNetworksResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("networks"))
+    }
+
+    async fn remove_network(&self, req: Request<RemoveNetworkRequest>) -> Result<Response<RemoveNetworkResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("networks"))
+    }
+
+    async fn create_secret(&self, req: Request<CreateSecretRequest>) -> Result<Response<CreateSecretResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("secrets"))
+    }
+
+    async fn get_secret(&self, req: Request<GetSecretRequest>) -> Result<Response<GetSecretResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("secrets"))
+    }
+
+    async fn list_secrets(&self, req: Request<ListSecretsRequest>) -> Result<Response<ListSecretsResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("secrets"))
+    }
+
+    async fn remove_secret(&self, req: Request<RemoveSecretRequest>) -> Result<Response<RemoveSecretResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("secrets"))
+    }
+
+    async fn create_config(&self, req: Request<CreateConfigRequest>) -> Result<Response<CreateConfigResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("configs"))
+    }
+
+    async fn get_config(&self, req: Request<GetConfigRequest>) -> Result<Response<GetConfigResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("configs"))
+    }
+
+    async fn list_configs(&self, req: Request<ListConfigsRequest>) -> Result<Response<ListConfigsResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("configs"))
+    }
+
+    async fn remove_config(&self, req: Request<RemoveConfigRequest>) -> Result<Response<RemoveConfigResponse>, Status> {
+        self.manager(&req)?;
+        Err(not_yet("configs"))
+    }
+}

@@ -1,0 +1,167 @@
+//! openraft's network over the `Raft` gRPC service, on the cluster port's mutual TLS.
+//!
+//! openraft messages travel as bincode inside [`proto::RaftPayload`]; the replies carry the
+//! remote's `Result` so Raft-level errors (such as a higher vote) come back intact. Every
+//! successful exchange is recorded in [`PeerHealth`], from which the leader derives which
+//! managers are reachable.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use proto::raft_client::RaftClient;
+use proto::RaftPayload;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use super::types::TypeConfig;
+use crate::transport::Connector;
+
+/// When each peer last answered this node.
+#[derive(Clone, Default)]
+pub struct PeerHealth {
+    last_ok: Arc<Mutex<HashMap<u64, Instant>>>,
+}
+
+impl PeerHealth {
+    fn record(&self, peer: u64) {
+        let mut map = self.last_ok.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(peer, Instant::now());
+    }
+
+    /// Whether `peer` answered within `within`.
+    pub fn answered_within(&self, peer: u64, within: Duration) -> bool {
+        let map = self.last_ok.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&peer).is_some_and(|t| t.elapsed() <= within)
+    }
+}
+
+/// Makes a client per peer.
+pub struct Network {
+    connector: Arc<dyn Connector>,
+    health: PeerHealth,
+}
+
+impl Network {
+    /// A network dialling through `connector`.
+    pub fn new(connector: Arc<dyn Connector>, health: PeerHealth) -> Self {
+        Self { connector, health }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        let client = RaftClient::new(self.connector.channel(&node.addr))
+            .max_decoding_message_size(super::MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(super::MAX_RAFT_MESSAGE_BYTES);
+        PeerClient {
+            target,
+            client,
+            health: self.health.clone(),
+        }
+    }
+}
+
+/// The connection to one peer.
+pub struct PeerClient {
+    target: u64,
+    client: RaftClient<Channel>,
+    health: PeerHealth,
+}
+
+type Rpc<E> = RPCError<u64, BasicNode, E>;
+
+fn encode<T: Serialize, E: std::error::Error>(value: &T) -> Result<RaftPayload, Rpc<E>> {
+    bincode::serialize(value)
+        .map(|data| RaftPayload { data })
+        .map_err(|e| RPCError::Network(NetworkError::new(&e)))
+}
+
+fn decode<T: DeserializeOwned, E: std::error::Error>(payload: &RaftPayload) -> Result<T, Rpc<E>> {
+    bincode::deserialize(&payload.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+}
+
+/// A transport failure: unreachable peers make openraft back off; other failures retry.
+fn transport_error<E: std::error::Error>(status: tonic::Status) -> Rpc<E> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&status))
+        }
+        _ => RPCError::Network(NetworkError::new(&status)),
+    }
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        request: &Req,
+        option: &RPCOption,
+        method: Method,
+    ) -> Result<Resp, Rpc<RaftError<u64, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let mut req = tonic::Request::new(encode(request)?);
+        req.set_timeout(option.hard_ttl());
+        let reply = match method {
+            Method::Append => self.client.append_entries(req).await,
+            Method::Vote => self.client.vote(req).await,
+            Method::Snapshot => self.client.install_snapshot(req).await,
+        }
+        .map_err(transport_error)?;
+        self.health.record(self.target);
+        let result: Result<Resp, RaftError<u64, E>> = decode(reply.get_ref())?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+enum Method {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, Rpc<RaftError<u64>>> {
+        self.call(&rpc, &option, Method::Append).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, Rpc<RaftError<u64, InstallSnapshotError>>> {
+        self.call(&rpc, &option, Method::Snapshot).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, Rpc<RaftError<u64>>> {
+        self.call(&rpc, &option, Method::Vote).await
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        // Short: a restarted manager should be caught up within a heartbeat or two.
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}

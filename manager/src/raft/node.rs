@@ -1,0 +1,459 @@
+//! One manager's Raft member: opens storage, runs openraft, and gives the rest of the
+//! manager three operations that hide who leads: [`RaftNode::propose`] (commit a batch on a
+//! quorum, forwarding to the leader if needed), [`RaftNode::read_barrier`] (wait until this
+//! manager has applied everything committed before the call) and membership changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use prost::Message;
+use proto::raft_client::RaftClient;
+use proto::{ProposeRequest, ReadIndexRequest, StoreBatch};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use super::network::{Network, PeerHealth};
+use super::types::{Command, TypeConfig};
+use super::{LogStore, StateMachine, StoreHandle, MAX_RAFT_MESSAGE_BYTES};
+use crate::store::{ApplyError, StoredObject};
+use crate::transport::Connector;
+
+/// How long a write or read barrier may wait for a leader and a quorum before giving up.
+pub const QUORUM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Metadata set on a request a follower forwarded, so it is never forwarded twice.
+const FORWARDED: &str = "x-skiff-forwarded";
+
+/// Timing of the Raft group. Sub-second by design: a killed leader is replaced in about a
+/// second (Docker Swarm's defaults take 10-20 s).
+#[derive(Debug, Clone)]
+pub struct RaftSettings {
+    /// How often the leader heartbeats followers.
+    pub heartbeat_interval: Duration,
+    /// Election timeout range; a follower that hears nothing for this long stands.
+    pub election_timeout: (Duration, Duration),
+    /// Entries kept in the log behind a snapshot for slow followers.
+    pub log_entries_for_slow_followers: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            log_entries_for_slow_followers: 128,
+        }
+    }
+}
+
+/// Why a write or read could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// The batch was committed but refused by the state machine.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// No leader could be reached, or the leader could not reach a quorum, in time.
+    #[error("no quorum: this manager cannot reach a leader that has a majority of managers (the cluster needs {quorum} of {managers} managers); check that the other managers are running and reachable, then retry")]
+    NoQuorum {
+        /// Managers needed.
+        quorum: usize,
+        /// Managers in the group.
+        managers: usize,
+    },
+    /// The leader answered with an error.
+    #[error("{}", .0.message())]
+    Remote(tonic::Status),
+    /// Raft itself stopped.
+    #[error("the Raft node has stopped: {0}")]
+    Stopped(String),
+}
+
+/// Where the leader is, as far as this manager knows.
+enum Leader {
+    Me,
+    Other(String),
+}
+
+/// This manager's member of the Raft group.
+pub struct RaftNode {
+    id: u64,
+    raft: Raft<TypeConfig>,
+    store: StoreHandle,
+    connector: Arc<dyn Connector>,
+    health: PeerHealth,
+}
+
+impl RaftNode {
+    /// Opens the Raft storage under `dir` and starts the member `id`. A member with existing
+    /// state rejoins its group by itself; a new one waits for [`RaftNode::initialize`] or for
+    /// a leader to add it.
+    pub async fn open(
+        dir: &Path,
+        id: u64,
+        settings: &RaftSettings,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Self, String> {
+        let config = Config {
+            cluster_name: "skiff".into(),
+            heartbeat_interval: settings.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: settings.election_timeout.0.as_millis() as u64,
+            election_timeout_max: settings.election_timeout.1.as_millis() as u64,
+            // Snapshots are triggered by the manager from the cluster's snapshot interval,
+            // which users may change at run time.
+            snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: settings.log_entries_for_slow_followers,
+            max_payload_entries: 64,
+            snapshot_max_chunk_size: (MAX_RAFT_MESSAGE_BYTES / 4) as u64,
+            install_snapshot_timeout: 2000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| format!("invalid Raft settings: {e}"))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| format!("cannot open the Raft store in {}: {e}", dir.display()))?;
+        let log = LogStore::open(&db).map_err(|e| e.to_string())?;
+        let sm = StateMachine::open(&db).map_err(|e| e.to_string())?;
+        let store = sm.handle();
+        let health = PeerHealth::default();
+        let network = Network::new(connector.clone(), health.clone());
+        let raft = Raft::new(id, Arc::new(config), network, log, sm)
+            .await
+            .map_err(|e| format!("cannot start Raft: {e}"))?;
+        Ok(Self {
+            id,
+            raft,
+            store,
+            connector,
+            health,
+        })
+    }
+
+    /// This member's Raft ID.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The replicated store.
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    /// openraft itself, for the Raft RPC service.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// Live metrics (leader, membership, log indexes).
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<u64, BasicNode>> {
+        self.raft.metrics()
+    }
+
+    /// Whether `peer` answered this member recently (meaningful on the leader, which talks
+    /// to every member each heartbeat).
+    pub fn peer_answered_within(&self, peer: u64, within: Duration) -> bool {
+        peer == self.id || self.health.answered_within(peer, within)
+    }
+
+    /// Starts a new single-member group (`swarm init`). Only on a pristine member.
+    pub async fn initialize(&self, addr: &str) -> Result<(), String> {
+        let members = BTreeMap::from([(self.id, BasicNode::new(addr))]);
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| format!("cannot initialise Raft: {e}"))?;
+        Ok(())
+    }
+
+    /// Whether this member has ever been part of a group.
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Whether this member currently leads.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.current_leader == Some(self.id) && m.state == ServerState::Leader
+    }
+
+    fn quorum_error(&self) -> ProposeError {
+        let managers = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count();
+        ProposeError::NoQuorum {
+            quorum: managers / 2 + 1,
+            managers,
+        }
+    }
+
+    /// Waits until some member is known to lead.
+    async fn leader(&self) -> Result<Leader, ProposeError> {
+        let mut rx = self.raft.metrics();
+        let m = rx
+            .wait_for(|m| m.current_leader.is_some())
+            .await
+            .map_err(|e| ProposeError::Stopped(e.to_string()))?;
+        let leader = m.current_leader.unwrap_or_default();
+        if leader == self.id {
+            return Ok(Leader::Me);
+        }
+        match m.membership_config.membership().get_node(&leader) {
+            Some(node) => Ok(Leader::Other(node.addr.clone())),
+            None => Err(self.quorum_error()),
+        }
+    }
+
+    fn leader_client(&self, addr: &str) -> RaftClient<Channel> {
+        RaftClient::new(self.connector.channel(addr))
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+    }
+
+    /// Commits `batch` on a quorum and applies it here; returns its log index. Followers
+    /// forward to the leader, then wait until they have applied the entry themselves, so a
+    /// read that follows on this manager sees the write.
+    pub async fn propose(&self, batch: &StoreBatch) -> Result<u64, ProposeError> {
+        let bytes = batch.encode_to_vec();
+        let attempt = async {
+            loop {
+                match self.leader().await? {
+                    Leader::Me => match self.raft.client_write(Command(bytes.clone())).await {
+                        Ok(resp) => {
+                            resp.data.0?;
+                            return Ok(resp.log_id.index);
+                        }
+                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                            self.wait_for_leader_change().await;
+                        }
+                        Err(e) => return Err(ProposeError::Stopped(e.to_string())),
+                    },
+                    Leader::Other(addr) => {
+                        let mut req = tonic::Request::new(ProposeRequest {
+                            batch: Some(batch.clone()),
+                        });
+                        req.metadata_mut().insert(FORWARDED, "1".parse().expect("ascii"));
+                        match self.leader_client(&addr).propose(req).await {
+                            Ok(resp) => {
+                                let index = resp.into_inner().index;
+                                self.store.wait_applied(index).await;
+                                return Ok(index);
+                            }
+                            Err(s) if is_retryable(&s) => self.pause_before_retry().await,
+                            Err(s) => return Err(ProposeError::Remote(s)),
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(QUORUM_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| Err(self.quorum_error()))
+    }
+
+    /// Changes the object `id` with `change` and commits it, reading it again and retrying
+    /// if someone else wrote it in between. `None` if the object does not exist.
+    pub async fn modify<T: StoredObject>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut T),
+    ) -> Result<Option<T>, ProposeError> {
+        loop {
+            let Some(mut object) = self.store.read().get::<T>(id).cloned() else {
+                return Ok(None);
+            };
+            change(&mut object);
+            object.meta_mut().updated_at = crate::manager::now_ms();
+            let batch = StoreBatch {
+                actions: vec![proto::StoreAction {
+                    kind: proto::StoreActionKind::Update as i32,
+                    object: Some(object.clone().wrap()),
+                }],
+            };
+            match self.propose(&batch).await {
+                Ok(_) => return Ok(Some(object)),
+                Err(ProposeError::Apply(ApplyError::Conflict { .. })) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits until this manager has applied every entry committed before the call, so what
+    /// it reads next is at least as new as any acknowledged write anywhere in the cluster.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        let attempt = async {
+            loop {
+                match self.leader().await? {
+                    Leader::Me => match self.raft.ensure_linearizable().await {
+                        Ok(_) => return Ok(()),
+                        Err(RaftError::APIError(_)) => self.wait_for_leader_change().await,
+                        Err(e) => return Err(ProposeError::Stopped(e.to_string())),
+                    },
+                    Leader::Other(addr) => {
+                        let mut req = tonic::Request::new(ReadIndexRequest {});
+                        req.metadata_mut().insert(FORWARDED, "1".parse().expect("ascii"));
+                        match self.leader_client(&addr).read_index(req).await {
+                            Ok(resp) => {
+                                self.store.wait_applied(resp.into_inner().index).await;
+                                return Ok(());
+                            }
+                            Err(s) if is_retryable(&s) => self.pause_before_retry().await,
+                            Err(s) => return Err(ProposeError::Remote(s)),
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(QUORUM_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| Err(self.quorum_error()))
+    }
+
+    /// Serves a forwarded write: only the leader commits.
+    pub async fn propose_as_leader(&self, batch: &StoreBatch) -> Result<u64, tonic::Status> {
+        let resp = self
+            .raft
+            .client_write(Command(batch.encode_to_vec()))
+            .await
+            .map_err(|e| match e {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => not_leader(),
+                e => tonic::Status::unavailable(e.to_string()),
+            })?;
+        resp.data.0.map_err(|e| crate::status::apply_error(&e))?;
+        Ok(resp.log_id.index)
+    }
+
+    /// Serves a forwarded read barrier: the index a follower must reach.
+    pub async fn read_index_as_leader(&self) -> Result<u64, tonic::Status> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(_)) => Err(not_leader()),
+            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        }
+    }
+
+    /// Adds a manager as a voter (leader only): first as a learner that catches up, then as
+    /// a voter, so the group never waits on a member that has nothing yet.
+    pub async fn add_voter(&self, id: u64, addr: &str) -> Result<(), tonic::Status> {
+        let map_err = |e: RaftError<u64, ClientWriteError<u64, BasicNode>>| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => not_leader(),
+            e => tonic::Status::unavailable(format!("cannot add the manager to Raft: {e}")),
+        };
+        self.raft
+            .add_learner(id, BasicNode::new(addr), true)
+            .await
+            .map_err(map_err)?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Removes a member from the group entirely (leader only).
+    pub async fn remove_member(&self, id: u64) -> Result<(), tonic::Status> {
+        let map_err = |e: RaftError<u64, ClientWriteError<u64, BasicNode>>| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => not_leader(),
+            e => tonic::Status::unavailable(format!("cannot remove the manager from Raft: {e}")),
+        };
+        let voters: BTreeSet<u64> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        if voters.contains(&id) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(map_err)?;
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// The address of the current leader, for callers that must talk to it directly.
+    pub async fn leader_addr(&self) -> Result<Option<String>, ProposeError> {
+        Ok(match self.leader().await? {
+            Leader::Me => None,
+            Leader::Other(addr) => Some(addr),
+        })
+    }
+
+    /// A client for the current leader's Raft service.
+    pub fn client_for(&self, addr: &str) -> RaftClient<Channel> {
+        self.leader_client(addr)
+    }
+
+    /// Asks openraft for a snapshot now (the manager decides when, from the cluster's
+    /// snapshot interval).
+    pub async fn trigger_snapshot(&self) {
+        let _ = self.raft.trigger().snapshot().await;
+    }
+
+    /// This member's view of the log, for `skiff swarm info` and tests.
+    pub fn status(&self) -> proto::RaftStatus {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        proto::RaftStatus {
+            raft_id: self.id,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            leader_raft_id: m.current_leader.unwrap_or(0),
+            voters: m.membership_config.membership().voter_ids().count() as u32,
+        }
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+
+    async fn wait_for_leader_change(&self) {
+        let mut rx = self.raft.metrics();
+        let before = rx.borrow().current_leader;
+        let _ = tokio::time::timeout(
+            Duration::from_millis(200),
+            rx.wait_for(|m| m.current_leader != before),
+        )
+        .await;
+    }
+
+    async fn pause_before_retry(&self) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether a forwarded request to the leader may be retried (the leader moved or is down).
+fn is_retryable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    )
+}
+
+fn not_leader() -> tonic::Status {
+    tonic::Status::unavailable("this manager is no longer the leader; retry")
+}
+
+/// Whether a request was already forwarded once.
+pub fn was_forwarded<T>(req: &tonic::Request<T>) -> bool {
+    req.metadata().contains_key(FORWARDED)
+}

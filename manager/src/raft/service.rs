@@ -1,0 +1,145 @@
+//! The `Raft` gRPC service: openraft's RPCs between managers, plus joining, forwarded writes
+//! and read barriers. Managers only.
+
+use std::sync::Arc;
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use proto::raft_server::Raft as RaftApi;
+use proto::{
+    JoinRaftRequest, JoinRaftResponse, Node, ProposeRequest, ProposeResponse, RaftPayload,
+    ReadIndexRequest, ReadIndexResponse, WeightedPeer,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use super::node::was_forwarded;
+use super::types::TypeConfig;
+use crate::ca::identity::{caller, require_manager, Caller};
+use crate::manager::{Manager, ManagerSlot};
+
+/// Serves Raft through whichever manager runs on this node.
+pub struct RaftService {
+    slot: Arc<ManagerSlot>,
+}
+
+impl RaftService {
+    /// A service over `slot`.
+    pub fn new(slot: Arc<ManagerSlot>) -> Self {
+        Self { slot }
+    }
+
+    fn manager<T>(&self, req: &Request<T>) -> Result<Arc<Manager>, Status> {
+        require_manager(req)?;
+        self.slot.get()
+    }
+}
+
+fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, Status> {
+    bincode::deserialize(&payload.data)
+        .map_err(|e| Status::invalid_argument(format!("malformed Raft message: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    bincode::serialize(value)
+        .map(|data| Response::new(RaftPayload { data }))
+        .map_err(|e| Status::internal(format!("cannot encode Raft reply: {e}")))
+}
+
+#[tonic::async_trait]
+impl RaftApi for RaftService {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let manager = self.manager(&req)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
+        encode(&manager.raft().raft().append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let manager = self.manager(&req)?;
+        let rpc: VoteRequest<u64> = decode(req.get_ref())?;
+        encode(&manager.raft().raft().vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let manager = self.manager(&req)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
+        encode(&manager.raft().raft().install_snapshot(rpc).await)
+    }
+
+    async fn join(&self, req: Request<JoinRaftRequest>) -> Result<Response<JoinRaftResponse>, Status> {
+        let manager = self.manager(&req)?;
+        // A manager may only add itself.
+        if let Caller::Node(identity) = caller(&req) {
+            if identity.node_id != req.get_ref().node_id {
+                return Err(Status::permission_denied("a manager can only join Raft as itself"));
+            }
+        }
+        let forwarded = was_forwarded(&req);
+        let body = req.into_inner();
+        if body.raft_id == 0 || body.addr.is_empty() || body.node_id.is_empty() {
+            return Err(Status::invalid_argument("a Raft join needs a node ID, a Raft ID and an address"));
+        }
+        if !manager.raft().is_leader() {
+            if forwarded {
+                return Err(Status::unavailable("this manager is no longer the leader; retry"));
+            }
+            let Some(addr) = manager.raft().leader_addr().await? else {
+                return Err(Status::unavailable("the leader changed; retry"));
+            };
+            let mut fwd = Request::new(body);
+            fwd.metadata_mut().insert("x-skiff-forwarded", "1".parse().expect("ascii"));
+            return manager.raft().client_for(&addr).join(fwd).await;
+        }
+        record_manager(&manager, &body).await?;
+        manager.raft().add_voter(body.raft_id, &body.addr).await?;
+        let members = manager
+            .raft()
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| WeightedPeer {
+                node_id: id.to_string(),
+                addr: n.addr.clone(),
+            })
+            .collect();
+        Ok(Response::new(JoinRaftResponse { members }))
+    }
+
+    async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<ProposeResponse>, Status> {
+        let manager = self.manager(&req)?;
+        let batch = req
+            .into_inner()
+            .batch
+            .ok_or_else(|| Status::invalid_argument("a proposal needs a batch"))?;
+        let index = manager.raft().propose_as_leader(&batch).await?;
+        Ok(Response::new(ProposeResponse { index }))
+    }
+
+    async fn read_index(&self, req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+        let manager = self.manager(&req)?;
+        let index = manager.raft().read_index_as_leader().await?;
+        Ok(Response::new(ReadIndexResponse { index }))
+    }
+}
+
+/// Records the joining manager's Raft ID and address in its node object, so the rest of the
+/// cluster can map Raft members to nodes.
+async fn record_manager(manager: &Manager, join: &JoinRaftRequest) -> Result<(), Status> {
+    let recorded = manager
+        .modify::<Node>(&join.node_id, |node| {
+            let status = node.manager_status.get_or_insert_with(Default::default);
+            status.raft_id = join.raft_id;
+            status.addr = join.addr.clone();
+            node.role = proto::NodeRole::Manager as i32;
+        })
+        .await?;
+    match recorded {
+        Some(_) => Ok(()),
+        None => Err(Status::not_found(format!(
+            "node {} is not part of this cluster; join it with a manager token first",
+            join.node_id
+        ))),
+    }
+}

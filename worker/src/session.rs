@@ -1,0 +1,224 @@
+//! The session with the leader's dispatcher. Finds the leader from the managers it knows
+//! (following the leader hint a follower gives), heartbeats at the period the leader asks for,
+//! and reports what the leader says about the node's role and the managers. After a leader
+//! failover it simply opens a new session: nothing else on the node restarts.
+
+use std::time::Duration;
+
+use proto::dispatcher_client::DispatcherClient;
+use proto::{HeartbeatRequest, NodeDescription, NodeRole, SessionMessage, SessionRequest, WeightedPeer};
+use tokio::sync::{mpsc, watch};
+use tonic::Code;
+
+use crate::Dialer;
+
+/// Metadata naming the leader on a follower's "not the leader" answer.
+const LEADER_HINT: &str = "x-skiff-leader";
+
+/// What the session learns, for the daemon to act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// A session is open with the leader at this address.
+    Connected {
+        /// The leader's cluster address.
+        leader_addr: String,
+    },
+    /// The managers of the cluster (the fallback list for the next reconnection).
+    Managers(Vec<WeightedPeer>),
+    /// The role the cluster wants this node to have.
+    DesiredRole(NodeRole),
+    /// The cluster no longer knows this node.
+    Removed,
+}
+
+/// What the session needs to know about the node.
+#[derive(Clone)]
+pub struct SessionConfig {
+    /// The node's cluster address.
+    pub addr: String,
+    /// What the node reports about itself.
+    pub description: NodeDescription,
+    /// Managers to try, in order.
+    pub managers: Vec<String>,
+}
+
+/// Runs the session until `stop` turns true.
+pub async fn run(
+    config: SessionConfig,
+    dial: Dialer,
+    events: mpsc::Sender<SessionEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut managers = config.managers.clone();
+    let mut next = 0usize;
+    let mut hint: Option<String> = None;
+    let mut backoff = Backoff::default();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let addr = match hint.take() {
+            Some(a) => a,
+            None if managers.is_empty() => {
+                tracing::warn!("no manager address known; cannot open a session");
+                if !backoff.wait(&mut stop).await {
+                    return;
+                }
+                continue;
+            }
+            None => {
+                next = (next + 1) % managers.len();
+                managers[next].clone()
+            }
+        };
+        let outcome = tokio::select! {
+            o = session_with(&addr, &config, &dial, &events, &mut managers) => o,
+            _ = stop.changed() => return,
+        };
+        match outcome {
+            Outcome::Redirect(leader) => {
+                hint = leader;
+                backoff.reset();
+                if hint.is_none() && !backoff.wait(&mut stop).await {
+                    return;
+                }
+            }
+            Outcome::Removed => {
+                let _ = events.send(SessionEvent::Removed).await;
+                if !backoff.wait_long(&mut stop).await {
+                    return;
+                }
+            }
+            Outcome::Lost => {
+                if !backoff.wait(&mut stop).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+enum Outcome {
+    /// The manager is not the leader; maybe it named one.
+    Redirect(Option<String>),
+    /// The cluster refused the node.
+    Removed,
+    /// The connection or the session broke.
+    Lost,
+}
+
+async fn session_with(
+    addr: &str,
+    config: &SessionConfig,
+    dial: &Dialer,
+    events: &mpsc::Sender<SessionEvent>,
+    managers: &mut Vec<String>,
+) -> Outcome {
+    let mut client = DispatcherClient::new(dial(addr));
+    let request = SessionRequest {
+        description: Some(config.description.clone()),
+        addr: config.addr.clone(),
+    };
+    let mut stream = match client.session(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => return classify(addr, &status),
+    };
+    let first: SessionMessage = match stream.message().await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Outcome::Lost,
+        Err(status) => return classify(addr, &status),
+    };
+    let session_id = first.session_id.clone();
+    tracing::info!(leader = addr, "session open");
+    let _ = events
+        .send(SessionEvent::Connected {
+            leader_addr: addr.to_owned(),
+        })
+        .await;
+    report(&first, events, managers).await;
+    let mut period = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            message = stream.message() => match message {
+                Ok(Some(m)) => report(&m, events, managers).await,
+                Ok(None) => return Outcome::Lost,
+                Err(status) => return classify(addr, &status),
+            },
+            _ = tokio::time::sleep(period) => {
+                let beat = client.heartbeat(HeartbeatRequest { session_id: session_id.clone() }).await;
+                match beat {
+                    Ok(r) => {
+                        period = Duration::from_millis(r.into_inner().period_ms.max(100));
+                    }
+                    Err(status) => return classify(addr, &status),
+                }
+            }
+        }
+    }
+}
+
+async fn report(m: &SessionMessage, events: &mpsc::Sender<SessionEvent>, managers: &mut Vec<String>) {
+    if !m.managers.is_empty() {
+        *managers = m.managers.iter().map(|p| p.addr.clone()).collect();
+        let _ = events.send(SessionEvent::Managers(m.managers.clone())).await;
+    }
+    if let Ok(role) = NodeRole::try_from(m.desired_role) {
+        if role != NodeRole::Unspecified {
+            let _ = events.send(SessionEvent::DesiredRole(role)).await;
+        }
+    }
+}
+
+fn classify(addr: &str, status: &tonic::Status) -> Outcome {
+    match status.code() {
+        Code::PermissionDenied => {
+            tracing::warn!(manager = addr, error = status.message(), "the cluster refused this node");
+            Outcome::Removed
+        }
+        Code::Unavailable if status.metadata().contains_key(LEADER_HINT) => {
+            let leader = status
+                .metadata()
+                .get(LEADER_HINT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            Outcome::Redirect(leader)
+        }
+        Code::FailedPrecondition | Code::Unavailable => {
+            tracing::debug!(manager = addr, error = status.message(), "manager unavailable for a session");
+            Outcome::Redirect(None)
+        }
+        _ => {
+            tracing::debug!(manager = addr, error = status.message(), "session lost");
+            Outcome::Lost
+        }
+    }
+}
+
+/// Retry pacing: quick at first (a failover takes about a second), slower if it persists.
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    async fn wait(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        let ms = (100u64 << self.attempt.min(4)).min(1000);
+        self.attempt += 1;
+        sleep_unless_stopped(Duration::from_millis(ms), stop).await
+    }
+
+    async fn wait_long(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        sleep_unless_stopped(Duration::from_secs(10), stop).await
+    }
+}
+
+async fn sleep_unless_stopped(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.changed() => false,
+    }
+}
