@@ -114,6 +114,8 @@ pub enum Command {
     },
     /// Show the skiff version of this client and of the daemon
     Version(VersionArgs),
+    /// Show this node's membership: cluster, role, managers and its view of Raft
+    Info(VersionArgs),
 }
 
 /// `skiff version`.
@@ -154,6 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Swarm { command } => swarm::run(&cli.global, command).await,
         Command::Node { command } => node::run(&cli.global, command).await,
         Command::Version(args) => version(&cli.global, args).await,
+        Command::Info(args) => info(&cli.global, args).await,
     }
 }
 
@@ -513,6 +516,9 @@ pub fn status_error(host: &Host, status: tonic::Status) -> anyhow::Error {
     }
     use tonic::Code;
     match status.code() {
+        Code::Unimplemented if matches!(host, Host::Tcp(_)) => anyhow!(
+            "skiffd at {host} does not offer this operation on its cluster port; run the command on that host, against its local socket (without -H)"
+        ),
         Code::Unimplemented => anyhow!(
             "skiffd at {host} does not offer this operation; is it the same version as this skiff ({VERSION})?"
         ),
@@ -629,6 +635,56 @@ async fn version(global: &GlobalOpts, args: VersionArgs) -> anyhow::Result<()> {
         }
     }
     server.map(|_| ())
+}
+
+// ---------------------------------------------------------------------------------------
+// skiff info
+// ---------------------------------------------------------------------------------------
+
+async fn info(global: &GlobalOpts, args: VersionArgs) -> anyhow::Result<()> {
+    let json = match args.format.as_deref().map(str::trim) {
+        None | Some("") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(anyhow!(
+                "unsupported --format \"{other}\": use --format json (templates are not supported)"
+            ))
+        }
+    };
+    let client = global.connect().await?;
+    let info = client.swarm().info(proto::InfoRequest {}).await.reply(&client)?;
+    if json {
+        out(json::object(&info)?);
+        return Ok(());
+    }
+    let state = proto::LocalNodeState::try_from(info.state).unwrap_or(proto::LocalNodeState::Inactive);
+    let mut lines = vec![format!("Server Version: {}", info.version)];
+    match state {
+        proto::LocalNodeState::Active => {
+            let role = if info.role == proto::NodeRole::Manager as i32 { "manager" } else { "worker" };
+            lines.push("Swarm: active".into());
+            lines.push(format!(" NodeID: {}", info.node_id));
+            lines.push(format!(" ClusterID: {}", info.cluster_id));
+            lines.push(format!(" Role: {role}"));
+            lines.push(format!(" Node Address: {}", info.advertise_addr));
+            lines.push(format!(" Manager Addresses: {}", info.managers.join(", ")));
+            if let Some(raft) = &info.raft {
+                lines.push(format!(
+                    " Raft: term {}, applied {}, snapshot at {}, log from {}, {} voters, leader {}",
+                    raft.term,
+                    raft.applied_index,
+                    raft.snapshot_index,
+                    raft.purged_index + 1,
+                    raft.voters,
+                    if info.leader_node_id.is_empty() { "unknown" } else { &info.leader_node_id }
+                ));
+            }
+        }
+        proto::LocalNodeState::Error => lines.push(format!("Swarm: error: {}", info.error)),
+        _ => lines.push("Swarm: inactive".into()),
+    }
+    out(lines.join("\n"));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -753,6 +809,9 @@ mod tests {
         let e = status_error(&host, tonic::Status::unimplemented(""));
         assert!(!e.to_string().contains("code"));
         assert!(e.to_string().contains("does not offer this operation"));
+        let tcp: Host = "tcp://10.0.0.1".parse().unwrap();
+        let e = status_error(&tcp, tonic::Status::unimplemented(""));
+        assert!(e.to_string().contains("run the command on that host"));
     }
 
     #[test]

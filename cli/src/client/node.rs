@@ -66,7 +66,7 @@ pub struct InspectArgs {
 /// Commands over a list of nodes.
 #[derive(Debug, Args)]
 pub struct NodesArgs {
-    /// Node ID, ID prefix or hostname
+    /// Node ID, ID prefix or hostname ("self" for this node)
     #[arg(value_name = "NODE", required = true)]
     pub nodes: Vec<String>,
 }
@@ -86,7 +86,7 @@ pub struct UpdateArgs {
     /// Remove a label by key; repeat for several
     #[arg(long, value_name = "KEY")]
     pub label_rm: Vec<String>,
-    /// Node ID, ID prefix or hostname
+    /// Node ID, ID prefix or hostname ("self" for this node)
     #[arg(value_name = "NODE")]
     pub node: String,
 }
@@ -97,7 +97,7 @@ pub struct RmArgs {
     /// Remove the node even if it is still up (a manager must be demoted first)
     #[arg(short, long)]
     pub force: bool,
-    /// Node ID, ID prefix or hostname
+    /// Node ID, ID prefix or hostname ("self" for this node)
     #[arg(value_name = "NODE", required = true)]
     pub nodes: Vec<String>,
 }
@@ -504,6 +504,19 @@ async fn self_id(client: &Client) -> Option<String> {
     (!info.node_id.is_empty()).then_some(info.node_id)
 }
 
+/// What to send the daemon for a NODE argument: `self` means the node the client talks to.
+async fn resolve(client: &Client, name: &str) -> anyhow::Result<String> {
+    if name != "self" {
+        return Ok(name.to_string());
+    }
+    self_id(client).await.with_context(|| {
+        format!(
+            "cannot tell which node \"self\" is at {}: name the node by ID or hostname",
+            client.host()
+        )
+    })
+}
+
 async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
     let format = list_format(args.format.as_deref())?;
     let filters = Filters::parse(&args.filter)?;
@@ -540,12 +553,11 @@ async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
     let mut nodes = Vec::new();
     let mut errors = Vec::new();
     for name in &args.nodes {
-        let name = if name == "self" {
-            self_id(&client).await.unwrap_or_else(|| name.clone())
-        } else {
-            name.clone()
+        let node = match resolve(&client, name).await {
+            Ok(n) => get_node(&client, &n).await,
+            Err(e) => Err(e),
         };
-        match get_node(&client, &name).await {
+        match node {
             Ok(n) => nodes.push(n),
             Err(e) => errors.push(e),
         }
@@ -590,7 +602,7 @@ async fn set_role(global: &GlobalOpts, args: NodesArgs, role: NodeRole) -> anyho
 }
 
 async fn set_one_role(client: &Client, name: &str, role: NodeRole) -> anyhow::Result<String> {
-    let node = get_node(client, name).await?;
+    let node = get_node(client, &resolve(client, name).await?).await?;
     if desired_role(&node) == role {
         return Ok(match role {
             NodeRole::Manager => format!("Node {name} is already a manager."),
@@ -623,7 +635,7 @@ async fn update_node(client: &Client, node: &Node, spec: NodeSpec) -> anyhow::Re
 async fn update(global: &GlobalOpts, args: UpdateArgs) -> anyhow::Result<()> {
     let changes = NodeChanges::parse(&args)?;
     let client = global.connect().await?;
-    let node = get_node(&client, &args.node).await?;
+    let node = get_node(&client, &resolve(&client, &args.node).await?).await?;
     let mut spec = node.spec.clone().unwrap_or_default();
     changes.apply(&mut spec, &args.node)?;
     update_node(&client, &node, spec).await?;
@@ -635,14 +647,17 @@ async fn rm(global: &GlobalOpts, args: RmArgs) -> anyhow::Result<()> {
     let client = global.connect().await?;
     let mut failed = false;
     for name in &args.nodes {
-        let result = client
-            .control()
-            .remove_node(RemoveNodeRequest {
-                node: name.clone(),
-                force: args.force,
-            })
-            .await
-            .reply(&client);
+        let result = match resolve(&client, name).await {
+            Ok(node) => client
+                .control()
+                .remove_node(RemoveNodeRequest {
+                    node,
+                    force: args.force,
+                })
+                .await
+                .reply(&client),
+            Err(e) => Err(e),
+        };
         match result {
             Ok(_) => out(name),
             Err(e) => {

@@ -26,21 +26,23 @@ pub const MANAGER_NAME: &str = "skiff-manager";
 /// DNS name (SAN) and OU of worker certificates.
 pub const WORKER_NAME: &str = "skiff-worker";
 
-/// Why a CA operation failed. The messages are meant to be shown to an operator as they are.
+/// Why a CA operation failed. The messages are meant to be shown to an operator as they are;
+/// they include their cause, so no variant reports a separate `source` (which would print
+/// the cause twice in `{:#}` chains).
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
     /// The crypto library could not make a key pair.
     #[error("could not generate a key pair: {0}")]
-    KeyGeneration(#[source] rcgen::Error),
+    KeyGeneration(rcgen::Error),
     /// Building or signing a certificate failed.
     #[error("could not sign the certificate: {0}")]
-    Signing(#[source] rcgen::Error),
+    Signing(rcgen::Error),
     /// The CSR could not be parsed, its signature is wrong, or it asks for something
     /// skiff does not understand.
     #[error("the certificate signing request is not valid ({0}); let skiff generate a fresh one and try again")]
     InvalidCsr(String),
     /// A stored or supplied root CA certificate/key pair is unusable.
-    #[error("the root CA is not usable: {0}; restore ca.pem and its key from a backup of a manager's state directory")]
+    #[error("the cluster's root CA is not usable: {0}; its certificate and key must be the pair made by `swarm init`")]
     InvalidRootCa(String),
     /// A certificate is not a well-formed skiff node certificate.
     #[error("not a skiff node certificate: {0}")]
