@@ -462,6 +462,11 @@ impl manager::transport::Connector for TlsConnector {
     fn channel(&self, addr: &str) -> Channel {
         lazy_channel(addr, Ok(self.config.clone()))
     }
+
+    fn node_channel(&self, addr: &str, node_id: &str) -> Channel {
+        // Every node certificate names its node ID, so this reaches exactly that node.
+        lazy_channel_to(addr, node_id, Ok(self.config.clone()))
+    }
 }
 
 /// A client config, still without client authentication, that trusts only `root_ca_pem`.
@@ -568,6 +573,11 @@ impl ServerCertVerifier for AcceptAnyServerCert {
 /// server name `skiff-manager`. A config that could not be built is reported by the first
 /// RPC, like any other connection failure.
 fn lazy_channel(addr: &str, config: Result<Arc<ClientConfig>, rustls::Error>) -> Channel {
+    lazy_channel_to(addr, MANAGER_NAME, config)
+}
+
+/// A channel to `addr` that accepts only a server whose certificate names `server_name`.
+fn lazy_channel_to(addr: &str, server_name: &str, config: Result<Arc<ClientConfig>, rustls::Error>) -> Channel {
     // The URI only supplies the HTTP/2 authority; the dialer connects to `addr` itself. An
     // address that is not a valid authority therefore still yields a channel, whose first
     // RPC fails with the dialer's "invalid address" error, as the `Connector` contract asks.
@@ -579,6 +589,7 @@ fn lazy_channel(addr: &str, config: Result<Arc<ClientConfig>, rustls::Error>) ->
         .keep_alive_while_idle(true);
     endpoint.connect_with_connector_lazy(Dialer {
         addr: addr.into(),
+        server_name: server_name.into(),
         tls: config.map(tokio_rustls::TlsConnector::from),
     })
 }
@@ -587,6 +598,7 @@ fn lazy_channel(addr: &str, config: Result<Arc<ClientConfig>, rustls::Error>) ->
 #[derive(Clone)]
 struct Dialer {
     addr: Arc<str>,
+    server_name: Arc<str>,
     tls: Result<tokio_rustls::TlsConnector, rustls::Error>,
 }
 
@@ -603,12 +615,13 @@ impl tower::Service<Uri> for Dialer {
 
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let addr = self.addr.clone();
+        let name = self.server_name.clone();
         let tls = self.tls.clone();
         Box::pin(async move {
             // TLS errors travel as `rustls::Error` inside the `io::Error`, so callers can
             // tell a certificate problem from an unreachable host.
             let tls = tls.map_err(io::Error::other)?;
-            let server_name = ServerName::try_from(MANAGER_NAME).map_err(io::Error::other)?;
+            let server_name = ServerName::try_from(name.to_string()).map_err(io::Error::other)?;
             let tcp = TcpStream::connect(&*addr).await?;
             configure_socket(&tcp)?;
             let stream = tls.connect(server_name, tcp).await?;

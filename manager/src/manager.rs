@@ -53,6 +53,7 @@ impl Manager {
                 manager.clone(),
                 manager.stop.subscribe(),
             )),
+            tokio::spawn(crate::orchestrator::run(manager.clone(), manager.stop.subscribe())),
             tokio::spawn(crate::dispatcher::liveness(
                 manager.dispatcher.clone(),
                 manager.stop.subscribe(),

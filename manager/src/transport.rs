@@ -9,4 +9,8 @@ pub trait Connector: Send + Sync + 'static {
     /// A lazily connecting channel to `addr` (`host:port`). Must not connect eagerly: the
     /// first RPC connects, and a failure surfaces as an `Unavailable` status there.
     fn channel(&self, addr: &str) -> Channel;
+
+    /// A lazily connecting channel to the node `node_id` (manager or worker) at `addr`; the
+    /// server must prove it is that node.
+    fn node_channel(&self, addr: &str, node_id: &str) -> Channel;
 }

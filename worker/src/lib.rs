@@ -4,6 +4,10 @@
 //! It talks to managers only through the `proto` services, over channels the composition
 //! root (`skiffd`) dials with the node's certificate.
 
+pub mod agent;
+mod controller;
+pub mod logs;
+pub mod reporter;
 pub mod session;
 
 use std::sync::Arc;

@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use proto::dispatcher_client::DispatcherClient;
-use proto::{HeartbeatRequest, NodeDescription, NodeRole, SessionMessage, SessionRequest, WeightedPeer};
+use proto::{
+    AssignmentsRequest, HeartbeatRequest, NodeDescription, NodeRole, SessionMessage,
+    SessionRequest, UpdateTaskStatusRequest, WeightedPeer,
+};
 use tokio::sync::{mpsc, watch};
 use tonic::Code;
 
@@ -40,6 +43,8 @@ pub struct SessionConfig {
     pub description: NodeDescription,
     /// Managers to try, in order.
     pub managers: Vec<String>,
+    /// The node's task agent.
+    pub agent: std::sync::Arc<crate::agent::Agent>,
 }
 
 /// Runs the session until `stop` turns true.
@@ -136,7 +141,19 @@ async fn session_with(
         })
         .await;
     report(&first, events, managers).await;
+    let mut assignments = match client
+        .assignments(AssignmentsRequest { session_id: session_id.clone() })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => return classify(addr, &status),
+    };
+    let agent = &config.agent;
+    // A new leader may not have seen the latest statuses.
+    agent.reporter().resend_all();
     let mut period = Duration::from_secs(1);
+    let mut beat = tokio::time::interval(period);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             message = stream.message() => match message {
@@ -144,11 +161,28 @@ async fn session_with(
                 Ok(None) => return Outcome::Lost,
                 Err(status) => return classify(addr, &status),
             },
-            _ = tokio::time::sleep(period) => {
-                let beat = client.heartbeat(HeartbeatRequest { session_id: session_id.clone() }).await;
-                match beat {
+            message = assignments.message() => match message {
+                Ok(Some(m)) => agent.apply(m).await,
+                Ok(None) => return Outcome::Lost,
+                Err(status) => return classify(addr, &status),
+            },
+            updates = agent.reporter().next_batch() => {
+                let request = UpdateTaskStatusRequest { session_id: session_id.clone(), updates: updates.clone() };
+                if let Err(status) = client.update_task_status(request).await {
+                    agent.reporter().requeue(updates);
+                    return classify(addr, &status);
+                }
+            }
+            _ = beat.tick() => {
+                let beat_reply = client.heartbeat(HeartbeatRequest { session_id: session_id.clone() }).await;
+                match beat_reply {
                     Ok(r) => {
-                        period = Duration::from_millis(r.into_inner().period_ms.max(100));
+                        let asked = Duration::from_millis(r.into_inner().period_ms.max(100));
+                        if asked != period {
+                            period = asked;
+                            beat = tokio::time::interval(period);
+                            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        }
                     }
                     Err(status) => return classify(addr, &status),
                 }

@@ -1,6 +1,7 @@
 //! `skiffd`: the skiff daemon. Runs in the foreground (systemd unit in `deploy/`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -22,9 +23,13 @@ struct Args {
     /// Address other nodes reach this node at, when `swarm init`/`swarm join` give none.
     #[arg(long)]
     advertise_addr: Option<String>,
-    /// Task runtime: process (host processes) or fake (no processes; scale tests).
-    #[arg(long, default_value = "process", value_parser = ["process", "fake"])]
-    runtime: String,
+    /// Task runtime: process (tasks as host processes) or fake[:delay=100ms,fail=0.1,run=2s]
+    /// (no processes at all; scale tests).
+    #[arg(long, default_value = "process")]
+    runtime: agent_runtime::RuntimeChoice,
+    /// Largest size of a task's log file before it is rotated.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    log_max_bytes: u64,
     /// Hostname to report instead of the system's (several nodes on one machine).
     #[arg(long)]
     hostname: Option<String>,
@@ -44,20 +49,44 @@ fn init_logging(format: &str) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> anyhow::Result<()> {
+    // `skiffd shim ...` supervises one task process (see agent_runtime::process).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("shim") {
+        agent_runtime::process::shim_main(&argv[2..]);
+    }
+    tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")?
+        .block_on(run(Args::parse()))
+}
+
+fn runtime(args: &Args) -> Arc<dyn agent_runtime::Runtime> {
+    match &args.runtime {
+        agent_runtime::RuntimeChoice::Process => Arc::new(agent_runtime::process::ProcessRuntime::new(
+            args.data_dir.join("runtime"),
+            args.log_max_bytes,
+        )),
+        agent_runtime::RuntimeChoice::Fake(config) => Arc::new(agent_runtime::fake::FakeRuntime::new(config.clone())),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     cli::tls::install_crypto_provider();
     let daemon = Daemon::new(DaemonOptions {
         data_dir: args.data_dir.clone(),
         hostname: args.hostname.clone(),
-        runtime: args.runtime.clone(),
+        runtime: args.runtime.to_string(),
         listen_addr: args.listen_addr.clone(),
         advertise_addr: args.advertise_addr.clone(),
         raft: Default::default(),
-    });
-    let local = cli::daemon::serve_local_socket(&args.socket, SwarmService::new(daemon.clone()), daemon.slot())
+    }, runtime(&args));
+    let local = cli::daemon::serve_local_socket(
+        &args.socket,
+        SwarmService::new(daemon.clone()),
+        daemon.slot(),
+        daemon.agent_slot(),
+    )
         .context("cannot serve the local API")?;
     tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "skiffd started");
     daemon.resume().await;

@@ -11,6 +11,7 @@
 pub mod duration;
 pub mod json;
 pub mod node;
+pub mod service;
 pub mod swarm;
 pub mod table;
 
@@ -112,6 +113,11 @@ pub enum Command {
         #[command(subcommand)]
         command: node::NodeCommand,
     },
+    /// Manage services
+    Service {
+        #[command(subcommand)]
+        command: service::ServiceCommand,
+    },
     /// Show the skiff version of this client and of the daemon
     Version(VersionArgs),
     /// Show this node's membership: cluster, role, managers and its view of Raft
@@ -155,6 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Swarm { command } => swarm::run(&cli.global, command).await,
         Command::Node { command } => node::run(&cli.global, command).await,
+        Command::Service { command } => service::run(&cli.global, command).await,
         Command::Version(args) => version(&cli.global, args).await,
         Command::Info(args) => info(&cli.global, args).await,
     }

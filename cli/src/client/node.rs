@@ -1,4 +1,4 @@
-//! `skiff node ls|inspect|promote|demote|update|rm`.
+//! `skiff node ls|inspect|promote|demote|update|rm|ps` (`ps` lives with `service ps`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,6 +33,8 @@ pub enum NodeCommand {
     /// Remove nodes from the swarm
     #[command(visible_alias = "remove")]
     Rm(RmArgs),
+    /// List the tasks running on one or more nodes (this node by default)
+    Ps(super::service::NodePsArgs),
 }
 
 /// `skiff node ls`.
@@ -111,6 +113,7 @@ pub async fn run(global: &GlobalOpts, command: NodeCommand) -> anyhow::Result<()
         NodeCommand::Demote(args) => set_role(global, args, NodeRole::Worker).await,
         NodeCommand::Update(args) => update(global, args).await,
         NodeCommand::Rm(args) => rm(global, args).await,
+        NodeCommand::Ps(args) => super::service::node_ps(global, args).await,
     }
 }
 

@@ -15,6 +15,7 @@ use proto::{JoinRaftRequest, NodeRole, RenewNodeCertificateRequest};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use worker::agent::Agent;
 use worker::session::{self, SessionConfig, SessionEvent};
 
 use super::server::{serve_cluster_port, Running};
@@ -25,6 +26,7 @@ use crate::tls::{self, NodeCredentials, ReloadableIdentity, TlsConnector};
 /// Everything a node runs while it is in a cluster.
 pub struct Membership {
     state: NodeState,
+    agent: Arc<Agent>,
     identity: ReloadableIdentity,
     connector: Arc<TlsConnector>,
     cluster_port: Option<Running>,
@@ -35,6 +37,11 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// The node's task agent.
+    pub fn agent(&self) -> &Arc<Agent> {
+        &self.agent
+    }
+
     /// The persisted state.
     pub fn state(&self) -> &NodeState {
         &self.state
@@ -66,9 +73,15 @@ impl Membership {
             .await
             .with_context(|| format!("cannot listen on {listen}: is another skiffd or program using the port?"))?;
         let server_tls = tls::server_config(&creds.root_ca_pem, identity.clone()).context("cannot set up TLS")?;
-        let cluster_port = serve_cluster_port(listener, server_tls, daemon.slot());
+        let cluster_port = serve_cluster_port(listener, server_tls, daemon.slot(), daemon.agent_slot());
+        let agent = Agent::new(daemon.runtime.clone(), daemon.data.agent());
+        if let Err(e) = agent.recover().await {
+            tracing::warn!(error = %e, "could not recover the node's tasks");
+        }
+        *daemon.agent.lock().unwrap_or_else(|e| e.into_inner()) = Some((agent.clone(), state.node_id.clone()));
         let mut membership = Self {
             state,
+            agent,
             identity,
             connector,
             cluster_port: Some(cluster_port),
@@ -124,6 +137,7 @@ impl Membership {
             addr: self.state.advertise_addr.clone(),
             description: super::host::describe(daemon.opts.hostname.as_deref(), &daemon.opts.runtime),
             managers: self.state.managers.clone(),
+            agent: self.agent.clone(),
         };
         let dial: worker::Dialer = Arc::new(move |addr: &str| {
             use manager::transport::Connector;
@@ -144,7 +158,8 @@ impl Membership {
         }));
     }
 
-    /// Stops the session, the manager and the cluster port.
+    /// Stops the session, the manager and the cluster port; the node's tasks keep running
+    /// (a restarted daemon adopts them).
     pub async fn stop(mut self, slot: &manager::ManagerSlot) {
         let _ = self.session_stop.send(true);
         for t in self.tasks.drain(..) {

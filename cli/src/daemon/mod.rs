@@ -5,6 +5,7 @@
 //! local socket; with a saved state it rejoins its cluster by itself.
 
 mod host;
+mod logs;
 mod membership;
 mod renewal;
 mod server;
@@ -47,6 +48,8 @@ pub struct Daemon {
     opts: DaemonOptions,
     data: DataDir,
     slot: Arc<ManagerSlot>,
+    runtime: Arc<dyn agent_runtime::Runtime>,
+    agent: logs::AgentSlot,
     /// Serialises init, join, leave and role changes.
     membership: Mutex<Option<Membership>>,
     /// Why resuming the saved membership failed, for `skiff swarm inspect`/`info`.
@@ -54,12 +57,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// A daemon; call [`Daemon::resume`] to rejoin a saved cluster.
-    pub fn new(opts: DaemonOptions) -> Arc<Self> {
+    /// A daemon running tasks with `runtime`; call [`Daemon::resume`] to rejoin a saved
+    /// cluster.
+    pub fn new(opts: DaemonOptions, runtime: Arc<dyn agent_runtime::Runtime>) -> Arc<Self> {
         Arc::new(Self {
             data: DataDir::new(&opts.data_dir),
             opts,
             slot: Arc::new(ManagerSlot::default()),
+            runtime,
+            agent: Default::default(),
             membership: Mutex::new(None),
             error: std::sync::Mutex::new(None),
         })
@@ -68,6 +74,11 @@ impl Daemon {
     /// The manager slot every service reads.
     pub fn slot(&self) -> Arc<ManagerSlot> {
         self.slot.clone()
+    }
+
+    /// The agent slot the logs service reads.
+    pub fn agent_slot(&self) -> logs::AgentSlot {
+        self.agent.clone()
     }
 
     /// Rejoins the cluster saved in the data directory, if any.

@@ -14,6 +14,7 @@ use manager::ManagerSlot;
 use proto::ca_server::CaServer;
 use proto::control_server::ControlServer;
 use proto::dispatcher_server::DispatcherServer;
+use proto::logs_server::LogsServer;
 use proto::raft_server::RaftServer;
 use proto::swarm_server::{Swarm, SwarmServer};
 use proto::MAX_MESSAGE_BYTES;
@@ -22,6 +23,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
+
+use super::logs::{AgentSlot, LogsService};
 
 /// A running server and the switch that stops it.
 pub struct Running {
@@ -47,6 +50,7 @@ pub fn serve_cluster_port(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     slot: Arc<ManagerSlot>,
+    agent: AgentSlot,
 ) -> Running {
     let (stop, rx) = watch::channel(false);
     let router = Server::builder()
@@ -68,6 +72,10 @@ pub fn serve_cluster_port(
             tls_caller,
         ))
         .add_service(InterceptedService::new(
+            LogsServer::new(LogsService::new(slot.clone(), agent)),
+            tls_caller,
+        ))
+        .add_service(InterceptedService::new(
             DispatcherServer::new(DispatcherService::new(slot)),
             tls_caller,
         ));
@@ -85,6 +93,7 @@ pub fn serve_local_socket<S: Swarm>(
     path: &Path,
     swarm: S,
     slot: Arc<ManagerSlot>,
+    agent: AgentSlot,
 ) -> anyhow::Result<Running> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent() {
@@ -101,6 +110,10 @@ pub fn serve_local_socket<S: Swarm>(
     let (stop, rx) = watch::channel(false);
     let router = Server::builder()
         .add_service(InterceptedService::new(SwarmServer::new(swarm), local_caller))
+        .add_service(InterceptedService::new(
+            LogsServer::new(LogsService::new(slot.clone(), agent)),
+            local_caller,
+        ))
         .add_service(InterceptedService::new(
             ControlServer::new(ControlService::new(slot))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -45,6 +45,11 @@ impl DataDir {
         self.root.join("raft")
     }
 
+    /// Where the agent keeps the node's assignments.
+    pub fn agent(&self) -> PathBuf {
+        self.root.join("agent")
+    }
+
     fn state_file(&self) -> PathBuf {
         self.root.join("state.json")
     }
@@ -78,7 +83,7 @@ impl DataDir {
 
     /// Forgets the cluster: state, certificates and Raft data.
     pub fn wipe(&self) -> anyhow::Result<()> {
-        for path in [self.state_file(), self.certs(), self.raft()] {
+        for path in [self.state_file(), self.certs(), self.raft(), self.agent()] {
             let result = if path.is_dir() {
                 std::fs::remove_dir_all(&path)
             } else {

@@ -281,7 +281,11 @@ impl Daemon {
                 managers - 1
             );
         }
+        let agent = membership.agent().clone();
         membership.stop(&self.slot).await;
+        *self.agent.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // Leaving stops the node's tasks, as Docker does.
+        agent.shut_down_all().await;
         self.data.wipe()?;
         tracing::info!("left the cluster");
         Ok(())

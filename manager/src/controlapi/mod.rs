@@ -3,7 +3,9 @@
 //! they are acknowledged, and name the version they read.
 
 pub mod cluster;
+mod named;
 mod node;
+mod service;
 
 use std::sync::Arc;
 
@@ -13,9 +15,10 @@ use proto::*;
 use tonic::{Request, Response, Status};
 
 use crate::ca::identity::require_manager;
-use crate::manager::{delete, update, Manager, ManagerSlot};
-use crate::status::invalid;
+use crate::manager::{create, delete, update, Manager, ManagerSlot};
+use crate::status::{invalid, refused};
 use crate::store::StoredObject;
+use named::Named;
 
 /// Serves the control API through whichever manager runs on this node.
 pub struct ControlService {
@@ -35,6 +38,30 @@ impl ControlService {
 }
 
 /// The node as served: with the leader flag filled in from this manager's Raft view.
+impl ControlService {
+    async fn create_named<T: named::Named>(&self, manager: &Manager, object: T) -> Result<T, Status> {
+        named::validate(&object)?;
+        let id = object.id().to_owned();
+        manager.write(vec![create(object)]).await?;
+        manager
+            .read(|s| s.get::<T>(&id).cloned())
+            .await?
+            .ok_or_else(|| Status::internal("the new object vanished"))
+    }
+
+    async fn remove_named<T: named::Named>(&self, manager: &Manager, reference: &str) -> Result<(), Status> {
+        let target = manager
+            .read(|s| {
+                let target = s.resolve::<T>(reference).cloned()?;
+                Ok::<_, crate::store::LookupError>((named::check_unused(s, &target), target))
+            })
+            .await??;
+        target.0?;
+        manager.write(vec![delete(target.1)]).await?;
+        Ok(())
+    }
+}
+
 fn served(mut node: Node, leader_raft_id: Option<u64>) -> Node {
     if let Some(status) = node.manager_status.as_mut() {
         status.leader = Some(status.raft_id) == leader_raft_id;
@@ -164,38 +191,110 @@ impl Control for ControlService {
     }
 
     async fn create_service(&self, req: Request<CreateServiceRequest>) -> Result<Response<CreateServiceResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("services"))
+        let manager = self.manager(&req)?;
+        let mut spec = req.into_inner().spec.ok_or_else(|| invalid("a service needs a spec"))?;
+        if spec.name.is_empty() {
+            spec.name = format!("service-{}", &proto::id::new_id()[..8]);
+        }
+        let spec = service::with_defaults(spec);
+        service::validate(&spec)?;
+        let id = proto::id::new_id();
+        manager.read(|s| service::check_ports(s, &spec, &id)).await??;
+        let created = Service {
+            meta: Some(Meta { id: id.clone(), ..Default::default() }),
+            spec: Some(spec),
+            spec_version: 1,
+            ..Default::default()
+        };
+        manager.write(vec![create(created)]).await?;
+        let service = manager.read(|s| s.get::<Service>(&id).cloned()).await?;
+        Ok(Response::new(CreateServiceResponse { service }))
     }
 
     async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<GetServiceResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("services"))
+        let manager = self.manager(&req)?;
+        let reference = req.into_inner().service;
+        let service = manager.read(|s| s.resolve::<Service>(&reference).cloned()).await??;
+        Ok(Response::new(GetServiceResponse { service: Some(service) }))
     }
 
     async fn list_services(&self, req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("services"))
+        let manager = self.manager(&req)?;
+        let names = req.into_inner().names;
+        let services = manager
+            .read(|s| {
+                s.list::<Service>()
+                    .filter(|svc| names.is_empty() || names.iter().any(|n| svc.name() == Some(n)))
+                    .cloned()
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(ListServicesResponse { services }))
     }
 
     async fn update_service(&self, req: Request<UpdateServiceRequest>) -> Result<Response<UpdateServiceResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("services"))
+        let manager = self.manager(&req)?;
+        let body = req.into_inner();
+        let current = manager.read(|s| s.resolve::<Service>(&body.service).cloned()).await??;
+        let old_spec = current.spec.clone().unwrap_or_default();
+        let new_spec = if body.rollback {
+            current
+                .previous_spec
+                .clone()
+                .ok_or_else(|| refused(format!("service {} has no previous spec to roll back to", old_spec.name)))?
+        } else {
+            service::with_defaults(body.spec.ok_or_else(|| invalid("a service update needs a spec"))?)
+        };
+        service::validate(&new_spec)?;
+        service::check_mode_change(&old_spec, &new_spec)?;
+        if new_spec.name != old_spec.name {
+            return Err(invalid("a service cannot be renamed; create a new service instead"));
+        }
+        let id = current.id().to_owned();
+        manager.read(|s| service::check_ports(s, &new_spec, &id)).await??;
+        let mut updated = current.clone();
+        if body.version != 0 {
+            updated.meta_mut().version = body.version;
+        }
+        if new_spec.task_template != old_spec.task_template {
+            updated.spec_version += 1;
+            updated.previous_spec = Some(old_spec);
+        }
+        updated.spec = Some(new_spec);
+        manager.write(vec![update(updated)]).await?;
+        let service = manager.read(|s| s.get::<Service>(&id).cloned()).await?;
+        Ok(Response::new(UpdateServiceResponse { service }))
     }
 
     async fn remove_service(&self, req: Request<RemoveServiceRequest>) -> Result<Response<RemoveServiceResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("services"))
+        let manager = self.manager(&req)?;
+        let reference = req.into_inner().service;
+        let target = manager.read(|s| s.resolve::<Service>(&reference).cloned()).await??;
+        manager.write(vec![delete(target)]).await?;
+        Ok(Response::new(RemoveServiceResponse {}))
     }
 
     async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<GetTaskResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("tasks"))
+        let manager = self.manager(&req)?;
+        let reference = req.into_inner().task;
+        let task = manager.read(|s| s.resolve::<Task>(&reference).cloned()).await??;
+        Ok(Response::new(GetTaskResponse { task: Some(task) }))
     }
 
     async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("tasks"))
+        let manager = self.manager(&req)?;
+        let f = req.into_inner();
+        let tasks = manager
+            .read(|s| {
+                s.list::<Task>()
+                    .filter(|t| f.service_ids.is_empty() || f.service_ids.contains(&t.service_id))
+                    .filter(|t| f.node_ids.is_empty() || f.node_ids.contains(&t.node_id))
+                    .filter(|t| f.desired_states.is_empty() || f.desired_states.contains(&t.desired_state))
+                    .cloned()
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(ListTasksResponse { tasks }))
     }
 
     async fn create_network(&self, req: Request<CreateNetworkRequest>) -> Result<Response<CreateNetworkResponse>, Status> {
@@ -218,43 +317,57 @@ impl Control for ControlService {
         Err(not_yet("networks"))
     }
 
+
     async fn create_secret(&self, req: Request<CreateSecretRequest>) -> Result<Response<CreateSecretResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("secrets"))
+        let manager = self.manager(&req)?;
+        let spec = req.into_inner().spec.ok_or_else(|| invalid("a secret needs a spec"))?;
+        let secret = self.create_named(&manager, Secret::build(proto::id::new_id(), spec)).await?;
+        Ok(Response::new(CreateSecretResponse { secret: Some(named::without_data(secret)) }))
     }
 
     async fn get_secret(&self, req: Request<GetSecretRequest>) -> Result<Response<GetSecretResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("secrets"))
+        let manager = self.manager(&req)?;
+        let reference = req.into_inner().secret;
+        let secret = manager.read(|s| s.resolve::<Secret>(&reference).cloned()).await??;
+        Ok(Response::new(GetSecretResponse { secret: Some(named::without_data(secret)) }))
     }
 
     async fn list_secrets(&self, req: Request<ListSecretsRequest>) -> Result<Response<ListSecretsResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("secrets"))
+        let manager = self.manager(&req)?;
+        let secrets = manager.read(|s| s.list::<Secret>().cloned().map(named::without_data).collect()).await?;
+        Ok(Response::new(ListSecretsResponse { secrets }))
     }
 
     async fn remove_secret(&self, req: Request<RemoveSecretRequest>) -> Result<Response<RemoveSecretResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("secrets"))
+        let manager = self.manager(&req)?;
+        self.remove_named::<Secret>(&manager, &req.into_inner().secret).await?;
+        Ok(Response::new(RemoveSecretResponse {}))
     }
 
     async fn create_config(&self, req: Request<CreateConfigRequest>) -> Result<Response<CreateConfigResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("configs"))
+        let manager = self.manager(&req)?;
+        let spec = req.into_inner().spec.ok_or_else(|| invalid("a config needs a spec"))?;
+        let config = self.create_named(&manager, Config::build(proto::id::new_id(), spec)).await?;
+        Ok(Response::new(CreateConfigResponse { config: Some(config) }))
     }
 
     async fn get_config(&self, req: Request<GetConfigRequest>) -> Result<Response<GetConfigResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("configs"))
+        let manager = self.manager(&req)?;
+        let reference = req.into_inner().config;
+        let config = manager.read(|s| s.resolve::<Config>(&reference).cloned()).await??;
+        Ok(Response::new(GetConfigResponse { config: Some(config) }))
     }
 
     async fn list_configs(&self, req: Request<ListConfigsRequest>) -> Result<Response<ListConfigsResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("configs"))
+        let manager = self.manager(&req)?;
+        let configs = manager.read(|s| s.list::<Config>().cloned().collect()).await?;
+        Ok(Response::new(ListConfigsResponse { configs }))
     }
 
     async fn remove_config(&self, req: Request<RemoveConfigRequest>) -> Result<Response<RemoveConfigResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("configs"))
+        let manager = self.manager(&req)?;
+        self.remove_named::<Config>(&manager, &req.into_inner().config).await?;
+        Ok(Response::new(RemoveConfigResponse {}))
     }
+
 }

@@ -3,7 +3,9 @@
 //! tasks can be replaced within seconds; after a leader change every node gets a grace period
 //! to find the new leader before it can be marked down.
 
+mod assignments;
 mod service;
+mod status;
 
 pub use service::DispatcherService;
 

@@ -15,7 +15,10 @@ use proto::{
 use tonic::{Request, Response, Status};
 
 use crate::ca::identity::{caller, Caller};
+use super::assignments::NodeAssignments;
+use super::status::accepted;
 use crate::manager::{Manager, ManagerSlot};
+use crate::raft::WatchEvent;
 use crate::store::{ObjectStore, StoredObject};
 
 /// Metadata naming the leader's address on a "not the leader" answer.
@@ -152,20 +155,74 @@ impl DispatcherApi for DispatcherService {
 
     async fn assignments(
         &self,
-        _req: Request<AssignmentsRequest>,
+        req: Request<AssignmentsRequest>,
     ) -> Result<Response<AssignmentsStream>, Status> {
-        Err(Status::unimplemented(
-            "task assignments are not served by this version of skiff",
-        ))
+        let node_id = node_of(&req)?;
+        let manager = self.leader().await?;
+        let session_id = req.into_inner().session_id;
+        if !manager.dispatcher().is_current(&node_id, &session_id) {
+            return Err(Status::not_found("the session has expired; open a new session"));
+        }
+        let (store, mut events) = manager.store().subscribe();
+        let mut tracker = NodeAssignments::default();
+        let first = tracker.complete(&store, &node_id);
+        drop(store);
+        let stream = async_stream(move |tx| async move {
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            loop {
+                let message = tokio::select! {
+                    event = events.recv() => match event {
+                        Ok(event) => match event.as_ref() {
+                            WatchEvent::Changes { events, .. } => tracker.incremental(events, &node_id),
+                            WatchEvent::Reset { .. } => Some(tracker.complete(&manager.store().read(), &node_id)),
+                        },
+                        // Fell behind: start over with the full set.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            Some(tracker.complete(&manager.store().read(), &node_id))
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => None,
+                };
+                if !manager.raft().is_leader() || !manager.dispatcher().is_current(&node_id, &session_id) {
+                    return;
+                }
+                if let Some(message) = message {
+                    if tx.send(Ok(message)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(stream))
     }
 
     async fn update_task_status(
         &self,
-        _req: Request<UpdateTaskStatusRequest>,
+        req: Request<UpdateTaskStatusRequest>,
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
-        Err(Status::unimplemented(
-            "task status updates are not served by this version of skiff",
-        ))
+        let node_id = node_of(&req)?;
+        let manager = self.leader().await?;
+        let body = req.into_inner();
+        if !manager.dispatcher().is_current(&node_id, &body.session_id) {
+            return Err(Status::not_found("the session has expired; open a new session"));
+        }
+        // A conflict means the orchestrator changed one of the tasks meanwhile: re-check all.
+        for _ in 0..5 {
+            let actions = accepted(&manager.store().read(), &node_id, body.updates.clone());
+            if actions.is_empty() {
+                break;
+            }
+            match manager.raft().propose(&proto::StoreBatch { actions }).await {
+                Ok(_) => break,
+                Err(crate::raft::ProposeError::Apply(crate::store::ApplyError::Conflict { .. })) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Response::new(UpdateTaskStatusResponse {}))
     }
 }
 

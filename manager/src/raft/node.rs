@@ -394,6 +394,11 @@ impl RaftNode {
         })
     }
 
+    /// A channel to the node `node_id`'s cluster port, with this manager's certificate.
+    pub fn node_channel(&self, addr: &str, node_id: &str) -> Channel {
+        self.connector.node_channel(addr, node_id)
+    }
+
     /// A client for the current leader's Raft service.
     pub fn client_for(&self, addr: &str) -> RaftClient<Channel> {
         self.leader_client(addr)

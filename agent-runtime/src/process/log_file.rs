@@ -1,0 +1,475 @@
+//! The `process` backend's log files: the format, the writer (in the shim) and the reader
+//! (in skiffd).
+//!
+//! Both outputs of a task go to one file, so their interleaving survives. One record per
+//! line: `<timestamp_ms> <o|e><F|P> <bytes>\n`, where `o`/`e` is stdout/stderr and `F` means
+//! the task's line ended with a newline (stripped here, restored on reading) while `P` marks
+//! a piece of a line (a line longer than [`MAX_LINE`], or output that ended without a
+//! newline). The bytes are the task's own, so any encoding passes through.
+//!
+//! Rotation renames the file to `task.log.1` (replacing the previous one) and starts a new
+//! one, so a task's logs stay under about twice the limit. Readers hold the file open and
+//! notice the rename by its inode, so a follower loses nothing across a rotation.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use super::task_dir::{TaskDir, LOG, LOG_ROTATED};
+use crate::{LogLine, LogSource, LogStream, RuntimeError};
+
+/// Longest line kept whole; longer ones are split (Docker splits at 16 KiB too).
+pub(crate) const MAX_LINE: usize = 16 * 1024;
+
+/// How often a follower looks for new output.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+/// Most bytes a follower reads in one step, so one busy task cannot hog a blocking thread.
+const FOLLOW_CHUNK: u64 = 1024 * 1024;
+
+/// Appends a record for `line` to `buf`.
+pub(crate) fn encode(buf: &mut Vec<u8>, timestamp_ms: i64, stream: LogSource, line: &[u8]) {
+    let (data, complete) = match line.strip_suffix(b"\n") {
+        Some(data) => (data, true),
+        None => (line, false),
+    };
+    let stream = match stream {
+        LogSource::Stdout => 'o',
+        LogSource::Stderr => 'e',
+    };
+    let flag = if complete { 'F' } else { 'P' };
+    buf.extend_from_slice(format!("{timestamp_ms} {stream}{flag} ").as_bytes());
+    buf.extend_from_slice(data);
+    buf.push(b'\n');
+}
+
+/// Parses one record (without its trailing newline); `None` for anything malformed.
+pub(crate) fn decode(record: &[u8]) -> Option<LogLine> {
+    let space = record.iter().position(|&b| b == b' ')?;
+    let timestamp_ms = std::str::from_utf8(&record[..space]).ok()?.parse().ok()?;
+    let rest = &record[space + 1..];
+    let tag = rest.get(..3)?;
+    if tag[2] != b' ' {
+        return None;
+    }
+    let stream = match tag[0] {
+        b'o' => LogSource::Stdout,
+        b'e' => LogSource::Stderr,
+        _ => return None,
+    };
+    let complete = match tag[1] {
+        b'F' => true,
+        b'P' => false,
+        _ => return None,
+    };
+    let mut data = rest[3..].to_vec();
+    if complete {
+        data.push(b'\n');
+    }
+    Some(LogLine {
+        timestamp_ms,
+        stream,
+        data,
+    })
+}
+
+/// Moves every complete record out of `carry` into `out`, leaving a trailing partial one.
+fn drain_records(carry: &mut Vec<u8>, out: &mut VecDeque<LogLine>) {
+    let mut start = 0;
+    while let Some(end) = carry[start..].iter().position(|&b| b == b'\n') {
+        if let Some(line) = decode(&carry[start..start + end]) {
+            out.push_back(line);
+        }
+        start += end + 1;
+    }
+    carry.drain(..start);
+}
+
+/// Splits a byte stream into lines of at most [`MAX_LINE`] bytes.
+#[derive(Default)]
+pub(crate) struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Feeds bytes; calls `emit` with each finished line (with its newline) or piece.
+    pub(crate) fn push(&mut self, mut bytes: &[u8], mut emit: impl FnMut(&[u8])) {
+        while !bytes.is_empty() {
+            let room = MAX_LINE - self.pending.len();
+            let take = bytes.len().min(room);
+            match bytes[..take].iter().position(|&b| b == b'\n') {
+                Some(newline) => {
+                    self.pending.extend_from_slice(&bytes[..=newline]);
+                    emit(&self.pending);
+                    self.pending.clear();
+                    bytes = &bytes[newline + 1..];
+                }
+                None => {
+                    self.pending.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if self.pending.len() == MAX_LINE {
+                        emit(&self.pending);
+                        self.pending.clear();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The output ended: emits what is left of the last line.
+    pub(crate) fn finish(&mut self, mut emit: impl FnMut(&[u8])) {
+        if !self.pending.is_empty() {
+            emit(&self.pending);
+            self.pending.clear();
+        }
+    }
+}
+
+/// Writes a task's log with size-based rotation. Lives in the shim.
+pub(crate) struct LogWriter {
+    path: PathBuf,
+    rotated: PathBuf,
+    file: File,
+    size: u64,
+    max_bytes: u64,
+    buf: Vec<u8>,
+}
+
+impl LogWriter {
+    /// Opens (appending to) the task's log; `max_bytes` 0 never rotates.
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> io::Result<Self> {
+        let path = dir.join(LOG);
+        let file = open_append(&path)?;
+        let size = file.metadata()?.len();
+        Ok(LogWriter {
+            rotated: dir.join(LOG_ROTATED),
+            path,
+            file,
+            size,
+            max_bytes,
+            buf: Vec::new(),
+        })
+    }
+
+    pub(crate) fn write(
+        &mut self,
+        timestamp_ms: i64,
+        stream: LogSource,
+        line: &[u8],
+    ) -> io::Result<()> {
+        self.buf.clear();
+        encode(&mut self.buf, timestamp_ms, stream, line);
+        let len = self.buf.len() as u64;
+        if self.max_bytes > 0 && self.size > 0 && self.size + len > self.max_bytes {
+            std::fs::rename(&self.path, &self.rotated)?;
+            self.file = open_append(&self.path)?;
+            self.size = 0;
+        }
+        // One write per record under O_APPEND: readers see whole records (or a tail they
+        // keep until the rest arrives).
+        self.file.write_all(&self.buf)?;
+        self.size += len;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Where a reader stands in the current log file.
+struct Cursor {
+    file: File,
+    inode: u64,
+    /// The start of a record whose end has not been written yet.
+    carry: Vec<u8>,
+}
+
+impl Cursor {
+    fn open(path: &Path) -> io::Result<Option<Cursor>> {
+        match File::open(path) {
+            Ok(file) => Ok(Some(Cursor {
+                inode: file.metadata()?.ino(),
+                file,
+                carry: Vec::new(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads up to `limit` new bytes; true if there were any.
+    fn read_more(&mut self, limit: u64, out: &mut VecDeque<LogLine>) -> io::Result<bool> {
+        let before = self.carry.len();
+        (&mut self.file).take(limit).read_to_end(&mut self.carry)?;
+        let grew = self.carry.len() > before;
+        drain_records(&mut self.carry, out);
+        Ok(grew)
+    }
+}
+
+/// The log so far (last `tail` lines), and a cursor at its end for following. Blocking.
+fn snapshot(dir: &Path, tail: Option<usize>) -> io::Result<(VecDeque<LogLine>, Option<Cursor>)> {
+    let mut lines = VecDeque::new();
+    // Open the current file first: if it rotates meanwhile, the rotated file is the one we
+    // hold, and we must not read it twice.
+    let mut cursor = Cursor::open(&dir.join(LOG))?;
+    if let Some(mut rotated) = Cursor::open(&dir.join(LOG_ROTATED))? {
+        if cursor.as_ref().is_none_or(|c| c.inode != rotated.inode) {
+            rotated.read_more(u64::MAX, &mut lines)?;
+        }
+    }
+    if let Some(cursor) = cursor.as_mut() {
+        cursor.read_more(u64::MAX, &mut lines)?;
+    }
+    if let Some(n) = tail {
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+    }
+    Ok((lines, cursor))
+}
+
+/// A follower between two looks at the log.
+struct Follower {
+    dir: TaskDir,
+    cursor: Option<Cursor>,
+    /// The task had ended at the previous look, so once the file is drained we are done.
+    finished: bool,
+}
+
+impl Follower {
+    /// One look: new lines, and whether there will never be more. Blocking.
+    fn step(&mut self) -> io::Result<(VecDeque<LogLine>, bool)> {
+        let mut out = VecDeque::new();
+        if self.cursor.is_none() {
+            self.cursor = Cursor::open(&self.dir.file(LOG))?;
+        }
+        if let Some(cursor) = self.cursor.as_mut() {
+            if cursor.read_more(FOLLOW_CHUNK, &mut out)? {
+                return Ok((out, false));
+            }
+            let current = std::fs::metadata(self.dir.file(LOG)).map(|m| m.ino()).ok();
+            if current != Some(cursor.inode) {
+                // Rotated: finish the old file (the writer may have added to it after our
+                // last read), then move to the new one.
+                cursor.read_more(u64::MAX, &mut out)?;
+                self.cursor = None;
+                return Ok((out, false));
+            }
+        }
+        if self.finished {
+            return Ok((out, true));
+        }
+        // The shim writes all output before it records the exit: one more look after we
+        // see the exit, and the log is complete.
+        self.finished = self.dir.output_finished();
+        Ok((out, false))
+    }
+}
+
+/// A task's log as a stream: the last `tail` lines, then with `follow` new ones until the
+/// task ends. Files are read on tokio's blocking pool; the stream owns nothing else, so
+/// dropping it stops it.
+pub(crate) async fn open(
+    dir: TaskDir,
+    tail: Option<usize>,
+    follow: bool,
+) -> Result<LogStream, RuntimeError> {
+    let path = dir.path().to_path_buf();
+    let (lines, cursor) = tokio::task::spawn_blocking(move || snapshot(&path, tail))
+        .await
+        .map_err(|e| RuntimeError::io("reading the task's log", io::Error::other(e)))?
+        .map_err(|e| {
+            RuntimeError::io(
+                format!("cannot read the log of task in {}", dir.path().display()),
+                e,
+            )
+        })?;
+    if !follow {
+        return Ok(futures::stream::iter(lines).boxed());
+    }
+    let follower = Follower {
+        dir,
+        cursor,
+        finished: false,
+    };
+    let stream = futures::stream::unfold(
+        (lines, Some(follower)),
+        |(mut lines, mut follower)| async move {
+            loop {
+                if let Some(line) = lines.pop_front() {
+                    return Some((line, (lines, follower)));
+                }
+                let mut current = follower.take()?;
+                let step = tokio::task::spawn_blocking(move || {
+                    let step = current.step();
+                    (current, step)
+                })
+                .await;
+                match step {
+                    Ok((current, Ok((new_lines, done)))) => {
+                        if done {
+                            return None;
+                        }
+                        if new_lines.is_empty() {
+                            tokio::time::sleep(FOLLOW_POLL).await;
+                        }
+                        lines = new_lines;
+                        follower = Some(current);
+                    }
+                    Ok((current, Err(e))) => {
+                        tracing::warn!(dir = %current.dir.path().display(), error = %e, "stopped following a task's log");
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "stopped following a task's log");
+                        return None;
+                    }
+                }
+            }
+        },
+    );
+    Ok(stream.boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let cases: &[(LogSource, &[u8])] = &[
+            (LogSource::Stdout, b"hello\n"),
+            (LogSource::Stderr, b"no newline"),
+            (LogSource::Stdout, b"\n"),
+            (LogSource::Stderr, b" spaces and \xff bytes \r\n"),
+            (LogSource::Stdout, b""),
+        ];
+        let mut buf = Vec::new();
+        for (i, (stream, line)) in cases.iter().enumerate() {
+            encode(&mut buf, 1_700_000_000_000 + i as i64, *stream, line);
+        }
+        let mut out = VecDeque::new();
+        drain_records(&mut buf, &mut out);
+        assert!(buf.is_empty());
+        let got: Vec<(LogSource, Vec<u8>)> =
+            out.iter().map(|l| (l.stream, l.data.clone())).collect();
+        let want: Vec<(LogSource, Vec<u8>)> = cases.iter().map(|(s, l)| (*s, l.to_vec())).collect();
+        assert_eq!(got, want);
+        assert_eq!(out[1].timestamp_ms, 1_700_000_000_001);
+    }
+
+    #[test]
+    fn malformed_records_are_skipped_and_partial_ones_kept() {
+        let mut buf = b"garbage\n12 xF bad stream\n5 oFhello\n".to_vec();
+        encode(&mut buf, 7, LogSource::Stdout, b"ok\n");
+        buf.extend_from_slice(b"8 oF unfinis");
+        let mut out = VecDeque::new();
+        drain_records(&mut buf, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data, b"ok\n");
+        assert_eq!(buf, b"8 oF unfinis");
+    }
+
+    #[test]
+    fn long_lines_are_split() {
+        let mut splitter = LineSplitter::default();
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let long = vec![b'x'; MAX_LINE * 2 + 10];
+        splitter.push(b"a\nb", |l| lines.push(l.to_vec()));
+        splitter.push(b"c\n", |l| lines.push(l.to_vec()));
+        splitter.push(&long, |l| lines.push(l.to_vec()));
+        splitter.push(b"\ntail", |l| lines.push(l.to_vec()));
+        splitter.finish(|l| lines.push(l.to_vec()));
+        let lens: Vec<usize> = lines.iter().map(Vec::len).collect();
+        assert_eq!(lens, [2, 3, MAX_LINE, MAX_LINE, 11, 4]);
+        assert_eq!(lines[1], b"bc\n");
+    }
+
+    #[test]
+    fn rotation_bounds_the_files_and_tail_spans_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let max = 1000;
+        let mut writer = LogWriter::open(tmp.path(), max).unwrap();
+        for i in 0..500 {
+            writer
+                .write(i, LogSource::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        let size = |name| std::fs::metadata(tmp.path().join(name)).unwrap().len();
+        assert!(
+            size(LOG) <= max && size(LOG_ROTATED) <= max,
+            "{} {}",
+            size(LOG),
+            size(LOG_ROTATED)
+        );
+
+        let (all, _) = snapshot(tmp.path(), None).unwrap();
+        let last = all.back().unwrap();
+        assert_eq!(last.data, b"line 499\n");
+        // Everything in both files, in order, ending at the newest line.
+        assert!(all.len() > 40, "{}", all.len());
+        assert!(all
+            .iter()
+            .zip(all.iter().skip(1))
+            .all(|(a, b)| a.timestamp_ms + 1 == b.timestamp_ms));
+
+        let (tail, _) = snapshot(tmp.path(), Some(3)).unwrap();
+        let text: Vec<&[u8]> = tail.iter().map(|l| l.data.as_slice()).collect();
+        assert_eq!(text, [&b"line 497\n"[..], b"line 498\n", b"line 499\n"]);
+    }
+
+    #[test]
+    fn a_follower_survives_rotation() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(super::super::task_dir::SPEC), "{}").unwrap();
+        let mut writer = LogWriter::open(tmp.path(), 100).unwrap();
+        let (_, cursor) = snapshot(tmp.path(), Some(0)).unwrap();
+        let mut follower = Follower {
+            dir: TaskDir::new(tmp.path().to_path_buf()),
+            cursor,
+            finished: false,
+        };
+        let mut seen = Vec::new();
+        for i in 0..50 {
+            writer
+                .write(i, LogSource::Stderr, format!("{i}\n").as_bytes())
+                .unwrap();
+            if i % 7 == 0 {
+                // Read now and then, so several rotations happen between reads.
+                for _ in 0..3 {
+                    seen.extend(
+                        follower
+                            .step()
+                            .unwrap()
+                            .0
+                            .into_iter()
+                            .map(|l| l.timestamp_ms),
+                    );
+                }
+            }
+        }
+        for _ in 0..3 {
+            seen.extend(
+                follower
+                    .step()
+                    .unwrap()
+                    .0
+                    .into_iter()
+                    .map(|l| l.timestamp_ms),
+            );
+        }
+        // Lines that were rotated away twice between reads are gone, but what we saw is in
+        // order, without repeats, and up to the last line.
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert_eq!(seen.last(), Some(&49));
+    }
+}

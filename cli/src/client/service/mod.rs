@@ -1,0 +1,767 @@
+//! `skiff service create|ls|ps|inspect|logs|scale|rm`, and `skiff node ps` (which shares
+//! the task table).
+//!
+//! Every flag is validated before the daemon is contacted. `create` and `scale` wait for
+//! the service to converge, showing Docker's live progress, unless `--detach`.
+
+pub mod create;
+pub mod logs;
+pub mod parse;
+pub mod progress;
+pub mod registry;
+pub mod render;
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::{Args, Subcommand};
+use proto::service_spec::Mode;
+use proto::{
+    CreateServiceRequest, GetNodeRequest, GetServiceRequest, InfoRequest, ListNodesRequest,
+    ListServicesRequest, ListTasksRequest, RemoveServiceRequest, Service, Task, TaskState,
+    UpdateServiceRequest,
+};
+
+use super::{
+    inspect_format, json, list_format, out, report, Client, GlobalOpts, ListFormat, Reply, Reported,
+};
+use create::CreateArgs;
+use logs::LogsArgs;
+use render::{service_id, service_name, short_id, task_id};
+
+/// `skiff service ...`.
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Create a service
+    Create(Box<CreateArgs>),
+    /// List services
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// List the tasks of one or more services
+    Ps(PsArgs),
+    /// Show details of one or more services
+    Inspect(InspectArgs),
+    /// Show the logs of a service or a task
+    Logs(LogsArgs),
+    /// Change the number of replicas of one or more services
+    Scale(ScaleArgs),
+    /// Remove one or more services
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+}
+
+/// `skiff service ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only print service IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format: table (the default) or json
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Filter: name=NAME, id=ID, label=KEY[=VALUE], mode=replicated|global|replicated-job|global-job
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+}
+
+/// Flags `service ps` and `node ps` share.
+#[derive(Debug, Args)]
+pub struct TaskListOpts {
+    /// Show full IDs, images and errors
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only print task IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format: table (the default) or json
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Filter: desired-state=running|shutdown|accepted|ready|complete, node=NODE, id=ID, name=NAME
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+}
+
+/// `skiff service ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    #[command(flatten)]
+    pub opts: TaskListOpts,
+    /// Service ID, ID prefix or name
+    #[arg(value_name = "SERVICE", required = true)]
+    pub services: Vec<String>,
+}
+
+/// `skiff node ps`.
+#[derive(Debug, Args)]
+pub struct NodePsArgs {
+    #[command(flatten)]
+    pub opts: TaskListOpts,
+    /// Node ID, ID prefix or hostname ("self", the default, for this node)
+    #[arg(value_name = "NODE")]
+    pub nodes: Vec<String>,
+}
+
+/// `skiff service inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Print a readable summary instead of JSON
+    #[arg(long, conflicts_with = "format")]
+    pub pretty: bool,
+    /// Output format: json (the default)
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Service ID, ID prefix or name
+    #[arg(value_name = "SERVICE", required = true)]
+    pub services: Vec<String>,
+}
+
+/// `skiff service scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// Return at once instead of waiting for the services to converge
+    #[arg(short, long)]
+    pub detach: bool,
+    /// SERVICE=REPLICAS, e.g. web=3
+    #[arg(value_name = "SERVICE=REPLICAS", required = true)]
+    pub scales: Vec<String>,
+}
+
+/// `skiff service rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Service ID, ID prefix or name
+    #[arg(value_name = "SERVICE", required = true)]
+    pub services: Vec<String>,
+}
+
+/// Runs one `skiff service` command.
+pub async fn run(global: &GlobalOpts, command: ServiceCommand) -> anyhow::Result<()> {
+    match command {
+        ServiceCommand::Create(args) => create(global, *args).await,
+        ServiceCommand::Ls(args) => ls(global, args).await,
+        ServiceCommand::Ps(args) => ps(global, args).await,
+        ServiceCommand::Inspect(args) => inspect(global, args).await,
+        ServiceCommand::Logs(args) => logs::logs(global, args).await,
+        ServiceCommand::Scale(args) => scale(global, args).await,
+        ServiceCommand::Rm(args) => rm(global, args).await,
+    }
+}
+
+/// Prints the errors of a command over several objects; fails if there were any.
+fn finish(errors: Vec<anyhow::Error>) -> anyhow::Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    errors.iter().for_each(report);
+    Err(Reported.into())
+}
+
+async fn get_service(client: &Client, name: &str) -> anyhow::Result<Service> {
+    client
+        .control()
+        .get_service(GetServiceRequest {
+            service: name.to_string(),
+        })
+        .await
+        .reply(client)?
+        .service
+        .with_context(|| {
+            format!("the daemon answered without service {name}; retry, and report a bug if this persists")
+        })
+}
+
+/// Node ID -> hostname, for the NODE column (empty if the daemon will not say).
+async fn hostnames(client: &Client) -> HashMap<String, String> {
+    client
+        .control()
+        .list_nodes(ListNodesRequest::default())
+        .await
+        .map(|r| r.into_inner().nodes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| Some((n.meta?.id, n.description?.hostname)))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// create
+// ---------------------------------------------------------------------------------------
+
+async fn create(global: &GlobalOpts, args: CreateArgs) -> anyhow::Result<()> {
+    let mut spec = create::build_spec(&args, |k| std::env::var(k).ok())?;
+    if args.with_registry_auth {
+        if let Some(c) = spec
+            .task_template
+            .as_mut()
+            .and_then(|t| t.container.as_mut())
+        {
+            c.registry_auth = registry::registry_auth(&c.image)?;
+        }
+    }
+    let client = global.connect().await?;
+    let service = client
+        .control()
+        .create_service(CreateServiceRequest { spec: Some(spec) })
+        .await
+        .reply(&client)?
+        .service
+        .context("the daemon created the service but did not return it; see `skiff service ls`")?;
+    let id = service_id(&service).to_string();
+    out(&id);
+    if args.detach {
+        return Ok(());
+    }
+    let name = match service_name(&service) {
+        "" => short_id(&id).to_string(),
+        n => n.to_string(),
+    };
+    progress::wait(&client, &id, &name, 0, args.quiet).await
+}
+
+// ---------------------------------------------------------------------------------------
+// ls
+// ---------------------------------------------------------------------------------------
+
+/// `service ls --filter` values.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LsFilters {
+    /// Sent to the daemon.
+    pub names: Vec<String>,
+    /// Applied here: ID prefixes.
+    pub ids: Vec<String>,
+    /// Applied here: labels the service must carry.
+    pub labels: Vec<(String, Option<String>)>,
+    /// Applied here: modes (`replicated`, `global`, `replicated-job`, `global-job`).
+    pub modes: Vec<create::Mode>,
+}
+
+impl LsFilters {
+    /// Parses `--filter KEY=VALUE` values.
+    pub fn parse(values: &[String]) -> anyhow::Result<LsFilters> {
+        let mut f = LsFilters::default();
+        for raw in values {
+            let bad = || {
+                anyhow!("invalid filter \"{raw}\": use name=NAME, id=ID, label=KEY[=VALUE] or mode=replicated|global|replicated-job|global-job")
+            };
+            let (key, value) = raw.split_once('=').ok_or_else(bad)?;
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(bad());
+            }
+            match key.trim() {
+                "name" => f.names.push(value.to_string()),
+                "id" => f.ids.push(value.to_string()),
+                "label" => f.labels.push(match value.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (value.to_string(), None),
+                }),
+                "mode" => f.modes.push(
+                    create::Mode::parse(value)
+                        .map_err(|_| anyhow!("invalid filter \"{raw}\": the mode is replicated, global, replicated-job or global-job"))?,
+                ),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether `s` passes the filters applied here.
+    pub fn keep(&self, s: &Service) -> bool {
+        let ids_ok = self.ids.is_empty()
+            || self
+                .ids
+                .iter()
+                .any(|p| service_id(s).starts_with(p.as_str()));
+        let labels = s.spec.as_ref().map(|sp| &sp.labels);
+        let labels_ok = self
+            .labels
+            .iter()
+            .all(|(k, v)| match (labels.and_then(|l| l.get(k)), v) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            });
+        let mode = match s.spec.as_ref().and_then(|sp| sp.mode.as_ref()) {
+            Some(Mode::Global(_)) => create::Mode::Global,
+            Some(Mode::ReplicatedJob(_)) => create::Mode::ReplicatedJob,
+            Some(Mode::GlobalJob(_)) => create::Mode::GlobalJob,
+            _ => create::Mode::Replicated,
+        };
+        let modes_ok = self.modes.is_empty() || self.modes.contains(&mode);
+        ids_ok && labels_ok && modes_ok
+    }
+}
+
+async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
+    let format = list_format(args.format.as_deref())?;
+    let filters = LsFilters::parse(&args.filter)?;
+    let client = global.connect().await?;
+    let mut services: Vec<Service> = client
+        .control()
+        .list_services(ListServicesRequest {
+            names: filters.names.clone(),
+        })
+        .await
+        .reply(&client)?
+        .services
+        .into_iter()
+        .filter(|s| filters.keep(s))
+        .collect();
+    render::sort_services(&mut services);
+    if args.quiet {
+        for s in &services {
+            out(service_id(s));
+        }
+        return Ok(());
+    }
+    if format == ListFormat::Json {
+        out(json::array(&services)?);
+        return Ok(());
+    }
+    let tasks = if services.is_empty() {
+        Vec::new()
+    } else {
+        client
+            .control()
+            .list_tasks(ListTasksRequest {
+                service_ids: services.iter().map(|s| service_id(s).to_string()).collect(),
+                ..Default::default()
+            })
+            .await
+            .reply(&client)?
+            .tasks
+    };
+    out(render::services_table(&services, &tasks)
+        .render()
+        .trim_end());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// ps
+// ---------------------------------------------------------------------------------------
+
+/// `service ps` / `node ps` `--filter` values.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PsFilters {
+    /// Sent to the daemon.
+    pub desired_states: Vec<TaskState>,
+    /// Applied here: node ID prefixes or hostnames.
+    pub nodes: Vec<String>,
+    /// Applied here: task ID prefixes.
+    pub ids: Vec<String>,
+    /// Applied here: task name prefixes (`web.1`).
+    pub names: Vec<String>,
+}
+
+impl PsFilters {
+    /// Parses `--filter KEY=VALUE` values.
+    pub fn parse(values: &[String]) -> anyhow::Result<PsFilters> {
+        let mut f = PsFilters::default();
+        for raw in values {
+            let bad = || {
+                anyhow!("invalid filter \"{raw}\": use desired-state=running|shutdown|accepted|ready|complete, node=NODE, id=ID or name=NAME")
+            };
+            let (key, value) = raw.split_once('=').ok_or_else(bad)?;
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(bad());
+            }
+            match key.trim() {
+                "desired-state" => f.desired_states.push(match value.to_ascii_lowercase().as_str() {
+                    "running" => TaskState::Running,
+                    "shutdown" => TaskState::Shutdown,
+                    "accepted" => TaskState::Accepted,
+                    "ready" => TaskState::Ready,
+                    "complete" => TaskState::Complete,
+                    _ => bail!("invalid filter \"{raw}\": the desired state is running, shutdown, accepted, ready or complete"),
+                }),
+                "node" => f.nodes.push(value.to_string()),
+                "id" => f.ids.push(value.to_string()),
+                "name" => f.names.push(value.to_string()),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether `t` passes the filters applied here.
+    pub fn keep(&self, t: &Task, hosts: &HashMap<String, String>) -> bool {
+        let nodes_ok = self.nodes.is_empty()
+            || self.nodes.iter().any(|n| {
+                (!t.node_id.is_empty() && t.node_id.starts_with(n.as_str()))
+                    || hosts.get(&t.node_id).is_some_and(|h| h == n)
+            });
+        let ids_ok =
+            self.ids.is_empty() || self.ids.iter().any(|p| task_id(t).starts_with(p.as_str()));
+        let names_ok = self.names.is_empty()
+            || self
+                .names
+                .iter()
+                .any(|n| render::task_name(t).starts_with(n.as_str()));
+        nodes_ok && ids_ok && names_ok
+    }
+}
+
+/// Prints tasks as `ps` does, in the requested format.
+async fn print_tasks(
+    client: &Client,
+    opts: &TaskListOpts,
+    filters: &PsFilters,
+    tasks: Vec<Task>,
+) -> anyhow::Result<()> {
+    let format = list_format(opts.format.as_deref())?;
+    let hosts = hostnames(client).await;
+    let mut tasks: Vec<Task> = tasks
+        .into_iter()
+        .filter(|t| filters.keep(t, &hosts))
+        .collect();
+    render::sort_tasks(&mut tasks);
+    if opts.quiet {
+        for t in &tasks {
+            out(if opts.no_trunc {
+                task_id(t)
+            } else {
+                short_id(task_id(t))
+            });
+        }
+        return Ok(());
+    }
+    match format {
+        ListFormat::Json => out(json::array(&tasks)?),
+        ListFormat::Table => {
+            out(
+                render::tasks_table(&tasks, &hosts, progress::now_ms(), opts.no_trunc)
+                    .render()
+                    .trim_end(),
+            )
+        }
+    }
+    Ok(())
+}
+
+async fn ps(global: &GlobalOpts, args: PsArgs) -> anyhow::Result<()> {
+    list_format(args.opts.format.as_deref())?;
+    let filters = PsFilters::parse(&args.opts.filter)?;
+    let client = global.connect().await?;
+    let mut ids = Vec::new();
+    let mut errors = Vec::new();
+    for name in &args.services {
+        match get_service(&client, name).await {
+            Ok(s) => ids.push(service_id(&s).to_string()),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !ids.is_empty() {
+        let tasks = client
+            .control()
+            .list_tasks(ListTasksRequest {
+                service_ids: ids,
+                node_ids: Vec::new(),
+                desired_states: filters.desired_states.iter().map(|s| *s as i32).collect(),
+            })
+            .await
+            .reply(&client)?
+            .tasks;
+        print_tasks(&client, &args.opts, &filters, tasks).await?;
+    }
+    finish(errors)
+}
+
+/// Runs `skiff node ps`.
+pub async fn node_ps(global: &GlobalOpts, args: NodePsArgs) -> anyhow::Result<()> {
+    list_format(args.opts.format.as_deref())?;
+    let filters = PsFilters::parse(&args.opts.filter)?;
+    let client = global.connect().await?;
+    let names = if args.nodes.is_empty() {
+        vec!["self".to_string()]
+    } else {
+        args.nodes.clone()
+    };
+    let mut ids = Vec::new();
+    let mut errors = Vec::new();
+    for name in &names {
+        match node_id(&client, name).await {
+            Ok(id) => ids.push(id),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !ids.is_empty() {
+        let tasks = client
+            .control()
+            .list_tasks(ListTasksRequest {
+                service_ids: Vec::new(),
+                node_ids: ids,
+                desired_states: filters.desired_states.iter().map(|s| *s as i32).collect(),
+            })
+            .await
+            .reply(&client)?
+            .tasks;
+        print_tasks(&client, &args.opts, &filters, tasks).await?;
+    }
+    finish(errors)
+}
+
+/// The ID of the node `name` names (`self`: the node the client talks to).
+async fn node_id(client: &Client, name: &str) -> anyhow::Result<String> {
+    let name = if name == "self" {
+        let info = client.swarm().info(InfoRequest {}).await.reply(client)?;
+        if info.node_id.is_empty() {
+            bail!(
+                "cannot tell which node \"self\" is at {}: it is not part of a swarm; name the node by ID or hostname",
+                client.host()
+            );
+        }
+        info.node_id
+    } else {
+        name.to_string()
+    };
+    let node = client
+        .control()
+        .get_node(GetNodeRequest { node: name.clone() })
+        .await
+        .reply(client)?
+        .node
+        .with_context(|| format!("the daemon answered without node {name}; retry"))?;
+    Ok(node.meta.map(|m| m.id).unwrap_or(name))
+}
+
+// ---------------------------------------------------------------------------------------
+// inspect, rm
+// ---------------------------------------------------------------------------------------
+
+async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
+    inspect_format(args.format.as_deref())?;
+    let client = global.connect().await?;
+    let mut services = Vec::new();
+    let mut errors = Vec::new();
+    for name in &args.services {
+        match get_service(&client, name).await {
+            Ok(s) => services.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    if args.pretty {
+        let text: Vec<String> = services.iter().map(render::pretty).collect();
+        if !text.is_empty() {
+            out(text.join("\n").trim_end());
+        }
+    } else if !services.is_empty() || errors.is_empty() {
+        out(json::array(&services)?);
+    }
+    finish(errors)
+}
+
+async fn rm(global: &GlobalOpts, args: RmArgs) -> anyhow::Result<()> {
+    let client = global.connect().await?;
+    let mut errors = Vec::new();
+    for name in &args.services {
+        let result = client
+            .control()
+            .remove_service(RemoveServiceRequest {
+                service: name.clone(),
+            })
+            .await
+            .reply(&client);
+        match result {
+            Ok(_) => out(name),
+            Err(e) => errors.push(e),
+        }
+    }
+    finish(errors)
+}
+
+// ---------------------------------------------------------------------------------------
+// scale
+// ---------------------------------------------------------------------------------------
+
+/// Parses `SERVICE=REPLICAS`.
+pub fn parse_scale(value: &str) -> anyhow::Result<(String, u64)> {
+    let (name, n) = value
+        .split_once('=')
+        .ok_or_else(|| anyhow!("invalid scale \"{value}\": use SERVICE=REPLICAS, e.g. web=3"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        bail!(
+            "invalid scale \"{value}\": the service is missing; use SERVICE=REPLICAS, e.g. web=3"
+        );
+    }
+    let n = n.trim();
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("invalid replicas \"{n}\" for service {name}: use a whole number, 0 or more");
+    }
+    let n = n.parse().map_err(|_| {
+        anyhow!("invalid replicas \"{n}\" for service {name}: the number is too large")
+    })?;
+    Ok((name.to_string(), n))
+}
+
+/// Sets the replica count in `service`'s spec (replicas, or a replicated job's completions).
+pub fn scaled_spec(service: &Service, name: &str, n: u64) -> anyhow::Result<proto::ServiceSpec> {
+    let mut spec = service.spec.clone().unwrap_or_default();
+    match spec.mode.as_mut() {
+        Some(Mode::Replicated(r)) => r.replicas = n,
+        Some(Mode::ReplicatedJob(j)) => {
+            j.total_completions = n;
+            j.max_concurrent = j.max_concurrent.max(1);
+        }
+        Some(Mode::Global(_)) | Some(Mode::GlobalJob(_)) => bail!(
+            "service {name} cannot be scaled: it is global (one task per eligible node); scale replicated services only"
+        ),
+        None => bail!("service {name} has no mode; it cannot be scaled"),
+    }
+    Ok(spec)
+}
+
+async fn scale(global: &GlobalOpts, args: ScaleArgs) -> anyhow::Result<()> {
+    let scales = args
+        .scales
+        .iter()
+        .map(|s| parse_scale(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let client = global.connect().await?;
+    let mut errors = Vec::new();
+    let mut scaled = Vec::new();
+    for (name, n) in &scales {
+        match scale_one(&client, name, *n).await {
+            Ok(service) => {
+                out(format!("{name} scaled to {n}"));
+                scaled.push((name.clone(), service));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if !args.detach {
+        for (name, service) in &scaled {
+            let since = service.meta.as_ref().map(|m| m.updated_at).unwrap_or(0);
+            if let Err(e) = progress::wait(&client, service_id(service), name, since, false).await {
+                errors.push(e);
+            }
+        }
+    }
+    finish(errors)
+}
+
+async fn scale_one(client: &Client, name: &str, n: u64) -> anyhow::Result<Service> {
+    let service = get_service(client, name).await?;
+    let spec = scaled_spec(&service, name, n)?;
+    let meta = service.meta.clone().unwrap_or_default();
+    let updated = client
+        .control()
+        .update_service(UpdateServiceRequest {
+            service: meta.id.clone(),
+            version: meta.version,
+            spec: Some(spec),
+            rollback: false,
+        })
+        .await
+        .reply(client)?
+        .service;
+    Ok(updated.unwrap_or(service))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::{GlobalService, Meta, ReplicatedJob, ReplicatedService, ServiceSpec};
+
+    fn service(mode: Mode) -> Service {
+        Service {
+            meta: Some(Meta {
+                id: "abc123".into(),
+                version: 4,
+                ..Default::default()
+            }),
+            spec: Some(ServiceSpec {
+                name: "web".into(),
+                mode: Some(mode),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn scale_values() {
+        assert_eq!(parse_scale("web=3").unwrap(), ("web".into(), 3));
+        assert_eq!(parse_scale("web=0").unwrap(), ("web".into(), 0));
+        assert_eq!(
+            parse_scale("web").unwrap_err().to_string(),
+            "invalid scale \"web\": use SERVICE=REPLICAS, e.g. web=3"
+        );
+        assert_eq!(
+            parse_scale("web=-1").unwrap_err().to_string(),
+            "invalid replicas \"-1\" for service web: use a whole number, 0 or more"
+        );
+        assert!(parse_scale("=3").is_err());
+        assert!(parse_scale("web=x").is_err());
+        assert!(parse_scale("web=").is_err());
+    }
+
+    #[test]
+    fn scaling_changes_only_the_count() {
+        let s = service(Mode::Replicated(ReplicatedService { replicas: 1 }));
+        let spec = scaled_spec(&s, "web", 5).unwrap();
+        assert_eq!(
+            spec.mode,
+            Some(Mode::Replicated(ReplicatedService { replicas: 5 }))
+        );
+        assert_eq!(spec.name, "web");
+        let j = service(Mode::ReplicatedJob(ReplicatedJob {
+            max_concurrent: 2,
+            total_completions: 4,
+        }));
+        let spec = scaled_spec(&j, "job", 10).unwrap();
+        assert_eq!(
+            spec.mode,
+            Some(Mode::ReplicatedJob(ReplicatedJob {
+                max_concurrent: 2,
+                total_completions: 10
+            }))
+        );
+        let g = service(Mode::Global(GlobalService {}));
+        assert!(scaled_spec(&g, "mon", 3)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be scaled: it is global"));
+    }
+
+    #[test]
+    fn ls_filters() {
+        let f = LsFilters::parse(&[
+            "name=web".into(),
+            "id=abc".into(),
+            "label=tier".into(),
+            "mode=replicated".into(),
+        ])
+        .unwrap();
+        assert_eq!(f.names, ["web"]);
+        let mut s = service(Mode::Replicated(ReplicatedService { replicas: 1 }));
+        assert!(!f.keep(&s));
+        s.spec
+            .as_mut()
+            .unwrap()
+            .labels
+            .insert("tier".into(), "x".into());
+        assert!(f.keep(&s));
+        assert!(!f.keep(&service(Mode::Global(GlobalService {}))));
+        assert!(LsFilters::parse(&["mode=daemon".into()]).is_err());
+        assert!(LsFilters::parse(&["colour=red".into()]).is_err());
+        assert!(LsFilters::parse(&["name".into()]).is_err());
+    }
+
+    #[test]
+    fn ps_filters() {
+        let f = PsFilters::parse(&["desired-state=running".into(), "node=host-1".into()]).unwrap();
+        assert_eq!(f.desired_states, [TaskState::Running]);
+        let t = Task {
+            node_id: "n1".into(),
+            ..Default::default()
+        };
+        let hosts: HashMap<String, String> = [("n1".to_string(), "host-1".to_string())].into();
+        assert!(f.keep(&t, &hosts));
+        assert!(!f.keep(&t, &HashMap::new()));
+        assert!(PsFilters::parse(&["desired-state=sleeping".into()]).is_err());
+        assert!(PsFilters::parse(&["colour=red".into()]).is_err());
+    }
+}

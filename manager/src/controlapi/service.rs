@@ -1,0 +1,243 @@
+//! Services: defaults and validation of a spec, and the rules of changing one.
+
+use proto::service_spec::Mode;
+use proto::{
+    ContainerSpec, PortProtocol, ReplicatedJob, ReplicatedService, RestartCondition,
+    RestartPolicy, Service, ServiceSpec, TaskSpec, UpdateConfig,
+};
+use tonic::Status;
+
+use crate::scheduler::constraint;
+use crate::status::invalid;
+use crate::store::{ObjectStore, StoredObject};
+
+/// Docker's defaults (DESIGN §9).
+const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
+const DEFAULT_RESTART_DELAY_MS: u64 = 5_000;
+const DEFAULT_MONITOR_MS: u64 = 5_000;
+/// Largest replica count accepted: far beyond any cluster, small enough to catch typos.
+const MAX_REPLICAS: u64 = 1_000_000;
+
+/// Fills in what the user left out, as Docker does.
+pub fn with_defaults(mut spec: ServiceSpec) -> ServiceSpec {
+    if spec.mode.is_none() {
+        spec.mode = Some(Mode::Replicated(ReplicatedService { replicas: 1 }));
+    }
+    let is_job = matches!(spec.mode, Some(Mode::ReplicatedJob(_) | Mode::GlobalJob(_)));
+    if let Some(Mode::ReplicatedJob(job)) = spec.mode.as_mut() {
+        if job.max_concurrent == 0 {
+            job.max_concurrent = 1;
+        }
+        if job.total_completions == 0 {
+            job.total_completions = job.max_concurrent;
+        }
+    }
+    let template = spec.task_template.get_or_insert_with(TaskSpec::default);
+    let container = template.container.get_or_insert_with(ContainerSpec::default);
+    if container.stop_grace_period_ms == 0 {
+        container.stop_grace_period_ms = DEFAULT_STOP_GRACE_MS;
+    }
+    let restart = template.restart.get_or_insert_with(|| RestartPolicy {
+        // Jobs must not run again once they succeed.
+        condition: if is_job {
+            RestartCondition::OnFailure as i32
+        } else {
+            RestartCondition::Any as i32
+        },
+        ..Default::default()
+    });
+    if restart.delay_ms == 0 {
+        restart.delay_ms = DEFAULT_RESTART_DELAY_MS;
+    }
+    for config in [&mut spec.update_config, &mut spec.rollback_config] {
+        let c = config.get_or_insert_with(UpdateConfig::default);
+        if c.parallelism == 0 {
+            c.parallelism = 1;
+        }
+        if c.monitor_ms == 0 {
+            c.monitor_ms = DEFAULT_MONITOR_MS;
+        }
+    }
+    spec
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// Refuses a spec the cluster cannot run, with the reason.
+pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
+    if !valid_name(&spec.name) {
+        return Err(invalid(format!(
+            "invalid service name {:?}: use 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit",
+            spec.name
+        )));
+    }
+    match &spec.mode {
+        Some(Mode::Replicated(r)) if r.replicas > MAX_REPLICAS => {
+            return Err(invalid(format!("{} replicas is too many (at most {MAX_REPLICAS})", r.replicas)))
+        }
+        Some(Mode::ReplicatedJob(ReplicatedJob { total_completions, max_concurrent }))
+            if *total_completions > MAX_REPLICAS || *max_concurrent > MAX_REPLICAS =>
+        {
+            return Err(invalid(format!("a job of more than {MAX_REPLICAS} tasks is too large")))
+        }
+        _ => {}
+    }
+    let template = spec.task_template.as_ref().ok_or_else(|| invalid("a service needs a task template"))?;
+    let container = template.container.as_ref().ok_or_else(|| invalid("a service needs a container spec"))?;
+    if container.image.trim().is_empty() {
+        return Err(invalid("a service needs an image"));
+    }
+    if let Some(env) = container.env.iter().find(|e| e.split('=').next().is_none_or(|k| k.is_empty())) {
+        return Err(invalid(format!("invalid environment variable {env:?}: use KEY=VALUE")));
+    }
+    if let Some(placement) = template.placement.as_ref() {
+        for c in &placement.constraints {
+            constraint::parse(c).map_err(|e| invalid(e.to_string()))?;
+        }
+        for p in &placement.preferences {
+            constraint::parse_preference(&format!("spread={}", p.spread)).map_err(|e| invalid(e.to_string()))?;
+        }
+    }
+    if let Some(resources) = template.resources.as_ref() {
+        for r in [&resources.limits, &resources.reservations].into_iter().flatten() {
+            if r.nano_cpus < 0 || r.memory_bytes < 0 {
+                return Err(invalid("CPU and memory amounts cannot be negative"));
+            }
+        }
+    }
+    if let Some(restart) = template.restart.as_ref() {
+        if RestartCondition::try_from(restart.condition).is_err() {
+            return Err(invalid("unknown restart condition: use none, on-failure or any"));
+        }
+    }
+    if let Some(endpoint) = spec.endpoint.as_ref() {
+        for port in &endpoint.ports {
+            if port.target_port == 0 || port.target_port > 65535 || port.published_port > 65535 {
+                return Err(invalid(format!(
+                    "invalid port mapping {}:{}: ports are 1 to 65535",
+                    port.published_port, port.target_port
+                )));
+            }
+            if PortProtocol::try_from(port.protocol).is_err() {
+                return Err(invalid("unknown port protocol: use tcp or udp"));
+            }
+        }
+    }
+    if !template.networks.is_empty() {
+        return Err(invalid(
+            "overlay networks are not available in this version of skiff; create the service without --network",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a published port another service already publishes.
+pub fn check_ports(store: &ObjectStore, spec: &ServiceSpec, own_id: &str) -> Result<(), Status> {
+    let wanted: Vec<(u32, i32)> = spec
+        .endpoint
+        .iter()
+        .flat_map(|e| &e.ports)
+        .filter(|p| p.published_port != 0)
+        .map(|p| (p.published_port, p.protocol))
+        .collect();
+    for other in store.list::<Service>().filter(|s| s.id() != own_id) {
+        let ports = other.spec.iter().flat_map(|s| &s.endpoint).flat_map(|e| &e.ports);
+        for p in ports {
+            if wanted.contains(&(p.published_port, p.protocol)) {
+                return Err(Status::already_exists(format!(
+                    "port {} is already published by service {}; choose another published port",
+                    p.published_port,
+                    other.name().unwrap_or_default()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a change of mode (Docker does too: remove and create the service instead).
+pub fn check_mode_change(old: &ServiceSpec, new: &ServiceSpec) -> Result<(), Status> {
+    let kind = |s: &ServiceSpec| std::mem::discriminant(s.mode.as_ref().unwrap_or(&Mode::Global(Default::default())));
+    if kind(old) != kind(new) {
+        return Err(invalid(
+            "a service's mode cannot change; remove the service and create it again with the new mode",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, image: &str) -> ServiceSpec {
+        with_defaults(ServiceSpec {
+            name: name.into(),
+            task_template: Some(TaskSpec {
+                container: Some(ContainerSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn defaults_follow_docker() {
+        let s = spec("web", "busybox");
+        assert!(matches!(s.mode, Some(Mode::Replicated(ReplicatedService { replicas: 1 }))));
+        let t = s.task_template.unwrap();
+        assert_eq!(t.container.unwrap().stop_grace_period_ms, 10_000);
+        let r = t.restart.unwrap();
+        assert_eq!((r.condition, r.delay_ms), (RestartCondition::Any as i32, 5_000));
+        assert_eq!(s.update_config.unwrap().parallelism, 1);
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_the_reason() {
+        let cases: Vec<(ServiceSpec, &str)> = vec![
+            (spec("", "busybox"), "invalid service name"),
+            (spec("-web", "busybox"), "invalid service name"),
+            (spec("web", ""), "needs an image"),
+            (
+                {
+                    let mut s = spec("web", "busybox");
+                    s.task_template.as_mut().unwrap().placement = Some(proto::Placement {
+                        constraints: vec!["node.labels.zone=east".into()],
+                        ..Default::default()
+                    });
+                    s
+                },
+                "constraint",
+            ),
+            (
+                {
+                    let mut s = spec("web", "busybox");
+                    s.task_template.as_mut().unwrap().container.as_mut().unwrap().env = vec!["=x".into()];
+                    s
+                },
+                "environment",
+            ),
+            (
+                {
+                    let mut s = spec("web", "busybox");
+                    s.mode = Some(Mode::Replicated(ReplicatedService { replicas: MAX_REPLICAS + 1 }));
+                    s
+                },
+                "too many",
+            ),
+        ];
+        for (s, want) in cases {
+            let err = validate(&s).unwrap_err();
+            assert!(err.message().contains(want), "{want}: {}", err.message());
+        }
+        validate(&spec("web.v2_x", "busybox")).unwrap();
+    }
+}

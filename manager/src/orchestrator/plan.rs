@@ -1,0 +1,265 @@
+//! Reconciliation: from the store as it is, the changes that make every service's tasks match
+//! its spec. Pure: the loop in `mod.rs` commits what this returns.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use proto::service_spec::Mode;
+use proto::{Node, NodeAvailability, NodeState, Service, StoreAction, Task, TaskState};
+
+use super::restart::{decide, Restart};
+use super::task::{exited, is_active, is_terminal, new_task, observed, status_time, with_desired};
+use crate::manager::{create, delete, update};
+use crate::scheduler::constraint;
+use crate::store::{ObjectStore, StoredObject};
+
+/// What one reconciliation decided.
+#[derive(Default)]
+pub struct Plan {
+    /// Changes to commit.
+    pub actions: Vec<StoreAction>,
+    /// When to reconcile again even if nothing changes (a restart delay ends), Unix ms.
+    pub wake_at: Option<i64>,
+}
+
+impl Plan {
+    fn wake(&mut self, at: i64) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+}
+
+/// Tasks grouped by service, then by slot (replicated) or node (global).
+type Slots<'a> = HashMap<&'a str, BTreeMap<SlotKey<'a>, Vec<&'a Task>>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum SlotKey<'a> {
+    Slot(u64),
+    Node(&'a str),
+}
+
+fn slot_key(task: &Task) -> SlotKey<'_> {
+    if task.slot > 0 {
+        SlotKey::Slot(task.slot)
+    } else {
+        SlotKey::Node(&task.node_id)
+    }
+}
+
+/// Reconciles every service, then reaps old tasks. `history` is the cluster's task
+/// history retention limit per slot.
+pub fn reconcile(store: &ObjectStore, now: i64, history: usize) -> Plan {
+    let mut plan = Plan::default();
+    let mut slots: Slots<'_> = HashMap::new();
+    for task in store.list::<Task>() {
+        slots
+            .entry(task.service_id.as_str())
+            .or_default()
+            .entry(slot_key(task))
+            .or_default()
+            .push(task);
+    }
+    let nodes: HashMap<&str, &Node> = store.list::<Node>().map(|n| (n.id(), n)).collect();
+    let empty = BTreeMap::new();
+    for service in store.list::<Service>() {
+        let service_slots = slots.get(service.id()).unwrap_or(&empty);
+        match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
+            Some(Mode::Replicated(r)) => replicated(&mut plan, service, service_slots, &nodes, r.replicas, None, now),
+            Some(Mode::ReplicatedJob(j)) => replicated(
+                &mut plan,
+                service,
+                service_slots,
+                &nodes,
+                j.total_completions,
+                Some(j.max_concurrent),
+                now,
+            ),
+            Some(Mode::Global(_)) => global(&mut plan, service, service_slots, &nodes, false, now),
+            Some(Mode::GlobalJob(_)) => global(&mut plan, service, service_slots, &nodes, true, now),
+            None => {}
+        }
+    }
+    reap(&mut plan, store, &slots, &nodes, history);
+    plan
+}
+
+/// Why a running task must stop because of its node, if it must.
+fn node_problem(task: &Task, nodes: &HashMap<&str, &Node>) -> Option<&'static str> {
+    if task.node_id.is_empty() {
+        return None;
+    }
+    let Some(node) = nodes.get(task.node_id.as_str()) else {
+        return Some("its node was removed from the cluster");
+    };
+    let state = node.status.as_ref().map_or(0, |s| s.state);
+    if state == NodeState::Down as i32 {
+        return Some("its node is down");
+    }
+    let availability = node.spec.as_ref().map_or(0, |s| s.availability);
+    if availability == NodeAvailability::Drain as i32 {
+        return Some("its node is drained");
+    }
+    None
+}
+
+/// Stops tasks that ended, lost their node, or run an old spec; returns the ones still good.
+fn settle<'a>(plan: &mut Plan, tasks: &[&'a Task], nodes: &HashMap<&str, &Node>, job: bool) -> Vec<&'a Task> {
+    let mut good = Vec::new();
+    for &task in tasks.iter().filter(|t| is_active(t)) {
+        let state = observed(task);
+        if is_terminal(state) {
+            // A job that completed is done; anything else that ended is history.
+            let desired = if job && state == TaskState::Complete as i32 {
+                TaskState::Complete
+            } else {
+                TaskState::Shutdown
+            };
+            plan.actions.push(update(with_desired(task, desired)));
+        } else if node_problem(task, nodes).is_some() {
+            plan.actions.push(update(with_desired(task, TaskState::Shutdown)));
+        } else {
+            good.push(task);
+        }
+    }
+    // Two live tasks in one slot (a leader change mid-write): keep the newest.
+    good.sort_by_key(|t| std::cmp::Reverse(t.meta().created_at));
+    for extra in good.iter().skip(1) {
+        plan.actions.push(update(with_desired(extra, TaskState::Shutdown)));
+    }
+    good.truncate(1);
+    good
+}
+
+fn replicated(
+    plan: &mut Plan,
+    service: &Service,
+    slots: &BTreeMap<SlotKey<'_>, Vec<&Task>>,
+    nodes: &HashMap<&str, &Node>,
+    wanted: u64,
+    concurrency: Option<u64>,
+    now: i64,
+) {
+    let job = concurrency.is_some();
+    let policy = service.spec.as_ref().and_then(|s| s.task_template.as_ref()).and_then(|t| t.restart.as_ref());
+    let mut running = 0u64;
+    let mut idle = Vec::new();
+    for slot in 1..=wanted {
+        let history = slots.get(&SlotKey::Slot(slot)).map(Vec::as_slice).unwrap_or(&[]);
+        if !settle(plan, history, nodes, job).is_empty() {
+            running += 1;
+            continue;
+        }
+        if job && history.iter().any(|t| observed(t) == TaskState::Complete as i32) {
+            continue;
+        }
+        idle.push((slot, history));
+    }
+    for (slot, history) in idle {
+        if concurrency.is_some_and(|limit| running >= limit) {
+            break;
+        }
+        match decide(policy, history, now) {
+            Restart::Now => {
+                plan.actions.push(create(new_task(service, slot, None)));
+                running += 1;
+            }
+            Restart::At(at) => plan.wake(at),
+            Restart::Never => {}
+        }
+    }
+    // Scaled down: stop what runs in slots beyond the count.
+    for (key, tasks) in slots.range(SlotKey::Slot(wanted + 1)..) {
+        if matches!(key, SlotKey::Slot(_)) {
+            for task in tasks.iter().filter(|t| is_active(t)) {
+                plan.actions.push(update(with_desired(task, TaskState::Shutdown)));
+            }
+        }
+    }
+}
+
+/// Whether a global service's tasks belong on `node`.
+fn eligible(service: &Service, node: &Node) -> bool {
+    let ready = node.status.as_ref().is_some_and(|s| s.state == NodeState::Ready as i32);
+    let active = node.spec.as_ref().is_none_or(|s| s.availability == NodeAvailability::Active as i32);
+    let constraints = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task_template.as_ref())
+        .and_then(|t| t.placement.as_ref())
+        .map(|p| p.constraints.as_slice())
+        .unwrap_or(&[]);
+    ready
+        && active
+        && constraints
+            .iter()
+            .all(|c| constraint::parse(c).is_ok_and(|c| c.matches(node)))
+}
+
+fn global(
+    plan: &mut Plan,
+    service: &Service,
+    slots: &BTreeMap<SlotKey<'_>, Vec<&Task>>,
+    nodes: &HashMap<&str, &Node>,
+    job: bool,
+    now: i64,
+) {
+    let policy = service.spec.as_ref().and_then(|s| s.task_template.as_ref()).and_then(|t| t.restart.as_ref());
+    let mut covered = HashSet::new();
+    for (key, tasks) in slots {
+        let SlotKey::Node(node_id) = *key else { continue };
+        let node = nodes.get(node_id);
+        let wanted_here = node.is_some_and(|n| eligible(service, n));
+        let good = settle(plan, tasks, nodes, job);
+        if !wanted_here {
+            // Labels or constraints changed: the node no longer qualifies.
+            for task in good {
+                plan.actions.push(update(with_desired(task, TaskState::Shutdown)));
+            }
+            continue;
+        }
+        covered.insert(node_id);
+        if !good.is_empty() || (job && tasks.iter().any(|t| observed(t) == TaskState::Complete as i32)) {
+            continue;
+        }
+        match decide(policy, tasks, now) {
+            Restart::Now => plan.actions.push(create(new_task(service, 0, Some(node_id)))),
+            Restart::At(at) => plan.wake(at),
+            Restart::Never => {}
+        }
+    }
+    for (node_id, node) in nodes {
+        if !covered.contains(node_id) && eligible(service, node) {
+            plan.actions.push(create(new_task(service, 0, Some(node_id))));
+        }
+    }
+}
+
+/// Deletes what no one needs: tasks of removed services once stopped, and history beyond the
+/// retention limit (oldest first).
+fn reap(plan: &mut Plan, store: &ObjectStore, slots: &Slots<'_>, nodes: &HashMap<&str, &Node>, history: usize) {
+    for (service_id, service_slots) in slots {
+        let service_exists = store.get::<Service>(service_id).is_some();
+        for tasks in service_slots.values() {
+            if !service_exists {
+                for task in tasks {
+                    let gone = is_terminal(observed(task)) || node_problem(task, nodes).is_some() || task.node_id.is_empty();
+                    if gone {
+                        plan.actions.push(delete((*task).clone()));
+                    } else if task.desired_state != TaskState::Remove as i32 {
+                        plan.actions.push(update(with_desired(task, TaskState::Remove)));
+                    }
+                }
+                continue;
+            }
+            let mut old: Vec<&&Task> = tasks
+                .iter()
+                .filter(|t| !is_active(t) && (is_terminal(observed(t)) || node_problem(t, nodes).is_some() || exited(t)))
+                .collect();
+            let keep = history.saturating_sub(tasks.len() - old.len());
+            if old.len() > keep {
+                old.sort_by_key(|t| status_time(t));
+                for task in &old[..old.len() - keep] {
+                    plan.actions.push(delete((**task).clone()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The restart policy: whether, and when, a slot whose task ended gets a new one.
+
+use proto::{RestartCondition, RestartPolicy, Task, TaskState};
+
+use super::task::{exited, observed, status_time};
+
+/// What to do with a slot that has no running task.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// Start a new task now.
+    Now,
+    /// Start one at this time (Unix ms): the restart delay has not passed yet.
+    At(i64),
+    /// Leave the slot empty: the policy says no more.
+    Never,
+}
+
+/// Decides for a slot from its tasks (any order) and the policy.
+pub fn decide(policy: Option<&RestartPolicy>, history: &[&Task], now: i64) -> Restart {
+    let Some(last) = history.iter().max_by_key(|t| status_time(t)) else {
+        return Restart::Now;
+    };
+    // A task that did not exit by itself (its node died or was drained, or it was scaled
+    // or updated away) is replaced at once, whatever the policy.
+    if !exited(last) {
+        return Restart::Now;
+    }
+    let default = RestartPolicy::default();
+    let policy = policy.unwrap_or(&default);
+    let condition = RestartCondition::try_from(policy.condition).unwrap_or(RestartCondition::Any);
+    let succeeded = observed(last) == TaskState::Complete as i32;
+    match condition {
+        RestartCondition::None => return Restart::Never,
+        RestartCondition::OnFailure if succeeded => return Restart::Never,
+        _ => {}
+    }
+    if policy.max_attempts > 0 {
+        let since = if policy.window_ms > 0 { now - policy.window_ms as i64 } else { i64::MIN };
+        // Every exit after the first run is a restart attempt.
+        let exits = history.iter().filter(|t| exited(t) && status_time(t) >= since).count() as u64;
+        if exits > policy.max_attempts {
+            return Restart::Never;
+        }
+    }
+    let at = status_time(last) + policy.delay_ms as i64;
+    if at > now {
+        Restart::At(at)
+    } else {
+        Restart::Now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::TaskStatus;
+
+    fn task(state: TaskState, at: i64) -> Task {
+        Task {
+            status: Some(TaskStatus {
+                state: state as i32,
+                timestamp: at,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn policy(condition: RestartCondition, delay: u64, max: u64, window: u64) -> RestartPolicy {
+        RestartPolicy {
+            condition: condition as i32,
+            delay_ms: delay,
+            max_attempts: max,
+            window_ms: window,
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        use RestartCondition::*;
+        use TaskState::*;
+        let failed = task(Failed, 1000);
+        let done = task(Complete, 1000);
+        let lost = task(Running, 1000);
+        let cases: Vec<(RestartPolicy, Vec<&Task>, i64, Restart)> = vec![
+            (policy(Any, 0, 0, 0), vec![], 0, Restart::Now),
+            (policy(None, 0, 0, 0), vec![&lost], 1000, Restart::Now),
+            (policy(None, 0, 0, 0), vec![&failed], 1000, Restart::Never),
+            (policy(OnFailure, 0, 0, 0), vec![&done], 1000, Restart::Never),
+            (policy(OnFailure, 0, 0, 0), vec![&failed], 1000, Restart::Now),
+            (policy(Any, 0, 0, 0), vec![&done], 1000, Restart::Now),
+            (policy(Any, 500, 0, 0), vec![&failed], 1200, Restart::At(1500)),
+            (policy(Any, 500, 0, 0), vec![&failed], 1600, Restart::Now),
+        ];
+        for (p, history, now, want) in cases {
+            assert_eq!(decide(Some(&p), &history, now), want, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn max_attempts_count_exits_in_the_window() {
+        let t1 = task(TaskState::Failed, 1_000);
+        let t2 = task(TaskState::Failed, 2_000);
+        let t3 = task(TaskState::Failed, 3_000);
+        let p = policy(RestartCondition::Any, 0, 2, 0);
+        assert_eq!(decide(Some(&p), &[&t1, &t2], 3_000), Restart::Now);
+        assert_eq!(decide(Some(&p), &[&t1, &t2, &t3], 3_000), Restart::Never);
+        // With a window, old failures no longer count.
+        let p = policy(RestartCondition::Any, 0, 2, 1_500);
+        assert_eq!(decide(Some(&p), &[&t1, &t2, &t3], 3_000), Restart::Now);
+    }
+}

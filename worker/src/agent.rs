@@ -1,0 +1,177 @@
+//! The agent: the node's tasks, as the manager assigns them. It keeps the assignments on disk
+//! so that after a restart it adopts what still runs and cleans up what is no longer wanted.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use agent_runtime::{Runtime, RuntimeState};
+use prost::Message;
+use proto::{assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, Task};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::controller::{self, Start};
+use crate::reporter::Reporter;
+
+struct Running {
+    task: watch::Sender<Task>,
+    controller: JoinHandle<()>,
+}
+
+/// The node's task agent.
+pub struct Agent {
+    runtime: Arc<dyn Runtime>,
+    reporter: Reporter,
+    dir: PathBuf,
+    tasks: Mutex<HashMap<String, Running>>,
+}
+
+fn task_id(task: &Task) -> &str {
+    task.meta.as_ref().map_or("", |m| m.id.as_str())
+}
+
+impl Agent {
+    /// An agent running tasks with `runtime`, keeping assignments under `dir`.
+    pub fn new(runtime: Arc<dyn Runtime>, dir: PathBuf) -> Arc<Self> {
+        Arc::new(Self {
+            runtime,
+            reporter: Reporter::default(),
+            dir,
+            tasks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Where task status waits for the session to send it.
+    pub fn reporter(&self) -> &Reporter {
+        &self.reporter
+    }
+
+    /// The runtime (for logs).
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    /// After a restart: adopts the saved assignments the runtime still has, and removes from
+    /// the runtime whatever is not assigned.
+    pub async fn recover(self: &Arc<Self>) -> std::io::Result<()> {
+        tokio::fs::create_dir_all(&self.dir).await?;
+        let mut saved = HashMap::new();
+        let mut entries = tokio::fs::read_dir(&self.dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let bytes = tokio::fs::read(entry.path()).await?;
+            match Task::decode(bytes.as_slice()) {
+                Ok(task) => {
+                    saved.insert(task_id(&task).to_owned(), task);
+                }
+                Err(e) => tracing::warn!(file = %entry.path().display(), error = %e, "ignoring an unreadable saved assignment"),
+            }
+        }
+        let known = self.runtime.list().await.map_err(std::io::Error::other)?;
+        for rt in known {
+            match saved.remove(&rt.task_id) {
+                Some(task) => {
+                    tracing::info!(task = %rt.task_id, "adopting a task after restart");
+                    self.spawn(task, Start::Adopt(rt.state));
+                }
+                None => self.clean_up(&rt.task_id).await,
+            }
+        }
+        // Saved but unknown to the runtime: never started, so start afresh.
+        for (_, task) in saved {
+            self.spawn(task, Start::Fresh);
+        }
+        Ok(())
+    }
+
+    fn spawn(self: &Arc<Self>, task: Task, start: Start) {
+        let id = task_id(&task).to_owned();
+        let (tx, rx) = watch::channel(task);
+        let controller = tokio::spawn(controller::run(self.runtime.clone(), self.reporter.clone(), rx, start));
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.insert(id, Running { task: tx, controller });
+    }
+
+    async fn save(&self, task: &Task) {
+        let path = self.dir.join(task_id(task));
+        if let Err(e) = tokio::fs::write(&path, task.encode_to_vec()).await {
+            tracing::warn!(file = %path.display(), error = %e, "cannot save an assignment");
+        }
+    }
+
+    /// Applies what the dispatcher sent.
+    pub async fn apply(self: &Arc<Self>, message: AssignmentsMessage) {
+        let mut keep = Vec::new();
+        for change in message.changes {
+            let Some(assignment::Item::Task(task)) = change.assignment.and_then(|a| a.item) else {
+                continue;
+            };
+            if change.action == AssignmentAction::Remove as i32 {
+                self.remove(task_id(&task)).await;
+            } else {
+                keep.push(task_id(&task).to_owned());
+                self.assign(task).await;
+            }
+        }
+        if message.r#type == AssignmentsType::Complete as i32 {
+            let stale: Vec<String> = {
+                let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+                tasks.keys().filter(|id| !keep.contains(id)).cloned().collect()
+            };
+            for id in stale {
+                self.remove(&id).await;
+            }
+        }
+    }
+
+    async fn assign(self: &Arc<Self>, task: Task) {
+        let id = task_id(&task).to_owned();
+        let existing = {
+            let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            tasks.get(&id).map(|r| r.task.clone())
+        };
+        self.save(&task).await;
+        match existing {
+            Some(tx) => {
+                tx.send_replace(task);
+            }
+            None => self.spawn(task, Start::Fresh),
+        }
+    }
+
+    /// The manager no longer assigns the task: stop it if needed and clean up.
+    async fn remove(self: &Arc<Self>, id: &str) {
+        let running = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        if let Some(running) = running {
+            running.controller.abort();
+        }
+        self.reporter.forget(id);
+        let _ = tokio::fs::remove_file(self.dir.join(id)).await;
+        self.clean_up(id).await;
+    }
+
+    async fn clean_up(&self, id: &str) {
+        if let Ok(list) = self.runtime.list().await {
+            if list.iter().any(|t| t.task_id == id && matches!(t.state, RuntimeState::Running { .. })) {
+                let _ = self.runtime.stop(id, None).await;
+            }
+        }
+        if let Err(e) = self.runtime.remove(id).await {
+            tracing::warn!(task = id, error = %e, "cannot remove a task from the runtime");
+        }
+    }
+
+    /// Stops and removes every task (the node leaves its cluster).
+    pub async fn shut_down_all(self: &Arc<Self>) {
+        let ids: Vec<String> = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        for id in ids {
+            self.remove(&id).await;
+        }
+    }
+
+    /// The service of a task this agent runs.
+    pub fn service_of(&self, task_id: &str) -> Option<String> {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.get(task_id).map(|r| r.task.borrow().service_id.clone())
+    }
+}

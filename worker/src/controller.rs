@@ -1,0 +1,168 @@
+//! One task's controller: walks the task through its states with the runtime and reports
+//! each transition (DESIGN §3). It follows the desired state the manager sends: a task whose
+//! desired state moves past RUNNING is stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_runtime::{Exit, Runtime, RuntimeError, RuntimeState};
+use proto::{ContainerStatus, Task, TaskState, TaskStatus};
+use tokio::sync::watch;
+
+use crate::reporter::Reporter;
+
+/// How a controller begins.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// A task the runtime has never seen.
+    Fresh,
+    /// A task the runtime already has (adopted after an agent restart).
+    Adopt(RuntimeState),
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn wants_stop(task: &Task) -> bool {
+    task.desired_state > TaskState::Running as i32
+}
+
+struct Controller {
+    task_id: String,
+    runtime: Arc<dyn Runtime>,
+    reporter: Reporter,
+    task: watch::Receiver<Task>,
+}
+
+impl Controller {
+    fn report(&self, state: TaskState, message: &str, err: &str, exit: Option<&Exit>) {
+        self.reporter.report(
+            &self.task_id,
+            TaskStatus {
+                timestamp: now_ms(),
+                state: state as i32,
+                message: message.into(),
+                err: err.into(),
+                container: exit.map(|e| ContainerStatus {
+                    exit_code: e.code,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Waits until the manager wants the task stopped.
+    async fn stop_requested(&mut self) {
+        let _ = self.task.wait_for(wants_stop).await;
+    }
+
+    /// Retries a runtime call while its errors are transient, unless a stop comes first.
+    async fn retry<T, F, Fut>(&mut self, mut call: F) -> Option<Result<T, RuntimeError>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RuntimeError>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let result = tokio::select! {
+                r = call() => r,
+                _ = self.stop_requested() => return None,
+            };
+            match result {
+                Err(e) if !e.is_permanent() => {
+                    tracing::debug!(task = %self.task_id, error = %e, "runtime call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                other => return Some(other),
+            }
+        }
+    }
+
+    async fn run(mut self, start: Start) {
+        match start {
+            Start::Adopt(RuntimeState::Exited(exit)) => return self.exited(&exit),
+            Start::Adopt(RuntimeState::Running { .. }) => {
+                self.report(TaskState::Running, "running (adopted after an agent restart)", "", None);
+                return self.supervise().await;
+            }
+            Start::Adopt(RuntimeState::Created) | Start::Fresh => {}
+        }
+        self.report(TaskState::Accepted, "accepted", "", None);
+        if wants_stop(&self.task.borrow()) {
+            return self.report(TaskState::Shutdown, "stopped before it started", "", None);
+        }
+        self.report(TaskState::Preparing, "preparing", "", None);
+        let task = self.task.borrow().clone();
+        let runtime = self.runtime.clone();
+        match self.retry(|| runtime.prepare(&task)).await {
+            None => return self.report(TaskState::Shutdown, "stopped before it started", "", None),
+            Some(Err(e)) => return self.report(TaskState::Rejected, "preparing failed", &e.to_string(), None),
+            Some(Ok(())) => {}
+        }
+        self.report(TaskState::Ready, "ready", "", None);
+        self.report(TaskState::Starting, "starting", "", None);
+        let id = self.task_id.clone();
+        match self.retry(|| runtime.start(&id)).await {
+            None => {
+                let _ = self.runtime.stop(&self.task_id, None).await;
+                return self.report(TaskState::Shutdown, "stopped before it started", "", None);
+            }
+            Some(Err(e)) => return self.report(TaskState::Failed, "starting failed", &e.to_string(), None),
+            Some(Ok(())) => {}
+        }
+        self.report(TaskState::Running, "running", "", None);
+        self.supervise().await;
+    }
+
+    /// Waits for the running task to end, or stops it when asked.
+    async fn supervise(mut self) {
+        let runtime = self.runtime.clone();
+        let id = self.task_id.clone();
+        tokio::select! {
+            exit = runtime.wait(&id) => match exit {
+                Ok(exit) => self.exited(&exit),
+                Err(e) => self.report(TaskState::Failed, "lost track of the task", &e.to_string(), None),
+            },
+            _ = self.stop_requested() => {
+                match self.runtime.stop(&self.task_id, None).await {
+                    Ok(()) => {
+                        let exit = self.runtime.wait(&self.task_id).await.ok();
+                        self.report(TaskState::Shutdown, "shut down", "", exit.as_ref());
+                    }
+                    Err(e) => self.report(TaskState::Failed, "stopping failed", &e.to_string(), None),
+                }
+            }
+        }
+    }
+
+    fn exited(&self, exit: &Exit) {
+        if exit.is_success() {
+            self.report(TaskState::Complete, "finished", "", Some(exit));
+        } else {
+            let err = if exit.oom_killed {
+                "task ran out of memory: the kernel's OOM killer ended it (raise --limit-memory)".to_owned()
+            } else {
+                format!("task: non-zero exit ({}): {}", exit.code, exit.message)
+            };
+            self.report(TaskState::Failed, "failed", &err, Some(exit));
+        }
+    }
+}
+
+/// Runs a controller for `task` until the task ends.
+pub async fn run(runtime: Arc<dyn Runtime>, reporter: Reporter, task: watch::Receiver<Task>, start: Start) {
+    let task_id = task.borrow().meta.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+    Controller {
+        task_id,
+        runtime,
+        reporter,
+        task,
+    }
+    .run(start)
+    .await
+}
