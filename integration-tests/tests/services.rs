@@ -94,13 +94,17 @@ fn a_dead_worker_is_replaced_and_drain_moves_tasks() {
     assert!(placed.iter().any(|(_, n)| *n == host4));
 
     cluster.kill(4);
-    let placed = wait_running(&cluster, 1, "app", 3);
-    assert!(placed.iter().all(|(_, n)| *n != host4), "{placed:?}");
+    wait_until("the dead worker's task running elsewhere", CONVERGE, || {
+        let placed = wait_running(&cluster, 1, "app", 3);
+        placed.iter().all(|(_, n)| *n != host4).then_some(())
+    });
 
     let host3 = node_id(&cluster, 1, "host3");
     cluster.ok(1, &["node", "update", "--availability", "drain", "host3"]);
-    let placed = wait_running(&cluster, 1, "app", 3);
-    assert!(placed.iter().all(|(_, n)| *n != host3 && *n != host4), "{placed:?}");
+    wait_until("the drained worker's tasks running elsewhere", CONVERGE, || {
+        let placed = wait_running(&cluster, 1, "app", 3);
+        placed.iter().all(|(_, n)| *n != host3 && *n != host4).then_some(())
+    });
 }
 
 #[test]

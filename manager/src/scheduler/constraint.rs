@@ -58,7 +58,10 @@ impl Attribute {
             if label.is_empty() {
                 return Err(AttributeError::EmptyLabel);
             }
-            if label.chars().any(|c| c.is_whitespace() || c == '=' || c == '!') {
+            if label
+                .chars()
+                .any(|c| c.is_whitespace() || c == '=' || c == '!')
+            {
                 return Err(AttributeError::InvalidLabel);
             }
             return Ok(Attribute::Label(label.to_string()));
@@ -72,15 +75,26 @@ impl Attribute {
         let non_empty = |s: &'a str| (!s.is_empty()).then_some(s);
         match self {
             Attribute::Id => node.meta.as_ref().and_then(|m| non_empty(&m.id)),
-            Attribute::Hostname => node.description.as_ref().and_then(|d| non_empty(&d.hostname)),
+            Attribute::Hostname => node
+                .description
+                .as_ref()
+                .and_then(|d| non_empty(&d.hostname)),
             Attribute::Role => role_name(node),
-            Attribute::Label(key) => node.spec.as_ref().and_then(|s| s.labels.get(key)).map(String::as_str),
-            Attribute::PlatformOs => {
-                node.description.as_ref().and_then(|d| d.platform.as_ref()).and_then(|p| non_empty(&p.os))
-            }
-            Attribute::PlatformArch => {
-                node.description.as_ref().and_then(|d| d.platform.as_ref()).and_then(|p| non_empty(&p.arch))
-            }
+            Attribute::Label(key) => node
+                .spec
+                .as_ref()
+                .and_then(|s| s.labels.get(key))
+                .map(String::as_str),
+            Attribute::PlatformOs => node
+                .description
+                .as_ref()
+                .and_then(|d| d.platform.as_ref())
+                .and_then(|p| non_empty(&p.os)),
+            Attribute::PlatformArch => node
+                .description
+                .as_ref()
+                .and_then(|d| d.platform.as_ref())
+                .and_then(|p| non_empty(&p.arch)),
         }
     }
 
@@ -165,7 +179,10 @@ impl Constraint {
     /// missing label) never satisfies `==` and always satisfies `!=`, as in Docker: "not in
     /// zone east" is true of a node that has no zone.
     pub fn matches(&self, node: &Node) -> bool {
-        let equal = self.attribute.value(node).is_some_and(|v| self.attribute.values_equal(v, &self.value));
+        let equal = self
+            .attribute
+            .value(node)
+            .is_some_and(|v| self.attribute.values_equal(v, &self.value));
         match self.operator {
             Operator::Eq => equal,
             Operator::Ne => !equal,
@@ -187,7 +204,7 @@ pub enum ConstraintError {
     MissingOperator { input: String },
     #[error("invalid constraint {input:?}: empty attribute before {operator}; use node.id, node.hostname, node.role, node.labels.KEY, node.platform.os or node.platform.arch")]
     EmptyKey { input: String, operator: Operator },
-    #[error("invalid constraint {input:?}: empty value after {operator}; to require that a label is absent write node.labels.KEY!=VALUE with the value it must not have")]
+    #[error("invalid constraint {input:?}: empty value after {operator}; compare with a value, e.g. node.labels.zone{operator}east")]
     EmptyValue { input: String, operator: Operator },
     #[error("invalid constraint {input:?}: more than one operator; a constraint compares one attribute with one value, e.g. node.labels.zone==east")]
     MultipleOperators { input: String },
@@ -195,7 +212,9 @@ pub enum ConstraintError {
     UnknownAttribute { input: String, attribute: String },
     #[error("invalid constraint {input:?}: missing label name after node.labels., e.g. node.labels.zone==east")]
     EmptyLabel { input: String },
-    #[error("invalid constraint {input:?}: label name {attribute:?} contains whitespace, '=' or '!'")]
+    #[error(
+        "invalid constraint {input:?}: label name {attribute:?} contains whitespace, '=' or '!'"
+    )]
     InvalidLabel { input: String, attribute: String },
     #[error("invalid constraint {input:?}: node.role is manager or worker, not {value:?}")]
     InvalidRole { input: String, value: String },
@@ -215,24 +234,47 @@ pub fn parse(s: &str) -> Result<Constraint, ConstraintError> {
     let key = input[..pos].trim();
     let value = input[pos + 2..].trim();
     if key.is_empty() {
-        return Err(ConstraintError::EmptyKey { input: owned(), operator });
+        return Err(ConstraintError::EmptyKey {
+            input: owned(),
+            operator,
+        });
     }
     if value.is_empty() {
-        return Err(ConstraintError::EmptyValue { input: owned(), operator });
+        return Err(ConstraintError::EmptyValue {
+            input: owned(),
+            operator,
+        });
     }
     // `a==b==c`, `a===b`, `a==!=b`: Docker's value syntax has no '=' either.
     if value.contains('=') {
         return Err(ConstraintError::MultipleOperators { input: owned() });
     }
     let attribute = Attribute::parse(key).map_err(|e| match e {
-        AttributeError::Unknown => ConstraintError::UnknownAttribute { input: owned(), attribute: key.to_string() },
+        AttributeError::Unknown => ConstraintError::UnknownAttribute {
+            input: owned(),
+            attribute: key.to_string(),
+        },
         AttributeError::EmptyLabel => ConstraintError::EmptyLabel { input: owned() },
-        AttributeError::InvalidLabel => ConstraintError::InvalidLabel { input: owned(), attribute: key.to_string() },
+        AttributeError::InvalidLabel => ConstraintError::InvalidLabel {
+            input: owned(),
+            attribute: key.to_string(),
+        },
     })?;
-    if attribute == Attribute::Role && !["manager", "worker"].iter().any(|r| value.eq_ignore_ascii_case(r)) {
-        return Err(ConstraintError::InvalidRole { input: owned(), value: value.to_string() });
+    if attribute == Attribute::Role
+        && !["manager", "worker"]
+            .iter()
+            .any(|r| value.eq_ignore_ascii_case(r))
+    {
+        return Err(ConstraintError::InvalidRole {
+            input: owned(),
+            value: value.to_string(),
+        });
     }
-    Ok(Constraint { attribute, operator, value: value.to_string() })
+    Ok(Constraint {
+        attribute,
+        operator,
+        value: value.to_string(),
+    })
 }
 
 /// Parses every constraint of a placement, stopping at the first bad one.
@@ -279,10 +321,14 @@ pub enum PreferenceError {
 pub fn parse_preference(s: &str) -> Result<SpreadPreference, PreferenceError> {
     let input = s.trim();
     let Some((strategy, descriptor)) = input.split_once('=') else {
-        return Err(PreferenceError::UnknownStrategy { input: input.to_string() });
+        return Err(PreferenceError::UnknownStrategy {
+            input: input.to_string(),
+        });
     };
     if !strategy.trim().eq_ignore_ascii_case("spread") {
-        return Err(PreferenceError::UnknownStrategy { input: input.to_string() });
+        return Err(PreferenceError::UnknownStrategy {
+            input: input.to_string(),
+        });
     }
     spread_attribute(input, descriptor)
 }
@@ -293,8 +339,12 @@ pub fn parse_preference(s: &str) -> Result<SpreadPreference, PreferenceError> {
 pub fn parse_spread(descriptor: &str) -> Result<SpreadPreference, PreferenceError> {
     let input = descriptor.trim();
     match input.split_once('=') {
-        Some((strategy, rest)) if strategy.trim().eq_ignore_ascii_case("spread") => spread_attribute(input, rest),
-        Some(_) => Err(PreferenceError::UnknownStrategy { input: input.to_string() }),
+        Some((strategy, rest)) if strategy.trim().eq_ignore_ascii_case("spread") => {
+            spread_attribute(input, rest)
+        }
+        Some(_) => Err(PreferenceError::UnknownStrategy {
+            input: input.to_string(),
+        }),
         None => spread_attribute(input, input),
     }
 }
@@ -302,16 +352,22 @@ pub fn parse_spread(descriptor: &str) -> Result<SpreadPreference, PreferenceErro
 fn spread_attribute(input: &str, descriptor: &str) -> Result<SpreadPreference, PreferenceError> {
     let descriptor = descriptor.trim();
     if descriptor.is_empty() {
-        return Err(PreferenceError::EmptyAttribute { input: input.to_string() });
+        return Err(PreferenceError::EmptyAttribute {
+            input: input.to_string(),
+        });
     }
     let attribute = Attribute::parse(descriptor).map_err(|e| match e {
-        AttributeError::Unknown => {
-            PreferenceError::UnknownAttribute { input: input.to_string(), attribute: descriptor.to_string() }
-        }
-        AttributeError::EmptyLabel => PreferenceError::EmptyLabel { input: input.to_string() },
-        AttributeError::InvalidLabel => {
-            PreferenceError::InvalidLabel { input: input.to_string(), attribute: descriptor.to_string() }
-        }
+        AttributeError::Unknown => PreferenceError::UnknownAttribute {
+            input: input.to_string(),
+            attribute: descriptor.to_string(),
+        },
+        AttributeError::EmptyLabel => PreferenceError::EmptyLabel {
+            input: input.to_string(),
+        },
+        AttributeError::InvalidLabel => PreferenceError::InvalidLabel {
+            input: input.to_string(),
+            attribute: descriptor.to_string(),
+        },
     })?;
     Ok(SpreadPreference { attribute })
 }

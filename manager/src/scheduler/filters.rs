@@ -29,13 +29,23 @@ pub(super) struct NodeInfo<'a> {
 impl<'a> NodeInfo<'a> {
     /// `None` for a node without an ID: nothing could be assigned to it.
     pub fn new(node: &'a Node) -> Option<Self> {
-        let id = node.meta.as_ref().map(|m| m.id.as_str()).filter(|id| !id.is_empty())?;
+        let id = node
+            .meta
+            .as_ref()
+            .map(|m| m.id.as_str())
+            .filter(|id| !id.is_empty())?;
         let resources = node.description.as_ref().and_then(|d| d.resources);
         Some(NodeInfo {
             node,
             id,
-            state: node.status.as_ref().map_or(NodeState::Unknown as i32, |s| s.state),
-            availability: node.spec.as_ref().map_or(NodeAvailability::Active as i32, |s| s.availability),
+            state: node
+                .status
+                .as_ref()
+                .map_or(NodeState::Unknown as i32, |s| s.state),
+            availability: node
+                .spec
+                .as_ref()
+                .map_or(NodeAvailability::Active as i32, |s| s.availability),
             cpu_total: resources.map_or(0, |r| r.nano_cpus),
             memory_total: resources.map_or(0, |r| r.memory_bytes),
             cpu_reserved: 0,
@@ -64,7 +74,10 @@ impl<'a> NodeInfo<'a> {
 /// state RUNNING or earlier) and has not stopped (observed state not past RUNNING). The
 /// proto's `TaskState` order is the lifecycle order, so both are comparisons.
 pub(super) fn occupies_node(task: &Task) -> bool {
-    let observed = task.status.as_ref().map_or(TaskState::New as i32, |s| s.state);
+    let observed = task
+        .status
+        .as_ref()
+        .map_or(TaskState::New as i32, |s| s.state);
     task.desired_state <= TaskState::Running as i32 && observed <= TaskState::Running as i32
 }
 
@@ -84,8 +97,12 @@ pub(super) enum Rejection {
     /// Index into `Requirements::constraints`.
     Constraint(usize),
     Platform,
-    Cpu { free: i64 },
-    Memory { free: i64 },
+    Cpu {
+        free: i64,
+    },
+    Memory {
+        free: i64,
+    },
     MaxReplicas,
 }
 
@@ -113,7 +130,12 @@ impl Requirements {
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
         let preferences = placement
-            .map(|p| p.preferences.iter().map(|pref| constraint::parse_spread(&pref.spread)).collect())
+            .map(|p| {
+                p.preferences
+                    .iter()
+                    .map(|pref| constraint::parse_spread(&pref.spread))
+                    .collect()
+            })
             .transpose()
             .map_err(|e: constraint::PreferenceError| e.to_string())?
             .unwrap_or_default();
@@ -143,10 +165,15 @@ impl Requirements {
             return Err(Rejection::Constraint(i));
         }
         if !self.platforms.is_empty() {
-            let platform = node.node.description.as_ref().and_then(|d| d.platform.as_ref());
+            let platform = node
+                .node
+                .description
+                .as_ref()
+                .and_then(|d| d.platform.as_ref());
             let (os, arch) = platform.map_or(("", ""), |p| (p.os.as_str(), p.arch.as_str()));
             let fits = |p: &Platform| {
-                (p.os.is_empty() || p.os.eq_ignore_ascii_case(os)) && (p.arch.is_empty() || arch_eq(&p.arch, arch))
+                (p.os.is_empty() || p.os.eq_ignore_ascii_case(os))
+                    && (p.arch.is_empty() || arch_eq(&p.arch, arch))
             };
             if !self.platforms.iter().any(fits) {
                 return Err(Rejection::Platform);
@@ -159,10 +186,14 @@ impl Requirements {
     /// `service_tasks` is the number of tasks of this task's service on the node.
     pub fn check_capacity(&self, node: &NodeInfo<'_>, service_tasks: u32) -> Result<(), Rejection> {
         if self.cpu > 0 && self.cpu > node.cpu_free() {
-            return Err(Rejection::Cpu { free: node.cpu_free() });
+            return Err(Rejection::Cpu {
+                free: node.cpu_free(),
+            });
         }
         if self.memory > 0 && self.memory > node.memory_free() {
-            return Err(Rejection::Memory { free: node.memory_free() });
+            return Err(Rejection::Memory {
+                free: node.memory_free(),
+            });
         }
         if self.max_replicas > 0 && u64::from(service_tasks) >= self.max_replicas {
             return Err(Rejection::MaxReplicas);
@@ -183,28 +214,53 @@ impl Requirements {
             Rejection::NotReady(state) => format!("is not ready ({})", state_name(state)),
             Rejection::Paused => "is paused".to_string(),
             Rejection::Drained => "is drained".to_string(),
-            Rejection::Constraint(i) => format!("does not satisfy constraint {}", self.constraint_text(i)),
+            Rejection::Constraint(i) => {
+                format!("does not satisfy constraint {}", self.constraint_text(i))
+            }
             Rejection::Platform => format!("does not match platform {}", self.platform_text()),
             Rejection::Cpu { free } => {
-                format!("has insufficient CPU (needs {}, {} free)", fmt_cpus(self.cpu), fmt_cpus(free))
+                format!(
+                    "has insufficient CPU (needs {}, {} free)",
+                    fmt_cpus(self.cpu),
+                    fmt_cpus(free)
+                )
             }
             Rejection::Memory { free } => {
-                format!("has insufficient memory (needs {}, {} free)", fmt_bytes(self.memory), fmt_bytes(free))
+                format!(
+                    "has insufficient memory (needs {}, {} free)",
+                    fmt_bytes(self.memory),
+                    fmt_bytes(free)
+                )
             }
-            Rejection::MaxReplicas => format!("already runs the maximum of {} of this service", self.max_replicas_text()),
+            Rejection::MaxReplicas => format!(
+                "already runs the maximum of {} of this service",
+                self.max_replicas_text()
+            ),
         }
     }
 
     fn constraint_text(&self, i: usize) -> String {
-        self.constraints.get(i).map_or_else(|| "?".to_string(), ToString::to_string)
+        self.constraints
+            .get(i)
+            .map_or_else(|| "?".to_string(), ToString::to_string)
     }
 
     fn platform_text(&self) -> String {
         let one = |p: &Platform| {
-            let part = |s: &str| if s.is_empty() { "*".to_string() } else { s.to_string() };
+            let part = |s: &str| {
+                if s.is_empty() {
+                    "*".to_string()
+                } else {
+                    s.to_string()
+                }
+            };
             format!("{}/{}", part(&p.os), part(&p.arch))
         };
-        self.platforms.iter().map(one).collect::<Vec<_>>().join(" or ")
+        self.platforms
+            .iter()
+            .map(one)
+            .collect::<Vec<_>>()
+            .join(" or ")
     }
 
     fn max_replicas_text(&self) -> String {
@@ -246,11 +302,19 @@ impl Explanation {
             }
             Some(Rejection::Platform) => self.platform += 1,
             Some(Rejection::Cpu { free }) => {
-                self.cpu_max_free = if self.cpu == 0 { free } else { self.cpu_max_free.max(free) };
+                self.cpu_max_free = if self.cpu == 0 {
+                    free
+                } else {
+                    self.cpu_max_free.max(free)
+                };
                 self.cpu += 1;
             }
             Some(Rejection::Memory { free }) => {
-                self.memory_max_free = if self.memory == 0 { free } else { self.memory_max_free.max(free) };
+                self.memory_max_free = if self.memory == 0 {
+                    free
+                } else {
+                    self.memory_max_free.max(free)
+                };
                 self.memory += 1;
             }
             Some(Rejection::MaxReplicas) => self.max_replicas += 1,
@@ -279,12 +343,20 @@ impl Explanation {
         for (i, &n) in self.constraints.iter().enumerate() {
             if n > 0 {
                 let v = verb(n, "does", "do");
-                parts.push(format!("{} {v} not satisfy constraint {}", nodes(n), req.constraint_text(i)));
+                parts.push(format!(
+                    "{} {v} not satisfy constraint {}",
+                    nodes(n),
+                    req.constraint_text(i)
+                ));
             }
         }
         if self.platform > 0 {
             let v = verb(self.platform, "does", "do");
-            parts.push(format!("{} {v} not match platform {}", nodes(self.platform), req.platform_text()));
+            parts.push(format!(
+                "{} {v} not match platform {}",
+                nodes(self.platform),
+                req.platform_text()
+            ));
         }
         let at_most = |n: u64| if n == 1 { "" } else { "at most " };
         if self.cpu > 0 {

@@ -66,8 +66,10 @@ pub fn schedule(nodes: &[Node], tasks: &[Task], pending: &[&Task]) -> Vec<Decisi
     let mut cluster = Cluster::new(nodes, tasks, pending, &services);
     let mut out: Vec<Option<Decision>> = vec![None; pending.len()];
 
-    let requirements: Vec<Result<Requirements, String>> =
-        groups.iter().map(|g| Requirements::from_spec(g.spec)).collect();
+    let requirements: Vec<Result<Requirements, String>> = groups
+        .iter()
+        .map(|g| Requirements::from_spec(g.spec))
+        .collect();
 
     // Bound tasks first: they can run nowhere else, so they get the first claim on their
     // node's resources (as in SwarmKit).
@@ -92,7 +94,10 @@ fn task_id(task: &Task) -> String {
 
 fn unplaceable(indices: &[usize], reason: &str, pending: &[&Task], out: &mut [Option<Decision>]) {
     for &i in indices {
-        out[i] = Some(Decision::Unplaceable { task_id: task_id(pending[i]), reason: reason.to_string() });
+        out[i] = Some(Decision::Unplaceable {
+            task_id: task_id(pending[i]),
+            reason: reason.to_string(),
+        });
     }
 }
 
@@ -125,13 +130,24 @@ fn group_pending<'a>(pending: &[&'a Task]) -> (Vec<Group<'a>>, HashMap<&'a str, 
     let mut services: HashMap<&'a str, usize> = HashMap::new();
     for (i, &task) in pending.iter().enumerate() {
         let spec = task.spec.as_ref();
-        let candidates = by_key.entry((task.service_id.as_str(), task.spec_version)).or_default();
-        let g = match candidates.iter().copied().find(|&g| same_requirements(groups[g].spec, spec)) {
+        let candidates = by_key
+            .entry((task.service_id.as_str(), task.spec_version))
+            .or_default();
+        let g = match candidates
+            .iter()
+            .copied()
+            .find(|&g| same_requirements(groups[g].spec, spec))
+        {
             Some(g) => g,
             None => {
                 let next = services.len();
                 let service = *services.entry(task.service_id.as_str()).or_insert(next);
-                groups.push(Group { service, spec, free: Vec::new(), bound: Vec::new() });
+                groups.push(Group {
+                    service,
+                    spec,
+                    free: Vec::new(),
+                    bound: Vec::new(),
+                });
                 candidates.push(groups.len() - 1);
                 groups.len() - 1
             }
@@ -157,11 +173,20 @@ struct Cluster<'a> {
 }
 
 impl<'a> Cluster<'a> {
-    fn new(nodes: &'a [Node], tasks: &'a [Task], pending: &[&'a Task], services: &HashMap<&str, usize>) -> Self {
+    fn new(
+        nodes: &'a [Node],
+        tasks: &'a [Task],
+        pending: &[&'a Task],
+        services: &HashMap<&str, usize>,
+    ) -> Self {
         let mut infos: Vec<NodeInfo<'a>> = nodes.iter().filter_map(NodeInfo::new).collect();
         infos.sort_by(|a, b| a.id.cmp(b.id));
         infos.dedup_by(|a, b| a.id == b.id);
-        let by_id: HashMap<&'a str, u32> = infos.iter().enumerate().map(|(i, n)| (n.id, i as u32)).collect();
+        let by_id: HashMap<&'a str, u32> = infos
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id, i as u32))
+            .collect();
 
         // A bound pending task may already name its node in the store; it does not occupy
         // the node until it is assigned.
@@ -176,8 +201,15 @@ impl<'a> Cluster<'a> {
             if task.node_id.is_empty() || !filters::occupies_node(task) {
                 continue;
             }
-            let Some(&idx) = by_id.get(task.node_id.as_str()) else { continue };
-            if !bound.is_empty() && task.meta.as_ref().is_some_and(|m| bound.contains(m.id.as_str())) {
+            let Some(&idx) = by_id.get(task.node_id.as_str()) else {
+                continue;
+            };
+            if !bound.is_empty()
+                && task
+                    .meta
+                    .as_ref()
+                    .is_some_and(|m| bound.contains(m.id.as_str()))
+            {
                 continue;
             }
             let (cpu, memory) = filters::reservations(task.spec.as_ref());
@@ -186,7 +218,11 @@ impl<'a> Cluster<'a> {
                 *service_tasks[s].entry(idx).or_insert(0) += 1;
             }
         }
-        Cluster { nodes: infos, by_id, service_tasks }
+        Cluster {
+            nodes: infos,
+            by_id,
+            service_tasks,
+        }
     }
 
     /// Records a decision in the bookkeeping.
@@ -195,7 +231,13 @@ impl<'a> Cluster<'a> {
         *self.service_tasks[service].entry(idx).or_insert(0) += 1;
     }
 
-    fn place_bound(&mut self, group: &Group<'_>, req: &Requirements, pending: &[&Task], out: &mut [Option<Decision>]) {
+    fn place_bound(
+        &mut self,
+        group: &Group<'_>,
+        req: &Requirements,
+        pending: &[&Task],
+        out: &mut [Option<Decision>],
+    ) {
         for &i in &group.bound {
             let task = pending[i];
             let node_id = task.node_id.as_str();
@@ -205,15 +247,24 @@ impl<'a> Cluster<'a> {
                     reason: format!("no suitable node: node {node_id} is not in the cluster"),
                 },
                 Some(&idx) => {
-                    let service_tasks = self.service_tasks[group.service].get(&idx).copied().unwrap_or(0);
+                    let service_tasks = self.service_tasks[group.service]
+                        .get(&idx)
+                        .copied()
+                        .unwrap_or(0);
                     match req.check(&self.nodes[idx as usize], service_tasks) {
                         Ok(()) => {
                             self.assign(idx, group.service, req);
-                            Decision::Assign { task_id: task_id(task), node_id: node_id.to_string() }
+                            Decision::Assign {
+                                task_id: task_id(task),
+                                node_id: node_id.to_string(),
+                            }
                         }
                         Err(rejection) => Decision::Unplaceable {
                             task_id: task_id(task),
-                            reason: format!("no suitable node: node {node_id} {}", req.describe(rejection)),
+                            reason: format!(
+                                "no suitable node: node {node_id} {}",
+                                req.describe(rejection)
+                            ),
                         },
                     }
                 }
@@ -222,7 +273,13 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    fn place_free(&mut self, group: &Group<'_>, req: &Requirements, pending: &[&Task], out: &mut [Option<Decision>]) {
+    fn place_free(
+        &mut self,
+        group: &Group<'_>,
+        req: &Requirements,
+        pending: &[&Task],
+        out: &mut [Option<Decision>],
+    ) {
         if group.free.is_empty() {
             return;
         }
@@ -252,8 +309,14 @@ impl<'a> Cluster<'a> {
         for (k, &i) in group.free.iter().enumerate() {
             let task_id = task_id(pending[i]);
             out[i] = Some(match (assigned.get(k), &reason) {
-                (Some(&idx), _) => Decision::Assign { task_id, node_id: self.nodes[idx as usize].id.to_string() },
-                (None, reason) => Decision::Unplaceable { task_id, reason: reason.clone().unwrap_or_default() },
+                (Some(&idx), _) => Decision::Assign {
+                    task_id,
+                    node_id: self.nodes[idx as usize].id.to_string(),
+                },
+                (None, reason) => Decision::Unplaceable {
+                    task_id,
+                    reason: reason.clone().unwrap_or_default(),
+                },
             });
         }
         let counts = &mut self.service_tasks[group.service];
@@ -300,24 +363,39 @@ impl Branch {
         members: Vec<u32>,
         depth: usize,
     ) -> Branch {
-        let tasks = members.iter().map(|&i| u64::from(service_tasks[i as usize])).sum();
+        let tasks = members
+            .iter()
+            .map(|&i| u64::from(service_tasks[i as usize]))
+            .sum();
         let Some(preference) = req.preferences.get(depth) else {
             let heap = members
                 .into_iter()
-                .filter(|&i| req.check(&nodes[i as usize], service_tasks[i as usize]).is_ok())
+                .filter(|&i| {
+                    req.check(&nodes[i as usize], service_tasks[i as usize])
+                        .is_ok()
+                })
                 .map(|i| Reverse((service_tasks[i as usize], nodes[i as usize].tasks, i)))
                 .collect();
-            return Branch { tasks, kind: BranchKind::Leaf(heap) };
+            return Branch {
+                tasks,
+                kind: BranchKind::Leaf(heap),
+            };
         };
         let mut by_value: BTreeMap<Option<&str>, Vec<u32>> = BTreeMap::new();
         for i in members {
-            by_value.entry(preference.group_of(nodes[i as usize].node)).or_default().push(i);
+            by_value
+                .entry(preference.group_of(nodes[i as usize].node))
+                .or_default()
+                .push(i);
         }
         let children = by_value
             .into_values()
             .map(|members| Branch::build(nodes, service_tasks, req, members, depth + 1))
             .collect();
-        Branch { tasks, kind: BranchKind::Inner(children) }
+        Branch {
+            tasks,
+            kind: BranchKind::Inner(children),
+        }
     }
 
     /// Places up to `n` tasks under this branch; returns how many fit.
@@ -336,7 +414,9 @@ impl Branch {
 fn place_on_nodes(heap: &mut BinaryHeap<Candidate>, n: u64, placer: &mut Placer<'_, '_>) -> u64 {
     let mut placed = 0;
     while placed < n {
-        let Some(mut top) = heap.peek_mut() else { break };
+        let Some(mut top) = heap.peek_mut() else {
+            break;
+        };
         let Reverse((service, total, idx)) = *top;
         let node = &mut placer.nodes[idx as usize];
         node.add_task(placer.req.cpu, placer.req.memory);

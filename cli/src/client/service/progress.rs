@@ -147,7 +147,7 @@ fn stuck_reason(t: &Task) -> Option<String> {
 pub fn progress(service: &Service, tasks: &[Task], since_ms: i64) -> Progress {
     let spec = service.spec.clone().unwrap_or_default();
     let name = spec.name.clone();
-    let mode = spec.mode.clone();
+    let mode = spec.mode;
     let job = matches!(
         mode,
         Some(Mode::ReplicatedJob(_)) | Some(Mode::GlobalJob(_))
@@ -156,7 +156,7 @@ pub fn progress(service: &Service, tasks: &[Task], since_ms: i64) -> Progress {
     let restart = spec
         .task_template
         .as_ref()
-        .and_then(|t| t.restart.clone())
+        .and_then(|t| t.restart)
         .unwrap_or_default();
     let iteration = service.job_status.as_ref().map(|j| j.job_iteration);
     let mine: Vec<&Task> = tasks
