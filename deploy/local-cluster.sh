@@ -66,7 +66,14 @@ up() {
   sleep 1
   skiff_on 1 node ls
   echo
+  echo "Starting a demo service (3 replicas that log the time and their node every 5 s)..."
+  skiff_on 2 service create --name demo --replicas 3 busybox \
+    sh -c 'while true; do echo "demo task (pid $$) alive at $(date +%T)"; sleep 5; done' || true
+  skiff_on 1 service ps demo
+  echo
   echo "The cluster is up: $managers managers, $workers workers."
+  echo "  $0 cli 1 service logs -f demo      follow the demo's output from every node"
+  echo "  $0 cli 1 service scale demo=6      scale it"
   for n in $(seq 1 "$total"); do echo "  node$n at $(addr_of "$n"):  $0 cli $n node ls"; done
   echo "Stop it with: $0 down"
 }
@@ -82,6 +89,12 @@ status() {
 }
 
 down() {
+  # Leaving stops each node's tasks (they run under their own supervisors and would
+  # otherwise outlive the daemons).
+  for dir in "$STATE"/node*; do
+    [ -S "$dir/skiffd.sock" ] || continue
+    "$BIN/skiff" -H "unix://$dir/skiffd.sock" swarm leave --force >/dev/null 2>&1 || true
+  done
   for dir in "$STATE"/node*; do
     [ -d "$dir" ] || continue
     local pid; pid=$(cat "$dir/pid" 2>/dev/null || echo 0)

@@ -32,29 +32,137 @@ fn fails_with_one_sentence(args: &[&str]) -> String {
 #[test]
 fn bad_input_is_refused_before_connecting() {
     let cases: &[(&[&str], &str)] = &[
-        (&["service", "create", "--replicas", "-1", "nginx"], "invalid value \"-1\" for --replicas: use a whole number, 0 or more"),
-        (&["service", "create", "--replicas", "many", "nginx"], "invalid value \"many\" for --replicas"),
-        (&["service", "create", "--mode", "global", "--replicas", "3", "nginx"], "--replicas can only be used with replicated or replicated-job mode"),
-        (&["service", "create", "--restart-delay", "5 parsecs", "nginx"], "invalid duration \"5 parsecs\" for --restart-delay"),
-        (&["service", "create", "--stop-grace-period", "ten", "nginx"], "for --stop-grace-period"),
-        (&["service", "create", "--limit-memory", "12XB", "nginx"], "invalid memory size \"12XB\" for --limit-memory"),
-        (&["service", "create", "--reserve-cpu", "a lot", "nginx"], "invalid CPU count \"a lot\" for --reserve-cpu"),
-        (&["service", "create", "-p", "80:80:80", "nginx"], "invalid port \"80:80:80\" for --publish"),
-        (&["service", "create", "-p", "published=8080", "nginx"], "the target port is missing"),
-        (&["service", "create", "--mount", "type=bind,target=/data", "nginx"], "a bind mount needs a source"),
-        (&["service", "create", "--mount", "type=nfs,target=/data", "nginx"], "unknown type \"nfs\""),
-        (&["service", "create", "--constraint", "node.role=manager", "nginx"], "compare a node attribute with == or !="),
-        (&["service", "create", "--env", "=x", "nginx"], "the name must not be empty"),
-        (&["service", "create", "--update-failure-action", "panic", "nginx"], "for --update-failure-action"),
-        (&["service", "create", "--no-healthcheck", "--health-cmd", "true", "nginx"], "--no-healthcheck conflicts"),
-        (&["service", "create", "--bogus", "nginx"], "unknown flag \"--bogus\""),
-        (&["service", "scale", "web"], "invalid scale \"web\": use SERVICE=REPLICAS"),
-        (&["service", "scale", "web=-1"], "invalid replicas \"-1\" for service web"),
-        (&["service", "ls", "--filter", "colour=red"], "invalid filter \"colour=red\""),
-        (&["service", "ls", "--format", "{{.Name}}"], "unsupported --format"),
-        (&["service", "ps", "--filter", "desired-state=asleep", "web"], "the desired state is running"),
-        (&["service", "inspect", "--format", "yaml", "web"], "unsupported --format"),
-        (&["service", "logs", "--tail", "some", "web"], "for --tail: use a number of lines or all"),
+        (
+            &["service", "create", "--replicas", "-1", "nginx"],
+            "invalid value \"-1\" for --replicas: use a whole number, 0 or more",
+        ),
+        (
+            &["service", "create", "--replicas", "many", "nginx"],
+            "invalid value \"many\" for --replicas",
+        ),
+        (
+            &[
+                "service",
+                "create",
+                "--mode",
+                "global",
+                "--replicas",
+                "3",
+                "nginx",
+            ],
+            "--replicas can only be used with replicated or replicated-job mode",
+        ),
+        (
+            &["service", "create", "--restart-delay", "5 parsecs", "nginx"],
+            "invalid duration \"5 parsecs\" for --restart-delay",
+        ),
+        (
+            &["service", "create", "--stop-grace-period", "ten", "nginx"],
+            "for --stop-grace-period",
+        ),
+        (
+            &["service", "create", "--limit-memory", "12XB", "nginx"],
+            "invalid memory size \"12XB\" for --limit-memory",
+        ),
+        (
+            &["service", "create", "--reserve-cpu", "a lot", "nginx"],
+            "invalid CPU count \"a lot\" for --reserve-cpu",
+        ),
+        (
+            &["service", "create", "-p", "80:80:80", "nginx"],
+            "invalid port \"80:80:80\" for --publish",
+        ),
+        (
+            &["service", "create", "-p", "published=8080", "nginx"],
+            "the target port is missing",
+        ),
+        (
+            &[
+                "service",
+                "create",
+                "--mount",
+                "type=bind,target=/data",
+                "nginx",
+            ],
+            "a bind mount needs a source",
+        ),
+        (
+            &[
+                "service",
+                "create",
+                "--mount",
+                "type=nfs,target=/data",
+                "nginx",
+            ],
+            "unknown type \"nfs\"",
+        ),
+        (
+            &[
+                "service",
+                "create",
+                "--constraint",
+                "node.role=manager",
+                "nginx",
+            ],
+            "missing operator; write ATTRIBUTE==VALUE",
+        ),
+        (
+            &["service", "create", "--env", "=x", "nginx"],
+            "the name must not be empty",
+        ),
+        (
+            &[
+                "service",
+                "create",
+                "--update-failure-action",
+                "panic",
+                "nginx",
+            ],
+            "for --update-failure-action",
+        ),
+        (
+            &[
+                "service",
+                "create",
+                "--no-healthcheck",
+                "--health-cmd",
+                "true",
+                "nginx",
+            ],
+            "--no-healthcheck conflicts",
+        ),
+        (
+            &["service", "create", "--bogus", "nginx"],
+            "unknown flag \"--bogus\"",
+        ),
+        (
+            &["service", "scale", "web"],
+            "invalid scale \"web\": use SERVICE=REPLICAS",
+        ),
+        (
+            &["service", "scale", "web=-1"],
+            "invalid replicas \"-1\" for service web",
+        ),
+        (
+            &["service", "ls", "--filter", "colour=red"],
+            "invalid filter \"colour=red\"",
+        ),
+        (
+            &["service", "ls", "--format", "{{.Name}}"],
+            "unsupported --format",
+        ),
+        (
+            &["service", "ps", "--filter", "desired-state=asleep", "web"],
+            "the desired state is running",
+        ),
+        (
+            &["service", "inspect", "--format", "yaml", "web"],
+            "unsupported --format",
+        ),
+        (
+            &["service", "logs", "--tail", "some", "web"],
+            "for --tail: use a number of lines or all",
+        ),
         (&["node", "ps", "--filter", "x"], "invalid filter \"x\""),
     ];
     for (args, want) in cases {
@@ -205,7 +313,11 @@ mod fake {
         use TaskState::*;
         let mut web = service(
             WEB_ID,
-            spec("web", "nginx:alpine", Mode::Replicated(ReplicatedService { replicas: 3 })),
+            spec(
+                "web",
+                "nginx:alpine",
+                Mode::Replicated(ReplicatedService { replicas: 3 }),
+            ),
         );
         web.endpoint = Some(Endpoint {
             ports: vec![PortConfig {
@@ -215,7 +327,10 @@ mod fake {
             }],
             ..Default::default()
         });
-        let mon = service(MON_ID, spec("mon", "busybox", Mode::Global(GlobalService {})));
+        let mon = service(
+            MON_ID,
+            spec("mon", "busybox", Mode::Global(GlobalService {})),
+        );
         let job = service(
             JOB_ID,
             spec(
@@ -229,9 +344,27 @@ mod fake {
         );
         let tasks = vec![
             task("w1", &web, 1, WORKER_ID, Running, Running, 60_000, ""),
-            task("w1old", &web, 1, WORKER_ID, Shutdown, Failed, 120_000, "task: non-zero exit (1)"),
+            task(
+                "w1old",
+                &web,
+                1,
+                WORKER_ID,
+                Shutdown,
+                Failed,
+                120_000,
+                "task: non-zero exit (1)",
+            ),
             task("w2", &web, 2, SELF_ID, Running, Running, 60_000, ""),
-            task("w3", &web, 3, "", Running, Pending, 60_000, "no suitable node (insufficient memory on 2 nodes)"),
+            task(
+                "w3",
+                &web,
+                3,
+                "",
+                Running,
+                Pending,
+                60_000,
+                "no suitable node (insufficient memory on 2 nodes)",
+            ),
             task("m1", &mon, 0, SELF_ID, Running, Running, 60_000, ""),
             task("m2", &mon, 0, WORKER_ID, Running, Running, 60_000, ""),
             task("b1", &job, 1, SELF_ID, Complete, Complete, 60_000, ""),
@@ -268,7 +401,10 @@ mod fake {
             .lock()
             .unwrap()
             .iter()
-            .find(|s| s.meta.as_ref().unwrap().id.starts_with(name) || s.spec.as_ref().unwrap().name == name)
+            .find(|s| {
+                s.meta.as_ref().unwrap().id.starts_with(name)
+                    || s.spec.as_ref().unwrap().name == name
+            })
             .cloned()
             .ok_or_else(|| Status::not_found(format!("no such service: {name}")))
     }
@@ -276,17 +412,35 @@ mod fake {
     /// Makes the tasks of a replicated service match its replica count: new slots start
     /// running at once (or, for the image "broken", fail three times).
     fn reconcile(state: &State, svc: &Service) {
-        let Some(Mode::Replicated(r)) = svc.spec.as_ref().unwrap().mode else { return };
+        let Some(Mode::Replicated(r)) = svc.spec.as_ref().unwrap().mode else {
+            return;
+        };
         let sid = svc.meta.as_ref().unwrap().id.clone();
-        let broken = svc.spec.as_ref().unwrap().task_template.as_ref().unwrap().container.as_ref().unwrap().image == "broken";
+        let broken = svc
+            .spec
+            .as_ref()
+            .unwrap()
+            .task_template
+            .as_ref()
+            .unwrap()
+            .container
+            .as_ref()
+            .unwrap()
+            .image
+            == "broken";
         let mut tasks = state.tasks.lock().unwrap();
-        for t in tasks.iter_mut().filter(|t| t.service_id == sid && t.slot > r.replicas) {
+        for t in tasks
+            .iter_mut()
+            .filter(|t| t.service_id == sid && t.slot > r.replicas)
+        {
             t.desired_state = TaskState::Shutdown as i32;
             t.status.as_mut().unwrap().state = TaskState::Shutdown as i32;
         }
         for slot in 1..=r.replicas {
             let live = tasks.iter().any(|t| {
-                t.service_id == sid && t.slot == slot && t.desired_state <= TaskState::Running as i32
+                t.service_id == sid
+                    && t.slot == slot
+                    && t.desired_state <= TaskState::Running as i32
             });
             if live {
                 continue;
@@ -294,11 +448,38 @@ mod fake {
             let tag = format!("{}s{slot}", &sid[..3]);
             if broken {
                 for i in 0..3 {
-                    tasks.push(task(&format!("{tag}f{i}"), svc, slot, WORKER_ID, TaskState::Shutdown, TaskState::Failed, 0, "exec: \"nope\": not found"));
+                    tasks.push(task(
+                        &format!("{tag}f{i}"),
+                        svc,
+                        slot,
+                        WORKER_ID,
+                        TaskState::Shutdown,
+                        TaskState::Failed,
+                        0,
+                        "exec: \"nope\": not found",
+                    ));
                 }
-                tasks.push(task(&tag, svc, slot, WORKER_ID, TaskState::Running, TaskState::Starting, 0, ""));
+                tasks.push(task(
+                    &tag,
+                    svc,
+                    slot,
+                    WORKER_ID,
+                    TaskState::Running,
+                    TaskState::Starting,
+                    0,
+                    "",
+                ));
             } else {
-                tasks.push(task(&tag, svc, slot, WORKER_ID, TaskState::Running, TaskState::Running, 0, ""));
+                tasks.push(task(
+                    &tag,
+                    svc,
+                    slot,
+                    WORKER_ID,
+                    TaskState::Running,
+                    TaskState::Running,
+                    0,
+                    "",
+                ));
             }
         }
     }
@@ -343,25 +524,43 @@ mod fake {
     async fn subscribe_logs(state: Arc<State>, req: http::Request<Body>) -> http::Response<Body> {
         let svc = tower::service_fn(move |r: tonic::Request<SubscribeLogsRequest>| {
             let r = r.into_inner();
-            state.calls.lock().unwrap().push(format!("SubscribeLogs {r:?}"));
+            state
+                .calls
+                .lock()
+                .unwrap()
+                .push(format!("SubscribeLogs {r:?}"));
             let batches = vec![
                 Ok(SubscribeLogsResponse {
-                    messages: vec![log("w1", LogStream::Stdout, "hello\n"), log("w2", LogStream::Stderr, "oops\n")],
+                    messages: vec![
+                        log("w1", LogStream::Stdout, "hello\n"),
+                        log("w2", LogStream::Stderr, "oops\n"),
+                    ],
                 }),
                 Ok(SubscribeLogsResponse {
                     messages: vec![log("w1", LogStream::Stdout, "two\nlines\n")],
                 }),
             ];
-            std::future::ready(Ok::<_, Status>(tonic::Response::new(tokio_stream::iter(batches))))
+            std::future::ready(Ok::<_, Status>(tonic::Response::new(tokio_stream::iter(
+                batches,
+            ))))
         });
-        tonic::server::Grpc::new(tonic_prost::ProstCodec::<SubscribeLogsResponse, SubscribeLogsRequest>::default())
-            .server_streaming(svc, req)
-            .await
+        tonic::server::Grpc::new(tonic_prost::ProstCodec::<
+            SubscribeLogsResponse,
+            SubscribeLogsRequest,
+        >::default())
+        .server_streaming(svc, req)
+        .await
     }
 
     fn answer(state: Arc<State>, req: http::Request<Body>) -> Reply {
         Box::pin(async move {
-            let method = req.uri().path().rsplit('/').next().unwrap_or("").to_string();
+            let method = req
+                .uri()
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string();
             let (s, m) = (state.clone(), method.clone());
             let resp = match method.as_str() {
                 "Info" => {
@@ -374,12 +573,20 @@ mod fake {
                     })
                     .await
                 }
-                "ListNodes" => unary(s, m, req, |_, _: ListNodesRequest| Ok(ListNodesResponse { nodes: nodes() })).await,
+                "ListNodes" => {
+                    unary(s, m, req, |_, _: ListNodesRequest| {
+                        Ok(ListNodesResponse { nodes: nodes() })
+                    })
+                    .await
+                }
                 "GetNode" => {
                     unary(s, m, req, |_, r: GetNodeRequest| {
                         nodes()
                             .into_iter()
-                            .find(|n| n.meta.as_ref().unwrap().id.starts_with(&r.node) || n.description.as_ref().unwrap().hostname == r.node)
+                            .find(|n| {
+                                n.meta.as_ref().unwrap().id.starts_with(&r.node)
+                                    || n.description.as_ref().unwrap().hostname == r.node
+                            })
                             .map(|n| GetNodeResponse { node: Some(n) })
                             .ok_or_else(|| Status::not_found(format!("no such node: {}", r.node)))
                     })
@@ -388,11 +595,24 @@ mod fake {
                 "CreateService" => {
                     unary(s, m, req, |st, r: CreateServiceRequest| {
                         let spec = r.spec.unwrap_or_default();
-                        let name = if spec.name.is_empty() { "generated".to_string() } else { spec.name.clone() };
-                        if st.services.lock().unwrap().iter().any(|s| s.spec.as_ref().unwrap().name == name) {
-                            return Err(Status::already_exists(format!("a service named {name} already exists")));
+                        let name = if spec.name.is_empty() {
+                            "generated".to_string()
+                        } else {
+                            spec.name.clone()
+                        };
+                        if st
+                            .services
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .any(|s| s.spec.as_ref().unwrap().name == name)
+                        {
+                            return Err(Status::already_exists(format!(
+                                "a service named {name} already exists"
+                            )));
                         }
-                        let mut svc = service(&id(&format!("new{name}")), ServiceSpec { name, ..spec });
+                        let mut svc =
+                            service(&id(&format!("new{name}")), ServiceSpec { name, ..spec });
                         svc.meta.as_mut().unwrap().created_at = now();
                         st.services.lock().unwrap().push(svc.clone());
                         reconcile(st, &svc);
@@ -402,7 +622,8 @@ mod fake {
                 }
                 "GetService" => {
                     unary(s, m, req, |st, r: GetServiceRequest| {
-                        find_service(st, &r.service).map(|s| GetServiceResponse { service: Some(s) })
+                        find_service(st, &r.service)
+                            .map(|s| GetServiceResponse { service: Some(s) })
                     })
                     .await
                 }
@@ -413,7 +634,10 @@ mod fake {
                             .lock()
                             .unwrap()
                             .iter()
-                            .filter(|s| r.names.is_empty() || r.names.contains(&s.spec.as_ref().unwrap().name))
+                            .filter(|s| {
+                                r.names.is_empty()
+                                    || r.names.contains(&s.spec.as_ref().unwrap().name)
+                            })
                             .cloned()
                             .collect();
                         Ok(ListServicesResponse { services })
@@ -426,10 +650,14 @@ mod fake {
                         let svc = services
                             .iter_mut()
                             .find(|s| s.meta.as_ref().unwrap().id == r.service)
-                            .ok_or_else(|| Status::not_found(format!("no such service: {}", r.service)))?;
+                            .ok_or_else(|| {
+                                Status::not_found(format!("no such service: {}", r.service))
+                            })?;
                         let meta = svc.meta.as_mut().unwrap();
                         if meta.version != r.version {
-                            return Err(Status::aborted("the service changed since it was read; retry"));
+                            return Err(Status::aborted(
+                                "the service changed since it was read; retry",
+                            ));
                         }
                         meta.version += 1;
                         meta.updated_at = now();
@@ -457,9 +685,14 @@ mod fake {
                             .lock()
                             .unwrap()
                             .iter()
-                            .filter(|t| r.service_ids.is_empty() || r.service_ids.contains(&t.service_id))
+                            .filter(|t| {
+                                r.service_ids.is_empty() || r.service_ids.contains(&t.service_id)
+                            })
                             .filter(|t| r.node_ids.is_empty() || r.node_ids.contains(&t.node_id))
-                            .filter(|t| r.desired_states.is_empty() || r.desired_states.contains(&t.desired_state))
+                            .filter(|t| {
+                                r.desired_states.is_empty()
+                                    || r.desired_states.contains(&t.desired_state)
+                            })
                             .cloned()
                             .collect();
                         Ok(ListTasksResponse { tasks })
@@ -534,7 +767,9 @@ mod fake {
                 services: Mutex::new(services),
                 tasks: Mutex::new(tasks),
             });
-            let listener = rt.block_on(async { tokio::net::UnixListener::bind(&sock) }).unwrap();
+            let listener = rt
+                .block_on(async { tokio::net::UnixListener::bind(&sock) })
+                .unwrap();
             let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
             rt.spawn(async move {
                 tonic::transport::Server::builder()
@@ -606,7 +841,12 @@ fn service_ls_table() {
         ok(&d, &["service", "ls", "-q", "--filter", "name=web"]),
         format!("{}\n", fake::WEB_ID)
     );
-    assert!(d.state.calls("ListServices").last().unwrap().contains("names: [\"web\"]"));
+    assert!(d
+        .state
+        .calls("ListServices")
+        .last()
+        .unwrap()
+        .contains("names: [\"web\"]"));
     assert_eq!(
         ok(&d, &["service", "ls", "-q", "-f", "mode=global"]),
         format!("{}\n", fake::MON_ID)
@@ -619,27 +859,63 @@ fn service_ps_shows_history_indented() {
     let out = ok(&d, &["service", "ps", "web"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "{out}");
-    assert!(lines[0].starts_with("ID             NAME        IMAGE          NODE        DESIRED STATE   CURRENT STATE"), "{out}");
-    assert!(lines[0].ends_with("ERROR                              PORTS"), "{out}");
+    assert!(
+        lines[0].starts_with(
+            "ID             NAME        IMAGE          NODE        DESIRED STATE   CURRENT STATE"
+        ),
+        "{out}"
+    );
+    assert!(
+        lines[0].ends_with("ERROR                              PORTS"),
+        "{out}"
+    );
     assert!(lines[1].starts_with("w10000000000   web.1       nginx:alpine   worker-1    Running         Running About a minute ago"), "{out}");
     assert!(lines[2].starts_with("w1old0000000    \\_ web.1   nginx:alpine   worker-1    Shutdown        Failed 2 minutes ago"), "{out}");
     assert!(lines[2].ends_with("\"task: non-zero exit (1)\""), "{out}");
-    assert!(lines[3].starts_with("w20000000000   web.2       nginx:alpine   manager-1   Running"), "{out}");
+    assert!(
+        lines[3].starts_with("w20000000000   web.2       nginx:alpine   manager-1   Running"),
+        "{out}"
+    );
     assert!(lines[4].contains("Pending About a minute ago"), "{out}");
-    assert!(lines[4].ends_with("\"no suitable node (insufficie…\""), "{out}");
+    assert!(
+        lines[4].ends_with("\"no suitable node (insufficien…\""),
+        "{out}"
+    );
     let full = ok(&d, &["service", "ps", "--no-trunc", "web"]);
-    assert!(full.contains("\"no suitable node (insufficient memory on 2 nodes)\""), "{full}");
+    assert!(
+        full.contains("\"no suitable node (insufficient memory on 2 nodes)\""),
+        "{full}"
+    );
     // The filter reaches the daemon.
     assert_eq!(
-        ok(&d, &["service", "ps", "-q", "--filter", "desired-state=running", "web"]),
+        ok(
+            &d,
+            &[
+                "service",
+                "ps",
+                "-q",
+                "--filter",
+                "desired-state=running",
+                "web"
+            ]
+        ),
         "w10000000000\nw20000000000\nw30000000000\n"
     );
-    assert!(d.state.calls("ListTasks").last().unwrap().contains("desired_states: [Running]"));
+    assert!(d
+        .state
+        .calls("ListTasks")
+        .last()
+        .unwrap()
+        .contains("desired_states: [Running]"));
     // Global tasks are named after their node; a missing service is one error line.
     let r = run(&d, &["service", "ps", "mon", "ghost"]);
     assert_eq!(r.code, Some(1));
     assert_eq!(r.stderr, "Error: no such service: ghost\n");
-    assert!(r.stdout.contains(&format!("mon.{}", fake::SELF_ID)), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("mon.{}", fake::SELF_ID)),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -667,9 +943,23 @@ fn create_detached_prints_the_id() {
     let out = ok(
         &d,
         &[
-            "service", "create", "--detach", "-q", "--name", "api", "--replicas", "2", "-p",
-            "8081:80", "--limit-memory", "256M", "--entrypoint", "/bin/sh -c", "busybox",
-            "httpd -f", "-v",
+            "service",
+            "create",
+            "--detach",
+            "-q",
+            "--name",
+            "api",
+            "--replicas",
+            "2",
+            "-p",
+            "8081:80",
+            "--limit-memory",
+            "256M",
+            "--entrypoint",
+            "/bin/sh -c",
+            "busybox",
+            "httpd -f",
+            "-v",
         ],
     );
     assert_eq!(out, format!("{}\n", fake::id("newapi")));
@@ -701,7 +991,17 @@ fn create_shows_progress_until_converged() {
     let d = fake::Daemon::start();
     let out = ok(
         &d,
-        &["service", "create", "--name", "api", "--replicas", "2", "--update-monitor", "0s", "busybox"],
+        &[
+            "service",
+            "create",
+            "--name",
+            "api",
+            "--replicas",
+            "2",
+            "--update-monitor",
+            "0s",
+            "busybox",
+        ],
     );
     let bar = "[==================================================>]";
     assert_eq!(
@@ -732,19 +1032,39 @@ fn create_reports_a_failing_service() {
 #[test]
 fn scale_sends_the_version_and_the_count() {
     let d = fake::Daemon::start();
-    assert_eq!(ok(&d, &["service", "scale", "--detach", "web=5"]), "web scaled to 5\n");
+    assert_eq!(
+        ok(&d, &["service", "scale", "--detach", "web=5"]),
+        "web scaled to 5\n"
+    );
     let call = d.state.calls("UpdateService").pop().unwrap();
-    assert!(call.contains(&format!("service: \"{}\"", fake::WEB_ID)), "{call}");
+    assert!(
+        call.contains(&format!("service: \"{}\"", fake::WEB_ID)),
+        "{call}"
+    );
     assert!(call.contains("version: 10"), "{call}");
-    assert!(call.contains("Replicated(ReplicatedService { replicas: 5 })"), "{call}");
-    assert!(call.contains("image: \"nginx:alpine\""), "the rest of the spec is kept: {call}");
+    assert!(
+        call.contains("Replicated(ReplicatedService { replicas: 5 })"),
+        "{call}"
+    );
+    assert!(
+        call.contains("image: \"nginx:alpine\""),
+        "the rest of the spec is kept: {call}"
+    );
     assert!(call.contains("rollback: false"), "{call}");
 
     // Scaling down waits until the extra tasks have stopped, then converges.
     let out = ok(&d, &["service", "scale", "web=2"]);
-    assert!(out.starts_with("web scaled to 2\noverall progress: 2 out of 2 tasks\n"), "{out}");
+    assert!(
+        out.starts_with("web scaled to 2\noverall progress: 2 out of 2 tasks\n"),
+        "{out}"
+    );
     assert!(out.ends_with("verify: Service converged\n"), "{out}");
-    assert!(d.state.calls("UpdateService").pop().unwrap().contains("version: 11"));
+    assert!(d
+        .state
+        .calls("UpdateService")
+        .pop()
+        .unwrap()
+        .contains("version: 11"));
 
     // A global service cannot be scaled; the other one still is.
     let r = run(&d, &["service", "scale", "-d", "mon=3", "web=1"]);
@@ -761,18 +1081,24 @@ fn scale_sends_the_version_and_the_count() {
 #[test]
 fn inspect_and_rm() {
     let d = fake::Daemon::start();
-    let json: serde_json::Value = serde_json::from_str(&ok(&d, &["service", "inspect", "web", "mon"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["service", "inspect", "web", "mon"])).unwrap();
     assert_eq!(json[0]["meta"]["id"], fake::WEB_ID);
     assert_eq!(json[1]["spec"]["name"], "mon");
     let pretty = ok(&d, &["service", "inspect", "--pretty", "web"]);
     assert!(pretty.contains("Name:\t\tweb\n"), "{pretty}");
-    assert!(pretty.contains("Service Mode:\tReplicated\n Replicas:\t3\n"), "{pretty}");
+    assert!(
+        pretty.contains("Service Mode:\tReplicated\n Replicas:\t3\n"),
+        "{pretty}"
+    );
     assert!(pretty.contains(" PublishedPort = 8080\n"), "{pretty}");
     let r = run(&d, &["service", "rm", "web", "ghost"]);
     assert_eq!(r.code, Some(1));
     assert_eq!(r.stdout, "web\n");
     assert_eq!(r.stderr, "Error: no such service: ghost\n");
-    assert!(ok(&d, &["service", "ls", "-q"]).lines().all(|l| l != fake::WEB_ID));
+    assert!(ok(&d, &["service", "ls", "-q"])
+        .lines()
+        .all(|l| l != fake::WEB_ID));
 }
 
 #[test]
@@ -788,17 +1114,28 @@ fn logs_are_prefixed_per_task() {
     );
     assert_eq!(r.stderr, "web.2.w20000000000@manager-1    | oops\n");
     let call = d.state.calls("SubscribeLogs").pop().unwrap();
-    assert!(call.contains(&format!("service_ids: [\"{}\"]", fake::WEB_ID)), "{call}");
+    assert!(
+        call.contains(&format!("service_ids: [\"{}\"]", fake::WEB_ID)),
+        "{call}"
+    );
     assert!(call.contains("follow: false, tail: 10"), "{call}");
 
     // A task ID works too; --raw drops the prefix.
     let r = run(&d, &["service", "logs", "--raw", "w1000"]);
     assert_eq!(r.stdout, "hello\ntwo\nlines\n");
     let call = d.state.calls("SubscribeLogs").pop().unwrap();
-    assert!(call.contains(&format!("task_ids: [\"{}\"]", fake::id("w1"))), "{call}");
+    assert!(
+        call.contains(&format!("task_ids: [\"{}\"]", fake::id("w1"))),
+        "{call}"
+    );
     assert!(call.contains("tail: -1"), "{call}");
 
     let r = run(&d, &["service", "logs", "ghost"]);
     assert_eq!(r.code, Some(1));
-    assert!(r.stderr.starts_with("Error: no such service or task: ghost;"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("Error: no such service or task: ghost;"),
+        "{}",
+        r.stderr
+    );
 }

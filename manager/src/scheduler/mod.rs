@@ -30,9 +30,9 @@ use std::cmp::Reverse;
 use std::collections::binary_heap::PeekMut;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
-use proto::{Node, Task, TaskSpec};
+use proto::{Node, Platform, Task, TaskSpec};
 
-use filters::{Explanation, NodeInfo, Requirements};
+use filters::{Explanation, NodeInfo, Rejection, Requirements};
 
 /// What the scheduler decided for one pending task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +170,21 @@ struct Cluster<'a> {
     /// number of the service's tasks on that node. Sparse, because most services run on few
     /// of a large cluster's nodes.
     service_tasks: Vec<HashMap<u32, u32>>,
+    /// Per node, the verdict of the filters that cannot change during the call (readiness,
+    /// availability, constraints, platform), per distinct (constraints, platforms): many
+    /// services share these, so with many small groups they are evaluated once, not once per
+    /// group and node.
+    static_verdicts: HashMap<StaticKey<'a>, Vec<Result<(), Rejection>>>,
+}
+
+/// What the static filters depend on besides the node.
+type StaticKey<'a> = (&'a [String], &'a [Platform]);
+
+fn static_key<'a>(spec: Option<&'a TaskSpec>) -> StaticKey<'a> {
+    spec.and_then(|s| s.placement.as_ref())
+        .map_or((&[], &[]), |p| {
+            (p.constraints.as_slice(), p.platforms.as_slice())
+        })
 }
 
 impl<'a> Cluster<'a> {
@@ -222,6 +237,7 @@ impl<'a> Cluster<'a> {
             nodes: infos,
             by_id,
             service_tasks,
+            static_verdicts: HashMap::new(),
         }
     }
 
@@ -275,7 +291,7 @@ impl<'a> Cluster<'a> {
 
     fn place_free(
         &mut self,
-        group: &Group<'_>,
+        group: &Group<'a>,
         req: &Requirements,
         pending: &[&Task],
         out: &mut [Option<Decision>],
@@ -288,21 +304,55 @@ impl<'a> Cluster<'a> {
         for (&idx, &count) in &self.service_tasks[group.service] {
             service_tasks[idx as usize] = count;
         }
-        let all: Vec<u32> = (0..self.nodes.len() as u32).collect();
-        let mut tree = Branch::build(&self.nodes, &service_tasks, req, all, 0);
-        let mut placer = Placer {
-            nodes: &mut self.nodes,
-            service_tasks: &mut service_tasks,
+        let nodes = &self.nodes;
+        let verdicts: &[Result<(), Rejection>] = self
+            .static_verdicts
+            .entry(static_key(group.spec))
+            .or_insert_with(|| nodes.iter().map(|n| req.check_static(n)).collect());
+        let filters = Filters {
+            nodes: &self.nodes,
+            verdicts,
+            service_tasks: &service_tasks,
             req,
-            assigned: Vec::with_capacity(group.free.len()),
         };
-        tree.place(group.free.len() as u64, &mut placer);
-        let assigned = placer.assigned;
+        let assigned = if group.free.len() == 1 && req.preferences.is_empty() {
+            // The steady state (a failed task replaced here, another there) is many groups of
+            // one task: a scan for the best node beats building a heap for one pop.
+            // Compare keys first: the filters only run on nodes that would win.
+            let mut best: Option<(u32, u32, usize)> = None;
+            for (i, node) in self.nodes.iter().enumerate() {
+                let key = (service_tasks[i], node.tasks, i);
+                if best.is_none_or(|b| key < b) && filters.passes(i) {
+                    best = Some(key);
+                }
+            }
+            match best {
+                Some((_, _, i)) => {
+                    self.nodes[i].add_task(req.cpu, req.memory);
+                    service_tasks[i] += 1;
+                    vec![i as u32]
+                }
+                None => Vec::new(),
+            }
+        } else {
+            let all: Vec<u32> = (0..self.nodes.len() as u32).collect();
+            let mut tree = Branch::build(&filters, all, 0);
+            let mut placer = Placer {
+                nodes: &mut self.nodes,
+                service_tasks: &mut service_tasks,
+                req,
+                assigned: Vec::with_capacity(group.free.len()),
+            };
+            tree.place(group.free.len() as u64, &mut placer);
+            placer.assigned
+        };
 
         let reason = (assigned.len() < group.free.len()).then(|| {
             let mut explanation = Explanation::default();
             for (idx, node) in self.nodes.iter().enumerate() {
-                explanation.record(req.check(node, service_tasks[idx]).err());
+                let verdict =
+                    verdicts[idx].and_then(|()| req.check_capacity(node, service_tasks[idx]));
+                explanation.record(verdict.err());
             }
             explanation.message(req)
         });
@@ -355,25 +405,37 @@ enum BranchKind {
     Inner(Vec<Branch>),
 }
 
+/// What building the spread tree reads.
+struct Filters<'f, 'a> {
+    nodes: &'f [NodeInfo<'a>],
+    /// Static filter verdicts per node.
+    verdicts: &'f [Result<(), Rejection>],
+    /// Dense: tasks of the group's service per node index.
+    service_tasks: &'f [u32],
+    req: &'f Requirements,
+}
+
+impl Filters<'_, '_> {
+    fn passes(&self, i: usize) -> bool {
+        self.verdicts[i].is_ok()
+            && self
+                .req
+                .check_capacity(&self.nodes[i], self.service_tasks[i])
+                .is_ok()
+    }
+}
+
 impl Branch {
-    fn build(
-        nodes: &[NodeInfo<'_>],
-        service_tasks: &[u32],
-        req: &Requirements,
-        members: Vec<u32>,
-        depth: usize,
-    ) -> Branch {
+    fn build(f: &Filters<'_, '_>, members: Vec<u32>, depth: usize) -> Branch {
+        let (nodes, service_tasks) = (f.nodes, f.service_tasks);
         let tasks = members
             .iter()
             .map(|&i| u64::from(service_tasks[i as usize]))
             .sum();
-        let Some(preference) = req.preferences.get(depth) else {
+        let Some(preference) = f.req.preferences.get(depth) else {
             let heap = members
                 .into_iter()
-                .filter(|&i| {
-                    req.check(&nodes[i as usize], service_tasks[i as usize])
-                        .is_ok()
-                })
+                .filter(|&i| f.passes(i as usize))
                 .map(|i| Reverse((service_tasks[i as usize], nodes[i as usize].tasks, i)))
                 .collect();
             return Branch {
@@ -390,7 +452,7 @@ impl Branch {
         }
         let children = by_value
             .into_values()
-            .map(|members| Branch::build(nodes, service_tasks, req, members, depth + 1))
+            .map(|members| Branch::build(f, members, depth + 1))
             .collect();
         Branch {
             tasks,

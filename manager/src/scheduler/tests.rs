@@ -219,6 +219,9 @@ fn unplaced(decisions: &[Decision]) -> usize {
         .count()
 }
 
+/// Expected tasks per node, as written in the tables.
+type Expected = &'static [(&'static str, usize)];
+
 fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
@@ -230,7 +233,7 @@ fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 #[test]
 fn spreads_evenly_over_equal_nodes() {
     // (nodes, tasks, expected per node)
-    let cases: &[(&[&str], usize, &[(&str, usize)])] = &[
+    let cases: &[(&[&str], usize, Expected)] = &[
         (&["a", "b", "c"], 10, &[("a", 4), ("b", 3), ("c", 3)]),
         (&["a", "b", "c"], 6, &[("a", 2), ("b", 2), ("c", 2)]),
         (&["a", "b", "c"], 1, &[("a", 1)]),
@@ -257,7 +260,7 @@ fn prefers_nodes_with_fewer_tasks_of_the_service_then_fewer_tasks() {
         running("y3", "other", "c", &spec),
     ];
     // First b (no tasks at all), then b and c level with a at 2 each... b before c each time.
-    let cases: &[(usize, &[(&str, usize)])] = &[
+    let cases: &[(usize, Expected)] = &[
         (1, &[("b", 1)]),
         (2, &[("b", 1), ("c", 1)]),
         (3, &[("b", 2), ("c", 1)]),
@@ -650,7 +653,7 @@ fn spread_evens_out_label_values_not_nodes() {
         zone("w2", "west"),
         zone("w3", "west"),
     ];
-    let cases: &[(usize, &[(&str, usize)])] = &[
+    let cases: &[(usize, Expected)] = &[
         (8, &[("e1", 4), ("w1", 2), ("w2", 1), ("w3", 1)]),
         (2, &[("e1", 1), ("w1", 1)]),
         (1, &[("e1", 1)]),
@@ -668,7 +671,7 @@ fn spread_evens_out_label_values_not_nodes() {
 #[test]
 fn spread_hands_out_the_remainder_one_per_value() {
     let nodes = [zone("a", "z1"), zone("b", "z2"), zone("c", "z3")];
-    let cases: &[(usize, &[(&str, usize)])] = &[
+    let cases: &[(usize, Expected)] = &[
         (4, &[("a", 2), ("b", 1), ("c", 1)]),
         (5, &[("a", 2), ("b", 2), ("c", 1)]),
         (7, &[("a", 3), ("b", 2), ("c", 2)]),

@@ -290,16 +290,13 @@ impl UpdateFlags<'_> {
     }
 }
 
-/// Whether `name` can name a service: letters, digits, `-` and `_`, starting and ending with
-/// a letter or digit, at most 63 characters (it becomes a DNS name inside networks).
+/// Whether `name` can name a service (the daemon's rule: 1 to 63 letters, digits, `-`,
+/// `_` or `.`, starting with a letter or digit).
 fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
+    let mut chars = name.chars();
+    name.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn ms(flag: &str, value: &Option<String>) -> anyhow::Result<Option<u64>> {
@@ -321,7 +318,7 @@ pub fn build_spec(
     if let Some(name) = &args.name {
         if !valid_name(name) {
             bail!(
-                "invalid service name \"{name}\": use letters, digits, - and _ (at most 63), starting and ending with a letter or digit"
+                "invalid service name \"{name}\" for --name: use 1 to 63 letters, digits, -, _ or ., starting with a letter or digit"
             );
         }
         spec.name = name.clone();

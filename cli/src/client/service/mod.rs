@@ -170,6 +170,32 @@ async fn get_service(client: &Client, name: &str) -> anyhow::Result<Service> {
         })
 }
 
+/// Drops registry credentials (`--with-registry-auth`) from a task spec before printing.
+fn redact_task_spec(spec: Option<&mut proto::TaskSpec>) {
+    if let Some(c) = spec.and_then(|t| t.container.as_mut()) {
+        if !c.registry_auth.is_empty() {
+            c.registry_auth = "<redacted>".into();
+        }
+    }
+}
+
+/// A service as `inspect` and `ls --format json` print it: without registry credentials.
+fn redacted_service(mut s: Service) -> Service {
+    for spec in [s.spec.as_mut(), s.previous_spec.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        redact_task_spec(spec.task_template.as_mut());
+    }
+    s
+}
+
+/// A task as `ps --format json` prints it: without registry credentials.
+fn redacted_task(mut t: Task) -> Task {
+    redact_task_spec(t.spec.as_mut());
+    t
+}
+
 /// Node ID -> hostname, for the NODE column (empty if the daemon will not say).
 async fn hostnames(client: &Client) -> HashMap<String, String> {
     client
@@ -315,6 +341,7 @@ async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if format == ListFormat::Json {
+        let services: Vec<Service> = services.into_iter().map(redacted_service).collect();
         out(json::array(&services)?);
         return Ok(());
     }
@@ -428,7 +455,10 @@ async fn print_tasks(
         return Ok(());
     }
     match format {
-        ListFormat::Json => out(json::array(&tasks)?),
+        ListFormat::Json => {
+            let tasks: Vec<Task> = tasks.into_iter().map(redacted_task).collect();
+            out(json::array(&tasks)?)
+        }
         ListFormat::Table => {
             out(
                 render::tasks_table(&tasks, &hosts, progress::now_ms(), opts.no_trunc)
@@ -537,7 +567,7 @@ async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
     let mut errors = Vec::new();
     for name in &args.services {
         match get_service(&client, name).await {
-            Ok(s) => services.push(s),
+            Ok(s) => services.push(redacted_service(s)),
             Err(e) => errors.push(e),
         }
     }
@@ -724,6 +754,36 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("cannot be scaled: it is global"));
+    }
+
+    #[test]
+    fn registry_credentials_are_not_printed() {
+        let mut s = service(Mode::Replicated(ReplicatedService { replicas: 1 }));
+        s.spec.as_mut().unwrap().task_template = Some(proto::TaskSpec {
+            container: Some(proto::ContainerSpec {
+                registry_auth: "c2VjcmV0".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let text = json::array(&[redacted_service(s)]).unwrap();
+        assert!(
+            !text.contains("c2VjcmV0") && text.contains("<redacted>"),
+            "{text}"
+        );
+        let t = Task {
+            spec: Some(proto::TaskSpec {
+                container: Some(proto::ContainerSpec {
+                    registry_auth: "c2VjcmV0".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(!json::array(&[redacted_task(t)])
+            .unwrap()
+            .contains("c2VjcmV0"));
     }
 
     #[test]

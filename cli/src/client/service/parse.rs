@@ -163,71 +163,21 @@ pub fn label(flag: &str, value: &str) -> anyhow::Result<(String, String)> {
     Ok((k.to_string(), v.to_string()))
 }
 
-/// The node attributes a constraint can test.
-const CONSTRAINT_KEYS: &str =
-    "node.id, node.hostname, node.ip, node.role, node.platform.os, node.platform.arch, node.labels.KEY or engine.labels.KEY";
-
-/// A `--constraint` value: `ATTRIBUTE==VALUE` or `ATTRIBUTE!=VALUE`. Returned without the
-/// spaces around the operator.
+/// A `--constraint` value: `ATTRIBUTE==VALUE` or `ATTRIBUTE!=VALUE`, checked by the
+/// scheduler's own parser (so the CLI accepts exactly what placement understands) and
+/// returned in its canonical form (no spaces around the operator).
 pub fn constraint(value: &str) -> anyhow::Result<String> {
-    let (pos, op) = match (value.find("=="), value.find("!=")) {
-        (Some(a), Some(b)) if b < a => (b, "!="),
-        (Some(a), _) => (a, "=="),
-        (None, Some(b)) => (b, "!="),
-        (None, None) => bail!(
-            "invalid constraint \"{value}\" for --constraint: compare a node attribute with == or !=, e.g. node.role==manager or node.labels.zone!=east"
-        ),
-    };
-    let key = value[..pos].trim();
-    let val = value[pos + 2..].trim();
-    if key.is_empty() || val.is_empty() || val.contains("==") || val.contains("!=") {
-        bail!(
-            "invalid constraint \"{value}\" for --constraint: use ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, e.g. node.role==manager"
-        );
-    }
-    let lower = key.to_ascii_lowercase();
-    let known = matches!(
-        lower.as_str(),
-        "node.id"
-            | "node.hostname"
-            | "node.ip"
-            | "node.role"
-            | "node.platform.os"
-            | "node.platform.arch"
-    ) || ["node.labels.", "engine.labels."]
-        .iter()
-        .any(|p| lower.len() > p.len() && lower.starts_with(p));
-    if !known {
-        bail!("invalid constraint \"{value}\" for --constraint: unknown attribute \"{key}\"; use {CONSTRAINT_KEYS}");
-    }
-    if lower == "node.role" && !matches!(val.to_ascii_lowercase().as_str(), "manager" | "worker") {
-        bail!("invalid constraint \"{value}\" for --constraint: node.role is manager or worker");
-    }
-    Ok(format!("{key}{op}{val}"))
+    manager::scheduler::constraint::parse(value)
+        .map(|c| c.to_string())
+        .map_err(|e| anyhow!("{e}"))
 }
 
-/// A `--placement-pref` value: `spread=node.labels.KEY`; returns the spread descriptor.
+/// A `--placement-pref` value: `spread=node.labels.KEY`; returns what the spec stores, the
+/// attribute to spread over (`node.labels.KEY`).
 pub fn placement_pref(value: &str) -> anyhow::Result<String> {
-    let bad = || {
-        anyhow!("invalid placement preference \"{value}\" for --placement-pref: use spread=node.labels.KEY")
-    };
-    let (strategy, descriptor) = value.split_once('=').ok_or_else(bad)?;
-    if !strategy.trim().eq_ignore_ascii_case("spread") {
-        return Err(bad());
-    }
-    let d = descriptor.trim();
-    let lower = d.to_ascii_lowercase();
-    let ok = ["node.labels.", "engine.labels."]
-        .iter()
-        .any(|p| lower.len() > p.len() && lower.starts_with(p))
-        || matches!(
-            lower.as_str(),
-            "node.id" | "node.hostname" | "node.platform.os" | "node.platform.arch"
-        );
-    if !ok {
-        return Err(bad());
-    }
-    Ok(d.to_string())
+    manager::scheduler::constraint::parse_preference(value)
+        .map(|p| p.attribute.to_string())
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// `--restart-condition`.
@@ -700,16 +650,15 @@ mod tests {
             "node.hostname==h1"
         );
         assert_eq!(
-            constraint("engine.labels.x==y").unwrap(),
-            "engine.labels.x==y"
+            err(constraint("node.role=manager")),
+            "invalid constraint \"node.role=manager\": missing operator; write ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, e.g. node.role==manager"
         );
-        assert!(err(constraint("node.role=manager")).contains("with == or !="));
-        assert!(err(constraint("node.role")).contains("with == or !="));
-        assert!(err(constraint("==manager")).contains("use ATTRIBUTE==VALUE"));
-        assert!(err(constraint("node.role==")).contains("use ATTRIBUTE==VALUE"));
-        assert!(err(constraint("a==b==c")).contains("use ATTRIBUTE==VALUE"));
-        assert!(err(constraint("node.colour==red")).contains("unknown attribute \"node.colour\""));
-        assert!(err(constraint("node.labels.==x")).contains("unknown attribute"));
+        assert!(err(constraint("node.role")).contains("missing operator"));
+        assert!(err(constraint("==manager")).contains("empty attribute"));
+        assert!(err(constraint("node.role==")).contains("empty value"));
+        assert!(err(constraint("a==b==c")).contains("more than one operator"));
+        assert!(err(constraint("node.colour==red")).contains("unknown attribute node.colour"));
+        assert!(err(constraint("node.labels.==x")).contains("missing label name"));
         assert!(err(constraint("node.role==boss")).contains("manager or worker"));
     }
 
@@ -719,10 +668,10 @@ mod tests {
             placement_pref("spread=node.labels.zone").unwrap(),
             "node.labels.zone"
         );
-        assert!(placement_pref("spread=").is_err());
-        assert!(placement_pref("binpack=node.labels.zone").is_err());
+        assert!(err(placement_pref("spread=")).contains("nothing to spread over"));
+        assert!(err(placement_pref("binpack=node.labels.zone")).contains("unknown strategy"));
         assert!(placement_pref("node.labels.zone").is_err());
-        assert!(placement_pref("spread=zone").is_err());
+        assert!(err(placement_pref("spread=zone")).contains("unknown attribute"));
     }
 
     #[test]

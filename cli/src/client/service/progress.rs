@@ -93,7 +93,8 @@ fn task_text(t: &Task) -> String {
 }
 
 /// The task to show for a slot (or node): the newest one still meant to run, else the
-/// newest one.
+/// newest one if it failed (its error is worth showing while its replacement waits out the
+/// restart delay); a slot whose tasks were all shut down shows nothing.
 fn current<'a>(group: &[&'a Task]) -> Option<&'a Task> {
     let newest = |ts: &mut dyn Iterator<Item = &'a Task>| {
         ts.max_by(|a, b| {
@@ -102,8 +103,10 @@ fn current<'a>(group: &[&'a Task]) -> Option<&'a Task> {
                 .then(task_id(a).cmp(task_id(b)))
         })
     };
-    newest(&mut group.iter().copied().filter(|t| render::is_live(t)))
-        .or_else(|| newest(&mut group.iter().copied()))
+    newest(&mut group.iter().copied().filter(|t| render::is_live(t))).or_else(|| {
+        newest(&mut group.iter().copied())
+            .filter(|t| matches!(state(t), TaskState::Failed | TaskState::Rejected))
+    })
 }
 
 fn is_failure(t: &Task, job: bool) -> bool {
@@ -321,12 +324,12 @@ pub fn progress(service: &Service, tasks: &[Task], since_ms: i64) -> Progress {
             let mut slot_lines = Vec::new();
             let mut extra_running = false;
             for (key, group) in &groups {
-                let Some(t) = current(group) else { continue };
                 if key.0 == 0 || key.0 > replicas {
                     // Scaled away: converged once it has stopped.
                     extra_running |= group.iter().any(|t| state(t) == TaskState::Running);
                     continue;
                 }
+                let Some(t) = current(group) else { continue };
                 if render::is_live(t) && state(t) == TaskState::Running {
                     running += 1;
                 }
@@ -365,6 +368,7 @@ struct Screen {
     quiet: bool,
     drawn: usize,
     last: HashMap<String, String>,
+    frame: Vec<String>,
 }
 
 impl Screen {
@@ -374,47 +378,69 @@ impl Screen {
             quiet,
             drawn: 0,
             last: HashMap::new(),
+            frame: Vec::new(),
         }
     }
 
     fn show(&mut self, lines: &[String]) {
-        if self.quiet {
+        if self.quiet || self.frame == lines {
             return;
         }
-        let mut text = String::new();
-        if self.tty {
-            if self.drawn > 0 {
-                text.push_str(&format!("\x1b[{}A", self.drawn));
-            }
-            for l in lines {
-                text.push_str(&format!("\x1b[2K{l}\n"));
-            }
-            for _ in lines.len()..self.drawn {
-                text.push_str("\x1b[2K\n");
-            }
-            self.drawn = self.drawn.max(lines.len());
+        self.frame = lines.to_vec();
+        let text = if self.tty {
+            redraw(lines, self.drawn, terminal_width())
         } else {
-            for l in lines {
-                let key = l.split_once(':').map(|(k, _)| k).unwrap_or(l).to_string();
-                if self.last.get(&key) != Some(l) {
-                    text.push_str(l);
-                    text.push('\n');
-                    self.last.insert(key, l.clone());
-                }
-            }
+            changed(lines, &mut self.last)
+        };
+        if self.tty {
+            self.drawn = self.drawn.max(lines.len());
         }
         emit(&text);
     }
+}
 
-    /// A line below the progress lines, which stays.
-    fn finish(&mut self, line: &str) {
-        if self.quiet {
-            return;
-        }
-        emit(&format!("{line}\n"));
-        self.drawn = 0;
-        self.last.clear();
+/// The escape sequences that replace the `drawn` lines above the cursor by `lines` (each
+/// cut to the terminal's width, so none wraps and the count stays right).
+fn redraw(lines: &[String], drawn: usize, width: Option<usize>) -> String {
+    let mut text = String::new();
+    if drawn > 0 {
+        text.push_str(&format!("\x1b[{drawn}A"));
     }
+    for l in lines {
+        let l: String = match width {
+            Some(w) if l.chars().count() >= w => l.chars().take(w.saturating_sub(1)).collect(),
+            _ => l.clone(),
+        };
+        text.push_str(&format!("\x1b[2K{l}\n"));
+    }
+    for _ in lines.len()..drawn {
+        text.push_str("\x1b[2K\n");
+    }
+    text
+}
+
+/// The lines that changed since last shown, keyed by what precedes their first `:` (the
+/// slot, the node, `overall progress`, `verify`), for output that is not a terminal.
+fn changed(lines: &[String], last: &mut HashMap<String, String>) -> String {
+    let mut text = String::new();
+    for l in lines {
+        let key = l.split_once(':').map(|(k, _)| k).unwrap_or(l).to_string();
+        if last.get(&key) != Some(l) {
+            text.push_str(l);
+            text.push('\n');
+            last.insert(key, l.clone());
+        }
+    }
+    text
+}
+
+/// Columns of the terminal on stdout, if it is one.
+fn terminal_width() -> Option<usize> {
+    // SAFETY: an all-zero `winsize` is a valid value of this plain C struct.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ only writes a `winsize` through the pointer, which points to one.
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
 }
 
 fn emit(text: &str) {
@@ -455,12 +481,15 @@ pub async fn wait(
     let mut verifying: Option<Instant> = None;
     let mut errors = 0;
     let hint = format!(
-        "the service was created and keeps trying in the background: see `skiff service ps {name}`, or remove it with `skiff service rm {name}`"
+        "it keeps trying in the background: see `skiff service ps {name}`, or remove it with `skiff service rm {name}`"
     );
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let polled = poll(client, id).await;
+        let polled = tokio::select! {
+            p = poll(client, id) => p,
+            _ = &mut ctrl_c => return detached(name),
+        };
         let (service, tasks) = match polled {
             Ok(p) => {
                 errors = 0;
@@ -486,48 +515,54 @@ pub async fn wait(
             service.spec.as_ref().and_then(|s| s.mode.as_ref()),
             Some(Mode::ReplicatedJob(_)) | Some(Mode::GlobalJob(_))
         );
+        let monitor = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.update_config.as_ref())
+            .map(|u| Duration::from_millis(u.monitor_ms))
+            .unwrap_or(Duration::from_secs(5))
+            .min(MAX_VERIFY);
         let p = progress(&service, &tasks, since_ms);
-        screen.show(&p.lines);
+        let mut lines = p.lines;
         match p.outcome {
             Outcome::Failed(reason) => {
-                return Err(anyhow!("service {name} did not converge: {reason}; {hint}"))
+                screen.show(&lines);
+                return Err(anyhow!("service {name} did not converge: {reason}; {hint}"));
             }
             Outcome::Converged if job => {
-                screen.finish("verify: Job complete");
+                lines.push("verify: Job complete".into());
+                screen.show(&lines);
                 return Ok(());
             }
             Outcome::Converged => {
-                let monitor = service
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.update_config.as_ref())
-                    .map(|u| Duration::from_millis(u.monitor_ms))
-                    .unwrap_or(Duration::from_secs(5))
-                    .min(MAX_VERIFY);
-                let started = *verifying.get_or_insert_with(|| {
-                    if !monitor.is_zero() {
-                        screen.finish(&format!(
-                            "verify: Waiting {} seconds to verify that tasks are stable...",
-                            monitor.as_secs_f64().ceil()
-                        ));
-                    }
-                    Instant::now()
-                });
+                let started = *verifying.get_or_insert_with(Instant::now);
                 if started.elapsed() >= monitor {
-                    screen.finish("verify: Service converged");
+                    lines.push("verify: Service converged".into());
+                    screen.show(&lines);
                     return Ok(());
                 }
+                // A countdown on a terminal; one line otherwise.
+                let left = if screen.tty {
+                    monitor.saturating_sub(started.elapsed())
+                } else {
+                    monitor
+                };
+                lines.push(format!(
+                    "verify: Waiting {} seconds to verify that tasks are stable...",
+                    left.as_secs_f64().ceil()
+                ));
                 stuck_since.clear();
             }
             Outcome::Pending { stuck } => {
                 if verifying.take().is_some() {
-                    screen.finish("verify: Detected task failure");
+                    lines.push("verify: Detected task failure".into());
                 }
                 let now = Instant::now();
                 stuck_since.retain(|k, _| stuck.iter().any(|(key, _)| key == k));
                 for (key, reason) in &stuck {
                     let since = *stuck_since.entry(key.clone()).or_insert(now);
                     if now.duration_since(since) >= STUCK_TIMEOUT {
+                        screen.show(&lines);
                         return Err(anyhow!(
                             "service {name} did not converge: {reason} (for more than {}s); {hint}",
                             STUCK_TIMEOUT.as_secs()
@@ -536,6 +571,7 @@ pub async fn wait(
                 }
             }
         }
+        screen.show(&lines);
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = &mut ctrl_c => return detached(name),
@@ -715,6 +751,16 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_whose_tasks_were_shut_down_shows_nothing() {
+        let s = replicated(2);
+        let mut old = task("old", 2, TaskState::Shutdown, 1);
+        old.desired_state = TaskState::Shutdown as i32;
+        let p = progress(&s, &[task("a", 1, TaskState::Running, 5), old], 0);
+        assert_eq!(p.lines.len(), 2, "{:?}", p.lines);
+        assert!(matches!(p.outcome, Outcome::Pending { .. }));
+    }
+
+    #[test]
     fn pending_with_a_reason() {
         let s = replicated(2);
         let mut t = task("a", 1, TaskState::Pending, 1);
@@ -885,6 +931,42 @@ mod tests {
             matches!(p.outcome, Outcome::Failed(ref r) if r.contains("a service's task must keep running")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn terminal_redraws_in_place() {
+        let lines = vec![
+            "overall progress: 0 out of 1 tasks".to_string(),
+            "1/1: new".to_string(),
+        ];
+        assert_eq!(
+            redraw(&lines, 0, None),
+            "\x1b[2Koverall progress: 0 out of 1 tasks\n\x1b[2K1/1: new\n"
+        );
+        // Up over what was drawn; blank what is no longer there; cut to the width.
+        assert_eq!(
+            redraw(&lines[..1], 3, Some(9)),
+            "\x1b[3A\x1b[2Koverall \n\x1b[2K\n\x1b[2K\n"
+        );
+    }
+
+    #[test]
+    fn plain_output_prints_each_change_once() {
+        let mut last = HashMap::new();
+        let a = vec![
+            "overall progress: 0 out of 1 tasks".to_string(),
+            "1/1: new".to_string(),
+        ];
+        assert_eq!(
+            changed(&a, &mut last),
+            "overall progress: 0 out of 1 tasks\n1/1: new\n"
+        );
+        assert_eq!(changed(&a, &mut last), "");
+        let b = vec![
+            "overall progress: 0 out of 1 tasks".to_string(),
+            "1/1: pending".to_string(),
+        ];
+        assert_eq!(changed(&b, &mut last), "1/1: pending\n");
     }
 
     #[test]
