@@ -82,6 +82,8 @@ fn main() {
     let mut cluster = Cluster::new(3);
     cluster.form(3);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // Channels spawn their connection tasks on the current runtime.
+    let _guard = rt.enter();
     let connector = connector(&cluster);
     let lead = leader(&cluster);
 

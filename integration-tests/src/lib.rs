@@ -165,6 +165,11 @@ impl Cluster {
         }
     }
 
+    /// The PID of host `i`'s daemon, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.hosts[i - 1].child.as_ref().map(Child::id)
+    }
+
     /// Runs `skiff ARGS` against host `i`'s local socket.
     pub fn skiff(&self, i: usize, args: &[&str]) -> Output {
         self.skiff_with(&["-H", &self.host(i).host_arg()], args)

@@ -104,6 +104,12 @@ impl Manager {
         Ok(f(&self.store().read()))
     }
 
+    /// Reads the store right after this manager's own write: [`Manager::write`] returns only
+    /// once the write is applied here, so no read barrier is needed to see it.
+    pub fn read_own_write<R>(&self, f: impl FnOnce(&ObjectStore) -> R) -> R {
+        f(&self.store().read())
+    }
+
     /// Commits `actions` as one batch; returns the log index.
     pub async fn write(&self, actions: Vec<StoreAction>) -> Result<u64, Status> {
         Ok(self.raft.propose(&StoreBatch { actions }).await?)

@@ -44,8 +44,7 @@ impl ControlService {
         let id = object.id().to_owned();
         manager.write(vec![create(object)]).await?;
         manager
-            .read(|s| s.get::<T>(&id).cloned())
-            .await?
+            .read_own_write(|s| s.get::<T>(&id).cloned())
             .ok_or_else(|| Status::internal("the new object vanished"))
     }
 
@@ -113,7 +112,7 @@ impl Control for ControlService {
         }
         current.meta_mut().version = body.version;
         manager.write(vec![update(current)]).await?;
-        let cluster = manager.read(|s| s.cluster().cloned()).await?;
+        let cluster = manager.read_own_write(|s| s.cluster().cloned());
         Ok(Response::new(UpdateClusterResponse {
             cluster: cluster.map(cluster::redacted),
         }))
@@ -175,7 +174,7 @@ impl Control for ControlService {
         target.spec = Some(spec);
         let id = target.id().to_owned();
         manager.write(vec![update(target)]).await?;
-        let node = manager.read(|s| s.get::<Node>(&id).cloned()).await?;
+        let node = manager.read_own_write(|s| s.get::<Node>(&id).cloned());
         Ok(Response::new(UpdateNodeResponse {
             node: node.map(|n| served(n, leader)),
         }))
@@ -207,7 +206,7 @@ impl Control for ControlService {
             ..Default::default()
         };
         manager.write(vec![create(created)]).await?;
-        let service = manager.read(|s| s.get::<Service>(&id).cloned()).await?;
+        let service = manager.read_own_write(|s| s.get::<Service>(&id).cloned());
         Ok(Response::new(CreateServiceResponse { service }))
     }
 
@@ -262,7 +261,7 @@ impl Control for ControlService {
         }
         updated.spec = Some(new_spec);
         manager.write(vec![update(updated)]).await?;
-        let service = manager.read(|s| s.get::<Service>(&id).cloned()).await?;
+        let service = manager.read_own_write(|s| s.get::<Service>(&id).cloned());
         Ok(Response::new(UpdateServiceResponse { service }))
     }
 

@@ -100,7 +100,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
             constraint::parse(c).map_err(|e| invalid(e.to_string()))?;
         }
         for p in &placement.preferences {
-            constraint::parse_preference(&format!("spread={}", p.spread)).map_err(|e| invalid(e.to_string()))?;
+            constraint::parse_spread(&p.spread).map_err(|e| invalid(e.to_string()))?;
         }
     }
     if let Some(resources) = template.resources.as_ref() {

@@ -102,10 +102,8 @@ fn schedule(store: &ObjectStore) -> Vec<StoreAction> {
     if pending.is_empty() {
         return Vec::new();
     }
-    let nodes: Vec<Node> = store.list::<Node>().cloned().collect();
-    let tasks: Vec<Task> = store.list::<Task>().cloned().collect();
     let now = now_ms();
-    scheduler::schedule(&nodes, &tasks, &pending)
+    scheduler::schedule(store.list::<Node>(), store.list::<Task>(), &pending)
         .into_iter()
         .filter_map(|decision| match decision {
             Decision::Assign { task_id, node_id } => {

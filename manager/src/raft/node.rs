@@ -43,7 +43,7 @@ impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             heartbeat_interval: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
             log_entries_for_slow_followers: 128,
         }
     }

@@ -57,11 +57,17 @@ impl Decision {
 /// - `nodes`: every node in the store.
 /// - `tasks`: every task in the store; those occupying a node (desired state RUNNING or
 ///   earlier, observed state not terminal) count against its resources and spread.
+///   Both are iterated once, so the caller can pass the store's own iterators (e.g.
+///   `store.list::<Task>()`) instead of cloning every object; slices work too.
 /// - `pending`: the tasks to place, each expected once. A pending task with `node_id`
 ///   already set (a global service's task) is only checked against that node.
 ///
 /// Returns one decision per pending task, in the order of `pending`.
-pub fn schedule(nodes: &[Node], tasks: &[Task], pending: &[&Task]) -> Vec<Decision> {
+pub fn schedule<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    tasks: impl IntoIterator<Item = &'a Task>,
+    pending: &[&'a Task],
+) -> Vec<Decision> {
     let (groups, services) = group_pending(pending);
     let mut cluster = Cluster::new(nodes, tasks, pending, &services);
     let mut out: Vec<Option<Decision>> = vec![None; pending.len()];
@@ -189,12 +195,12 @@ fn static_key<'a>(spec: Option<&'a TaskSpec>) -> StaticKey<'a> {
 
 impl<'a> Cluster<'a> {
     fn new(
-        nodes: &'a [Node],
-        tasks: &'a [Task],
+        nodes: impl IntoIterator<Item = &'a Node>,
+        tasks: impl IntoIterator<Item = &'a Task>,
         pending: &[&'a Task],
         services: &HashMap<&str, usize>,
     ) -> Self {
-        let mut infos: Vec<NodeInfo<'a>> = nodes.iter().filter_map(NodeInfo::new).collect();
+        let mut infos: Vec<NodeInfo<'a>> = nodes.into_iter().filter_map(NodeInfo::new).collect();
         infos.sort_by(|a, b| a.id.cmp(b.id));
         infos.dedup_by(|a, b| a.id == b.id);
         let by_id: HashMap<&'a str, u32> = infos

@@ -1,0 +1,239 @@
+//! Service convergence benchmarks.
+//!
+//! 1. A real loopback cluster (3 managers, 4 workers, runtime `process`): time from
+//!    `CreateService --replicas N` to N tasks running, N = 100 and 1,000.
+//! 2. Scale: 3 managers (real `skiffd` processes) and many simulated workers in this process
+//!    (each a real node: its own certificate, TLS session, heartbeats, assignments and status
+//!    reports, with the `fake` runtime): time until all tasks run, tasks per second, and the
+//!    leader's CPU time and memory.
+//!
+//! Run: `cargo build --release --bins && cargo bench -p integration-tests --bench services`
+//! (`SKIFF_BENCH_WORKERS` and `SKIFF_BENCH_TASKS` change the scale run's size).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_runtime::fake::{FakeConfig, FakeRuntime};
+use integration_tests::{wait_until, Cluster};
+use manager::transport::Connector;
+use proto::ca_client::CaClient;
+use proto::control_client::ControlClient;
+use proto::service_spec::Mode;
+use proto::{
+    ContainerSpec, CreateServiceRequest, IssueNodeCertificateRequest, ListTasksRequest,
+    NodeDescription, Platform, ReplicatedService, RemoveServiceRequest, Resources, ServiceSpec,
+    TaskSpec, TaskState,
+};
+use tonic::transport::Channel;
+
+fn connector(cluster: &Cluster) -> Arc<cli::tls::TlsConnector> {
+    let creds = cli::tls::NodeCredentials::load(&cluster.host(1).certs_dir()).expect("credentials");
+    let identity = cli::tls::ReloadableIdentity::new(&creds).expect("identity");
+    Arc::new(cli::tls::TlsConnector::new(&creds.root_ca_pem, identity).expect("connector"))
+}
+
+fn spec(name: &str, replicas: u64) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        mode: Some(Mode::Replicated(ReplicatedService { replicas })),
+        task_template: Some(TaskSpec {
+            container: Some(ContainerSpec {
+                image: "busybox".into(),
+                args: vec!["sleep".into(), "600".into()],
+                stop_grace_period_ms: 1000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Creates a service and returns how long until `n` of its tasks run.
+async fn converge(control: &mut ControlClient<Channel>, name: &str, n: u64) -> Duration {
+    let started = Instant::now();
+    let service = control
+        .create_service(CreateServiceRequest { spec: Some(spec(name, n)) })
+        .await
+        .expect("create service")
+        .into_inner()
+        .service
+        .expect("service");
+    let id = service.meta.expect("meta").id;
+    loop {
+        let tasks = control
+            .list_tasks(ListTasksRequest { service_ids: vec![id.clone()], ..Default::default() })
+            .await
+            .expect("list tasks")
+            .into_inner()
+            .tasks;
+        let running = tasks
+            .iter()
+            .filter(|t| t.status.as_ref().is_some_and(|s| s.state == TaskState::Running as i32))
+            .count() as u64;
+        if running >= n {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn remove(control: &mut ControlClient<Channel>, name: &str) {
+    control
+        .remove_service(RemoveServiceRequest { service: name.into() })
+        .await
+        .expect("remove service");
+    loop {
+        let left = control.list_tasks(ListTasksRequest::default()).await.expect("list").into_inner().tasks.len();
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn process_runtime_convergence(rt: &tokio::runtime::Runtime) {
+    let mut cluster = Cluster::new(7);
+    cluster.form(3);
+    wait_until("7 ready nodes", Duration::from_secs(30), || {
+        let nodes = cluster.nodes(1);
+        (nodes.iter().filter(|n| n["status"]["state"] == "NODE_STATE_READY").count() == 7).then_some(())
+    });
+    let connector = connector(&cluster);
+    let mut control = ControlClient::new(connector.channel(&cluster.host(1).addr));
+    println!("1. convergence, runtime process: 3 managers + 4 workers on loopback, `sleep 600` tasks");
+    println!("{:>8} {:>12} {:>12}", "replicas", "seconds", "tasks/s");
+    for n in [100u64, 1000] {
+        let took = rt.block_on(converge(&mut control, &format!("conv{n}"), n));
+        println!("{n:>8} {:>12.2} {:>12.0}", took.as_secs_f64(), n as f64 / took.as_secs_f64());
+        rt.block_on(remove(&mut control, &format!("conv{n}")));
+    }
+    println!();
+}
+
+/// The leader skiffd's CPU seconds and resident memory (MiB), from /proc.
+fn usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (ticks / 100.0, rss_kb / 1024.0)
+}
+
+/// Joins one simulated worker and runs its session with the fake runtime.
+async fn simulated_worker(
+    manager_addr: String,
+    token: String,
+    root_pem: String,
+    index: usize,
+    state_dir: std::path::PathBuf,
+) {
+    let (key_pem, csr_pem) = cli::tls::generate_key_and_csr().expect("csr");
+    let issued = CaClient::new(cli::tls::anonymous_channel(&manager_addr, &root_pem).expect("channel"))
+        .issue_node_certificate(IssueNodeCertificateRequest {
+            token,
+            csr_pem,
+            description: Some(describe(index)),
+            advertise_addr: format!("127.200.{}.{}:1", index / 250, index % 250 + 1),
+        })
+        .await
+        .expect("join")
+        .into_inner();
+    let creds = cli::tls::NodeCredentials { root_ca_pem: root_pem.clone(), cert_pem: issued.cert_pem, key_pem };
+    let identity = cli::tls::ReloadableIdentity::new(&creds).expect("identity");
+    let connector = Arc::new(cli::tls::TlsConnector::new(&root_pem, identity).expect("connector"));
+    let runtime = Arc::new(FakeRuntime::new(FakeConfig::default()));
+    let agent = worker::agent::Agent::new(runtime, state_dir.join(format!("sim{index}")));
+    agent.recover().await.expect("agent state");
+    let dial: worker::Dialer = Arc::new(move |addr: &str| connector.channel(addr));
+    let (events, mut rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    worker::session::run(
+        worker::session::SessionConfig {
+            addr: format!("127.200.{}.{}:1", index / 250, index % 250 + 1),
+            description: describe(index),
+            managers: issued.managers,
+            agent,
+        },
+        dial,
+        events,
+        stop_rx,
+    )
+    .await;
+}
+
+fn describe(index: usize) -> NodeDescription {
+    NodeDescription {
+        hostname: format!("sim{index}"),
+        platform: Some(Platform { os: "linux".into(), arch: std::env::consts::ARCH.into() }),
+        resources: Some(Resources { nano_cpus: 8_000_000_000, memory_bytes: 32 << 30 }),
+        engine_version: "bench".into(),
+        runtime: "fake".into(),
+    }
+}
+
+fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
+    let mut cluster = Cluster::new(3);
+    cluster.form(3);
+    // Tasks go to the simulated workers only.
+    for i in 1..=3 {
+        cluster.ok(1, &["node", "update", "--availability", "drain", &format!("host{i}")]);
+    }
+    let connector = connector(&cluster);
+    let addr = cluster.host(1).addr.clone();
+    let token = cluster.ok(1, &["swarm", "join-token", "-q", "worker"]).trim().to_owned();
+    let root_pem = std::fs::read_to_string(cluster.host(1).certs_dir().join("ca.pem")).expect("root CA");
+    let sim_dir = cluster.dir().join("simulated");
+    let joined = Instant::now();
+    for i in 0..workers {
+        rt.spawn(simulated_worker(addr.clone(), token.clone(), root_pem.clone(), i, sim_dir.clone()));
+    }
+    wait_until("simulated workers ready", Duration::from_secs(300), || {
+        let nodes = cluster.nodes(1);
+        let ready = nodes.iter().filter(|n| n["status"]["state"] == "NODE_STATE_READY").count();
+        (ready >= workers).then_some(())
+    });
+    let join_time = joined.elapsed();
+    let leader_pid = cluster.pid(1).expect("leader pid");
+    let (cpu_before, _) = usage(leader_pid);
+    let mut control = ControlClient::new(connector.channel(&addr));
+    let took = rt.block_on(converge(&mut control, "scale", tasks));
+    let (cpu_after, rss) = usage(leader_pid);
+    println!("2. scale, runtime fake: 3 managers (real skiffd) + {workers} simulated workers in the bench process");
+    println!("   {workers} workers joined and ready in {:.1} s", join_time.as_secs_f64());
+    println!("{:>8} {:>8} {:>12} {:>12} {:>14} {:>12}", "workers", "tasks", "seconds", "tasks/s", "leader CPU s", "leader MiB");
+    println!(
+        "{workers:>8} {tasks:>8} {:>12.2} {:>12.0} {:>14.1} {:>12.0}",
+        took.as_secs_f64(),
+        tasks as f64 / took.as_secs_f64(),
+        cpu_after - cpu_before,
+        rss
+    );
+    println!();
+}
+
+fn main() {
+    cli::tls::install_crypto_provider();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // Channels spawn their connection tasks on the current runtime.
+    let _guard = rt.enter();
+    println!(
+        "skiff service benchmarks on {} CPUs",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!();
+    if std::env::var("SKIFF_BENCH_SKIP_PROCESS").is_err() {
+        process_runtime_convergence(&rt);
+    }
+    let workers = std::env::var("SKIFF_BENCH_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let tasks = std::env::var("SKIFF_BENCH_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    scale(&rt, workers, tasks);
+    println!("rerun: cargo build --release --bins && cargo bench -p integration-tests --bench services");
+}
