@@ -243,6 +243,15 @@ impl Cluster {
             let own = self.host(i).addr.clone();
             self.ok(i, &["swarm", "join", "--token", token, "--advertise-addr", &own, &addr]);
         }
+        let total = self.hosts.len();
+        wait_until("every node ready", Duration::from_secs(30), || {
+            let ready = self
+                .nodes(1)
+                .iter()
+                .filter(|n| n["status"]["state"] == "NODE_STATE_READY")
+                .count();
+            (ready == total).then_some(())
+        });
     }
 
     /// `node ls` from host `i` as JSON.

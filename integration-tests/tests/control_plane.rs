@@ -359,3 +359,31 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     });
     assert_eq!(labels(&before), labels(&cluster.nodes(1)));
 }
+
+#[test]
+fn force_new_cluster_recovers_a_cluster_that_lost_its_quorum() {
+    let mut cluster = Cluster::new(4);
+    cluster.form(3);
+    wait_for_managers(&cluster, &[1, 2, 3], 4, 2);
+    cluster.ok(1, &["node", "update", "--label-add", "keep=me", "host4"]);
+    cluster.ok(1, &["service", "create", "--detach", "--name", "survivor", "--replicas", "2", "busybox", "sleep", "600"]);
+    // Two of three managers gone: no quorum, writes refused with a clear error.
+    cluster.kill(2);
+    cluster.kill(3);
+    let err = wait_until("writes refused without a quorum", SETTLE, || {
+        let out = cluster.skiff(1, &["node", "update", "--label-add", "x=y", "host4"]);
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    });
+    assert!(err.contains("quorum"), "{err}");
+
+    let addr = cluster.host(1).addr.clone();
+    cluster.ok(1, &["swarm", "init", "--force-new-cluster", "--advertise-addr", &addr]);
+    // Everything is still there and the cluster takes writes again.
+    let node = cluster.eventually_ok(1, &["node", "inspect", "host4"], SETTLE);
+    assert!(node.contains("keep"), "{node}");
+    let services = cluster.ok(1, &["service", "ls"]);
+    assert!(services.contains("survivor"), "{services}");
+    cluster.eventually_ok(1, &["node", "update", "--label-add", "after=recovery", "host4"], SETTLE);
+    let statuses = manager_statuses(&cluster, 1);
+    assert_eq!(count(&statuses, "Leader"), 1, "{statuses:?}");
+}
