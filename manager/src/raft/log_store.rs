@@ -170,10 +170,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.log
             .apply_batch(batch)
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-        // Acknowledge only what is on disk.
-        let flushed = self.flush().await;
-        callback.log_io_completed(flushed.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
-        flushed
+        // The entries are readable now; they are acknowledged once on disk. Flushing off the
+        // Raft loop lets it replicate (and batch the next writes) meanwhile. Flushes are
+        // serialised and each covers everything written before it, so acknowledgements
+        // never get ahead of the disk.
+        let store = self.clone();
+        tokio::spawn(async move {
+            let flushed = store.flush().await;
+            callback.log_io_completed(flushed.map_err(|e| std::io::Error::other(e.to_string())));
+        });
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

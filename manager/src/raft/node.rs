@@ -84,6 +84,9 @@ pub struct RaftNode {
     store: StoreHandle,
     connector: Arc<dyn Connector>,
     health: PeerHealth,
+    /// One channel per leader address: forwarded writes reuse the connection instead of
+    /// paying a TLS handshake each.
+    leader_channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
 }
 
 impl RaftNode {
@@ -130,6 +133,7 @@ impl RaftNode {
             store,
             connector,
             health,
+            leader_channels: Default::default(),
         })
     }
 
@@ -214,7 +218,14 @@ impl RaftNode {
     }
 
     fn leader_client(&self, addr: &str) -> RaftClient<Channel> {
-        RaftClient::new(self.connector.channel(addr))
+        let channel = self
+            .leader_channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr.to_owned())
+            .or_insert_with(|| self.connector.channel(addr))
+            .clone();
+        RaftClient::new(channel)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
     }
