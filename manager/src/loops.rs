@@ -52,14 +52,7 @@ pub async fn manager_reachability(manager: Arc<Manager>, mut stop: watch::Receiv
         if !manager.raft().is_leader() {
             continue;
         }
-        let voters: Vec<u64> = manager
-            .raft()
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
+        let voters = manager.raft().voters();
         let changes: Vec<_> = manager
             .store()
             .read()

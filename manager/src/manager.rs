@@ -54,6 +54,10 @@ impl Manager {
                 manager.stop.subscribe(),
             )),
             tokio::spawn(crate::orchestrator::run(manager.clone(), manager.stop.subscribe())),
+            tokio::spawn(crate::dispatcher::status_writer(
+                manager.dispatcher.clone(),
+                manager.stop.subscribe(),
+            )),
             tokio::spawn(crate::dispatcher::liveness(
                 manager.dispatcher.clone(),
                 manager.stop.subscribe(),

@@ -30,10 +30,23 @@ struct Session {
     last_seen: Instant,
 }
 
+/// Status reports waiting for the next batch, with who to tell when it is committed.
+struct PendingStatus {
+    node_id: String,
+    updates: Vec<proto::TaskStatusUpdate>,
+    done: tokio::sync::oneshot::Sender<Result<(), tonic::Status>>,
+}
+
+/// How long status reports gather before they are committed together: thousands of nodes
+/// reporting at once then cost a few Raft entries, not thousands.
+const STATUS_BATCH_WINDOW: Duration = Duration::from_millis(20);
+
 /// Session and liveness bookkeeping of the leader.
 pub struct Dispatcher {
     raft: Arc<RaftNode>,
     sessions: Mutex<HashMap<String, Session>>,
+    pending_status: Mutex<Vec<PendingStatus>>,
+    status_ready: tokio::sync::Notify,
     /// When this manager last became leader: the start of the grace period.
     leading_since: Mutex<Option<Instant>>,
 }
@@ -44,6 +57,8 @@ impl Dispatcher {
         Self {
             raft,
             sessions: Mutex::new(HashMap::new()),
+            pending_status: Mutex::new(Vec::new()),
+            status_ready: tokio::sync::Notify::new(),
             leading_since: Mutex::new(None),
         }
     }
@@ -121,6 +136,64 @@ impl Dispatcher {
         }
     }
 
+    /// Queues a node's status reports for the next batch; returns once they are committed.
+    pub async fn submit_status(&self, node_id: &str, updates: Vec<proto::TaskStatusUpdate>) -> Result<(), tonic::Status> {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.pending_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(PendingStatus { node_id: node_id.to_owned(), updates, done });
+        self.status_ready.notify_one();
+        committed
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::unavailable("the manager stopped; report again")))
+    }
+
+    /// Commits the queued status reports together.
+    async fn write_statuses(&self) {
+        let pending = std::mem::take(&mut *self.pending_status.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            return;
+        }
+        let mut result = Ok(());
+        // A conflict means the orchestrator changed one of the tasks meanwhile: re-check all.
+        for _ in 0..5 {
+            let actions: Vec<proto::StoreAction> = {
+                // One entry per node, so a task reported twice is written once.
+                let mut by_node: HashMap<&str, Vec<proto::TaskStatusUpdate>> = HashMap::new();
+                for p in &pending {
+                    by_node.entry(&p.node_id).or_default().extend(p.updates.iter().cloned());
+                }
+                let store = self.raft.store().read();
+                by_node
+                    .into_iter()
+                    .flat_map(|(node_id, updates)| status::accepted(&store, node_id, updates))
+                    .collect()
+            };
+            result = Ok(());
+            let mut conflict = false;
+            for chunk in actions.chunks(1000) {
+                match self.raft.propose(&batch(chunk.to_vec())).await {
+                    Ok(_) => {}
+                    Err(crate::raft::ProposeError::Apply(crate::store::ApplyError::Conflict { .. })) => {
+                        conflict = true;
+                        break;
+                    }
+                    Err(e) => {
+                        result = Err(tonic::Status::from(e));
+                        break;
+                    }
+                }
+            }
+            if !conflict {
+                break;
+            }
+        }
+        for p in pending {
+            let _ = p.done.send(result.clone());
+        }
+    }
+
     /// One round of the liveness check (leader only).
     async fn check(&self) {
         let now = Instant::now();
@@ -144,39 +217,61 @@ impl Dispatcher {
                 .get(id)
                 .is_some_and(|s| now.duration_since(s.last_seen) < deadline)
         };
+        // Nodes that stopped heartbeating go down; nodes marked down whose session is alive
+        // again (a slow moment, a partition that healed) come back.
         let changes: Vec<_> = self
             .raft
             .store()
             .read()
             .list::<Node>()
-            .filter(|n| {
-                let state = n.status.as_ref().map_or(0, |s| s.state);
-                state != NodeState::Down as i32 && !alive(n.id())
-            })
-            .cloned()
-            .map(|mut n| {
-                tracing::info!(node = n.id(), "node missed its heartbeat deadline; marking it down");
-                let status = n.status.get_or_insert_with(Default::default);
-                status.state = NodeState::Down as i32;
-                status.message = format!(
-                    "heartbeat failure: no heartbeat for {} s",
-                    deadline.as_secs_f32()
-                );
-                status.updated_at = now_ms();
-                update(n)
+            .filter_map(|n| {
+                let down = n.status.as_ref().is_some_and(|s| s.state == NodeState::Down as i32);
+                let alive = alive(n.id());
+                if down == alive {
+                    if alive {
+                        tracing::info!(node = n.id(), "node heartbeats again; marking it ready");
+                    } else {
+                        tracing::info!(node = n.id(), "node missed its heartbeat deadline; marking it down");
+                    }
+                    let mut n = n.clone();
+                    let status = n.status.get_or_insert_with(Default::default);
+                    if alive {
+                        status.state = NodeState::Ready as i32;
+                        status.message.clear();
+                    } else {
+                        status.state = NodeState::Down as i32;
+                        status.message = format!("heartbeat failure: no heartbeat for {} s", deadline.as_secs_f32());
+                    }
+                    status.updated_at = now_ms();
+                    return Some(update(n));
+                }
+                None
             })
             .collect();
         if changes.is_empty() {
             return;
         }
         if let Err(e) = self.raft.propose(&batch(changes)).await {
-            tracing::debug!(error = %e, "could not mark nodes down");
+            tracing::debug!(error = %e, "could not record node liveness");
         }
     }
 }
 
 fn batch(actions: Vec<proto::StoreAction>) -> proto::StoreBatch {
     proto::StoreBatch { actions }
+}
+
+/// Commits status reports in batches (runs on every manager; only the leader gets reports).
+pub async fn status_writer(dispatcher: Arc<Dispatcher>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = dispatcher.status_ready.notified() => {
+                tokio::time::sleep(STATUS_BATCH_WINDOW).await;
+                dispatcher.write_statuses().await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Marks nodes down when they miss their heartbeat deadline (runs on every manager; acts

@@ -16,7 +16,6 @@ use tonic::{Request, Response, Status};
 
 use crate::ca::identity::{caller, Caller};
 use super::assignments::NodeAssignments;
-use super::status::accepted;
 use crate::manager::{Manager, ManagerSlot};
 use crate::raft::WatchEvent;
 use crate::store::{ObjectStore, StoredObject};
@@ -85,6 +84,19 @@ fn session_view(store: &ObjectStore, node_id: &str, leader: Option<String>) -> S
     }
 }
 
+/// Whether a committed change concerns nodes (or replaced the whole store).
+fn touches_nodes(event: &WatchEvent) -> bool {
+    match event {
+        WatchEvent::Reset { .. } => true,
+        WatchEvent::Changes { events, .. } => events.iter().any(|e| {
+            matches!(
+                e.object.as_ref().and_then(|o| o.object.as_ref()),
+                Some(proto::store_object::Object::Node(_))
+            )
+        }),
+    }
+}
+
 type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, Status>> + Send>>;
 type AssignmentsStream = Pin<Box<dyn Stream<Item = Result<AssignmentsMessage, Status>> + Send>>;
 
@@ -115,11 +127,12 @@ impl DispatcherApi for DispatcherService {
                 // Any committed change may move a manager or change this node's role; the
                 // timer notices a lost leadership or a replaced session without one.
                 tokio::select! {
-                    r = events.recv() => {
-                        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
-                            return;
-                        }
-                    }
+                    r = events.recv() => match r {
+                        // Only node changes can move a manager or change this node's role.
+                        Ok(event) if !touches_nodes(&event) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        _ => {}
+                    },
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 }
@@ -210,18 +223,7 @@ impl DispatcherApi for DispatcherService {
         if !manager.dispatcher().is_current(&node_id, &body.session_id) {
             return Err(Status::not_found("the session has expired; open a new session"));
         }
-        // A conflict means the orchestrator changed one of the tasks meanwhile: re-check all.
-        for _ in 0..5 {
-            let actions = accepted(&manager.store().read(), &node_id, body.updates.clone());
-            if actions.is_empty() {
-                break;
-            }
-            match manager.raft().propose(&proto::StoreBatch { actions }).await {
-                Ok(_) => break,
-                Err(crate::raft::ProposeError::Apply(crate::store::ApplyError::Conflict { .. })) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        manager.dispatcher().submit_status(&node_id, body.updates).await?;
         Ok(Response::new(UpdateTaskStatusResponse {}))
     }
 }

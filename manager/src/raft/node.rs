@@ -186,14 +186,7 @@ impl RaftNode {
     }
 
     fn quorum_error(&self) -> ProposeError {
-        let managers = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .count();
+        let managers = self.voters().len();
         ProposeError::NoQuorum {
             quorum: managers / 2 + 1,
             managers,
@@ -355,45 +348,42 @@ impl RaftNode {
     /// Adds a manager as a voter (leader only): first as a learner that catches up, then as
     /// a voter, so the group never waits on a member that has nothing yet.
     pub async fn add_voter(&self, id: u64, addr: &str) -> Result<(), tonic::Status> {
-        let map_err = |e: RaftError<u64, ClientWriteError<u64, BasicNode>>| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => not_leader(),
-            e => tonic::Status::unavailable(format!("cannot add the manager to Raft: {e}")),
-        };
+        let failed = |e| membership_error("add the manager to", e);
         self.raft
             .add_learner(id, BasicNode::new(addr), true)
             .await
-            .map_err(map_err)?;
+            .map_err(failed)?;
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
-            .map_err(map_err)?;
+            .map_err(failed)?;
         Ok(())
     }
 
-    /// Removes a member from the group entirely (leader only).
-    pub async fn remove_member(&self, id: u64) -> Result<(), tonic::Status> {
-        let map_err = |e: RaftError<u64, ClientWriteError<u64, BasicNode>>| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => not_leader(),
-            e => tonic::Status::unavailable(format!("cannot remove the manager from Raft: {e}")),
-        };
-        let voters: BTreeSet<u64> = self
-            .raft
+    /// The Raft IDs of the voting members, as this member knows them.
+    pub fn voters(&self) -> BTreeSet<u64> {
+        self.raft
             .metrics()
             .borrow()
             .membership_config
             .membership()
             .voter_ids()
-            .collect();
-        if voters.contains(&id) {
+            .collect()
+    }
+
+    /// Removes a member from the group entirely (leader only).
+    pub async fn remove_member(&self, id: u64) -> Result<(), tonic::Status> {
+        let failed = |e| membership_error("remove the manager from", e);
+        if self.voters().contains(&id) {
             self.raft
                 .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
                 .await
-                .map_err(map_err)?;
+                .map_err(failed)?;
         }
         self.raft
             .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
             .await
-            .map_err(map_err)?;
+            .map_err(failed)?;
         Ok(())
     }
 
@@ -463,6 +453,14 @@ fn is_retryable(status: &tonic::Status) -> bool {
         status.code(),
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
     )
+}
+
+/// A failed membership change, as a status: "not the leader" is retryable elsewhere.
+fn membership_error(what: &str, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> tonic::Status {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => not_leader(),
+        e => tonic::Status::unavailable(format!("cannot {what} Raft: {e}")),
+    }
 }
 
 fn not_leader() -> tonic::Status {
