@@ -74,7 +74,7 @@ async fn converge(control: &mut ControlClient<Channel>, name: &str, n: u64) -> D
         if running >= n {
             return started.elapsed();
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(if n > 10_000 { 500 } else { 20 })).await;
     }
 }
 
@@ -100,7 +100,8 @@ fn process_runtime_convergence(rt: &tokio::runtime::Runtime) {
         (nodes.iter().filter(|n| n["status"]["state"] == "NODE_STATE_READY").count() == 7).then_some(())
     });
     let connector = connector(&cluster);
-    let mut control = ControlClient::new(connector.channel(&cluster.host(1).addr));
+    let mut control =
+        ControlClient::new(connector.channel(&cluster.host(1).addr)).max_decoding_message_size(proto::MAX_RESPONSE_BYTES);
     println!("1. convergence, runtime process: 3 managers + 4 workers on loopback, `sleep 600` tasks");
     println!("{:>8} {:>12} {:>12}", "replicas", "seconds", "tasks/s");
     for n in [100u64, 1000] {
@@ -208,7 +209,7 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
     let join_time = joined.elapsed();
     let leader_pid = cluster.pid(1).expect("leader pid");
     let (cpu_before, _) = usage(leader_pid);
-    let mut control = ControlClient::new(connector.channel(&addr));
+    let mut control = ControlClient::new(connector.channel(&addr)).max_decoding_message_size(proto::MAX_RESPONSE_BYTES);
     println!("2. scale, runtime fake: 3 managers (real skiffd) + {workers} simulated workers in the bench process");
     println!("   {workers} workers joined and ready in {:.1} s", join_time.as_secs_f64());
     println!("{:>8} {:>8} {:>12} {:>12} {:>14} {:>12}", "workers", "tasks", "seconds", "tasks/s", "leader CPU s", "leader MiB");

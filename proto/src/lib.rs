@@ -13,9 +13,12 @@ pub use generated::*;
 pub mod id;
 pub mod token;
 
-/// Largest gRPC message any skiff endpoint accepts or sends (Raft snapshots are chunked
-/// below this; everything else is far smaller).
+/// Largest request any skiff endpoint accepts (Raft has its own, larger limit for entries
+/// and snapshot chunks).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Largest listing the control API sends: a cluster of 100,000 tasks lists in about 40 MiB.
+pub const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 
 /// The encoded `FileDescriptorSet` of `skiff.proto`, for printing messages as JSON with
 /// their field and enum names.

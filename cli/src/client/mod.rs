@@ -482,7 +482,7 @@ impl Client {
 
     /// The cluster API.
     pub fn control(&self) -> ControlClient<Channel> {
-        ControlClient::new(self.channel.clone()).max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+        ControlClient::new(self.channel.clone()).max_decoding_message_size(proto::MAX_RESPONSE_BYTES)
     }
 
     /// The error to show for a failed request.

@@ -17,7 +17,7 @@ use proto::dispatcher_server::DispatcherServer;
 use proto::logs_server::LogsServer;
 use proto::raft_server::RaftServer;
 use proto::swarm_server::{Swarm, SwarmServer};
-use proto::MAX_MESSAGE_BYTES;
+use proto::{MAX_MESSAGE_BYTES, MAX_RESPONSE_BYTES};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -58,7 +58,7 @@ pub fn serve_cluster_port(
         .add_service(InterceptedService::new(
             ControlServer::new(ControlService::new(slot.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
             tls_caller,
         ))
         .add_service(InterceptedService::new(
@@ -117,7 +117,7 @@ pub fn serve_local_socket<S: Swarm>(
         .add_service(InterceptedService::new(
             ControlServer::new(ControlService::new(slot))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
             local_caller,
         ));
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
