@@ -577,7 +577,11 @@ fn lazy_channel(addr: &str, config: Result<Arc<ClientConfig>, rustls::Error>) ->
 }
 
 /// A channel to `addr` that accepts only a server whose certificate names `server_name`.
-fn lazy_channel_to(addr: &str, server_name: &str, config: Result<Arc<ClientConfig>, rustls::Error>) -> Channel {
+fn lazy_channel_to(
+    addr: &str,
+    server_name: &str,
+    config: Result<Arc<ClientConfig>, rustls::Error>,
+) -> Channel {
     // The URI only supplies the HTTP/2 authority; the dialer connects to `addr` itself. An
     // address that is not a valid authority therefore still yields a channel, whose first
     // RPC fails with the dialer's "invalid address" error, as the `Connector` contract asks.

@@ -51,7 +51,9 @@ async fn throughput(channel: Channel, clients: usize, tag: &str) -> (f64, Durati
             let mut latencies = Vec::with_capacity(per_client);
             for i in 0..per_client {
                 let t = Instant::now();
-                write(&mut client, format!("{tag}-{c}-{i}")).await.expect("write");
+                write(&mut client, format!("{tag}-{c}-{i}"))
+                    .await
+                    .expect("write");
                 latencies.push(t.elapsed());
             }
             latencies
@@ -63,7 +65,11 @@ async fn throughput(channel: Channel, clients: usize, tag: &str) -> (f64, Durati
     }
     let elapsed = started.elapsed();
     all.sort();
-    (all.len() as f64 / elapsed.as_secs_f64(), percentile(&all, 0.5), percentile(&all, 0.99))
+    (
+        all.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+    )
 }
 
 fn leader(cluster: &Cluster) -> usize {
@@ -88,12 +94,23 @@ fn main() {
     let lead = leader(&cluster);
 
     println!("skiff control-plane benchmark: 3 managers on loopback, sled with fsync, mutual TLS");
-    println!("machine: {} CPUs; {WRITES} writes (CreateConfig) per row", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "machine: {} CPUs; {WRITES} writes (CreateConfig) per row",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     println!();
-    println!("{:<28} {:>10} {:>10} {:>10}", "clients / target", "writes/s", "p50 ms", "p99 ms");
-    for (clients, target, label) in [(1, lead, "leader"), (64, lead, "leader"), (64, (lead % 3) + 1, "follower")] {
+    println!(
+        "{:<28} {:>10} {:>10} {:>10}",
+        "clients / target", "writes/s", "p50 ms", "p99 ms"
+    );
+    for (clients, target, label) in [
+        (1, lead, "leader"),
+        (64, lead, "leader"),
+        (64, (lead % 3) + 1, "follower"),
+    ] {
         let channel = connector.channel(&cluster.host(target).addr);
-        let (rate, p50, p99) = rt.block_on(throughput(channel, clients, &format!("w{clients}{label}")));
+        let (rate, p50, p99) =
+            rt.block_on(throughput(channel, clients, &format!("w{clients}{label}")));
         println!(
             "{:<28} {:>10.0} {:>10.2} {:>10.2}",
             format!("{clients} via {label}"),
@@ -110,14 +127,18 @@ fn main() {
         let lead = leader(&cluster);
         let other = (lead % 3) + 1;
         let mut client = ControlClient::new(connector.channel(&cluster.host(other).addr));
-        rt.block_on(write(&mut client, format!("warm-{run}"))).expect("warm-up write");
+        rt.block_on(write(&mut client, format!("warm-{run}")))
+            .expect("warm-up write");
         let killed = Instant::now();
         cluster.kill(lead);
         let took = rt.block_on(async {
             let mut i = 0;
             loop {
                 i += 1;
-                if write(&mut client, format!("failover-{run}-{i}")).await.is_ok() {
+                if write(&mut client, format!("failover-{run}-{i}"))
+                    .await
+                    .is_ok()
+                {
                     return killed.elapsed();
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -21,7 +21,7 @@ use proto::control_client::ControlClient;
 use proto::service_spec::Mode;
 use proto::{
     ContainerSpec, CreateServiceRequest, IssueNodeCertificateRequest, ListTasksRequest,
-    NodeDescription, Platform, ReplicatedService, RemoveServiceRequest, Resources, ServiceSpec,
+    NodeDescription, Platform, RemoveServiceRequest, ReplicatedService, Resources, ServiceSpec,
     TaskSpec, TaskState,
 };
 use tonic::transport::Channel;
@@ -53,7 +53,9 @@ fn spec(name: &str, replicas: u64) -> ServiceSpec {
 async fn converge(control: &mut ControlClient<Channel>, name: &str, n: u64) -> Duration {
     let started = Instant::now();
     let service = control
-        .create_service(CreateServiceRequest { spec: Some(spec(name, n)) })
+        .create_service(CreateServiceRequest {
+            spec: Some(spec(name, n)),
+        })
         .await
         .expect("create service")
         .into_inner()
@@ -62,14 +64,21 @@ async fn converge(control: &mut ControlClient<Channel>, name: &str, n: u64) -> D
     let id = service.meta.expect("meta").id;
     loop {
         let tasks = control
-            .list_tasks(ListTasksRequest { service_ids: vec![id.clone()], ..Default::default() })
+            .list_tasks(ListTasksRequest {
+                service_ids: vec![id.clone()],
+                ..Default::default()
+            })
             .await
             .expect("list tasks")
             .into_inner()
             .tasks;
         let running = tasks
             .iter()
-            .filter(|t| t.status.as_ref().is_some_and(|s| s.state == TaskState::Running as i32))
+            .filter(|t| {
+                t.status
+                    .as_ref()
+                    .is_some_and(|s| s.state == TaskState::Running as i32)
+            })
             .count() as u64;
         if running >= n {
             return started.elapsed();
@@ -80,11 +89,19 @@ async fn converge(control: &mut ControlClient<Channel>, name: &str, n: u64) -> D
 
 async fn remove(control: &mut ControlClient<Channel>, name: &str) {
     control
-        .remove_service(RemoveServiceRequest { service: name.into() })
+        .remove_service(RemoveServiceRequest {
+            service: name.into(),
+        })
         .await
         .expect("remove service");
     loop {
-        let left = control.list_tasks(ListTasksRequest::default()).await.expect("list").into_inner().tasks.len();
+        let left = control
+            .list_tasks(ListTasksRequest::default())
+            .await
+            .expect("list")
+            .into_inner()
+            .tasks
+            .len();
         if left == 0 {
             return;
         }
@@ -97,16 +114,27 @@ fn process_runtime_convergence(rt: &tokio::runtime::Runtime) {
     cluster.form(3);
     wait_until("7 ready nodes", Duration::from_secs(30), || {
         let nodes = cluster.nodes(1);
-        (nodes.iter().filter(|n| n["status"]["state"] == "NODE_STATE_READY").count() == 7).then_some(())
+        (nodes
+            .iter()
+            .filter(|n| n["status"]["state"] == "NODE_STATE_READY")
+            .count()
+            == 7)
+            .then_some(())
     });
     let connector = connector(&cluster);
-    let mut control =
-        ControlClient::new(connector.channel(&cluster.host(1).addr)).max_decoding_message_size(proto::MAX_RESPONSE_BYTES);
-    println!("1. convergence, runtime process: 3 managers + 4 workers on loopback, `sleep 600` tasks");
+    let mut control = ControlClient::new(connector.channel(&cluster.host(1).addr))
+        .max_decoding_message_size(proto::MAX_RESPONSE_BYTES);
+    println!(
+        "1. convergence, runtime process: 3 managers + 4 workers on loopback, `sleep 600` tasks"
+    );
     println!("{:>8} {:>12} {:>12}", "replicas", "seconds", "tasks/s");
     for n in [100u64, 1000] {
         let took = rt.block_on(converge(&mut control, &format!("conv{n}"), n));
-        println!("{n:>8} {:>12.2} {:>12.0}", took.as_secs_f64(), n as f64 / took.as_secs_f64());
+        println!(
+            "{n:>8} {:>12.2} {:>12.0}",
+            took.as_secs_f64(),
+            n as f64 / took.as_secs_f64()
+        );
         rt.block_on(remove(&mut control, &format!("conv{n}")));
     }
     println!();
@@ -115,9 +143,20 @@ fn process_runtime_convergence(rt: &tokio::runtime::Runtime) {
 /// The leader skiffd's CPU seconds and resident memory (MiB), from /proc.
 fn usage(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss_kb = status
         .lines()
@@ -138,20 +177,25 @@ async fn simulated_worker(
     let (key_pem, csr_pem) = cli::tls::generate_key_and_csr().expect("csr");
     // A thousand joins at once can time out on a busy machine: retry, as a person would.
     let issued = loop {
-        let reply = CaClient::new(cli::tls::anonymous_channel(&manager_addr, &root_pem).expect("channel"))
-            .issue_node_certificate(IssueNodeCertificateRequest {
-                token: token.clone(),
-                csr_pem: csr_pem.clone(),
-                description: Some(describe(index)),
-                advertise_addr: format!("127.200.{}.{}:1", index / 250, index % 250 + 1),
-            })
-            .await;
+        let reply =
+            CaClient::new(cli::tls::anonymous_channel(&manager_addr, &root_pem).expect("channel"))
+                .issue_node_certificate(IssueNodeCertificateRequest {
+                    token: token.clone(),
+                    csr_pem: csr_pem.clone(),
+                    description: Some(describe(index)),
+                    advertise_addr: format!("127.200.{}.{}:1", index / 250, index % 250 + 1),
+                })
+                .await;
         match reply {
             Ok(r) => break r.into_inner(),
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     };
-    let creds = cli::tls::NodeCredentials { root_ca_pem: root_pem.clone(), cert_pem: issued.cert_pem, key_pem };
+    let creds = cli::tls::NodeCredentials {
+        root_ca_pem: root_pem.clone(),
+        cert_pem: issued.cert_pem,
+        key_pem,
+    };
     let identity = cli::tls::ReloadableIdentity::new(&creds).expect("identity");
     let connector = Arc::new(cli::tls::TlsConnector::new(&root_pem, identity).expect("connector"));
     let runtime = Arc::new(FakeRuntime::new(FakeConfig::default()));
@@ -178,8 +222,14 @@ async fn simulated_worker(
 fn describe(index: usize) -> NodeDescription {
     NodeDescription {
         hostname: format!("sim{index}"),
-        platform: Some(Platform { os: "linux".into(), arch: std::env::consts::ARCH.into() }),
-        resources: Some(Resources { nano_cpus: 8_000_000_000, memory_bytes: 32 << 30 }),
+        platform: Some(Platform {
+            os: "linux".into(),
+            arch: std::env::consts::ARCH.into(),
+        }),
+        resources: Some(Resources {
+            nano_cpus: 8_000_000_000,
+            memory_bytes: 32 << 30,
+        }),
         engine_version: "bench".into(),
         runtime: "fake".into(),
     }
@@ -190,29 +240,58 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
     cluster.form(3);
     // Tasks go to the simulated workers only.
     for i in 1..=3 {
-        cluster.ok(1, &["node", "update", "--availability", "drain", &format!("host{i}")]);
+        cluster.ok(
+            1,
+            &[
+                "node",
+                "update",
+                "--availability",
+                "drain",
+                &format!("host{i}"),
+            ],
+        );
     }
     let connector = connector(&cluster);
     let addr = cluster.host(1).addr.clone();
-    let token = cluster.ok(1, &["swarm", "join-token", "-q", "worker"]).trim().to_owned();
-    let root_pem = std::fs::read_to_string(cluster.host(1).certs_dir().join("ca.pem")).expect("root CA");
+    let token = cluster
+        .ok(1, &["swarm", "join-token", "-q", "worker"])
+        .trim()
+        .to_owned();
+    let root_pem =
+        std::fs::read_to_string(cluster.host(1).certs_dir().join("ca.pem")).expect("root CA");
     let sim_dir = cluster.dir().join("simulated");
     let joined = Instant::now();
     for i in 0..workers {
-        rt.spawn(simulated_worker(addr.clone(), token.clone(), root_pem.clone(), i, sim_dir.clone()));
+        rt.spawn(simulated_worker(
+            addr.clone(),
+            token.clone(),
+            root_pem.clone(),
+            i,
+            sim_dir.clone(),
+        ));
     }
     wait_until("simulated workers ready", Duration::from_secs(600), || {
         let nodes = cluster.nodes(1);
-        let ready = nodes.iter().filter(|n| n["status"]["state"] == "NODE_STATE_READY").count();
+        let ready = nodes
+            .iter()
+            .filter(|n| n["status"]["state"] == "NODE_STATE_READY")
+            .count();
         (ready >= workers).then_some(())
     });
     let join_time = joined.elapsed();
     let leader_pid = cluster.pid(1).expect("leader pid");
     let (cpu_before, _) = usage(leader_pid);
-    let mut control = ControlClient::new(connector.channel(&addr)).max_decoding_message_size(proto::MAX_RESPONSE_BYTES);
+    let mut control = ControlClient::new(connector.channel(&addr))
+        .max_decoding_message_size(proto::MAX_RESPONSE_BYTES);
     println!("2. scale, runtime fake: 3 managers (real skiffd) + {workers} simulated workers in the bench process");
-    println!("   {workers} workers joined and ready in {:.1} s", join_time.as_secs_f64());
-    println!("{:>8} {:>8} {:>12} {:>12} {:>14} {:>12}", "workers", "tasks", "seconds", "tasks/s", "leader CPU s", "leader MiB");
+    println!(
+        "   {workers} workers joined and ready in {:.1} s",
+        join_time.as_secs_f64()
+    );
+    println!(
+        "{:>8} {:>8} {:>12} {:>12} {:>14} {:>12}",
+        "workers", "tasks", "seconds", "tasks/s", "leader CPU s", "leader MiB"
+    );
     let mut cpu_before = cpu_before;
     for (name, n) in [("small", 1000), ("scale", tasks)] {
         let took = rt.block_on(converge(&mut control, name, n));
@@ -242,8 +321,16 @@ fn main() {
     if std::env::var("SKIFF_BENCH_SKIP_PROCESS").is_err() {
         process_runtime_convergence(&rt);
     }
-    let workers = std::env::var("SKIFF_BENCH_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let tasks = std::env::var("SKIFF_BENCH_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let workers = std::env::var("SKIFF_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let tasks = std::env::var("SKIFF_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     scale(&rt, workers, tasks);
-    println!("rerun: cargo build --release --bins && cargo bench -p integration-tests --bench services");
+    println!(
+        "rerun: cargo build --release --bins && cargo bench -p integration-tests --bench services"
+    );
 }

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -72,7 +75,10 @@ impl Cluster {
     /// `n` hosts, each with a fresh data directory, none started yet. Addresses are taken
     /// from 127.0.0.0/8 with a port unique to this cluster.
     pub fn new(n: usize) -> Self {
-        let dir = tempfile::Builder::new().prefix("skiff-test-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-test-")
+            .tempdir()
+            .expect("temp dir");
         let port = next_port();
         // A per-cluster second octet keeps the addresses of parallel clusters apart too.
         let octet = (port % 250) + 1;
@@ -126,9 +132,11 @@ impl Cluster {
             .expect("start skiffd");
         host.child = Some(child);
         let socket = host.socket.clone();
-        wait_until(&format!("skiffd on host {i} to listen"), Duration::from_secs(20), || {
-            socket.exists().then_some(())
-        });
+        wait_until(
+            &format!("skiffd on host {i} to listen"),
+            Duration::from_secs(20),
+            || socket.exists().then_some(()),
+        );
     }
 
     /// Starts every host.
@@ -212,12 +220,16 @@ impl Cluster {
 
     /// `skiff ARGS` on host `i`, retried until it succeeds (a cluster settling after a fault).
     pub fn eventually_ok(&self, i: usize, args: &[&str], within: Duration) -> String {
-        wait_until(&format!("`skiff {}` on host {i} to succeed", args.join(" ")), within, || {
-            let out = self.skiff(i, args);
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-        })
+        wait_until(
+            &format!("`skiff {}` on host {i} to succeed", args.join(" ")),
+            within,
+            || {
+                let out = self.skiff(i, args);
+                out.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+            },
+        )
     }
 
     /// The daemon log of host `i`.
@@ -236,12 +248,33 @@ impl Cluster {
         self.start_all();
         let addr = self.host(1).addr.clone();
         self.ok(1, &["swarm", "init", "--advertise-addr", &addr]);
-        let manager_token = self.ok(1, &["swarm", "join-token", "-q", "manager"]).trim().to_owned();
-        let worker_token = self.ok(1, &["swarm", "join-token", "-q", "worker"]).trim().to_owned();
+        let manager_token = self
+            .ok(1, &["swarm", "join-token", "-q", "manager"])
+            .trim()
+            .to_owned();
+        let worker_token = self
+            .ok(1, &["swarm", "join-token", "-q", "worker"])
+            .trim()
+            .to_owned();
         for i in 2..=self.hosts.len() {
-            let token = if i <= managers { &manager_token } else { &worker_token };
+            let token = if i <= managers {
+                &manager_token
+            } else {
+                &worker_token
+            };
             let own = self.host(i).addr.clone();
-            self.ok(i, &["swarm", "join", "--token", token, "--advertise-addr", &own, &addr]);
+            self.ok(
+                i,
+                &[
+                    "swarm",
+                    "join",
+                    "--token",
+                    token,
+                    "--advertise-addr",
+                    &own,
+                    &addr,
+                ],
+            );
         }
         let total = self.hosts.len();
         wait_until("every node ready", Duration::from_secs(30), || {
@@ -286,7 +319,10 @@ pub fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

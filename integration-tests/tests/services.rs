@@ -25,8 +25,16 @@ fn state(task: &Value, which: &str) -> String {
 fn running(cluster: &Cluster, host: usize, service: &str) -> Vec<(u64, String)> {
     tasks(cluster, host, service)
         .iter()
-        .filter(|t| state(t, "desired") == "TASK_STATE_RUNNING" && state(t, "observed") == "TASK_STATE_RUNNING")
-        .map(|t| (t["slot"].as_u64().unwrap_or(0), t["node_id"].as_str().unwrap_or("").to_owned()))
+        .filter(|t| {
+            state(t, "desired") == "TASK_STATE_RUNNING"
+                && state(t, "observed") == "TASK_STATE_RUNNING"
+        })
+        .map(|t| {
+            (
+                t["slot"].as_u64().unwrap_or(0),
+                t["node_id"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -34,7 +42,10 @@ fn wait_running(cluster: &Cluster, host: usize, service: &str, n: usize) -> Vec<
     wait_until(&format!("{n} running tasks of {service}"), CONVERGE, || {
         let r = running(cluster, host, service);
         let all = tasks(cluster, host, service);
-        let active = all.iter().filter(|t| state(t, "desired") == "TASK_STATE_RUNNING").count();
+        let active = all
+            .iter()
+            .filter(|t| state(t, "desired") == "TASK_STATE_RUNNING")
+            .count();
         (r.len() == n && active == n).then_some(r)
     })
 }
@@ -59,7 +70,21 @@ fn node_id(cluster: &Cluster, host: usize, hostname: &str) -> String {
 fn replicas_spread_scale_and_survive_a_leader_change_mid_scale() {
     let mut cluster = Cluster::new(5);
     cluster.form(3);
-    cluster.ok(2, &["service", "create", "--detach", "--name", "web", "--replicas", "5", "busybox", "sleep", "600"]);
+    cluster.ok(
+        2,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "web",
+            "--replicas",
+            "5",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
     let placed = wait_running(&cluster, 1, "web", 5);
     assert_eq!(per_node(&placed), vec![1, 1, 1, 1, 1], "{placed:?}");
 
@@ -71,7 +96,12 @@ fn replicas_spread_scale_and_survive_a_leader_change_mid_scale() {
 
     // Kill the leader right after asking for more replicas.
     let leader = (1..=3)
-        .find(|i| cluster.ok(*i, &["node", "ls"]).lines().any(|l| l.contains(&format!("host{i}")) && l.contains("Leader") && l.contains('*')))
+        .find(|i| {
+            cluster
+                .ok(*i, &["node", "ls"])
+                .lines()
+                .any(|l| l.contains(&format!("host{i}")) && l.contains("Leader") && l.contains('*'))
+        })
         .expect("a leader");
     let other = (1..=3).find(|i| *i != leader).unwrap();
     cluster.ok(other, &["service", "scale", "--detach", "web=8"]);
@@ -79,7 +109,11 @@ fn replicas_spread_scale_and_survive_a_leader_change_mid_scale() {
     let placed = wait_running(&cluster, other, "web", 8);
     let mut slots: Vec<u64> = placed.iter().map(|(s, _)| *s).collect();
     slots.sort();
-    assert_eq!(slots, (1..=8).collect::<Vec<_>>(), "no lost or duplicated slots");
+    assert_eq!(
+        slots,
+        (1..=8).collect::<Vec<_>>(),
+        "no lost or duplicated slots"
+    );
 }
 
 #[test]
@@ -88,7 +122,21 @@ fn a_dead_worker_is_replaced_and_drain_moves_tasks() {
     cluster.form(1);
     // Keep tasks off the manager so the workers carry them.
     cluster.ok(1, &["node", "update", "--availability", "drain", "host1"]);
-    cluster.ok(1, &["service", "create", "--detach", "--name", "app", "--replicas", "3", "busybox", "sleep", "600"]);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "app",
+            "--replicas",
+            "3",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
     let placed = wait_running(&cluster, 1, "app", 3);
     let host4 = node_id(&cluster, 1, "host4");
     assert!(placed.iter().any(|(_, n)| *n == host4));
@@ -101,17 +149,38 @@ fn a_dead_worker_is_replaced_and_drain_moves_tasks() {
 
     let host3 = node_id(&cluster, 1, "host3");
     cluster.ok(1, &["node", "update", "--availability", "drain", "host3"]);
-    wait_until("the drained worker's tasks running elsewhere", CONVERGE, || {
-        let placed = wait_running(&cluster, 1, "app", 3);
-        placed.iter().all(|(_, n)| *n != host3 && *n != host4).then_some(())
-    });
+    wait_until(
+        "the drained worker's tasks running elsewhere",
+        CONVERGE,
+        || {
+            let placed = wait_running(&cluster, 1, "app", 3);
+            placed
+                .iter()
+                .all(|(_, n)| *n != host3 && *n != host4)
+                .then_some(())
+        },
+    );
 }
 
 #[test]
 fn constraints_reservations_and_pending_reasons() {
     let mut cluster = Cluster::new(3);
     cluster.form(1);
-    cluster.ok(1, &["service", "create", "--detach", "--name", "east", "--constraint", "node.labels.zone==east", "busybox", "sleep", "600"]);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "east",
+            "--constraint",
+            "node.labels.zone==east",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
     let reason = wait_until("a pending reason", CONVERGE, || {
         let t = tasks(&cluster, 1, "east");
         let err = t.first()?["status"]["err"].as_str()?.to_owned();
@@ -126,7 +195,21 @@ fn constraints_reservations_and_pending_reasons() {
     assert_eq!(placed[0].1, node_id(&cluster, 1, "host2"));
 
     // More memory than any node has.
-    cluster.ok(1, &["service", "create", "--detach", "--name", "big", "--reserve-memory", "100000G", "busybox", "sleep", "600"]);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "big",
+            "--reserve-memory",
+            "100000G",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
     let reason = wait_until("an insufficient-memory reason", CONVERGE, || {
         let t = tasks(&cluster, 1, "big");
         let err = t.first()?["status"]["err"].as_str()?.to_owned();
@@ -139,32 +222,80 @@ fn constraints_reservations_and_pending_reasons() {
 fn restart_policy_limits_and_jobs_run_to_completion() {
     let mut cluster = Cluster::new(2);
     cluster.form(1);
-    cluster.ok(1, &[
-        "service", "create", "--detach", "--name", "flaky", "--restart-condition", "on-failure",
-        "--restart-max-attempts", "2", "--restart-delay", "100ms", "busybox", "sh", "-c", "exit 3",
-    ]);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "flaky",
+            "--restart-condition",
+            "on-failure",
+            "--restart-max-attempts",
+            "2",
+            "--restart-delay",
+            "100ms",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    );
     // One run and two restarts, then the slot stays empty.
     wait_until("three failed attempts", CONVERGE, || {
         let t = tasks(&cluster, 1, "flaky");
-        let failed = t.iter().filter(|t| state(t, "observed") == "TASK_STATE_FAILED").count();
+        let failed = t
+            .iter()
+            .filter(|t| state(t, "observed") == "TASK_STATE_FAILED")
+            .count();
         (failed == 3).then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
     let t = tasks(&cluster, 1, "flaky");
     assert_eq!(t.len(), 3, "no fourth attempt: {t:?}");
-    assert!(t.iter().all(|t| t["status"]["err"].as_str().unwrap_or("").contains("exit (3)")), "{t:?}");
+    assert!(
+        t.iter().all(|t| t["status"]["err"]
+            .as_str()
+            .unwrap_or("")
+            .contains("exit (3)")),
+        "{t:?}"
+    );
 
-    cluster.ok(1, &[
-        "service", "create", "--detach", "--name", "batch", "--mode", "replicated-job", "--replicas", "4",
-        "--max-concurrent", "2", "busybox", "sh", "-c", "sleep 0.2",
-    ]);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "batch",
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "4",
+            "--max-concurrent",
+            "2",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.2",
+        ],
+    );
     wait_until("four completed job tasks", CONVERGE, || {
         let t = tasks(&cluster, 1, "batch");
-        let done = t.iter().filter(|t| state(t, "observed") == "TASK_STATE_COMPLETE").count();
+        let done = t
+            .iter()
+            .filter(|t| state(t, "observed") == "TASK_STATE_COMPLETE")
+            .count();
         (done == 4).then_some(())
     });
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(tasks(&cluster, 1, "batch").len(), 4, "completed jobs are not restarted");
+    assert_eq!(
+        tasks(&cluster, 1, "batch").len(),
+        4,
+        "completed jobs are not restarted"
+    );
 }
 
 #[test]
@@ -173,15 +304,46 @@ fn global_services_follow_nodes() {
     cluster.start_all();
     let addr = cluster.host(1).addr.clone();
     cluster.ok(1, &["swarm", "init", "--advertise-addr", &addr]);
-    let token = cluster.ok(1, &["swarm", "join-token", "-q", "worker"]).trim().to_owned();
+    let token = cluster
+        .ok(1, &["swarm", "join-token", "-q", "worker"])
+        .trim()
+        .to_owned();
     let own = cluster.host(2).addr.clone();
-    cluster.ok(2, &["swarm", "join", "--token", &token, "--advertise-addr", &own, &addr]);
-    cluster.ok(1, &["service", "create", "--detach", "--name", "agent", "--mode", "global", "busybox", "sleep", "600"]);
+    cluster.ok(
+        2,
+        &[
+            "swarm",
+            "join",
+            "--token",
+            &token,
+            "--advertise-addr",
+            &own,
+            &addr,
+        ],
+    );
+    cluster.ok(
+        1,
+        &[
+            "service", "create", "--detach", "--name", "agent", "--mode", "global", "busybox",
+            "sleep", "600",
+        ],
+    );
     wait_running(&cluster, 1, "agent", 2);
 
     for i in 3..=4 {
         let own = cluster.host(i).addr.clone();
-        cluster.ok(i, &["swarm", "join", "--token", &token, "--advertise-addr", &own, &addr]);
+        cluster.ok(
+            i,
+            &[
+                "swarm",
+                "join",
+                "--token",
+                &token,
+                "--advertise-addr",
+                &own,
+                &addr,
+            ],
+        );
     }
     wait_running(&cluster, 1, "agent", 4);
     cluster.ok(1, &["node", "update", "--availability", "drain", "host3"]);
@@ -189,7 +351,9 @@ fn global_services_follow_nodes() {
     cluster.ok(4, &["swarm", "leave"]);
     wait_until("host4 down", CONVERGE, || {
         let out = cluster.ok(1, &["node", "ls"]);
-        out.lines().any(|l| l.contains("host4") && l.contains("Down")).then_some(())
+        out.lines()
+            .any(|l| l.contains("host4") && l.contains("Down"))
+            .then_some(())
     });
     wait_running(&cluster, 1, "agent", 2);
 }
@@ -198,10 +362,22 @@ fn global_services_follow_nodes() {
 fn service_logs_come_from_every_node() {
     let mut cluster = Cluster::new(3);
     cluster.form(1);
-    cluster.ok(1, &[
-        "service", "create", "--detach", "--name", "talker", "--replicas", "3", "busybox", "sh", "-c",
-        "echo hello from $(hostname) task; sleep 600",
-    ]);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "talker",
+            "--replicas",
+            "3",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hello from $(hostname) task; sleep 600",
+        ],
+    );
     let placed = wait_running(&cluster, 1, "talker", 3);
     assert_eq!(per_node(&placed), vec![1, 1, 1]);
     let logs = wait_until("logs of three tasks", CONVERGE, || {
@@ -209,7 +385,10 @@ fn service_logs_come_from_every_node() {
         (out.lines().filter(|l| l.contains("hello from")).count() == 3).then_some(out)
     });
     for host in ["host1", "host2", "host3"] {
-        assert!(logs.contains(&format!("@{host}")), "a line from {host}: {logs}");
+        assert!(
+            logs.contains(&format!("@{host}")),
+            "a line from {host}: {logs}"
+        );
     }
     assert!(logs.lines().all(|l| l.starts_with("talker.")), "{logs}");
 }
@@ -218,14 +397,31 @@ fn service_logs_come_from_every_node() {
 fn bad_service_input_is_refused_and_changes_nothing() {
     let mut cluster = Cluster::new(1);
     cluster.form(1);
-    cluster.ok(1, &["service", "create", "--detach", "--name", "ok", "busybox", "sleep", "600"]);
+    cluster.ok(
+        1,
+        &[
+            "service", "create", "--detach", "--name", "ok", "busybox", "sleep", "600",
+        ],
+    );
     let cases: &[&[&str]] = &[
         &["service", "scale", "nosuch=3"],
         &["service", "scale", "ok=-1"],
         &["service", "scale", "ok=many"],
         &["service", "create", "--replicas", "-2", "busybox"],
-        &["service", "create", "--constraint", "node.labels.zone=east", "busybox"],
-        &["service", "create", "--constraint", "node.lables.zone==east", "busybox"],
+        &[
+            "service",
+            "create",
+            "--constraint",
+            "node.labels.zone=east",
+            "busybox",
+        ],
+        &[
+            "service",
+            "create",
+            "--constraint",
+            "node.lables.zone==east",
+            "busybox",
+        ],
         &["service", "create", "--restart-delay", "soon", "busybox"],
         &["service", "create", "--name", "ok", "busybox"],
         &["service", "create", "--name", "bad name!", "busybox"],
@@ -236,8 +432,17 @@ fn bad_service_input_is_refused_and_changes_nothing() {
     ];
     for args in cases {
         let err = cluster.fails(1, args);
-        assert!(!err.contains("status:") && !err.contains("code:"), "`skiff {}` said: {err}", args.join(" "));
-        assert_eq!(err.trim().lines().count(), 1, "one sentence from `skiff {}`: {err}", args.join(" "));
+        assert!(
+            !err.contains("status:") && !err.contains("code:"),
+            "`skiff {}` said: {err}",
+            args.join(" ")
+        );
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "one sentence from `skiff {}`: {err}",
+            args.join(" ")
+        );
     }
     let out = cluster.ok(1, &["service", "ls", "-q"]);
     assert_eq!(out.lines().count(), 1, "{out}");

@@ -3,8 +3,8 @@
 
 use proto::token::JoinToken;
 use proto::{
-    Cluster, ClusterSpec, JoinTokens, ManagerStatus, Meta, Node, NodeCertificate,
-    NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, Reachability, StoreBatch,
+    Cluster, ClusterSpec, JoinTokens, ManagerStatus, Meta, Node, NodeCertificate, NodeDescription,
+    NodeRole, NodeSpec, NodeState, NodeStatus, Reachability, StoreBatch,
 };
 
 use crate::ca::{IssuedCertificate, RootCa};

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use proto::ca_server::Ca;
 use proto::{
-    GetRootCaRequest, GetRootCaResponse, IssueNodeCertificateRequest,
-    IssueNodeCertificateResponse, ManagerStatus, Node, NodeCertificate, NodeRole, NodeSpec,
-    NodeState, NodeStatus, RenewNodeCertificateRequest, RenewNodeCertificateResponse,
+    GetRootCaRequest, GetRootCaResponse, IssueNodeCertificateRequest, IssueNodeCertificateResponse,
+    ManagerStatus, Node, NodeCertificate, NodeRole, NodeSpec, NodeState, NodeStatus,
+    RenewNodeCertificateRequest, RenewNodeCertificateResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -78,7 +78,10 @@ fn certificate_record(issued: &IssuedCertificate, role: NodeRole) -> NodeCertifi
 
 #[tonic::async_trait]
 impl Ca for CaService {
-    async fn get_root_ca(&self, _req: Request<GetRootCaRequest>) -> Result<Response<GetRootCaResponse>, Status> {
+    async fn get_root_ca(
+        &self,
+        _req: Request<GetRootCaRequest>,
+    ) -> Result<Response<GetRootCaResponse>, Status> {
         let manager = self.slot.get()?;
         let store = manager.store().read();
         let cert_pem = store
@@ -96,12 +99,10 @@ impl Ca for CaService {
         let manager = self.slot.get()?;
         let body = req.into_inner();
         manager.raft().read_barrier().await?;
-        let cluster = manager
-            .store()
-            .read()
-            .cluster()
-            .cloned()
-            .ok_or_else(|| Status::unavailable("the cluster is still being initialised; retry"))?;
+        let cluster =
+            manager.store().read().cluster().cloned().ok_or_else(|| {
+                Status::unavailable("the cluster is still being initialised; retry")
+            })?;
         let role = role_for_token(&cluster, &body.token)?;
         let description = body.description.unwrap_or_default();
         if description.hostname.trim().is_empty() {
@@ -177,7 +178,14 @@ impl Ca for CaService {
             .filter(|r| *r != NodeRole::Unspecified)
             .unwrap_or(NodeRole::Worker);
         let (ca, expiry, cluster_id) = root_ca(&manager)?;
-        let issued = issue(&ca, &req.get_ref().csr_pem, &identity.node_id, role, &cluster_id, expiry)?;
+        let issued = issue(
+            &ca,
+            &req.get_ref().csr_pem,
+            &identity.node_id,
+            role,
+            &cluster_id,
+            expiry,
+        )?;
         manager
             .modify::<Node>(&identity.node_id, |node| {
                 node.certificate = Some(certificate_record(&issued, role));

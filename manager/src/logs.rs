@@ -20,17 +20,31 @@ pub const NODE_LOGS: &str = "x-skiff-node-logs";
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<SubscribeLogsResponse, Status>> + Send>>;
 
 /// Resolves the selector to tasks, and streams their logs from the nodes that run them.
-pub async fn subscribe(manager: Arc<Manager>, request: SubscribeLogsRequest) -> Result<LogStream, Status> {
+pub async fn subscribe(
+    manager: Arc<Manager>,
+    request: SubscribeLogsRequest,
+) -> Result<LogStream, Status> {
     let selector = request.selector.clone().unwrap_or_default();
-    if selector.service_ids.is_empty() && selector.task_ids.is_empty() && selector.node_ids.is_empty() {
-        return Err(Status::invalid_argument("select a service or a task to show the logs of"));
+    if selector.service_ids.is_empty()
+        && selector.task_ids.is_empty()
+        && selector.node_ids.is_empty()
+    {
+        return Err(Status::invalid_argument(
+            "select a service or a task to show the logs of",
+        ));
     }
     let by_node: HashMap<String, (String, Vec<String>)> = manager
         .read(|store| {
             let mut by_node: HashMap<String, (String, Vec<String>)> = HashMap::new();
             for task in store.list::<Task>().filter(|t| selected(t, &selector)) {
-                let Some(node) = store.get::<proto::Node>(&task.node_id) else { continue };
-                let addr = node.status.as_ref().map(|s| s.addr.clone()).unwrap_or_default();
+                let Some(node) = store.get::<proto::Node>(&task.node_id) else {
+                    continue;
+                };
+                let addr = node
+                    .status
+                    .as_ref()
+                    .map(|s| s.addr.clone())
+                    .unwrap_or_default();
                 if addr.is_empty() {
                     continue;
                 }
@@ -53,14 +67,24 @@ pub async fn subscribe(manager: Arc<Manager>, request: SubscribeLogsRequest) -> 
             follow: request.follow,
             tail: request.tail,
         });
-        req.metadata_mut().insert(NODE_LOGS, "1".parse().expect("ascii"));
-        match LogsClient::new(manager.raft().node_channel(&addr, &node_id)).subscribe_logs(req).await {
+        req.metadata_mut()
+            .insert(NODE_LOGS, "1".parse().expect("ascii"));
+        match LogsClient::new(manager.raft().node_channel(&addr, &node_id))
+            .subscribe_logs(req)
+            .await
+        {
             Ok(stream) => streams.push(stream.into_inner().boxed()),
             Err(e) => {
                 // One unreachable node must not hide the others' logs.
                 tracing::debug!(node = %node_id, error = %e.message(), "cannot get logs from a node");
-                let message = format!("logs of node {} are unavailable: {}", proto::id::short(&node_id), e.message());
-                streams.push(futures::stream::once(async move { Err(Status::unavailable(message)) }).boxed());
+                let message = format!(
+                    "logs of node {} are unavailable: {}",
+                    proto::id::short(&node_id),
+                    e.message()
+                );
+                streams.push(
+                    futures::stream::once(async move { Err(Status::unavailable(message)) }).boxed(),
+                );
             }
         }
     }

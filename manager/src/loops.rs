@@ -118,10 +118,16 @@ pub async fn raft_membership(manager: Arc<Manager>, mut stop: watch::Receiver<bo
             if wanted.is_empty() {
                 continue;
             }
-            members.into_iter().filter(|id| !wanted.contains(id)).collect()
+            members
+                .into_iter()
+                .filter(|id| !wanted.contains(id))
+                .collect()
         };
         for id in stale {
-            tracing::info!(raft_id = id, "removing a demoted or removed manager from Raft");
+            tracing::info!(
+                raft_id = id,
+                "removing a demoted or removed manager from Raft"
+            );
             if let Err(e) = manager.raft().remove_member(id).await {
                 tracing::warn!(raft_id = id, error = %e.message(), "could not remove the manager from Raft");
             }

@@ -44,7 +44,10 @@ impl Manager {
             loops: Mutex::new(Vec::new()),
         });
         let loops = vec![
-            tokio::spawn(crate::loops::snapshots(manager.clone(), manager.stop.subscribe())),
+            tokio::spawn(crate::loops::snapshots(
+                manager.clone(),
+                manager.stop.subscribe(),
+            )),
             tokio::spawn(crate::loops::manager_reachability(
                 manager.clone(),
                 manager.stop.subscribe(),
@@ -53,7 +56,10 @@ impl Manager {
                 manager.clone(),
                 manager.stop.subscribe(),
             )),
-            tokio::spawn(crate::orchestrator::run(manager.clone(), manager.stop.subscribe())),
+            tokio::spawn(crate::orchestrator::run(
+                manager.clone(),
+                manager.stop.subscribe(),
+            )),
             tokio::spawn(crate::dispatcher::status_writer(
                 manager.dispatcher.clone(),
                 manager.stop.subscribe(),
@@ -135,7 +141,11 @@ impl Manager {
         let store = self.store().read();
         let id = store
             .list::<proto::Node>()
-            .find(|n| n.manager_status.as_ref().is_some_and(|m| m.raft_id == leader))
+            .find(|n| {
+                n.manager_status
+                    .as_ref()
+                    .is_some_and(|m| m.raft_id == leader)
+            })
             .map(|n| n.id().to_owned());
         id
     }

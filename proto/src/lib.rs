@@ -22,4 +22,5 @@ pub const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 
 /// The encoded `FileDescriptorSet` of `skiff.proto`, for printing messages as JSON with
 /// their field and enum names.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/skiff_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/skiff_descriptor.bin"));

@@ -31,7 +31,9 @@ pub enum TokenError {
     #[error("malformed join token: expected SKTKN-1-<64 hex digits>-<25 characters>; copy it again from `skiff swarm join-token` on a manager")]
     Malformed,
     /// A version this build does not know.
-    #[error("join token version {0} is not supported by this skiff; upgrade skiff or get a new token")]
+    #[error(
+        "join token version {0} is not supported by this skiff; upgrade skiff or get a new token"
+    )]
     UnsupportedVersion(String),
 }
 
@@ -62,7 +64,9 @@ impl FromStr for JoinToken {
         }
         let (digest, secret) = (parts[2], parts[3]);
         let hex_ok = digest.len() == DIGEST_LEN
-            && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         let secret_ok =
             secret.len() == SECRET_LEN && secret.bytes().all(|b| SECRET_ALPHABET.contains(&b));
         if !hex_ok || !secret_ok {

@@ -64,7 +64,9 @@ impl Agent {
                 Ok(task) => {
                     saved.insert(task_id(&task).to_owned(), task);
                 }
-                Err(e) => tracing::warn!(file = %entry.path().display(), error = %e, "ignoring an unreadable saved assignment"),
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "ignoring an unreadable saved assignment")
+                }
             }
         }
         let known = self.runtime.list().await.map_err(std::io::Error::other)?;
@@ -87,9 +89,20 @@ impl Agent {
     fn spawn(self: &Arc<Self>, task: Task, start: Start) {
         let id = task_id(&task).to_owned();
         let (tx, rx) = watch::channel(task);
-        let controller = tokio::spawn(controller::run(self.runtime.clone(), self.reporter.clone(), rx, start));
+        let controller = tokio::spawn(controller::run(
+            self.runtime.clone(),
+            self.reporter.clone(),
+            rx,
+            start,
+        ));
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.insert(id, Running { task: tx, controller });
+        tasks.insert(
+            id,
+            Running {
+                task: tx,
+                controller,
+            },
+        );
     }
 
     async fn save(&self, task: &Task) {
@@ -116,7 +129,11 @@ impl Agent {
         if message.r#type == AssignmentsType::Complete as i32 {
             let stale: Vec<String> = {
                 let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-                tasks.keys().filter(|id| !keep.contains(id)).cloned().collect()
+                tasks
+                    .keys()
+                    .filter(|id| !keep.contains(id))
+                    .cloned()
+                    .collect()
             };
             for id in stale {
                 self.remove(&id).await;
@@ -141,7 +158,11 @@ impl Agent {
 
     /// The manager no longer assigns the task: stop it if needed and clean up.
     async fn remove(self: &Arc<Self>, id: &str) {
-        let running = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        let running = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
         if let Some(running) = running {
             running.controller.abort();
         }
@@ -152,7 +173,10 @@ impl Agent {
 
     async fn clean_up(&self, id: &str) {
         if let Ok(list) = self.runtime.list().await {
-            if list.iter().any(|t| t.task_id == id && matches!(t.state, RuntimeState::Running { .. })) {
+            if list
+                .iter()
+                .any(|t| t.task_id == id && matches!(t.state, RuntimeState::Running { .. }))
+            {
                 let _ = self.runtime.stop(id, None).await;
             }
         }
@@ -163,7 +187,13 @@ impl Agent {
 
     /// Stops and removes every task (the node leaves its cluster).
     pub async fn shut_down_all(self: &Arc<Self>) {
-        let ids: Vec<String> = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        let ids: Vec<String> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         for id in ids {
             self.remove(&id).await;
         }
@@ -172,6 +202,8 @@ impl Agent {
     /// The service of a task this agent runs.
     pub fn service_of(&self, task_id: &str) -> Option<String> {
         let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.get(task_id).map(|r| r.task.borrow().service_id.clone())
+        tasks
+            .get(task_id)
+            .map(|r| r.task.borrow().service_id.clone())
     }
 }

@@ -87,7 +87,12 @@ impl Controller {
         match start {
             Start::Adopt(RuntimeState::Exited(exit)) => return self.exited(&exit),
             Start::Adopt(RuntimeState::Running { .. }) => {
-                self.report(TaskState::Running, "running (adopted after an agent restart)", "", None);
+                self.report(
+                    TaskState::Running,
+                    "running (adopted after an agent restart)",
+                    "",
+                    None,
+                );
                 return self.supervise().await;
             }
             Start::Adopt(RuntimeState::Created) | Start::Fresh => {}
@@ -101,7 +106,14 @@ impl Controller {
         let runtime = self.runtime.clone();
         match self.retry(|| runtime.prepare(&task)).await {
             None => return self.report(TaskState::Shutdown, "stopped before it started", "", None),
-            Some(Err(e)) => return self.report(TaskState::Rejected, "preparing failed", &e.to_string(), None),
+            Some(Err(e)) => {
+                return self.report(
+                    TaskState::Rejected,
+                    "preparing failed",
+                    &e.to_string(),
+                    None,
+                )
+            }
             Some(Ok(())) => {}
         }
         self.report(TaskState::Ready, "ready", "", None);
@@ -112,7 +124,9 @@ impl Controller {
                 let _ = self.runtime.stop(&self.task_id, None).await;
                 return self.report(TaskState::Shutdown, "stopped before it started", "", None);
             }
-            Some(Err(e)) => return self.report(TaskState::Failed, "starting failed", &e.to_string(), None),
+            Some(Err(e)) => {
+                return self.report(TaskState::Failed, "starting failed", &e.to_string(), None)
+            }
             Some(Ok(())) => {}
         }
         self.report(TaskState::Running, "running", "", None);
@@ -145,7 +159,8 @@ impl Controller {
             self.report(TaskState::Complete, "finished", "", Some(exit));
         } else {
             let err = if exit.oom_killed {
-                "task ran out of memory: the kernel's OOM killer ended it (raise --limit-memory)".to_owned()
+                "task ran out of memory: the kernel's OOM killer ended it (raise --limit-memory)"
+                    .to_owned()
             } else {
                 format!("task: non-zero exit ({}): {}", exit.code, exit.message)
             };
@@ -155,8 +170,18 @@ impl Controller {
 }
 
 /// Runs a controller for `task` until the task ends.
-pub async fn run(runtime: Arc<dyn Runtime>, reporter: Reporter, task: watch::Receiver<Task>, start: Start) {
-    let task_id = task.borrow().meta.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+pub async fn run(
+    runtime: Arc<dyn Runtime>,
+    reporter: Reporter,
+    task: watch::Receiver<Task>,
+    start: Start,
+) {
+    let task_id = task
+        .borrow()
+        .meta
+        .as_ref()
+        .map(|m| m.id.clone())
+        .unwrap_or_default();
     Controller {
         task_id,
         runtime,

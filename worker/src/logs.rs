@@ -19,8 +19,12 @@ pub async fn local(
 ) -> impl Stream<Item = SubscribeLogsResponse> + Send + 'static {
     let mut streams = Vec::new();
     for task_id in task_ids {
-        let Some(service_id) = agent.service_of(task_id) else { continue };
-        let Ok(lines) = agent.runtime().logs(task_id, tail, follow).await else { continue };
+        let Some(service_id) = agent.service_of(task_id) else {
+            continue;
+        };
+        let Ok(lines) = agent.runtime().logs(task_id, tail, follow).await else {
+            continue;
+        };
         let context = LogContext {
             service_id,
             node_id: node_id.to_owned(),

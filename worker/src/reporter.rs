@@ -91,7 +91,13 @@ mod tests {
     async fn keeps_only_the_latest_status_and_resends_on_request() {
         let r = Reporter::default();
         for state in [1, 2, 3] {
-            r.report("t1", TaskStatus { state, ..Default::default() });
+            r.report(
+                "t1",
+                TaskStatus {
+                    state,
+                    ..Default::default()
+                },
+            );
         }
         let batch = r.next_batch().await;
         assert_eq!(batch.len(), 1);

@@ -142,7 +142,9 @@ async fn session_with(
         .await;
     report(&first, events, managers).await;
     let mut assignments = match client
-        .assignments(AssignmentsRequest { session_id: session_id.clone() })
+        .assignments(AssignmentsRequest {
+            session_id: session_id.clone(),
+        })
         .await
     {
         Ok(r) => r.into_inner(),
@@ -191,10 +193,16 @@ async fn session_with(
     }
 }
 
-async fn report(m: &SessionMessage, events: &mpsc::Sender<SessionEvent>, managers: &mut Vec<String>) {
+async fn report(
+    m: &SessionMessage,
+    events: &mpsc::Sender<SessionEvent>,
+    managers: &mut Vec<String>,
+) {
     if !m.managers.is_empty() {
         *managers = m.managers.iter().map(|p| p.addr.clone()).collect();
-        let _ = events.send(SessionEvent::Managers(m.managers.clone())).await;
+        let _ = events
+            .send(SessionEvent::Managers(m.managers.clone()))
+            .await;
     }
     if let Ok(role) = NodeRole::try_from(m.desired_role) {
         if role != NodeRole::Unspecified {
@@ -206,7 +214,11 @@ async fn report(m: &SessionMessage, events: &mpsc::Sender<SessionEvent>, manager
 fn classify(addr: &str, status: &tonic::Status) -> Outcome {
     match status.code() {
         Code::PermissionDenied => {
-            tracing::warn!(manager = addr, error = status.message(), "the cluster refused this node");
+            tracing::warn!(
+                manager = addr,
+                error = status.message(),
+                "the cluster refused this node"
+            );
             Outcome::Removed
         }
         Code::Unavailable if status.metadata().contains_key(LEADER_HINT) => {
@@ -218,7 +230,11 @@ fn classify(addr: &str, status: &tonic::Status) -> Outcome {
             Outcome::Redirect(leader)
         }
         Code::FailedPrecondition | Code::Unavailable => {
-            tracing::debug!(manager = addr, error = status.message(), "manager unavailable for a session");
+            tracing::debug!(
+                manager = addr,
+                error = status.message(),
+                "manager unavailable for a session"
+            );
             Outcome::Redirect(None)
         }
         _ => {

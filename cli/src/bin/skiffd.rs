@@ -39,9 +39,12 @@ struct Args {
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -62,32 +65,39 @@ fn main() -> anyhow::Result<()> {
 
 fn runtime(args: &Args) -> Arc<dyn agent_runtime::Runtime> {
     match &args.runtime {
-        agent_runtime::RuntimeChoice::Process => Arc::new(agent_runtime::process::ProcessRuntime::new(
-            args.data_dir.join("runtime"),
-            args.log_max_bytes,
-        )),
-        agent_runtime::RuntimeChoice::Fake(config) => Arc::new(agent_runtime::fake::FakeRuntime::new(config.clone())),
+        agent_runtime::RuntimeChoice::Process => {
+            Arc::new(agent_runtime::process::ProcessRuntime::new(
+                args.data_dir.join("runtime"),
+                args.log_max_bytes,
+            ))
+        }
+        agent_runtime::RuntimeChoice::Fake(config) => {
+            Arc::new(agent_runtime::fake::FakeRuntime::new(config.clone()))
+        }
     }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     cli::tls::install_crypto_provider();
-    let daemon = Daemon::new(DaemonOptions {
-        data_dir: args.data_dir.clone(),
-        hostname: args.hostname.clone(),
-        runtime: args.runtime.to_string(),
-        listen_addr: args.listen_addr.clone(),
-        advertise_addr: args.advertise_addr.clone(),
-        raft: Default::default(),
-    }, runtime(&args));
+    let daemon = Daemon::new(
+        DaemonOptions {
+            data_dir: args.data_dir.clone(),
+            hostname: args.hostname.clone(),
+            runtime: args.runtime.to_string(),
+            listen_addr: args.listen_addr.clone(),
+            advertise_addr: args.advertise_addr.clone(),
+            raft: Default::default(),
+        },
+        runtime(&args),
+    );
     let local = cli::daemon::serve_local_socket(
         &args.socket,
         SwarmService::new(daemon.clone()),
         daemon.slot(),
         daemon.agent_slot(),
     )
-        .context("cannot serve the local API")?;
+    .context("cannot serve the local API")?;
     tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "skiffd started");
     daemon.resume().await;
 

@@ -482,7 +482,8 @@ impl Client {
 
     /// The cluster API.
     pub fn control(&self) -> ControlClient<Channel> {
-        ControlClient::new(self.channel.clone()).max_decoding_message_size(proto::MAX_RESPONSE_BYTES)
+        ControlClient::new(self.channel.clone())
+            .max_decoding_message_size(proto::MAX_RESPONSE_BYTES)
     }
 
     /// The error to show for a failed request.
@@ -659,16 +660,25 @@ async fn info(global: &GlobalOpts, args: VersionArgs) -> anyhow::Result<()> {
         }
     };
     let client = global.connect().await?;
-    let info = client.swarm().info(proto::InfoRequest {}).await.reply(&client)?;
+    let info = client
+        .swarm()
+        .info(proto::InfoRequest {})
+        .await
+        .reply(&client)?;
     if json {
         out(json::object(&info)?);
         return Ok(());
     }
-    let state = proto::LocalNodeState::try_from(info.state).unwrap_or(proto::LocalNodeState::Inactive);
+    let state =
+        proto::LocalNodeState::try_from(info.state).unwrap_or(proto::LocalNodeState::Inactive);
     let mut lines = vec![format!("Server Version: {}", info.version)];
     match state {
         proto::LocalNodeState::Active => {
-            let role = if info.role == proto::NodeRole::Manager as i32 { "manager" } else { "worker" };
+            let role = if info.role == proto::NodeRole::Manager as i32 {
+                "manager"
+            } else {
+                "worker"
+            };
             lines.push("Swarm: active".into());
             lines.push(format!(" NodeID: {}", info.node_id));
             lines.push(format!(" ClusterID: {}", info.cluster_id));
@@ -683,7 +693,11 @@ async fn info(global: &GlobalOpts, args: VersionArgs) -> anyhow::Result<()> {
                     raft.snapshot_index,
                     raft.purged_index + 1,
                     raft.voters,
-                    if info.leader_node_id.is_empty() { "unknown" } else { &info.leader_node_id }
+                    if info.leader_node_id.is_empty() {
+                        "unknown"
+                    } else {
+                        &info.leader_node_id
+                    }
                 ));
             }
         }

@@ -92,16 +92,38 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(parse_addr("10.1.2.3", "x").unwrap().to_string(), "10.1.2.3:2377");
-        assert_eq!(parse_addr("10.1.2.3:4000", "x").unwrap().to_string(), "10.1.2.3:4000");
-        assert!(parse_addr("nonsense", "listen address").unwrap_err().to_string().contains("listen address"));
+        assert_eq!(
+            parse_addr("10.1.2.3", "x").unwrap().to_string(),
+            "10.1.2.3:2377"
+        );
+        assert_eq!(
+            parse_addr("10.1.2.3:4000", "x").unwrap().to_string(),
+            "10.1.2.3:4000"
+        );
+        assert!(parse_addr("nonsense", "listen address")
+            .unwrap_err()
+            .to_string()
+            .contains("listen address"));
         let listen: SocketAddr = "0.0.0.0:2400".parse().unwrap();
-        assert_eq!(advertise_addr(Some("127.0.0.5"), listen, None).unwrap().to_string(), "127.0.0.5:2400");
-        assert_eq!(advertise_addr(Some("127.0.0.5:9"), listen, None).unwrap().to_string(), "127.0.0.5:9");
+        assert_eq!(
+            advertise_addr(Some("127.0.0.5"), listen, None)
+                .unwrap()
+                .to_string(),
+            "127.0.0.5:2400"
+        );
+        assert_eq!(
+            advertise_addr(Some("127.0.0.5:9"), listen, None)
+                .unwrap()
+                .to_string(),
+            "127.0.0.5:9"
+        );
         let specific: SocketAddr = "127.0.0.3:2377".parse().unwrap();
         assert_eq!(advertise_addr(None, specific, None).unwrap(), specific);
         let towards: SocketAddr = "127.0.0.9:2377".parse().unwrap();
-        assert!(advertise_addr(None, listen, Some(towards)).unwrap().ip().is_loopback());
+        assert!(advertise_addr(None, listen, Some(towards))
+            .unwrap()
+            .ip()
+            .is_loopback());
         assert!(advertise_addr(None, listen, None).is_err());
         assert!(advertise_addr(Some("0.0.0.0"), listen, None).is_err());
     }

@@ -35,11 +35,18 @@ type LogStream = Pin<Box<dyn Stream<Item = Result<SubscribeLogsResponse, Status>
 impl Logs for LogsService {
     type SubscribeLogsStream = LogStream;
 
-    async fn subscribe_logs(&self, req: Request<SubscribeLogsRequest>) -> Result<Response<LogStream>, Status> {
+    async fn subscribe_logs(
+        &self,
+        req: Request<SubscribeLogsRequest>,
+    ) -> Result<Response<LogStream>, Status> {
         require_manager(&req)?;
         if req.metadata().contains_key(NODE_LOGS) {
-            let Some((agent, node_id)) = self.agent.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
-                return Err(Status::failed_precondition("this node is not part of a cluster"));
+            let Some((agent, node_id)) =
+                self.agent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            else {
+                return Err(Status::failed_precondition(
+                    "this node is not part of a cluster",
+                ));
             };
             let body = req.into_inner();
             let tail = usize::try_from(body.tail).ok();
@@ -48,6 +55,8 @@ impl Logs for LogsService {
             return Ok(Response::new(stream.map(Ok).boxed()));
         }
         let manager = self.slot.get()?;
-        Ok(Response::new(manager::logs::subscribe(manager, req.into_inner()).await?))
+        Ok(Response::new(
+            manager::logs::subscribe(manager, req.into_inner()).await?,
+        ))
     }
 }

@@ -54,14 +54,23 @@ impl Membership {
 
     /// The leader's address if known, else any manager's.
     pub fn manager_addr(&self) -> Option<String> {
-        let leader = self.leader.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let leader = self
+            .leader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         leader.or_else(|| self.state.managers.first().cloned())
     }
 
     /// Starts everything for a saved (or freshly made) state. A manager's Raft member is
     /// opened as it is on disk: a new one waits to be initialised or added by the leader.
-    pub async fn start(daemon: &Arc<Daemon>, state: NodeState, creds: &NodeCredentials) -> anyhow::Result<(Self, Option<Arc<Manager>>)> {
-        let identity = ReloadableIdentity::new(creds).context("the node certificate cannot be loaded")?;
+    pub async fn start(
+        daemon: &Arc<Daemon>,
+        state: NodeState,
+        creds: &NodeCredentials,
+    ) -> anyhow::Result<(Self, Option<Arc<Manager>>)> {
+        let identity =
+            ReloadableIdentity::new(creds).context("the node certificate cannot be loaded")?;
         let connector = Arc::new(
             TlsConnector::new(&creds.root_ca_pem, identity.clone()).context("cannot set up TLS")?,
         );
@@ -69,16 +78,19 @@ impl Membership {
             .listen_addr
             .parse()
             .with_context(|| format!("invalid listen address {}", state.listen_addr))?;
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}: is another skiffd or program using the port?"))?;
-        let server_tls = tls::server_config(&creds.root_ca_pem, identity.clone()).context("cannot set up TLS")?;
-        let cluster_port = serve_cluster_port(listener, server_tls, daemon.slot(), daemon.agent_slot());
+        let listener = TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen}: is another skiffd or program using the port?")
+        })?;
+        let server_tls = tls::server_config(&creds.root_ca_pem, identity.clone())
+            .context("cannot set up TLS")?;
+        let cluster_port =
+            serve_cluster_port(listener, server_tls, daemon.slot(), daemon.agent_slot());
         let agent = Agent::new(daemon.runtime.clone(), daemon.data.agent());
         if let Err(e) = agent.recover().await {
             tracing::warn!(error = %e, "could not recover the node's tasks");
         }
-        *daemon.agent.lock().unwrap_or_else(|e| e.into_inner()) = Some((agent.clone(), state.node_id.clone()));
+        *daemon.agent.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((agent.clone(), state.node_id.clone()));
         let mut membership = Self {
             state,
             agent,
@@ -123,7 +135,11 @@ impl Membership {
         )
         .await
         .map_err(|e| anyhow!(e))?;
-        let manager = Manager::start(self.state.node_id.clone(), self.state.advertise_addr.clone(), raft);
+        let manager = Manager::start(
+            self.state.node_id.clone(),
+            self.state.advertise_addr.clone(),
+            raft,
+        );
         daemon.slot.set(Some(manager.clone()));
         Ok(manager)
     }
@@ -135,7 +151,10 @@ impl Membership {
         let connector = self.connector.clone();
         let config = SessionConfig {
             addr: self.state.advertise_addr.clone(),
-            description: super::host::describe(daemon.opts.hostname.as_deref(), &daemon.opts.runtime),
+            description: super::host::describe(
+                daemon.opts.hostname.as_deref(),
+                &daemon.opts.runtime,
+            ),
             managers: self.state.managers.clone(),
             agent: self.agent.clone(),
         };
@@ -143,7 +162,8 @@ impl Membership {
             use manager::transport::Connector;
             connector.channel(addr)
         });
-        self.tasks.push(tokio::spawn(session::run(config, dial, tx, stop_rx)));
+        self.tasks
+            .push(tokio::spawn(session::run(config, dial, tx, stop_rx)));
         let daemon = daemon.clone();
         let leader = self.leader.clone();
         self.tasks.push(tokio::spawn(async move {
@@ -245,7 +265,11 @@ pub fn new_raft_id() -> u64 {
 }
 
 /// Asks the manager at `remote` to add this node to Raft; followers forward to the leader.
-pub async fn join_raft(connector: &Arc<TlsConnector>, remote: &str, state: &NodeState) -> anyhow::Result<()> {
+pub async fn join_raft(
+    connector: &Arc<TlsConnector>,
+    remote: &str,
+    state: &NodeState,
+) -> anyhow::Result<()> {
     use manager::transport::Connector;
     let request = JoinRaftRequest {
         node_id: state.node_id.clone(),
@@ -254,7 +278,10 @@ pub async fn join_raft(connector: &Arc<TlsConnector>, remote: &str, state: &Node
     };
     let mut last = None;
     for _ in 0..40 {
-        match RaftClient::new(connector.channel(remote)).join(request.clone()).await {
+        match RaftClient::new(connector.channel(remote))
+            .join(request.clone())
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(s) if s.code() == tonic::Code::Unavailable => {
                 last = Some(s.message().to_owned());

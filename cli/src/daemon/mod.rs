@@ -88,7 +88,9 @@ impl Daemon {
             Err(e) => return self.record_error(format!("{e:#}")),
         };
         let Some(state) = saved else {
-            tracing::info!("not part of a cluster; waiting for `skiff swarm init` or `skiff swarm join`");
+            tracing::info!(
+                "not part of a cluster; waiting for `skiff swarm init` or `skiff swarm join`"
+            );
             return;
         };
         let mut guard = self.membership.lock().await;

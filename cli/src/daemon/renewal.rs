@@ -19,8 +19,11 @@ pub fn renewal_due(not_before: i64, not_after: i64, now: i64) -> bool {
 }
 
 fn validity(cert_pem: &str) -> anyhow::Result<(i64, i64)> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).context("the node certificate is not PEM")?;
-    let cert = pem.parse_x509().context("the node certificate cannot be parsed")?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .context("the node certificate is not PEM")?;
+    let cert = pem
+        .parse_x509()
+        .context("the node certificate cannot be parsed")?;
     let v = cert.validity();
     Ok((v.not_before.timestamp(), v.not_after.timestamp()))
 }

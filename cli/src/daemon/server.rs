@@ -81,7 +81,10 @@ pub fn serve_cluster_port(
         ));
     let incoming = crate::tls::tls_incoming(listener, tls);
     let task = tokio::spawn(async move {
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped(rx)).await {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, stopped(rx))
+            .await
+        {
             tracing::error!(error = %e, "the cluster port stopped");
         }
     });
@@ -102,14 +105,21 @@ pub fn serve_local_socket<S: Swarm>(
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot remove the stale socket {}", path.display())),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot remove the stale socket {}", path.display()))
+        }
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot restrict {} to root", path.display()))?;
     let (stop, rx) = watch::channel(false);
     let router = Server::builder()
-        .add_service(InterceptedService::new(SwarmServer::new(swarm), local_caller))
+        .add_service(InterceptedService::new(
+            SwarmServer::new(swarm),
+            local_caller,
+        ))
         .add_service(InterceptedService::new(
             LogsServer::new(LogsService::new(slot.clone(), agent)),
             local_caller,
@@ -122,7 +132,10 @@ pub fn serve_local_socket<S: Swarm>(
         ));
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let task = tokio::spawn(async move {
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped(rx)).await {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, stopped(rx))
+            .await
+        {
             tracing::error!(error = %e, "the local socket stopped");
         }
     });

@@ -60,7 +60,10 @@ impl DataDir {
         let path = self.state_file();
         match std::fs::read(&path) {
             Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-                format!("{} is corrupt; remove the data directory to start afresh", path.display())
+                format!(
+                    "{} is corrupt; remove the data directory to start afresh",
+                    path.display()
+                )
             })?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -74,7 +77,8 @@ impl DataDir {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
         let tmp = self.root.join("state.json.tmp");
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(&serde_json::to_vec_pretty(state)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, self.state_file()).context("cannot save the node state")?;

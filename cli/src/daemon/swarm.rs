@@ -42,15 +42,25 @@ fn user_error(code: tonic::Code, e: anyhow::Error) -> Status {
     Status::new(code, format!("{e:#}"))
 }
 
-const ALREADY_MEMBER: &str = "this node is already part of a cluster; leave it first with `skiff swarm leave`";
+const ALREADY_MEMBER: &str =
+    "this node is already part of a cluster; leave it first with `skiff swarm leave`";
 
 impl Daemon {
     fn listen_addr(&self, requested: &str) -> anyhow::Result<SocketAddr> {
-        let s = if requested.is_empty() { &self.opts.listen_addr } else { requested };
+        let s = if requested.is_empty() {
+            &self.opts.listen_addr
+        } else {
+            requested
+        };
         parse_addr(s, "listen address")
     }
 
-    fn advertise_for(&self, requested: &str, listen: SocketAddr, towards: Option<SocketAddr>) -> anyhow::Result<SocketAddr> {
+    fn advertise_for(
+        &self,
+        requested: &str,
+        listen: SocketAddr,
+        towards: Option<SocketAddr>,
+    ) -> anyhow::Result<SocketAddr> {
         let given = (!requested.is_empty())
             .then_some(requested)
             .or(self.opts.advertise_addr.as_deref());
@@ -77,10 +87,9 @@ impl Daemon {
         let node_id = proto::id::new_id();
         let root = RootCa::generate(&cluster_id)?;
         let (key_pem, csr_pem) = tls::generate_key_and_csr()?;
-        let expiry = spec
-            .ca_config
-            .as_ref()
-            .map_or(DEFAULT_CERT_EXPIRY, |c| Duration::from_millis(c.node_cert_expiry_ms));
+        let expiry = spec.ca_config.as_ref().map_or(DEFAULT_CERT_EXPIRY, |c| {
+            Duration::from_millis(c.node_cert_expiry_ms)
+        });
         let issued = root.issue(&csr_pem, &node_id, NodeRole::Manager, &cluster_id, expiry)?;
         let creds = NodeCredentials {
             root_ca_pem: root.cert_pem().to_owned(),
@@ -101,7 +110,11 @@ impl Daemon {
         let (membership, manager) = Membership::start(self, state.clone(), &creds).await?;
         let manager = manager.ok_or_else(|| anyhow!("the manager did not start"))?;
         let created = async {
-            manager.raft().initialize(&state.advertise_addr).await.map_err(|e| anyhow!(e))?;
+            manager
+                .raft()
+                .initialize(&state.advertise_addr)
+                .await
+                .map_err(|e| anyhow!(e))?;
             wait_until_leader(&manager).await?;
             let batch = initial_batch(
                 &cluster_id,
@@ -169,17 +182,31 @@ impl Daemon {
         let creds = NodeCredentials::load(&self.data.certs())?;
         let (membership, manager) = Membership::start(self, state.clone(), &creds).await?;
         let manager = manager.ok_or_else(|| anyhow!("the manager did not start"))?;
-        manager.raft().initialize(&state.advertise_addr).await.map_err(|e| anyhow!(e))?;
+        manager
+            .raft()
+            .initialize(&state.advertise_addr)
+            .await
+            .map_err(|e| anyhow!(e))?;
         wait_until_leader(&manager).await?;
-        let batch = manager::bootstrap::recovery_batch(&objects, &state.node_id, state.raft_id, &state.advertise_addr);
+        let batch = manager::bootstrap::recovery_batch(
+            &objects,
+            &state.node_id,
+            state.raft_id,
+            &state.advertise_addr,
+        );
         manager
             .raft()
             .propose(&batch)
             .await
             .map_err(|e| anyhow!("cannot restore the cluster's objects: {e}"))?;
-        let tokens = objects.cluster().and_then(|c| c.join_tokens.clone()).unwrap_or_default();
+        let tokens = objects
+            .cluster()
+            .and_then(|c| c.join_tokens.clone())
+            .unwrap_or_default();
         *guard = Some(membership);
-        tracing::warn!("forced a new cluster from this manager's state; other managers must join again");
+        tracing::warn!(
+            "forced a new cluster from this manager's state; other managers must join again"
+        );
         Ok(InitResponse {
             node_id: state.node_id,
             cluster_id: state.cluster_id,
@@ -239,7 +266,11 @@ impl Daemon {
             node_id: issued.node_id.clone(),
             cluster_id: issued.cluster_id,
             manager: role == NodeRole::Manager,
-            raft_id: if role == NodeRole::Manager { new_raft_id() } else { 0 },
+            raft_id: if role == NodeRole::Manager {
+                new_raft_id()
+            } else {
+                0
+            },
             listen_addr: listen.to_string(),
             advertise_addr: advertise.to_string(),
             managers,
@@ -296,7 +327,11 @@ impl Daemon {
         let version = env!("CARGO_PKG_VERSION").to_owned();
         let Some(m) = membership else {
             return InfoResponse {
-                state: if error.is_some() { LocalNodeState::Error } else { LocalNodeState::Inactive } as i32,
+                state: if error.is_some() {
+                    LocalNodeState::Error
+                } else {
+                    LocalNodeState::Inactive
+                } as i32,
                 error: error.unwrap_or_default(),
                 version,
                 ..Default::default()
@@ -307,12 +342,20 @@ impl Daemon {
             state: LocalNodeState::Active as i32,
             node_id: s.node_id.clone(),
             cluster_id: s.cluster_id.clone(),
-            role: if s.manager { NodeRole::Manager } else { NodeRole::Worker } as i32,
+            role: if s.manager {
+                NodeRole::Manager
+            } else {
+                NodeRole::Worker
+            } as i32,
             advertise_addr: s.advertise_addr.clone(),
             managers: s.managers.clone(),
             error: String::new(),
             version,
-            leader_node_id: self.slot.current().and_then(|m| m.leader_node_id()).unwrap_or_default(),
+            leader_node_id: self
+                .slot
+                .current()
+                .and_then(|m| m.leader_node_id())
+                .unwrap_or_default(),
             raft: self.slot.current().map(|m| m.raft().status()),
         }
     }
@@ -332,10 +375,15 @@ fn reach_error(remote: &str, status: &Status) -> anyhow::Error {
 async fn wait_until_leader(manager: &Manager) -> anyhow::Result<()> {
     let mut metrics = manager.raft().metrics();
     let id = manager.raft().id();
-    tokio::time::timeout(Duration::from_secs(10), metrics.wait_for(|m| m.current_leader == Some(id)))
-        .await
-        .map_err(|_| anyhow!("this manager did not become the leader of its new Raft group within 10 s"))?
-        .map_err(|_| anyhow!("Raft stopped"))?;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        metrics.wait_for(|m| m.current_leader == Some(id)),
+    )
+    .await
+    .map_err(|_| {
+        anyhow!("this manager did not become the leader of its new Raft group within 10 s")
+    })?
+    .map_err(|_| anyhow!("Raft stopped"))?;
     Ok(())
 }
 

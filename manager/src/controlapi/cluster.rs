@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use proto::token::JoinToken;
-use proto::{
-    CaConfig, Cluster, ClusterSpec, DispatcherConfig, OrchestrationConfig, RaftConfig,
-};
+use proto::{CaConfig, Cluster, ClusterSpec, DispatcherConfig, OrchestrationConfig, RaftConfig};
 use tonic::Status;
 
 use crate::status::invalid;
@@ -28,7 +26,9 @@ pub fn default_spec(requested: Option<ClusterSpec>) -> ClusterSpec {
     if raft.log_entries_for_slow_followers == 0 {
         raft.log_entries_for_slow_followers = 128;
     }
-    let dispatcher = spec.dispatcher.get_or_insert_with(DispatcherConfig::default);
+    let dispatcher = spec
+        .dispatcher
+        .get_or_insert_with(DispatcherConfig::default);
     if dispatcher.heartbeat_period_ms == 0 {
         dispatcher.heartbeat_period_ms =
             crate::dispatcher::DEFAULT_HEARTBEAT_PERIOD.as_millis() as u64;
@@ -57,7 +57,7 @@ pub fn default_spec(requested: Option<ClusterSpec>) -> ClusterSpec {
 
 /// Refuses settings the cluster cannot run with, saying which and why.
 pub fn validate_spec(spec: &ClusterSpec) -> Result<(), Status> {
-    let raft = spec.raft.clone().unwrap_or_default();
+    let raft = spec.raft.unwrap_or_default();
     if raft.snapshot_interval == 0 {
         return Err(invalid("the snapshot interval must be at least 1 entry"));
     }
@@ -149,17 +149,29 @@ mod tests {
     fn defaults_are_valid_and_bad_settings_are_refused() {
         let spec = default_spec(None);
         validate_spec(&spec).unwrap();
-        assert_eq!(spec.orchestration.as_ref().unwrap().task_history_retention_limit, 5);
+        assert_eq!(
+            spec.orchestration
+                .as_ref()
+                .unwrap()
+                .task_history_retention_limit,
+            5
+        );
 
         let mut bad = spec.clone();
         bad.dispatcher.as_mut().unwrap().heartbeat_period_ms = 10;
-        assert!(validate_spec(&bad).unwrap_err().message().contains("heartbeat period"));
+        assert!(validate_spec(&bad)
+            .unwrap_err()
+            .message()
+            .contains("heartbeat period"));
         let mut bad = spec.clone();
         bad.default_addr_pool = vec!["10.0.0.0".into()];
         assert!(validate_spec(&bad).unwrap_err().message().contains("CIDR"));
         let mut bad = spec;
         bad.ca_config.as_mut().unwrap().node_cert_expiry_ms = 1000;
-        assert!(validate_spec(&bad).unwrap_err().message().contains("expiry"));
+        assert!(validate_spec(&bad)
+            .unwrap_err()
+            .message()
+            .contains("expiry"));
     }
 
     #[test]
@@ -178,12 +190,24 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(role_for_token(&cluster, &worker).unwrap(), proto::NodeRole::Worker);
-        assert_eq!(role_for_token(&cluster, &manager).unwrap(), proto::NodeRole::Manager);
+        assert_eq!(
+            role_for_token(&cluster, &worker).unwrap(),
+            proto::NodeRole::Worker
+        );
+        assert_eq!(
+            role_for_token(&cluster, &manager).unwrap(),
+            proto::NodeRole::Manager
+        );
         let rotated = JoinToken::generate(&digest).to_string();
-        assert!(role_for_token(&cluster, &rotated).unwrap_err().message().contains("rotated"));
+        assert!(role_for_token(&cluster, &rotated)
+            .unwrap_err()
+            .message()
+            .contains("rotated"));
         let foreign = JoinToken::generate(&"cd".repeat(32)).to_string();
-        assert!(role_for_token(&cluster, &foreign).unwrap_err().message().contains("another cluster"));
+        assert!(role_for_token(&cluster, &foreign)
+            .unwrap_err()
+            .message()
+            .contains("another cluster"));
         assert_eq!(
             role_for_token(&cluster, "SKTKN-1-xyz").unwrap_err().code(),
             tonic::Code::InvalidArgument

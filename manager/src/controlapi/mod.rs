@@ -39,7 +39,11 @@ impl ControlService {
 
 /// The node as served: with the leader flag filled in from this manager's Raft view.
 impl ControlService {
-    async fn create_named<T: named::Named>(&self, manager: &Manager, object: T) -> Result<T, Status> {
+    async fn create_named<T: named::Named>(
+        &self,
+        manager: &Manager,
+        object: T,
+    ) -> Result<T, Status> {
         named::validate(&object)?;
         let id = object.id().to_owned();
         manager.write(vec![create(object)]).await?;
@@ -48,7 +52,11 @@ impl ControlService {
             .ok_or_else(|| Status::internal("the new object vanished"))
     }
 
-    async fn remove_named<T: named::Named>(&self, manager: &Manager, reference: &str) -> Result<(), Status> {
+    async fn remove_named<T: named::Named>(
+        &self,
+        manager: &Manager,
+        reference: &str,
+    ) -> Result<(), Status> {
         let target = manager
             .read(|s| {
                 let target = s.resolve::<T>(reference).cloned()?;
@@ -81,16 +89,23 @@ fn not_yet(what: &str) -> Status {
 
 #[tonic::async_trait]
 impl Control for ControlService {
-    async fn get_cluster(&self, req: Request<GetClusterRequest>) -> Result<Response<GetClusterResponse>, Status> {
+    async fn get_cluster(
+        &self,
+        req: Request<GetClusterRequest>,
+    ) -> Result<Response<GetClusterResponse>, Status> {
         let manager = self.manager(&req)?;
         let cluster = manager.read(|s| s.cluster().cloned()).await?;
-        let cluster = cluster.ok_or_else(|| Status::unavailable("the cluster is still being initialised; retry"))?;
+        let cluster = cluster
+            .ok_or_else(|| Status::unavailable("the cluster is still being initialised; retry"))?;
         Ok(Response::new(GetClusterResponse {
             cluster: Some(cluster::redacted(cluster)),
         }))
     }
 
-    async fn update_cluster(&self, req: Request<UpdateClusterRequest>) -> Result<Response<UpdateClusterResponse>, Status> {
+    async fn update_cluster(
+        &self,
+        req: Request<UpdateClusterRequest>,
+    ) -> Result<Response<UpdateClusterResponse>, Status> {
         let manager = self.manager(&req)?;
         let body = req.into_inner();
         let mut current = manager
@@ -102,7 +117,11 @@ impl Control for ControlService {
             cluster::validate_spec(&spec)?;
             current.spec = Some(spec);
         }
-        let digest = current.root_ca.as_ref().map(|r| r.digest.clone()).unwrap_or_default();
+        let digest = current
+            .root_ca
+            .as_ref()
+            .map(|r| r.digest.clone())
+            .unwrap_or_default();
         let tokens = current.join_tokens.get_or_insert_with(Default::default);
         if body.rotate_worker_token {
             tokens.worker = JoinToken::generate(&digest).to_string();
@@ -118,16 +137,24 @@ impl Control for ControlService {
         }))
     }
 
-    async fn get_node(&self, req: Request<GetNodeRequest>) -> Result<Response<GetNodeResponse>, Status> {
+    async fn get_node(
+        &self,
+        req: Request<GetNodeRequest>,
+    ) -> Result<Response<GetNodeResponse>, Status> {
         let manager = self.manager(&req)?;
         let reference = req.into_inner().node;
-        let node = manager.read(|s| s.resolve::<Node>(&reference).cloned()).await??;
+        let node = manager
+            .read(|s| s.resolve::<Node>(&reference).cloned())
+            .await??;
         Ok(Response::new(GetNodeResponse {
             node: Some(served(node, leader_raft_id(&manager))),
         }))
     }
 
-    async fn list_nodes(&self, req: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {
+    async fn list_nodes(
+        &self,
+        req: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
         let manager = self.manager(&req)?;
         let filter = req.into_inner();
         let roles: Vec<i32> = filter
@@ -136,7 +163,9 @@ impl Control for ControlService {
             .map(|r| match r.as_str() {
                 "manager" => Ok(NodeRole::Manager as i32),
                 "worker" => Ok(NodeRole::Worker as i32),
-                other => Err(invalid(format!("unknown role {other:?} in filter: use manager or worker"))),
+                other => Err(invalid(format!(
+                    "unknown role {other:?} in filter: use manager or worker"
+                ))),
             })
             .collect::<Result<_, _>>()?;
         let leader = leader_raft_id(&manager);
@@ -144,7 +173,9 @@ impl Control for ControlService {
             .read(|s| {
                 s.list::<Node>()
                     .filter(|n| roles.is_empty() || roles.contains(&n.role))
-                    .filter(|n| filter.names.is_empty() || filter.names.iter().any(|x| n.name() == Some(x)))
+                    .filter(|n| {
+                        filter.names.is_empty() || filter.names.iter().any(|x| n.name() == Some(x))
+                    })
                     .cloned()
                     .map(|n| served(n, leader))
                     .collect()
@@ -153,17 +184,27 @@ impl Control for ControlService {
         Ok(Response::new(ListNodesResponse { nodes }))
     }
 
-    async fn update_node(&self, req: Request<UpdateNodeRequest>) -> Result<Response<UpdateNodeResponse>, Status> {
+    async fn update_node(
+        &self,
+        req: Request<UpdateNodeRequest>,
+    ) -> Result<Response<UpdateNodeResponse>, Status> {
         let manager = self.manager(&req)?;
         let body = req.into_inner();
-        let spec = body.spec.ok_or_else(|| invalid("a node update needs a spec"))?;
+        let spec = body
+            .spec
+            .ok_or_else(|| invalid("a node update needs a spec"))?;
         node::validate_spec(&spec)?;
         let leader = leader_raft_id(&manager);
         let (mut target, store_check) = manager
             .read(|s| {
                 let target = s.resolve::<Node>(&body.node).cloned()?;
-                let demoting = node::is_manager(&target) && spec.desired_role == NodeRole::Worker as i32;
-                let check = if demoting { node::check_demotion(s, &target, leader) } else { Ok(()) };
+                let demoting =
+                    node::is_manager(&target) && spec.desired_role == NodeRole::Worker as i32;
+                let check = if demoting {
+                    node::check_demotion(s, &target, leader)
+                } else {
+                    Ok(())
+                };
                 Ok::<_, crate::store::LookupError>((target, check))
             })
             .await??;
@@ -180,27 +221,43 @@ impl Control for ControlService {
         }))
     }
 
-    async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+    async fn remove_node(
+        &self,
+        req: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
         let manager = self.manager(&req)?;
         let body = req.into_inner();
-        let target = manager.read(|s| s.resolve::<Node>(&body.node).cloned()).await??;
+        let target = manager
+            .read(|s| s.resolve::<Node>(&body.node).cloned())
+            .await??;
         node::check_removal(&target, body.force)?;
         manager.write(vec![delete(target)]).await?;
         Ok(Response::new(RemoveNodeResponse {}))
     }
 
-    async fn create_service(&self, req: Request<CreateServiceRequest>) -> Result<Response<CreateServiceResponse>, Status> {
+    async fn create_service(
+        &self,
+        req: Request<CreateServiceRequest>,
+    ) -> Result<Response<CreateServiceResponse>, Status> {
         let manager = self.manager(&req)?;
-        let mut spec = req.into_inner().spec.ok_or_else(|| invalid("a service needs a spec"))?;
+        let mut spec = req
+            .into_inner()
+            .spec
+            .ok_or_else(|| invalid("a service needs a spec"))?;
         if spec.name.is_empty() {
             spec.name = format!("service-{}", &proto::id::new_id()[..8]);
         }
         let spec = service::with_defaults(spec);
         service::validate(&spec)?;
         let id = proto::id::new_id();
-        manager.read(|s| service::check_ports(s, &spec, &id)).await??;
+        manager
+            .read(|s| service::check_ports(s, &spec, &id))
+            .await??;
         let created = Service {
-            meta: Some(Meta { id: id.clone(), ..Default::default() }),
+            meta: Some(Meta {
+                id: id.clone(),
+                ..Default::default()
+            }),
             spec: Some(spec),
             spec_version: 1,
             ..Default::default()
@@ -210,14 +267,24 @@ impl Control for ControlService {
         Ok(Response::new(CreateServiceResponse { service }))
     }
 
-    async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<GetServiceResponse>, Status> {
+    async fn get_service(
+        &self,
+        req: Request<GetServiceRequest>,
+    ) -> Result<Response<GetServiceResponse>, Status> {
         let manager = self.manager(&req)?;
         let reference = req.into_inner().service;
-        let service = manager.read(|s| s.resolve::<Service>(&reference).cloned()).await??;
-        Ok(Response::new(GetServiceResponse { service: Some(service) }))
+        let service = manager
+            .read(|s| s.resolve::<Service>(&reference).cloned())
+            .await??;
+        Ok(Response::new(GetServiceResponse {
+            service: Some(service),
+        }))
     }
 
-    async fn list_services(&self, req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
+    async fn list_services(
+        &self,
+        req: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
         let manager = self.manager(&req)?;
         let names = req.into_inner().names;
         let services = manager
@@ -231,26 +298,40 @@ impl Control for ControlService {
         Ok(Response::new(ListServicesResponse { services }))
     }
 
-    async fn update_service(&self, req: Request<UpdateServiceRequest>) -> Result<Response<UpdateServiceResponse>, Status> {
+    async fn update_service(
+        &self,
+        req: Request<UpdateServiceRequest>,
+    ) -> Result<Response<UpdateServiceResponse>, Status> {
         let manager = self.manager(&req)?;
         let body = req.into_inner();
-        let current = manager.read(|s| s.resolve::<Service>(&body.service).cloned()).await??;
+        let current = manager
+            .read(|s| s.resolve::<Service>(&body.service).cloned())
+            .await??;
         let old_spec = current.spec.clone().unwrap_or_default();
         let new_spec = if body.rollback {
-            current
-                .previous_spec
-                .clone()
-                .ok_or_else(|| refused(format!("service {} has no previous spec to roll back to", old_spec.name)))?
+            current.previous_spec.clone().ok_or_else(|| {
+                refused(format!(
+                    "service {} has no previous spec to roll back to",
+                    old_spec.name
+                ))
+            })?
         } else {
-            service::with_defaults(body.spec.ok_or_else(|| invalid("a service update needs a spec"))?)
+            service::with_defaults(
+                body.spec
+                    .ok_or_else(|| invalid("a service update needs a spec"))?,
+            )
         };
         service::validate(&new_spec)?;
         service::check_mode_change(&old_spec, &new_spec)?;
         if new_spec.name != old_spec.name {
-            return Err(invalid("a service cannot be renamed; create a new service instead"));
+            return Err(invalid(
+                "a service cannot be renamed; create a new service instead",
+            ));
         }
         let id = current.id().to_owned();
-        manager.read(|s| service::check_ports(s, &new_spec, &id)).await??;
+        manager
+            .read(|s| service::check_ports(s, &new_spec, &id))
+            .await??;
         let mut updated = current.clone();
         if body.version != 0 {
             updated.meta_mut().version = body.version;
@@ -265,22 +346,35 @@ impl Control for ControlService {
         Ok(Response::new(UpdateServiceResponse { service }))
     }
 
-    async fn remove_service(&self, req: Request<RemoveServiceRequest>) -> Result<Response<RemoveServiceResponse>, Status> {
+    async fn remove_service(
+        &self,
+        req: Request<RemoveServiceRequest>,
+    ) -> Result<Response<RemoveServiceResponse>, Status> {
         let manager = self.manager(&req)?;
         let reference = req.into_inner().service;
-        let target = manager.read(|s| s.resolve::<Service>(&reference).cloned()).await??;
+        let target = manager
+            .read(|s| s.resolve::<Service>(&reference).cloned())
+            .await??;
         manager.write(vec![delete(target)]).await?;
         Ok(Response::new(RemoveServiceResponse {}))
     }
 
-    async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<GetTaskResponse>, Status> {
+    async fn get_task(
+        &self,
+        req: Request<GetTaskRequest>,
+    ) -> Result<Response<GetTaskResponse>, Status> {
         let manager = self.manager(&req)?;
         let reference = req.into_inner().task;
-        let task = manager.read(|s| s.resolve::<Task>(&reference).cloned()).await??;
+        let task = manager
+            .read(|s| s.resolve::<Task>(&reference).cloned())
+            .await??;
         Ok(Response::new(GetTaskResponse { task: Some(task) }))
     }
 
-    async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
+    async fn list_tasks(
+        &self,
+        req: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
         let manager = self.manager(&req)?;
         let f = req.into_inner();
         let tasks = manager
@@ -288,7 +382,9 @@ impl Control for ControlService {
                 s.list::<Task>()
                     .filter(|t| f.service_ids.is_empty() || f.service_ids.contains(&t.service_id))
                     .filter(|t| f.node_ids.is_empty() || f.node_ids.contains(&t.node_id))
-                    .filter(|t| f.desired_states.is_empty() || f.desired_states.contains(&t.desired_state))
+                    .filter(|t| {
+                        f.desired_states.is_empty() || f.desired_states.contains(&t.desired_state)
+                    })
                     .cloned()
                     .collect()
             })
@@ -296,77 +392,144 @@ impl Control for ControlService {
         Ok(Response::new(ListTasksResponse { tasks }))
     }
 
-    async fn create_network(&self, req: Request<CreateNetworkRequest>) -> Result<Response<CreateNetworkResponse>, Status> {
+    async fn create_network(
+        &self,
+        req: Request<CreateNetworkRequest>,
+    ) -> Result<Response<CreateNetworkResponse>, Status> {
         self.manager(&req)?;
         Err(not_yet("networks"))
     }
 
-    async fn get_network(&self, req: Request<GetNetworkRequest>) -> Result<Response<GetNetworkResponse>, Status> {
+    async fn get_network(
+        &self,
+        req: Request<GetNetworkRequest>,
+    ) -> Result<Response<GetNetworkResponse>, Status> {
         self.manager(&req)?;
         Err(not_yet("networks"))
     }
 
-    async fn list_networks(&self, req: Request<ListNetworksRequest>) -> Result<Response<ListNetworksResponse>, Status> {
+    async fn list_networks(
+        &self,
+        req: Request<ListNetworksRequest>,
+    ) -> Result<Response<ListNetworksResponse>, Status> {
         self.manager(&req)?;
         Err(not_yet("networks"))
     }
 
-    async fn remove_network(&self, req: Request<RemoveNetworkRequest>) -> Result<Response<RemoveNetworkResponse>, Status> {
+    async fn remove_network(
+        &self,
+        req: Request<RemoveNetworkRequest>,
+    ) -> Result<Response<RemoveNetworkResponse>, Status> {
         self.manager(&req)?;
         Err(not_yet("networks"))
     }
 
-
-    async fn create_secret(&self, req: Request<CreateSecretRequest>) -> Result<Response<CreateSecretResponse>, Status> {
+    async fn create_secret(
+        &self,
+        req: Request<CreateSecretRequest>,
+    ) -> Result<Response<CreateSecretResponse>, Status> {
         let manager = self.manager(&req)?;
-        let spec = req.into_inner().spec.ok_or_else(|| invalid("a secret needs a spec"))?;
-        let secret = self.create_named(&manager, Secret::build(proto::id::new_id(), spec)).await?;
-        Ok(Response::new(CreateSecretResponse { secret: Some(named::without_data(secret)) }))
+        let spec = req
+            .into_inner()
+            .spec
+            .ok_or_else(|| invalid("a secret needs a spec"))?;
+        let secret = self
+            .create_named(&manager, Secret::build(proto::id::new_id(), spec))
+            .await?;
+        Ok(Response::new(CreateSecretResponse {
+            secret: Some(named::without_data(secret)),
+        }))
     }
 
-    async fn get_secret(&self, req: Request<GetSecretRequest>) -> Result<Response<GetSecretResponse>, Status> {
+    async fn get_secret(
+        &self,
+        req: Request<GetSecretRequest>,
+    ) -> Result<Response<GetSecretResponse>, Status> {
         let manager = self.manager(&req)?;
         let reference = req.into_inner().secret;
-        let secret = manager.read(|s| s.resolve::<Secret>(&reference).cloned()).await??;
-        Ok(Response::new(GetSecretResponse { secret: Some(named::without_data(secret)) }))
+        let secret = manager
+            .read(|s| s.resolve::<Secret>(&reference).cloned())
+            .await??;
+        Ok(Response::new(GetSecretResponse {
+            secret: Some(named::without_data(secret)),
+        }))
     }
 
-    async fn list_secrets(&self, req: Request<ListSecretsRequest>) -> Result<Response<ListSecretsResponse>, Status> {
+    async fn list_secrets(
+        &self,
+        req: Request<ListSecretsRequest>,
+    ) -> Result<Response<ListSecretsResponse>, Status> {
         let manager = self.manager(&req)?;
-        let secrets = manager.read(|s| s.list::<Secret>().cloned().map(named::without_data).collect()).await?;
+        let secrets = manager
+            .read(|s| {
+                s.list::<Secret>()
+                    .cloned()
+                    .map(named::without_data)
+                    .collect()
+            })
+            .await?;
         Ok(Response::new(ListSecretsResponse { secrets }))
     }
 
-    async fn remove_secret(&self, req: Request<RemoveSecretRequest>) -> Result<Response<RemoveSecretResponse>, Status> {
+    async fn remove_secret(
+        &self,
+        req: Request<RemoveSecretRequest>,
+    ) -> Result<Response<RemoveSecretResponse>, Status> {
         let manager = self.manager(&req)?;
-        self.remove_named::<Secret>(&manager, &req.into_inner().secret).await?;
+        self.remove_named::<Secret>(&manager, &req.into_inner().secret)
+            .await?;
         Ok(Response::new(RemoveSecretResponse {}))
     }
 
-    async fn create_config(&self, req: Request<CreateConfigRequest>) -> Result<Response<CreateConfigResponse>, Status> {
+    async fn create_config(
+        &self,
+        req: Request<CreateConfigRequest>,
+    ) -> Result<Response<CreateConfigResponse>, Status> {
         let manager = self.manager(&req)?;
-        let spec = req.into_inner().spec.ok_or_else(|| invalid("a config needs a spec"))?;
-        let config = self.create_named(&manager, Config::build(proto::id::new_id(), spec)).await?;
-        Ok(Response::new(CreateConfigResponse { config: Some(config) }))
+        let spec = req
+            .into_inner()
+            .spec
+            .ok_or_else(|| invalid("a config needs a spec"))?;
+        let config = self
+            .create_named(&manager, Config::build(proto::id::new_id(), spec))
+            .await?;
+        Ok(Response::new(CreateConfigResponse {
+            config: Some(config),
+        }))
     }
 
-    async fn get_config(&self, req: Request<GetConfigRequest>) -> Result<Response<GetConfigResponse>, Status> {
+    async fn get_config(
+        &self,
+        req: Request<GetConfigRequest>,
+    ) -> Result<Response<GetConfigResponse>, Status> {
         let manager = self.manager(&req)?;
         let reference = req.into_inner().config;
-        let config = manager.read(|s| s.resolve::<Config>(&reference).cloned()).await??;
-        Ok(Response::new(GetConfigResponse { config: Some(config) }))
+        let config = manager
+            .read(|s| s.resolve::<Config>(&reference).cloned())
+            .await??;
+        Ok(Response::new(GetConfigResponse {
+            config: Some(config),
+        }))
     }
 
-    async fn list_configs(&self, req: Request<ListConfigsRequest>) -> Result<Response<ListConfigsResponse>, Status> {
+    async fn list_configs(
+        &self,
+        req: Request<ListConfigsRequest>,
+    ) -> Result<Response<ListConfigsResponse>, Status> {
         let manager = self.manager(&req)?;
-        let configs = manager.read(|s| s.list::<Config>().cloned().collect()).await?;
+        let configs = manager
+            .read(|s| s.list::<Config>().cloned().collect())
+            .await?;
         Ok(Response::new(ListConfigsResponse { configs }))
     }
 
-    async fn remove_config(&self, req: Request<RemoveConfigRequest>) -> Result<Response<RemoveConfigResponse>, Status> {
+    async fn remove_config(
+        &self,
+        req: Request<RemoveConfigRequest>,
+    ) -> Result<Response<RemoveConfigResponse>, Status> {
         let manager = self.manager(&req)?;
-        self.remove_named::<Config>(&manager, &req.into_inner().config).await?;
+        self.remove_named::<Config>(&manager, &req.into_inner().config)
+            .await?;
         Ok(Response::new(RemoveConfigResponse {}))
     }
-
 }

@@ -28,11 +28,16 @@ impl Named for Secret {
     const WHAT: &'static str = "secret";
     type Spec = SecretSpec;
     fn parts(&self) -> (&str, &[u8]) {
-        self.spec.as_ref().map_or(("", &[]), |s| (s.name.as_str(), s.data.as_slice()))
+        self.spec
+            .as_ref()
+            .map_or(("", &[]), |s| (s.name.as_str(), s.data.as_slice()))
     }
     fn build(id: String, spec: SecretSpec) -> Self {
         Secret {
-            meta: Some(proto::Meta { id, ..Default::default() }),
+            meta: Some(proto::Meta {
+                id,
+                ..Default::default()
+            }),
             spec: Some(spec),
         }
     }
@@ -45,11 +50,16 @@ impl Named for Config {
     const WHAT: &'static str = "config";
     type Spec = ConfigSpec;
     fn parts(&self) -> (&str, &[u8]) {
-        self.spec.as_ref().map_or(("", &[]), |s| (s.name.as_str(), s.data.as_slice()))
+        self.spec
+            .as_ref()
+            .map_or(("", &[]), |s| (s.name.as_str(), s.data.as_slice()))
     }
     fn build(id: String, spec: ConfigSpec) -> Self {
         Config {
-            meta: Some(proto::Meta { id, ..Default::default() }),
+            meta: Some(proto::Meta {
+                id,
+                ..Default::default()
+            }),
             spec: Some(spec),
         }
     }
@@ -59,7 +69,13 @@ impl Named for Config {
 }
 
 fn container(service: &Service) -> Option<&proto::ContainerSpec> {
-    service.spec.as_ref()?.task_template.as_ref()?.container.as_ref()
+    service
+        .spec
+        .as_ref()?
+        .task_template
+        .as_ref()?
+        .container
+        .as_ref()
 }
 
 /// Checks a new object's name and size.
@@ -67,8 +83,13 @@ pub fn validate<T: Named>(object: &T) -> Result<(), Status> {
     let (name, data) = object.parts();
     let name_ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !name_ok {
         return Err(invalid(format!(
             "invalid {} name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit",

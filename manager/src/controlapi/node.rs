@@ -20,7 +20,9 @@ pub fn validate_spec(spec: &NodeSpec) -> Result<(), Status> {
         _ => return Err(invalid("a node's role must be worker or manager")),
     }
     if let Some(key) = spec.labels.keys().find(|k| k.trim().is_empty()) {
-        return Err(invalid(format!("invalid label key {key:?}: a key cannot be empty")));
+        return Err(invalid(format!(
+            "invalid label key {key:?}: a key cannot be empty"
+        )));
     }
     Ok(())
 }
@@ -28,11 +30,18 @@ pub fn validate_spec(spec: &NodeSpec) -> Result<(), Status> {
 /// Whether `node` is (or is becoming) a manager.
 pub fn is_manager(node: &Node) -> bool {
     node.role == NodeRole::Manager as i32
-        || node.spec.as_ref().is_some_and(|s| s.desired_role == NodeRole::Manager as i32)
+        || node
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.desired_role == NodeRole::Manager as i32)
 }
 
 /// Refuses a demotion that would remove the last manager or cost the group its quorum.
-pub fn check_demotion(store: &ObjectStore, target: &Node, leader_raft_id: Option<u64>) -> Result<(), Status> {
+pub fn check_demotion(
+    store: &ObjectStore,
+    target: &Node,
+    leader_raft_id: Option<u64>,
+) -> Result<(), Status> {
     let managers: Vec<&Node> = store
         .list::<Node>()
         .filter(|n| n.manager_status.as_ref().is_some_and(|m| m.raft_id != 0))

@@ -2,8 +2,8 @@
 
 use proto::service_spec::Mode;
 use proto::{
-    ContainerSpec, PortProtocol, ReplicatedJob, ReplicatedService, RestartCondition,
-    RestartPolicy, Service, ServiceSpec, TaskSpec, UpdateConfig,
+    ContainerSpec, PortProtocol, ReplicatedJob, ReplicatedService, RestartCondition, RestartPolicy,
+    Service, ServiceSpec, TaskSpec, UpdateConfig,
 };
 use tonic::Status;
 
@@ -33,7 +33,9 @@ pub fn with_defaults(mut spec: ServiceSpec) -> ServiceSpec {
         }
     }
     let template = spec.task_template.get_or_insert_with(TaskSpec::default);
-    let container = template.container.get_or_insert_with(ContainerSpec::default);
+    let container = template
+        .container
+        .get_or_insert_with(ContainerSpec::default);
     if container.stop_grace_period_ms == 0 {
         container.stop_grace_period_ms = DEFAULT_STOP_GRACE_MS;
     }
@@ -78,22 +80,40 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
     }
     match &spec.mode {
         Some(Mode::Replicated(r)) if r.replicas > MAX_REPLICAS => {
-            return Err(invalid(format!("{} replicas is too many (at most {MAX_REPLICAS})", r.replicas)))
+            return Err(invalid(format!(
+                "{} replicas is too many (at most {MAX_REPLICAS})",
+                r.replicas
+            )))
         }
-        Some(Mode::ReplicatedJob(ReplicatedJob { total_completions, max_concurrent }))
-            if *total_completions > MAX_REPLICAS || *max_concurrent > MAX_REPLICAS =>
-        {
-            return Err(invalid(format!("a job of more than {MAX_REPLICAS} tasks is too large")))
+        Some(Mode::ReplicatedJob(ReplicatedJob {
+            total_completions,
+            max_concurrent,
+        })) if *total_completions > MAX_REPLICAS || *max_concurrent > MAX_REPLICAS => {
+            return Err(invalid(format!(
+                "a job of more than {MAX_REPLICAS} tasks is too large"
+            )))
         }
         _ => {}
     }
-    let template = spec.task_template.as_ref().ok_or_else(|| invalid("a service needs a task template"))?;
-    let container = template.container.as_ref().ok_or_else(|| invalid("a service needs a container spec"))?;
+    let template = spec
+        .task_template
+        .as_ref()
+        .ok_or_else(|| invalid("a service needs a task template"))?;
+    let container = template
+        .container
+        .as_ref()
+        .ok_or_else(|| invalid("a service needs a container spec"))?;
     if container.image.trim().is_empty() {
         return Err(invalid("a service needs an image"));
     }
-    if let Some(env) = container.env.iter().find(|e| e.split('=').next().is_none_or(|k| k.is_empty())) {
-        return Err(invalid(format!("invalid environment variable {env:?}: use KEY=VALUE")));
+    if let Some(env) = container
+        .env
+        .iter()
+        .find(|e| e.split('=').next().is_none_or(|k| k.is_empty()))
+    {
+        return Err(invalid(format!(
+            "invalid environment variable {env:?}: use KEY=VALUE"
+        )));
     }
     if let Some(placement) = template.placement.as_ref() {
         for c in &placement.constraints {
@@ -104,7 +124,10 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
         }
     }
     if let Some(resources) = template.resources.as_ref() {
-        for r in [&resources.limits, &resources.reservations].into_iter().flatten() {
+        for r in [&resources.limits, &resources.reservations]
+            .into_iter()
+            .flatten()
+        {
             if r.nano_cpus < 0 || r.memory_bytes < 0 {
                 return Err(invalid("CPU and memory amounts cannot be negative"));
             }
@@ -112,7 +135,9 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
     }
     if let Some(restart) = template.restart.as_ref() {
         if RestartCondition::try_from(restart.condition).is_err() {
-            return Err(invalid("unknown restart condition: use none, on-failure or any"));
+            return Err(invalid(
+                "unknown restart condition: use none, on-failure or any",
+            ));
         }
     }
     if let Some(endpoint) = spec.endpoint.as_ref() {
@@ -146,7 +171,11 @@ pub fn check_ports(store: &ObjectStore, spec: &ServiceSpec, own_id: &str) -> Res
         .map(|p| (p.published_port, p.protocol))
         .collect();
     for other in store.list::<Service>().filter(|s| s.id() != own_id) {
-        let ports = other.spec.iter().flat_map(|s| &s.endpoint).flat_map(|e| &e.ports);
+        let ports = other
+            .spec
+            .iter()
+            .flat_map(|s| &s.endpoint)
+            .flat_map(|e| &e.ports);
         for p in ports {
             if wanted.contains(&(p.published_port, p.protocol)) {
                 return Err(Status::already_exists(format!(
@@ -162,7 +191,9 @@ pub fn check_ports(store: &ObjectStore, spec: &ServiceSpec, own_id: &str) -> Res
 
 /// Refuses a change of mode (Docker does too: remove and create the service instead).
 pub fn check_mode_change(old: &ServiceSpec, new: &ServiceSpec) -> Result<(), Status> {
-    let kind = |s: &ServiceSpec| std::mem::discriminant(s.mode.as_ref().unwrap_or(&Mode::Global(Default::default())));
+    let kind = |s: &ServiceSpec| {
+        std::mem::discriminant(s.mode.as_ref().unwrap_or(&Mode::Global(Default::default())))
+    };
     if kind(old) != kind(new) {
         return Err(invalid(
             "a service's mode cannot change; remove the service and create it again with the new mode",
@@ -192,11 +223,17 @@ mod tests {
     #[test]
     fn defaults_follow_docker() {
         let s = spec("web", "busybox");
-        assert!(matches!(s.mode, Some(Mode::Replicated(ReplicatedService { replicas: 1 }))));
+        assert!(matches!(
+            s.mode,
+            Some(Mode::Replicated(ReplicatedService { replicas: 1 }))
+        ));
         let t = s.task_template.unwrap();
         assert_eq!(t.container.unwrap().stop_grace_period_ms, 10_000);
         let r = t.restart.unwrap();
-        assert_eq!((r.condition, r.delay_ms), (RestartCondition::Any as i32, 5_000));
+        assert_eq!(
+            (r.condition, r.delay_ms),
+            (RestartCondition::Any as i32, 5_000)
+        );
         assert_eq!(s.update_config.unwrap().parallelism, 1);
     }
 
@@ -220,7 +257,13 @@ mod tests {
             (
                 {
                     let mut s = spec("web", "busybox");
-                    s.task_template.as_mut().unwrap().container.as_mut().unwrap().env = vec!["=x".into()];
+                    s.task_template
+                        .as_mut()
+                        .unwrap()
+                        .container
+                        .as_mut()
+                        .unwrap()
+                        .env = vec!["=x".into()];
                     s
                 },
                 "environment",
@@ -228,7 +271,9 @@ mod tests {
             (
                 {
                     let mut s = spec("web", "busybox");
-                    s.mode = Some(Mode::Replicated(ReplicatedService { replicas: MAX_REPLICAS + 1 }));
+                    s.mode = Some(Mode::Replicated(ReplicatedService {
+                        replicas: MAX_REPLICAS + 1,
+                    }));
                     s
                 },
                 "too many",

@@ -13,7 +13,7 @@ use crate::store::{ObjectStore, StoredObject};
 
 /// Whether `task` is still the node's business: to run, to stop, or to report on.
 pub fn assigned_to(task: &Task, node_id: &str) -> bool {
-    task.node_id == node_id && !(is_terminal(observed(task)) && !is_active(task))
+    task.node_id == node_id && (is_active(task) || !is_terminal(observed(task)))
 }
 
 /// The tasks last sent to one node, to send only what changed.
@@ -51,10 +51,15 @@ impl NodeAssignments {
     }
 
     /// The changes `events` make to `node_id`'s assignments, if any.
-    pub fn incremental(&mut self, events: &[StoreEvent], node_id: &str) -> Option<AssignmentsMessage> {
+    pub fn incremental(
+        &mut self,
+        events: &[StoreEvent],
+        node_id: &str,
+    ) -> Option<AssignmentsMessage> {
         let mut changes = Vec::new();
         for event in events {
-            let Some(Object::Task(task)) = event.object.as_ref().and_then(|o| o.object.as_ref()) else {
+            let Some(Object::Task(task)) = event.object.as_ref().and_then(|o| o.object.as_ref())
+            else {
                 continue;
             };
             let deleted = event.kind == StoreActionKind::Delete as i32;

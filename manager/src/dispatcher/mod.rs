@@ -130,6 +130,10 @@ impl Dispatcher {
             .await?;
         match updated {
             Some(_) => Ok(()),
+            // `swarm init` opens its own session before the cluster's first entry commits.
+            None if self.raft.store().read().cluster().is_none() => Err(tonic::Status::unavailable(
+                "the cluster is still being initialised; retry",
+            )),
             None => Err(tonic::Status::permission_denied(
                 "this node was removed from the cluster; run `skiff swarm leave --force` on it, then join again",
             )),
@@ -137,21 +141,36 @@ impl Dispatcher {
     }
 
     /// Queues a node's status reports for the next batch; returns once they are committed.
-    pub async fn submit_status(&self, node_id: &str, updates: Vec<proto::TaskStatusUpdate>) -> Result<(), tonic::Status> {
+    pub async fn submit_status(
+        &self,
+        node_id: &str,
+        updates: Vec<proto::TaskStatusUpdate>,
+    ) -> Result<(), tonic::Status> {
         let (done, committed) = tokio::sync::oneshot::channel();
         self.pending_status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(PendingStatus { node_id: node_id.to_owned(), updates, done });
+            .push(PendingStatus {
+                node_id: node_id.to_owned(),
+                updates,
+                done,
+            });
         self.status_ready.notify_one();
-        committed
-            .await
-            .unwrap_or_else(|_| Err(tonic::Status::unavailable("the manager stopped; report again")))
+        committed.await.unwrap_or_else(|_| {
+            Err(tonic::Status::unavailable(
+                "the manager stopped; report again",
+            ))
+        })
     }
 
     /// Commits the queued status reports together.
     async fn write_statuses(&self) {
-        let pending = std::mem::take(&mut *self.pending_status.lock().unwrap_or_else(|e| e.into_inner()));
+        let pending = std::mem::take(
+            &mut *self
+                .pending_status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         if pending.is_empty() {
             return;
         }
@@ -162,7 +181,10 @@ impl Dispatcher {
                 // One entry per node, so a task reported twice is written once.
                 let mut by_node: HashMap<&str, Vec<proto::TaskStatusUpdate>> = HashMap::new();
                 for p in &pending {
-                    by_node.entry(&p.node_id).or_default().extend(p.updates.iter().cloned());
+                    by_node
+                        .entry(&p.node_id)
+                        .or_default()
+                        .extend(p.updates.iter().cloned());
                 }
                 let store = self.raft.store().read();
                 by_node
@@ -175,7 +197,9 @@ impl Dispatcher {
             for chunk in actions.chunks(1000) {
                 match self.raft.propose(&batch(chunk.to_vec())).await {
                     Ok(_) => {}
-                    Err(crate::raft::ProposeError::Apply(crate::store::ApplyError::Conflict { .. })) => {
+                    Err(crate::raft::ProposeError::Apply(crate::store::ApplyError::Conflict {
+                        ..
+                    })) => {
                         conflict = true;
                         break;
                     }
@@ -199,7 +223,10 @@ impl Dispatcher {
         let now = Instant::now();
         if !self.raft.is_leader() {
             *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            self.sessions.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             return;
         }
         let deadline = self.heartbeat_period() * MISSED_PERIODS;
@@ -225,13 +252,19 @@ impl Dispatcher {
             .read()
             .list::<Node>()
             .filter_map(|n| {
-                let down = n.status.as_ref().is_some_and(|s| s.state == NodeState::Down as i32);
+                let down = n
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.state == NodeState::Down as i32);
                 let alive = alive(n.id());
                 if down == alive {
                     if alive {
                         tracing::info!(node = n.id(), "node heartbeats again; marking it ready");
                     } else {
-                        tracing::info!(node = n.id(), "node missed its heartbeat deadline; marking it down");
+                        tracing::info!(
+                            node = n.id(),
+                            "node missed its heartbeat deadline; marking it down"
+                        );
                     }
                     let mut n = n.clone();
                     let status = n.status.get_or_insert_with(Default::default);
@@ -240,7 +273,10 @@ impl Dispatcher {
                         status.message.clear();
                     } else {
                         status.state = NodeState::Down as i32;
-                        status.message = format!("heartbeat failure: no heartbeat for {} s", deadline.as_secs_f32());
+                        status.message = format!(
+                            "heartbeat failure: no heartbeat for {} s",
+                            deadline.as_secs_f32()
+                        );
                     }
                     status.updated_at = now_ms();
                     return Some(update(n));

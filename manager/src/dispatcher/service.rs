@@ -14,8 +14,8 @@ use proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::ca::identity::{caller, Caller};
 use super::assignments::NodeAssignments;
+use crate::ca::identity::{caller, Caller};
 use crate::manager::{Manager, ManagerSlot};
 use crate::raft::WatchEvent;
 use crate::store::{ObjectStore, StoredObject};
@@ -104,7 +104,10 @@ type AssignmentsStream = Pin<Box<dyn Stream<Item = Result<AssignmentsMessage, St
 impl DispatcherApi for DispatcherService {
     type SessionStream = SessionStream;
 
-    async fn session(&self, req: Request<SessionRequest>) -> Result<Response<SessionStream>, Status> {
+    async fn session(
+        &self,
+        req: Request<SessionRequest>,
+    ) -> Result<Response<SessionStream>, Status> {
         let node_id = node_of(&req)?;
         let manager = self.leader().await?;
         let body = req.into_inner();
@@ -136,7 +139,9 @@ impl DispatcherApi for DispatcherService {
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 }
-                if !manager.raft().is_leader() || !manager.dispatcher().is_current(&node_id, &session_id) {
+                if !manager.raft().is_leader()
+                    || !manager.dispatcher().is_current(&node_id, &session_id)
+                {
                     return;
                 }
                 let now = session_view(&manager.store().read(), &node_id, manager.leader_node_id());
@@ -151,10 +156,16 @@ impl DispatcherApi for DispatcherService {
         Ok(Response::new(stream))
     }
 
-    async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
         let node_id = node_of(&req)?;
         let manager = self.leader().await?;
-        if !manager.dispatcher().heartbeat(&node_id, &req.get_ref().session_id) {
+        if !manager
+            .dispatcher()
+            .heartbeat(&node_id, &req.get_ref().session_id)
+        {
             return Err(Status::not_found(
                 "the session has expired (the leader changed or the node was marked down); open a new session",
             ));
@@ -174,7 +185,9 @@ impl DispatcherApi for DispatcherService {
         let manager = self.leader().await?;
         let session_id = req.into_inner().session_id;
         if !manager.dispatcher().is_current(&node_id, &session_id) {
-            return Err(Status::not_found("the session has expired; open a new session"));
+            return Err(Status::not_found(
+                "the session has expired; open a new session",
+            ));
         }
         let (store, mut events) = manager.store().subscribe();
         let mut tracker = NodeAssignments::default();
@@ -200,7 +213,9 @@ impl DispatcherApi for DispatcherService {
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => None,
                 };
-                if !manager.raft().is_leader() || !manager.dispatcher().is_current(&node_id, &session_id) {
+                if !manager.raft().is_leader()
+                    || !manager.dispatcher().is_current(&node_id, &session_id)
+                {
                     return;
                 }
                 if let Some(message) = message {
@@ -221,9 +236,14 @@ impl DispatcherApi for DispatcherService {
         let manager = self.leader().await?;
         let body = req.into_inner();
         if !manager.dispatcher().is_current(&node_id, &body.session_id) {
-            return Err(Status::not_found("the session has expired; open a new session"));
+            return Err(Status::not_found(
+                "the session has expired; open a new session",
+            ));
         }
-        manager.dispatcher().submit_status(&node_id, body.updates).await?;
+        manager
+            .dispatcher()
+            .submit_status(&node_id, body.updates)
+            .await?;
         Ok(Response::new(UpdateTaskStatusResponse {}))
     }
 }

@@ -8,10 +8,17 @@ use crate::store::ObjectStore;
 
 /// The updates of `reports` that are valid: the task exists, runs on the reporting node,
 /// and its state only moves forward (reports can arrive late or twice).
-pub fn accepted(store: &ObjectStore, node_id: &str, reports: Vec<TaskStatusUpdate>) -> Vec<StoreAction> {
-    let mut latest: std::collections::HashMap<String, proto::TaskStatus> = std::collections::HashMap::new();
+pub fn accepted(
+    store: &ObjectStore,
+    node_id: &str,
+    reports: Vec<TaskStatusUpdate>,
+) -> Vec<StoreAction> {
+    let mut latest: std::collections::HashMap<String, proto::TaskStatus> =
+        std::collections::HashMap::new();
     for report in reports {
-        let Some(status) = report.status else { continue };
+        let Some(status) = report.status else {
+            continue;
+        };
         match latest.get(&report.task_id) {
             Some(seen) if seen.state > status.state => {}
             _ => {

@@ -45,7 +45,9 @@ pub async fn run(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
         while manager.raft().is_leader() {
             match round(&manager).await {
                 Ok(next) => wake_at = next,
-                Err(e) => tracing::debug!(error = %e.message(), "reconciliation round failed; retrying"),
+                Err(e) => {
+                    tracing::debug!(error = %e.message(), "reconciliation round failed; retrying")
+                }
             }
             let sleep = wake_at.map_or(Duration::from_secs(1), |at| {
                 Duration::from_millis((at - now_ms()).clamp(0, 1000) as u64)
@@ -97,7 +99,9 @@ async fn commit(manager: &Manager, actions: Vec<StoreAction>) -> Result<(), toni
 fn schedule(store: &ObjectStore) -> Vec<StoreAction> {
     let pending: Vec<&Task> = store
         .list::<Task>()
-        .filter(|t| is_active(t) && t.node_id.is_empty() && observed(t) == TaskState::Pending as i32)
+        .filter(|t| {
+            is_active(t) && t.node_id.is_empty() && observed(t) == TaskState::Pending as i32
+        })
         .collect();
     if pending.is_empty() {
         return Vec::new();

@@ -62,7 +62,15 @@ pub fn reconcile(store: &ObjectStore, now: i64, history: usize) -> Plan {
     for service in store.list::<Service>() {
         let service_slots = slots.get(service.id()).unwrap_or(&empty);
         match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
-            Some(Mode::Replicated(r)) => replicated(&mut plan, service, service_slots, &nodes, r.replicas, None, now),
+            Some(Mode::Replicated(r)) => replicated(
+                &mut plan,
+                service,
+                service_slots,
+                &nodes,
+                r.replicas,
+                None,
+                now,
+            ),
             Some(Mode::ReplicatedJob(j)) => replicated(
                 &mut plan,
                 service,
@@ -73,7 +81,9 @@ pub fn reconcile(store: &ObjectStore, now: i64, history: usize) -> Plan {
                 now,
             ),
             Some(Mode::Global(_)) => global(&mut plan, service, service_slots, &nodes, false, now),
-            Some(Mode::GlobalJob(_)) => global(&mut plan, service, service_slots, &nodes, true, now),
+            Some(Mode::GlobalJob(_)) => {
+                global(&mut plan, service, service_slots, &nodes, true, now)
+            }
             None => {}
         }
     }
@@ -101,7 +111,12 @@ fn node_problem(task: &Task, nodes: &HashMap<&str, &Node>) -> Option<&'static st
 }
 
 /// Stops tasks that ended, lost their node, or run an old spec; returns the ones still good.
-fn settle<'a>(plan: &mut Plan, tasks: &[&'a Task], nodes: &HashMap<&str, &Node>, job: bool) -> Vec<&'a Task> {
+fn settle<'a>(
+    plan: &mut Plan,
+    tasks: &[&'a Task],
+    nodes: &HashMap<&str, &Node>,
+    job: bool,
+) -> Vec<&'a Task> {
     let mut good = Vec::new();
     for &task in tasks.iter().filter(|t| is_active(t)) {
         let state = observed(task);
@@ -114,7 +129,8 @@ fn settle<'a>(plan: &mut Plan, tasks: &[&'a Task], nodes: &HashMap<&str, &Node>,
             };
             plan.actions.push(update(with_desired(task, desired)));
         } else if node_problem(task, nodes).is_some() {
-            plan.actions.push(update(with_desired(task, TaskState::Shutdown)));
+            plan.actions
+                .push(update(with_desired(task, TaskState::Shutdown)));
         } else {
             good.push(task);
         }
@@ -122,7 +138,8 @@ fn settle<'a>(plan: &mut Plan, tasks: &[&'a Task], nodes: &HashMap<&str, &Node>,
     // Two live tasks in one slot (a leader change mid-write): keep the newest.
     good.sort_by_key(|t| std::cmp::Reverse(t.meta().created_at));
     for extra in good.iter().skip(1) {
-        plan.actions.push(update(with_desired(extra, TaskState::Shutdown)));
+        plan.actions
+            .push(update(with_desired(extra, TaskState::Shutdown)));
     }
     good.truncate(1);
     good
@@ -138,16 +155,27 @@ fn replicated(
     now: i64,
 ) {
     let job = concurrency.is_some();
-    let policy = service.spec.as_ref().and_then(|s| s.task_template.as_ref()).and_then(|t| t.restart.as_ref());
+    let policy = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task_template.as_ref())
+        .and_then(|t| t.restart.as_ref());
     let mut running = 0u64;
     let mut idle = Vec::new();
     for slot in 1..=wanted {
-        let history = slots.get(&SlotKey::Slot(slot)).map(Vec::as_slice).unwrap_or(&[]);
+        let history = slots
+            .get(&SlotKey::Slot(slot))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         if !settle(plan, history, nodes, job).is_empty() {
             running += 1;
             continue;
         }
-        if job && history.iter().any(|t| observed(t) == TaskState::Complete as i32) {
+        if job
+            && history
+                .iter()
+                .any(|t| observed(t) == TaskState::Complete as i32)
+        {
             continue;
         }
         idle.push((slot, history));
@@ -169,7 +197,8 @@ fn replicated(
     for (key, tasks) in slots.range(SlotKey::Slot(wanted + 1)..) {
         if matches!(key, SlotKey::Slot(_)) {
             for task in tasks.iter().filter(|t| is_active(t)) {
-                plan.actions.push(update(with_desired(task, TaskState::Shutdown)));
+                plan.actions
+                    .push(update(with_desired(task, TaskState::Shutdown)));
             }
         }
     }
@@ -177,8 +206,14 @@ fn replicated(
 
 /// Whether a global service's tasks belong on `node`.
 fn eligible(service: &Service, node: &Node) -> bool {
-    let ready = node.status.as_ref().is_some_and(|s| s.state == NodeState::Ready as i32);
-    let active = node.spec.as_ref().is_none_or(|s| s.availability == NodeAvailability::Active as i32);
+    let ready = node
+        .status
+        .as_ref()
+        .is_some_and(|s| s.state == NodeState::Ready as i32);
+    let active = node
+        .spec
+        .as_ref()
+        .is_none_or(|s| s.availability == NodeAvailability::Active as i32);
     let constraints = service
         .spec
         .as_ref()
@@ -201,57 +236,86 @@ fn global(
     job: bool,
     now: i64,
 ) {
-    let policy = service.spec.as_ref().and_then(|s| s.task_template.as_ref()).and_then(|t| t.restart.as_ref());
+    let policy = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task_template.as_ref())
+        .and_then(|t| t.restart.as_ref());
     let mut covered = HashSet::new();
     for (key, tasks) in slots {
-        let SlotKey::Node(node_id) = *key else { continue };
+        let SlotKey::Node(node_id) = *key else {
+            continue;
+        };
         let node = nodes.get(node_id);
         let wanted_here = node.is_some_and(|n| eligible(service, n));
         let good = settle(plan, tasks, nodes, job);
         if !wanted_here {
             // Labels or constraints changed: the node no longer qualifies.
             for task in good {
-                plan.actions.push(update(with_desired(task, TaskState::Shutdown)));
+                plan.actions
+                    .push(update(with_desired(task, TaskState::Shutdown)));
             }
             continue;
         }
         covered.insert(node_id);
-        if !good.is_empty() || (job && tasks.iter().any(|t| observed(t) == TaskState::Complete as i32)) {
+        if !good.is_empty()
+            || (job
+                && tasks
+                    .iter()
+                    .any(|t| observed(t) == TaskState::Complete as i32))
+        {
             continue;
         }
         match decide(policy, tasks, now) {
-            Restart::Now => plan.actions.push(create(new_task(service, 0, Some(node_id)))),
+            Restart::Now => plan
+                .actions
+                .push(create(new_task(service, 0, Some(node_id)))),
             Restart::At(at) => plan.wake(at),
             Restart::Never => {}
         }
     }
     for (node_id, node) in nodes {
         if !covered.contains(node_id) && eligible(service, node) {
-            plan.actions.push(create(new_task(service, 0, Some(node_id))));
+            plan.actions
+                .push(create(new_task(service, 0, Some(node_id))));
         }
     }
 }
 
 /// Deletes what no one needs: tasks of removed services once stopped, and history beyond the
 /// retention limit (oldest first).
-fn reap(plan: &mut Plan, store: &ObjectStore, slots: &Slots<'_>, nodes: &HashMap<&str, &Node>, history: usize) {
+fn reap(
+    plan: &mut Plan,
+    store: &ObjectStore,
+    slots: &Slots<'_>,
+    nodes: &HashMap<&str, &Node>,
+    history: usize,
+) {
     for (service_id, service_slots) in slots {
         let service_exists = store.get::<Service>(service_id).is_some();
         for tasks in service_slots.values() {
             if !service_exists {
                 for task in tasks {
-                    let gone = is_terminal(observed(task)) || node_problem(task, nodes).is_some() || task.node_id.is_empty();
+                    let gone = is_terminal(observed(task))
+                        || node_problem(task, nodes).is_some()
+                        || task.node_id.is_empty();
                     if gone {
                         plan.actions.push(delete((*task).clone()));
                     } else if task.desired_state != TaskState::Remove as i32 {
-                        plan.actions.push(update(with_desired(task, TaskState::Remove)));
+                        plan.actions
+                            .push(update(with_desired(task, TaskState::Remove)));
                     }
                 }
                 continue;
             }
             let mut old: Vec<&&Task> = tasks
                 .iter()
-                .filter(|t| !is_active(t) && (is_terminal(observed(t)) || node_problem(t, nodes).is_some() || exited(t)))
+                .filter(|t| {
+                    !is_active(t)
+                        && (is_terminal(observed(t))
+                            || node_problem(t, nodes).is_some()
+                            || exited(t))
+                })
                 .collect();
             let keep = history.saturating_sub(tasks.len() - old.len());
             if old.len() > keep {

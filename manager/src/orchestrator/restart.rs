@@ -35,9 +35,16 @@ pub fn decide(policy: Option<&RestartPolicy>, history: &[&Task], now: i64) -> Re
         _ => {}
     }
     if policy.max_attempts > 0 {
-        let since = if policy.window_ms > 0 { now - policy.window_ms as i64 } else { i64::MIN };
+        let since = if policy.window_ms > 0 {
+            now - policy.window_ms as i64
+        } else {
+            i64::MIN
+        };
         // Every exit after the first run is a restart attempt.
-        let exits = history.iter().filter(|t| exited(t) && status_time(t) >= since).count() as u64;
+        let exits = history
+            .iter()
+            .filter(|t| exited(t) && status_time(t) >= since)
+            .count() as u64;
         if exits > policy.max_attempts {
             return Restart::Never;
         }
@@ -86,10 +93,25 @@ mod tests {
             (policy(Any, 0, 0, 0), vec![], 0, Restart::Now),
             (policy(None, 0, 0, 0), vec![&lost], 1000, Restart::Now),
             (policy(None, 0, 0, 0), vec![&failed], 1000, Restart::Never),
-            (policy(OnFailure, 0, 0, 0), vec![&done], 1000, Restart::Never),
-            (policy(OnFailure, 0, 0, 0), vec![&failed], 1000, Restart::Now),
+            (
+                policy(OnFailure, 0, 0, 0),
+                vec![&done],
+                1000,
+                Restart::Never,
+            ),
+            (
+                policy(OnFailure, 0, 0, 0),
+                vec![&failed],
+                1000,
+                Restart::Now,
+            ),
             (policy(Any, 0, 0, 0), vec![&done], 1000, Restart::Now),
-            (policy(Any, 500, 0, 0), vec![&failed], 1200, Restart::At(1500)),
+            (
+                policy(Any, 500, 0, 0),
+                vec![&failed],
+                1200,
+                Restart::At(1500),
+            ),
             (policy(Any, 500, 0, 0), vec![&failed], 1600, Restart::Now),
         ];
         for (p, history, now, want) in cases {

@@ -12,7 +12,9 @@ pub fn is_terminal(state: i32) -> bool {
 
 /// The task's observed state.
 pub fn observed(task: &Task) -> i32 {
-    task.status.as_ref().map_or(TaskState::New as i32, |s| s.state)
+    task.status
+        .as_ref()
+        .map_or(TaskState::New as i32, |s| s.state)
 }
 
 /// Whether the orchestrator still wants the task to run.
@@ -30,7 +32,9 @@ pub fn exited(task: &Task) -> bool {
 
 /// When the task last changed state.
 pub fn status_time(task: &Task) -> i64 {
-    task.status.as_ref().map_or(task.meta().created_at, |s| s.timestamp)
+    task.status
+        .as_ref()
+        .map_or(task.meta().created_at, |s| s.timestamp)
 }
 
 /// A new task of `service` for `slot` (replicated) or `node_id` (global), made from the

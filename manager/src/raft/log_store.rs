@@ -91,7 +91,8 @@ impl LogStore {
             .log
             .last()
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        last.map(|(_, v)| Self::decode(&v).map(|e| e.log_id)).transpose()
+        last.map(|(_, v)| Self::decode(&v).map(|e| e.log_id))
+            .transpose()
     }
 }
 
@@ -108,10 +109,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let mut out = Vec::new();
         for item in self.log.range(start.to_be_bytes()..) {
-            let (key, value) = item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
-                io_error(ErrorSubject::Logs, ErrorVerb::Read, "malformed log key")
-            })?);
+            let (key, value) =
+                item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let index =
+                u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
+                    io_error(ErrorSubject::Logs, ErrorVerb::Read, "malformed log key")
+                })?);
             if !range.contains(&index) {
                 break;
             }
@@ -156,7 +159,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -219,8 +226,10 @@ mod tests {
 
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for SledBuilder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
-            let dir = tempfile::tempdir().map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-            let db = sled::open(dir.path()).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+            let dir = tempfile::tempdir()
+                .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+            let db = sled::open(dir.path())
+                .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
             Ok((dir, LogStore::open(&db)?, StateMachine::open(&db)?))
         }
     }

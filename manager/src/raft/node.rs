@@ -24,6 +24,8 @@ use crate::transport::Connector;
 
 /// How long a write or read barrier may wait for a leader and a quorum before giving up.
 pub const QUORUM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a follower waits to apply its own forwarded write before answering anyway.
+const APPLY_WAIT: Duration = Duration::from_secs(2);
 /// Metadata set on a request a follower forwarded, so it is never forwarded twice.
 const FORWARDED: &str = "x-skiff-forwarded";
 
@@ -245,11 +247,18 @@ impl RaftNode {
                         let mut req = tonic::Request::new(ProposeRequest {
                             batch: Some(batch.clone()),
                         });
-                        req.metadata_mut().insert(FORWARDED, "1".parse().expect("ascii"));
+                        req.metadata_mut()
+                            .insert(FORWARDED, "1".parse().expect("ascii"));
                         match self.leader_client(&addr).propose(req).await {
                             Ok(resp) => {
                                 let index = resp.into_inner().index;
-                                self.store.wait_applied(index).await;
+                                // Committed: wait to apply it here too, but not forever (this
+                                // write may have removed this manager from the group).
+                                let _ = tokio::time::timeout(
+                                    APPLY_WAIT,
+                                    self.store.wait_applied(index),
+                                )
+                                .await;
                                 return Ok(index);
                             }
                             Err(s) if is_retryable(&s) => self.pause_before_retry().await,
@@ -304,7 +313,8 @@ impl RaftNode {
                     },
                     Leader::Other(addr) => {
                         let mut req = tonic::Request::new(ReadIndexRequest {});
-                        req.metadata_mut().insert(FORWARDED, "1".parse().expect("ascii"));
+                        req.metadata_mut()
+                            .insert(FORWARDED, "1".parse().expect("ascii"));
                         match self.leader_client(&addr).read_index(req).await {
                             Ok(resp) => {
                                 self.store.wait_applied(resp.into_inner().index).await;
@@ -456,7 +466,10 @@ fn is_retryable(status: &tonic::Status) -> bool {
 }
 
 /// A failed membership change, as a status: "not the leader" is retryable elsewhere.
-fn membership_error(what: &str, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> tonic::Status {
+fn membership_error(
+    what: &str,
+    e: RaftError<u64, ClientWriteError<u64, BasicNode>>,
+) -> tonic::Status {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => not_leader(),
         e => tonic::Status::unavailable(format!("cannot {what} Raft: {e}")),

@@ -48,7 +48,10 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
 
 #[tonic::async_trait]
 impl RaftApi for RaftService {
-    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let manager = self.manager(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         encode(&manager.raft().raft().append_entries(rpc).await)
@@ -60,34 +63,47 @@ impl RaftApi for RaftService {
         encode(&manager.raft().raft().vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let manager = self.manager(&req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
         encode(&manager.raft().raft().install_snapshot(rpc).await)
     }
 
-    async fn join(&self, req: Request<JoinRaftRequest>) -> Result<Response<JoinRaftResponse>, Status> {
+    async fn join(
+        &self,
+        req: Request<JoinRaftRequest>,
+    ) -> Result<Response<JoinRaftResponse>, Status> {
         let manager = self.manager(&req)?;
         // A manager may only add itself.
         if let Caller::Node(identity) = caller(&req) {
             if identity.node_id != req.get_ref().node_id {
-                return Err(Status::permission_denied("a manager can only join Raft as itself"));
+                return Err(Status::permission_denied(
+                    "a manager can only join Raft as itself",
+                ));
             }
         }
         let forwarded = was_forwarded(&req);
         let body = req.into_inner();
         if body.raft_id == 0 || body.addr.is_empty() || body.node_id.is_empty() {
-            return Err(Status::invalid_argument("a Raft join needs a node ID, a Raft ID and an address"));
+            return Err(Status::invalid_argument(
+                "a Raft join needs a node ID, a Raft ID and an address",
+            ));
         }
         if !manager.raft().is_leader() {
             if forwarded {
-                return Err(Status::unavailable("this manager is no longer the leader; retry"));
+                return Err(Status::unavailable(
+                    "this manager is no longer the leader; retry",
+                ));
             }
             let Some(addr) = manager.raft().leader_addr().await? else {
                 return Err(Status::unavailable("the leader changed; retry"));
             };
             let mut fwd = Request::new(body);
-            fwd.metadata_mut().insert("x-skiff-forwarded", "1".parse().expect("ascii"));
+            fwd.metadata_mut()
+                .insert("x-skiff-forwarded", "1".parse().expect("ascii"));
             return manager.raft().client_for(&addr).join(fwd).await;
         }
         record_manager(&manager, &body).await?;
@@ -107,7 +123,10 @@ impl RaftApi for RaftService {
         Ok(Response::new(JoinRaftResponse { members }))
     }
 
-    async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<ProposeResponse>, Status> {
+    async fn propose(
+        &self,
+        req: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeResponse>, Status> {
         let manager = self.manager(&req)?;
         let batch = req
             .into_inner()
@@ -117,7 +136,10 @@ impl RaftApi for RaftService {
         Ok(Response::new(ProposeResponse { index }))
     }
 
-    async fn read_index(&self, req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+    async fn read_index(
+        &self,
+        req: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
         let manager = self.manager(&req)?;
         let index = manager.raft().read_index_as_leader().await?;
         Ok(Response::new(ReadIndexResponse { index }))

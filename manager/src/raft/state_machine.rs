@@ -126,7 +126,11 @@ pub struct StateMachine {
     disk: StateMachineDisk,
 }
 
-fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+fn io_error(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
     StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
 }
 
@@ -168,15 +172,32 @@ impl StateMachine {
     }
 
     /// Replaces the state with a snapshot's and tells watchers to re-read it.
-    fn restore(&mut self, meta: &SnapshotMeta<u64, openraft::BasicNode>, data: &[u8]) -> Result<(), StorageError> {
+    fn restore(
+        &mut self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
         let snapshot = proto::StoreSnapshot::decode(data).map_err(|e| {
-            io_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e)
+            io_error(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
         })?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
         {
-            let mut store = self.handle.shared.store.write().unwrap_or_else(|e| e.into_inner());
+            let mut store = self
+                .handle
+                .shared
+                .store
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             *store = ObjectStore::from_snapshot(snapshot);
-            let _ = self.handle.shared.events.send(Arc::new(WatchEvent::Reset { index }));
+            let _ = self
+                .handle
+                .shared
+                .events
+                .send(Arc::new(WatchEvent::Reset { index }));
         }
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -233,7 +254,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut results = Vec::new();
-        let mut store = self.handle.shared.store.write().unwrap_or_else(|e| e.into_inner());
+        let mut store = self
+            .handle
+            .shared
+            .store
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         for entry in entries {
             let index = entry.log_id.index;
             self.last_applied = Some(entry.log_id);
@@ -243,18 +269,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     Ok(())
                 }
-                EntryPayload::Normal(command) => match proto::StoreBatch::decode(command.0.as_slice()) {
-                    Err(e) => Err(ApplyError::Invalid(e.to_string())),
-                    Ok(batch) => store.apply(&batch, index).map(|events| {
-                        // Sent under the write lock, so subscribers see events in commit
-                        // order and exactly after the state they copied.
-                        let _ = self
-                            .handle
-                            .shared
-                            .events
-                            .send(Arc::new(WatchEvent::Changes { index, events }));
-                    }),
-                },
+                EntryPayload::Normal(command) => {
+                    match proto::StoreBatch::decode(command.0.as_slice()) {
+                        Err(e) => Err(ApplyError::Invalid(e.to_string())),
+                        Ok(batch) => store.apply(&batch, index).map(|events| {
+                            // Sent under the write lock, so subscribers see events in commit
+                            // order and exactly after the state they copied.
+                            let _ = self
+                                .handle
+                                .shared
+                                .events
+                                .send(Arc::new(WatchEvent::Changes { index, events }));
+                        }),
+                    }
+                }
             };
             results.push(CommandResult(result));
         }

@@ -1,6 +1,8 @@
 //! Applying a committed batch: all or nothing, deterministic on every manager.
 
-use proto::{store_object::Object, StoreAction, StoreActionKind, StoreBatch, StoreEvent, StoreObject};
+use proto::{
+    store_object::Object, StoreAction, StoreActionKind, StoreBatch, StoreEvent, StoreObject,
+};
 
 use super::{Kind, ObjectStore, StoredObject};
 
@@ -51,7 +53,7 @@ pub enum ApplyError {
 
 /// How to put the store back if a later action of the batch fails.
 enum Undo {
-    Restore(StoreObject),
+    Restore(Box<StoreObject>),
     Remove(Kind, String),
 }
 
@@ -135,13 +137,13 @@ impl ObjectStore {
                 meta.version = index;
                 meta.created_at = old.meta().created_at;
                 T::table_mut(self).insert(id, object.clone());
-                undo.push(Undo::Restore(old.wrap()));
+                undo.push(Undo::Restore(Box::new(old.wrap())));
                 Ok(object.wrap())
             }
             (StoreActionKind::Delete, Some(old)) => {
                 check_version(&object, &old, true)?;
                 T::table_mut(self).remove(&id);
-                undo.push(Undo::Restore(old.clone().wrap()));
+                undo.push(Undo::Restore(Box::new(old.clone().wrap())));
                 Ok(old.wrap())
             }
         }
@@ -168,7 +170,7 @@ impl ObjectStore {
         for step in undo.into_iter().rev() {
             match step {
                 Undo::Remove(kind, id) => self.remove_raw(kind, &id),
-                Undo::Restore(object) => self.insert_raw(object),
+                Undo::Restore(object) => self.insert_raw(*object),
             }
         }
     }
@@ -204,7 +206,11 @@ impl ObjectStore {
 }
 
 /// An update must name the stored version; a delete may name zero to mean "any".
-fn check_version<T: StoredObject>(object: &T, stored: &T, zero_is_any: bool) -> Result<(), ApplyError> {
+fn check_version<T: StoredObject>(
+    object: &T,
+    stored: &T,
+    zero_is_any: bool,
+) -> Result<(), ApplyError> {
     let expected = object.version();
     if (zero_is_any && expected == 0) || expected == stored.version() {
         return Ok(());

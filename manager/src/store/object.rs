@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use proto::{store_object, Cluster, Config, Meta, Network, Node, Secret, Service, StoreObject, Task};
+use proto::{
+    store_object, Cluster, Config, Meta, Network, Node, Secret, Service, StoreObject, Task,
+};
 
 use super::ObjectStore;
 
@@ -108,16 +110,52 @@ macro_rules! stored_object {
     };
 }
 
-stored_object!(Cluster, Cluster, clusters, Cluster, unique = true,
-    name = |o| o.spec.as_ref().map(|s| s.name.as_str()));
-stored_object!(Node, Node, nodes, Node, unique = false,
-    name = |o| o.description.as_ref().map(|d| d.hostname.as_str()));
-stored_object!(Service, Service, services, Service, unique = true,
-    name = |o| o.spec.as_ref().map(|s| s.name.as_str()));
+stored_object!(
+    Cluster,
+    Cluster,
+    clusters,
+    Cluster,
+    unique = true,
+    name = |o| o.spec.as_ref().map(|s| s.name.as_str())
+);
+stored_object!(
+    Node,
+    Node,
+    nodes,
+    Node,
+    unique = false,
+    name = |o| o.description.as_ref().map(|d| d.hostname.as_str())
+);
+stored_object!(
+    Service,
+    Service,
+    services,
+    Service,
+    unique = true,
+    name = |o| o.spec.as_ref().map(|s| s.name.as_str())
+);
 stored_object!(Task, Task, tasks, Task, unique = false, name = |_o| None);
-stored_object!(Network, Network, networks, Network, unique = true,
-    name = |o| o.spec.as_ref().map(|s| s.name.as_str()));
-stored_object!(Secret, Secret, secrets, Secret, unique = true,
-    name = |o| o.spec.as_ref().map(|s| s.name.as_str()));
-stored_object!(Config, Config, configs, Config, unique = true,
-    name = |o| o.spec.as_ref().map(|s| s.name.as_str()));
+stored_object!(
+    Network,
+    Network,
+    networks,
+    Network,
+    unique = true,
+    name = |o| o.spec.as_ref().map(|s| s.name.as_str())
+);
+stored_object!(
+    Secret,
+    Secret,
+    secrets,
+    Secret,
+    unique = true,
+    name = |o| o.spec.as_ref().map(|s| s.name.as_str())
+);
+stored_object!(
+    Config,
+    Config,
+    configs,
+    Config,
+    unique = true,
+    name = |o| o.spec.as_ref().map(|s| s.name.as_str())
+);

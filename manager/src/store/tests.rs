@@ -1,6 +1,4 @@
-use proto::{
-    Meta, Service, ServiceSpec, StoreAction, StoreActionKind, StoreBatch, Task,
-};
+use proto::{Meta, Service, ServiceSpec, StoreAction, StoreActionKind, StoreBatch, Task};
 
 use super::*;
 
@@ -95,7 +93,13 @@ fn a_failing_action_rolls_back_the_whole_batch() {
             2,
         )
         .unwrap_err();
-    assert!(matches!(err, ApplyError::NotFound { kind: Kind::Task, .. }));
+    assert!(matches!(
+        err,
+        ApplyError::NotFound {
+            kind: Kind::Task,
+            ..
+        }
+    ));
     assert!(store.get::<Task>("t1").is_none());
     let s = store.get::<Service>("s1").unwrap();
     assert_eq!((s.name(), s.version()), (Some("web"), 1));
@@ -183,12 +187,18 @@ fn snapshot_round_trips() {
 fn malformed_batches_are_refused() {
     let mut store = ObjectStore::default();
     let empty_id = batch(vec![(Create, task("").wrap())]);
-    assert!(matches!(store.apply(&empty_id, 1), Err(ApplyError::Invalid(_))));
+    assert!(matches!(
+        store.apply(&empty_id, 1),
+        Err(ApplyError::Invalid(_))
+    ));
     let no_object = StoreBatch {
         actions: vec![StoreAction {
             kind: 0,
             object: None,
         }],
     };
-    assert!(matches!(store.apply(&no_object, 1), Err(ApplyError::Invalid(_))));
+    assert!(matches!(
+        store.apply(&no_object, 1),
+        Err(ApplyError::Invalid(_))
+    ));
 }
