@@ -17,12 +17,6 @@ use tonic::transport::Channel;
 const WRITES: usize = 3000;
 const FAILOVERS: usize = 5;
 
-fn connector(cluster: &Cluster) -> Arc<cli::tls::TlsConnector> {
-    let creds = cli::tls::NodeCredentials::load(&cluster.host(1).certs_dir()).expect("credentials");
-    let identity = cli::tls::ReloadableIdentity::new(&creds).expect("identity");
-    Arc::new(cli::tls::TlsConnector::new(&creds.root_ca_pem, identity).expect("connector"))
-}
-
 async fn write(client: &mut ControlClient<Channel>, name: String) -> Result<(), tonic::Status> {
     client
         .create_config(CreateConfigRequest {
@@ -90,7 +84,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     // Channels spawn their connection tasks on the current runtime.
     let _guard = rt.enter();
-    let connector = connector(&cluster);
+    let connector = Arc::new(cluster.connector(1));
     let lead = leader(&cluster);
 
     println!("skiff control-plane benchmark: 3 managers on loopback, sled with fsync, mutual TLS");

@@ -26,12 +26,6 @@ use proto::{
 };
 use tonic::transport::Channel;
 
-fn connector(cluster: &Cluster) -> Arc<cli::tls::TlsConnector> {
-    let creds = cli::tls::NodeCredentials::load(&cluster.host(1).certs_dir()).expect("credentials");
-    let identity = cli::tls::ReloadableIdentity::new(&creds).expect("identity");
-    Arc::new(cli::tls::TlsConnector::new(&creds.root_ca_pem, identity).expect("connector"))
-}
-
 fn spec(name: &str, replicas: u64) -> ServiceSpec {
     ServiceSpec {
         name: name.into(),
@@ -121,7 +115,7 @@ fn process_runtime_convergence(rt: &tokio::runtime::Runtime) {
             == 7)
             .then_some(())
     });
-    let connector = connector(&cluster);
+    let connector = Arc::new(cluster.connector(1));
     let mut control = ControlClient::new(connector.channel(&cluster.host(1).addr))
         .max_decoding_message_size(proto::MAX_RESPONSE_BYTES);
     println!(
@@ -251,7 +245,7 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
             ],
         );
     }
-    let connector = connector(&cluster);
+    let connector = Arc::new(cluster.connector(1));
     let addr = cluster.host(1).addr.clone();
     let token = cluster
         .ok(1, &["swarm", "join-token", "-q", "worker"])

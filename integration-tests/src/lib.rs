@@ -242,39 +242,43 @@ impl Cluster {
         self.dir.path()
     }
 
-    /// `swarm init` on host 1 and `swarm join` of the others: the first `managers` hosts as
-    /// managers, the rest as workers. Starts every host first.
+    /// `swarm init` on host `i` (already started), advertising its own address.
+    pub fn init(&self, i: usize) -> String {
+        let addr = self.host(i).addr.clone();
+        self.ok(i, &["swarm", "init", "--advertise-addr", &addr]);
+        addr
+    }
+
+    /// `swarm join` of host `i` (already started) through the manager on host `via`, with
+    /// the current `role` ("worker" or "manager") token.
+    pub fn join(&self, i: usize, role: &str, via: usize) {
+        let token = self
+            .ok(via, &["swarm", "join-token", "-q", role])
+            .trim()
+            .to_owned();
+        let own = self.host(i).addr.clone();
+        let manager = self.host(via).addr.clone();
+        self.ok(
+            i,
+            &[
+                "swarm",
+                "join",
+                "--token",
+                &token,
+                "--advertise-addr",
+                &own,
+                &manager,
+            ],
+        );
+    }
+
+    /// Starts every host, `swarm init` on host 1 and `swarm join` of the others: the first
+    /// `managers` hosts as managers, the rest as workers; returns once every node is ready.
     pub fn form(&mut self, managers: usize) {
         self.start_all();
-        let addr = self.host(1).addr.clone();
-        self.ok(1, &["swarm", "init", "--advertise-addr", &addr]);
-        let manager_token = self
-            .ok(1, &["swarm", "join-token", "-q", "manager"])
-            .trim()
-            .to_owned();
-        let worker_token = self
-            .ok(1, &["swarm", "join-token", "-q", "worker"])
-            .trim()
-            .to_owned();
+        self.init(1);
         for i in 2..=self.hosts.len() {
-            let token = if i <= managers {
-                &manager_token
-            } else {
-                &worker_token
-            };
-            let own = self.host(i).addr.clone();
-            self.ok(
-                i,
-                &[
-                    "swarm",
-                    "join",
-                    "--token",
-                    token,
-                    "--advertise-addr",
-                    &own,
-                    &addr,
-                ],
-            );
+            self.join(i, if i <= managers { "manager" } else { "worker" }, 1);
         }
         let total = self.hosts.len();
         wait_until("every node ready", Duration::from_secs(30), || {
@@ -285,6 +289,15 @@ impl Cluster {
                 .count();
             (ready == total).then_some(())
         });
+    }
+
+    /// A connector that dials with host `i`'s node certificate (for calling RPCs directly).
+    pub fn connector(&self, i: usize) -> cli::tls::TlsConnector {
+        cli::tls::install_crypto_provider();
+        let creds =
+            cli::tls::NodeCredentials::load(&self.host(i).certs_dir()).expect("node credentials");
+        let identity = cli::tls::ReloadableIdentity::new(&creds).expect("node identity");
+        cli::tls::TlsConnector::new(&creds.root_ca_pem, identity).expect("TLS connector")
     }
 
     /// `node ls` from host `i` as JSON.

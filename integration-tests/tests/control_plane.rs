@@ -209,8 +209,7 @@ fn all_managers_restarted_keep_every_object() {
 fn bad_and_foreign_tokens_are_refused() {
     let mut cluster = Cluster::new(3);
     cluster.start_all();
-    let addr = cluster.host(1).addr.clone();
-    cluster.ok(1, &["swarm", "init", "--advertise-addr", &addr]);
+    let addr = cluster.init(1);
     let worker = cluster
         .ok(1, &["swarm", "join-token", "-q", "worker"])
         .trim()
@@ -232,8 +231,7 @@ fn bad_and_foreign_tokens_are_refused() {
     let err = cluster.fails(2, &["swarm", "join", "--token", &worker, &addr]);
     assert!(err.contains("rotated"), "{err}");
     // A token of another cluster: its CA digest does not match.
-    let other_addr = cluster.host(3).addr.clone();
-    cluster.ok(3, &["swarm", "init", "--advertise-addr", &other_addr]);
+    cluster.init(3);
     let foreign = cluster
         .ok(3, &["swarm", "join-token", "-q", "worker"])
         .trim()
@@ -263,8 +261,7 @@ fn certificates_decide_who_may_call_what() {
     // host 3 makes a second cluster of its own.
     let mut other = Cluster::new(1);
     other.start_all();
-    let other_addr = other.host(1).addr.clone();
-    other.ok(1, &["swarm", "init", "--advertise-addr", &other_addr]);
+    other.init(1);
 
     let manager = format!("tcp://{}", cluster.host(1).addr);
     let manager_certs = cluster.host(1).certs_dir();
@@ -304,10 +301,7 @@ fn certificates_decide_who_may_call_what() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use manager::transport::Connector;
-        cli::tls::install_crypto_provider();
-        let creds = cli::tls::NodeCredentials::load(&worker_certs).unwrap();
-        let identity = cli::tls::ReloadableIdentity::new(&creds).unwrap();
-        let connector = cli::tls::TlsConnector::new(&creds.root_ca_pem, identity).unwrap();
+        let connector = cluster.connector(2);
         let mut raft =
             proto::raft_client::RaftClient::new(connector.channel(&cluster.host(1).addr));
         let err = raft
@@ -370,8 +364,7 @@ fn promotion_and_demotion_keep_quorum() {
 fn the_log_is_compacted_and_a_new_manager_catches_up_from_the_snapshot() {
     let mut cluster = Cluster::new(3);
     cluster.start_all();
-    let addr = cluster.host(1).addr.clone();
-    cluster.ok(1, &["swarm", "init", "--advertise-addr", &addr]);
+    cluster.init(1);
     cluster.ok(1, &["swarm", "update", "--snapshot-interval", "50"]);
     for i in 0..220 {
         cluster.ok(
@@ -396,23 +389,7 @@ fn the_log_is_compacted_and_a_new_manager_catches_up_from_the_snapshot() {
         "{info}"
     );
 
-    let token = cluster
-        .ok(1, &["swarm", "join-token", "-q", "manager"])
-        .trim()
-        .to_owned();
-    let own = cluster.host(2).addr.clone();
-    cluster.ok(
-        2,
-        &[
-            "swarm",
-            "join",
-            "--token",
-            &token,
-            "--advertise-addr",
-            &own,
-            &addr,
-        ],
-    );
+    cluster.join(2, "manager", 1);
     let node = cluster.eventually_ok(2, &["node", "inspect", "host1"], SETTLE);
     assert!(node.contains("v219"), "{node}");
 }
@@ -475,14 +452,10 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(labels(&before), labels(&after));
 
     // An oversize message is refused by the server without effect.
-    let certs = cluster.host(1).certs_dir();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use manager::transport::Connector;
-        cli::tls::install_crypto_provider();
-        let creds = cli::tls::NodeCredentials::load(&certs).unwrap();
-        let identity = cli::tls::ReloadableIdentity::new(&creds).unwrap();
-        let connector = cli::tls::TlsConnector::new(&creds.root_ca_pem, identity).unwrap();
+        let connector = cluster.connector(1);
         let mut control =
             proto::control_client::ControlClient::new(connector.channel(&cluster.host(1).addr))
                 .max_encoding_message_size(64 * 1024 * 1024);

@@ -302,25 +302,8 @@ fn restart_policy_limits_and_jobs_run_to_completion() {
 fn global_services_follow_nodes() {
     let mut cluster = Cluster::new(4);
     cluster.start_all();
-    let addr = cluster.host(1).addr.clone();
-    cluster.ok(1, &["swarm", "init", "--advertise-addr", &addr]);
-    let token = cluster
-        .ok(1, &["swarm", "join-token", "-q", "worker"])
-        .trim()
-        .to_owned();
-    let own = cluster.host(2).addr.clone();
-    cluster.ok(
-        2,
-        &[
-            "swarm",
-            "join",
-            "--token",
-            &token,
-            "--advertise-addr",
-            &own,
-            &addr,
-        ],
-    );
+    cluster.init(1);
+    cluster.join(2, "worker", 1);
     cluster.ok(
         1,
         &[
@@ -331,19 +314,7 @@ fn global_services_follow_nodes() {
     wait_running(&cluster, 1, "agent", 2);
 
     for i in 3..=4 {
-        let own = cluster.host(i).addr.clone();
-        cluster.ok(
-            i,
-            &[
-                "swarm",
-                "join",
-                "--token",
-                &token,
-                "--advertise-addr",
-                &own,
-                &addr,
-            ],
-        );
+        cluster.join(i, "worker", 1);
     }
     wait_running(&cluster, 1, "agent", 4);
     cluster.ok(1, &["node", "update", "--availability", "drain", "host3"]);
