@@ -2,139 +2,68 @@
 //! daemon, and against a fake daemon on a unix socket that keeps services and tasks in
 //! memory, answers by method name and records every request.
 
-use std::process::{Command, Output};
+mod common;
 
-fn skiff(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(args)
-        .env_remove("SKIFF_HOST")
-        .env_remove("SKIFF_TLS_DIR")
-        .output()
-        .expect("run skiff")
-}
-
-/// Asserts failure with exactly one line on stderr, `Error: ...`, without gRPC noise, and
-/// returns that line.
-fn fails_with_one_sentence(args: &[&str]) -> String {
-    let out = skiff(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "skiff {args:?}: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "skiff {args:?}: not one line: {stderr:?}");
-    let line = lines[0];
-    assert!(line.starts_with("Error: "), "{line}");
-    for noise in ["status:", "code:", "Status {", "tonic", "transport error"] {
-        assert!(!line.contains(noise), "skiff {args:?}: {line}");
-    }
-    line.to_string()
-}
+use common::{fails_with_one_sentence, ok, run, skiff};
 
 #[test]
 fn bad_input_is_refused_before_connecting() {
-    let cases: &[(&[&str], &str)] = &[
+    // Each is `service create FLAGS... nginx`.
+    let create: &[(&[&str], &str)] = &[
         (
-            &["service", "create", "--replicas", "-1", "nginx"],
+            &["--replicas", "-1"],
             "invalid value \"-1\" for --replicas: use a whole number, 0 or more",
         ),
         (
-            &["service", "create", "--replicas", "many", "nginx"],
+            &["--replicas", "many"],
             "invalid value \"many\" for --replicas",
         ),
         (
-            &[
-                "service",
-                "create",
-                "--mode",
-                "global",
-                "--replicas",
-                "3",
-                "nginx",
-            ],
+            &["--mode", "global", "--replicas", "3"],
             "--replicas can only be used with replicated or replicated-job mode",
         ),
         (
-            &["service", "create", "--restart-delay", "5 parsecs", "nginx"],
+            &["--restart-delay", "5 parsecs"],
             "invalid duration \"5 parsecs\" for --restart-delay",
         ),
+        (&["--stop-grace-period", "ten"], "for --stop-grace-period"),
         (
-            &["service", "create", "--stop-grace-period", "ten", "nginx"],
-            "for --stop-grace-period",
-        ),
-        (
-            &["service", "create", "--limit-memory", "12XB", "nginx"],
+            &["--limit-memory", "12XB"],
             "invalid memory size \"12XB\" for --limit-memory",
         ),
         (
-            &["service", "create", "--reserve-cpu", "a lot", "nginx"],
+            &["--reserve-cpu", "a lot"],
             "invalid CPU count \"a lot\" for --reserve-cpu",
         ),
         (
-            &["service", "create", "-p", "80:80:80", "nginx"],
+            &["-p", "80:80:80"],
             "invalid port \"80:80:80\" for --publish",
         ),
+        (&["-p", "published=8080"], "the target port is missing"),
         (
-            &["service", "create", "-p", "published=8080", "nginx"],
-            "the target port is missing",
-        ),
-        (
-            &[
-                "service",
-                "create",
-                "--mount",
-                "type=bind,target=/data",
-                "nginx",
-            ],
+            &["--mount", "type=bind,target=/data"],
             "a bind mount needs a source",
         ),
         (
-            &[
-                "service",
-                "create",
-                "--mount",
-                "type=nfs,target=/data",
-                "nginx",
-            ],
+            &["--mount", "type=nfs,target=/data"],
             "unknown type \"nfs\"",
         ),
         (
-            &[
-                "service",
-                "create",
-                "--constraint",
-                "node.role=manager",
-                "nginx",
-            ],
+            &["--constraint", "node.role=manager"],
             "missing operator; write ATTRIBUTE==VALUE",
         ),
+        (&["--env", "=x"], "the name must not be empty"),
         (
-            &["service", "create", "--env", "=x", "nginx"],
-            "the name must not be empty",
-        ),
-        (
-            &[
-                "service",
-                "create",
-                "--update-failure-action",
-                "panic",
-                "nginx",
-            ],
+            &["--update-failure-action", "panic"],
             "for --update-failure-action",
         ),
         (
-            &[
-                "service",
-                "create",
-                "--no-healthcheck",
-                "--health-cmd",
-                "true",
-                "nginx",
-            ],
+            &["--no-healthcheck", "--health-cmd", "true"],
             "--no-healthcheck conflicts",
         ),
-        (
-            &["service", "create", "--bogus", "nginx"],
-            "unknown flag \"--bogus\"",
-        ),
+        (&["--bogus"], "unknown flag \"--bogus\""),
+    ];
+    let others: &[(&[&str], &str)] = &[
         (
             &["service", "scale", "web"],
             "invalid scale \"web\": use SERVICE=REPLICAS",
@@ -165,9 +94,16 @@ fn bad_input_is_refused_before_connecting() {
         ),
         (&["node", "ps", "--filter", "x"], "invalid filter \"x\""),
     ];
+    let create = create.iter().map(|(flags, want)| {
+        let args = [&["service", "create"][..], flags, &["nginx"]].concat();
+        (args, *want)
+    });
+    let others = others.iter().map(|(args, want)| (args.to_vec(), *want));
+    let cases: Vec<(Vec<&str>, &str)> = create.chain(others).collect();
+    assert_eq!(cases.len(), 24);
     for (args, want) in cases {
         let mut full = vec!["-H", "unix:///nonexistent/skiffd.sock"];
-        full.extend_from_slice(args);
+        full.extend_from_slice(&args);
         let line = fails_with_one_sentence(&full);
         assert!(!line.contains("cannot reach"), "{args:?}: {line}");
         assert!(line.contains(want), "{args:?}: {line}");
@@ -191,20 +127,16 @@ fn help_lists_the_service_commands() {
 // ---------------------------------------------------------------------------------------
 
 mod fake {
-    use std::convert::Infallible;
-    use std::future::Future;
-    use std::path::PathBuf;
-    use std::pin::Pin;
     use std::sync::{Arc, Mutex};
-    use std::task::{Context, Poll};
 
     use proto::service_spec::Mode;
     use proto::*;
     use tonic::body::Body;
     use tonic::Status;
 
-    pub const SELF_ID: &str = "selfnode00000000000000001";
-    pub const WORKER_ID: &str = "workernode000000000000002";
+    use crate::common::{read_nodes, unary, Daemon, Reply, State};
+    pub use crate::common::{SELF_ID, WORKER_ID};
+
     pub const WEB_ID: &str = "web0000000000000000000001";
     pub const MON_ID: &str = "mon0000000000000000000002";
     pub const JOB_ID: &str = "bat0000000000000000000003";
@@ -221,22 +153,10 @@ mod fake {
         format!("{tag:0<25}")
     }
 
-    pub struct State {
-        pub calls: Mutex<Vec<String>>,
+    /// The services and tasks the fake daemon keeps.
+    pub struct Cluster {
         pub services: Mutex<Vec<Service>>,
         pub tasks: Mutex<Vec<Task>>,
-    }
-
-    impl State {
-        pub fn calls(&self, method: &str) -> Vec<String> {
-            self.calls
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|c| c.starts_with(&format!("{method} ")))
-                .cloned()
-                .collect()
-        }
     }
 
     fn spec(name: &str, image: &str, mode: Mode) -> ServiceSpec {
@@ -395,7 +315,7 @@ mod fake {
         vec![node(SELF_ID, "manager-1"), node(WORKER_ID, "worker-1")]
     }
 
-    fn find_service(state: &State, name: &str) -> Result<Service, Status> {
+    fn find_service(state: &Cluster, name: &str) -> Result<Service, Status> {
         state
             .services
             .lock()
@@ -411,7 +331,7 @@ mod fake {
 
     /// Makes the tasks of a replicated service match its replica count: new slots start
     /// running at once (or, for the image "broken", fail three times).
-    fn reconcile(state: &State, svc: &Service) {
+    fn reconcile(state: &Cluster, svc: &Service) {
         let Some(Mode::Replicated(r)) = svc.spec.as_ref().unwrap().mode else {
             return;
         };
@@ -484,30 +404,6 @@ mod fake {
         }
     }
 
-    type Reply = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
-
-    async fn unary<Req, Resp>(
-        state: Arc<State>,
-        method: String,
-        req: http::Request<Body>,
-        f: impl FnOnce(&State, Req) -> Result<Resp, Status> + Send + 'static,
-    ) -> http::Response<Body>
-    where
-        Req: prost::Message + Default + std::fmt::Debug + Send + 'static,
-        Resp: prost::Message + Send + 'static,
-    {
-        let f = Mutex::new(Some(f));
-        let svc = tower::service_fn(move |r: tonic::Request<Req>| {
-            let r = r.into_inner();
-            state.calls.lock().unwrap().push(format!("{method} {r:?}"));
-            let f = f.lock().unwrap().take().expect("one call");
-            std::future::ready(f(&state, r).map(tonic::Response::new))
-        });
-        tonic::server::Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default())
-            .unary(svc, req)
-            .await
-    }
-
     fn log(task: &str, stream: LogStream, data: &str) -> LogMessage {
         LogMessage {
             context: Some(LogContext {
@@ -521,14 +417,13 @@ mod fake {
         }
     }
 
-    async fn subscribe_logs(state: Arc<State>, req: http::Request<Body>) -> http::Response<Body> {
+    async fn subscribe_logs(
+        state: &Arc<State<Cluster>>,
+        req: http::Request<Body>,
+    ) -> http::Response<Body> {
+        let state = state.clone();
         let svc = tower::service_fn(move |r: tonic::Request<SubscribeLogsRequest>| {
-            let r = r.into_inner();
-            state
-                .calls
-                .lock()
-                .unwrap()
-                .push(format!("SubscribeLogs {r:?}"));
+            state.record("SubscribeLogs", &r.into_inner());
             let batches = vec![
                 Ok(SubscribeLogsResponse {
                     messages: vec![
@@ -552,17 +447,20 @@ mod fake {
         .await
     }
 
-    fn answer(state: Arc<State>, req: http::Request<Body>) -> Reply {
+    /// Starts a daemon with the seeded services and tasks.
+    pub fn start() -> Daemon<Cluster> {
+        let (services, tasks) = seed();
+        let cluster = Cluster {
+            services: Mutex::new(services),
+            tasks: Mutex::new(tasks),
+        };
+        Daemon::start(cluster, answer)
+    }
+
+    fn answer(state: Arc<State<Cluster>>, method: String, req: http::Request<Body>) -> Reply {
         Box::pin(async move {
-            let method = req
-                .uri()
-                .path()
-                .rsplit('/')
-                .next()
-                .unwrap_or("")
-                .to_string();
-            let (s, m) = (state.clone(), method.clone());
-            let resp = match method.as_str() {
+            let (s, m) = (&state, method.as_str());
+            let resp = match m {
                 "Info" => {
                     unary(s, m, req, |_, _: InfoRequest| {
                         Ok(InfoResponse {
@@ -573,25 +471,7 @@ mod fake {
                     })
                     .await
                 }
-                "ListNodes" => {
-                    unary(s, m, req, |_, _: ListNodesRequest| {
-                        Ok(ListNodesResponse { nodes: nodes() })
-                    })
-                    .await
-                }
-                "GetNode" => {
-                    unary(s, m, req, |_, r: GetNodeRequest| {
-                        nodes()
-                            .into_iter()
-                            .find(|n| {
-                                n.meta.as_ref().unwrap().id.starts_with(&r.node)
-                                    || n.description.as_ref().unwrap().hostname == r.node
-                            })
-                            .map(|n| GetNodeResponse { node: Some(n) })
-                            .ok_or_else(|| Status::not_found(format!("no such node: {}", r.node)))
-                    })
-                    .await
-                }
+                "ListNodes" | "GetNode" => read_nodes(s, m, req, nodes()).await,
                 "CreateService" => {
                     unary(s, m, req, |st, r: CreateServiceRequest| {
                         let spec = r.spec.unwrap_or_default();
@@ -718,100 +598,6 @@ mod fake {
             Ok(resp)
         })
     }
-
-    macro_rules! service {
-        ($name:ident, $full:literal) => {
-            #[derive(Clone)]
-            pub struct $name(pub Arc<State>);
-            impl tonic::server::NamedService for $name {
-                const NAME: &'static str = $full;
-            }
-            impl tower::Service<http::Request<Body>> for $name {
-                type Response = http::Response<Body>;
-                type Error = Infallible;
-                type Future = Reply;
-                fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-                    Poll::Ready(Ok(()))
-                }
-                fn call(&mut self, req: http::Request<Body>) -> Reply {
-                    answer(self.0.clone(), req)
-                }
-            }
-        };
-    }
-
-    service!(SwarmSvc, "skiff.v1.Swarm");
-    service!(ControlSvc, "skiff.v1.Control");
-    service!(LogsSvc, "skiff.v1.Logs");
-
-    /// A running fake daemon; stops when dropped.
-    pub struct Daemon {
-        pub state: Arc<State>,
-        pub host: String,
-        _dir: tempfile::TempDir,
-        _rt: tokio::runtime::Runtime,
-    }
-
-    impl Daemon {
-        pub fn start() -> Daemon {
-            let dir = tempfile::tempdir().unwrap();
-            let sock: PathBuf = dir.path().join("skiffd.sock");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            let (services, tasks) = seed();
-            let state = Arc::new(State {
-                calls: Mutex::default(),
-                services: Mutex::new(services),
-                tasks: Mutex::new(tasks),
-            });
-            let listener = rt
-                .block_on(async { tokio::net::UnixListener::bind(&sock) })
-                .unwrap();
-            let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
-            rt.spawn(async move {
-                tonic::transport::Server::builder()
-                    .add_service(SwarmSvc(s1))
-                    .add_service(ControlSvc(s2))
-                    .add_service(LogsSvc(s3))
-                    .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
-                    .await
-                    .unwrap();
-            });
-            Daemon {
-                state,
-                host: format!("unix://{}", sock.display()),
-                _dir: dir,
-                _rt: rt,
-            }
-        }
-    }
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(daemon: &fake::Daemon, args: &[&str]) -> Run {
-    let mut full = vec!["-H", daemon.host.as_str()];
-    full.extend_from_slice(args);
-    let out = skiff(&full);
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(daemon: &fake::Daemon, args: &[&str]) -> String {
-    let r = run(daemon, args);
-    assert_eq!(r.code, Some(0), "skiff {args:?}: {}", r.stderr);
-    assert!(r.stderr.is_empty(), "skiff {args:?}: {}", r.stderr);
-    r.stdout
 }
 
 // ---------------------------------------------------------------------------------------
@@ -820,7 +606,7 @@ fn ok(daemon: &fake::Daemon, args: &[&str]) -> String {
 
 #[test]
 fn service_ls_table() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     assert_eq!(
         ok(&d, &["service", "ls"]),
         "ID             NAME    MODE             REPLICAS              IMAGE          PORTS\n\
@@ -855,7 +641,7 @@ fn service_ls_table() {
 
 #[test]
 fn service_ps_shows_history_indented() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     let out = ok(&d, &["service", "ps", "web"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "{out}");
@@ -920,7 +706,7 @@ fn service_ps_shows_history_indented() {
 
 #[test]
 fn node_ps_defaults_to_this_node() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     let out = ok(&d, &["node", "ps", "-q"]);
     assert_eq!(
         out,
@@ -939,7 +725,7 @@ fn node_ps_defaults_to_this_node() {
 
 #[test]
 fn create_detached_prints_the_id() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     let out = ok(
         &d,
         &[
@@ -988,7 +774,7 @@ fn create_detached_prints_the_id() {
 
 #[test]
 fn create_shows_progress_until_converged() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     let out = ok(
         &d,
         &[
@@ -1015,7 +801,7 @@ fn create_shows_progress_until_converged() {
 
 #[test]
 fn create_reports_a_failing_service() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     let r = run(&d, &["service", "create", "--name", "bad", "broken"]);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert_eq!(r.stdout, format!("{}\n", fake::id("newbad")));
@@ -1031,7 +817,7 @@ fn create_reports_a_failing_service() {
 
 #[test]
 fn scale_sends_the_version_and_the_count() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     assert_eq!(
         ok(&d, &["service", "scale", "--detach", "web=5"]),
         "web scaled to 5\n"
@@ -1080,7 +866,7 @@ fn scale_sends_the_version_and_the_count() {
 
 #[test]
 fn inspect_and_rm() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     let json: serde_json::Value =
         serde_json::from_str(&ok(&d, &["service", "inspect", "web", "mon"])).unwrap();
     assert_eq!(json[0]["meta"]["id"], fake::WEB_ID);
@@ -1103,7 +889,7 @@ fn inspect_and_rm() {
 
 #[test]
 fn logs_are_prefixed_per_task() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     let r = run(&d, &["service", "logs", "--tail", "10", "web"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(

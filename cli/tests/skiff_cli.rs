@@ -1,37 +1,10 @@
 //! Runs the built `skiff` binary on bad input and on unreachable daemons: it must fail with
 //! a non-zero exit code and one clear sentence on stderr, never a raw gRPC status.
 
-use std::process::{Command, Output};
+mod common;
 
-fn skiff(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(args)
-        .env_remove("SKIFF_HOST")
-        .env_remove("SKIFF_TLS_DIR")
-        .output()
-        .expect("run skiff")
-}
-
-/// Asserts failure with exactly one line on stderr, `Error: ...`, without gRPC noise, and
-/// returns that line.
-fn fails_with_one_sentence(args: &[&str]) -> String {
-    let out = skiff(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !out.status.success(),
-        "skiff {args:?} succeeded; stderr: {stderr}"
-    );
-    assert_eq!(out.status.code(), Some(1), "skiff {args:?}: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "skiff {args:?}: not one line: {stderr:?}");
-    let line = lines[0];
-    assert!(line.starts_with("Error: "), "{line}");
-    for noise in ["status:", "code:", "Status {", "tonic", "transport error"] {
-        assert!(!line.contains(noise), "skiff {args:?}: {line}");
-    }
-    assert!(out.stdout.is_empty(), "skiff {args:?} printed to stdout");
-    line.to_string()
-}
+use common::{fails_with_one_sentence, ok, run, skiff};
+use std::process::Command;
 
 #[test]
 fn bad_host_scheme() {
@@ -196,38 +169,16 @@ mod fake {
     //! A stand-in daemon serving the Swarm and Control methods the CLI uses, routed by
     //! method name (so new RPCs in the proto need no change here), recording what it got.
 
-    use std::convert::Infallible;
-    use std::future::Future;
-    use std::path::{Path, PathBuf};
-    use std::pin::Pin;
-    use std::sync::{Arc, Mutex};
-    use std::task::{Context, Poll};
+    use std::sync::Arc;
 
     use proto::*;
     use tonic::body::Body;
     use tonic::Status;
 
-    pub const SELF_ID: &str = "selfnode00000000000000001";
-    pub const WORKER_ID: &str = "workernode000000000000002";
+    use crate::common::{find_node, read_nodes, unary, Daemon, Reply, State};
+    pub use crate::common::{SELF_ID, WORKER_ID};
+
     pub const OTHER_ID: &str = "othermanager0000000000003";
-
-    #[derive(Default)]
-    pub struct State {
-        /// `Method request-debug` of every call.
-        pub calls: Mutex<Vec<String>>,
-    }
-
-    impl State {
-        pub fn calls(&self, method: &str) -> Vec<String> {
-            self.calls
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|c| c.starts_with(&format!("{method} ")))
-                .cloned()
-                .collect()
-        }
-    }
 
     fn node(id: &str, host: &str, manager: Option<(bool, Reachability)>) -> Node {
         let role = if manager.is_some() {
@@ -306,55 +257,17 @@ mod fake {
         }
     }
 
-    fn find(name: &str) -> Result<Node, Status> {
-        nodes()
-            .into_iter()
-            .find(|n| {
-                let id = &n.meta.as_ref().unwrap().id;
-                id.starts_with(name) || n.description.as_ref().unwrap().hostname == name
-            })
-            .ok_or_else(|| Status::not_found(format!("no such node: {name}")))
+    /// Starts a daemon with these answers.
+    pub fn start() -> Daemon<()> {
+        Daemon::start((), answer)
     }
 
-    type Reply = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
-
-    /// Decodes one unary request, records it, answers with `f`.
-    async fn unary<Req, Resp>(
-        state: Arc<State>,
-        method: String,
-        req: http::Request<Body>,
-        f: impl FnOnce(Req) -> Result<Resp, Status> + Send + 'static,
-    ) -> http::Response<Body>
-    where
-        Req: prost::Message + Default + std::fmt::Debug + Send + 'static,
-        Resp: prost::Message + Send + 'static,
-    {
-        let f = Mutex::new(Some(f));
-        let svc = tower::service_fn(move |r: tonic::Request<Req>| {
-            let r = r.into_inner();
-            state.calls.lock().unwrap().push(format!("{method} {r:?}"));
-            let f = f.lock().unwrap().take().expect("one call");
-            std::future::ready(f(r).map(tonic::Response::new))
-        });
-        tonic::server::Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default())
-            .unary(svc, req)
-            .await
-    }
-
-    fn answer(state: Arc<State>, req: http::Request<Body>) -> Reply {
+    fn answer(state: Arc<State<()>>, method: String, req: http::Request<Body>) -> Reply {
         Box::pin(async move {
-            let method = req
-                .uri()
-                .path()
-                .rsplit('/')
-                .next()
-                .unwrap_or("")
-                .to_string();
-            let s = state.clone();
-            let m = method.clone();
-            let resp = match method.as_str() {
+            let (s, m) = (&state, method.as_str());
+            let resp = match m {
                 "Info" => {
-                    unary(s, m, req, |_: InfoRequest| {
+                    unary(s, m, req, |_, _: InfoRequest| {
                         Ok(InfoResponse {
                             state: LocalNodeState::Active as i32,
                             node_id: SELF_ID.into(),
@@ -367,7 +280,7 @@ mod fake {
                     .await
                 }
                 "Init" => {
-                    unary(s, m, req, |_: InitRequest| {
+                    unary(s, m, req, |_, _: InitRequest| {
                         Ok(InitResponse {
                             node_id: SELF_ID.into(),
                             cluster_id: "c".into(),
@@ -379,7 +292,7 @@ mod fake {
                     .await
                 }
                 "Join" => {
-                    unary(s, m, req, |_: JoinRequest| {
+                    unary(s, m, req, |_, _: JoinRequest| {
                         Ok(JoinResponse {
                             node_id: WORKER_ID.into(),
                             role: NodeRole::Manager as i32,
@@ -388,7 +301,7 @@ mod fake {
                     .await
                 }
                 "Leave" => {
-                    unary(s, m, req, |r: LeaveRequest| {
+                    unary(s, m, req, |_, r: LeaveRequest| {
                         if r.force {
                             Ok(LeaveResponse {})
                         } else {
@@ -400,7 +313,7 @@ mod fake {
                     .await
                 }
                 "GetCluster" => {
-                    unary(s, m, req, |_: GetClusterRequest| {
+                    unary(s, m, req, |_, _: GetClusterRequest| {
                         Ok(GetClusterResponse {
                             cluster: Some(cluster("SKTKN-WORKER")),
                         })
@@ -408,7 +321,7 @@ mod fake {
                     .await
                 }
                 "UpdateCluster" => {
-                    unary(s, m, req, |r: UpdateClusterRequest| {
+                    unary(s, m, req, |_, r: UpdateClusterRequest| {
                         if r.version != 42 {
                             return Err(Status::aborted("the cluster changed meanwhile; retry"));
                         }
@@ -423,21 +336,10 @@ mod fake {
                     })
                     .await
                 }
-                "ListNodes" => {
-                    unary(s, m, req, |_: ListNodesRequest| {
-                        Ok(ListNodesResponse { nodes: nodes() })
-                    })
-                    .await
-                }
-                "GetNode" => {
-                    unary(s, m, req, |r: GetNodeRequest| {
-                        find(&r.node).map(|n| GetNodeResponse { node: Some(n) })
-                    })
-                    .await
-                }
+                "ListNodes" | "GetNode" => read_nodes(s, m, req, nodes()).await,
                 "UpdateNode" => {
-                    unary(s, m, req, |r: UpdateNodeRequest| {
-                        let mut n = find(&r.node)?;
+                    unary(s, m, req, |_, r: UpdateNodeRequest| {
+                        let mut n = find_node(nodes(), &r.node)?;
                         let spec = r.spec.unwrap_or_default();
                         if r.node == SELF_ID && spec.desired_role() == NodeRole::Worker {
                             return Err(Status::failed_precondition(
@@ -450,8 +352,8 @@ mod fake {
                     .await
                 }
                 "RemoveNode" => {
-                    unary(s, m, req, |r: RemoveNodeRequest| {
-                        find(&r.node).map(|_| RemoveNodeResponse {})
+                    unary(s, m, req, |_, r: RemoveNodeRequest| {
+                        find_node(nodes(), &r.node).map(|_| RemoveNodeResponse {})
                     })
                     .await
                 }
@@ -460,98 +362,11 @@ mod fake {
             Ok(resp)
         })
     }
-
-    macro_rules! service {
-        ($name:ident, $full:literal) => {
-            #[derive(Clone)]
-            pub struct $name(pub Arc<State>);
-            impl tonic::server::NamedService for $name {
-                const NAME: &'static str = $full;
-            }
-            impl tower::Service<http::Request<Body>> for $name {
-                type Response = http::Response<Body>;
-                type Error = Infallible;
-                type Future = Reply;
-                fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-                    Poll::Ready(Ok(()))
-                }
-                fn call(&mut self, req: http::Request<Body>) -> Reply {
-                    answer(self.0.clone(), req)
-                }
-            }
-        };
-    }
-
-    service!(SwarmSvc, "skiff.v1.Swarm");
-    service!(ControlSvc, "skiff.v1.Control");
-
-    /// A running fake daemon; stops when dropped.
-    pub struct Daemon {
-        pub state: Arc<State>,
-        pub host: String,
-        _dir: tempfile::TempDir,
-        _rt: tokio::runtime::Runtime,
-    }
-
-    impl Daemon {
-        pub fn start() -> Daemon {
-            let dir = tempfile::tempdir().unwrap();
-            let sock: PathBuf = dir.path().join("skiffd.sock");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            let state = Arc::new(State::default());
-            let listener = rt
-                .block_on(async { tokio::net::UnixListener::bind(&sock) })
-                .unwrap();
-            let (s1, s2) = (state.clone(), state.clone());
-            rt.spawn(async move {
-                tonic::transport::Server::builder()
-                    .add_service(SwarmSvc(s1))
-                    .add_service(ControlSvc(s2))
-                    .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
-                    .await
-                    .unwrap();
-            });
-            Daemon {
-                state,
-                host: format!("unix://{}", Path::new(&sock).display()),
-                _dir: dir,
-                _rt: rt,
-            }
-        }
-    }
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(daemon: &fake::Daemon, args: &[&str]) -> Run {
-    let mut full = vec!["-H", daemon.host.as_str()];
-    full.extend_from_slice(args);
-    let out = skiff(&full);
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(daemon: &fake::Daemon, args: &[&str]) -> String {
-    let r = run(daemon, args);
-    assert_eq!(r.code, Some(0), "skiff {args:?}: {}", r.stderr);
-    assert!(r.stderr.is_empty(), "skiff {args:?}: {}", r.stderr);
-    r.stdout
 }
 
 #[test]
 fn node_ls_against_a_daemon() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     let table = ok(&d, &["node", "ls"]);
     assert_eq!(
         table,
@@ -604,7 +419,7 @@ fn node_ls_against_a_daemon() {
 
 #[test]
 fn node_inspect_against_a_daemon() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     let json: serde_json::Value =
         serde_json::from_str(&ok(&d, &["node", "inspect", "manager-1", "worker-1"])).unwrap();
     assert_eq!(json[0]["meta"]["id"], fake::SELF_ID);
@@ -622,7 +437,7 @@ fn node_inspect_against_a_daemon() {
 
 #[test]
 fn promote_demote_update_rm_against_a_daemon() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     assert_eq!(
         ok(&d, &["node", "promote", "worker-1"]),
         "Node worker-1 promoted to a manager in the swarm.\n"
@@ -682,7 +497,7 @@ fn promote_demote_update_rm_against_a_daemon() {
 
 #[test]
 fn swarm_commands_against_a_daemon() {
-    let d = fake::Daemon::start();
+    let d = fake::start();
     let init = ok(
         &d,
         &[
