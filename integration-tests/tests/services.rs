@@ -419,3 +419,67 @@ fn bad_service_input_is_refused_and_changes_nothing() {
     assert_eq!(out.lines().count(), 1, "{out}");
     wait_running(&cluster, 1, "ok", 1);
 }
+
+#[test]
+fn secrets_and_configs_are_stored_and_secret_data_never_shown() {
+    let mut cluster = Cluster::new(2);
+    cluster.form(2);
+    let file = cluster.dir().join("payload");
+    std::fs::write(&file, b"s3cr3t-value").unwrap();
+    let path = file.to_str().unwrap();
+    let id = cluster.ok(1, &["secret", "create", "db-password", path]);
+    assert_eq!(id.trim().len(), 25, "{id}");
+    cluster.ok(
+        2,
+        &[
+            "config",
+            "create",
+            "--label",
+            "env=prod",
+            "app-config",
+            path,
+        ],
+    );
+    // Both managers see them; a secret's data never comes back.
+    for host in 1..=2 {
+        let ls = cluster.ok(host, &["secret", "ls"]);
+        assert!(ls.contains("db-password"), "{ls}");
+        let inspect = cluster.ok(host, &["secret", "inspect", "db-password"]);
+        assert!(
+            !inspect.contains("s3cr3t") && !inspect.contains("czNjcjN0"),
+            "{inspect}"
+        );
+        let configs = cluster.ok(host, &["config", "ls", "--format", "json"]);
+        assert!(
+            configs.contains("app-config") && configs.contains("prod"),
+            "{configs}"
+        );
+    }
+    for (args, expect) in [
+        (
+            vec!["secret", "create", "db-password", path],
+            "already exists",
+        ),
+        (
+            vec!["secret", "create", "bad name", path],
+            "invalid secret name",
+        ),
+        (
+            vec!["config", "create", "empty", "/nonexistent/file"],
+            "cannot read",
+        ),
+        (vec!["secret", "rm", "nosuch"], "not found"),
+    ] {
+        let err = cluster.fails(1, &args);
+        assert!(
+            err.contains(expect),
+            "`skiff {}` said: {err}",
+            args.join(" ")
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    cluster.ok(1, &["secret", "rm", "db-password"]);
+    cluster.ok(2, &["config", "rm", "app-config"]);
+    assert_eq!(cluster.ok(1, &["secret", "ls", "-q"]).trim(), "");
+    assert_eq!(cluster.ok(1, &["config", "ls", "-q"]).trim(), "");
+}

@@ -10,6 +10,7 @@
 
 pub mod duration;
 pub mod json;
+pub mod named;
 pub mod node;
 pub mod service;
 pub mod swarm;
@@ -122,6 +123,16 @@ pub enum Command {
     Version(VersionArgs),
     /// Show this node's membership: cluster, role, managers and its view of Raft
     Info(VersionArgs),
+    /// Manage secrets (data services can read; never shown back)
+    Secret {
+        #[command(subcommand)]
+        command: named::NamedCommand,
+    },
+    /// Manage configs (data services can read)
+    Config {
+        #[command(subcommand)]
+        command: named::NamedCommand,
+    },
 }
 
 /// `skiff version`.
@@ -164,6 +175,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Service { command } => service::run(&cli.global, command).await,
         Command::Version(args) => version(&cli.global, args).await,
         Command::Info(args) => info(&cli.global, args).await,
+        Command::Secret { command } => named::run(&cli.global, named::Kind::Secret, command).await,
+        Command::Config { command } => named::run(&cli.global, named::Kind::Config, command).await,
     }
 }
 

@@ -1,0 +1,348 @@
+//! `skiff secret|config create|ls|inspect|rm`: named blobs services can refer to. The two
+//! command groups behave alike, so they share this module.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use proto::{
+    ConfigSpec, CreateConfigRequest, CreateSecretRequest, GetConfigRequest, GetSecretRequest,
+    ListConfigsRequest, ListSecretsRequest, RemoveConfigRequest, RemoveSecretRequest, SecretSpec,
+};
+
+use super::{
+    inspect_format, json, list_format, out, report, table::Table, Client, GlobalOpts, ListFormat,
+    Reply, Reported,
+};
+
+/// Which of the two kinds a command is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `skiff secret`.
+    Secret,
+    /// `skiff config`.
+    Config,
+}
+
+/// `skiff secret ...` and `skiff config ...`.
+#[derive(Debug, Subcommand)]
+pub enum NamedCommand {
+    /// Create one from a file, or from standard input with "-"
+    Create(CreateArgs),
+    /// List them
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// Show details of one or more (never a secret's data)
+    Inspect(InspectArgs),
+    /// Remove one or more
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+}
+
+/// `create NAME FILE`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Name to give it
+    pub name: String,
+    /// File to read the data from ("-" reads standard input)
+    pub file: PathBuf,
+    /// Label (KEY=VALUE); repeat for more
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+}
+
+/// `ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only print IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format: table (the default) or json
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+/// `inspect NAME...`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Output format: json (the default)
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// ID, ID prefix or name
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// `rm NAME...`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// ID, ID prefix or name
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// One secret or config as the commands show it.
+struct Item {
+    id: String,
+    name: String,
+    created_at: i64,
+    json: serde_json::Value,
+}
+
+fn labels(flags: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    flags
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.to_owned(), v.to_owned())),
+            None if !l.trim().is_empty() => Ok((l.clone(), String::new())),
+            _ => bail!("invalid label {l:?}: use KEY=VALUE with a non-empty key"),
+        })
+        .collect()
+}
+
+fn read_data(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .context("cannot read standard input")?;
+    } else {
+        data = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    }
+    Ok(data)
+}
+
+/// Runs a `secret` or `config` command.
+pub async fn run(global: &GlobalOpts, kind: Kind, command: NamedCommand) -> anyhow::Result<()> {
+    match command {
+        NamedCommand::Create(args) => create(global, kind, args).await,
+        NamedCommand::Ls(args) => ls(global, kind, args).await,
+        NamedCommand::Inspect(args) => inspect(global, kind, args).await,
+        NamedCommand::Rm(args) => rm(global, kind, args).await,
+    }
+}
+
+async fn create(global: &GlobalOpts, kind: Kind, args: CreateArgs) -> anyhow::Result<()> {
+    let labels = labels(&args.label)?;
+    let data = read_data(&args.file)?;
+    let client = global.connect().await?;
+    let mut control = client.control();
+    let id = match kind {
+        Kind::Secret => control
+            .create_secret(CreateSecretRequest {
+                spec: Some(SecretSpec {
+                    name: args.name,
+                    labels,
+                    data,
+                }),
+            })
+            .await
+            .reply(&client)?
+            .secret
+            .and_then(|s| s.meta)
+            .map(|m| m.id),
+        Kind::Config => control
+            .create_config(CreateConfigRequest {
+                spec: Some(ConfigSpec {
+                    name: args.name,
+                    labels,
+                    data,
+                }),
+            })
+            .await
+            .reply(&client)?
+            .config
+            .and_then(|c| c.meta)
+            .map(|m| m.id),
+    };
+    out(id.unwrap_or_default());
+    Ok(())
+}
+
+async fn list(client: &Client, kind: Kind) -> anyhow::Result<Vec<Item>> {
+    let mut control = client.control();
+    let mut items = Vec::new();
+    match kind {
+        Kind::Secret => {
+            for s in control
+                .list_secrets(ListSecretsRequest {})
+                .await
+                .reply(client)?
+                .secrets
+            {
+                let meta = s.meta.clone().unwrap_or_default();
+                let name = s.spec.as_ref().map(|x| x.name.clone()).unwrap_or_default();
+                items.push(Item {
+                    id: meta.id,
+                    name,
+                    created_at: meta.created_at,
+                    json: json::to_value(&s)?,
+                });
+            }
+        }
+        Kind::Config => {
+            for c in control
+                .list_configs(ListConfigsRequest {})
+                .await
+                .reply(client)?
+                .configs
+            {
+                let meta = c.meta.clone().unwrap_or_default();
+                let name = c.spec.as_ref().map(|x| x.name.clone()).unwrap_or_default();
+                items.push(Item {
+                    id: meta.id,
+                    name,
+                    created_at: meta.created_at,
+                    json: json::to_value(&c)?,
+                });
+            }
+        }
+    }
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(items)
+}
+
+async fn ls(global: &GlobalOpts, kind: Kind, args: LsArgs) -> anyhow::Result<()> {
+    let format = list_format(args.format.as_deref())?;
+    let client = global.connect().await?;
+    let items = list(&client, kind).await?;
+    if args.quiet {
+        for i in &items {
+            out(&i.id);
+        }
+        return Ok(());
+    }
+    match format {
+        ListFormat::Json => out(json::pretty(&serde_json::Value::Array(
+            items.into_iter().map(|i| i.json).collect(),
+        ))?),
+        ListFormat::Table => {
+            let mut table = Table::new(&["ID", "NAME", "CREATED"]);
+            for i in &items {
+                table.push([i.id.clone(), i.name.clone(), created(i.created_at)]);
+            }
+            out(table.render().trim_end());
+        }
+    }
+    Ok(())
+}
+
+fn created(ms: i64) -> String {
+    let ago = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+        - ms)
+        .max(0)
+        / 1000;
+    match ago {
+        0..=59 => format!("{ago} seconds ago"),
+        60..=3599 => format!("{} minutes ago", ago / 60),
+        3600..=86399 => format!("{} hours ago", ago / 3600),
+        _ => format!("{} days ago", ago / 86400),
+    }
+}
+
+async fn inspect(global: &GlobalOpts, kind: Kind, args: InspectArgs) -> anyhow::Result<()> {
+    inspect_format(args.format.as_deref())?;
+    let client = global.connect().await?;
+    let mut control = client.control();
+    let mut found = Vec::new();
+    let mut failed = false;
+    for name in &args.names {
+        let value = match kind {
+            Kind::Secret => control
+                .get_secret(GetSecretRequest {
+                    secret: name.clone(),
+                })
+                .await
+                .reply(&client)
+                .and_then(|r| r.secret.as_ref().map(json::to_value).transpose()),
+            Kind::Config => control
+                .get_config(GetConfigRequest {
+                    config: name.clone(),
+                })
+                .await
+                .reply(&client)
+                .and_then(|r| r.config.as_ref().map(json::to_value).transpose()),
+        };
+        match value {
+            Ok(Some(v)) => found.push(v),
+            Ok(None) => {}
+            Err(e) => {
+                report(&e);
+                failed = true;
+            }
+        }
+    }
+    if !found.is_empty() {
+        out(json::pretty(&serde_json::Value::Array(found))?);
+    }
+    if failed {
+        Err(Reported.into())
+    } else {
+        Ok(())
+    }
+}
+
+async fn rm(global: &GlobalOpts, kind: Kind, args: RmArgs) -> anyhow::Result<()> {
+    let client = global.connect().await?;
+    let mut control = client.control();
+    let mut failed = false;
+    for name in &args.names {
+        let result = match kind {
+            Kind::Secret => control
+                .remove_secret(RemoveSecretRequest {
+                    secret: name.clone(),
+                })
+                .await
+                .reply(&client)
+                .map(drop),
+            Kind::Config => control
+                .remove_config(RemoveConfigRequest {
+                    config: name.clone(),
+                })
+                .await
+                .reply(&client)
+                .map(drop),
+        };
+        match result {
+            Ok(()) => out(name),
+            Err(e) => {
+                report(&e);
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err(Reported.into())
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_need_a_key() {
+        let l = labels(&["a=b".into(), "c".into()]).unwrap();
+        assert_eq!(l["a"], "b");
+        assert_eq!(l["c"], "");
+        assert!(labels(&["=x".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("invalid label"));
+    }
+
+    #[test]
+    fn created_reads_like_docker() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert_eq!(created(now - 5_000), "5 seconds ago");
+        assert_eq!(created(now - 7_200_000), "2 hours ago");
+    }
+}
