@@ -185,12 +185,10 @@ impl RuntimeError {
 }
 
 /// The stop grace period a task spec asks for: `stop_grace_period_ms`, or
-/// [`DEFAULT_STOP_GRACE`] when that is zero or absent.
+/// [`DEFAULT_STOP_GRACE`] when it is unset (zero means no grace: SIGKILL at once).
 pub fn stop_grace_period(spec: Option<&proto::ContainerSpec>) -> Duration {
-    match spec.map(|c| c.stop_grace_period_ms) {
-        Some(ms) if ms > 0 => Duration::from_millis(ms),
-        _ => DEFAULT_STOP_GRACE,
-    }
+    spec.and_then(|c| c.stop_grace_period_ms)
+        .map_or(DEFAULT_STOP_GRACE, Duration::from_millis)
 }
 
 /// A `--runtime` flag value: `process`, `fake` or `fake:<options>` (see
@@ -282,12 +280,18 @@ mod tests {
     fn grace_period_defaults_to_ten_seconds() {
         assert_eq!(stop_grace_period(None), DEFAULT_STOP_GRACE);
         let spec = proto::ContainerSpec {
-            stop_grace_period_ms: 300,
+            stop_grace_period_ms: Some(300),
             ..Default::default()
         };
         assert_eq!(stop_grace_period(Some(&spec)), Duration::from_millis(300));
         let spec = proto::ContainerSpec::default();
         assert_eq!(stop_grace_period(Some(&spec)), DEFAULT_STOP_GRACE);
+        // Zero is a choice (kill at once), not "unset".
+        let spec = proto::ContainerSpec {
+            stop_grace_period_ms: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(stop_grace_period(Some(&spec)), Duration::ZERO);
     }
 
     #[test]

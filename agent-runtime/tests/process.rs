@@ -165,7 +165,7 @@ async fn stop_sends_the_stop_signal_then_sigkill_after_the_grace() {
         &["sh", "-c", "trap '' TERM INT; echo ready; sleep 30"],
         |c| {
             c.stop_signal = "INT".into();
-            c.stop_grace_period_ms = 300;
+            c.stop_grace_period_ms = Some(300);
         },
     );
     run(&rt, &stubborn).await;

@@ -171,8 +171,8 @@ mod fake {
                 ..Default::default()
             }),
             update_config: Some(UpdateConfig {
-                parallelism: 1,
-                monitor_ms: 0,
+                parallelism: Some(1),
+                monitor_ms: Some(0),
                 ..Default::default()
             }),
             ..Default::default()
@@ -756,11 +756,11 @@ fn create_detached_prints_the_id() {
         "image: \"busybox\"",
         "command: [\"/bin/sh\", \"-c\"]",
         "args: [\"httpd -f\", \"-v\"]",
-        "stop_grace_period_ms: 10000",
+        "stop_grace_period_ms: Some(10000)",
         "target_port: 80, published_port: 8081",
         "memory_bytes: 268435456",
-        "delay_ms: 5000",
-        "monitor_ms: 5000",
+        "delay_ms: Some(5000)",
+        "monitor_ms: Some(5000)",
     ] {
         assert!(call.contains(want), "{want}: {call}");
     }

@@ -34,7 +34,7 @@ fn spec(name: &str, replicas: u64) -> ServiceSpec {
             container: Some(ContainerSpec {
                 image: "busybox".into(),
                 args: vec!["sleep".into(), "600".into()],
-                stop_grace_period_ms: 1000,
+                stop_grace_period_ms: Some(1000),
                 ..Default::default()
             }),
             ..Default::default()

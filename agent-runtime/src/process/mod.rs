@@ -21,10 +21,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::{
-    check_task_id, Exit, LogStream, Runtime, RuntimeError, RuntimeState, RuntimeTask,
-    DEFAULT_STOP_GRACE,
-};
+use crate::{check_task_id, Exit, LogStream, Runtime, RuntimeError, RuntimeState, RuntimeTask};
 
 mod log_file;
 mod shim;
@@ -285,10 +282,8 @@ impl Runtime for ProcessRuntime {
             let dir = dir.clone();
             blocking(move || dir.spec()).await?
         };
-        let grace = grace.unwrap_or(match spec.stop_grace_ms {
-            0 => DEFAULT_STOP_GRACE,
-            ms => Duration::from_millis(ms),
-        });
+        // The spec's grace was resolved (default included) when the task was prepared.
+        let grace = grace.unwrap_or(Duration::from_millis(spec.stop_grace_ms));
         let child = {
             let _guard = self.start_lock.lock().await;
             match Self::observe(&dir).await? {

@@ -128,7 +128,7 @@ pub(crate) fn build(
         dir,
         user,
         stop_signal: parse_signal(&container.stop_signal)? as i32,
-        stop_grace_ms: container.stop_grace_period_ms,
+        stop_grace_ms: crate::stop_grace_period(Some(container)).as_millis() as u64,
         log_max_bytes,
     })
 }

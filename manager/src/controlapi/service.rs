@@ -36,9 +36,9 @@ pub fn with_defaults(mut spec: ServiceSpec) -> ServiceSpec {
     let container = template
         .container
         .get_or_insert_with(ContainerSpec::default);
-    if container.stop_grace_period_ms == 0 {
-        container.stop_grace_period_ms = DEFAULT_STOP_GRACE_MS;
-    }
+    container
+        .stop_grace_period_ms
+        .get_or_insert(DEFAULT_STOP_GRACE_MS);
     let restart = template.restart.get_or_insert_with(|| RestartPolicy {
         // Jobs must not run again once they succeed.
         condition: if is_job {
@@ -48,17 +48,11 @@ pub fn with_defaults(mut spec: ServiceSpec) -> ServiceSpec {
         },
         ..Default::default()
     });
-    if restart.delay_ms == 0 {
-        restart.delay_ms = DEFAULT_RESTART_DELAY_MS;
-    }
+    restart.delay_ms.get_or_insert(DEFAULT_RESTART_DELAY_MS);
     for config in [&mut spec.update_config, &mut spec.rollback_config] {
         let c = config.get_or_insert_with(UpdateConfig::default);
-        if c.parallelism == 0 {
-            c.parallelism = 1;
-        }
-        if c.monitor_ms == 0 {
-            c.monitor_ms = DEFAULT_MONITOR_MS;
-        }
+        c.parallelism.get_or_insert(1);
+        c.monitor_ms.get_or_insert(DEFAULT_MONITOR_MS);
     }
     spec
 }
@@ -228,13 +222,27 @@ mod tests {
             Some(Mode::Replicated(ReplicatedService { replicas: 1 }))
         ));
         let t = s.task_template.unwrap();
-        assert_eq!(t.container.unwrap().stop_grace_period_ms, 10_000);
+        assert_eq!(t.container.unwrap().stop_grace_period_ms, Some(10_000));
         let r = t.restart.unwrap();
         assert_eq!(
             (r.condition, r.delay_ms),
-            (RestartCondition::Any as i32, 5_000)
+            (RestartCondition::Any as i32, Some(5_000))
         );
-        assert_eq!(s.update_config.unwrap().parallelism, 1);
+        assert_eq!(s.update_config.unwrap().parallelism, Some(1));
+    }
+
+    #[test]
+    fn zero_is_kept_and_only_unset_takes_the_default() {
+        let mut s = spec("web", "busybox");
+        let t = s.task_template.as_mut().unwrap();
+        t.container.as_mut().unwrap().stop_grace_period_ms = Some(0);
+        t.restart.as_mut().unwrap().delay_ms = Some(0);
+        s.update_config.as_mut().unwrap().parallelism = Some(0);
+        let s = with_defaults(s);
+        let t = s.task_template.unwrap();
+        assert_eq!(t.container.unwrap().stop_grace_period_ms, Some(0));
+        assert_eq!(t.restart.unwrap().delay_ms, Some(0));
+        assert_eq!(s.update_config.unwrap().parallelism, Some(0));
     }
 
     #[test]

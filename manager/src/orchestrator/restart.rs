@@ -49,7 +49,7 @@ pub fn decide(policy: Option<&RestartPolicy>, history: &[&Task], now: i64) -> Re
             return Restart::Never;
         }
     }
-    let at = status_time(last) + policy.delay_ms as i64;
+    let at = status_time(last) + policy.delay_ms.unwrap_or(0) as i64;
     if at > now {
         Restart::At(at)
     } else {
@@ -76,7 +76,7 @@ mod tests {
     fn policy(condition: RestartCondition, delay: u64, max: u64, window: u64) -> RestartPolicy {
         RestartPolicy {
             condition: condition as i32,
-            delay_ms: delay,
+            delay_ms: Some(delay),
             max_attempts: max,
             window_ms: window,
         }

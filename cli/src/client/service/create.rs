@@ -245,15 +245,15 @@ impl UpdateFlags<'_> {
         let p = self.prefix;
         let flag = |name: &str| format!("--{p}-{name}");
         let mut c = UpdateConfig {
-            parallelism: 1,
+            parallelism: Some(1),
             delay_ms: 0,
             failure_action: FailureAction::Pause as i32,
-            monitor_ms: DEFAULT_MONITOR_MS,
+            monitor_ms: Some(DEFAULT_MONITOR_MS),
             max_failure_ratio: 0.0,
             order: UpdateOrder::StopFirst as i32,
         };
         if let Some(v) = self.parallelism {
-            c.parallelism = parse::count(&flag("parallelism"), v)?;
+            c.parallelism = Some(parse::count(&flag("parallelism"), v)?);
         }
         if let Some(v) = self.delay {
             c.delay_ms = duration::parse_flag_ms(&flag("delay"), v)?;
@@ -271,7 +271,7 @@ impl UpdateFlags<'_> {
             } as i32;
         }
         if let Some(v) = self.monitor {
-            c.monitor_ms = duration::parse_flag_ms(&flag("monitor"), v)?;
+            c.monitor_ms = Some(duration::parse_flag_ms(&flag("monitor"), v)?);
         }
         if let Some(v) = self.max_failure_ratio {
             c.max_failure_ratio = parse::ratio(&flag("max-failure-ratio"), v)?;
@@ -380,7 +380,7 @@ pub fn build_spec(
     let mut c = ContainerSpec {
         image: image.clone(),
         args: command_args.to_vec(),
-        stop_grace_period_ms: DEFAULT_STOP_GRACE_MS,
+        stop_grace_period_ms: Some(DEFAULT_STOP_GRACE_MS),
         read_only: args.read_only,
         ..Default::default()
     };
@@ -411,7 +411,7 @@ pub fn build_spec(
         c.stop_signal = parse::signal(s)?;
     }
     if let Some(g) = ms("--stop-grace-period", &args.stop_grace_period)? {
-        c.stop_grace_period_ms = g;
+        c.stop_grace_period_ms = Some(g);
     }
     for m in &args.mount {
         c.mounts.push(parse::mount(m)?);
@@ -467,7 +467,9 @@ pub fn build_spec(
     };
     let restart = RestartPolicy {
         condition: condition as i32,
-        delay_ms: ms("--restart-delay", &args.restart_delay)?.unwrap_or(DEFAULT_RESTART_DELAY_MS),
+        delay_ms: Some(
+            ms("--restart-delay", &args.restart_delay)?.unwrap_or(DEFAULT_RESTART_DELAY_MS),
+        ),
         max_attempts: args
             .restart_max_attempts
             .as_deref()
@@ -655,21 +657,21 @@ mod tests {
         let c = container(&s);
         assert_eq!(c.image, "nginx:alpine");
         assert!(c.command.is_empty() && c.args.is_empty());
-        assert_eq!(c.stop_grace_period_ms, 10_000);
+        assert_eq!(c.stop_grace_period_ms, Some(10_000));
         let t = s.task_template.as_ref().unwrap();
         let r = t.restart.as_ref().unwrap();
         assert_eq!(r.condition(), RestartCondition::Any);
-        assert_eq!(r.delay_ms, 5_000);
+        assert_eq!(r.delay_ms, Some(5_000));
         assert_eq!((r.max_attempts, r.window_ms), (0, 0));
         assert!(t.resources.is_none() && t.placement.is_none());
         for u in [
             s.update_config.as_ref().unwrap(),
             s.rollback_config.as_ref().unwrap(),
         ] {
-            assert_eq!(u.parallelism, 1);
+            assert_eq!(u.parallelism, Some(1));
             assert_eq!(u.delay_ms, 0);
             assert_eq!(u.failure_action(), FailureAction::Pause);
-            assert_eq!(u.monitor_ms, 5_000);
+            assert_eq!(u.monitor_ms, Some(5_000));
             assert_eq!(u.order(), UpdateOrder::StopFirst);
         }
         assert_eq!(s.endpoint.as_ref().unwrap().mode(), ResolutionMode::Vip);
@@ -783,7 +785,7 @@ mod tests {
             ("h", "/srv", "1000:1000")
         );
         assert_eq!(c.stop_signal, "SIGINT");
-        assert_eq!(c.stop_grace_period_ms, 30_000);
+        assert_eq!(c.stop_grace_period_ms, Some(30_000));
         assert!(c.read_only);
         assert_eq!(c.mounts[0].r#type(), MountType::Tmpfs);
         let h = c.healthcheck.as_ref().unwrap();
@@ -802,18 +804,18 @@ mod tests {
         assert_eq!(rp.condition(), RestartCondition::OnFailure);
         assert_eq!(
             (rp.delay_ms, rp.max_attempts, rp.window_ms),
-            (2_000, 4, 60_000)
+            (Some(2_000), 4, 60_000)
         );
         assert_eq!(t.networks[0].target, "backend");
         let u = s.update_config.as_ref().unwrap();
         assert_eq!(
             (u.parallelism, u.delay_ms, u.monitor_ms),
-            (2, 10_000, 60_000)
+            (Some(2), 10_000, Some(60_000))
         );
         assert_eq!(u.failure_action(), FailureAction::Rollback);
         assert_eq!(u.max_failure_ratio, 0.5);
         assert_eq!(u.order(), UpdateOrder::StartFirst);
-        assert_eq!(s.rollback_config.as_ref().unwrap().parallelism, 0);
+        assert_eq!(s.rollback_config.as_ref().unwrap().parallelism, Some(0));
         let e = s.endpoint.as_ref().unwrap();
         assert_eq!(e.ports.len(), 2);
         assert_eq!(e.ports[1].protocol(), PortProtocol::Udp);

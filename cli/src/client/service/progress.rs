@@ -519,8 +519,8 @@ pub async fn wait(
             .spec
             .as_ref()
             .and_then(|s| s.update_config.as_ref())
-            .map(|u| Duration::from_millis(u.monitor_ms))
-            .unwrap_or(Duration::from_secs(5))
+            .and_then(|u| u.monitor_ms)
+            .map_or(Duration::from_secs(5), Duration::from_millis)
             .min(MAX_VERIFY);
         let p = progress(&service, &tasks, since_ms);
         let mut lines = p.lines;

@@ -483,12 +483,16 @@ fn order(o: UpdateOrder) -> &'static str {
 
 fn write_update(s: &mut String, title: &str, u: &UpdateConfig) {
     let _ = writeln!(s, "{title}:");
-    let _ = writeln!(s, " Parallelism:\t{}", u.parallelism);
+    let _ = writeln!(s, " Parallelism:\t{}", u.parallelism.unwrap_or(1));
     if u.delay_ms > 0 {
         let _ = writeln!(s, " Delay:\t\t{}", format_ms(u.delay_ms));
     }
     let _ = writeln!(s, " On failure:\t{}", failure_action(u.failure_action()));
-    let _ = writeln!(s, " Monitoring Period: {}", format_ms(u.monitor_ms));
+    let _ = writeln!(
+        s,
+        " Monitoring Period: {}",
+        format_ms(u.monitor_ms.unwrap_or(5_000))
+    );
     let _ = writeln!(s, " Max failure ratio: {}", u.max_failure_ratio);
     let _ = writeln!(s, " Update order:      {}", order(u.order()));
 }
@@ -589,8 +593,8 @@ pub fn pretty(service: &Service) -> String {
     if !c.stop_signal.is_empty() {
         let _ = writeln!(s, " StopSignal:\t{}", c.stop_signal);
     }
-    if c.stop_grace_period_ms > 0 {
-        let _ = writeln!(s, " StopGracePeriod: {}", format_ms(c.stop_grace_period_ms));
+    if let Some(grace) = c.stop_grace_period_ms {
+        let _ = writeln!(s, " StopGracePeriod: {}", format_ms(grace));
     }
     if let Some(h) = &c.healthcheck {
         let _ = writeln!(s, " Healthcheck:\t{}", h.test.join(" "));
@@ -631,7 +635,7 @@ pub fn pretty(service: &Service) -> String {
         };
         let _ = writeln!(s, "RestartPolicy:");
         let _ = writeln!(s, " Condition:\t{condition}");
-        let _ = writeln!(s, " Delay:\t\t{}", format_ms(r.delay_ms));
+        let _ = writeln!(s, " Delay:\t\t{}", format_ms(r.delay_ms.unwrap_or(0)));
         if r.max_attempts > 0 {
             let _ = writeln!(s, " Max Attempts:\t{}", r.max_attempts);
         }
@@ -927,8 +931,8 @@ mod tests {
     fn pretty_summary() {
         let mut s = service("web", Mode::Replicated(ReplicatedService { replicas: 3 }));
         s.spec.as_mut().unwrap().update_config = Some(UpdateConfig {
-            parallelism: 1,
-            monitor_ms: 5_000,
+            parallelism: Some(1),
+            monitor_ms: Some(5_000),
             ..Default::default()
         });
         let text = pretty(&s);
