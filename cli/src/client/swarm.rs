@@ -225,19 +225,17 @@ fn addr_pools(pools: &[String], mask: Option<u32>) -> anyhow::Result<(Vec<String
     Ok((out, mask))
 }
 
+/// An address flag checked locally, or empty when not given (the daemon picks one).
+fn optional_addr(flag: &str, value: Option<&str>) -> anyhow::Result<String> {
+    Ok(value
+        .map(|a| addr_flag(flag, a))
+        .transpose()?
+        .unwrap_or_default())
+}
+
 async fn init(global: &GlobalOpts, args: InitArgs) -> anyhow::Result<()> {
-    let advertise_addr = args
-        .advertise_addr
-        .as_deref()
-        .map(|a| addr_flag("--advertise-addr", a))
-        .transpose()?
-        .unwrap_or_default();
-    let listen_addr = args
-        .listen_addr
-        .as_deref()
-        .map(|a| addr_flag("--listen-addr", a))
-        .transpose()?
-        .unwrap_or_default();
+    let advertise_addr = optional_addr("--advertise-addr", args.advertise_addr.as_deref())?;
+    let listen_addr = optional_addr("--listen-addr", args.listen_addr.as_deref())?;
     let (default_addr_pool, subnet_size) =
         addr_pools(&args.default_addr_pool, args.default_addr_pool_mask_length)?;
     let data_path_port = match args.data_path_port {
@@ -285,18 +283,8 @@ async fn join(global: &GlobalOpts, args: JoinArgs) -> anyhow::Result<()> {
         .parse::<proto::token::JoinToken>()
         .map_err(|e| anyhow!("{e}"))?;
     let remote_addr = remote_addr(&args.remote)?;
-    let advertise_addr = args
-        .advertise_addr
-        .as_deref()
-        .map(|a| addr_flag("--advertise-addr", a))
-        .transpose()?
-        .unwrap_or_default();
-    let listen_addr = args
-        .listen_addr
-        .as_deref()
-        .map(|a| addr_flag("--listen-addr", a))
-        .transpose()?
-        .unwrap_or_default();
+    let advertise_addr = optional_addr("--advertise-addr", args.advertise_addr.as_deref())?;
+    let listen_addr = optional_addr("--listen-addr", args.listen_addr.as_deref())?;
 
     let client = global.connect().await?;
     let resp = client
