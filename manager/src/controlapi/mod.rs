@@ -15,7 +15,8 @@ use proto::*;
 use tonic::{Request, Response, Status};
 
 use crate::ca::identity::require_manager;
-use crate::manager::{create, delete, update, Manager, ManagerSlot};
+use crate::manager::{create, delete, now_ms, update, Manager, ManagerSlot};
+use crate::orchestrator;
 use crate::status::{invalid, refused};
 use crate::store::StoredObject;
 use named::Named;
@@ -336,11 +337,7 @@ impl Control for ControlService {
         if body.version != 0 {
             updated.meta_mut().version = body.version;
         }
-        if new_spec.task_template != old_spec.task_template {
-            updated.spec_version += 1;
-            updated.previous_spec = Some(old_spec);
-        }
-        updated.spec = Some(new_spec);
+        orchestrator::apply_spec(&mut updated, new_spec, body.rollback, now_ms());
         manager.write(vec![update(updated)]).await?;
         let service = manager.read_own_write(|s| s.get::<Service>(&id).cloned());
         Ok(Response::new(UpdateServiceResponse { service }))

@@ -8,8 +8,10 @@
 mod plan;
 mod restart;
 mod task;
+mod update;
 
 pub use task::{is_active, is_terminal, observed};
+pub use update::apply_spec;
 
 use std::sync::Arc;
 use std::time::Duration;

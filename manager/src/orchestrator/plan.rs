@@ -4,10 +4,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use proto::service_spec::Mode;
-use proto::{Node, NodeAvailability, NodeState, Service, StoreAction, Task, TaskState};
+use proto::{
+    Node, NodeAvailability, NodeState, Service, StoreAction, Task, TaskState, UpdateOrder,
+};
 
 use super::restart::{decide, Restart};
 use super::task::{exited, is_active, is_terminal, new_task, observed, status_time, with_desired};
+use super::update::{self, Slot};
 use crate::manager::{create, delete, update};
 use crate::scheduler::constraint;
 use crate::store::{ObjectStore, StoredObject};
@@ -110,7 +113,7 @@ fn node_problem(task: &Task, nodes: &HashMap<&str, &Node>) -> Option<&'static st
     None
 }
 
-/// Stops tasks that ended, lost their node, or run an old spec; returns the ones still good.
+/// Stops tasks that ended or lost their node; returns the newest one still good.
 fn settle<'a>(
     plan: &mut Plan,
     tasks: &[&'a Task],
@@ -135,9 +138,14 @@ fn settle<'a>(
             good.push(task);
         }
     }
-    // Two live tasks in one slot (a leader change mid-write): keep the newest.
+    // Two live tasks in one slot (a leader change mid-write): keep the newest. A start-first
+    // rollout starts the new version beside the old one: the old one stops only once the
+    // new one is ready.
     good.sort_by_key(|t| std::cmp::Reverse(t.meta().created_at));
-    for extra in good.iter().skip(1) {
+    let starting_beside =
+        good.len() >= 2 && good[0].spec_version != good[1].spec_version && !update::ready(good[0]);
+    let keep = if starting_beside { 2 } else { 1 };
+    for extra in good.iter().skip(keep) {
         plan.actions
             .push(update(with_desired(extra, TaskState::Shutdown)));
     }
@@ -162,12 +170,21 @@ fn replicated(
         .and_then(|t| t.restart.as_ref());
     let mut running = 0u64;
     let mut idle = Vec::new();
+    let mut rollout = Vec::new();
     for slot in 1..=wanted {
         let history = slots
             .get(&SlotKey::Slot(slot))
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        if !settle(plan, history, nodes, job).is_empty() {
+        let live = settle(plan, history, nodes, job).first().copied();
+        let stopping = live.is_none() && stopping_for_update(service, history, nodes);
+        rollout.push(Slot {
+            key: slot,
+            live,
+            stopping,
+            history,
+        });
+        if live.is_some() {
             running += 1;
             continue;
         }
@@ -178,7 +195,17 @@ fn replicated(
         {
             continue;
         }
-        idle.push((slot, history));
+        if !stopping {
+            idle.push((slot, history));
+        }
+    }
+    if !job
+        && roll(plan, service, &rollout, now, |slot| {
+            new_task(service, slot, None)
+        })
+    {
+        // Going back to the previous spec: the next round makes tasks from it.
+        return;
     }
     for (slot, history) in idle {
         if concurrency.is_some_and(|limit| running >= limit) {
@@ -202,6 +229,54 @@ fn replicated(
             }
         }
     }
+}
+
+/// Whether an outdated task of the slot was told to stop by a stop-first rollout and has
+/// not stopped yet: its replacement waits for it (a task whose node is gone will not
+/// report, and does not hold the slot).
+fn stopping_for_update(service: &Service, history: &[&Task], nodes: &HashMap<&str, &Node>) -> bool {
+    history.iter().any(|t| {
+        t.spec_version != service.spec_version
+            && t.desired_state == TaskState::Shutdown as i32
+            && !t.node_id.is_empty()
+            && !is_terminal(observed(t))
+            && node_problem(t, nodes).is_none()
+    })
+}
+
+/// Takes the next step of the service's rollout, if one is in progress; `make` makes a new
+/// task for a slot. Returns whether the service goes back to its previous spec.
+fn roll<K: Copy>(
+    plan: &mut Plan,
+    service: &Service,
+    slots: &[Slot<'_, K>],
+    now: i64,
+    make: impl Fn(K) -> Task,
+) -> bool {
+    let step = update::decide(service, slots, now);
+    if let Some(at) = step.wake_at {
+        plan.wake(at);
+    }
+    for (key, old) in &step.replace {
+        match step.order {
+            UpdateOrder::StopFirst => plan
+                .actions
+                .push(update(with_desired(old, TaskState::Shutdown))),
+            UpdateOrder::StartFirst => plan.actions.push(create(make(*key))),
+        }
+    }
+    let Some(status) = step.status else {
+        return false;
+    };
+    let changed = if step.rollback {
+        update::rolled_back(service, status)
+    } else {
+        let mut s = service.clone();
+        s.update_status = Some(status);
+        s
+    };
+    plan.actions.push(update(changed));
+    step.rollback
 }
 
 /// Whether a global service's tasks belong on `node`.
@@ -242,6 +317,8 @@ fn global(
         .and_then(|s| s.task_template.as_ref())
         .and_then(|t| t.restart.as_ref());
     let mut covered = HashSet::new();
+    let mut idle = Vec::new();
+    let mut rollout = Vec::new();
     for (key, tasks) in slots {
         let SlotKey::Node(node_id) = *key else {
             continue;
@@ -258,7 +335,16 @@ fn global(
             continue;
         }
         covered.insert(node_id);
-        if !good.is_empty()
+        let live = good.first().copied();
+        let stopping = live.is_none() && stopping_for_update(service, tasks, nodes);
+        rollout.push(Slot {
+            key: node_id,
+            live,
+            stopping,
+            history: tasks.as_slice(),
+        });
+        if live.is_some()
+            || stopping
             || (job
                 && tasks
                     .iter()
@@ -266,6 +352,16 @@ fn global(
         {
             continue;
         }
+        idle.push((node_id, tasks.as_slice()));
+    }
+    if !job
+        && roll(plan, service, &rollout, now, |node_id| {
+            new_task(service, 0, Some(node_id))
+        })
+    {
+        return;
+    }
+    for (node_id, tasks) in idle {
         match decide(policy, tasks, now) {
             Restart::Now => plan
                 .actions
@@ -325,5 +421,144 @@ fn reap(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::store_object::Object;
+    use proto::{
+        ContainerSpec, Meta, NodeSpec, NodeStatus, ReplicatedService, ServiceSpec, StoreActionKind,
+        StoreBatch, TaskSpec, TaskStatus, UpdateConfig, UpdateState, UpdateStatus,
+    };
+
+    fn node() -> Node {
+        Node {
+            meta: Some(Meta {
+                id: "n1".into(),
+                ..Default::default()
+            }),
+            spec: Some(NodeSpec::default()),
+            status: Some(NodeStatus {
+                state: NodeState::Ready as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A 1-replica service at version 2, updating with `order`, and its v1 task.
+    fn store(order: UpdateOrder, extra: Vec<Task>) -> ObjectStore {
+        let service = Service {
+            meta: Some(Meta {
+                id: "svc".into(),
+                ..Default::default()
+            }),
+            spec: Some(ServiceSpec {
+                name: "web".into(),
+                mode: Some(Mode::Replicated(ReplicatedService { replicas: 1 })),
+                task_template: Some(TaskSpec {
+                    container: Some(ContainerSpec {
+                        image: "v2".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                update_config: Some(UpdateConfig {
+                    order: order as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            spec_version: 2,
+            update_status: Some(UpdateStatus {
+                state: UpdateState::Updating as i32,
+                started_at: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut actions = vec![create(node()), create(service)];
+        actions.extend(extra.into_iter().map(create));
+        let mut s = ObjectStore::default();
+        s.apply(&StoreBatch { actions }, 1).unwrap();
+        s
+    }
+
+    fn task(id: &str, version: u64, desired: TaskState, state: TaskState) -> Task {
+        Task {
+            meta: Some(Meta {
+                id: id.into(),
+                ..Default::default()
+            }),
+            service_id: "svc".into(),
+            slot: 1,
+            node_id: "n1".into(),
+            spec_version: version,
+            desired_state: desired as i32,
+            status: Some(TaskStatus {
+                state: state as i32,
+                timestamp: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The task changes of a plan: (kind, task ID or "new", spec version, desired state).
+    fn changes(plan: &Plan) -> Vec<(i32, String, u64, i32)> {
+        plan.actions
+            .iter()
+            .filter_map(|a| match a.object.as_ref()?.object.as_ref()? {
+                Object::Task(t) => {
+                    let id = if a.kind == StoreActionKind::Create as i32 {
+                        "new".to_string()
+                    } else {
+                        t.id().to_string()
+                    };
+                    Some((a.kind, id, t.spec_version, t.desired_state))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    const UPDATE: i32 = StoreActionKind::Update as i32;
+    const CREATE: i32 = StoreActionKind::Create as i32;
+    const RUNNING: i32 = TaskState::Running as i32;
+    const SHUTDOWN: i32 = TaskState::Shutdown as i32;
+
+    #[test]
+    fn stop_first_stops_the_old_task_and_waits_for_it() {
+        let old = task("old", 1, TaskState::Running, TaskState::Running);
+        let plan = reconcile(&store(UpdateOrder::StopFirst, vec![old]), 100, 5);
+        assert_eq!(changes(&plan), [(UPDATE, "old".into(), 1, SHUTDOWN)]);
+        // Told to stop, still running: the slot stays empty.
+        let stopping = task("old", 1, TaskState::Shutdown, TaskState::Running);
+        let plan = reconcile(&store(UpdateOrder::StopFirst, vec![stopping]), 100, 5);
+        assert_eq!(changes(&plan), []);
+        // Stopped: the new task starts.
+        let stopped = task("old", 1, TaskState::Shutdown, TaskState::Shutdown);
+        let plan = reconcile(&store(UpdateOrder::StopFirst, vec![stopped]), 100, 5);
+        assert_eq!(changes(&plan), [(CREATE, "new".into(), 2, RUNNING)]);
+    }
+
+    #[test]
+    fn start_first_keeps_the_old_task_until_the_new_one_runs() {
+        let old = task("old", 1, TaskState::Running, TaskState::Running);
+        let plan = reconcile(&store(UpdateOrder::StartFirst, vec![old.clone()]), 100, 5);
+        assert_eq!(changes(&plan), [(CREATE, "new".into(), 2, RUNNING)]);
+        let mut new = task("new", 2, TaskState::Running, TaskState::Starting);
+        new.meta.as_mut().unwrap().id = "new".into();
+        let plan = reconcile(
+            &store(UpdateOrder::StartFirst, vec![old.clone(), new.clone()]),
+            100,
+            5,
+        );
+        assert_eq!(changes(&plan), []);
+        new.status.as_mut().unwrap().state = TaskState::Running as i32;
+        let plan = reconcile(&store(UpdateOrder::StartFirst, vec![old, new]), 100, 5);
+        assert_eq!(changes(&plan), [(UPDATE, "old".into(), 1, SHUTDOWN)]);
     }
 }
