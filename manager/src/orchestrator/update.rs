@@ -204,15 +204,19 @@ pub fn decide<'a, K: Copy>(service: &Service, slots: &[Slot<'a, K>], now: i64) -
             out.wake(done_at);
             return out;
         }
+        // A rollback keeps saying why it happened.
         let (state, message) = if rolling_back {
-            (UpdateState::RollbackCompleted, "rollback completed")
+            (
+                UpdateState::RollbackCompleted,
+                format!("rollback completed: {}", status.message),
+            )
         } else {
-            (UpdateState::Completed, "update completed")
+            (UpdateState::Completed, "update completed".to_string())
         };
         out.status = Some(UpdateStatus {
             state: state as i32,
             completed_at: now,
-            message: message.into(),
+            message,
             ..status
         });
         return out;

@@ -215,19 +215,19 @@ impl Mode {
     }
 }
 
-/// The update (or rollback) flags of one kind, as given.
-struct UpdateFlags<'a> {
-    prefix: &'static str,
-    parallelism: &'a Option<String>,
-    delay: &'a Option<String>,
-    failure_action: &'a Option<String>,
-    monitor: &'a Option<String>,
-    max_failure_ratio: &'a Option<String>,
-    order: &'a Option<String>,
+/// The update (or rollback) flags of one kind, as given (`service create` and `update`).
+pub(super) struct UpdateFlags<'a> {
+    pub(super) prefix: &'static str,
+    pub(super) parallelism: &'a Option<String>,
+    pub(super) delay: &'a Option<String>,
+    pub(super) failure_action: &'a Option<String>,
+    pub(super) monitor: &'a Option<String>,
+    pub(super) max_failure_ratio: &'a Option<String>,
+    pub(super) order: &'a Option<String>,
 }
 
 impl UpdateFlags<'_> {
-    fn any(&self) -> bool {
+    pub(super) fn any(&self) -> bool {
         [
             self.parallelism,
             self.delay,
@@ -242,16 +242,21 @@ impl UpdateFlags<'_> {
 
     /// The config, with Swarm's defaults for what was not given.
     fn config(&self) -> anyhow::Result<UpdateConfig> {
-        let p = self.prefix;
-        let flag = |name: &str| format!("--{p}-{name}");
-        let mut c = UpdateConfig {
+        self.apply(UpdateConfig {
             parallelism: Some(1),
             delay_ms: 0,
             failure_action: FailureAction::Pause as i32,
             monitor_ms: Some(DEFAULT_MONITOR_MS),
             max_failure_ratio: 0.0,
             order: UpdateOrder::StopFirst as i32,
-        };
+        })
+    }
+
+    /// `base` with what the flags change.
+    pub(super) fn apply(&self, base: UpdateConfig) -> anyhow::Result<UpdateConfig> {
+        let p = self.prefix;
+        let flag = |name: &str| format!("--{p}-{name}");
+        let mut c = base;
         if let Some(v) = self.parallelism {
             c.parallelism = Some(parse::count(&flag("parallelism"), v)?);
         }

@@ -1,4 +1,4 @@
-//! `skiff service create|ls|ps|inspect|logs|scale|rm`, and `skiff node ps` (which shares
+//! `skiff service create|ls|ps|inspect|logs|scale|update|rollback|rm`, and `skiff node ps` (which shares
 //! the task table).
 //!
 //! Every flag is validated before the daemon is contacted. `create` and `scale` wait for
@@ -10,6 +10,7 @@ pub mod parse;
 pub mod progress;
 pub mod registry;
 pub mod render;
+pub mod update;
 
 use std::collections::HashMap;
 
@@ -28,6 +29,7 @@ use super::{
 use create::CreateArgs;
 use logs::LogsArgs;
 use render::{service_id, service_name, short_id, task_id};
+use update::{RollbackArgs, UpdateArgs};
 
 /// `skiff service ...`.
 #[derive(Debug, Subcommand)]
@@ -45,6 +47,10 @@ pub enum ServiceCommand {
     Logs(LogsArgs),
     /// Change the number of replicas of one or more services
     Scale(ScaleArgs),
+    /// Update a service, rolling the change through its tasks
+    Update(Box<UpdateArgs>),
+    /// Revert a service to its previous spec
+    Rollback(RollbackArgs),
     /// Remove one or more services
     #[command(visible_alias = "remove")]
     Rm(RmArgs),
@@ -143,6 +149,8 @@ pub async fn run(global: &GlobalOpts, command: ServiceCommand) -> anyhow::Result
         ServiceCommand::Inspect(args) => inspect(global, args).await,
         ServiceCommand::Logs(args) => logs::logs(global, args).await,
         ServiceCommand::Scale(args) => scale(global, args).await,
+        ServiceCommand::Update(args) => update(global, *args).await,
+        ServiceCommand::Rollback(args) => rollback(global, args).await,
         ServiceCommand::Rm(args) => rm(global, args).await,
     }
 }
@@ -599,6 +607,77 @@ async fn rm(global: &GlobalOpts, args: RmArgs) -> anyhow::Result<()> {
         }
     }
     finish(errors)
+}
+
+// ---------------------------------------------------------------------------------------
+// update, rollback
+// ---------------------------------------------------------------------------------------
+
+async fn update(global: &GlobalOpts, args: UpdateArgs) -> anyhow::Result<()> {
+    let client = global.connect().await?;
+    let service = get_service(&client, &args.service).await?;
+    let spec = update::updated_spec(&service, &args, |k| std::env::var(k).ok())?;
+    send_update(
+        &client,
+        &service,
+        Some(spec),
+        false,
+        args.detach,
+        args.quiet,
+    )
+    .await
+}
+
+async fn rollback(global: &GlobalOpts, args: RollbackArgs) -> anyhow::Result<()> {
+    let client = global.connect().await?;
+    let service = get_service(&client, &args.service).await?;
+    send_update(&client, &service, None, true, args.detach, args.quiet).await
+}
+
+/// Sends a new spec (or asks for a rollback), then follows what it started: a rollout when
+/// it started or resumed one, else the service's convergence (a change of replicas, say).
+async fn send_update(
+    client: &Client,
+    service: &Service,
+    spec: Option<proto::ServiceSpec>,
+    rollback: bool,
+    detach: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let meta = service.meta.clone().unwrap_or_default();
+    let name = match service_name(service) {
+        "" => short_id(&meta.id).to_string(),
+        n => n.to_string(),
+    };
+    let updated = client
+        .control()
+        .update_service(UpdateServiceRequest {
+            service: meta.id.clone(),
+            version: meta.version,
+            spec,
+            rollback,
+        })
+        .await
+        .reply(client)?
+        .service
+        .with_context(|| format!("the daemon updated service {name} but did not return it; see `skiff service inspect {name}`"))?;
+    out(&name);
+    if detach {
+        return Ok(());
+    }
+    let started = updated.update_status != service.update_status
+        && updated.update_status.as_ref().is_some_and(|u| {
+            matches!(
+                u.state(),
+                proto::UpdateState::Updating | proto::UpdateState::RollbackStarted
+            )
+        });
+    if started {
+        progress::wait_rollout(client, &meta.id, &name, rollback, quiet).await
+    } else {
+        let since = updated.meta.as_ref().map_or(0, |m| m.updated_at);
+        progress::wait(client, &meta.id, &name, since, quiet).await
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -359,6 +359,127 @@ pub fn progress(service: &Service, tasks: &[Task], since_ms: i64) -> Progress {
 }
 
 // ---------------------------------------------------------------------------------------
+// Rollouts (`service update`, `service rollback`)
+// ---------------------------------------------------------------------------------------
+
+/// Where a rollout stands, from the update status the manager keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// Still rolling (forward or back).
+    Rolling,
+    /// The rollout the command started finished.
+    Done,
+    /// It stopped short of what the command asked: paused, or rolled back.
+    Failed(String),
+}
+
+/// The lines of a rollout (the slots as [`progress`] shows them, the count of tasks on the
+/// new spec, the update status) and where it stands; `rollback` says whether the command
+/// asked for a rollback.
+pub fn rollout(service: &Service, tasks: &[Task], rollback: bool) -> (Vec<String>, Rollout) {
+    let name = render::service_name(service);
+    let mut lines = progress(service, tasks, i64::MAX).lines;
+    let global = matches!(
+        service.spec.as_ref().and_then(|s| s.mode.as_ref()),
+        Some(Mode::Global(_))
+    );
+    let updated: std::collections::BTreeSet<(u64, &str)> = tasks
+        .iter()
+        .filter(|t| {
+            render::is_live(t)
+                && state(t) == TaskState::Running
+                && t.spec_version == service.spec_version
+        })
+        .map(|t| {
+            if global {
+                (0, t.node_id.as_str())
+            } else {
+                (t.slot, "")
+            }
+        })
+        .collect();
+    if let Some(first) = lines.first_mut() {
+        if let Some((_, total)) = first.split_once(" out of ") {
+            *first = format!("overall progress: {} out of {total}", updated.len());
+        }
+    }
+    let status = service.update_status.clone().unwrap_or_default();
+    let state = proto::UpdateState::try_from(status.state).unwrap_or_default();
+    use proto::UpdateState as S;
+    let word = state
+        .as_str_name()
+        .trim_start_matches("UPDATE_STATE_")
+        .to_ascii_lowercase();
+    lines.push(format!(
+        "{}: {word}: {}",
+        if rollback { "rollback" } else { "update" },
+        status.message
+    ));
+    let message = status.message;
+    let outcome = match (state, rollback) {
+        (S::Completed, false) | (S::RollbackCompleted, true) => Rollout::Done,
+        (S::Paused, _) | (S::RollbackPaused, _) => Rollout::Failed(format!(
+            "the rollout of service {name} is paused: {message}; fix the service and run `skiff service update {name}` to resume, or `skiff service rollback {name}`"
+        )),
+        (S::RollbackCompleted, false) => Rollout::Failed(format!(
+            "service {name} was rolled back to its previous spec: {message}"
+        )),
+        (S::Updating | S::Completed, true) => Rollout::Failed(format!(
+            "the rollback of service {name} was replaced by a new update; see `skiff service inspect --pretty {name}`"
+        )),
+        _ => Rollout::Rolling,
+    };
+    (lines, outcome)
+}
+
+/// Polls until the rollout of service `id` (called `name`) ends, showing its progress
+/// unless `quiet`; fails with the reason when it pauses or rolls back, so that scripts can
+/// trust the exit code.
+pub async fn wait_rollout(
+    client: &Client,
+    id: &str,
+    name: &str,
+    rollback: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let mut screen = Screen::new(quiet);
+    let mut errors = 0;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let polled = tokio::select! {
+            p = poll(client, id) => p,
+            _ = &mut ctrl_c => return detached(name),
+        };
+        match polled {
+            Ok((service, tasks)) => {
+                errors = 0;
+                let (lines, outcome) = rollout(&service, &tasks, rollback);
+                screen.show(&lines);
+                match outcome {
+                    Rollout::Done => return Ok(()),
+                    Rollout::Failed(reason) => return Err(anyhow!(reason)),
+                    Rollout::Rolling => {}
+                }
+            }
+            Err(Poll::Gone) => {
+                return Err(anyhow!("service {name} was removed during its rollout"))
+            }
+            Err(Poll::Failed(e)) => {
+                errors += 1;
+                if errors >= MAX_POLL_ERRORS {
+                    return Err(e.context(format!("cannot follow the rollout of service {name}")));
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = &mut ctrl_c => return detached(name),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Showing it
 // ---------------------------------------------------------------------------------------
 
@@ -978,5 +1099,52 @@ mod tests {
         let p = progress(&s, &tasks, 0);
         assert_eq!(p.lines, ["overall progress: 101 out of 101 tasks"]);
         assert_eq!(p.outcome, Outcome::Converged);
+    }
+
+    #[test]
+    fn rollouts_end_as_the_update_status_says() {
+        use proto::{UpdateState, UpdateStatus};
+        let mut s = replicated(2);
+        s.spec_version = 2;
+        let status = |state: UpdateState, message: &str| {
+            Some(UpdateStatus {
+                state: state as i32,
+                message: message.into(),
+                ..Default::default()
+            })
+        };
+        let mut new = task("n", 1, TaskState::Running, 5);
+        new.spec_version = 2;
+        let old = task("o", 2, TaskState::Running, 1);
+        s.update_status = status(UpdateState::Updating, "update in progress");
+        let (lines, outcome) = rollout(&s, &[new, old], false);
+        assert_eq!(lines[0], "overall progress: 1 out of 2 tasks");
+        assert_eq!(
+            lines.last().unwrap(),
+            "update: updating: update in progress"
+        );
+        assert_eq!(outcome, Rollout::Rolling);
+        s.update_status = status(UpdateState::Completed, "update completed");
+        assert_eq!(rollout(&s, &[], false).1, Rollout::Done);
+        s.update_status = status(
+            UpdateState::Paused,
+            "update paused due to failure of task x: boom",
+        );
+        assert!(
+            matches!(rollout(&s, &[], false).1, Rollout::Failed(r) if r.contains("paused: update paused due to failure of task x: boom"))
+        );
+        s.update_status = status(
+            UpdateState::RollbackStarted,
+            "update rolled back due to failure",
+        );
+        assert_eq!(rollout(&s, &[], false).1, Rollout::Rolling);
+        s.update_status = status(
+            UpdateState::RollbackCompleted,
+            "rollback completed: update rolled back due to failure",
+        );
+        assert!(
+            matches!(rollout(&s, &[], false).1, Rollout::Failed(r) if r.contains("was rolled back"))
+        );
+        assert_eq!(rollout(&s, &[], true).1, Rollout::Done);
     }
 }

@@ -447,7 +447,9 @@ fn a_rollback_uses_the_rollback_policy_and_pauses_on_failure() {
     let back = task("r2", 3, TaskState::Running, STARTED + 1, STARTED + 2);
     let h = vec![vec![&back]];
     let r = decide(&s, &slots(&h, &[Some(&back)], &[false]), STARTED + 10_000);
-    assert_eq!(r.status.unwrap().state(), UpdateState::RollbackCompleted);
+    let status = r.status.unwrap();
+    assert_eq!(status.state(), UpdateState::RollbackCompleted);
+    assert_eq!(status.message, "rollback completed: update in progress");
 }
 
 #[test]
