@@ -236,7 +236,7 @@ fn replicated(
 /// report, and does not hold the slot).
 fn stopping_for_update(service: &Service, history: &[&Task], nodes: &HashMap<&str, &Node>) -> bool {
     history.iter().any(|t| {
-        t.spec_version != service.spec_version
+        update::outdated(service, t)
             && t.desired_state == TaskState::Shutdown as i32
             && !t.node_id.is_empty()
             && !is_terminal(observed(t))

@@ -93,6 +93,13 @@ pub fn ready(task: &Task) -> bool {
         && (health == HealthState::None as i32 || health == HealthState::Healthy as i32)
 }
 
+/// Whether `task` runs something other than the service's current template. A task of an
+/// older version with the same template (the untouched slots of a rollback) is up to date.
+pub fn outdated(service: &Service, task: &Task) -> bool {
+    task.spec_version != service.spec_version
+        && task.spec.as_ref() != service.spec.as_ref().and_then(|s| s.task_template.as_ref())
+}
+
 /// Whether `task` was made by the rollout in progress.
 fn of_rollout(service: &Service, task: &Task, started_at: i64) -> bool {
     task.spec_version == service.spec_version && task.meta().created_at >= started_at
@@ -168,7 +175,7 @@ pub fn decide<'a, K: Copy>(service: &Service, slots: &[Slot<'a, K>], now: i64) -
             busy += 1;
             continue;
         };
-        if task.spec_version != service.spec_version {
+        if outdated(service, task) {
             if slot.stopping {
                 busy += 1;
             } else if !slot
