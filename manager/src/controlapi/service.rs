@@ -2,8 +2,8 @@
 
 use proto::service_spec::Mode;
 use proto::{
-    ContainerSpec, PortProtocol, ReplicatedJob, ReplicatedService, RestartCondition, RestartPolicy,
-    Service, ServiceSpec, TaskSpec, UpdateConfig,
+    ContainerSpec, FailureAction, PortProtocol, ReplicatedJob, ReplicatedService, RestartCondition,
+    RestartPolicy, Service, ServiceSpec, TaskSpec, UpdateConfig, UpdateOrder,
 };
 use tonic::Status;
 
@@ -147,10 +147,47 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
             }
         }
     }
+    for (which, config) in [
+        ("update", &spec.update_config),
+        ("rollback", &spec.rollback_config),
+    ] {
+        if let Some(c) = config {
+            validate_update_config(which, c)?;
+        }
+    }
     if !template.networks.is_empty() {
         return Err(invalid(
             "overlay networks are not available in this version of skiff; create the service without --network",
         ));
+    }
+    Ok(())
+}
+
+/// Refuses an update (or rollback) policy the updater cannot follow.
+fn validate_update_config(which: &str, c: &UpdateConfig) -> Result<(), Status> {
+    if !(0.0..=1.0).contains(&c.max_failure_ratio) {
+        return Err(invalid(format!(
+            "invalid {which} max failure ratio {}: use a number from 0 to 1",
+            c.max_failure_ratio
+        )));
+    }
+    match FailureAction::try_from(c.failure_action) {
+        Ok(FailureAction::Rollback) if which == "rollback" => {
+            return Err(invalid(
+                "a rollback cannot roll back: use pause or continue as the rollback failure action",
+            ))
+        }
+        Ok(_) => {}
+        Err(_) => {
+            return Err(invalid(format!(
+                "unknown {which} failure action: use pause, continue or rollback"
+            )))
+        }
+    }
+    if UpdateOrder::try_from(c.order).is_err() {
+        return Err(invalid(format!(
+            "unknown {which} order: use stop-first or start-first"
+        )));
     }
     Ok(())
 }
@@ -285,6 +322,31 @@ mod tests {
                     s
                 },
                 "too many",
+            ),
+            (
+                {
+                    let mut s = spec("web", "busybox");
+                    s.update_config.as_mut().unwrap().max_failure_ratio = 1.5;
+                    s
+                },
+                "max failure ratio",
+            ),
+            (
+                {
+                    let mut s = spec("web", "busybox");
+                    s.rollback_config.as_mut().unwrap().failure_action =
+                        FailureAction::Rollback as i32;
+                    s
+                },
+                "a rollback cannot roll back",
+            ),
+            (
+                {
+                    let mut s = spec("web", "busybox");
+                    s.update_config.as_mut().unwrap().order = 7;
+                    s
+                },
+                "unknown update order",
             ),
         ];
         for (s, want) in cases {

@@ -388,7 +388,8 @@ pub fn rollout(service: &Service, tasks: &[Task], rollback: bool) -> (Vec<String
         .filter(|t| {
             render::is_live(t)
                 && state(t) == TaskState::Running
-                && t.spec_version == service.spec_version
+                && (t.spec_version == service.spec_version
+                    || t.spec == service.spec.as_ref().and_then(|s| s.task_template.clone()))
         })
         .map(|t| {
             if global {
