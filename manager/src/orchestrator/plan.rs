@@ -450,6 +450,14 @@ mod tests {
 
     /// A 1-replica service at version 2, updating with `order`, and its v1 task.
     fn store(order: UpdateOrder, extra: Vec<Task>) -> ObjectStore {
+        store_with_mode(
+            order,
+            Mode::Replicated(ReplicatedService { replicas: 1 }),
+            extra,
+        )
+    }
+
+    fn store_with_mode(order: UpdateOrder, mode: Mode, extra: Vec<Task>) -> ObjectStore {
         let service = Service {
             meta: Some(Meta {
                 id: "svc".into(),
@@ -457,7 +465,7 @@ mod tests {
             }),
             spec: Some(ServiceSpec {
                 name: "web".into(),
-                mode: Some(Mode::Replicated(ReplicatedService { replicas: 1 })),
+                mode: Some(mode),
                 task_template: Some(TaskSpec {
                     container: Some(ContainerSpec {
                         image: "v2".into(),
@@ -560,5 +568,32 @@ mod tests {
         new.status.as_mut().unwrap().state = TaskState::Running as i32;
         let plan = reconcile(&store(UpdateOrder::StartFirst, vec![old, new]), 100, 5);
         assert_eq!(changes(&plan), [(UPDATE, "old".into(), 1, SHUTDOWN)]);
+    }
+
+    #[test]
+    fn global_services_roll_node_by_node() {
+        let global = || Mode::Global(proto::GlobalService {});
+        let mut old = task("old", 1, TaskState::Running, TaskState::Running);
+        old.slot = 0;
+        let plan = reconcile(
+            &store_with_mode(UpdateOrder::StopFirst, global(), vec![old.clone()]),
+            100,
+            5,
+        );
+        assert_eq!(changes(&plan), [(UPDATE, "old".into(), 1, SHUTDOWN)]);
+        old.desired_state = SHUTDOWN;
+        let plan = reconcile(
+            &store_with_mode(UpdateOrder::StopFirst, global(), vec![old.clone()]),
+            100,
+            5,
+        );
+        assert_eq!(changes(&plan), []);
+        old.status.as_mut().unwrap().state = SHUTDOWN;
+        let plan = reconcile(
+            &store_with_mode(UpdateOrder::StopFirst, global(), vec![old]),
+            100,
+            5,
+        );
+        assert_eq!(changes(&plan), [(CREATE, "new".into(), 2, RUNNING)]);
     }
 }
