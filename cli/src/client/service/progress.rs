@@ -373,37 +373,19 @@ pub enum Rollout {
     Failed(String),
 }
 
-/// The lines of a rollout (the slots as [`progress`] shows them, the count of tasks on the
-/// new spec, the update status) and where it stands; `rollback` says whether the command
+/// The lines of a rollout (the slots on the new spec as [`progress`] shows them, and the
+/// update status) and where it stands; `rollback` says whether the command
 /// asked for a rollback.
 pub fn rollout(service: &Service, tasks: &[Task], rollback: bool) -> (Vec<String>, Rollout) {
     let name = render::service_name(service);
-    let mut lines = progress(service, tasks, i64::MAX).lines;
-    let global = matches!(
-        service.spec.as_ref().and_then(|s| s.mode.as_ref()),
-        Some(Mode::Global(_))
-    );
-    let updated: std::collections::BTreeSet<(u64, &str)> = tasks
+    // The slots as they reach the new spec: tasks on an older one are not shown.
+    let template = service.spec.as_ref().and_then(|s| s.task_template.as_ref());
+    let current: Vec<Task> = tasks
         .iter()
-        .filter(|t| {
-            render::is_live(t)
-                && state(t) == TaskState::Running
-                && (t.spec_version == service.spec_version
-                    || t.spec == service.spec.as_ref().and_then(|s| s.task_template.clone()))
-        })
-        .map(|t| {
-            if global {
-                (0, t.node_id.as_str())
-            } else {
-                (t.slot, "")
-            }
-        })
+        .filter(|t| t.spec_version == service.spec_version || t.spec.as_ref() == template)
+        .cloned()
         .collect();
-    if let Some(first) = lines.first_mut() {
-        if let Some((_, total)) = first.split_once(" out of ") {
-            *first = format!("overall progress: {} out of {total}", updated.len());
-        }
-    }
+    let mut lines = progress(service, &current, i64::MAX).lines;
     let status = service.update_status.clone().unwrap_or_default();
     let state = proto::UpdateState::try_from(status.state).unwrap_or_default();
     use proto::UpdateState as S;
