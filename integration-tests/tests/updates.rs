@@ -116,6 +116,46 @@ fn fewest_running_during_rollout(cluster: &Cluster, host: usize, name: &str) -> 
     fewest
 }
 
+/// A task's last status time (proto3 JSON writes 64-bit numbers as strings).
+fn status_time(task: &Value) -> i64 {
+    let t = &task["status"]["timestamp"];
+    t.as_i64()
+        .or_else(|| t.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// From the task history: the most slots down at once, a slot being down at least from
+/// when its `old` task stopped to when its `new` one started running; and how many slots
+/// had both tasks.
+fn most_down_at_once(all: &[Value], old: &[&str], new: &[&str]) -> (usize, usize) {
+    let mut edges = Vec::new();
+    for slot in 1..=6 {
+        let at = |want: &[&str], state: &str| {
+            all.iter()
+                .find(|t| {
+                    t["slot"].as_u64() == Some(slot) && args(t) == want && is(t, "observed", state)
+                })
+                .map(status_time)
+        };
+        if let (Some(stopped), Some(running)) = (
+            at(old, "TASK_STATE_SHUTDOWN"),
+            at(new, "TASK_STATE_RUNNING"),
+        ) {
+            edges.push((stopped, 1i32));
+            edges.push((running, -1));
+        }
+    }
+    let seen = edges.len() / 2;
+    // Ends sort before starts at the same instant.
+    edges.sort();
+    let (mut down, mut most) = (0, 0);
+    for (_, d) in edges {
+        down += d;
+        most = most.max(down);
+    }
+    (most as usize, seen)
+}
+
 #[test]
 fn parallelism_bounds_the_tasks_down_and_history_keeps_the_old_ones() {
     let mut cluster = Cluster::new(3);
@@ -146,6 +186,9 @@ fn parallelism_bounds_the_tasks_down_and_history_keeps_the_old_ones() {
 
     // Every slot's history holds its old task, shut down.
     let all = tasks(&cluster, 1, "web");
+    let (most, seen) = most_down_at_once(&all, &["sleep", "600"], &["sleep", "601"]);
+    assert_eq!(seen, 6, "every slot's old and new task are in the history");
+    assert!(most <= 2, "{most} slots were down at once");
     for slot in 1..=6 {
         let old: Vec<&Value> = all
             .iter()
@@ -258,7 +301,7 @@ fn a_rollout_survives_a_leader_failover() {
             "--update-parallelism",
             "1",
             "--update-delay",
-            "1s",
+            "2s",
             "--update-monitor",
             "1s",
         ],
@@ -289,6 +332,11 @@ fn a_rollout_survives_a_leader_failover() {
             .any(|(_, a)| a == &["sleep", "601"])
             .then_some(())
     });
+    assert_eq!(
+        update_state(&cluster, other, "web").0,
+        "UPDATE_STATE_UPDATING",
+        "the leader must die mid-rollout"
+    );
     cluster.kill(leader);
     wait_until("the rollout to complete", CONVERGE, || {
         // Commands fail while a new leader is elected.
