@@ -405,7 +405,8 @@ pub fn rollout(service: &Service, tasks: &[Task], rollback: bool) -> (Vec<String
             "the rollout of service {name} is paused: {message}; fix the service and run `skiff service update {name}` to resume, or `skiff service rollback {name}`"
         )),
         (S::RollbackCompleted, false) => Rollout::Failed(format!(
-            "service {name} was rolled back to its previous spec: {message}"
+            "service {name} was rolled back to its previous spec: {}",
+            message.strip_prefix("rollback completed: ").unwrap_or(&message)
         )),
         (S::Updating | S::Completed, true) => Rollout::Failed(format!(
             "the rollback of service {name} was replaced by a new update; see `skiff service inspect --pretty {name}`"
@@ -1125,8 +1126,12 @@ mod tests {
             UpdateState::RollbackCompleted,
             "rollback completed: update rolled back due to failure",
         );
-        assert!(
-            matches!(rollout(&s, &[], false).1, Rollout::Failed(r) if r.contains("was rolled back"))
+        assert_eq!(
+            rollout(&s, &[], false).1,
+            Rollout::Failed(
+                "service web was rolled back to its previous spec: update rolled back due to failure"
+                    .into()
+            )
         );
         assert_eq!(rollout(&s, &[], true).1, Rollout::Done);
     }
