@@ -12,11 +12,10 @@
 //! healthy, where it reports health) and the update delay after that has passed; at most
 //! `parallelism` slots are busy at once, so never more than that many tasks are down.
 //!
-//! A new task that ends within the monitor window after it was created counts as a failure
-//! (the store keeps no "running since" time for a task that has ended; counting from its
-//! creation errs on the side of calling a slow-starting task's crash a failure). Once the
-//! failures exceed `max_failure_ratio` of the slots, the failure action applies. After the
-//! last slot, the rollout waits out one monitor window before it says "completed".
+//! A new task that fails to start, or ends within the monitor window after it started
+//! running (`TaskStatus.running_since`, kept by the dispatcher), counts as a failure. Once
+//! the failures exceed `max_failure_ratio` of the slots, the failure action applies. After
+//! the last slot, the rollout waits out one monitor window before it says "completed".
 
 use proto::{
     FailureAction, HealthState, Service, ServiceSpec, Task, TaskState, UpdateConfig, UpdateOrder,
@@ -105,9 +104,11 @@ fn of_rollout(service: &Service, task: &Task, started_at: i64) -> bool {
     task.spec_version == service.spec_version && task.meta().created_at >= started_at
 }
 
-/// Whether a task of the rollout ended within the monitor window after it was created.
+/// Whether a task of the rollout failed to start, or ended within the monitor window after
+/// it started running.
 fn failed_early(task: &Task, monitor_ms: i64) -> bool {
-    exited(task) && status_time(task) - task.meta().created_at <= monitor_ms
+    let since = task.status.as_ref().map_or(0, |s| s.running_since);
+    exited(task) && (since == 0 || status_time(task) - since <= monitor_ms)
 }
 
 /// Decides the next step of the rollout of `service`, if one is in progress.

@@ -85,6 +85,12 @@ fn failed(id: &str, created: i64, at: i64) -> Task {
     t
 }
 
+/// `task` that had been running since `since`.
+fn ran(mut task: Task, since: i64) -> Task {
+    task.status.as_mut().unwrap().running_since = since;
+    task
+}
+
 /// Slots 1..: each a live task (or none), stopping or not, and its history.
 fn slots<'a>(
     tasks: &'a [Vec<&'a Task>],
@@ -285,7 +291,10 @@ fn failures_outside_the_rollout_or_the_monitor_window_do_not_count() {
     let s = service(cfg(1, 0, FailureAction::Pause, 0.0, UpdateOrder::StopFirst));
     // Before the rollout started (a resumed update), and long after the task started.
     let before = failed("f0", STARTED - 100, STARTED - 50);
-    let late = failed("f1", STARTED + 1, STARTED + 60_000);
+    let late = ran(
+        failed("f1", STARTED + 1, STARTED + 60_000),
+        STARTED + 50_000,
+    );
     let new = task(
         "n1",
         2,
@@ -523,4 +532,25 @@ fn applying_a_spec_starts_resumes_or_leaves_alone() {
     apply_spec(&mut job, jspec, false, 5);
     assert!(job.update_status.is_none());
     assert_eq!(job.spec_version, 3);
+}
+
+#[test]
+fn the_monitor_window_counts_from_the_start_not_the_creation() {
+    let s = service(cfg(1, 0, FailureAction::Pause, 0.0, UpdateOrder::StopFirst));
+    let old = task("o2", 1, TaskState::Running, 0, 0);
+    // A slow start (a long image pull), then a crash 1 s after running: a failure.
+    let crash = ran(failed("c", STARTED + 1, STARTED + 31_000), STARTED + 30_000);
+    // A task that never ran, however long it tried: a failure.
+    let never = failed("n", STARTED + 1, STARTED + 60_000);
+    // A task that ran for longer than the monitor window: not a failure.
+    let stable = ran(failed("s", STARTED + 1, STARTED + 20_000), STARTED + 1_000);
+    for (t, paused) in [(&crash, true), (&never, true), (&stable, false)] {
+        let h = vec![vec![t], vec![&old]];
+        let r = decide(
+            &s,
+            &slots(&h, &[None, Some(&old)], &[false; 2]),
+            STARTED + 70_000,
+        );
+        assert_eq!(r.status.is_some(), paused, "{}", t.id());
+    }
 }
