@@ -1,8 +1,9 @@
-//! `skiff service create|ls|ps|inspect|logs|scale|update|rollback|rm`, and `skiff node ps` (which shares
-//! the task table).
+//! `skiff service create|ls|ps|inspect|logs|scale|update|rollback|rm`, and `skiff node ps`
+//! (which shares the task table).
 //!
 //! Every flag is validated before the daemon is contacted. `create` and `scale` wait for
-//! the service to converge, showing Docker's live progress, unless `--detach`.
+//! the service to converge, `update` and `rollback` for the rollout to end, showing Docker's
+//! live progress, unless `--detach`.
 
 pub mod create;
 pub mod logs;
