@@ -596,4 +596,52 @@ mod tests {
         );
         assert_eq!(changes(&plan), [(CREATE, "new".into(), 2, RUNNING)]);
     }
+
+    #[test]
+    fn a_failed_rollout_rolls_back_without_making_tasks_of_the_bad_spec() {
+        let failed = task("bad", 2, TaskState::Shutdown, TaskState::Failed);
+        let mut store = store(UpdateOrder::StopFirst, vec![failed]);
+        let mut svc = store.get::<Service>("svc").unwrap().clone();
+        let spec = svc.spec.as_mut().unwrap();
+        spec.update_config.as_mut().unwrap().failure_action = proto::FailureAction::Rollback as i32;
+        let mut v1 = spec.clone();
+        v1.task_template
+            .as_mut()
+            .unwrap()
+            .container
+            .as_mut()
+            .unwrap()
+            .image = "v1".into();
+        svc.previous_spec = Some(v1);
+        store
+            .apply(
+                &StoreBatch {
+                    actions: vec![update(svc)],
+                },
+                2,
+            )
+            .unwrap();
+        let plan = reconcile(&store, crate::manager::now_ms(), 5);
+        assert_eq!(changes(&plan), [], "no task of the bad spec");
+        let services: Vec<&Service> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a.object.as_ref()?.object.as_ref()? {
+                Object::Service(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(services.len(), 1);
+        let back = services[0];
+        assert_eq!(back.spec_version, 3);
+        let image = |s: Option<&ServiceSpec>| {
+            s.and_then(|s| s.task_template.as_ref()?.container.as_ref())
+                .map(|c| c.image.clone())
+        };
+        assert_eq!(image(back.spec.as_ref()), Some("v1".into()));
+        assert_eq!(image(back.previous_spec.as_ref()), Some("v2".into()));
+        let status = back.update_status.clone().unwrap();
+        assert_eq!(status.state(), UpdateState::RollbackStarted);
+        assert!(status.message.contains("task bad"), "{}", status.message);
+    }
 }
