@@ -181,7 +181,6 @@ fn replicated(
         rollout.push(Slot {
             key: slot,
             live,
-            stopping,
             history,
         });
         if live.is_some() {
@@ -340,7 +339,6 @@ fn global(
         rollout.push(Slot {
             key: node_id,
             live,
-            stopping,
             history: tasks.as_slice(),
         });
         if live.is_some()

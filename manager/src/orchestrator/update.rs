@@ -35,11 +35,9 @@ const DEFAULT_MONITOR_MS: u64 = 5_000;
 pub struct Slot<'a, K> {
     /// The slot number or node ID.
     pub key: K,
-    /// The newest task meant to run there, if any.
+    /// The newest task meant to run there, if any (none: the slot is down, its old task
+    /// stopping or a new one on its way).
     pub live: Option<&'a Task>,
-    /// An outdated task there was told to stop and has not stopped yet (stop-first order:
-    /// the slot must stay empty until it has).
-    pub stopping: bool,
     /// Every task of the slot, for counting failures.
     pub history: &'a [&'a Task],
 }
@@ -177,9 +175,7 @@ pub fn decide<'a, K: Copy>(service: &Service, slots: &[Slot<'a, K>], now: i64) -
             continue;
         };
         if outdated(service, task) {
-            if slot.stopping {
-                busy += 1;
-            } else if !slot
+            if !slot
                 .history
                 .iter()
                 .any(|t| of_rollout(service, t, started_at) && exited(t))

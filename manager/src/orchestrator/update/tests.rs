@@ -91,19 +91,14 @@ fn ran(mut task: Task, since: i64) -> Task {
     task
 }
 
-/// Slots 1..: each a live task (or none), stopping or not, and its history.
-fn slots<'a>(
-    tasks: &'a [Vec<&'a Task>],
-    live: &[Option<&'a Task>],
-    stopping: &[bool],
-) -> Vec<Slot<'a, u64>> {
+/// Slots 1..: each a live task (or none) and its history.
+fn slots<'a>(tasks: &'a [Vec<&'a Task>], live: &[Option<&'a Task>]) -> Vec<Slot<'a, u64>> {
     tasks
         .iter()
         .enumerate()
         .map(|(i, history)| Slot {
             key: i as u64 + 1,
             live: live[i],
-            stopping: stopping[i],
             history: history.as_slice(),
         })
         .collect()
@@ -125,7 +120,7 @@ fn nothing_happens_without_a_rollout_in_progress() {
         UpdateState::RollbackPaused,
     ] {
         s.update_status.as_mut().unwrap().state = state as i32;
-        let r = decide(&s, &slots(&h, &[Some(&old)], &[false]), STARTED + 1);
+        let r = decide(&s, &slots(&h, &[Some(&old)]), STARTED + 1);
         assert!(r.replace.is_empty() && r.status.is_none(), "{state:?}");
     }
 }
@@ -145,7 +140,7 @@ fn parallelism_bounds_the_slots_in_flight() {
     ];
     for (p, want) in cases {
         let s = service(cfg(p, 0, FailureAction::Pause, 0.0, UpdateOrder::StopFirst));
-        let r = decide(&s, &slots(&h, &live, &[false; 6]), STARTED + 1);
+        let r = decide(&s, &slots(&h, &live), STARTED + 1);
         assert_eq!(keys(&r), want, "parallelism {p}");
         assert_eq!(r.order, UpdateOrder::StopFirst);
         assert!(r.status.is_none());
@@ -179,24 +174,16 @@ fn busy_slots_take_room_from_the_next_ones() {
                 Some(&old4),
                 Some(&old5),
             ],
-            &[false; 5],
         ),
         STARTED + 10,
     );
     assert_eq!(keys(&r), vec![3]);
-    // Slot 3's old task is stopping (stop-first) and slot 4 is empty: no room at all.
+    // Slot 3's old task is stopping (stop-first), slot 4 waits for its new one: no room.
     let r = decide(
         &s,
         &slots(
             &h,
-            &[
-                Some(&running),
-                Some(&running),
-                Some(&old3),
-                None,
-                Some(&old5),
-            ],
-            &[false, false, true, false, false],
+            &[Some(&running), Some(&running), None, None, Some(&old5)],
         ),
         STARTED + 10,
     );
@@ -216,11 +203,7 @@ fn an_unhealthy_or_starting_health_check_holds_the_slot() {
     ] {
         new.status.as_mut().unwrap().health = health as i32;
         let h = vec![vec![&new], vec![&old]];
-        let r = decide(
-            &s,
-            &slots(&h, &[Some(&new), Some(&old)], &[false; 2]),
-            STARTED + 10,
-        );
+        let r = decide(&s, &slots(&h, &[Some(&new), Some(&old)]), STARTED + 10);
         assert_eq!(keys(&r), want, "{health:?}");
     }
 }
@@ -238,10 +221,10 @@ fn the_delay_runs_from_when_the_new_task_became_ready() {
     let old = task("o2", 1, TaskState::Running, 0, 0);
     let h = vec![vec![&new], vec![&old]];
     let live = [Some(&new), Some(&old)];
-    let r = decide(&s, &slots(&h, &live, &[false; 2]), STARTED + 2_000);
+    let r = decide(&s, &slots(&h, &live), STARTED + 2_000);
     assert!(r.replace.is_empty());
     assert_eq!(r.wake_at, Some(STARTED + 4_000));
-    let r = decide(&s, &slots(&h, &live, &[false; 2]), STARTED + 4_000);
+    let r = decide(&s, &slots(&h, &live), STARTED + 4_000);
     assert_eq!(keys(&r), vec![2]);
 }
 
@@ -252,10 +235,10 @@ fn completes_after_the_last_monitor_window() {
     let b = task("n2", 2, TaskState::Running, STARTED + 1, STARTED + 900);
     let h = vec![vec![&a], vec![&b]];
     let live = [Some(&a), Some(&b)];
-    let r = decide(&s, &slots(&h, &live, &[false; 2]), STARTED + 1_000);
+    let r = decide(&s, &slots(&h, &live), STARTED + 1_000);
     assert!(r.status.is_none() && r.replace.is_empty());
     assert_eq!(r.wake_at, Some(STARTED + 5_900));
-    let r = decide(&s, &slots(&h, &live, &[false; 2]), STARTED + 5_900);
+    let r = decide(&s, &slots(&h, &live), STARTED + 5_900);
     let status = r.status.unwrap();
     assert_eq!(status.state(), UpdateState::Completed);
     assert_eq!(
@@ -271,11 +254,7 @@ fn a_failure_pauses_with_the_reason() {
     let bad = failed("n1", STARTED + 1, STARTED + 500);
     let old = task("o2", 1, TaskState::Running, 0, 0);
     let h = vec![vec![&bad], vec![&old]];
-    let r = decide(
-        &s,
-        &slots(&h, &[None, Some(&old)], &[false; 2]),
-        STARTED + 600,
-    );
+    let r = decide(&s, &slots(&h, &[None, Some(&old)]), STARTED + 600);
     assert!(r.replace.is_empty() && !r.rollback);
     let status = r.status.unwrap();
     assert_eq!(status.state(), UpdateState::Paused);
@@ -304,11 +283,7 @@ fn failures_outside_the_rollout_or_the_monitor_window_do_not_count() {
     );
     let old = task("o2", 1, TaskState::Running, 0, 0);
     let h = vec![vec![&before, &late, &new], vec![&old]];
-    let r = decide(
-        &s,
-        &slots(&h, &[Some(&new), Some(&old)], &[false; 2]),
-        STARTED + 60_200,
-    );
+    let r = decide(&s, &slots(&h, &[Some(&new), Some(&old)]), STARTED + 60_200);
     assert!(r.status.is_none());
     assert_eq!(keys(&r), vec![2]);
 }
@@ -327,7 +302,7 @@ fn the_failure_ratio_tolerates_some_failures() {
     let live: Vec<Option<&Task>> = (0..6)
         .map(|i| if i < 3 { None } else { Some(&ok) })
         .collect();
-    let r = decide(&s, &slots(&h, &live, &[false; 6]), STARTED + 100);
+    let r = decide(&s, &slots(&h, &live), STARTED + 100);
     assert!(r.status.is_none());
     // 4 of 6: past the ratio.
     let h: Vec<Vec<&Task>> = (0..6)
@@ -336,7 +311,7 @@ fn the_failure_ratio_tolerates_some_failures() {
     let live: Vec<Option<&Task>> = (0..6)
         .map(|i| if i < 4 { None } else { Some(&ok) })
         .collect();
-    let r = decide(&s, &slots(&h, &live, &[false; 6]), STARTED + 100);
+    let r = decide(&s, &slots(&h, &live), STARTED + 100);
     let status = r.status.unwrap();
     assert_eq!(status.state(), UpdateState::Paused);
     assert!(
@@ -360,11 +335,7 @@ fn continue_moves_on_past_a_failed_slot() {
     let old1 = task("o1", 1, TaskState::Running, 0, 0);
     let old2 = task("o2", 1, TaskState::Running, 0, 0);
     let h = vec![vec![&old1, &bad], vec![&old2]];
-    let r = decide(
-        &s,
-        &slots(&h, &[Some(&old1), Some(&old2)], &[false; 2]),
-        STARTED + 100,
-    );
+    let r = decide(&s, &slots(&h, &[Some(&old1), Some(&old2)]), STARTED + 100);
     assert!(r.status.is_none());
     assert_eq!(keys(&r), vec![2]);
     assert_eq!(r.order, UpdateOrder::StartFirst);
@@ -383,7 +354,7 @@ fn failure_action_rollback_goes_back_to_the_previous_spec() {
     let old = task("o2", 1, TaskState::Running, 0, 0);
     let h = vec![vec![&bad], vec![&old]];
     let now = STARTED + 100;
-    let r = decide(&s, &slots(&h, &[None, Some(&old)], &[false; 2]), now);
+    let r = decide(&s, &slots(&h, &[None, Some(&old)]), now);
     assert!(r.rollback && r.replace.is_empty());
     let status = r.status.unwrap();
     assert_eq!(status.state(), UpdateState::RollbackStarted);
@@ -432,18 +403,14 @@ fn a_rollback_uses_the_rollback_policy_and_pauses_on_failure() {
         .collect();
     let h: Vec<Vec<&Task>> = olds.iter().map(|t| vec![t]).collect();
     let live: Vec<Option<&Task>> = olds.iter().map(Some).collect();
-    let r = decide(&s, &slots(&h, &live, &[false; 4]), STARTED + 1);
+    let r = decide(&s, &slots(&h, &live), STARTED + 1);
     assert_eq!(keys(&r), vec![1, 2, 3]);
     assert_eq!(r.order, UpdateOrder::StartFirst);
     // A failure while rolling back pauses (there is nothing to roll back to).
     let mut bad = failed("r1", STARTED + 1, STARTED + 2);
     bad.spec_version = 3;
     let h = vec![vec![&bad], vec![&olds[1]]];
-    let r = decide(
-        &s,
-        &slots(&h, &[None, Some(&olds[1])], &[false; 2]),
-        STARTED + 3,
-    );
+    let r = decide(&s, &slots(&h, &[None, Some(&olds[1])]), STARTED + 3);
     assert!(!r.rollback);
     let status = r.status.unwrap();
     assert_eq!(status.state(), UpdateState::RollbackPaused);
@@ -455,7 +422,7 @@ fn a_rollback_uses_the_rollback_policy_and_pauses_on_failure() {
     // Done: rollback completed.
     let back = task("r2", 3, TaskState::Running, STARTED + 1, STARTED + 2);
     let h = vec![vec![&back]];
-    let r = decide(&s, &slots(&h, &[Some(&back)], &[false]), STARTED + 10_000);
+    let r = decide(&s, &slots(&h, &[Some(&back)]), STARTED + 10_000);
     let status = r.status.unwrap();
     assert_eq!(status.state(), UpdateState::RollbackCompleted);
     assert_eq!(status.message, "rollback completed: update in progress");
@@ -546,11 +513,7 @@ fn the_monitor_window_counts_from_the_start_not_the_creation() {
     let stable = ran(failed("s", STARTED + 1, STARTED + 20_000), STARTED + 1_000);
     for (t, paused) in [(&crash, true), (&never, true), (&stable, false)] {
         let h = vec![vec![t], vec![&old]];
-        let r = decide(
-            &s,
-            &slots(&h, &[None, Some(&old)], &[false; 2]),
-            STARTED + 70_000,
-        );
+        let r = decide(&s, &slots(&h, &[None, Some(&old)]), STARTED + 70_000);
         assert_eq!(r.status.is_some(), paused, "{}", t.id());
     }
 }
