@@ -14,7 +14,9 @@
 //!
 //! A new task that fails to start, or ends within the monitor window after it started
 //! running (`TaskStatus.running_since`, kept by the dispatcher), counts as a failure. Once
-//! the failures exceed `max_failure_ratio` of the slots, the failure action applies. After
+//! the failures exceed `max_failure_ratio` of the slots, the failure action applies; below
+//! it (or with `continue`), a failed slot is left to the restart policy and no longer holds
+//! the rollout up. After
 //! the last slot, the rollout waits out one monitor window before it says "completed".
 
 use proto::{
@@ -169,25 +171,29 @@ pub fn decide<'a, K: Copy>(service: &Service, slots: &[Slot<'a, K>], now: i64) -
     let mut waiting = Vec::new();
     let mut last_ready = None::<i64>;
     for slot in slots {
+        // A slot whose new task failed (and the failures are tolerated) no longer holds the
+        // rollout up: the restart policy retries it, and an old task left there stays.
+        let failed_here = slot
+            .history
+            .iter()
+            .any(|t| of_rollout(service, t, started_at) && exited(t));
         let Some(task) = slot.live else {
             // Down: its old task is stopping, or a new one is on its way.
-            busy += 1;
+            if !failed_here {
+                busy += 1;
+            }
             continue;
         };
         if outdated(service, task) {
-            if !slot
-                .history
-                .iter()
-                .any(|t| of_rollout(service, t, started_at) && exited(t))
-            {
-                // A slot whose new task already failed keeps its old one (failure action
-                // `continue`): retrying it at every round would only fail again.
+            if !failed_here {
                 waiting.push((slot.key, task));
             }
             continue;
         }
         if !ready(task) {
-            busy += 1;
+            if !failed_here {
+                busy += 1;
+            }
             continue;
         }
         if of_rollout(service, task, started_at) {

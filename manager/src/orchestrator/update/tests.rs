@@ -339,6 +339,27 @@ fn continue_moves_on_past_a_failed_slot() {
     assert!(r.status.is_none());
     assert_eq!(keys(&r), vec![2]);
     assert_eq!(r.order, UpdateOrder::StartFirst);
+
+    // Stop-first: slot 1 is empty (or retrying) after its new task failed; slot 2 goes on.
+    let s = service(cfg(
+        1,
+        0,
+        FailureAction::Continue,
+        0.0,
+        UpdateOrder::StopFirst,
+    ));
+    let retry = task("n2", 2, TaskState::Starting, STARTED + 60, STARTED + 70);
+    let h = vec![vec![&bad], vec![&old2]];
+    let r = decide(&s, &slots(&h, &[None, Some(&old2)]), STARTED + 100);
+    assert_eq!(keys(&r), vec![2]);
+    let h = vec![vec![&bad, &retry], vec![&old2]];
+    let r = decide(&s, &slots(&h, &[Some(&retry), Some(&old2)]), STARTED + 100);
+    assert_eq!(keys(&r), vec![2]);
+    // Once every other slot is done, the rollout completes around the failed one.
+    let new2 = task("n3", 2, TaskState::Running, STARTED + 80, STARTED + 90);
+    let h = vec![vec![&bad], vec![&new2]];
+    let r = decide(&s, &slots(&h, &[None, Some(&new2)]), STARTED + 10_000);
+    assert_eq!(r.status.unwrap().state(), UpdateState::Completed);
 }
 
 #[test]
