@@ -16,8 +16,8 @@
 //! running (`TaskStatus.running_since`, kept by the dispatcher), counts as a failure. Once
 //! the failures exceed `max_failure_ratio` of the slots, the failure action applies; below
 //! it (or with `continue`), a failed slot is left to the restart policy and no longer holds
-//! the rollout up. After
-//! the last slot, the rollout waits out one monitor window before it says "completed".
+//! the rollout up. After the last slot, the rollout waits out one monitor window before it
+//! says "completed".
 
 use proto::{
     FailureAction, HealthState, Service, ServiceSpec, Task, TaskState, UpdateConfig, UpdateOrder,
