@@ -8,12 +8,21 @@ use proto::{
     AssignmentsType, StoreActionKind, StoreEvent, Task,
 };
 
+use crate::allocator;
 use crate::orchestrator::{is_active, is_terminal, observed};
 use crate::store::{ObjectStore, StoredObject};
 
 /// Whether `task` is still the node's business: to run, to stop, or to report on.
 pub fn assigned_to(task: &Task, node_id: &str) -> bool {
     task.node_id == node_id && (is_active(task) || !is_terminal(observed(task)))
+}
+
+/// Whether to send `task` to `node_id` now: it is the node's business and, if the node has
+/// not taken it yet, it has its network addresses (a global service's task is assigned to
+/// its node before the allocator has run).
+fn deliverable(store: &ObjectStore, task: &Task, node_id: &str) -> bool {
+    assigned_to(task, node_id)
+        && (!allocator::not_delivered(task) || allocator::is_allocated(store, task))
 }
 
 /// The tasks last sent to one node, to send only what changed.
@@ -37,7 +46,7 @@ impl NodeAssignments {
         self.sent.clear();
         let changes = store
             .list::<Task>()
-            .filter(|t| assigned_to(t, node_id))
+            .filter(|t| deliverable(store, t, node_id))
             .map(|t| {
                 self.sent.insert(t.id().to_owned(), t.version());
                 change(AssignmentAction::Update, t.clone())
@@ -53,6 +62,7 @@ impl NodeAssignments {
     /// The changes `events` make to `node_id`'s assignments, if any.
     pub fn incremental(
         &mut self,
+        store: &ObjectStore,
         events: &[StoreEvent],
         node_id: &str,
     ) -> Option<AssignmentsMessage> {
@@ -64,7 +74,7 @@ impl NodeAssignments {
             };
             let deleted = event.kind == StoreActionKind::Delete as i32;
             let known = self.sent.contains_key(task.id());
-            if !deleted && assigned_to(task, node_id) {
+            if !deleted && deliverable(store, task, node_id) {
                 if self.sent.insert(task.id().to_owned(), task.version()) != Some(task.version()) {
                     changes.push(change(AssignmentAction::Update, task.clone()));
                 }
