@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use proto::{
-    Endpoint, IpamConfig, Network, NetworkAttachment, PortConfig, PublishMode, ResolutionMode,
-    Service, StoreAction, Task, TaskState, VirtualIp,
+    Endpoint, IpamConfig, Network, NetworkAttachment, Node, PortConfig, PublishMode,
+    ResolutionMode, Service, StoreAction, Task, TaskState, VirtualIp,
 };
 
 use super::ipam::{carve, parse_interface, AddressSpace, Cidr};
@@ -104,7 +104,15 @@ impl InUse {
                 in_use.ports.reserve(port.protocol, port.published_port);
             }
         }
-        for task in store.list::<Task>().filter(|t| holds_addresses(t)) {
+        // A task of a node removed from the cluster will never report again: what it held
+        // is free. (A task of a node that is only down keeps its addresses: the node may
+        // still run it behind a partition.)
+        let node_exists =
+            |t: &Task| t.node_id.is_empty() || store.get::<Node>(&t.node_id).is_some();
+        for task in store
+            .list::<Task>()
+            .filter(|t| holds_addresses(t) && node_exists(t))
+        {
             for attachment in &task.networks {
                 for addr in &attachment.addresses {
                     in_use.reserve_address(&attachment.network_id, addr);
