@@ -343,3 +343,66 @@ fn allocation_survives_a_leader_kill_without_duplicates() {
         "tasks on live nodes keep their addresses: {before:?} {after:?}"
     );
 }
+
+#[test]
+fn three_hundred_tasks_in_turn_never_exhaust_a_slash_24() {
+    let mut cluster = Cluster::new(1);
+    cluster.form(1);
+    cluster.ok(
+        1,
+        &["network", "create", "--subnet", "10.70.0.0/24", "churn"],
+    );
+    let (id, subnet, gateway, _) = allocated(&cluster, 1, "churn");
+    // 300 short tasks, 20 at a time: more than the 252 addresses the subnet has left after
+    // its gateway and the service's VIP, so they all run only if ended tasks free theirs.
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "churn",
+            "--network",
+            "churn",
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "300",
+            "--max-concurrent",
+            "20",
+            "busybox",
+            "true",
+        ],
+    );
+    let addrs = wait_until("300 completed tasks", Duration::from_secs(300), || {
+        let tasks = json(&cluster.ok(1, &["service", "ps", "--format", "json", "churn"]));
+        let tasks = tasks.as_array()?;
+        let done: Vec<&Value> = tasks
+            .iter()
+            .filter(|t| t["status"]["state"] == "TASK_STATE_COMPLETE")
+            .collect();
+        (done.len() == 300).then(|| {
+            done.iter()
+                .map(|t| {
+                    t["networks"]
+                        .as_array()
+                        .and_then(|n| n.iter().find(|a| a["network_id"] == id.as_str()))
+                        .and_then(|a| a["addresses"][0].as_str())
+                        .unwrap_or("")
+                        .to_owned()
+                })
+                .collect::<Vec<String>>()
+        })
+    });
+    assert!(
+        addrs.iter().all(|a| in_subnet(a, &subnet, &gateway)),
+        "{addrs:?}"
+    );
+    let distinct: HashSet<&String> = addrs.iter().collect();
+    assert!(
+        distinct.len() <= 252,
+        "{} distinct addresses",
+        distinct.len()
+    );
+}
