@@ -406,3 +406,30 @@ fn three_hundred_tasks_in_turn_never_exhaust_a_slash_24() {
         distinct.len()
     );
 }
+
+#[test]
+fn swarm_init_address_pool_sets_the_subnets() {
+    let mut cluster = Cluster::new(1);
+    cluster.start_all();
+    let addr = cluster.host(1).addr.clone();
+    cluster.ok(
+        1,
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &addr,
+            "--default-addr-pool",
+            "10.20.0.0/16",
+            "--default-addr-pool-mask-length",
+            "26",
+        ],
+    );
+    let (_, ingress, gateway, _) = allocated(&cluster, 1, "ingress");
+    assert_eq!(
+        (ingress.as_str(), gateway.as_str()),
+        ("10.20.0.0/26", "10.20.0.1")
+    );
+    cluster.ok(1, &["network", "create", "next"]);
+    assert_eq!(allocated(&cluster, 1, "next").1, "10.20.0.64/26");
+}

@@ -94,6 +94,14 @@ impl InUse {
             }
         }
         for service in store.list::<Service>() {
+            let asked = service
+                .spec
+                .iter()
+                .flat_map(|s| &s.endpoint)
+                .flat_map(|e| &e.ports);
+            for port in asked.filter(|p| is_ingress(p) && p.published_port != 0) {
+                in_use.ports.request(port.protocol, port.published_port);
+            }
             let Some(endpoint) = service.endpoint.as_ref() else {
                 continue;
             };

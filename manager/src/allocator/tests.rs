@@ -359,3 +359,14 @@ fn a_full_subnet_keeps_the_task_pending_with_the_reason() {
         "the reason is written once"
     );
 }
+
+#[test]
+fn automatic_ports_leave_ports_asked_for_by_number_alone() {
+    let mut w = World::new("10.0.0.0/8", 24);
+    // "a" sorts first and asks for any port; "b" asks for 30000 in the same round.
+    w.service("a", &[], vec![ingress_port(0, 80, PortProtocol::Tcp)]);
+    w.service("b", &[], vec![ingress_port(30000, 80, PortProtocol::Tcp)]);
+    w.allocate();
+    assert_eq!(w.endpoint("a").ports[0].published_port, 30001);
+    assert_eq!(w.endpoint("b").ports[0].published_port, 30000);
+}
