@@ -61,9 +61,9 @@ fn check_ipam(store: &ObjectStore, ipam: &mut IpamConfig) -> Result<(), Status> 
         return Ok(());
     }
     let subnet = Cidr::parse_strict(&ipam.subnet).map_err(|e| invalid(e.to_string()))?;
-    if subnet.prefix_len() > 30 {
+    if !(8..=30).contains(&subnet.prefix_len()) {
         return Err(invalid(format!(
-            "subnet {subnet} is too small: use a prefix of /30 or shorter"
+            "subnet {subnet} has a prefix length out of range: use /8 to /30"
         )));
     }
     ipam.subnet = subnet.to_string();
@@ -245,6 +245,8 @@ mod tests {
             ),
             (spec("f", "", "", "10.2.0.1"), "--gateway needs --subnet"),
             (spec("f", "", "fd00::/64", ""), "IPv4 CIDR"),
+            (spec("f", "", "0.0.0.0/0", ""), "use /8 to /30"),
+            (spec("f", "", "10.9.0.0/31", ""), "use /8 to /30"),
         ];
         for (s, want) in cases {
             let err = validate(&store, s).unwrap_err();

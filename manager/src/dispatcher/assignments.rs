@@ -121,7 +121,7 @@ impl NodeAssignments {
         node_id: &str,
     ) -> Option<AssignmentsMessage> {
         let mut changes = Vec::new();
-        let networks_changed = events.iter().any(networks::touches_networks);
+        let networks_changed = events.iter().any(|e| self.networks.touched_by(e));
         for event in events {
             let Some(Object::Task(task)) = event.object.as_ref().and_then(|o| o.object.as_ref())
             else {

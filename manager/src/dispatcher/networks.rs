@@ -72,14 +72,17 @@ fn peer(node: &Node) -> Option<WeightedPeer> {
     })
 }
 
-/// Whether an event may change some node's networks or peers, so that views are computed
-/// only when networks are in play (a cluster without overlays pays nothing per event).
-pub fn touches_networks(event: &StoreEvent) -> bool {
-    match event.object.as_ref().and_then(|o| o.object.as_ref()) {
-        Some(Object::Network(_)) => true,
-        Some(Object::Node(_)) => true,
-        Some(Object::Task(t)) => !t.networks.is_empty(),
-        _ => false,
+impl NetworkView {
+    /// Whether `event` may change this view, so that a view is computed again only when
+    /// networks are in play: a cluster whose tasks use no overlay pays nothing per event,
+    /// and a node's change matters only to the nodes that have it as a peer.
+    pub fn touched_by(&self, event: &StoreEvent) -> bool {
+        match event.object.as_ref().and_then(|o| o.object.as_ref()) {
+            Some(Object::Network(_)) => true,
+            Some(Object::Node(n)) => self.peers.values().flatten().any(|p| p.node_id == n.id()),
+            Some(Object::Task(t)) => !t.networks.is_empty(),
+            _ => false,
+        }
     }
 }
 
