@@ -21,12 +21,9 @@ use super::ipam::{carve, parse_interface, AddressSpace, Cidr};
 use super::ports::{protocol_name, Ports};
 use super::vni::Vnis;
 use super::{holds_addresses, ingress_network, networks_of, not_delivered, task_networks};
+use crate::controlapi::cluster::default_spec;
 use crate::manager::update;
 use crate::store::{ObjectStore, StoredObject};
-
-/// Docker's default address pool and subnet size.
-const DEFAULT_POOL: &str = "10.0.0.0/8";
-const DEFAULT_SUBNET_LEN: u8 = 24;
 
 /// Everything in use, rebuilt from the store.
 struct InUse {
@@ -57,20 +54,14 @@ pub fn allocate(store: &ObjectStore) -> Allocation {
 
 impl InUse {
     fn from_store(store: &ObjectStore) -> Self {
-        let spec = store.cluster().and_then(|c| c.spec.as_ref());
-        let mut pools: Vec<Cidr> = spec
-            .map(|s| s.default_addr_pool.iter())
-            .into_iter()
-            .flatten()
+        // The cluster's settings with the defaults filled in, as `swarm init` stores them.
+        let spec = default_spec(store.cluster().and_then(|c| c.spec.clone()));
+        let pools: Vec<Cidr> = spec
+            .default_addr_pool
+            .iter()
             .filter_map(|p| p.parse().ok())
             .collect();
-        if pools.is_empty() {
-            pools.push(DEFAULT_POOL.parse().expect("valid default pool"));
-        }
-        let subnet_len = spec
-            .map(|s| s.subnet_size as u8)
-            .filter(|l| (1..=30).contains(l))
-            .unwrap_or(DEFAULT_SUBNET_LEN);
+        let subnet_len = spec.subnet_size.clamp(8, 30) as u8;
         let mut in_use = InUse {
             pools,
             subnet_len,
