@@ -296,7 +296,9 @@ fn networks_commands_addresses_ports_and_refusals() {
         "{vips2:?} should reuse {vip}"
     );
     cluster.ok(1, &["service", "rm", "web2"]);
-    cluster.ok(1, &["network", "rm", "back", "front"]);
+    // Refused while the removed service's tasks stop (if they have not yet), then done.
+    cluster.ok(1, &["network", "rm", "front"]);
+    cluster.eventually_ok(1, &["network", "rm", "back"], CONVERGE);
     let ls = cluster.ok(1, &["network", "ls", "-q"]);
     assert_eq!(ls.lines().count(), 1, "only ingress is left: {ls}");
 }

@@ -7,7 +7,7 @@ use proto::{IpamConfig, Network, NetworkSpec, ServiceSpec};
 use tonic::Status;
 
 use crate::allocator::ipam::Cidr;
-use crate::allocator::{ingress_network, networks_of};
+use crate::allocator::{holds_addresses, ingress_network, networks_of};
 use crate::status::{invalid, refused};
 use crate::store::{ObjectStore, StoredObject};
 
@@ -122,6 +122,16 @@ pub fn check_removable(store: &ObjectStore, network: &Network) -> Result<(), Sta
         return Err(refused(format!(
             "network {name} is in use by service {}; remove the services or their --network first",
             users.join(", ")
+        )));
+    }
+    // Tasks of removed services may still be stopping on their nodes, inside the network.
+    let attached = store
+        .list::<proto::Task>()
+        .filter(|t| holds_addresses(t) && t.networks.iter().any(|a| a.network_id == network.id()))
+        .count();
+    if attached > 0 {
+        return Err(refused(format!(
+            "network {name} still has {attached} task(s) attached that are stopping; try again once they have stopped"
         )));
     }
     Ok(())
@@ -259,6 +269,41 @@ mod tests {
         let store = store_with(&[("i", "ingress", None), ("b", "back", None)]);
         let ingress = store.get::<Network>("i").unwrap();
         assert!(check_removable(&store, ingress).is_err());
+        let back = store.get::<Network>("b").unwrap().clone();
+        check_removable(&store, &back).unwrap();
+        let mut with_task = store.clone();
+        let task = proto::Task {
+            meta: Some(Meta {
+                id: "t".into(),
+                ..Default::default()
+            }),
+            node_id: "n".into(),
+            desired_state: proto::TaskState::Shutdown as i32,
+            status: Some(proto::TaskStatus {
+                state: proto::TaskState::Running as i32,
+                ..Default::default()
+            }),
+            networks: vec![proto::NetworkAttachment {
+                network_id: "b".into(),
+                addresses: vec!["10.0.1.2/24".into()],
+                aliases: vec![],
+            }],
+            ..Default::default()
+        };
+        with_task
+            .apply(
+                &StoreBatch {
+                    actions: vec![create(task)],
+                },
+                2,
+            )
+            .unwrap();
+        let err = check_removable(&with_task, &back).unwrap_err();
+        assert!(
+            err.message().contains("still has 1 task(s) attached"),
+            "{}",
+            err.message()
+        );
         let mut s = ServiceSpec {
             task_template: Some(proto::TaskSpec {
                 networks: vec![proto::NetworkAttachmentConfig {
