@@ -3,8 +3,9 @@
 
 use proto::token::JoinToken;
 use proto::{
-    Cluster, ClusterSpec, JoinTokens, ManagerStatus, Meta, Node, NodeCertificate, NodeDescription,
-    NodeRole, NodeSpec, NodeState, NodeStatus, Reachability, StoreBatch,
+    Cluster, ClusterSpec, JoinTokens, ManagerStatus, Meta, Network, NetworkSpec, Node,
+    NodeCertificate, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, Reachability,
+    StoreBatch,
 };
 
 use crate::ca::{IssuedCertificate, RootCa};
@@ -25,7 +26,7 @@ pub struct FirstManager<'a> {
     pub certificate: &'a IssuedCertificate,
 }
 
-/// The batch that creates a cluster.
+/// The batch that creates a cluster: its settings, its first manager and the ingress network.
 pub fn initial_batch(
     cluster_id: &str,
     root: &RootCa,
@@ -79,9 +80,31 @@ pub fn initial_batch(
         }),
     };
     StoreBatch {
-        actions: vec![create(cluster), create(node)],
+        actions: vec![create(cluster), create(node), create(ingress_network())],
     }
 }
+
+/// The network of the routing mesh, which every cluster has from the start (as in Swarm).
+/// Its subnet comes from the default address pools like any other's, so `--default-addr-pool`
+/// moves it too.
+fn ingress_network() -> Network {
+    Network {
+        meta: Some(Meta {
+            id: proto::id::new_id(),
+            ..Default::default()
+        }),
+        spec: Some(NetworkSpec {
+            name: INGRESS.into(),
+            driver: crate::controlapi::network::OVERLAY.into(),
+            ingress: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The name of the routing mesh's network.
+pub const INGRESS: &str = "ingress";
 
 /// The batch that rebuilds a cluster from a surviving manager's copy of the store
 /// (`swarm init --force-new-cluster`): every object, with this manager as the only member

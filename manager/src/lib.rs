@@ -3,6 +3,7 @@
 //! Everything here runs inside `skiffd` on manager nodes; `worker` never imports this crate
 //! and talks to it only through the `proto` services.
 
+pub mod allocator;
 pub mod bootstrap;
 pub mod ca;
 pub mod certificates;

@@ -60,6 +60,10 @@ impl Manager {
                 manager.clone(),
                 manager.stop.subscribe(),
             )),
+            tokio::spawn(crate::allocator::run(
+                manager.clone(),
+                manager.stop.subscribe(),
+            )),
             tokio::spawn(crate::dispatcher::status_writer(
                 manager.dispatcher.clone(),
                 manager.stop.subscribe(),

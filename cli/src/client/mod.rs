@@ -11,6 +11,7 @@
 pub mod duration;
 pub mod json;
 pub mod named;
+pub mod network;
 pub mod node;
 pub mod service;
 pub mod swarm;
@@ -133,6 +134,11 @@ pub enum Command {
         #[command(subcommand)]
         command: named::NamedCommand,
     },
+    /// Manage overlay networks
+    Network {
+        #[command(subcommand)]
+        command: network::NetworkCommand,
+    },
 }
 
 /// `skiff version`.
@@ -177,6 +183,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info(&cli.global, args).await,
         Command::Secret { command } => named::run(&cli.global, named::Kind::Secret, command).await,
         Command::Config { command } => named::run(&cli.global, named::Kind::Config, command).await,
+        Command::Network { command } => network::run(&cli.global, command).await,
     }
 }
 

@@ -90,7 +90,10 @@ struct Item {
     json: serde_json::Value,
 }
 
-fn labels(flags: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
+/// Parses repeated KEY=VALUE flags (a bare KEY has an empty value).
+pub(super) fn labels(
+    flags: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
     flags
         .iter()
         .map(|l| match l.split_once('=') {

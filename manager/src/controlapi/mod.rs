@@ -4,6 +4,7 @@
 
 pub mod cluster;
 mod named;
+pub mod network;
 mod node;
 mod service;
 
@@ -82,10 +83,6 @@ fn served(mut node: Node, leader_raft_id: Option<u64>) -> Node {
 
 fn leader_raft_id(manager: &Manager) -> Option<u64> {
     manager.raft().metrics().borrow().current_leader
-}
-
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} are not available in this version of skiff"))
 }
 
 #[tonic::async_trait]
@@ -248,11 +245,11 @@ impl Control for ControlService {
         if spec.name.is_empty() {
             spec.name = format!("service-{}", &proto::id::new_id()[..8]);
         }
-        let spec = service::with_defaults(spec);
+        let mut spec = service::with_defaults(spec);
         service::validate(&spec)?;
         let id = proto::id::new_id();
-        manager
-            .read(|s| service::check_ports(s, &spec, &id))
+        let spec = manager
+            .read(|s| service::check_against_store(s, &mut spec, &id).map(|()| spec))
             .await??;
         let created = Service {
             meta: Some(Meta {
@@ -330,8 +327,9 @@ impl Control for ControlService {
             ));
         }
         let id = current.id().to_owned();
-        manager
-            .read(|s| service::check_ports(s, &new_spec, &id))
+        let mut new_spec = new_spec;
+        let new_spec = manager
+            .read(|s| service::check_against_store(s, &mut new_spec, &id).map(|()| new_spec))
             .await??;
         let mut updated = current.clone();
         if body.version != 0 {
@@ -393,32 +391,66 @@ impl Control for ControlService {
         &self,
         req: Request<CreateNetworkRequest>,
     ) -> Result<Response<CreateNetworkResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("networks"))
+        let manager = self.manager(&req)?;
+        let spec = req
+            .into_inner()
+            .spec
+            .ok_or_else(|| invalid("a network needs a spec"))?;
+        let spec = manager.read(|s| network::validate(s, spec)).await??;
+        let id = proto::id::new_id();
+        let created = Network {
+            meta: Some(Meta {
+                id: id.clone(),
+                ..Default::default()
+            }),
+            spec: Some(spec),
+            ..Default::default()
+        };
+        manager.write(vec![create(created)]).await?;
+        let network = manager.read_own_write(|s| s.get::<Network>(&id).cloned());
+        Ok(Response::new(CreateNetworkResponse { network }))
     }
 
     async fn get_network(
         &self,
         req: Request<GetNetworkRequest>,
     ) -> Result<Response<GetNetworkResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("networks"))
+        let manager = self.manager(&req)?;
+        let reference = req.into_inner().network;
+        let network = manager
+            .read(|s| s.resolve::<Network>(&reference).cloned())
+            .await??;
+        Ok(Response::new(GetNetworkResponse {
+            network: Some(network),
+        }))
     }
 
     async fn list_networks(
         &self,
         req: Request<ListNetworksRequest>,
     ) -> Result<Response<ListNetworksResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("networks"))
+        let manager = self.manager(&req)?;
+        let networks = manager
+            .read(|s| s.list::<Network>().cloned().collect())
+            .await?;
+        Ok(Response::new(ListNetworksResponse { networks }))
     }
 
     async fn remove_network(
         &self,
         req: Request<RemoveNetworkRequest>,
     ) -> Result<Response<RemoveNetworkResponse>, Status> {
-        self.manager(&req)?;
-        Err(not_yet("networks"))
+        let manager = self.manager(&req)?;
+        let reference = req.into_inner().network;
+        let (check, target) = manager
+            .read(|s| {
+                let target = s.resolve::<Network>(&reference).cloned()?;
+                Ok::<_, crate::store::LookupError>((network::check_removable(s, &target), target))
+            })
+            .await??;
+        check?;
+        manager.write(vec![delete(target)]).await?;
+        Ok(Response::new(RemoveNetworkResponse {}))
     }
 
     async fn create_secret(

@@ -2,11 +2,14 @@
 
 use proto::service_spec::Mode;
 use proto::{
-    ContainerSpec, FailureAction, PortProtocol, ReplicatedJob, ReplicatedService, RestartCondition,
-    RestartPolicy, Service, ServiceSpec, TaskSpec, UpdateConfig, UpdateOrder,
+    ContainerSpec, FailureAction, PortConfig, PortProtocol, PublishMode, ReplicatedJob,
+    ReplicatedService, ResolutionMode, RestartCondition, RestartPolicy, Service, ServiceSpec,
+    TaskSpec, UpdateConfig, UpdateOrder,
 };
 use tonic::Status;
 
+use crate::allocator::ports::protocol_name;
+use crate::allocator::publishes_ingress;
 use crate::scheduler::constraint;
 use crate::status::invalid;
 use crate::store::{ObjectStore, StoredObject};
@@ -57,7 +60,7 @@ pub fn with_defaults(mut spec: ServiceSpec) -> ServiceSpec {
     spec
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 63
         && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -155,10 +158,27 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
             validate_update_config(which, c)?;
         }
     }
-    if !template.networks.is_empty() {
-        return Err(invalid(
-            "overlay networks are not available in this version of skiff; create the service without --network",
-        ));
+    if let Some(endpoint) = spec.endpoint.as_ref() {
+        match ResolutionMode::try_from(endpoint.mode) {
+            Err(_) => return Err(invalid("unknown endpoint mode: use vip or dnsrr")),
+            Ok(ResolutionMode::Dnsrr) if publishes_ingress(Some(endpoint)) => {
+                return Err(invalid(
+                    "ports published through the routing mesh need endpoint mode vip; use --endpoint-mode vip or publish with mode=host",
+                ))
+            }
+            Ok(_) => {}
+        }
+        let mut seen = Vec::new();
+        for port in endpoint.ports.iter().filter(|p| p.published_port != 0) {
+            if seen.contains(&(port.published_port, port.protocol)) {
+                return Err(invalid(format!(
+                    "port {}/{} is published twice; publish each port once",
+                    port.published_port,
+                    protocol_name(port.protocol)
+                )));
+            }
+            seen.push((port.published_port, port.protocol));
+        }
     }
     Ok(())
 }
@@ -192,26 +212,46 @@ fn validate_update_config(which: &str, c: &UpdateConfig) -> Result<(), Status> {
     Ok(())
 }
 
-/// Refuses a published port another service already publishes.
-pub fn check_ports(store: &ObjectStore, spec: &ServiceSpec, own_id: &str) -> Result<(), Status> {
-    let wanted: Vec<(u32, i32)> = spec
+/// Resolves the networks a spec names and refuses published ports taken elsewhere: the
+/// checks of a service spec that need the rest of the cluster.
+pub fn check_against_store(
+    store: &ObjectStore,
+    spec: &mut ServiceSpec,
+    own_id: &str,
+) -> Result<(), Status> {
+    super::network::resolve_service_networks(store, spec)?;
+    check_ports(store, spec, own_id)
+}
+
+/// Refuses a published port another service already publishes, as asked in its spec or as
+/// the allocator gave it. Two services may share a port only if both publish it in host
+/// mode (each task binds it on its own node).
+fn check_ports(store: &ObjectStore, spec: &ServiceSpec, own_id: &str) -> Result<(), Status> {
+    let wanted: Vec<&PortConfig> = spec
         .endpoint
         .iter()
         .flat_map(|e| &e.ports)
         .filter(|p| p.published_port != 0)
-        .map(|p| (p.published_port, p.protocol))
         .collect();
+    let host = PublishMode::Host as i32;
     for other in store.list::<Service>().filter(|s| s.id() != own_id) {
-        let ports = other
+        let asked = other
             .spec
             .iter()
             .flat_map(|s| &s.endpoint)
             .flat_map(|e| &e.ports);
-        for p in ports {
-            if wanted.contains(&(p.published_port, p.protocol)) {
+        let given = other.endpoint.iter().flat_map(|e| &e.ports);
+        for p in asked.chain(given).filter(|p| p.published_port != 0) {
+            let clash = wanted.iter().any(|w| {
+                w.published_port == p.published_port
+                    && w.protocol == p.protocol
+                    && !(w.publish_mode == host && p.publish_mode == host)
+            });
+            if clash {
                 return Err(Status::already_exists(format!(
-                    "port {} is already published by service {}; choose another published port",
+                    "port {}/{} is already published by service {}; choose another published port",
                     p.published_port,
+                    protocol_name(p.protocol),
                     other.name().unwrap_or_default()
                 )));
             }

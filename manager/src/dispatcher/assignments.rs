@@ -1,13 +1,16 @@
-//! What each node is told to run: its tasks, first all of them, then the changes.
+//! What each node is told to run: its tasks and the networks they use (with their peers),
+//! first all of them, then the changes.
 
 use std::collections::HashMap;
 
 use proto::store_object::Object;
 use proto::{
     assignment, Assignment, AssignmentAction, AssignmentChange, AssignmentsMessage,
-    AssignmentsType, StoreActionKind, StoreEvent, Task,
+    AssignmentsType, Network, StoreActionKind, StoreEvent, Task, WeightedPeer,
 };
 
+use super::networks::{self, NetworkView};
+use crate::allocator;
 use crate::orchestrator::{is_active, is_terminal, observed};
 use crate::store::{ObjectStore, StoredObject};
 
@@ -16,10 +19,28 @@ pub fn assigned_to(task: &Task, node_id: &str) -> bool {
     task.node_id == node_id && (is_active(task) || !is_terminal(observed(task)))
 }
 
-/// The tasks last sent to one node, to send only what changed.
+/// Whether to send `task` to `node_id` now: it is the node's business and, if the node has
+/// not taken it yet, it has its network addresses (a global service's task is assigned to
+/// its node before the allocator has run).
+fn deliverable(store: &ObjectStore, task: &Task, node_id: &str) -> bool {
+    assigned_to(task, node_id)
+        && (!allocator::not_delivered(task) || allocator::is_allocated(store, task))
+}
+
+/// The tasks and networks last sent to one node, to send only what changed.
 #[derive(Default)]
 pub struct NodeAssignments {
     sent: HashMap<String, u64>,
+    networks: NetworkView,
+}
+
+fn network_change(action: AssignmentAction, network: Network) -> AssignmentChange {
+    AssignmentChange {
+        action: action as i32,
+        assignment: Some(Assignment {
+            item: Some(assignment::Item::Network(network)),
+        }),
+    }
 }
 
 fn change(action: AssignmentAction, task: Task) -> AssignmentChange {
@@ -37,26 +58,70 @@ impl NodeAssignments {
         self.sent.clear();
         let changes = store
             .list::<Task>()
-            .filter(|t| assigned_to(t, node_id))
+            .filter(|t| deliverable(store, t, node_id))
             .map(|t| {
                 self.sent.insert(t.id().to_owned(), t.version());
                 change(AssignmentAction::Update, t.clone())
             })
             .collect();
-        AssignmentsMessage {
+        let mut message = AssignmentsMessage {
             r#type: AssignmentsType::Complete as i32,
             changes,
-            peers: Vec::new(),
+            ..Default::default()
+        };
+        self.networks = NetworkView::default();
+        self.network_changes(store, node_id, &mut message);
+        message
+    }
+
+    /// Adds to `message` what changed in the node's networks and their peers, and the
+    /// peers of all its networks.
+    fn network_changes(
+        &mut self,
+        store: &ObjectStore,
+        node_id: &str,
+        message: &mut AssignmentsMessage,
+    ) {
+        let now = networks::view(store, node_id);
+        for (id, network) in &now.networks {
+            if self.networks.networks.get(id).map(|n| n.version()) != Some(network.version()) {
+                message
+                    .changes
+                    .push(network_change(AssignmentAction::Update, network.clone()));
+            }
         }
+        for (id, network) in &self.networks.networks {
+            if !now.networks.contains_key(id) {
+                message
+                    .changes
+                    .push(network_change(AssignmentAction::Remove, network.clone()));
+            }
+        }
+        for (id, peers) in &now.peers {
+            if self.networks.peers.get(id) != Some(peers) {
+                message
+                    .network_peers
+                    .push(networks::network_peers(id, peers));
+            }
+        }
+        if now != self.networks {
+            let mut all: Vec<WeightedPeer> = now.peers.values().flatten().cloned().collect();
+            all.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+            all.dedup_by(|a, b| a.node_id == b.node_id);
+            message.peers = all;
+        }
+        self.networks = now;
     }
 
     /// The changes `events` make to `node_id`'s assignments, if any.
     pub fn incremental(
         &mut self,
+        store: &ObjectStore,
         events: &[StoreEvent],
         node_id: &str,
     ) -> Option<AssignmentsMessage> {
         let mut changes = Vec::new();
+        let networks_changed = events.iter().any(|e| self.networks.touched_by(e));
         for event in events {
             let Some(Object::Task(task)) = event.object.as_ref().and_then(|o| o.object.as_ref())
             else {
@@ -64,7 +129,7 @@ impl NodeAssignments {
             };
             let deleted = event.kind == StoreActionKind::Delete as i32;
             let known = self.sent.contains_key(task.id());
-            if !deleted && assigned_to(task, node_id) {
+            if !deleted && deliverable(store, task, node_id) {
                 if self.sent.insert(task.id().to_owned(), task.version()) != Some(task.version()) {
                     changes.push(change(AssignmentAction::Update, task.clone()));
                 }
@@ -73,10 +138,14 @@ impl NodeAssignments {
                 changes.push(change(AssignmentAction::Remove, task.clone()));
             }
         }
-        (!changes.is_empty()).then_some(AssignmentsMessage {
+        let mut message = AssignmentsMessage {
             r#type: AssignmentsType::Incremental as i32,
             changes,
-            peers: Vec::new(),
-        })
+            ..Default::default()
+        };
+        if networks_changed {
+            self.network_changes(store, node_id, &mut message);
+        }
+        (!message.changes.is_empty() || !message.network_peers.is_empty()).then_some(message)
     }
 }

@@ -201,7 +201,7 @@ impl DispatcherApi for DispatcherService {
                 let message = tokio::select! {
                     event = events.recv() => match event {
                         Ok(event) => match event.as_ref() {
-                            WatchEvent::Changes { events, .. } => tracker.incremental(events, &node_id),
+                            WatchEvent::Changes { events, .. } => tracker.incremental(&manager.store().read(), events, &node_id),
                             WatchEvent::Reset { .. } => Some(tracker.complete(&manager.store().read(), &node_id)),
                         },
                         // Fell behind: start over with the full set.

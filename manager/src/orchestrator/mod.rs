@@ -102,7 +102,10 @@ fn schedule(store: &ObjectStore) -> Vec<StoreAction> {
     let pending: Vec<&Task> = store
         .list::<Task>()
         .filter(|t| {
-            is_active(t) && t.node_id.is_empty() && observed(t) == TaskState::Pending as i32
+            is_active(t)
+                && t.node_id.is_empty()
+                && observed(t) == TaskState::Pending as i32
+                && crate::allocator::is_allocated(store, t)
         })
         .collect();
     if pending.is_empty() {

@@ -1,0 +1,390 @@
+//! One allocation round: from the store as it is, the changes that give every network its
+//! subnet, gateway and VNI, every service its VIPs and published ports, and every task that
+//! has not reached its node yet an address on each of its networks. Pure: the loop in
+//! `mod.rs` commits what this returns.
+//!
+//! What is in use is rebuilt from the store at the start of every round rather than kept in
+//! long-lived bitmaps: the store is the only truth, so a new leader (or this one after a
+//! failed commit) can never disagree with it, and releasing is implicit — a removed task,
+//! service or network, or a task that reached a terminal state, simply holds nothing in the
+//! next round. The cost is one pass over the store per round.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use proto::{
+    Endpoint, IpamConfig, Network, NetworkAttachment, Node, PortConfig, PublishMode,
+    ResolutionMode, Service, StoreAction, Task, TaskState, VirtualIp,
+};
+
+use super::ipam::{carve, parse_interface, AddressSpace, Cidr};
+use super::ports::{protocol_name, Ports};
+use super::vni::Vnis;
+use super::{holds_addresses, ingress_network, networks_of, not_delivered, task_networks};
+use crate::controlapi::cluster::default_spec;
+use crate::manager::update;
+use crate::store::{ObjectStore, StoredObject};
+
+/// Everything in use, rebuilt from the store.
+struct InUse {
+    pools: Vec<Cidr>,
+    subnet_len: u8,
+    subnets: Vec<Cidr>,
+    spaces: HashMap<String, AddressSpace>,
+    vnis: Vnis,
+    ports: Ports,
+}
+
+/// What one round decided.
+#[derive(Default)]
+pub struct Allocation {
+    /// Changes to commit.
+    pub actions: Vec<StoreAction>,
+}
+
+/// Allocates whatever is missing in `store`.
+pub fn allocate(store: &ObjectStore) -> Allocation {
+    let mut in_use = InUse::from_store(store);
+    let mut out = Allocation::default();
+    allocate_networks(store, &mut in_use, &mut out);
+    let endpoints = allocate_services(store, &mut in_use, &mut out);
+    allocate_tasks(store, &mut in_use, &endpoints, &mut out);
+    out
+}
+
+impl InUse {
+    fn from_store(store: &ObjectStore) -> Self {
+        // The cluster's settings with the defaults filled in, as `swarm init` stores them.
+        let spec = default_spec(store.cluster().and_then(|c| c.spec.clone()));
+        let pools: Vec<Cidr> = spec
+            .default_addr_pool
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let subnet_len = spec.subnet_size.clamp(8, 30) as u8;
+        let mut in_use = InUse {
+            pools,
+            subnet_len,
+            subnets: Vec::new(),
+            spaces: HashMap::new(),
+            vnis: Vnis::default(),
+            ports: Ports::default(),
+        };
+        for network in store.list::<Network>() {
+            in_use.vnis.reserve(network.vni);
+            match allocated_subnet(network) {
+                Some((subnet, gateway)) => {
+                    in_use.subnets.push(subnet);
+                    let mut space = AddressSpace::new(subnet);
+                    space.reserve(gateway);
+                    in_use.spaces.insert(network.id().to_owned(), space);
+                }
+                // A subnet the user asked for is kept out of the pool even before it is
+                // allocated, so carving never hands it to another network.
+                None => in_use.subnets.extend(requested(network).0),
+            }
+        }
+        for service in store.list::<Service>() {
+            let asked = service
+                .spec
+                .iter()
+                .flat_map(|s| &s.endpoint)
+                .flat_map(|e| &e.ports);
+            for port in asked.filter(|p| is_ingress(p) && p.published_port != 0) {
+                in_use.ports.request(port.protocol, port.published_port);
+            }
+            let Some(endpoint) = service.endpoint.as_ref() else {
+                continue;
+            };
+            for vip in &endpoint.virtual_ips {
+                in_use.reserve_address(&vip.network_id, &vip.addr);
+            }
+            for port in endpoint.ports.iter().filter(|p| is_ingress(p)) {
+                in_use.ports.reserve(port.protocol, port.published_port);
+            }
+        }
+        // A task of a node removed from the cluster will never report again: what it held
+        // is free. (A task of a node that is only down keeps its addresses: the node may
+        // still run it behind a partition.)
+        let node_exists =
+            |t: &Task| t.node_id.is_empty() || store.get::<Node>(&t.node_id).is_some();
+        for task in store
+            .list::<Task>()
+            .filter(|t| holds_addresses(t) && node_exists(t))
+        {
+            for attachment in &task.networks {
+                for addr in &attachment.addresses {
+                    in_use.reserve_address(&attachment.network_id, addr);
+                }
+            }
+        }
+        in_use
+    }
+
+    fn reserve_address(&mut self, network_id: &str, addr: &str) {
+        if let (Some(space), Ok((ip, _))) = (self.spaces.get_mut(network_id), parse_interface(addr))
+        {
+            if !space.reserve(ip) {
+                tracing::warn!(network = network_id, addr, "address held twice");
+            }
+        }
+    }
+
+    /// A new address on `network_id`, in CIDR form.
+    fn address(&mut self, network_id: &str) -> Result<String, String> {
+        let space = self
+            .spaces
+            .get_mut(network_id)
+            .ok_or_else(|| format!("network {network_id} has no subnet yet"))?;
+        let ip = space.allocate().map_err(|e| e.to_string())?;
+        Ok(space.subnet().with_prefix(ip))
+    }
+}
+
+/// The subnet and gateway a network was given, if any.
+fn allocated_subnet(network: &Network) -> Option<(Cidr, Ipv4Addr)> {
+    let ipam = network.ipam.first()?;
+    let subnet: Cidr = ipam.subnet.parse().ok()?;
+    let gateway = ipam.gateway.parse().unwrap_or_else(|_| subnet.first_host());
+    Some((subnet, gateway))
+}
+
+/// The subnet and gateway the user asked for in the spec, if any.
+fn requested(network: &Network) -> (Option<Cidr>, Option<Ipv4Addr>) {
+    let ipam = network.spec.as_ref().and_then(|s| s.ipam.first());
+    (
+        ipam.and_then(|i| i.subnet.parse().ok()),
+        ipam.and_then(|i| i.gateway.parse().ok()),
+    )
+}
+
+fn is_ingress(port: &PortConfig) -> bool {
+    port.publish_mode == PublishMode::Ingress as i32
+}
+
+/// Networks without a subnet or VNI get them.
+fn allocate_networks(store: &ObjectStore, in_use: &mut InUse, out: &mut Allocation) {
+    for network in store.list::<Network>() {
+        if network.vni != 0 && allocated_subnet(network).is_some() {
+            continue;
+        }
+        let (wanted, gateway) = requested(network);
+        let subnet = match wanted {
+            Some(s) => Ok(s),
+            None => carve(&in_use.pools, in_use.subnet_len, &in_use.subnets),
+        };
+        let subnet = match subnet {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(network = network.name(), error = %e, "cannot allocate a subnet");
+                continue;
+            }
+        };
+        let Some(vni) = (if network.vni != 0 {
+            Some(network.vni)
+        } else {
+            in_use.vnis.allocate()
+        }) else {
+            tracing::warn!(network = network.name(), "no VXLAN network identifier left");
+            continue;
+        };
+        let gateway = gateway.unwrap_or_else(|| subnet.first_host());
+        let mut space = AddressSpace::new(subnet);
+        space.reserve(gateway);
+        if wanted.is_none() {
+            in_use.subnets.push(subnet);
+        }
+        in_use.spaces.insert(network.id().to_owned(), space);
+        let mut network = network.clone();
+        network.vni = vni;
+        network.ipam = vec![IpamConfig {
+            subnet: subnet.to_string(),
+            gateway: gateway.to_string(),
+            range: String::new(),
+        }];
+        tracing::info!(network = network.name(), %subnet, vni, "network allocated");
+        out.actions.push(update(network));
+    }
+}
+
+/// Services whose endpoint (VIPs, published ports) does not match their spec get a new one.
+/// Returns every service's endpoint as it will be after this round.
+fn allocate_services(
+    store: &ObjectStore,
+    in_use: &mut InUse,
+    out: &mut Allocation,
+) -> HashMap<String, Option<Endpoint>> {
+    let ingress = ingress_network(store).map(|n| n.id().to_owned());
+    let mut endpoints = HashMap::new();
+    for service in store.list::<Service>() {
+        let endpoint = match endpoint_for(service, ingress.as_deref(), in_use) {
+            Ok(e) => e,
+            Err(reason) => {
+                tracing::warn!(service = service.name(), %reason, "cannot allocate the service's endpoint");
+                endpoints.insert(service.id().to_owned(), service.endpoint.clone());
+                continue;
+            }
+        };
+        if service.endpoint.as_ref() != Some(&endpoint) {
+            let mut service = service.clone();
+            service.endpoint = Some(endpoint.clone());
+            out.actions.push(update(service));
+        }
+        endpoints.insert(service.id().to_owned(), Some(endpoint));
+    }
+    endpoints
+}
+
+/// The endpoint `service` should have, keeping what it already holds where that still fits.
+fn endpoint_for(
+    service: &Service,
+    ingress: Option<&str>,
+    in_use: &mut InUse,
+) -> Result<Endpoint, String> {
+    let spec = service.spec.as_ref().and_then(|s| s.endpoint.clone());
+    let current = service.endpoint.clone().unwrap_or_default();
+    let wanted_ports = spec.as_ref().map(|s| s.ports.as_slice()).unwrap_or(&[]);
+    let mut ports = Vec::new();
+    for wanted in wanted_ports {
+        let mut port = wanted.clone();
+        if is_ingress(wanted) {
+            let held = |p: &&PortConfig| {
+                is_ingress(p)
+                    && p.protocol == wanted.protocol
+                    && p.target_port == wanted.target_port
+                    && (wanted.published_port == 0 || p.published_port == wanted.published_port)
+            };
+            let requested_elsewhere = |p: u32| {
+                wanted_ports
+                    .iter()
+                    .any(|w| w.published_port == p && w.protocol == wanted.protocol)
+            };
+            let kept =
+                current.ports.iter().find(held).filter(|p| {
+                    wanted.published_port != 0 || !requested_elsewhere(p.published_port)
+                });
+            port.published_port = match kept {
+                Some(p) => p.published_port,
+                None if wanted.published_port != 0 => {
+                    if !in_use.ports.reserve(wanted.protocol, wanted.published_port) {
+                        return Err(format!(
+                            "port {}/{} is already published by another service",
+                            wanted.published_port,
+                            protocol_name(wanted.protocol)
+                        ));
+                    }
+                    wanted.published_port
+                }
+                None => in_use.ports.allocate(wanted.protocol).ok_or_else(|| {
+                    format!(
+                        "no {} port left in the dynamic range",
+                        protocol_name(wanted.protocol)
+                    )
+                })?,
+            };
+        }
+        ports.push(port);
+    }
+    let vip_mode = spec
+        .as_ref()
+        .is_none_or(|s| s.mode == ResolutionMode::Vip as i32);
+    let mut virtual_ips = Vec::new();
+    if vip_mode {
+        for network_id in networks_of(
+            service.spec.as_ref().and_then(|s| s.task_template.as_ref()),
+            service.spec.as_ref().and_then(|s| s.endpoint.as_ref()),
+            ingress,
+        ) {
+            let addr = match current
+                .virtual_ips
+                .iter()
+                .find(|v| v.network_id == network_id)
+            {
+                Some(v) => v.addr.clone(),
+                None => in_use.address(&network_id)?,
+            };
+            virtual_ips.push(VirtualIp { network_id, addr });
+        }
+    }
+    Ok(Endpoint {
+        spec,
+        ports,
+        virtual_ips,
+    })
+}
+
+/// Tasks not yet delivered to a node get an address on each network they need.
+fn allocate_tasks(
+    store: &ObjectStore,
+    in_use: &mut InUse,
+    endpoints: &HashMap<String, Option<Endpoint>>,
+    out: &mut Allocation,
+) {
+    let ingress = ingress_network(store).map(|n| n.id().to_owned());
+    for task in store.list::<Task>() {
+        if !holds_addresses(task) || !not_delivered(task) {
+            continue;
+        }
+        let service = store.get::<Service>(&task.service_id);
+        let needed = task_networks(task, service, ingress.as_deref());
+        let missing: Vec<&String> = needed.iter().filter(|n| !has_address(task, n)).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let mut updated = task.clone();
+        let mut failure = None;
+        for network_id in missing {
+            match in_use.address(network_id) {
+                Ok(addr) => {
+                    updated.networks.retain(|a| &a.network_id != network_id);
+                    updated.networks.push(NetworkAttachment {
+                        network_id: network_id.clone(),
+                        addresses: vec![addr],
+                        aliases: aliases(task, network_id),
+                    });
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        match failure {
+            None => {
+                if let Some(endpoint) = endpoints.get(&task.service_id) {
+                    updated.endpoint = endpoint.clone();
+                }
+                out.actions.push(update(updated));
+            }
+            Some(reason) => {
+                // Keep the task pending and say why; what it got this round is not committed,
+                // so it holds nothing.
+                let reason = format!("cannot allocate a network address: {reason}");
+                if task.status.as_ref().is_none_or(|s| s.err != reason) {
+                    let mut task = task.clone();
+                    let status = task.status.get_or_insert_with(Default::default);
+                    status.err = reason;
+                    if status.state == TaskState::Pending as i32 {
+                        status.message = "pending network allocation".into();
+                    }
+                    out.actions.push(update(task));
+                }
+            }
+        }
+    }
+}
+
+fn has_address(task: &Task, network_id: &str) -> bool {
+    task.networks
+        .iter()
+        .any(|a| a.network_id == network_id && !a.addresses.is_empty())
+}
+
+fn aliases(task: &Task, network_id: &str) -> Vec<String> {
+    task.spec
+        .iter()
+        .flat_map(|s| &s.networks)
+        .filter(|n| n.target == network_id)
+        .flat_map(|n| n.aliases.iter().cloned())
+        .collect()
+}

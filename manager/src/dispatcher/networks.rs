@@ -1,0 +1,257 @@
+//! The networks each node must set up, with their peers: the overlay networks of the tasks
+//! it runs (and `ingress`, which every node joins for the routing mesh), each with the
+//! underlay addresses of the other nodes running tasks on it. The worker programs its VXLAN
+//! forwarding from these, so no gossip is needed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proto::store_object::Object;
+use proto::{Network, NetworkPeers, Node, StoreEvent, Task, WeightedPeer};
+
+use crate::allocator::{holds_addresses, ingress_network};
+use crate::store::{ObjectStore, StoredObject};
+
+/// What one node is told about networks.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct NetworkView {
+    /// The networks, by ID.
+    pub networks: BTreeMap<String, Network>,
+    /// Per network, the other nodes with tasks on it, by node ID.
+    pub peers: BTreeMap<String, Vec<WeightedPeer>>,
+}
+
+/// The networks `node_id` is in, with their peers.
+pub fn view(store: &ObjectStore, node_id: &str) -> NetworkView {
+    let mut members: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for task in store
+        .list::<Task>()
+        .filter(|t| !t.node_id.is_empty() && holds_addresses(t))
+    {
+        for attachment in &task.networks {
+            members
+                .entry(attachment.network_id.as_str())
+                .or_default()
+                .insert(task.node_id.as_str());
+        }
+    }
+    let ingress = ingress_network(store).map(|n| n.id());
+    let mut out = NetworkView::default();
+    for network in store.list::<Network>() {
+        let id = network.id();
+        let nodes = members.get(id);
+        let mine = nodes.is_some_and(|n| n.contains(node_id)) || Some(id) == ingress;
+        // Wait for the allocator: a network without a VNI cannot be set up yet.
+        if !mine || network.vni == 0 {
+            continue;
+        }
+        let peers = nodes
+            .into_iter()
+            .flatten()
+            .filter(|n| **n != node_id)
+            .filter_map(|n| peer(store.get::<Node>(n)?))
+            .collect();
+        out.networks.insert(id.to_owned(), network.clone());
+        out.peers.insert(id.to_owned(), peers);
+    }
+    out
+}
+
+/// A node as a VXLAN peer: its underlay IP address (the host of its cluster address).
+fn peer(node: &Node) -> Option<WeightedPeer> {
+    let addr = &node.status.as_ref()?.addr;
+    let host = match addr.parse::<std::net::SocketAddr>() {
+        Ok(sa) => sa.ip().to_string(),
+        Err(_) => addr
+            .rsplit_once(':')
+            .map_or(addr.as_str(), |(h, _)| h)
+            .to_owned(),
+    };
+    (!host.is_empty()).then(|| WeightedPeer {
+        node_id: node.id().to_owned(),
+        addr: host,
+    })
+}
+
+impl NetworkView {
+    /// Whether `event` may change this view, so that a view is computed again only when
+    /// networks are in play: a cluster whose tasks use no overlay pays nothing per event,
+    /// and a node's change matters only to the nodes that have it as a peer.
+    pub fn touched_by(&self, event: &StoreEvent) -> bool {
+        match event.object.as_ref().and_then(|o| o.object.as_ref()) {
+            Some(Object::Network(_)) => true,
+            Some(Object::Node(n)) => self.peers.values().flatten().any(|p| p.node_id == n.id()),
+            Some(Object::Task(t)) => !t.networks.is_empty(),
+            _ => false,
+        }
+    }
+}
+
+/// Peers as the assignments message carries them.
+pub fn network_peers(network_id: &str, peers: &[WeightedPeer]) -> NetworkPeers {
+    NetworkPeers {
+        network_id: network_id.to_owned(),
+        peers: peers.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::create;
+    use proto::{
+        Meta, NetworkAttachment, NetworkSpec, NodeStatus, StoreBatch, TaskState, TaskStatus,
+    };
+
+    fn meta(id: &str) -> Option<Meta> {
+        Some(Meta {
+            id: id.into(),
+            ..Default::default()
+        })
+    }
+
+    fn network(id: &str, ingress: bool) -> Network {
+        Network {
+            meta: meta(id),
+            spec: Some(NetworkSpec {
+                name: id.into(),
+                ingress,
+                ..Default::default()
+            }),
+            vni: 4096,
+            ..Default::default()
+        }
+    }
+
+    fn node(id: &str, addr: &str) -> Node {
+        Node {
+            meta: meta(id),
+            status: Some(NodeStatus {
+                addr: addr.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn task(id: &str, node: &str, network: &str, state: TaskState) -> Task {
+        Task {
+            meta: meta(id),
+            node_id: node.into(),
+            desired_state: TaskState::Running as i32,
+            status: Some(TaskStatus {
+                state: state as i32,
+                ..Default::default()
+            }),
+            networks: vec![NetworkAttachment {
+                network_id: network.into(),
+                addresses: vec!["10.0.1.2/24".into()],
+                aliases: vec![],
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nodes_get_their_tasks_networks_and_ingress_with_the_other_nodes_as_peers() {
+        let mut store = ObjectStore::default();
+        let actions = vec![
+            create(network("ingress", true)),
+            create(network("back", false)),
+            create(network("other", false)),
+            create(node("n1", "127.0.0.2:2377")),
+            create(node("n2", "127.0.0.3:2377")),
+            create(node("n3", "127.0.0.4:2377")),
+            create(task("t1", "n1", "back", TaskState::Running)),
+            create(task("t2", "n2", "back", TaskState::Running)),
+            create(task("t3", "n3", "back", TaskState::Failed)),
+            create(task("t4", "n3", "other", TaskState::Running)),
+        ];
+        store.apply(&StoreBatch { actions }, 1).unwrap();
+        let v = view(&store, "n1");
+        assert_eq!(v.networks.keys().collect::<Vec<_>>(), ["back", "ingress"]);
+        let peers: Vec<(&str, &str)> = v.peers["back"]
+            .iter()
+            .map(|p| (p.node_id.as_str(), p.addr.as_str()))
+            .collect();
+        assert_eq!(
+            peers,
+            [("n2", "127.0.0.3")],
+            "not itself, not an ended task's node"
+        );
+        assert!(v.peers["ingress"].is_empty());
+        let v3 = view(&store, "n3");
+        assert_eq!(v3.networks.keys().collect::<Vec<_>>(), ["ingress", "other"]);
+    }
+
+    #[test]
+    fn assignments_carry_networks_and_peer_changes() {
+        use super::super::assignments::NodeAssignments;
+        use proto::{assignment, AssignmentAction};
+
+        let mut store = ObjectStore::default();
+        let actions = vec![
+            create(network("ingress", true)),
+            create(network("back", false)),
+            create(node("n1", "127.0.0.2:2377")),
+            create(node("n2", "127.0.0.3:2377")),
+            create(task("t1", "n1", "back", TaskState::Assigned)),
+        ];
+        store.apply(&StoreBatch { actions }, 1).unwrap();
+        let mut tracker = NodeAssignments::default();
+        let first = tracker.complete(&store, "n1");
+        let networks: Vec<&str> = first
+            .changes
+            .iter()
+            .filter_map(|c| match c.assignment.as_ref()?.item.as_ref()? {
+                assignment::Item::Network(n) => Some(n.id()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(networks, ["back", "ingress"]);
+        assert_eq!(first.network_peers.len(), 2);
+        assert!(first.network_peers.iter().all(|p| p.peers.is_empty()));
+
+        // A task of the same network starts on n2: n1 learns its new peer, nothing else.
+        let events = store
+            .apply(
+                &StoreBatch {
+                    actions: vec![create(task("t2", "n2", "back", TaskState::Assigned))],
+                },
+                2,
+            )
+            .unwrap();
+        let next = tracker
+            .incremental(&store, &events, "n1")
+            .expect("a change");
+        assert!(next.changes.is_empty());
+        assert_eq!(next.network_peers.len(), 1);
+        assert_eq!(next.network_peers[0].network_id, "back");
+        assert_eq!(next.network_peers[0].peers[0].addr, "127.0.0.3");
+        assert_eq!(next.peers.len(), 1);
+
+        // n1's task ends: it leaves "back" (ingress stays).
+        let mut t1 = store.get::<Task>("t1").unwrap().clone();
+        t1.status.as_mut().unwrap().state = TaskState::Failed as i32;
+        let events = store
+            .apply(
+                &StoreBatch {
+                    actions: vec![crate::manager::update(t1)],
+                },
+                3,
+            )
+            .unwrap();
+        let last = tracker
+            .incremental(&store, &events, "n1")
+            .expect("a change");
+        let removed: Vec<&str> = last
+            .changes
+            .iter()
+            .filter(|c| c.action == AssignmentAction::Remove as i32)
+            .filter_map(|c| match c.assignment.as_ref()?.item.as_ref()? {
+                assignment::Item::Network(n) => Some(n.id()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(removed, ["back"]);
+    }
+}
