@@ -2,17 +2,20 @@
 //!
 //! Durability is the point: `append` reports completion and `save_vote` returns only after
 //! sled has flushed, so an acknowledged write survives a crash of every manager. Flushes run
-//! on the blocking pool, one at a time (concurrent sled flushes can deadlock).
+//! on the blocking pool, one at a time (concurrent sled flushes can deadlock), and are shared:
+//! one flush covers every write made before it started, so a burst of appends waits for one
+//! or two flushes instead of one each (group commit).
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, Vote};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 
 use super::types::{LogId, StorageError, TypeConfig};
 
@@ -29,11 +32,66 @@ fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> St
 /// The sled-backed log storage; cheap to clone (readers share it).
 #[derive(Clone)]
 pub struct LogStore {
-    db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    flusher: Arc<Flusher>,
+    /// Appends waiting for a flush, in order; the queue's task starts with the first append
+    /// (inside the runtime) and ends when the last clone of the store is dropped.
+    pending: Arc<OnceLock<mpsc::UnboundedSender<LogFlushed<TypeConfig>>>>,
+}
+
+/// Flushes sled, one flush at a time, sharing flushes between concurrent callers.
+struct Flusher {
+    db: sled::Db,
     /// Serialises flushes.
-    flush_lock: Arc<Mutex<()>>,
+    lock: Mutex<()>,
+    /// Callers are numbered as they ask for a flush (after their writes); `flushed` is the
+    /// highest number a completed flush covers.
+    requested: AtomicU64,
+    flushed: AtomicU64,
+}
+
+impl Flusher {
+    /// Makes everything written so far durable. Returns at once if a flush that started
+    /// after this call has already completed, since it covered this caller's writes too.
+    async fn flush(&self) -> Result<(), StorageError> {
+        let mine = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let _guard = self.lock.lock().await;
+        if self.flushed.load(Ordering::SeqCst) >= mine {
+            return Ok(());
+        }
+        // Every request numbered up to here was made after its writes: this flush covers them.
+        let covers = self.requested.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        self.flushed.store(covers, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Acknowledges appends in order, each batch of waiting appends after one flush.
+    async fn acknowledge(
+        self: Arc<Self>,
+        mut pending: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>,
+    ) {
+        while let Some(first) = pending.recv().await {
+            let mut batch = vec![first];
+            while let Ok(next) = pending.try_recv() {
+                batch.push(next);
+            }
+            let flushed = self.flush().await;
+            for callback in batch {
+                callback.log_io_completed(
+                    flushed
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| std::io::Error::other(e.to_string())),
+                );
+            }
+        }
+    }
 }
 
 impl LogStore {
@@ -44,10 +102,15 @@ impl LogStore {
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
         };
         Ok(Self {
-            db: db.clone(),
             log: open("raft_log")?,
             meta: open("raft_meta")?,
-            flush_lock: Arc::new(Mutex::new(())),
+            flusher: Arc::new(Flusher {
+                db: db.clone(),
+                lock: Mutex::new(()),
+                requested: AtomicU64::new(0),
+                flushed: AtomicU64::new(0),
+            }),
+            pending: Arc::default(),
         })
     }
 
@@ -71,15 +134,9 @@ impl LogStore {
         Ok(())
     }
 
-    /// Flushes everything written so far to disk.
+    /// Makes everything written so far durable.
     async fn flush(&self) -> Result<(), StorageError> {
-        let _guard = self.flush_lock.lock().await;
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?
-            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        Ok(())
+        self.flusher.flush().await
     }
 
     fn decode(bytes: &[u8]) -> Result<Entry, StorageError> {
@@ -180,12 +237,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The entries are readable now; they are acknowledged once on disk. Flushing off the
         // Raft loop lets it replicate (and batch the next writes) meanwhile. Flushes are
         // serialised and each covers everything written before it, so acknowledgements
-        // never get ahead of the disk.
-        let store = self.clone();
-        tokio::spawn(async move {
-            let flushed = store.flush().await;
-            callback.log_io_completed(flushed.map_err(|e| std::io::Error::other(e.to_string())));
+        // never get ahead of the disk; a burst of appends shares its flushes.
+        let pending = self.pending.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(self.flusher.clone().acknowledge(rx));
+            tx
         });
+        if let Err(mpsc::error::SendError(callback)) = pending.send(callback) {
+            // The queue's task is gone (the runtime is shutting down): flush here.
+            let flushed = self.flush().await;
+            callback.log_io_completed(flushed.map_err(|e| std::io::Error::other(e.to_string())));
+        }
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! Applying a committed batch: all or nothing, deterministic on every manager.
 
 use proto::{
-    store_object::Object, StoreAction, StoreActionKind, StoreBatch, StoreEvent, StoreObject,
+    store_object::Object, Cluster, Config, Network, Node, Secret, Service, StoreAction,
+    StoreActionKind, StoreBatch, StoreEvent, StoreObject, Task,
 };
 
 use super::{Kind, ObjectStore, StoredObject};
@@ -123,7 +124,7 @@ impl ObjectStore {
             (StoreActionKind::Create, None) => {
                 self.check_name(&object)?;
                 object.meta_mut().version = index;
-                T::table_mut(self).insert(id.clone(), object.clone());
+                self.put(object.clone());
                 undo.push(Undo::Remove(T::KIND, id));
                 Ok(object.wrap())
             }
@@ -136,13 +137,13 @@ impl ObjectStore {
                 let meta = object.meta_mut();
                 meta.version = index;
                 meta.created_at = old.meta().created_at;
-                T::table_mut(self).insert(id, object.clone());
+                self.put(object.clone());
                 undo.push(Undo::Restore(Box::new(old.wrap())));
                 Ok(object.wrap())
             }
             (StoreActionKind::Delete, Some(old)) => {
                 check_version(&object, &old, true)?;
-                T::table_mut(self).remove(&id);
+                self.take::<T>(&id);
                 undo.push(Undo::Restore(Box::new(old.clone().wrap())));
                 Ok(old.wrap())
             }
@@ -154,9 +155,10 @@ impl ObjectStore {
         let Some(name) = object.name().filter(|_| T::UNIQUE_NAMES) else {
             return Ok(());
         };
-        let taken = T::table(self)
-            .values()
-            .any(|o| o.name() == Some(name) && o.id() != object.id());
+        let taken = self
+            .names
+            .get(&(T::KIND, name.to_owned()))
+            .is_some_and(|owner| owner != object.id());
         if taken {
             return Err(ApplyError::NameTaken {
                 kind: T::KIND,
@@ -177,29 +179,57 @@ impl ObjectStore {
 
     fn remove_raw(&mut self, kind: Kind, id: &str) {
         match kind {
-            Kind::Cluster => self.clusters.remove(id).map(drop),
-            Kind::Node => self.nodes.remove(id).map(drop),
-            Kind::Service => self.services.remove(id).map(drop),
-            Kind::Task => self.tasks.remove(id).map(drop),
-            Kind::Network => self.networks.remove(id).map(drop),
-            Kind::Secret => self.secrets.remove(id).map(drop),
-            Kind::Config => self.configs.remove(id).map(drop),
+            Kind::Cluster => self.take::<Cluster>(id).map(drop),
+            Kind::Node => self.take::<Node>(id).map(drop),
+            Kind::Service => self.take::<Service>(id).map(drop),
+            Kind::Task => self.take::<Task>(id).map(drop),
+            Kind::Network => self.take::<Network>(id).map(drop),
+            Kind::Secret => self.take::<Secret>(id).map(drop),
+            Kind::Config => self.take::<Config>(id).map(drop),
         };
+    }
+
+    /// Puts `object` in its table, replacing the one with its ID, and keeps the name index in
+    /// step. Every insertion goes through here.
+    fn put<T: StoredObject>(&mut self, object: T) {
+        let id = object.id().to_owned();
+        let name = object.name().filter(|_| T::UNIQUE_NAMES).map(str::to_owned);
+        if let Some(old) = T::table_mut(self).insert(id.clone(), object) {
+            self.unindex(&old);
+        }
+        if let Some(name) = name {
+            self.names.insert((T::KIND, name), id);
+        }
+    }
+
+    /// Takes the object `id` out of its table and the name index. Every removal goes
+    /// through here.
+    fn take<T: StoredObject>(&mut self, id: &str) -> Option<T> {
+        let old = T::table_mut(self).remove(id)?;
+        self.unindex(&old);
+        Some(old)
+    }
+
+    fn unindex<T: StoredObject>(&mut self, old: &T) {
+        let Some(name) = old.name().filter(|_| T::UNIQUE_NAMES) else {
+            return;
+        };
+        let key = (T::KIND, name.to_owned());
+        if self.names.get(&key).map(String::as_str) == Some(old.id()) {
+            self.names.remove(&key);
+        }
     }
 
     /// Puts an object in its table as it is (snapshots and rollback).
     pub(super) fn insert_raw(&mut self, object: StoreObject) {
-        fn put<T: StoredObject>(store: &mut ObjectStore, o: T) {
-            T::table_mut(store).insert(o.id().to_owned(), o);
-        }
         match object.object {
-            Some(Object::Cluster(o)) => put(self, o),
-            Some(Object::Node(o)) => put(self, o),
-            Some(Object::Service(o)) => put(self, o),
-            Some(Object::Task(o)) => put(self, o),
-            Some(Object::Network(o)) => put(self, o),
-            Some(Object::Secret(o)) => put(self, o),
-            Some(Object::Config(o)) => put(self, o),
+            Some(Object::Cluster(o)) => self.put(o),
+            Some(Object::Node(o)) => self.put(o),
+            Some(Object::Service(o)) => self.put(o),
+            Some(Object::Task(o)) => self.put(o),
+            Some(Object::Network(o)) => self.put(o),
+            Some(Object::Secret(o)) => self.put(o),
+            Some(Object::Config(o)) => self.put(o),
             None => {}
         }
     }

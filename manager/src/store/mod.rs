@@ -11,7 +11,7 @@ mod snapshot;
 pub use apply::ApplyError;
 pub use object::{Kind, StoredObject};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use proto::{Cluster, Config, Network, Node, Secret, Service, Task};
 
@@ -25,6 +25,9 @@ pub struct ObjectStore {
     networks: BTreeMap<String, Network>,
     secrets: BTreeMap<String, Secret>,
     configs: BTreeMap<String, Config>,
+    /// ID by name, for the kinds whose names are unique: checking a new name and resolving
+    /// a name must not walk a whole table (that made every write O(objects)).
+    names: HashMap<(Kind, String), String>,
 }
 
 /// Why a reference (ID, ID prefix or name) names no single object.
@@ -71,6 +74,12 @@ impl ObjectStore {
         self.clusters.values().next()
     }
 
+    /// The object of a uniquely named kind that has this exact name.
+    pub fn named<T: StoredObject>(&self, name: &str) -> Option<&T> {
+        let id = self.names.get(&(T::KIND, name.to_owned()))?;
+        T::table(self).get(id)
+    }
+
     /// Resolves what a user typed: an exact ID, then an exact name, then a unique ID prefix.
     pub fn resolve<T: StoredObject>(&self, reference: &str) -> Result<&T, LookupError> {
         let not_found = || LookupError::NotFound {
@@ -84,10 +93,16 @@ impl ObjectStore {
             return Ok(found);
         }
         let table = T::table(self);
-        let mut by_name = table.values().filter(|o| o.name() == Some(reference));
-        if let Some(found) = by_name.next() {
-            if by_name.next().is_none() {
+        if T::UNIQUE_NAMES {
+            if let Some(found) = self.named::<T>(reference) {
                 return Ok(found);
+            }
+        } else {
+            let mut by_name = table.values().filter(|o| o.name() == Some(reference));
+            if let Some(found) = by_name.next() {
+                if by_name.next().is_none() {
+                    return Ok(found);
+                }
             }
         }
         let mut matches = table

@@ -128,6 +128,39 @@ fn names_are_unique_per_kind() {
 }
 
 #[test]
+fn renames_removals_and_rollbacks_keep_names_in_step() {
+    let mut store = ObjectStore::default();
+    store
+        .apply(&batch(vec![(Create, service("s1", "web", 0).wrap())]), 1)
+        .unwrap();
+    // A rename frees the old name and takes the new one.
+    store
+        .apply(&batch(vec![(Update, service("s1", "api", 1).wrap())]), 2)
+        .unwrap();
+    assert!(store.named::<Service>("web").is_none());
+    assert_eq!(store.resolve::<Service>("api").unwrap().id(), "s1");
+    store
+        .apply(&batch(vec![(Create, service("s2", "web", 0).wrap())]), 3)
+        .unwrap();
+    // A batch that fails after renaming rolls the rename back, index included.
+    let failing = batch(vec![
+        (Update, service("s1", "db", 2).wrap()),
+        (Create, service("s3", "web", 0).wrap()),
+    ]);
+    assert!(store.apply(&failing, 4).is_err());
+    assert!(store.named::<Service>("db").is_none());
+    assert_eq!(store.named::<Service>("api").unwrap().id(), "s1");
+    // A removal frees the name at once.
+    store
+        .apply(&batch(vec![(Delete, service("s2", "web", 3).wrap())]), 5)
+        .unwrap();
+    store
+        .apply(&batch(vec![(Create, service("s4", "web", 0).wrap())]), 6)
+        .unwrap();
+    assert_eq!(store.resolve::<Service>("web").unwrap().id(), "s4");
+}
+
+#[test]
 fn delete_with_version_zero_deletes_any_version() {
     let mut store = ObjectStore::default();
     store
