@@ -361,14 +361,23 @@ pub fn task_name(t: &Task) -> String {
     }
 }
 
-/// Sorts tasks as `ps` shows them: by service name, then slot (or node), newest first.
+/// Sorts tasks as `ps` shows them: by service name, then slot (or node, for a global
+/// service), newest first. A slot's tasks may have run on different nodes: the node must not
+/// split them.
 pub fn sort_tasks(tasks: &mut [Task]) {
+    let node_of_global = |t: &Task| {
+        if t.slot == 0 {
+            t.node_id.clone()
+        } else {
+            String::new()
+        }
+    };
     tasks.sort_by(|a, b| {
         task_service_name(a)
             .cmp(task_service_name(b))
             .then(a.service_id.cmp(&b.service_id))
             .then(a.slot.cmp(&b.slot))
-            .then(a.node_id.cmp(&b.node_id))
+            .then(node_of_global(a).cmp(&node_of_global(b)))
             .then(created_at(b).cmp(&created_at(a)))
             .then(task_id(a).cmp(task_id(b)))
     });
@@ -891,6 +900,8 @@ mod tests {
         tasks[0].status.as_mut().unwrap().err =
             "task: non-zero exit (1): the process was killed by the OOM killer".into();
         tasks[4].node_id = String::new();
+        // A slot's newer task on another node still comes first.
+        tasks[2].node_id = "node9".into();
         sort_tasks(&mut tasks);
         let names = history_names(&tasks);
         assert_eq!(
@@ -903,7 +914,7 @@ mod tests {
             text,
             "ID             NAME        IMAGE          NODE     DESIRED STATE   CURRENT STATE                    ERROR                              PORTS\n\
              api1aaaaaaaa   api.1       nginx:alpine            Running         Pending Less than a second ago\n\
-             new1aaaaaaaa   web.1       nginx:alpine   host-1   Running         Running 1 second ago\n\
+             new1aaaaaaaa   web.1       nginx:alpine   node9    Running         Running 1 second ago\n\
              old1aaaaaaaa    \\_ web.1   nginx:alpine   host-1   Shutdown        Failed 9 seconds ago             \"task: non-zero exit (1): the …\"\n\
              older1aaaaaa    \\_ web.1   nginx:alpine   host-1   Shutdown        Shutdown 9 seconds ago\n\
              new2aaaaaaaa   web.2       nginx:alpine   host-1   Running         Running 5 seconds ago\n"
