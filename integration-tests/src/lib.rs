@@ -1,9 +1,16 @@
-//! Test harness: real `skiffd` processes, each on its own loopback address, driven through
-//! the `skiff` CLI exactly as a user would.
+//! Test harness: real `skiffd` processes driven through the `skiff` CLI exactly as a user
+//! would, each on its own loopback address ([`Cluster::new`]) or each in its own network
+//! namespace, a test host with its own address on a switch of the test's own
+//! ([`Cluster::on_network`], see [`netns`]), where links can be cut.
 //!
 //! Every cluster gets its own temporary directory, its own port and its own addresses, so
 //! tests run in parallel; dropping the [`Cluster`] kills every daemon it started (also when
-//! a test panics) and, if the test failed, prints every daemon's log.
+//! a test panics), removes its namespaces and, if the test failed, prints every daemon's log.
+
+pub mod netns;
+mod queries;
+
+pub use queries::task_state;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -44,6 +51,8 @@ pub struct Host {
     data_dir: PathBuf,
     socket: PathBuf,
     log: PathBuf,
+    /// The network namespace the daemon runs in (test hosts on a [`netns::TestNetwork`]).
+    netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -69,34 +78,72 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     /// The hosts, index 0 is host 1.
     pub hosts: Vec<Host>,
+    /// The namespaces of the hosts, when they are test hosts rather than loopback addresses;
+    /// dropped after the daemons are killed.
+    net: Option<netns::TestNetwork>,
 }
 
 impl Cluster {
     /// `n` hosts, each with a fresh data directory, none started yet. Addresses are taken
     /// from 127.0.0.0/8 with a port unique to this cluster.
     pub fn new(n: usize) -> Self {
+        let port = next_port();
+        // A per-cluster second octet keeps the addresses of parallel clusters apart too.
+        let octet = (port % 250) + 1;
+        Self::with_hosts(n, None, |i| format!("127.{octet}.0.{}:{port}", i + 1))
+    }
+
+    /// `n` test hosts, each in its own network namespace with its own address on a switch
+    /// of this cluster's own, daemons listening on the default port 2377; none started yet.
+    /// Needs root, iproute2 and nftables (for partitions).
+    pub fn on_network(n: usize) -> Self {
+        let net = netns::TestNetwork::new(n);
+        Self::with_hosts(n, Some(net), |i| {
+            format!("{}:2377", netns::TestNetwork::address(i))
+        })
+    }
+
+    fn with_hosts(
+        n: usize,
+        net: Option<netns::TestNetwork>,
+        addr: impl Fn(usize) -> String,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("skiff-test-")
             .tempdir()
             .expect("temp dir");
-        let port = next_port();
-        // A per-cluster second octet keeps the addresses of parallel clusters apart too.
-        let octet = (port % 250) + 1;
         let hosts = (1..=n)
             .map(|i| {
                 let host_dir = dir.path().join(format!("host{i}"));
                 std::fs::create_dir_all(&host_dir).expect("host dir");
                 Host {
                     index: i,
-                    addr: format!("127.{octet}.0.{}:{port}", i + 1),
+                    addr: addr(i),
                     data_dir: host_dir.join("data"),
                     socket: host_dir.join("skiffd.sock"),
                     log: host_dir.join("skiffd.log"),
+                    netns: net.as_ref().map(|net| net.namespace(i).to_owned()),
                     child: None,
                 }
             })
             .collect();
-        Self { dir, hosts }
+        Self { dir, hosts, net }
+    }
+
+    /// Cuts the hosts in `side` off from all the others (test hosts only).
+    pub fn partition(&self, side: &[usize]) {
+        self.network().partition(side);
+    }
+
+    /// Joins the partitioned hosts again.
+    pub fn heal(&self) {
+        self.network().heal();
+    }
+
+    fn network(&self) -> &netns::TestNetwork {
+        self.net
+            .as_ref()
+            .expect("partitions need test hosts: make the cluster with Cluster::on_network")
     }
 
     /// The host with 1-based number `i`.
@@ -113,7 +160,16 @@ impl Cluster {
             .append(true)
             .open(&host.log)
             .expect("log file");
-        let child = Command::new(bin("skiffd"))
+        // `ip netns exec` enters the namespace and then becomes the daemon (same PID).
+        let mut command = match &host.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("skiffd"));
+                c
+            }
+            None => Command::new(bin("skiffd")),
+        };
+        let child = command
             .arg("--data-dir")
             .arg(&host.data_dir)
             .arg("--socket")
@@ -151,6 +207,15 @@ impl Cluster {
         if let Some(mut child) = self.hosts[i - 1].child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Kills everything running on test host `i` (its daemon and its tasks), as a host that
+    /// loses power; on a loopback cluster, only the daemon.
+    pub fn kill_host(&mut self, i: usize) {
+        self.kill(i);
+        if let Some(ns) = &self.hosts[i - 1].netns {
+            netns::kill_processes(ns);
         }
     }
 

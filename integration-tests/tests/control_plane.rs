@@ -21,41 +21,8 @@ fn hostname(node: &Value) -> &str {
     str_field(node, &["description", "hostname"])
 }
 
-/// (hostname, manager status column) for every node, from `node ls` on host `i`.
-fn manager_statuses(cluster: &Cluster, i: usize) -> Vec<(String, String)> {
-    let out = cluster.ok(i, &["node", "ls"]);
-    out.lines()
-        .skip(1)
-        .map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let host = cols
-                .iter()
-                .find(|c| c.starts_with("host"))
-                .unwrap_or(&"")
-                .to_string();
-            let status = ["Leader", "Reachable", "Unreachable"]
-                .into_iter()
-                .find(|s| cols.contains(s))
-                .unwrap_or("")
-                .to_owned();
-            (host, status)
-        })
-        .collect()
-}
-
 fn count(statuses: &[(String, String)], what: &str) -> usize {
     statuses.iter().filter(|(_, s)| s == what).count()
-}
-
-fn leader_host(cluster: &Cluster, i: usize) -> usize {
-    let statuses = manager_statuses(cluster, i);
-    let (host, _) = statuses
-        .iter()
-        .find(|(_, s)| s == "Leader")
-        .unwrap_or_else(|| panic!("no leader in {statuses:?}"));
-    host.trim_start_matches("host")
-        .parse()
-        .expect("host number")
 }
 
 /// Waits until every running manager shows `total` nodes, one leader and `reachable`
@@ -67,7 +34,7 @@ fn wait_for_managers(cluster: &Cluster, managers: &[usize], total: usize, reacha
             if !out.status.success() {
                 return None;
             }
-            let s = manager_statuses(cluster, m);
+            let s = cluster.manager_statuses(m);
             (s.len() == total && count(&s, "Leader") == 1 && count(&s, "Reachable") == reachable)
                 .then_some(())
         });
@@ -107,7 +74,7 @@ fn a_killed_leader_is_replaced_and_rejoins_as_a_follower() {
     let mut cluster = Cluster::new(3);
     cluster.form(3);
     wait_for_managers(&cluster, &[1, 2, 3], 3, 2);
-    let leader = leader_host(&cluster, 1);
+    let leader = cluster.leader_host(1);
     let others: Vec<usize> = (1..=3).filter(|i| *i != leader).collect();
     cluster.ok(
         others[0],
@@ -121,7 +88,7 @@ fn a_killed_leader_is_replaced_and_rejoins_as_a_follower() {
         if !out.status.success() {
             return None;
         }
-        let s = manager_statuses(&cluster, others[0]);
+        let s = cluster.manager_statuses(others[0]);
         let old = s.iter().find(|(h, _)| *h == format!("host{leader}"))?;
         (count(&s, "Leader") == 1 && old.1 == "Unreachable").then_some(())
     });
@@ -134,7 +101,7 @@ fn a_killed_leader_is_replaced_and_rejoins_as_a_follower() {
     // The old leader comes back as a follower with everything.
     cluster.start(leader);
     wait_for_managers(&cluster, &[leader], 3, 2);
-    assert_ne!(leader_host(&cluster, leader), leader);
+    assert_ne!(cluster.leader_host(leader), leader);
     let node = cluster.eventually_ok(leader, &["node", "inspect", "host2"], SETTLE);
     assert!(node.contains("after"), "{node}");
     let node = cluster.ok(leader, &["node", "inspect", "host1"]);
@@ -336,7 +303,7 @@ fn promotion_and_demotion_keep_quorum() {
     // With host 3 gone, demoting host 2 would leave 2 managers with only 1 reachable.
     cluster.kill(3);
     wait_until("host3 unreachable", SETTLE, || {
-        let s = manager_statuses(&cluster, 1);
+        let s = cluster.manager_statuses(1);
         s.iter()
             .any(|(h, st)| h == "host3" && st == "Unreachable")
             .then_some(())
@@ -535,6 +502,6 @@ fn force_new_cluster_recovers_a_cluster_that_lost_its_quorum() {
         &["node", "update", "--label-add", "after=recovery", "host4"],
         SETTLE,
     );
-    let statuses = manager_statuses(&cluster, 1);
+    let statuses = cluster.manager_statuses(1);
     assert_eq!(count(&statuses, "Leader"), 1, "{statuses:?}");
 }

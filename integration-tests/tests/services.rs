@@ -4,50 +4,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use integration_tests::{wait_until, Cluster};
+use integration_tests::{task_state, wait_until, Cluster};
 use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(40);
 
-fn tasks(cluster: &Cluster, host: usize, service: &str) -> Vec<Value> {
-    let out = cluster.ok(host, &["service", "ps", "--format", "json", service]);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("service ps JSON: {e}: {out}"))
-}
-
-fn state(task: &Value, which: &str) -> String {
-    match which {
-        "desired" => task["desired_state"].as_str().unwrap_or("").to_owned(),
-        _ => task["status"]["state"].as_str().unwrap_or("").to_owned(),
-    }
-}
-
-/// Tasks that are meant to run and do, as (slot, node) pairs.
-fn running(cluster: &Cluster, host: usize, service: &str) -> Vec<(u64, String)> {
-    tasks(cluster, host, service)
-        .iter()
-        .filter(|t| {
-            state(t, "desired") == "TASK_STATE_RUNNING"
-                && state(t, "observed") == "TASK_STATE_RUNNING"
-        })
-        .map(|t| {
-            (
-                t["slot"].as_u64().unwrap_or(0),
-                t["node_id"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect()
-}
-
 fn wait_running(cluster: &Cluster, host: usize, service: &str, n: usize) -> Vec<(u64, String)> {
-    wait_until(&format!("{n} running tasks of {service}"), CONVERGE, || {
-        let r = running(cluster, host, service);
-        let all = tasks(cluster, host, service);
-        let active = all
-            .iter()
-            .filter(|t| state(t, "desired") == "TASK_STATE_RUNNING")
-            .count();
-        (r.len() == n && active == n).then_some(r)
-    })
+    cluster.wait_running(host, service, n, CONVERGE)
 }
 
 fn per_node(placed: &[(u64, String)]) -> Vec<usize> {
@@ -182,7 +145,7 @@ fn constraints_reservations_and_pending_reasons() {
         ],
     );
     let reason = wait_until("a pending reason", CONVERGE, || {
-        let t = tasks(&cluster, 1, "east");
+        let t = cluster.tasks(1, "east");
         let err = t.first()?["status"]["err"].as_str()?.to_owned();
         err.contains("no suitable node").then_some(err)
     });
@@ -211,7 +174,7 @@ fn constraints_reservations_and_pending_reasons() {
         ],
     );
     let reason = wait_until("an insufficient-memory reason", CONVERGE, || {
-        let t = tasks(&cluster, 1, "big");
+        let t = cluster.tasks(1, "big");
         let err = t.first()?["status"]["err"].as_str()?.to_owned();
         err.contains("memory").then_some(err)
     });
@@ -244,15 +207,15 @@ fn restart_policy_limits_and_jobs_run_to_completion() {
     );
     // One run and two restarts, then the slot stays empty.
     wait_until("three failed attempts", CONVERGE, || {
-        let t = tasks(&cluster, 1, "flaky");
+        let t = cluster.tasks(1, "flaky");
         let failed = t
             .iter()
-            .filter(|t| state(t, "observed") == "TASK_STATE_FAILED")
+            .filter(|t| task_state(t, "observed") == "TASK_STATE_FAILED")
             .count();
         (failed == 3).then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
-    let t = tasks(&cluster, 1, "flaky");
+    let t = cluster.tasks(1, "flaky");
     assert_eq!(t.len(), 3, "no fourth attempt: {t:?}");
     assert!(
         t.iter().all(|t| t["status"]["err"]
@@ -283,16 +246,16 @@ fn restart_policy_limits_and_jobs_run_to_completion() {
         ],
     );
     wait_until("four completed job tasks", CONVERGE, || {
-        let t = tasks(&cluster, 1, "batch");
+        let t = cluster.tasks(1, "batch");
         let done = t
             .iter()
-            .filter(|t| state(t, "observed") == "TASK_STATE_COMPLETE")
+            .filter(|t| task_state(t, "observed") == "TASK_STATE_COMPLETE")
             .count();
         (done == 4).then_some(())
     });
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
-        tasks(&cluster, 1, "batch").len(),
+        cluster.tasks(1, "batch").len(),
         4,
         "completed jobs are not restarted"
     );

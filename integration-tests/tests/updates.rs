@@ -12,11 +12,6 @@ use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
-fn tasks(cluster: &Cluster, host: usize, service: &str) -> Vec<Value> {
-    let out = cluster.ok(host, &["service", "ps", "--format", "json", service]);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("service ps JSON: {e}: {out}"))
-}
-
 fn service(cluster: &Cluster, host: usize, name: &str) -> Value {
     let out = cluster.ok(host, &["service", "inspect", name]);
     let v: Value = serde_json::from_str(&out).expect("service inspect JSON");
@@ -75,7 +70,7 @@ fn wait_all_on(cluster: &Cluster, host: usize, name: &str, n: usize, want: &[&st
         &format!("{n} tasks of {name} running {want:?}"),
         CONVERGE,
         || {
-            let all = tasks(cluster, host, name);
+            let all = cluster.tasks(host, name);
             let active = all
                 .iter()
                 .filter(|t| is(t, "desired", "TASK_STATE_RUNNING"))
@@ -109,7 +104,7 @@ fn create(cluster: &Cluster, host: usize, name: &str, replicas: &str, extra: &[&
 fn fewest_running_during_rollout(cluster: &Cluster, host: usize, name: &str) -> usize {
     let mut fewest = usize::MAX;
     wait_until("the rollout to complete", CONVERGE, || {
-        fewest = fewest.min(running(&tasks(cluster, host, name)).len());
+        fewest = fewest.min(running(&cluster.tasks(host, name)).len());
         let (state, _) = update_state(cluster, host, name);
         (state == "UPDATE_STATE_COMPLETED").then_some(())
     });
@@ -185,7 +180,7 @@ fn parallelism_bounds_the_tasks_down_and_history_keeps_the_old_ones() {
     wait_all_on(&cluster, 1, "web", 6, &["sleep", "601"]);
 
     // Every slot's history holds its old task, shut down.
-    let all = tasks(&cluster, 1, "web");
+    let all = cluster.tasks(1, "web");
     let (most, seen) = most_down_at_once(&all, &["sleep", "600"], &["sleep", "601"]);
     assert_eq!(seen, 6, "every slot's old and new task are in the history");
     assert!(most <= 2, "{most} slots were down at once");
@@ -327,7 +322,7 @@ fn a_rollout_survives_a_leader_failover() {
         ],
     );
     wait_until("the first new task running", CONVERGE, || {
-        running(&tasks(&cluster, other, "web"))
+        running(&cluster.tasks(other, "web"))
             .iter()
             .any(|(_, a)| a == &["sleep", "601"])
             .then_some(())

@@ -459,10 +459,14 @@ impl RaftNode {
 
 /// Whether a forwarded request to the leader may be retried (the leader moved or is down).
 fn is_retryable(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-    )
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => true,
+        // A broken connection surfaces as "unknown: transport error", made on this side from
+        // the transport's error (a status the leader sent has no source): the leader may be
+        // cut off, so retry until the quorum timeout says so clearly.
+        tonic::Code::Unknown => std::error::Error::source(status).is_some(),
+        _ => false,
+    }
 }
 
 /// A failed membership change, as a status: "not the leader" is retryable elsewhere.

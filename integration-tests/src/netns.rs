@@ -1,0 +1,188 @@
+//! Test hosts as network namespaces: each host gets its own namespace and address, joined by
+//! a veth pair to a bridge in a "switch" namespace that only this test owns. The hosts have
+//! no route beyond that bridge, so test traffic never leaves the machine, and a link can be
+//! cut (a host or a set of hosts partitioned from the rest) with a filter on the switch.
+//!
+//! Names carry the test process's PID, so namespaces left behind by an interrupted run are
+//! recognised and removed by the next one ([`sweep_leftovers`]).
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Prefix of every namespace the harness makes.
+const PREFIX: &str = "skt";
+/// Subnet of the test hosts (inside their own namespaces, so parallel tests may all use it).
+const SUBNET: &str = "10.77.0";
+/// The nftables table of the switch that holds partitions.
+const CUT_TABLE: &str = "skiffcut";
+
+/// Runs `ip ARGS`, panicking with its error output if it fails.
+fn ip(args: &[&str]) {
+    run("ip", args);
+}
+
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (install iproute2 and nftables): {e}"));
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The namespaces of test processes that no longer run; removes them with their processes.
+pub fn sweep_leftovers() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            remove_namespace(name);
+        }
+    }
+}
+
+/// Kills every process in namespace `name`, then removes it.
+fn remove_namespace(name: &str) {
+    kill_processes(name);
+    let _ = Command::new("ip").args(["netns", "del", name]).output();
+}
+
+/// Kills every process in namespace `name` with SIGKILL (a host losing power).
+pub fn kill_processes(name: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: sending SIGKILL to a process in a namespace this harness made.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// A switch and the host namespaces attached to it; removed (with every process inside)
+/// when dropped.
+pub struct TestNetwork {
+    switch: String,
+    hosts: Vec<String>,
+}
+
+impl TestNetwork {
+    /// `n` hosts on a fresh switch. Panics with a clear message when namespaces cannot be
+    /// made (the tests need root and iproute2).
+    pub fn new(n: usize) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        sweep_leftovers();
+        let base = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let switch = format!("{base}-sw");
+        let mut net = Self {
+            switch: switch.clone(),
+            hosts: Vec::new(),
+        };
+        ip(&["netns", "add", &switch]);
+        ip(&["-n", &switch, "link", "set", "lo", "up"]);
+        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &switch, "link", "set", "br0", "up"]);
+        for i in 1..=n {
+            let host = format!("{base}-h{i}");
+            ip(&["netns", "add", &host]);
+            net.hosts.push(host.clone());
+            let port = format!("h{i}");
+            ip(&[
+                "link", "add", "eth0", "netns", &host, "type", "veth", "peer", "name", &port,
+                "netns", &switch,
+            ]);
+            ip(&["-n", &switch, "link", "set", &port, "master", "br0", "up"]);
+            ip(&["-n", &host, "link", "set", "lo", "up"]);
+            ip(&[
+                "-n",
+                &host,
+                "addr",
+                "add",
+                &format!("{}/24", Self::address(i)),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &host, "link", "set", "eth0", "up"]);
+        }
+        net
+    }
+
+    /// Host `i`'s address (1-based).
+    pub fn address(i: usize) -> String {
+        format!("{SUBNET}.{}", i + 1)
+    }
+
+    /// Host `i`'s namespace name.
+    pub fn namespace(&self, i: usize) -> &str {
+        &self.hosts[i - 1]
+    }
+
+    /// Cuts the hosts in `side` off from every other host (traffic within each side still
+    /// flows); replaces any earlier partition.
+    pub fn partition(&self, side: &[usize]) {
+        self.heal();
+        let ports: Vec<String> = side.iter().map(|i| format!("\"h{i}\"")).collect();
+        let set = format!("{{ {} }}", ports.join(", "));
+        let script = format!(
+            "table bridge {CUT_TABLE} {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  iifname {set} oifname != {set} drop\n  iifname != {set} oifname {set} drop\n }}\n}}\n"
+        );
+        let path = std::env::temp_dir().join(format!("{}-cut.nft", self.switch));
+        std::fs::write(&path, script).expect("write the partition rules");
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.switch,
+                "nft",
+                "-f",
+                &path.to_string_lossy(),
+            ],
+        );
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// Removes any partition.
+    pub fn heal(&self) {
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.switch,
+                "nft",
+                "delete",
+                "table",
+                "bridge",
+                CUT_TABLE,
+            ])
+            .output();
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        for host in &self.hosts {
+            remove_namespace(host);
+        }
+        remove_namespace(&self.switch);
+    }
+}
