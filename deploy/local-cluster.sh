@@ -1,26 +1,51 @@
 #!/usr/bin/env bash
-# A multi-node skiff cluster on this one machine, to try skiff without several hosts.
+# A multi-host skiff cluster on this one machine, to try skiff without several hosts.
 #
-#   deploy/local-cluster.sh up [--managers 3] [--workers 2]   build, start, form the cluster
-#   deploy/local-cluster.sh status                            node list and daemon state
-#   deploy/local-cluster.sh cli N ARGS...                     run `skiff ARGS...` against node N
-#   deploy/local-cluster.sh addr N                            node N's cluster address
-#   deploy/local-cluster.sh down                              stop everything, remove its state
+#   deploy/local-cluster.sh up [--managers 3] [--workers 2] [--runtime process]
+#                                        build, create the hosts, start a registry, form the cluster
+#   deploy/local-cluster.sh status       hosts, daemons and node list
+#   deploy/local-cluster.sh cli N ARGS...   run `skiff ARGS...` against host N
+#   deploy/local-cluster.sh addr N       host N's address (reachable from this machine's shell)
+#   deploy/local-cluster.sh push FILE.tar NAME:TAG   push an OCI or `docker save` tarball to the
+#                                        cluster's registry and print the reference to use
+#   deploy/local-cluster.sh down         stop everything and remove all it made
 #
-# Each node is a real skiffd with its own data directory, socket and address on the
-# loopback network (127.77.0.N), running tasks with the `process` runtime.
+# Each host is a network namespace with its own address (10.78.0.N by default, set
+# SKIFF_LOCAL_NET=10.x.y to change) on a bridge of this machine, running a real skiffd with
+# its own data directory and socket. The machine itself is 10.78.0.1 on that bridge, where
+# the registry listens. Needs root (namespaces) and Debian's packages, installed if missing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="${SKIFF_LOCAL_STATE:-/tmp/skiff-local-cluster}"
+NET="${SKIFF_LOCAL_NET:-10.78.0}"
+BRIDGE=skiffbr0
 PORT=2377
+REGISTRY="$NET.1:5000"
 BIN="$ROOT/target/release"
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
-addr_of() { echo "127.77.0.$(( $1 + 1 )):$PORT"; }
-sock_of() { echo "$STATE/node$1/skiffd.sock"; }
+ip_of() { echo "$NET.$(( $1 + 1 ))"; }
+addr_of() { echo "$(ip_of "$1"):$PORT"; }
+ns_of() { echo "skiff-local-$1"; }
+sock_of() { echo "$STATE/host$1/skiffd.sock"; }
 skiff_on() { local n=$1; shift; "$BIN/skiff" -H "unix://$(sock_of "$n")" "$@"; }
-count() { ls -d "$STATE"/node* 2>/dev/null | wc -l; }
+count() { ls -d "$STATE"/host* 2>/dev/null | wc -l; }
+
+need_root() { [ "$(id -u)" -eq 0 ] || die "run as root: the hosts are network namespaces"; }
+
+# Installs the Debian packages that provide the given commands, if any is missing.
+install_missing() {
+  local need=() pair
+  for pair in "$@"; do
+    command -v "${pair#*:}" >/dev/null 2>&1 || need+=("${pair%%:*}")
+  done
+  [ "${#need[@]}" -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "please install ${need[*]} (no apt-get here)"
+  echo "installing ${need[*]}..."
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
 
 build() {
   command -v cargo >/dev/null || die "cargo is missing: install Rust from your distribution or rustup"
@@ -28,15 +53,45 @@ build() {
   (cd "$ROOT" && cargo build --release --bins --locked -q)
 }
 
-start_node() {
-  local n=$1 dir="$STATE/node$1"
+make_bridge() {
+  ip link add "$BRIDGE" type bridge
+  ip addr add "$NET.1/24" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+}
+
+make_host() {
+  local n=$1 ns; ns=$(ns_of "$1")
+  ip netns add "$ns"
+  ip link add "skl$n" type veth peer name eth0 netns "$ns"
+  ip link set "skl$n" master "$BRIDGE" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "$(ip_of "$n")/24" dev eth0
+  ip -n "$ns" link set eth0 up
+}
+
+start_daemon() {
+  local n=$1 dir="$STATE/host$1"
   mkdir -p "$dir"
-  "$BIN/skiffd" --data-dir "$dir/data" --socket "$(sock_of "$n")" \
-    --listen-addr "$(addr_of "$n")" --hostname "node$n" --runtime process \
+  ip netns exec "$(ns_of "$n")" "$BIN/skiffd" --data-dir "$dir/data" --socket "$(sock_of "$n")" \
+    --listen-addr "$(addr_of "$n")" --hostname "host$n" --runtime process \
     >>"$dir/skiffd.log" 2>&1 &
   echo $! >"$dir/pid"
   for _ in $(seq 1 100); do [ -S "$(sock_of "$n")" ] && return 0; sleep 0.1; done
-  die "node $n did not start; see $dir/skiffd.log"
+  die "host $n did not start; see $dir/skiffd.log"
+}
+
+start_registry() {
+  mkdir -p "$STATE/registry"
+  cat >"$STATE/registry/config.yml" <<EOF
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $STATE/registry/data
+http:
+  addr: $REGISTRY
+EOF
+  docker-registry serve "$STATE/registry/config.yml" >>"$STATE/registry/registry.log" 2>&1 &
+  echo $! >"$STATE/registry/pid"
 }
 
 up() {
@@ -45,15 +100,24 @@ up() {
     case "$1" in
       --managers) managers=$2; shift 2 ;;
       --workers) workers=$2; shift 2 ;;
-      --runtime) [ "$2" = process ] || die "only --runtime process is available in this version"; shift 2 ;;
-      *) die "unknown option $1 (use --managers N --workers N)" ;;
+      --runtime)
+        [ "$2" = process ] || die "the $2 runtime is not available in this version; use --runtime process"
+        shift 2 ;;
+      *) die "unknown option $1 (use --managers N --workers N --runtime process)" ;;
     esac
   done
   [ "$managers" -ge 1 ] || die "a cluster needs at least one manager"
-  [ "$(count)" -eq 0 ] || die "a local cluster is already up in $STATE; run '$0 down' first"
+  need_root
+  [ "$(count)" -eq 0 ] && ! ip link show "$BRIDGE" >/dev/null 2>&1 \
+    || die "a local cluster is already up; run '$0 down' first"
+  install_missing iproute2:ip nftables:nft busybox-static:busybox docker-registry:docker-registry
   build
+  mkdir -p "$STATE"
   local total=$(( managers + workers ))
-  for n in $(seq 1 "$total"); do start_node "$n"; done
+  make_bridge
+  for n in $(seq 1 "$total"); do make_host "$n"; done
+  start_registry
+  for n in $(seq 1 "$total"); do start_daemon "$n"; done
   skiff_on 1 swarm init --advertise-addr "$(addr_of 1)" >/dev/null
   local mtok wtok
   mtok=$(skiff_on 1 swarm join-token -q manager)
@@ -66,46 +130,58 @@ up() {
   sleep 1
   skiff_on 1 node ls
   echo
-  echo "Starting a demo service (3 replicas that log the time and their node every 5 s)..."
-  skiff_on 2 service create --name demo --replicas 3 busybox \
-    sh -c 'while true; do echo "demo task (pid $$) alive at $(date +%T)"; sleep 5; done' || true
+  # The routing mesh is not there yet, so the demo runs one web server on every host (a
+  # global service): each host answers on port 8080 at its own address.
+  mkdir -p "$STATE/www"
+  echo "hello from skiff: busybox httpd, one task on every host" >"$STATE/www/index.html"
+  echo "Starting a demo web service on every host (busybox httpd on port 8080)..."
+  skiff_on 2 service create --name demo --mode global busybox \
+    busybox httpd -f -p 8080 -h "$STATE/www" || true
   skiff_on 1 service ps demo
   echo
-  echo "The cluster is up: $managers managers, $workers workers."
-  echo "  $0 cli 1 service logs -f demo      follow the demo's output from every node"
-  echo "  $0 cli 1 service scale demo=6      scale it"
-  for n in $(seq 1 "$total"); do echo "  node$n at $(addr_of "$n"):  $0 cli $n node ls"; done
+  echo "The cluster is up: $managers managers, $workers workers, a registry at $REGISTRY."
+  echo "  curl http://\$($0 addr 2):8080/           the demo answers on every host"
+  echo "  $0 cli 1 service ls                      any command, on any host"
+  echo "  $0 push image.tar web:v1                 put an image in the cluster's registry"
+  for n in $(seq 1 "$total"); do echo "  host$n at $(ip_of "$n"):  $0 cli $n node ls"; done
   echo "Stop it with: $0 down"
 }
 
 status() {
   [ "$(count)" -gt 0 ] || { echo "no local cluster is up"; return 0; }
-  for dir in "$STATE"/node*; do
-    local n=${dir##*node} pid
+  for dir in "$STATE"/host*; do
+    local n=${dir##*host} pid
     pid=$(cat "$dir/pid" 2>/dev/null || echo 0)
-    if kill -0 "$pid" 2>/dev/null; then echo "node$n: running (pid $pid) at $(addr_of "$n")"; else echo "node$n: stopped"; fi
+    if kill -0 "$pid" 2>/dev/null; then echo "host$n: skiffd running (pid $pid) at $(addr_of "$n")"; else echo "host$n: skiffd stopped"; fi
   done
   skiff_on 1 node ls || true
 }
 
+push() {
+  [ $# -eq 2 ] || die "usage: $0 push FILE.tar NAME:TAG"
+  local file=$1 ref=$2 transport
+  [ -f "$file" ] || die "no such file: $file"
+  [ -f "$STATE/registry/pid" ] || die "no local cluster is up; run '$0 up' first"
+  install_missing skopeo:skopeo
+  # `docker save` tarballs carry manifest.json; OCI layouts carry index.json.
+  if tar -tf "$file" | grep -qx 'manifest.json'; then transport=docker-archive; else transport=oci-archive; fi
+  skopeo copy -q --dest-tls-verify=false "$transport:$file" "docker://$REGISTRY/$ref"
+  echo "$REGISTRY/$ref"
+}
+
 down() {
-  # Leaving stops each node's tasks (they run under their own supervisors and would
-  # otherwise outlive the daemons).
-  for dir in "$STATE"/node*; do
+  # Leaving stops each host's tasks; then every process left in a host's namespace goes.
+  for dir in "$STATE"/host*; do
     [ -S "$dir/skiffd.sock" ] || continue
     "$BIN/skiff" -H "unix://$dir/skiffd.sock" swarm leave --force >/dev/null 2>&1 || true
   done
-  for dir in "$STATE"/node*; do
-    [ -d "$dir" ] || continue
-    local pid; pid=$(cat "$dir/pid" 2>/dev/null || echo 0)
-    kill "$pid" 2>/dev/null || true
+  local ns
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^skiff-local-' || true); do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
   done
-  sleep 0.5
-  for dir in "$STATE"/node*; do
-    [ -d "$dir" ] || continue
-    local pid; pid=$(cat "$dir/pid" 2>/dev/null || echo 0)
-    kill -9 "$pid" 2>/dev/null || true
-  done
+  [ -f "$STATE/registry/pid" ] && kill "$(cat "$STATE/registry/pid")" 2>/dev/null || true
+  ip link del "$BRIDGE" 2>/dev/null || true
   rm -rf "$STATE"
   echo "the local cluster is down"
 }
@@ -114,8 +190,9 @@ cmd=${1:-}; [ $# -gt 0 ] && shift
 case "$cmd" in
   up) up "$@" ;;
   status) status ;;
-  down) down ;;
+  down) need_root; down ;;
+  push) push "$@" ;;
   cli) [ $# -ge 1 ] || die "usage: $0 cli N ARGS..."; n=$1; shift; skiff_on "$n" "$@" ;;
-  addr) [ $# -eq 1 ] || die "usage: $0 addr N"; addr_of "$1" ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  addr) [ $# -eq 1 ] || die "usage: $0 addr N"; ip_of "$1" ;;
+  *) sed -n '2,16p' "$0"; exit 2 ;;
 esac
