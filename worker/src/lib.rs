@@ -7,6 +7,7 @@
 pub mod agent;
 mod controller;
 pub mod logs;
+pub mod net;
 pub mod reporter;
 pub mod session;
 

@@ -1,0 +1,6 @@
+//! The node's share of the network: the routing mesh's data paths.
+//!
+//! The kernel path (nftables DNAT over a round-robin `numgen` map) is the default; where
+//! nftables is missing, [`proxy`] carries the same traffic in userspace.
+
+pub mod proxy;
