@@ -2,46 +2,12 @@
 //! test's own: tasks on one overlay reach each other across nodes through VXLAN; a task on
 //! another overlay (another VNI, even with the same addresses) does not. Needs root.
 
+mod common;
+
 use std::net::Ipv4Addr;
-use std::process::Command;
 
-use worker::net::overlay::{self, Node, Overlay};
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Every namespace the test made, removed on drop even when the test fails.
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in self.0.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn pings(task_ns: &str, addr: &str) -> bool {
-    Command::new("ip")
-        .args([
-            "netns", "exec", task_ns, "busybox", "ping", "-c", "1", "-W", "2", addr,
-        ])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
+use common::{is_root, nodes, pings, task, Namespaces};
+use worker::net::overlay::Overlay;
 
 #[test]
 fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
@@ -50,41 +16,8 @@ fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
         return;
     }
     let pid = std::process::id();
-    let mut made = Namespaces(Vec::new());
-    // The underlay: two nodes on a switch.
-    let switch = format!("ovsw{pid}");
-    ip(&["netns", "add", &switch]);
-    made.0.push(switch.clone());
-    ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
-    ip(&["-n", &switch, "link", "set", "br0", "up"]);
-    let mut nodes = Vec::new();
-    for (i, letter) in ["a", "b"].iter().enumerate() {
-        let ns = format!("ovnode{letter}{pid}");
-        ip(&["netns", "add", &ns]);
-        made.0.push(ns.clone());
-        let port = format!("p{letter}");
-        ip(&[
-            "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns",
-            &switch,
-        ]);
-        ip(&["-n", &switch, "link", "set", &port, "master", "br0", "up"]);
-        let underlay = Ipv4Addr::new(192, 168, 77, 2 + i as u8);
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{underlay}/24"),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        nodes.push((
-            Node::new(&format!("{letter}{pid:07}"), underlay, Some(ns)),
-            underlay,
-        ));
-    }
+    let mut made = Namespaces::default();
+    let nodes = nodes("ov", 2, &mut made);
     let front = Overlay {
         id: format!("f{pid:07}"),
         vni: 4096 + pid % 1000,
@@ -95,25 +28,23 @@ fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
         vni: 5096 + pid % 1000,
         gateway: "10.99.1.1/24".into(),
     };
-    let vteps: Vec<Ipv4Addr> = nodes.iter().map(|(_, u)| *u).collect();
-    for (node, _) in &nodes {
+    let vteps: Vec<Ipv4Addr> = nodes.iter().map(|n| n.underlay).collect();
+    for n in &nodes {
         for net in [&front, &back] {
-            let ns = node.ensure_network(net).expect("network namespace");
+            let ns = n.node.ensure_network(net).expect("network namespace");
             made.0.push(ns);
             // Idempotent: a second pass changes nothing.
-            node.ensure_network(net).expect("again");
-            node.set_peers(net, &vteps).expect("peers");
-            node.set_peers(net, &vteps).expect("peers again");
+            n.node.ensure_network(net).expect("again");
+            n.node.set_peers(net, &vteps).expect("peers");
+            n.node.set_peers(net, &vteps).expect("peers again");
         }
     }
-    let task = |name: &str| {
-        let id = format!("{name}{pid}");
-        overlay::create_task_namespace(&id).expect("task namespace");
-        overlay::task_namespace(&id)
-    };
-    let (a1, b1, b2) = (task("a1"), task("b1"), task("b2"));
-    made.0.extend([a1.clone(), b1.clone(), b2.clone()]);
-    let (node_a, node_b) = (&nodes[0].0, &nodes[1].0);
+    let (a1, b1, b2) = (
+        task("a1", &mut made),
+        task("b1", &mut made),
+        task("b2", &mut made),
+    );
+    let (node_a, node_b) = (&nodes[0].node, &nodes[1].node);
     node_a
         .attach(&front, &a1, "eth0", "10.99.1.2/24", true)
         .expect("attach a1");
@@ -140,8 +71,7 @@ fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
     // Without its peer, node a's overlay no longer reaches node b (a fresh address, so no
     // cached neighbour helps).
     node_a.set_peers(&front, &[]).expect("no peers");
-    let b3 = task("b3");
-    made.0.push(b3.clone());
+    let b3 = task("b3", &mut made);
     node_b
         .attach(&front, &b3, "eth0", "10.99.1.5/24", true)
         .expect("attach b3");

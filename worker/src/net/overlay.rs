@@ -242,6 +242,49 @@ impl Node {
             None => Vec::new(),
         }
     }
+
+    /// The node's interface into the ingress overlay (one per node).
+    pub(crate) fn leg_name(&self) -> String {
+        "skin0".to_owned()
+    }
+
+    /// `ip ARGS` in the node's own namespace.
+    pub(crate) fn home_command(&self, args: &[&str]) -> Result<(), NetError> {
+        let mut all = self.home_args();
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// `ip ARGS` in `network`'s namespace.
+    pub(crate) fn in_network(&self, network: &Overlay, args: &[&str]) -> Result<(), NetError> {
+        let ns = self.network_namespace(network);
+        let mut all = vec!["-n", ns.as_str()];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// Sets a sysctl of the node's own namespace.
+    pub(crate) fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        match &self.home {
+            // /proc/sys/net shows the namespace of the process that reads it.
+            Some(home) => run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    home,
+                    "sh",
+                    "-c",
+                    &format!("echo {value} > {path}"),
+                ],
+            ),
+            None => std::fs::write(&path, value).map_err(|e| NetError::Command {
+                command: format!("write {path}"),
+                message: e.to_string(),
+            }),
+        }
+    }
 }
 
 /// Makes the namespace a task runs in; returns its path for the runtime.

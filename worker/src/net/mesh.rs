@@ -1,0 +1,185 @@
+//! The kernel routing mesh: on every node, a published port accepts connections addressed to
+//! any of the node's own addresses and sends each new one to the next running task of the
+//! service, round-robin, wherever the task runs — nftables DNAT over a `numgen` map, with
+//! conntrack carrying the rest of the flow. Never IPVS, which many kernels lack.
+//!
+//! The node reaches task addresses through its *leg* into the ingress overlay: a veth pair
+//! from the node's namespace to the ingress bridge, holding the node's own ingress address.
+//! Forwarded connections leave through the leg masqueraded to that address, so replies come
+//! back through this node whichever node the task is on. Established flows live as long as
+//! conntrack keeps them (five days idle by default), not the fifteen minutes after which
+//! Swarm's IPVS mesh drops quiet connections.
+//!
+//! The whole table is rebuilt in one `nft -f` transaction per change, so no stale rule
+//! survives and no half-applied state is ever visible.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use super::overlay::{NetError, Node, Overlay};
+
+/// The nftables table that holds the mesh.
+pub const TABLE: &str = "skiffmesh";
+
+/// Transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    fn keyword(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// One published port and the tasks behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// The port on every node.
+    pub port: u16,
+    /// The port the tasks listen on.
+    pub target_port: u16,
+    /// The ingress addresses of the running (and healthy) tasks, on any node.
+    pub backends: Vec<Ipv4Addr>,
+}
+
+/// The nftables script for the mesh: `leg` is the node's interface into the ingress overlay.
+/// A port whose service has no running task refuses connections at once instead of letting
+/// them time out.
+pub fn ruleset(leg: &str, ports: &[Published]) -> String {
+    let mut rules = String::new();
+    for p in ports {
+        let proto = p.protocol.keyword();
+        let target = if p.backends.is_empty() {
+            match p.protocol {
+                Protocol::Tcp => "reject with tcp reset".to_owned(),
+                Protocol::Udp => "reject".to_owned(),
+            }
+        } else {
+            let map: Vec<String> = p
+                .backends
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| format!("{i} : {addr}"))
+                .collect();
+            format!(
+                "dnat to numgen inc mod {} map {{ {} }} : {}",
+                p.backends.len(),
+                map.join(", "),
+                p.target_port
+            )
+        };
+        rules.push_str(&format!(
+            "    fib daddr type local {proto} dport {} {target}\n",
+            p.port
+        ));
+    }
+    // Delete-then-add makes the transaction replace the table whether or not it exists.
+    format!(
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{rules}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{leg}\" masquerade\n  }}\n}}\n"
+    )
+}
+
+/// Applies `script` atomically in the node's namespace (`home`, or the caller's own).
+pub fn apply(home: Option<&str>, script: &str) -> Result<(), NetError> {
+    let mut command = match home {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "nft", "-f", "-"]);
+            c
+        }
+        None => {
+            let mut c = Command::new("nft");
+            c.args(["-f", "-"]);
+            c
+        }
+    };
+    let failed = |message: String| NetError::Command {
+        command: "nft -f - (routing mesh)".into(),
+        message,
+    };
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(format!("{e} (is nftables installed?)")))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(script.as_bytes())
+        .map_err(|e| failed(e.to_string()))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| failed(e.to_string()))?;
+    if !out.status.success() {
+        return Err(failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Makes (or keeps) the node's leg into the ingress overlay, with the node's own ingress
+/// `address` (CIDR), and lets the node forward what the mesh sends through it. Returns the
+/// leg's interface name.
+pub fn ensure_leg(node: &Node, ingress: &Overlay, address: &str) -> Result<String, NetError> {
+    let ns = node.ensure_network(ingress)?;
+    let leg = node.leg_name();
+    node.home_command(&["link", "show", &leg]).or_else(|_| {
+        node.home_command(&[
+            "link", "add", &leg, "mtu", "1450", "type", "veth", "peer", "name", "leg0", "netns",
+            &ns,
+        ])?;
+        node.in_network(ingress, &["link", "set", "leg0", "master", "br0", "up"])?;
+        node.home_command(&["addr", "add", address, "dev", &leg])?;
+        node.home_command(&["link", "set", &leg, "up"])
+    })?;
+    node.sysctl("net.ipv4.ip_forward", "1")?;
+    Ok(leg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_spreads_over_its_tasks_and_an_empty_one_refuses() {
+        let script = ruleset(
+            "skin0",
+            &[
+                Published {
+                    protocol: Protocol::Tcp,
+                    port: 8080,
+                    target_port: 80,
+                    backends: vec![Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 6)],
+                },
+                Published {
+                    protocol: Protocol::Udp,
+                    port: 5353,
+                    target_port: 53,
+                    backends: vec![],
+                },
+            ],
+        );
+        assert!(script.contains(
+            "fib daddr type local tcp dport 8080 dnat to numgen inc mod 2 map { 0 : 10.0.0.5, 1 : 10.0.0.6 } : 80"
+        ), "{script}");
+        assert!(script.contains("udp dport 5353 reject"), "{script}");
+        assert!(script.contains("oifname \"skin0\" masquerade"), "{script}");
+        // Both NAT chains carry the ports: from other hosts and from the node itself.
+        assert_eq!(script.matches("tcp dport 8080").count(), 2, "{script}");
+        assert!(script.starts_with("table ip skiffmesh\ndelete table ip skiffmesh\n"));
+    }
+}
