@@ -23,7 +23,6 @@ const UDP_LIMIT: usize = 512;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 
 const TYPE_A: u16 = 1;
-const TYPE_AAAA: u16 = 28;
 const CLASS_IN: u16 = 1;
 const RCODE_FORMERR: u8 = 1;
 const RCODE_SERVFAIL: u8 = 2;

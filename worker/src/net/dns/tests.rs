@@ -6,6 +6,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::*;
 
+const TYPE_AAAA: u16 = 28;
+
 fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     let mut q = id.to_be_bytes().to_vec();
     q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // RD, one question
