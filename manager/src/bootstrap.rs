@@ -78,6 +78,8 @@ pub fn initial_batch(
             not_after: first.certificate.not_after,
             role: NodeRole::Manager as i32,
         }),
+        // The allocator gives it one once the ingress network has its subnet.
+        ingress: None,
     };
     StoreBatch {
         actions: vec![create(cluster), create(node), create(ingress_network())],

@@ -133,6 +133,7 @@ impl Ca for CaService {
             }),
             role: role as i32,
             certificate: Some(certificate_record(&issued, role)),
+            ingress: None,
         };
         manager.write(vec![create(node)]).await?;
         let managers = manager

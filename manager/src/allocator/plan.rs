@@ -1,6 +1,7 @@
 //! One allocation round: from the store as it is, the changes that give every network its
-//! subnet, gateway and VNI, every service its VIPs and published ports, and every task that
-//! has not reached its node yet an address on each of its networks. Pure: the loop in
+//! subnet, gateway and VNI, every node its address on the ingress network (its leg into the
+//! routing mesh), every service its VIPs and published ports, and every task that has not
+//! reached its node yet an address on each of its networks. Pure: the loop in
 //! `mod.rs` commits what this returns.
 //!
 //! What is in use is rebuilt from the store at the start of every round rather than kept in
@@ -47,6 +48,7 @@ pub fn allocate(store: &ObjectStore) -> Allocation {
     let mut in_use = InUse::from_store(store);
     let mut out = Allocation::default();
     allocate_networks(store, &mut in_use, &mut out);
+    allocate_nodes(store, &mut in_use, &mut out);
     let endpoints = allocate_services(store, &mut in_use, &mut out);
     allocate_tasks(store, &mut in_use, &endpoints, &mut out);
     out
@@ -101,6 +103,13 @@ impl InUse {
             }
             for port in endpoint.ports.iter().filter(|p| is_ingress(p)) {
                 in_use.ports.reserve(port.protocol, port.published_port);
+            }
+        }
+        for node in store.list::<Node>() {
+            for attachment in &node.ingress {
+                for addr in &attachment.addresses {
+                    in_use.reserve_address(&attachment.network_id, addr);
+                }
             }
         }
         // A task of a node removed from the cluster will never report again: what it held
@@ -204,6 +213,38 @@ fn allocate_networks(store: &ObjectStore, in_use: &mut InUse, out: &mut Allocati
         }];
         tracing::info!(network = network.name(), %subnet, vni, "network allocated");
         out.actions.push(update(network));
+    }
+}
+
+/// Nodes without an address on the ingress network get one (a removed node's is free at
+/// once, since it is no longer in the store).
+fn allocate_nodes(store: &ObjectStore, in_use: &mut InUse, out: &mut Allocation) {
+    let Some(ingress) = ingress_network(store).map(|n| n.id().to_owned()) else {
+        return;
+    };
+    for node in store.list::<Node>() {
+        let has = node
+            .ingress
+            .as_ref()
+            .is_some_and(|a| a.network_id == ingress && !a.addresses.is_empty());
+        if has {
+            continue;
+        }
+        match in_use.address(&ingress) {
+            Ok(addr) => {
+                let mut node = node.clone();
+                node.ingress = Some(NetworkAttachment {
+                    network_id: ingress.clone(),
+                    addresses: vec![addr],
+                    aliases: Vec::new(),
+                });
+                out.actions.push(update(node));
+            }
+            Err(e) => {
+                tracing::warn!(node = node.id(), error = %e, "cannot give the node an ingress address");
+                return;
+            }
+        }
     }
 }
 

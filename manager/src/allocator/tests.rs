@@ -219,6 +219,49 @@ fn services_get_a_vip_per_network_and_ports_and_tasks_wait_for_addresses() {
 }
 
 #[test]
+fn every_node_gets_its_own_ingress_address_freed_when_it_is_removed() {
+    let mut w = World::new("10.0.0.0/8", 24);
+    w.network("ingress", None, true);
+    w.allocate();
+    for id in ["n1", "n2"] {
+        w.apply(vec![create(proto::Node {
+            meta: Some(meta(id)),
+            ..Default::default()
+        })]);
+    }
+    w.service("web", &[], vec![ingress_port(8080, 80, PortProtocol::Tcp)]);
+    w.task("t1", "web");
+    w.allocate();
+    let leg = |w: &World, id: &str| {
+        let node = w.store.get::<proto::Node>(id).unwrap();
+        let attachment = node.ingress.clone().expect("an ingress address");
+        assert_eq!(attachment.network_id, "ingress");
+        attachment.addresses[0].clone()
+    };
+    let (a, b) = (leg(&w, "n1"), leg(&w, "n2"));
+    let taken: HashSet<String> = [
+        a.clone(),
+        b.clone(),
+        w.addr("t1", "ingress"),
+        w.endpoint("web").virtual_ips[0].addr.clone(),
+    ]
+    .into();
+    assert_eq!(
+        taken.len(),
+        4,
+        "nodes, task and VIP never share an address: {taken:?}"
+    );
+    assert!(allocate(&w.store).actions.is_empty(), "stable once given");
+    w.remove::<proto::Node>("n1");
+    w.apply(vec![create(proto::Node {
+        meta: Some(meta("n3")),
+        ..Default::default()
+    })]);
+    w.allocate();
+    assert_eq!(leg(&w, "n3"), a, "the removed node's address is free again");
+}
+
+#[test]
 fn dnsrr_services_get_no_vip_and_host_ports_pass_through() {
     let mut w = World::new("10.0.0.0/8", 24);
     w.network("back", None, false);
