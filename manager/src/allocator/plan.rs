@@ -105,11 +105,9 @@ impl InUse {
                 in_use.ports.reserve(port.protocol, port.published_port);
             }
         }
-        for node in store.list::<Node>() {
-            for attachment in &node.ingress {
-                for addr in &attachment.addresses {
-                    in_use.reserve_address(&attachment.network_id, addr);
-                }
+        for attachment in store.list::<Node>().filter_map(|n| n.ingress.as_ref()) {
+            for addr in &attachment.addresses {
+                in_use.reserve_address(&attachment.network_id, addr);
             }
         }
         // A task of a node removed from the cluster will never report again: what it held
