@@ -1,14 +1,15 @@
 //! What each node is told to run: its tasks and the networks they use (with their peers),
-//! first all of them, then the changes.
+//! and the routing mesh it serves; first all of it, then the changes.
 
 use std::collections::HashMap;
 
 use proto::store_object::Object;
 use proto::{
     assignment, Assignment, AssignmentAction, AssignmentChange, AssignmentsMessage,
-    AssignmentsType, Network, StoreActionKind, StoreEvent, Task, WeightedPeer,
+    AssignmentsType, MeshState, Network, StoreActionKind, StoreEvent, Task, WeightedPeer,
 };
 
+use super::mesh;
 use super::networks::{self, NetworkView};
 use crate::allocator;
 use crate::orchestrator::{is_active, is_terminal, observed};
@@ -32,6 +33,7 @@ fn deliverable(store: &ObjectStore, task: &Task, node_id: &str) -> bool {
 pub struct NodeAssignments {
     sent: HashMap<String, u64>,
     networks: NetworkView,
+    mesh: Option<MeshState>,
 }
 
 fn network_change(action: AssignmentAction, network: Network) -> AssignmentChange {
@@ -71,7 +73,23 @@ impl NodeAssignments {
         };
         self.networks = NetworkView::default();
         self.network_changes(store, node_id, &mut message);
+        self.mesh = None;
+        self.mesh_change(store, node_id, &mut message);
         message
+    }
+
+    /// Adds the node's routing mesh to `message` if it differs from what was last sent.
+    fn mesh_change(
+        &mut self,
+        store: &ObjectStore,
+        node_id: &str,
+        message: &mut AssignmentsMessage,
+    ) {
+        let now = mesh::view(store, node_id);
+        if self.mesh.as_ref() != Some(&now) {
+            message.mesh = Some(now.clone());
+            self.mesh = Some(now);
+        }
     }
 
     /// Adds to `message` what changed in the node's networks and their peers, and the
@@ -122,6 +140,7 @@ impl NodeAssignments {
     ) -> Option<AssignmentsMessage> {
         let mut changes = Vec::new();
         let networks_changed = events.iter().any(|e| self.networks.touched_by(e));
+        let mesh_changed = events.iter().any(|e| mesh::touched_by(e, node_id));
         for event in events {
             let Some(Object::Task(task)) = event.object.as_ref().and_then(|o| o.object.as_ref())
             else {
@@ -146,6 +165,12 @@ impl NodeAssignments {
         if networks_changed {
             self.network_changes(store, node_id, &mut message);
         }
-        (!message.changes.is_empty() || !message.network_peers.is_empty()).then_some(message)
+        if mesh_changed {
+            self.mesh_change(store, node_id, &mut message);
+        }
+        let empty = message.changes.is_empty()
+            && message.network_peers.is_empty()
+            && message.mesh.is_none();
+        (!empty).then_some(message)
     }
 }

@@ -1,6 +1,7 @@
 //! The networks each node must set up, with their peers: the overlay networks of the tasks
-//! it runs (and `ingress`, which every node joins for the routing mesh), each with the
-//! underlay addresses of the other nodes running tasks on it. The worker programs its VXLAN
+//! it runs, each with the underlay addresses of the other nodes running tasks on it, and
+//! `ingress`, which every node joins for the routing mesh with every other node as a peer
+//! (a node forwards connections to tasks anywhere and their replies come back to it). The worker programs its VXLAN
 //! forwarding from these, so no gossip is needed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,12 +45,20 @@ pub fn view(store: &ObjectStore, node_id: &str) -> NetworkView {
         if !mine || network.vni == 0 {
             continue;
         }
-        let peers = nodes
-            .into_iter()
-            .flatten()
-            .filter(|n| **n != node_id)
-            .filter_map(|n| peer(store.get::<Node>(n)?))
-            .collect();
+        let peers = if Some(id) == ingress {
+            store
+                .list::<Node>()
+                .filter(|n| n.id() != node_id)
+                .filter_map(peer)
+                .collect()
+        } else {
+            nodes
+                .into_iter()
+                .flatten()
+                .filter(|n| **n != node_id)
+                .filter_map(|n| peer(store.get::<Node>(n)?))
+                .collect()
+        };
         out.networks.insert(id.to_owned(), network.clone());
         out.peers.insert(id.to_owned(), peers);
     }
@@ -79,7 +88,14 @@ impl NetworkView {
     pub fn touched_by(&self, event: &StoreEvent) -> bool {
         match event.object.as_ref().and_then(|o| o.object.as_ref()) {
             Some(Object::Network(_)) => true,
-            Some(Object::Node(n)) => self.peers.values().flatten().any(|p| p.node_id == n.id()),
+            // Every node is an ingress peer, so any node's change may matter once the node
+            // is in the ingress network.
+            Some(Object::Node(n)) => {
+                self.networks
+                    .values()
+                    .any(|net| net.spec.as_ref().is_some_and(|s| s.ingress))
+                    || self.peers.values().flatten().any(|p| p.node_id == n.id())
+            }
             Some(Object::Task(t)) => !t.networks.is_empty(),
             _ => false,
         }
@@ -178,7 +194,11 @@ mod tests {
             [("n2", "127.0.0.3")],
             "not itself, not an ended task's node"
         );
-        assert!(v.peers["ingress"].is_empty());
+        let ingress: Vec<&str> = v.peers["ingress"]
+            .iter()
+            .map(|p| p.node_id.as_str())
+            .collect();
+        assert_eq!(ingress, ["n2", "n3"], "every other node, tasks or not");
         let v3 = view(&store, "n3");
         assert_eq!(v3.networks.keys().collect::<Vec<_>>(), ["ingress", "other"]);
     }
@@ -209,7 +229,14 @@ mod tests {
             .collect();
         assert_eq!(networks, ["back", "ingress"]);
         assert_eq!(first.network_peers.len(), 2);
-        assert!(first.network_peers.iter().all(|p| p.peers.is_empty()));
+        let peers_of = |id: &str| {
+            first
+                .network_peers
+                .iter()
+                .find(|p| p.network_id == id)
+                .map(|p| p.peers.len())
+        };
+        assert_eq!((peers_of("back"), peers_of("ingress")), (Some(0), Some(1)));
 
         // A task of the same network starts on n2: n1 learns its new peer, nothing else.
         let events = store
