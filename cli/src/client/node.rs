@@ -612,36 +612,58 @@ async fn set_one_role(client: &Client, name: &str, role: NodeRole) -> anyhow::Re
             _ => format!("Node {name} is already a worker."),
         });
     }
-    let mut spec = node.spec.clone().unwrap_or_default();
-    spec.set_desired_role(role);
-    update_node(client, &node, spec).await?;
+    change_spec(client, &node, |spec| {
+        spec.set_desired_role(role);
+        Ok(())
+    })
+    .await?;
     Ok(match role {
         NodeRole::Manager => format!("Node {name} promoted to a manager in the swarm."),
         _ => format!("Manager {name} demoted in the swarm."),
     })
 }
 
-async fn update_node(client: &Client, node: &Node, spec: NodeSpec) -> anyhow::Result<Node> {
-    let meta = node.meta.clone().unwrap_or_default();
-    let resp = client
-        .control()
-        .update_node(UpdateNodeRequest {
-            node: meta.id.clone(),
-            version: meta.version,
-            spec: Some(spec),
-        })
-        .await
-        .reply(client)?;
-    Ok(resp.node.unwrap_or_else(|| node.clone()))
+/// Times a spec change is tried again when the node changed under it.
+const SPEC_CHANGE_ATTEMPTS: usize = 5;
+
+/// Applies `change` to the node's spec and sends it. The node also changes by itself (its
+/// status, its network address): when it did between the read and the write, the change
+/// is applied again to a fresh read rather than failing with a conflict.
+async fn change_spec(
+    client: &Client,
+    node: &Node,
+    change: impl Fn(&mut NodeSpec) -> anyhow::Result<()>,
+) -> anyhow::Result<Node> {
+    let mut node = node.clone();
+    let mut attempt = 1;
+    loop {
+        let meta = node.meta.clone().unwrap_or_default();
+        let mut spec = node.spec.clone().unwrap_or_default();
+        change(&mut spec)?;
+        let sent = client
+            .control()
+            .update_node(UpdateNodeRequest {
+                node: meta.id.clone(),
+                version: meta.version,
+                spec: Some(spec),
+            })
+            .await;
+        match sent {
+            Ok(resp) => return Ok(resp.into_inner().node.unwrap_or(node)),
+            Err(s) if s.code() == tonic::Code::Aborted && attempt < SPEC_CHANGE_ATTEMPTS => {
+                attempt += 1;
+                node = get_node(client, &meta.id).await?;
+            }
+            Err(s) => return Err(client.error(s)),
+        }
+    }
 }
 
 async fn update(global: &GlobalOpts, args: UpdateArgs) -> anyhow::Result<()> {
     let changes = NodeChanges::parse(&args)?;
     let client = global.connect().await?;
     let node = get_node(&client, &resolve(&client, &args.node).await?).await?;
-    let mut spec = node.spec.clone().unwrap_or_default();
-    changes.apply(&mut spec, &args.node)?;
-    update_node(&client, &node, spec).await?;
+    change_spec(&client, &node, |spec| changes.apply(spec, &args.node)).await?;
     out(&args.node);
     Ok(())
 }

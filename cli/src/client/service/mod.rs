@@ -616,31 +616,68 @@ async fn rm(global: &GlobalOpts, args: RmArgs) -> anyhow::Result<()> {
 
 async fn update(global: &GlobalOpts, args: UpdateArgs) -> anyhow::Result<()> {
     let client = global.connect().await?;
-    let service = get_service(&client, &args.service).await?;
-    let spec = update::updated_spec(&service, &args, |k| std::env::var(k).ok())?;
-    send_update(
-        &client,
-        &service,
-        Some(spec),
-        false,
-        args.detach,
-        args.quiet,
-    )
-    .await
+    let env = |k: &str| std::env::var(k).ok();
+    let (service, updated) = update_fresh(&client, &args.service, false, |service| {
+        update::updated_spec(service, &args, env).map(Some)
+    })
+    .await?;
+    follow(&client, &service, updated, false, args.detach, args.quiet).await
 }
 
 async fn rollback(global: &GlobalOpts, args: RollbackArgs) -> anyhow::Result<()> {
     let client = global.connect().await?;
-    let service = get_service(&client, &args.service).await?;
-    send_update(&client, &service, None, true, args.detach, args.quiet).await
+    let (service, updated) = update_fresh(&client, &args.service, true, |_| Ok(None)).await?;
+    follow(&client, &service, updated, true, args.detach, args.quiet).await
 }
 
-/// Sends a new spec (or asks for a rollback), then follows what it started: a rollout when
-/// it started or resumed one, else the service's convergence (a change of replicas, say).
-async fn send_update(
+/// Times an update is built again when the service changed under it.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// Sends the spec `build` makes from a fresh read of the service (or asks for a rollback),
+/// and returns the service as read and as updated. The service also changes by itself (its
+/// endpoint, its rollout's status): when it did between the read and the write, the update
+/// is built again from a new read instead of failing with a conflict.
+async fn update_fresh(
+    client: &Client,
+    name: &str,
+    rollback: bool,
+    build: impl Fn(&Service) -> anyhow::Result<Option<proto::ServiceSpec>>,
+) -> anyhow::Result<(Service, Service)> {
+    let mut attempt = 1;
+    loop {
+        let service = get_service(client, name).await?;
+        let spec = build(&service)?;
+        let meta = service.meta.clone().unwrap_or_default();
+        let sent = client
+            .control()
+            .update_service(UpdateServiceRequest {
+                service: meta.id.clone(),
+                version: meta.version,
+                spec,
+                rollback,
+            })
+            .await;
+        match sent {
+            Ok(resp) => {
+                let updated = resp.into_inner().service.with_context(|| {
+                    format!("the daemon updated service {name} but did not return it; see `skiff service inspect {name}`")
+                })?;
+                return Ok((service, updated));
+            }
+            Err(s) if s.code() == tonic::Code::Aborted && attempt < UPDATE_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(s) => return Err(client.error(s)),
+        }
+    }
+}
+
+/// Prints the service's name, then follows what the update started: a rollout when it
+/// started or resumed one, else the service's convergence (a change of replicas, say).
+async fn follow(
     client: &Client,
     service: &Service,
-    spec: Option<proto::ServiceSpec>,
+    updated: Service,
     rollback: bool,
     detach: bool,
     quiet: bool,
@@ -650,18 +687,6 @@ async fn send_update(
         "" => short_id(&meta.id).to_string(),
         n => n.to_string(),
     };
-    let updated = client
-        .control()
-        .update_service(UpdateServiceRequest {
-            service: meta.id.clone(),
-            version: meta.version,
-            spec,
-            rollback,
-        })
-        .await
-        .reply(client)?
-        .service
-        .with_context(|| format!("the daemon updated service {name} but did not return it; see `skiff service inspect {name}`"))?;
     out(&name);
     if detach {
         return Ok(());
@@ -753,21 +778,11 @@ async fn scale(global: &GlobalOpts, args: ScaleArgs) -> anyhow::Result<()> {
 }
 
 async fn scale_one(client: &Client, name: &str, n: u64) -> anyhow::Result<Service> {
-    let service = get_service(client, name).await?;
-    let spec = scaled_spec(&service, name, n)?;
-    let meta = service.meta.clone().unwrap_or_default();
-    let updated = client
-        .control()
-        .update_service(UpdateServiceRequest {
-            service: meta.id.clone(),
-            version: meta.version,
-            spec: Some(spec),
-            rollback: false,
-        })
-        .await
-        .reply(client)?
-        .service;
-    Ok(updated.unwrap_or(service))
+    let (_, updated) = update_fresh(client, name, false, |service| {
+        scaled_spec(service, name, n).map(Some)
+    })
+    .await?;
+    Ok(updated)
 }
 
 #[cfg(test)]
