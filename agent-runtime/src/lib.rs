@@ -184,6 +184,18 @@ impl RuntimeError {
     }
 }
 
+/// The name of a task's own network namespace, which the node's network code makes when
+/// the task is on networks; a runtime starts the task inside it when it exists (a task
+/// without networks shares the node's).
+pub fn task_netns_name(task_id: &str) -> String {
+    format!("skt-{task_id}")
+}
+
+/// The path of a task's network namespace (see [`task_netns_name`]).
+pub fn task_netns_path(task_id: &str) -> std::path::PathBuf {
+    std::path::Path::new("/var/run/netns").join(task_netns_name(task_id))
+}
+
 /// The stop grace period a task spec asks for: `stop_grace_period_ms`, or
 /// [`DEFAULT_STOP_GRACE`] when it is unset (zero means no grace: SIGKILL at once).
 pub fn stop_grace_period(spec: Option<&proto::ContainerSpec>) -> Duration {

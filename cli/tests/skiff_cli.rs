@@ -216,6 +216,7 @@ mod fake {
             }),
             role: role as i32,
             certificate: None,
+            ingress: None,
         }
     }
 

@@ -193,7 +193,7 @@ async fn simulated_worker(
     let identity = cli::tls::ReloadableIdentity::new(&creds).expect("identity");
     let connector = Arc::new(cli::tls::TlsConnector::new(&root_pem, identity).expect("connector"));
     let runtime = Arc::new(FakeRuntime::new(FakeConfig::default()));
-    let agent = worker::agent::Agent::new(runtime, state_dir.join(format!("sim{index}")));
+    let agent = worker::agent::Agent::new(runtime, state_dir.join(format!("sim{index}")), None);
     agent.recover().await.expect("agent state");
     let dial: worker::Dialer = Arc::new(move |addr: &str| connector.channel(addr));
     let (events, mut rx) = tokio::sync::mpsc::channel(16);

@@ -130,6 +130,11 @@ impl Cluster {
         Self { dir, hosts, net }
     }
 
+    /// Test host `i`'s network namespace (`None` on loopback clusters).
+    pub fn namespace(&self, i: usize) -> Option<&str> {
+        self.hosts[i - 1].netns.as_deref()
+    }
+
     /// Cuts the hosts in `side` off from all the others (test hosts only).
     pub fn partition(&self, side: &[usize]) {
         self.network().partition(side);
@@ -180,6 +185,14 @@ impl Cluster {
             .arg(format!("host{i}"))
             .arg("--runtime")
             .arg("process")
+            // Loopback hosts share one network namespace: no VXLAN devices or mesh rules
+            // there (test hosts on a network set them up as real nodes do).
+            .arg("--network-data-path")
+            .arg(if host.netns.is_some() {
+                "kernel"
+            } else {
+                "off"
+            })
             .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
@@ -376,6 +389,9 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 1..=self.hosts.len() {
             self.kill(i);
+        }
+        for host in self.hosts.iter().filter(|h| h.netns.is_some()) {
+            netns::remove_node_namespaces(&host.data_dir);
         }
         if std::thread::panicking() {
             for host in &self.hosts {

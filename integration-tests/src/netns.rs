@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Prefix of every namespace the harness makes.
-const PREFIX: &str = "skt";
+const PREFIX: &str = "skh";
 /// Subnet of the test hosts (inside their own namespaces, so parallel tests may all use it).
 const SUBNET: &str = "10.77.0";
 /// The nftables table of the switch that holds partitions.
@@ -50,6 +50,34 @@ pub fn sweep_leftovers() {
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             remove_namespace(name);
+        }
+    }
+}
+
+/// Removes the namespaces the daemon with data directory `data_dir` made for its networks
+/// and tasks (names derived from its node ID and its saved assignments), with the
+/// processes in them: the daemon itself may have been killed before it could.
+pub fn remove_node_namespaces(data_dir: &std::path::Path) {
+    let node_id = std::fs::read(data_dir.join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["node_id"].as_str().map(str::to_owned));
+    let Some(node_id) = node_id else {
+        return;
+    };
+    if let Ok(tasks) = std::fs::read_dir(data_dir.join("agent")) {
+        for task in tasks.flatten() {
+            let id = task.file_name().to_string_lossy().into_owned();
+            remove_namespace(&agent_runtime::task_netns_name(&id));
+        }
+    }
+    let prefix = worker::net::overlay::namespace_prefix(&node_id);
+    if let Ok(all) = std::fs::read_dir("/var/run/netns") {
+        for ns in all.flatten() {
+            let name = ns.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                remove_namespace(&name);
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::controller::{self, Start};
+use crate::net::datapath::DataPath;
 use crate::reporter::Reporter;
 
 struct Running {
@@ -22,6 +23,8 @@ struct Running {
 /// The node's task agent.
 pub struct Agent {
     runtime: Arc<dyn Runtime>,
+    /// The node's networks and routing mesh; `None` where the node does not set them up.
+    net: Option<Arc<DataPath>>,
     reporter: Reporter,
     dir: PathBuf,
     tasks: Mutex<HashMap<String, Running>>,
@@ -32,10 +35,12 @@ fn task_id(task: &Task) -> &str {
 }
 
 impl Agent {
-    /// An agent running tasks with `runtime`, keeping assignments under `dir`.
-    pub fn new(runtime: Arc<dyn Runtime>, dir: PathBuf) -> Arc<Self> {
+    /// An agent running tasks with `runtime`, keeping assignments under `dir`, setting up
+    /// the node's networks with `net`.
+    pub fn new(runtime: Arc<dyn Runtime>, dir: PathBuf, net: Option<Arc<DataPath>>) -> Arc<Self> {
         Arc::new(Self {
             runtime,
+            net,
             reporter: Reporter::default(),
             dir,
             tasks: Mutex::new(HashMap::new()),
@@ -112,8 +117,12 @@ impl Agent {
         }
     }
 
-    /// Applies what the dispatcher sent.
+    /// Applies what the dispatcher sent: networks first, so that new tasks find theirs.
     pub async fn apply(self: &Arc<Self>, message: AssignmentsMessage) {
+        if let Some(net) = &self.net {
+            let (net, networks) = (net.clone(), message.clone());
+            let _ = tokio::task::spawn_blocking(move || net.apply(&networks)).await;
+        }
         let mut keep = Vec::new();
         for change in message.changes {
             let Some(assignment::Item::Task(task)) = change.assignment.and_then(|a| a.item) else {
@@ -152,7 +161,21 @@ impl Agent {
             Some(tx) => {
                 tx.send_replace(task);
             }
-            None => self.spawn(task, Start::Fresh),
+            None => {
+                if let Some(net) = &self.net {
+                    let (net, attached) = (net.clone(), task.clone());
+                    match tokio::task::spawn_blocking(move || net.attach(&attached)).await {
+                        Ok(Err(e)) => {
+                            tracing::error!(task = %id, error = %e, "cannot attach the task to its networks")
+                        }
+                        Err(e) => {
+                            tracing::error!(task = %id, error = %e, "network attachment failed")
+                        }
+                        Ok(Ok(())) => {}
+                    }
+                }
+                self.spawn(task, Start::Fresh)
+            }
         }
     }
 
@@ -183,6 +206,10 @@ impl Agent {
         if let Err(e) = self.runtime.remove(id).await {
             tracing::warn!(task = id, error = %e, "cannot remove a task from the runtime");
         }
+        if let Some(net) = &self.net {
+            let (net, id) = (net.clone(), id.to_owned());
+            let _ = tokio::task::spawn_blocking(move || net.detach(&id)).await;
+        }
     }
 
     /// Stops and removes every task (the node leaves its cluster).
@@ -196,6 +223,10 @@ impl Agent {
             .collect();
         for id in ids {
             self.remove(&id).await;
+        }
+        if let Some(net) = &self.net {
+            let net = net.clone();
+            let _ = tokio::task::spawn_blocking(move || net.remove_all()).await;
         }
     }
 

@@ -127,6 +127,17 @@ fn spawn(spec: &ProcessSpec) -> io::Result<Child> {
         // groups when it can.
         command.uid(user.uid).gid(user.gid);
     }
+    if let Some(path) = &spec.netns {
+        let netns = std::fs::File::open(path)?;
+        // SAFETY: between fork and exec only async-signal-safe calls are allowed; setns is
+        // a plain system call on a descriptor opened before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(io::Error::from)
+            });
+        }
+    }
     command.spawn()
 }
 

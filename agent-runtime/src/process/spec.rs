@@ -32,6 +32,9 @@ pub(crate) struct ProcessSpec {
     pub stop_grace_ms: u64,
     /// Rotate the task's log past this size; 0 never rotates.
     pub log_max_bytes: u64,
+    /// The task's own network namespace, when it is on networks.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
 }
 
 /// A resolved user to run a task as.
@@ -130,6 +133,7 @@ pub(crate) fn build(
         stop_signal: parse_signal(&container.stop_signal)? as i32,
         stop_grace_ms: crate::stop_grace_period(Some(container)).as_millis() as u64,
         log_max_bytes,
+        netns: Some(crate::task_netns_path(task_id)).filter(|p| p.exists()),
     })
 }
 

@@ -36,6 +36,10 @@ struct Args {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Overlay networks and the routing mesh: `kernel` (VXLAN, nftables) or `off` (only for
+    /// several nodes sharing one network namespace, such as loopback test clusters).
+    #[arg(long, default_value = "kernel", value_parser = ["kernel", "off"])]
+    network_data_path: String,
 }
 
 fn init_logging(format: &str) {
@@ -88,6 +92,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             listen_addr: args.listen_addr.clone(),
             advertise_addr: args.advertise_addr.clone(),
             raft: Default::default(),
+            data_path: args.network_data_path == "kernel",
         },
         runtime(&args),
     );

@@ -85,7 +85,11 @@ impl Membership {
             .context("cannot set up TLS")?;
         let cluster_port =
             serve_cluster_port(listener, server_tls, daemon.slot(), daemon.agent_slot());
-        let agent = Agent::new(daemon.runtime.clone(), daemon.data.agent());
+        let agent = Agent::new(
+            daemon.runtime.clone(),
+            daemon.data.agent(),
+            data_path(daemon, &state),
+        );
         if let Err(e) = agent.recover().await {
             tracing::warn!(error = %e, "could not recover the node's tasks");
         }
@@ -322,4 +326,23 @@ async fn on_session_event(daemon: &Arc<Daemon>, event: SessionEvent) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// The node's data path, when it sets up networks: its underlay (VTEP) address is the host
+/// of its advertise address, which must be IPv4.
+fn data_path(daemon: &Daemon, state: &NodeState) -> Option<Arc<worker::net::datapath::DataPath>> {
+    if !daemon.opts.data_path {
+        return None;
+    }
+    let underlay = match state.advertise_addr.parse::<SocketAddr>().map(|a| a.ip()) {
+        Ok(std::net::IpAddr::V4(ip)) => ip,
+        _ => {
+            tracing::warn!(addr = %state.advertise_addr, "overlay networks need an IPv4 advertise address; this node will not set them up");
+            return None;
+        }
+    };
+    Some(Arc::new(worker::net::datapath::DataPath::new(
+        &state.node_id,
+        underlay,
+    )))
 }

@@ -41,6 +41,9 @@ pub struct DaemonOptions {
     pub advertise_addr: Option<String>,
     /// Raft timing.
     pub raft: RaftSettings,
+    /// Whether this node sets up overlay networks and the routing mesh (off only where
+    /// several nodes share one network namespace, as on loopback development clusters).
+    pub data_path: bool,
 }
 
 /// The daemon's state, shared by its RPC handlers and background tasks.

@@ -131,6 +131,14 @@ pub fn apply(home: Option<&str>, script: &str) -> Result<(), NetError> {
     Ok(())
 }
 
+/// Removes the mesh's table from the node's namespace (the node leaves its cluster).
+pub fn remove(home: Option<&str>) -> Result<(), NetError> {
+    apply(
+        home,
+        &format!("table ip {TABLE}\ndelete table ip {TABLE}\n"),
+    )
+}
+
 /// Makes (or keeps) the node's leg into the ingress overlay, with the node's own ingress
 /// `address` (CIDR), and lets the node forward what the mesh sends through it. Returns the
 /// leg's interface name.

@@ -70,7 +70,7 @@ impl Node {
 
     /// The namespace holding `network`'s bridge on this node.
     pub fn network_namespace(&self, network: &Overlay) -> String {
-        format!("skn-{}-{}", self.tag, short(&network.id))
+        format!("{}{}", namespace_prefix(&self.tag), short(&network.id))
     }
 
     /// Makes (or keeps) the namespace, bridge and VXLAN device of `network`.
@@ -287,13 +287,18 @@ impl Node {
     }
 }
 
-/// Makes the namespace a task runs in; returns its path for the runtime.
-pub fn create_task_namespace(task_id: &str) -> Result<String, NetError> {
+/// The start of the names of `node_id`'s network namespaces (to find them all).
+pub fn namespace_prefix(node_id: &str) -> String {
+    format!("skn-{}-", short(node_id))
+}
+
+/// Makes the namespace a task runs in (where the runtime looks for it).
+pub fn create_task_namespace(task_id: &str) -> Result<(), NetError> {
     let ns = task_namespace(task_id);
     if !namespace_exists(&ns) {
         run("ip", &["netns", "add", &ns])?;
     }
-    Ok(format!("/var/run/netns/{ns}"))
+    Ok(())
 }
 
 /// Removes a task's namespace (and so its end of every veth pair).
@@ -301,9 +306,9 @@ pub fn remove_task_namespace(task_id: &str) {
     let _ = run("ip", &["netns", "del", &task_namespace(task_id)]);
 }
 
-/// The name of a task's namespace.
+/// The name of a task's namespace (the one the runtimes enter).
 pub fn task_namespace(task_id: &str) -> String {
-    format!("skt-{task_id}")
+    agent_runtime::task_netns_name(task_id)
 }
 
 fn short(id: &str) -> String {

@@ -1,0 +1,203 @@
+//! The node's data path, driven by its assignments: the overlay networks of its tasks (and
+//! `ingress`) with their peers, each task's namespace joined to its networks, and the
+//! kernel routing mesh through the node's leg into `ingress`. The calls block (they run
+//! iproute2 and nft): the agent calls them on the blocking pool.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+
+use proto::{
+    assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, MeshState, Network,
+    PortProtocol, Task,
+};
+
+use super::mesh::{self, Protocol, Published};
+use super::overlay::{self, NetError, Node, Overlay};
+
+/// What the node has set up, as the dispatcher last described it.
+#[derive(Default)]
+struct State {
+    /// Networks by ID.
+    networks: HashMap<String, (Overlay, bool)>,
+    /// Peer VTEPs by network ID.
+    peers: HashMap<String, Vec<Ipv4Addr>>,
+    /// The last mesh applied.
+    mesh: Option<MeshState>,
+}
+
+/// One node's data path.
+pub struct DataPath {
+    node: Node,
+    state: Mutex<State>,
+}
+
+/// A network as the node programs it, and whether it is `ingress`.
+fn overlay_of(network: &Network) -> Option<(Overlay, bool)> {
+    let ipam = network.ipam.first()?;
+    let prefix = ipam.subnet.split_once('/')?.1;
+    Some((
+        Overlay {
+            id: network.meta.as_ref()?.id.clone(),
+            vni: network.vni,
+            gateway: format!("{}/{prefix}", ipam.gateway),
+        },
+        network.spec.as_ref().is_some_and(|s| s.ingress),
+    ))
+}
+
+impl DataPath {
+    /// The data path of node `node_id`, whose underlay (VTEP) address is `underlay`.
+    pub fn new(node_id: &str, underlay: Ipv4Addr) -> Self {
+        Self {
+            node: Node::new(node_id, underlay, None),
+            state: Mutex::default(),
+        }
+    }
+
+    /// Applies the network part of an assignments message: networks made or removed, peers
+    /// replaced, the mesh reprogrammed. Errors are logged: one bad network must not keep the
+    /// others (or the tasks) from being served.
+    pub fn apply(&self, message: &AssignmentsMessage) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut listed = Vec::new();
+        for change in &message.changes {
+            let Some(assignment::Item::Network(network)) =
+                change.assignment.as_ref().and_then(|a| a.item.as_ref())
+            else {
+                continue;
+            };
+            let Some((overlay, ingress)) = overlay_of(network) else {
+                continue;
+            };
+            if change.action == AssignmentAction::Remove as i32 {
+                self.node.remove_network(&overlay);
+                state.networks.remove(&overlay.id);
+                state.peers.remove(&overlay.id);
+                continue;
+            }
+            listed.push(overlay.id.clone());
+            match self.node.ensure_network(&overlay) {
+                Ok(_) => {
+                    state
+                        .networks
+                        .insert(overlay.id.clone(), (overlay, ingress));
+                }
+                Err(e) => {
+                    tracing::error!(network = %overlay.id, error = %e, "cannot set up the network")
+                }
+            }
+        }
+        if message.r#type == AssignmentsType::Complete as i32 {
+            let stale: Vec<String> = state
+                .networks
+                .keys()
+                .filter(|id| !listed.contains(id))
+                .cloned()
+                .collect();
+            for id in stale {
+                if let Some((overlay, _)) = state.networks.remove(&id) {
+                    self.node.remove_network(&overlay);
+                }
+                state.peers.remove(&id);
+            }
+        }
+        for update in &message.network_peers {
+            let vteps: Vec<Ipv4Addr> = update
+                .peers
+                .iter()
+                .filter_map(|p| p.addr.parse().ok())
+                .collect();
+            state.peers.insert(update.network_id.clone(), vteps);
+        }
+        for (id, (overlay, _)) in &state.networks {
+            let vteps = state.peers.get(id).cloned().unwrap_or_default();
+            if let Err(e) = self.node.set_peers(overlay, &vteps) {
+                tracing::error!(network = %id, error = %e, "cannot program the network's peers");
+            }
+        }
+        if let Some(wanted) = &message.mesh {
+            match self.program_mesh(&state, wanted) {
+                Ok(()) => state.mesh = Some(wanted.clone()),
+                Err(e) => tracing::error!(error = %e, "cannot program the routing mesh"),
+            }
+        }
+    }
+
+    fn program_mesh(&self, state: &State, wanted: &MeshState) -> Result<(), NetError> {
+        let Some((ingress, _)) = state.networks.values().find(|(_, ingress)| *ingress) else {
+            return Ok(());
+        };
+        if wanted.leg_address.is_empty() {
+            return Ok(());
+        }
+        let leg = mesh::ensure_leg(&self.node, ingress, &wanted.leg_address)?;
+        let ports: Vec<Published> = wanted
+            .services
+            .iter()
+            .flat_map(|service| {
+                let backends: Vec<Ipv4Addr> = service
+                    .backends
+                    .iter()
+                    .filter_map(|b| b.parse().ok())
+                    .collect();
+                service.ports.iter().map(move |p| Published {
+                    protocol: if p.protocol == PortProtocol::Udp as i32 {
+                        Protocol::Udp
+                    } else {
+                        Protocol::Tcp
+                    },
+                    port: p.published_port as u16,
+                    target_port: p.target_port as u16,
+                    backends: backends.clone(),
+                })
+            })
+            .collect();
+        mesh::apply(None, &mesh::ruleset(&leg, &ports))
+    }
+
+    /// Gives `task` its namespace on its networks, before the runtime starts it there.
+    pub fn attach(&self, task: &Task) -> Result<(), NetError> {
+        if task.networks.is_empty() {
+            return Ok(());
+        }
+        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        overlay::create_task_namespace(id)?;
+        let ns = overlay::task_namespace(id);
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, attachment) in task.networks.iter().enumerate() {
+            let Some((overlay, _)) = state.networks.get(&attachment.network_id) else {
+                return Err(NetError::Command {
+                    command: format!("attach task {id}"),
+                    message: format!(
+                        "network {} is not set up on this node yet",
+                        attachment.network_id
+                    ),
+                });
+            };
+            let Some(address) = attachment.addresses.first() else {
+                continue;
+            };
+            self.node
+                .attach(overlay, &ns, &format!("eth{i}"), address, i == 0)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a task's namespace (and so its veth pairs).
+    pub fn detach(&self, task_id: &str) {
+        overlay::remove_task_namespace(task_id);
+    }
+
+    /// Removes everything this node set up (it leaves its cluster).
+    pub fn remove_all(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = mesh::remove(None) {
+            tracing::warn!(error = %e, "cannot remove the routing mesh's rules");
+        }
+        for (overlay, _) in state.networks.values() {
+            self.node.remove_network(overlay);
+        }
+        *state = State::default();
+    }
+}
