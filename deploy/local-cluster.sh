@@ -130,17 +130,15 @@ up() {
   sleep 1
   skiff_on 1 node ls
   echo
-  # The routing mesh is not there yet, so the demo runs one web server on every host (a
-  # global service): each host answers on port 8080 at its own address.
-  mkdir -p "$STATE/www"
-  echo "hello from skiff: busybox httpd, one task on every host" >"$STATE/www/index.html"
-  echo "Starting a demo web service on every host (busybox httpd on port 8080)..."
-  skiff_on 2 service create --name demo --mode global busybox \
-    busybox httpd -f -p 8080 -h "$STATE/www" || true
+  # The demo publishes port 8080 through the routing mesh: every host answers, and each
+  # connection goes to the next of the two tasks, wherever they run.
+  echo "Starting a demo web service (2 busybox httpd tasks published on port 8080 of every host)..."
+  skiff_on 2 service create --name demo --replicas 2 -p 8080:80 busybox \
+    sh -c 'd=$(mktemp -d); echo "hello from skiff task $$" >$d/index.html; exec busybox httpd -f -p 80 -h $d' || true
   skiff_on 1 service ps demo
   echo
   echo "The cluster is up: $managers managers, $workers workers, a registry at $REGISTRY."
-  echo "  curl http://\$($0 addr 2):8080/           the demo answers on every host"
+  echo "  curl http://\$($0 addr 2):8080/           the demo answers on every host, round-robin"
   echo "  $0 cli 1 service ls                      any command, on any host"
   echo "  $0 push image.tar web:v1                 put an image in the cluster's registry"
   for n in $(seq 1 "$total"); do echo "  host$n at $(ip_of "$n"):  $0 cli $n node ls"; done
