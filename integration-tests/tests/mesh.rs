@@ -85,3 +85,103 @@ fn a_published_port_answers_on_every_host_and_spreads_over_the_tasks() {
     assert_eq!(pages.len(), 2, "both tasks answer: {pages:?}");
     assert!(pages.values().all(|n| *n == 20), "round-robin: {pages:?}");
 }
+
+#[test]
+fn a_start_first_rollout_under_load_through_the_mesh_fails_no_request() {
+    let mut cluster = Cluster::on_network(3);
+    cluster.form(1);
+    let create = [
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--update-order",
+        "start-first",
+        "--update-parallelism",
+        "1",
+        "-p",
+        "8080:80",
+        "busybox",
+        "sh",
+        "-c",
+        "d=$(mktemp -d); echo $VERSION > $d/index.html; exec busybox httpd -f -p 80 -h $d",
+    ];
+    cluster.ok(1, &create);
+    cluster.wait_running(1, "web", 3, CONVERGE);
+    wait_until("the mesh to answer", CONVERGE, || {
+        get(&cluster, 2, published(1))
+    });
+    // Requests run all along, from host 2 to host 1's published port.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let ns = format!(
+            "/var/run/netns/{}",
+            cluster.namespace(2).expect("test host")
+        );
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(ns).expect("namespace");
+            // SAFETY: this thread alone enters the test host's namespace.
+            assert_eq!(
+                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let attempt = (|| {
+                    let timeout = Duration::from_secs(3);
+                    let mut conn = std::net::TcpStream::connect_timeout(&published(1), timeout)?;
+                    conn.set_read_timeout(Some(timeout))?;
+                    conn.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+                    let mut reply = String::new();
+                    conn.read_to_string(&mut reply)?;
+                    if reply.starts_with("HTTP/1.") && reply.contains(" 200 ") {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::other(format!("bad reply: {reply:?}")))
+                    }
+                })();
+                match attempt {
+                    Ok(()) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "update",
+            "--env-add",
+            "VERSION=v2",
+            "--update-monitor",
+            "1s",
+            "web",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().expect("load thread");
+    assert!(ok > 50, "the load ran ({ok} requests)");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let pages: Vec<String> = (0..6)
+        .filter_map(|_| get(&cluster, 2, published(1)))
+        .collect();
+    assert!(
+        pages.iter().all(|p| p == "v2"),
+        "every task on v2: {pages:?}"
+    );
+}

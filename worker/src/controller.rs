@@ -26,6 +26,10 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// How long a task on networks keeps running after it is told to stop, while the routing
+/// meshes of all nodes take it out of their rotation.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn wants_stop(task: &Task) -> bool {
     task.desired_state > TaskState::Running as i32
 }
@@ -143,6 +147,12 @@ impl Controller {
                 Err(e) => self.report(TaskState::Failed, "lost track of the task", &e.to_string(), None),
             },
             _ = self.stop_requested() => {
+                if !self.task.borrow().networks.is_empty() {
+                    // Every node's routing mesh drops the task as soon as it is told to
+                    // stop; it keeps answering a moment longer, so that no new connection
+                    // reaches it after it stops (open ones finish meanwhile).
+                    let _ = tokio::time::timeout(DRAIN, runtime.wait(&id)).await;
+                }
                 match self.runtime.stop(&self.task_id, None).await {
                     Ok(()) => {
                         let exit = self.runtime.wait(&self.task_id).await.ok();
