@@ -81,6 +81,8 @@ pub struct Cluster {
     /// The namespaces of the hosts, when they are test hosts rather than loopback addresses;
     /// dropped after the daemons are killed.
     net: Option<netns::TestNetwork>,
+    /// `skiffd --network-data-path` on test hosts.
+    data_path: &'static str,
 }
 
 impl Cluster {
@@ -127,7 +129,18 @@ impl Cluster {
                 }
             })
             .collect();
-        Self { dir, hosts, net }
+        Self {
+            dir,
+            hosts,
+            net,
+            data_path: "kernel",
+        }
+    }
+
+    /// Test hosts run the routing mesh in `mode` (`kernel` or `userspace`).
+    pub fn with_data_path(mut self, mode: &'static str) -> Self {
+        self.data_path = mode;
+        self
     }
 
     /// Test host `i`'s network namespace (`None` on loopback clusters).
@@ -158,6 +171,7 @@ impl Cluster {
 
     /// Starts `skiffd` on host `i` and waits until its socket answers.
     pub fn start(&mut self, i: usize) {
+        let data_path = self.data_path;
         let host = &mut self.hosts[i - 1];
         assert!(host.child.is_none(), "host {i} is already running");
         let log = std::fs::OpenOptions::new()
@@ -189,7 +203,7 @@ impl Cluster {
             // there (test hosts on a network set them up as real nodes do).
             .arg("--network-data-path")
             .arg(if host.netns.is_some() {
-                "kernel"
+                data_path
             } else {
                 "off"
             })

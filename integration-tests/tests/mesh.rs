@@ -44,7 +44,16 @@ fn published(host: usize) -> SocketAddr {
 
 #[test]
 fn a_published_port_answers_on_every_host_and_spreads_over_the_tasks() {
-    let mut cluster = Cluster::on_network(3);
+    published_port_answers_everywhere("kernel");
+}
+
+#[test]
+fn the_userspace_mesh_serves_the_same() {
+    published_port_answers_everywhere("userspace");
+}
+
+fn published_port_answers_everywhere(mode: &'static str) {
+    let mut cluster = Cluster::on_network(3).with_data_path(mode);
     cluster.form(1);
     // Both tasks on host 3: hosts 1 and 2 run none.
     cluster.ok(
@@ -84,6 +93,14 @@ fn a_published_port_answers_on_every_host_and_spreads_over_the_tasks() {
     }
     assert_eq!(pages.len(), 2, "both tasks answer: {pages:?}");
     assert!(pages.values().all(|n| *n == 20), "round-robin: {pages:?}");
+    // The mesh ran where it was told to: nftables rules only for the kernel path.
+    let tables = std::process::Command::new("ip")
+        .args(["netns", "exec", cluster.namespace(2).expect("test host")])
+        .args(["nft", "list", "tables"])
+        .output()
+        .expect("nft");
+    let has_rules = String::from_utf8_lossy(&tables.stdout).contains("skiffmesh");
+    assert_eq!(has_rules, mode == "kernel", "mesh rules in {mode} mode");
 }
 
 #[test]

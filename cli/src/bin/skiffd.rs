@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use worker::net::datapath::MeshMode;
 
 use anyhow::Context;
 use clap::Parser;
@@ -36,9 +37,10 @@ struct Args {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
-    /// Overlay networks and the routing mesh: `kernel` (VXLAN, nftables) or `off` (only for
-    /// several nodes sharing one network namespace, such as loopback test clusters).
-    #[arg(long, default_value = "kernel", value_parser = ["kernel", "off"])]
+    /// Overlay networks and the routing mesh: `kernel` (VXLAN, nftables DNAT; userspace
+    /// where nftables is missing), `userspace` (VXLAN, a proxy for published ports) or `off`
+    /// (only for several nodes sharing one network namespace, such as loopback test clusters).
+    #[arg(long, default_value = "kernel", value_parser = ["kernel", "userspace", "off"])]
     network_data_path: String,
 }
 
@@ -92,7 +94,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             listen_addr: args.listen_addr.clone(),
             advertise_addr: args.advertise_addr.clone(),
             raft: Default::default(),
-            data_path: args.network_data_path == "kernel",
+            data_path: match args.network_data_path.as_str() {
+                "kernel" => Some(MeshMode::Kernel),
+                "userspace" => Some(MeshMode::Userspace),
+                _ => None,
+            },
         },
         runtime(&args),
     );

@@ -331,9 +331,7 @@ async fn on_session_event(daemon: &Arc<Daemon>, event: SessionEvent) -> anyhow::
 /// The node's data path, when it sets up networks: its underlay (VTEP) address is the host
 /// of its advertise address, which must be IPv4.
 fn data_path(daemon: &Daemon, state: &NodeState) -> Option<Arc<worker::net::datapath::DataPath>> {
-    if !daemon.opts.data_path {
-        return None;
-    }
+    let mode = daemon.opts.data_path?;
     let underlay = match state.advertise_addr.parse::<SocketAddr>().map(|a| a.ip()) {
         Ok(std::net::IpAddr::V4(ip)) => ip,
         _ => {
@@ -344,5 +342,6 @@ fn data_path(daemon: &Daemon, state: &NodeState) -> Option<Arc<worker::net::data
     Some(Arc::new(worker::net::datapath::DataPath::new(
         &state.node_id,
         underlay,
+        mode,
     )))
 }

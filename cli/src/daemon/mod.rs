@@ -41,9 +41,10 @@ pub struct DaemonOptions {
     pub advertise_addr: Option<String>,
     /// Raft timing.
     pub raft: RaftSettings,
-    /// Whether this node sets up overlay networks and the routing mesh (off only where
-    /// several nodes share one network namespace, as on loopback development clusters).
-    pub data_path: bool,
+    /// Where the routing mesh runs; `None`: this node sets up no overlay networks or mesh
+    /// (only where several nodes share one network namespace, as on loopback development
+    /// clusters).
+    pub data_path: Option<worker::net::datapath::MeshMode>,
 }
 
 /// The daemon's state, shared by its RPC handlers and background tasks.

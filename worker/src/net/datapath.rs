@@ -1,7 +1,8 @@
 //! The node's data path, driven by its assignments: the overlay networks of its tasks (and
 //! `ingress`) with their peers, each task's namespace joined to its networks, and the
-//! kernel routing mesh through the node's leg into `ingress`. The calls block (they run
-//! iproute2 and nft): the agent calls them on the blocking pool.
+//! routing mesh through the node's leg into `ingress` — in the kernel (nftables) or, where
+//! nftables is missing or the node is told so, in userspace ([`super::proxy`]). The calls
+//! block (they run iproute2 and nft): the agent calls them on the blocking pool.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -14,6 +15,22 @@ use proto::{
 
 use super::mesh::{self, Protocol, Published};
 use super::overlay::{self, NetError, Node, Overlay};
+use super::proxy::{self, Backends};
+
+/// Where the routing mesh runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeshMode {
+    /// nftables DNAT (the default).
+    Kernel,
+    /// The userspace proxy, for nodes without nftables.
+    Userspace,
+}
+
+/// One published port served by the userspace proxy.
+struct PortProxy {
+    backends: Backends,
+    serving: tokio::task::JoinHandle<()>,
+}
 
 /// What the node has set up, as the dispatcher last described it.
 #[derive(Default)]
@@ -30,6 +47,10 @@ struct State {
 pub struct DataPath {
     node: Node,
     state: Mutex<State>,
+    mode: MeshMode,
+    /// The runtime the userspace proxies run on.
+    runtime: tokio::runtime::Handle,
+    proxies: Mutex<HashMap<(Protocol, u16), PortProxy>>,
 }
 
 /// A network as the node programs it, and whether it is `ingress`.
@@ -47,11 +68,26 @@ fn overlay_of(network: &Network) -> Option<(Overlay, bool)> {
 }
 
 impl DataPath {
-    /// The data path of node `node_id`, whose underlay (VTEP) address is `underlay`.
-    pub fn new(node_id: &str, underlay: Ipv4Addr) -> Self {
+    /// The data path of node `node_id`, whose underlay (VTEP) address is `underlay`, with
+    /// the mesh in `mode` (the kernel's falls back to userspace where `nft` is missing).
+    /// Call it inside the tokio runtime, which the userspace proxies then run on.
+    pub fn new(node_id: &str, underlay: Ipv4Addr, mode: MeshMode) -> Self {
+        let has_nft = std::process::Command::new("nft")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let mode = if mode == MeshMode::Kernel && !has_nft {
+            tracing::warn!("nftables is not installed: the routing mesh runs in userspace");
+            MeshMode::Userspace
+        } else {
+            mode
+        };
         Self {
             node: Node::new(node_id, underlay, None),
             state: Mutex::default(),
+            mode,
+            runtime: tokio::runtime::Handle::current(),
+            proxies: Mutex::default(),
         }
     }
 
@@ -153,7 +189,65 @@ impl DataPath {
                 })
             })
             .collect();
-        mesh::apply(None, &mesh::ruleset(&leg, &ports))
+        match self.mode {
+            MeshMode::Kernel => mesh::apply(None, &mesh::ruleset(&leg, &ports)),
+            MeshMode::Userspace => self.program_proxies(&ports),
+        }
+    }
+
+    /// Serves each published port with a userspace proxy over its tasks, starting and
+    /// stopping proxies as ports come and go and swapping the backends of the others.
+    fn program_proxies(&self, ports: &[Published]) -> Result<(), NetError> {
+        let mut proxies = self.proxies.lock().unwrap_or_else(|e| e.into_inner());
+        proxies.retain(|key, p| {
+            let kept = ports.iter().any(|w| (w.protocol, w.port) == *key);
+            if !kept {
+                p.serving.abort();
+            }
+            kept
+        });
+        for wanted in ports {
+            let backends: Vec<std::net::SocketAddr> = wanted
+                .backends
+                .iter()
+                .map(|ip| (*ip, wanted.target_port).into())
+                .collect();
+            let key = (wanted.protocol, wanted.port);
+            if let Some(existing) = proxies.get(&key) {
+                existing.backends.set(backends);
+                continue;
+            }
+            let set = Backends::new(backends);
+            let addr = std::net::SocketAddr::from(([0, 0, 0, 0], wanted.port));
+            let failed = |e: proxy::ProxyError| NetError::Command {
+                command: format!("userspace mesh on port {}", wanted.port),
+                message: e.to_string(),
+            };
+            let serving = match wanted.protocol {
+                Protocol::Tcp => {
+                    let listener = self
+                        .runtime
+                        .block_on(proxy::bind_tcp(addr))
+                        .map_err(failed)?;
+                    self.runtime.spawn(proxy::serve_tcp(listener, set.clone()))
+                }
+                Protocol::Udp => {
+                    let socket = self
+                        .runtime
+                        .block_on(proxy::bind_udp(addr))
+                        .map_err(failed)?;
+                    self.runtime.spawn(proxy::serve_udp(socket, set.clone()))
+                }
+            };
+            proxies.insert(
+                key,
+                PortProxy {
+                    backends: set,
+                    serving,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// Gives `task` its namespace on its networks, before the runtime starts it there.
@@ -192,8 +286,18 @@ impl DataPath {
     /// Removes everything this node set up (it leaves its cluster).
     pub fn remove_all(&self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = mesh::remove(None) {
-            tracing::warn!(error = %e, "cannot remove the routing mesh's rules");
+        for (_, p) in self
+            .proxies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            p.serving.abort();
+        }
+        if self.mode == MeshMode::Kernel {
+            if let Err(e) = mesh::remove(None) {
+                tracing::warn!(error = %e, "cannot remove the routing mesh's rules");
+            }
         }
         for (overlay, _) in state.networks.values() {
             self.node.remove_network(overlay);

@@ -23,7 +23,7 @@ use super::overlay::{NetError, Node, Overlay};
 pub const TABLE: &str = "skiffmesh";
 
 /// Transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
     /// TCP.
     Tcp,
