@@ -20,7 +20,9 @@ use std::time::Duration;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
+pub mod containerd;
 pub mod fake;
+mod log_file;
 pub mod process;
 
 /// The stop grace period when the task spec gives none (Docker's default).
@@ -67,6 +69,47 @@ pub trait Runtime: Send + Sync + 'static {
         tail: Option<usize>,
         follow: bool,
     ) -> Result<LogStream, RuntimeError>;
+
+    /// Runs `command` inside the running task, as its main process runs (a health check),
+    /// killing it after `timeout`. Backends that cannot say so.
+    async fn exec(
+        &self,
+        task_id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
+        let _ = (task_id, command, timeout);
+        Err(RuntimeError::InvalidSpec(
+            "this node's runtime cannot run commands inside tasks, so it has no health checks: \
+             run the service on nodes with the containerd runtime, or drop --health-cmd"
+                .into(),
+        ))
+    }
+
+    /// Loads the images in a `docker save` or OCI-layout archive onto this node; returns
+    /// their names. Backends without images say so.
+    async fn load_image(&self, archive: &std::path::Path) -> Result<Vec<String>, RuntimeError> {
+        let _ = archive;
+        Err(RuntimeError::InvalidSpec(
+            "this node's runtime runs no images: start skiffd with --runtime containerd to load images"
+                .into(),
+        ))
+    }
+
+    /// The health check the task's image defines, if any (the service's own comes first).
+    async fn image_healthcheck(&self, task_id: &str) -> Option<proto::HealthConfig> {
+        let _ = task_id;
+        None
+    }
+}
+
+/// What a command run inside a task gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Its exit code; -1 when it was killed for running past its timeout.
+    pub code: i32,
+    /// The start of its output (stdout and stderr together).
+    pub output: String,
 }
 
 /// How a task ended.
@@ -160,6 +203,9 @@ pub enum RuntimeError {
     /// The task's process could not be started (command not found, permission denied...).
     #[error("{0}")]
     StartFailed(String),
+    /// The backend's service (containerd) does not answer; the message says how to fix it.
+    #[error("{0}")]
+    Unavailable(String),
     /// The host failed us (disk, process table, a timeout); trying again may work.
     #[error("{context}: {error}")]
     Io {
@@ -173,7 +219,7 @@ pub enum RuntimeError {
 impl RuntimeError {
     /// True when retrying the same call cannot help: the task should fail instead.
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, RuntimeError::Io { .. })
+        !matches!(self, RuntimeError::Io { .. } | RuntimeError::Unavailable(_))
     }
 
     pub(crate) fn io(context: impl Into<String>, error: std::io::Error) -> Self {
@@ -203,10 +249,12 @@ pub fn stop_grace_period(spec: Option<&proto::ContainerSpec>) -> Duration {
         .map_or(DEFAULT_STOP_GRACE, Duration::from_millis)
 }
 
-/// A `--runtime` flag value: `process`, `fake` or `fake:<options>` (see
+/// A `--runtime` flag value: `containerd`, `process`, `fake` or `fake:<options>` (see
 /// [`fake::FakeConfig`]'s `FromStr`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuntimeChoice {
+    /// [`containerd::ContainerdRuntime`].
+    Containerd,
     /// [`process::ProcessRuntime`].
     Process,
     /// [`fake::FakeRuntime`] with its configuration.
@@ -218,11 +266,12 @@ impl FromStr for RuntimeChoice {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
+            None if s == "containerd" => Ok(RuntimeChoice::Containerd),
             None if s == "process" => Ok(RuntimeChoice::Process),
             None if s == "fake" => Ok(RuntimeChoice::Fake(fake::FakeConfig::default())),
             Some(("fake", options)) => options.parse().map(RuntimeChoice::Fake),
             _ => Err(format!(
-                "unknown runtime '{s}': use process, fake, or fake:delay=100ms,fail=0.1,run=2s"
+                "unknown runtime '{s}': use containerd, process, fake, or fake:delay=100ms,fail=0.1,run=2s"
             )),
         }
     }
@@ -231,6 +280,7 @@ impl FromStr for RuntimeChoice {
 impl fmt::Display for RuntimeChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            RuntimeChoice::Containerd => f.write_str("containerd"),
             RuntimeChoice::Process => f.write_str("process"),
             RuntimeChoice::Fake(_) => f.write_str("fake"),
         }
@@ -284,7 +334,11 @@ mod tests {
         };
         assert_eq!(config.start_delay, Duration::from_millis(100));
         assert_eq!(config.fail_probability, 0.5);
-        assert!("containerd".parse::<RuntimeChoice>().is_err());
+        assert_eq!(
+            "containerd".parse::<RuntimeChoice>(),
+            Ok(RuntimeChoice::Containerd)
+        );
+        assert!("docker".parse::<RuntimeChoice>().is_err());
         assert!("fake:bogus=1".parse::<RuntimeChoice>().is_err());
     }
 

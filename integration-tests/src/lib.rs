@@ -7,6 +7,7 @@
 //! tests run in parallel; dropping the [`Cluster`] kills every daemon it started (also when
 //! a test panics), removes its namespaces and, if the test failed, prints every daemon's log.
 
+pub mod containerd;
 pub mod netns;
 mod queries;
 
@@ -18,7 +19,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where cargo put the binaries under test.
-fn bin(name: &str) -> PathBuf {
+pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_runtime::{Exit, Runtime, RuntimeError, RuntimeState};
-use proto::{ContainerStatus, Task, TaskState, TaskStatus};
+use proto::{ContainerStatus, HealthState, Task, TaskState, TaskStatus};
 use tokio::sync::watch;
 
+use crate::health::{self, Monitor};
 use crate::reporter::Reporter;
 
 /// How a controller begins.
@@ -39,6 +40,8 @@ struct Controller {
     runtime: Arc<dyn Runtime>,
     reporter: Reporter,
     task: watch::Receiver<Task>,
+    /// The task's health, for tasks with a health check.
+    health: HealthState,
 }
 
 impl Controller {
@@ -54,6 +57,7 @@ impl Controller {
                     exit_code: e.code,
                     ..Default::default()
                 }),
+                health: self.health as i32,
                 ..Default::default()
             },
         );
@@ -91,13 +95,17 @@ impl Controller {
         match start {
             Start::Adopt(RuntimeState::Exited(exit)) => return self.exited(&exit),
             Start::Adopt(RuntimeState::Running { .. }) => {
+                let monitor = self.health_monitor().await;
+                if monitor.is_some() {
+                    self.health = HealthState::Healthy;
+                }
                 self.report(
                     TaskState::Running,
                     "running (adopted after an agent restart)",
                     "",
                     None,
                 );
-                return self.supervise().await;
+                return self.supervise(monitor, false).await;
             }
             Start::Adopt(RuntimeState::Created) | Start::Fresh => {}
         }
@@ -133,34 +141,81 @@ impl Controller {
             }
             Some(Ok(())) => {}
         }
+        let monitor = self.health_monitor().await;
+        if monitor.is_some() {
+            // A task with a health check is RUNNING only once the check passes.
+            self.health = HealthState::Starting;
+            self.report(
+                TaskState::Starting,
+                "started; waiting for its health check to pass",
+                "",
+                None,
+            );
+            return self.supervise(monitor, true).await;
+        }
         self.report(TaskState::Running, "running", "", None);
-        self.supervise().await;
+        self.supervise(None, false).await;
     }
 
-    /// Waits for the running task to end, or stops it when asked.
-    async fn supervise(mut self) {
+    /// The task's health check, running, if it has one.
+    async fn health_monitor(&self) -> Option<Monitor> {
+        let task = self.task.borrow().clone();
+        let check = health::check_for(&self.runtime, &task, &self.task_id).await?;
+        Some(health::monitor(
+            self.runtime.clone(),
+            self.task_id.clone(),
+            check,
+        ))
+    }
+
+    /// Waits for the running task to end, or stops it when asked; with a health check, it
+    /// reports the task RUNNING once healthy (when `starting`) and fails it when unhealthy.
+    async fn supervise(mut self, mut monitor: Option<Monitor>, mut starting: bool) {
         let runtime = self.runtime.clone();
         let id = self.task_id.clone();
-        tokio::select! {
-            exit = runtime.wait(&id) => match exit {
-                Ok(exit) => self.exited(&exit),
-                Err(e) => self.report(TaskState::Failed, "lost track of the task", &e.to_string(), None),
-            },
-            _ = self.stop_requested() => {
-                if !self.task.borrow().networks.is_empty() {
-                    // Every node's routing mesh drops the task as soon as it is told to
-                    // stop; it keeps answering a moment longer, so that no new connection
-                    // reaches it after it stops (open ones finish meanwhile).
-                    let _ = tokio::time::timeout(DRAIN, runtime.wait(&id)).await;
+        loop {
+            let health_change = async {
+                match monitor.as_mut() {
+                    Some(m) if starting => m.settled().await,
+                    Some(m) => m.unhealthy().await,
+                    None => std::future::pending().await,
                 }
-                match self.runtime.stop(&self.task_id, None).await {
-                    Ok(()) => {
-                        let exit = self.runtime.wait(&self.task_id).await.ok();
-                        self.report(TaskState::Shutdown, "shut down", "", exit.as_ref());
+            };
+            tokio::select! {
+                exit = runtime.wait(&id) => {
+                    return match exit {
+                        Ok(exit) => self.exited(&exit),
+                        Err(e) => self.report(TaskState::Failed, "lost track of the task", &e.to_string(), None),
                     }
-                    Err(e) => self.report(TaskState::Failed, "stopping failed", &e.to_string(), None),
                 }
+                health = health_change => {
+                    self.health = health.state;
+                    if health.state == HealthState::Healthy {
+                        starting = false;
+                        self.report(TaskState::Running, "running (healthy)", "", None);
+                        continue;
+                    }
+                    drop(monitor);
+                    let _ = self.runtime.stop(&self.task_id, None).await;
+                    let exit = self.runtime.wait(&self.task_id).await.ok();
+                    let err = format!("task unhealthy: {}", health.output.trim());
+                    return self.report(TaskState::Failed, "unhealthy", &err, exit.as_ref());
+                }
+                _ = self.stop_requested() => break,
             }
+        }
+        if !self.task.borrow().networks.is_empty() {
+            // Every node's routing mesh drops the task as soon as it is told to stop; it
+            // keeps answering a moment longer, so that no new connection reaches it after it
+            // stops (open ones finish meanwhile).
+            let _ = tokio::time::timeout(DRAIN, runtime.wait(&id)).await;
+        }
+        match self.runtime.stop(&self.task_id, None).await {
+            Ok(()) => {
+                let exit = self.runtime.wait(&self.task_id).await.ok();
+                self.report(TaskState::Shutdown, "shut down", "", exit.as_ref());
+            }
+            Err(e) => self.report(TaskState::Failed, "stopping failed", &e.to_string(), None),
         }
     }
 
@@ -197,6 +252,7 @@ pub async fn run(
         runtime,
         reporter,
         task,
+        health: HealthState::None,
     }
     .run(start)
     .await

@@ -6,6 +6,7 @@
 
 pub mod agent;
 mod controller;
+pub mod health;
 pub mod logs;
 pub mod net;
 pub mod reporter;

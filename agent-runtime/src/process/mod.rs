@@ -23,7 +23,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::{check_task_id, Exit, LogStream, Runtime, RuntimeError, RuntimeState, RuntimeTask};
 
-mod log_file;
 mod shim;
 pub(crate) mod spec;
 mod task_dir;
@@ -422,6 +421,67 @@ impl Runtime for ProcessRuntime {
         .await
     }
 
+    /// Runs the command as a host process with the task's environment and working
+    /// directory, in the task's network namespace when it has one (through `ip netns exec`).
+    async fn exec(
+        &self,
+        task_id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<crate::ExecOutput, RuntimeError> {
+        let dir = self.task_dir(task_id)?;
+        let spec: spec::ProcessSpec = {
+            let dir = dir.clone();
+            blocking(move || {
+                dir.read(SPEC)
+                    .map_err(|e| RuntimeError::io("reading the task's spec", e))
+            })
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound(task_id.to_string()))?
+        };
+        let Some((program, args)) = command.split_first() else {
+            return Err(RuntimeError::InvalidSpec(
+                "the health check has no command".into(),
+            ));
+        };
+        let mut cmd = match &spec.netns {
+            Some(netns) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.arg("netns")
+                    .arg("exec")
+                    .arg(netns.file_name().unwrap_or_default())
+                    .arg(program);
+                c
+            }
+            None => tokio::process::Command::new(program),
+        };
+        cmd.args(args)
+            .env_clear()
+            .envs(spec.env.iter().filter_map(|e| e.split_once('=')))
+            .current_dir(&spec.dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        match tokio::time::timeout(timeout, cmd.output()).await {
+            Ok(Ok(out)) => {
+                let mut output = out.stdout;
+                output.extend_from_slice(&out.stderr);
+                output.truncate(4096);
+                Ok(crate::ExecOutput {
+                    code: out.status.code().unwrap_or(-1),
+                    output: String::from_utf8_lossy(&output).into_owned(),
+                })
+            }
+            Ok(Err(e)) => Ok(crate::ExecOutput {
+                code: 127,
+                output: format!("cannot run {program}: {e}"),
+            }),
+            Err(_) => Ok(crate::ExecOutput {
+                code: -1,
+                output: format!("timed out after {}", humantime::format_duration(timeout)),
+            }),
+        }
+    }
+
     async fn logs(
         &self,
         task_id: &str,
@@ -433,6 +493,13 @@ impl Runtime for ProcessRuntime {
         if !tokio::fs::try_exists(&spec_path).await.unwrap_or(false) {
             return Err(RuntimeError::NotFound(task_id.to_string()));
         }
-        log_file::open(dir, tail, follow).await
+        let finished = dir.clone();
+        crate::log_file::open(
+            dir.path().to_path_buf(),
+            tail,
+            follow,
+            Box::new(move || finished.output_finished()),
+        )
+        .await
     }
 }

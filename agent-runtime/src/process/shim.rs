@@ -24,10 +24,10 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
-use super::log_file::{LineSplitter, LogWriter};
 use super::spec::{signal_name, ProcessSpec};
 use super::task_dir::{ProcessId, TaskDir, CHILD_PID, EXIT, SHIM_PID};
-use crate::{now_ms, Exit, LogSource};
+use crate::log_file::capture;
+use crate::{Exit, LogSource};
 
 /// How long the shim waits for the last output after the task process ended (its children
 /// may hold the pipes open; they were just killed, so this is only a safety net).
@@ -166,62 +166,14 @@ fn exec_failure(spec: &ProcessSpec, e: &io::Error) -> Exit {
 /// Starts threads that log the task's stdout and stderr. The receiver gets a message once
 /// both outputs are closed and everything is written.
 fn capture_output(child: &mut Child, dir: &Path, max_bytes: u64) -> mpsc::Receiver<()> {
-    let (done_tx, done_rx) = mpsc::channel();
-    // Bounded: a task that writes faster than the disk takes it waits on its pipe.
-    let (tx, rx) = mpsc::sync_channel::<(i64, LogSource, Vec<u8>)>(1024);
+    let mut outputs: Vec<(Box<dyn Read + Send>, LogSource)> = Vec::new();
     if let Some(out) = child.stdout.take() {
-        spawn_reader(out, LogSource::Stdout, tx.clone());
+        outputs.push((Box::new(out), LogSource::Stdout));
     }
     if let Some(err) = child.stderr.take() {
-        spawn_reader(err, LogSource::Stderr, tx);
+        outputs.push((Box::new(err), LogSource::Stderr));
     }
-    let mut writer = match LogWriter::open(dir, max_bytes) {
-        Ok(writer) => Some(writer),
-        Err(e) => {
-            eprintln!("shim: cannot open the task's log, its output is lost: {e}");
-            None
-        }
-    };
-    std::thread::spawn(move || {
-        for (timestamp_ms, stream, line) in rx {
-            if let Some(w) = writer.as_mut() {
-                if let Err(e) = w.write(timestamp_ms, stream, &line) {
-                    eprintln!(
-                        "shim: cannot write the task's log, its output is lost from here: {e}"
-                    );
-                    writer = None;
-                }
-            }
-        }
-        let _ = done_tx.send(());
-    });
-    done_rx
-}
-
-fn spawn_reader(
-    mut pipe: impl Read + Send + 'static,
-    stream: LogSource,
-    tx: mpsc::SyncSender<(i64, LogSource, Vec<u8>)>,
-) {
-    std::thread::spawn(move || {
-        let mut splitter = LineSplitter::default();
-        let mut buf = vec![0u8; 8192];
-        let send = |line: &[u8]| {
-            let _ = tx.send((now_ms(), stream, line.to_vec()));
-        };
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => splitter.push(&buf[..n], &send),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    eprintln!("shim: reading the task's {stream:?}: {e}");
-                    break;
-                }
-            }
-        }
-        splitter.finish(&send);
-    });
+    capture(outputs, dir, max_bytes)
 }
 
 /// Waits for the task process, kills what is left of its process group, and reaps it.

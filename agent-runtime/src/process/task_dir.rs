@@ -32,8 +32,6 @@ pub(crate) const SHIM_PID: &str = "shim.pid";
 pub(crate) const CHILD_PID: &str = "child.pid";
 pub(crate) const STOP: &str = "stop.json";
 pub(crate) const EXIT: &str = "exit.json";
-pub(crate) const LOG: &str = "task.log";
-pub(crate) const LOG_ROTATED: &str = "task.log.1";
 pub(crate) const SHIM_LOG: &str = "shim.log";
 
 /// A process, told apart from a later one that reuses its PID by its start time.

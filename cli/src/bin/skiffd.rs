@@ -24,10 +24,20 @@ struct Args {
     /// Address other nodes reach this node at, when `swarm init`/`swarm join` give none.
     #[arg(long)]
     advertise_addr: Option<String>,
-    /// Task runtime: process (tasks as host processes) or fake[:delay=100ms,fail=0.1,run=2s]
-    /// (no processes at all; scale tests).
-    #[arg(long, default_value = "process")]
-    runtime: agent_runtime::RuntimeChoice,
+    /// Task runtime: containerd (containers from OCI images; the default when containerd's
+    /// socket is there), process (tasks as host processes; the default otherwise) or
+    /// fake[:delay=100ms,fail=0.1,run=2s] (no processes at all; scale tests).
+    #[arg(long)]
+    runtime: Option<agent_runtime::RuntimeChoice>,
+    /// containerd's socket (runtime containerd).
+    #[arg(long, default_value = agent_runtime::containerd::DEFAULT_SOCKET)]
+    containerd_socket: PathBuf,
+    /// The containerd namespace this node's containers and images live in.
+    #[arg(long, default_value = agent_runtime::containerd::DEFAULT_NAMESPACE)]
+    containerd_namespace: String,
+    /// A registry (HOST:PORT) to pull from over plain HTTP; repeat for several.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
     /// Largest size of a task's log file before it is rotated.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     log_max_bytes: u64,
@@ -59,18 +69,55 @@ fn init_logging(format: &str) {
 }
 
 fn main() -> anyhow::Result<()> {
-    // `skiffd shim ...` supervises one task process (see agent_runtime::process).
+    // `skiffd shim ...` supervises one task process (see agent_runtime::process);
+    // `skiffd logger ...` logs one container's output (see agent_runtime::containerd).
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("shim") {
-        agent_runtime::process::shim_main(&argv[2..]);
+    match argv.get(1).map(String::as_str) {
+        Some("shim") => agent_runtime::process::shim_main(&argv[2..]),
+        Some("logger") => agent_runtime::containerd::logger_main(&argv[2..]),
+        _ => {}
     }
     tokio::runtime::Runtime::new()
         .context("cannot start the async runtime")?
         .block_on(run(Args::parse()))
 }
 
-fn runtime(args: &Args) -> Arc<dyn agent_runtime::Runtime> {
-    match &args.runtime {
+/// The runtime the flags ask for: containerd where its socket is, unless told otherwise.
+fn runtime_choice(args: &Args) -> agent_runtime::RuntimeChoice {
+    args.runtime.clone().unwrap_or_else(|| {
+        if args.containerd_socket.exists() {
+            agent_runtime::RuntimeChoice::Containerd
+        } else {
+            tracing::info!(
+                socket = %args.containerd_socket.display(),
+                "no containerd socket: running tasks as host processes (--runtime process)"
+            );
+            agent_runtime::RuntimeChoice::Process
+        }
+    })
+}
+
+async fn runtime(
+    args: &Args,
+    choice: &agent_runtime::RuntimeChoice,
+) -> anyhow::Result<Arc<dyn agent_runtime::Runtime>> {
+    Ok(match choice {
+        agent_runtime::RuntimeChoice::Containerd => {
+            use agent_runtime::containerd::{ContainerdConfig, ContainerdRuntime, RegistryOptions};
+            let config = ContainerdConfig {
+                socket: args.containerd_socket.clone(),
+                namespace: args.containerd_namespace.clone(),
+                state_dir: args.data_dir.join("containers"),
+                log_max_bytes: args.log_max_bytes,
+                registries: RegistryOptions {
+                    insecure: args.insecure_registries.clone(),
+                },
+                logger: std::env::current_exe().context(
+                    "cannot find skiffd's own executable, which containerd runs as the log writer",
+                )?,
+            };
+            Arc::new(ContainerdRuntime::connect(config).await?)
+        }
         agent_runtime::RuntimeChoice::Process => {
             Arc::new(agent_runtime::process::ProcessRuntime::new(
                 args.data_dir.join("runtime"),
@@ -80,17 +127,19 @@ fn runtime(args: &Args) -> Arc<dyn agent_runtime::Runtime> {
         agent_runtime::RuntimeChoice::Fake(config) => {
             Arc::new(agent_runtime::fake::FakeRuntime::new(config.clone()))
         }
-    }
+    })
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     cli::tls::install_crypto_provider();
+    let choice = runtime_choice(&args);
+    let runtime = runtime(&args, &choice).await?;
     let daemon = Daemon::new(
         DaemonOptions {
             data_dir: args.data_dir.clone(),
             hostname: args.hostname.clone(),
-            runtime: args.runtime.to_string(),
+            runtime: choice.to_string(),
             listen_addr: args.listen_addr.clone(),
             advertise_addr: args.advertise_addr.clone(),
             raft: Default::default(),
@@ -100,7 +149,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 _ => None,
             },
         },
-        runtime(&args),
+        runtime,
     );
     let local = cli::daemon::serve_local_socket(
         &args.socket,

@@ -9,6 +9,7 @@
 //! [`Command`] and an arm in [`run`].
 
 pub mod duration;
+pub mod image;
 pub mod json;
 pub mod named;
 pub mod network;
@@ -139,6 +140,11 @@ pub enum Command {
         #[command(subcommand)]
         command: network::NetworkCommand,
     },
+    /// Manage images on this node
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
+    },
 }
 
 /// `skiff version`.
@@ -184,6 +190,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secret { command } => named::run(&cli.global, named::Kind::Secret, command).await,
         Command::Config { command } => named::run(&cli.global, named::Kind::Config, command).await,
         Command::Network { command } => network::run(&cli.global, command).await,
+        Command::Image { command } => image::run(&cli.global, command).await,
     }
 }
 

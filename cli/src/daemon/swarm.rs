@@ -1,4 +1,5 @@
-//! The `Swarm` service on the local socket: init, join, leave and info.
+//! The `Swarm` service on the local socket: init, join, leave, info, and image loading
+//! into this node's runtime.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use proto::token::JoinToken;
 use proto::{
     GetRootCaRequest, InfoRequest, InfoResponse, InitRequest, InitResponse,
     IssueNodeCertificateRequest, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse,
-    LocalNodeState, NodeRole,
+    LoadImageRequest, LoadImageResponse, LocalNodeState, NodeRole,
 };
 use tonic::{Request, Response, Status};
 
@@ -416,5 +417,54 @@ impl Swarm for SwarmService {
     async fn info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         let guard = self.daemon.membership.lock().await;
         Ok(Response::new(self.daemon.info(guard.as_ref())))
+    }
+
+    async fn load_image(
+        &self,
+        req: Request<tonic::Streaming<LoadImageRequest>>,
+    ) -> Result<Response<LoadImageResponse>, Status> {
+        let images = self
+            .daemon
+            .load_image(req.into_inner())
+            .await
+            .map_err(|e| user_error(tonic::Code::InvalidArgument, e))?;
+        Ok(Response::new(LoadImageResponse { images }))
+    }
+}
+
+impl Daemon {
+    /// Spools an uploaded image archive to the data dir, then has the runtime load it.
+    async fn load_image(
+        &self,
+        mut chunks: tonic::Streaming<LoadImageRequest>,
+    ) -> anyhow::Result<Vec<String>> {
+        use tokio::io::AsyncWriteExt as _;
+        let spool = self.opts.data_dir.join("tmp");
+        tokio::fs::create_dir_all(&spool)
+            .await
+            .with_context(|| format!("cannot create {}", spool.display()))?;
+        let path = spool.join(format!("image-{:016x}.tar", rand::random::<u64>()));
+        let result = async {
+            let mut file = tokio::fs::File::create(&path)
+                .await
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            while let Some(chunk) = chunks
+                .message()
+                .await
+                .map_err(|s| anyhow!("the upload broke off: {}", s.message()))?
+            {
+                file.write_all(&chunk.chunk)
+                    .await
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            file.flush().await?;
+            self.runtime
+                .load_image(&path)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&path).await;
+        result
     }
 }

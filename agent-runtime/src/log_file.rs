@@ -1,5 +1,5 @@
-//! The `process` backend's log files: the format, the writer (in the shim) and the reader
-//! (in skiffd).
+//! Task log files, shared by the backends: the format, the writer (in the process
+//! backend's shim, or the containerd backend's logger) and the reader (in skiffd).
 //!
 //! Both outputs of a task go to one file, so their interleaving survives. One record per
 //! line: `<timestamp_ms> <o|e><F|P> <bytes>\n`, where `o`/`e` is stdout/stderr and `F` means
@@ -16,14 +16,22 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::task_dir::{TaskDir, LOG, LOG_ROTATED};
-use crate::{LogLine, LogSource, LogStream, RuntimeError};
+use crate::{now_ms, LogLine, LogSource, LogStream, RuntimeError};
 
 /// Longest line kept whole; longer ones are split (Docker splits at 16 KiB too).
+/// The current log file in a task's directory.
+pub(crate) const LOG: &str = "task.log";
+/// The log file before the last rotation.
+pub(crate) const LOG_ROTATED: &str = "task.log.1";
+
+/// A task's output has ended for good: no more lines will be written.
+pub(crate) type Finished = Box<dyn Fn() -> bool + Send + Sync>;
+
 pub(crate) const MAX_LINE: usize = 16 * 1024;
 
 /// How often a follower looks for new output.
@@ -239,7 +247,8 @@ fn snapshot(dir: &Path, tail: Option<usize>) -> io::Result<(VecDeque<LogLine>, O
 
 /// A follower between two looks at the log.
 struct Follower {
-    dir: TaskDir,
+    dir: PathBuf,
+    output_finished: Finished,
     cursor: Option<Cursor>,
     /// The task had ended at the previous look, so once the file is drained we are done.
     finished: bool,
@@ -250,13 +259,13 @@ impl Follower {
     fn step(&mut self) -> io::Result<(VecDeque<LogLine>, bool)> {
         let mut out = VecDeque::new();
         if self.cursor.is_none() {
-            self.cursor = Cursor::open(&self.dir.file(LOG))?;
+            self.cursor = Cursor::open(&self.dir.join(LOG))?;
         }
         if let Some(cursor) = self.cursor.as_mut() {
             if cursor.read_more(FOLLOW_CHUNK, &mut out)? {
                 return Ok((out, false));
             }
-            let current = std::fs::metadata(self.dir.file(LOG)).map(|m| m.ino()).ok();
+            let current = std::fs::metadata(self.dir.join(LOG)).map(|m| m.ino()).ok();
             if current != Some(cursor.inode) {
                 // Rotated: finish the old file (the writer may have added to it after our
                 // last read), then move to the new one.
@@ -270,7 +279,7 @@ impl Follower {
         }
         // The shim writes all output before it records the exit: one more look after we
         // see the exit, and the log is complete.
-        self.finished = self.dir.output_finished();
+        self.finished = (self.output_finished)();
         Ok((out, false))
     }
 }
@@ -279,17 +288,18 @@ impl Follower {
 /// task ends. Files are read on tokio's blocking pool; the stream owns nothing else, so
 /// dropping it stops it.
 pub(crate) async fn open(
-    dir: TaskDir,
+    dir: PathBuf,
     tail: Option<usize>,
     follow: bool,
+    output_finished: Finished,
 ) -> Result<LogStream, RuntimeError> {
-    let path = dir.path().to_path_buf();
+    let path = dir.clone();
     let (lines, cursor) = tokio::task::spawn_blocking(move || snapshot(&path, tail))
         .await
         .map_err(|e| RuntimeError::io("reading the task's log", io::Error::other(e)))?
         .map_err(|e| {
             RuntimeError::io(
-                format!("cannot read the log of task in {}", dir.path().display()),
+                format!("cannot read the log of task in {}", dir.display()),
                 e,
             )
         })?;
@@ -298,6 +308,7 @@ pub(crate) async fn open(
     }
     let follower = Follower {
         dir,
+        output_finished,
         cursor,
         finished: false,
     };
@@ -326,7 +337,7 @@ pub(crate) async fn open(
                         follower = Some(current);
                     }
                     Ok((current, Err(e))) => {
-                        tracing::warn!(dir = %current.dir.path().display(), error = %e, "stopped following a task's log");
+                        tracing::warn!(dir = %current.dir.display(), error = %e, "stopped following a task's log");
                         return None;
                     }
                     Err(e) => {
@@ -338,6 +349,69 @@ pub(crate) async fn open(
         },
     );
     Ok(stream.boxed())
+}
+
+/// Starts threads that log a task's outputs (blocking readers: pipes or files). The receiver gets a message once
+/// both outputs are closed and everything is written.
+pub(crate) fn capture(
+    outputs: Vec<(Box<dyn Read + Send>, LogSource)>,
+    dir: &Path,
+    max_bytes: u64,
+) -> mpsc::Receiver<()> {
+    let (done_tx, done_rx) = mpsc::channel();
+    // Bounded: a task that writes faster than the disk takes it waits on its pipe.
+    let (tx, rx) = mpsc::sync_channel::<(i64, LogSource, Vec<u8>)>(1024);
+    for (pipe, source) in outputs {
+        spawn_reader(pipe, source, tx.clone());
+    }
+    drop(tx);
+    let mut writer = match LogWriter::open(dir, max_bytes) {
+        Ok(writer) => Some(writer),
+        Err(e) => {
+            eprintln!("log: cannot open the task's log, its output is lost: {e}");
+            None
+        }
+    };
+    std::thread::spawn(move || {
+        for (timestamp_ms, stream, line) in rx {
+            if let Some(w) = writer.as_mut() {
+                if let Err(e) = w.write(timestamp_ms, stream, &line) {
+                    eprintln!(
+                        "log: cannot write the task's log, its output is lost from here: {e}"
+                    );
+                    writer = None;
+                }
+            }
+        }
+        let _ = done_tx.send(());
+    });
+    done_rx
+}
+
+fn spawn_reader(
+    mut pipe: impl Read + Send + 'static,
+    stream: LogSource,
+    tx: mpsc::SyncSender<(i64, LogSource, Vec<u8>)>,
+) {
+    std::thread::spawn(move || {
+        let mut splitter = LineSplitter::default();
+        let mut buf = vec![0u8; 8192];
+        let send = |line: &[u8]| {
+            let _ = tx.send((now_ms(), stream, line.to_vec()));
+        };
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => splitter.push(&buf[..n], &send),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("log: reading the task's {stream:?}: {e}");
+                    break;
+                }
+            }
+        }
+        splitter.finish(&send);
+    });
 }
 
 #[cfg(test)]
@@ -430,11 +504,11 @@ mod tests {
     #[test]
     fn a_follower_survives_rotation() {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join(super::super::task_dir::SPEC), "{}").unwrap();
         let mut writer = LogWriter::open(tmp.path(), 100).unwrap();
         let (_, cursor) = snapshot(tmp.path(), Some(0)).unwrap();
         let mut follower = Follower {
-            dir: TaskDir::new(tmp.path().to_path_buf()),
+            dir: tmp.path().to_path_buf(),
+            output_finished: Box::new(|| false),
             cursor,
             finished: false,
         };

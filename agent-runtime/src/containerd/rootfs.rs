@@ -1,0 +1,106 @@
+//! What skiff puts into and reads from a container's root filesystem before it starts: the
+//! files it bind-mounts (`/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`), and the
+//! image's users, read through a short-lived mount of the container's snapshot.
+
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::api::Mount;
+use super::spec::{resolve_user as find_user, User};
+use crate::RuntimeError;
+
+/// The resolver a task on networks asks: the network's embedded DNS server, which forwards
+/// other names to the node's resolvers.
+const EMBEDDED_DNS: &str = "127.0.0.11";
+
+/// Writes the task's `hosts`, `hostname` and `resolv.conf` into its directory.
+pub(crate) fn write_task_files(
+    dir: &Path,
+    hostname: &str,
+    on_networks: bool,
+) -> Result<(), RuntimeError> {
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    );
+    let resolv = if on_networks {
+        format!("nameserver {EMBEDDED_DNS}\noptions ndots:0\n")
+    } else {
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+    };
+    for (name, content) in [
+        ("hosts", hosts),
+        ("hostname", format!("{hostname}\n")),
+        ("resolv.conf", resolv),
+    ] {
+        std::fs::write(dir.join(name), content)
+            .map_err(|e| RuntimeError::io(format!("writing the task's {name}"), e))?;
+    }
+    Ok(())
+}
+
+/// Resolves `user` (name or number, with an optional group) against the image's
+/// `/etc/passwd` and `/etc/group`, mounting the snapshot only when a name needs looking up.
+pub(crate) async fn resolve_user(
+    user: &str,
+    mounts: &[Mount],
+    dir: &Path,
+) -> Result<User, RuntimeError> {
+    let numeric = user
+        .split(':')
+        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+    if user.is_empty() || numeric {
+        return find_user(user, "", "");
+    }
+    let mounts = mounts.to_vec();
+    let target = dir.join("rootfs-peek");
+    let user = user.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let (passwd, group) = read_user_files(&mounts, &target)?;
+        find_user(&user, &passwd, &group)
+    })
+    .await
+    .map_err(|e| RuntimeError::io("reading the image's users", std::io::Error::other(e)))?
+}
+
+fn read_user_files(mounts: &[Mount], target: &Path) -> Result<(String, String), RuntimeError> {
+    std::fs::create_dir_all(target)
+        .map_err(|e| RuntimeError::io("making a mount point for the image's root", e))?;
+    for m in mounts {
+        mount_one(m, target).map_err(|e| {
+            RuntimeError::io(
+                "mounting the image's root filesystem to read its users",
+                e.into(),
+            )
+        })?;
+    }
+    let read =
+        |name: &str| std::fs::read_to_string(target.join("etc").join(name)).unwrap_or_default();
+    let files = (read("passwd"), read("group"));
+    let _ = umount2(target, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(target);
+    Ok(files)
+}
+
+fn mount_one(m: &Mount, target: &Path) -> nix::Result<()> {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for option in &m.options {
+        match option.as_str() {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => {}
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            other => data.push(other),
+        }
+    }
+    let data = data.join(",");
+    let fstype = (m.r#type != "bind").then_some(m.r#type.as_str());
+    mount(
+        Some(m.source.as_str()),
+        target,
+        fstype,
+        flags,
+        (!data.is_empty()).then_some(data.as_str()),
+    )
+}

@@ -1,0 +1,495 @@
+//! The OCI runtime spec of a task's container: the image's defaults overridden by the task's
+//! container spec, Docker's default confinement (namespaces, capabilities, masked paths,
+//! devices), the task's mounts and its resource limits.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::image::RunConfig;
+use crate::RuntimeError;
+
+/// Docker's default capability set.
+const CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The CPU period limits are expressed against (Docker's: 100 ms).
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Who the container's process runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// What the spec is built from.
+pub(crate) struct Inputs<'a> {
+    pub task_id: &'a str,
+    pub container: &'a proto::ContainerSpec,
+    pub limits: Option<&'a proto::Resources>,
+    pub image: &'a RunConfig,
+    pub user: User,
+    /// The task's network namespace; `None` shares the node's.
+    pub netns: Option<PathBuf>,
+    /// The task's directory, holding `hosts`, `hostname` and `resolv.conf`.
+    pub task_dir: &'a Path,
+    /// Where named volumes live on this node.
+    pub volumes_dir: &'a Path,
+    /// The cgroup the container gets (runc's cgroupfs path).
+    pub cgroup: String,
+}
+
+/// The command a container runs: the spec's command replaces the image's entrypoint (and
+/// then drops the image's cmd, as Docker does), the spec's args replace the image's cmd.
+pub(crate) fn command(container: &proto::ContainerSpec, image: &RunConfig) -> Vec<String> {
+    let entrypoint = if container.command.is_empty() {
+        image.entrypoint.clone().unwrap_or_default()
+    } else {
+        container.command.clone()
+    };
+    let args = if !container.args.is_empty() {
+        container.args.clone()
+    } else if container.command.is_empty() {
+        image.cmd.clone().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    entrypoint.into_iter().chain(args).collect()
+}
+
+/// The image's environment with the spec's entries on top (same name: the spec wins).
+pub(crate) fn environment(
+    container: &proto::ContainerSpec,
+    image: &RunConfig,
+    hostname: &str,
+) -> Vec<String> {
+    let mut env: Vec<String> = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        format!("HOSTNAME={hostname}"),
+    ];
+    for entry in image.env.iter().flatten().chain(&container.env) {
+        let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
+        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+        env.push(entry.clone());
+    }
+    env
+}
+
+/// The container's hostname: the spec's, or the first 12 characters of the task ID (as a
+/// Docker container's short ID).
+pub(crate) fn hostname(task_id: &str, container: &proto::ContainerSpec) -> String {
+    if container.hostname.is_empty() {
+        task_id.chars().take(12).collect()
+    } else {
+        container.hostname.clone()
+    }
+}
+
+/// A named volume's directory on this node.
+pub(crate) fn volume_dir(volumes_dir: &Path, name: &str) -> Result<PathBuf, RuntimeError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && !name.starts_with(['.', '-']);
+    if !ok {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "volume name '{name}' is not valid: use letters, digits, '_', '.' and '-'"
+        )));
+    }
+    Ok(volumes_dir.join(name).join("_data"))
+}
+
+fn user_mounts(inputs: &Inputs<'_>) -> Result<Vec<Value>, RuntimeError> {
+    let mut mounts = Vec::new();
+    for m in &inputs.container.mounts {
+        if !m.target.starts_with('/') {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "mount target '{}' must be an absolute path inside the container",
+                m.target
+            )));
+        }
+        let ro = if m.read_only { "ro" } else { "rw" };
+        let mount = match proto::MountType::try_from(m.r#type).unwrap_or(proto::MountType::Bind) {
+            proto::MountType::Bind => {
+                if !Path::new(&m.source).is_absolute() || !Path::new(&m.source).exists() {
+                    return Err(RuntimeError::InvalidSpec(format!(
+                        "bind mount source '{}' does not exist on this node: create it first, or use a volume",
+                        m.source
+                    )));
+                }
+                json!({"destination": m.target, "type": "bind", "source": m.source,
+                       "options": ["rbind", "rprivate", ro]})
+            }
+            proto::MountType::Volume => {
+                let dir = if m.source.is_empty() {
+                    // An anonymous volume lives and dies with the task.
+                    inputs
+                        .task_dir
+                        .join("volumes")
+                        .join(m.target.trim_start_matches('/').replace('/', "_"))
+                } else {
+                    volume_dir(inputs.volumes_dir, &m.source)?
+                };
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    RuntimeError::io(format!("creating volume directory {}", dir.display()), e)
+                })?;
+                json!({"destination": m.target, "type": "bind", "source": dir,
+                       "options": ["rbind", "rprivate", ro]})
+            }
+            proto::MountType::Tmpfs => {
+                let mut options = vec![
+                    "nosuid".to_owned(),
+                    "nodev".into(),
+                    "mode=1777".into(),
+                    ro.into(),
+                ];
+                if m.tmpfs_size_bytes > 0 {
+                    options.push(format!("size={}", m.tmpfs_size_bytes));
+                }
+                json!({"destination": m.target, "type": "tmpfs", "source": "tmpfs", "options": options})
+            }
+        };
+        mounts.push(mount);
+    }
+    Ok(mounts)
+}
+
+/// The spec, as the JSON runc reads.
+pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Value, RuntimeError> {
+    let c = inputs.container;
+    let args = command(c, inputs.image);
+    if args.is_empty() {
+        return Err(RuntimeError::InvalidSpec(
+            "the image has no command and the service gives none: pass one after the image name"
+                .into(),
+        ));
+    }
+    let hostname = hostname(inputs.task_id, c);
+    let cwd = if !c.dir.is_empty() {
+        c.dir.clone()
+    } else {
+        inputs
+            .image
+            .working_dir
+            .clone()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "/".into())
+    };
+    let file = |name: &str| inputs.task_dir.join(name);
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        json!({"destination": "/etc/hosts", "type": "bind", "source": file("hosts"), "options": ["rbind", "rprivate", "rw"]}),
+        json!({"destination": "/etc/hostname", "type": "bind", "source": file("hostname"), "options": ["rbind", "rprivate", "rw"]}),
+        json!({"destination": "/etc/resolv.conf", "type": "bind", "source": file("resolv.conf"), "options": ["rbind", "rprivate", "rw"]}),
+    ];
+    mounts.extend(user_mounts(inputs)?);
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    if let Some(netns) = &inputs.netns {
+        namespaces.push(json!({"type": "network", "path": netns}));
+    }
+    let mut resources = json!({
+        "devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 136, "access": "rwm"}
+        ]
+    });
+    if let Some(limits) = inputs.limits {
+        if limits.memory_bytes > 0 {
+            // No extra swap beyond the limit, so the limit is what the task gets.
+            resources["memory"] =
+                json!({"limit": limits.memory_bytes, "swap": limits.memory_bytes});
+        }
+        if limits.nano_cpus > 0 {
+            let quota = (limits.nano_cpus as u128 * CPU_PERIOD_US as u128 / 1_000_000_000) as i64;
+            resources["cpu"] = json!({"quota": quota.max(1000), "period": CPU_PERIOD_US});
+        }
+    }
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": inputs.user.uid, "gid": inputs.user.gid},
+            "args": args,
+            "env": environment(c, inputs.image, &hostname),
+            "cwd": cwd,
+            "capabilities": {
+                "bounding": CAPABILITIES,
+                "effective": CAPABILITIES,
+                "permitted": CAPABILITIES,
+            },
+            "noNewPrivileges": false
+        },
+        "root": {"path": "rootfs", "readonly": c.read_only},
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": {
+            "cgroupsPath": inputs.cgroup,
+            "resources": resources,
+            "namespaces": namespaces,
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+        }
+    }))
+}
+
+/// Finds a user (`name`, `uid`, `name:group`, `uid:gid`) in the image's passwd and group
+/// files (their contents; empty when the image has none).
+pub(crate) fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<User, RuntimeError> {
+    if spec.is_empty() {
+        return Ok(User { uid: 0, gid: 0 });
+    }
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd_entry = |field: usize, value: &str| {
+        passwd.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() >= 4 && f[field] == value)
+                .then(|| (f[2].parse::<u32>().ok(), f[3].parse::<u32>().ok()))
+        })
+    };
+    let (uid, primary_gid) = match user.parse::<u32>() {
+        Ok(uid) => (uid, passwd_entry(2, user).and_then(|(_, g)| g).unwrap_or(0)),
+        Err(_) => match passwd_entry(0, user) {
+            Some((Some(uid), Some(gid))) => (uid, gid),
+            _ => {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "user '{user}' is not in the image's /etc/passwd: use a numeric uid[:gid] or a user the image has"
+                )))
+            }
+        },
+    };
+    let gid = match grp {
+        None => primary_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => group
+                .lines()
+                .find_map(|line| {
+                    let f: Vec<&str> = line.split(':').collect();
+                    (f.len() >= 3 && f[0] == g).then(|| f[2].parse::<u32>().ok()).flatten()
+                })
+                .ok_or_else(|| {
+                    RuntimeError::InvalidSpec(format!(
+                        "group '{g}' is not in the image's /etc/group: use a numeric gid or a group the image has"
+                    ))
+                })?,
+        },
+    };
+    Ok(User { uid, gid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> RunConfig {
+        RunConfig {
+            env: Some(vec!["PATH=/bin".into(), "A=image".into()]),
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["serve".into()]),
+            working_dir: Some("/app".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn command_follows_docker_rules() {
+        let mut c = proto::ContainerSpec::default();
+        assert_eq!(command(&c, &image()), ["/entry", "serve"]);
+        c.args = vec!["other".into()];
+        assert_eq!(command(&c, &image()), ["/entry", "other"]);
+        c.command = vec!["sh".into()];
+        c.args.clear();
+        assert_eq!(
+            command(&c, &image()),
+            ["sh"],
+            "a new entrypoint drops the image's cmd"
+        );
+        c.args = vec!["-c".into(), "true".into()];
+        assert_eq!(command(&c, &image()), ["sh", "-c", "true"]);
+    }
+
+    #[test]
+    fn spec_environment_overrides_the_image() {
+        let c = proto::ContainerSpec {
+            env: vec!["A=spec".into(), "B=1".into()],
+            ..Default::default()
+        };
+        let env = environment(&c, &image(), "h");
+        assert!(env.contains(&"A=spec".to_owned()));
+        assert!(!env.contains(&"A=image".to_owned()));
+        assert!(env.contains(&"PATH=/bin".to_owned()));
+        assert!(env.contains(&"HOSTNAME=h".to_owned()));
+        assert_eq!(env.iter().filter(|e| e.starts_with("PATH=")).count(), 1);
+    }
+
+    #[test]
+    fn users_resolve_from_the_image() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001::/:/bin/false\n";
+        let group = "root:x:0:\nstaff:x:50:\n";
+        assert_eq!(
+            resolve_user("", passwd, group).unwrap(),
+            User { uid: 0, gid: 0 }
+        );
+        assert_eq!(
+            resolve_user("web", passwd, group).unwrap(),
+            User {
+                uid: 1000,
+                gid: 1001
+            }
+        );
+        assert_eq!(
+            resolve_user("web:staff", passwd, group).unwrap(),
+            User { uid: 1000, gid: 50 }
+        );
+        assert_eq!(
+            resolve_user("4242:7", passwd, group).unwrap(),
+            User { uid: 4242, gid: 7 }
+        );
+        assert!(resolve_user("nobody", passwd, group)
+            .unwrap_err()
+            .to_string()
+            .contains("numeric"));
+        assert!(resolve_user("web:nogroup", passwd, group).is_err());
+    }
+
+    #[test]
+    fn limits_reach_the_cgroup_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = proto::ContainerSpec {
+            command: vec!["sh".into()],
+            read_only: true,
+            ..Default::default()
+        };
+        let limits = proto::Resources {
+            nano_cpus: 500_000_000,
+            memory_bytes: 64 << 20,
+        };
+        let spec = build(&Inputs {
+            task_id: "abcdefghijklmnop",
+            container: &c,
+            limits: Some(&limits),
+            image: &RunConfig::default(),
+            user: User { uid: 0, gid: 0 },
+            netns: Some("/var/run/netns/skt-x".into()),
+            task_dir: dir.path(),
+            volumes_dir: dir.path(),
+            cgroup: "/skiff/x".into(),
+        })
+        .unwrap();
+        assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(spec["root"]["readonly"], true);
+        assert_eq!(spec["hostname"], "abcdefghijkl");
+        assert!(spec["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network" && n["path"] == "/var/run/netns/skt-x"));
+    }
+
+    #[test]
+    fn mounts_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = |t: proto::MountType, source: &str, target: &str| proto::Mount {
+            r#type: t as i32,
+            source: source.into(),
+            target: target.into(),
+            ..Default::default()
+        };
+        let base = proto::ContainerSpec {
+            command: vec!["sh".into()],
+            ..Default::default()
+        };
+        let build_with = |mounts: Vec<proto::Mount>| {
+            let c = proto::ContainerSpec {
+                mounts,
+                ..base.clone()
+            };
+            build(&Inputs {
+                task_id: "t",
+                container: &c,
+                limits: None,
+                image: &RunConfig::default(),
+                user: User { uid: 0, gid: 0 },
+                netns: None,
+                task_dir: dir.path(),
+                volumes_dir: &dir.path().join("volumes"),
+                cgroup: "/skiff/t".into(),
+            })
+        };
+        let e =
+            build_with(vec![mount(proto::MountType::Bind, "/no/such/dir", "/data")]).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        let e = build_with(vec![mount(proto::MountType::Volume, "data", "relative")]).unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
+        let e = build_with(vec![mount(proto::MountType::Volume, "../etc", "/data")]).unwrap_err();
+        assert!(e.to_string().contains("not valid"), "{e}");
+        let spec = build_with(vec![mount(proto::MountType::Volume, "data", "/data")]).unwrap();
+        assert!(dir.path().join("volumes/data/_data").is_dir());
+        assert!(spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"] == "/data"));
+    }
+}

@@ -1,0 +1,416 @@
+//! The containerd runtime against a real containerd and runc: images from a registry on
+//! loopback and from archives, the container spec reaching the process, limits, stop grace,
+//! mounts, commands run inside (health checks), logs with rotation, and adoption by a new
+//! runtime after a restart.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use agent_runtime::containerd::{ContainerdConfig, ContainerdRuntime, RegistryOptions};
+use agent_runtime::{Runtime, RuntimeState};
+use futures::StreamExt;
+use integration_tests::containerd::{
+    busybox_image, registry, socket, unique_namespace, NamespaceGuard,
+};
+
+struct Fixture {
+    runtime: ContainerdRuntime,
+    config: ContainerdConfig,
+    _namespace: NamespaceGuard,
+    dir: tempfile::TempDir,
+}
+
+async fn fixture(log_max_bytes: u64) -> Fixture {
+    cli::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("state dir");
+    let namespace = unique_namespace("rt");
+    let config = ContainerdConfig {
+        socket: socket(),
+        namespace: namespace.clone(),
+        state_dir: dir.path().join("containers"),
+        log_max_bytes,
+        registries: RegistryOptions {
+            insecure: vec![registry().addr.clone()],
+        },
+        logger: integration_tests::bin("skiffd"),
+    };
+    let runtime = ContainerdRuntime::connect(config.clone())
+        .await
+        .expect("connect to containerd");
+    Fixture {
+        runtime,
+        config,
+        _namespace: NamespaceGuard(namespace),
+        dir,
+    }
+}
+
+/// The busybox image, pushed once to this process's registry.
+fn pushed_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("dir");
+        let archive = dir.path().join("busybox.tar");
+        busybox_image(
+            &archive,
+            "docker.io/library/busybox:test",
+            serde_json::json!({}),
+        );
+        registry().push(&archive, "busybox:test")
+    })
+}
+
+fn task(
+    id: &str,
+    container: proto::ContainerSpec,
+    limits: Option<proto::Resources>,
+) -> proto::Task {
+    proto::Task {
+        meta: Some(proto::Meta {
+            id: id.into(),
+            ..Default::default()
+        }),
+        spec: Some(proto::TaskSpec {
+            container: Some(container),
+            resources: limits.map(|l| proto::ResourceRequirements {
+                limits: Some(l),
+                reservations: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn shell(image: &str, script: &str) -> proto::ContainerSpec {
+    proto::ContainerSpec {
+        image: image.into(),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}
+
+/// A task ID no other test (or earlier run) uses: the cgroup and containers are
+/// machine-wide.
+fn task_id(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{name}-{}-{n}", std::process::id())
+}
+
+async fn run_to_end(rt: &ContainerdRuntime, task: &proto::Task) -> agent_runtime::Exit {
+    let id = task.meta.as_ref().unwrap().id.clone();
+    rt.prepare(task).await.expect("prepare");
+    rt.start(&id).await.expect("start");
+    tokio::time::timeout(Duration::from_secs(60), rt.wait(&id))
+        .await
+        .expect("the task ends")
+        .expect("wait")
+}
+
+async fn log_text(rt: &ContainerdRuntime, id: &str) -> String {
+    let lines: Vec<_> = rt.logs(id, None, true).await.expect("logs").collect().await;
+    lines
+        .iter()
+        .map(|l| String::from_utf8_lossy(&l.data).into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pulled_image_runs_with_the_container_spec() {
+    let f = fixture(0).await;
+    let id = task_id("spec");
+    let mut c = shell(
+        pushed_image(),
+        "id -u; id -g; pwd; hostname; echo $GREETING; exit 3",
+    );
+    c.env = vec!["GREETING=hello".into()];
+    c.dir = "/www".into();
+    c.user = "web".into();
+    c.hostname = "myhost".into();
+    let exit = run_to_end(&f.runtime, &task(&id, c, None)).await;
+    assert_eq!(exit.code, 3, "{exit:?}");
+    assert!(!exit.oom_killed);
+    let out = log_text(&f.runtime, &id).await;
+    assert_eq!(out, "1000\n1000\n/www\nmyhost\nhello\n");
+    f.runtime.remove(&id).await.expect("remove");
+    assert!(f.runtime.list().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_loaded_image_runs_with_pull_policy_never() {
+    let f = fixture(0).await;
+    let archive = f.dir.path().join("loaded.tar");
+    busybox_image(
+        &archive,
+        "docker.io/library/loaded:1",
+        serde_json::json!({"Cmd": ["echo", "from the image cmd"]}),
+    );
+    let names = f.runtime.load_image(&archive).await.expect("load");
+    assert_eq!(names, ["docker.io/library/loaded:1"]);
+    let id = task_id("loaded");
+    let c = proto::ContainerSpec {
+        image: "loaded:1".into(),
+        pull_policy: proto::PullPolicy::Never as i32,
+        ..Default::default()
+    };
+    let exit = run_to_end(&f.runtime, &task(&id, c, None)).await;
+    assert_eq!(exit.code, 0, "{exit:?}");
+    assert_eq!(log_text(&f.runtime, &id).await, "from the image cmd\n");
+    f.runtime.remove(&id).await.expect("remove");
+
+    let garbage = f.dir.path().join("garbage.tar");
+    std::fs::write(&garbage, b"not a tar at all").unwrap();
+    let e = f
+        .runtime
+        .load_image(&garbage)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("docker save"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_image_fails_with_a_clear_error() {
+    let f = fixture(0).await;
+    let missing = format!("{}/nothing/here:v1", registry().addr);
+    let e = f
+        .runtime
+        .prepare(&task(&task_id("missing"), shell(&missing, "true"), None))
+        .await
+        .unwrap_err();
+    assert!(e.is_permanent());
+    let e = e.to_string();
+    assert!(
+        e.contains("pulling image") && e.contains("nothing/here"),
+        "{e}"
+    );
+    let never = proto::ContainerSpec {
+        pull_policy: proto::PullPolicy::Never as i32,
+        ..shell("absent:1", "true")
+    };
+    let e = f
+        .runtime
+        .prepare(&task(&task_id("never"), never, None))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not on this node") && e.contains("skiff image load"),
+        "{e}"
+    );
+    let e = f
+        .runtime
+        .prepare(&task(&task_id("bad"), shell("Not A Ref", "true"), None))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not valid"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_limit_is_enforced_as_oom_and_cpu_limits_reach_the_cgroup() {
+    let f = fixture(0).await;
+    let id = task_id("oom");
+    let limits = proto::Resources {
+        nano_cpus: 500_000_000,
+        memory_bytes: 16 << 20,
+    };
+    let c = shell(
+        pushed_image(),
+        "sleep 2; a=xxxxxxxxxxxxxxxx; while true; do a=$a$a; done",
+    );
+    let t = task(&id, c, Some(limits));
+    f.runtime.prepare(&t).await.expect("prepare");
+    f.runtime.start(&id).await.expect("start");
+    let quota = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/skiff/{id}/cpu.cfs_quota_us"))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/skiff/{id}/cpu.max")))
+        .expect("the task's cpu cgroup");
+    assert!(
+        quota.trim() == "50000" || quota.starts_with("50000 "),
+        "{quota}"
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(60), f.runtime.wait(&id))
+        .await
+        .expect("ends")
+        .expect("wait");
+    assert!(exit.oom_killed, "{exit:?}");
+    assert!(exit.message.contains("OOM"), "{exit:?}");
+    f.runtime.remove(&id).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_kills_a_task_that_ignores_sigterm_after_the_grace_period() {
+    let f = fixture(0).await;
+    let id = task_id("grace");
+    let t = task(
+        &id,
+        shell(pushed_image(), "trap '' TERM; while true; do sleep 1; done"),
+        None,
+    );
+    f.runtime.prepare(&t).await.expect("prepare");
+    f.runtime.start(&id).await.expect("start");
+    let started = Instant::now();
+    f.runtime
+        .stop(&id, Some(Duration::from_secs(2)))
+        .await
+        .expect("stop");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "stopped after {took:?}, before the grace period"
+    );
+    let exit = f.runtime.wait(&id).await.expect("wait");
+    assert_eq!(exit.signal, Some(9), "{exit:?}");
+    f.runtime.remove(&id).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bind_volume_and_tmpfs_mounts_work_and_a_volume_keeps_its_data() {
+    let f = fixture(0).await;
+    let host_dir = f.dir.path().join("host");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("in.txt"), "from the host\n").unwrap();
+    let volume = format!("vol{}", std::process::id());
+    let mount = |t: proto::MountType, source: &str, target: &str, ro: bool| proto::Mount {
+        r#type: t as i32,
+        source: source.into(),
+        target: target.into(),
+        read_only: ro,
+        tmpfs_size_bytes: 0,
+    };
+    let mut c = shell(
+        pushed_image(),
+        "cat /in/in.txt; echo kept > /data/f; grep -c ' /scratch tmpfs' /proc/mounts; touch /in/x || echo read-only",
+    );
+    c.mounts = vec![
+        mount(
+            proto::MountType::Bind,
+            host_dir.to_str().unwrap(),
+            "/in",
+            true,
+        ),
+        mount(proto::MountType::Volume, &volume, "/data", false),
+        mount(proto::MountType::Tmpfs, "", "/scratch", false),
+    ];
+    let first = task_id("mounts");
+    let exit = run_to_end(&f.runtime, &task(&first, c.clone(), None)).await;
+    assert_eq!(exit.code, 0, "{exit:?}");
+    let out = log_text(&f.runtime, &first).await;
+    assert!(out.starts_with("from the host\n1\n"), "{out}");
+    assert!(out.contains("read-only"), "{out}");
+    f.runtime.remove(&first).await.expect("remove");
+
+    let second = task_id("mounts2");
+    let mut c2 = shell(pushed_image(), "cat /data/f");
+    c2.mounts = vec![mount(proto::MountType::Volume, &volume, "/data", false)];
+    run_to_end(&f.runtime, &task(&second, c2, None)).await;
+    assert_eq!(log_text(&f.runtime, &second).await, "kept\n");
+    f.runtime.remove(&second).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_run_inside_and_logs_rotate_within_bounds() {
+    let max = 4096u64;
+    let f = fixture(max).await;
+    let id = task_id("exec");
+    let t = task(
+        &id,
+        shell(
+            pushed_image(),
+            "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done; sleep 1000",
+        ),
+        None,
+    );
+    f.runtime.prepare(&t).await.expect("prepare");
+    f.runtime.start(&id).await.expect("start");
+    let out = f
+        .runtime
+        .exec(
+            &id,
+            &["sh".into(), "-c".into(), "echo inside; exit 4".into()],
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.code, 4);
+    assert_eq!(out.output, "inside\n");
+    let timed_out = f
+        .runtime
+        .exec(
+            &id,
+            &["sleep".into(), "30".into()],
+            Duration::from_millis(300),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(timed_out.code, -1, "{timed_out:?}");
+
+    let task_dir = f.config.state_dir.join("tasks").join(&id);
+    integration_tests::wait_until("the last line is logged", Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(task_dir.join("task.log")).unwrap_or_default();
+        text.contains("line 1999").then_some(())
+    });
+    let size = |name: &str| std::fs::metadata(task_dir.join(name)).map_or(0, |m| m.len());
+    assert!(
+        size("task.log") <= max && size("task.log.1") <= max,
+        "{} {}",
+        size("task.log"),
+        size("task.log.1")
+    );
+    assert!(size("task.log.1") > 0, "the log never rotated");
+    let tail: Vec<_> = f
+        .runtime
+        .logs(&id, Some(1), false)
+        .await
+        .expect("logs")
+        .collect()
+        .await;
+    assert_eq!(tail[0].data, b"line 1999\n");
+    f.runtime
+        .stop(&id, Some(Duration::ZERO))
+        .await
+        .expect("stop");
+    f.runtime.remove(&id).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_runtime_adopts_running_containers() {
+    let f = fixture(0).await;
+    let id = task_id("adopt");
+    f.runtime
+        .prepare(&task(
+            &id,
+            shell(pushed_image(), "echo up; while true; do sleep 1; done"),
+            None,
+        ))
+        .await
+        .expect("prepare");
+    f.runtime.start(&id).await.expect("start");
+    let before = f.runtime.list().await.expect("list");
+    let Fixture {
+        runtime,
+        config,
+        _namespace,
+        dir: _dir,
+    } = f;
+    drop(runtime);
+    // The same node after a restart: a new runtime over the same containerd namespace.
+    let again = ContainerdRuntime::connect(config).await.expect("reconnect");
+    let after = again.list().await.expect("list");
+    assert_eq!(before, after);
+    assert!(
+        matches!(after[0].state, RuntimeState::Running { pid: Some(_) }),
+        "{after:?}"
+    );
+    again
+        .stop(&id, Some(Duration::from_secs(1)))
+        .await
+        .expect("stop");
+    assert!(matches!(
+        again.list().await.unwrap()[0].state,
+        RuntimeState::Exited(_)
+    ));
+    assert_eq!(log_text(&again, &id).await, "up\n");
+    again.remove(&id).await.expect("remove");
+}
