@@ -330,3 +330,19 @@ pub fn busybox_image(out: &Path, name: &str, config: serde_json::Value) {
     file.write_all(&archive.into_inner().expect("archive"))
         .expect("write archive");
 }
+
+/// The busybox image (`docker.io/library/busybox:test`), pushed once to this process's
+/// registry; returns its reference there.
+pub fn busybox_in_registry() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("dir");
+        let archive = dir.path().join("busybox.tar");
+        busybox_image(
+            &archive,
+            "docker.io/library/busybox:test",
+            serde_json::json!({}),
+        );
+        registry().push(&archive, "busybox:test")
+    })
+}

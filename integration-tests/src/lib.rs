@@ -84,6 +84,8 @@ pub struct Cluster {
     net: Option<netns::TestNetwork>,
     /// `skiffd --network-data-path` on test hosts.
     data_path: &'static str,
+    /// With the containerd runtime: each host's containerd namespace (cleaned on drop).
+    containerd: Option<Vec<containerd::NamespaceGuard>>,
 }
 
 impl Cluster {
@@ -135,6 +137,41 @@ impl Cluster {
             hosts,
             net,
             data_path: "kernel",
+            containerd: None,
+        }
+    }
+
+    /// Hosts run tasks as containers, on skiff's test containerd, each host in a
+    /// containerd namespace of its own, pulling from the test registry over plain HTTP.
+    pub fn with_containerd(mut self) -> Self {
+        containerd::socket();
+        self.containerd = Some(
+            (1..=self.hosts.len())
+                .map(|i| containerd::NamespaceGuard(containerd::unique_namespace(&format!("h{i}"))))
+                .collect(),
+        );
+        self
+    }
+
+    /// Host `i`'s containerd namespace (a cluster made `with_containerd`).
+    pub fn containerd_namespace(&self, i: usize) -> String {
+        let namespaces = self.containerd.as_ref().expect("a cluster with containerd");
+        namespaces[i - 1].0.clone()
+    }
+
+    fn runtime_args(&self, i: usize) -> Vec<String> {
+        match &self.containerd {
+            None => vec!["--runtime".into(), "process".into()],
+            Some(namespaces) => vec![
+                "--runtime".into(),
+                "containerd".into(),
+                "--containerd-socket".into(),
+                containerd::socket().display().to_string(),
+                "--containerd-namespace".into(),
+                namespaces[i - 1].0.clone(),
+                "--insecure-registry".into(),
+                containerd::registry().addr.clone(),
+            ],
         }
     }
 
@@ -173,6 +210,7 @@ impl Cluster {
     /// Starts `skiffd` on host `i` and waits until its socket answers.
     pub fn start(&mut self, i: usize) {
         let data_path = self.data_path;
+        let runtime_args = self.runtime_args(i);
         let host = &mut self.hosts[i - 1];
         assert!(host.child.is_none(), "host {i} is already running");
         let log = std::fs::OpenOptions::new()
@@ -198,8 +236,7 @@ impl Cluster {
             .arg(&host.addr)
             .arg("--hostname")
             .arg(format!("host{i}"))
-            .arg("--runtime")
-            .arg("process")
+            .args(runtime_args)
             // Loopback hosts share one network namespace: no VXLAN devices or mesh rules
             // there (test hosts on a network set them up as real nodes do).
             .arg("--network-data-path")
@@ -405,6 +442,8 @@ impl Drop for Cluster {
         for i in 1..=self.hosts.len() {
             self.kill(i);
         }
+        // Containers outlive their daemon (as they should): remove them now.
+        drop(self.containerd.take());
         for host in self.hosts.iter().filter(|h| h.netns.is_some()) {
             netns::remove_node_namespaces(&host.data_dir);
         }

@@ -3,14 +3,13 @@
 //! mounts, commands run inside (health checks), logs with rotation, and adoption by a new
 //! runtime after a restart.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use agent_runtime::containerd::{ContainerdConfig, ContainerdRuntime, RegistryOptions};
 use agent_runtime::{Runtime, RuntimeState};
 use futures::StreamExt;
 use integration_tests::containerd::{
-    busybox_image, registry, socket, unique_namespace, NamespaceGuard,
+    busybox_image, busybox_in_registry, registry, socket, unique_namespace, NamespaceGuard,
 };
 
 struct Fixture {
@@ -45,19 +44,8 @@ async fn fixture(log_max_bytes: u64) -> Fixture {
     }
 }
 
-/// The busybox image, pushed once to this process's registry.
 fn pushed_image() -> &'static str {
-    static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("dir");
-        let archive = dir.path().join("busybox.tar");
-        busybox_image(
-            &archive,
-            "docker.io/library/busybox:test",
-            serde_json::json!({}),
-        );
-        registry().push(&archive, "busybox:test")
-    })
+    busybox_in_registry()
 }
 
 fn task(

@@ -100,6 +100,10 @@ pub struct CreateArgs {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
+    /// When nodes pull the image: missing (default: only when the node lacks it), always,
+    /// or never (load it with `skiff image load`)
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
     /// Publish a port: PUBLISHED:TARGET[/PROTOCOL] or published=P,target=T[,protocol=udp][,mode=host]
     #[arg(short = 'p', long, value_name = "PORT")]
     pub publish: Vec<String>,
@@ -387,6 +391,7 @@ pub fn build_spec(
         args: command_args.to_vec(),
         stop_grace_period_ms: Some(DEFAULT_STOP_GRACE_MS),
         read_only: args.read_only,
+        pull_policy: pull_policy(args.pull.as_deref())? as i32,
         ..Default::default()
     };
     if let Some(e) = &args.entrypoint {
@@ -613,6 +618,18 @@ fn healthcheck(args: &CreateArgs) -> anyhow::Result<Option<HealthConfig>> {
         h.retries = parse::count_u32("--health-retries", r)?;
     }
     Ok(Some(h))
+}
+
+/// `--pull missing|always|never`.
+fn pull_policy(value: Option<&str>) -> anyhow::Result<proto::PullPolicy> {
+    Ok(match value.map(str::trim) {
+        None | Some("missing") => proto::PullPolicy::Missing,
+        Some("always") => proto::PullPolicy::Always,
+        Some("never") => proto::PullPolicy::Never,
+        Some(other) => {
+            bail!("--pull \"{other}\" is not a pull policy: use missing, always or never")
+        }
+    })
 }
 
 #[cfg(test)]

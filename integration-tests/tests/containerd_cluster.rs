@@ -1,0 +1,201 @@
+//! skiffd with the containerd runtime: services from a registry image, `service logs`,
+//! health checks deciding a task's fate, `skiff image load`, clear failures for missing
+//! images, and a killed skiffd whose containers keep running and are adopted on restart.
+
+use std::time::Duration;
+
+use integration_tests::containerd::{busybox_image, busybox_in_registry};
+use integration_tests::{task_state, wait_until, Cluster};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn one_node() -> Cluster {
+    let mut cluster = Cluster::new(1).with_containerd();
+    cluster.form(1);
+    cluster
+}
+
+/// `ctr tasks ls` in host 1's namespace: task IDs, PIDs and states.
+fn containerd_tasks(cluster: &Cluster) -> String {
+    let out = std::process::Command::new("ctr")
+        .arg("-a")
+        .arg(integration_tests::containerd::socket())
+        .args(["-n", &cluster.containerd_namespace(1), "tasks", "ls"])
+        .output()
+        .expect("ctr");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+#[test]
+fn services_run_as_containers_and_survive_a_daemon_restart() {
+    let mut cluster = one_node();
+    let image = busybox_in_registry();
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--detach",
+            image,
+            "sh",
+            "-c",
+            "echo started in $(hostname); while true; do sleep 1; done",
+        ],
+    );
+    cluster.wait_running(1, "web", 2, WAIT);
+    let logs = cluster.eventually_ok(1, &["service", "logs", "web"], WAIT);
+    assert_eq!(logs.matches("started in").count(), 2, "{logs}");
+    let before: Vec<String> = cluster
+        .tasks(1, "web")
+        .iter()
+        .map(|t| t["meta"]["id"].as_str().unwrap_or("").to_owned())
+        .collect();
+
+    cluster.kill(1);
+    // The containers run on without skiffd.
+    let listing = containerd_tasks(&cluster);
+    assert_eq!(listing.matches("RUNNING").count(), 2, "{listing}");
+
+    cluster.start(1);
+    cluster.eventually_ok(1, &["service", "ps", "web"], WAIT);
+    cluster.wait_running(1, "web", 2, WAIT);
+    let after: Vec<String> = cluster
+        .tasks(1, "web")
+        .iter()
+        .map(|t| t["meta"]["id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        before, after,
+        "the same tasks run after the restart (adopted, not replaced)"
+    );
+    assert_eq!(
+        containerd_tasks(&cluster),
+        listing,
+        "the same containers (same PIDs) run on"
+    );
+}
+
+#[test]
+fn a_failing_health_check_fails_the_task_and_a_passing_one_lets_it_run() {
+    let cluster = one_node();
+    let image = busybox_in_registry();
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "fine",
+            "--detach",
+            "--health-cmd",
+            "test -d /www",
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "2",
+            image,
+            "sleep",
+            "1000",
+        ],
+    );
+    cluster.wait_running(1, "fine", 1, WAIT);
+    let fine = cluster.tasks(1, "fine");
+    assert_eq!(
+        fine[0]["status"]["health"], "HEALTH_STATE_HEALTHY",
+        "{fine:?}"
+    );
+
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "sick",
+            "--detach",
+            "--health-cmd",
+            "exit 1",
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "2",
+            "--restart-condition",
+            "none",
+            image,
+            "sleep",
+            "1000",
+        ],
+    );
+    let failed = wait_until("the unhealthy task fails", WAIT, || {
+        cluster
+            .tasks(1, "sick")
+            .into_iter()
+            .find(|t| task_state(t, "observed") == "TASK_STATE_FAILED")
+    });
+    let err = failed["status"]["err"].as_str().unwrap_or("");
+    assert!(err.contains("unhealthy"), "{failed}");
+    assert_eq!(
+        failed["status"]["health"], "HEALTH_STATE_UNHEALTHY",
+        "{failed}"
+    );
+}
+
+#[test]
+fn images_load_from_archives_and_missing_ones_fail_clearly() {
+    let cluster = one_node();
+    let archive = cluster.dir().join("app.tar");
+    busybox_image(
+        &archive,
+        "docker.io/library/app:2",
+        serde_json::json!({"Cmd": ["sleep", "1000"]}),
+    );
+    let out = cluster.ok(1, &["image", "load", archive.to_str().unwrap()]);
+    assert!(
+        out.contains("Loaded image: docker.io/library/app:2"),
+        "{out}"
+    );
+    cluster.ok(
+        1,
+        &[
+            "service", "create", "--name", "app", "--detach", "--pull", "never", "app:2",
+        ],
+    );
+    cluster.wait_running(1, "app", 1, WAIT);
+
+    let garbage = cluster.dir().join("garbage.tar");
+    std::fs::write(&garbage, "no image here").unwrap();
+    let err = cluster.fails(1, &["image", "load", garbage.to_str().unwrap()]);
+    assert!(err.contains("docker save"), "{err}");
+
+    let missing = format!(
+        "{}/no/such:image",
+        integration_tests::containerd::registry().addr
+    );
+    cluster.ok(
+        1,
+        &["service", "create", "--name", "ghost", "--detach", &missing],
+    );
+    let rejected = wait_until("the task is rejected", WAIT, || {
+        cluster
+            .tasks(1, "ghost")
+            .into_iter()
+            .find(|t| task_state(t, "observed") == "TASK_STATE_REJECTED")
+    });
+    let err = rejected["status"]["err"].as_str().unwrap_or("");
+    assert!(
+        err.contains("pulling image") && err.contains("no/such"),
+        "{rejected}"
+    );
+    let ps = cluster.ok(1, &["service", "ps", "--no-trunc", "ghost"]);
+    assert!(ps.contains("pulling image"), "{ps}");
+}
