@@ -10,7 +10,7 @@
 pub mod netns;
 mod queries;
 
-pub use queries::task_state;
+pub use queries::{task_state, RunningTask};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -53,6 +53,9 @@ pub struct Host {
     log: PathBuf,
     /// The network namespace the daemon runs in (test hosts on a [`netns::TestNetwork`]).
     netns: Option<String>,
+    /// The mount namespaces its daemons ran in (test hosts): one per start, since tasks
+    /// adopted after a restart stay in the namespace they were started in.
+    mount_namespaces: Vec<String>,
     child: Option<Child>,
 }
 
@@ -125,6 +128,7 @@ impl Cluster {
                     socket: host_dir.join("skiffd.sock"),
                     log: host_dir.join("skiffd.log"),
                     netns: net.as_ref().map(|net| net.namespace(i).to_owned()),
+                    mount_namespaces: Vec::new(),
                     child: None,
                 }
             })
@@ -213,6 +217,7 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .expect("start skiffd");
+        let pid = child.id();
         host.child = Some(child);
         let socket = host.socket.clone();
         wait_until(
@@ -220,6 +225,31 @@ impl Cluster {
             Duration::from_secs(20),
             || socket.exists().then_some(()),
         );
+        // Listening, the daemon has long left `ip netns exec`'s unshare behind.
+        if host.netns.is_some() {
+            let own = netns::mount_namespace(std::process::id());
+            match netns::mount_namespace(pid) {
+                Some(mnt) if Some(&mnt) != own.as_ref() => host.mount_namespaces.push(mnt),
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs `args` inside the network namespace of task `task_id`, which runs on test host
+    /// `host`: `ip netns exec skt-<id>` in the mount namespace of the host's daemon, where
+    /// the daemon mounted the task's namespace.
+    pub fn in_task(&self, host: usize, task_id: &str, args: &[&str]) -> Output {
+        let pid = self
+            .pid(host)
+            .unwrap_or_else(|| panic!("host {host}'s daemon is not running"))
+            .to_string();
+        Command::new("nsenter")
+            .args(["-t", &pid, "-m", "ip", "netns", "exec"])
+            .arg(agent_runtime::task_netns_name(task_id))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nsenter (util-linux) and ip netns exec")
     }
 
     /// Starts every host.
@@ -241,8 +271,12 @@ impl Cluster {
     /// loses power; on a loopback cluster, only the daemon.
     pub fn kill_host(&mut self, i: usize) {
         self.kill(i);
-        if let Some(ns) = &self.hosts[i - 1].netns {
+        let host = &self.hosts[i - 1];
+        if let Some(ns) = &host.netns {
             netns::kill_processes(ns);
+        }
+        for mnt in &host.mount_namespaces {
+            netns::kill_mount_namespace(mnt);
         }
     }
 
@@ -403,6 +437,10 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 1..=self.hosts.len() {
             self.kill(i);
+        }
+        // Tasks on networks run in namespaces of their own: found by mount namespace.
+        for mnt in self.hosts.iter().flat_map(|h| &h.mount_namespaces) {
+            netns::kill_mount_namespace(mnt);
         }
         for host in self.hosts.iter().filter(|h| h.netns.is_some()) {
             netns::remove_node_namespaces(&host.data_dir);
