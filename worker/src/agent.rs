@@ -159,6 +159,12 @@ impl Agent {
         self.save(&task).await;
         match existing {
             Some(tx) => {
+                if let Some(net) = &self.net {
+                    // A no-op once it serves; after a restart, adopted tasks get their DNS
+                    // server and VIPs back here.
+                    let (net, served) = (net.clone(), task.clone());
+                    let _ = tokio::task::spawn_blocking(move || net.serve(&served)).await;
+                }
                 tx.send_replace(task);
             }
             None => {

@@ -1,18 +1,20 @@
 //! The node's data path, driven by its assignments: the overlay networks of its tasks (and
-//! `ingress`) with their peers, each task's namespace joined to its networks, and the
-//! routing mesh through the node's leg into `ingress` — in the kernel (nftables) or, where
-//! nftables is missing or the node is told so, in userspace ([`super::proxy`]). The calls
-//! block (they run iproute2 and nft): the agent calls them on the blocking pool.
+//! `ingress`) with their peers, each task's namespace joined to its networks with its DNS
+//! server and VIPs ([`super::discovery`]), and the routing mesh through the node's leg into
+//! `ingress` — in the kernel (nftables) or, where nftables is missing or the node is told
+//! so, in userspace ([`super::proxy`]). The calls block (they run iproute2 and nft): the
+//! agent calls them on the blocking pool.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 
 use proto::{
-    assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, MeshState, Network,
-    PortProtocol, Task,
+    assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, DiscoveryState, MeshState,
+    Network, PortProtocol, Task,
 };
 
+use super::discovery::{self, TaskDns};
 use super::mesh::{self, Protocol, Published};
 use super::overlay::{self, NetError, Node, Overlay};
 use super::proxy::{self, Backends};
@@ -41,6 +43,17 @@ struct State {
     peers: HashMap<String, Vec<Ipv4Addr>>,
     /// The last mesh applied.
     mesh: Option<MeshState>,
+    /// The last service discovery received.
+    discovery: DiscoveryState,
+}
+
+/// What the node serves in one task's namespace.
+struct TaskNet {
+    /// The task's networks (IDs), in attachment order.
+    networks: Vec<String>,
+    dns: TaskDns,
+    /// The VIP rules last applied in the namespace (kernel data path).
+    vips: Option<String>,
 }
 
 /// One node's data path.
@@ -51,6 +64,11 @@ pub struct DataPath {
     /// The runtime the userspace proxies run on.
     runtime: tokio::runtime::Handle,
     proxies: Mutex<HashMap<(Protocol, u16), PortProxy>>,
+    /// Tasks whose namespaces have their DNS server (and VIPs), by task ID. Locked after
+    /// `state` when both are needed.
+    tasks: Mutex<HashMap<String, TaskNet>>,
+    /// The node's resolvers, for names outside the cluster.
+    upstreams: Vec<SocketAddr>,
 }
 
 /// A network as the node programs it, and whether it is `ingress`.
@@ -88,6 +106,8 @@ impl DataPath {
             mode,
             runtime: tokio::runtime::Handle::current(),
             proxies: Mutex::default(),
+            tasks: Mutex::default(),
+            upstreams: discovery::host_upstreams(),
         }
     }
 
@@ -158,6 +178,69 @@ impl DataPath {
                 Err(e) => tracing::error!(error = %e, "cannot program the routing mesh"),
             }
         }
+        if let Some(discovery) = &message.discovery {
+            state.discovery = discovery.clone();
+            let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, net) in tasks.iter_mut() {
+                self.refresh_task(id, net, &state.discovery);
+            }
+        }
+    }
+
+    /// Brings a task's DNS records and VIP rules up to date with `discovery`.
+    fn refresh_task(&self, task_id: &str, net: &mut TaskNet, discovery: &DiscoveryState) {
+        let kernel = self.mode == MeshMode::Kernel;
+        net.dns
+            .set(discovery::records_for(&net.networks, discovery, kernel));
+        if !kernel {
+            return;
+        }
+        let vips = discovery::vips_for(&net.networks, discovery);
+        if vips.is_empty() && net.vips.is_none() {
+            return;
+        }
+        let script = discovery::vip_ruleset(&vips);
+        if net.vips.as_ref() == Some(&script) {
+            return;
+        }
+        let ns = overlay::task_namespace(task_id);
+        match mesh::apply(Some(&ns), &script) {
+            Ok(()) => net.vips = Some(script),
+            Err(e) => {
+                tracing::error!(task = task_id, error = %e, "cannot program the task's VIPs")
+            }
+        }
+    }
+
+    /// Starts service discovery in `task`'s namespace (its DNS server and VIPs) unless it
+    /// already runs; a task without networks has no namespace of its own and gets none.
+    /// Called for new tasks after [`DataPath::attach`] and for tasks adopted after a restart
+    /// of the node's daemon, whose servers went with it.
+    pub fn serve(&self, task: &Task) {
+        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        let netns = agent_runtime::task_netns_path(id);
+        if task.networks.is_empty() || !netns.exists() {
+            return;
+        }
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if tasks.contains_key(id) {
+            return;
+        }
+        let dns = match TaskDns::start(&self.runtime, &netns, self.upstreams.clone()) {
+            Ok(dns) => dns,
+            Err(e) => {
+                tracing::error!(task = id, error = %e, "cannot start the task's DNS server");
+                return;
+            }
+        };
+        let mut net = TaskNet {
+            networks: task.networks.iter().map(|a| a.network_id.clone()).collect(),
+            dns,
+            vips: None,
+        };
+        self.refresh_task(id, &mut net, &state.discovery);
+        tasks.insert(id.to_owned(), net);
     }
 
     fn program_mesh(&self, state: &State, wanted: &MeshState) -> Result<(), NetError> {
@@ -275,17 +358,24 @@ impl DataPath {
             self.node
                 .attach(overlay, &ns, &format!("eth{i}"), address, i == 0)?;
         }
+        drop(state);
+        self.serve(task);
         Ok(())
     }
 
-    /// Removes a task's namespace (and so its veth pairs).
+    /// Stops the task's DNS server and removes its namespace (and so its veth pairs).
     pub fn detach(&self, task_id: &str) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task_id);
         overlay::remove_task_namespace(task_id);
     }
 
     /// Removes everything this node set up (it leaves its cluster).
     pub fn remove_all(&self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).clear();
         for (_, p) in self
             .proxies
             .lock()
