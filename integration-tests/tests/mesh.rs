@@ -1,6 +1,7 @@
 //! The routing mesh end to end on test hosts: a published port answers on every host,
 //! including hosts that run no task of the service, and spreads connections round-robin
-//! over the tasks, which run in their own network namespaces on the ingress overlay.
+//! over the tasks, which run in their own network namespaces on the ingress overlay; tasks
+//! join the rotation as they start and leave it as they end.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -12,6 +13,9 @@ use integration_tests::netns::TestNetwork;
 use integration_tests::{wait_until, Cluster};
 
 const CONVERGE: Duration = Duration::from_secs(60);
+
+/// Each task serves a page with its own process ID on port 80.
+const SERVE: &str = "d=$(mktemp -d); echo $$ > $d/index.html; exec busybox httpd -f -p 80 -h $d";
 
 /// `GET /` sent from inside host `from`'s namespace to `to`; the body, if any.
 fn get(cluster: &Cluster, from: usize, to: SocketAddr) -> Option<String> {
@@ -55,7 +59,7 @@ fn the_userspace_mesh_serves_the_same() {
 fn published_port_answers_everywhere(mode: &'static str) {
     let mut cluster = Cluster::on_network(3).with_data_path(mode);
     cluster.form(1);
-    // Both tasks on host 3: hosts 1 and 2 run none.
+    // Three tasks on hosts 2 and 3: host 1 runs none.
     cluster.ok(
         1,
         &[
@@ -65,34 +69,37 @@ fn published_port_answers_everywhere(mode: &'static str) {
             "--name",
             "web",
             "--replicas",
-            "2",
+            "3",
             "--constraint",
-            "node.hostname==host3",
+            "node.hostname!=host1",
             "-p",
             "8080:80",
             "busybox",
             "sh",
             "-c",
-            // Each task serves a page with its own process ID.
-            "d=$(mktemp -d); echo $$ > $d/index.html; exec busybox httpd -f -p 80 -h $d",
+            SERVE,
         ],
     );
-    cluster.wait_running(1, "web", 2, CONVERGE);
-    for (from, to) in [(1, 1), (2, 1), (1, 2), (3, 2), (2, 3)] {
+    cluster.wait_running(1, "web", 3, CONVERGE);
+    for (from, to) in [(1, 1), (2, 1), (1, 2), (3, 2), (2, 3), (1, 3)] {
         wait_until(
             &format!("host {to}:8080 to answer host {from}"),
             CONVERGE,
             || get(&cluster, from, published(to)),
         );
     }
-    // Host 2 runs no task: its port spreads connections over both tasks on host 3.
-    let mut pages: HashMap<String, usize> = HashMap::new();
-    for _ in 0..40 {
-        let page = get(&cluster, 1, published(2)).expect("every request answered");
-        *pages.entry(page).or_default() += 1;
-    }
-    assert_eq!(pages.len(), 2, "both tasks answer: {pages:?}");
-    assert!(pages.values().all(|n| *n == 20), "round-robin: {pages:?}");
+    // 3,000 requests, a third to each host: every task gets its share.
+    wait_until(
+        "every host's mesh to reach all three tasks",
+        CONVERGE,
+        || (spread(&cluster, 30).len() == 3).then_some(()),
+    );
+    let pages = spread(&cluster, 3000);
+    assert_eq!(pages.len(), 3, "three tasks answer: {pages:?}");
+    assert!(
+        pages.values().all(|n| n.abs_diff(1000) <= 100),
+        "within 10% of even: {pages:?}"
+    );
     // The mesh ran where it was told to: nftables rules only for the kernel path.
     let tables = std::process::Command::new("ip")
         .args(["netns", "exec", cluster.namespace(2).expect("test host")])
@@ -101,6 +108,38 @@ fn published_port_answers_everywhere(mode: &'static str) {
         .expect("nft");
     let has_rules = String::from_utf8_lossy(&tables.stdout).contains("skiffmesh");
     assert_eq!(has_rules, mode == "kernel", "mesh rules in {mode} mode");
+
+    // A new task joins the rotation.
+    cluster.ok(1, &["service", "scale", "--detach", "web=4"]);
+    cluster.wait_running(1, "web", 4, CONVERGE);
+    let pages = wait_until("the new task in the rotation", CONVERGE, || {
+        let pages = spread(&cluster, 36);
+        (pages.len() == 4).then_some(pages)
+    });
+
+    // A killed task leaves it: soon every request is answered again, never by the dead one.
+    let victim: String = pages.keys().next().expect("a page").clone();
+    let pid: i32 = victim.parse().expect("a page is its task's process ID");
+    // SAFETY: SIGKILL to a task process this test's cluster started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+    wait_until("the killed task out of the rotation", CONVERGE, || {
+        let answered: Option<Vec<String>> = (0..30)
+            .map(|i| get(&cluster, 1, published(i % 3 + 1)))
+            .collect();
+        answered.filter(|pages| !pages.contains(&victim))
+    });
+}
+
+/// `n` requests from host 1, in turn to hosts 1, 2 and 3: the count per page. Panics if
+/// one fails.
+fn spread(cluster: &Cluster, n: usize) -> HashMap<String, usize> {
+    let mut pages: HashMap<String, usize> = HashMap::new();
+    for i in 0..n {
+        let page = get(cluster, 1, published(i % 3 + 1))
+            .unwrap_or_else(|| panic!("request {i} to host {} failed", i % 3 + 1));
+        *pages.entry(page).or_default() += 1;
+    }
+    pages
 }
 
 #[test]
