@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use integration_tests::netns::TestNetwork;
-use integration_tests::{wait_until, Cluster};
+use integration_tests::{task_state, wait_until, Cluster};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -239,5 +239,109 @@ fn a_start_first_rollout_under_load_through_the_mesh_fails_no_request() {
     assert!(
         pages.iter().all(|p| p == "v2"),
         "every task on v2: {pages:?}"
+    );
+}
+
+#[test]
+fn a_host_mode_port_answers_only_where_its_task_runs() {
+    host_mode("kernel");
+}
+
+#[test]
+fn host_mode_in_the_userspace_data_path() {
+    host_mode("userspace");
+}
+
+fn host_mode(mode: &'static str) {
+    let mut cluster = Cluster::on_network(3).with_data_path(mode);
+    cluster.form(1);
+    let create = |name: &str, constraint: &str, publish: &str| {
+        cluster.ok(
+            1,
+            &[
+                "service",
+                "create",
+                "--detach",
+                "--name",
+                name,
+                "--replicas",
+                "2",
+                "--constraint",
+                constraint,
+                "-p",
+                publish,
+                "busybox",
+                "sh",
+                "-c",
+                SERVE,
+            ],
+        );
+    };
+    create(
+        "fixed",
+        "node.hostname!=host1",
+        "published=8081,target=80,mode=host",
+    );
+    // A port asked as 0 in host mode: each node picks one and reports it.
+    create("any", "node.hostname==host1", "target=80,mode=host");
+    cluster.wait_running(1, "fixed", 2, CONVERGE);
+    let at = |host: usize, port: u16| -> SocketAddr {
+        format!("{}:{port}", TestNetwork::address(host))
+            .parse()
+            .expect("address")
+    };
+    let fixed = cluster.running_tasks(1, "fixed");
+    let mut pages = Vec::new();
+    for task in &fixed {
+        assert_eq!(task.ports, [8081], "the bound port in the task's status");
+        // Its own node answers with it, every time, from any host.
+        let page = wait_until(
+            &format!("host {}:8081 to answer", task.host),
+            CONVERGE,
+            || get(&cluster, 1, at(task.host, 8081)),
+        );
+        for from in [2, 3] {
+            assert_eq!(get(&cluster, from, at(task.host, 8081)), Some(page.clone()));
+        }
+        pages.push(page);
+    }
+    assert_ne!(pages[0], pages[1], "each node its own task");
+    // Host 1 runs none: its port 8081 is closed.
+    assert_eq!(get(&cluster, 2, at(1, 8081)), None);
+
+    // Two tasks of `any` on host 1, each on a port of its own.
+    let any = wait_until("both tasks of any running with a port", CONVERGE, || {
+        let tasks = cluster.running_tasks(1, "any");
+        (tasks.len() == 2 && tasks.iter().all(|t| t.ports.len() == 1)).then_some(tasks)
+    });
+    assert_ne!(any[0].ports, any[1].ports);
+    for task in &any {
+        assert_eq!(task.host, 1);
+        let port = task.ports[0] as u16;
+        assert_ne!(port, 0);
+        wait_until(&format!("host 1:{port} to answer"), CONVERGE, || {
+            get(&cluster, 3, at(1, port))
+        });
+    }
+
+    // A third task of `fixed` has nowhere to go: both nodes it may use publish 8081.
+    cluster.ok(1, &["service", "scale", "--detach", "fixed=3"]);
+    let reason = wait_until("the third task to wait with a reason", CONVERGE, || {
+        cluster
+            .tasks(1, "fixed")
+            .iter()
+            .filter(|t| task_state(t, "observed") == "TASK_STATE_PENDING")
+            .find_map(|t| {
+                let err = t["status"]["err"].as_str().unwrap_or("");
+                let message = t["status"]["message"].as_str().unwrap_or("");
+                [err, message]
+                    .into_iter()
+                    .find(|m| m.contains("no suitable node"))
+                    .map(str::to_owned)
+            })
+    });
+    assert!(
+        reason.contains("2 nodes already publish port 8081/tcp in host mode"),
+        "{reason}"
     );
 }

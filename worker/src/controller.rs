@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_runtime::{Exit, Runtime, RuntimeError, RuntimeState};
-use proto::{ContainerStatus, Task, TaskState, TaskStatus};
+use proto::{ContainerStatus, PortConfig, Task, TaskState, TaskStatus};
 use tokio::sync::watch;
 
 use crate::reporter::Reporter;
@@ -34,11 +34,21 @@ fn wants_stop(task: &Task) -> bool {
     task.desired_state > TaskState::Running as i32
 }
 
+/// What the node's network made of a task before it starts.
+pub struct Network {
+    /// The ports it publishes on this node (host mode), as bound; they can change while it
+    /// runs (bound again after a restart of the node's daemon).
+    pub ports: watch::Receiver<Vec<PortConfig>>,
+    /// Why its network could not be set up, if it could not: the task does not start.
+    pub refused: Option<String>,
+}
+
 struct Controller {
     task_id: String,
     runtime: Arc<dyn Runtime>,
     reporter: Reporter,
     task: watch::Receiver<Task>,
+    network: Network,
 }
 
 impl Controller {
@@ -54,6 +64,7 @@ impl Controller {
                     exit_code: e.code,
                     ..Default::default()
                 }),
+                ports: self.network.ports.borrow().clone(),
                 ..Default::default()
             },
         );
@@ -105,6 +116,14 @@ impl Controller {
         if wants_stop(&self.task.borrow()) {
             return self.report(TaskState::Shutdown, "stopped before it started", "", None);
         }
+        if let Some(err) = self.network.refused.clone() {
+            return self.report(
+                TaskState::Rejected,
+                "setting up the task's network failed",
+                &err,
+                None,
+            );
+        }
         self.report(TaskState::Preparing, "preparing", "", None);
         let task = self.task.borrow().clone();
         let runtime = self.runtime.clone();
@@ -137,30 +156,37 @@ impl Controller {
         self.supervise().await;
     }
 
-    /// Waits for the running task to end, or stops it when asked.
-    async fn supervise(mut self) {
+    /// Waits for the running task to end, or stops it when asked; reports it running again
+    /// when its published ports change.
+    async fn supervise(self) {
         let runtime = self.runtime.clone();
         let id = self.task_id.clone();
-        tokio::select! {
-            exit = runtime.wait(&id) => match exit {
-                Ok(exit) => self.exited(&exit),
-                Err(e) => self.report(TaskState::Failed, "lost track of the task", &e.to_string(), None),
-            },
-            _ = self.stop_requested() => {
-                if !self.task.borrow().networks.is_empty() {
-                    // Every node's routing mesh drops the task as soon as it is told to
-                    // stop; it keeps answering a moment longer, so that no new connection
-                    // reaches it after it stops (open ones finish meanwhile).
-                    let _ = tokio::time::timeout(DRAIN, runtime.wait(&id)).await;
-                }
-                match self.runtime.stop(&self.task_id, None).await {
-                    Ok(()) => {
-                        let exit = self.runtime.wait(&self.task_id).await.ok();
-                        self.report(TaskState::Shutdown, "shut down", "", exit.as_ref());
+        let mut task = self.task.clone();
+        let mut ports = self.network.ports.clone();
+        loop {
+            tokio::select! {
+                exit = runtime.wait(&id) => {
+                    return match exit {
+                        Ok(exit) => self.exited(&exit),
+                        Err(e) => self.report(TaskState::Failed, "lost track of the task", &e.to_string(), None),
                     }
-                    Err(e) => self.report(TaskState::Failed, "stopping failed", &e.to_string(), None),
                 }
+                _ = task.wait_for(wants_stop) => break,
+                Ok(()) = ports.changed() => self.report(TaskState::Running, "running", "", None),
             }
+        }
+        if !self.task.borrow().networks.is_empty() {
+            // Every node's routing mesh drops the task as soon as it is told to stop; it
+            // keeps answering a moment longer, so that no new connection reaches it after it
+            // stops (open ones finish meanwhile).
+            let _ = tokio::time::timeout(DRAIN, runtime.wait(&id)).await;
+        }
+        match self.runtime.stop(&self.task_id, None).await {
+            Ok(()) => {
+                let exit = self.runtime.wait(&self.task_id).await.ok();
+                self.report(TaskState::Shutdown, "shut down", "", exit.as_ref());
+            }
+            Err(e) => self.report(TaskState::Failed, "stopping failed", &e.to_string(), None),
         }
     }
 
@@ -185,6 +211,7 @@ pub async fn run(
     reporter: Reporter,
     task: watch::Receiver<Task>,
     start: Start,
+    network: Network,
 ) {
     let task_id = task
         .borrow()
@@ -197,6 +224,7 @@ pub async fn run(
         runtime,
         reporter,
         task,
+        network,
     }
     .run(start)
     .await

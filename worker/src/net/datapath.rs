@@ -11,11 +11,12 @@ use std::sync::Mutex;
 
 use proto::{
     assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, DiscoveryState, MeshState,
-    Network, PortProtocol, Task,
+    Network, PortConfig, PortProtocol, Task,
 };
 
 use super::discovery::{self, TaskDns};
-use super::mesh::{self, Protocol, Published};
+use super::host_ports::{self, HostPort};
+use super::mesh::{self, HostForward, Protocol, Published};
 use super::overlay::{self, NetError, Node, Overlay};
 use super::proxy::{self, Backends};
 
@@ -51,9 +52,22 @@ struct State {
 struct TaskNet {
     /// The task's networks (IDs), in attachment order.
     networks: Vec<String>,
-    dns: TaskDns,
+    /// Its DNS server (none if it could not start).
+    dns: Option<TaskDns>,
     /// The VIP rules last applied in the namespace (kernel data path).
     vips: Option<String>,
+    /// The ports it publishes on this node (host mode).
+    ports: Vec<HostPort>,
+}
+
+/// Where the host-mode ports of the node's tasks go.
+fn host_forwards(tasks: &HashMap<String, TaskNet>) -> Vec<HostForward> {
+    let mut forwards: Vec<HostForward> = tasks
+        .values()
+        .flat_map(|t| t.ports.iter().map(|p| p.forward))
+        .collect();
+    forwards.sort_by_key(|f| (f.protocol, f.port));
+    forwards
 }
 
 /// One node's data path.
@@ -173,7 +187,8 @@ impl DataPath {
             }
         }
         if let Some(wanted) = &message.mesh {
-            match self.program_mesh(&state, wanted) {
+            let host = host_forwards(&self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+            match self.program_mesh(&state, wanted, &host) {
                 Ok(()) => state.mesh = Some(wanted.clone()),
                 Err(e) => tracing::error!(error = %e, "cannot program the routing mesh"),
             }
@@ -190,8 +205,9 @@ impl DataPath {
     /// Brings a task's DNS records and VIP rules up to date with `discovery`.
     fn refresh_task(&self, task_id: &str, net: &mut TaskNet, discovery: &DiscoveryState) {
         let kernel = self.mode == MeshMode::Kernel;
-        net.dns
-            .set(discovery::records_for(&net.networks, discovery, kernel));
+        if let Some(dns) = &net.dns {
+            dns.set(discovery::records_for(&net.networks, discovery, kernel));
+        }
         if !kernel {
             return;
         }
@@ -212,38 +228,80 @@ impl DataPath {
         }
     }
 
-    /// Starts service discovery in `task`'s namespace (its DNS server and VIPs) unless it
-    /// already runs; a task without networks has no namespace of its own and gets none.
-    /// Called for new tasks after [`DataPath::attach`] and for tasks adopted after a restart
-    /// of the node's daemon, whose servers went with it.
-    pub fn serve(&self, task: &Task) {
+    /// Starts service discovery in `task`'s namespace (its DNS server and VIPs) and
+    /// publishes its host-mode ports, unless that is done already; returns the ports as
+    /// bound. A task without networks has no namespace of its own and gets none of it.
+    /// Called for new tasks by [`DataPath::attach`] and for tasks adopted after a restart of
+    /// the node's daemon, whose servers and ports went with it.
+    pub fn serve(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
         let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
         let netns = agent_runtime::task_netns_path(id);
         if task.networks.is_empty() || !netns.exists() {
-            return;
+            return Ok(Vec::new());
         }
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        if tasks.contains_key(id) {
-            return;
+        if let Some(net) = tasks.get(id) {
+            return Ok(net.ports.iter().map(|p| p.config.clone()).collect());
         }
+        let ports = if host_ports::wanted(task).is_empty() {
+            Vec::new()
+        } else {
+            let target = state
+                .networks
+                .iter()
+                .find(|(_, (_, ingress))| *ingress)
+                .and_then(|(ingress, _)| {
+                    let attachment = task.networks.iter().find(|a| &a.network_id == ingress)?;
+                    let addr = attachment.addresses.first()?;
+                    addr.split('/').next()?.parse().ok()
+                })
+                .ok_or_else(|| NetError::Command {
+                    command: format!("publish the ports of task {id}"),
+                    message: "the task has no address on the ingress network here yet".into(),
+                })?;
+            let proxy_on = (self.mode == MeshMode::Userspace).then_some(&self.runtime);
+            host_ports::publish(task, target, proxy_on)?
+        };
         let dns = match TaskDns::start(&self.runtime, &netns, self.upstreams.clone()) {
-            Ok(dns) => dns,
+            Ok(dns) => Some(dns),
             Err(e) => {
                 tracing::error!(task = id, error = %e, "cannot start the task's DNS server");
-                return;
+                None
             }
         };
+        let bound: Vec<PortConfig> = ports.iter().map(|p| p.config.clone()).collect();
         let mut net = TaskNet {
             networks: task.networks.iter().map(|a| a.network_id.clone()).collect(),
             dns,
             vips: None,
+            ports,
         };
         self.refresh_task(id, &mut net, &state.discovery);
+        let publishes = !net.ports.is_empty();
         tasks.insert(id.to_owned(), net);
+        if publishes {
+            self.reprogram_mesh(&state, &tasks);
+        }
+        Ok(bound)
     }
 
-    fn program_mesh(&self, state: &State, wanted: &MeshState) -> Result<(), NetError> {
+    /// Programs the last mesh again, with the host-mode ports of `tasks` (kernel path).
+    fn reprogram_mesh(&self, state: &State, tasks: &HashMap<String, TaskNet>) {
+        let (MeshMode::Kernel, Some(mesh)) = (self.mode, &state.mesh) else {
+            return;
+        };
+        if let Err(e) = self.program_mesh(state, mesh, &host_forwards(tasks)) {
+            tracing::error!(error = %e, "cannot program the routing mesh");
+        }
+    }
+
+    fn program_mesh(
+        &self,
+        state: &State,
+        wanted: &MeshState,
+        host: &[HostForward],
+    ) -> Result<(), NetError> {
         let Some((ingress, _)) = state.networks.values().find(|(_, ingress)| *ingress) else {
             return Ok(());
         };
@@ -273,7 +331,7 @@ impl DataPath {
             })
             .collect();
         match self.mode {
-            MeshMode::Kernel => mesh::apply(None, &mesh::ruleset(&leg, &ports)),
+            MeshMode::Kernel => mesh::apply(None, &mesh::ruleset(&leg, &ports, host)),
             MeshMode::Userspace => self.program_proxies(&ports),
         }
     }
@@ -333,10 +391,12 @@ impl DataPath {
         Ok(())
     }
 
-    /// Gives `task` its namespace on its networks, before the runtime starts it there.
-    pub fn attach(&self, task: &Task) -> Result<(), NetError> {
+    /// Gives `task` its namespace on its networks, before the runtime starts it there, with
+    /// its DNS server, VIPs and host-mode ports ([`DataPath::serve`]); returns the ports as
+    /// bound.
+    pub fn attach(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
         if task.networks.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
         overlay::create_task_namespace(id)?;
@@ -359,16 +419,21 @@ impl DataPath {
                 .attach(overlay, &ns, &format!("eth{i}"), address, i == 0)?;
         }
         drop(state);
-        self.serve(task);
-        Ok(())
+        self.serve(task)
     }
 
-    /// Stops the task's DNS server and removes its namespace (and so its veth pairs).
+    /// Stops the task's DNS server, releases its host-mode ports and removes its namespace
+    /// (and so its veth pairs).
     pub fn detach(&self, task_id: &str) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(task_id);
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(net) = tasks.remove(task_id) {
+            if !net.ports.is_empty() {
+                // The DNAT goes before the port is free for anyone else.
+                self.reprogram_mesh(&state, &tasks);
+            }
+        }
+        drop((tasks, state));
         overlay::remove_task_namespace(task_id);
     }
 

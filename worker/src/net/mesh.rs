@@ -14,7 +14,7 @@
 //! survives and no half-applied state is ever visible.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::{Command, Stdio};
 
 use super::overlay::{NetError, Node, Overlay};
@@ -53,11 +53,32 @@ pub struct Published {
     pub backends: Vec<Ipv4Addr>,
 }
 
+/// A port published in host mode by a task on this node: the node's port goes to that
+/// task alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostForward {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// The port on this node.
+    pub port: u16,
+    /// The task's ingress address and target port.
+    pub target: SocketAddrV4,
+}
+
 /// The nftables script for the mesh: `leg` is the node's interface into the ingress overlay.
 /// A port whose service has no running task refuses connections at once instead of letting
-/// them time out.
-pub fn ruleset(leg: &str, ports: &[Published]) -> String {
+/// them time out. Ports published in host mode (`host`) go to their one task, through the
+/// same leg.
+pub fn ruleset(leg: &str, ports: &[Published], host: &[HostForward]) -> String {
     let mut rules = String::new();
+    for h in host {
+        rules.push_str(&format!(
+            "    fib daddr type local {} dport {} dnat to {}\n",
+            h.protocol.keyword(),
+            h.port,
+            h.target
+        ));
+    }
     for p in ports {
         let proto = p.protocol.keyword();
         let target = if p.backends.is_empty() {
@@ -180,11 +201,20 @@ mod tests {
                     backends: vec![],
                 },
             ],
+            &[HostForward {
+                protocol: Protocol::Tcp,
+                port: 8081,
+                target: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 7), 80),
+            }],
         );
         assert!(script.contains(
             "fib daddr type local tcp dport 8080 dnat to numgen inc mod 2 map { 0 : 10.0.0.5, 1 : 10.0.0.6 } : 80"
         ), "{script}");
         assert!(script.contains("udp dport 5353 reject"), "{script}");
+        assert!(
+            script.contains("fib daddr type local tcp dport 8081 dnat to 10.0.0.7:80"),
+            "{script}"
+        );
         assert!(script.contains("oifname \"skin0\" masquerade"), "{script}");
         // Both NAT chains carry the ports: from other hosts and from the node itself.
         assert_eq!(script.matches("tcp dport 8080").count(), 2, "{script}");

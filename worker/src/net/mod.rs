@@ -7,6 +7,7 @@
 pub mod datapath;
 pub mod discovery;
 pub mod dns;
+pub mod host_ports;
 pub mod mesh;
 pub mod overlay;
 pub mod proxy;
