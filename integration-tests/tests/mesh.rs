@@ -345,3 +345,101 @@ fn host_mode(mode: &'static str) {
         "{reason}"
     );
 }
+
+#[test]
+fn an_idle_connection_through_the_mesh_outlives_the_conntrack_timeout() {
+    idle_connection("kernel");
+}
+
+#[test]
+fn an_idle_connection_through_the_userspace_mesh_too() {
+    idle_connection("userspace");
+}
+
+/// Connects from host `from` to `to`, reads the task's greeting, stays quiet for `idle`,
+/// then sends a line and reads it back: (greeting, echo).
+fn converse(
+    cluster: &Cluster,
+    from: usize,
+    to: SocketAddr,
+    idle: Duration,
+) -> std::io::Result<(String, String)> {
+    use std::io::BufRead;
+    let path = format!(
+        "/var/run/netns/{}",
+        cluster.namespace(from).expect("test host")
+    );
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(path)?;
+        // SAFETY: moves only this short-lived thread into the test host's namespace.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let conn = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3))?;
+        conn.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let mut lines = std::io::BufReader::new(conn.try_clone()?).lines();
+        let greeting = lines.next().transpose()?.unwrap_or_default();
+        // The quiet time is what is under test, not a wait for something to happen.
+        std::thread::sleep(idle);
+        (&conn).write_all(b"still there?\n")?;
+        let echo = lines.next().transpose()?.unwrap_or_default();
+        Ok((greeting, echo))
+    })
+    .join()
+    .expect("connection thread")
+}
+
+fn idle_connection(mode: &'static str) {
+    let mut cluster = Cluster::on_network(3).with_data_path(mode);
+    // An established connection's conntrack entry lives five days without traffic by
+    // default; two seconds here, on every host, so that the test does not take days. The
+    // mesh must not depend on it.
+    for i in 1..=3 {
+        let ns = cluster.namespace(i).expect("test host").to_owned();
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "sysctl", "-w"])
+            .arg("net.netfilter.nf_conntrack_tcp_timeout_established=2")
+            .output()
+            .expect("sysctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    cluster.form(1);
+    // Two tasks on host 3, greeting every connection with a process ID of its own and
+    // echoing what it is sent.
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "echo",
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.hostname==host3",
+            "-p",
+            "8080:80",
+            "busybox",
+            "sh",
+            "-c",
+            "exec busybox nc -ll -p 80 -e sh -c 'echo $$; exec cat'",
+        ],
+    );
+    cluster.wait_running(1, "echo", 2, CONVERGE);
+    wait_until("the mesh to carry a conversation", CONVERGE, || {
+        converse(&cluster, 1, published(2), Duration::ZERO).ok()
+    });
+    // Host 2 forwards the connection (it runs no task); it stays quiet past the timeout.
+    let (greeting, echo) = converse(&cluster, 1, published(2), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the idle connection broke: {e}"));
+    assert!(!greeting.is_empty());
+    assert_eq!(
+        echo, "still there?",
+        "the same task answers after the quiet time"
+    );
+}

@@ -220,7 +220,9 @@ impl DataPath {
             return;
         }
         let ns = overlay::task_namespace(task_id);
-        match mesh::apply(Some(&ns), &script) {
+        let applied =
+            mesh::ensure_conntrack(Some(&ns)).and_then(|()| mesh::apply(Some(&ns), &script));
+        match applied {
             Ok(()) => net.vips = Some(script),
             Err(e) => {
                 tracing::error!(task = task_id, error = %e, "cannot program the task's VIPs")
@@ -331,7 +333,10 @@ impl DataPath {
             })
             .collect();
         match self.mode {
-            MeshMode::Kernel => mesh::apply(None, &mesh::ruleset(&leg, &ports, host)),
+            MeshMode::Kernel => {
+                mesh::ensure_conntrack(None)?;
+                mesh::apply(None, &mesh::ruleset(&leg, &ports, host))
+            }
             MeshMode::Userspace => self.program_proxies(&ports),
         }
     }

@@ -8,6 +8,8 @@
 //!   connections to a service's VIP over its running tasks (`numgen` round-robin DNAT in the
 //!   output hook, so it applies to what the task itself sends). Every port of the VIP is
 //!   balanced, as Swarm does: the VIP stands for the service, not for some of its ports.
+//!   Connections to a VIP get the mesh's long conntrack timeout
+//!   ([`super::mesh::ensure_conntrack`]), so a quiet one is not sent to another task.
 //!
 //! Without nftables (the userspace data path) nothing would carry a VIP, so `SERVICE`
 //! resolves to the addresses of its tasks instead (as in endpoint mode `dnsrr`): names
