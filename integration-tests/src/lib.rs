@@ -184,13 +184,27 @@ impl Cluster {
             .open(&host.log)
             .expect("log file");
         // `ip netns exec` enters the namespace and then becomes the daemon (same PID).
-        let mut command = match &host.netns {
-            Some(ns) => {
+        // A daemon started again on a host whose tasks still run starts from their mount
+        // namespace, so that it finds the task namespaces its predecessor mounted there, as
+        // a daemon restarted on a real host does.
+        let predecessor = host
+            .mount_namespaces
+            .iter()
+            .rev()
+            .find_map(|mnt| netns::process_in(mnt));
+        let mut command = match (&host.netns, predecessor) {
+            (Some(ns), Some(pid)) => {
+                let mut c = Command::new("nsenter");
+                c.args(["-t", &pid.to_string(), "-m", "ip", "netns", "exec", ns])
+                    .arg(bin("skiffd"));
+                c
+            }
+            (Some(ns), None) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(bin("skiffd"));
                 c
             }
-            None => Command::new(bin("skiffd")),
+            (None, _) => Command::new(bin("skiffd")),
         };
         let child = command
             .arg("--data-dir")

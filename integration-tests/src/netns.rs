@@ -111,6 +111,15 @@ pub fn mount_namespace(pid: u32) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// A process in mount namespace `mnt`, if one is left.
+pub fn process_in(mnt: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| mount_namespace(*pid).as_deref() == Some(mnt))
+}
+
 /// Kills (SIGKILL) every process in mount namespace `mnt`: a test host's daemon with its
 /// shims and tasks, which run in namespaces of their own (`skt-*`) where the host's network
 /// namespace does not find them. Never the test process's own namespace.

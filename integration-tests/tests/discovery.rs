@@ -196,6 +196,14 @@ fn discovery(mode: &'static str) {
         assert_eq!(lookup(&cluster, client, "web"), Some(web_addrs.clone()));
     }
 
+    // Host 1's daemon restarts (its DNS servers die with it): its task keeps running and
+    // gets its DNS server back.
+    cluster.stop(1);
+    cluster.start(1);
+    wait_until("the adopted task to resolve again", CONVERGE, || {
+        (lookup(&cluster, client, "tasks.web")? == web_addrs).then_some(())
+    });
+
     // Nothing of another overlay is reachable, not even on the same node.
     let lonely_addr = lonely.address_on(&other);
     assert_eq!(

@@ -309,6 +309,20 @@ fn host_mode(mode: &'static str) {
     // Host 1 runs none: its port 8081 is closed.
     assert_eq!(get(&cluster, 2, at(1, 8081)), None);
 
+    // A node's daemon restarts; its task runs on, and its port is published (and reported)
+    // again.
+    let restarted = fixed[0].host;
+    cluster.stop(restarted);
+    cluster.start(restarted);
+    wait_until("the adopted task's port answering again", CONVERGE, || {
+        let task = cluster
+            .running_tasks(1, "fixed")
+            .into_iter()
+            .find(|t| t.id == fixed[0].id)?;
+        (task.ports == [8081]).then_some(())?;
+        get(&cluster, 3, at(restarted, 8081)).filter(|p| *p == pages[0])
+    });
+
     // Two tasks of `any` on host 1, each on a port of its own.
     let any = wait_until("both tasks of any running with a port", CONVERGE, || {
         let tasks = cluster.running_tasks(1, "any");
