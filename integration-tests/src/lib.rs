@@ -456,6 +456,9 @@ impl Drop for Cluster {
         for mnt in self.hosts.iter().flat_map(|h| &h.mount_namespaces) {
             netns::kill_mount_namespace(mnt);
         }
+        // Shims outlive their daemon by design; on loopback clusters nothing else finds
+        // them and their tasks.
+        kill_shims_under(self.dir.path());
         for host in self.hosts.iter().filter(|h| h.netns.is_some()) {
             netns::remove_node_namespaces(&host.data_dir);
         }
@@ -468,6 +471,48 @@ impl Drop for Cluster {
                     std::fs::read_to_string(&host.log).unwrap_or_default()
                 );
             }
+        }
+    }
+}
+
+/// Kills (SIGKILL) the process runtime's shims whose task directories are under `dir` (a
+/// cluster's own temporary directory), and every process under them: the tasks.
+fn kill_shims_under(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let dir = dir.to_string_lossy().into_owned();
+    // (pid, parent) of every process, and the shims among them.
+    let mut parents = Vec::new();
+    let mut doomed = Vec::new();
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The parent is the second field after the command name, which may hold spaces.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if let Some(parent) = parent {
+            parents.push((pid, parent));
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("\0shim\0") && cmdline.contains(&dir) {
+            doomed.push(pid);
+        }
+    }
+    let mut i = 0;
+    while i < doomed.len() {
+        let pid = doomed[i];
+        doomed.extend(parents.iter().filter(|(_, p)| *p == pid).map(|(c, _)| *c));
+        i += 1;
+    }
+    for pid in doomed {
+        // SAFETY: SIGKILL to a shim of this cluster's daemons, or one of its tasks.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
         }
     }
 }
