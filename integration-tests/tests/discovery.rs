@@ -173,6 +173,21 @@ fn discovery(mode: &'static str) {
     );
 
     if mode == "kernel" {
+        // The DNS server has ports of its own behind 127.0.0.11:53: a task may listen on
+        // port 53 of every address itself (as a DNS service would).
+        let out = cluster.in_task(
+            client.host,
+            &client.id,
+            &["timeout", "1", "busybox", "nc", "-l", "-p", "53"],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(124),
+            "nc listened until the timeout: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(lookup(&cluster, client, "web").map(|a| a.len()), Some(1));
+
         let vip = cluster.vip(1, "web", &front);
         assert_eq!(
             lookup(&cluster, client, "web"),

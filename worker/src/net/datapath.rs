@@ -54,7 +54,7 @@ struct TaskNet {
     networks: Vec<String>,
     /// Its DNS server (none if it could not start).
     dns: Option<TaskDns>,
-    /// The VIP rules last applied in the namespace (kernel data path).
+    /// The rules (DNS ports, VIPs) last applied in the namespace (kernel data path).
     vips: Option<String>,
     /// The ports it publishes on this node (host mode).
     ports: Vec<HostPort>,
@@ -202,7 +202,8 @@ impl DataPath {
         }
     }
 
-    /// Brings a task's DNS records and VIP rules up to date with `discovery`.
+    /// Brings a task's DNS records and its namespace's rules (DNS ports, VIPs) up to date
+    /// with `discovery`.
     fn refresh_task(&self, task_id: &str, net: &mut TaskNet, discovery: &DiscoveryState) {
         let kernel = self.mode == MeshMode::Kernel;
         if let Some(dns) = &net.dns {
@@ -212,10 +213,11 @@ impl DataPath {
             return;
         }
         let vips = discovery::vips_for(&net.networks, discovery);
-        if vips.is_empty() && net.vips.is_none() {
+        let dns = net.dns.as_ref().and_then(|d| d.ports);
+        if vips.is_empty() && dns.is_none() && net.vips.is_none() {
             return;
         }
-        let script = discovery::vip_ruleset(&vips);
+        let script = discovery::task_ruleset(dns, &vips);
         if net.vips.as_ref() == Some(&script) {
             return;
         }
@@ -225,7 +227,7 @@ impl DataPath {
         match applied {
             Ok(()) => net.vips = Some(script),
             Err(e) => {
-                tracing::error!(task = task_id, error = %e, "cannot program the task's VIPs")
+                tracing::error!(task = task_id, error = %e, "cannot program the task's DNS port and VIPs")
             }
         }
     }
@@ -265,7 +267,8 @@ impl DataPath {
             let proxy_on = (self.mode == MeshMode::Userspace).then_some(&self.runtime);
             host_ports::publish(task, target, proxy_on)?
         };
-        let dns = match TaskDns::start(&self.runtime, &netns, self.upstreams.clone()) {
+        let redirected = self.mode == MeshMode::Kernel;
+        let dns = match TaskDns::start(&self.runtime, &netns, self.upstreams.clone(), redirected) {
             Ok(dns) => Some(dns),
             Err(e) => {
                 tracing::error!(task = id, error = %e, "cannot start the task's DNS server");

@@ -1,9 +1,11 @@
 //! Service discovery inside each task's network namespace, from what the dispatcher sends
 //! (`DiscoveryState`):
 //!
-//! - an embedded DNS server ([`super::dns`]) on 127.0.0.11:53, UDP and TCP, answering the
+//! - an embedded DNS server ([`super::dns`]) at 127.0.0.11:53, UDP and TCP, answering the
 //!   names of the services on the task's networks (and only those) and forwarding every
-//!   other name to the node's resolvers;
+//!   other name to the node's resolvers. In the kernel data path it listens on ports of its
+//!   own and 127.0.0.11:53 is DNATed to them (as Docker does), so the task may still listen
+//!   on port 53 of every address itself (a DNS service);
 //! - in the kernel data path, an nftables table in the task's namespace that spreads
 //!   connections to a service's VIP over its running tasks (`numgen` round-robin DNAT in the
 //!   output hook, so it applies to what the task itself sends). Every port of the VIP is
@@ -32,8 +34,8 @@ use super::dns::{self, Records, ServiceRecord};
 pub const DNS_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)), 53);
 
-/// The nftables table of a task's namespace that balances its connections to VIPs.
-pub const VIP_TABLE: &str = "skiffvip";
+/// The nftables table of a task's namespace: its VIPs and its DNS server's ports.
+pub const TASK_TABLE: &str = "skifftask";
 
 /// The names a task on `networks` (IDs, in attachment order) resolves, by service name and
 /// alias. A name found on two networks answers as on the first. With `vips` false, a
@@ -104,10 +106,27 @@ pub fn vips_for(networks: &[String], discovery: &DiscoveryState) -> Vec<Vip> {
     vips
 }
 
-/// The nftables script for a task's VIPs: new connections to a VIP, TCP or UDP, on any
-/// port, go round-robin to its tasks (same port); a VIP without tasks refuses at once.
-pub fn vip_ruleset(vips: &[Vip]) -> String {
+/// The ports the DNS server of a task listens on, where not on [`DNS_ADDR`] itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsPorts {
+    /// UDP port at 127.0.0.11.
+    pub udp: u16,
+    /// TCP port at 127.0.0.11.
+    pub tcp: u16,
+}
+
+/// The nftables script for a task's namespace: queries to 127.0.0.11:53 go to the DNS
+/// server's own ports (`dns`); new connections to a VIP, TCP or UDP, on any port, go
+/// round-robin to its tasks (same port); a VIP without tasks refuses at once.
+pub fn task_ruleset(dns: Option<DnsPorts>, vips: &[Vip]) -> String {
     let mut rules = String::new();
+    if let Some(DnsPorts { udp, tcp }) = dns {
+        let ip = DNS_ADDR.ip();
+        let port = DNS_ADDR.port();
+        rules.push_str(&format!(
+            "    ip daddr {ip} udp dport {port} dnat to {ip}:{udp}\n    ip daddr {ip} tcp dport {port} dnat to {ip}:{tcp}\n"
+        ));
+    }
     for vip in vips {
         if vip.backends.is_empty() {
             rules.push_str(&format!(
@@ -130,7 +149,7 @@ pub fn vip_ruleset(vips: &[Vip]) -> String {
         ));
     }
     format!(
-        "table ip {VIP_TABLE}\ndelete table ip {VIP_TABLE}\ntable ip {VIP_TABLE} {{\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n}}\n"
+        "table ip {TASK_TABLE}\ndelete table ip {TASK_TABLE}\ntable ip {TASK_TABLE} {{\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n}}\n"
     )
 }
 
@@ -159,20 +178,23 @@ pub fn host_upstreams() -> Vec<SocketAddr> {
     upstreams_from(&read("/run/systemd/resolve/resolv.conf"))
 }
 
-/// Binds the DNS server's UDP socket and TCP listener at [`DNS_ADDR`] inside the network
-/// namespace at `netns` (a file under /var/run/netns), on a short-lived thread of its own.
+/// Binds the DNS server's UDP socket and TCP listener at 127.0.0.11, on `port` (0: ports of
+/// the kernel's choosing), inside the network namespace at `netns` (a file under
+/// /var/run/netns), on a short-lived thread of its own.
 pub fn bind_in_namespace(
     netns: &Path,
+    port: u16,
 ) -> std::io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
     let netns: PathBuf = netns.to_owned();
+    let at = SocketAddr::new(DNS_ADDR.ip(), port);
     std::thread::spawn(move || {
         let file = std::fs::File::open(&netns)?;
         // Only this thread changes namespace, and it ends right after.
         nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(std::io::Error::from)?;
-        let udp = std::net::UdpSocket::bind(DNS_ADDR)?;
+        let udp = std::net::UdpSocket::bind(at)?;
         udp.set_nonblocking(true)?;
-        let tcp = std::net::TcpListener::bind(DNS_ADDR)?;
+        let tcp = std::net::TcpListener::bind(at)?;
         tcp.set_nonblocking(true)?;
         Ok((udp, tcp))
     })
@@ -184,23 +206,38 @@ pub fn bind_in_namespace(
 /// dropped.
 pub struct TaskDns {
     records: Records,
+    /// The ports it listens on when not on port 53 (queries are DNATed to them).
+    pub ports: Option<DnsPorts>,
     udp: JoinHandle<()>,
     tcp: JoinHandle<()>,
 }
 
 impl TaskDns {
-    /// Starts serving in the namespace at `netns`, on `runtime`, forwarding to `upstreams`.
+    /// Starts serving in the namespace at `netns`, on `runtime`, forwarding to `upstreams`:
+    /// on ports of its own with `redirected` (the caller DNATs port 53 to [`TaskDns::ports`]),
+    /// else on port 53 itself.
     pub fn start(
         runtime: &tokio::runtime::Handle,
         netns: &Path,
         upstreams: Vec<SocketAddr>,
+        redirected: bool,
     ) -> std::io::Result<Self> {
-        let (udp, tcp) = bind_in_namespace(netns)?;
+        let port = if redirected { 0 } else { DNS_ADDR.port() };
+        let (udp, tcp) = bind_in_namespace(netns, port)?;
+        let ports = redirected
+            .then(|| -> std::io::Result<DnsPorts> {
+                Ok(DnsPorts {
+                    udp: udp.local_addr()?.port(),
+                    tcp: tcp.local_addr()?.port(),
+                })
+            })
+            .transpose()?;
         let _entered = runtime.enter();
         let udp = tokio::net::UdpSocket::from_std(udp)?;
         let tcp = tokio::net::TcpListener::from_std(tcp)?;
         let records = Records::default();
         Ok(Self {
+            ports,
             udp: runtime.spawn(dns::serve_udp(udp, records.clone(), upstreams.clone())),
             tcp: runtime.spawn(dns::serve_tcp(tcp, records.clone(), upstreams)),
             records,
@@ -290,10 +327,24 @@ mod tests {
     }
 
     #[test]
-    fn vips_spread_over_their_tasks_and_an_empty_one_refuses() {
+    fn dns_goes_to_its_ports_and_vips_spread_over_their_tasks_an_empty_one_refusing() {
         let vips = vips_for(&["front".into(), "back".into()], &state());
         assert_eq!(vips.len(), 2, "dnsrr services have none: {vips:?}");
-        let script = vip_ruleset(&vips);
+        let script = task_ruleset(
+            Some(DnsPorts {
+                udp: 40000,
+                tcp: 40001,
+            }),
+            &vips,
+        );
+        assert!(
+            script.contains("ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:40000"),
+            "{script}"
+        );
+        assert!(
+            script.contains("ip daddr 127.0.0.11 tcp dport 53 dnat to 127.0.0.11:40001"),
+            "{script}"
+        );
         assert!(script.contains(
             "ip daddr 10.0.1.2 meta l4proto { tcp, udp } dnat to numgen inc mod 2 map { 0 : 10.0.1.3, 1 : 10.0.1.4 }"
         ), "{script}");
@@ -302,7 +353,7 @@ mod tests {
             "{script}"
         );
         assert!(script.contains("type nat hook output"), "{script}");
-        assert!(script.starts_with("table ip skiffvip\ndelete table ip skiffvip\n"));
+        assert!(script.starts_with("table ip skifftask\ndelete table ip skifftask\n"));
     }
 
     #[test]
