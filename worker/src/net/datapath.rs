@@ -55,7 +55,7 @@ struct TaskNet {
     /// Its DNS server (none if it could not start).
     dns: Option<TaskDns>,
     /// The rules (DNS ports, VIPs) last applied in the namespace (kernel data path).
-    vips: Option<String>,
+    rules: Option<String>,
     /// The ports it publishes on this node (host mode).
     ports: Vec<HostPort>,
 }
@@ -214,18 +214,18 @@ impl DataPath {
         }
         let vips = discovery::vips_for(&net.networks, discovery);
         let dns = net.dns.as_ref().and_then(|d| d.ports);
-        if vips.is_empty() && dns.is_none() && net.vips.is_none() {
+        if vips.is_empty() && dns.is_none() && net.rules.is_none() {
             return;
         }
         let script = discovery::task_ruleset(dns, &vips);
-        if net.vips.as_ref() == Some(&script) {
+        if net.rules.as_ref() == Some(&script) {
             return;
         }
         let ns = overlay::task_namespace(task_id);
         let applied =
             mesh::ensure_conntrack(Some(&ns)).and_then(|()| mesh::apply(Some(&ns), &script));
         match applied {
-            Ok(()) => net.vips = Some(script),
+            Ok(()) => net.rules = Some(script),
             Err(e) => {
                 tracing::error!(task = task_id, error = %e, "cannot program the task's DNS port and VIPs")
             }
@@ -279,7 +279,7 @@ impl DataPath {
         let mut net = TaskNet {
             networks: task.networks.iter().map(|a| a.network_id.clone()).collect(),
             dns,
-            vips: None,
+            rules: None,
             ports,
         };
         self.refresh_task(id, &mut net, &state.discovery);
