@@ -11,7 +11,7 @@ pub mod containerd;
 pub mod netns;
 mod queries;
 
-pub use queries::task_state;
+pub use queries::{task_state, RunningTask};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -54,6 +54,9 @@ pub struct Host {
     log: PathBuf,
     /// The network namespace the daemon runs in (test hosts on a [`netns::TestNetwork`]).
     netns: Option<String>,
+    /// The mount namespaces its daemons ran in (test hosts): one per start, since tasks
+    /// adopted after a restart stay in the namespace they were started in.
+    mount_namespaces: Vec<String>,
     child: Option<Child>,
 }
 
@@ -128,6 +131,7 @@ impl Cluster {
                     socket: host_dir.join("skiffd.sock"),
                     log: host_dir.join("skiffd.log"),
                     netns: net.as_ref().map(|net| net.namespace(i).to_owned()),
+                    mount_namespaces: Vec::new(),
                     child: None,
                 }
             })
@@ -219,13 +223,27 @@ impl Cluster {
             .open(&host.log)
             .expect("log file");
         // `ip netns exec` enters the namespace and then becomes the daemon (same PID).
-        let mut command = match &host.netns {
-            Some(ns) => {
+        // A daemon started again on a host whose tasks still run starts from their mount
+        // namespace, so that it finds the task namespaces its predecessor mounted there, as
+        // a daemon restarted on a real host does.
+        let predecessor = host
+            .mount_namespaces
+            .iter()
+            .rev()
+            .find_map(|mnt| netns::process_in(mnt));
+        let mut command = match (&host.netns, predecessor) {
+            (Some(ns), Some(pid)) => {
+                let mut c = Command::new("nsenter");
+                c.args(["-t", &pid.to_string(), "-m", "ip", "netns", "exec", ns])
+                    .arg(bin("skiffd"));
+                c
+            }
+            (Some(ns), None) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(bin("skiffd"));
                 c
             }
-            None => Command::new(bin("skiffd")),
+            (None, _) => Command::new(bin("skiffd")),
         };
         let child = command
             .arg("--data-dir")
@@ -251,6 +269,7 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .expect("start skiffd");
+        let pid = child.id();
         host.child = Some(child);
         let socket = host.socket.clone();
         wait_until(
@@ -258,6 +277,31 @@ impl Cluster {
             Duration::from_secs(20),
             || socket.exists().then_some(()),
         );
+        // Listening, the daemon has long left `ip netns exec`'s unshare behind.
+        if host.netns.is_some() {
+            let own = netns::mount_namespace(std::process::id());
+            match netns::mount_namespace(pid) {
+                Some(mnt) if Some(&mnt) != own.as_ref() => host.mount_namespaces.push(mnt),
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs `args` inside the network namespace of task `task_id`, which runs on test host
+    /// `host`: `ip netns exec skt-<id>` in the mount namespace of the host's daemon, where
+    /// the daemon mounted the task's namespace.
+    pub fn in_task(&self, host: usize, task_id: &str, args: &[&str]) -> Output {
+        let pid = self
+            .pid(host)
+            .unwrap_or_else(|| panic!("host {host}'s daemon is not running"))
+            .to_string();
+        Command::new("nsenter")
+            .args(["-t", &pid, "-m", "ip", "netns", "exec"])
+            .arg(agent_runtime::task_netns_name(task_id))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nsenter (util-linux) and ip netns exec")
     }
 
     /// Starts every host.
@@ -279,8 +323,12 @@ impl Cluster {
     /// loses power; on a loopback cluster, only the daemon.
     pub fn kill_host(&mut self, i: usize) {
         self.kill(i);
-        if let Some(ns) = &self.hosts[i - 1].netns {
+        let host = &self.hosts[i - 1];
+        if let Some(ns) = &host.netns {
             netns::kill_processes(ns);
+        }
+        for mnt in &host.mount_namespaces {
+            netns::kill_mount_namespace(mnt);
         }
     }
 
@@ -444,6 +492,13 @@ impl Drop for Cluster {
         }
         // Containers outlive their daemon (as they should): remove them now.
         drop(self.containerd.take());
+        // Tasks on networks run in namespaces of their own: found by mount namespace.
+        for mnt in self.hosts.iter().flat_map(|h| &h.mount_namespaces) {
+            netns::kill_mount_namespace(mnt);
+        }
+        // Shims outlive their daemon by design; on loopback clusters nothing else finds
+        // them and their tasks.
+        kill_shims_under(self.dir.path());
         for host in self.hosts.iter().filter(|h| h.netns.is_some()) {
             netns::remove_node_namespaces(&host.data_dir);
         }
@@ -456,6 +511,48 @@ impl Drop for Cluster {
                     std::fs::read_to_string(&host.log).unwrap_or_default()
                 );
             }
+        }
+    }
+}
+
+/// Kills (SIGKILL) the process runtime's shims whose task directories are under `dir` (a
+/// cluster's own temporary directory), and every process under them: the tasks.
+fn kill_shims_under(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let dir = dir.to_string_lossy().into_owned();
+    // (pid, parent) of every process, and the shims among them.
+    let mut parents = Vec::new();
+    let mut doomed = Vec::new();
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The parent is the second field after the command name, which may hold spaces.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if let Some(parent) = parent {
+            parents.push((pid, parent));
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("\0shim\0") && cmdline.contains(&dir) {
+            doomed.push(pid);
+        }
+    }
+    let mut i = 0;
+    while i < doomed.len() {
+        let pid = doomed[i];
+        doomed.extend(parents.iter().filter(|(_, p)| *p == pid).map(|(c, _)| *c));
+        i += 1;
+    }
+    for pid in doomed {
+        // SAFETY: SIGKILL to a shim of this cluster's daemons, or one of its tasks.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
         }
     }
 }

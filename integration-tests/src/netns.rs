@@ -102,6 +102,54 @@ pub fn kill_processes(name: &str) {
     }
 }
 
+/// The mount namespace of process `pid` (as `mnt:[inode]`). `ip netns exec` gives each
+/// daemon on a test host a mount namespace of its own, which its shims and tasks inherit,
+/// and in which the daemon's `ip netns add` mounts live.
+pub fn mount_namespace(pid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// A process in mount namespace `mnt`, if one is left.
+pub fn process_in(mnt: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| mount_namespace(*pid).as_deref() == Some(mnt))
+}
+
+/// Kills (SIGKILL) every process in mount namespace `mnt`: a test host's daemon with its
+/// shims and tasks, which run in namespaces of their own (`skt-*`) where the host's network
+/// namespace does not find them. Never the test process's own namespace.
+pub fn kill_mount_namespace(mnt: &str) {
+    if mount_namespace(std::process::id()).as_deref() == Some(mnt) {
+        return;
+    }
+    // Twice: a process may have forked while the first pass ran.
+    for _ in 0..2 {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if mount_namespace(pid as u32).as_deref() == Some(mnt) {
+                // SAFETY: SIGKILL to a process of a test host this harness started.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
 /// A switch and the host namespaces attached to it; removed (with every process inside)
 /// when dropped.
 pub struct TestNetwork {

@@ -15,7 +15,111 @@ pub fn task_state(task: &Value, which: &str) -> String {
     }
 }
 
+/// A running task as tests use it: where it runs and its addresses.
+#[derive(Debug, Clone)]
+pub struct RunningTask {
+    /// The task ID (its namespace is `skt-<id>`).
+    pub id: String,
+    /// The number of the test host whose node runs it.
+    pub host: usize,
+    /// (network ID, address without prefix length), in attachment order.
+    pub addresses: Vec<(String, String)>,
+    /// The host ports it reports bound (host-mode publishing).
+    pub ports: Vec<u64>,
+}
+
+impl RunningTask {
+    /// Its address on `network_id`.
+    pub fn address_on(&self, network_id: &str) -> &str {
+        self.addresses
+            .iter()
+            .find(|(n, _)| n == network_id)
+            .map(|(_, a)| a.as_str())
+            .unwrap_or_else(|| panic!("task {} has no address on {network_id}", self.id))
+    }
+}
+
 impl Cluster {
+    /// The tasks of `service` that are meant to run and do, with the host they run on.
+    pub fn running_tasks(&self, host: usize, service: &str) -> Vec<RunningTask> {
+        let hosts: std::collections::HashMap<String, usize> = self
+            .nodes(host)
+            .iter()
+            .filter_map(|n| {
+                let id = n["meta"]["id"].as_str()?.to_owned();
+                let name = n["description"]["hostname"].as_str()?;
+                Some((id, name.trim_start_matches("host").parse().ok()?))
+            })
+            .collect();
+        self.tasks(host, service)
+            .iter()
+            .filter(|t| {
+                task_state(t, "desired") == "TASK_STATE_RUNNING"
+                    && task_state(t, "observed") == "TASK_STATE_RUNNING"
+            })
+            .map(|t| RunningTask {
+                id: t["meta"]["id"].as_str().unwrap_or("").to_owned(),
+                host: t["node_id"]
+                    .as_str()
+                    .and_then(|n| hosts.get(n).copied())
+                    .unwrap_or(0),
+                addresses: t["networks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| {
+                        let addr = a["addresses"][0].as_str()?;
+                        Some((
+                            a["network_id"].as_str()?.to_owned(),
+                            addr.split('/').next()?.to_owned(),
+                        ))
+                    })
+                    .collect(),
+                ports: t["status"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["published_port"].as_u64())
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The ID of network `name`, once the allocator has given it a VNI.
+    pub fn network_id(&self, host: usize, name: &str) -> String {
+        wait_until(
+            &format!("network {name} allocated"),
+            Duration::from_secs(30),
+            || {
+                let out = self.ok(host, &["network", "inspect", name]);
+                let n: Value = serde_json::from_str(&out).ok()?;
+                (n[0]["vni"].as_u64().unwrap_or(0) != 0)
+                    .then(|| n[0]["meta"]["id"].as_str().map(str::to_owned))
+                    .flatten()
+            },
+        )
+    }
+
+    /// Service `name`'s VIP (without prefix length) on network `network_id`, once it has one.
+    pub fn vip(&self, host: usize, name: &str, network_id: &str) -> String {
+        wait_until(
+            &format!("the VIP of {name}"),
+            Duration::from_secs(30),
+            || {
+                let out = self.ok(host, &["service", "inspect", name]);
+                let s: Value = serde_json::from_str(&out).ok()?;
+                s[0]["endpoint"]["virtual_ips"]
+                    .as_array()?
+                    .iter()
+                    .find(|v| v["network_id"] == network_id)?["addr"]
+                    .as_str()?
+                    .split('/')
+                    .next()
+                    .map(str::to_owned)
+            },
+        )
+    }
+
     /// `service ps --format json SERVICE` on host `host`.
     pub fn tasks(&self, host: usize, service: &str) -> Vec<Value> {
         let out = self.ok(host, &["service", "ps", "--format", "json", service]);

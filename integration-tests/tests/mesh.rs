@@ -1,6 +1,7 @@
 //! The routing mesh end to end on test hosts: a published port answers on every host,
 //! including hosts that run no task of the service, and spreads connections round-robin
-//! over the tasks, which run in their own network namespaces on the ingress overlay.
+//! over the tasks, which run in their own network namespaces on the ingress overlay; tasks
+//! join the rotation as they start and leave it as they end.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -9,9 +10,12 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use integration_tests::netns::TestNetwork;
-use integration_tests::{wait_until, Cluster};
+use integration_tests::{task_state, wait_until, Cluster};
 
 const CONVERGE: Duration = Duration::from_secs(60);
+
+/// Each task serves a page with its own process ID on port 80.
+const SERVE: &str = "d=$(mktemp -d); echo $$ > $d/index.html; exec busybox httpd -f -p 80 -h $d";
 
 /// `GET /` sent from inside host `from`'s namespace to `to`; the body, if any.
 fn get(cluster: &Cluster, from: usize, to: SocketAddr) -> Option<String> {
@@ -55,7 +59,7 @@ fn the_userspace_mesh_serves_the_same() {
 fn published_port_answers_everywhere(mode: &'static str) {
     let mut cluster = Cluster::on_network(3).with_data_path(mode);
     cluster.form(1);
-    // Both tasks on host 3: hosts 1 and 2 run none.
+    // Three tasks on hosts 2 and 3: host 1 runs none.
     cluster.ok(
         1,
         &[
@@ -65,34 +69,37 @@ fn published_port_answers_everywhere(mode: &'static str) {
             "--name",
             "web",
             "--replicas",
-            "2",
+            "3",
             "--constraint",
-            "node.hostname==host3",
+            "node.hostname!=host1",
             "-p",
             "8080:80",
             "busybox",
             "sh",
             "-c",
-            // Each task serves a page with its own process ID.
-            "d=$(mktemp -d); echo $$ > $d/index.html; exec busybox httpd -f -p 80 -h $d",
+            SERVE,
         ],
     );
-    cluster.wait_running(1, "web", 2, CONVERGE);
-    for (from, to) in [(1, 1), (2, 1), (1, 2), (3, 2), (2, 3)] {
+    cluster.wait_running(1, "web", 3, CONVERGE);
+    for (from, to) in [(1, 1), (2, 1), (1, 2), (3, 2), (2, 3), (1, 3)] {
         wait_until(
             &format!("host {to}:8080 to answer host {from}"),
             CONVERGE,
             || get(&cluster, from, published(to)),
         );
     }
-    // Host 2 runs no task: its port spreads connections over both tasks on host 3.
-    let mut pages: HashMap<String, usize> = HashMap::new();
-    for _ in 0..40 {
-        let page = get(&cluster, 1, published(2)).expect("every request answered");
-        *pages.entry(page).or_default() += 1;
-    }
-    assert_eq!(pages.len(), 2, "both tasks answer: {pages:?}");
-    assert!(pages.values().all(|n| *n == 20), "round-robin: {pages:?}");
+    // 3,000 requests, a third to each host: every task gets its share.
+    wait_until(
+        "every host's mesh to reach all three tasks",
+        CONVERGE,
+        || (spread(&cluster, 30).len() == 3).then_some(()),
+    );
+    let pages = spread(&cluster, 3000);
+    assert_eq!(pages.len(), 3, "three tasks answer: {pages:?}");
+    assert!(
+        pages.values().all(|n| n.abs_diff(1000) <= 100),
+        "within 10% of even: {pages:?}"
+    );
     // The mesh ran where it was told to: nftables rules only for the kernel path.
     let tables = std::process::Command::new("ip")
         .args(["netns", "exec", cluster.namespace(2).expect("test host")])
@@ -101,6 +108,38 @@ fn published_port_answers_everywhere(mode: &'static str) {
         .expect("nft");
     let has_rules = String::from_utf8_lossy(&tables.stdout).contains("skiffmesh");
     assert_eq!(has_rules, mode == "kernel", "mesh rules in {mode} mode");
+
+    // A new task joins the rotation.
+    cluster.ok(1, &["service", "scale", "--detach", "web=4"]);
+    cluster.wait_running(1, "web", 4, CONVERGE);
+    let pages = wait_until("the new task in the rotation", CONVERGE, || {
+        let pages = spread(&cluster, 36);
+        (pages.len() == 4).then_some(pages)
+    });
+
+    // A killed task leaves it: soon every request is answered again, never by the dead one.
+    let victim: String = pages.keys().next().expect("a page").clone();
+    let pid: i32 = victim.parse().expect("a page is its task's process ID");
+    // SAFETY: SIGKILL to a task process this test's cluster started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+    wait_until("the killed task out of the rotation", CONVERGE, || {
+        let answered: Option<Vec<String>> = (0..30)
+            .map(|i| get(&cluster, 1, published(i % 3 + 1)))
+            .collect();
+        answered.filter(|pages| !pages.contains(&victim))
+    });
+}
+
+/// `n` requests from host 1, in turn to hosts 1, 2 and 3: the count per page. Panics if
+/// one fails.
+fn spread(cluster: &Cluster, n: usize) -> HashMap<String, usize> {
+    let mut pages: HashMap<String, usize> = HashMap::new();
+    for i in 0..n {
+        let page = get(cluster, 1, published(i % 3 + 1))
+            .unwrap_or_else(|| panic!("request {i} to host {} failed", i % 3 + 1));
+        *pages.entry(page).or_default() += 1;
+    }
+    pages
 }
 
 #[test]
@@ -200,5 +239,221 @@ fn a_start_first_rollout_under_load_through_the_mesh_fails_no_request() {
     assert!(
         pages.iter().all(|p| p == "v2"),
         "every task on v2: {pages:?}"
+    );
+}
+
+#[test]
+fn a_host_mode_port_answers_only_where_its_task_runs() {
+    host_mode("kernel");
+}
+
+#[test]
+fn host_mode_in_the_userspace_data_path() {
+    host_mode("userspace");
+}
+
+fn host_mode(mode: &'static str) {
+    let mut cluster = Cluster::on_network(3).with_data_path(mode);
+    cluster.form(1);
+    let create = |name: &str, constraint: &str, publish: &str| {
+        cluster.ok(
+            1,
+            &[
+                "service",
+                "create",
+                "--detach",
+                "--name",
+                name,
+                "--replicas",
+                "2",
+                "--constraint",
+                constraint,
+                "-p",
+                publish,
+                "busybox",
+                "sh",
+                "-c",
+                SERVE,
+            ],
+        );
+    };
+    create(
+        "fixed",
+        "node.hostname!=host1",
+        "published=8081,target=80,mode=host",
+    );
+    // A port asked as 0 in host mode: each node picks one and reports it.
+    create("any", "node.hostname==host1", "target=80,mode=host");
+    cluster.wait_running(1, "fixed", 2, CONVERGE);
+    let at = |host: usize, port: u16| -> SocketAddr {
+        format!("{}:{port}", TestNetwork::address(host))
+            .parse()
+            .expect("address")
+    };
+    let fixed = cluster.running_tasks(1, "fixed");
+    let mut pages = Vec::new();
+    for task in &fixed {
+        assert_eq!(task.ports, [8081], "the bound port in the task's status");
+        // Its own node answers with it, every time, from any host.
+        let page = wait_until(
+            &format!("host {}:8081 to answer", task.host),
+            CONVERGE,
+            || get(&cluster, 1, at(task.host, 8081)),
+        );
+        for from in [2, 3] {
+            assert_eq!(get(&cluster, from, at(task.host, 8081)), Some(page.clone()));
+        }
+        pages.push(page);
+    }
+    assert_ne!(pages[0], pages[1], "each node its own task");
+    // Host 1 runs none: its port 8081 is closed.
+    assert_eq!(get(&cluster, 2, at(1, 8081)), None);
+
+    // A node's daemon restarts; its task runs on, and its port is published (and reported)
+    // again.
+    let restarted = fixed[0].host;
+    cluster.stop(restarted);
+    cluster.start(restarted);
+    wait_until("the adopted task's port answering again", CONVERGE, || {
+        let task = cluster
+            .running_tasks(1, "fixed")
+            .into_iter()
+            .find(|t| t.id == fixed[0].id)?;
+        (task.ports == [8081]).then_some(())?;
+        get(&cluster, 3, at(restarted, 8081)).filter(|p| *p == pages[0])
+    });
+
+    // Two tasks of `any` on host 1, each on a port of its own.
+    let any = wait_until("both tasks of any running with a port", CONVERGE, || {
+        let tasks = cluster.running_tasks(1, "any");
+        (tasks.len() == 2 && tasks.iter().all(|t| t.ports.len() == 1)).then_some(tasks)
+    });
+    assert_ne!(any[0].ports, any[1].ports);
+    for task in &any {
+        assert_eq!(task.host, 1);
+        let port = task.ports[0] as u16;
+        assert_ne!(port, 0);
+        wait_until(&format!("host 1:{port} to answer"), CONVERGE, || {
+            get(&cluster, 3, at(1, port))
+        });
+    }
+
+    // A third task of `fixed` has nowhere to go: both nodes it may use publish 8081.
+    cluster.ok(1, &["service", "scale", "--detach", "fixed=3"]);
+    let reason = wait_until("the third task to wait with a reason", CONVERGE, || {
+        cluster
+            .tasks(1, "fixed")
+            .iter()
+            .filter(|t| task_state(t, "observed") == "TASK_STATE_PENDING")
+            .find_map(|t| {
+                let err = t["status"]["err"].as_str().unwrap_or("");
+                let message = t["status"]["message"].as_str().unwrap_or("");
+                [err, message]
+                    .into_iter()
+                    .find(|m| m.contains("no suitable node"))
+                    .map(str::to_owned)
+            })
+    });
+    assert!(
+        reason.contains("2 nodes already publish port 8081/tcp in host mode"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn an_idle_connection_through_the_mesh_outlives_the_conntrack_timeout() {
+    idle_connection("kernel");
+}
+
+#[test]
+fn an_idle_connection_through_the_userspace_mesh_too() {
+    idle_connection("userspace");
+}
+
+/// Connects from host `from` to `to`, reads the task's greeting, stays quiet for `idle`,
+/// then sends a line and reads it back: (greeting, echo).
+fn converse(
+    cluster: &Cluster,
+    from: usize,
+    to: SocketAddr,
+    idle: Duration,
+) -> std::io::Result<(String, String)> {
+    use std::io::BufRead;
+    let path = format!(
+        "/var/run/netns/{}",
+        cluster.namespace(from).expect("test host")
+    );
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(path)?;
+        // SAFETY: moves only this short-lived thread into the test host's namespace.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let conn = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3))?;
+        conn.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let mut lines = std::io::BufReader::new(conn.try_clone()?).lines();
+        let greeting = lines.next().transpose()?.unwrap_or_default();
+        // The quiet time is what is under test, not a wait for something to happen.
+        std::thread::sleep(idle);
+        (&conn).write_all(b"still there?\n")?;
+        let echo = lines.next().transpose()?.unwrap_or_default();
+        Ok((greeting, echo))
+    })
+    .join()
+    .expect("connection thread")
+}
+
+fn idle_connection(mode: &'static str) {
+    let mut cluster = Cluster::on_network(3).with_data_path(mode);
+    // An established connection's conntrack entry lives five days without traffic by
+    // default; two seconds here, on every host, so that the test does not take days. The
+    // mesh must not depend on it.
+    for i in 1..=3 {
+        let ns = cluster.namespace(i).expect("test host").to_owned();
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "sysctl", "-w"])
+            .arg("net.netfilter.nf_conntrack_tcp_timeout_established=2")
+            .output()
+            .expect("sysctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    cluster.form(1);
+    // Two tasks on host 3, greeting every connection with a process ID of its own and
+    // echoing what it is sent.
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "echo",
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.hostname==host3",
+            "-p",
+            "8080:80",
+            "busybox",
+            "sh",
+            "-c",
+            "exec busybox nc -ll -p 80 -e sh -c 'echo $$; exec cat'",
+        ],
+    );
+    cluster.wait_running(1, "echo", 2, CONVERGE);
+    wait_until("the mesh to carry a conversation", CONVERGE, || {
+        converse(&cluster, 1, published(2), Duration::ZERO).ok()
+    });
+    // Host 2 forwards the connection (it runs no task); it stays quiet past the timeout.
+    let (greeting, echo) = converse(&cluster, 1, published(2), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the idle connection broke: {e}"));
+    assert!(!greeting.is_empty());
+    assert_eq!(
+        echo, "still there?",
+        "the same task answers after the quiet time"
     );
 }

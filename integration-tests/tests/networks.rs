@@ -281,6 +281,39 @@ fn networks_commands_addresses_ports_and_refusals() {
         ],
     );
     assert!(err.contains("already published by service auto"), "{err}");
+    // A port of the mesh cannot also be a host-mode port elsewhere (every node has it)...
+    let err = cluster.fails(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "other",
+            "-p",
+            "published=8080,target=80,mode=host",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(
+        err.contains("port 8080/tcp is already published by service pub"),
+        "{err}"
+    );
+    // ...while services may share a host-mode port (the scheduler keeps their tasks apart).
+    for name in ["host-a", "host-b"] {
+        create_service(
+            &cluster,
+            1,
+            &["--name", name, "-p", "published=9090,target=80,mode=host"],
+        );
+    }
+    cluster.ok(1, &["service", "rm", "host-a", "host-b"]);
+    // A subnet the allocator chose is as taken as one asked for.
+    let err = cluster.fails(1, &["network", "create", "--subnet", "10.0.1.0/24", "x"]);
+    assert!(
+        err.contains("overlaps subnet 10.0.1.0/24 of network front"),
+        "{err}"
+    );
 
     // A removed service's VIP and port can be reused at once.
     cluster.ok(1, &["service", "rm", "web", "pub"]);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use agent_runtime::{Runtime, RuntimeState};
 use prost::Message;
-use proto::{assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, Task};
+use proto::{assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, PortConfig, Task};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -17,6 +17,8 @@ use crate::reporter::Reporter;
 
 struct Running {
     task: watch::Sender<Task>,
+    /// Its host-mode ports as bound, which its controller reports.
+    ports: watch::Sender<Vec<PortConfig>>,
     controller: JoinHandle<()>,
 }
 
@@ -79,32 +81,47 @@ impl Agent {
             match saved.remove(&rt.task_id) {
                 Some(task) => {
                     tracing::info!(task = %rt.task_id, "adopting a task after restart");
-                    self.spawn(task, Start::Adopt(rt.state));
+                    // Its ports are bound again when the assignments come.
+                    self.spawn(task, Start::Adopt(rt.state), Vec::new(), None);
                 }
                 None => self.clean_up(&rt.task_id).await,
             }
         }
         // Saved but unknown to the runtime: never started, so start afresh.
         for (_, task) in saved {
-            self.spawn(task, Start::Fresh);
+            self.spawn(task, Start::Fresh, Vec::new(), None);
         }
         Ok(())
     }
 
-    fn spawn(self: &Arc<Self>, task: Task, start: Start) {
+    /// Runs a controller for `task`, with the host ports its network setup bound, or why
+    /// that setup failed (`refused`: the task is rejected instead of started).
+    fn spawn(
+        self: &Arc<Self>,
+        task: Task,
+        start: Start,
+        ports: Vec<PortConfig>,
+        refused: Option<String>,
+    ) {
         let id = task_id(&task).to_owned();
         let (tx, rx) = watch::channel(task);
+        let (ports, ports_rx) = watch::channel(ports);
         let controller = tokio::spawn(controller::run(
             self.runtime.clone(),
             self.reporter.clone(),
             rx,
             start,
+            controller::Network {
+                ports: ports_rx,
+                refused,
+            },
         ));
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.insert(
             id,
             Running {
                 task: tx,
+                ports,
                 controller,
             },
         );
@@ -154,27 +171,45 @@ impl Agent {
         let id = task_id(&task).to_owned();
         let existing = {
             let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-            tasks.get(&id).map(|r| r.task.clone())
+            tasks.get(&id).map(|r| (r.task.clone(), r.ports.clone()))
         };
         self.save(&task).await;
         match existing {
-            Some(tx) => {
+            Some((tx, ports)) => {
+                if let Some(net) = &self.net {
+                    // A no-op once it serves; after a restart, adopted tasks get their DNS
+                    // server, VIPs and host ports back here.
+                    let (net, served) = (net.clone(), task.clone());
+                    match tokio::task::spawn_blocking(move || net.serve(&served)).await {
+                        Ok(Ok(bound)) => {
+                            ports
+                                .send_if_modified(|p| std::mem::replace(p, bound.clone()) != bound);
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(task = %id, error = %e, "cannot serve the task's network")
+                        }
+                        Err(e) => tracing::error!(task = %id, error = %e, "network setup failed"),
+                    }
+                }
                 tx.send_replace(task);
             }
             None => {
+                let (mut ports, mut refused) = (Vec::new(), None);
                 if let Some(net) = &self.net {
                     let (net, attached) = (net.clone(), task.clone());
                     match tokio::task::spawn_blocking(move || net.attach(&attached)).await {
+                        Ok(Ok(bound)) => ports = bound,
                         Ok(Err(e)) => {
-                            tracing::error!(task = %id, error = %e, "cannot attach the task to its networks")
+                            tracing::error!(task = %id, error = %e, "cannot attach the task to its networks");
+                            refused = Some(e.to_string());
                         }
                         Err(e) => {
-                            tracing::error!(task = %id, error = %e, "network attachment failed")
+                            tracing::error!(task = %id, error = %e, "network attachment failed");
+                            refused = Some(format!("network attachment failed: {e}"));
                         }
-                        Ok(Ok(())) => {}
                     }
                 }
-                self.spawn(task, Start::Fresh)
+                self.spawn(task, Start::Fresh, ports, refused)
             }
         }
     }

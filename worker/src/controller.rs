@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_runtime::{Exit, Runtime, RuntimeError, RuntimeState};
-use proto::{ContainerStatus, HealthState, Task, TaskState, TaskStatus};
+use proto::{ContainerStatus, HealthState, PortConfig, Task, TaskState, TaskStatus};
 use tokio::sync::watch;
 
 use crate::health::{self, Monitor};
@@ -35,6 +35,15 @@ fn wants_stop(task: &Task) -> bool {
     task.desired_state > TaskState::Running as i32
 }
 
+/// What the node's network made of a task before it starts.
+pub struct Network {
+    /// The ports it publishes on this node (host mode), as bound; they can change while it
+    /// runs (bound again after a restart of the node's daemon).
+    pub ports: watch::Receiver<Vec<PortConfig>>,
+    /// Why its network could not be set up, if it could not: the task does not start.
+    pub refused: Option<String>,
+}
+
 struct Controller {
     task_id: String,
     runtime: Arc<dyn Runtime>,
@@ -42,6 +51,7 @@ struct Controller {
     task: watch::Receiver<Task>,
     /// The task's health, for tasks with a health check.
     health: HealthState,
+    network: Network,
 }
 
 impl Controller {
@@ -58,6 +68,7 @@ impl Controller {
                     ..Default::default()
                 }),
                 health: self.health as i32,
+                ports: self.network.ports.borrow().clone(),
                 ..Default::default()
             },
         );
@@ -112,6 +123,14 @@ impl Controller {
         self.report(TaskState::Accepted, "accepted", "", None);
         if wants_stop(&self.task.borrow()) {
             return self.report(TaskState::Shutdown, "stopped before it started", "", None);
+        }
+        if let Some(err) = self.network.refused.clone() {
+            return self.report(
+                TaskState::Rejected,
+                "setting up the task's network failed",
+                &err,
+                None,
+            );
         }
         self.report(TaskState::Preparing, "preparing", "", None);
         let task = self.task.borrow().clone();
@@ -169,10 +188,13 @@ impl Controller {
     }
 
     /// Waits for the running task to end, or stops it when asked; with a health check, it
-    /// reports the task RUNNING once healthy (when `starting`) and fails it when unhealthy.
+    /// reports the task RUNNING once healthy (when `starting`) and fails it when unhealthy;
+    /// it reports a running task again when its published ports change.
     async fn supervise(mut self, mut monitor: Option<Monitor>, mut starting: bool) {
         let runtime = self.runtime.clone();
         let id = self.task_id.clone();
+        let mut task = self.task.clone();
+        let mut ports = self.network.ports.clone();
         loop {
             let health_change = async {
                 match monitor.as_mut() {
@@ -201,7 +223,11 @@ impl Controller {
                     let err = format!("task unhealthy: {}", health.output.trim());
                     return self.report(TaskState::Failed, "unhealthy", &err, exit.as_ref());
                 }
-                _ = self.stop_requested() => break,
+                // The guard wait_for returns must not live across the awaits above.
+                () = async { let _ = task.wait_for(wants_stop).await; } => break,
+                Ok(()) = ports.changed(), if !starting => {
+                    self.report(TaskState::Running, "running", "", None)
+                }
             }
         }
         if !self.task.borrow().networks.is_empty() {
@@ -240,6 +266,7 @@ pub async fn run(
     reporter: Reporter,
     task: watch::Receiver<Task>,
     start: Start,
+    network: Network,
 ) {
     let task_id = task
         .borrow()
@@ -253,6 +280,7 @@ pub async fn run(
         reporter,
         task,
         health: HealthState::None,
+        network,
     }
     .run(start)
     .await

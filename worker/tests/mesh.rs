@@ -97,7 +97,11 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
         }]
     };
     let both = vec![Ipv4Addr::new(10, 99, 3, 2), Ipv4Addr::new(10, 99, 3, 3)];
-    mesh::apply(Some(&node_a.ns), &mesh::ruleset(&leg, &published(both))).expect("rules");
+    mesh::apply(
+        Some(&node_a.ns),
+        &mesh::ruleset(&leg, &published(both), &[]),
+    )
+    .expect("rules");
 
     // A client on node b's host connects to node a's address, which runs no task.
     let url = std::net::SocketAddr::from((node_a.underlay, 8080));
@@ -119,11 +123,19 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
 
     // Task two leaves the rotation: every new connection goes to task one.
     let only_one = vec![Ipv4Addr::new(10, 99, 3, 2)];
-    mesh::apply(Some(&node_a.ns), &mesh::ruleset(&leg, &published(only_one))).expect("rules");
+    mesh::apply(
+        Some(&node_a.ns),
+        &mesh::ruleset(&leg, &published(only_one), &[]),
+    )
+    .expect("rules");
     for _ in 0..10 {
         assert_eq!(get(&node_b.ns, url).as_deref(), Some("one"));
     }
     // No task at all: refused at once, not a timeout.
-    mesh::apply(Some(&node_a.ns), &mesh::ruleset(&leg, &published(vec![]))).expect("rules");
+    mesh::apply(
+        Some(&node_a.ns),
+        &mesh::ruleset(&leg, &published(vec![]), &[]),
+    )
+    .expect("rules");
     assert_eq!(get(&node_b.ns, url), None);
 }

@@ -48,8 +48,16 @@ pub fn publishes_ingress(endpoint: Option<&EndpointSpec>) -> bool {
     })
 }
 
+/// Whether the endpoint publishes any port, through the routing mesh or on the nodes that
+/// run its tasks (host mode).
+pub fn publishes(endpoint: Option<&EndpointSpec>) -> bool {
+    endpoint.is_some_and(|e| !e.ports.is_empty())
+}
+
 /// The networks (IDs) a service's tasks attach to: those of its template, plus `ingress`
-/// when it publishes through the routing mesh. In order, without repeats.
+/// when it publishes ports: the routing mesh reaches its tasks there, and so does a node
+/// that publishes a task's port in host mode (its leg into `ingress` is its way into the
+/// task's namespace). In order, without repeats.
 pub fn networks_of(
     template: Option<&TaskSpec>,
     endpoint: Option<&EndpointSpec>,
@@ -60,7 +68,7 @@ pub fn networks_of(
         .iter()
         .flat_map(|t| &t.networks)
         .map(|n| n.target.as_str());
-    let ingress = ingress.filter(|_| publishes_ingress(endpoint));
+    let ingress = ingress.filter(|_| publishes(endpoint));
     for id in targets.chain(ingress) {
         if !out.iter().any(|o| o == id) {
             out.push(id.to_owned());
@@ -70,7 +78,7 @@ pub fn networks_of(
 }
 
 /// The networks `task` needs an address on: from its frozen spec, plus `ingress` if its
-/// service publishes through the mesh.
+/// service publishes ports.
 pub fn task_networks(task: &Task, service: Option<&Service>, ingress: Option<&str>) -> Vec<String> {
     networks_of(
         task.spec.as_ref(),

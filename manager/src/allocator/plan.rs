@@ -21,7 +21,9 @@ use proto::{
 use super::ipam::{carve, parse_interface, AddressSpace, Cidr};
 use super::ports::{protocol_name, Ports};
 use super::vni::Vnis;
-use super::{holds_addresses, ingress_network, networks_of, not_delivered, task_networks};
+use super::{
+    holds_addresses, ingress_network, networks_of, not_delivered, publishes_ingress, task_networks,
+};
 use crate::controlapi::cluster::default_spec;
 use crate::manager::update;
 use crate::store::{ObjectStore, StoredObject};
@@ -328,12 +330,17 @@ fn endpoint_for(
         .as_ref()
         .is_none_or(|s| s.mode == ResolutionMode::Vip as i32);
     let mut virtual_ips = Vec::new();
+    // A VIP on `ingress` only for the routing mesh: host-mode ports reach tasks directly.
+    let mesh = publishes_ingress(spec.as_ref());
     if vip_mode {
         for network_id in networks_of(
             service.spec.as_ref().and_then(|s| s.task_template.as_ref()),
             service.spec.as_ref().and_then(|s| s.endpoint.as_ref()),
             ingress,
-        ) {
+        )
+        .into_iter()
+        .filter(|id| mesh || Some(id.as_str()) != ingress)
+        {
             let addr = match current
                 .virtual_ips
                 .iter()

@@ -288,6 +288,40 @@ fn dnsrr_services_get_no_vip_and_host_ports_pass_through() {
     );
 }
 
+#[test]
+fn tasks_publishing_in_host_mode_join_ingress_without_a_vip_there() {
+    let mut w = World::new("10.0.0.0/8", 24);
+    w.network("ingress", None, true);
+    w.network("back", None, false);
+    w.allocate();
+    w.service(
+        "web",
+        &["back"],
+        vec![PortConfig {
+            target_port: 80,
+            published_port: 8081,
+            publish_mode: PublishMode::Host as i32,
+            ..Default::default()
+        }],
+    );
+    w.task("t1", "web");
+    w.allocate();
+    let vips: Vec<String> = w
+        .endpoint("web")
+        .virtual_ips
+        .iter()
+        .map(|v| v.network_id.clone())
+        .collect();
+    assert_eq!(vips, ["back"], "the mesh does not carry host-mode ports");
+    // The node reaches the task through its leg into ingress.
+    let subnet = |n: &str| w.net(n).ipam[0].subnet.clone();
+    let prefix = |s: String| s.rsplit_once('.').unwrap().0.to_owned();
+    assert!(w
+        .addr("t1", "ingress")
+        .starts_with(&prefix(subnet("ingress"))));
+    assert!(w.addr("t1", "back").starts_with(&prefix(subnet("back"))));
+}
+
 impl World {
     fn modify_service(&mut self, id: &str, change: impl FnOnce(&mut Service)) {
         let mut s = self.store.get::<Service>(id).unwrap().clone();

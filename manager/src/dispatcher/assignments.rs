@@ -1,16 +1,18 @@
 //! What each node is told to run: its tasks and the networks they use (with their peers),
-//! and the routing mesh it serves; first all of it, then the changes.
+//! the routing mesh it serves and the service discovery of its tasks' networks; first all
+//! of it, then the changes.
 
 use std::collections::HashMap;
 
 use proto::store_object::Object;
 use proto::{
     assignment, Assignment, AssignmentAction, AssignmentChange, AssignmentsMessage,
-    AssignmentsType, MeshState, Network, StoreActionKind, StoreEvent, Task, WeightedPeer,
+    AssignmentsType, DiscoveryState, MeshState, Network, StoreActionKind, StoreEvent, Task,
+    WeightedPeer,
 };
 
-use super::mesh;
 use super::networks::{self, NetworkView};
+use super::{discovery, mesh};
 use crate::allocator;
 use crate::orchestrator::{is_active, is_terminal, observed};
 use crate::store::{ObjectStore, StoredObject};
@@ -34,6 +36,7 @@ pub struct NodeAssignments {
     sent: HashMap<String, u64>,
     networks: NetworkView,
     mesh: Option<MeshState>,
+    discovery: Option<DiscoveryState>,
 }
 
 fn network_change(action: AssignmentAction, network: Network) -> AssignmentChange {
@@ -75,7 +78,23 @@ impl NodeAssignments {
         self.network_changes(store, node_id, &mut message);
         self.mesh = None;
         self.mesh_change(store, node_id, &mut message);
+        self.discovery = None;
+        self.discovery_change(store, node_id, &mut message);
         message
+    }
+
+    /// Adds the node's service discovery to `message` if it differs from what was last sent.
+    fn discovery_change(
+        &mut self,
+        store: &ObjectStore,
+        node_id: &str,
+        message: &mut AssignmentsMessage,
+    ) {
+        let now = discovery::view(store, node_id);
+        if self.discovery.as_ref() != Some(&now) {
+            message.discovery = Some(now.clone());
+            self.discovery = Some(now);
+        }
     }
 
     /// Adds the node's routing mesh to `message` if it differs from what was last sent.
@@ -141,6 +160,7 @@ impl NodeAssignments {
         let mut changes = Vec::new();
         let networks_changed = events.iter().any(|e| self.networks.touched_by(e));
         let mesh_changed = events.iter().any(|e| mesh::touched_by(e, node_id));
+        let discovery_changed = events.iter().any(discovery::touched_by);
         for event in events {
             let Some(Object::Task(task)) = event.object.as_ref().and_then(|o| o.object.as_ref())
             else {
@@ -168,9 +188,13 @@ impl NodeAssignments {
         if mesh_changed {
             self.mesh_change(store, node_id, &mut message);
         }
+        if discovery_changed {
+            self.discovery_change(store, node_id, &mut message);
+        }
         let empty = message.changes.is_empty()
             && message.network_peers.is_empty()
-            && message.mesh.is_none();
+            && message.mesh.is_none()
+            && message.discovery.is_none();
         (!empty).then_some(message)
     }
 }

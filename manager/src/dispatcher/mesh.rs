@@ -67,7 +67,7 @@ pub fn view(store: &ObjectStore, node_id: &str) -> MeshState {
 
 /// A task takes connections while it is meant to run, runs, and has not failed its health
 /// check: one that stops or turns unhealthy leaves the rotation at once.
-fn in_rotation(task: &Task) -> bool {
+pub(super) fn in_rotation(task: &Task) -> bool {
     let status = task.status.as_ref();
     task.desired_state == TaskState::Running as i32
         && status.is_some_and(|s| s.state == TaskState::Running as i32)

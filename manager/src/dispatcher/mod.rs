@@ -4,6 +4,7 @@
 //! to find the new leader before it can be marked down.
 
 mod assignments;
+mod discovery;
 mod mesh;
 mod networks;
 mod service;

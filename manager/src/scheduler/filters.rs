@@ -2,10 +2,14 @@
 //! message that tells the user what to change.
 //!
 //! Filters run in a fixed order (readiness, availability, constraints, platform, CPU,
-//! memory, max replicas per node) and a node is charged to the first one that rejects it,
+//! memory, max replicas per node, host ports) and a node is charged to the first one that rejects it,
 //! so the counts in a message add up to the number of nodes.
 
-use proto::{Node, NodeAvailability, NodeState, Platform, Task, TaskSpec, TaskState};
+use proto::{
+    Endpoint, Node, NodeAvailability, NodeState, Platform, PublishMode, Task, TaskSpec, TaskState,
+};
+
+use crate::allocator::ports::protocol_name;
 
 use super::constraint::{self, arch_eq, Constraint, SpreadPreference};
 
@@ -24,6 +28,22 @@ pub(super) struct NodeInfo<'a> {
     memory_reserved: i64,
     /// Tasks of any service occupying the node.
     pub tasks: u32,
+    /// Ports (protocol, number) its tasks publish in host mode.
+    host_ports: Vec<HostPort>,
+}
+
+/// A port published in host mode: (protocol, number).
+pub(super) type HostPort = (i32, u32);
+
+/// The ports a task publishes in host mode with a fixed number (a port asked as 0 takes any
+/// free one on its node, so it never conflicts).
+pub(super) fn host_ports(endpoint: Option<&Endpoint>) -> Vec<HostPort> {
+    endpoint
+        .iter()
+        .flat_map(|e| &e.ports)
+        .filter(|p| p.publish_mode == PublishMode::Host as i32 && p.published_port != 0)
+        .map(|p| (p.protocol, p.published_port))
+        .collect()
 }
 
 impl<'a> NodeInfo<'a> {
@@ -51,14 +71,17 @@ impl<'a> NodeInfo<'a> {
             cpu_reserved: 0,
             memory_reserved: 0,
             tasks: 0,
+            host_ports: Vec::new(),
         })
     }
 
-    /// Counts one more task on the node and reserves what it asks for.
-    pub fn add_task(&mut self, cpu: i64, memory: i64) {
+    /// Counts one more task on the node and reserves what it asks for: CPU, memory and the
+    /// ports it publishes in host mode.
+    pub fn add_task(&mut self, cpu: i64, memory: i64, host_ports: &[HostPort]) {
         self.cpu_reserved = self.cpu_reserved.saturating_add(cpu);
         self.memory_reserved = self.memory_reserved.saturating_add(memory);
         self.tasks = self.tasks.saturating_add(1);
+        self.host_ports.extend_from_slice(host_ports);
     }
 
     fn cpu_free(&self) -> i64 {
@@ -104,6 +127,8 @@ pub(super) enum Rejection {
         free: i64,
     },
     MaxReplicas,
+    /// Index into `Requirements::host_ports` of a port the node already publishes.
+    HostPort(usize),
 }
 
 /// Everything the filters need from a task spec, parsed once per group of tasks sharing it.
@@ -116,6 +141,8 @@ pub(super) struct Requirements {
     pub memory: i64,
     /// Zero means unlimited.
     max_replicas: u64,
+    /// Ports the task publishes in host mode: a node can publish each only once.
+    pub host_ports: Vec<HostPort>,
 }
 
 impl Requirements {
@@ -147,7 +174,16 @@ impl Requirements {
             cpu,
             memory,
             max_replicas: placement.map_or(0, |p| p.max_replicas),
+            host_ports: Vec::new(),
         })
+    }
+
+    /// The requirements of `spec` for a task whose endpoint is `endpoint` (the ports it
+    /// publishes in host mode).
+    pub fn from_task(spec: Option<&TaskSpec>, endpoint: Option<&Endpoint>) -> Result<Self, String> {
+        let mut req = Self::from_spec(spec)?;
+        req.host_ports = host_ports(endpoint);
+        Ok(req)
     }
 
     /// The filters whose verdict cannot change during one `schedule` call.
@@ -198,6 +234,13 @@ impl Requirements {
         if self.max_replicas > 0 && u64::from(service_tasks) >= self.max_replicas {
             return Err(Rejection::MaxReplicas);
         }
+        if let Some(i) = self
+            .host_ports
+            .iter()
+            .position(|p| node.host_ports.contains(p))
+        {
+            return Err(Rejection::HostPort(i));
+        }
         Ok(())
     }
 
@@ -236,7 +279,18 @@ impl Requirements {
                 "already runs the maximum of {} of this service",
                 self.max_replicas_text()
             ),
+            Rejection::HostPort(i) => format!(
+                "already publishes port {} in host mode",
+                self.host_port_text(i)
+            ),
         }
+    }
+
+    fn host_port_text(&self, i: usize) -> String {
+        self.host_ports.get(i).map_or_else(
+            || "?".to_string(),
+            |(protocol, port)| format!("{port}/{}", protocol_name(*protocol)),
+        )
     }
 
     fn constraint_text(&self, i: usize) -> String {
@@ -283,6 +337,8 @@ pub(super) struct Explanation {
     memory: u64,
     memory_max_free: i64,
     max_replicas: u64,
+    /// Per host port index.
+    host_ports: Vec<u64>,
 }
 
 impl Explanation {
@@ -318,6 +374,12 @@ impl Explanation {
                 self.memory += 1;
             }
             Some(Rejection::MaxReplicas) => self.max_replicas += 1,
+            Some(Rejection::HostPort(i)) => {
+                if self.host_ports.len() <= i {
+                    self.host_ports.resize(i + 1, 0);
+                }
+                self.host_ports[i] += 1;
+            }
         }
     }
 
@@ -386,6 +448,16 @@ impl Explanation {
                 verb(self.max_replicas, "runs", "run"),
                 req.max_replicas_text(),
             ));
+        }
+        for (i, &n) in self.host_ports.iter().enumerate() {
+            if n > 0 {
+                parts.push(format!(
+                    "{} already {} port {} in host mode",
+                    nodes(n),
+                    verb(n, "publishes", "publish"),
+                    req.host_port_text(i)
+                ));
+            }
         }
         if parts.is_empty() {
             // Every node passed the filters yet tasks were left over: cannot happen with the

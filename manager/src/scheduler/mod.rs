@@ -30,7 +30,7 @@ use std::cmp::Reverse;
 use std::collections::binary_heap::PeekMut;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
-use proto::{Node, Platform, Task, TaskSpec};
+use proto::{Endpoint, Node, Platform, Task, TaskSpec};
 
 use filters::{Explanation, NodeInfo, Rejection, Requirements};
 
@@ -74,7 +74,7 @@ pub fn schedule<'a>(
 
     let requirements: Vec<Result<Requirements, String>> = groups
         .iter()
-        .map(|g| Requirements::from_spec(g.spec))
+        .map(|g| Requirements::from_task(g.spec, g.endpoint))
         .collect();
 
     // Bound tasks first: they can run nowhere else, so they get the first claim on their
@@ -114,16 +114,22 @@ struct Group<'a> {
     /// The spec of the group's first task; all others have the same placement and
     /// reservations.
     spec: Option<&'a TaskSpec>,
+    /// The endpoint of the group's first task; all others publish the same host ports.
+    endpoint: Option<&'a Endpoint>,
     /// Indices into `pending` of tasks without a node.
     free: Vec<usize>,
     /// Indices into `pending` of tasks already bound to a node.
     bound: Vec<usize>,
 }
 
-/// Whether two specs schedule identically.
-fn same_requirements(a: Option<&TaskSpec>, b: Option<&TaskSpec>) -> bool {
-    a.and_then(|s| s.placement.as_ref()) == b.and_then(|s| s.placement.as_ref())
-        && filters::reservations(a) == filters::reservations(b)
+/// Whether two tasks schedule identically (specs and endpoints).
+fn same_requirements(
+    a: (Option<&TaskSpec>, Option<&Endpoint>),
+    b: (Option<&TaskSpec>, Option<&Endpoint>),
+) -> bool {
+    a.0.and_then(|s| s.placement.as_ref()) == b.0.and_then(|s| s.placement.as_ref())
+        && filters::reservations(a.0) == filters::reservations(b.0)
+        && filters::host_ports(a.1) == filters::host_ports(b.1)
 }
 
 /// Groups by (service, spec version) first, a cheap hash key; tasks under one key almost
@@ -136,28 +142,29 @@ fn group_pending<'a>(pending: &[&'a Task]) -> (Vec<Group<'a>>, HashMap<&'a str, 
     let mut services: HashMap<&'a str, usize> = HashMap::new();
     for (i, &task) in pending.iter().enumerate() {
         let spec = task.spec.as_ref();
+        let endpoint = task.endpoint.as_ref();
         let candidates = by_key
             .entry((task.service_id.as_str(), task.spec_version))
             .or_default();
-        let g = match candidates
-            .iter()
-            .copied()
-            .find(|&g| same_requirements(groups[g].spec, spec))
-        {
-            Some(g) => g,
-            None => {
-                let next = services.len();
-                let service = *services.entry(task.service_id.as_str()).or_insert(next);
-                groups.push(Group {
-                    service,
-                    spec,
-                    free: Vec::new(),
-                    bound: Vec::new(),
-                });
-                candidates.push(groups.len() - 1);
-                groups.len() - 1
-            }
-        };
+        let g =
+            match candidates.iter().copied().find(|&g| {
+                same_requirements((groups[g].spec, groups[g].endpoint), (spec, endpoint))
+            }) {
+                Some(g) => g,
+                None => {
+                    let next = services.len();
+                    let service = *services.entry(task.service_id.as_str()).or_insert(next);
+                    groups.push(Group {
+                        service,
+                        spec,
+                        endpoint,
+                        free: Vec::new(),
+                        bound: Vec::new(),
+                    });
+                    candidates.push(groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
         if task.node_id.is_empty() {
             groups[g].free.push(i);
         } else {
@@ -234,7 +241,8 @@ impl<'a> Cluster<'a> {
                 continue;
             }
             let (cpu, memory) = filters::reservations(task.spec.as_ref());
-            infos[idx as usize].add_task(cpu, memory);
+            let ports = filters::host_ports(task.endpoint.as_ref());
+            infos[idx as usize].add_task(cpu, memory, &ports);
             if let Some(&s) = services.get(task.service_id.as_str()) {
                 *service_tasks[s].entry(idx).or_insert(0) += 1;
             }
@@ -249,7 +257,7 @@ impl<'a> Cluster<'a> {
 
     /// Records a decision in the bookkeeping.
     fn assign(&mut self, idx: u32, service: usize, req: &Requirements) {
-        self.nodes[idx as usize].add_task(req.cpu, req.memory);
+        self.nodes[idx as usize].add_task(req.cpu, req.memory, &req.host_ports);
         *self.service_tasks[service].entry(idx).or_insert(0) += 1;
     }
 
@@ -334,7 +342,7 @@ impl<'a> Cluster<'a> {
             }
             match best {
                 Some((_, _, i)) => {
-                    self.nodes[i].add_task(req.cpu, req.memory);
+                    self.nodes[i].add_task(req.cpu, req.memory, &req.host_ports);
                     service_tasks[i] += 1;
                     vec![i as u32]
                 }
@@ -487,7 +495,7 @@ fn place_on_nodes(heap: &mut BinaryHeap<Candidate>, n: u64, placer: &mut Placer<
         };
         let Reverse((service, total, idx)) = *top;
         let node = &mut placer.nodes[idx as usize];
-        node.add_task(placer.req.cpu, placer.req.memory);
+        node.add_task(placer.req.cpu, placer.req.memory, &placer.req.host_ports);
         placer.service_tasks[idx as usize] += 1;
         placer.assigned.push(idx);
         placed += 1;

@@ -1,9 +1,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proto::{
-    Meta, Node, NodeAvailability, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
-    Placement, PlacementPreference, Platform, ResourceRequirements, Resources, Task, TaskSpec,
-    TaskState, TaskStatus,
+    Endpoint, Meta, Node, NodeAvailability, NodeDescription, NodeRole, NodeSpec, NodeState,
+    NodeStatus, Placement, PlacementPreference, Platform, PortConfig, PortProtocol, PublishMode,
+    ResourceRequirements, Resources, Task, TaskSpec, TaskState, TaskStatus,
 };
 
 use super::constraint::{self, Attribute, Operator};
@@ -579,6 +579,66 @@ fn max_replicas_per_node() {
         BTreeSet::from([
             "no suitable node: 1 node already runs the maximum of 1 task of this service per node"
                 .into()
+        ])
+    );
+}
+
+/// `t` publishing `port` (TCP) in `mode`.
+fn publishing(mut t: Task, port: u32, mode: PublishMode) -> Task {
+    t.endpoint = Some(Endpoint {
+        ports: vec![PortConfig {
+            protocol: PortProtocol::Tcp as i32,
+            target_port: 80,
+            published_port: port,
+            publish_mode: mode as i32,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    t
+}
+
+#[test]
+fn a_node_publishes_a_host_port_once() {
+    let nodes = [node("a"), node("b"), node("c")];
+    let spec = TaskSpec::default();
+    let host = |t: Task| publishing(t, 8081, PublishMode::Host);
+    let pending: Vec<Task> = tasks("t", "svc", 4, &spec).into_iter().map(host).collect();
+    let decisions = run(&nodes, &[], &pending);
+    assert_eq!(
+        per_node(&decisions),
+        counts(&[("a", 1), ("b", 1), ("c", 1)])
+    );
+    assert_eq!(
+        reasons(&decisions),
+        BTreeSet::from([
+            "no suitable node: 3 nodes already publish port 8081/tcp in host mode".into()
+        ])
+    );
+
+    // Another service's task holds the port on a; tasks publishing it through the mesh, as
+    // a dynamic host port or not at all take nothing.
+    let existing = [
+        host(running("x", "other", "a", &spec)),
+        publishing(running("y", "mesh", "b", &spec), 8081, PublishMode::Ingress),
+        publishing(running("z", "any", "b", &spec), 0, PublishMode::Host),
+    ];
+    let decisions = run(&nodes[..2], &existing, &pending[..2]);
+    assert_eq!(per_node(&decisions), counts(&[("b", 1)]));
+    assert_eq!(
+        reasons(&decisions),
+        BTreeSet::from([
+            "no suitable node: 2 nodes already publish port 8081/tcp in host mode".into()
+        ])
+    );
+    // A task bound to its node is told which port is in the way.
+    let mut bound = host(task("g", "global"));
+    bound.node_id = "a".into();
+    let decisions = run(&nodes, &existing, &[bound]);
+    assert_eq!(
+        reasons(&decisions),
+        BTreeSet::from([
+            "no suitable node: node a already publishes port 8081/tcp in host mode".into()
         ])
     );
 }
@@ -1173,14 +1233,15 @@ fn reference(nodes: &[Node], store: &[Task], pending: &[&Task]) -> Vec<Option<St
     {
         if let Some(i) = infos.iter().position(|n| n.id == t.node_id) {
             let (cpu, memory) = reservations(t.spec.as_ref());
-            infos[i].add_task(cpu, memory);
+            let ports = super::filters::host_ports(t.endpoint.as_ref());
+            infos[i].add_task(cpu, memory, &ports);
             *per_service.entry((t.service_id.clone(), i)).or_default() += 1;
         }
     }
     pending
         .iter()
         .map(|t| {
-            let req = Requirements::from_spec(t.spec.as_ref()).unwrap();
+            let req = Requirements::from_task(t.spec.as_ref(), t.endpoint.as_ref()).unwrap();
             let count = |i: usize| {
                 per_service
                     .get(&(t.service_id.clone(), i))
@@ -1190,7 +1251,7 @@ fn reference(nodes: &[Node], store: &[Task], pending: &[&Task]) -> Vec<Option<St
             let best = (0..infos.len())
                 .filter(|&i| req.check(&infos[i], count(i)).is_ok())
                 .min_by_key(|&i| (count(i), infos[i].tasks, infos[i].id))?;
-            infos[best].add_task(req.cpu, req.memory);
+            infos[best].add_task(req.cpu, req.memory, &req.host_ports);
             *per_service.entry((t.service_id.clone(), best)).or_default() += 1;
             Some(infos[best].id.to_string())
         })

@@ -1,19 +1,22 @@
 //! The node's data path, driven by its assignments: the overlay networks of its tasks (and
-//! `ingress`) with their peers, each task's namespace joined to its networks, and the
-//! routing mesh through the node's leg into `ingress` — in the kernel (nftables) or, where
-//! nftables is missing or the node is told so, in userspace ([`super::proxy`]). The calls
-//! block (they run iproute2 and nft): the agent calls them on the blocking pool.
+//! `ingress`) with their peers, each task's namespace joined to its networks with its DNS
+//! server and VIPs ([`super::discovery`]), and the routing mesh through the node's leg into
+//! `ingress` — in the kernel (nftables) or, where nftables is missing or the node is told
+//! so, in userspace ([`super::proxy`]). The calls block (they run iproute2 and nft): the
+//! agent calls them on the blocking pool.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 
 use proto::{
-    assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, MeshState, Network,
-    PortProtocol, Task,
+    assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, DiscoveryState, MeshState,
+    Network, PortConfig, PortProtocol, Task,
 };
 
-use super::mesh::{self, Protocol, Published};
+use super::discovery::{self, TaskDns};
+use super::host_ports::{self, HostPort};
+use super::mesh::{self, HostForward, Protocol, Published};
 use super::overlay::{self, NetError, Node, Overlay};
 use super::proxy::{self, Backends};
 
@@ -41,6 +44,30 @@ struct State {
     peers: HashMap<String, Vec<Ipv4Addr>>,
     /// The last mesh applied.
     mesh: Option<MeshState>,
+    /// The last service discovery received.
+    discovery: DiscoveryState,
+}
+
+/// What the node serves in one task's namespace.
+struct TaskNet {
+    /// The task's networks (IDs), in attachment order.
+    networks: Vec<String>,
+    /// Its DNS server (none if it could not start).
+    dns: Option<TaskDns>,
+    /// The rules (DNS ports, VIPs) last applied in the namespace (kernel data path).
+    rules: Option<String>,
+    /// The ports it publishes on this node (host mode).
+    ports: Vec<HostPort>,
+}
+
+/// Where the host-mode ports of the node's tasks go.
+fn host_forwards(tasks: &HashMap<String, TaskNet>) -> Vec<HostForward> {
+    let mut forwards: Vec<HostForward> = tasks
+        .values()
+        .flat_map(|t| t.ports.iter().map(|p| p.forward))
+        .collect();
+    forwards.sort_by_key(|f| (f.protocol, f.port));
+    forwards
 }
 
 /// One node's data path.
@@ -51,6 +78,11 @@ pub struct DataPath {
     /// The runtime the userspace proxies run on.
     runtime: tokio::runtime::Handle,
     proxies: Mutex<HashMap<(Protocol, u16), PortProxy>>,
+    /// Tasks whose namespaces have their DNS server (and VIPs), by task ID. Locked after
+    /// `state` when both are needed.
+    tasks: Mutex<HashMap<String, TaskNet>>,
+    /// The node's resolvers, for names outside the cluster.
+    upstreams: Vec<SocketAddr>,
 }
 
 /// A network as the node programs it, and whether it is `ingress`.
@@ -88,6 +120,8 @@ impl DataPath {
             mode,
             runtime: tokio::runtime::Handle::current(),
             proxies: Mutex::default(),
+            tasks: Mutex::default(),
+            upstreams: discovery::host_upstreams(),
         }
     }
 
@@ -153,14 +187,126 @@ impl DataPath {
             }
         }
         if let Some(wanted) = &message.mesh {
-            match self.program_mesh(&state, wanted) {
+            let host = host_forwards(&self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+            match self.program_mesh(&state, wanted, &host) {
                 Ok(()) => state.mesh = Some(wanted.clone()),
                 Err(e) => tracing::error!(error = %e, "cannot program the routing mesh"),
             }
         }
+        if let Some(discovery) = &message.discovery {
+            state.discovery = discovery.clone();
+            let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, net) in tasks.iter_mut() {
+                self.refresh_task(id, net, &state.discovery);
+            }
+        }
     }
 
-    fn program_mesh(&self, state: &State, wanted: &MeshState) -> Result<(), NetError> {
+    /// Brings a task's DNS records and its namespace's rules (DNS ports, VIPs) up to date
+    /// with `discovery`.
+    fn refresh_task(&self, task_id: &str, net: &mut TaskNet, discovery: &DiscoveryState) {
+        let kernel = self.mode == MeshMode::Kernel;
+        if let Some(dns) = &net.dns {
+            dns.set(discovery::records_for(&net.networks, discovery, kernel));
+        }
+        if !kernel {
+            return;
+        }
+        let vips = discovery::vips_for(&net.networks, discovery);
+        let dns = net.dns.as_ref().and_then(|d| d.ports);
+        if vips.is_empty() && dns.is_none() && net.rules.is_none() {
+            return;
+        }
+        let script = discovery::task_ruleset(dns, &vips);
+        if net.rules.as_ref() == Some(&script) {
+            return;
+        }
+        let ns = overlay::task_namespace(task_id);
+        let applied =
+            mesh::ensure_conntrack(Some(&ns)).and_then(|()| mesh::apply(Some(&ns), &script));
+        match applied {
+            Ok(()) => net.rules = Some(script),
+            Err(e) => {
+                tracing::error!(task = task_id, error = %e, "cannot program the task's DNS port and VIPs")
+            }
+        }
+    }
+
+    /// Starts service discovery in `task`'s namespace (its DNS server and VIPs) and
+    /// publishes its host-mode ports, unless that is done already; returns the ports as
+    /// bound. A task without networks has no namespace of its own and gets none of it.
+    /// Called for new tasks by [`DataPath::attach`] and for tasks adopted after a restart of
+    /// the node's daemon, whose servers and ports went with it.
+    pub fn serve(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
+        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        let netns = agent_runtime::task_netns_path(id);
+        if task.networks.is_empty() || !netns.exists() {
+            return Ok(Vec::new());
+        }
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(net) = tasks.get(id) {
+            return Ok(net.ports.iter().map(|p| p.config.clone()).collect());
+        }
+        let ports = if host_ports::wanted(task).is_empty() {
+            Vec::new()
+        } else {
+            let target = state
+                .networks
+                .iter()
+                .find(|(_, (_, ingress))| *ingress)
+                .and_then(|(ingress, _)| {
+                    let attachment = task.networks.iter().find(|a| &a.network_id == ingress)?;
+                    let addr = attachment.addresses.first()?;
+                    addr.split('/').next()?.parse().ok()
+                })
+                .ok_or_else(|| NetError::Command {
+                    command: format!("publish the ports of task {id}"),
+                    message: "the task has no address on the ingress network here yet".into(),
+                })?;
+            let proxy_on = (self.mode == MeshMode::Userspace).then_some(&self.runtime);
+            host_ports::publish(task, target, proxy_on)?
+        };
+        let redirected = self.mode == MeshMode::Kernel;
+        let dns = match TaskDns::start(&self.runtime, &netns, self.upstreams.clone(), redirected) {
+            Ok(dns) => Some(dns),
+            Err(e) => {
+                tracing::error!(task = id, error = %e, "cannot start the task's DNS server");
+                None
+            }
+        };
+        let bound: Vec<PortConfig> = ports.iter().map(|p| p.config.clone()).collect();
+        let mut net = TaskNet {
+            networks: task.networks.iter().map(|a| a.network_id.clone()).collect(),
+            dns,
+            rules: None,
+            ports,
+        };
+        self.refresh_task(id, &mut net, &state.discovery);
+        let publishes = !net.ports.is_empty();
+        tasks.insert(id.to_owned(), net);
+        if publishes {
+            self.reprogram_mesh(&state, &tasks);
+        }
+        Ok(bound)
+    }
+
+    /// Programs the last mesh again, with the host-mode ports of `tasks` (kernel path).
+    fn reprogram_mesh(&self, state: &State, tasks: &HashMap<String, TaskNet>) {
+        let (MeshMode::Kernel, Some(mesh)) = (self.mode, &state.mesh) else {
+            return;
+        };
+        if let Err(e) = self.program_mesh(state, mesh, &host_forwards(tasks)) {
+            tracing::error!(error = %e, "cannot program the routing mesh");
+        }
+    }
+
+    fn program_mesh(
+        &self,
+        state: &State,
+        wanted: &MeshState,
+        host: &[HostForward],
+    ) -> Result<(), NetError> {
         let Some((ingress, _)) = state.networks.values().find(|(_, ingress)| *ingress) else {
             return Ok(());
         };
@@ -190,7 +336,10 @@ impl DataPath {
             })
             .collect();
         match self.mode {
-            MeshMode::Kernel => mesh::apply(None, &mesh::ruleset(&leg, &ports)),
+            MeshMode::Kernel => {
+                mesh::ensure_conntrack(None)?;
+                mesh::apply(None, &mesh::ruleset(&leg, &ports, host))
+            }
             MeshMode::Userspace => self.program_proxies(&ports),
         }
     }
@@ -250,10 +399,12 @@ impl DataPath {
         Ok(())
     }
 
-    /// Gives `task` its namespace on its networks, before the runtime starts it there.
-    pub fn attach(&self, task: &Task) -> Result<(), NetError> {
+    /// Gives `task` its namespace on its networks, before the runtime starts it there, with
+    /// its DNS server, VIPs and host-mode ports ([`DataPath::serve`]); returns the ports as
+    /// bound.
+    pub fn attach(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
         if task.networks.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
         overlay::create_task_namespace(id)?;
@@ -275,17 +426,29 @@ impl DataPath {
             self.node
                 .attach(overlay, &ns, &format!("eth{i}"), address, i == 0)?;
         }
-        Ok(())
+        drop(state);
+        self.serve(task)
     }
 
-    /// Removes a task's namespace (and so its veth pairs).
+    /// Stops the task's DNS server, releases its host-mode ports and removes its namespace
+    /// (and so its veth pairs).
     pub fn detach(&self, task_id: &str) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(net) = tasks.remove(task_id) {
+            if !net.ports.is_empty() {
+                // The DNAT goes before the port is free for anyone else.
+                self.reprogram_mesh(&state, &tasks);
+            }
+        }
+        drop((tasks, state));
         overlay::remove_task_namespace(task_id);
     }
 
     /// Removes everything this node set up (it leaves its cluster).
     pub fn remove_all(&self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).clear();
         for (_, p) in self
             .proxies
             .lock()

@@ -1,7 +1,9 @@
-//! The embedded DNS server of a network: answers, for the tasks on it, `SERVICE` with the
-//! service's virtual IP (or its tasks' addresses for endpoint mode `dnsrr`) and
-//! `tasks.SERVICE` with every running task's address, and forwards every other name to the
-//! node's own resolvers, so tasks resolve both the cluster and the outside world.
+//! The embedded DNS server of a task (one per task namespace, see [`super::discovery`]):
+//! answers `SERVICE` with the service's virtual IP (or its tasks' addresses for endpoint
+//! mode `dnsrr`) and `tasks.SERVICE` with every running task's address, for the services on
+//! the task's networks, and forwards every other name to the node's own resolvers (from the
+//! node's namespace, where they are reachable), so tasks resolve both the cluster and the
+//! outside world.
 //!
 //! The records are swapped whole ([`Records`]) as services and tasks change, while the
 //! server keeps answering. UDP answers that do not fit in 512 bytes are truncated with the
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinSet;
 
 /// Seconds a client may cache an answer: short, since tasks come and go.
 const TTL: u32 = 5;
@@ -28,16 +31,17 @@ const RCODE_FORMERR: u8 = 1;
 const RCODE_SERVFAIL: u8 = 2;
 const RCODE_NXDOMAIN: u8 = 3;
 
-/// What the server knows about the services of its network.
+/// What the server knows about one service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceRecord {
-    /// The service's VIP on this network; `None` for endpoint mode `dnsrr`.
+    /// The service's VIP; `None` for endpoint mode `dnsrr` (and where no VIP is carried).
     pub vip: Option<Ipv4Addr>,
-    /// The addresses of its running tasks on this network.
+    /// The addresses of its running tasks.
     pub tasks: Vec<Ipv4Addr>,
 }
 
-/// The records of one network, by lower-case service name; cheap to clone and swap.
+/// The records a server answers from, by lower-case service name (or alias); cheap to
+/// clone and swap.
 #[derive(Clone, Default)]
 pub struct Records {
     inner: Arc<RwLock<Arc<HashMap<String, ServiceRecord>>>>,
@@ -70,17 +74,23 @@ impl Records {
     }
 }
 
-/// Serves DNS over UDP on `socket` until the task is dropped.
+/// Serves DNS over UDP on `socket` until the task is dropped (aborted). Queries in flight
+/// (forwarded ones wait for their upstream) are owned by the server and end with it.
 pub async fn serve_udp(socket: UdpSocket, records: Records, upstreams: Vec<SocketAddr>) {
     let socket = Arc::new(socket);
+    let mut inflight = JoinSet::new();
     let mut buf = vec![0u8; 4096];
     loop {
-        let Ok((len, client)) = socket.recv_from(&mut buf).await else {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => continue,
+        };
+        let Ok((len, client)) = received else {
             continue;
         };
         let query = buf[..len].to_vec();
         let (socket, records, upstreams) = (socket.clone(), records.clone(), upstreams.clone());
-        tokio::spawn(async move {
+        inflight.spawn(async move {
             if let Some(mut reply) = answer(&query, &records, &upstreams).await {
                 if reply.len() > UDP_LIMIT {
                     reply = truncate(&reply);
@@ -91,14 +101,21 @@ pub async fn serve_udp(socket: UdpSocket, records: Records, upstreams: Vec<Socke
     }
 }
 
-/// Serves DNS over TCP on `listener` until the task is dropped.
+/// Serves DNS over TCP on `listener` until the task is dropped (aborted), which also closes
+/// every open connection: a server in a task's namespace must let go of it when the task
+/// goes.
 pub async fn serve_tcp(listener: TcpListener, records: Records, upstreams: Vec<SocketAddr>) {
+    let mut connections = JoinSet::new();
     loop {
-        let Ok((conn, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let Ok((conn, _)) = accepted else {
             continue;
         };
         let (records, upstreams) = (records.clone(), upstreams.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _ = serve_connection(conn, &records, &upstreams).await;
         });
     }

@@ -6,21 +6,70 @@
 //! The node reaches task addresses through its *leg* into the ingress overlay: a veth pair
 //! from the node's namespace to the ingress bridge, holding the node's own ingress address.
 //! Forwarded connections leave through the leg masqueraded to that address, so replies come
-//! back through this node whichever node the task is on. Established flows live as long as
-//! conntrack keeps them (five days idle by default), not the fifteen minutes after which
-//! Swarm's IPVS mesh drops quiet connections.
+//! back through this node whichever node the task is on.
+//!
+//! Conntrack carries each connection after its first packet, so a connection lives as long
+//! as its conntrack entry: were it to expire while the connection is quiet (five days by
+//! default, less where the node's settings say so), the next packet would start a new
+//! entry, be sent to the *next* task and be reset. The mesh gives the connections it
+//! forwards a timeout policy of its own ([`CONNTRACK_TABLE`], twenty days of quiet, whatever
+//! the node's sysctls say), in a table of its own that is made once and never rebuilt:
+//! deleting a policy makes the entries that use it fall back to the node's defaults. Swarm's
+//! IPVS mesh drops quiet connections after fifteen minutes.
 //!
 //! The whole table is rebuilt in one `nft -f` transaction per change, so no stale rule
 //! survives and no half-applied state is ever visible.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::{Command, Stdio};
 
 use super::overlay::{NetError, Node, Overlay};
 
 /// The nftables table that holds the mesh.
 pub const TABLE: &str = "skiffmesh";
+
+/// The nftables table holding the conntrack timeout policy of forwarded connections.
+pub const CONNTRACK_TABLE: &str = "skiffconntrack";
+
+/// How long a forwarded TCP connection may stay quiet (twenty days; the kernel's default is
+/// five). Conntrack counts in jiffies as a signed 32-bit difference, so this stays well
+/// below the 24.8 days that allows at 1000 Hz.
+pub const ESTABLISHED_TIMEOUT_SECS: u32 = 20 * 24 * 3600;
+
+/// The conntrack table's script: every connection this namespace DNATs (the mesh, ports
+/// published in host mode, a task's VIPs) gets the long established timeout, set on its
+/// first packet, after NAT chose its destination and before the entry is confirmed.
+pub fn conntrack_ruleset() -> String {
+    let rule = "ct state new ct status dnat ct timeout set \"forwarded\"";
+    format!(
+        "table ip {CONNTRACK_TABLE} {{\n  ct timeout forwarded {{\n    protocol tcp;\n    l3proto ip;\n    policy = {{ established: {ESTABLISHED_TIMEOUT_SECS} }}\n  }}\n  chain prerouting {{\n    type filter hook prerouting priority filter; policy accept;\n    {rule}\n  }}\n  chain output {{\n    type filter hook output priority filter; policy accept;\n    {rule}\n  }}\n}}\n"
+    )
+}
+
+/// Makes the conntrack table in `home` (or the caller's namespace) unless it is there.
+/// Never replaced: connections keep the policy for their whole life, across restarts of the
+/// node's daemon and changes of the mesh.
+pub fn ensure_conntrack(home: Option<&str>) -> Result<(), NetError> {
+    let mut list = match home {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "nft"]);
+            c
+        }
+        None => Command::new("nft"),
+    };
+    let present = list
+        .args(["list", "table", "ip", CONNTRACK_TABLE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(());
+    }
+    apply(home, &conntrack_ruleset())
+}
 
 /// Transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,11 +102,32 @@ pub struct Published {
     pub backends: Vec<Ipv4Addr>,
 }
 
+/// A port published in host mode by a task on this node: the node's port goes to that
+/// task alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostForward {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// The port on this node.
+    pub port: u16,
+    /// The task's ingress address and target port.
+    pub target: SocketAddrV4,
+}
+
 /// The nftables script for the mesh: `leg` is the node's interface into the ingress overlay.
 /// A port whose service has no running task refuses connections at once instead of letting
-/// them time out.
-pub fn ruleset(leg: &str, ports: &[Published]) -> String {
+/// them time out. Ports published in host mode (`host`) go to their one task, through the
+/// same leg.
+pub fn ruleset(leg: &str, ports: &[Published], host: &[HostForward]) -> String {
     let mut rules = String::new();
+    for h in host {
+        rules.push_str(&format!(
+            "    fib daddr type local {} dport {} dnat to {}\n",
+            h.protocol.keyword(),
+            h.port,
+            h.target
+        ));
+    }
     for p in ports {
         let proto = p.protocol.keyword();
         let target = if p.backends.is_empty() {
@@ -131,11 +201,11 @@ pub fn apply(home: Option<&str>, script: &str) -> Result<(), NetError> {
     Ok(())
 }
 
-/// Removes the mesh's table from the node's namespace (the node leaves its cluster).
+/// Removes the mesh's tables from the node's namespace (the node leaves its cluster).
 pub fn remove(home: Option<&str>) -> Result<(), NetError> {
     apply(
         home,
-        &format!("table ip {TABLE}\ndelete table ip {TABLE}\n"),
+        &format!("table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {CONNTRACK_TABLE}\ndelete table ip {CONNTRACK_TABLE}\n"),
     )
 }
 
@@ -180,14 +250,40 @@ mod tests {
                     backends: vec![],
                 },
             ],
+            &[HostForward {
+                protocol: Protocol::Tcp,
+                port: 8081,
+                target: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 7), 80),
+            }],
         );
         assert!(script.contains(
             "fib daddr type local tcp dport 8080 dnat to numgen inc mod 2 map { 0 : 10.0.0.5, 1 : 10.0.0.6 } : 80"
         ), "{script}");
         assert!(script.contains("udp dport 5353 reject"), "{script}");
+        assert!(
+            script.contains("fib daddr type local tcp dport 8081 dnat to 10.0.0.7:80"),
+            "{script}"
+        );
         assert!(script.contains("oifname \"skin0\" masquerade"), "{script}");
         // Both NAT chains carry the ports: from other hosts and from the node itself.
         assert_eq!(script.matches("tcp dport 8080").count(), 2, "{script}");
         assert!(script.starts_with("table ip skiffmesh\ndelete table ip skiffmesh\n"));
+    }
+
+    #[test]
+    fn forwarded_connections_get_a_long_quiet_time_from_a_table_never_rebuilt() {
+        let script = conntrack_ruleset();
+        assert!(
+            script.contains("policy = { established: 1728000 }"),
+            "{script}"
+        );
+        assert_eq!(
+            script
+                .matches("ct state new ct status dnat ct timeout set \"forwarded\"")
+                .count(),
+            2,
+            "from other hosts and from the node itself: {script}"
+        );
+        assert!(!script.contains("delete"), "{script}");
     }
 }

@@ -1,10 +1,13 @@
-//! The node's share of the network: overlay networks and the routing mesh's data paths.
+//! The node's share of the network: overlay networks, the routing mesh's data paths, and
+//! service discovery (DNS and VIPs) in each task's namespace.
 //!
 //! The kernel path (nftables DNAT over a round-robin `numgen` map) is the default; where
 //! nftables is missing, [`proxy`] carries the same traffic in userspace.
 
 pub mod datapath;
+pub mod discovery;
 pub mod dns;
+pub mod host_ports;
 pub mod mesh;
 pub mod overlay;
 pub mod proxy;

@@ -33,6 +33,16 @@ pub enum NetError {
     /// An address from the allocator is not one.
     #[error("invalid address {0:?} (expected CIDR such as 10.0.1.5/24)")]
     Address(String),
+    /// A port to publish on this node is taken.
+    #[error("cannot publish port {port}/{protocol} on this node: {source}; another task or program holds it, so publish another port or free it")]
+    Port {
+        /// The port asked for (0: any).
+        port: u16,
+        /// "tcp" or "udp".
+        protocol: &'static str,
+        /// The socket error.
+        source: std::io::Error,
+    },
 }
 
 /// One overlay network as the node needs it.
