@@ -199,3 +199,114 @@ fn images_load_from_archives_and_missing_ones_fail_clearly() {
     let ps = cluster.ok(1, &["service", "ps", "--no-trunc", "ghost"]);
     assert!(ps.contains("pulling image"), "{ps}");
 }
+
+/// An HTTP GET from inside test host `from`'s network namespace.
+fn get_from(cluster: &Cluster, from: usize, to: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let path = format!("/var/run/netns/{}", cluster.namespace(from)?);
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(path).ok()?;
+        // SAFETY: moves only this short-lived thread into the test host's namespace.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return None;
+        }
+        let timeout = Duration::from_secs(3);
+        let mut conn = std::net::TcpStream::connect_timeout(&to, timeout).ok()?;
+        conn.set_read_timeout(Some(timeout)).ok()?;
+        conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).ok()?;
+        let (_, body) = reply.split_once("\r\n\r\n")?;
+        Some(body.trim().to_owned())
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+#[test]
+fn containers_on_test_hosts_serve_through_the_mesh_and_resolve_services() {
+    let mut cluster = Cluster::on_network(2).with_containerd();
+    cluster.form(1);
+    // Test hosts cannot reach the registry on the machine's loopback: load the image on
+    // each, as on nodes without a registry.
+    let archive = cluster.dir().join("busybox.tar");
+    busybox_image(
+        &archive,
+        "docker.io/library/busybox:test",
+        serde_json::json!({}),
+    );
+    for i in 1..=2 {
+        cluster.ok(i, &["image", "load", archive.to_str().unwrap()]);
+    }
+    let image = "busybox:test";
+    cluster.ok(1, &["network", "create", "front"]);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--network",
+            "front",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--detach",
+            "--constraint",
+            "node.hostname!=host1",
+            "-p",
+            "8080:80",
+            image,
+            "sh",
+            "-c",
+            "echo served by $(hostname) > /www/index.html; exec httpd -f -p 80 -h /www",
+        ],
+    );
+    cluster.wait_running(1, "web", 2, WAIT);
+    let host = |i: usize| -> std::net::SocketAddr {
+        format!("{}:8080", integration_tests::netns::TestNetwork::address(i))
+            .parse()
+            .unwrap()
+    };
+    // Host 1 runs no task and still answers; both containers take turns.
+    let pages = wait_until("both containers to answer through host 1", WAIT, || {
+        let pages: std::collections::BTreeSet<String> = (0..8)
+            .filter_map(|_| get_from(&cluster, 1, host(1)))
+            .collect();
+        (pages.len() == 2).then_some(pages)
+    });
+    assert!(
+        pages.iter().all(|p| p.starts_with("served by ")),
+        "{pages:?}"
+    );
+    assert!(get_from(&cluster, 2, host(2)).is_some());
+
+    // Inside a container: its resolver is the network's DNS server.
+    let task = cluster
+        .tasks(1, "web")
+        .into_iter()
+        .find(|t| task_state(t, "observed") == "TASK_STATE_RUNNING")
+        .expect("a running task");
+    let id = task["meta"]["id"].as_str().unwrap_or("").to_owned();
+    // (the name appears once every node has the service's addresses).
+    let text = wait_until("tasks.web to resolve inside a container", WAIT, || {
+        let out = std::process::Command::new("ctr")
+            .arg("-a")
+            .arg(integration_tests::containerd::socket())
+            .args(["-n", &cluster.containerd_namespace(2), "tasks", "exec"])
+            .args(["--exec-id", &format!("lookup{}", std::process::id()), &id])
+            .args(["sh", "-c", "cat /etc/resolv.conf; nslookup tasks.web."])
+            .output()
+            .expect("ctr exec");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let tasks = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("Address:"))
+            .filter(|a| !a.trim().starts_with("127.0.0.11"))
+            .count();
+        (tasks == 2).then_some(text)
+    });
+    assert!(text.contains("nameserver 127.0.0.11"), "{text}");
+}

@@ -270,6 +270,55 @@ impl ContainerdRuntime {
             .is_ok()
     }
 
+    /// Points the container's network namespace at `/proc/<skiffd>/fd/<n>`, a descriptor of
+    /// the task's namespace that stays open as long as the returned file lives.
+    async fn pin_netns(&self, task_id: &str) -> Result<Option<std::fs::File>, RuntimeError> {
+        let netns = crate::task_netns_path(task_id);
+        let Some(mut container) = self.container(task_id).await? else {
+            return Err(RuntimeError::NotFound(task_id.into()));
+        };
+        let Some(any) = container.spec.as_mut() else {
+            return Ok(None);
+        };
+        let mut spec: serde_json::Value = serde_json::from_slice(&any.value).map_err(|e| {
+            RuntimeError::InvalidState(format!("container {task_id} has an unreadable spec: {e}"))
+        })?;
+        let Some(namespaces) = spec["linux"]["namespaces"].as_array_mut() else {
+            return Ok(None);
+        };
+        let Some(network) = namespaces
+            .iter_mut()
+            .find(|n| n["type"] == "network" && n["path"].is_string())
+        else {
+            return Ok(None);
+        };
+        let file = std::fs::File::open(&netns).map_err(|e| {
+            RuntimeError::StartFailed(format!(
+                "the task's network namespace {} is gone ({e}): its networks were torn down",
+                netns.display()
+            ))
+        })?;
+        use std::os::fd::AsRawFd as _;
+        network["path"] = serde_json::json!(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            file.as_raw_fd()
+        ));
+        any.value = serde_json::to_vec(&spec).unwrap_or_default();
+        let update = self.api.request(containers::UpdateContainerRequest {
+            container: Some(container),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["spec".into()],
+            }),
+        });
+        self.api
+            .containers()
+            .update(update)
+            .await
+            .map_err(|s| api::error("pointing the container at its network namespace", s))?;
+        Ok(Some(file))
+    }
+
     /// The logger URI containerd's shim runs for the task's output.
     fn logger_uri(&self, dir: &Path) -> String {
         format!(
@@ -498,6 +547,10 @@ impl Runtime for ContainerdRuntime {
             Observed::Created => false,
         };
         if prepared {
+            // The task's network namespace is a mount skiffd made, which containerd may not
+            // see (skiffd in a mount namespace of its own, as under `ip netns exec`): hand
+            // runc the namespace through a descriptor skiffd holds while the task is created.
+            let _netns = self.pin_netns(task_id).await?;
             let request = self.api.request(snapshots::MountsRequest {
                 snapshotter: SNAPSHOTTER.into(),
                 key: task_id.into(),
