@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A multi-host skiff cluster on this one machine, to try skiff without several hosts.
 #
-#   deploy/local-cluster.sh up [--managers 3] [--workers 2] [--runtime process]
+#   deploy/local-cluster.sh up [--managers 3] [--workers 2] [--runtime containerd|process]
 #                                        build, create the hosts, start a registry, form the cluster
 #   deploy/local-cluster.sh status       hosts, daemons and node list
 #   deploy/local-cluster.sh cli N ARGS...   run `skiff ARGS...` against host N
@@ -13,7 +13,10 @@
 # Each host is a network namespace with its own address (10.78.0.N by default, set
 # SKIFF_LOCAL_NET=10.x.y to change) on a bridge of this machine, running a real skiffd with
 # its own data directory and socket. The machine itself is 10.78.0.1 on that bridge, where
-# the registry listens. Needs root (namespaces) and Debian's packages, installed if missing.
+# the registry listens. With the containerd runtime (the default), tasks are containers on
+# skiff's own containerd (deploy/containerd-test.sh), each host in a containerd namespace of
+# its own, and the demo runs a busybox image built here and pushed to the registry. Needs
+# root (namespaces) and Debian's packages, installed if missing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -69,11 +72,21 @@ make_host() {
   ip -n "$ns" link set eth0 up
 }
 
+runtime_args() {
+  local n=$1
+  if [ "$(cat "$STATE/runtime")" = containerd ]; then
+    echo "--runtime containerd --containerd-socket $(cat "$STATE/containerd.sock") --containerd-namespace skiff-local-host$n --insecure-registry $REGISTRY"
+  else
+    echo "--runtime process"
+  fi
+}
+
 start_daemon() {
   local n=$1 dir="$STATE/host$1"
   mkdir -p "$dir"
+  # shellcheck disable=SC2046
   ip netns exec "$(ns_of "$n")" "$BIN/skiffd" --data-dir "$dir/data" --socket "$(sock_of "$n")" \
-    --listen-addr "$(addr_of "$n")" --hostname "host$n" --runtime process \
+    --listen-addr "$(addr_of "$n")" --hostname "host$n" $(runtime_args "$n") \
     >>"$dir/skiffd.log" 2>&1 &
   echo $! >"$dir/pid"
   for _ in $(seq 1 100); do [ -S "$(sock_of "$n")" ] && return 0; sleep 0.1; done
@@ -95,15 +108,15 @@ EOF
 }
 
 up() {
-  local managers=3 workers=2
+  local managers=3 workers=2 runtime=containerd
   while [ $# -gt 0 ]; do
     case "$1" in
       --managers) managers=$2; shift 2 ;;
       --workers) workers=$2; shift 2 ;;
       --runtime)
-        [ "$2" = process ] || die "the $2 runtime is not available in this version; use --runtime process"
+        case "$2" in containerd|process) runtime=$2 ;; *) die "unknown runtime $2: use containerd or process" ;; esac
         shift 2 ;;
-      *) die "unknown option $1 (use --managers N --workers N --runtime process)" ;;
+      *) die "unknown option $1 (use --managers N --workers N --runtime containerd|process)" ;;
     esac
   done
   [ "$managers" -ge 1 ] || die "a cluster needs at least one manager"
@@ -111,12 +124,23 @@ up() {
   [ "$(count)" -eq 0 ] && ! ip link show "$BRIDGE" >/dev/null 2>&1 \
     || die "a local cluster is already up; run '$0 down' first"
   install_missing iproute2:ip nftables:nft busybox-static:busybox docker-registry:docker-registry
+  [ "$runtime" = containerd ] && install_missing containerd:containerd runc:runc skopeo:skopeo
   build
   mkdir -p "$STATE"
+  echo "$runtime" >"$STATE/runtime"
+  if [ "$runtime" = containerd ]; then
+    "$ROOT/deploy/containerd-test.sh" >"$STATE/containerd.sock"
+  fi
   local total=$(( managers + workers ))
   make_bridge
   for n in $(seq 1 "$total"); do make_host "$n"; done
   start_registry
+  local image=busybox
+  if [ "$runtime" = containerd ]; then
+    "$ROOT/deploy/busybox-image.sh" "$STATE/busybox.tar" >/dev/null
+    for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/${REGISTRY%:*}/${REGISTRY#*:}") 2>/dev/null && break; sleep 0.1; done
+    image=$(push "$STATE/busybox.tar" busybox:latest)
+  fi
   for n in $(seq 1 "$total"); do start_daemon "$n"; done
   skiff_on 1 swarm init --advertise-addr "$(addr_of 1)" >/dev/null
   local mtok wtok
@@ -133,11 +157,16 @@ up() {
   # The demo publishes port 8080 through the routing mesh: every host answers, and each
   # connection goes to the next of the two tasks, wherever they run.
   echo "Starting a demo web service (2 busybox httpd tasks published on port 8080 of every host)..."
-  skiff_on 2 service create --name demo --replicas 2 -p 8080:80 busybox \
-    sh -c 'd=$(mktemp -d); echo "hello from skiff task $$" >$d/index.html; exec busybox httpd -f -p 80 -h $d' || true
+  if [ "$runtime" = containerd ]; then
+    skiff_on 2 service create --name demo --replicas 2 -p 8080:80 "$image" \
+      sh -c 'echo "hello from skiff task $(hostname)" >/www/index.html; exec httpd -f -p 80 -h /www' || true
+  else
+    skiff_on 2 service create --name demo --replicas 2 -p 8080:80 busybox \
+      sh -c 'd=$(mktemp -d); echo "hello from skiff task $$" >$d/index.html; exec busybox httpd -f -p 80 -h $d' || true
+  fi
   skiff_on 1 service ps demo
   echo
-  echo "The cluster is up: $managers managers, $workers workers, a registry at $REGISTRY."
+  echo "The cluster is up: $managers managers, $workers workers ($runtime runtime), a registry at $REGISTRY."
   echo "  curl http://\$($0 addr 2):8080/           the demo answers on every host, round-robin"
   echo "  $0 cli 1 service ls                      any command, on any host"
   echo "  $0 push image.tar web:v1                 put an image in the cluster's registry"
@@ -173,6 +202,18 @@ down() {
     [ -S "$dir/skiffd.sock" ] || continue
     "$BIN/skiff" -H "unix://$dir/skiffd.sock" swarm leave --force >/dev/null 2>&1 || true
   done
+  # Containers outlive their daemons by design: remove this cluster's.
+  if [ "$(cat "$STATE/runtime" 2>/dev/null)" = containerd ] && [ -f "$STATE/containerd.sock" ]; then
+    local sock cns id
+    sock=$(cat "$STATE/containerd.sock")
+    for cns in $(ctr -a "$sock" namespaces ls -q 2>/dev/null | grep '^skiff-local-host' || true); do
+      for id in $(ctr -a "$sock" -n "$cns" containers ls -q 2>/dev/null); do
+        ctr -a "$sock" -n "$cns" tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || true
+        for _ in $(seq 1 30); do ctr -a "$sock" -n "$cns" tasks rm -f "$id" >/dev/null 2>&1 && break; sleep 0.1; done
+        ctr -a "$sock" -n "$cns" containers rm "$id" >/dev/null 2>&1 || true
+      done
+    done
+  fi
   local ns
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^skiff-local-' || true); do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
