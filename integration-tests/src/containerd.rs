@@ -346,3 +346,39 @@ pub fn busybox_in_registry() -> &'static str {
         registry().push(&archive, "busybox:test")
     })
 }
+
+/// Rewrites the OCI archive at `oci` (from [`busybox_image`]) in `docker save`'s format:
+/// `manifest.json` naming the config and the (uncompressed) layer tars, tagged `tag`.
+pub fn docker_save_from_oci(oci: &Path, out: &Path, tag: &str) {
+    let mut archive = tar::Archive::new(std::fs::File::open(oci).expect("oci archive"));
+    let mut blobs = std::collections::HashMap::new();
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let path = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).expect("read");
+        blobs.insert(path, data);
+    }
+    let index: serde_json::Value = serde_json::from_slice(&blobs["index.json"]).expect("index");
+    let blob =
+        |digest: &str| blobs[&format!("blobs/sha256/{}", &digest["sha256:".len()..])].clone();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap()))
+            .expect("manifest");
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_owned();
+    let layer_digest = manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let config_name = format!("{}.json", &config_digest["sha256:".len()..]);
+    let layer_name = format!("{}/layer.tar", &layer_digest["sha256:".len()..]);
+    let saved =
+        serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": [layer_name]}]);
+    let mut builder = tar::Builder::new(Vec::new());
+    tar_entry(
+        &mut builder,
+        "manifest.json",
+        &serde_json::to_vec(&saved).unwrap(),
+        0o644,
+    );
+    tar_entry(&mut builder, &config_name, &blob(&config_digest), 0o644);
+    tar_entry(&mut builder, &layer_name, &blob(&layer_digest), 0o644);
+    std::fs::write(out, builder.into_inner().expect("archive")).expect("write archive");
+}

@@ -9,7 +9,8 @@ use agent_runtime::containerd::{ContainerdConfig, ContainerdRuntime, RegistryOpt
 use agent_runtime::{Runtime, RuntimeState};
 use futures::StreamExt;
 use integration_tests::containerd::{
-    busybox_image, busybox_in_registry, registry, socket, unique_namespace, NamespaceGuard,
+    busybox_image, busybox_in_registry, docker_save_from_oci, registry, socket, unique_namespace,
+    NamespaceGuard,
 };
 
 struct Fixture {
@@ -139,6 +140,26 @@ async fn a_loaded_image_runs_with_pull_policy_never() {
     let id = task_id("loaded");
     let c = proto::ContainerSpec {
         image: "loaded:1".into(),
+        pull_policy: proto::PullPolicy::Never as i32,
+        ..Default::default()
+    };
+    let exit = run_to_end(&f.runtime, &task(&id, c, None)).await;
+    assert_eq!(exit.code, 0, "{exit:?}");
+    assert_eq!(log_text(&f.runtime, &id).await, "from the image cmd\n");
+    f.runtime.remove(&id).await.expect("remove");
+
+    // The same image as `docker save` writes it.
+    let saved = f.dir.path().join("saved.tar");
+    docker_save_from_oci(&archive, &saved, "saved/app:3");
+    let names = f
+        .runtime
+        .load_image(&saved)
+        .await
+        .expect("load docker save");
+    assert_eq!(names, ["docker.io/saved/app:3"]);
+    let id = task_id("saved");
+    let c = proto::ContainerSpec {
+        image: "saved/app:3".into(),
         pull_policy: proto::PullPolicy::Never as i32,
         ..Default::default()
     };
@@ -401,4 +422,25 @@ async fn a_new_runtime_adopts_running_containers() {
     ));
     assert_eq!(log_text(&again, &id).await, "up\n");
     again.remove(&id).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_containerd_socket_says_how_to_get_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = ContainerdConfig {
+        socket: dir.path().join("no-such.sock"),
+        namespace: "skiff".into(),
+        state_dir: dir.path().join("state"),
+        log_max_bytes: 0,
+        registries: RegistryOptions::default(),
+        logger: integration_tests::bin("skiffd"),
+    };
+    let e = ContainerdRuntime::connect(config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("apt-get install containerd") && e.contains("--containerd-socket"),
+        "{e}"
+    );
 }
