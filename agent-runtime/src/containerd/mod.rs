@@ -450,7 +450,9 @@ impl Runtime for ContainerdRuntime {
         let hostname = spec::hostname(task_id, container);
         rootfs::write_task_files(&dir, &hostname, netns.is_some())?;
 
-        let prepare = self.api.request(snapshots::PrepareSnapshotRequest {
+        // Under the lease: until the container record names it, nothing else keeps the
+        // snapshot from containerd's collector (removing the task removes it explicitly).
+        let prepare = self.api.leased(snapshots::PrepareSnapshotRequest {
             snapshotter: SNAPSHOTTER.into(),
             key: task_id.into(),
             parent: image.chain_id.clone(),

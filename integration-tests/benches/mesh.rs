@@ -1,0 +1,255 @@
+//! Routing mesh and overlay benchmark, on 3 test hosts (network namespaces on a switch of
+//! the bench's own), runtime `process`, both data paths.
+//!
+//! - HTTP: a small page from one `busybox httpd` task on host 2, a new connection per
+//!   request, 8 client threads for 5 s each: straight to the task's overlay address from
+//!   another task's namespace (host 3, across VXLAN), then through the mesh from host 1's
+//!   namespace to host 1 (a node without the task: DNAT into ingress, across VXLAN) and to
+//!   host 2 (the node with it).
+//! - TCP throughput: 1 GiB from a task on host 3 to a task on host 2 over the overlay, and
+//!   from host 1 to host 2 over the underlay (veth and bridge, no VXLAN).
+//!
+//! Run: `cargo build --release --bins && cargo bench -p integration-tests --bench mesh`
+//! (root; iproute2, nftables and busybox-static, as the tests).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use integration_tests::netns::TestNetwork;
+use integration_tests::{wait_until, Cluster};
+
+const THREADS: usize = 8;
+const RUN: Duration = Duration::from_secs(5);
+const BYTES: u64 = 1 << 30;
+
+/// Runs `f` on a thread inside the network namespace at `netns`.
+fn inside<T: Send + 'static>(
+    netns: PathBuf,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&netns).unwrap_or_else(|e| panic!("{}: {e}", netns.display()));
+        // SAFETY: moves only this thread into the namespace.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns"
+        );
+        f()
+    })
+}
+
+fn host_ns(cluster: &Cluster, i: usize) -> PathBuf {
+    PathBuf::from(format!(
+        "/var/run/netns/{}",
+        cluster.namespace(i).expect("test host")
+    ))
+}
+
+fn get(to: SocketAddr) -> Option<Duration> {
+    let started = Instant::now();
+    let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut reply = Vec::new();
+    conn.read_to_end(&mut reply).ok()?;
+    reply.starts_with(b"HTTP/1.").then(|| started.elapsed())
+}
+
+struct Load {
+    requests_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: usize,
+}
+
+fn load(netns: PathBuf, to: SocketAddr) -> Load {
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            inside(netns.clone(), move || {
+                let deadline = Instant::now() + RUN;
+                let (mut ok, mut failed) = (Vec::new(), 0);
+                while Instant::now() < deadline {
+                    match get(to) {
+                        Some(d) => ok.push(d.as_secs_f64() * 1000.0),
+                        None => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut all, mut failed) = (Vec::new(), 0);
+    for t in threads {
+        let (ok, f) = t.join().expect("client thread");
+        all.extend(ok);
+        failed += f;
+    }
+    all.sort_by(f64::total_cmp);
+    let pct = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
+    Load {
+        requests_per_s: all.len() as f64 / RUN.as_secs_f64(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        failed,
+    }
+}
+
+/// Sends `BYTES` from `from` to a sink listening in `sink_ns` at `addr`; MiB/s.
+fn throughput(from: PathBuf, sink_ns: PathBuf, addr: SocketAddr) -> f64 {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let sink = inside(sink_ns, move || {
+        let listener =
+            TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port()))).expect("bind sink");
+        ready_tx.send(()).expect("ready");
+        let (mut conn, _) = listener.accept().expect("accept");
+        std::io::copy(&mut conn, &mut std::io::sink()).expect("drain")
+    });
+    ready_rx.recv().expect("sink ready");
+    let sender = inside(from, move || {
+        let mut conn = TcpStream::connect(addr).expect("connect to sink");
+        let chunk = vec![0u8; 1 << 20];
+        let started = Instant::now();
+        let mut left = BYTES;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            conn.write_all(&chunk[..n]).expect("send");
+            left -= n as u64;
+        }
+        drop(conn);
+        started
+    });
+    let started = sender.join().expect("sender");
+    let got = sink.join().expect("sink");
+    assert_eq!(got, BYTES);
+    (BYTES as f64 / (1 << 20) as f64) / started.elapsed().as_secs_f64()
+}
+
+fn run(mode: &'static str) {
+    let mut cluster = Cluster::on_network(3).with_data_path(mode);
+    cluster.form(1);
+    cluster.ok(1, &["network", "create", "bench"]);
+    let pid_file = cluster.dir().join("client.pid");
+    let serve = "d=$(mktemp -d); echo $$ > $d/index.html; exec busybox httpd -f -p 80 -h $d";
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "web",
+            "--network",
+            "bench",
+            "--constraint",
+            "node.hostname==host2",
+            "-p",
+            "8080:80",
+            "busybox",
+            "sh",
+            "-c",
+            serve,
+        ],
+    );
+    let client_cmd = format!("echo $$ > {}; exec sleep 100000", pid_file.display());
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "client",
+            "--network",
+            "bench",
+            "--constraint",
+            "node.hostname==host3",
+            "busybox",
+            "sh",
+            "-c",
+            &client_cmd,
+        ],
+    );
+    cluster.wait_running(1, "web", 1, Duration::from_secs(60));
+    cluster.wait_running(1, "client", 1, Duration::from_secs(60));
+    let network = cluster.network_id(1, "bench");
+    let web = cluster.running_tasks(1, "web").remove(0);
+    let web_addr: SocketAddr = format!("{}:80", web.address_on(&network))
+        .parse()
+        .expect("address");
+    let mesh = |i: usize| -> SocketAddr {
+        format!("{}:8080", TestNetwork::address(i))
+            .parse()
+            .expect("address")
+    };
+    // The page is the task's PID: its namespace is that process's.
+    let web_pid = wait_until("the mesh to answer", Duration::from_secs(60), || {
+        let h = inside(host_ns(&cluster, 1), move || {
+            let mut c = TcpStream::connect_timeout(&mesh(1), Duration::from_secs(2)).ok()?;
+            c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+            let mut r = String::new();
+            c.read_to_string(&mut r).ok()?;
+            r.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_owned())
+        });
+        h.join().ok().flatten()
+    });
+    let client_pid = wait_until("the client task's PID", Duration::from_secs(30), || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+    });
+    let task_ns = |pid: &str| PathBuf::from(format!("/proc/{}/ns/net", pid.trim()));
+    let client_ns = task_ns(&client_pid);
+
+    let direct = load(client_ns.clone(), web_addr);
+    let via_other = load(host_ns(&cluster, 1), mesh(1));
+    let via_own = load(host_ns(&cluster, 1), mesh(2));
+    for (label, l) in [
+        ("direct to the task (overlay, from a task)", &direct),
+        ("mesh, node without the task", &via_other),
+        ("mesh, node with the task", &via_own),
+    ] {
+        println!(
+            "{mode:<9} {label:<44} {:>9.0} {:>8.2} {:>8.2} {:>6} {:>8.0}%",
+            l.requests_per_s,
+            l.p50_ms,
+            l.p99_ms,
+            l.failed,
+            100.0 * l.requests_per_s / direct.requests_per_s
+        );
+    }
+    let overlay = throughput(
+        client_ns,
+        task_ns(&web_pid),
+        SocketAddr::new(web_addr.ip(), 9000),
+    );
+    let underlay = throughput(
+        host_ns(&cluster, 1),
+        host_ns(&cluster, 2),
+        format!("{}:9001", TestNetwork::address(2))
+            .parse()
+            .expect("address"),
+    );
+    println!(
+        "{mode:<9} TCP 1 GiB: overlay {overlay:.0} MiB/s, underlay {underlay:.0} MiB/s ({:.0}%)",
+        100.0 * overlay / underlay
+    );
+}
+
+fn main() {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("routing mesh: 3 test hosts, runtime process, busybox httpd, {THREADS} client threads x {}s, new connection per request, {cores} cores", RUN.as_secs());
+    println!(
+        "{:<9} {:<44} {:>9} {:>8} {:>8} {:>6} {:>9}",
+        "path", "target", "req/s", "p50 ms", "p99 ms", "failed", "of direct"
+    );
+    for mode in ["kernel", "userspace"] {
+        run(mode);
+    }
+    println!(
+        "rerun: cargo build --release --bins && cargo bench -p integration-tests --bench mesh"
+    );
+}
