@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use agent_runtime::{Runtime, RuntimeState};
+use agent_runtime::Runtime;
 use prost::Message;
 use proto::{assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, PortConfig, Task};
 use tokio::sync::watch;
@@ -146,7 +146,7 @@ impl Agent {
                 continue;
             };
             if change.action == AssignmentAction::Remove as i32 {
-                self.remove(task_id(&task)).await;
+                self.remove_in_background(task_id(&task));
             } else {
                 keep.push(task_id(&task).to_owned());
                 self.assign(task).await;
@@ -162,9 +162,17 @@ impl Agent {
                     .collect()
             };
             for id in stale {
-                self.remove(&id).await;
+                self.remove_in_background(&id);
             }
         }
+    }
+
+    /// Forgets the task at once and cleans up after it without holding up the assignments
+    /// behind it (a stop may wait out a grace period).
+    fn remove_in_background(self: &Arc<Self>, id: &str) {
+        self.forget(id);
+        let (agent, id) = (self.clone(), id.to_owned());
+        tokio::spawn(async move { agent.clean_up(&id).await });
     }
 
     async fn assign(self: &Arc<Self>, task: Task) {
@@ -216,6 +224,12 @@ impl Agent {
 
     /// The manager no longer assigns the task: stop it if needed and clean up.
     async fn remove(self: &Arc<Self>, id: &str) {
+        self.forget(id);
+        self.clean_up(id).await;
+    }
+
+    /// Stops the task's controller and drops what the agent keeps of it.
+    fn forget(&self, id: &str) {
         let running = self
             .tasks
             .lock()
@@ -225,19 +239,12 @@ impl Agent {
             running.controller.abort();
         }
         self.reporter.forget(id);
-        let _ = tokio::fs::remove_file(self.dir.join(id)).await;
-        self.clean_up(id).await;
+        let _ = std::fs::remove_file(self.dir.join(id));
     }
 
     async fn clean_up(&self, id: &str) {
-        if let Ok(list) = self.runtime.list().await {
-            if list
-                .iter()
-                .any(|t| t.task_id == id && matches!(t.state, RuntimeState::Running { .. }))
-            {
-                let _ = self.runtime.stop(id, None).await;
-            }
-        }
+        // Stopping an ended task is a no-op, and an unknown one answers NotFound.
+        let _ = self.runtime.stop(id, None).await;
         if let Err(e) = self.runtime.remove(id).await {
             tracing::warn!(task = id, error = %e, "cannot remove a task from the runtime");
         }
