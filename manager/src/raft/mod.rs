@@ -7,6 +7,7 @@
 mod log_store;
 mod network;
 mod node;
+mod proposals;
 mod service;
 mod state_machine;
 mod types;

@@ -17,7 +17,8 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use super::network::{Network, PeerHealth};
-use super::types::{Command, TypeConfig};
+use super::proposals::{Proposals, Refused};
+use super::types::TypeConfig;
 use super::{LogStore, StateMachine, StoreHandle, MAX_RAFT_MESSAGE_BYTES};
 use crate::store::{ApplyError, StoredObject};
 use crate::transport::Connector;
@@ -83,6 +84,8 @@ enum Leader {
 pub struct RaftNode {
     id: u64,
     raft: Raft<TypeConfig>,
+    /// Where this member proposes while it leads: concurrent writes share entries.
+    proposals: Proposals,
     store: StoreHandle,
     connector: Arc<dyn Connector>,
     health: PeerHealth,
@@ -131,6 +134,7 @@ impl RaftNode {
             .map_err(|e| format!("cannot start Raft: {e}"))?;
         Ok(Self {
             id,
+            proposals: Proposals::start(raft.clone()),
             raft,
             store,
             connector,
@@ -233,15 +237,11 @@ impl RaftNode {
         let attempt = async {
             loop {
                 match self.leader().await? {
-                    Leader::Me => match self.raft.client_write(Command(bytes.clone())).await {
-                        Ok(resp) => {
-                            resp.data.0?;
-                            return Ok(resp.log_id.index);
-                        }
-                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                            self.wait_for_leader_change().await;
-                        }
-                        Err(e) => return Err(ProposeError::Stopped(e.to_string())),
+                    Leader::Me => match self.proposals.propose(bytes.clone()).await {
+                        Ok(index) => return Ok(index),
+                        Err(Refused::NotLeader) => self.wait_for_leader_change().await,
+                        Err(Refused::Apply(e)) => return Err(e.into()),
+                        Err(Refused::Stopped(e)) => return Err(ProposeError::Stopped(e)),
                     },
                     Leader::Other(addr) => {
                         let mut req = tonic::Request::new(ProposeRequest {
@@ -334,16 +334,14 @@ impl RaftNode {
 
     /// Serves a forwarded write: only the leader commits.
     pub async fn propose_as_leader(&self, batch: &StoreBatch) -> Result<u64, tonic::Status> {
-        let resp = self
-            .raft
-            .client_write(Command(batch.encode_to_vec()))
+        self.proposals
+            .propose(batch.encode_to_vec())
             .await
-            .map_err(|e| match e {
-                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => not_leader(),
-                e => tonic::Status::unavailable(e.to_string()),
-            })?;
-        resp.data.0.map_err(|e| crate::status::apply_error(&e))?;
-        Ok(resp.log_id.index)
+            .map_err(|refused| match refused {
+                Refused::NotLeader => not_leader(),
+                Refused::Apply(e) => crate::status::apply_error(&e),
+                Refused::Stopped(e) => tonic::Status::unavailable(e),
+            })
     }
 
     /// Serves a forwarded read barrier: the index a follower must reach.

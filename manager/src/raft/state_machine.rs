@@ -206,6 +206,37 @@ impl StateMachine {
     }
 }
 
+/// Applies a [`proto::StoreEntry`] committed at `index`: its batches in order, each all or
+/// nothing on its own. Returns one result per batch and, if any batch applied, the changes
+/// they made (all at `index`, in order) for the watch stream.
+fn apply_entry(
+    store: &mut ObjectStore,
+    bytes: &[u8],
+    index: u64,
+) -> (Vec<Result<(), ApplyError>>, Option<Vec<proto::StoreEvent>>) {
+    let batches = match proto::StoreEntry::decode(bytes) {
+        Err(e) => return (vec![Err(ApplyError::Invalid(e.to_string()))], None),
+        Ok(entry) if entry.batches.is_empty() => vec![proto::StoreBatch {
+            actions: entry.actions,
+        }],
+        Ok(entry) if entry.actions.is_empty() => entry.batches,
+        Ok(entry) => {
+            let invalid = ApplyError::Invalid("an entry holds either actions or batches".into());
+            return (vec![Err(invalid); entry.batches.len()], None);
+        }
+    };
+    let mut changes: Option<Vec<proto::StoreEvent>> = None;
+    let results = batches
+        .iter()
+        .map(|batch| {
+            let events = store.apply(batch, index)?;
+            changes.get_or_insert_with(Vec::new).extend(events);
+            Ok(())
+        })
+        .collect();
+    (results, changes)
+}
+
 /// A consistent copy of the state taken when openraft asks for a snapshot; it is encoded and
 /// saved while apply goes on.
 pub struct SnapshotBuilder {
@@ -264,24 +295,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let index = entry.log_id.index;
             self.last_applied = Some(entry.log_id);
             let result = match entry.payload {
-                EntryPayload::Blank => Ok(()),
+                EntryPayload::Blank => Vec::new(),
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Ok(())
+                    Vec::new()
                 }
                 EntryPayload::Normal(command) => {
-                    match proto::StoreBatch::decode(command.0.as_slice()) {
-                        Err(e) => Err(ApplyError::Invalid(e.to_string())),
-                        Ok(batch) => store.apply(&batch, index).map(|events| {
-                            // Sent under the write lock, so subscribers see events in commit
-                            // order and exactly after the state they copied.
-                            let _ = self
-                                .handle
-                                .shared
-                                .events
-                                .send(Arc::new(WatchEvent::Changes { index, events }));
-                        }),
+                    let (results, events) = apply_entry(&mut store, &command.0, index);
+                    if let Some(events) = events {
+                        // Sent under the write lock, so subscribers see events in commit
+                        // order and exactly after the state they copied.
+                        let _ = self
+                            .handle
+                            .shared
+                            .events
+                            .send(Arc::new(WatchEvent::Changes { index, events }));
                     }
+                    results
                 }
             };
             results.push(CommandResult(result));
@@ -328,5 +358,164 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::log_id;
+    use openraft::Entry;
+    use proto::{Meta, Service, ServiceSpec, StoreAction, StoreActionKind, StoreBatch};
+
+    use super::*;
+    use crate::raft::proposals::encode_entry;
+    use crate::raft::types::Command;
+    use crate::store::{Kind, StoredObject};
+
+    fn service(id: &str, name: &str, version: u64) -> Service {
+        Service {
+            meta: Some(Meta {
+                id: id.into(),
+                version,
+                ..Default::default()
+            }),
+            spec: Some(ServiceSpec {
+                name: name.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn batch(actions: Vec<(StoreActionKind, Service)>) -> StoreBatch {
+        StoreBatch {
+            actions: actions
+                .into_iter()
+                .map(|(kind, object)| StoreAction {
+                    kind: kind as i32,
+                    object: Some(object.wrap()),
+                })
+                .collect(),
+        }
+    }
+
+    fn entry(index: u64, bytes: Vec<u8>) -> Entry<TypeConfig> {
+        Entry {
+            log_id: log_id(1, 1, index),
+            payload: EntryPayload::Normal(Command(bytes)),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, StateMachine) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = sled::open(dir.path()).expect("sled");
+        (dir, StateMachine::open(&db).expect("state machine"))
+    }
+
+    use StoreActionKind::{Create, Update};
+
+    #[tokio::test]
+    async fn a_gathered_entry_applies_each_batch_on_its_own() {
+        let (_dir, mut sm) = open();
+        let single = batch(vec![(Create, service("s1", "web", 0))]).encode_to_vec();
+        let results = sm.apply([entry(1, single)]).await.expect("apply");
+        assert_eq!(results, vec![CommandResult(vec![Ok(())])]);
+        let (_, mut events) = sm.handle().subscribe();
+
+        // Four writers' batches in one entry: the second read s1 before the first changed
+        // it, and the third fails on its second action after a create that must not stay.
+        let batches = [
+            batch(vec![(Update, service("s1", "web-2", 1))]),
+            batch(vec![(Update, service("s1", "web-3", 1))]),
+            batch(vec![
+                (Create, service("s3", "cache", 0)),
+                (Update, service("s9", "gone", 1)),
+            ]),
+            batch(vec![(Create, service("s2", "db", 0))]),
+        ];
+        let encoded: Vec<Vec<u8>> = batches.iter().map(Message::encode_to_vec).collect();
+        let gathered = encode_entry(encoded.iter().map(Vec::as_slice));
+        let results = sm.apply([entry(2, gathered)]).await.expect("apply");
+
+        let conflict = ApplyError::Conflict {
+            kind: Kind::Service,
+            id: "s1".into(),
+            expected: 1,
+            actual: 2,
+        };
+        let not_found = ApplyError::NotFound {
+            kind: Kind::Service,
+            id: "s9".into(),
+        };
+        assert_eq!(
+            results,
+            vec![CommandResult(vec![
+                Ok(()),
+                Err(conflict),
+                Err(not_found),
+                Ok(())
+            ])]
+        );
+        let store = sm.handle().read().clone();
+        let s1 = store.get::<Service>("s1").expect("s1");
+        assert_eq!(s1.name(), Some("web-2"));
+        assert_eq!(s1.version(), 2);
+        assert_eq!(store.get::<Service>("s2").map(|s| s.version()), Some(2));
+        assert!(store.get::<Service>("s3").is_none());
+        assert!(store.named::<Service>("cache").is_none());
+
+        // One watch event for the entry: the changes of the batches that applied, in order.
+        let published = events.try_recv().expect("event");
+        let WatchEvent::Changes {
+            index,
+            events: changes,
+        } = &*published
+        else {
+            panic!("expected changes");
+        };
+        assert_eq!(*index, 2);
+        let changed: Vec<&str> = changes
+            .iter()
+            .map(
+                |e| match e.object.as_ref().and_then(|o| o.object.as_ref()) {
+                    Some(proto::store_object::Object::Service(s)) => s.id(),
+                    _ => "?",
+                },
+            )
+            .collect();
+        assert_eq!(changed, ["s1", "s2"]);
+        assert!(changes.iter().all(|e| e.index == 2));
+        assert!(events.try_recv().is_err());
+        assert_eq!(sm.handle().applied_index(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_entry_with_only_failing_batches_publishes_nothing() {
+        let (_dir, mut sm) = open();
+        let (_, mut events) = sm.handle().subscribe();
+        let batches = [
+            batch(vec![(Update, service("s1", "web", 1))]),
+            batch(vec![(Update, service("s2", "db", 1))]),
+        ];
+        let encoded: Vec<Vec<u8>> = batches.iter().map(Message::encode_to_vec).collect();
+        let gathered = encode_entry(encoded.iter().map(Vec::as_slice));
+        let results = sm.apply([entry(1, gathered)]).await.expect("apply");
+        assert_eq!(results[0].0.len(), 2);
+        assert!(results[0].0.iter().all(Result::is_err));
+        assert!(events.try_recv().is_err());
+        assert_eq!(sm.handle().applied_index(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_entry_with_both_actions_and_batches_is_refused_whole() {
+        let (_dir, mut sm) = open();
+        let entry_bytes = proto::StoreEntry {
+            actions: batch(vec![(Create, service("s1", "web", 0))]).actions,
+            batches: vec![batch(vec![(Create, service("s2", "db", 0))])],
+        }
+        .encode_to_vec();
+        let results = sm.apply([entry(1, entry_bytes)]).await.expect("apply");
+        assert!(matches!(results[0].0[..], [Err(ApplyError::Invalid(_))]));
+        assert_eq!(sm.handle().read().count::<Service>(), 0);
     }
 }

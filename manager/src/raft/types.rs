@@ -6,14 +6,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::ApplyError;
 
-/// A log entry's payload: a protobuf-encoded [`proto::StoreBatch`]. Kept encoded so the log
-/// and the wire carry the schema's own, evolvable encoding.
+/// A log entry's payload: a protobuf-encoded [`proto::StoreEntry`] (one writer's batch, or
+/// the batches of several). Kept encoded so the log and the wire carry the schema's own,
+/// evolvable encoding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command(pub Vec<u8>);
 
-/// What applying a [`Command`] gave.
+/// What applying a [`Command`] gave: one result per batch it held, in order (none for
+/// entries openraft makes itself).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandResult(pub Result<(), ApplyError>);
+pub struct CommandResult(pub Vec<Result<(), ApplyError>>);
 
 openraft::declare_raft_types!(
     /// skiff's Raft: u64 node IDs, the cluster address as node data, snapshots in memory.
