@@ -40,6 +40,31 @@ impl RunningTask {
 }
 
 impl Cluster {
+    /// `GET /` sent from inside test host `from`'s namespace to `to`; the body, if any.
+    pub fn http_get(&self, from: usize, to: std::net::SocketAddr) -> Option<String> {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let path = format!("/var/run/netns/{}", self.namespace(from)?);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(path).ok()?;
+            // SAFETY: moves only this short-lived thread into the test host's namespace.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            let timeout = Duration::from_secs(3);
+            let mut conn = std::net::TcpStream::connect_timeout(&to, timeout).ok()?;
+            conn.set_read_timeout(Some(timeout)).ok()?;
+            conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+            let mut reply = String::new();
+            conn.read_to_string(&mut reply).ok()?;
+            let (_, body) = reply.split_once("\r\n\r\n")?;
+            Some(body.trim().to_owned())
+        })
+        .join()
+        .ok()
+        .flatten()
+    }
+
     /// The tasks of `service` that are meant to run and do, with the host they run on.
     pub fn running_tasks(&self, host: usize, service: &str) -> Vec<RunningTask> {
         let hosts: std::collections::HashMap<String, usize> = self

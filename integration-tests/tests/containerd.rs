@@ -126,6 +126,23 @@ async fn a_pulled_image_runs_with_the_container_spec() {
     assert!(f.runtime.list().await.unwrap().is_empty());
 }
 
+/// Loads `archive`, expects it to name `full`, and runs `short` with pull policy never: the
+/// image's own command prints its line.
+async fn load_and_run(f: &Fixture, archive: &std::path::Path, full: &str, short: &str) {
+    let names = f.runtime.load_image(archive).await.expect("load");
+    assert_eq!(names, [full]);
+    let id = task_id("loaded");
+    let c = proto::ContainerSpec {
+        image: short.into(),
+        pull_policy: proto::PullPolicy::Never as i32,
+        ..Default::default()
+    };
+    let exit = run_to_end(&f.runtime, &task(&id, c, None)).await;
+    assert_eq!(exit.code, 0, "{exit:?}");
+    assert_eq!(log_text(&f.runtime, &id).await, "from the image cmd\n");
+    f.runtime.remove(&id).await.expect("remove");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_loaded_image_runs_with_pull_policy_never() {
     let f = fixture(0).await;
@@ -135,38 +152,12 @@ async fn a_loaded_image_runs_with_pull_policy_never() {
         "docker.io/library/loaded:1",
         serde_json::json!({"Cmd": ["echo", "from the image cmd"]}),
     );
-    let names = f.runtime.load_image(&archive).await.expect("load");
-    assert_eq!(names, ["docker.io/library/loaded:1"]);
-    let id = task_id("loaded");
-    let c = proto::ContainerSpec {
-        image: "loaded:1".into(),
-        pull_policy: proto::PullPolicy::Never as i32,
-        ..Default::default()
-    };
-    let exit = run_to_end(&f.runtime, &task(&id, c, None)).await;
-    assert_eq!(exit.code, 0, "{exit:?}");
-    assert_eq!(log_text(&f.runtime, &id).await, "from the image cmd\n");
-    f.runtime.remove(&id).await.expect("remove");
+    load_and_run(&f, &archive, "docker.io/library/loaded:1", "loaded:1").await;
 
     // The same image as `docker save` writes it.
     let saved = f.dir.path().join("saved.tar");
     docker_save_from_oci(&archive, &saved, "saved/app:3");
-    let names = f
-        .runtime
-        .load_image(&saved)
-        .await
-        .expect("load docker save");
-    assert_eq!(names, ["docker.io/saved/app:3"]);
-    let id = task_id("saved");
-    let c = proto::ContainerSpec {
-        image: "saved/app:3".into(),
-        pull_policy: proto::PullPolicy::Never as i32,
-        ..Default::default()
-    };
-    let exit = run_to_end(&f.runtime, &task(&id, c, None)).await;
-    assert_eq!(exit.code, 0, "{exit:?}");
-    assert_eq!(log_text(&f.runtime, &id).await, "from the image cmd\n");
-    f.runtime.remove(&id).await.expect("remove");
+    load_and_run(&f, &saved, "docker.io/saved/app:3", "saved/app:3").await;
 
     let garbage = f.dir.path().join("garbage.tar");
     std::fs::write(&garbage, b"not a tar at all").unwrap();

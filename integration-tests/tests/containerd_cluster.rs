@@ -200,31 +200,6 @@ fn images_load_from_archives_and_missing_ones_fail_clearly() {
     assert!(ps.contains("pulling image"), "{ps}");
 }
 
-/// An HTTP GET from inside test host `from`'s network namespace.
-fn get_from(cluster: &Cluster, from: usize, to: std::net::SocketAddr) -> Option<String> {
-    use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
-    let path = format!("/var/run/netns/{}", cluster.namespace(from)?);
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(path).ok()?;
-        // SAFETY: moves only this short-lived thread into the test host's namespace.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return None;
-        }
-        let timeout = Duration::from_secs(3);
-        let mut conn = std::net::TcpStream::connect_timeout(&to, timeout).ok()?;
-        conn.set_read_timeout(Some(timeout)).ok()?;
-        conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut reply = String::new();
-        conn.read_to_string(&mut reply).ok()?;
-        let (_, body) = reply.split_once("\r\n\r\n")?;
-        Some(body.trim().to_owned())
-    })
-    .join()
-    .ok()
-    .flatten()
-}
-
 #[test]
 fn containers_on_test_hosts_serve_through_the_mesh_and_resolve_services() {
     let mut cluster = Cluster::on_network(2).with_containerd();
@@ -273,7 +248,7 @@ fn containers_on_test_hosts_serve_through_the_mesh_and_resolve_services() {
     // Host 1 runs no task and still answers; both containers take turns.
     let pages = wait_until("both containers to answer through host 1", WAIT, || {
         let pages: std::collections::BTreeSet<String> = (0..8)
-            .filter_map(|_| get_from(&cluster, 1, host(1)))
+            .filter_map(|_| cluster.http_get(1, host(1)))
             .collect();
         (pages.len() == 2).then_some(pages)
     });
@@ -281,7 +256,7 @@ fn containers_on_test_hosts_serve_through_the_mesh_and_resolve_services() {
         pages.iter().all(|p| p.starts_with("served by ")),
         "{pages:?}"
     );
-    assert!(get_from(&cluster, 2, host(2)).is_some());
+    assert!(cluster.http_get(2, host(2)).is_some());
 
     // Inside a container: its resolver is the network's DNS server.
     let task = cluster

@@ -17,27 +17,8 @@ const CONVERGE: Duration = Duration::from_secs(60);
 /// Each task serves a page with its own process ID on port 80.
 const SERVE: &str = "d=$(mktemp -d); echo $$ > $d/index.html; exec busybox httpd -f -p 80 -h $d";
 
-/// `GET /` sent from inside host `from`'s namespace to `to`; the body, if any.
 fn get(cluster: &Cluster, from: usize, to: SocketAddr) -> Option<String> {
-    let path = format!("/var/run/netns/{}", cluster.namespace(from)?);
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(path).ok()?;
-        // SAFETY: moves only this short-lived thread into the test host's namespace.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return None;
-        }
-        let timeout = Duration::from_secs(3);
-        let mut conn = std::net::TcpStream::connect_timeout(&to, timeout).ok()?;
-        conn.set_read_timeout(Some(timeout)).ok()?;
-        conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut reply = String::new();
-        conn.read_to_string(&mut reply).ok()?;
-        let (_, body) = reply.split_once("\r\n\r\n")?;
-        Some(body.trim().to_owned())
-    })
-    .join()
-    .ok()
-    .flatten()
+    cluster.http_get(from, to)
 }
 
 fn published(host: usize) -> SocketAddr {

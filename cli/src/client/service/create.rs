@@ -635,6 +635,21 @@ fn pull_policy(value: Option<&str>) -> anyhow::Result<proto::PullPolicy> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_policies_parse_and_bad_ones_say_what_to_use() {
+        assert_eq!(pull_policy(None).unwrap(), proto::PullPolicy::Missing);
+        assert_eq!(
+            pull_policy(Some("always")).unwrap(),
+            proto::PullPolicy::Always
+        );
+        assert_eq!(
+            pull_policy(Some("never")).unwrap(),
+            proto::PullPolicy::Never
+        );
+        let e = pull_policy(Some("sometimes")).unwrap_err().to_string();
+        assert!(e.contains("missing, always or never"), "{e}");
+    }
     use clap::Parser;
     use proto::service_spec::Mode as M;
     use proto::{MountType, PortProtocol};
