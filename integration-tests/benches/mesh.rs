@@ -5,12 +5,15 @@
 //!   request, 8 client threads for 5 s each: straight to the task's overlay address from
 //!   another task's namespace (host 3, across VXLAN), then through the mesh from host 1's
 //!   namespace to host 1 (a node without the task: DNAT into ingress, across VXLAN) and to
-//!   host 2 (the node with it).
+//!   host 2 (the node with it). The three targets take turns for several rounds, each round
+//!   in a different order, and each figure is the median over the rounds: on a shared
+//!   2-core machine one quiet or busy stretch would otherwise decide a comparison.
 //! - TCP throughput: 1 GiB from a task on host 3 to a task on host 2 over the overlay, and
 //!   from host 1 to host 2 over the underlay (veth and bridge, no VXLAN).
 //!
 //! Run: `cargo build --release --bins && cargo bench -p integration-tests --bench mesh`
-//! (root; iproute2, nftables and busybox-static, as the tests).
+//! (root; iproute2, nftables and busybox-static, as the tests). `MESH_BENCH_PATHS=kernel`
+//! (or `userspace`) runs one data path; `MESH_BENCH_ROUNDS` (default 5) sets the rounds.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -24,6 +27,14 @@ use integration_tests::{wait_until, Cluster};
 const THREADS: usize = 8;
 const RUN: Duration = Duration::from_secs(5);
 const BYTES: u64 = 1 << 30;
+
+fn rounds() -> usize {
+    std::env::var("MESH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(5)
+}
 
 /// Runs `f` on a thread inside the network namespace at `netns`.
 fn inside<T: Send + 'static>(
@@ -64,6 +75,29 @@ struct Load {
     p50_ms: f64,
     p99_ms: f64,
     failed: usize,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The median of each figure over the rounds, and the spread of the rate.
+fn summary(rounds: &[Load]) -> (Load, f64, f64) {
+    let of = |f: fn(&Load) -> f64| median(rounds.iter().map(f).collect());
+    let rates: Vec<f64> = rounds.iter().map(|l| l.requests_per_s).collect();
+    let low = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = rates.iter().copied().fold(0.0, f64::max);
+    (
+        Load {
+            requests_per_s: of(|l| l.requests_per_s),
+            p50_ms: of(|l| l.p50_ms),
+            p99_ms: of(|l| l.p99_ms),
+            failed: rounds.iter().map(|l| l.failed).sum(),
+        },
+        low,
+        high,
+    )
 }
 
 fn load(netns: PathBuf, to: SocketAddr) -> Load {
@@ -204,21 +238,43 @@ fn run(mode: &'static str) {
     let task_ns = |pid: &str| PathBuf::from(format!("/proc/{}/ns/net", pid.trim()));
     let client_ns = task_ns(&client_pid);
 
-    let direct = load(client_ns.clone(), web_addr);
-    let via_other = load(host_ns(&cluster, 1), mesh(1));
-    let via_own = load(host_ns(&cluster, 1), mesh(2));
-    for (label, l) in [
-        ("direct to the task (overlay, from a task)", &direct),
-        ("mesh, node without the task", &via_other),
-        ("mesh, node with the task", &via_own),
-    ] {
+    let targets = [
+        (
+            "direct to the task (overlay, from a task)",
+            client_ns.clone(),
+            web_addr,
+        ),
+        ("mesh, node without the task", host_ns(&cluster, 1), mesh(1)),
+        ("mesh, node with the task", host_ns(&cluster, 1), mesh(2)),
+    ];
+    // results[target][round]; round r starts at target r mod 3.
+    let mut results: Vec<Vec<Load>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds() {
+        for k in 0..targets.len() {
+            let t = (round + k) % targets.len();
+            let (_, ns, to) = &targets[t];
+            results[t].push(load(ns.clone(), *to));
+        }
+    }
+    let rounds_of_direct = &results[0];
+    for ((label, _, _), rounds) in targets.iter().zip(&results) {
+        let (l, low, high) = summary(rounds);
+        // The share of direct is taken round by round, then the median of those.
+        let share = median(
+            rounds
+                .iter()
+                .zip(rounds_of_direct)
+                .map(|(l, d)| 100.0 * l.requests_per_s / d.requests_per_s)
+                .collect(),
+        );
         println!(
-            "{mode:<9} {label:<44} {:>9.0} {:>8.2} {:>8.2} {:>6} {:>8.0}%",
+            "{mode:<9} {label:<44} {:>9.0} {:>13} {:>8.2} {:>8.2} {:>6} {:>8.0}%",
             l.requests_per_s,
+            format!("{low:.0}-{high:.0}"),
             l.p50_ms,
             l.p99_ms,
             l.failed,
-            100.0 * l.requests_per_s / direct.requests_per_s
+            share
         );
     }
     let overlay = throughput(
@@ -241,13 +297,20 @@ fn run(mode: &'static str) {
 
 fn main() {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("routing mesh: 3 test hosts, runtime process, busybox httpd, {THREADS} client threads x {}s, new connection per request, {cores} cores", RUN.as_secs());
     println!(
-        "{:<9} {:<44} {:>9} {:>8} {:>8} {:>6} {:>9}",
-        "path", "target", "req/s", "p50 ms", "p99 ms", "failed", "of direct"
+        "routing mesh: 3 test hosts, runtime process, busybox httpd, {THREADS} client threads x {}s, new connection per request, {} rounds (medians), {cores} cores",
+        RUN.as_secs(),
+        rounds()
     );
+    println!(
+        "{:<9} {:<44} {:>9} {:>13} {:>8} {:>8} {:>6} {:>9}",
+        "path", "target", "req/s", "range", "p50 ms", "p99 ms", "failed", "of direct"
+    );
+    let paths = std::env::var("MESH_BENCH_PATHS").unwrap_or_else(|_| "kernel,userspace".into());
     for mode in ["kernel", "userspace"] {
-        run(mode);
+        if paths.split(',').any(|p| p.trim() == mode) {
+            run(mode);
+        }
     }
     println!(
         "rerun: cargo build --release --bins && cargo bench -p integration-tests --bench mesh"

@@ -422,8 +422,15 @@ impl Cluster {
 
     /// `swarm init` on host `i` (already started), advertising its own address.
     pub fn init(&self, i: usize) -> String {
+        self.init_with(i, &[])
+    }
+
+    /// `swarm init` on host `i` with the `extra` arguments.
+    pub fn init_with(&self, i: usize, extra: &[&str]) -> String {
         let addr = self.host(i).addr.clone();
-        self.ok(i, &["swarm", "init", "--advertise-addr", &addr]);
+        let mut args = vec!["swarm", "init", "--advertise-addr", &addr];
+        args.extend_from_slice(extra);
+        self.ok(i, &args);
         addr
     }
 
@@ -453,8 +460,13 @@ impl Cluster {
     /// Starts every host, `swarm init` on host 1 and `swarm join` of the others: the first
     /// `managers` hosts as managers, the rest as workers; returns once every node is ready.
     pub fn form(&mut self, managers: usize) {
+        self.form_with(managers, &[]);
+    }
+
+    /// [`Cluster::form`], with `init_args` added to `swarm init`.
+    pub fn form_with(&mut self, managers: usize, init_args: &[&str]) {
         self.start_all();
-        self.init(1);
+        self.init_with(1, init_args);
         for i in 2..=self.hosts.len() {
             self.join(i, if i <= managers { "manager" } else { "worker" }, 1);
         }

@@ -37,9 +37,19 @@ fn the_userspace_mesh_serves_the_same() {
     published_port_answers_everywhere("userspace");
 }
 
+/// The kernel variant runs its overlays on a data path port of its own.
+const DATA_PATH_PORT: u16 = 7789;
+
 fn published_port_answers_everywhere(mode: &'static str) {
     let mut cluster = Cluster::on_network(3).with_data_path(mode);
-    cluster.form(1);
+    let kernel = mode == "kernel";
+    let port = DATA_PATH_PORT.to_string();
+    let init: &[&str] = if kernel {
+        &["--data-path-port", &port]
+    } else {
+        &[]
+    };
+    cluster.form_with(1, init);
     // Three tasks on hosts 2 and 3: host 1 runs none.
     cluster.ok(
         1,
@@ -89,6 +99,25 @@ fn published_port_answers_everywhere(mode: &'static str) {
         .expect("nft");
     let has_rules = String::from_utf8_lossy(&tables.stdout).contains("skiffmesh");
     assert_eq!(has_rules, mode == "kernel", "mesh rules in {mode} mode");
+    // The overlays carried all that over the cluster's data path port: the hosts' VXLAN
+    // sockets are bound to it.
+    let udp = std::process::Command::new("ip")
+        .args(["netns", "exec", cluster.namespace(2).expect("test host")])
+        .args(["cat", "/proc/net/udp"])
+        .output()
+        .expect("/proc/net/udp");
+    let bound = |port: u16| {
+        String::from_utf8_lossy(&udp.stdout)
+            .lines()
+            .any(|l| l.contains(&format!(":{port:04X} 00000000:0000")))
+    };
+    let expected = if kernel { DATA_PATH_PORT } else { 4789 };
+    assert!(
+        bound(expected),
+        "VXLAN on port {expected}: {}",
+        String::from_utf8_lossy(&udp.stdout)
+    );
+    assert!(!bound(if kernel { 4789 } else { DATA_PATH_PORT }));
 
     // A new task joins the rotation.
     cluster.ok(1, &["service", "scale", "--detach", "web=4"]);

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use common::{is_root, nodes, task, Namespaces};
+use common::{exec_in, is_root, nodes, task, Namespaces};
 use worker::net::mesh::{self, Protocol, Published};
-use worker::net::overlay::Overlay;
+use worker::net::overlay::{self, Overlay};
 
 /// Starts busybox httpd in `ns` (it goes to the background; the namespace's removal ends
 /// it) serving a page that says `name`.
@@ -64,12 +64,13 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
         id: format!("i{pid:07}"),
         vni: 6096 + pid % 1000,
         gateway: "10.99.3.1/24".into(),
+        port: overlay::VXLAN_PORT,
     };
     let vteps: Vec<Ipv4Addr> = nodes.iter().map(|n| n.underlay).collect();
     for n in &nodes {
         made.0
             .push(n.node.ensure_network(&ingress).expect("ingress"));
-        n.node.set_peers(&ingress, &vteps).expect("peers");
+        n.node.set_peers(&ingress, &vteps, &[]).expect("peers");
     }
     let (node_a, node_b) = (&nodes[0], &nodes[1]);
     let leg = mesh::ensure_leg(&node_a.node, &ingress, "10.99.3.250/24").expect("leg");
@@ -99,7 +100,7 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
     let both = vec![Ipv4Addr::new(10, 99, 3, 2), Ipv4Addr::new(10, 99, 3, 3)];
     mesh::apply(
         Some(&node_a.ns),
-        &mesh::ruleset(&leg, &published(both), &[]),
+        &mesh::ruleset(&leg, overlay::VXLAN_PORT, &published(both), &[]),
     )
     .expect("rules");
 
@@ -120,12 +121,19 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
     }
     assert_eq!(counts.get("one"), Some(&20), "{counts:?}");
     assert_eq!(counts.get("two"), Some(&20), "{counts:?}");
+    // Node a tracks the connections it forwarded, not the VXLAN packets that carry them.
+    let tracked = exec_in(&node_a.ns, &["cat", "/proc/net/nf_conntrack"]).expect("conntrack");
+    assert!(tracked.contains("dport=8080"), "{tracked}");
+    assert!(
+        !tracked.contains(&format!("dport={}", overlay::VXLAN_PORT)),
+        "{tracked}"
+    );
 
     // Task two leaves the rotation: every new connection goes to task one.
     let only_one = vec![Ipv4Addr::new(10, 99, 3, 2)];
     mesh::apply(
         Some(&node_a.ns),
-        &mesh::ruleset(&leg, &published(only_one), &[]),
+        &mesh::ruleset(&leg, overlay::VXLAN_PORT, &published(only_one), &[]),
     )
     .expect("rules");
     for _ in 0..10 {
@@ -134,7 +142,7 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
     // No task at all: refused at once, not a timeout.
     mesh::apply(
         Some(&node_a.ns),
-        &mesh::ruleset(&leg, &published(vec![]), &[]),
+        &mesh::ruleset(&leg, overlay::VXLAN_PORT, &published(vec![]), &[]),
     )
     .expect("rules");
     assert_eq!(get(&node_b.ns, url), None);

@@ -1,13 +1,18 @@
-//! Overlay networks across two nodes, each node a network namespace on a switch of the
-//! test's own: tasks on one overlay reach each other across nodes through VXLAN; a task on
-//! another overlay (another VNI, even with the same addresses) does not. Needs root.
+//! Overlay networks across three nodes, each node a network namespace on a switch of the
+//! test's own: tasks on one overlay reach each other across nodes through VXLAN, and their
+//! unicast traffic goes to the node it is for alone; a task on another overlay (another
+//! VNI, even with the same addresses) is not reached. The overlays use a data path port
+//! other than VXLAN's default, as `swarm init --data-path-port` sets. Needs root.
 
 mod common;
 
 use std::net::Ipv4Addr;
 
 use common::{is_root, nodes, pings, task, Namespaces};
-use worker::net::overlay::Overlay;
+use worker::net::overlay::{self, Overlay};
+
+/// Not VXLAN's 4789: the devices must take the port they are given.
+const DATA_PATH_PORT: u16 = 7789;
 
 #[test]
 fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
@@ -17,27 +22,47 @@ fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
     }
     let pid = std::process::id();
     let mut made = Namespaces::default();
-    let nodes = nodes("ov", 2, &mut made);
+    let nodes = nodes("ov", 3, &mut made);
     let front = Overlay {
         id: format!("f{pid:07}"),
         vni: 4096 + pid % 1000,
         gateway: "10.99.1.1/24".into(),
+        port: DATA_PATH_PORT,
     };
     let back = Overlay {
         id: format!("b{pid:07}"),
         vni: 5096 + pid % 1000,
         gateway: "10.99.1.1/24".into(),
+        port: DATA_PATH_PORT,
     };
     let vteps: Vec<Ipv4Addr> = nodes.iter().map(|n| n.underlay).collect();
+    // a1 on node a, b1 on node b (each node skips its own).
+    let endpoints = [
+        (Ipv4Addr::new(10, 99, 1, 2), vteps[0]),
+        (Ipv4Addr::new(10, 99, 1, 3), vteps[1]),
+    ];
     for n in &nodes {
         for net in [&front, &back] {
             let ns = n.node.ensure_network(net).expect("network namespace");
             made.0.push(ns);
             // Idempotent: a second pass changes nothing.
             n.node.ensure_network(net).expect("again");
-            n.node.set_peers(net, &vteps).expect("peers");
-            n.node.set_peers(net, &vteps).expect("peers again");
+            n.node.set_peers(net, &vteps, &endpoints).expect("peers");
+            n.node
+                .set_peers(net, &vteps, &endpoints)
+                .expect("peers again");
         }
+        let ns = n.node.network_namespace(&front);
+        let device = format!("vx{}", front.vni);
+        let shown = std::process::Command::new("ip")
+            .args(["-n", &ns, "-d", "link", "show", &device])
+            .output()
+            .expect("ip link show");
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(
+            shown.contains(&format!("dstport {DATA_PATH_PORT}")),
+            "{shown}"
+        );
     }
     let (a1, b1, b2) = (
         task("a1", &mut made),
@@ -63,6 +88,22 @@ fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
         "a task on node a reaches one on node b over the overlay"
     );
     assert!(pings(&b1, "10.99.1.2"), "and back");
+    // Node c, also on the overlay, sees none of that unicast traffic.
+    let received_by_c = || {
+        let ns = nodes[2].node.network_namespace(&front);
+        let path = format!("/sys/class/net/vx{}/statistics/rx_packets", front.vni);
+        common::exec_in(&ns, &["cat", &path])
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .expect("node c's VXLAN counters")
+    };
+    let before = received_by_c();
+    for _ in 0..5 {
+        assert!(pings(&a1, "10.99.1.3"));
+    }
+    // Ten unicast frames (five echo requests and replies) would reach every node without
+    // the endpoints; at most an ARP broadcast may.
+    let seen = received_by_c() - before;
+    assert!(seen < 3, "node c got {seen} frames meant for node a or b");
     assert!(
         !pings(&a1, "10.99.1.4"),
         "a task on another overlay is not reachable"
@@ -70,12 +111,46 @@ fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
 
     // Without its peer, node a's overlay no longer reaches node b (a fresh address, so no
     // cached neighbour helps).
-    node_a.set_peers(&front, &[]).expect("no peers");
+    node_a.set_peers(&front, &[], &[]).expect("no peers");
     let b3 = task("b3", &mut made);
     node_b
         .attach(&front, &b3, "eth0", "10.99.1.5/24", true)
         .expect("attach b3");
     assert!(!pings(&a1, "10.99.1.5"), "no peer, no path");
-    node_a.set_peers(&front, &vteps).expect("peers back");
+    node_a
+        .set_peers(&front, &vteps, &endpoints)
+        .expect("peers back");
     assert!(pings(&a1, "10.99.1.5"), "peer back, path back");
+
+    // An endpoint that moves to another node follows it; one that goes is removed.
+    let entries = || {
+        let ns = node_a.network_namespace(&front);
+        let shown = std::process::Command::new("bridge")
+            .args(["-n", &ns, "fdb", "show", "dev", &format!("vx{}", front.vni)])
+            .output()
+            .expect("bridge fdb show");
+        String::from_utf8_lossy(&shown.stdout).into_owned()
+    };
+    let b1_mac = overlay::mac_of(Ipv4Addr::new(10, 99, 1, 3));
+    // Where node a's VXLAN device sends b1's frames ("MAC dst VTEP ... self permanent").
+    let vtep_of_b1 = || -> Vec<String> {
+        entries()
+            .lines()
+            .filter(|l| l.starts_with(&b1_mac))
+            .filter_map(|l| {
+                l.split(" dst ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    assert_eq!(vtep_of_b1(), [vteps[1].to_string()], "{}", entries());
+    node_a
+        .set_peers(&front, &vteps, &[(Ipv4Addr::new(10, 99, 1, 3), vteps[2])])
+        .expect("moved");
+    assert_eq!(vtep_of_b1(), [vteps[2].to_string()], "{}", entries());
+    node_a.set_peers(&front, &vteps, &[]).expect("gone");
+    assert!(vtep_of_b1().is_empty(), "{}", entries());
 }

@@ -72,6 +72,10 @@ impl NodeAssignments {
         let mut message = AssignmentsMessage {
             r#type: AssignmentsType::Complete as i32,
             changes,
+            data_path_port: store
+                .cluster()
+                .and_then(|c| c.spec.as_ref())
+                .map_or(0, |s| s.data_path_port),
             ..Default::default()
         };
         self.networks = NetworkView::default();
@@ -134,11 +138,9 @@ impl NodeAssignments {
                     .push(network_change(AssignmentAction::Remove, network.clone()));
             }
         }
-        for (id, peers) in &now.peers {
-            if self.networks.peers.get(id) != Some(peers) {
-                message
-                    .network_peers
-                    .push(networks::network_peers(id, peers));
+        for id in now.peers.keys() {
+            if let Some(changed) = now.peers_changed_since(id, &self.networks) {
+                message.network_peers.push(changed);
             }
         }
         if now != self.networks {

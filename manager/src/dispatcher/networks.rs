@@ -1,13 +1,16 @@
 //! The networks each node must set up, with their peers: the overlay networks of the tasks
 //! it runs, each with the underlay addresses of the other nodes running tasks on it, and
 //! `ingress`, which every node joins for the routing mesh with every other node as a peer
-//! (a node forwards connections to tasks anywhere and their replies come back to it). The worker programs its VXLAN
-//! forwarding from these, so no gossip is needed.
+//! (a node forwards connections to tasks anywhere and their replies come back to it). With
+//! the peers go the network's endpoints on other nodes (task addresses, and the nodes' legs
+//! on ingress), each with its node's VTEP. The worker programs its VXLAN forwarding from
+//! these, so no gossip is needed: peers for broadcasts, endpoints for unicast, which would
+//! otherwise be flooded to every peer.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use proto::store_object::Object;
-use proto::{Network, NetworkPeers, Node, StoreEvent, Task, WeightedPeer};
+use proto::{Network, NetworkPeers, Node, OverlayEndpoint, StoreEvent, Task, WeightedPeer};
 
 use crate::allocator::{holds_addresses, ingress_network};
 use crate::store::{ObjectStore, StoredObject};
@@ -19,23 +22,43 @@ pub struct NetworkView {
     pub networks: BTreeMap<String, Network>,
     /// Per network, the other nodes with tasks on it, by node ID.
     pub peers: BTreeMap<String, Vec<WeightedPeer>>,
+    /// Per network, its addresses held on other nodes, by address.
+    pub endpoints: BTreeMap<String, Vec<OverlayEndpoint>>,
 }
 
 /// The networks `node_id` is in, with their peers.
 pub fn view(store: &ObjectStore, node_id: &str) -> NetworkView {
     let mut members: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut endpoints: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
     for task in store
         .list::<Task>()
         .filter(|t| !t.node_id.is_empty() && holds_addresses(t))
     {
         for attachment in &task.networks {
+            let network = attachment.network_id.as_str();
             members
-                .entry(attachment.network_id.as_str())
+                .entry(network)
                 .or_default()
                 .insert(task.node_id.as_str());
+            if task.node_id != node_id {
+                let held = endpoints.entry(network).or_default();
+                held.extend(
+                    attachment
+                        .addresses
+                        .iter()
+                        .map(|a| (a.as_str(), task.node_id.as_str())),
+                );
+            }
         }
     }
     let ingress = ingress_network(store).map(|n| n.id());
+    if let Some(ingress) = ingress {
+        let legs = store
+            .list::<Node>()
+            .filter(|n| n.id() != node_id)
+            .filter_map(|n| Some((n.ingress.as_ref()?.addresses.first()?.as_str(), n.id())));
+        endpoints.entry(ingress).or_default().extend(legs);
+    }
     let mut out = NetworkView::default();
     for network in store.list::<Network>() {
         let id = network.id();
@@ -45,7 +68,7 @@ pub fn view(store: &ObjectStore, node_id: &str) -> NetworkView {
         if !mine || network.vni == 0 {
             continue;
         }
-        let peers = if Some(id) == ingress {
+        let peers: Vec<WeightedPeer> = if Some(id) == ingress {
             store
                 .list::<Node>()
                 .filter(|n| n.id() != node_id)
@@ -59,8 +82,25 @@ pub fn view(store: &ObjectStore, node_id: &str) -> NetworkView {
                 .filter_map(|n| peer(store.get::<Node>(n)?))
                 .collect()
         };
+        let vteps: BTreeMap<&str, &str> = peers
+            .iter()
+            .map(|p| (p.node_id.as_str(), p.addr.as_str()))
+            .collect();
+        let mut held: Vec<OverlayEndpoint> = endpoints
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|(address, node)| {
+                Some(OverlayEndpoint {
+                    address: address.split('/').next()?.to_owned(),
+                    vtep: (*vteps.get(node)?).to_owned(),
+                })
+            })
+            .collect();
+        held.sort_by(|a, b| a.address.cmp(&b.address));
         out.networks.insert(id.to_owned(), network.clone());
         out.peers.insert(id.to_owned(), peers);
+        out.endpoints.insert(id.to_owned(), held);
     }
     out
 }
@@ -102,11 +142,19 @@ impl NetworkView {
     }
 }
 
-/// Peers as the assignments message carries them.
-pub fn network_peers(network_id: &str, peers: &[WeightedPeer]) -> NetworkPeers {
-    NetworkPeers {
-        network_id: network_id.to_owned(),
-        peers: peers.to_vec(),
+impl NetworkView {
+    /// The peers and endpoints of `network_id` as the assignments message carries them,
+    /// if they differ from `before`'s.
+    pub fn peers_changed_since(&self, network_id: &str, before: &Self) -> Option<NetworkPeers> {
+        let peers = self.peers.get(network_id)?;
+        let endpoints = self.endpoints.get(network_id)?;
+        let same = before.peers.get(network_id) == Some(peers)
+            && before.endpoints.get(network_id) == Some(endpoints);
+        (!same).then(|| NetworkPeers {
+            network_id: network_id.to_owned(),
+            peers: peers.clone(),
+            endpoints: endpoints.clone(),
+        })
     }
 }
 
@@ -175,7 +223,14 @@ mod tests {
             create(network("back", false)),
             create(network("other", false)),
             create(node("n1", "127.0.0.2:2377")),
-            create(node("n2", "127.0.0.3:2377")),
+            create(Node {
+                ingress: Some(NetworkAttachment {
+                    network_id: "ingress".into(),
+                    addresses: vec!["10.0.0.3/24".into()],
+                    aliases: vec![],
+                }),
+                ..node("n2", "127.0.0.3:2377")
+            }),
             create(node("n3", "127.0.0.4:2377")),
             create(task("t1", "n1", "back", TaskState::Running)),
             create(task("t2", "n2", "back", TaskState::Running)),
@@ -199,6 +254,26 @@ mod tests {
             .map(|p| p.node_id.as_str())
             .collect();
         assert_eq!(ingress, ["n2", "n3"], "every other node, tasks or not");
+        let endpoints = |v: &NetworkView, network: &str| -> Vec<(String, String)> {
+            v.endpoints[network]
+                .iter()
+                .map(|e| (e.address.clone(), e.vtep.clone()))
+                .collect()
+        };
+        assert_eq!(
+            endpoints(&v, "back"),
+            [("10.0.1.2".to_owned(), "127.0.0.3".to_owned())],
+            "t2's address on n2; not n1's own task, not an ended task"
+        );
+        assert_eq!(
+            endpoints(&v, "ingress"),
+            [("10.0.0.3".to_owned(), "127.0.0.3".to_owned())],
+            "n2's leg"
+        );
+        assert!(
+            endpoints(&view(&store, "n2"), "ingress").is_empty(),
+            "a node's own leg is not an endpoint of its own"
+        );
         let v3 = view(&store, "n3");
         assert_eq!(v3.networks.keys().collect::<Vec<_>>(), ["ingress", "other"]);
     }
@@ -254,7 +329,30 @@ mod tests {
         assert_eq!(next.network_peers.len(), 1);
         assert_eq!(next.network_peers[0].network_id, "back");
         assert_eq!(next.network_peers[0].peers[0].addr, "127.0.0.3");
+        assert_eq!(next.network_peers[0].endpoints.len(), 1);
         assert_eq!(next.peers.len(), 1);
+
+        // A second task on n2: same peers, one more endpoint, so the peers are sent again.
+        let mut t3 = task("t3", "n2", "back", TaskState::Assigned);
+        t3.networks[0].addresses = vec!["10.0.1.3/24".into()];
+        let events = store
+            .apply(
+                &StoreBatch {
+                    actions: vec![create(t3)],
+                },
+                3,
+            )
+            .unwrap();
+        let more = tracker
+            .incremental(&store, &events, "n1")
+            .expect("a change");
+        assert_eq!(more.network_peers.len(), 1);
+        let addresses: Vec<&str> = more.network_peers[0]
+            .endpoints
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect();
+        assert_eq!(addresses, ["10.0.1.2", "10.0.1.3"]);
 
         // n1's task ends: it leaves "back" (ingress stays).
         let mut t1 = store.get::<Task>("t1").unwrap().clone();
@@ -264,7 +362,7 @@ mod tests {
                 &StoreBatch {
                     actions: vec![crate::manager::update(t1)],
                 },
-                3,
+                4,
             )
             .unwrap();
         let last = tracker

@@ -41,11 +41,22 @@ struct State {
     /// Networks by ID.
     networks: HashMap<String, (Overlay, bool)>,
     /// Peer VTEPs by network ID.
-    peers: HashMap<String, Vec<Ipv4Addr>>,
+    peers: HashMap<String, Peers>,
     /// The last mesh applied.
     mesh: Option<MeshState>,
     /// The last service discovery received.
     discovery: DiscoveryState,
+    /// The cluster's VXLAN port, once the dispatcher has said it (0: not yet).
+    data_path_port: u16,
+}
+
+/// Who else is on one network.
+#[derive(Default, Clone)]
+struct Peers {
+    /// The other nodes' VTEPs.
+    vteps: Vec<Ipv4Addr>,
+    /// Addresses held on other nodes, with their node's VTEP.
+    endpoints: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
 /// What the node serves in one task's namespace.
@@ -85,8 +96,9 @@ pub struct DataPath {
     upstreams: Vec<SocketAddr>,
 }
 
-/// A network as the node programs it, and whether it is `ingress`.
-fn overlay_of(network: &Network) -> Option<(Overlay, bool)> {
+/// A network as the node programs it, with its VXLAN traffic on UDP `port`, and whether it
+/// is `ingress`.
+fn overlay_of(network: &Network, port: u16) -> Option<(Overlay, bool)> {
     let ipam = network.ipam.first()?;
     let prefix = ipam.subnet.split_once('/')?.1;
     Some((
@@ -94,6 +106,7 @@ fn overlay_of(network: &Network) -> Option<(Overlay, bool)> {
             id: network.meta.as_ref()?.id.clone(),
             vni: network.vni,
             gateway: format!("{}/{prefix}", ipam.gateway),
+            port,
         },
         network.spec.as_ref().is_some_and(|s| s.ingress),
     ))
@@ -130,6 +143,13 @@ impl DataPath {
     /// others (or the tasks) from being served.
     pub fn apply(&self, message: &AssignmentsMessage) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(port @ 1..) = u16::try_from(message.data_path_port) {
+            state.data_path_port = port;
+        }
+        let port = match state.data_path_port {
+            0 => overlay::VXLAN_PORT,
+            port => port,
+        };
         let mut listed = Vec::new();
         for change in &message.changes {
             let Some(assignment::Item::Network(network)) =
@@ -137,7 +157,7 @@ impl DataPath {
             else {
                 continue;
             };
-            let Some((overlay, ingress)) = overlay_of(network) else {
+            let Some((overlay, ingress)) = overlay_of(network, port) else {
                 continue;
             };
             if change.action == AssignmentAction::Remove as i32 {
@@ -173,16 +193,23 @@ impl DataPath {
             }
         }
         for update in &message.network_peers {
-            let vteps: Vec<Ipv4Addr> = update
-                .peers
-                .iter()
-                .filter_map(|p| p.addr.parse().ok())
-                .collect();
-            state.peers.insert(update.network_id.clone(), vteps);
+            let peers = Peers {
+                vteps: update
+                    .peers
+                    .iter()
+                    .filter_map(|p| p.addr.parse().ok())
+                    .collect(),
+                endpoints: update
+                    .endpoints
+                    .iter()
+                    .filter_map(|e| Some((e.address.parse().ok()?, e.vtep.parse().ok()?)))
+                    .collect(),
+            };
+            state.peers.insert(update.network_id.clone(), peers);
         }
         for (id, (overlay, _)) in &state.networks {
-            let vteps = state.peers.get(id).cloned().unwrap_or_default();
-            if let Err(e) = self.node.set_peers(overlay, &vteps) {
+            let peers = state.peers.get(id).cloned().unwrap_or_default();
+            if let Err(e) = self.node.set_peers(overlay, &peers.vteps, &peers.endpoints) {
                 tracing::error!(network = %id, error = %e, "cannot program the network's peers");
             }
         }
@@ -338,7 +365,7 @@ impl DataPath {
         match self.mode {
             MeshMode::Kernel => {
                 mesh::ensure_conntrack(None)?;
-                mesh::apply(None, &mesh::ruleset(&leg, &ports, host))
+                mesh::apply(None, &mesh::ruleset(&leg, ingress.port, &ports, host))
             }
             MeshMode::Userspace => self.program_proxies(&ports),
         }

@@ -17,6 +17,12 @@
 //! deleting a policy makes the entries that use it fall back to the node's defaults. Swarm's
 //! IPVS mesh drops quiet connections after fifteen minutes.
 //!
+//! The overlays' VXLAN packets are left untracked (`notrack` on the data path port): the
+//! connections inside them are tracked where they start and end, while the outer UDP flows
+//! get a source port per inner connection, so tracking them would cost two conntrack entries
+//! per connection on every node they cross (tens of thousands per node under a steady load
+//! of new connections, towards the table's limit) and a lookup per packet for nothing.
+//!
 //! The whole table is rebuilt in one `nft -f` transaction per change, so no stale rule
 //! survives and no half-applied state is ever visible.
 
@@ -24,7 +30,7 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::{Command, Stdio};
 
-use super::overlay::{NetError, Node, Overlay};
+use super::overlay::{self, NetError, Node, Overlay};
 
 /// The nftables table that holds the mesh.
 pub const TABLE: &str = "skiffmesh";
@@ -114,11 +120,11 @@ pub struct HostForward {
     pub target: SocketAddrV4,
 }
 
-/// The nftables script for the mesh: `leg` is the node's interface into the ingress overlay.
-/// A port whose service has no running task refuses connections at once instead of letting
-/// them time out. Ports published in host mode (`host`) go to their one task, through the
-/// same leg.
-pub fn ruleset(leg: &str, ports: &[Published], host: &[HostForward]) -> String {
+/// The nftables script for the mesh: `leg` is the node's interface into the ingress overlay,
+/// `vxlan_port` the overlays' UDP port. A port whose service has no running task refuses
+/// connections at once instead of letting them time out. Ports published in host mode
+/// (`host`) go to their one task, through the same leg.
+pub fn ruleset(leg: &str, vxlan_port: u16, ports: &[Published], host: &[HostForward]) -> String {
     let mut rules = String::new();
     for h in host {
         rules.push_str(&format!(
@@ -154,9 +160,13 @@ pub fn ruleset(leg: &str, ports: &[Published], host: &[HostForward]) -> String {
             p.port
         ));
     }
+    let untracked = |chain: &str, hook: &str| {
+        format!("  chain {chain} {{\n    type filter hook {hook} priority raw; policy accept;\n    udp dport {vxlan_port} notrack\n  }}\n")
+    };
+    let untracked = untracked("vxlan_in", "prerouting") + &untracked("vxlan_out", "output");
     // Delete-then-add makes the transaction replace the table whether or not it exists.
     format!(
-        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{rules}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{leg}\" masquerade\n  }}\n}}\n"
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n{untracked}  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{rules}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{leg}\" masquerade\n  }}\n}}\n"
     )
 }
 
@@ -212,18 +222,24 @@ pub fn remove(home: Option<&str>) -> Result<(), NetError> {
 /// Makes (or keeps) the node's leg into the ingress overlay, with the node's own ingress
 /// `address` (CIDR), and lets the node forward what the mesh sends through it. Returns the
 /// leg's interface name.
+/// The leg's MAC follows from its address, as a task's does, for the other nodes' FDBs.
 pub fn ensure_leg(node: &Node, ingress: &Overlay, address: &str) -> Result<String, NetError> {
     let ns = node.ensure_network(ingress)?;
     let leg = node.leg_name();
-    node.home_command(&["link", "show", &leg]).or_else(|_| {
-        node.home_command(&[
-            "link", "add", &leg, "mtu", "1450", "type", "veth", "peer", "name", "leg0", "netns",
-            &ns,
-        ])?;
-        node.in_network(ingress, &["link", "set", "leg0", "master", "br0", "up"])?;
-        node.home_command(&["addr", "add", address, "dev", &leg])?;
-        node.home_command(&["link", "set", &leg, "up"])
-    })?;
+    let mac = overlay::mac_for(address)?;
+    match node.home_command(&["link", "show", &leg]) {
+        // Made by an older skiffd, perhaps with another MAC.
+        Ok(()) => node.home_command(&["link", "set", &leg, "address", &mac])?,
+        Err(_) => {
+            node.home_command(&[
+                "link", "add", &leg, "address", &mac, "mtu", "1450", "type", "veth", "peer",
+                "name", "leg0", "netns", &ns,
+            ])?;
+            node.in_network(ingress, &["link", "set", "leg0", "master", "br0", "up"])?;
+            node.home_command(&["addr", "add", address, "dev", &leg])?;
+            node.home_command(&["link", "set", &leg, "up"])?;
+        }
+    }
     node.sysctl("net.ipv4.ip_forward", "1")?;
     Ok(leg)
 }
@@ -236,6 +252,7 @@ mod tests {
     fn a_port_spreads_over_its_tasks_and_an_empty_one_refuses() {
         let script = ruleset(
             "skin0",
+            4789,
             &[
                 Published {
                     protocol: Protocol::Tcp,
@@ -265,6 +282,14 @@ mod tests {
             "{script}"
         );
         assert!(script.contains("oifname \"skin0\" masquerade"), "{script}");
+        // The overlays' own packets, both ways, before conntrack sees them.
+        assert_eq!(
+            script
+                .matches("priority raw; policy accept;\n    udp dport 4789 notrack")
+                .count(),
+            2,
+            "{script}"
+        );
         // Both NAT chains carry the ports: from other hosts and from the node itself.
         assert_eq!(script.matches("tcp dport 8080").count(), 2, "{script}");
         assert!(script.starts_with("table ip skiffmesh\ndelete table ip skiffmesh\n"));

@@ -4,14 +4,25 @@
 //!
 //! Forwarding is programmed from what the dispatcher sends, not learnt by gossip: each peer
 //! node (a VTEP) gets an all-zero FDB entry, so broadcast and unknown traffic (ARP first)
-//! reaches every node of the network, and the local bridge learns where replies come from.
+//! reaches every node of the network, and each address held on another node gets an FDB
+//! entry for its MAC pointing at that node alone. Without those, every unicast frame would
+//! go to every peer (the VXLAN device learns nothing), so each node of a network would
+//! carry, and drop, the traffic of all the others. A MAC follows from its IPv4 address
+//! ([`mac_of`], as Docker's), so that nodes can name each other's MACs without asking.
+//! Frames for the network's other addresses still reach the right node through the local
+//! bridge, which learns where replies come from.
 //! The VXLAN device is made in the node's own namespace, where its UDP socket stays bound to
 //! the node's underlay address, then moved into the network's namespace.
+//!
+//! A network's namespace holds no firewall rules, so bridged frames skip netfilter there
+//! (`bridge-nf-call-*` off where br_netfilter is loaded): otherwise every frame would be
+//! handed to the IP hooks, with a route lookup, twice per node on its way.
 //!
 //! Every operation is idempotent, so the agent can re-apply its whole state after a restart.
 //! The links are made with iproute2 (`ip`, `bridge`), which the node needs anyway.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::Command;
 
 /// The default VXLAN port (IANA), as Docker's.
@@ -54,6 +65,8 @@ pub struct Overlay {
     pub vni: u32,
     /// The gateway in CIDR form (10.0.1.1/24): the bridge's own address.
     pub gateway: String,
+    /// The UDP port of its VXLAN traffic (the cluster's data path port).
+    pub port: u16,
 }
 
 /// The node's side of its overlays.
@@ -100,9 +113,16 @@ impl Node {
     fn build_network(&self, network: &Overlay, ns: &str) -> Result<(), NetError> {
         let vni = network.vni.to_string();
         let vxlan = format!("vx{}", network.vni);
-        let port = VXLAN_PORT.to_string();
+        let port = network.port.to_string();
         let local = self.underlay.to_string();
         run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        let netns = Path::new(NETNS_DIR).join(ns);
+        for family in ["iptables", "ip6tables", "arptables"] {
+            let key = format!("net.bridge.bridge-nf-call-{family}");
+            if let Err(e) = write_sysctl(Some(&netns), &key, "0", Missing::Fine) {
+                tracing::warn!(network = %network.id, error = %e, "bridged traffic will pass netfilter");
+            }
+        }
         run("ip", &["-n", ns, "link", "add", "br0", "type", "bridge"])?;
         run(
             "ip",
@@ -137,54 +157,100 @@ impl Node {
         )
     }
 
-    /// Points `network`'s broadcast and unknown traffic at exactly these peer VTEPs.
-    pub fn set_peers(&self, network: &Overlay, peers: &[Ipv4Addr]) -> Result<(), NetError> {
+    /// Points `network`'s broadcast and unknown traffic at exactly these peer VTEPs, and the
+    /// frames for each of `endpoints` (an address held on another node, and that node's
+    /// VTEP) at its node alone.
+    pub fn set_peers(
+        &self,
+        network: &Overlay,
+        peers: &[Ipv4Addr],
+        endpoints: &[(Ipv4Addr, Ipv4Addr)],
+    ) -> Result<(), NetError> {
         let ns = self.network_namespace(network);
         let vxlan = format!("vx{}", network.vni);
         let listed = output("bridge", &["-n", &ns, "fdb", "show", "dev", &vxlan])?;
-        let current: Vec<String> = listed
+        // "MAC dst VTEP self permanent": the entries programmed here (the bridge's own
+        // learnt entries, "MAC master br0", have no dst).
+        let programmed: Vec<(&str, &str)> = listed
             .lines()
-            .filter(|l| l.starts_with("00:00:00:00:00:00"))
             .filter_map(|l| {
                 let mut words = l.split_whitespace();
+                let mac = words.next()?;
                 words.find(|w| *w == "dst")?;
-                words.next().map(str::to_owned)
+                Some((mac, words.next()?))
             })
+            .collect();
+        self.set_flooding(&ns, &vxlan, &programmed, peers)?;
+        let wanted: Vec<(String, String)> = endpoints
+            .iter()
+            .filter(|(_, vtep)| *vtep != self.underlay)
+            .map(|(address, vtep)| (mac_of(*address), vtep.to_string()))
+            .collect();
+        for (mac, _) in programmed
+            .iter()
+            .filter(|(mac, _)| *mac != FLOOD_MAC && !wanted.iter().any(|(m, _)| m == mac))
+        {
+            run(
+                "bridge",
+                &["-n", &ns, "fdb", "del", mac, "dev", &vxlan, "self"],
+            )?;
+        }
+        for (mac, vtep) in wanted
+            .iter()
+            .filter(|(mac, vtep)| !programmed.contains(&(mac.as_str(), vtep.as_str())))
+        {
+            run(
+                "bridge",
+                &[
+                    "-n",
+                    &ns,
+                    "fdb",
+                    "replace",
+                    mac,
+                    "dev",
+                    &vxlan,
+                    "dst",
+                    vtep,
+                    "self",
+                    "permanent",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Programs the all-zero entries of `vxlan` (broadcast and unknown unicast) for exactly
+    /// `peers`, given what is `programmed` now.
+    fn set_flooding(
+        &self,
+        ns: &str,
+        vxlan: &str,
+        programmed: &[(&str, &str)],
+        peers: &[Ipv4Addr],
+    ) -> Result<(), NetError> {
+        let current: Vec<&str> = programmed
+            .iter()
+            .filter(|(mac, _)| *mac == FLOOD_MAC)
+            .map(|(_, vtep)| *vtep)
             .collect();
         let wanted: Vec<String> = peers
             .iter()
             .filter(|p| **p != self.underlay)
             .map(Ipv4Addr::to_string)
             .collect();
-        for stale in current.iter().filter(|c| !wanted.contains(c)) {
+        for stale in current.iter().filter(|c| !wanted.iter().any(|w| w == *c)) {
             run(
                 "bridge",
                 &[
-                    "-n",
-                    &ns,
-                    "fdb",
-                    "del",
-                    "00:00:00:00:00:00",
-                    "dev",
-                    &vxlan,
-                    "dst",
-                    stale,
+                    "-n", ns, "fdb", "del", FLOOD_MAC, "dev", vxlan, "dst", stale,
                 ],
             )?;
         }
-        for new in wanted.iter().filter(|w| !current.contains(w)) {
+        for new in wanted.iter().filter(|w| !current.contains(&w.as_str())) {
             run(
                 "bridge",
                 &[
-                    "-n",
-                    &ns,
-                    "fdb",
-                    "append",
-                    "00:00:00:00:00:00",
-                    "dev",
-                    &vxlan,
-                    "dst",
-                    new,
+                    "-n", ns, "fdb", "append", FLOOD_MAC, "dev", vxlan, "dst", new,
                 ],
             )?;
         }
@@ -206,11 +272,12 @@ impl Node {
         if output("ip", &["-n", &ns, "link", "show", &port]).is_ok() {
             return Ok(());
         }
+        let mac = mac_for(address)?;
         run(
             "ip",
             &[
                 "-n", &ns, "link", "add", &port, "mtu", MTU, "type", "veth", "peer", "name",
-                ifname, "netns", task_ns,
+                ifname, "address", &mac, "netns", task_ns,
             ],
         )?;
         run(
@@ -275,25 +342,78 @@ impl Node {
 
     /// Sets a sysctl of the node's own namespace.
     pub(crate) fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        match &self.home {
-            // /proc/sys/net shows the namespace of the process that reads it.
-            Some(home) => run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    home,
-                    "sh",
-                    "-c",
-                    &format!("echo {value} > {path}"),
-                ],
-            ),
-            None => std::fs::write(&path, value).map_err(|e| NetError::Command {
-                command: format!("write {path}"),
-                message: e.to_string(),
-            }),
+        let home = self.home.as_ref().map(|h| Path::new(NETNS_DIR).join(h));
+        write_sysctl(home.as_deref(), key, value, Missing::Error)
+    }
+}
+
+/// The FDB entry of broadcast and unknown unicast frames.
+const FLOOD_MAC: &str = "00:00:00:00:00:00";
+
+/// The MAC address of the interface holding `address` on an overlay: locally administered,
+/// 02:42 and the address's four bytes, as Docker's.
+pub fn mac_of(address: Ipv4Addr) -> String {
+    let [a, b, c, d] = address.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// The MAC address of the interface holding `address` (CIDR).
+pub fn mac_for(address: &str) -> Result<String, NetError> {
+    address
+        .split('/')
+        .next()
+        .and_then(|a| a.parse::<Ipv4Addr>().ok())
+        .map(mac_of)
+        .ok_or_else(|| NetError::Address(address.to_owned()))
+}
+
+/// Where `ip netns` keeps its namespaces.
+const NETNS_DIR: &str = "/var/run/netns";
+
+/// What a sysctl that does not exist means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Nothing to do (its module is not loaded, so what it controls does not happen).
+    Fine,
+    /// An error.
+    Error,
+}
+
+/// Writes `value` to sysctl `key` of the network namespace at `netns` (`None`: the
+/// caller's), from a short-lived thread inside it: /proc/sys/net shows the namespace of the
+/// thread that opens it.
+fn write_sysctl(
+    netns: Option<&Path>,
+    key: &str,
+    value: &str,
+    missing: Missing,
+) -> Result<(), NetError> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let failed = |message: String| NetError::Command {
+        command: match netns {
+            Some(ns) => format!("write {value} to {path} in {}", ns.display()),
+            None => format!("write {value} to {path}"),
+        },
+        message,
+    };
+    let written = match netns {
+        None => std::fs::write(&path, value),
+        Some(ns) => {
+            let file = std::fs::File::open(ns).map_err(|e| failed(e.to_string()))?;
+            let (target, value) = (path.clone(), value.to_owned());
+            std::thread::spawn(move || -> std::io::Result<()> {
+                // Only this thread changes namespace, and it ends right after.
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)?;
+                std::fs::write(&target, value)
+            })
+            .join()
+            .map_err(|_| failed("the thread writing it panicked".into()))?
         }
+    };
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing == Missing::Fine => Ok(()),
+        other => other.map_err(|e| failed(e.to_string())),
     }
 }
 
@@ -375,6 +495,7 @@ mod tests {
             id: "netid1234567".into(),
             vni: 4096,
             gateway: "10.0.1.1/24".into(),
+            port: VXLAN_PORT,
         };
         assert_eq!(node.network_namespace(&net), "skn-01234567-netid123");
     }
