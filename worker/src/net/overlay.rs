@@ -9,6 +9,8 @@
 //! go to every peer (the VXLAN device learns nothing), so each node of a network would
 //! carry, and drop, the traffic of all the others. A MAC follows from its IPv4 address
 //! ([`mac_of`], as Docker's), so that nodes can name each other's MACs without asking.
+//! The same endpoints give the VXLAN device permanent neighbour entries, and it answers
+//! ARP for them itself (`proxy`), so ARP is flooded only for addresses nobody listed.
 //! Frames for the network's other addresses still reach the right node through the local
 //! bridge, which learns where replies come from.
 //! The VXLAN device is made in the node's own namespace, where its UDP socket stays bound to
@@ -16,7 +18,9 @@
 //!
 //! A network's namespace holds no firewall rules, so bridged frames skip netfilter there
 //! (`bridge-nf-call-*` off where br_netfilter is loaded): otherwise every frame would be
-//! handed to the IP hooks, with a route lookup, twice per node on its way.
+//! handed to the IP hooks, with a route lookup, twice per node on its way. Overlays carry
+//! IPv4 only, so IPv6 is off on their interfaces (as Docker's): its router solicitations
+//! and multicast reports would otherwise be flooded to every node of the network.
 //!
 //! Every operation is idempotent, so the agent can re-apply its whole state after a restart.
 //! The links are made with iproute2 (`ip`, `bridge`), which the node needs anyway.
@@ -117,10 +121,16 @@ impl Node {
         let local = self.underlay.to_string();
         run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         let netns = Path::new(NETNS_DIR).join(ns);
-        for family in ["iptables", "ip6tables", "arptables"] {
-            let key = format!("net.bridge.bridge-nf-call-{family}");
-            if let Err(e) = write_sysctl(Some(&netns), &key, "0", Missing::Fine) {
-                tracing::warn!(network = %network.id, error = %e, "bridged traffic will pass netfilter");
+        let settings = [
+            ("net.bridge.bridge-nf-call-iptables", "0"),
+            ("net.bridge.bridge-nf-call-ip6tables", "0"),
+            ("net.bridge.bridge-nf-call-arptables", "0"),
+            ("net.ipv6.conf.all.disable_ipv6", "1"),
+            ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ];
+        for (key, value) in settings {
+            if let Err(e) = write_sysctl(Some(&netns), key, value, Missing::Fine) {
+                tracing::warn!(network = %network.id, error = %e, "cannot set {key}");
             }
         }
         run("ip", &["-n", ns, "link", "add", "br0", "type", "bridge"])?;
@@ -144,6 +154,7 @@ impl Node {
             "dstport",
             &port,
             "nolearning",
+            "proxy",
         ]);
         run("ip", &add)?;
         let mut mv = home.clone();
@@ -212,6 +223,62 @@ impl Node {
                     "dst",
                     vtep,
                     "self",
+                    "permanent",
+                ],
+            )?;
+        }
+        self.set_neighbours(&ns, &vxlan, endpoints)
+    }
+
+    /// Gives `vxlan` a permanent neighbour entry for each of `endpoints` on another node, so
+    /// that it answers ARP for them itself (`proxy`) instead of flooding the request to
+    /// every peer.
+    fn set_neighbours(
+        &self,
+        ns: &str,
+        vxlan: &str,
+        endpoints: &[(Ipv4Addr, Ipv4Addr)],
+    ) -> Result<(), NetError> {
+        let listed = output("ip", &["-n", ns, "neigh", "show", "dev", vxlan])?;
+        // "10.0.1.4 lladdr 02:42:0a:00:01:04 PERMANENT"
+        let programmed: Vec<(&str, &str)> = listed
+            .lines()
+            .filter(|l| l.ends_with("PERMANENT"))
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let address = words.next()?;
+                words.find(|w| *w == "lladdr")?;
+                Some((address, words.next()?))
+            })
+            .collect();
+        let wanted: Vec<(String, String)> = endpoints
+            .iter()
+            .filter(|(_, vtep)| *vtep != self.underlay)
+            .map(|(address, _)| (address.to_string(), mac_of(*address)))
+            .collect();
+        for (address, _) in programmed
+            .iter()
+            .filter(|(a, _)| !wanted.iter().any(|(w, _)| w == a))
+        {
+            run("ip", &["-n", ns, "neigh", "del", address, "dev", vxlan])?;
+        }
+        for (address, mac) in wanted
+            .iter()
+            .filter(|(a, m)| !programmed.contains(&(a.as_str(), m.as_str())))
+        {
+            run(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "neigh",
+                    "replace",
+                    address,
+                    "lladdr",
+                    mac,
+                    "dev",
+                    vxlan,
+                    "nud",
                     "permanent",
                 ],
             )?;
@@ -285,6 +352,13 @@ impl Node {
             &["-n", &ns, "link", "set", &port, "master", "br0", "up"],
         )?;
         run("ip", &["-n", task_ns, "link", "set", "lo", "up"])?;
+        let key = format!("net.ipv6.conf.{ifname}.disable_ipv6");
+        write_sysctl(
+            Some(&Path::new(NETNS_DIR).join(task_ns)),
+            &key,
+            "1",
+            Missing::Fine,
+        )?;
         run(
             "ip",
             &["-n", task_ns, "addr", "add", address, "dev", ifname],
