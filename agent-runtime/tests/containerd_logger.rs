@@ -164,3 +164,23 @@ fn a_logger_whose_task_directory_is_removed_exits_though_its_pipes_stay_open() {
         .expect("the logger of a removed task exits without end of file");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_logger_asked_to_end_logs_what_its_pipes_hold_and_exits_though_they_stay_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut logger = Logger::start(dir.path());
+    // Written before the request, as runc's error is before the runtime asks; the write
+    // ends stay open, as in a shim that outlived a failed create.
+    logger.stdout.as_mut().unwrap().write_all(b"out\n").unwrap();
+    logger.stderr.as_mut().unwrap().write_all(b"err\n").unwrap();
+    kill(Pid::from_raw(logger.child.id() as i32), Signal::SIGUSR1).unwrap();
+    let status = logger
+        .exited()
+        .expect("the logger ends once its pipes are empty");
+    assert!(status.success(), "{status:?}");
+    let mut got = records(dir.path());
+    got.sort();
+    let want = [("eF", "err"), ("oF", "out")].map(|(tag, data)| (tag.to_owned(), data.to_owned()));
+    assert_eq!(got, want);
+    assert!(dir.path().join("log.done").exists());
+}

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use agent_runtime::containerd::{ContainerdConfig, ContainerdRuntime, RegistryOptions};
-use agent_runtime::{Runtime, RuntimeState};
+use agent_runtime::{Runtime, RuntimeError, RuntimeState};
 use futures::StreamExt;
 use integration_tests::containerd::{
     busybox_image, busybox_in_registry, docker_save_from_oci, registry, socket, unique_namespace,
@@ -413,6 +413,109 @@ async fn a_new_runtime_adopts_running_containers() {
     ));
     assert_eq!(log_text(&again, &id).await, "up\n");
     again.remove(&id).await.expect("remove");
+}
+
+/// True while `pid` is a process that has not ended (a zombie has).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        !state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
+    })
+}
+
+/// The logger's PID, from the file it writes in its task directory.
+fn logger_pid(task_dir: &std::path::Path) -> i32 {
+    std::fs::read_to_string(task_dir.join("logger.pid"))
+        .expect("the logger wrote its PID")
+        .trim()
+        .parse()
+        .expect("a PID")
+}
+
+/// A logger program that leaves a writer of the container's stdout pipe behind before it
+/// runs skiffd's logger: what a shim does that keeps the pipes after a failed create (one
+/// containerd's cleanup gave up on). The writer is killed when this is dropped.
+struct LeakingLogger {
+    program: std::path::PathBuf,
+    writer_pid: std::path::PathBuf,
+}
+
+impl LeakingLogger {
+    fn new(dir: &std::path::Path) -> LeakingLogger {
+        use std::os::unix::fs::PermissionsExt as _;
+        let program = dir.join("leaking-logger");
+        let writer_pid = dir.join("leaked-writer.pid");
+        // The shim runs `<program> logger <task dir>`; fd 3 is the read end of the
+        // container's stdout pipe, and opening it through /proc for writing gives a writer.
+        // The writer closes fd 5, so the shim still sees the logger ready.
+        let script = format!(
+            "#!/bin/sh\nsleep 600 </dev/null >/proc/self/fd/3 2>&1 3>&- 4>&- 5>&- &\necho $! >'{}'\nexec '{}' \"$@\"\n",
+            writer_pid.display(),
+            integration_tests::bin("skiffd").display()
+        );
+        std::fs::write(&program, script).expect("write the logger program");
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+            .expect("make it executable");
+        LeakingLogger {
+            program,
+            writer_pid,
+        }
+    }
+
+    fn writer(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.writer_pid)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for LeakingLogger {
+    fn drop(&mut self) {
+        if let Some(pid) = self.writer() {
+            // SAFETY: kill has no memory effects; the PID is the sleep this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_create_leaves_no_logger_behind_though_its_pipes_stay_open() {
+    let f = fixture(0).await;
+    let leaking = LeakingLogger::new(f.dir.path());
+    let config = ContainerdConfig {
+        logger: leaking.program.clone(),
+        ..f.config.clone()
+    };
+    let rt = ContainerdRuntime::connect(config.clone())
+        .await
+        .expect("connect to containerd");
+    let id = task_id("nocreate");
+    let c = proto::ContainerSpec {
+        image: pushed_image().into(),
+        command: vec!["/no/such/program".into()],
+        ..Default::default()
+    };
+    rt.prepare(&task(&id, c, None)).await.expect("prepare");
+    // runc fails the create, after containerd's shim started the logger.
+    let e = rt.start(&id).await.unwrap_err();
+    assert!(matches!(e, RuntimeError::StartFailed(_)), "{e}");
+    let writer = leaking.writer().expect("the leaked writer started");
+    assert!(alive(writer), "the leaked writer holds the logger's pipe");
+    let dir = config.state_dir.join("tasks").join(&id);
+    let logger = logger_pid(&dir);
+    integration_tests::wait_until("the logger to exit", Duration::from_secs(20), || {
+        (!alive(logger)).then_some(())
+    });
+    // What runc wrote to the container's stderr is logged, and the log is complete, so
+    // following it ends.
+    let text = tokio::time::timeout(Duration::from_secs(20), log_text(&rt, &id))
+        .await
+        .expect("the log of a task that did not start ends");
+    assert!(text.contains("/no/such/program"), "{text}");
+    rt.remove(&id).await.expect("remove");
+    assert!(!dir.exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
