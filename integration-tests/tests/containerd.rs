@@ -518,6 +518,110 @@ async fn a_failed_create_leaves_no_logger_behind_though_its_pipes_stay_open() {
     assert!(!dir.exists());
 }
 
+/// The snapshots containerd keeps in `namespace`, by key.
+fn snapshots(namespace: &str) -> String {
+    let out = std::process::Command::new("ctr")
+        .arg("-a")
+        .arg(socket())
+        .args(["-n", namespace, "snapshots", "ls"])
+        .output()
+        .expect("run ctr");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_runtime_lists_containers_of_removed_tasks_and_removes_them() {
+    // Small log files: a logger still at work when its task is removed rotates them.
+    let f = fixture(4096).await;
+    // What a skiffd leaves behind when it stops: a task that runs, one that ended, and one
+    // prepared but never started.
+    let running = task_id("left-running");
+    let ended = task_id("left-ended");
+    let unstarted = task_id("left-unstarted");
+    let mut c = shell(
+        pushed_image(),
+        // Much output on its way out, as the task is stopped just before it is removed.
+        "trap 'seq 20000; exit 0' TERM; echo up; while true; do sleep 1; done",
+    );
+    c.stop_grace_period_ms = Some(20_000);
+    f.runtime
+        .prepare(&task(&running, c, None))
+        .await
+        .expect("prepare");
+    f.runtime.start(&running).await.expect("start");
+    run_to_end(
+        &f.runtime,
+        &task(&ended, shell(pushed_image(), "echo done"), None),
+    )
+    .await;
+    f.runtime
+        .prepare(&task(&unstarted, shell(pushed_image(), "true"), None))
+        .await
+        .expect("prepare");
+    let tasks_dir = f.config.state_dir.join("tasks");
+    let loggers: Vec<i32> = [&running, &ended]
+        .iter()
+        .map(|id| logger_pid(&tasks_dir.join(id)))
+        .collect();
+    let Fixture {
+        runtime,
+        config,
+        _namespace,
+        dir: _dir,
+    } = f;
+    drop(runtime);
+
+    // After a restart, the agent adopts what its saved assignments name (none here) and
+    // cleans up the rest: stop, then remove.
+    let again = ContainerdRuntime::connect(config.clone())
+        .await
+        .expect("reconnect");
+    let mut listed = again.list().await.expect("list");
+    listed.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    let states: Vec<_> = listed
+        .iter()
+        .map(|t| (t.task_id.as_str(), &t.state))
+        .collect();
+    assert!(
+        matches!(
+            states[..],
+            [
+                (e, RuntimeState::Exited(_)),
+                (r, RuntimeState::Running { pid: Some(_) }),
+                (u, RuntimeState::Created),
+            ] if e == ended && r == running && u == unstarted
+        ),
+        "{listed:?}"
+    );
+    let before = snapshots(&config.namespace);
+    for id in [&running, &ended, &unstarted] {
+        assert!(
+            before.contains(id.as_str()),
+            "no snapshot for {id}: {before}"
+        );
+    }
+    for task in &listed {
+        let _ = again.stop(&task.task_id, None).await;
+        again.remove(&task.task_id).await.expect("remove");
+    }
+
+    assert!(again.list().await.expect("list").is_empty());
+    let left = snapshots(&config.namespace);
+    for id in [&running, &ended, &unstarted] {
+        assert!(!tasks_dir.join(id).exists(), "{id}'s directory is left");
+        assert!(
+            !left.contains(id.as_str()),
+            "{id}'s snapshot is left: {left}"
+        );
+    }
+    for pid in loggers {
+        integration_tests::wait_until("the logger to exit", Duration::from_secs(20), || {
+            (!alive(pid)).then_some(())
+        });
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_containerd_socket_says_how_to_get_one() {
     let dir = tempfile::tempdir().expect("dir");
