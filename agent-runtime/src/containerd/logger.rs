@@ -172,7 +172,8 @@ impl Read for Output {
 /// Why a logger stops.
 #[derive(Debug, PartialEq, Eq)]
 enum Ending {
-    /// Both outputs reached end of file and everything is written.
+    /// Both outputs ended (end of file, or empty once an end was requested) and everything
+    /// is written.
     OutputsClosed,
     /// The task directory is gone: the task was removed.
     TaskRemoved,
