@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use agent_runtime::containerd::{ContainerdConfig, ContainerdRuntime, RegistryOptions};
-use agent_runtime::{Runtime, RuntimeState};
+use agent_runtime::{Runtime, RuntimeError, RuntimeState};
 use futures::StreamExt;
 use integration_tests::containerd::{
     busybox_image, busybox_in_registry, docker_save_from_oci, registry, socket, unique_namespace,
@@ -413,6 +413,213 @@ async fn a_new_runtime_adopts_running_containers() {
     ));
     assert_eq!(log_text(&again, &id).await, "up\n");
     again.remove(&id).await.expect("remove");
+}
+
+/// True while `pid` is a process that has not ended (a zombie has).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        !state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
+    })
+}
+
+/// The logger's PID, from the file it writes in its task directory.
+fn logger_pid(task_dir: &std::path::Path) -> i32 {
+    std::fs::read_to_string(task_dir.join("logger.pid"))
+        .expect("the logger wrote its PID")
+        .trim()
+        .parse()
+        .expect("a PID")
+}
+
+/// A logger program that leaves a writer of the container's stdout pipe behind before it
+/// runs skiffd's logger: what a shim does that keeps the pipes after a failed create (one
+/// containerd's cleanup gave up on). The writer is killed when this is dropped.
+struct LeakingLogger {
+    program: std::path::PathBuf,
+    writer_pid: std::path::PathBuf,
+}
+
+impl LeakingLogger {
+    fn new(dir: &std::path::Path) -> LeakingLogger {
+        use std::os::unix::fs::PermissionsExt as _;
+        let program = dir.join("leaking-logger");
+        let writer_pid = dir.join("leaked-writer.pid");
+        // The shim runs `<program> logger <task dir>`; fd 3 is the read end of the
+        // container's stdout pipe, and opening it through /proc for writing gives a writer.
+        // The writer closes fd 5, so the shim still sees the logger ready.
+        let script = format!(
+            "#!/bin/sh\nsleep 600 </dev/null >/proc/self/fd/3 2>&1 3>&- 4>&- 5>&- &\necho $! >'{}'\nexec '{}' \"$@\"\n",
+            writer_pid.display(),
+            integration_tests::bin("skiffd").display()
+        );
+        std::fs::write(&program, script).expect("write the logger program");
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+            .expect("make it executable");
+        LeakingLogger {
+            program,
+            writer_pid,
+        }
+    }
+
+    fn writer(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.writer_pid)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for LeakingLogger {
+    fn drop(&mut self) {
+        if let Some(pid) = self.writer() {
+            // SAFETY: kill has no memory effects; the PID is the sleep this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_create_leaves_no_logger_behind_though_its_pipes_stay_open() {
+    let f = fixture(0).await;
+    let leaking = LeakingLogger::new(f.dir.path());
+    let config = ContainerdConfig {
+        logger: leaking.program.clone(),
+        ..f.config.clone()
+    };
+    let rt = ContainerdRuntime::connect(config.clone())
+        .await
+        .expect("connect to containerd");
+    let id = task_id("nocreate");
+    let c = proto::ContainerSpec {
+        image: pushed_image().into(),
+        command: vec!["/no/such/program".into()],
+        ..Default::default()
+    };
+    rt.prepare(&task(&id, c, None)).await.expect("prepare");
+    // runc fails the create, after containerd's shim started the logger.
+    let e = rt.start(&id).await.unwrap_err();
+    assert!(matches!(e, RuntimeError::StartFailed(_)), "{e}");
+    let writer = leaking.writer().expect("the leaked writer started");
+    assert!(alive(writer), "the leaked writer holds the logger's pipe");
+    let dir = config.state_dir.join("tasks").join(&id);
+    let logger = logger_pid(&dir);
+    integration_tests::wait_until("the logger to exit", Duration::from_secs(20), || {
+        (!alive(logger)).then_some(())
+    });
+    // What runc wrote to the container's stderr is logged, and the log is complete, so
+    // following it ends.
+    let text = tokio::time::timeout(Duration::from_secs(20), log_text(&rt, &id))
+        .await
+        .expect("the log of a task that did not start ends");
+    assert!(text.contains("/no/such/program"), "{text}");
+    rt.remove(&id).await.expect("remove");
+    assert!(!dir.exists());
+}
+
+/// The snapshots containerd keeps in `namespace`, by key.
+fn snapshots(namespace: &str) -> String {
+    let out = std::process::Command::new("ctr")
+        .arg("-a")
+        .arg(socket())
+        .args(["-n", namespace, "snapshots", "ls"])
+        .output()
+        .expect("run ctr");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_runtime_lists_containers_of_removed_tasks_and_removes_them() {
+    // Small log files: a logger still at work when its task is removed rotates them.
+    let f = fixture(4096).await;
+    // What a skiffd leaves behind when it stops: a task that runs, one that ended, and one
+    // prepared but never started.
+    let running = task_id("left-running");
+    let ended = task_id("left-ended");
+    let unstarted = task_id("left-unstarted");
+    let mut c = shell(
+        pushed_image(),
+        // Much output on its way out, as the task is stopped just before it is removed.
+        "trap 'seq 20000; exit 0' TERM; echo up; while true; do sleep 1; done",
+    );
+    c.stop_grace_period_ms = Some(20_000);
+    f.runtime
+        .prepare(&task(&running, c, None))
+        .await
+        .expect("prepare");
+    f.runtime.start(&running).await.expect("start");
+    run_to_end(
+        &f.runtime,
+        &task(&ended, shell(pushed_image(), "echo done"), None),
+    )
+    .await;
+    f.runtime
+        .prepare(&task(&unstarted, shell(pushed_image(), "true"), None))
+        .await
+        .expect("prepare");
+    let tasks_dir = f.config.state_dir.join("tasks");
+    let loggers: Vec<i32> = [&running, &ended]
+        .iter()
+        .map(|id| logger_pid(&tasks_dir.join(id)))
+        .collect();
+    let Fixture {
+        runtime,
+        config,
+        _namespace,
+        dir: _dir,
+    } = f;
+    drop(runtime);
+
+    // After a restart, the agent adopts what its saved assignments name (none here) and
+    // cleans up the rest: stop, then remove.
+    let again = ContainerdRuntime::connect(config.clone())
+        .await
+        .expect("reconnect");
+    let mut listed = again.list().await.expect("list");
+    listed.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    let states: Vec<_> = listed
+        .iter()
+        .map(|t| (t.task_id.as_str(), &t.state))
+        .collect();
+    assert!(
+        matches!(
+            states[..],
+            [
+                (e, RuntimeState::Exited(_)),
+                (r, RuntimeState::Running { pid: Some(_) }),
+                (u, RuntimeState::Created),
+            ] if e == ended && r == running && u == unstarted
+        ),
+        "{listed:?}"
+    );
+    let before = snapshots(&config.namespace);
+    for id in [&running, &ended, &unstarted] {
+        assert!(
+            before.contains(id.as_str()),
+            "no snapshot for {id}: {before}"
+        );
+    }
+    for task in &listed {
+        let _ = again.stop(&task.task_id, None).await;
+        again.remove(&task.task_id).await.expect("remove");
+    }
+
+    assert!(again.list().await.expect("list").is_empty());
+    let left = snapshots(&config.namespace);
+    for id in [&running, &ended, &unstarted] {
+        assert!(!tasks_dir.join(id).exists(), "{id}'s directory is left");
+        assert!(
+            !left.contains(id.as_str()),
+            "{id}'s snapshot is left: {left}"
+        );
+    }
+    for pid in loggers {
+        integration_tests::wait_until("the logger to exit", Duration::from_secs(20), || {
+            (!alive(pid)).then_some(())
+        });
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -270,6 +270,32 @@ impl ContainerdRuntime {
             .is_ok()
     }
 
+    /// Undoes a start that failed before the container's process ran: deletes containerd's
+    /// record of the process, if any, and ends the task's logger.
+    ///
+    /// containerd's shim starts the logger before runc creates the container, so a failed
+    /// create can leave one behind whose pipes are never closed (their write ends stay in a
+    /// shim containerd's cleanup gave up on, under load), and which ignores SIGTERM: it would
+    /// never end. Once containerd has no process for the task, nothing will write to that
+    /// logger again (a later start creates a new process, with a logger of its own), and the
+    /// container never ran, so there is no output to lose. While containerd cannot say (it
+    /// does not answer), the logger is left alone, as a retried start may still start the
+    /// process it logs; removing the task ends it then (see [`logger_main`]).
+    async fn discard_unstarted(&self, task_id: &str, dir: &Path) {
+        let delete = self.api.request(tasks::DeleteTaskRequest {
+            container_id: task_id.into(),
+        });
+        match self.api.tasks().delete(delete).await {
+            Ok(_) => {}
+            Err(s) if api::not_found(&s) => {}
+            Err(s) => {
+                tracing::warn!(task = task_id, error = %s, "cannot delete a container's process that did not start");
+                return;
+            }
+        }
+        logger::end(dir);
+    }
+
     /// Points the container's network namespace at `/proc/<skiffd>/fd/<n>`, a descriptor of
     /// the task's namespace that stays open as long as the returned file lives.
     async fn pin_netns(&self, task_id: &str) -> Result<Option<std::fs::File>, RuntimeError> {
@@ -580,6 +606,10 @@ impl Runtime for ContainerdRuntime {
                 terminal: false,
             });
             if let Err(s) = self.api.tasks().create(create).await {
+                // AlreadyExists: another start created it, and it is not ours to undo.
+                if s.code() != Code::AlreadyExists {
+                    self.discard_unstarted(task_id, &dir).await;
+                }
                 return Err(match s.code() {
                     Code::Unavailable => api::error("starting the task's container", s),
                     _ => RuntimeError::StartFailed(clean_runc_error(s.message())),
@@ -591,10 +621,7 @@ impl Runtime for ContainerdRuntime {
             exec_id: String::new(),
         });
         if let Err(s) = self.api.tasks().start(start).await {
-            let delete = self.api.request(tasks::DeleteTaskRequest {
-                container_id: task_id.into(),
-            });
-            let _ = self.api.tasks().delete(delete).await;
+            self.discard_unstarted(task_id, &dir).await;
             return Err(RuntimeError::StartFailed(clean_runc_error(s.message())));
         }
         Ok(())
@@ -810,12 +837,10 @@ fn output_finished(dir: &Path) -> bool {
     if dir.join(logger::LOG_DONE).exists() {
         return true;
     }
-    match std::fs::read_to_string(dir.join(logger::LOGGER_PID)) {
-        Ok(pid) => match pid.trim().parse::<i32>() {
-            Ok(pid) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(),
-            Err(_) => true,
-        },
-        Err(_) => dir.join(EXIT).exists() || dir.join(STOPPED_UNSTARTED).exists(),
+    if dir.join(logger::LOGGER_PID).exists() {
+        logger::running(dir).is_none()
+    } else {
+        dir.join(EXIT).exists() || dir.join(STOPPED_UNSTARTED).exists()
     }
 }
 
