@@ -145,8 +145,17 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
                     port.published_port, port.target_port
                 )));
             }
-            if PortProtocol::try_from(port.protocol).is_err() {
-                return Err(invalid("unknown port protocol: use tcp or udp"));
+            match PortProtocol::try_from(port.protocol) {
+                Ok(PortProtocol::Tcp | PortProtocol::Udp) => {}
+                // The mesh and host-mode ports carry TCP and UDP; an SCTP port would be
+                // published as something it is not.
+                Ok(PortProtocol::Sctp) => {
+                    return Err(invalid(format!(
+                        "cannot publish port {}/sctp: skiff publishes tcp and udp ports only; reach an SCTP service over its overlay network instead",
+                        port.target_port
+                    )))
+                }
+                Err(_) => return Err(invalid("unknown port protocol: use tcp or udp")),
             }
         }
     }
@@ -328,6 +337,21 @@ mod tests {
             (spec("", "busybox"), "invalid service name"),
             (spec("-web", "busybox"), "invalid service name"),
             (spec("web", ""), "needs an image"),
+            (
+                {
+                    let mut s = spec("web", "busybox");
+                    s.endpoint = Some(proto::EndpointSpec {
+                        ports: vec![proto::PortConfig {
+                            protocol: PortProtocol::Sctp as i32,
+                            target_port: 80,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    });
+                    s
+                },
+                "tcp and udp ports only",
+            ),
             (
                 {
                     let mut s = spec("web", "busybox");

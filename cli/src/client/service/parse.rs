@@ -290,11 +290,12 @@ pub fn shell_words(flag: &str, value: &str) -> anyhow::Result<Vec<String>> {
 const PUBLISH_FORMS: &str =
     "use PUBLISHED:TARGET[/PROTOCOL] (e.g. 8080:80) or published=8080,target=80[,protocol=tcp|udp][,mode=ingress|host]";
 
+const PROTOCOLS: &str = "the protocol is tcp or udp (skiff does not publish sctp)";
+
 fn protocol(s: &str) -> Option<PortProtocol> {
     match s.to_ascii_lowercase().as_str() {
         "tcp" => Some(PortProtocol::Tcp),
         "udp" => Some(PortProtocol::Udp),
-        "sctp" => Some(PortProtocol::Sctp),
         _ => None,
     }
 }
@@ -324,10 +325,7 @@ pub fn publish(value: &str) -> anyhow::Result<Vec<PortConfig>> {
         return publish_long(value).map(|p| vec![p]);
     }
     let (ports, proto) = match value.split_once('/') {
-        Some((p, proto_s)) => (
-            p,
-            protocol(proto_s).ok_or_else(|| bad("the protocol is tcp, udp or sctp"))?,
-        ),
+        Some((p, proto_s)) => (p, protocol(proto_s).ok_or_else(|| bad(PROTOCOLS))?),
         None => (value, PortProtocol::Tcp),
     };
     let parts: Vec<&str> = ports.split(':').collect();
@@ -380,11 +378,7 @@ fn publish_long(value: &str) -> anyhow::Result<PortConfig> {
         match k.trim().to_ascii_lowercase().as_str() {
             "target" => target = Some(one_port()?),
             "published" => port.published_port = one_port()?,
-            "protocol" => {
-                port.protocol = protocol(v)
-                    .ok_or_else(|| bad("the protocol is tcp, udp or sctp".into()))?
-                    as i32
-            }
+            "protocol" => port.protocol = protocol(v).ok_or_else(|| bad(PROTOCOLS.into()))? as i32,
             "mode" => {
                 port.publish_mode = match v.to_ascii_lowercase().as_str() {
                     "ingress" => PublishMode::Ingress,
@@ -764,7 +758,8 @@ mod tests {
         assert!(err(publish("published=8080")).contains("target port is missing"));
         assert!(err(publish("target=80,mode=bridge")).contains("ingress or host"));
         assert!(err(publish("target=80,colour=red")).contains("unknown key \"colour\""));
-        assert!(err(publish("target=80,protocol=icmp")).contains("tcp, udp or sctp"));
+        assert!(err(publish("target=80,protocol=icmp")).contains("tcp or udp"));
+        assert!(err(publish("8080:80/sctp")).contains("does not publish sctp"));
         assert!(err(publish("target=x")).contains("not a port"));
         assert!(err(publish("target=80,published")).contains("not KEY=VALUE"));
     }
