@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use agent_runtime::Runtime;
 use prost::Message;
-use proto::{assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, PortConfig, Task};
+use proto::{
+    assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, PortConfig, Task, TaskState,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -17,6 +19,9 @@ use crate::reporter::Reporter;
 
 struct Running {
     task: watch::Sender<Task>,
+    /// Its networks were refused here (it never runs), so later updates must not publish
+    /// its ports or start its DNS server either.
+    refused: bool,
     /// Its host-mode ports as bound, which its controller reports.
     ports: watch::Sender<Vec<PortConfig>>,
     controller: JoinHandle<()>,
@@ -104,6 +109,7 @@ impl Agent {
         refused: Option<String>,
     ) {
         let id = task_id(&task).to_owned();
+        let refused_here = refused.is_some();
         let (tx, rx) = watch::channel(task);
         let (ports, ports_rx) = watch::channel(ports);
         let controller = tokio::spawn(controller::run(
@@ -121,6 +127,7 @@ impl Agent {
             id,
             Running {
                 task: tx,
+                refused: refused_here,
                 ports,
                 controller,
             },
@@ -179,12 +186,20 @@ impl Agent {
         let id = task_id(&task).to_owned();
         let existing = {
             let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-            tasks.get(&id).map(|r| (r.task.clone(), r.ports.clone()))
+            tasks
+                .get(&id)
+                .map(|r| (r.task.clone(), r.ports.clone(), r.refused))
         };
+        // A task that ended (as reported, say before a restart of this daemon) holds no
+        // ports and serves no names.
+        let ended = task
+            .status
+            .as_ref()
+            .is_some_and(|s| s.state > TaskState::Running as i32);
         self.save(&task).await;
         match existing {
-            Some((tx, ports)) => {
-                if let Some(net) = &self.net {
+            Some((tx, ports, refused)) => {
+                if let Some(net) = self.net.as_ref().filter(|_| !refused && !ended) {
                     // A no-op once it serves; after a restart, adopted tasks get their DNS
                     // server, VIPs and host ports back here.
                     let (net, served) = (net.clone(), task.clone());
