@@ -20,6 +20,29 @@ struct Fixture {
     dir: tempfile::TempDir,
 }
 
+impl Fixture {
+    /// The same node after a restart of its daemon: this runtime dropped, a new one over the
+    /// same containerd namespace and state directory.
+    async fn restarted(self) -> Fixture {
+        let Fixture {
+            runtime,
+            config,
+            _namespace,
+            dir,
+        } = self;
+        drop(runtime);
+        let runtime = ContainerdRuntime::connect(config.clone())
+            .await
+            .expect("reconnect");
+        Fixture {
+            runtime,
+            config,
+            _namespace,
+            dir,
+        }
+    }
+}
+
 async fn fixture(log_max_bytes: u64) -> Fixture {
     cli::tls::install_crypto_provider();
     let dir = tempfile::tempdir().expect("state dir");
@@ -388,15 +411,8 @@ async fn a_new_runtime_adopts_running_containers() {
         .expect("prepare");
     f.runtime.start(&id).await.expect("start");
     let before = f.runtime.list().await.expect("list");
-    let Fixture {
-        runtime,
-        config,
-        _namespace,
-        dir: _dir,
-    } = f;
-    drop(runtime);
-    // The same node after a restart: a new runtime over the same containerd namespace.
-    let again = ContainerdRuntime::connect(config).await.expect("reconnect");
+    let f = f.restarted().await;
+    let again = &f.runtime;
     let after = again.list().await.expect("list");
     assert_eq!(before, after);
     assert!(
@@ -411,7 +427,7 @@ async fn a_new_runtime_adopts_running_containers() {
         again.list().await.unwrap()[0].state,
         RuntimeState::Exited(_)
     ));
-    assert_eq!(log_text(&again, &id).await, "up\n");
+    assert_eq!(log_text(again, &id).await, "up\n");
     again.remove(&id).await.expect("remove");
 }
 
@@ -564,19 +580,10 @@ async fn a_new_runtime_lists_containers_of_removed_tasks_and_removes_them() {
         .iter()
         .map(|id| logger_pid(&tasks_dir.join(id)))
         .collect();
-    let Fixture {
-        runtime,
-        config,
-        _namespace,
-        dir: _dir,
-    } = f;
-    drop(runtime);
-
     // After a restart, the agent adopts what its saved assignments name (none here) and
     // cleans up the rest: stop, then remove.
-    let again = ContainerdRuntime::connect(config.clone())
-        .await
-        .expect("reconnect");
+    let f = f.restarted().await;
+    let (again, config) = (&f.runtime, &f.config);
     let mut listed = again.list().await.expect("list");
     listed.sort_by(|a, b| a.task_id.cmp(&b.task_id));
     let states: Vec<_> = listed
