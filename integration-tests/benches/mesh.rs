@@ -221,14 +221,7 @@ fn run(mode: &'static str) {
     };
     // The page is the task's PID: its namespace is that process's.
     let web_pid = wait_until("the mesh to answer", Duration::from_secs(60), || {
-        let h = inside(host_ns(&cluster, 1), move || {
-            let mut c = TcpStream::connect_timeout(&mesh(1), Duration::from_secs(2)).ok()?;
-            c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-            let mut r = String::new();
-            c.read_to_string(&mut r).ok()?;
-            r.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_owned())
-        });
-        h.join().ok().flatten()
+        cluster.http_get(1, mesh(1))
     });
     let client_pid = wait_until("the client task's PID", Duration::from_secs(30), || {
         std::fs::read_to_string(&pid_file)

@@ -167,11 +167,12 @@ mod tests {
     use std::sync::Arc;
 
     use prost::Message;
-    use proto::{Meta, Service, ServiceSpec, StoreAction, StoreBatch, StoreEntry};
+    use proto::{Service, StoreAction, StoreBatch, StoreEntry};
     use tonic::transport::Channel;
 
     use super::*;
     use crate::raft::{ProposeError, RaftNode, RaftSettings};
+    use crate::store::tests::service;
     use crate::store::{Kind, StoredObject};
     use crate::transport::Connector;
 
@@ -185,21 +186,6 @@ mod tests {
 
         fn node_channel(&self, addr: &str, _: &str) -> Channel {
             self.channel(addr)
-        }
-    }
-
-    fn service(id: &str, name: &str, version: u64) -> Service {
-        Service {
-            meta: Some(Meta {
-                id: id.into(),
-                version,
-                ..Default::default()
-            }),
-            spec: Some(ServiceSpec {
-                name: name.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
         }
     }
 

@@ -365,27 +365,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 mod tests {
     use openraft::testing::log_id;
     use openraft::Entry;
-    use proto::{Meta, Service, ServiceSpec, StoreAction, StoreActionKind, StoreBatch};
+    use proto::{Service, StoreAction, StoreActionKind, StoreBatch};
 
     use super::*;
     use crate::raft::proposals::encode_entry;
     use crate::raft::types::Command;
+    use crate::store::tests::service;
     use crate::store::{Kind, StoredObject};
-
-    fn service(id: &str, name: &str, version: u64) -> Service {
-        Service {
-            meta: Some(Meta {
-                id: id.into(),
-                version,
-                ..Default::default()
-            }),
-            spec: Some(ServiceSpec {
-                name: name.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
 
     fn batch(actions: Vec<(StoreActionKind, Service)>) -> StoreBatch {
         StoreBatch {

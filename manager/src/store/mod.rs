@@ -127,4 +127,4 @@ impl ObjectStore {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,7 +2,8 @@ use proto::{Meta, Service, ServiceSpec, StoreAction, StoreActionKind, StoreBatch
 
 use super::*;
 
-fn service(id: &str, name: &str, version: u64) -> Service {
+/// A service object with `id`, `name` and `version`, for tests here and elsewhere.
+pub(crate) fn service(id: &str, name: &str, version: u64) -> Service {
     Service {
         meta: Some(Meta {
             id: id.into(),
