@@ -83,6 +83,15 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
     let (node_a, node_b) = (&nodes[0], &nodes[1]);
     let leg = mesh::ensure_leg(&node_a.node, &ingress, "10.99.3.250/24").expect("leg");
     mesh::ensure_leg(&node_a.node, &ingress, "10.99.3.250/24").expect("leg again");
+    // The leg's MAC follows from its address, as the other nodes' FDB entries expect.
+    let mac = exec_in(
+        &node_a.ns,
+        &["cat", &format!("/sys/class/net/{leg}/address")],
+    );
+    assert_eq!(
+        mac.as_deref(),
+        Some(format!("{}\n", overlay::mac_of(Ipv4Addr::new(10, 99, 3, 250))).as_str())
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let (t1, t2) = (task("web1", &mut made), task("web2", &mut made));

@@ -63,6 +63,19 @@ fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
             shown.contains(&format!("dstport {DATA_PATH_PORT}")),
             "{shown}"
         );
+        // No IPv6 chatter from the network's own interfaces; bridged frames skip netfilter
+        // (where br_netfilter is loaded at all).
+        let sysctl = |key: &str| common::exec_in(&ns, &["cat", &format!("/proc/sys/{key}")]);
+        assert_eq!(
+            sysctl("net/ipv6/conf/default/disable_ipv6").as_deref(),
+            Some("1\n")
+        );
+        if std::path::Path::new("/proc/sys/net/bridge").exists() {
+            assert_eq!(
+                sysctl("net/bridge/bridge-nf-call-iptables").as_deref(),
+                Some("0\n")
+            );
+        }
     }
     let (a1, b1, b2) = (
         task("a1", &mut made),
@@ -82,6 +95,14 @@ fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
     node_b
         .attach(&back, &b2, "eth0", "10.99.1.4/24", true)
         .expect("attach b2");
+    // A task's interface: its MAC follows from its address, and it speaks no IPv6.
+    let link = common::exec_in(&a1, &["cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(
+        link.as_deref(),
+        Some(format!("{}\n", overlay::mac_of(Ipv4Addr::new(10, 99, 1, 2))).as_str())
+    );
+    let ipv6 = common::exec_in(&a1, &["cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"]);
+    assert_eq!(ipv6.as_deref(), Some("1\n"));
 
     assert!(
         pings(&a1, "10.99.1.3"),
