@@ -225,6 +225,31 @@ fn restart_policy_limits_and_jobs_run_to_completion() {
         "{t:?}"
     );
 
+    // A changed spec starts afresh, as in Docker: `update --force` gives the slot a run and
+    // two restarts again.
+    cluster.ok(1, &["service", "update", "--detach", "--force", "flaky"]);
+    let failed_of = |version: u64| {
+        let t = cluster.tasks(1, "flaky");
+        t.iter()
+            .filter(|t| {
+                t["spec_version"].as_u64() == Some(version)
+                    && task_state(t, "observed") == "TASK_STATE_FAILED"
+            })
+            .count()
+    };
+    wait_until("three failed attempts of the new spec", CONVERGE, || {
+        (failed_of(2) == 3).then_some(())
+    });
+    // Scaled to none, the slot goes away with its tasks; scaled back, it starts afresh too.
+    cluster.ok(1, &["service", "scale", "--detach", "flaky=0"]);
+    wait_until("the slot gone", CONVERGE, || {
+        cluster.tasks(1, "flaky").is_empty().then_some(())
+    });
+    cluster.ok(1, &["service", "scale", "--detach", "flaky=1"]);
+    wait_until("three failed attempts after scaling up", CONVERGE, || {
+        (failed_of(2) == 3).then_some(())
+    });
+
     cluster.ok(
         1,
         &[

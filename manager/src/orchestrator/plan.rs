@@ -4,8 +4,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use proto::service_spec::Mode;
+use proto::store_object::Object;
 use proto::{
-    Node, NodeAvailability, NodeState, Service, StoreAction, Task, TaskState, UpdateOrder,
+    Node, NodeAvailability, NodeState, RestartPolicy, Service, StoreAction, Task, TaskState,
+    UpdateOrder,
 };
 
 use super::restart::{decide, Restart};
@@ -210,7 +212,7 @@ fn replicated(
         if concurrency.is_some_and(|limit| running >= limit) {
             break;
         }
-        match decide(policy, history, now) {
+        match restart(service, policy, history, now) {
             Restart::Now => {
                 plan.actions.push(create(new_task(service, slot, None)));
                 running += 1;
@@ -219,15 +221,47 @@ fn replicated(
             Restart::Never => {}
         }
     }
-    // Scaled down: stop what runs in slots beyond the count.
+    // Scaled down: slots beyond the count go away, as with `docker service scale`. Their
+    // tasks stop and are deleted, so scaling up again starts those slots afresh rather than
+    // under the restart policy of a task that ended there before.
     for (key, tasks) in slots.range(SlotKey::Slot(wanted + 1)..) {
         if matches!(key, SlotKey::Slot(_)) {
-            for task in tasks.iter().filter(|t| is_active(t)) {
-                plan.actions
-                    .push(update(with_desired(task, TaskState::Shutdown)));
+            for task in tasks {
+                remove(plan, task, nodes);
             }
         }
     }
+}
+
+/// Removes a task for good: deleted once it no longer runs, told to stop (desired REMOVE)
+/// until then.
+fn remove(plan: &mut Plan, task: &Task, nodes: &HashMap<&str, &Node>) {
+    let gone = is_terminal(observed(task))
+        || node_problem(task, nodes).is_some()
+        || task.node_id.is_empty();
+    if gone {
+        plan.actions.push(delete(task.clone()));
+    } else if task.desired_state != TaskState::Remove as i32 {
+        plan.actions
+            .push(update(with_desired(task, TaskState::Remove)));
+    }
+}
+
+/// Whether a slot (or node) with no running task gets a new one. Only tasks of the
+/// service's current template count: a changed spec (`service update`, `--force`) starts
+/// every slot afresh, as Docker does, even where the restart policy had given up.
+fn restart(
+    service: &Service,
+    policy: Option<&RestartPolicy>,
+    history: &[&Task],
+    now: i64,
+) -> Restart {
+    let current: Vec<&Task> = history
+        .iter()
+        .copied()
+        .filter(|t| !update::outdated(service, t))
+        .collect();
+    decide(policy, &current, now)
 }
 
 /// Whether an outdated task of the slot was told to stop by a stop-first rollout and has
@@ -360,7 +394,7 @@ fn global(
         return;
     }
     for (node_id, tasks) in idle {
-        match decide(policy, tasks, now) {
+        match restart(service, policy, tasks, now) {
             Restart::Now => plan
                 .actions
                 .push(create(new_task(service, 0, Some(node_id)))),
@@ -385,20 +419,22 @@ fn reap(
     nodes: &HashMap<&str, &Node>,
     history: usize,
 ) {
+    // Tasks the services' reconciliation already changed (a scale-down deletes some) are
+    // left alone: a batch that changed one twice would not apply.
+    let changed: HashSet<String> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a.object.as_ref()?.object.as_ref()? {
+            Object::Task(t) => Some(t.id().to_owned()),
+            _ => None,
+        })
+        .collect();
     for (service_id, service_slots) in slots {
         let service_exists = store.get::<Service>(service_id).is_some();
         for tasks in service_slots.values() {
             if !service_exists {
                 for task in tasks {
-                    let gone = is_terminal(observed(task))
-                        || node_problem(task, nodes).is_some()
-                        || task.node_id.is_empty();
-                    if gone {
-                        plan.actions.push(delete((*task).clone()));
-                    } else if task.desired_state != TaskState::Remove as i32 {
-                        plan.actions
-                            .push(update(with_desired(task, TaskState::Remove)));
-                    }
+                    remove(plan, task, nodes);
                 }
                 continue;
             }
@@ -406,6 +442,7 @@ fn reap(
                 .iter()
                 .filter(|t| {
                     !is_active(t)
+                        && !changed.contains(t.id())
                         && (is_terminal(observed(t))
                             || node_problem(t, nodes).is_some()
                             || exited(t))
@@ -641,5 +678,65 @@ mod tests {
         let status = back.update_status.clone().unwrap();
         assert_eq!(status.state(), UpdateState::RollbackStarted);
         assert!(status.message.contains("task bad"), "{}", status.message);
+    }
+
+    /// A `replicas`-replica service at version 2 with restart condition `none` and no
+    /// rollout in progress, and `tasks`.
+    fn restart_none(replicas: u64, tasks: Vec<Task>) -> ObjectStore {
+        let mode = Mode::Replicated(ReplicatedService { replicas });
+        let mut store = store_with_mode(UpdateOrder::StopFirst, mode, tasks);
+        let mut svc = store.get::<Service>("svc").unwrap().clone();
+        svc.update_status = None;
+        let template = svc.spec.as_mut().unwrap().task_template.as_mut().unwrap();
+        template.restart = Some(RestartPolicy {
+            condition: proto::RestartCondition::None as i32,
+            ..Default::default()
+        });
+        let actions = vec![update(svc)];
+        store.apply(&StoreBatch { actions }, 2).unwrap();
+        store
+    }
+
+    #[test]
+    fn restart_none_leaves_a_failed_slot_empty_until_the_spec_changes() {
+        let failed = task("failed", 2, TaskState::Shutdown, TaskState::Failed);
+        let plan = reconcile(&restart_none(1, vec![failed]), 100, 5);
+        assert_eq!(changes(&plan), []);
+        // The task failed under the previous template (say before `update --force`).
+        let failed = task("failed", 1, TaskState::Shutdown, TaskState::Failed);
+        let plan = reconcile(&restart_none(1, vec![failed]), 100, 5);
+        assert_eq!(changes(&plan), [(CREATE, "new".into(), 2, RUNNING)]);
+    }
+
+    #[test]
+    fn scaling_down_removes_the_slots_beyond_the_count() {
+        const REMOVE: i32 = TaskState::Remove as i32;
+        const DELETE: i32 = StoreActionKind::Delete as i32;
+        let kept = task("kept", 2, TaskState::Running, TaskState::Running);
+        let mut running = task("running", 2, TaskState::Running, TaskState::Running);
+        running.slot = 2;
+        let mut failed = task("failed", 2, TaskState::Shutdown, TaskState::Failed);
+        failed.slot = 3;
+        let tasks = vec![kept, running.clone(), failed];
+        // No history kept: the retention limit would delete the failed task too, but a
+        // batch may change it only once.
+        let plan = reconcile(&restart_none(1, tasks), 100, 0);
+        let mut got = changes(&plan);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (UPDATE, "running".into(), 2, REMOVE),
+                (DELETE, "failed".into(), 2, SHUTDOWN),
+            ]
+        );
+        // Once stopped, the scaled-away task is deleted too: a later scale-up finds its
+        // slot empty and starts it afresh, whatever the restart policy said of the tasks
+        // that ran there.
+        running.status.as_mut().unwrap().state = TaskState::Shutdown as i32;
+        running.desired_state = REMOVE;
+        let kept = task("kept", 2, TaskState::Running, TaskState::Running);
+        let plan = reconcile(&restart_none(1, vec![kept, running]), 100, 5);
+        assert_eq!(changes(&plan), [(DELETE, "running".into(), 2, REMOVE)]);
     }
 }
