@@ -190,6 +190,12 @@ impl Cluster {
         self.hosts[i - 1].netns.as_deref()
     }
 
+    /// The namespaces host `i`'s daemon made for its networks (see
+    /// [`netns::network_namespaces`]).
+    pub fn network_namespaces(&self, i: usize) -> Vec<String> {
+        netns::network_namespaces(&self.hosts[i - 1].data_dir)
+    }
+
     /// Cuts the hosts in `side` off from all the others (test hosts only).
     pub fn partition(&self, side: &[usize]) {
         self.network().partition(side);

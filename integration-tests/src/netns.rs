@@ -58,28 +58,35 @@ pub fn sweep_leftovers() {
 /// and tasks (names derived from its node ID and its saved assignments), with the
 /// processes in them: the daemon itself may have been killed before it could.
 pub fn remove_node_namespaces(data_dir: &std::path::Path) {
-    let node_id = std::fs::read(data_dir.join("state.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["node_id"].as_str().map(str::to_owned));
-    let Some(node_id) = node_id else {
-        return;
-    };
     if let Ok(tasks) = std::fs::read_dir(data_dir.join("agent")) {
         for task in tasks.flatten() {
             let id = task.file_name().to_string_lossy().into_owned();
             remove_namespace(&agent_runtime::task_netns_name(&id));
         }
     }
-    let prefix = worker::net::overlay::namespace_prefix(&node_id);
-    if let Ok(all) = std::fs::read_dir("/var/run/netns") {
-        for ns in all.flatten() {
-            let name = ns.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) {
-                remove_namespace(&name);
-            }
-        }
+    for name in network_namespaces(data_dir) {
+        remove_namespace(&name);
     }
+}
+
+/// The namespaces that the daemon with data directory `data_dir` made for its networks
+/// and that exist now; none before it joined a cluster.
+pub fn network_namespaces(data_dir: &std::path::Path) -> Vec<String> {
+    let node_id = std::fs::read(data_dir.join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["node_id"].as_str().map(str::to_owned));
+    let Some(node_id) = node_id else {
+        return Vec::new();
+    };
+    let prefix = worker::net::overlay::namespace_prefix(&node_id);
+    std::fs::read_dir("/var/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|ns| ns.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&prefix))
+        .collect()
 }
 
 /// Kills every process in namespace `name`, then removes it.

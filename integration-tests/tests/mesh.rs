@@ -17,6 +17,14 @@ const CONVERGE: Duration = Duration::from_secs(60);
 /// Each task serves a page with its own process ID on port 80.
 const SERVE: &str = "d=$(mktemp -d); echo $$ > $d/index.html; exec busybox httpd -f -p 80 -h $d";
 
+/// Creates service `name` of tasks that serve `SERVE`, with `options` before the image.
+fn serve(cluster: &Cluster, name: &str, options: &[&str]) {
+    let mut args = vec!["service", "create", "--detach", "--name", name];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["busybox", "sh", "-c", SERVE]);
+    cluster.ok(1, &args);
+}
+
 fn get(cluster: &Cluster, from: usize, to: SocketAddr) -> Option<String> {
     cluster.http_get(from, to)
 }
@@ -51,24 +59,16 @@ fn published_port_answers_everywhere(mode: &'static str) {
     };
     cluster.form_with(1, init);
     // Three tasks on hosts 2 and 3: host 1 runs none.
-    cluster.ok(
-        1,
+    serve(
+        &cluster,
+        "web",
         &[
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            "web",
             "--replicas",
             "3",
             "--constraint",
             "node.hostname!=host1",
             "-p",
             "8080:80",
-            "busybox",
-            "sh",
-            "-c",
-            SERVE,
         ],
     );
     cluster.wait_running(1, "web", 3, CONVERGE);
@@ -92,31 +92,17 @@ fn published_port_answers_everywhere(mode: &'static str) {
         "within 10% of even: {pages:?}"
     );
     // The mesh ran where it was told to: nftables rules only for the kernel path.
-    let tables = std::process::Command::new("ip")
-        .args(["netns", "exec", cluster.namespace(2).expect("test host")])
-        .args(["nft", "list", "tables"])
-        .output()
-        .expect("nft");
-    let has_rules = String::from_utf8_lossy(&tables.stdout).contains("skiffmesh");
+    let has_rules = in_host(&cluster, 2, &["nft", "list", "tables"]).contains("skiffmesh");
     assert_eq!(has_rules, mode == "kernel", "mesh rules in {mode} mode");
     // The overlays carried all that over the cluster's data path port: the hosts' VXLAN
     // sockets are bound to it.
-    let udp = std::process::Command::new("ip")
-        .args(["netns", "exec", cluster.namespace(2).expect("test host")])
-        .args(["cat", "/proc/net/udp"])
-        .output()
-        .expect("/proc/net/udp");
+    let udp = in_host(&cluster, 2, &["cat", "/proc/net/udp"]);
     let bound = |port: u16| {
-        String::from_utf8_lossy(&udp.stdout)
-            .lines()
+        udp.lines()
             .any(|l| l.contains(&format!(":{port:04X} 00000000:0000")))
     };
     let expected = if kernel { DATA_PATH_PORT } else { 4789 };
-    assert!(
-        bound(expected),
-        "VXLAN on port {expected}: {}",
-        String::from_utf8_lossy(&udp.stdout)
-    );
+    assert!(bound(expected), "VXLAN on port {expected}: {udp}");
     assert!(!bound(if kernel { 4789 } else { DATA_PATH_PORT }));
 
     // A new task joins the rotation.
@@ -266,25 +252,10 @@ fn host_mode(mode: &'static str) {
     let mut cluster = Cluster::on_network(3).with_data_path(mode);
     cluster.form(1);
     let create = |name: &str, constraint: &str, publish: &str| {
-        cluster.ok(
-            1,
-            &[
-                "service",
-                "create",
-                "--detach",
-                "--name",
-                name,
-                "--replicas",
-                "2",
-                "--constraint",
-                constraint,
-                "-p",
-                publish,
-                "busybox",
-                "sh",
-                "-c",
-                SERVE,
-            ],
+        serve(
+            &cluster,
+            name,
+            &["--replicas", "2", "--constraint", constraint, "-p", publish],
         );
     };
     create(
@@ -465,5 +436,67 @@ fn idle_connection(mode: &'static str) {
     assert_eq!(
         echo, "still there?",
         "the same task answers after the quiet time"
+    );
+}
+
+/// Runs `ARGS` in test host `host`'s network namespace and returns its output.
+fn in_host(cluster: &Cluster, host: usize, args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", cluster.namespace(host).expect("test host")])
+        .args(args)
+        .output()
+        .expect("ip netns exec");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_node_that_leaves_removes_its_network_state() {
+    let mut cluster = Cluster::on_network(2);
+    cluster.form(1);
+    serve(
+        &cluster,
+        "web",
+        &["--constraint", "node.hostname==host2", "-p", "8080:80"],
+    );
+    cluster.wait_running(1, "web", 1, CONVERGE);
+    let task = cluster.running_tasks(1, "web")[0].id.clone();
+    wait_until("host 2's published port", CONVERGE, || {
+        get(&cluster, 1, published(2))
+    });
+    let mut made = cluster.network_namespaces(2);
+    assert!(
+        !made.is_empty(),
+        "host 2 has the ingress network's namespace"
+    );
+    made.push(agent_runtime::task_netns_name(&task));
+    assert!(in_host(&cluster, 2, &["nft", "list", "tables"]).contains(worker::net::mesh::TABLE));
+
+    cluster.ok(2, &["swarm", "leave"]);
+    wait_until("host 2's network state gone", CONVERGE, || {
+        let listed = String::from_utf8_lossy(
+            &std::process::Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .expect("ip netns list")
+                .stdout,
+        )
+        .into_owned();
+        let names: Vec<&str> = listed
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        made.iter()
+            .all(|ns| !names.contains(&ns.as_str()))
+            .then_some(())
+    });
+    let tables = in_host(&cluster, 2, &["nft", "list", "tables"]);
+    assert!(
+        !tables.contains("skiff"),
+        "skiff's nftables tables are gone: {tables}"
+    );
+    assert_eq!(
+        get(&cluster, 1, published(2)),
+        None,
+        "host 2 no longer publishes 8080"
     );
 }
