@@ -17,11 +17,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use integration_tests::netns::TestNetwork;
+use integration_tests::netns::{inside, TestNetwork};
 use integration_tests::{wait_until, Cluster};
 
 const THREADS: usize = 8;
@@ -34,23 +33,6 @@ fn rounds() -> usize {
         .and_then(|r| r.parse().ok())
         .filter(|&r| r > 0)
         .unwrap_or(5)
-}
-
-/// Runs `f` on a thread inside the network namespace at `netns`.
-fn inside<T: Send + 'static>(
-    netns: PathBuf,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(&netns).unwrap_or_else(|e| panic!("{}: {e}", netns.display()));
-        // SAFETY: moves only this thread into the namespace.
-        assert_eq!(
-            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-            0,
-            "setns"
-        );
-        f()
-    })
 }
 
 fn host_ns(cluster: &Cluster, i: usize) -> PathBuf {

@@ -56,7 +56,7 @@ pub struct Host {
     netns: Option<String>,
     /// The mount namespaces its daemons ran in (test hosts): one per start, since tasks
     /// adopted after a restart stay in the namespace they were started in.
-    mount_namespaces: Vec<String>,
+    mount_namespaces: Vec<netns::MountNamespace>,
     child: Option<Child>,
 }
 
@@ -185,9 +185,28 @@ impl Cluster {
         self
     }
 
+    /// Test hosts resolve names outside the cluster with a resolver at host `i`'s address
+    /// (port 53), which the test serves; by default they have none they can reach.
+    pub fn with_resolver(self, i: usize) -> Self {
+        let net = self.net.as_ref().expect("test hosts");
+        net.set_resolver(&netns::TestNetwork::address(i));
+        self
+    }
+
     /// Test host `i`'s network namespace (`None` on loopback clusters).
     pub fn namespace(&self, i: usize) -> Option<&str> {
         self.hosts[i - 1].netns.as_deref()
+    }
+
+    /// Runs `f` on a new thread inside test host `i`'s network namespace (see
+    /// [`netns::inside`]).
+    pub fn on_host<T: Send + 'static>(
+        &self,
+        i: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let name = self.namespace(i).expect("test host");
+        netns::inside(Path::new("/var/run/netns").join(name), f)
     }
 
     /// The namespaces host `i`'s daemon made for its networks (see
@@ -236,7 +255,7 @@ impl Cluster {
             .mount_namespaces
             .iter()
             .rev()
-            .find_map(|mnt| netns::process_in(mnt));
+            .find_map(|mnt| netns::process_in(mnt.name()));
         let mut command = match (&host.netns, predecessor) {
             (Some(ns), Some(pid)) => {
                 let mut c = Command::new("nsenter");
@@ -286,8 +305,8 @@ impl Cluster {
         // Listening, the daemon has long left `ip netns exec`'s unshare behind.
         if host.netns.is_some() {
             let own = netns::mount_namespace(std::process::id());
-            match netns::mount_namespace(pid) {
-                Some(mnt) if Some(&mnt) != own.as_ref() => host.mount_namespaces.push(mnt),
+            match netns::MountNamespace::of(pid) {
+                Some(mnt) if Some(mnt.name()) != own.as_deref() => host.mount_namespaces.push(mnt),
                 _ => {}
             }
         }
@@ -334,7 +353,7 @@ impl Cluster {
             netns::kill_processes(ns);
         }
         for mnt in &host.mount_namespaces {
-            netns::kill_mount_namespace(mnt);
+            netns::kill_mount_namespace(mnt.name());
         }
     }
 
@@ -512,7 +531,7 @@ impl Drop for Cluster {
         drop(self.containerd.take());
         // Tasks on networks run in namespaces of their own: found by mount namespace.
         for mnt in self.hosts.iter().flat_map(|h| &h.mount_namespaces) {
-            netns::kill_mount_namespace(mnt);
+            netns::kill_mount_namespace(mnt.name());
         }
         // Shims outlive their daemon by design; on loopback clusters nothing else finds
         // them and their tasks.

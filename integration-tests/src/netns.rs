@@ -6,11 +6,14 @@
 //! Names carry the test process's PID, so namespaces left behind by an interrupted run are
 //! recognised and removed by the next one ([`sweep_leftovers`]).
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Prefix of every namespace the harness makes.
 const PREFIX: &str = "skh";
+/// Where `ip netns exec` finds the files it mounts over /etc for a namespace's processes.
+const ETC_NETNS: &str = "/etc/netns";
 /// Subnet of the test hosts (inside their own namespaces, so parallel tests may all use it).
 const SUBNET: &str = "10.77.0";
 /// The nftables table of the switch that holds partitions.
@@ -89,10 +92,33 @@ pub fn network_namespaces(data_dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// Runs `f` on a new thread inside the network namespace at `netns` (a file under
+/// /var/run/netns): the sockets it makes belong to that namespace.
+pub fn inside<T: Send + 'static>(
+    netns: std::path::PathBuf,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&netns).unwrap_or_else(|e| panic!("{}: {e}", netns.display()));
+        // SAFETY: moves only this thread into the namespace.
+        let entered =
+            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
+        assert_eq!(
+            entered,
+            0,
+            "setns {}: {}",
+            netns.display(),
+            std::io::Error::last_os_error()
+        );
+        f()
+    })
+}
+
 /// Kills every process in namespace `name`, then removes it.
 fn remove_namespace(name: &str) {
     kill_processes(name);
     let _ = Command::new("ip").args(["netns", "del", name]).output();
+    let _ = std::fs::remove_dir_all(Path::new(ETC_NETNS).join(name));
 }
 
 /// Kills every process in namespace `name` with SIGKILL (a host losing power).
@@ -116,6 +142,29 @@ pub fn mount_namespace(pid: u32) -> Option<String> {
     std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
         .ok()
         .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// A mount namespace of a test host's daemon, held open: while it is held, its inode (the
+/// number in its name) cannot go to a namespace made later, say by the `ip` of a test that
+/// runs beside this one, which the harness would then kill as if it were this host's.
+pub struct MountNamespace {
+    name: String,
+    _held: std::fs::File,
+}
+
+impl MountNamespace {
+    /// The mount namespace process `pid` is in now.
+    pub fn of(pid: u32) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let held = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).ok()?;
+        let name = format!("mnt:[{}]", held.metadata().ok()?.ino());
+        Some(Self { name, _held: held })
+    }
+
+    /// `mnt:[inode]`, as [`mount_namespace`] gives it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// A process in mount namespace `mnt`, if one is left.
@@ -207,6 +256,20 @@ impl TestNetwork {
             ip(&["-n", &host, "link", "set", "eth0", "up"]);
         }
         net
+    }
+
+    /// Gives every host `nameserver` as its only resolver, in the resolv.conf that
+    /// `ip netns exec` mounts over /etc/resolv.conf for the daemons started afterwards.
+    pub fn set_resolver(&self, nameserver: &str) {
+        for host in &self.hosts {
+            let dir = Path::new(ETC_NETNS).join(host);
+            std::fs::create_dir_all(&dir).expect("make /etc/netns/HOST");
+            std::fs::write(
+                dir.join("resolv.conf"),
+                format!("nameserver {nameserver}\n"),
+            )
+            .expect("write the test host's resolv.conf");
+        }
     }
 
     /// Host `i`'s address (1-based).

@@ -43,14 +43,8 @@ impl Cluster {
     /// `GET /` sent from inside test host `from`'s namespace to `to`; the body, if any.
     pub fn http_get(&self, from: usize, to: std::net::SocketAddr) -> Option<String> {
         use std::io::{Read, Write};
-        use std::os::fd::AsRawFd;
-        let path = format!("/var/run/netns/{}", self.namespace(from)?);
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(path).ok()?;
-            // SAFETY: moves only this short-lived thread into the test host's namespace.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return None;
-            }
+        self.namespace(from)?;
+        self.on_host(from, move || {
             let timeout = Duration::from_secs(3);
             let mut conn = std::net::TcpStream::connect_timeout(&to, timeout).ok()?;
             conn.set_read_timeout(Some(timeout)).ok()?;

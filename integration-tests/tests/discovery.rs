@@ -1,12 +1,16 @@
 //! Service discovery end to end on test hosts: from inside a task's namespace, the names of
 //! the services on its networks resolve at 127.0.0.11 (a VIP, or the tasks for `dnsrr`;
 //! `tasks.SERVICE` every task), the VIP spreads connections over the tasks, tasks on other
-//! nodes are reachable over the overlay, and nothing of another overlay is.
+//! nodes are reachable over the overlay, and nothing of another overlay is; other names are
+//! forwarded to the host's resolvers.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use integration_tests::netns::TestNetwork;
 use integration_tests::{wait_until, Cluster, RunningTask};
+use worker::net::dns::{self, Records, ServiceRecord};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -245,4 +249,61 @@ fn discovery(mode: &'static str) {
     wait_until("tasks.web to drop the stopped task", CONVERGE, || {
         (lookup(&cluster, asker, "tasks.web")? == left).then_some(())
     });
+}
+
+#[test]
+fn other_names_are_forwarded_to_the_hosts_resolvers() {
+    // The test hosts' resolver: a DNS server on host 1's address that knows one name.
+    let mut cluster = Cluster::on_network(2).with_resolver(1);
+    let records = Records::default();
+    records.set(HashMap::from([(
+        "outside.example".to_owned(),
+        ServiceRecord {
+            vip: Some(Ipv4Addr::new(192, 0, 2, 7)),
+            tasks: Vec::new(),
+        },
+    )]));
+    let socket = cluster
+        .on_host(1, || {
+            std::net::UdpSocket::bind((TestNetwork::address(1).as_str(), 53))
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        })
+        .join()
+        .expect("binding thread")
+        .expect("bind host 1's port 53");
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let socket = {
+        let _entered = runtime.enter();
+        tokio::net::UdpSocket::from_std(socket).expect("tokio socket")
+    };
+    runtime.spawn(dns::serve_udp(socket, records, Vec::new()));
+
+    cluster.form(1);
+    cluster.ok(1, &["network", "create", "-d", "overlay", "front"]);
+    create(
+        &cluster,
+        &[
+            "--name",
+            "client",
+            "--network",
+            "front",
+            "--constraint",
+            "node.hostname==host2",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    cluster.wait_running(1, "client", 1, CONVERGE);
+    let client = &cluster.running_tasks(1, "client")[0];
+    // Asked on host 2, answered by host 1's resolver: forwarded from host 2's namespace.
+    let found = wait_until(
+        "outside.example through the host's resolver",
+        CONVERGE,
+        || lookup(&cluster, client, "outside.example"),
+    );
+    assert_eq!(found, ["192.0.2.7"]);
+    assert_eq!(lookup(&cluster, client, "nowhere.example"), None);
+    // The service's own name is still skiff's to answer.
+    assert_eq!(lookup(&cluster, client, "client").map(|a| a.len()), Some(1));
 }

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use integration_tests::netns::TestNetwork;
@@ -170,17 +169,7 @@ fn a_start_first_rollout_under_load_through_the_mesh_fails_no_request() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
         let stop = stop.clone();
-        let ns = format!(
-            "/var/run/netns/{}",
-            cluster.namespace(2).expect("test host")
-        );
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(ns).expect("namespace");
-            // SAFETY: this thread alone enters the test host's namespace.
-            assert_eq!(
-                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
+        cluster.on_host(2, move || {
             let (mut ok, mut failed) = (0, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let attempt = (|| {
@@ -360,28 +349,20 @@ fn converse(
     idle: Duration,
 ) -> std::io::Result<(String, String)> {
     use std::io::BufRead;
-    let path = format!(
-        "/var/run/netns/{}",
-        cluster.namespace(from).expect("test host")
-    );
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(path)?;
-        // SAFETY: moves only this short-lived thread into the test host's namespace.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let conn = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3))?;
-        conn.set_read_timeout(Some(Duration::from_secs(3)))?;
-        let mut lines = std::io::BufReader::new(conn.try_clone()?).lines();
-        let greeting = lines.next().transpose()?.unwrap_or_default();
-        // The quiet time is what is under test, not a wait for something to happen.
-        std::thread::sleep(idle);
-        (&conn).write_all(b"still there?\n")?;
-        let echo = lines.next().transpose()?.unwrap_or_default();
-        Ok((greeting, echo))
-    })
-    .join()
-    .expect("connection thread")
+    cluster
+        .on_host(from, move || {
+            let conn = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3))?;
+            conn.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut lines = std::io::BufReader::new(conn.try_clone()?).lines();
+            let greeting = lines.next().transpose()?.unwrap_or_default();
+            // The quiet time is what is under test, not a wait for something to happen.
+            std::thread::sleep(idle);
+            (&conn).write_all(b"still there?\n")?;
+            let echo = lines.next().transpose()?.unwrap_or_default();
+            Ok((greeting, echo))
+        })
+        .join()
+        .expect("connection thread")
 }
 
 fn idle_connection(mode: &'static str) {
