@@ -102,6 +102,7 @@ impl Node {
     pub fn ensure_network(&self, network: &Overlay) -> Result<String, NetError> {
         let ns = self.network_namespace(network);
         if namespace_exists(&ns) {
+            self.keep_port(network, &ns)?;
             return Ok(ns);
         }
         run("ip", &["netns", "add", &ns])?;
@@ -113,10 +114,6 @@ impl Node {
     }
 
     fn build_network(&self, network: &Overlay, ns: &str) -> Result<(), NetError> {
-        let vni = network.vni.to_string();
-        let vxlan = format!("vx{}", network.vni);
-        let port = network.port.to_string();
-        let local = self.underlay.to_string();
         run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         let netns = Path::new(NETNS_DIR).join(ns);
         let settings = [
@@ -137,6 +134,30 @@ impl Node {
             &["-n", ns, "addr", "add", &network.gateway, "dev", "br0"],
         )?;
         run("ip", &["-n", ns, "link", "set", "br0", "mtu", MTU, "up"])?;
+        self.add_vxlan(network, ns)
+    }
+
+    /// Makes the network's VXLAN device again where it is missing or on another UDP port
+    /// than the network's: made before the cluster's data path port reached this node, say.
+    /// The bridge and the tasks on it stay; [`Node::set_peers`] programs the new device.
+    fn keep_port(&self, network: &Overlay, ns: &str) -> Result<(), NetError> {
+        let vxlan = format!("vx{}", network.vni);
+        match output("ip", &["-n", ns, "-d", "link", "show", &vxlan]) {
+            Ok(shown) if shown.contains(&format!(" dstport {} ", network.port)) => return Ok(()),
+            Ok(_) => run("ip", &["-n", ns, "link", "del", &vxlan])?,
+            Err(_) => {}
+        }
+        tracing::info!(network = %network.id, port = network.port, "making the network's VXLAN device on the cluster's data path port");
+        self.add_vxlan(network, ns)
+    }
+
+    /// Adds the network's VXLAN device, made in the node's namespace (where its UDP socket
+    /// must live) and moved into the network's, to the bridge.
+    fn add_vxlan(&self, network: &Overlay, ns: &str) -> Result<(), NetError> {
+        let vni = network.vni.to_string();
+        let vxlan = format!("vx{}", network.vni);
+        let port = network.port.to_string();
+        let local = self.underlay.to_string();
         let home = self.home_args();
         let mut add = home.clone();
         add.extend([
