@@ -122,33 +122,64 @@ impl Drop for NamespaceGuard {
 pub struct Registry {
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// `USER:PASSWORD` where the registry wants them.
+    creds: Option<String>,
     _child: Child,
     _dir: tempfile::TempDir,
 }
 
+/// The user and password of the [`auth_registry`].
+pub const REGISTRY_USER: &str = "skiff";
+/// See [`REGISTRY_USER`].
+pub const REGISTRY_PASSWORD: &str = "skiff-test-password";
+/// `USER:PASSWORD` in base64, as `docker login` keeps it in `config.json`.
+pub const REGISTRY_LOGIN: &str = "c2tpZmY6c2tpZmYtdGVzdC1wYXNzd29yZA==";
+/// htpasswd's bcrypt of [`REGISTRY_PASSWORD`] (made once with the `bcrypt` crate, cost 4).
+const REGISTRY_PASSWORD_BCRYPT: &str =
+    "$2a$04$vHuZYAlCNAh5p0LV0PMR9O3zGFsXmHP/0DQWwFF1.ABsChkj1x91C";
+
 /// The test process's registry, started on first use; it dies with the process.
 pub fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
+    REGISTRY.get_or_init(|| Registry::start(false))
+}
+
+/// The test process's registry that serves only [`REGISTRY_USER`] (HTTP basic auth).
+pub fn auth_registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| Registry::start(true))
+}
+
+impl Registry {
+    fn start(auth: bool) -> Registry {
         let dir = tempfile::tempdir().expect("registry dir");
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
         };
         let addr = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .expect("registry config");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        );
+        if auth {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(
+                &htpasswd,
+                format!("{REGISTRY_USER}:{REGISTRY_PASSWORD_BCRYPT}\n"),
+            )
+            .expect("htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: skiff-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_file = dir.path().join("config.yml");
+        std::fs::write(&config_file, config).expect("registry config");
         let mut command = Command::new("docker-registry");
         command
             .arg("serve")
-            .arg(&config)
+            .arg(&config_file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -172,23 +203,28 @@ pub fn registry() -> &'static Registry {
             .recv()
             .expect("registry thread")
             .expect("start docker-registry (apt-get install docker-registry)");
-        crate::wait_until("the test registry to listen", Duration::from_secs(20), || {
-            std::net::TcpStream::connect(&addr).ok()
-        });
+        crate::wait_until(
+            "the test registry to listen",
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(&addr).ok(),
+        );
         Registry {
             addr,
+            creds: auth.then(|| format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}")),
             _child: child,
             _dir: dir,
         }
-    })
-}
+    }
 
-impl Registry {
     /// Pushes an OCI archive to this registry as `name:tag`; returns the reference.
     pub fn push(&self, archive: &Path, name_tag: &str) -> String {
         let reference = format!("{}/{name_tag}", self.addr);
-        let out = Command::new("skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        let mut command = Command::new("skopeo");
+        command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(creds) = &self.creds {
+            command.arg("--dest-creds").arg(creds);
+        }
+        let out = command
             .arg(format!("oci-archive:{}", archive.display()))
             .arg(format!("docker://{reference}"))
             .output()
@@ -335,16 +371,24 @@ pub fn busybox_image(out: &Path, name: &str, config: serde_json::Value) {
 /// registry; returns its reference there.
 pub fn busybox_in_registry() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("dir");
-        let archive = dir.path().join("busybox.tar");
-        busybox_image(
-            &archive,
-            "docker.io/library/busybox:test",
-            serde_json::json!({}),
-        );
-        registry().push(&archive, "busybox:test")
-    })
+    IMAGE.get_or_init(|| push_busybox(registry()))
+}
+
+/// The busybox image pushed once to this process's [`auth_registry`]; its reference there.
+pub fn busybox_in_auth_registry() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| push_busybox(auth_registry()))
+}
+
+fn push_busybox(registry: &Registry) -> String {
+    let dir = tempfile::tempdir().expect("dir");
+    let archive = dir.path().join("busybox.tar");
+    busybox_image(
+        &archive,
+        "docker.io/library/busybox:test",
+        serde_json::json!({}),
+    );
+    registry.push(&archive, "busybox:test")
 }
 
 /// Rewrites the OCI archive at `oci` (from [`busybox_image`]) in `docker save`'s format:

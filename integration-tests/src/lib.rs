@@ -146,7 +146,7 @@ impl Cluster {
     }
 
     /// Hosts run tasks as containers, on skiff's test containerd, each host in a
-    /// containerd namespace of its own, pulling from the test registry over plain HTTP.
+    /// containerd namespace of its own, pulling from the test registries over plain HTTP.
     pub fn with_containerd(mut self) -> Self {
         containerd::socket();
         self.containerd = Some(
@@ -175,6 +175,8 @@ impl Cluster {
                 namespaces[i - 1].0.clone(),
                 "--insecure-registry".into(),
                 containerd::registry().addr.clone(),
+                "--insecure-registry".into(),
+                containerd::auth_registry().addr.clone(),
             ],
         }
     }
@@ -386,9 +388,17 @@ impl Cluster {
         self.skiff_with(&["-H", &self.host(i).host_arg()], args)
     }
 
+    /// Where `skiff` run by this harness looks for `docker login`'s credentials
+    /// (`DOCKER_CONFIG`): a directory of the cluster's own, without a `config.json` until a
+    /// test writes one, so the machine's own credentials never count.
+    pub fn docker_config(&self) -> PathBuf {
+        self.dir.path().join("docker")
+    }
+
     /// Runs `skiff` with connection arguments of the caller's choosing.
     pub fn skiff_with(&self, conn: &[&str], args: &[&str]) -> Output {
         Command::new(bin("skiff"))
+            .env("DOCKER_CONFIG", self.docker_config())
             .args(conn)
             .args(args)
             .stdin(Stdio::null())

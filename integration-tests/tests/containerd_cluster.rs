@@ -1,10 +1,13 @@
 //! skiffd with the containerd runtime: services from a registry image, `service logs`,
 //! health checks deciding a task's fate, `skiff image load`, clear failures for missing
-//! images, and a killed skiffd whose containers keep running and are adopted on restart.
+//! images, private images with `--with-registry-auth`, and a killed skiffd whose containers
+//! keep running and are adopted on restart.
 
 use std::time::Duration;
 
-use integration_tests::containerd::{busybox_image, busybox_in_registry};
+use integration_tests::containerd::{
+    busybox_image, busybox_in_auth_registry, busybox_in_registry, REGISTRY_LOGIN,
+};
 use integration_tests::{task_state, wait_until, Cluster};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -284,4 +287,69 @@ fn containers_on_test_hosts_serve_through_the_mesh_and_resolve_services() {
         (tasks == 2).then_some(text)
     });
     assert!(text.contains("nameserver 127.0.0.11"), "{text}");
+}
+
+#[test]
+fn a_private_image_runs_with_registry_auth_and_fails_clearly_without() {
+    let image = busybox_in_auth_registry();
+    let cluster = one_node();
+    let rejection = |service: &str| -> String {
+        let rejected = wait_until("the task rejected", WAIT, || {
+            cluster
+                .tasks(1, service)
+                .into_iter()
+                .find(|t| task_state(t, "observed") == "TASK_STATE_REJECTED")
+        });
+        rejected["status"]["err"].as_str().unwrap_or("").to_owned()
+    };
+    cluster.ok(
+        1,
+        &[
+            "service", "create", "--name", "anon", "--detach", image, "sleep", "1000",
+        ],
+    );
+    let err = rejection("anon");
+    assert!(
+        err.contains("wants credentials") && err.contains("--with-registry-auth"),
+        "{err}"
+    );
+
+    // `docker login`'s credentials, with a wrong password and then the right one.
+    let registry = image.split('/').next().expect("registry");
+    let login = |auth: &str| {
+        std::fs::create_dir_all(cluster.docker_config()).expect("docker config dir");
+        std::fs::write(
+            cluster.docker_config().join("config.json"),
+            serde_json::json!({"auths": {registry: {"auth": auth}}}).to_string(),
+        )
+        .expect("config.json");
+    };
+    login("c2tpZmY6d3Jvbmc="); // skiff:wrong
+    let create = |name: &str| {
+        cluster.ok(
+            1,
+            &[
+                "service",
+                "create",
+                "--with-registry-auth",
+                "--name",
+                name,
+                "--detach",
+                image,
+                "sleep",
+                "1000",
+            ],
+        );
+    };
+    create("wrong");
+    let err = rejection("wrong");
+    assert!(
+        err.contains("refused the service's credentials") && err.contains("docker login"),
+        "{err}"
+    );
+    login(REGISTRY_LOGIN);
+    create("private");
+    cluster.wait_running(1, "private", 1, WAIT);
+    let inspect = cluster.ok(1, &["service", "inspect", "private"]);
+    assert!(!inspect.contains(REGISTRY_LOGIN), "{inspect}");
 }

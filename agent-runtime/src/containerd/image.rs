@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use oci_client::errors::OciDistributionError;
 use serde::Deserialize;
 use tonic::Code;
 
@@ -413,17 +414,27 @@ pub(crate) async fn pull(
         ..Default::default()
     };
     let client = oci_client::Client::new(config);
-    let pull_failed = |e: &dyn std::error::Error| {
-        let e = with_causes(e);
-        let insecure_hint = if options.insecure.iter().any(|r| r == &image.registry) {
-            String::new()
-        } else {
-            format!(" (a registry that speaks plain HTTP must be named with skiffd --insecure-registry {})", image.registry)
+    let anonymous = matches!(auth, oci_client::secrets::RegistryAuth::Anonymous);
+    let pull_failed = |e: &OciDistributionError| {
+        let cause = with_causes(e);
+        let registry = &image.registry;
+        let hint = match e {
+            OciDistributionError::UnauthorizedError { .. }
+            | OciDistributionError::AuthenticationFailure(_)
+                if anonymous =>
+            {
+                format!("the registry wants credentials: run `docker login {registry}`, then create or update the service with --with-registry-auth")
+            }
+            OciDistributionError::UnauthorizedError { .. }
+            | OciDistributionError::AuthenticationFailure(_) => {
+                format!("the registry refused the service's credentials: run `docker login {registry}` again, then `skiff service update --with-registry-auth`")
+            }
+            _ if options.insecure.iter().any(|r| r == registry) => {
+                format!("check the image name and that the registry {registry} is reachable")
+            }
+            _ => format!("check the image name and that the registry {registry} is reachable (a registry that speaks plain HTTP must be named with skiffd --insecure-registry {registry})"),
         };
-        RuntimeError::InvalidSpec(format!(
-            "pulling image {name} failed: {e}; check the image name and that the registry {} is reachable{insecure_hint}",
-            image.registry
-        ))
+        RuntimeError::InvalidSpec(format!("pulling image {name} failed: {cause}; {hint}"))
     };
     let accepted = [
         OCI_INDEX,
