@@ -130,16 +130,27 @@ fn a_logger_logs_everything_until_its_pipes_close_and_sigterm_does_not_cut_it_sh
     kill(Pid::from_raw(logger.child.id() as i32), Signal::SIGTERM).unwrap();
     stdout.write_all(b"three").unwrap();
     drop((stdout, stderr));
-    let status = logger
-        .exited()
-        .expect("the logger exits once its pipes close");
+    ended_with(
+        &mut logger,
+        dir.path(),
+        &[("eF", "two"), ("oF", "one"), ("oP", "three")],
+    );
+}
+
+/// Asserts that `logger` exits successfully, having logged `want` (tag, data; in any
+/// order) into `dir` and marked its log done.
+fn ended_with(logger: &mut Logger, dir: &Path, want: &[(&str, &str)]) {
+    let status = logger.exited().expect("the logger exits");
     assert!(status.success(), "{status:?}");
-    let mut got = records(dir.path());
+    let mut got = records(dir);
     got.sort();
-    let want = [("eF", "two"), ("oF", "one"), ("oP", "three")]
-        .map(|(tag, data)| (tag.to_owned(), data.to_owned()));
+    let mut want: Vec<(String, String)> = want
+        .iter()
+        .map(|(tag, data)| (tag.to_string(), data.to_string()))
+        .collect();
+    want.sort();
     assert_eq!(got, want);
-    assert!(dir.path().join("log.done").exists());
+    assert!(dir.join("log.done").exists());
 }
 
 #[test]
@@ -174,13 +185,6 @@ fn a_logger_asked_to_end_logs_what_its_pipes_hold_and_exits_though_they_stay_ope
     logger.stdout.as_mut().unwrap().write_all(b"out\n").unwrap();
     logger.stderr.as_mut().unwrap().write_all(b"err\n").unwrap();
     kill(Pid::from_raw(logger.child.id() as i32), Signal::SIGUSR1).unwrap();
-    let status = logger
-        .exited()
-        .expect("the logger ends once its pipes are empty");
-    assert!(status.success(), "{status:?}");
-    let mut got = records(dir.path());
-    got.sort();
-    let want = [("eF", "err"), ("oF", "out")].map(|(tag, data)| (tag.to_owned(), data.to_owned()));
-    assert_eq!(got, want);
-    assert!(dir.path().join("log.done").exists());
+    // It ends once its pipes are empty, though they stay open.
+    ended_with(&mut logger, dir.path(), &[("eF", "err"), ("oF", "out")]);
 }
