@@ -23,9 +23,11 @@
 //! Every operation is idempotent, so the agent can re-apply its whole state after a restart.
 //! The links are made with iproute2 (`ip`, `bridge`), which the node needs anyway.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 
 /// The default VXLAN port (IANA), as Docker's.
 pub const VXLAN_PORT: u16 = 4789;
@@ -72,7 +74,7 @@ pub struct Overlay {
 }
 
 /// The node's side of its overlays.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Node {
     /// Short node identity, part of every name so that several nodes can share a machine.
     tag: String,
@@ -80,6 +82,10 @@ pub struct Node {
     underlay: Ipv4Addr,
     /// The namespace the node itself lives in (`None`: the current one).
     home: Option<String>,
+    /// The UDP port of each network's VXLAN device (by namespace) as this process made or
+    /// checked it, so that [`Node::ensure_network`], called on every change, looks at the
+    /// device only when it may be on another port.
+    ports: Mutex<HashMap<String, u16>>,
 }
 
 impl Node {
@@ -90,6 +96,7 @@ impl Node {
             tag: node_id.chars().take(8).collect(),
             underlay,
             home,
+            ports: Mutex::default(),
         }
     }
 
@@ -101,16 +108,21 @@ impl Node {
     /// Makes (or keeps) the namespace, bridge and VXLAN device of `network`.
     pub fn ensure_network(&self, network: &Overlay) -> Result<String, NetError> {
         let ns = self.network_namespace(network);
+        let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         if namespace_exists(&ns) {
-            self.keep_port(network, &ns)?;
+            if ports.get(&ns) != Some(&network.port) {
+                self.keep_port(network, &ns)?;
+                ports.insert(ns.clone(), network.port);
+            }
             return Ok(ns);
         }
         run("ip", &["netns", "add", &ns])?;
-        let made = self.build_network(network, &ns);
-        if made.is_err() {
+        if let Err(e) = self.build_network(network, &ns) {
             let _ = run("ip", &["netns", "del", &ns]);
+            return Err(e);
         }
-        made.map(|()| ns)
+        ports.insert(ns.clone(), network.port);
+        Ok(ns)
     }
 
     fn build_network(&self, network: &Overlay, ns: &str) -> Result<(), NetError> {
@@ -138,7 +150,8 @@ impl Node {
     }
 
     /// Makes the network's VXLAN device again where it is missing or on another UDP port
-    /// than the network's: made before the cluster's data path port reached this node, say.
+    /// than the network's: made by an earlier skiffd before the cluster's data path port
+    /// reached this node, say.
     /// The bridge and the tasks on it stay; [`Node::set_peers`] programs the new device.
     fn keep_port(&self, network: &Overlay, ns: &str) -> Result<(), NetError> {
         let vxlan = format!("vx{}", network.vni);
@@ -346,7 +359,12 @@ impl Node {
 
     /// Removes `network` from this node (its namespace, bridge and VXLAN device).
     pub fn remove_network(&self, network: &Overlay) {
-        let _ = run("ip", &["netns", "del", &self.network_namespace(network)]);
+        let ns = self.network_namespace(network);
+        let _ = run("ip", &["netns", "del", &ns]);
+        self.ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ns);
     }
 
     fn home_args(&self) -> Vec<&str> {
