@@ -37,6 +37,18 @@ pub struct Agent {
     tasks: Mutex<HashMap<String, Running>>,
 }
 
+/// Whether an update of a task the agent has serves its network (DNS server, VIPs, host
+/// ports): not where its networks were `refused` here (it never runs), nor once it has
+/// ended as reported (say before a restart of this daemon). Either would hold a host port
+/// for a task that does not run, which its replacement on this node then could not get.
+fn serves_network(refused: bool, task: &Task) -> bool {
+    let ended = task
+        .status
+        .as_ref()
+        .is_some_and(|s| s.state > TaskState::Running as i32);
+    !refused && !ended
+}
+
 fn task_id(task: &Task) -> &str {
     task.meta.as_ref().map_or("", |m| m.id.as_str())
 }
@@ -190,16 +202,10 @@ impl Agent {
                 .get(&id)
                 .map(|r| (r.task.clone(), r.ports.clone(), r.refused))
         };
-        // A task that ended (as reported, say before a restart of this daemon) holds no
-        // ports and serves no names.
-        let ended = task
-            .status
-            .as_ref()
-            .is_some_and(|s| s.state > TaskState::Running as i32);
         self.save(&task).await;
         match existing {
             Some((tx, ports, refused)) => {
-                if let Some(net) = self.net.as_ref().filter(|_| !refused && !ended) {
+                if let Some(net) = self.net.as_ref().filter(|_| serves_network(refused, &task)) {
                     // A no-op once it serves; after a restart, adopted tasks get their DNS
                     // server, VIPs and host ports back here.
                     let (net, served) = (net.clone(), task.clone());
@@ -293,5 +299,40 @@ impl Agent {
         tasks
             .get(task_id)
             .map(|r| r.task.borrow().service_id.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::TaskStatus;
+
+    fn reported(state: TaskState) -> Task {
+        Task {
+            status: Some(TaskStatus {
+                state: state as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_task_that_may_run_here_serves_its_network() {
+        for state in [TaskState::Assigned, TaskState::Starting, TaskState::Running] {
+            assert!(serves_network(false, &reported(state)), "{state:?}");
+            assert!(
+                !serves_network(true, &reported(state)),
+                "refused, {state:?}"
+            );
+        }
+        for state in [
+            TaskState::Complete,
+            TaskState::Shutdown,
+            TaskState::Failed,
+            TaskState::Rejected,
+        ] {
+            assert!(!serves_network(false, &reported(state)), "{state:?}");
+        }
     }
 }

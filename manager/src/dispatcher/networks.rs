@@ -140,9 +140,7 @@ impl NetworkView {
             _ => false,
         }
     }
-}
 
-impl NetworkView {
     /// The peers and endpoints of `network_id` as the assignments message carries them,
     /// if they differ from `before`'s.
     pub fn peers_changed_since(&self, network_id: &str, before: &Self) -> Option<NetworkPeers> {
