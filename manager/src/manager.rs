@@ -129,6 +129,15 @@ impl Manager {
         Ok(self.raft.propose(&StoreBatch { actions }).await?)
     }
 
+    /// Deletes the object `pick` chooses from a fresh read, choosing again if someone else
+    /// wrote it in between (see [`RaftNode::remove`]).
+    pub async fn remove<T: StoredObject>(
+        &self,
+        pick: impl Fn(&ObjectStore) -> Result<T, Status>,
+    ) -> Result<(), Status> {
+        self.raft.remove(pick).await
+    }
+
     /// Changes the object `id` with `change`, retrying on conflicting writes; `None` if the
     /// object does not exist.
     pub async fn modify<T: StoredObject>(

@@ -16,7 +16,7 @@ use proto::*;
 use tonic::{Request, Response, Status};
 
 use crate::ca::identity::require_manager;
-use crate::manager::{create, delete, now_ms, update, Manager, ManagerSlot};
+use crate::manager::{create, now_ms, update, Manager, ManagerSlot};
 use crate::orchestrator;
 use crate::status::{invalid, refused};
 use crate::store::StoredObject;
@@ -59,15 +59,13 @@ impl ControlService {
         manager: &Manager,
         reference: &str,
     ) -> Result<(), Status> {
-        let target = manager
-            .read(|s| {
+        manager
+            .remove(|s| {
                 let target = s.resolve::<T>(reference).cloned()?;
-                Ok::<_, crate::store::LookupError>((named::check_unused(s, &target), target))
+                named::check_unused(s, &target)?;
+                Ok(target)
             })
-            .await??;
-        target.0?;
-        manager.write(vec![delete(target.1)]).await?;
-        Ok(())
+            .await
     }
 }
 
@@ -225,11 +223,13 @@ impl Control for ControlService {
     ) -> Result<Response<RemoveNodeResponse>, Status> {
         let manager = self.manager(&req)?;
         let body = req.into_inner();
-        let target = manager
-            .read(|s| s.resolve::<Node>(&body.node).cloned())
-            .await??;
-        node::check_removal(&target, body.force)?;
-        manager.write(vec![delete(target)]).await?;
+        manager
+            .remove(|s| {
+                let target = s.resolve::<Node>(&body.node).cloned()?;
+                node::check_removal(&target, body.force)?;
+                Ok(target)
+            })
+            .await?;
         Ok(Response::new(RemoveNodeResponse {}))
     }
 
@@ -347,10 +347,9 @@ impl Control for ControlService {
     ) -> Result<Response<RemoveServiceResponse>, Status> {
         let manager = self.manager(&req)?;
         let reference = req.into_inner().service;
-        let target = manager
-            .read(|s| s.resolve::<Service>(&reference).cloned())
-            .await??;
-        manager.write(vec![delete(target)]).await?;
+        manager
+            .remove(|s| Ok(s.resolve::<Service>(&reference).cloned()?))
+            .await?;
         Ok(Response::new(RemoveServiceResponse {}))
     }
 
@@ -442,14 +441,13 @@ impl Control for ControlService {
     ) -> Result<Response<RemoveNetworkResponse>, Status> {
         let manager = self.manager(&req)?;
         let reference = req.into_inner().network;
-        let (check, target) = manager
-            .read(|s| {
+        manager
+            .remove(|s| {
                 let target = s.resolve::<Network>(&reference).cloned()?;
-                Ok::<_, crate::store::LookupError>((network::check_removable(s, &target), target))
+                network::check_removable(s, &target)?;
+                Ok(target)
             })
-            .await??;
-        check?;
-        manager.write(vec![delete(target)]).await?;
+            .await?;
         Ok(Response::new(RemoveNetworkResponse {}))
     }
 

@@ -20,7 +20,7 @@ use super::network::{Network, PeerHealth};
 use super::proposals::{Proposals, Refused};
 use super::types::TypeConfig;
 use super::{LogStore, StateMachine, StoreHandle, MAX_RAFT_MESSAGE_BYTES};
-use crate::store::{ApplyError, StoredObject};
+use crate::store::{ApplyError, ObjectStore, StoredObject};
 use crate::transport::Connector;
 
 /// How long a write or read barrier may wait for a leader and a quorum before giving up.
@@ -286,16 +286,31 @@ impl RaftNode {
             };
             change(&mut object);
             object.meta_mut().updated_at = crate::manager::now_ms();
-            let batch = StoreBatch {
-                actions: vec![proto::StoreAction {
-                    kind: proto::StoreActionKind::Update as i32,
-                    object: Some(object.clone().wrap()),
-                }],
-            };
+            let batch = one_action(proto::StoreActionKind::Update, object.clone());
             match self.propose(&batch).await {
                 Ok(_) => return Ok(Some(object)),
                 Err(ProposeError::Apply(ApplyError::Conflict { .. })) => continue,
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Deletes the object `pick` chooses after a read barrier, reading and choosing again if
+    /// someone else wrote it in between. A removal the user asked for must not fail because
+    /// the allocator or orchestrator touched the object meanwhile, while `pick`'s checks (a
+    /// node is down, a network is unused) still hold for the version deleted.
+    pub async fn remove<T: StoredObject, E: From<ProposeError>>(
+        &self,
+        pick: impl Fn(&ObjectStore) -> Result<T, E>,
+    ) -> Result<(), E> {
+        loop {
+            self.read_barrier().await?;
+            let target = pick(&self.store.read())?;
+            let batch = one_action(proto::StoreActionKind::Delete, target);
+            match self.propose(&batch).await {
+                Ok(_) => return Ok(()),
+                Err(ProposeError::Apply(ApplyError::Conflict { .. })) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -485,4 +500,14 @@ fn not_leader() -> tonic::Status {
 /// Whether a request was already forwarded once.
 pub fn was_forwarded<T>(req: &tonic::Request<T>) -> bool {
     req.metadata().contains_key(FORWARDED)
+}
+
+/// A batch of one action on `object`.
+pub(crate) fn one_action<T: StoredObject>(kind: proto::StoreActionKind, object: T) -> StoreBatch {
+    StoreBatch {
+        actions: vec![proto::StoreAction {
+            kind: kind as i32,
+            object: Some(object.wrap()),
+        }],
+    }
 }

@@ -171,6 +171,7 @@ mod tests {
     use tonic::transport::Channel;
 
     use super::*;
+    use crate::raft::node::one_action;
     use crate::raft::{ProposeError, RaftNode, RaftSettings};
     use crate::store::tests::service;
     use crate::store::{Kind, StoredObject};
@@ -189,15 +190,6 @@ mod tests {
         }
     }
 
-    fn one(kind: proto::StoreActionKind, service: Service) -> StoreBatch {
-        StoreBatch {
-            actions: vec![StoreAction {
-                kind: kind as i32,
-                object: Some(service.wrap()),
-            }],
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writers_each_get_their_own_result() {
         use proto::StoreActionKind::{Create, Update};
@@ -209,7 +201,7 @@ mod tests {
         );
         node.initialize("127.0.0.1:9").await.expect("initialize");
         let created = node
-            .propose(&one(Create, service("s1", "web", 0)))
+            .propose(&one_action(Create, service("s1", "web", 0)))
             .await
             .expect("create");
 
@@ -219,9 +211,9 @@ mod tests {
             let node = node.clone();
             tokio::spawn(async move {
                 let batch = if i % 2 == 0 {
-                    one(Update, service("s1", &format!("web-{i}"), created))
+                    one_action(Update, service("s1", &format!("web-{i}"), created))
                 } else {
-                    one(Create, service(&format!("n{i}"), &format!("new-{i}"), 0))
+                    one_action(Create, service(&format!("n{i}"), &format!("new-{i}"), 0))
                 };
                 (i, node.propose(&batch).await)
             })
@@ -260,6 +252,58 @@ mod tests {
         assert_eq!(s1.name(), Some(format!("web-{winner}").as_str()));
         assert_eq!(s1.version(), index);
         assert_eq!(store.count::<Service>(), 21);
+        node.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_removal_reads_again_when_someone_else_wrote_in_between() {
+        use proto::StoreActionKind::{Create, Update};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let node = RaftNode::open(dir.path(), 1, &RaftSettings::default(), Arc::new(NoPeers))
+            .await
+            .expect("open");
+        node.initialize("127.0.0.1:9").await.expect("initialize");
+        let created = node
+            .propose(&one_action(Create, service("s1", "web", 0)))
+            .await
+            .expect("create");
+        // The allocator (say) writes s1 after the remover's first read: the first pick
+        // returns the version read before that write, as a racing read would.
+        let stale = node
+            .store()
+            .read()
+            .get::<Service>("s1")
+            .cloned()
+            .expect("s1");
+        node.propose(&one_action(Update, service("s1", "web", created)))
+            .await
+            .expect("update");
+        let picks = std::sync::atomic::AtomicUsize::new(0);
+        node.remove(|store| {
+            let first = picks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            let current = store.get::<Service>("s1").cloned();
+            Ok::<_, ProposeError>(if first {
+                stale.clone()
+            } else {
+                current.expect("s1")
+            })
+        })
+        .await
+        .expect("removed despite the write in between");
+        assert_eq!(picks.into_inner(), 2);
+        assert!(node.store().read().get::<Service>("s1").is_none());
+        // A pick that refuses ends the removal with its error and deletes nothing.
+        node.propose(&one_action(Create, service("s2", "api", 0)))
+            .await
+            .expect("create");
+        let refused = node
+            .remove(|_| Err::<Service, _>(ProposeError::Stopped("refused".into())))
+            .await;
+        assert!(
+            matches!(refused, Err(ProposeError::Stopped(_))),
+            "{refused:?}"
+        );
+        assert!(node.store().read().get::<Service>("s2").is_some());
         node.shutdown().await;
     }
 
