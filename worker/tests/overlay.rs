@@ -14,27 +14,27 @@ use worker::net::overlay::{self, Overlay};
 /// Not VXLAN's 4789: the devices must take the port they are given.
 const DATA_PATH_PORT: u16 = 7789;
 
+/// An overlay whose ID and VNI are this process's own, so parallel test runs do not meet.
+fn overlay(prefix: char, vni_base: u32, gateway: &str, port: u16) -> Overlay {
+    let pid = std::process::id();
+    Overlay {
+        id: format!("{prefix}{pid:07}"),
+        vni: vni_base + pid % 1000,
+        gateway: gateway.into(),
+        port,
+    }
+}
+
 #[test]
 fn tasks_on_one_overlay_reach_each_other_across_nodes_and_no_other() {
     if !is_root() {
         eprintln!("skipped: overlay tests need root (network namespaces)");
         return;
     }
-    let pid = std::process::id();
     let mut made = Namespaces::default();
     let nodes = nodes("ov", 3, &mut made);
-    let front = Overlay {
-        id: format!("f{pid:07}"),
-        vni: 4096 + pid % 1000,
-        gateway: "10.99.1.1/24".into(),
-        port: DATA_PATH_PORT,
-    };
-    let back = Overlay {
-        id: format!("b{pid:07}"),
-        vni: 5096 + pid % 1000,
-        gateway: "10.99.1.1/24".into(),
-        port: DATA_PATH_PORT,
-    };
+    let front = overlay('f', 4096, "10.99.1.1/24", DATA_PATH_PORT);
+    let back = overlay('b', 5096, "10.99.1.1/24", DATA_PATH_PORT);
     let vteps: Vec<Ipv4Addr> = nodes.iter().map(|n| n.underlay).collect();
     // a1 on node a, b1 on node b (each node skips its own).
     let endpoints = [
@@ -182,15 +182,9 @@ fn a_network_made_on_another_port_moves_to_the_data_path_port_with_its_tasks() {
         eprintln!("skipped: overlay tests need root (network namespaces)");
         return;
     }
-    let pid = std::process::id();
     let mut made = Namespaces::default();
     let nodes = nodes("mv", 2, &mut made);
-    let on = |port: u16| Overlay {
-        id: format!("m{pid:07}"),
-        vni: 6096 + pid % 1000,
-        gateway: "10.98.1.1/24".into(),
-        port,
-    };
+    let on = |port: u16| overlay('m', 6096, "10.98.1.1/24", port);
     let vteps: Vec<Ipv4Addr> = nodes.iter().map(|n| n.underlay).collect();
     let endpoints = [
         (Ipv4Addr::new(10, 98, 1, 2), vteps[0]),
