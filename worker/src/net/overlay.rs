@@ -73,6 +73,13 @@ pub struct Overlay {
     pub port: u16,
 }
 
+impl Overlay {
+    /// The name of its VXLAN device inside the network's namespace.
+    fn vxlan_device(&self) -> String {
+        format!("vx{}", self.vni)
+    }
+}
+
 /// The node's side of its overlays.
 #[derive(Debug)]
 pub struct Node {
@@ -154,7 +161,7 @@ impl Node {
     /// reached this node, say.
     /// The bridge and the tasks on it stay; [`Node::set_peers`] programs the new device.
     fn keep_port(&self, network: &Overlay, ns: &str) -> Result<(), NetError> {
-        let vxlan = format!("vx{}", network.vni);
+        let vxlan = network.vxlan_device();
         match output("ip", &["-n", ns, "-d", "link", "show", &vxlan]) {
             Ok(shown) if shown.contains(&format!(" dstport {} ", network.port)) => return Ok(()),
             Ok(_) => run("ip", &["-n", ns, "link", "del", &vxlan])?,
@@ -168,7 +175,7 @@ impl Node {
     /// must live) and moved into the network's, to the bridge.
     fn add_vxlan(&self, network: &Overlay, ns: &str) -> Result<(), NetError> {
         let vni = network.vni.to_string();
-        let vxlan = format!("vx{}", network.vni);
+        let vxlan = network.vxlan_device();
         let port = network.port.to_string();
         let local = self.underlay.to_string();
         let home = self.home_args();
@@ -209,7 +216,7 @@ impl Node {
         endpoints: &[(Ipv4Addr, Ipv4Addr)],
     ) -> Result<(), NetError> {
         let ns = self.network_namespace(network);
-        let vxlan = format!("vx{}", network.vni);
+        let vxlan = network.vxlan_device();
         let listed = output("bridge", &["-n", &ns, "fdb", "show", "dev", &vxlan])?;
         // "MAC dst VTEP self permanent": the entries programmed here (the bridge's own
         // learnt entries, "MAC master br0", have no dst).
