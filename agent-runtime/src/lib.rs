@@ -185,6 +185,13 @@ impl From<LogSource> for proto::LogStream {
     }
 }
 
+/// A reference the runtime cannot pull is a spec that fails the same way every time.
+impl From<proto::reference::ReferenceError> for RuntimeError {
+    fn from(e: proto::reference::ReferenceError) -> Self {
+        RuntimeError::InvalidSpec(e.to_string())
+    }
+}
+
 /// A task's log lines, oldest first.
 pub type LogStream = Pin<Box<dyn Stream<Item = LogLine> + Send>>;
 

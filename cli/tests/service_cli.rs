@@ -515,8 +515,10 @@ mod fake {
                             .unwrap()
                             .iter()
                             .filter(|s| {
-                                r.names.is_empty()
-                                    || r.names.contains(&s.spec.as_ref().unwrap().name)
+                                let name = &s.spec.as_ref().unwrap().name;
+                                (r.names.is_empty() || r.names.contains(name))
+                                    && (r.name_prefixes.is_empty()
+                                        || r.name_prefixes.iter().any(|p| name.starts_with(p)))
                             })
                             .cloned()
                             .collect();
@@ -622,9 +624,9 @@ fn service_ls_table() {
         serde_json::from_str(&ok(&d, &["service", "ls", "--format", "json"])).unwrap();
     assert_eq!(json[2]["spec"]["name"], "web");
     assert_eq!(json[2]["spec"]["replicated"]["replicas"], 3);
-    // name= goes to the daemon, mode= is applied here.
+    // name= goes to the daemon, as a prefix (as Docker matches it), mode= is applied here.
     assert_eq!(
-        ok(&d, &["service", "ls", "-q", "--filter", "name=web"]),
+        ok(&d, &["service", "ls", "-q", "--filter", "name=we"]),
         format!("{}\n", fake::WEB_ID)
     );
     assert!(d
@@ -632,7 +634,7 @@ fn service_ls_table() {
         .calls("ListServices")
         .last()
         .unwrap()
-        .contains("names: [\"web\"]"));
+        .contains("name_prefixes: [\"we\"]"));
     assert_eq!(
         ok(&d, &["service", "ls", "-q", "-f", "mode=global"]),
         format!("{}\n", fake::MON_ID)

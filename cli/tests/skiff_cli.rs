@@ -255,6 +255,7 @@ mod fake {
                 key_pem: "-----BEGIN PRIVATE KEY----- leaked".into(),
                 digest: "abc".into(),
             }),
+            ..Default::default()
         }
     }
 

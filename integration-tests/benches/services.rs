@@ -226,6 +226,7 @@ fn describe(index: usize) -> NodeDescription {
         }),
         engine_version: "bench".into(),
         runtime: "fake".into(),
+        ..Default::default()
     }
 }
 

@@ -518,11 +518,7 @@ impl Cluster {
 
     /// A connector that dials with host `i`'s node certificate (for calling RPCs directly).
     pub fn connector(&self, i: usize) -> cli::tls::TlsConnector {
-        cli::tls::install_crypto_provider();
-        let creds =
-            cli::tls::NodeCredentials::load(&self.host(i).certs_dir()).expect("node credentials");
-        let identity = cli::tls::ReloadableIdentity::new(&creds).expect("node identity");
-        cli::tls::TlsConnector::new(&creds.root_ca_pem, identity).expect("TLS connector")
+        connector_from(&self.host(i).certs_dir())
     }
 
     /// `node ls` from host `i` as JSON.
@@ -530,6 +526,15 @@ impl Cluster {
         let out = self.ok(i, &["node", "ls", "--format", "json"]);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("node ls JSON: {e}: {out}"))
     }
+}
+
+/// A connector that dials with the node credentials in `certs` (a node's certificate
+/// directory, or a copy of one).
+pub fn connector_from(certs: &Path) -> cli::tls::TlsConnector {
+    cli::tls::install_crypto_provider();
+    let creds = cli::tls::NodeCredentials::load(certs).expect("node credentials");
+    let identity = cli::tls::ReloadableIdentity::new(&creds).expect("node identity");
+    cli::tls::TlsConnector::new(&creds.root_ca_pem, identity).expect("TLS connector")
 }
 
 impl Drop for Cluster {

@@ -288,6 +288,127 @@ fn certificates_decide_who_may_call_what() {
     });
 }
 
+/// Copies a node's certificate directory, as someone with root on it could.
+fn copy_certs(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// `node ls` on host `on`, or `None` while it fails (the managers electing a leader).
+fn try_nodes(cluster: &Cluster, on: usize) -> Option<Vec<Value>> {
+    let out = cluster.skiff(on, &["node", "ls", "--format", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).expect("node ls JSON"))
+}
+
+/// Waits until `node ls` on host `on` shows `node` as a worker that has left Raft.
+fn wait_demoted(cluster: &Cluster, on: usize, node: &str) {
+    wait_until(&format!("{node} a worker out of Raft"), SETTLE, || {
+        let nodes = try_nodes(cluster, on)?;
+        let n = nodes.iter().find(|n| hostname(n) == node)?;
+        (str_field(n, &["spec", "desired_role"]) == "NODE_ROLE_WORKER"
+            && str_field(n, &["role"]) == "NODE_ROLE_WORKER"
+            && field(n, &["manager_status"]).is_null())
+        .then_some(())
+    });
+}
+
+/// Waits until `node ls` on host `on` shows `node` down.
+fn wait_down(cluster: &Cluster, on: usize, node: &str) {
+    wait_until(&format!("{node} down"), SETTLE, || {
+        let nodes = try_nodes(cluster, on)?;
+        let n = nodes.iter().find(|n| hostname(n) == node)?;
+        (str_field(n, &["status", "state"]) == "NODE_STATE_DOWN").then_some(())
+    });
+}
+
+#[test]
+fn a_copied_manager_certificate_is_limited_after_demotion_and_refused_after_removal() {
+    let mut cluster = Cluster::new(3);
+    cluster.form(2);
+    wait_for_managers(&cluster, &[1, 2], 3, 1);
+    let copy = cluster.dir().join("stolen-certs");
+    copy_certs(&cluster.host(2).certs_dir(), &copy);
+    let manager = format!("tcp://{}", cluster.host(1).addr);
+    let with_copy = |args: &[&str]| {
+        let out = cluster.skiff_with(&["-H", &manager, "--tls-dir", copy.to_str().unwrap()], args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), err)
+    };
+    // While host 2 is a manager, its certificate is a manager's.
+    let (ok, err) = with_copy(&["node", "ls"]);
+    assert!(ok, "{err}");
+
+    // Demoted: the copy gets a worker's rights at once, whatever its certificate says.
+    cluster.ok(1, &["node", "demote", "host2"]);
+    let (ok, err) = with_copy(&["service", "create", "--name", "evil", "busybox"]);
+    assert!(!ok && err.contains("manager certificate"), "{err}");
+    assert!(!err.contains("status:"), "{err}");
+    // Raft's forwarded writes are the cluster's too: a store batch is refused.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let propose = |certs: &std::path::Path| {
+        rt.block_on(async {
+            use manager::transport::Connector;
+            let connector = integration_tests::connector_from(certs);
+            let mut raft =
+                proto::raft_client::RaftClient::new(connector.channel(&cluster.host(1).addr));
+            raft.propose(proto::ProposeRequest {
+                batch: Some(proto::StoreBatch::default()),
+            })
+            .await
+        })
+    };
+    let err = propose(&copy).expect_err("a demoted manager must not write the store");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    wait_demoted(&cluster, 1, "host2");
+    assert!(!cluster.ok(1, &["service", "ls"]).contains("evil"));
+
+    // Removed: the copy is refused everything, even what a worker may do.
+    cluster.ok(2, &["swarm", "leave"]);
+    wait_down(&cluster, 1, "host2");
+    cluster.ok(1, &["node", "rm", "host2"]);
+    let (ok, err) = with_copy(&["node", "ls"]);
+    assert!(!ok && err.contains("was removed"), "{err}");
+    let err = rt
+        .block_on(async {
+            use manager::transport::Connector;
+            let connector = integration_tests::connector_from(&copy);
+            proto::dispatcher_client::DispatcherClient::new(
+                connector.channel(&cluster.host(1).addr),
+            )
+            .heartbeat(proto::HeartbeatRequest::default())
+            .await
+        })
+        .expect_err("a removed node must not reach the dispatcher");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("was removed"), "{err:?}");
+}
+
+#[test]
+fn a_leader_that_demotes_itself_ends_a_worker_and_can_be_removed() {
+    let mut cluster = Cluster::new(3);
+    cluster.form(3);
+    wait_for_managers(&cluster, &[1, 2, 3], 3, 2);
+    let leader = cluster.leader_host(1);
+    let name = format!("host{leader}");
+    let others: Vec<usize> = (1..=3).filter(|i| *i != leader).collect();
+    let out = cluster.ok(leader, &["node", "demote", &name]);
+    assert!(out.contains("demoted"), "{out}");
+    wait_demoted(&cluster, others[0], &name);
+    wait_for_managers(&cluster, &others, 3, 1);
+    // A second demotion says it is done; the node can leave and be removed.
+    let out = cluster.ok(others[0], &["node", "demote", &name]);
+    assert!(out.contains("already a worker"), "{out}");
+    cluster.ok(leader, &["swarm", "leave"]);
+    wait_down(&cluster, others[0], &name);
+    cluster.ok(others[1], &["node", "rm", &name]);
+    assert_eq!(cluster.nodes(others[0]).len(), 2);
+}
+
 #[test]
 fn promotion_and_demotion_keep_quorum() {
     let mut cluster = Cluster::new(4);

@@ -49,6 +49,7 @@ pub fn initial_batch(
             key_pem: root.key_pem(),
             digest,
         }),
+        removed_nodes: Default::default(),
     };
     let node = Node {
         meta: Some(Meta {

@@ -24,7 +24,7 @@ pub fn propose_error(e: ProposeError) -> Status {
     match e {
         ProposeError::Apply(e) => apply_error(&e),
         ProposeError::Remote(s) => s,
-        e @ (ProposeError::NoQuorum { .. } | ProposeError::Stopped(_)) => {
+        e @ (ProposeError::NoQuorum { .. } | ProposeError::Joining | ProposeError::Stopped(_)) => {
             Status::unavailable(e.to_string())
         }
     }

@@ -1,5 +1,5 @@
-//! skiff's object model and gRPC services (generated from `proto/skiff.proto`), plus the two
-//! wire formats every node must agree on: object IDs and join tokens.
+//! skiff's object model and gRPC services (generated from `proto/skiff.proto`), plus the
+//! formats every node must agree on: object IDs, join tokens and image references.
 //!
 //! This crate holds no behaviour beyond encoding: the API and the storage schema are one.
 
@@ -11,6 +11,7 @@ mod generated {
 pub use generated::*;
 
 pub mod id;
+pub mod reference;
 pub mod token;
 
 /// Largest request any skiff endpoint accepts (Raft has its own, larger limit for entries

@@ -12,8 +12,8 @@ use serde_json::json;
 use super::api::{Api, Descriptor};
 use super::content;
 use super::image::{self, Manifest, DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST};
-use super::reference::ImageRef;
 use crate::RuntimeError;
+use proto::reference::ImageRef;
 
 /// Where each file's bytes are in the archive.
 type Entries = HashMap<String, (u64, u64)>;

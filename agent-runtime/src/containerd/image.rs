@@ -12,8 +12,8 @@ use tonic::Code;
 
 use super::api::{self, images, snapshots, Api, Descriptor, SNAPSHOTTER};
 use super::content;
-use super::reference::ImageRef;
 use crate::RuntimeError;
+use proto::reference::ImageRef;
 
 pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub(crate) const DOCKER_MANIFEST_LIST: &str =
@@ -442,7 +442,7 @@ pub(crate) async fn pull(
         OCI_MANIFEST,
         DOCKER_MANIFEST,
     ];
-    let reference = image.to_oci();
+    let reference = to_oci(image);
     let (bytes, digest) = client
         .pull_manifest_raw(&reference, &auth, &accepted)
         .await
@@ -462,7 +462,7 @@ pub(crate) async fn pull(
     let mut index = None;
     let (manifest, manifest_bytes, manifest_digest) = if top.is_index() {
         let chosen = top.for_this_platform(&name)?.digest.clone();
-        let pinned = image.with_digest(&chosen).to_oci();
+        let pinned = to_oci(&image.with_digest(&chosen));
         let (platform_bytes, platform_digest) = client
             .pull_manifest_raw(&pinned, &auth, &[OCI_MANIFEST, DOCKER_MANIFEST])
             .await
@@ -527,5 +527,15 @@ fn oci_desc(desc: &Desc) -> oci_client::manifest::OciDescriptor {
         digest: desc.digest.clone(),
         size: desc.size,
         ..Default::default()
+    }
+}
+
+/// The reference for the registry client.
+fn to_oci(image: &ImageRef) -> oci_client::Reference {
+    let (registry, repository) = (image.registry.clone(), image.repository.clone());
+    match (&image.tag, &image.digest) {
+        (_, Some(d)) => oci_client::Reference::with_digest(registry, repository, d.clone()),
+        (Some(t), None) => oci_client::Reference::with_tag(registry, repository, t.clone()),
+        (None, None) => oci_client::Reference::with_tag(registry, repository, "latest".into()),
     }
 }

@@ -28,13 +28,12 @@ mod archive;
 mod content;
 mod image;
 mod logger;
-pub mod reference;
 mod rootfs;
 mod spec;
 
 pub use image::RegistryOptions;
 pub use logger::logger_main;
-pub use reference::ImageRef;
+pub use proto::reference::ImageRef;
 
 /// The label that marks a container as a skiff task's (its value is the task ID).
 const LABEL_TASK: &str = "skiff.task.id";

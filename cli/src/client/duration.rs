@@ -9,10 +9,18 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DurationError {
     input: String,
+    too_long: bool,
 }
 
 impl fmt::Display for DurationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.too_long {
+            return write!(
+                f,
+                "invalid duration \"{}\": the longest is 2562047h (about 292 years)",
+                self.input
+            );
+        }
         write!(
             f,
             "invalid duration \"{}\": use a form like 5s or 1m30s",
@@ -27,6 +35,7 @@ impl std::error::Error for DurationError {}
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let err = || DurationError {
         input: s.to_string(),
+        too_long: false,
     };
     let t = s.trim();
     if t.is_empty() {
@@ -36,20 +45,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
-    if let Some(d) = parse_go(t) {
-        return Ok(d);
+    let d = match parse_go(t) {
+        Some(d) => d,
+        None => humantime::parse_duration(t).map_err(|_| err())?,
+    };
+    if d > MAX_DURATION {
+        return Err(DurationError {
+            too_long: true,
+            ..err()
+        });
     }
-    match humantime::parse_duration(t) {
-        Ok(d) => Ok(d),
-        Err(_) => Err(err()),
-    }
+    Ok(d)
 }
+
+/// The longest duration Docker (Go's `time.Duration`, i64 nanoseconds) can hold, about 292
+/// years; anything longer is a typo, and would overflow where the cluster adds it to a time.
+pub const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
 
 /// Parses the value of flag `flag` (e.g. `--heartbeat-period`) as a duration, with an error
 /// that names the flag: `invalid duration "abc" for --heartbeat-period: use a form like 5s or 1m30s`.
 pub fn parse_flag(flag: &str, value: &str) -> anyhow::Result<Duration> {
-    parse_duration(value).map_err(|_| {
-        anyhow::anyhow!("invalid duration \"{value}\" for {flag}: use a form like 5s or 1m30s")
+    parse_duration(value).map_err(|e| {
+        if e.too_long {
+            anyhow::anyhow!("duration \"{value}\" for {flag} is too long: the longest is 2562047h (about 292 years)")
+        } else {
+            anyhow::anyhow!("invalid duration \"{value}\" for {flag}: use a form like 5s or 1m30s")
+        }
     })
 }
 
@@ -206,6 +227,18 @@ mod tests {
                 format!("invalid duration \"{bad}\": use a form like 5s or 1m30s")
             );
         }
+    }
+
+    #[test]
+    fn durations_longer_than_go_can_hold_are_refused() {
+        assert_eq!(
+            parse_duration("2562047h").unwrap(),
+            ms(2_562_047 * 3_600_000)
+        );
+        let e = parse_duration("99999999999h").unwrap_err();
+        assert!(e.to_string().contains("the longest is"), "{e}");
+        let e = parse_flag("--restart-delay", "99999999999h").unwrap_err();
+        assert!(e.to_string().contains("--restart-delay is too long"), "{e}");
     }
 
     #[test]

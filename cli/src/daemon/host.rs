@@ -8,8 +8,9 @@ use proto::{NodeDescription, Platform, Resources};
 /// The default cluster port, as Docker's.
 pub const DEFAULT_PORT: u16 = 2377;
 
-/// The node's hostname, platform and capacity.
-pub fn describe(hostname: Option<&str>, runtime: &str) -> NodeDescription {
+/// The node's hostname, platform and capacity, and the ports skiffd listens on at
+/// `listen_addr` (its cluster port).
+pub fn describe(hostname: Option<&str>, runtime: &str, listen_addr: &str) -> NodeDescription {
     let hostname = hostname.map(str::to_owned).unwrap_or_else(system_hostname);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
     NodeDescription {
@@ -24,6 +25,10 @@ pub fn describe(hostname: Option<&str>, runtime: &str) -> NodeDescription {
         }),
         engine_version: env!("CARGO_PKG_VERSION").into(),
         runtime: runtime.into(),
+        daemon_ports: listen_addr
+            .parse::<SocketAddr>()
+            .map(|a| vec![u32::from(a.port())])
+            .unwrap_or_default(),
     }
 }
 
@@ -130,7 +135,7 @@ mod tests {
 
     #[test]
     fn describes_the_host() {
-        let d = describe(Some("node-1"), "process");
+        let d = describe(Some("node-1"), "process", "0.0.0.0:2377");
         assert_eq!(d.hostname, "node-1");
         assert!(d.resources.unwrap().nano_cpus >= 1_000_000_000);
     }

@@ -158,6 +158,7 @@ impl Membership {
             description: super::host::describe(
                 daemon.opts.hostname.as_deref(),
                 &daemon.opts.runtime,
+                &self.state.listen_addr,
             ),
             managers: self.state.managers.clone(),
             agent: self.agent.clone(),
@@ -203,9 +204,13 @@ impl Membership {
         let addr = self
             .manager_addr()
             .ok_or_else(|| anyhow!("no manager is known to renew the certificate with"))?;
+        self.renew_certificate_at(daemon, &addr).await
+    }
+
+    async fn renew_certificate_at(&self, daemon: &Daemon, addr: &str) -> anyhow::Result<NodeRole> {
         let (key_pem, csr_pem) = tls::generate_key_and_csr()?;
         use manager::transport::Connector;
-        let reply = CaClient::new(self.connector.channel(&addr))
+        let reply = CaClient::new(self.connector.channel(addr))
             .renew_node_certificate(RenewNodeCertificateRequest { csr_pem })
             .await
             .map_err(|s| anyhow!("{}", s.message()))
@@ -220,6 +225,14 @@ impl Membership {
         creds.save(&daemon.data.certs())?;
         self.identity.replace(&creds)?;
         Ok(NodeRole::try_from(reply.role).unwrap_or(NodeRole::Worker))
+    }
+
+    /// Whether the certificate this node holds is a manager's.
+    fn holds_manager_certificate(&self, daemon: &Daemon) -> bool {
+        NodeCredentials::load(&daemon.data.certs())
+            .ok()
+            .and_then(|c| manager::ca::identity_from_pem(&c.cert_pem).ok())
+            .is_some_and(|id| id.role == NodeRole::Manager)
     }
 
     /// Turns this node into a manager: a manager certificate, a fresh Raft member, and a
@@ -241,27 +254,65 @@ impl Membership {
         Ok(())
     }
 
-    /// Turns this node back into a worker: stops the manager and forgets its Raft data.
+    /// Turns this node back into a worker: hands over the leadership if it has it, stops
+    /// the manager, forgets its Raft data, and trades its manager certificate for a
+    /// worker's. Run again whenever the cluster says "worker" while this node still holds a
+    /// manager certificate, so a demotion interrupted half way (no other manager answered)
+    /// finishes later.
     async fn become_worker(&mut self, daemon: &Arc<Daemon>) -> anyhow::Result<()> {
+        if let Some(m) = daemon.slot.current() {
+            // Stopping at once could leave a group of two waiting for this member's vote
+            // on its own removal: a leader hands over first, a follower waits until the
+            // leader has made it a learner.
+            if m.raft().is_leader() {
+                m.raft().step_down().await;
+            } else if !m.raft().wait_until_not_voter(DEMOTION_WAIT).await {
+                tracing::warn!("the leader did not take this manager out of the Raft voters in time; stopping it anyway");
+            }
+        }
         if let Some(m) = daemon.slot.set(None) {
             m.stop().await;
         }
-        self.state.manager = false;
-        self.state.raft_id = 0;
-        daemon.data.save(&self.state)?;
-        let _ = std::fs::remove_dir_all(daemon.data.raft());
-        // The leader is another manager now; renewal may take a moment while it removes us.
-        for attempt in 0..20 {
-            match self.renew_certificate(daemon).await {
-                Ok(_) => break,
-                Err(e) if attempt == 19 => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
+        if self.state.manager {
+            self.state.manager = false;
+            self.state.raft_id = 0;
+            daemon.data.save(&self.state)?;
+            let _ = std::fs::remove_dir_all(daemon.data.raft());
         }
-        tracing::info!("demoted: this node is now a worker");
-        Ok(())
+        // Only another manager can issue the certificate now; the leader may still be
+        // this node in the session's view, and the new one may take a moment to be elected.
+        let others: Vec<String> = self
+            .state
+            .managers
+            .iter()
+            .filter(|a| **a != self.state.advertise_addr)
+            .cloned()
+            .collect();
+        if others.is_empty() {
+            bail!("no other manager is known to issue this node a worker certificate; it will ask again when the cluster next says it is a worker");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        while tokio::time::Instant::now() < deadline {
+            for addr in &others {
+                match self.renew_certificate_at(daemon, addr).await {
+                    Ok(_) => {
+                        tracing::info!("demoted: this node is now a worker");
+                        return Ok(());
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(last
+            .unwrap_or_else(|| anyhow!("no manager answered"))
+            .context("could not get a worker certificate; this node will ask again when the cluster next says it is a worker"))
     }
 }
+
+/// How long a demoted manager waits for the leader to take it out of the Raft voters.
+const DEMOTION_WAIT: Duration = Duration::from_secs(30);
 
 /// A random, non-zero Raft member ID.
 pub fn new_raft_id() -> u64 {
@@ -317,7 +368,9 @@ async fn on_session_event(daemon: &Arc<Daemon>, event: SessionEvent) -> anyhow::
         SessionEvent::DesiredRole(NodeRole::Manager) if !membership.state.manager => {
             membership.become_manager(daemon).await?;
         }
-        SessionEvent::DesiredRole(NodeRole::Worker) if membership.state.manager => {
+        SessionEvent::DesiredRole(NodeRole::Worker)
+            if membership.state.manager || membership.holds_manager_certificate(daemon) =>
+        {
             membership.become_worker(daemon).await?;
         }
         SessionEvent::DesiredRole(_) => {}

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use manager::ca::identity::{local_caller, tls_caller};
+use manager::ca::identity::local_caller;
 use manager::certificates::CaService;
 use manager::controlapi::ControlService;
 use manager::dispatcher::DispatcherService;
@@ -44,8 +44,22 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// The cluster port's interceptor: the caller its certificate names, with the rights the
+/// cluster grants that node today when this node runs a manager (see
+/// `manager::ca::access`); by certificate alone on a worker, which holds no store.
+fn cluster_caller(
+    slot: Arc<ManagerSlot>,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |req| {
+        let manager = slot.current();
+        let store = manager.as_ref().map(|m| m.store().read());
+        manager::ca::access::intercept(req, store.as_deref())
+    }
+}
+
 /// Serves Control, Ca, Raft and Dispatcher on the cluster port. Callers are identified by
-/// their certificate; each service checks what the caller may do.
+/// their certificate and checked against the cluster's current state; each service checks
+/// what the caller may do.
 pub fn serve_cluster_port(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -53,27 +67,28 @@ pub fn serve_cluster_port(
     agent: AgentSlot,
 ) -> Running {
     let (stop, rx) = watch::channel(false);
+    let tls_caller = cluster_caller(slot.clone());
     let router = Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .add_service(InterceptedService::new(
             ControlServer::new(ControlService::new(slot.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
-            tls_caller,
+            tls_caller.clone(),
         ))
         .add_service(InterceptedService::new(
             CaServer::new(CaService::new(slot.clone())),
-            tls_caller,
+            tls_caller.clone(),
         ))
         .add_service(InterceptedService::new(
             RaftServer::new(RaftService::new(slot.clone()))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
-            tls_caller,
+            tls_caller.clone(),
         ))
         .add_service(InterceptedService::new(
             LogsServer::new(LogsService::new(slot.clone(), agent)),
-            tls_caller,
+            tls_caller.clone(),
         ))
         .add_service(InterceptedService::new(
             DispatcherServer::new(DispatcherService::new(slot)),

@@ -125,7 +125,11 @@ impl Daemon {
                     node_id: &node_id,
                     raft_id: state.raft_id,
                     addr: &state.advertise_addr,
-                    description: describe(self.opts.hostname.as_deref(), &self.opts.runtime),
+                    description: describe(
+                        self.opts.hostname.as_deref(),
+                        &self.opts.runtime,
+                        &state.listen_addr,
+                    ),
                     certificate: &issued,
                 },
             );
@@ -247,7 +251,11 @@ impl Daemon {
             .issue_node_certificate(IssueNodeCertificateRequest {
                 token: req.token.clone(),
                 csr_pem,
-                description: Some(describe(self.opts.hostname.as_deref(), &self.opts.runtime)),
+                description: Some(describe(
+                    self.opts.hostname.as_deref(),
+                    &self.opts.runtime,
+                    &listen.to_string(),
+                )),
                 advertise_addr: advertise.to_string(),
             })
             .await

@@ -44,6 +44,13 @@ pub fn identity_from_der(der: &[u8]) -> Result<NodeIdentity, CaError> {
     })
 }
 
+/// The identity in a PEM node certificate (the node's own, read back from disk). Does not
+/// verify the certificate.
+pub fn identity_from_pem(cert_pem: &str) -> Result<NodeIdentity, CaError> {
+    let der = pem_certificate_der(cert_pem).map_err(CaError::InvalidCertificate)?;
+    identity_from_der(&der)
+}
+
 /// Expiry of a PEM certificate, Unix milliseconds: when to renew it.
 pub fn cert_not_after(cert_pem: &str) -> Result<i64, CaError> {
     let der = pem_certificate_der(cert_pem).map_err(CaError::InvalidCertificate)?;
@@ -91,23 +98,32 @@ pub fn local_caller(mut req: Request<()>) -> Result<Request<()>, Status> {
     Ok(req)
 }
 
-/// Interceptor for the cluster port: the caller is whoever the peer's TLS certificate
-/// names, or [`Caller::Anonymous`] if it sent none.
+/// Interceptor for the cluster port where there is no store to check callers against (a
+/// worker's): the caller is whoever the peer's TLS certificate names, or
+/// [`Caller::Anonymous`] if it sent none. Managers use [`super::access::intercept`].
 ///
 /// Relies on the TLS layer having verified the certificate chain against the cluster root
 /// (`cli::tls::server_config` does); this only reads the identity out of the leaf.
 pub fn tls_caller(mut req: Request<()>) -> Result<Request<()>, Status> {
-    let caller = match req.peer_certs() {
-        Some(certs) => match certs.first() {
-            Some(leaf) => Caller::Node(identity_from_der(leaf).map_err(|e| {
-                Status::unauthenticated(format!("the client certificate is not usable: {e}"))
-            })?),
-            None => Caller::Anonymous,
-        },
+    let caller = match peer_identity(&req)? {
+        Some(identity) => Caller::Node(identity),
         None => Caller::Anonymous,
     };
     req.extensions_mut().insert(caller);
     Ok(req)
+}
+
+/// The identity in the peer's TLS certificate, if it sent one.
+pub(super) fn peer_identity<T>(req: &Request<T>) -> Result<Option<NodeIdentity>, Status> {
+    let Some(certs) = req.peer_certs() else {
+        return Ok(None);
+    };
+    let Some(leaf) = certs.first() else {
+        return Ok(None);
+    };
+    identity_from_der(leaf)
+        .map(Some)
+        .map_err(|e| Status::unauthenticated(format!("the client certificate is not usable: {e}")))
 }
 
 /// The caller recorded by the interceptor; [`Caller::Anonymous`] if there was none.
@@ -145,4 +161,17 @@ pub fn require_node<T>(req: &Request<T>) -> Result<Caller, Status> {
         )),
         c => Ok(c),
     }
+}
+
+/// Admits the local socket and managers that are still members of the Raft group, even
+/// while being demoted (see [`super::access`]): the callers of Raft's own messages.
+pub fn require_raft_peer<T>(req: &Request<T>) -> Result<(), Status> {
+    if matches!(caller(req), Caller::Local)
+        || req.extensions().get::<super::access::RaftPeer>().is_some()
+    {
+        return Ok(());
+    }
+    Err(Status::permission_denied(
+        "Raft messages need the certificate of a manager in the Raft group",
+    ))
 }

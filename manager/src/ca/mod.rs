@@ -3,11 +3,14 @@
 //! `swarm init` makes a root CA ([`RootCa::generate`]); every node then gets a certificate
 //! from it ([`RootCa::issue`]) whose subject says who the node is (CN = node ID,
 //! OU = role, O = cluster ID). Those certificates are the only credentials on the cluster
-//! port: [`identity::tls_caller`] turns the peer's certificate into an [`identity::Caller`] for
-//! each RPC and [`identity::require_manager`] / [`identity::require_node`] decide what it may do.
+//! port: [`access::intercept`] turns the peer's certificate into an [`identity::Caller`] for
+//! each RPC, with the rights the cluster grants that node today (a removed node none, a
+//! demoted one a worker's), and [`identity::require_manager`] / [`identity::require_node`]
+//! decide what it may do.
 //!
 //! Nothing here touches the network or the disk; the TLS transport lives in `cli::tls`.
 
+pub mod access;
 pub mod identity;
 mod root;
 #[cfg(test)]
@@ -15,8 +18,8 @@ mod tests;
 
 // Re-exported so callers can write `manager::ca::Caller` as well as the full path.
 pub use identity::{
-    caller, cert_not_after, identity_from_der, local_caller, require_manager, require_node,
-    tls_caller, Caller, NodeIdentity,
+    caller, cert_not_after, identity_from_der, identity_from_pem, local_caller, require_manager,
+    require_node, tls_caller, Caller, NodeIdentity,
 };
 pub use root::{cert_digest, IssuedCertificate, RootCa};
 

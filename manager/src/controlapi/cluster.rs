@@ -10,6 +10,8 @@ use crate::status::invalid;
 
 /// Node certificates live this long unless the cluster says otherwise (Docker's default).
 pub const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The UDP port of VXLAN traffic unless `swarm init --data-path-port` says otherwise.
+pub const DEFAULT_DATA_PATH_PORT: u32 = 4789;
 /// The shortest certificate lifetime accepted: renewal starts halfway through.
 const MIN_CERT_EXPIRY: Duration = Duration::from_secs(3600);
 
@@ -50,7 +52,7 @@ pub fn default_spec(requested: Option<ClusterSpec>) -> ClusterSpec {
         spec.subnet_size = 24;
     }
     if spec.data_path_port == 0 {
-        spec.data_path_port = 4789;
+        spec.data_path_port = DEFAULT_DATA_PATH_PORT;
     }
     spec
 }

@@ -223,11 +223,14 @@ impl Control for ControlService {
     ) -> Result<Response<RemoveNodeResponse>, Status> {
         let manager = self.manager(&req)?;
         let body = req.into_inner();
+        let now = now_ms();
         manager
-            .remove(|s| {
+            .raft()
+            .remove_with(|s| {
                 let target = s.resolve::<Node>(&body.node).cloned()?;
                 node::check_removal(&target, body.force)?;
-                Ok(target)
+                let deny = node::deny(s, &target, now)?;
+                Ok::<_, Status>((target, vec![update(deny)]))
             })
             .await?;
         Ok(Response::new(RemoveNodeResponse {}))
@@ -284,11 +287,20 @@ impl Control for ControlService {
         req: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
         let manager = self.manager(&req)?;
-        let names = req.into_inner().names;
+        let ListServicesRequest {
+            names,
+            name_prefixes,
+        } = req.into_inner();
         let services = manager
             .read(|s| {
                 s.list::<Service>()
                     .filter(|svc| names.is_empty() || names.iter().any(|n| svc.name() == Some(n)))
+                    .filter(|svc| {
+                        name_prefixes.is_empty()
+                            || name_prefixes
+                                .iter()
+                                .any(|p| svc.name().is_some_and(|n| n.starts_with(p.as_str())))
+                    })
                     .cloned()
                     .collect()
             })

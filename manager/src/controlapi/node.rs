@@ -1,7 +1,7 @@
 //! Node changes: availability, labels, role, removal, with the safety checks that keep the
 //! Raft group able to elect a leader.
 
-use proto::{Node, NodeAvailability, NodeRole, NodeSpec, NodeState, Reachability};
+use proto::{Cluster, Node, NodeAvailability, NodeRole, NodeSpec, NodeState, Reachability};
 use tonic::Status;
 
 use crate::status::{invalid, refused};
@@ -72,13 +72,25 @@ pub fn check_demotion(
     Ok(())
 }
 
-/// Refuses removing a manager, or a node that is still up unless forced.
+/// Refuses removing a manager, or a node that is still up unless forced. What counts is
+/// the role the cluster wants and the Raft group, not the node's certificate: a demotion
+/// the node never finished (it kept its manager certificate) must not block removal.
 pub fn check_removal(node: &Node, force: bool) -> Result<(), Status> {
-    if is_manager(node) {
+    let desired_manager = node
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.desired_role == NodeRole::Manager as i32);
+    if desired_manager {
         return Err(refused(format!(
             "node {} is a manager; demote it first with `skiff node demote {}`",
             display_name(node),
             node.id()
+        )));
+    }
+    if node.manager_status.as_ref().is_some_and(|m| m.raft_id != 0) {
+        return Err(Status::unavailable(format!(
+            "node {} was demoted and is still leaving the managers' Raft group; retry in a few seconds",
+            display_name(node)
         )));
     }
     let down = node
@@ -92,6 +104,27 @@ pub fn check_removal(node: &Node, force: bool) -> Result<(), Status> {
         )));
     }
     Ok(())
+}
+
+/// The cluster object with `node` added to its deny-list (until its certificate would have
+/// expired; entries whose certificates have expired by `now` are dropped), to be written in
+/// the batch that removes the node: from then on no copy of its certificate is accepted.
+pub fn deny(store: &ObjectStore, node: &Node, now: i64) -> Result<Cluster, Status> {
+    let mut cluster = store
+        .cluster()
+        .cloned()
+        .ok_or_else(|| Status::unavailable("the cluster is still being initialised; retry"))?;
+    cluster.removed_nodes.retain(|_, expiry| *expiry > now);
+    // A node without a recorded certificate: keep it denied for the longest lifetime a
+    // certificate can have been given.
+    let expiry = node
+        .certificate
+        .as_ref()
+        .map(|c| c.not_after)
+        .filter(|t| *t > 0)
+        .unwrap_or(i64::MAX);
+    cluster.removed_nodes.insert(node.id().to_owned(), expiry);
+    Ok(cluster)
 }
 
 fn display_name(node: &Node) -> String {

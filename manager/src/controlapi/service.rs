@@ -103,6 +103,8 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
     if container.image.trim().is_empty() {
         return Err(invalid("a service needs an image"));
     }
+    // Refused here, once, rather than by every node the task lands on, every few seconds.
+    proto::reference::ImageRef::parse(&container.image).map_err(|e| invalid(e.to_string()))?;
     if let Some(env) = container
         .env
         .iter()
@@ -129,7 +131,15 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
                 return Err(invalid("CPU and memory amounts cannot be negative"));
             }
         }
+        if let Some(limit) = resources.limits.as_ref().map(|l| l.memory_bytes) {
+            if limit > 0 && limit < MIN_MEMORY_LIMIT {
+                return Err(invalid(format!(
+                    "a memory limit of {limit} bytes is too small to start a container: the minimum is 6MiB (as Docker's)"
+                )));
+            }
+        }
     }
+    check_durations(spec)?;
     if let Some(restart) = template.restart.as_ref() {
         if RestartCondition::try_from(restart.condition).is_err() {
             return Err(invalid(
@@ -192,6 +202,51 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
     Ok(())
 }
 
+/// The smallest memory limit a container starts with (Docker refuses less, too).
+const MIN_MEMORY_LIMIT: i64 = 6 * 1024 * 1024;
+
+/// The longest duration a spec may hold: what Docker's (Go's) durations hold, about 292
+/// years. Longer ones are typos, and overflow where a delay is added to a time.
+const MAX_DURATION_MS: u64 = i64::MAX as u64 / 1_000_000;
+
+/// Refuses durations no one means (see [`MAX_DURATION_MS`]).
+fn check_durations(spec: &ServiceSpec) -> Result<(), Status> {
+    let template = spec.task_template.as_ref();
+    let restart = template.and_then(|t| t.restart.as_ref());
+    let health = template
+        .and_then(|t| t.container.as_ref())
+        .and_then(|c| c.healthcheck.as_ref());
+    let updates = [&spec.update_config, &spec.rollback_config];
+    let durations = [
+        ("restart delay", restart.and_then(|r| r.delay_ms)),
+        ("restart window", restart.map(|r| r.window_ms)),
+        (
+            "stop grace period",
+            template
+                .and_then(|t| t.container.as_ref())
+                .and_then(|c| c.stop_grace_period_ms),
+        ),
+        ("health interval", health.map(|h| h.interval_ms)),
+        ("health timeout", health.map(|h| h.timeout_ms)),
+        ("health start period", health.map(|h| h.start_period_ms)),
+    ]
+    .into_iter()
+    .chain(updates.iter().flat_map(|c| {
+        [
+            ("update delay", c.as_ref().map(|c| c.delay_ms)),
+            ("update monitor", c.as_ref().and_then(|c| c.monitor_ms)),
+        ]
+    }));
+    for (what, ms) in durations {
+        if ms.is_some_and(|ms| ms > MAX_DURATION_MS) {
+            return Err(invalid(format!(
+                "the {what} is too long: the longest is 2562047h (about 292 years)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses an update (or rollback) policy the updater cannot follow.
 fn validate_update_config(which: &str, c: &UpdateConfig) -> Result<(), Status> {
     if !(0.0..=1.0).contains(&c.max_failure_ratio) {
@@ -229,7 +284,55 @@ pub fn check_against_store(
     own_id: &str,
 ) -> Result<(), Status> {
     super::network::resolve_service_networks(store, spec)?;
+    check_reserved_ports(store, spec)?;
     check_ports(store, spec, own_id)
+}
+
+/// The cluster port when a node says nothing else (Docker's).
+const DEFAULT_CLUSTER_PORT: u32 = 2377;
+
+/// Refuses a published port that the cluster itself uses: a node's cluster port (TCP, as
+/// the nodes listen and advertise, and 2377, which a node joining later listens on unless
+/// told otherwise) or the data path port (UDP). The mesh would otherwise take the managers'
+/// Raft traffic or the overlays' VXLAN packets, and cut the cluster off from itself.
+fn check_reserved_ports(store: &ObjectStore, spec: &ServiceSpec) -> Result<(), Status> {
+    let mut cluster_ports = vec![DEFAULT_CLUSTER_PORT];
+    for node in store.list::<proto::Node>() {
+        cluster_ports.extend(node.description.iter().flat_map(|d| &d.daemon_ports));
+        let addrs = node
+            .status
+            .iter()
+            .map(|s| s.addr.as_str())
+            .chain(node.manager_status.iter().map(|m| m.addr.as_str()));
+        cluster_ports.extend(addrs.filter_map(|a| {
+            a.parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|a| u32::from(a.port()))
+        }));
+    }
+    let data_path_port = store
+        .cluster()
+        .and_then(|c| c.spec.as_ref())
+        .map(|s| s.data_path_port)
+        .filter(|p| *p != 0)
+        .unwrap_or(super::cluster::DEFAULT_DATA_PATH_PORT);
+    let ports = spec.endpoint.iter().flat_map(|e| &e.ports);
+    for port in ports.filter(|p| p.published_port != 0) {
+        let tcp = port.protocol == PortProtocol::Tcp as i32;
+        if tcp && cluster_ports.contains(&port.published_port) {
+            return Err(invalid(format!(
+                "port {}/tcp is a cluster port that skiffd listens on; publish the service on another port",
+                port.published_port
+            )));
+        }
+        if !tcp && port.published_port == data_path_port {
+            return Err(invalid(format!(
+                "port {}/udp is the cluster's data path port, which carries the overlay networks; publish the service on another port",
+                port.published_port
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a published port another service already publishes, as asked in its spec or as
@@ -413,10 +516,114 @@ mod tests {
                 "unknown update order",
             ),
         ];
+        let tiny_memory = {
+            let mut s = spec("web", "busybox");
+            let t = s.task_template.as_mut().unwrap();
+            t.resources = Some(proto::ResourceRequirements {
+                limits: Some(proto::Resources {
+                    memory_bytes: 1024,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            s
+        };
+        let endless_delay = {
+            let mut s = spec("web", "busybox");
+            let t = s.task_template.as_mut().unwrap();
+            t.restart.get_or_insert_with(Default::default).delay_ms =
+                Some(99_999_999_999 * 3_600_000);
+            s
+        };
+        let cases = cases
+            .into_iter()
+            .chain(
+                ["UPPER/Case:tag", "BAD//ref", "busybox@sha256:abc"]
+                    .map(|image| (spec("web", image), "is not valid")),
+            )
+            .chain([
+                (tiny_memory, "minimum is 6MiB"),
+                (endless_delay, "restart delay is too long"),
+            ]);
         for (s, want) in cases {
             let err = validate(&s).unwrap_err();
             assert!(err.message().contains(want), "{want}: {}", err.message());
         }
         validate(&spec("web.v2_x", "busybox")).unwrap();
+    }
+
+    fn publishing(port: u32, protocol: PortProtocol) -> ServiceSpec {
+        let mut s = spec("web", "busybox");
+        s.endpoint = Some(proto::EndpointSpec {
+            ports: vec![PortConfig {
+                published_port: port,
+                target_port: 80,
+                protocol: protocol as i32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        s
+    }
+
+    #[test]
+    fn the_cluster_s_own_ports_cannot_be_published() {
+        use crate::manager::create;
+        let node = proto::Node {
+            meta: Some(proto::Meta {
+                id: "n1".into(),
+                ..Default::default()
+            }),
+            description: Some(proto::NodeDescription {
+                daemon_ports: vec![7946],
+                ..Default::default()
+            }),
+            status: Some(proto::NodeStatus {
+                addr: "10.0.0.2:3000".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let cluster = proto::Cluster {
+            meta: Some(proto::Meta {
+                id: "c".into(),
+                ..Default::default()
+            }),
+            spec: Some(proto::ClusterSpec {
+                data_path_port: 5789,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut store = ObjectStore::default();
+        store
+            .apply(
+                &proto::StoreBatch {
+                    actions: vec![create(cluster), create(node)],
+                },
+                1,
+            )
+            .unwrap();
+        for (port, protocol, want) in [
+            (2377, PortProtocol::Tcp, "cluster port"),
+            (7946, PortProtocol::Tcp, "cluster port"),
+            (3000, PortProtocol::Tcp, "cluster port"),
+            (5789, PortProtocol::Udp, "data path port"),
+        ] {
+            let mut s = publishing(port, protocol);
+            let err = check_against_store(&store, &mut s, "svc").unwrap_err();
+            assert!(err.message().contains(want), "{port}: {}", err.message());
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        }
+        // The same numbers in the other protocol, and the default VXLAN port when the
+        // cluster uses another, are free.
+        for (port, protocol) in [
+            (2377, PortProtocol::Udp),
+            (5789, PortProtocol::Tcp),
+            (4789, PortProtocol::Udp),
+        ] {
+            let mut s = publishing(port, protocol);
+            check_against_store(&store, &mut s, "svc").unwrap();
+        }
     }
 }

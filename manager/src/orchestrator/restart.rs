@@ -49,12 +49,40 @@ pub fn decide(policy: Option<&RestartPolicy>, history: &[&Task], now: i64) -> Re
             return Restart::Never;
         }
     }
-    let at = status_time(last) + policy.delay_ms.unwrap_or(0) as i64;
+    let at = status_time(last) + delay_ms(policy, history);
     if at > now {
         Restart::At(at)
     } else {
         Restart::Now
     }
+}
+
+/// The shortest wait before a rejected task's replacement, even with a restart delay of 0.
+const MIN_REJECTED_DELAY_MS: i64 = 1_000;
+/// The longest wait a run of rejections makes a slot wait.
+const MAX_REJECTED_DELAY_MS: i64 = 5 * 60 * 1_000;
+
+/// How long after the last task ended its replacement starts: the policy's delay, doubled
+/// for each rejection in a row beyond the first. A task is rejected when its node cannot
+/// even start it (a reference no registry has, an image missing with `--pull never`):
+/// retrying that every few seconds for ever fills logs and hammers registries, while a
+/// cause that goes away (an image pushed later) is still picked up within minutes.
+fn delay_ms(policy: &RestartPolicy, history: &[&Task]) -> i64 {
+    let delay = policy.delay_ms.unwrap_or(0) as i64;
+    let mut newest_first: Vec<&&Task> = history.iter().collect();
+    newest_first.sort_by_key(|t| std::cmp::Reverse(status_time(t)));
+    let rejections = newest_first
+        .iter()
+        .take_while(|t| observed(t) == TaskState::Rejected as i32)
+        .count() as u32;
+    if rejections == 0 {
+        return delay;
+    }
+    let doubled = 1i64 << (rejections - 1).min(20);
+    delay
+        .max(MIN_REJECTED_DELAY_MS)
+        .saturating_mul(doubled)
+        .min(MAX_REJECTED_DELAY_MS.max(delay))
 }
 
 #[cfg(test)]
@@ -130,5 +158,36 @@ mod tests {
         // With a window, old failures no longer count.
         let p = policy(RestartCondition::Any, 0, 2, 1_500);
         assert_eq!(decide(Some(&p), &[&t1, &t2, &t3], 3_000), Restart::Now);
+    }
+
+    #[test]
+    fn rejections_in_a_row_back_off() {
+        let p = policy(RestartCondition::Any, 5_000, 0, 0);
+        let r1 = task(TaskState::Rejected, 10_000);
+        let r2 = task(TaskState::Rejected, 20_000);
+        let r3 = task(TaskState::Rejected, 30_000);
+        let failed = task(TaskState::Failed, 40_000);
+        assert_eq!(decide(Some(&p), &[&r1], 10_000), Restart::At(15_000));
+        assert_eq!(decide(Some(&p), &[&r1, &r2], 20_000), Restart::At(30_000));
+        assert_eq!(
+            decide(Some(&p), &[&r3, &r1, &r2], 30_000),
+            Restart::At(50_000)
+        );
+        // A task that got to run ends the run of rejections.
+        assert_eq!(
+            decide(Some(&p), &[&r1, &r2, &r3, &failed], 40_000),
+            Restart::At(45_000)
+        );
+        // No delay still waits a little after a rejection, and the wait has a ceiling.
+        let hot = policy(RestartCondition::Any, 0, 0, 0);
+        assert_eq!(decide(Some(&hot), &[&r1], 10_000), Restart::At(11_000));
+        let many: Vec<Task> = (1..=30)
+            .map(|i| task(TaskState::Rejected, i * 1_000))
+            .collect();
+        let many: Vec<&Task> = many.iter().collect();
+        assert_eq!(
+            decide(Some(&p), &many, 30_000),
+            Restart::At(30_000 + MAX_REJECTED_DELAY_MS)
+        );
     }
 }

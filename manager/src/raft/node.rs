@@ -66,6 +66,9 @@ pub enum ProposeError {
         /// Managers in the group.
         managers: usize,
     },
+    /// This manager is not (yet) in the group it knows of: it is still joining.
+    #[error("this manager is still joining the managers' Raft group; retry in a moment")]
+    Joining,
     /// The leader answered with an error.
     #[error("{}", .0.message())]
     Remote(tonic::Status),
@@ -193,6 +196,9 @@ impl RaftNode {
 
     fn quorum_error(&self) -> ProposeError {
         let managers = self.voters().len();
+        if managers == 0 {
+            return ProposeError::Joining;
+        }
         ProposeError::NoQuorum {
             quorum: managers / 2 + 1,
             managers,
@@ -200,19 +206,32 @@ impl RaftNode {
     }
 
     /// Waits until some member is known to lead.
+    /// Where the leader is, waiting while there is none this member can reach: no leader
+    /// yet, or one that is not in the configuration this member has (it has just left the
+    /// group, or this member is behind). Callers bound the wait.
     async fn leader(&self) -> Result<Leader, ProposeError> {
         let mut rx = self.raft.metrics();
-        let m = rx
-            .wait_for(|m| m.current_leader.is_some())
-            .await
-            .map_err(|e| ProposeError::Stopped(e.to_string()))?;
-        let leader = m.current_leader.unwrap_or_default();
-        if leader == self.id {
-            return Ok(Leader::Me);
-        }
-        match m.membership_config.membership().get_node(&leader) {
-            Some(node) => Ok(Leader::Other(node.addr.clone())),
-            None => Err(self.quorum_error()),
+        let stopped =
+            |e: tokio::sync::watch::error::RecvError| ProposeError::Stopped(e.to_string());
+        loop {
+            let found = {
+                let m = rx
+                    .wait_for(|m| m.current_leader.is_some())
+                    .await
+                    .map_err(stopped)?;
+                let leader = m.current_leader.unwrap_or_default();
+                if leader == self.id {
+                    return Ok(Leader::Me);
+                }
+                m.membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|node| node.addr.clone())
+            };
+            match found {
+                Some(addr) => return Ok(Leader::Other(addr)),
+                None => rx.changed().await.map_err(stopped)?,
+            }
         }
     }
 
@@ -303,10 +322,21 @@ impl RaftNode {
         &self,
         pick: impl Fn(&ObjectStore) -> Result<T, E>,
     ) -> Result<(), E> {
+        self.remove_with(|store| pick(store).map(|target| (target, Vec::new())))
+            .await
+    }
+
+    /// [`RaftNode::remove`], with other actions `pick` derives from the same read committed
+    /// in the same batch (a removed node goes into the cluster's deny-list with it).
+    pub async fn remove_with<T: StoredObject, E: From<ProposeError>>(
+        &self,
+        pick: impl Fn(&ObjectStore) -> Result<(T, Vec<proto::StoreAction>), E>,
+    ) -> Result<(), E> {
         loop {
             self.read_barrier().await?;
-            let target = pick(&self.store.read())?;
-            let batch = one_action(proto::StoreActionKind::Delete, target);
+            let (target, also) = pick(&self.store.read())?;
+            let mut batch = one_action(proto::StoreActionKind::Delete, target);
+            batch.actions.extend(also);
             match self.propose(&batch).await {
                 Ok(_) => return Ok(()),
                 Err(ProposeError::Apply(ApplyError::Conflict { .. })) => continue,
@@ -383,6 +413,18 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Every member of the group (voters and learners): Raft ID and address.
+    pub fn members(&self) -> BTreeMap<u64, String> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect()
+    }
+
     /// The Raft IDs of the voting members, as this member knows them.
     pub fn voters(&self) -> BTreeSet<u64> {
         self.raft
@@ -394,25 +436,63 @@ impl RaftNode {
             .collect()
     }
 
-    /// Removes a member from the group entirely (leader only).
+    /// Takes a member out of the group, one step per call (leader only): a voter becomes a
+    /// learner first, and only a learner is removed. In between, the leader keeps
+    /// replicating to it, so a demoted manager that is still running sees the configuration
+    /// in which it no longer votes before it stops (see [`RaftNode::wait_until_not_voter`]);
+    /// removed in one step, it could stop before acknowledging the change, and a group of
+    /// two would be left waiting for a vote that never comes.
     pub async fn remove_member(&self, id: u64) -> Result<(), tonic::Status> {
         let failed = |e| membership_error("remove the manager from", e);
-        if self.voters().contains(&id) {
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                .await
-                .map_err(failed)?;
-        }
+        let change = if self.voters().contains(&id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
         self.raft
-            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .change_membership(change, true)
             .await
             .map_err(failed)?;
         Ok(())
     }
 
+    /// Whether the learner `id` has the group's current configuration (leader only): it
+    /// knows it no longer votes, so removing it loses nothing.
+    pub fn learner_caught_up(&self, id: u64) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let Some(config) = metrics.membership_config.log_id() else {
+            return false;
+        };
+        metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).copied().flatten())
+            .is_some_and(|matched| matched.index >= config.index)
+    }
+
+    /// Waits, at most `within`, until this member has seen a configuration in which it
+    /// does not vote: from then on the group commits without it, and it may stop.
+    pub async fn wait_until_not_voter(&self, within: Duration) -> bool {
+        let mut metrics = self.raft.metrics();
+        let id = self.id;
+        tokio::time::timeout(
+            within,
+            metrics.wait_for(|m| {
+                let membership = m.membership_config.membership();
+                membership.get_joint_config().len() == 1 && !membership.voter_ids().any(|v| v == id)
+            }),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+
     /// The address of the current leader, for callers that must talk to it directly.
     pub async fn leader_addr(&self) -> Result<Option<String>, ProposeError> {
-        Ok(match self.leader().await? {
+        let leader = tokio::time::timeout(QUORUM_TIMEOUT, self.leader())
+            .await
+            .unwrap_or_else(|_| Err(self.quorum_error()))?;
+        Ok(match leader {
             Leader::Me => None,
             Leader::Other(addr) => Some(addr),
         })
@@ -447,6 +527,37 @@ impl RaftNode {
             purged_index: m.purged.map_or(0, |l| l.index),
             leader_raft_id: m.current_leader.unwrap_or(0),
             voters: m.membership_config.membership().voter_ids().count() as u32,
+        }
+    }
+
+    /// Before a demoted manager stops: if it leads, takes itself out of the voters, so the
+    /// others elect a leader from a committed configuration at once (openraft steps a leader
+    /// down once a configuration without it is committed) instead of after an election
+    /// timeout, and the group never counts a member that is gone. Best effort, bounded:
+    /// if it cannot commit the change, the next leader removes it (`loops::raft_membership`).
+    pub async fn step_down(&self) {
+        if !self.is_leader() {
+            return;
+        }
+        let leave = self
+            .raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([self.id])), true);
+        match tokio::time::timeout(QUORUM_TIMEOUT, leave).await {
+            Ok(Ok(_)) => {
+                let mut metrics = self.raft.metrics();
+                let _ = tokio::time::timeout(
+                    QUORUM_TIMEOUT,
+                    metrics.wait_for(|m| m.state != ServerState::Leader),
+                )
+                .await;
+                tracing::info!("left the Raft voters and handed over the leadership");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not leave the Raft voters; the next leader will remove this manager")
+            }
+            Err(_) => tracing::warn!(
+                "leaving the Raft voters timed out; the next leader will remove this manager"
+            ),
         }
     }
 

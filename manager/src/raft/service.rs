@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::node::was_forwarded;
 use super::types::TypeConfig;
-use crate::ca::identity::{caller, require_manager, Caller};
+use crate::ca::identity::{caller, require_manager, require_raft_peer, Caller};
 use crate::manager::{Manager, ManagerSlot};
 
 /// Serves Raft through whichever manager runs on this node.
@@ -29,8 +29,17 @@ impl RaftService {
         Self { slot }
     }
 
+    /// For the calls that act on the cluster (join, forwarded writes and reads): managers
+    /// the cluster still wants as managers.
     fn manager<T>(&self, req: &Request<T>) -> Result<Arc<Manager>, Status> {
         require_manager(req)?;
+        self.slot.get()
+    }
+
+    /// For Raft's own messages: members of the Raft group, including one being demoted,
+    /// which must still replicate the change that takes it out (and hand over leadership).
+    fn peer<T>(&self, req: &Request<T>) -> Result<Arc<Manager>, Status> {
+        require_raft_peer(req)?;
         self.slot.get()
     }
 }
@@ -52,13 +61,13 @@ impl RaftApi for RaftService {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let manager = self.manager(&req)?;
+        let manager = self.peer(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         encode(&manager.raft().raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let manager = self.manager(&req)?;
+        let manager = self.peer(&req)?;
         let rpc: VoteRequest<u64> = decode(req.get_ref())?;
         encode(&manager.raft().raft().vote(rpc).await)
     }
@@ -67,7 +76,7 @@ impl RaftApi for RaftService {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let manager = self.manager(&req)?;
+        let manager = self.peer(&req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
         encode(&manager.raft().raft().install_snapshot(rpc).await)
     }
@@ -110,14 +119,11 @@ impl RaftApi for RaftService {
         manager.raft().add_voter(body.raft_id, &body.addr).await?;
         let members = manager
             .raft()
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, n)| WeightedPeer {
+            .members()
+            .into_iter()
+            .map(|(id, addr)| WeightedPeer {
                 node_id: id.to_string(),
-                addr: n.addr.clone(),
+                addr,
             })
             .collect();
         Ok(Response::new(JoinRaftResponse { members }))
@@ -154,6 +160,9 @@ async fn record_manager(manager: &Manager, join: &JoinRaftRequest) -> Result<(),
             let status = node.manager_status.get_or_insert_with(Default::default);
             status.raft_id = join.raft_id;
             status.addr = join.addr.clone();
+            // The leader has just heard from it; `node ls` should not say "unknown" until
+            // the reachability loop's next round.
+            status.reachability = proto::Reachability::Reachable as i32;
             node.role = proto::NodeRole::Manager as i32;
         })
         .await?;

@@ -260,7 +260,7 @@ async fn create(global: &GlobalOpts, args: CreateArgs) -> anyhow::Result<()> {
 /// `service ls --filter` values.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct LsFilters {
-    /// Sent to the daemon.
+    /// Sent to the daemon: name prefixes, as Docker matches them.
     pub names: Vec<String>,
     /// Applied here: ID prefixes.
     pub ids: Vec<String>,
@@ -334,7 +334,8 @@ async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
     let mut services: Vec<Service> = client
         .control()
         .list_services(ListServicesRequest {
-            names: filters.names.clone(),
+            name_prefixes: filters.names.clone(),
+            ..Default::default()
         })
         .await
         .reply(&client)?
@@ -630,20 +631,24 @@ async fn rollback(global: &GlobalOpts, args: RollbackArgs) -> anyhow::Result<()>
     follow(&client, &service, updated, true, args.detach, args.quiet).await
 }
 
-/// Times an update is built again when the service changed under it.
-const UPDATE_ATTEMPTS: usize = 5;
+/// How long an update keeps being built again while others change the service under it.
+const UPDATE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Sends the spec `build` makes from a fresh read of the service (or asks for a rollback),
 /// and returns the service as read and as updated. The service also changes by itself (its
-/// endpoint, its rollout's status): when it did between the read and the write, the update
-/// is built again from a new read instead of failing with a conflict.
+/// endpoint, its rollout's status) and other users change it: when it changed between the
+/// read and the write, the update is built again from a new read instead of failing with a
+/// conflict, until it wins. That is right for every caller: each applies the user's flags
+/// (or an absolute replica count) to whatever is current. A short random pause between
+/// tries keeps twenty concurrent `service scale` calls from colliding again in lock step.
 async fn update_fresh(
     client: &Client,
     name: &str,
     rollback: bool,
     build: impl Fn(&Service) -> anyhow::Result<Option<proto::ServiceSpec>>,
 ) -> anyhow::Result<(Service, Service)> {
-    let mut attempt = 1;
+    let deadline = tokio::time::Instant::now() + UPDATE_RETRY_FOR;
+    let mut attempt: u32 = 0;
     loop {
         let service = get_service(client, name).await?;
         let spec = build(&service)?;
@@ -664,8 +669,13 @@ async fn update_fresh(
                 })?;
                 return Ok((service, updated));
             }
-            Err(s) if s.code() == tonic::Code::Aborted && attempt < UPDATE_ATTEMPTS => {
+            Err(s)
+                if s.code() == tonic::Code::Aborted && tokio::time::Instant::now() < deadline =>
+            {
                 attempt += 1;
+                let most = 10u64 << attempt.min(5);
+                let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=most);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
             Err(s) => return Err(client.error(s)),
         }

@@ -1,10 +1,19 @@
 //! Image references normalised as Docker does: `busybox` is
 //! `docker.io/library/busybox:latest`, `registry:5000/app` keeps its registry, and a
 //! `@sha256:` digest pins the content whatever the tag says.
+//!
+//! Here rather than in the runtime because both sides must agree on the grammar: the
+//! control API refuses a reference the nodes could never pull, where it is written.
 
 use std::fmt;
 
-use crate::RuntimeError;
+/// Why a string is not an image reference; the message says what one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("image reference '{reference}' is not valid: {why} (for example busybox, busybox:1.36, registry.example.com:5000/team/app@sha256:<64 hex digits>)")]
+pub struct ReferenceError {
+    reference: String,
+    why: &'static str,
+}
 
 /// A normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,12 +32,10 @@ const DEFAULT_REGISTRY: &str = "docker.io";
 
 impl ImageRef {
     /// Parses and normalises a reference as `docker pull` would take it.
-    pub fn parse(reference: &str) -> Result<ImageRef, RuntimeError> {
-        let bad = |why: &str| {
-            RuntimeError::InvalidSpec(format!(
-                "image reference '{reference}' is not valid: {why} (for example busybox, busybox:1.36, \
-                 registry.example.com:5000/team/app@sha256:<64 hex digits>)"
-            ))
+    pub fn parse(reference: &str) -> Result<ImageRef, ReferenceError> {
+        let bad = |why: &'static str| ReferenceError {
+            reference: reference.to_owned(),
+            why,
         };
         if reference.is_empty() {
             return Err(bad("it is empty"));
@@ -117,27 +124,6 @@ impl ImageRef {
         ImageRef {
             digest: Some(digest.to_owned()),
             ..self.clone()
-        }
-    }
-
-    /// The reference for the registry client.
-    pub(crate) fn to_oci(&self) -> oci_client::Reference {
-        match (&self.tag, &self.digest) {
-            (_, Some(d)) => oci_client::Reference::with_digest(
-                self.registry.clone(),
-                self.repository.clone(),
-                d.clone(),
-            ),
-            (Some(t), None) => oci_client::Reference::with_tag(
-                self.registry.clone(),
-                self.repository.clone(),
-                t.clone(),
-            ),
-            (None, None) => oci_client::Reference::with_tag(
-                self.registry.clone(),
-                self.repository.clone(),
-                "latest".into(),
-            ),
         }
     }
 }
