@@ -186,7 +186,8 @@ impl NodeCredentials {
     /// written to a temporary name, synced and renamed, so a crash never leaves a truncated
     /// file; all temporary files are complete before the first rename, which keeps the
     /// window in which a crash could pair a new key with an old certificate tiny. The key
-    /// is created with mode 0600 from the start, so it is never readable by others.
+    /// is created with mode 0600 from the start, so it is never readable by others; so are
+    /// the certificates.
     pub fn save(&self, dir: &Path) -> Result<(), TlsError> {
         let write_err = |path: &Path| {
             let path = path.to_owned();
@@ -197,8 +198,10 @@ impl NodeCredentials {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(write_err(dir))?;
         }
         let files = [
-            (CA_FILE, &self.root_ca_pem, 0o644),
-            (CERT_FILE, &self.cert_pem, 0o644),
+            // Certificates are not secret, but nothing in a node's data directory is for
+            // other local users.
+            (CA_FILE, &self.root_ca_pem, 0o600),
+            (CERT_FILE, &self.cert_pem, 0o600),
             (KEY_FILE, &self.key_pem, 0o600),
         ];
         let mut staged = Vec::with_capacity(files.len());
@@ -978,7 +981,7 @@ mod tests {
 
         let mode = |name: &str| fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode("node.key"), 0o600);
-        assert_eq!(mode("ca.pem"), 0o644);
+        assert_eq!(mode("ca.pem"), 0o600);
         assert_eq!(
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o700

@@ -71,6 +71,11 @@ impl Host {
         self.data_dir.join("certs")
     }
 
+    /// The daemon's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// Whether the daemon process is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()

@@ -409,6 +409,95 @@ fn a_leader_that_demotes_itself_ends_a_worker_and_can_be_removed() {
     assert_eq!(cluster.nodes(others[0]).len(), 2);
 }
 
+/// Every path under `dir` that users other than root could read, write or enter.
+fn open_to_others(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut open = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(path) = todo.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            open.push(format!(
+                "{} {:o}",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+        if meta.is_dir() {
+            todo.extend(
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    open
+}
+
+#[test]
+fn the_data_directory_is_root_s_alone_and_a_restart_tightens_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut cluster = Cluster::new(1);
+    cluster.form(1);
+    let secret = cluster.dir().join("secret");
+    std::fs::write(&secret, b"s3cr3t").unwrap();
+    cluster.ok(
+        1,
+        &["secret", "create", "db-password", secret.to_str().unwrap()],
+    );
+    cluster.ok(
+        1,
+        &[
+            "service", "create", "--detach", "--name", "web", "busybox", "sleep", "600",
+        ],
+    );
+    wait_until("the task running", SETTLE, || {
+        (cluster.running(1, "web").len() == 1).then_some(())
+    });
+    let data = cluster.host(1).data_dir().to_owned();
+    let open = open_to_others(&data);
+    assert!(
+        open.is_empty(),
+        "readable by others after swarm init: {open:?}"
+    );
+
+    // As an older skiffd or a careless copy would leave it.
+    cluster.stop(1);
+    let loosen = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let mut todo = vec![data.clone()];
+    while let Some(path) = todo.pop() {
+        if path.is_dir() {
+            loosen(&path, 0o755);
+            todo.extend(
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else if path.is_file() {
+            loosen(&path, 0o644);
+        }
+    }
+    assert!(!open_to_others(&data).is_empty());
+    cluster.start(1);
+    cluster.eventually_ok(1, &["node", "ls"], SETTLE);
+    let open = open_to_others(&data);
+    assert!(
+        open.is_empty(),
+        "still readable by others after a restart: {open:?}"
+    );
+    assert!(
+        cluster.log(1).contains("now root's alone"),
+        "{}",
+        cluster.log(1)
+    );
+}
+
 #[test]
 fn promotion_and_demotion_keep_quorum() {
     let mut cluster = Cluster::new(4);

@@ -2,6 +2,7 @@
 //! files it bind-mounts (`/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`), and the
 //! image's users, read through a short-lived mount of the container's snapshot.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -33,7 +34,10 @@ pub(crate) fn write_task_files(
         ("hostname", format!("{hostname}\n")),
         ("resolv.conf", resolv),
     ] {
-        std::fs::write(dir.join(name), content)
+        // Readable by any user the container runs as (skiffd's own files are not: umask 077).
+        let path = dir.join(name);
+        std::fs::write(&path, content)
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)))
             .map_err(|e| RuntimeError::io(format!("writing the task's {name}"), e))?;
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! container spec, Docker's default confinement (namespaces, capabilities, masked paths,
 //! devices), the task's mounts and its resource limits.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -168,9 +169,15 @@ fn user_mounts(inputs: &Inputs<'_>) -> Result<Vec<Value>, RuntimeError> {
                 } else {
                     volume_dir(inputs.volumes_dir, &m.source)?
                 };
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    RuntimeError::io(format!("creating volume directory {}", dir.display()), e)
-                })?;
+                // skiffd creates its files for itself alone (umask 077); the volume is the
+                // container's, whatever user it runs as: the mode Docker gives it.
+                std::fs::create_dir_all(&dir)
+                    .and_then(|()| {
+                        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                    })
+                    .map_err(|e| {
+                        RuntimeError::io(format!("creating volume directory {}", dir.display()), e)
+                    })?;
                 json!({"destination": m.target, "type": "bind", "source": dir,
                        "options": ["rbind", "rprivate", ro]})
             }

@@ -122,6 +122,15 @@ fn spawn(spec: &ProcessSpec) -> io::Result<Child> {
         .stderr(Stdio::piped())
         // Its own process group, so that SIGKILL reaches whatever it started too.
         .process_group(0);
+    // SAFETY: umask is async-signal-safe and touches nothing but the child's own mask.
+    // skiffd (and so this shim) creates its files for root alone; the task gets the
+    // conventional mask a container gets from runc.
+    unsafe {
+        command.pre_exec(|| {
+            libc::umask(0o022);
+            Ok(())
+        });
+    }
     if let Some(user) = &spec.user {
         // std does setgroups/setgid/setuid between fork and exec, dropping supplementary
         // groups when it can.

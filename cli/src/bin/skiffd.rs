@@ -72,6 +72,13 @@ fn init_logging(format: &str) {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Everything skiffd writes (state, certificates, the Raft store with the CA key and
+    // secrets, task logs) is for root alone, including what libraries (sled) create. Files
+    // meant for containers get their modes explicitly, and task processes the usual 022.
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     // `skiffd shim ...` supervises one task process (see agent_runtime::process);
     // `skiffd logger ...` logs one container's output (see agent_runtime::containerd).
     let argv: Vec<String> = std::env::args().collect();
@@ -135,6 +142,7 @@ async fn runtime(
 
 async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args.log_format);
+    cli::daemon::secure_data_dir(&args.data_dir)?;
     cli::tls::install_crypto_provider();
     let choice = runtime_choice(&args);
     let runtime = runtime(&args, &choice).await?;

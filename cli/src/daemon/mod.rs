@@ -26,6 +26,28 @@ pub use swarm::SwarmService;
 use membership::Membership;
 use state::DataDir;
 
+/// Makes the data directory for root alone (0700), tightening what an older skiffd or an
+/// operator left readable by others, and says what it changed. Call it before anything
+/// else writes there.
+pub fn secure_data_dir(path: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let changed = DataDir::new(path).secure().with_context(|| {
+        format!(
+            "cannot restrict the data directory {} to root",
+            path.display()
+        )
+    })?;
+    if !changed.is_empty() {
+        tracing::warn!(
+            data_dir = %path.display(),
+            count = changed.len(),
+            first = %changed[0].display(),
+            "files in the data directory were readable or writable by other users; they are now root's alone"
+        );
+    }
+    Ok(())
+}
+
 /// How the daemon was started.
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {

@@ -1,6 +1,6 @@
 //! What a node keeps in its data directory to rejoin its cluster after a restart.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +85,22 @@ impl DataDir {
         Ok(())
     }
 
+    /// Makes the data directory (0700) if it is missing, and tightens anything in it that
+    /// other local users could read or write to what skiffd creates today (see
+    /// [`tighten`]); returns the paths it changed, which the caller logs. The CA key, the
+    /// join tokens and secrets are in the Raft store here, so a world-readable file left by
+    /// an older skiffd, a restore or a careless `cp` must not stay that way.
+    pub fn secure(&self) -> std::io::Result<Vec<PathBuf>> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)?;
+        let mut changed = Vec::new();
+        tighten(&self.root, &mut changed)?;
+        Ok(changed)
+    }
+
     /// Forgets the cluster: state, certificates and Raft data.
     pub fn wipe(&self) -> anyhow::Result<()> {
         for path in [self.state_file(), self.certs(), self.raft(), self.agent()] {
@@ -101,6 +117,46 @@ impl DataDir {
         }
         Ok(())
     }
+}
+
+/// Files a container reads as whatever user it runs as: they keep the modes the runtime
+/// gave them (`hosts`, `hostname` and `resolv.conf` of a container's task directory).
+const CONTAINER_FILES: [&str; 3] = ["hosts", "hostname", "resolv.conf"];
+
+/// Clears the group and other bits of `path` and everything below it, except what
+/// containers use: the contents of named volumes (`containers/volumes/NAME/_data`: the
+/// container's own data, with the modes it chose) and [`CONTAINER_FILES`]. Symbolic links
+/// are not followed.
+fn tighten(path: &Path, changed: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        // Removed meanwhile (a task ending): nothing to tighten.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let in_volumes = path
+        .parent()
+        .and_then(Path::parent)
+        .is_some_and(|p| p.ends_with("containers/volumes"));
+    if meta.is_file() && CONTAINER_FILES.contains(&name) || name == "_data" && in_volumes {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o077))?;
+        changed.push(path.to_owned());
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            tighten(&entry?.path(), changed)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -135,5 +191,52 @@ mod tests {
         std::fs::write(dir.path().join("state.json"), b"{not json").unwrap();
         let err = DataDir::new(dir.path()).load().unwrap_err();
         assert!(format!("{err:#}").contains("remove the data directory"));
+    }
+
+    #[test]
+    fn secure_tightens_what_others_could_read_but_leaves_containers_their_files() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        let data = DataDir::new(&root);
+        assert!(data.secure().unwrap().is_empty());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        std::fs::create_dir_all(root.join("raft")).unwrap();
+        std::fs::write(root.join("raft/db"), b"x").unwrap();
+        let task = root.join("containers/t1");
+        std::fs::create_dir_all(&task).unwrap();
+        std::fs::write(task.join("resolv.conf"), b"nameserver 1.1.1.1").unwrap();
+        std::fs::write(task.join("log"), b"out").unwrap();
+        let volume = root.join("containers/volumes/v/_data");
+        std::fs::create_dir_all(&volume).unwrap();
+        std::fs::write(volume.join("page.html"), b"hi").unwrap();
+        for p in [&root, &root.join("raft"), &task] {
+            set(p, 0o755);
+        }
+        for p in [
+            root.join("raft/db"),
+            task.join("resolv.conf"),
+            task.join("log"),
+        ] {
+            set(&p, 0o644);
+        }
+        set(&volume, 0o755);
+        set(&volume.join("page.html"), 0o644);
+
+        let changed = data.secure().unwrap();
+        assert!(changed.contains(&root.join("raft/db")), "{changed:?}");
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("raft")), 0o700);
+        assert_eq!(mode(&root.join("raft/db")), 0o600);
+        assert_eq!(mode(&task.join("log")), 0o600);
+        // What containers read keeps its modes.
+        assert_eq!(mode(&task.join("resolv.conf")), 0o644);
+        assert_eq!(mode(&volume), 0o755);
+        assert_eq!(mode(&volume.join("page.html")), 0o644);
+        assert!(data.secure().unwrap().is_empty());
     }
 }
