@@ -5,4 +5,5 @@
 
 pub mod client;
 pub mod daemon;
+pub mod logging;
 pub mod tls;

@@ -54,23 +54,6 @@ struct Args {
     network_data_path: String,
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
-    });
-    // Colour codes only for a person at a terminal: in a log file they are noise.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     // Everything skiffd writes (state, certificates, the Raft store with the CA key and
     // secrets, task logs) is for root alone, including what libraries (sled) create. Files
@@ -141,7 +124,7 @@ async fn runtime(
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    init_logging(&args.log_format);
+    cli::logging::init(&args.log_format);
     cli::daemon::secure_data_dir(&args.data_dir)?;
     cli::tls::install_crypto_provider();
     let choice = runtime_choice(&args);
