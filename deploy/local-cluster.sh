@@ -19,18 +19,24 @@
 # root (namespaces) and Debian's packages, installed if missing.
 set -euo pipefail
 
+# Several clusters can be up at once (the tests run one beside yours) when each has its own
+# SKIFF_LOCAL_STATE, SKIFF_LOCAL_NET, SKIFF_LOCAL_NAME (namespace prefix) and
+# SKIFF_LOCAL_BRIDGE; SKIFF_BIN names a directory with skiffd and skiff already built
+# (no release build then).
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="${SKIFF_LOCAL_STATE:-/tmp/skiff-local-cluster}"
 NET="${SKIFF_LOCAL_NET:-10.78.0}"
-BRIDGE=skiffbr0
+NAME="${SKIFF_LOCAL_NAME:-skiff-local}"
+BRIDGE="${SKIFF_LOCAL_BRIDGE:-skiffbr0}"
 PORT=2377
 REGISTRY="$NET.1:5000"
-BIN="$ROOT/target/release"
+BIN="${SKIFF_BIN:-$ROOT/target/release}"
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
 ip_of() { echo "$NET.$(( $1 + 1 ))"; }
 addr_of() { echo "$(ip_of "$1"):$PORT"; }
-ns_of() { echo "skiff-local-$1"; }
+ns_of() { echo "$NAME-$1"; }
+veth_of() { echo "$BRIDGE-$1" | cut -c1-15; }
 sock_of() { echo "$STATE/host$1/skiffd.sock"; }
 skiff_on() { local n=$1; shift; "$BIN/skiff" -H "unix://$(sock_of "$n")" "$@"; }
 count() { ls -d "$STATE"/host* 2>/dev/null | wc -l; }
@@ -51,6 +57,7 @@ install_missing() {
 }
 
 build() {
+  [ -n "${SKIFF_BIN:-}" ] && return 0
   command -v cargo >/dev/null || die "cargo is missing: install Rust from your distribution or rustup"
   echo "building skiff (release)..."
   (cd "$ROOT" && cargo build --release --bins --locked -q)
@@ -65,8 +72,8 @@ make_bridge() {
 make_host() {
   local n=$1 ns; ns=$(ns_of "$1")
   ip netns add "$ns"
-  ip link add "skl$n" type veth peer name eth0 netns "$ns"
-  ip link set "skl$n" master "$BRIDGE" up
+  ip link add "$(veth_of "$n")" type veth peer name eth0 netns "$ns"
+  ip link set "$(veth_of "$n")" master "$BRIDGE" up
   ip -n "$ns" link set lo up
   ip -n "$ns" addr add "$(ip_of "$n")/24" dev eth0
   ip -n "$ns" link set eth0 up
@@ -75,7 +82,7 @@ make_host() {
 runtime_args() {
   local n=$1
   if [ "$(cat "$STATE/runtime")" = containerd ]; then
-    echo "--runtime containerd --containerd-socket $(cat "$STATE/containerd.sock") --containerd-namespace skiff-local-host$n --insecure-registry $REGISTRY"
+    echo "--runtime containerd --containerd-socket $(cat "$STATE/containerd.sock") --containerd-namespace $NAME-host$n --insecure-registry $REGISTRY"
   else
     echo "--runtime process"
   fi
@@ -158,10 +165,10 @@ up() {
   # connection goes to the next of the two tasks, wherever they run.
   echo "Starting a demo web service (2 busybox httpd tasks published on port 8080 of every host)..."
   if [ "$runtime" = containerd ]; then
-    skiff_on 2 service create --name demo --replicas 2 -p 8080:80 "$image" \
+    skiff_on 1 service create --name demo --replicas 2 -p 8080:80 "$image" \
       sh -c 'echo "hello from skiff task $(hostname)" >/www/index.html; exec httpd -f -p 80 -h /www' || true
   else
-    skiff_on 2 service create --name demo --replicas 2 -p 8080:80 busybox \
+    skiff_on 1 service create --name demo --replicas 2 -p 8080:80 busybox \
       sh -c 'd=$(mktemp -d); echo "hello from skiff task $$" >$d/index.html; exec busybox httpd -f -p 80 -h $d' || true
   fi
   skiff_on 1 service ps demo
@@ -206,7 +213,7 @@ down() {
   if [ "$(cat "$STATE/runtime" 2>/dev/null)" = containerd ] && [ -f "$STATE/containerd.sock" ]; then
     local sock cns id
     sock=$(cat "$STATE/containerd.sock")
-    for cns in $(ctr -a "$sock" namespaces ls -q 2>/dev/null | grep '^skiff-local-host' || true); do
+    for cns in $(ctr -a "$sock" namespaces ls -q 2>/dev/null | grep "^$NAME-host" || true); do
       for id in $(ctr -a "$sock" -n "$cns" containers ls -q 2>/dev/null); do
         ctr -a "$sock" -n "$cns" tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || true
         for _ in $(seq 1 30); do ctr -a "$sock" -n "$cns" tasks rm -f "$id" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -215,7 +222,7 @@ down() {
     done
   fi
   local ns
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^skiff-local-' || true); do
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NAME-" || true); do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
   done

@@ -11,7 +11,7 @@ pub mod containerd;
 pub mod netns;
 mod queries;
 
-pub use queries::{task_state, RunningTask};
+pub use queries::{http_get, task_state, RunningTask};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -39,24 +39,44 @@ impl RunningTask {
     }
 }
 
+/// `GET /` sent to `to` from this thread's network namespace; the body, if any.
+pub fn http_get(to: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(3);
+    let mut conn = std::net::TcpStream::connect_timeout(&to, timeout).ok()?;
+    conn.set_read_timeout(Some(timeout)).ok()?;
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).ok()?;
+    let (_, body) = reply.split_once("\r\n\r\n")?;
+    Some(body.trim().to_owned())
+}
+
+/// The tasks among `tasks` that are meant to run and do, as (slot, node ID) pairs.
+fn running_of(tasks: &[Value]) -> Vec<(u64, String)> {
+    tasks
+        .iter()
+        .filter(|t| {
+            task_state(t, "desired") == "TASK_STATE_RUNNING"
+                && task_state(t, "observed") == "TASK_STATE_RUNNING"
+        })
+        .map(|t| {
+            (
+                t["slot"].as_u64().unwrap_or(0),
+                t["node_id"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
 impl Cluster {
     /// `GET /` sent from inside test host `from`'s namespace to `to`; the body, if any.
     pub fn http_get(&self, from: usize, to: std::net::SocketAddr) -> Option<String> {
-        use std::io::{Read, Write};
         self.namespace(from)?;
-        self.on_host(from, move || {
-            let timeout = Duration::from_secs(3);
-            let mut conn = std::net::TcpStream::connect_timeout(&to, timeout).ok()?;
-            conn.set_read_timeout(Some(timeout)).ok()?;
-            conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-            let mut reply = String::new();
-            conn.read_to_string(&mut reply).ok()?;
-            let (_, body) = reply.split_once("\r\n\r\n")?;
-            Some(body.trim().to_owned())
-        })
-        .join()
-        .ok()
-        .flatten()
+        self.on_host(from, move || http_get(to))
+            .join()
+            .ok()
+            .flatten()
     }
 
     /// The tasks of `service` that are meant to run and do, with the host they run on.
@@ -145,21 +165,18 @@ impl Cluster {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("service ps JSON: {e}: {out}"))
     }
 
+    /// `service ps` on host `host`, or `None` while it fails (the managers electing a
+    /// leader after a fault): for waits, which must not give up on the first try.
+    fn try_tasks(&self, host: usize, service: &str) -> Option<Vec<Value>> {
+        let out = self.skiff(host, &["service", "ps", "--format", "json", service]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("service ps JSON"))
+    }
+
     /// Tasks that are meant to run and do, as (slot, node ID) pairs.
     pub fn running(&self, host: usize, service: &str) -> Vec<(u64, String)> {
-        self.tasks(host, service)
-            .iter()
-            .filter(|t| {
-                task_state(t, "desired") == "TASK_STATE_RUNNING"
-                    && task_state(t, "observed") == "TASK_STATE_RUNNING"
-            })
-            .map(|t| {
-                (
-                    t["slot"].as_u64().unwrap_or(0),
-                    t["node_id"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect()
+        running_of(&self.tasks(host, service))
     }
 
     /// Waits until exactly `n` tasks of `service` are meant to run and all of them do.
@@ -171,9 +188,9 @@ impl Cluster {
         within: Duration,
     ) -> Vec<(u64, String)> {
         wait_until(&format!("{n} running tasks of {service}"), within, || {
-            let running = self.running(host, service);
-            let active = self
-                .tasks(host, service)
+            let tasks = self.try_tasks(host, service)?;
+            let running = running_of(&tasks);
+            let active = tasks
                 .iter()
                 .filter(|t| task_state(t, "desired") == "TASK_STATE_RUNNING")
                 .count();

@@ -241,3 +241,81 @@ fn every_host_restarted_brings_the_cluster_and_its_services_back() {
     });
     cluster.wait_running(2, "web", 5, CONVERGE);
 }
+
+/// `deploy/local-cluster.sh` with the given command, on a cluster of this test's own
+/// (state, addresses, namespace and bridge names), with the binaries this test run built.
+fn local_cluster(
+    state: &std::path::Path,
+    name: &str,
+    net: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local-cluster.sh");
+    let bin_dir = integration_tests::bin("skiffd")
+        .parent()
+        .unwrap()
+        .to_owned();
+    std::process::Command::new(script)
+        .args(args)
+        .env("SKIFF_LOCAL_STATE", state)
+        .env("SKIFF_LOCAL_NAME", name)
+        .env("SKIFF_LOCAL_BRIDGE", name)
+        .env("SKIFF_LOCAL_NET", net)
+        .env("SKIFF_BIN", bin_dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run deploy/local-cluster.sh")
+}
+
+#[test]
+fn the_local_cluster_with_one_manager_serves_its_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let name = format!("sklc{}", std::process::id() % 100_000);
+    let net = format!("10.79.{}", std::process::id() % 250 + 1);
+    struct Down<'a>(&'a std::path::Path, &'a str, &'a str);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let out = local_cluster(self.0, self.1, self.2, &["down"]);
+            if std::thread::panicking() {
+                eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+                for n in 1..=3 {
+                    let log = self.0.join(format!("host{n}/skiffd.log"));
+                    eprintln!(
+                        "----- host {n} -----\n{}",
+                        std::fs::read_to_string(log).unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    let _down = Down(&state, &name, &net);
+    let out = local_cluster(
+        &state,
+        &name,
+        &net,
+        &[
+            "up",
+            "--managers",
+            "1",
+            "--workers",
+            "2",
+            "--runtime",
+            "process",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every host answers on the demo's port, through the mesh.
+    for host in 2..=4 {
+        let addr: std::net::SocketAddr = format!("{net}.{host}:8080").parse().unwrap();
+        wait_until(&format!("the demo on {addr}"), CONVERGE, || {
+            integration_tests::http_get(addr).filter(|body| body.contains("hello from skiff task"))
+        });
+    }
+}
