@@ -237,9 +237,9 @@ impl RuntimeError {
     }
 }
 
-/// The name of a task's own network namespace, which the node's network code makes when
-/// the task is on networks; a runtime starts the task inside it when it exists (a task
-/// without networks shares the node's).
+/// The name of a task's own network namespace, which the node's network code makes for
+/// every task; a runtime starts the task inside it when it exists (it does not on a node
+/// without a data path, `skiffd --network-data-path off`, whose tasks share the node's).
 pub fn task_netns_name(task_id: &str) -> String {
     format!("skt-{task_id}")
 }

@@ -13,9 +13,11 @@ mod queries;
 
 pub use queries::{http_get, task_state, RunningTask};
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where cargo put the binaries under test.
@@ -214,6 +216,12 @@ impl Cluster {
     ) -> std::thread::JoinHandle<T> {
         let name = self.namespace(i).expect("test host");
         netns::inside(Path::new("/var/run/netns").join(name), f)
+    }
+
+    /// A TCP server at [`netns::OUTSIDE`], a machine outside the cluster on the test's own
+    /// network (test hosts only).
+    pub fn outside_server(&self) -> OutsideServer {
+        OutsideServer::start(self.network().outside())
     }
 
     /// The namespaces host `i`'s daemon made for its networks (see
@@ -569,6 +577,63 @@ impl Drop for Cluster {
                 );
             }
         }
+    }
+}
+
+/// A TCP server standing for a machine outside the cluster: it keeps the first line of
+/// every connection; it stops when dropped.
+pub struct OutsideServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl OutsideServer {
+    /// Listens on a free port of [`netns::OUTSIDE`] in the namespace at `netns`.
+    fn start(netns: PathBuf) -> Self {
+        let listener = netns::inside(netns, || {
+            let listener = std::net::TcpListener::bind((netns::OUTSIDE, 0))?;
+            listener.set_nonblocking(true)?;
+            Ok::<_, std::io::Error>(listener)
+        })
+        .join()
+        .expect("the binding thread")
+        .expect("listen on the outside address");
+        let addr = listener.local_addr().expect("the outside address");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let recorded = lines.clone();
+        runtime.spawn(async move {
+            use tokio::io::AsyncBufReadExt as _;
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            while let Ok((conn, _)) = listener.accept().await {
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let mut line = String::new();
+                    let mut reader = tokio::io::BufReader::new(conn);
+                    let read = reader.read_line(&mut line);
+                    if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), read).await {
+                        let mut lines = recorded.lock().unwrap_or_else(|e| e.into_inner());
+                        lines.push(line.trim().to_owned());
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            lines,
+            _runtime: runtime,
+        }
+    }
+
+    /// The first lines of the connections so far, in order of arrival.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 

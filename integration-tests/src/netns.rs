@@ -18,6 +18,9 @@ const ETC_NETNS: &str = "/etc/netns";
 const SUBNET: &str = "10.77.0";
 /// The nftables table of the switch that holds partitions.
 const CUT_TABLE: &str = "skiffcut";
+/// An address on the test hosts' network that no host holds: the switch's own, standing
+/// for a machine outside the cluster (see [`TestNetwork::outside`]).
+pub const OUTSIDE: &str = "10.77.0.254";
 
 /// Runs `ip ARGS`, panicking with its error output if it fails.
 fn ip(args: &[&str]) {
@@ -270,6 +273,22 @@ impl TestNetwork {
             )
             .expect("write the test host's resolv.conf");
         }
+    }
+
+    /// Gives the switch [`OUTSIDE`] on the hosts' network, as a machine outside the cluster
+    /// that the hosts reach directly; returns the path of the switch's namespace, where the
+    /// test makes that machine's sockets ([`inside`]).
+    pub fn outside(&self) -> std::path::PathBuf {
+        ip(&[
+            "-n",
+            &self.switch,
+            "addr",
+            "replace",
+            &format!("{OUTSIDE}/24"),
+            "dev",
+            "br0",
+        ]);
+        Path::new("/var/run/netns").join(&self.switch)
     }
 
     /// Host `i`'s address (1-based).

@@ -1,13 +1,15 @@
 //! skiffd with the containerd runtime: services from a registry image, `service logs`,
 //! health checks deciding a task's fate, `skiff image load`, clear failures for missing
-//! images, private images with `--with-registry-auth`, and a killed skiffd whose containers
-//! keep running and are adopted on restart.
+//! images, private images with `--with-registry-auth`, a killed skiffd whose containers
+//! keep running and are adopted on restart, and tasks in namespaces of their own with a way
+//! out of the cluster (containers, and host processes under the process runtime too).
 
 use std::time::Duration;
 
 use integration_tests::containerd::{
     busybox_image, busybox_in_auth_registry, busybox_in_registry, REGISTRY_LOGIN,
 };
+use integration_tests::netns::TestNetwork;
 use integration_tests::{task_state, wait_until, Cluster};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -352,4 +354,180 @@ fn a_private_image_runs_with_registry_auth_and_fails_clearly_without() {
     cluster.wait_running(1, "private", 1, WAIT);
     let inspect = cluster.ok(1, &["service", "inspect", "private"]);
     assert!(!inspect.contains(REGISTRY_LOGIN), "{inspect}");
+}
+
+/// What each task of [`own_namespaces_and_a_way_out`] runs: it tells the machine outside the
+/// cluster (`ADDR PORT`) who it is (`NAME`, its hostname and shell PID: containers differ
+/// by hostname, host processes by PID), retrying until it gets through, then serves that
+/// same line on port 80.
+const CALL_OUT_THEN_SERVE: &str = "me=\"NAME $(hostname)-$$\"; \
+    until echo \"$me\" | busybox nc -w 3 ADDR PORT; do sleep 1; done; \
+    d=$(mktemp -d); echo \"$me\" > $d/index.html; exec busybox httpd -f -p 80 -h $d";
+
+#[test]
+fn containers_get_namespaces_of_their_own_and_reach_outside_the_cluster() {
+    let mut cluster = Cluster::on_network(1).with_containerd();
+    cluster.form(1);
+    let archive = cluster.dir().join("busybox.tar");
+    busybox_image(
+        &archive,
+        "docker.io/library/busybox:test",
+        serde_json::json!({}),
+    );
+    cluster.ok(1, &["image", "load", archive.to_str().unwrap()]);
+    own_namespaces_and_a_way_out(&mut cluster, "busybox:test", false);
+}
+
+#[test]
+fn host_processes_get_namespaces_of_their_own_and_keep_their_addresses_across_a_restart() {
+    let mut cluster = Cluster::on_network(1);
+    cluster.form(1);
+    // The process runtime ignores the image.
+    own_namespaces_and_a_way_out(&mut cluster, "busybox", true);
+}
+
+/// Three replicas of a server on port 80 run on one node, without networks and on an
+/// overlay (publishing its port through the mesh): each in a namespace of its own, which
+/// shows none of the node's interfaces, each with a way out to a machine on the test's
+/// network outside the cluster. With `restart`, the node's daemon is killed and started
+/// again: the tasks keep their addresses and a new task gets another.
+fn own_namespaces_and_a_way_out(cluster: &mut Cluster, image: &str, restart: bool) {
+    let outside = cluster.outside_server();
+    cluster.ok(1, &["network", "create", "front"]);
+    let services: [(&str, &[&str]); 2] = [
+        ("alone", &[]),
+        ("linked", &["--network", "front", "-p", "8080:80"]),
+    ];
+    for (name, options) in services {
+        let command = CALL_OUT_THEN_SERVE
+            .replace("NAME", name)
+            .replace("ADDR", &outside.addr.ip().to_string())
+            .replace("PORT", &outside.addr.port().to_string());
+        let mut args = vec!["service", "create", "--detach", "--name", name];
+        args.extend_from_slice(&["--replicas", "3"]);
+        args.extend_from_slice(options);
+        args.extend_from_slice(&[image, "sh", "-c", &command]);
+        cluster.ok(1, &args);
+    }
+    for (name, _) in services {
+        cluster.wait_running(1, name, 3, WAIT);
+    }
+    let called = wait_until("every task to reach the outside machine", WAIT, || {
+        let lines: std::collections::BTreeSet<String> = outside.lines().into_iter().collect();
+        services
+            .iter()
+            .all(|(name, _)| {
+                let prefix = format!("{name} ");
+                lines.iter().filter(|l| l.starts_with(&prefix)).count() == 3
+            })
+            .then_some(lines)
+    });
+
+    let host_address = format!("{}/", TestNetwork::address(1));
+    let mut addresses = Vec::new();
+    for (name, _) in services {
+        let tasks = cluster.tasks(1, name);
+        assert_eq!(tasks.len(), 3, "no task of {name} failed: {tasks:?}");
+        for task in &tasks {
+            assert_eq!(
+                task_state(task, "observed"),
+                "TASK_STATE_RUNNING",
+                "{task:?}"
+            );
+            let id = task["meta"]["id"].as_str().unwrap_or("");
+            let shown = in_task(cluster, id, &["ip", "-o", "addr"]);
+            for node_only in [host_address.as_str(), "skiff0", "skiff_gwbridge", "skin0"] {
+                assert!(
+                    !shown.contains(node_only),
+                    "task {id} sees {node_only}: {shown}"
+                );
+            }
+            addresses.push(bridge_address(cluster, id, name));
+            // Its own server on port 80, the one that called out.
+            let page = in_task(
+                cluster,
+                id,
+                &["busybox", "wget", "-q", "-O", "-", "http://127.0.0.1/"],
+            );
+            assert!(called.contains(page.trim()), "{page:?} in {called:?}");
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
+    assert_eq!(distinct.len(), 6, "{addresses:?}");
+    let published = format!("{}:8080", TestNetwork::address(1)).parse().unwrap();
+    let page = wait_until("the published port", WAIT, || {
+        cluster.http_get(1, published)
+    });
+    assert!(page.starts_with("linked "), "{page}");
+
+    if restart {
+        let before: Vec<(String, String)> = cluster
+            .tasks(1, "alone")
+            .iter()
+            .map(|t| {
+                let id = t["meta"]["id"].as_str().unwrap_or("").to_owned();
+                let address = bridge_address(cluster, &id, "alone");
+                (id, address)
+            })
+            .collect();
+        cluster.kill(1);
+        cluster.start(1);
+        cluster.eventually_ok(1, &["service", "scale", "--detach", "alone=4"], WAIT);
+        cluster.wait_running(1, "alone", 4, WAIT);
+        let after: Vec<(String, String)> = cluster
+            .tasks(1, "alone")
+            .iter()
+            .map(|t| {
+                let id = t["meta"]["id"].as_str().unwrap_or("").to_owned();
+                let address = bridge_address(cluster, &id, "alone");
+                (id, address)
+            })
+            .collect();
+        for kept in &before {
+            assert!(after.contains(kept), "{kept:?} kept in {after:?}");
+        }
+        let distinct: std::collections::BTreeSet<&String> = after.iter().map(|(_, a)| a).collect();
+        assert_eq!(distinct.len(), 4, "{after:?}");
+    }
+}
+
+/// `ARGS` run in task `id`'s namespace on host 1; its output.
+fn in_task(cluster: &Cluster, id: &str, args: &[&str]) -> String {
+    let out = cluster.in_task(1, id, args);
+    assert!(
+        out.status.success(),
+        "`{}` in task {id}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Task `id`'s address on its node-local bridge (the interface of its default route),
+/// checked to be on the bridge its service's tasks join.
+fn bridge_address(cluster: &Cluster, id: &str, service: &str) -> String {
+    let route = in_task(cluster, id, &["ip", "-4", "route", "show", "default"]);
+    let gateway = if service == "alone" {
+        "172.17.0.1"
+    } else {
+        "172.18.0.1"
+    };
+    assert!(route.contains(&format!("via {gateway} ")), "{route}");
+    let device = route
+        .split_whitespace()
+        .skip_while(|w| *w != "dev")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a device in {route:?}"))
+        .to_owned();
+    let shown = in_task(
+        cluster,
+        id,
+        &["ip", "-4", "-o", "addr", "show", "dev", &device],
+    );
+    shown
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or_else(|| panic!("an address in {shown:?}"))
+        .to_owned()
 }

@@ -451,6 +451,11 @@ fn a_node_that_leaves_removes_its_network_state() {
     );
     made.push(agent_runtime::task_netns_name(&task));
     assert!(in_host(&cluster, 2, &["nft", "list", "tables"]).contains(worker::net::mesh::TABLE));
+    let links = in_host(&cluster, 2, &["ip", "-o", "link"]);
+    assert!(
+        links.contains(worker::net::bridge::GATEWAY_BRIDGE),
+        "the task's way out: {links}"
+    );
 
     cluster.ok(2, &["swarm", "leave"]);
     wait_until("host 2's network state gone", CONVERGE, || {
@@ -474,6 +479,11 @@ fn a_node_that_leaves_removes_its_network_state() {
     assert!(
         !tables.contains("skiff"),
         "skiff's nftables tables are gone: {tables}"
+    );
+    let links = in_host(&cluster, 2, &["ip", "-o", "link"]);
+    assert!(
+        !links.contains("skiff"),
+        "skiff's bridges are gone: {links}"
     );
     assert_eq!(
         get(&cluster, 1, published(2)),

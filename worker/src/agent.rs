@@ -104,9 +104,18 @@ impl Agent {
                 None => self.clean_up(&rt.task_id).await,
             }
         }
-        // Saved but unknown to the runtime: never started, so start afresh.
-        for (_, task) in saved {
-            self.spawn(task, Start::Fresh, Vec::new(), None);
+        // Saved but unknown to the runtime: never started (skiffd stopped while it set up
+        // the task's network or pulled its image). One that may still run starts afresh
+        // when the manager assigns it again, as every new task does, its network first
+        // (the node's networks are not set up before the assignments come, and the runtime
+        // would start it in the node's own namespace without one); the others have nothing
+        // to start.
+        for (id, task) in saved {
+            if self.net.is_some() && serves_network(false, &task) {
+                let _ = tokio::fs::remove_file(self.dir.join(&id)).await;
+            } else {
+                self.spawn(task, Start::Fresh, Vec::new(), None);
+            }
         }
         Ok(())
     }

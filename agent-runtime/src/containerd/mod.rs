@@ -473,7 +473,12 @@ impl Runtime for ContainerdRuntime {
         let netns = crate::task_netns_path(task_id);
         let netns = netns.exists().then_some(netns);
         let hostname = spec::hostname(task_id, container);
-        rootfs::write_task_files(&dir, &hostname, netns.is_some())?;
+        let network = match (&netns, task.networks.is_empty()) {
+            (None, _) => rootfs::TaskNetwork::Node,
+            (Some(_), true) => rootfs::TaskNetwork::Bridge,
+            (Some(_), false) => rootfs::TaskNetwork::Overlays,
+        };
+        rootfs::write_task_files(&dir, &hostname, network)?;
 
         // Under the lease: until the container record names it, nothing else keeps the
         // snapshot from containerd's collector (removing the task removes it explicitly).

@@ -15,19 +15,36 @@ use crate::RuntimeError;
 /// other names to the node's resolvers.
 const EMBEDDED_DNS: &str = "127.0.0.11";
 
+/// Where a task's network is, for its resolvers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskNetwork {
+    /// The node's own namespace (a node without a data path): the node's resolvers as they
+    /// are.
+    Node,
+    /// A namespace of its own on a node-local bridge only: the node's resolvers it can
+    /// reach from there.
+    Bridge,
+    /// A namespace of its own on overlay networks: their embedded DNS server.
+    Overlays,
+}
+
 /// Writes the task's `hosts`, `hostname` and `resolv.conf` into its directory.
 pub(crate) fn write_task_files(
     dir: &Path,
     hostname: &str,
-    on_networks: bool,
+    network: TaskNetwork,
 ) -> Result<(), RuntimeError> {
     let hosts = format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
     );
-    let resolv = if on_networks {
-        format!("nameserver {EMBEDDED_DNS}\noptions ndots:0\n")
-    } else {
-        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let resolv = match network {
+        TaskNetwork::Overlays => format!("nameserver {EMBEDDED_DNS}\noptions ndots:0\n"),
+        TaskNetwork::Node => read("/etc/resolv.conf"),
+        TaskNetwork::Bridge => reachable_resolvers(
+            &read("/etc/resolv.conf"),
+            &read("/run/systemd/resolve/resolv.conf"),
+        ),
     };
     for (name, content) in [
         ("hosts", hosts),
@@ -41,6 +58,27 @@ pub(crate) fn write_task_files(
             .map_err(|e| RuntimeError::io(format!("writing the task's {name}"), e))?;
     }
     Ok(())
+}
+
+/// The node's `resolv.conf` for a task in a namespace of its own, where the node's loopback
+/// resolvers (systemd-resolved's 127.0.0.53, a local cache) answer nobody: without them,
+/// and where none is left, with the upstream servers of systemd-resolved (`upstreams`, its
+/// own resolv.conf), as Docker does. Search domains and options stay.
+fn reachable_resolvers(node: &str, upstreams: &str) -> String {
+    let loopback = |line: &str| {
+        let mut words = line.split_whitespace();
+        words.next() == Some("nameserver")
+            && words
+                .next()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|a| a.is_loopback())
+    };
+    let nameserver = |line: &&str| line.split_whitespace().next() == Some("nameserver");
+    let mut kept: Vec<&str> = node.lines().filter(|l| !loopback(l)).collect();
+    if !kept.iter().any(nameserver) {
+        kept.extend(upstreams.lines().filter(|l| nameserver(l) && !loopback(l)));
+    }
+    kept.iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// Resolves `user` (name or number, with an optional group) against the image's
@@ -107,4 +145,25 @@ fn mount_one(m: &Mount, target: &Path) -> nix::Result<()> {
         flags,
         (!data.is_empty()).then_some(data.as_str()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_on_a_bridge_gets_the_node_resolvers_it_can_reach() {
+        let node = "search example.org\nnameserver 127.0.0.53\noptions edns0\n";
+        let upstreams = "nameserver 192.0.2.53\nnameserver ::1\nsearch lan\n";
+        assert_eq!(
+            reachable_resolvers(node, upstreams),
+            "search example.org\noptions edns0\nnameserver 192.0.2.53\n"
+        );
+        let direct = "nameserver 10.0.0.2\nnameserver 127.0.0.1\n";
+        assert_eq!(
+            reachable_resolvers(direct, upstreams),
+            "nameserver 10.0.0.2\n",
+            "systemd-resolved's upstreams only where nothing else is left"
+        );
+    }
 }

@@ -32,7 +32,8 @@ pub(crate) struct ProcessSpec {
     pub stop_grace_ms: u64,
     /// Rotate the task's log past this size; 0 never rotates.
     pub log_max_bytes: u64,
-    /// The task's own network namespace, when it is on networks.
+    /// The task's own network namespace, where the node made one (every task, unless the
+    /// node runs without a data path).
     #[serde(default)]
     pub netns: Option<PathBuf>,
 }

@@ -52,6 +52,14 @@ struct Args {
     /// (only for several nodes sharing one network namespace, such as loopback test clusters).
     #[arg(long, default_value = "kernel", value_parser = ["kernel", "userspace", "off"])]
     network_data_path: String,
+    /// Subnet of the node-local bridge (`skiff0`) of tasks without networks (Docker's
+    /// `bridge`).
+    #[arg(long, default_value_t = worker::net::bridge::DEFAULT_SUBNET)]
+    bridge_subnet: worker::net::bridge::Subnet,
+    /// Subnet of the node-local bridge (`skiff_gwbridge`) that gives tasks on overlay
+    /// networks their way out (Docker's `docker_gwbridge`).
+    #[arg(long, default_value_t = worker::net::bridge::GATEWAY_SUBNET)]
+    gwbridge_subnet: worker::net::bridge::Subnet,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -141,6 +149,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "kernel" => Some(MeshMode::Kernel),
                 "userspace" => Some(MeshMode::Userspace),
                 _ => None,
+            },
+            bridges: worker::net::bridge::BridgeSubnets {
+                default: args.bridge_subnet,
+                gateway: args.gwbridge_subnet,
             },
         },
         runtime,

@@ -396,5 +396,9 @@ fn data_path(daemon: &Daemon, state: &NodeState) -> Option<Arc<worker::net::data
         &state.node_id,
         underlay,
         mode,
+        worker::net::datapath::BridgeConfig {
+            subnets: daemon.opts.bridges,
+            state_dir: daemon.data.bridges(),
+        },
     )))
 }

@@ -67,6 +67,8 @@ pub struct DaemonOptions {
     /// (only where several nodes share one network namespace, as on loopback development
     /// clusters).
     pub data_path: Option<worker::net::datapath::MeshMode>,
+    /// The subnets of the node-local bridges tasks join (with a data path).
+    pub bridges: worker::net::bridge::BridgeSubnets,
 }
 
 /// The daemon's state, shared by its RPC handlers and background tasks.

@@ -50,6 +50,11 @@ impl DataDir {
         self.root.join("agent")
     }
 
+    /// Where the node-local bridges keep the tasks' address leases.
+    pub fn bridges(&self) -> PathBuf {
+        self.root.join("bridges")
+    }
+
     fn state_file(&self) -> PathBuf {
         self.root.join("state.json")
     }
@@ -103,7 +108,13 @@ impl DataDir {
 
     /// Forgets the cluster: state, certificates and Raft data.
     pub fn wipe(&self) -> anyhow::Result<()> {
-        for path in [self.state_file(), self.certs(), self.raft(), self.agent()] {
+        for path in [
+            self.state_file(),
+            self.certs(),
+            self.raft(),
+            self.agent(),
+            self.bridges(),
+        ] {
             let result = if path.is_dir() {
                 std::fs::remove_dir_all(&path)
             } else {

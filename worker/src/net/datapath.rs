@@ -2,8 +2,13 @@
 //! `ingress`) with their peers, each task's namespace joined to its networks with its DNS
 //! server and VIPs ([`super::discovery`]), and the routing mesh through the node's leg into
 //! `ingress` — in the kernel (nftables) or, where nftables is missing or the node is told
-//! so, in userspace ([`super::proxy`]). The calls block (they run iproute2 and nft): the
-//! agent calls them on the blocking pool.
+//! so, in userspace ([`super::proxy`]). Every task gets a namespace of its own, on a
+//! node-local bridge ([`super::bridge`]): its only network without overlays, its way out
+//! beside them. The calls block (they run iproute2 and nft): the agent calls them on the
+//! blocking pool.
+//!
+//! A node without a data path (`skiffd --network-data-path off`, where several nodes share
+//! one namespace) has no `DataPath`: its tasks run in the node's own namespace.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,6 +19,7 @@ use proto::{
     Network, PortConfig, PortProtocol, Task,
 };
 
+use super::bridge::{Bridge, BridgeSubnets, Bridges};
 use super::discovery::{self, TaskDns};
 use super::host_ports::{self, HostPort};
 use super::mesh::{self, HostForward, Protocol, Published};
@@ -94,6 +100,17 @@ pub struct DataPath {
     tasks: Mutex<HashMap<String, TaskNet>>,
     /// The node's resolvers, for names outside the cluster.
     upstreams: Vec<SocketAddr>,
+    /// The node-local bridges every task has an interface on.
+    bridges: Bridges,
+}
+
+/// Where the node-local bridges are and keep their leases.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// The bridges' subnets.
+    pub subnets: BridgeSubnets,
+    /// Where the tasks' leases on them are kept (the node's state directory).
+    pub state_dir: std::path::PathBuf,
 }
 
 /// A network as the node programs it, with its VXLAN traffic on UDP `port`, and whether it
@@ -114,9 +131,10 @@ fn overlay_of(network: &Network, port: u16) -> Option<(Overlay, bool)> {
 
 impl DataPath {
     /// The data path of node `node_id`, whose underlay (VTEP) address is `underlay`, with
-    /// the mesh in `mode` (the kernel's falls back to userspace where `nft` is missing).
+    /// the mesh in `mode` (the kernel's falls back to userspace where `nft` is missing), the
+    /// tasks' bridges as `bridges` says.
     /// Call it inside the tokio runtime, which the userspace proxies then run on.
-    pub fn new(node_id: &str, underlay: Ipv4Addr, mode: MeshMode) -> Self {
+    pub fn new(node_id: &str, underlay: Ipv4Addr, mode: MeshMode, bridges: BridgeConfig) -> Self {
         let has_nft = std::process::Command::new("nft")
             .arg("--version")
             .output()
@@ -135,6 +153,7 @@ impl DataPath {
             proxies: Mutex::default(),
             tasks: Mutex::default(),
             upstreams: discovery::host_upstreams(),
+            bridges: Bridges::new(bridges.subnets, &bridges.state_dir, has_nft),
         }
     }
 
@@ -261,7 +280,7 @@ impl DataPath {
 
     /// Starts service discovery in `task`'s namespace (its DNS server and VIPs) and
     /// publishes its host-mode ports, unless that is done already; returns the ports as
-    /// bound. A task without networks has no namespace of its own and gets none of it.
+    /// bound. A task without networks has none of it (only its bridge).
     /// Called for new tasks by [`DataPath::attach`] and for tasks adopted after a restart of
     /// the node's daemon, whose servers and ports went with it.
     pub fn serve(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
@@ -426,16 +445,19 @@ impl DataPath {
         Ok(())
     }
 
-    /// Gives `task` its namespace on its networks, before the runtime starts it there, with
-    /// its DNS server, VIPs and host-mode ports ([`DataPath::serve`]); returns the ports as
-    /// bound.
+    /// Gives `task` its namespace, before the runtime starts it there: on its networks,
+    /// with its DNS server, VIPs and host-mode ports ([`DataPath::serve`]), and on a
+    /// node-local bridge, its default route (the gateway bridge beside overlays, the
+    /// default bridge without). Returns the ports as bound.
     pub fn attach(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
-        if task.networks.is_empty() {
-            return Ok(Vec::new());
-        }
         let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
         overlay::create_task_namespace(id)?;
         let ns = overlay::task_namespace(id);
+        let (bridge, ifname) = match task.networks.len() {
+            0 => (Bridge::Default, "eth0".to_owned()),
+            // After the overlays' eth0.. (their names stay as they were).
+            n => (Bridge::Gateway, format!("eth{n}")),
+        };
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for (i, attachment) in task.networks.iter().enumerate() {
             let Some((overlay, _)) = state.networks.get(&attachment.network_id) else {
@@ -451,14 +473,15 @@ impl DataPath {
                 continue;
             };
             self.node
-                .attach(overlay, &ns, &format!("eth{i}"), address, i == 0)?;
+                .attach(overlay, &ns, &format!("eth{i}"), address, false)?;
         }
         drop(state);
+        self.bridges.attach(id, &ns, bridge, &ifname)?;
         self.serve(task)
     }
 
-    /// Stops the task's DNS server, releases its host-mode ports and removes its namespace
-    /// (and so its veth pairs).
+    /// Stops the task's DNS server, releases its host-mode ports, removes its namespace
+    /// (and so its veth pairs) and frees its address on its bridge.
     pub fn detach(&self, task_id: &str) {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
@@ -470,6 +493,7 @@ impl DataPath {
         }
         drop((tasks, state));
         overlay::remove_task_namespace(task_id);
+        self.bridges.release(task_id);
     }
 
     /// Removes everything this node set up (it leaves its cluster).
@@ -492,6 +516,7 @@ impl DataPath {
         for (overlay, _) in state.networks.values() {
             self.node.remove_network(overlay);
         }
+        self.bridges.remove_all();
         *state = State::default();
     }
 }

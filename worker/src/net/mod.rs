@@ -1,9 +1,11 @@
-//! The node's share of the network: overlay networks, the routing mesh's data paths, and
-//! service discovery (DNS and VIPs) in each task's namespace.
+//! The node's share of the network: overlay networks, the node-local bridges that give every
+//! task a namespace of its own and a way out, the routing mesh's data paths, and service
+//! discovery (DNS and VIPs) in each task's namespace.
 //!
 //! The kernel path (nftables DNAT over a round-robin `numgen` map) is the default; where
 //! nftables is missing, [`proxy`] carries the same traffic in userspace.
 
+pub mod bridge;
 pub mod datapath;
 pub mod discovery;
 pub mod dns;

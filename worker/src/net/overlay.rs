@@ -507,7 +507,7 @@ fn short(id: &str) -> String {
 }
 
 /// A bridge-side veth name (at most 15 bytes) unique per task namespace and interface.
-fn veth_name(task_ns: &str, ifname: &str) -> String {
+pub(crate) fn veth_name(task_ns: &str, ifname: &str) -> String {
     let mut hash: u32 = 2166136261;
     for b in task_ns.bytes().chain(ifname.bytes()) {
         hash = (hash ^ b as u32).wrapping_mul(16777619);
@@ -519,11 +519,11 @@ fn namespace_exists(ns: &str) -> bool {
     std::path::Path::new("/var/run/netns").join(ns).exists()
 }
 
-fn run(program: &str, args: &[&str]) -> Result<(), NetError> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), NetError> {
     output(program, args).map(drop)
 }
 
-fn output(program: &str, args: &[&str]) -> Result<String, NetError> {
+pub(crate) fn output(program: &str, args: &[&str]) -> Result<String, NetError> {
     let command = format!("{program} {}", args.join(" "));
     let out = Command::new(program)
         .args(args)
