@@ -80,6 +80,53 @@ fn replicas_spread_scale_and_survive_a_leader_change_mid_scale() {
 }
 
 #[test]
+fn twenty_concurrent_scales_all_succeed_and_one_of_them_wins() {
+    let mut cluster = Cluster::new(2);
+    cluster.form(2);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "web",
+            "--replicas",
+            "0",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    // Each call sets an absolute count: none may fail because another changed the
+    // service first (before, 13 of 20 failed with "changed by someone else").
+    let cluster = &cluster;
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = (1..=20)
+            .map(|n| {
+                let host = 1 + n % 2;
+                let call = scope.spawn(move || {
+                    cluster.skiff(host, &["service", "scale", "--detach", &format!("web={n}")])
+                });
+                (host, call)
+            })
+            .collect();
+        for (host, call) in calls {
+            let out = call.join().unwrap();
+            assert!(
+                out.status.success(),
+                "scale on host {host}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    });
+    let out = cluster.ok(1, &["service", "inspect", "--format", "json", "web"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let replicas = v[0]["spec"]["replicated"]["replicas"].as_u64().unwrap();
+    assert!((1..=20).contains(&replicas), "{replicas}");
+}
+
+#[test]
 fn a_dead_worker_is_replaced_and_drain_moves_tasks() {
     let mut cluster = Cluster::new(4);
     cluster.form(1);
