@@ -481,3 +481,68 @@ fn a_node_that_leaves_removes_its_network_state() {
         "host 2 no longer publishes 8080"
     );
 }
+
+#[test]
+fn a_daemon_restarted_in_a_mount_namespace_of_its_own_serves_the_mesh_and_new_tasks() {
+    let mut cluster = Cluster::on_network(3);
+    cluster.form(1);
+    // The service's only task runs on host 2: every host's mesh goes through host 2's
+    // ingress overlay to reach it.
+    serve(
+        &cluster,
+        "web",
+        &["--constraint", "node.hostname==host2", "-p", "8080:80"],
+    );
+    cluster.wait_running(1, "web", 1, CONVERGE);
+    let page = wait_until("the mesh to answer", CONVERGE, || {
+        get(&cluster, 1, published(2))
+    });
+    let at = |host: usize, port: u16| -> SocketAddr {
+        format!("{}:{port}", TestNetwork::address(host))
+            .parse()
+            .expect("address")
+    };
+    for (round, killed) in [(1u16, true), (2, false)] {
+        // As `deploy/local-cluster.sh` restarts a host: the new daemon does not see the
+        // namespaces its predecessor mounted; the task runs on.
+        if killed {
+            cluster.kill(2);
+        } else {
+            cluster.stop(2);
+        }
+        cluster.start_in_own_mounts(2);
+        let how = if killed { "SIGKILL" } else { "SIGTERM" };
+        for to in 1..=3 {
+            wait_until(
+                &format!("host {to}'s mesh to reach the adopted task after a {how}"),
+                CONVERGE,
+                || get(&cluster, 1 + to % 3, published(to)).filter(|p| *p == page),
+            );
+        }
+        // A new task on host 2 starts on its networks and every host's mesh reaches it.
+        let name = format!("new{round}");
+        let port = 8080 + round;
+        serve(
+            &cluster,
+            &name,
+            &[
+                "--constraint",
+                "node.hostname==host2",
+                "-p",
+                &format!("{port}:80"),
+            ],
+        );
+        cluster.wait_running(1, &name, 1, CONVERGE);
+        for to in 1..=3 {
+            wait_until(
+                &format!("host {to}:{port} to answer after a {how}"),
+                CONVERGE,
+                || get(&cluster, 1 + to % 3, at(to, port)),
+            );
+        }
+        // Nothing is left over in the node's own namespace: the VXLAN devices are all
+        // inside the networks' namespaces.
+        let vxlan = in_host(&cluster, 2, &["ip", "-d", "link", "show", "type", "vxlan"]);
+        assert!(vxlan.trim().is_empty(), "after a {how}: {vxlan}");
+    }
+}

@@ -40,6 +40,10 @@ struct PortProxy {
 struct State {
     /// Networks by ID.
     networks: HashMap<String, (Overlay, bool)>,
+    /// Networks to set up (or check again), by ID: those just sent, and those that could
+    /// not be set up yet, tried again with every message and before a task joins them, since
+    /// the dispatcher sends a network again only when it changes.
+    pending: HashMap<String, (Overlay, bool)>,
     /// Peer VTEPs by network ID.
     peers: HashMap<String, Peers>,
     /// The last mesh applied.
@@ -163,25 +167,18 @@ impl DataPath {
             if change.action == AssignmentAction::Remove as i32 {
                 self.node.remove_network(&overlay);
                 state.networks.remove(&overlay.id);
+                state.pending.remove(&overlay.id);
                 state.peers.remove(&overlay.id);
                 continue;
             }
             listed.push(overlay.id.clone());
-            match self.node.ensure_network(&overlay) {
-                Ok(_) => {
-                    state
-                        .networks
-                        .insert(overlay.id.clone(), (overlay, ingress));
-                }
-                Err(e) => {
-                    tracing::error!(network = %overlay.id, error = %e, "cannot set up the network")
-                }
-            }
+            state.pending.insert(overlay.id.clone(), (overlay, ingress));
         }
         if message.r#type == AssignmentsType::Complete as i32 {
             let stale: Vec<String> = state
                 .networks
                 .keys()
+                .chain(state.pending.keys())
                 .filter(|id| !listed.contains(id))
                 .cloned()
                 .collect();
@@ -189,9 +186,11 @@ impl DataPath {
                 if let Some((overlay, _)) = state.networks.remove(&id) {
                     self.node.remove_network(&overlay);
                 }
+                state.pending.remove(&id);
                 state.peers.remove(&id);
             }
         }
+        self.set_up_networks(&mut state);
         for update in &message.network_peers {
             let peers = Peers {
                 vteps: update
@@ -229,6 +228,24 @@ impl DataPath {
         }
     }
 
+    /// Sets up the pending networks; those that fail stay pending.
+    fn set_up_networks(&self, state: &mut State) {
+        let pending: Vec<(Overlay, bool)> = state.pending.drain().map(|(_, n)| n).collect();
+        for (overlay, ingress) in pending {
+            match self.node.ensure_network(&overlay) {
+                Ok(_) => {
+                    state
+                        .networks
+                        .insert(overlay.id.clone(), (overlay, ingress));
+                }
+                Err(e) => {
+                    tracing::error!(network = %overlay.id, error = %e, "cannot set up the network");
+                    state.pending.insert(overlay.id.clone(), (overlay, ingress));
+                }
+            }
+        }
+    }
+
     /// Brings a task's DNS records and its namespace's rules (DNS ports, VIPs) up to date
     /// with `discovery`.
     fn refresh_task(&self, task_id: &str, net: &mut TaskNet, discovery: &DiscoveryState) {
@@ -259,17 +276,40 @@ impl DataPath {
         }
     }
 
+    /// Makes the namespace of `task`, adopted after a restart of the node's daemon and
+    /// running as process `pid`, reachable by its name again (see [`overlay`]: a daemon in a
+    /// mount namespace of its own does not see its predecessor's). [`DataPath::serve`] then
+    /// joins it to its networks again.
+    pub fn adopt(&self, task: &Task, pid: i32) -> Result<(), NetError> {
+        if task.networks.is_empty() {
+            return Ok(());
+        }
+        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        overlay::adopt_task_namespace(id, pid)
+    }
+
     /// Starts service discovery in `task`'s namespace (its DNS server and VIPs) and
     /// publishes its host-mode ports, unless that is done already; returns the ports as
     /// bound. A task without networks has no namespace of its own and gets none of it.
-    /// Called for new tasks by [`DataPath::attach`] and for tasks adopted after a restart of
-    /// the node's daemon, whose servers and ports went with it.
+    /// Called for tasks adopted after a restart of the node's daemon, whose servers and
+    /// ports went with it, and whose links to their networks may have gone with the
+    /// network namespaces of the daemon before (joined again here).
     pub fn serve(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
         let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
-        let netns = agent_runtime::task_netns_path(id);
-        if task.networks.is_empty() || !netns.exists() {
+        if task.networks.is_empty() || !overlay::task_namespace_is_live(id) {
             return Ok(Vec::new());
         }
+        if let Some(net) = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(net.ports.iter().map(|p| p.config.clone()).collect());
+        }
+        self.join_networks(task)?;
+        self.start_serving(task)
+    }
+
+    /// [`DataPath::serve`] for a task joined to its networks.
+    fn start_serving(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
+        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        let netns = agent_runtime::task_netns_path(id);
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(net) = tasks.get(id) {
@@ -435,8 +475,22 @@ impl DataPath {
         }
         let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
         overlay::create_task_namespace(id)?;
+        self.join_networks(task)?;
+        self.start_serving(task)
+    }
+
+    /// Joins `task`'s namespace to each of its networks (idempotent).
+    fn join_networks(&self, task: &Task) -> Result<(), NetError> {
+        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
         let ns = overlay::task_namespace(id);
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if task
+            .networks
+            .iter()
+            .any(|a| state.pending.contains_key(&a.network_id))
+        {
+            self.set_up_networks(&mut state);
+        }
         for (i, attachment) in task.networks.iter().enumerate() {
             let Some((overlay, _)) = state.networks.get(&attachment.network_id) else {
                 return Err(NetError::Command {
@@ -453,8 +507,7 @@ impl DataPath {
             self.node
                 .attach(overlay, &ns, &format!("eth{i}"), address, i == 0)?;
         }
-        drop(state);
-        self.serve(task)
+        Ok(())
     }
 
     /// Stops the task's DNS server, releases its host-mode ports and removes its namespace

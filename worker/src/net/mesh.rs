@@ -223,22 +223,27 @@ pub fn remove(home: Option<&str>) -> Result<(), NetError> {
 /// `address` (CIDR), and lets the node forward what the mesh sends through it. Returns the
 /// leg's interface name.
 /// The leg's MAC follows from its address, as a task's does, for the other nodes' FDBs.
+/// A leg whose other end is not on this process's ingress bridge leads to a namespace an
+/// earlier skiffd made, gone or going (see [`overlay`]): it is made again.
 pub fn ensure_leg(node: &Node, ingress: &Overlay, address: &str) -> Result<String, NetError> {
     let ns = node.ensure_network(ingress)?;
     let leg = node.leg_name();
     let mac = overlay::mac_for(address)?;
-    match node.home_command(&["link", "show", &leg]) {
+    let present = node.home_command(&["link", "show", &leg]).is_ok();
+    if present && node.in_network(ingress, &["link", "show", "leg0"]).is_ok() {
         // Made by an older skiffd, perhaps with another MAC.
-        Ok(()) => node.home_command(&["link", "set", &leg, "address", &mac])?,
-        Err(_) => {
-            node.home_command(&[
-                "link", "add", &leg, "address", &mac, "mtu", "1450", "type", "veth", "peer",
-                "name", "leg0", "netns", &ns,
-            ])?;
-            node.in_network(ingress, &["link", "set", "leg0", "master", "br0", "up"])?;
-            node.home_command(&["addr", "add", address, "dev", &leg])?;
-            node.home_command(&["link", "set", &leg, "up"])?;
+        node.home_command(&["link", "set", &leg, "address", &mac])?;
+    } else {
+        if present {
+            node.home_command(&["link", "del", &leg])?;
         }
+        node.home_command(&[
+            "link", "add", &leg, "address", &mac, "mtu", "1450", "type", "veth", "peer", "name",
+            "leg0", "netns", &ns,
+        ])?;
+        node.in_network(ingress, &["link", "set", "leg0", "master", "br0", "up"])?;
+        node.home_command(&["addr", "add", address, "dev", &leg])?;
+        node.home_command(&["link", "set", &leg, "up"])?;
     }
     node.sysctl("net.ipv4.ip_forward", "1")?;
     Ok(leg)
