@@ -118,6 +118,7 @@ impl RaftApi for RaftService {
             .map(|(id, n)| WeightedPeer {
                 node_id: id.to_string(),
                 addr: n.addr.clone(),
+                ..Default::default()
             })
             .collect();
         Ok(Response::new(JoinRaftResponse { members }))

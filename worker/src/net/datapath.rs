@@ -16,7 +16,7 @@ use proto::{
 
 use super::discovery::{self, TaskDns};
 use super::host_ports::{self, HostPort};
-use super::mesh::{self, HostForward, Protocol, Published};
+use super::mesh::{self, HostForward, Protected, Protocol, Published};
 use super::overlay::{self, NetError, Node, Overlay};
 use super::proxy::{self, Backends};
 
@@ -52,6 +52,8 @@ struct State {
     discovery: DiscoveryState,
     /// The cluster's VXLAN port, once the dispatcher has said it (0: not yet).
     data_path_port: u16,
+    /// The cluster's own addresses and ports the mesh was last programmed to leave alone.
+    protected: Protected,
 }
 
 /// Who else is on one network.
@@ -61,6 +63,8 @@ struct Peers {
     vteps: Vec<Ipv4Addr>,
     /// Addresses held on other nodes, with their node's VTEP.
     endpoints: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// The other nodes' cluster ports.
+    cluster_ports: Vec<u16>,
 }
 
 /// What the node serves in one task's namespace.
@@ -98,6 +102,9 @@ pub struct DataPath {
     tasks: Mutex<HashMap<String, TaskNet>>,
     /// The node's resolvers, for names outside the cluster.
     upstreams: Vec<SocketAddr>,
+    /// The node's own cluster addresses (where skiffd listens, and what it advertises),
+    /// which the mesh never captures.
+    cluster: Vec<SocketAddr>,
 }
 
 /// A network as the node programs it, with its VXLAN traffic on UDP `port`, and whether it
@@ -139,7 +146,46 @@ impl DataPath {
             proxies: Mutex::default(),
             tasks: Mutex::default(),
             upstreams: discovery::host_upstreams(),
+            cluster: Vec::new(),
         }
+    }
+
+    /// The data path of a node whose skiffd listens on, and advertises, `addrs`: the mesh
+    /// leaves traffic to and from them alone.
+    pub fn with_cluster_addrs(mut self, addrs: Vec<SocketAddr>) -> Self {
+        self.cluster = addrs;
+        self
+    }
+
+    /// The cluster's own addresses and ports as the node knows them now: its own cluster
+    /// addresses, every peer's (every other node is a peer on `ingress`), and the data path
+    /// port.
+    fn protected(&self, state: &State) -> Protected {
+        let mut protected = Protected {
+            nodes: vec![self.node.underlay()],
+            ..Protected::default()
+        };
+        for addr in &self.cluster {
+            if let std::net::IpAddr::V4(ip) = addr.ip() {
+                if !ip.is_unspecified() {
+                    protected.nodes.push(ip);
+                }
+            }
+            protected.tcp.push(addr.port());
+        }
+        for peers in state.peers.values() {
+            protected.nodes.extend(&peers.vteps);
+            protected.tcp.extend(&peers.cluster_ports);
+        }
+        protected.udp.push(match state.data_path_port {
+            0 => overlay::VXLAN_PORT,
+            port => port,
+        });
+        protected.nodes.sort();
+        protected.nodes.dedup();
+        protected.tcp.sort();
+        protected.tcp.dedup();
+        protected
     }
 
     /// Applies the network part of an assignments message: networks made or removed, peers
@@ -203,6 +249,11 @@ impl DataPath {
                     .iter()
                     .filter_map(|e| Some((e.address.parse().ok()?, e.vtep.parse().ok()?)))
                     .collect(),
+                cluster_ports: update
+                    .peers
+                    .iter()
+                    .filter_map(|p| u16::try_from(p.cluster_port).ok().filter(|p| *p != 0))
+                    .collect(),
             };
             state.peers.insert(update.network_id.clone(), peers);
         }
@@ -212,10 +263,21 @@ impl DataPath {
                 tracing::error!(network = %id, error = %e, "cannot program the network's peers");
             }
         }
-        if let Some(wanted) = &message.mesh {
+        // The mesh is programmed again when it changed, or when the cluster's own addresses
+        // did (a node joined), which it must leave alone.
+        let wanted = message.mesh.as_ref().or_else(|| {
+            state
+                .mesh
+                .as_ref()
+                .filter(|_| self.protected(&state) != state.protected)
+        });
+        if let Some(wanted) = wanted.cloned() {
             let host = host_forwards(&self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-            match self.program_mesh(&state, wanted, &host) {
-                Ok(()) => state.mesh = Some(wanted.clone()),
+            match self.program_mesh(&state, &wanted, &host) {
+                Ok(()) => {
+                    state.protected = self.protected(&state);
+                    state.mesh = Some(wanted);
+                }
                 Err(e) => tracing::error!(error = %e, "cannot program the routing mesh"),
             }
         }
@@ -402,12 +464,22 @@ impl DataPath {
                 })
             })
             .collect();
+        let protected = self.protected(state);
         match self.mode {
             MeshMode::Kernel => {
                 mesh::ensure_conntrack(None)?;
-                mesh::apply(None, &mesh::ruleset(&leg, ingress.port, &ports, host))
+                let script = mesh::ruleset(&leg, ingress.port, &ports, host, &protected);
+                mesh::apply(None, &script)
             }
-            MeshMode::Userspace => self.program_proxies(&ports),
+            MeshMode::Userspace => {
+                let (refused, served): (Vec<Published>, Vec<Published>) = ports
+                    .into_iter()
+                    .partition(|p| protected.covers(p.protocol, p.port));
+                for p in refused {
+                    tracing::warn!(port = p.port, protocol = ?p.protocol, "not publishing a port of the cluster's own (its cluster or data path port) through the routing mesh");
+                }
+                self.program_proxies(&served)
+            }
         }
     }
 

@@ -428,6 +428,11 @@ impl Node {
             .remove(&ns);
     }
 
+    /// The node's underlay address (its VTEP).
+    pub(crate) fn underlay(&self) -> Ipv4Addr {
+        self.underlay
+    }
+
     fn home_args(&self) -> Vec<&str> {
         match &self.home {
             Some(home) => vec!["-n", home.as_str()],
