@@ -309,7 +309,14 @@ impl Agent {
         }
     }
 
-    /// Stops and removes every task (the node leaves its cluster).
+    /// The number of tasks the agent runs (or still has to clean up after).
+    pub fn task_count(&self) -> usize {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Stops and removes every task (the node leaves its cluster), all at once: each may
+    /// wait out its stop grace period, and one after another a node of ten tasks that
+    /// ignore SIGTERM took ten of them to leave.
     pub async fn shut_down_all(self: &Arc<Self>) {
         let ids: Vec<String> = self
             .tasks
@@ -318,9 +325,8 @@ impl Agent {
             .keys()
             .cloned()
             .collect();
-        for id in ids {
-            self.remove(&id).await;
-        }
+        tracing::info!(tasks = ids.len(), "stopping the node's tasks");
+        futures::future::join_all(ids.iter().map(|id| self.remove(id))).await;
         if let Some(net) = &self.net {
             let net = net.clone();
             let _ = tokio::task::spawn_blocking(move || net.remove_all()).await;
