@@ -204,13 +204,19 @@ push() {
 }
 
 down() {
-  # Leaving stops each host's tasks; then every process left in a host's namespace goes.
+  # Leaving stops each host's tasks (each within its stop grace period): all hosts at once,
+  # then every process left in a host's namespace goes.
+  local pids=() dir
   for dir in "$STATE"/host*; do
     [ -S "$dir/skiffd.sock" ] || continue
-    "$BIN/skiff" -H "unix://$dir/skiffd.sock" swarm leave --force >/dev/null 2>&1 || true
+    echo "host${dir##*host}: leaving the swarm (stopping its tasks)..."
+    "$BIN/skiff" -H "unix://$dir/skiffd.sock" swarm leave --force >"$dir/leave.log" 2>&1 &
+    pids+=("$!")
   done
+  [ "${#pids[@]}" -eq 0 ] || { wait "${pids[@]}" || true; echo "every host has left"; }
   # Containers outlive their daemons by design: remove this cluster's.
   if [ "$(cat "$STATE/runtime" 2>/dev/null)" = containerd ] && [ -f "$STATE/containerd.sock" ]; then
+    echo "removing the cluster's containers left in containerd..."
     local sock cns id
     sock=$(cat "$STATE/containerd.sock")
     for cns in $(ctr -a "$sock" namespaces ls -q 2>/dev/null | grep "^$NAME-host" || true); do
@@ -221,6 +227,7 @@ down() {
       done
     done
   fi
+  echo "stopping the daemons and removing the hosts' namespaces, the registry and the bridge..."
   local ns
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NAME-" || true); do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true

@@ -253,6 +253,20 @@ impl Cluster {
 
     /// Starts `skiffd` on host `i` and waits until its socket answers.
     pub fn start(&mut self, i: usize) {
+        self.start_with(i, true);
+    }
+
+    /// Starts `skiffd` on test host `i` as `deploy/local-cluster.sh` does, under a plain
+    /// `ip netns exec`: in a mount namespace of its own even when an earlier daemon's tasks
+    /// still run, so that the namespaces that daemon mounted are, to this one, names with
+    /// nothing behind them.
+    pub fn start_in_own_mounts(&mut self, i: usize) {
+        self.start_with(i, false);
+    }
+
+    /// Starts host `i`; with `inherit_mounts`, a test host's daemon starts in the mount
+    /// namespace of its predecessor's tasks, if any still run there.
+    fn start_with(&mut self, i: usize, inherit_mounts: bool) {
         let data_path = self.data_path;
         let runtime_args = self.runtime_args(i);
         let host = &mut self.hosts[i - 1];
@@ -270,6 +284,7 @@ impl Cluster {
             .mount_namespaces
             .iter()
             .rev()
+            .filter(|_| inherit_mounts)
             .find_map(|mnt| netns::process_in(mnt.name()));
         let mut command = match (&host.netns, predecessor) {
             (Some(ns), Some(pid)) => {

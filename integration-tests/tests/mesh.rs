@@ -491,3 +491,161 @@ fn a_node_that_leaves_removes_its_network_state() {
         "host 2 no longer publishes 8080"
     );
 }
+
+#[test]
+fn a_daemon_restarted_in_a_mount_namespace_of_its_own_serves_the_mesh_and_new_tasks() {
+    let mut cluster = Cluster::on_network(3);
+    cluster.form(1);
+    // The service's only task runs on host 2: every host's mesh goes through host 2's
+    // ingress overlay to reach it.
+    serve(
+        &cluster,
+        "web",
+        &["--constraint", "node.hostname==host2", "-p", "8080:80"],
+    );
+    cluster.wait_running(1, "web", 1, CONVERGE);
+    let page = wait_until("the mesh to answer", CONVERGE, || {
+        get(&cluster, 1, published(2))
+    });
+    let at = |host: usize, port: u16| -> SocketAddr {
+        format!("{}:{port}", TestNetwork::address(host))
+            .parse()
+            .expect("address")
+    };
+    for (round, killed) in [(1u16, true), (2, false)] {
+        // As `deploy/local-cluster.sh` restarts a host: the new daemon does not see the
+        // namespaces its predecessor mounted; the task runs on.
+        if killed {
+            cluster.kill(2);
+        } else {
+            cluster.stop(2);
+        }
+        cluster.start_in_own_mounts(2);
+        let how = if killed { "SIGKILL" } else { "SIGTERM" };
+        for to in 1..=3 {
+            wait_until(
+                &format!("host {to}'s mesh to reach the adopted task after a {how}"),
+                CONVERGE,
+                || get(&cluster, 1 + to % 3, published(to)).filter(|p| *p == page),
+            );
+        }
+        // A new task on host 2 starts on its networks and every host's mesh reaches it.
+        let name = format!("new{round}");
+        let port = 8080 + round;
+        serve(
+            &cluster,
+            &name,
+            &[
+                "--constraint",
+                "node.hostname==host2",
+                "-p",
+                &format!("{port}:80"),
+            ],
+        );
+        cluster.wait_running(1, &name, 1, CONVERGE);
+        for to in 1..=3 {
+            wait_until(
+                &format!("host {to}:{port} to answer after a {how}"),
+                CONVERGE,
+                || get(&cluster, 1 + to % 3, at(to, port)),
+            );
+        }
+        // Nothing is left over in the node's own namespace: the VXLAN devices are all
+        // inside the networks' namespaces.
+        let vxlan = in_host(&cluster, 2, &["ip", "-d", "link", "show", "type", "vxlan"]);
+        assert!(vxlan.trim().is_empty(), "after a {how}: {vxlan}");
+    }
+}
+
+#[test]
+fn a_published_cluster_port_never_captures_the_cluster_s_own_traffic() {
+    let mut cluster = Cluster::on_network(3);
+    cluster.form(3);
+    // A published service makes every host program its mesh.
+    serve(&cluster, "web", &["--replicas", "0", "-p", "8080:80"]);
+    let nodes = "10.77.0.2, 10.77.0.3, 10.77.0.4";
+    for host in 1..=3 {
+        wait_until(
+            &format!("host {host}'s mesh to leave the cluster's addresses and ports alone"),
+            CONVERGE,
+            || {
+                let table = in_host(&cluster, host, &["nft", "list", "table", "ip", "skiffmesh"]);
+                (table.contains(&format!("ip daddr {{ {nodes} }} tcp dport 2377 accept"))
+                    && table.contains(&format!("ip daddr {{ {nodes} }} udp dport 4789 accept")))
+                .then_some(())
+            },
+        );
+    }
+    // A port 2377 that got past the control API, as the mesh publishes a port without a
+    // running task, on every host: its rules come after the cluster's own.
+    let captured = "fib daddr type local tcp dport 2377 reject with tcp reset";
+    for host in 1..=3 {
+        for chain in ["prerouting", "output"] {
+            let rule = format!("add rule ip skiffmesh {chain} {captured}");
+            let ns = cluster.namespace(host).expect("test host").to_owned();
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns, "nft"])
+                .args(rule.split(' '))
+                .output()
+                .expect("nft");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // The control plane keeps working on new connections: a follower's daemon starts
+    // again (all its connections new; its own mesh, rebuilt, loses the rule), catches up
+    // with the leader and writes through it.
+    let leader = cluster.leader_host(1);
+    let follower = (1..=3).find(|h| *h != leader).expect("a follower");
+    cluster.kill(follower);
+    cluster.start(follower);
+    cluster.eventually_ok(
+        follower,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "probe",
+            "--replicas",
+            "0",
+            "busybox",
+            "true",
+        ],
+        CONVERGE,
+    );
+    wait_until(
+        "the restarted manager to see both services",
+        CONVERGE,
+        || {
+            let out = cluster.skiff(follower, &["service", "ls", "--quiet"]);
+            (out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 2)
+                .then_some(())
+        },
+    );
+    for host in 1..=3 {
+        wait_until(
+            &format!("host {host} to see every manager reachable"),
+            CONVERGE,
+            || {
+                let statuses = cluster.manager_statuses(host);
+                (statuses.len() == 3
+                    && statuses
+                        .iter()
+                        .all(|(_, s)| !s.is_empty() && s != "Unreachable"))
+                .then_some(())
+            },
+        );
+    }
+    // The rule for 2377 was in place all along on the hosts whose daemon kept running.
+    for host in (1..=3).filter(|h| *h != follower) {
+        let table = in_host(&cluster, host, &["nft", "list", "table", "ip", "skiffmesh"]);
+        assert!(
+            table.contains("tcp dport 2377 reject"),
+            "host {host}: {table}"
+        );
+    }
+}

@@ -518,3 +518,45 @@ fn secrets_and_configs_are_stored_and_secret_data_never_shown() {
     assert_eq!(cluster.ok(1, &["secret", "ls", "-q"]).trim(), "");
     assert_eq!(cluster.ok(1, &["config", "ls", "-q"]).trim(), "");
 }
+
+#[test]
+fn a_worker_leaves_in_one_grace_period_however_many_tasks_ignore_sigterm() {
+    let mut cluster = Cluster::new(2);
+    cluster.form(1);
+    // Ten tasks on the worker that ignore SIGTERM: each is killed only at the end of its
+    // grace period.
+    let grace = Duration::from_secs(5);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "stubborn",
+            "--replicas",
+            "10",
+            "--constraint",
+            "node.hostname==host2",
+            "--stop-grace-period",
+            "5s",
+            "busybox",
+            "sh",
+            "-c",
+            "trap '' TERM; while :; do sleep 1; done",
+        ],
+    );
+    wait_running(&cluster, 1, "stubborn", 10);
+    let started = std::time::Instant::now();
+    let out = cluster.skiff(2, &["swarm", "leave"]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Stopped together, not one grace period after another (ten of them before).
+    assert!(took >= grace, "the tasks had their grace period: {took:?}");
+    assert!(took < 2 * grace, "left in {took:?}");
+    assert!(
+        stderr.contains("Stopping 10 task(s)"),
+        "says what it waits for: {stderr}"
+    );
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use agent_runtime::Runtime;
+use agent_runtime::{Runtime, RuntimeState};
 use prost::Message;
 use proto::{
     assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, PortConfig, Task, TaskState,
@@ -49,6 +49,9 @@ fn serves_network(refused: bool, task: &Task) -> bool {
     !refused && !ended
 }
 
+/// The end of the name of an assignment file being written (see [`Agent::save`]).
+const SAVING: &str = ".saving";
+
 fn task_id(task: &Task) -> &str {
     task.meta.as_ref().map_or("", |m| m.id.as_str())
 }
@@ -83,8 +86,16 @@ impl Agent {
         let mut saved = HashMap::new();
         let mut entries = tokio::fs::read_dir(&self.dir).await?;
         while let Some(entry) = entries.next_entry().await? {
+            if entry.file_name().to_string_lossy().ends_with(SAVING) {
+                // Being written when the daemon stopped; the one before it is in place.
+                let _ = tokio::fs::remove_file(entry.path()).await;
+                continue;
+            }
             let bytes = tokio::fs::read(entry.path()).await?;
             match Task::decode(bytes.as_slice()) {
+                Ok(task) if task_id(&task).is_empty() => {
+                    tracing::warn!(file = %entry.path().display(), "ignoring an empty saved assignment");
+                }
                 Ok(task) => {
                     saved.insert(task_id(&task).to_owned(), task);
                 }
@@ -98,6 +109,20 @@ impl Agent {
             match saved.remove(&rt.task_id) {
                 Some(task) => {
                     tracing::info!(task = %rt.task_id, "adopting a task after restart");
+                    if let (Some(net), RuntimeState::Running { pid: Some(pid) }) =
+                        (&self.net, &rt.state)
+                    {
+                        let (net, adopted, pid) = (net.clone(), task.clone(), *pid);
+                        match tokio::task::spawn_blocking(move || net.adopt(&adopted, pid)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                tracing::error!(task = %rt.task_id, error = %e, "cannot find the adopted task's network namespace")
+                            }
+                            Err(e) => {
+                                tracing::error!(task = %rt.task_id, error = %e, "network adoption failed")
+                            }
+                        }
+                    }
                     // Its ports are bound again when the assignments come.
                     self.spawn(task, Start::Adopt(rt.state), Vec::new(), None);
                 }
@@ -155,9 +180,18 @@ impl Agent {
         );
     }
 
+    /// Saves `task` for [`Agent::recover`], written aside and renamed into place: an
+    /// assignment is saved again with every update, and a daemon killed while writing it
+    /// must not leave an empty file, which would read as no task and get the running task
+    /// cleaned up at the next start.
     async fn save(&self, task: &Task) {
         let path = self.dir.join(task_id(task));
-        if let Err(e) = tokio::fs::write(&path, task.encode_to_vec()).await {
+        let aside = self.dir.join(format!("{}{}", task_id(task), SAVING));
+        let written = match tokio::fs::write(&aside, task.encode_to_vec()).await {
+            Ok(()) => tokio::fs::rename(&aside, &path).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             tracing::warn!(file = %path.display(), error = %e, "cannot save an assignment");
         }
     }
@@ -284,7 +318,14 @@ impl Agent {
         }
     }
 
-    /// Stops and removes every task (the node leaves its cluster).
+    /// The number of tasks the agent runs (or still has to clean up after).
+    pub fn task_count(&self) -> usize {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Stops and removes every task (the node leaves its cluster), all at once: each may
+    /// wait out its stop grace period, and one after another a node of ten tasks that
+    /// ignore SIGTERM took ten of them to leave.
     pub async fn shut_down_all(self: &Arc<Self>) {
         let ids: Vec<String> = self
             .tasks
@@ -293,9 +334,8 @@ impl Agent {
             .keys()
             .cloned()
             .collect();
-        for id in ids {
-            self.remove(&id).await;
-        }
+        tracing::info!(tasks = ids.len(), "stopping the node's tasks");
+        futures::future::join_all(ids.iter().map(|id| self.remove(id))).await;
         if let Some(net) = &self.net {
             let net = net.clone();
             let _ = tokio::task::spawn_blocking(move || net.remove_all()).await;
@@ -324,6 +364,30 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn an_assignment_cut_short_by_a_kill_does_not_read_as_a_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Arc::new(agent_runtime::fake::FakeRuntime::new(Default::default()));
+        let agent = Agent::new(runtime, dir.path().to_owned(), None);
+        let task = Task {
+            meta: Some(proto::Meta {
+                id: "t1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        agent.save(&task).await;
+        // A daemon killed while saving: the file aside, or (before it was written aside)
+        // an empty one.
+        std::fs::write(dir.path().join(format!("t1{SAVING}")), b"").unwrap();
+        std::fs::write(dir.path().join("t2"), b"").unwrap();
+        agent.recover().await.unwrap();
+        let mut ids: Vec<String> = agent.tasks.lock().unwrap().keys().cloned().collect();
+        ids.sort();
+        assert_eq!(ids, ["t1"]);
+        assert!(!dir.path().join(format!("t1{SAVING}")).exists());
     }
 
     #[test]

@@ -103,7 +103,13 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
     let both = vec![Ipv4Addr::new(10, 99, 3, 2), Ipv4Addr::new(10, 99, 3, 3)];
     mesh::apply(
         Some(&node_a.ns),
-        &mesh::ruleset(&leg, overlay::VXLAN_PORT, &published(both), &[]),
+        &mesh::ruleset(
+            &leg,
+            overlay::VXLAN_PORT,
+            &published(both),
+            &[],
+            &mesh::Protected::default(),
+        ),
     )
     .expect("rules");
 
@@ -137,7 +143,13 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
     let only_one = vec![Ipv4Addr::new(10, 99, 3, 2)];
     mesh::apply(
         Some(&node_a.ns),
-        &mesh::ruleset(&leg, overlay::VXLAN_PORT, &published(only_one), &[]),
+        &mesh::ruleset(
+            &leg,
+            overlay::VXLAN_PORT,
+            &published(only_one),
+            &[],
+            &mesh::Protected::default(),
+        ),
     )
     .expect("rules");
     for _ in 0..10 {
@@ -146,7 +158,13 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
     // No task at all: refused at once, not a timeout.
     mesh::apply(
         Some(&node_a.ns),
-        &mesh::ruleset(&leg, overlay::VXLAN_PORT, &published(vec![]), &[]),
+        &mesh::ruleset(
+            &leg,
+            overlay::VXLAN_PORT,
+            &published(vec![]),
+            &[],
+            &mesh::Protected::default(),
+        ),
     )
     .expect("rules");
     assert_eq!(get(&node_b.ns, url), None);

@@ -418,13 +418,36 @@ async fn manager_addr(client: &Client) -> String {
     }
 }
 
+/// How often `swarm leave` says it is still waiting.
+const LEAVE_PROGRESS: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn leave(global: &GlobalOpts, args: LeaveArgs) -> anyhow::Result<()> {
     let client = global.connect().await?;
-    client
-        .swarm()
-        .leave(LeaveRequest { force: args.force })
-        .await
-        .reply(&client)?;
+    // Leaving stops the node's tasks, each within its stop grace period: say so, since that
+    // is what the command waits for.
+    let tasks = match client.swarm().info(InfoRequest {}).await {
+        Ok(info) => info.into_inner().tasks,
+        Err(_) => 0,
+    };
+    if tasks > 0 {
+        eprintln!("Stopping {tasks} task(s) on this node (each within its stop grace period)...");
+    }
+    let started = std::time::Instant::now();
+    let mut swarm = client.swarm();
+    let leaving = swarm.leave(LeaveRequest { force: args.force });
+    tokio::pin!(leaving);
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + LEAVE_PROGRESS, LEAVE_PROGRESS);
+    let reply = loop {
+        tokio::select! {
+            reply = &mut leaving => break reply,
+            _ = tick.tick() => eprintln!(
+                "Still waiting for {tasks} task(s) to stop ({}s)...",
+                started.elapsed().as_secs()
+            ),
+        }
+    };
+    reply.reply(&client)?;
     out("Node left the swarm.");
     Ok(())
 }

@@ -392,13 +392,22 @@ fn data_path(daemon: &Daemon, state: &NodeState) -> Option<Arc<worker::net::data
             return None;
         }
     };
-    Some(Arc::new(worker::net::datapath::DataPath::new(
-        &state.node_id,
-        underlay,
-        mode,
-        worker::net::datapath::BridgeConfig {
-            subnets: daemon.opts.bridges,
-            state_dir: daemon.data.bridges(),
-        },
-    )))
+    // The mesh must never capture the node's own cluster port, where it listens and what
+    // it advertises.
+    let cluster = [&state.listen_addr, &state.advertise_addr]
+        .into_iter()
+        .filter_map(|a| a.parse::<SocketAddr>().ok())
+        .collect();
+    Some(Arc::new(
+        worker::net::datapath::DataPath::new(
+            &state.node_id,
+            underlay,
+            mode,
+            worker::net::datapath::BridgeConfig {
+                subnets: daemon.opts.bridges,
+                state_dir: daemon.data.bridges(),
+            },
+        )
+        .with_cluster_addrs(cluster),
+    ))
 }

@@ -366,6 +366,7 @@ impl Daemon {
                 .and_then(|m| m.leader_node_id())
                 .unwrap_or_default(),
             raft: self.slot.current().map(|m| m.raft().status()),
+            tasks: u32::try_from(m.agent().task_count()).unwrap_or(u32::MAX),
         }
     }
 }

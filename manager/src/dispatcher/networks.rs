@@ -105,19 +105,21 @@ pub fn view(store: &ObjectStore, node_id: &str) -> NetworkView {
     out
 }
 
-/// A node as a VXLAN peer: its underlay IP address (the host of its cluster address).
+/// A node as a VXLAN peer: its underlay IP address (the host of its cluster address), with
+/// its cluster port, which the peers' routing meshes leave alone.
 fn peer(node: &Node) -> Option<WeightedPeer> {
     let addr = &node.status.as_ref()?.addr;
-    let host = match addr.parse::<std::net::SocketAddr>() {
-        Ok(sa) => sa.ip().to_string(),
-        Err(_) => addr
-            .rsplit_once(':')
-            .map_or(addr.as_str(), |(h, _)| h)
-            .to_owned(),
+    let (host, port) = match addr.parse::<std::net::SocketAddr>() {
+        Ok(sa) => (sa.ip().to_string(), sa.port()),
+        Err(_) => match addr.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), p.parse().unwrap_or(0)),
+            None => (addr.clone(), 0),
+        },
     };
     (!host.is_empty()).then(|| WeightedPeer {
         node_id: node.id().to_owned(),
         addr: host,
+        cluster_port: u32::from(port),
     })
 }
 
@@ -229,7 +231,7 @@ mod tests {
                 }),
                 ..node("n2", "127.0.0.3:2377")
             }),
-            create(node("n3", "127.0.0.4:2377")),
+            create(node("n3", "127.0.0.4:2378")),
             create(task("t1", "n1", "back", TaskState::Running)),
             create(task("t2", "n2", "back", TaskState::Running)),
             create(task("t3", "n3", "back", TaskState::Failed)),
@@ -247,11 +249,15 @@ mod tests {
             [("n2", "127.0.0.3")],
             "not itself, not an ended task's node"
         );
-        let ingress: Vec<&str> = v.peers["ingress"]
+        let ingress: Vec<(&str, u32)> = v.peers["ingress"]
             .iter()
-            .map(|p| p.node_id.as_str())
+            .map(|p| (p.node_id.as_str(), p.cluster_port))
             .collect();
-        assert_eq!(ingress, ["n2", "n3"], "every other node, tasks or not");
+        assert_eq!(
+            ingress,
+            [("n2", 2377), ("n3", 2378)],
+            "every other node, tasks or not, with its cluster port for the mesh to leave alone"
+        );
         let endpoints = |v: &NetworkView, network: &str| -> Vec<(String, String)> {
             v.endpoints[network]
                 .iter()

@@ -69,6 +69,7 @@ fn session_view(store: &ObjectStore, node_id: &str, leader: Option<String>) -> S
             (!status.addr.is_empty()).then(|| WeightedPeer {
                 node_id: n.id().to_owned(),
                 addr: status.addr.clone(),
+                ..Default::default()
             })
         })
         .collect();

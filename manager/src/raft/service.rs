@@ -124,6 +124,7 @@ impl RaftApi for RaftService {
             .map(|(id, addr)| WeightedPeer {
                 node_id: id.to_string(),
                 addr,
+                ..Default::default()
             })
             .collect();
         Ok(Response::new(JoinRaftResponse { members }))

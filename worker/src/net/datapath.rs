@@ -22,7 +22,7 @@ use proto::{
 use super::bridge::{Bridge, BridgeSubnets, Bridges};
 use super::discovery::{self, TaskDns};
 use super::host_ports::{self, HostPort};
-use super::mesh::{self, HostForward, Protocol, Published};
+use super::mesh::{self, HostForward, Protected, Protocol, Published};
 use super::overlay::{self, NetError, Node, Overlay};
 use super::proxy::{self, Backends};
 
@@ -46,6 +46,10 @@ struct PortProxy {
 struct State {
     /// Networks by ID.
     networks: HashMap<String, (Overlay, bool)>,
+    /// Networks to set up (or check again), by ID: those just sent, and those that could
+    /// not be set up yet, tried again with every message and before a task joins them, since
+    /// the dispatcher sends a network again only when it changes.
+    pending: HashMap<String, (Overlay, bool)>,
     /// Peer VTEPs by network ID.
     peers: HashMap<String, Peers>,
     /// The last mesh applied.
@@ -54,6 +58,8 @@ struct State {
     discovery: DiscoveryState,
     /// The cluster's VXLAN port, once the dispatcher has said it (0: not yet).
     data_path_port: u16,
+    /// The cluster's own addresses and ports the mesh was last programmed to leave alone.
+    protected: Protected,
 }
 
 /// Who else is on one network.
@@ -63,6 +69,8 @@ struct Peers {
     vteps: Vec<Ipv4Addr>,
     /// Addresses held on other nodes, with their node's VTEP.
     endpoints: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// The other nodes' cluster ports.
+    cluster_ports: Vec<u16>,
 }
 
 /// What the node serves in one task's namespace.
@@ -102,6 +110,9 @@ pub struct DataPath {
     upstreams: Vec<SocketAddr>,
     /// The node-local bridges every task has an interface on.
     bridges: Bridges,
+    /// The node's own cluster addresses (where skiffd listens, and what it advertises),
+    /// which the mesh never captures.
+    cluster: Vec<SocketAddr>,
 }
 
 /// Where the node-local bridges are and keep their leases.
@@ -154,7 +165,46 @@ impl DataPath {
             tasks: Mutex::default(),
             upstreams: discovery::host_upstreams(),
             bridges: Bridges::new(bridges.subnets, &bridges.state_dir, has_nft),
+            cluster: Vec::new(),
         }
+    }
+
+    /// The data path of a node whose skiffd listens on, and advertises, `addrs`: the mesh
+    /// leaves traffic to and from them alone.
+    pub fn with_cluster_addrs(mut self, addrs: Vec<SocketAddr>) -> Self {
+        self.cluster = addrs;
+        self
+    }
+
+    /// The cluster's own addresses and ports as the node knows them now: its own cluster
+    /// addresses, every peer's (every other node is a peer on `ingress`), and the data path
+    /// port.
+    fn protected(&self, state: &State) -> Protected {
+        let mut protected = Protected {
+            nodes: vec![self.node.underlay()],
+            ..Protected::default()
+        };
+        for addr in &self.cluster {
+            if let std::net::IpAddr::V4(ip) = addr.ip() {
+                if !ip.is_unspecified() {
+                    protected.nodes.push(ip);
+                }
+            }
+            protected.tcp.push(addr.port());
+        }
+        for peers in state.peers.values() {
+            protected.nodes.extend(&peers.vteps);
+            protected.tcp.extend(&peers.cluster_ports);
+        }
+        protected.udp.push(match state.data_path_port {
+            0 => overlay::VXLAN_PORT,
+            port => port,
+        });
+        protected.nodes.sort();
+        protected.nodes.dedup();
+        protected.tcp.sort();
+        protected.tcp.dedup();
+        protected
     }
 
     /// Applies the network part of an assignments message: networks made or removed, peers
@@ -182,25 +232,18 @@ impl DataPath {
             if change.action == AssignmentAction::Remove as i32 {
                 self.node.remove_network(&overlay);
                 state.networks.remove(&overlay.id);
+                state.pending.remove(&overlay.id);
                 state.peers.remove(&overlay.id);
                 continue;
             }
             listed.push(overlay.id.clone());
-            match self.node.ensure_network(&overlay) {
-                Ok(_) => {
-                    state
-                        .networks
-                        .insert(overlay.id.clone(), (overlay, ingress));
-                }
-                Err(e) => {
-                    tracing::error!(network = %overlay.id, error = %e, "cannot set up the network")
-                }
-            }
+            state.pending.insert(overlay.id.clone(), (overlay, ingress));
         }
         if message.r#type == AssignmentsType::Complete as i32 {
             let stale: Vec<String> = state
                 .networks
                 .keys()
+                .chain(state.pending.keys())
                 .filter(|id| !listed.contains(id))
                 .cloned()
                 .collect();
@@ -208,9 +251,11 @@ impl DataPath {
                 if let Some((overlay, _)) = state.networks.remove(&id) {
                     self.node.remove_network(&overlay);
                 }
+                state.pending.remove(&id);
                 state.peers.remove(&id);
             }
         }
+        self.set_up_networks(&mut state);
         for update in &message.network_peers {
             let peers = Peers {
                 vteps: update
@@ -223,6 +268,11 @@ impl DataPath {
                     .iter()
                     .filter_map(|e| Some((e.address.parse().ok()?, e.vtep.parse().ok()?)))
                     .collect(),
+                cluster_ports: update
+                    .peers
+                    .iter()
+                    .filter_map(|p| u16::try_from(p.cluster_port).ok().filter(|p| *p != 0))
+                    .collect(),
             };
             state.peers.insert(update.network_id.clone(), peers);
         }
@@ -232,10 +282,21 @@ impl DataPath {
                 tracing::error!(network = %id, error = %e, "cannot program the network's peers");
             }
         }
-        if let Some(wanted) = &message.mesh {
+        // The mesh is programmed again when it changed, or when the cluster's own addresses
+        // did (a node joined), which it must leave alone.
+        let wanted = message.mesh.as_ref().or_else(|| {
+            state
+                .mesh
+                .as_ref()
+                .filter(|_| self.protected(&state) != state.protected)
+        });
+        if let Some(wanted) = wanted.cloned() {
             let host = host_forwards(&self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-            match self.program_mesh(&state, wanted, &host) {
-                Ok(()) => state.mesh = Some(wanted.clone()),
+            match self.program_mesh(&state, &wanted, &host) {
+                Ok(()) => {
+                    state.protected = self.protected(&state);
+                    state.mesh = Some(wanted);
+                }
                 Err(e) => tracing::error!(error = %e, "cannot program the routing mesh"),
             }
         }
@@ -244,6 +305,24 @@ impl DataPath {
             let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
             for (id, net) in tasks.iter_mut() {
                 self.refresh_task(id, net, &state.discovery);
+            }
+        }
+    }
+
+    /// Sets up the pending networks; those that fail stay pending.
+    fn set_up_networks(&self, state: &mut State) {
+        let pending: Vec<(Overlay, bool)> = state.pending.drain().map(|(_, n)| n).collect();
+        for (overlay, ingress) in pending {
+            match self.node.ensure_network(&overlay) {
+                Ok(_) => {
+                    state
+                        .networks
+                        .insert(overlay.id.clone(), (overlay, ingress));
+                }
+                Err(e) => {
+                    tracing::error!(network = %overlay.id, error = %e, "cannot set up the network");
+                    state.pending.insert(overlay.id.clone(), (overlay, ingress));
+                }
             }
         }
     }
@@ -278,17 +357,40 @@ impl DataPath {
         }
     }
 
+    /// Makes the namespace of `task`, adopted after a restart of the node's daemon and
+    /// running as process `pid`, reachable by its name again (see [`overlay`]: a daemon in a
+    /// mount namespace of its own does not see its predecessor's). [`DataPath::serve`] then
+    /// joins it to its networks again.
+    pub fn adopt(&self, task: &Task, pid: i32) -> Result<(), NetError> {
+        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        overlay::adopt_task_namespace(id, pid)
+    }
+
     /// Starts service discovery in `task`'s namespace (its DNS server and VIPs) and
     /// publishes its host-mode ports, unless that is done already; returns the ports as
     /// bound. A task without networks has none of it (only its bridge).
-    /// Called for new tasks by [`DataPath::attach`] and for tasks adopted after a restart of
-    /// the node's daemon, whose servers and ports went with it.
+    /// Called for tasks adopted after a restart of the node's daemon, whose servers and
+    /// ports went with it, and whose links to their networks may have gone with the
+    /// network namespaces of the daemon before (joined again here).
     pub fn serve(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
         let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
-        let netns = agent_runtime::task_netns_path(id);
-        if task.networks.is_empty() || !netns.exists() {
+        if !overlay::task_namespace_is_live(id) {
             return Ok(Vec::new());
         }
+        if let Some(net) = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(net.ports.iter().map(|p| p.config.clone()).collect());
+        }
+        self.join_networks(task)?;
+        if task.networks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.start_serving(task)
+    }
+
+    /// [`DataPath::serve`] for a task joined to its networks.
+    fn start_serving(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
+        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        let netns = agent_runtime::task_netns_path(id);
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(net) = tasks.get(id) {
@@ -381,12 +483,22 @@ impl DataPath {
                 })
             })
             .collect();
+        let protected = self.protected(state);
         match self.mode {
             MeshMode::Kernel => {
                 mesh::ensure_conntrack(None)?;
-                mesh::apply(None, &mesh::ruleset(&leg, ingress.port, &ports, host))
+                let script = mesh::ruleset(&leg, ingress.port, &ports, host, &protected);
+                mesh::apply(None, &script)
             }
-            MeshMode::Userspace => self.program_proxies(&ports),
+            MeshMode::Userspace => {
+                let (refused, served): (Vec<Published>, Vec<Published>) = ports
+                    .into_iter()
+                    .partition(|p| protected.covers(p.protocol, p.port));
+                for p in refused {
+                    tracing::warn!(port = p.port, protocol = ?p.protocol, "not publishing a port of the cluster's own (its cluster or data path port) through the routing mesh");
+                }
+                self.program_proxies(&served)
+            }
         }
     }
 
@@ -452,13 +564,30 @@ impl DataPath {
     pub fn attach(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
         let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
         overlay::create_task_namespace(id)?;
+        self.join_networks(task)?;
+        if task.networks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.start_serving(task)
+    }
+
+    /// Joins `task`'s namespace to each of its networks (idempotent).
+    fn join_networks(&self, task: &Task) -> Result<(), NetError> {
+        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
         let ns = overlay::task_namespace(id);
         let (bridge, ifname) = match task.networks.len() {
             0 => (Bridge::Default, "eth0".to_owned()),
             // After the overlays' eth0.. (their names stay as they were).
             n => (Bridge::Gateway, format!("eth{n}")),
         };
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if task
+            .networks
+            .iter()
+            .any(|a| state.pending.contains_key(&a.network_id))
+        {
+            self.set_up_networks(&mut state);
+        }
         for (i, attachment) in task.networks.iter().enumerate() {
             let Some((overlay, _)) = state.networks.get(&attachment.network_id) else {
                 return Err(NetError::Command {
@@ -477,7 +606,7 @@ impl DataPath {
         }
         drop(state);
         self.bridges.attach(id, &ns, bridge, &ifname)?;
-        self.serve(task)
+        Ok(())
     }
 
     /// Stops the task's DNS server, releases its host-mode ports, removes its namespace

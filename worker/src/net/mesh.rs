@@ -23,6 +23,13 @@
 //! per connection on every node they cross (tens of thousands per node under a steady load
 //! of new connections, towards the table's limit) and a lookup per packet for nothing.
 //!
+//! The cluster's own traffic is never the mesh's: before any DNAT, both NAT chains let
+//! through, untouched, whatever goes to or comes from a node's cluster address on the
+//! cluster's ports (every node's cluster port, TCP, and the data path port, UDP) — see
+//! [`Protected`]. The control API refuses to publish those ports; this holds even for a
+//! port that got past it, which would otherwise take every manager's Raft and session
+//! traffic to a task and cost the cluster its quorum.
+//!
 //! The whole table is rebuilt in one `nft -f` transaction per change, so no stale rule
 //! survives and no half-applied state is ever visible.
 
@@ -120,12 +127,69 @@ pub struct HostForward {
     pub target: SocketAddrV4,
 }
 
+/// The cluster's own addresses and ports, which the mesh never captures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Protected {
+    /// The nodes' cluster (and underlay) addresses, this node's included.
+    pub nodes: Vec<Ipv4Addr>,
+    /// Their cluster ports (where skiffd listens).
+    pub tcp: Vec<u16>,
+    /// The data path port (VXLAN).
+    pub udp: Vec<u16>,
+}
+
+impl Protected {
+    /// Whether a published `port` is one of the cluster's own.
+    pub fn covers(&self, protocol: Protocol, port: u16) -> bool {
+        match protocol {
+            Protocol::Tcp => self.tcp.contains(&port),
+            Protocol::Udp => self.udp.contains(&port),
+        }
+    }
+
+    /// The rules that let the cluster's traffic through before any DNAT: to a node's
+    /// address on a protected port, or from one.
+    fn rules(&self) -> String {
+        let set = |items: Vec<String>| format!("{{ {} }}", items.join(", "));
+        let mut nodes: Vec<Ipv4Addr> = self.nodes.clone();
+        nodes.sort();
+        nodes.dedup();
+        if nodes.is_empty() {
+            return String::new();
+        }
+        let nodes = set(nodes.iter().map(Ipv4Addr::to_string).collect());
+        let mut rules = String::new();
+        for (proto, ports) in [("tcp", &self.tcp), ("udp", &self.udp)] {
+            let mut ports = ports.clone();
+            ports.sort();
+            ports.dedup();
+            if ports.is_empty() {
+                continue;
+            }
+            let ports = set(ports.iter().map(u16::to_string).collect());
+            rules.push_str(&format!(
+                "    ip daddr {nodes} {proto} dport {ports} accept
+    ip saddr {nodes} {proto} sport {ports} accept
+"
+            ));
+        }
+        rules
+    }
+}
+
 /// The nftables script for the mesh: `leg` is the node's interface into the ingress overlay,
 /// `vxlan_port` the overlays' UDP port. A port whose service has no running task refuses
 /// connections at once instead of letting them time out. Ports published in host mode
-/// (`host`) go to their one task, through the same leg.
-pub fn ruleset(leg: &str, vxlan_port: u16, ports: &[Published], host: &[HostForward]) -> String {
-    let mut rules = String::new();
+/// (`host`) go to their one task, through the same leg. Traffic of the cluster itself
+/// (`protected`) passes before any of them.
+pub fn ruleset(
+    leg: &str,
+    vxlan_port: u16,
+    ports: &[Published],
+    host: &[HostForward],
+    protected: &Protected,
+) -> String {
+    let mut rules = protected.rules();
     for h in host {
         rules.push_str(&format!(
             "    fib daddr type local {} dport {} dnat to {}\n",
@@ -223,22 +287,27 @@ pub fn remove(home: Option<&str>) -> Result<(), NetError> {
 /// `address` (CIDR), and lets the node forward what the mesh sends through it. Returns the
 /// leg's interface name.
 /// The leg's MAC follows from its address, as a task's does, for the other nodes' FDBs.
+/// A leg whose other end is not on this process's ingress bridge leads to a namespace an
+/// earlier skiffd made, gone or going (see [`overlay`]): it is made again.
 pub fn ensure_leg(node: &Node, ingress: &Overlay, address: &str) -> Result<String, NetError> {
     let ns = node.ensure_network(ingress)?;
     let leg = node.leg_name();
     let mac = overlay::mac_for(address)?;
-    match node.home_command(&["link", "show", &leg]) {
+    let present = node.home_command(&["link", "show", &leg]).is_ok();
+    if present && node.in_network(ingress, &["link", "show", "leg0"]).is_ok() {
         // Made by an older skiffd, perhaps with another MAC.
-        Ok(()) => node.home_command(&["link", "set", &leg, "address", &mac])?,
-        Err(_) => {
-            node.home_command(&[
-                "link", "add", &leg, "address", &mac, "mtu", "1450", "type", "veth", "peer",
-                "name", "leg0", "netns", &ns,
-            ])?;
-            node.in_network(ingress, &["link", "set", "leg0", "master", "br0", "up"])?;
-            node.home_command(&["addr", "add", address, "dev", &leg])?;
-            node.home_command(&["link", "set", &leg, "up"])?;
+        node.home_command(&["link", "set", &leg, "address", &mac])?;
+    } else {
+        if present {
+            node.home_command(&["link", "del", &leg])?;
         }
+        node.home_command(&[
+            "link", "add", &leg, "address", &mac, "mtu", "1450", "type", "veth", "peer", "name",
+            "leg0", "netns", &ns,
+        ])?;
+        node.in_network(ingress, &["link", "set", "leg0", "master", "br0", "up"])?;
+        node.home_command(&["addr", "add", address, "dev", &leg])?;
+        node.home_command(&["link", "set", &leg, "up"])?;
     }
     node.sysctl("net.ipv4.ip_forward", "1")?;
     Ok(leg)
@@ -272,6 +341,7 @@ mod tests {
                 port: 8081,
                 target: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 7), 80),
             }],
+            &Protected::default(),
         );
         assert!(script.contains(
             "fib daddr type local tcp dport 8080 dnat to numgen inc mod 2 map { 0 : 10.0.0.5, 1 : 10.0.0.6 } : 80"
@@ -293,6 +363,72 @@ mod tests {
         // Both NAT chains carry the ports: from other hosts and from the node itself.
         assert_eq!(script.matches("tcp dport 8080").count(), 2, "{script}");
         assert!(script.starts_with("table ip skiffmesh\ndelete table ip skiffmesh\n"));
+    }
+
+    #[test]
+    fn the_cluster_s_own_ports_pass_before_any_published_port() {
+        // A port that got past the control API: the cluster port, and the data path port.
+        let captured = |protocol, port| Published {
+            protocol,
+            port,
+            target_port: 80,
+            backends: vec![Ipv4Addr::new(10, 0, 0, 5)],
+        };
+        let protected = Protected {
+            nodes: vec![
+                Ipv4Addr::new(192, 168, 1, 12),
+                Ipv4Addr::new(192, 168, 1, 11),
+                Ipv4Addr::new(192, 168, 1, 12),
+            ],
+            tcp: vec![2377, 2400],
+            udp: vec![4789],
+        };
+        let script = ruleset(
+            "skin0",
+            4789,
+            &[captured(Protocol::Tcp, 2377), captured(Protocol::Udp, 4789)],
+            &[HostForward {
+                protocol: Protocol::Tcp,
+                port: 2400,
+                target: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 7), 80),
+            }],
+            &protected,
+        );
+        let nodes = "{ 192.168.1.11, 192.168.1.12 }";
+        let exempt = [
+            format!("ip daddr {nodes} tcp dport {{ 2377, 2400 }} accept"),
+            format!("ip saddr {nodes} tcp sport {{ 2377, 2400 }} accept"),
+            format!("ip daddr {nodes} udp dport {{ 4789 }} accept"),
+            format!("ip saddr {nodes} udp sport {{ 4789 }} accept"),
+        ];
+        for chain in ["prerouting", "output"] {
+            let body = script
+                .split(&format!("chain {chain} {{"))
+                .nth(1)
+                .and_then(|rest| rest.split("  }").next())
+                .unwrap_or_else(|| panic!("no {chain} chain: {script}"));
+            let first_dnat = body.find("dnat").expect("the DNATs");
+            for rule in &exempt {
+                let at = body
+                    .find(rule.as_str())
+                    .unwrap_or_else(|| panic!("{rule} in {chain}: {script}"));
+                assert!(
+                    at < first_dnat,
+                    "{rule} before any DNAT in {chain}: {script}"
+                );
+            }
+        }
+        // Nothing to protect yet (no addresses known): no empty sets, which nft refuses.
+        let bare = ruleset("skin0", 4789, &[], &[], &Protected::default());
+        assert!(!bare.contains("accept\n"), "{bare}");
+        assert!(!bare.contains("{  }"), "{bare}");
+        let no_nodes = Protected {
+            tcp: vec![2377],
+            ..Protected::default()
+        };
+        assert!(!ruleset("skin0", 4789, &[], &[], &no_nodes).contains("dport {"));
+        assert!(protected.covers(Protocol::Tcp, 2400));
+        assert!(!protected.covers(Protocol::Udp, 2377));
     }
 
     #[test]

@@ -22,17 +22,34 @@
 //!
 //! Every operation is idempotent, so the agent can re-apply its whole state after a restart.
 //! The links are made with iproute2 (`ip`, `bridge`), which the node needs anyway.
+//!
+//! A namespace's name under /var/run/netns is a bind mount, and mounts belong to a mount
+//! namespace: a skiffd started under `ip netns exec` (as `deploy/local-cluster.sh` runs
+//! every host's) gets one of its own, so a skiffd started again after it sees the names its
+//! predecessor made as plain empty files ([`NamespaceFile::Stale`]). The namespaces behind
+//! them are gone with that mount namespace (so are their bridges, VXLAN devices and the
+//! veth pairs into them), or live on where nobody can reach them (held by the process
+//! runtime's shims, still in the old mount namespace). Either way the restarted daemon
+//! rebuilds: it removes the name, which also drops the old mount wherever it is (so an
+//! orphaned namespace goes and frees its VNI), makes the network again, mounts each adopted
+//! task's namespace again from its process ([`adopt_task_namespace`]) and joins it to the new
+//! bridge. Under systemd the mounts stay visible and all of this is a no-op.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The default VXLAN port (IANA), as Docker's.
 pub const VXLAN_PORT: u16 = 4789;
 /// Room for the VXLAN header inside a 1500-byte underlay.
 const MTU: &str = "1450";
+/// How long a new VXLAN device waits for its VNI and port to be freed by the device of a
+/// namespace the kernel is still tearing down (the kernel frees namespaces asynchronously,
+/// usually within a second).
+const VNI_RELEASE: Duration = Duration::from_secs(10);
 
 /// What went wrong setting up the network.
 #[derive(Debug, thiserror::Error)]
@@ -112,16 +129,24 @@ impl Node {
         format!("{}{}", namespace_prefix(&self.tag), short(&network.id))
     }
 
-    /// Makes (or keeps) the namespace, bridge and VXLAN device of `network`.
+    /// Makes (or keeps) the namespace, bridge and VXLAN device of `network`; a name left by
+    /// an earlier skiffd without a namespace this process can use is made again.
     pub fn ensure_network(&self, network: &Overlay) -> Result<String, NetError> {
         let ns = self.network_namespace(network);
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
-        if namespace_exists(&ns) {
-            if ports.get(&ns) != Some(&network.port) {
-                self.keep_port(network, &ns)?;
-                ports.insert(ns.clone(), network.port);
+        match namespace_file(&ns) {
+            NamespaceFile::Live => {
+                if ports.get(&ns) != Some(&network.port) {
+                    self.keep_port(network, &ns)?;
+                    ports.insert(ns.clone(), network.port);
+                }
+                return Ok(ns);
             }
-            return Ok(ns);
+            NamespaceFile::Stale => {
+                tracing::info!(network = %network.id, namespace = %ns, "the network's namespace was made by an earlier skiffd in a mount namespace this one does not see; making it again");
+                run("ip", &["netns", "del", &ns])?;
+            }
+            NamespaceFile::Missing => {}
         }
         run("ip", &["netns", "add", &ns])?;
         if let Err(e) = self.build_network(network, &ns) {
@@ -194,7 +219,33 @@ impl Node {
             &port,
             "nolearning",
         ]);
-        run("ip", &add)?;
+        // A device of that name in the node's namespace was left by an earlier attempt whose
+        // move failed: it holds the VNI, and the name.
+        let mut stale = home.clone();
+        stale.extend(["link", "del", &vxlan]);
+        let _ = run("ip", &stale);
+        // The VNI may still be held by the device of a namespace the kernel is tearing down
+        // (an earlier skiffd's, just dropped by `ensure_network`); it is freed within moments.
+        let started = Instant::now();
+        let deadline = started + VNI_RELEASE;
+        loop {
+            match run("ip", &add) {
+                // "File exists", or with newer iproute2 "A VXLAN device with the specified
+                // VNI already exists".
+                Err(NetError::Command { message, .. })
+                    if message.contains("exists") && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
+        if started.elapsed() >= Duration::from_millis(100) {
+            tracing::info!(network = %network.id, waited = ?started.elapsed(), "the network's VNI was freed by the namespace of an earlier skiffd");
+        }
         let mut mv = home.clone();
         mv.extend(["link", "set", &vxlan, "netns", ns]);
         run("ip", &mv)?;
@@ -321,6 +372,9 @@ impl Node {
         if output("ip", &["-n", &ns, "link", "show", &port]).is_ok() {
             return Ok(());
         }
+        // An interface of that name in the task's namespace leads to the bridge of a network
+        // namespace an earlier skiffd made (the task was adopted after a restart): replaced.
+        let _ = run("ip", &["-n", task_ns, "link", "del", ifname]);
         let mac = mac_for(address)?;
         run(
             "ip",
@@ -372,6 +426,11 @@ impl Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ns);
+    }
+
+    /// The node's underlay address (its VTEP).
+    pub(crate) fn underlay(&self) -> Ipv4Addr {
+        self.underlay
     }
 
     fn home_args(&self) -> Vec<&str> {
@@ -486,10 +545,31 @@ pub fn namespace_prefix(node_id: &str) -> String {
 /// Makes the namespace a task runs in (where the runtime looks for it).
 pub fn create_task_namespace(task_id: &str) -> Result<(), NetError> {
     let ns = task_namespace(task_id);
-    if !namespace_exists(&ns) {
-        run("ip", &["netns", "add", &ns])?;
+    match namespace_file(&ns) {
+        NamespaceFile::Live => return Ok(()),
+        // Left by an earlier skiffd for a task that never ran.
+        NamespaceFile::Stale => run("ip", &["netns", "del", &ns])?,
+        NamespaceFile::Missing => {}
     }
-    Ok(())
+    run("ip", &["netns", "add", &ns])
+}
+
+/// Makes the namespace of a task adopted after a restart reachable by its name again, from
+/// `pid`, a process of the task (which runs in it), where the name is not a namespace to this
+/// process: an earlier skiffd mounted it in a mount namespace this one does not see.
+pub fn adopt_task_namespace(task_id: &str, pid: i32) -> Result<(), NetError> {
+    let ns = task_namespace(task_id);
+    match namespace_file(&ns) {
+        NamespaceFile::Live => return Ok(()),
+        NamespaceFile::Stale => run("ip", &["netns", "del", &ns])?,
+        NamespaceFile::Missing => {}
+    }
+    run("ip", &["netns", "attach", &ns, &pid.to_string()])
+}
+
+/// Whether a task's namespace is there for this process to enter.
+pub fn task_namespace_is_live(task_id: &str) -> bool {
+    namespace_file(&task_namespace(task_id)) == NamespaceFile::Live
 }
 
 /// Removes a task's namespace (and so its end of every veth pair).
@@ -515,8 +595,26 @@ pub(crate) fn veth_name(task_ns: &str, ifname: &str) -> String {
     format!("vt{hash:08x}")
 }
 
-fn namespace_exists(ns: &str) -> bool {
-    std::path::Path::new("/var/run/netns").join(ns).exists()
+/// What a namespace's name under /var/run/netns is to this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NamespaceFile {
+    /// No such name.
+    Missing,
+    /// A namespace (the name is a mount of one).
+    Live,
+    /// A name without a namespace behind it: its mount was made in another mount namespace
+    /// (an earlier skiffd's under `ip netns exec`), which this process does not see.
+    Stale,
+}
+
+fn namespace_file(ns: &str) -> NamespaceFile {
+    use nix::sys::statfs::{statfs, NSFS_MAGIC};
+    match statfs(&Path::new(NETNS_DIR).join(ns)) {
+        Ok(fs) if fs.filesystem_type() == NSFS_MAGIC => NamespaceFile::Live,
+        Ok(_) => NamespaceFile::Stale,
+        Err(nix::errno::Errno::ENOENT) => NamespaceFile::Missing,
+        Err(_) => NamespaceFile::Stale,
+    }
 }
 
 pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), NetError> {
