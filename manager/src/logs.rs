@@ -11,7 +11,6 @@ use proto::{LogSelector, SubscribeLogsRequest, SubscribeLogsResponse, Task};
 use tonic::Status;
 
 use crate::manager::Manager;
-use crate::store::StoredObject;
 
 /// Metadata asking a node for the logs of its own tasks (sent by managers only).
 pub const NODE_LOGS: &str = "x-skiff-node-logs";

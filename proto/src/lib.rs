@@ -21,6 +21,21 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Largest listing the control API sends: a cluster of 100,000 tasks lists in about 40 MiB.
 pub const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 
+/// Milliseconds since the Unix epoch: the time format of every stored object and status
+/// (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Task {
+    /// The task's ID (empty for a task without meta, which no store holds).
+    pub fn id(&self) -> &str {
+        self.meta.as_ref().map_or("", |m| m.id.as_str())
+    }
+}
+
 /// The encoded `FileDescriptorSet` of `skiff.proto`, for printing messages as JSON with
 /// their field and enum names.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
