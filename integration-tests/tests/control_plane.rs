@@ -498,6 +498,86 @@ fn the_data_directory_is_root_s_alone_and_a_restart_tightens_it() {
     );
 }
 
+/// Whether any file under `dir` holds `needle`.
+fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let mut todo = vec![dir.to_owned()];
+    while let Some(path) = todo.pop() {
+        if path.is_dir() {
+            todo.extend(
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn a_raft_store_written_before_encryption_opens_encrypted_with_nothing_lost() {
+    let mut cluster = Cluster::new(1);
+    // Snapshots every 5 entries, so the store holds snapshots as well as entries.
+    cluster.form_with(1, &["--snapshot-interval", "5"]);
+    let marker = b"upgrade-s3cr3t-7f3a9c";
+    let secret = cluster.dir().join("secret");
+    std::fs::write(&secret, marker).unwrap();
+    cluster.ok(
+        1,
+        &["secret", "create", "db-password", secret.to_str().unwrap()],
+    );
+    for name in ["one", "two", "three"] {
+        cluster.ok(
+            1,
+            &[
+                "service", "create", "--detach", "--name", name, "busybox", "sleep", "600",
+            ],
+        );
+    }
+    let data = cluster.host(1).data_dir().to_owned();
+    assert!(!any_file_holds(&data, marker), "encrypted from the start");
+
+    // The data directory as the release before encryption at rest left it.
+    cluster.stop(1);
+    let kek_file = data.join("certs/raft.kek");
+    let kek: [u8; 32] = std::fs::read(&kek_file).unwrap().try_into().unwrap();
+    manager::raft::at_rest::write_as_before_encryption(
+        &data.join("raft"),
+        &manager::raft::at_rest::KeyEncryptionKey::from_bytes(kek),
+    )
+    .unwrap();
+    std::fs::remove_file(&kek_file).unwrap();
+    assert!(
+        any_file_holds(&data, marker),
+        "the old release wrote secrets plain"
+    );
+
+    cluster.start(1);
+    let services = cluster.eventually_ok(1, &["service", "ls"], SETTLE);
+    for name in ["one", "two", "three"] {
+        assert!(services.contains(name), "{services}");
+    }
+    assert!(cluster.ok(1, &["secret", "ls"]).contains("db-password"));
+    assert!(
+        cluster.log(1).contains("encrypted at rest"),
+        "{}",
+        cluster.log(1)
+    );
+    assert!(
+        !any_file_holds(&data, marker),
+        "no plain secret left after the upgrade"
+    );
+    // And the cluster goes on writing.
+    cluster.ok(
+        1,
+        &[
+            "service", "create", "--detach", "--name", "four", "busybox", "sleep", "600",
+        ],
+    );
+}
+
 #[test]
 fn promotion_and_demotion_keep_quorum() {
     let mut cluster = Cluster::new(4);

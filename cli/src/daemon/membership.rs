@@ -131,11 +131,13 @@ impl Membership {
     }
 
     async fn start_manager(&self, daemon: &Arc<Daemon>) -> anyhow::Result<Arc<Manager>> {
+        let kek = daemon.data.key_encryption_key()?;
         let raft = RaftNode::open(
             &daemon.data.raft(),
             self.state.raft_id,
             &daemon.opts.raft,
             self.connector.clone(),
+            &kek,
         )
         .await
         .map_err(|e| anyhow!(e))?;

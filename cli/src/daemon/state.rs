@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use manager::raft::at_rest::{KeyEncryptionKey, KEY_LEN};
 use serde::{Deserialize, Serialize};
 
 /// The node's membership, persisted as `state.json`.
@@ -38,6 +39,42 @@ impl DataDir {
     /// Where the node's certificates live.
     pub fn certs(&self) -> PathBuf {
         self.root.join("certs")
+    }
+
+    /// The key that opens the Raft store's data key (`manager::raft::at_rest`), kept
+    /// beside the node's TLS key (`certs/raft.kek`, 0600); made on first use.
+    pub fn key_encryption_key(&self) -> anyhow::Result<KeyEncryptionKey> {
+        use anyhow::Context as _;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = self.certs().join("raft.kek");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|_| {
+                    anyhow::anyhow!(
+                        "{} is damaged (not a {KEY_LEN}-byte key); restore it from a backup, or remove this node's data directory and join again",
+                        path.display()
+                    )
+                })?;
+                Ok(KeyEncryptionKey::from_bytes(bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let kek = KeyEncryptionKey::generate()?;
+                std::fs::create_dir_all(self.certs())
+                    .with_context(|| format!("cannot create {}", self.certs().display()))?;
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                file.write_all(kek.bytes())
+                    .and_then(|()| file.sync_all())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(kek)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
     }
 
     /// Where the manager's Raft storage lives.

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, Mutex};
 
+use super::at_rest::{DataKey, META_TREE};
 use super::types::{LogId, StorageError, TypeConfig};
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -29,11 +30,13 @@ fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> St
     StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
 }
 
-/// The sled-backed log storage; cheap to clone (readers share it).
+/// The sled-backed log storage; cheap to clone (readers share it). Entries are sealed with
+/// the store's data key ([`super::at_rest`]).
 #[derive(Clone)]
 pub struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
+    key: Arc<DataKey>,
     flusher: Arc<Flusher>,
     /// Appends waiting for a flush, in order; the queue's task starts with the first append
     /// (inside the runtime) and ends when the last clone of the store is dropped.
@@ -95,15 +98,16 @@ impl Flusher {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+    /// Opens (or creates) the log in `db`, its entries sealed with `key`.
+    pub fn open(db: &sled::Db, key: Arc<DataKey>) -> Result<Self, StorageError> {
         let open = |name: &str| {
             db.open_tree(name)
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
         };
         Ok(Self {
             log: open("raft_log")?,
-            meta: open("raft_meta")?,
+            meta: open(META_TREE)?,
+            key,
             flusher: Arc::new(Flusher {
                 db: db.clone(),
                 lock: Mutex::new(()),
@@ -139,8 +143,17 @@ impl LogStore {
         self.flusher.flush().await
     }
 
-    fn decode(bytes: &[u8]) -> Result<Entry, StorageError> {
-        bincode::deserialize(bytes).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))
+    fn decode(&self, sealed: &[u8]) -> Result<Entry, StorageError> {
+        let read = |e: &dyn ToString| io_error(ErrorSubject::Logs, ErrorVerb::Read, e.to_string());
+        let bytes = self.key.open(sealed).map_err(|e| read(&e))?;
+        bincode::deserialize(&bytes).map_err(|e| read(&e))
+    }
+
+    fn encode(&self, entry: &Entry) -> Result<Vec<u8>, StorageError> {
+        let write =
+            |e: &dyn ToString| io_error(ErrorSubject::Logs, ErrorVerb::Write, e.to_string());
+        let bytes = bincode::serialize(entry).map_err(|e| write(&e))?;
+        self.key.seal(&bytes).map_err(|e| write(&e))
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
@@ -148,7 +161,7 @@ impl LogStore {
             .log
             .last()
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        last.map(|(_, v)| Self::decode(&v).map(|e| e.log_id))
+        last.map(|(_, v)| self.decode(&v).map(|e| e.log_id))
             .transpose()
     }
 }
@@ -175,7 +188,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            out.push(Self::decode(&value)?);
+            out.push(self.decode(&value)?);
         }
         Ok(out)
     }
@@ -227,9 +240,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            let bytes = bincode::serialize(&entry)
-                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-            batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
+            batch.insert(&entry.log_id.index.to_be_bytes(), self.encode(&entry)?);
         }
         self.log
             .apply_batch(batch)
@@ -292,7 +303,12 @@ mod tests {
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
             let db = sled::open(dir.path())
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-            Ok((dir, LogStore::open(&db)?, StateMachine::open(&db)?))
+            let key = Arc::new(crate::raft::at_rest::DataKey::random());
+            Ok((
+                dir,
+                LogStore::open(&db, key.clone())?,
+                StateMachine::open(&db, key)?,
+            ))
         }
     }
 

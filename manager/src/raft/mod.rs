@@ -4,6 +4,7 @@
 // openraft's storage and network traits fix these error types; boxing them is not ours to do.
 #![allow(clippy::result_large_err)]
 
+pub mod at_rest;
 mod log_store;
 mod network;
 mod node;

@@ -16,6 +16,7 @@ use proto::{ProposeRequest, ReadIndexRequest, StoreBatch};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
+use super::at_rest::KeyEncryptionKey;
 use super::network::{Network, PeerHealth};
 use super::proposals::{Proposals, Refused};
 use super::types::TypeConfig;
@@ -100,12 +101,14 @@ pub struct RaftNode {
 impl RaftNode {
     /// Opens the Raft storage under `dir` and starts the member `id`. A member with existing
     /// state rejoins its group by itself; a new one waits for [`RaftNode::initialize`] or for
-    /// a leader to add it.
+    /// a leader to add it. The storage is encrypted with a data key that `kek` opens
+    /// ([`super::at_rest`]); a store an older release wrote plain is encrypted first.
     pub async fn open(
         dir: &Path,
         id: u64,
         settings: &RaftSettings,
         connector: Arc<dyn Connector>,
+        kek: &KeyEncryptionKey,
     ) -> Result<Self, String> {
         let config = Config {
             cluster_name: "skiff".into(),
@@ -123,12 +126,9 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| format!("invalid Raft settings: {e}"))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|e| format!("cannot open the Raft store in {}: {e}", dir.display()))?;
-        let log = LogStore::open(&db).map_err(|e| e.to_string())?;
-        let sm = StateMachine::open(&db).map_err(|e| e.to_string())?;
+        let (db, key) = super::at_rest::prepare(dir, kek)?;
+        let log = LogStore::open(&db, key.clone()).map_err(|e| e.to_string())?;
+        let sm = StateMachine::open(&db, key).map_err(|e| e.to_string())?;
         let store = sm.handle();
         let health = PeerHealth::default();
         let network = Network::new(connector.clone(), health.clone());

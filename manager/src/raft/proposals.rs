@@ -195,9 +195,15 @@ mod tests {
         use proto::StoreActionKind::{Create, Update};
         let dir = tempfile::tempdir().expect("temp dir");
         let node = Arc::new(
-            RaftNode::open(dir.path(), 1, &RaftSettings::default(), Arc::new(NoPeers))
-                .await
-                .expect("open"),
+            RaftNode::open(
+                dir.path(),
+                1,
+                &RaftSettings::default(),
+                Arc::new(NoPeers),
+                &crate::raft::at_rest::KeyEncryptionKey::generate().unwrap(),
+            )
+            .await
+            .expect("open"),
         );
         node.initialize("127.0.0.1:9").await.expect("initialize");
         let created = node
@@ -259,9 +265,15 @@ mod tests {
     async fn a_removal_reads_again_when_someone_else_wrote_in_between() {
         use proto::StoreActionKind::{Create, Update};
         let dir = tempfile::tempdir().expect("temp dir");
-        let node = RaftNode::open(dir.path(), 1, &RaftSettings::default(), Arc::new(NoPeers))
-            .await
-            .expect("open");
+        let node = RaftNode::open(
+            dir.path(),
+            1,
+            &RaftSettings::default(),
+            Arc::new(NoPeers),
+            &crate::raft::at_rest::KeyEncryptionKey::generate().unwrap(),
+        )
+        .await
+        .expect("open");
         node.initialize("127.0.0.1:9").await.expect("initialize");
         let created = node
             .propose(&one_action(Create, service("s1", "web", 0)))

@@ -15,6 +15,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
+use super::at_rest::DataKey;
 use super::types::{CommandResult, LogId, StorageError, TypeConfig};
 use crate::store::{ApplyError, ObjectStore};
 
@@ -83,10 +84,11 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
-/// Where the last snapshot lives on disk.
+/// Where the last snapshot lives on disk, sealed with the store's data key.
 #[derive(Clone)]
 struct StateMachineDisk {
     tree: sled::Tree,
+    key: Arc<DataKey>,
 }
 
 impl StateMachineDisk {
@@ -98,6 +100,10 @@ impl StateMachineDisk {
         else {
             return Ok(None);
         };
+        let bytes = self
+            .key
+            .open(&bytes)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
         let stored = bincode::deserialize(&bytes)
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
         Ok(Some(stored))
@@ -107,6 +113,10 @@ impl StateMachineDisk {
     fn save(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
         let subject = ErrorSubject::Snapshot(Some(stored.meta.signature()));
         let bytes = bincode::serialize(stored)
+            .map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
+        let bytes = self
+            .key
+            .seal(&bytes)
             .map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
         self.tree
             .insert(SNAPSHOT_KEY, bytes)
@@ -135,12 +145,14 @@ fn io_error(
 }
 
 impl StateMachine {
-    /// Opens the state machine in `db`, restoring the last snapshot if there is one.
-    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+    /// Opens the state machine in `db`, restoring the last snapshot if there is one;
+    /// snapshots are sealed with `key`.
+    pub fn open(db: &sled::Db, key: Arc<DataKey>) -> Result<Self, StorageError> {
         let disk = StateMachineDisk {
             tree: db
                 .open_tree("state_machine")
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?,
+            key,
         };
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let (applied, _) = watch::channel(0);
@@ -395,7 +407,8 @@ mod tests {
     fn open() -> (tempfile::TempDir, StateMachine) {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = sled::open(dir.path()).expect("sled");
-        (dir, StateMachine::open(&db).expect("state machine"))
+        let key = Arc::new(crate::raft::at_rest::DataKey::random());
+        (dir, StateMachine::open(&db, key).expect("state machine"))
     }
 
     use StoreActionKind::{Create, Update};
