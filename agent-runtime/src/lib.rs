@@ -249,6 +249,47 @@ pub fn task_netns_path(task_id: &str) -> std::path::PathBuf {
     std::path::Path::new("/var/run/netns").join(task_netns_name(task_id))
 }
 
+/// Where a task's secrets and configs are on the node: a tmpfs of the task's own that the
+/// worker mounts and fills before the task starts, each file at its path inside the task
+/// (`/run/secrets/db` is `DIR/run/secrets/db`), so nothing of them touches a disk. Outside
+/// the data directory on purpose: nothing under it may hold a secret's bytes.
+pub fn task_files_dir(task_id: &str) -> std::path::PathBuf {
+    std::path::Path::new(TASK_FILES_ROOT).join(task_id)
+}
+
+/// The directory under which [`task_files_dir`]s are.
+pub const TASK_FILES_ROOT: &str = "/run/skiff/files";
+
+/// The environment variable that tells a task of the `process` runtime where its secrets
+/// and configs are (a host process has no mount namespace to put them at their targets).
+pub const TASK_FILES_ENV: &str = "SKIFF_TASK_FILES";
+
+/// The secrets and configs of `container` as (path of the file under [`task_files_dir`],
+/// target inside the task); an error names a target Docker's rules refuse.
+pub fn task_files(
+    task_id: &str,
+    container: &proto::ContainerSpec,
+) -> Result<Vec<(std::path::PathBuf, std::path::PathBuf)>, RuntimeError> {
+    let dir = task_files_dir(task_id);
+    let invalid = |e: proto::task_files::TargetError| RuntimeError::InvalidSpec(e.to_string());
+    let secrets = container
+        .secrets
+        .iter()
+        .map(|r| proto::task_files::secret_target(r).map_err(invalid));
+    let configs = container
+        .configs
+        .iter()
+        .map(|r| proto::task_files::config_target(r).map_err(invalid));
+    secrets
+        .chain(configs)
+        .map(|target| {
+            let target = target?;
+            let inside = target.strip_prefix("/").unwrap_or(&target);
+            Ok((dir.join(inside), target))
+        })
+        .collect()
+}
+
 /// The stop grace period a task spec asks for: `stop_grace_period_ms`, or
 /// [`DEFAULT_STOP_GRACE`] when it is unset (zero means no grace: SIGKILL at once).
 pub fn stop_grace_period(spec: Option<&proto::ContainerSpec>) -> Duration {

@@ -1,5 +1,6 @@
 //! skiff's object model and gRPC services (generated from `proto/skiff.proto`), plus the
-//! formats every node must agree on: object IDs, join tokens and image references.
+//! formats every node must agree on: object IDs, join tokens, image references, and where
+//! a task's secrets and configs go.
 //!
 //! This crate holds no behaviour beyond encoding: the API and the storage schema are one.
 
@@ -12,6 +13,7 @@ pub use generated::*;
 
 pub mod id;
 pub mod reference;
+pub mod task_files;
 pub mod token;
 
 /// Largest request any skiff endpoint accepts (Raft has its own, larger limit for entries

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::controller::{self, Start};
 use crate::net::datapath::DataPath;
 use crate::reporter::Reporter;
+use crate::secrets::{self, TaskFiles};
 
 struct Running {
     task: watch::Sender<Task>,
@@ -35,6 +36,8 @@ pub struct Agent {
     reporter: Reporter,
     dir: PathBuf,
     tasks: Mutex<HashMap<String, Running>>,
+    /// The secrets and configs of the node's tasks, in memory only.
+    files: Arc<TaskFiles>,
 }
 
 /// Whether an update of a task the agent has serves its network (DNS server, VIPs, host
@@ -66,7 +69,13 @@ impl Agent {
             reporter: Reporter::default(),
             dir,
             tasks: Mutex::new(HashMap::new()),
+            files: Arc::default(),
         })
+    }
+
+    /// The IDs of the secrets this node holds now (never their data).
+    pub fn secret_ids(&self) -> Vec<String> {
+        self.files.secret_ids()
     }
 
     /// Where task status waits for the session to send it.
@@ -136,7 +145,7 @@ impl Agent {
         // would start it in the node's own namespace without one); the others have nothing
         // to start.
         for (id, task) in saved {
-            if self.net.is_some() && serves_network(false, &task) {
+            if self.net.is_some() && serves_network(false, &task) || secrets::has_files(&task) {
                 let _ = tokio::fs::remove_file(self.dir.join(&id)).await;
             } else {
                 self.spawn(task, Start::Fresh, Vec::new(), None);
@@ -146,13 +155,13 @@ impl Agent {
     }
 
     /// Runs a controller for `task`, with the host ports its network setup bound, or why
-    /// that setup failed (`refused`: the task is rejected instead of started).
+    /// it cannot start here (`refused`: what failed and the error; the task is rejected).
     fn spawn(
         self: &Arc<Self>,
         task: Task,
         start: Start,
         ports: Vec<PortConfig>,
-        refused: Option<String>,
+        refused: Option<(&'static str, String)>,
     ) {
         let id = task_id(&task).to_owned();
         let refused_here = refused.is_some();
@@ -196,8 +205,10 @@ impl Agent {
         }
     }
 
-    /// Applies what the dispatcher sent: networks first, so that new tasks find theirs.
+    /// Applies what the dispatcher sent: networks, secrets and configs first, so that new
+    /// tasks find theirs.
     pub async fn apply(self: &Arc<Self>, message: AssignmentsMessage) {
+        self.files.apply(&message);
         if let Some(net) = &self.net {
             let (net, networks) = (net.clone(), message.clone());
             let _ = tokio::task::spawn_blocking(move || net.apply(&networks)).await;
@@ -267,18 +278,30 @@ impl Agent {
             }
             None => {
                 let (mut ports, mut refused) = (Vec::new(), None);
+                const NETWORK: &str = "setting up the task's network failed";
                 if let Some(net) = &self.net {
                     let (net, attached) = (net.clone(), task.clone());
                     match tokio::task::spawn_blocking(move || net.attach(&attached)).await {
                         Ok(Ok(bound)) => ports = bound,
                         Ok(Err(e)) => {
                             tracing::error!(task = %id, error = %e, "cannot attach the task to its networks");
-                            refused = Some(e.to_string());
+                            refused = Some((NETWORK, e.to_string()));
                         }
                         Err(e) => {
                             tracing::error!(task = %id, error = %e, "network attachment failed");
-                            refused = Some(format!("network attachment failed: {e}"));
+                            refused = Some((NETWORK, format!("network attachment failed: {e}")));
                         }
+                    }
+                }
+                if refused.is_none() {
+                    let (files, written) = (self.files.clone(), task.clone());
+                    let result = tokio::task::spawn_blocking(move || files.write(&written))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                    if let Err(e) = result {
+                        tracing::error!(task = %id, error = %e, "cannot write the task's secrets and configs");
+                        refused = Some(("writing the task's secrets and configs failed", e));
                     }
                 }
                 self.spawn(task, Start::Fresh, ports, refused)
@@ -316,6 +339,8 @@ impl Agent {
             let (net, id) = (net.clone(), id.to_owned());
             let _ = tokio::task::spawn_blocking(move || net.detach(&id)).await;
         }
+        let id = id.to_owned();
+        let _ = tokio::task::spawn_blocking(move || secrets::remove(&id)).await;
     }
 
     /// The number of tasks the agent runs (or still has to clean up after).

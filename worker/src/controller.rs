@@ -40,8 +40,9 @@ pub struct Network {
     /// The ports it publishes on this node (host mode), as bound; they can change while it
     /// runs (bound again after a restart of the node's daemon).
     pub ports: watch::Receiver<Vec<PortConfig>>,
-    /// Why its network could not be set up, if it could not: the task does not start.
-    pub refused: Option<String>,
+    /// Why the task cannot start here, if it cannot (its network could not be set up, or
+    /// its secrets and configs written): what failed, and the error.
+    pub refused: Option<(&'static str, String)>,
 }
 
 struct Controller {
@@ -124,13 +125,8 @@ impl Controller {
         if wants_stop(&self.task.borrow()) {
             return self.report(TaskState::Shutdown, "stopped before it started", "", None);
         }
-        if let Some(err) = self.network.refused.clone() {
-            return self.report(
-                TaskState::Rejected,
-                "setting up the task's network failed",
-                &err,
-                None,
-            );
+        if let Some((what, err)) = self.network.refused.clone() {
+            return self.report(TaskState::Rejected, what, &err, None);
         }
         self.report(TaskState::Preparing, "preparing", "", None);
         let task = self.task.borrow().clone();

@@ -10,6 +10,7 @@ pub mod health;
 pub mod logs;
 pub mod net;
 pub mod reporter;
+pub mod secrets;
 pub mod session;
 
 use std::sync::Arc;

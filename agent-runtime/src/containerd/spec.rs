@@ -138,6 +138,25 @@ pub(crate) fn volume_dir(volumes_dir: &Path, name: &str) -> Result<PathBuf, Runt
     Ok(volumes_dir.join(name).join("_data"))
 }
 
+/// The task's secrets and configs, each bound read-only at its target from the task's own
+/// tmpfs ([`crate::task_files_dir`]), which the worker filled with the reference's owner
+/// and mode. runc may run in another mount namespace than skiffd (which `ip netns exec`
+/// gives one of its own), so the source is named through skiffd's `/proc/PID/root`, which
+/// reaches the tmpfs whichever namespace it was mounted in.
+fn task_file_mounts(inputs: &Inputs<'_>) -> Result<Vec<Value>, RuntimeError> {
+    let root = format!("/proc/{}/root", std::process::id());
+    crate::task_files(inputs.task_id, inputs.container).map(|files| {
+        files
+            .into_iter()
+            .map(|(source, target)| {
+                json!({"destination": target, "type": "bind",
+                       "source": format!("{root}{}", source.display()),
+                       "options": ["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"]})
+            })
+            .collect()
+    })
+}
+
 fn user_mounts(inputs: &Inputs<'_>) -> Result<Vec<Value>, RuntimeError> {
     let mut mounts = Vec::new();
     for m in &inputs.container.mounts {
@@ -234,6 +253,7 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Value, RuntimeError> {
         json!({"destination": "/etc/resolv.conf", "type": "bind", "source": file("resolv.conf"), "options": ["rbind", "rprivate", "rw"]}),
     ];
     mounts.extend(user_mounts(inputs)?);
+    mounts.extend(task_file_mounts(inputs)?);
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),

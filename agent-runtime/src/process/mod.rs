@@ -8,7 +8,9 @@
 //! one before it. One runtime per state directory at a time.
 //!
 //! What a container would give and a host process cannot is left out: the image (ignored),
-//! hostname, mounts, secrets and configs, resource limits, health checks, OOM detection.
+//! hostname, mounts, resource limits, health checks, OOM detection. Secrets and configs are
+//! on the task's own tmpfs, as for containers, at their targets' paths below the directory
+//! the task finds in `SKIFF_TASK_FILES`.
 
 use std::ffi::OsString;
 use std::io;

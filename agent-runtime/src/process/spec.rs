@@ -124,6 +124,16 @@ pub(crate) fn build(
         env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
         env.push(entry.clone());
     }
+    // A host process cannot have its secrets and configs at their targets: it is told
+    // where they are instead, each at its target's path below that directory.
+    if !container.secrets.is_empty() || !container.configs.is_empty() {
+        crate::task_files(task_id, container)?;
+        env.push(format!(
+            "{}={}",
+            crate::TASK_FILES_ENV,
+            crate::task_files_dir(task_id).display()
+        ));
+    }
 
     Ok(ProcessSpec {
         task_id: task_id.to_string(),

@@ -367,6 +367,7 @@ impl Daemon {
                 .unwrap_or_default(),
             raft: self.slot.current().map(|m| m.raft().status()),
             tasks: u32::try_from(m.agent().task_count()).unwrap_or(u32::MAX),
+            secrets: m.agent().secret_ids(),
         }
     }
 }
