@@ -107,14 +107,21 @@ pub fn validate<T: Named>(object: &T) -> Result<(), Status> {
     Ok(())
 }
 
-/// Refuses removing an object a service still uses.
+/// Refuses removing an object a service still uses, naming every such service.
 pub fn check_unused<T: Named>(store: &ObjectStore, object: &T) -> Result<(), Status> {
-    if let Some(service) = store.list::<Service>().find(|s| T::used_by(s, object.id())) {
+    let users: Vec<&str> = store
+        .list::<Service>()
+        .filter(|s| T::used_by(s, object.id()))
+        .map(|s| s.name().unwrap_or_default())
+        .collect();
+    if !users.is_empty() {
         return Err(refused(format!(
-            "{} {} is in use by service {}; remove it from the service first",
+            "{} {} is in use by service {}; remove it from {} first (service update --{}-rm)",
             T::WHAT,
             object.parts().0,
-            service.name().unwrap_or_default()
+            users.join(", "),
+            if users.len() == 1 { "it" } else { "them" },
+            T::WHAT
         )));
     }
     Ok(())

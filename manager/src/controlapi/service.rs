@@ -284,8 +284,67 @@ pub fn check_against_store(
     own_id: &str,
 ) -> Result<(), Status> {
     super::network::resolve_service_networks(store, spec)?;
+    resolve_secrets_and_configs(store, spec)?;
     check_reserved_ports(store, spec)?;
     check_ports(store, spec, own_id)
+}
+
+/// Resolves the secrets and configs a spec refers to (by ID or name: both are filled in)
+/// and checks their targets, so that a reference to nothing, or two files at one target,
+/// fails before anything is written.
+fn resolve_secrets_and_configs(store: &ObjectStore, spec: &mut ServiceSpec) -> Result<(), Status> {
+    use proto::task_files::{config_target, secret_target};
+    let Some(container) = spec
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container.as_mut())
+    else {
+        return Ok(());
+    };
+    let mut targets = std::collections::BTreeSet::new();
+    for r in &mut container.secrets {
+        let reference = if r.secret_id.is_empty() {
+            &r.secret_name
+        } else {
+            &r.secret_id
+        };
+        let secret = store.resolve::<proto::Secret>(reference).map_err(|_| {
+            invalid(format!(
+                "secret {reference} not found: create it first with `skiff secret create {reference} FILE`"
+            ))
+        })?;
+        r.secret_id = secret.id().to_owned();
+        r.secret_name = secret.name().unwrap_or_default().to_owned();
+        let target = secret_target(r).map_err(|e| invalid(e.to_string()))?;
+        if !targets.insert(target.clone()) {
+            return Err(invalid(format!(
+                "two secrets or configs would be written to {}: give each its own target",
+                target.display()
+            )));
+        }
+    }
+    for r in &mut container.configs {
+        let reference = if r.config_id.is_empty() {
+            &r.config_name
+        } else {
+            &r.config_id
+        };
+        let config = store.resolve::<proto::Config>(reference).map_err(|_| {
+            invalid(format!(
+                "config {reference} not found: create it first with `skiff config create {reference} FILE`"
+            ))
+        })?;
+        r.config_id = config.id().to_owned();
+        r.config_name = config.name().unwrap_or_default().to_owned();
+        let target = config_target(r).map_err(|e| invalid(e.to_string()))?;
+        if !targets.insert(target.clone()) {
+            return Err(invalid(format!(
+                "two secrets or configs would be written to {}: give each its own target",
+                target.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The cluster port when a node says nothing else (Docker's).

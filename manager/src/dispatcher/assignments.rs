@@ -1,6 +1,6 @@
-//! What each node is told to run: its tasks and the networks they use (with their peers),
-//! the routing mesh it serves and the service discovery of its tasks' networks; first all
-//! of it, then the changes.
+//! What each node is told to run: its tasks, the networks they use (with their peers) and
+//! the secrets and configs they refer to, the routing mesh it serves and the service
+//! discovery of its tasks' networks; first all of it, then the changes.
 
 use std::collections::HashMap;
 
@@ -12,6 +12,7 @@ use proto::{
 };
 
 use super::networks::{self, NetworkView};
+use super::secrets::{self, SecretsView};
 use super::{discovery, mesh};
 use crate::allocator;
 use crate::orchestrator::{is_active, is_terminal, observed};
@@ -35,6 +36,7 @@ fn deliverable(store: &ObjectStore, task: &Task, node_id: &str) -> bool {
 pub struct NodeAssignments {
     sent: HashMap<String, u64>,
     networks: NetworkView,
+    secrets: SecretsView,
     mesh: Option<MeshState>,
     discovery: Option<DiscoveryState>,
 }
@@ -80,11 +82,68 @@ impl NodeAssignments {
         };
         self.networks = NetworkView::default();
         self.network_changes(store, node_id, &mut message);
+        self.secrets = SecretsView::default();
+        self.secret_changes(store, node_id, &mut message);
         self.mesh = None;
         self.mesh_change(store, node_id, &mut message);
         self.discovery = None;
         self.discovery_change(store, node_id, &mut message);
         message
+    }
+
+    /// Adds to `message` the secrets and configs the node's tasks now need and it lacks (or
+    /// holds at another version), and the removal of those no task of it needs any more.
+    fn secret_changes(
+        &mut self,
+        store: &ObjectStore,
+        node_id: &str,
+        message: &mut AssignmentsMessage,
+    ) {
+        let now = secrets::view(store, node_id);
+        let item_change = |action: AssignmentAction, item| AssignmentChange {
+            action: action as i32,
+            assignment: Some(Assignment { item: Some(item) }),
+        };
+        for (id, secret) in &now.secrets {
+            if self.secrets.secrets.get(id).map(|s| s.version()) != Some(secret.version()) {
+                let item = assignment::Item::Secret(secret.clone());
+                message
+                    .changes
+                    .push(item_change(AssignmentAction::Update, item));
+            }
+        }
+        for (id, config) in &now.configs {
+            if self.secrets.configs.get(id).map(|c| c.version()) != Some(config.version()) {
+                let item = assignment::Item::Config(config.clone());
+                message
+                    .changes
+                    .push(item_change(AssignmentAction::Update, item));
+            }
+        }
+        // Removals name the object only: a node dropping a secret needs no bytes for it.
+        for (id, secret) in &self.secrets.secrets {
+            if !now.secrets.contains_key(id) {
+                let item = assignment::Item::Secret(proto::Secret {
+                    meta: secret.meta.clone(),
+                    spec: None,
+                });
+                message
+                    .changes
+                    .push(item_change(AssignmentAction::Remove, item));
+            }
+        }
+        for (id, config) in &self.secrets.configs {
+            if !now.configs.contains_key(id) {
+                let item = assignment::Item::Config(proto::Config {
+                    meta: config.meta.clone(),
+                    spec: None,
+                });
+                message
+                    .changes
+                    .push(item_change(AssignmentAction::Remove, item));
+            }
+        }
+        self.secrets = now;
     }
 
     /// Adds the node's service discovery to `message` if it differs from what was last sent.
@@ -163,6 +222,7 @@ impl NodeAssignments {
         let networks_changed = events.iter().any(|e| self.networks.touched_by(e));
         let mesh_changed = events.iter().any(|e| mesh::touched_by(e, node_id));
         let discovery_changed = events.iter().any(discovery::touched_by);
+        let secrets_changed = events.iter().any(secrets::touched_by);
         for event in events {
             let Some(Object::Task(task)) = event.object.as_ref().and_then(|o| o.object.as_ref())
             else {
@@ -186,6 +246,9 @@ impl NodeAssignments {
         };
         if networks_changed {
             self.network_changes(store, node_id, &mut message);
+        }
+        if secrets_changed {
+            self.secret_changes(store, node_id, &mut message);
         }
         if mesh_changed {
             self.mesh_change(store, node_id, &mut message);

@@ -7,6 +7,7 @@ mod assignments;
 mod discovery;
 mod mesh;
 mod networks;
+mod secrets;
 mod service;
 mod status;
 
