@@ -362,7 +362,7 @@ impl DataPath {
     /// mount namespace of its own does not see its predecessor's). [`DataPath::serve`] then
     /// joins it to its networks again.
     pub fn adopt(&self, task: &Task, pid: i32) -> Result<(), NetError> {
-        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        let id = task.id();
         overlay::adopt_task_namespace(id, pid)
     }
 
@@ -373,7 +373,7 @@ impl DataPath {
     /// ports went with it, and whose links to their networks may have gone with the
     /// network namespaces of the daemon before (joined again here).
     pub fn serve(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
-        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        let id = task.id();
         if !overlay::task_namespace_is_live(id) {
             return Ok(Vec::new());
         }
@@ -389,7 +389,7 @@ impl DataPath {
 
     /// [`DataPath::serve`] for a task joined to its networks.
     fn start_serving(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
-        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        let id = task.id();
         let netns = agent_runtime::task_netns_path(id);
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
@@ -562,7 +562,7 @@ impl DataPath {
     /// node-local bridge, its default route (the gateway bridge beside overlays, the
     /// default bridge without). Returns the ports as bound.
     pub fn attach(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
-        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        let id = task.id();
         overlay::create_task_namespace(id)?;
         self.join_networks(task)?;
         if task.networks.is_empty() {
@@ -573,7 +573,7 @@ impl DataPath {
 
     /// Joins `task`'s namespace to each of its networks (idempotent).
     fn join_networks(&self, task: &Task) -> Result<(), NetError> {
-        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        let id = task.id();
         let ns = overlay::task_namespace(id);
         let (bridge, ifname) = match task.networks.len() {
             0 => (Bridge::Default, "eth0".to_owned()),
