@@ -41,15 +41,23 @@ struct PortProxy {
     serving: tokio::task::JoinHandle<()>,
 }
 
+/// A network as the node sets it up.
+struct NodeNetwork {
+    overlay: Overlay,
+    /// Whether it is `ingress`, the routing mesh's network: the node's leg is on it, and
+    /// host-mode ports go to the tasks' addresses there.
+    ingress: bool,
+}
+
 /// What the node has set up, as the dispatcher last described it.
 #[derive(Default)]
 struct State {
     /// Networks by ID.
-    networks: HashMap<String, (Overlay, bool)>,
+    networks: HashMap<String, NodeNetwork>,
     /// Networks to set up (or check again), by ID: those just sent, and those that could
     /// not be set up yet, tried again with every message and before a task joins them, since
     /// the dispatcher sends a network again only when it changes.
-    pending: HashMap<String, (Overlay, bool)>,
+    pending: HashMap<String, NodeNetwork>,
     /// Peer VTEPs by network ID.
     peers: HashMap<String, Peers>,
     /// The last mesh applied.
@@ -60,6 +68,16 @@ struct State {
     data_path_port: u16,
     /// The cluster's own addresses and ports the mesh was last programmed to leave alone.
     protected: Protected,
+}
+
+impl State {
+    /// The ingress network, once set up here.
+    fn ingress(&self) -> Option<&Overlay> {
+        self.networks
+            .values()
+            .find(|n| n.ingress)
+            .map(|n| &n.overlay)
+    }
 }
 
 /// Who else is on one network.
@@ -124,20 +142,19 @@ pub struct BridgeConfig {
     pub state_dir: std::path::PathBuf,
 }
 
-/// A network as the node programs it, with its VXLAN traffic on UDP `port`, and whether it
-/// is `ingress`.
-fn overlay_of(network: &Network, port: u16) -> Option<(Overlay, bool)> {
+/// A network as the node programs it, with its VXLAN traffic on UDP `port`.
+fn node_network(network: &Network, port: u16) -> Option<NodeNetwork> {
     let ipam = network.ipam.first()?;
     let prefix = ipam.subnet.split_once('/')?.1;
-    Some((
-        Overlay {
+    Some(NodeNetwork {
+        overlay: Overlay {
             id: network.meta.as_ref()?.id.clone(),
             vni: network.vni,
             gateway: format!("{}/{prefix}", ipam.gateway),
             port,
         },
-        network.spec.as_ref().is_some_and(|s| s.ingress),
-    ))
+        ingress: network.spec.as_ref().is_some_and(|s| s.ingress),
+    })
 }
 
 impl DataPath {
@@ -226,18 +243,19 @@ impl DataPath {
             else {
                 continue;
             };
-            let Some((overlay, ingress)) = overlay_of(network, port) else {
+            let Some(network) = node_network(network, port) else {
                 continue;
             };
+            let id = network.overlay.id.clone();
             if change.action == AssignmentAction::Remove as i32 {
-                self.node.remove_network(&overlay);
-                state.networks.remove(&overlay.id);
-                state.pending.remove(&overlay.id);
-                state.peers.remove(&overlay.id);
+                self.node.remove_network(&network.overlay);
+                state.networks.remove(&id);
+                state.pending.remove(&id);
+                state.peers.remove(&id);
                 continue;
             }
-            listed.push(overlay.id.clone());
-            state.pending.insert(overlay.id.clone(), (overlay, ingress));
+            listed.push(id.clone());
+            state.pending.insert(id, network);
         }
         if message.r#type == AssignmentsType::Complete as i32 {
             let stale: Vec<String> = state
@@ -248,8 +266,8 @@ impl DataPath {
                 .cloned()
                 .collect();
             for id in stale {
-                if let Some((overlay, _)) = state.networks.remove(&id) {
-                    self.node.remove_network(&overlay);
+                if let Some(network) = state.networks.remove(&id) {
+                    self.node.remove_network(&network.overlay);
                 }
                 state.pending.remove(&id);
                 state.peers.remove(&id);
@@ -276,9 +294,12 @@ impl DataPath {
             };
             state.peers.insert(update.network_id.clone(), peers);
         }
-        for (id, (overlay, _)) in &state.networks {
+        for (id, network) in &state.networks {
             let peers = state.peers.get(id).cloned().unwrap_or_default();
-            if let Err(e) = self.node.set_peers(overlay, &peers.vteps, &peers.endpoints) {
+            if let Err(e) = self
+                .node
+                .set_peers(&network.overlay, &peers.vteps, &peers.endpoints)
+            {
                 tracing::error!(network = %id, error = %e, "cannot program the network's peers");
             }
         }
@@ -311,17 +332,16 @@ impl DataPath {
 
     /// Sets up the pending networks; those that fail stay pending.
     fn set_up_networks(&self, state: &mut State) {
-        let pending: Vec<(Overlay, bool)> = state.pending.drain().map(|(_, n)| n).collect();
-        for (overlay, ingress) in pending {
-            match self.node.ensure_network(&overlay) {
+        let pending: Vec<NodeNetwork> = state.pending.drain().map(|(_, n)| n).collect();
+        for network in pending {
+            let id = network.overlay.id.clone();
+            match self.node.ensure_network(&network.overlay) {
                 Ok(_) => {
-                    state
-                        .networks
-                        .insert(overlay.id.clone(), (overlay, ingress));
+                    state.networks.insert(id, network);
                 }
                 Err(e) => {
-                    tracing::error!(network = %overlay.id, error = %e, "cannot set up the network");
-                    state.pending.insert(overlay.id.clone(), (overlay, ingress));
+                    tracing::error!(network = %id, error = %e, "cannot set up the network");
+                    state.pending.insert(id, network);
                 }
             }
         }
@@ -400,11 +420,9 @@ impl DataPath {
             Vec::new()
         } else {
             let target = state
-                .networks
-                .iter()
-                .find(|(_, (_, ingress))| *ingress)
-                .and_then(|(ingress, _)| {
-                    let attachment = task.networks.iter().find(|a| &a.network_id == ingress)?;
+                .ingress()
+                .and_then(|ingress| {
+                    let attachment = task.networks.iter().find(|a| a.network_id == ingress.id)?;
                     let addr = attachment.addresses.first()?;
                     addr.split('/').next()?.parse().ok()
                 })
@@ -455,7 +473,7 @@ impl DataPath {
         wanted: &MeshState,
         host: &[HostForward],
     ) -> Result<(), NetError> {
-        let Some((ingress, _)) = state.networks.values().find(|(_, ingress)| *ingress) else {
+        let Some(ingress) = state.ingress() else {
             return Ok(());
         };
         if wanted.leg_address.is_empty() {
@@ -589,7 +607,7 @@ impl DataPath {
             self.set_up_networks(&mut state);
         }
         for (i, attachment) in task.networks.iter().enumerate() {
-            let Some((overlay, _)) = state.networks.get(&attachment.network_id) else {
+            let Some(network) = state.networks.get(&attachment.network_id) else {
                 return Err(NetError::Command {
                     command: format!("attach task {id}"),
                     message: format!(
@@ -602,7 +620,7 @@ impl DataPath {
                 continue;
             };
             self.node
-                .attach(overlay, &ns, &format!("eth{i}"), address, false)?;
+                .attach(&network.overlay, &ns, &format!("eth{i}"), address, false)?;
         }
         drop(state);
         self.bridges.attach(id, &ns, bridge, &ifname)?;
@@ -642,8 +660,8 @@ impl DataPath {
                 tracing::warn!(error = %e, "cannot remove the routing mesh's rules");
             }
         }
-        for (overlay, _) in state.networks.values() {
-            self.node.remove_network(overlay);
+        for network in state.networks.values() {
+            self.node.remove_network(&network.overlay);
         }
         self.bridges.remove_all();
         *state = State::default();
