@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use proto::{
     assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, DiscoveryState, MeshState,
@@ -20,6 +20,7 @@ use proto::{
 };
 
 use super::bridge::{Bridge, BridgeSubnets, Bridges};
+use super::commands::{Commands, HostCommands};
 use super::discovery::{self, TaskDns};
 use super::host_ports::{self, HostPort};
 use super::mesh::{self, HostForward, Protected, Protocol, Published};
@@ -115,6 +116,8 @@ fn host_forwards(tasks: &HashMap<String, TaskNet>) -> Vec<HostForward> {
 
 /// One node's data path.
 pub struct DataPath {
+    /// How it changes the node's network (shared with `node` and `bridges`).
+    commands: Arc<dyn Commands>,
     node: Node,
     state: Mutex<State>,
     mode: MeshMode,
@@ -163,10 +166,18 @@ impl DataPath {
     /// tasks' bridges as `bridges` says.
     /// Call it inside the tokio runtime, which the userspace proxies then run on.
     pub fn new(node_id: &str, underlay: Ipv4Addr, mode: MeshMode, bridges: BridgeConfig) -> Self {
-        let has_nft = std::process::Command::new("nft")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
+        Self::with_commands(Arc::new(HostCommands), node_id, underlay, mode, bridges)
+    }
+
+    /// [`DataPath::new`], changing the node's network through `commands` (a fake in tests).
+    pub fn with_commands(
+        commands: Arc<dyn Commands>,
+        node_id: &str,
+        underlay: Ipv4Addr,
+        mode: MeshMode,
+        bridges: BridgeConfig,
+    ) -> Self {
+        let has_nft = commands.output("nft", &["--version"]).is_ok();
         let mode = if mode == MeshMode::Kernel && !has_nft {
             tracing::warn!("nftables is not installed: the routing mesh runs in userspace");
             MeshMode::Userspace
@@ -174,14 +185,20 @@ impl DataPath {
             mode
         };
         Self {
-            node: Node::new(node_id, underlay, None),
+            node: Node::new(node_id, underlay, None, commands.clone()),
             state: Mutex::default(),
             mode,
             runtime: tokio::runtime::Handle::current(),
             proxies: Mutex::default(),
             tasks: Mutex::default(),
             upstreams: discovery::host_upstreams(),
-            bridges: Bridges::new(bridges.subnets, &bridges.state_dir, has_nft),
+            bridges: Bridges::new(
+                bridges.subnets,
+                &bridges.state_dir,
+                has_nft,
+                commands.clone(),
+            ),
+            commands,
             cluster: Vec::new(),
         }
     }
@@ -367,8 +384,8 @@ impl DataPath {
             return;
         }
         let ns = overlay::task_namespace(task_id);
-        let applied =
-            mesh::ensure_conntrack(Some(&ns)).and_then(|()| mesh::apply(Some(&ns), &script));
+        let applied = mesh::ensure_conntrack(&*self.commands, Some(&ns))
+            .and_then(|()| self.commands.nft(Some(&ns), &script));
         match applied {
             Ok(()) => net.rules = Some(script),
             Err(e) => {
@@ -383,7 +400,7 @@ impl DataPath {
     /// joins it to its networks again.
     pub fn adopt(&self, task: &Task, pid: i32) -> Result<(), NetError> {
         let id = task.id();
-        overlay::adopt_task_namespace(id, pid)
+        overlay::adopt_task_namespace(&*self.commands, id, pid)
     }
 
     /// Starts service discovery in `task`'s namespace (its DNS server and VIPs) and
@@ -394,7 +411,7 @@ impl DataPath {
     /// network namespaces of the daemon before (joined again here).
     pub fn serve(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
         let id = task.id();
-        if !overlay::task_namespace_is_live(id) {
+        if !overlay::task_namespace_is_live(&*self.commands, id) {
             return Ok(Vec::new());
         }
         if let Some(net) = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
@@ -504,9 +521,9 @@ impl DataPath {
         let protected = self.protected(state);
         match self.mode {
             MeshMode::Kernel => {
-                mesh::ensure_conntrack(None)?;
+                mesh::ensure_conntrack(&*self.commands, None)?;
                 let script = mesh::ruleset(&leg, ingress.port, &ports, host, &protected);
-                mesh::apply(None, &script)
+                self.commands.nft(None, &script)
             }
             MeshMode::Userspace => {
                 let (refused, served): (Vec<Published>, Vec<Published>) = ports
@@ -581,7 +598,7 @@ impl DataPath {
     /// default bridge without). Returns the ports as bound.
     pub fn attach(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
         let id = task.id();
-        overlay::create_task_namespace(id)?;
+        overlay::create_task_namespace(&*self.commands, id)?;
         self.join_networks(task)?;
         if task.networks.is_empty() {
             return Ok(Vec::new());
@@ -639,7 +656,7 @@ impl DataPath {
             }
         }
         drop((tasks, state));
-        overlay::remove_task_namespace(task_id);
+        overlay::remove_task_namespace(&*self.commands, task_id);
         self.bridges.release(task_id);
     }
 
@@ -656,7 +673,7 @@ impl DataPath {
             p.serving.abort();
         }
         if self.mode == MeshMode::Kernel {
-            if let Err(e) = mesh::remove(None) {
+            if let Err(e) = mesh::remove(&*self.commands, None) {
                 tracing::warn!(error = %e, "cannot remove the routing mesh's rules");
             }
         }
