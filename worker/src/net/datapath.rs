@@ -684,3 +684,6 @@ impl DataPath {
         *state = State::default();
     }
 }
+
+#[cfg(test)]
+mod tests;

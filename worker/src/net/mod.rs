@@ -14,6 +14,8 @@ pub mod commands;
 pub mod datapath;
 pub mod discovery;
 pub mod dns;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod host_ports;
 pub mod mesh;
 pub mod overlay;
