@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::{
-    check_task_id, now_ms, Exit, LogLine, LogSource, LogStream, Runtime, RuntimeError,
-    RuntimeState, RuntimeTask,
+    check_task_id, Exit, LogLine, LogSource, LogStream, Runtime, RuntimeError, RuntimeState,
+    RuntimeTask,
 };
 
 /// How fake tasks behave.
@@ -140,7 +140,7 @@ impl FakeTask {
 
     fn exit(&mut self, exit: Exit) {
         self.log.push(LogLine {
-            timestamp_ms: now_ms(),
+            timestamp_ms: proto::now_ms(),
             stream: LogSource::Stdout,
             data: format!("fake task: {}\n", exit.message).into_bytes(),
         });
@@ -242,9 +242,8 @@ impl Runtime for FakeRuntime {
             .unwrap_or_default();
         check_task_id(task_id)?;
         let container = task.spec.as_ref().and_then(|s| s.container.as_ref());
-        let stop_signal = crate::process::spec::parse_signal(
-            container.map(|c| c.stop_signal.as_str()).unwrap_or(""),
-        )?;
+        let stop_signal =
+            crate::signal::parse_signal(container.map(|c| c.stop_signal.as_str()).unwrap_or(""))?;
         self.inner
             .tasks()
             .entry(task_id.to_string())
@@ -299,7 +298,7 @@ impl Runtime for FakeRuntime {
             return Err(RuntimeError::StartFailed(message));
         }
         task.log.push(LogLine {
-            timestamp_ms: now_ms(),
+            timestamp_ms: proto::now_ms(),
             stream: LogSource::Stdout,
             data: b"fake task: started\n".to_vec(),
         });
@@ -335,7 +334,7 @@ impl Runtime for FakeRuntime {
                 oom_killed: false,
                 message: format!(
                     "stopped with {}",
-                    crate::process::spec::signal_name(task.stop_signal)
+                    crate::signal::signal_name(task.stop_signal)
                 ),
             },
         };

@@ -2,11 +2,17 @@
 //!
 //! The agent holds one `Arc<dyn Runtime>` and runs one controller per task, walking it through
 //! `PREPARING -> READY -> STARTING -> RUNNING -> COMPLETE|FAILED|SHUTDOWN` with the calls below.
-//! Backends:
+//! Backends (`skiffd --runtime`, see [`RuntimeChoice`]):
+//! - [`containerd::ContainerdRuntime`] (production): each task a container run by containerd
+//!   and runc from an OCI image, isolated by namespaces and cgroups; the one backend with
+//!   images, health checks and OOM detection;
 //! - [`process::ProcessRuntime`]: the task's command as a plain host process, supervised by a
 //!   small shim so it outlives a crash of skiffd (development, control-plane tests);
-//! - [`fake::FakeRuntime`]: no processes at all (scale simulations);
-//! - containerd (production) is still to come.
+//! - [`fake::FakeRuntime`]: no processes at all (scale simulations).
+//!
+//! Where the node's data path made the task a network namespace ([`task_netns_name`]), every
+//! backend that runs something starts the task inside it. Stop signals are read from specs
+//! and named in exit messages the same way by all of them (`signal`).
 //!
 //! Every backend is restart-safe in the sense the agent needs: after skiffd restarts, a new
 //! runtime object over the same state reports through [`Runtime::list`] what still runs, and
@@ -24,6 +30,7 @@ pub mod containerd;
 pub mod fake;
 mod log_file;
 pub mod process;
+pub(crate) mod signal;
 
 /// The stop grace period when the task spec gives none (Docker's default).
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -333,14 +340,6 @@ impl fmt::Display for RuntimeChoice {
             RuntimeChoice::Fake(_) => f.write_str("fake"),
         }
     }
-}
-
-/// Milliseconds since the Unix epoch, for log and status timestamps.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Rejects task IDs that cannot name a file or would escape a state directory.

@@ -20,8 +20,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use proto::now_ms;
 
-use crate::{now_ms, LogLine, LogSource, LogStream, RuntimeError};
+use crate::{LogLine, LogSource, LogStream, RuntimeError};
 
 /// Longest line kept whole; longer ones are split (Docker splits at 16 KiB too).
 /// The current log file in a task's directory.

@@ -55,10 +55,6 @@ fn serves_network(refused: bool, task: &Task) -> bool {
 /// The end of the name of an assignment file being written (see [`Agent::save`]).
 const SAVING: &str = ".saving";
 
-fn task_id(task: &Task) -> &str {
-    task.meta.as_ref().map_or("", |m| m.id.as_str())
-}
-
 impl Agent {
     /// An agent running tasks with `runtime`, keeping assignments under `dir`, setting up
     /// the node's networks with `net`.
@@ -102,11 +98,11 @@ impl Agent {
             }
             let bytes = tokio::fs::read(entry.path()).await?;
             match Task::decode(bytes.as_slice()) {
-                Ok(task) if task_id(&task).is_empty() => {
+                Ok(task) if task.id().is_empty() => {
                     tracing::warn!(file = %entry.path().display(), "ignoring an empty saved assignment");
                 }
                 Ok(task) => {
-                    saved.insert(task_id(&task).to_owned(), task);
+                    saved.insert(task.id().to_owned(), task);
                 }
                 Err(e) => {
                     tracing::warn!(file = %entry.path().display(), error = %e, "ignoring an unreadable saved assignment")
@@ -163,7 +159,7 @@ impl Agent {
         ports: Vec<PortConfig>,
         refused: Option<(&'static str, String)>,
     ) {
-        let id = task_id(&task).to_owned();
+        let id = task.id().to_owned();
         let refused_here = refused.is_some();
         let (tx, rx) = watch::channel(task);
         let (ports, ports_rx) = watch::channel(ports);
@@ -194,8 +190,8 @@ impl Agent {
     /// must not leave an empty file, which would read as no task and get the running task
     /// cleaned up at the next start.
     async fn save(&self, task: &Task) {
-        let path = self.dir.join(task_id(task));
-        let aside = self.dir.join(format!("{}{}", task_id(task), SAVING));
+        let path = self.dir.join(task.id());
+        let aside = self.dir.join(format!("{}{}", task.id(), SAVING));
         let written = match tokio::fs::write(&aside, task.encode_to_vec()).await {
             Ok(()) => tokio::fs::rename(&aside, &path).await,
             Err(e) => Err(e),
@@ -219,9 +215,9 @@ impl Agent {
                 continue;
             };
             if change.action == AssignmentAction::Remove as i32 {
-                self.remove_in_background(task_id(&task));
+                self.remove_in_background(task.id());
             } else {
-                keep.push(task_id(&task).to_owned());
+                keep.push(task.id().to_owned());
                 self.assign(task).await;
             }
         }
@@ -249,7 +245,7 @@ impl Agent {
     }
 
     async fn assign(self: &Arc<Self>, task: Task) {
-        let id = task_id(&task).to_owned();
+        let id = task.id().to_owned();
         let existing = {
             let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
             tasks

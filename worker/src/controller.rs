@@ -21,12 +21,6 @@ pub enum Start {
     Adopt(RuntimeState),
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// How long a task on networks keeps running after it is told to stop, while the routing
 /// meshes of all nodes take it out of their rotation.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
@@ -60,7 +54,7 @@ impl Controller {
         self.reporter.report(
             &self.task_id,
             TaskStatus {
-                timestamp: now_ms(),
+                timestamp: proto::now_ms(),
                 state: state as i32,
                 message: message.into(),
                 err: err.into(),

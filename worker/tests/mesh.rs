@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 
 use common::{exec_in, is_root, nodes, task, Namespaces};
+use worker::net::commands::{Commands, HostCommands};
 use worker::net::mesh::{self, Protocol, Published};
 use worker::net::overlay::{self, Overlay};
 
@@ -92,26 +93,25 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
     web_server(&t1, "one", dir.path());
     web_server(&t2, "two", dir.path());
 
-    let published = |backends: Vec<Ipv4Addr>| {
-        vec![Published {
+    // Node a's mesh publishes TCP 8080 over `backends`.
+    let publish = |backends: Vec<Ipv4Addr>| {
+        let published = [Published {
             protocol: Protocol::Tcp,
             port: 8080,
             target_port: 80,
             backends,
-        }]
-    };
-    let both = vec![Ipv4Addr::new(10, 99, 3, 2), Ipv4Addr::new(10, 99, 3, 3)];
-    mesh::apply(
-        Some(&node_a.ns),
-        &mesh::ruleset(
+        }];
+        let rules = mesh::ruleset(
             &leg,
             overlay::VXLAN_PORT,
-            &published(both),
+            &published,
             &[],
             &mesh::Protected::default(),
-        ),
-    )
-    .expect("rules");
+        );
+        HostCommands.nft(Some(&node_a.ns), &rules).expect("rules");
+    };
+    let both = vec![Ipv4Addr::new(10, 99, 3, 2), Ipv4Addr::new(10, 99, 3, 3)];
+    publish(both);
 
     // A client on node b's host connects to node a's address, which runs no task.
     let url = std::net::SocketAddr::from((node_a.underlay, 8080));
@@ -141,31 +141,11 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
 
     // Task two leaves the rotation: every new connection goes to task one.
     let only_one = vec![Ipv4Addr::new(10, 99, 3, 2)];
-    mesh::apply(
-        Some(&node_a.ns),
-        &mesh::ruleset(
-            &leg,
-            overlay::VXLAN_PORT,
-            &published(only_one),
-            &[],
-            &mesh::Protected::default(),
-        ),
-    )
-    .expect("rules");
+    publish(only_one);
     for _ in 0..10 {
         assert_eq!(get(&node_b.ns, url).as_deref(), Some("one"));
     }
     // No task at all: refused at once, not a timeout.
-    mesh::apply(
-        Some(&node_a.ns),
-        &mesh::ruleset(
-            &leg,
-            overlay::VXLAN_PORT,
-            &published(vec![]),
-            &[],
-            &mesh::Protected::default(),
-        ),
-    )
-    .expect("rules");
+    publish(vec![]);
     assert_eq!(get(&node_b.ns, url), None);
 }

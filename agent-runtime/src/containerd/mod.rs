@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tonic::Code;
 
-use crate::process::spec::{parse_signal, signal_name};
+use crate::signal::{parse_signal, signal_name};
 use crate::{
     check_task_id, ExecOutput, Exit, LogStream, Runtime, RuntimeError, RuntimeState, RuntimeTask,
 };

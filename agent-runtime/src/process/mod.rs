@@ -26,7 +26,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::{check_task_id, Exit, LogStream, Runtime, RuntimeError, RuntimeState, RuntimeTask};
 
 mod shim;
-pub(crate) mod spec;
+mod spec;
 mod task_dir;
 
 pub use shim::shim_main;

@@ -24,9 +24,10 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
-use super::spec::{signal_name, ProcessSpec};
+use super::spec::ProcessSpec;
 use super::task_dir::{ProcessId, TaskDir, CHILD_PID, EXIT, SHIM_PID};
 use crate::log_file::capture;
+use crate::signal::signal_name;
 use crate::{Exit, LogSource};
 
 /// How long the shim waits for the last output after the task process ended (its children

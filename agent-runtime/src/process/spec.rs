@@ -3,9 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use nix::sys::signal::Signal;
 use nix::unistd::{Group, Uid, User};
 use serde::{Deserialize, Serialize};
 
@@ -141,7 +139,7 @@ pub(crate) fn build(
         env,
         dir,
         user,
-        stop_signal: parse_signal(&container.stop_signal)? as i32,
+        stop_signal: crate::signal::parse_signal(&container.stop_signal)? as i32,
         stop_grace_ms: crate::stop_grace_period(Some(container)).as_millis() as u64,
         log_max_bytes,
         netns: Some(crate::task_netns_path(task_id)).filter(|p| p.exists()),
@@ -235,37 +233,6 @@ fn working_dir(dir: &str) -> Result<PathBuf, RuntimeError> {
         ))),
         Err(e) => Err(RuntimeError::io(format!("cannot check working directory {dir}"), e)),
     }
-}
-
-/// Parses a stop signal as Docker accepts it: `SIGTERM`, `TERM`, `sigterm` or `15`; empty
-/// means SIGTERM.
-pub(crate) fn parse_signal(s: &str) -> Result<Signal, RuntimeError> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(Signal::SIGTERM);
-    }
-    let parsed = match s.parse::<i32>() {
-        Ok(n) => Signal::try_from(n).ok(),
-        Err(_) => {
-            let upper = s.to_ascii_uppercase();
-            let name = if upper.starts_with("SIG") {
-                upper
-            } else {
-                format!("SIG{upper}")
-            };
-            Signal::from_str(&name).ok()
-        }
-    };
-    parsed.ok_or_else(|| {
-        RuntimeError::InvalidSpec(format!(
-            "stop signal '{s}' is not a signal: use a name like SIGTERM or a number"
-        ))
-    })
-}
-
-/// `SIGTERM` for 15; `signal 64` for numbers without a name.
-pub(crate) fn signal_name(signal: i32) -> String {
-    Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_string())
 }
 
 #[cfg(test)]
@@ -385,21 +352,5 @@ mod tests {
         if let Err(e) = result {
             assert!(e.to_string().contains("run skiffd as root"), "{e}");
         }
-    }
-
-    #[test]
-    fn stop_signals_parse_as_docker_writes_them() {
-        for (text, want) in [
-            ("", Signal::SIGTERM),
-            ("SIGINT", Signal::SIGINT),
-            ("int", Signal::SIGINT),
-            ("QUIT", Signal::SIGQUIT),
-            ("9", Signal::SIGKILL),
-        ] {
-            assert_eq!(parse_signal(text).unwrap(), want, "{text}");
-        }
-        assert!(parse_signal("SIGNOPE").is_err());
-        assert!(parse_signal("999").is_err());
-        assert_eq!(signal_name(15), "SIGTERM");
     }
 }

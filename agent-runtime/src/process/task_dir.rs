@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::spec::{signal_name, ProcessSpec};
+use super::spec::ProcessSpec;
+use crate::signal::signal_name;
 use crate::{Exit, RuntimeError};
 
 pub(crate) const SPEC: &str = "spec.json";

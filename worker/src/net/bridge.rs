@@ -43,8 +43,9 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use super::commands::{Commands, Missing, NamespaceFile};
 use super::overlay::{self, NetError};
 
 /// The bridge of tasks without networks (Docker's `bridge`, there `docker0`).
@@ -330,6 +331,8 @@ impl Leases {
 /// The node's two bridges, their NAT and their leases. The calls block (iproute2, nft).
 #[derive(Debug)]
 pub struct Bridges {
+    /// How they change the node's network.
+    commands: Arc<dyn Commands>,
     subnets: BridgeSubnets,
     /// Whether `nft` is there to masquerade.
     nat: bool,
@@ -339,13 +342,19 @@ pub struct Bridges {
 }
 
 impl Bridges {
-    /// The bridges of `subnets`, their leases kept under `state_dir`; `nat`: whether nftables
-    /// is there to masquerade them.
-    pub fn new(subnets: BridgeSubnets, state_dir: &Path, nat: bool) -> Self {
+    /// The bridges of `subnets`, their leases kept under `state_dir`, made with `commands`;
+    /// `nat`: whether nftables is there to masquerade them.
+    pub fn new(
+        subnets: BridgeSubnets,
+        state_dir: &Path,
+        nat: bool,
+        commands: Arc<dyn Commands>,
+    ) -> Self {
         let leases = Leases::load(state_dir, |task| {
-            agent_runtime::task_netns_path(task).exists()
+            commands.namespace(&overlay::task_namespace(task)) != NamespaceFile::Missing
         });
         Self {
+            commands,
             subnets,
             nat,
             leases: Mutex::new(leases),
@@ -360,8 +369,12 @@ impl Bridges {
             return Ok(());
         }
         let (device, subnet) = (bridge.device(), self.subnets.of(bridge));
-        if overlay::output("ip", &["link", "show", device]).is_err() {
-            let routes = overlay::output("ip", &["-4", "route", "show"])?;
+        if self
+            .commands
+            .output("ip", &["link", "show", device])
+            .is_err()
+        {
+            let routes = self.commands.output("ip", &["-4", "route", "show"])?;
             if let Some(route) = overlapping_route(&routes, subnet, device) {
                 let flag = match bridge {
                     Bridge::Default => "--bridge-subnet",
@@ -372,23 +385,23 @@ impl Bridges {
                     message: format!("its subnet {subnet} overlaps this node's route `{route}`; give skiffd {flag} a subnet the node does not use"),
                 });
             }
-            overlay::run("ip", &["link", "add", device, "type", "bridge"])?;
+            self.commands
+                .run("ip", &["link", "add", device, "type", "bridge"])?;
         }
         let gateway = format!("{}/{}", subnet.gateway(), subnet.prefix);
-        overlay::run("ip", &["addr", "replace", &gateway, "dev", device])?;
-        overlay::run("ip", &["link", "set", device, "up"])?;
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| NetError::Command {
-            command: "write 1 to /proc/sys/net/ipv4/ip_forward".into(),
-            message: e.to_string(),
-        })?;
+        self.commands
+            .run("ip", &["addr", "replace", &gateway, "dev", device])?;
+        self.commands.run("ip", &["link", "set", device, "up"])?;
+        self.commands
+            .write_sysctl(None, "net.ipv4.ip_forward", "1", Missing::Error)?;
         if ready.is_empty() {
             if self.nat {
-                super::mesh::apply(None, &nat_ruleset(&self.subnets)).map_err(|e| {
-                    NetError::Command {
+                self.commands
+                    .nft(None, &nat_ruleset(&self.subnets))
+                    .map_err(|e| NetError::Command {
                         command: format!("nft -f - (table {NAT_TABLE})"),
                         message: e.to_string(),
-                    }
-                })?;
+                    })?;
             } else {
                 tracing::warn!(
                     "nftables is not installed: tasks reach only this node, nothing beyond it"
@@ -417,9 +430,13 @@ impl Bridges {
             .unwrap_or_else(|e| e.into_inner())
             .take(task_id, bridge, subnet)?;
         let port = overlay::veth_name(task_ns, ifname);
-        if overlay::output("ip", &["link", "show", &port]).is_err() {
+        if self
+            .commands
+            .output("ip", &["link", "show", &port])
+            .is_err()
+        {
             let mac = overlay::mac_of(address);
-            overlay::run(
+            self.commands.run(
                 "ip",
                 &[
                     "link", "add", &port, "type", "veth", "peer", "name", ifname, "address", &mac,
@@ -427,12 +444,12 @@ impl Bridges {
                 ],
             )?;
         }
-        overlay::run(
+        self.commands.run(
             "ip",
             &["link", "set", &port, "master", bridge.device(), "up"],
         )?;
         if bridge == Bridge::Gateway {
-            overlay::run(
+            self.commands.run(
                 "ip",
                 &[
                     "link",
@@ -447,13 +464,15 @@ impl Bridges {
         }
         let cidr = format!("{address}/{}", subnet.prefix);
         let gateway = subnet.gateway().to_string();
-        overlay::run("ip", &["-n", task_ns, "link", "set", "lo", "up"])?;
-        overlay::run(
+        self.commands
+            .run("ip", &["-n", task_ns, "link", "set", "lo", "up"])?;
+        self.commands.run(
             "ip",
             &["-n", task_ns, "addr", "replace", &cidr, "dev", ifname],
         )?;
-        overlay::run("ip", &["-n", task_ns, "link", "set", ifname, "up"])?;
-        overlay::run(
+        self.commands
+            .run("ip", &["-n", task_ns, "link", "set", ifname, "up"])?;
+        self.commands.run(
             "ip",
             &[
                 "-n", task_ns, "route", "replace", "default", "via", &gateway,
@@ -474,12 +493,12 @@ impl Bridges {
         let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
         if self.nat {
             let script = format!("table ip {NAT_TABLE}\ndelete table ip {NAT_TABLE}\n");
-            if let Err(e) = super::mesh::apply(None, &script) {
+            if let Err(e) = self.commands.nft(None, &script) {
                 tracing::warn!(error = %e, "cannot remove the bridges' NAT table");
             }
         }
         for bridge in [Bridge::Default, Bridge::Gateway] {
-            let _ = overlay::run("ip", &["link", "del", bridge.device()]);
+            let _ = self.commands.run("ip", &["link", "del", bridge.device()]);
         }
         ready.clear();
         self.leases

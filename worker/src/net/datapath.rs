@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use proto::{
     assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, DiscoveryState, MeshState,
@@ -20,6 +20,7 @@ use proto::{
 };
 
 use super::bridge::{Bridge, BridgeSubnets, Bridges};
+use super::commands::{Commands, HostCommands};
 use super::discovery::{self, TaskDns};
 use super::host_ports::{self, HostPort};
 use super::mesh::{self, HostForward, Protected, Protocol, Published};
@@ -41,15 +42,23 @@ struct PortProxy {
     serving: tokio::task::JoinHandle<()>,
 }
 
+/// A network as the node sets it up.
+struct NodeNetwork {
+    overlay: Overlay,
+    /// Whether it is `ingress`, the routing mesh's network: the node's leg is on it, and
+    /// host-mode ports go to the tasks' addresses there.
+    ingress: bool,
+}
+
 /// What the node has set up, as the dispatcher last described it.
 #[derive(Default)]
 struct State {
     /// Networks by ID.
-    networks: HashMap<String, (Overlay, bool)>,
+    networks: HashMap<String, NodeNetwork>,
     /// Networks to set up (or check again), by ID: those just sent, and those that could
     /// not be set up yet, tried again with every message and before a task joins them, since
     /// the dispatcher sends a network again only when it changes.
-    pending: HashMap<String, (Overlay, bool)>,
+    pending: HashMap<String, NodeNetwork>,
     /// Peer VTEPs by network ID.
     peers: HashMap<String, Peers>,
     /// The last mesh applied.
@@ -60,6 +69,16 @@ struct State {
     data_path_port: u16,
     /// The cluster's own addresses and ports the mesh was last programmed to leave alone.
     protected: Protected,
+}
+
+impl State {
+    /// The ingress network, once set up here.
+    fn ingress(&self) -> Option<&Overlay> {
+        self.networks
+            .values()
+            .find(|n| n.ingress)
+            .map(|n| &n.overlay)
+    }
 }
 
 /// Who else is on one network.
@@ -97,6 +116,8 @@ fn host_forwards(tasks: &HashMap<String, TaskNet>) -> Vec<HostForward> {
 
 /// One node's data path.
 pub struct DataPath {
+    /// How it changes the node's network (shared with `node` and `bridges`).
+    commands: Arc<dyn Commands>,
     node: Node,
     state: Mutex<State>,
     mode: MeshMode,
@@ -124,20 +145,19 @@ pub struct BridgeConfig {
     pub state_dir: std::path::PathBuf,
 }
 
-/// A network as the node programs it, with its VXLAN traffic on UDP `port`, and whether it
-/// is `ingress`.
-fn overlay_of(network: &Network, port: u16) -> Option<(Overlay, bool)> {
+/// A network as the node programs it, with its VXLAN traffic on UDP `port`.
+fn node_network(network: &Network, port: u16) -> Option<NodeNetwork> {
     let ipam = network.ipam.first()?;
     let prefix = ipam.subnet.split_once('/')?.1;
-    Some((
-        Overlay {
+    Some(NodeNetwork {
+        overlay: Overlay {
             id: network.meta.as_ref()?.id.clone(),
             vni: network.vni,
             gateway: format!("{}/{prefix}", ipam.gateway),
             port,
         },
-        network.spec.as_ref().is_some_and(|s| s.ingress),
-    ))
+        ingress: network.spec.as_ref().is_some_and(|s| s.ingress),
+    })
 }
 
 impl DataPath {
@@ -146,10 +166,18 @@ impl DataPath {
     /// tasks' bridges as `bridges` says.
     /// Call it inside the tokio runtime, which the userspace proxies then run on.
     pub fn new(node_id: &str, underlay: Ipv4Addr, mode: MeshMode, bridges: BridgeConfig) -> Self {
-        let has_nft = std::process::Command::new("nft")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
+        Self::with_commands(Arc::new(HostCommands), node_id, underlay, mode, bridges)
+    }
+
+    /// [`DataPath::new`], changing the node's network through `commands` (a fake in tests).
+    pub fn with_commands(
+        commands: Arc<dyn Commands>,
+        node_id: &str,
+        underlay: Ipv4Addr,
+        mode: MeshMode,
+        bridges: BridgeConfig,
+    ) -> Self {
+        let has_nft = commands.output("nft", &["--version"]).is_ok();
         let mode = if mode == MeshMode::Kernel && !has_nft {
             tracing::warn!("nftables is not installed: the routing mesh runs in userspace");
             MeshMode::Userspace
@@ -157,14 +185,20 @@ impl DataPath {
             mode
         };
         Self {
-            node: Node::new(node_id, underlay, None),
+            node: Node::new(node_id, underlay, None, commands.clone()),
             state: Mutex::default(),
             mode,
             runtime: tokio::runtime::Handle::current(),
             proxies: Mutex::default(),
             tasks: Mutex::default(),
             upstreams: discovery::host_upstreams(),
-            bridges: Bridges::new(bridges.subnets, &bridges.state_dir, has_nft),
+            bridges: Bridges::new(
+                bridges.subnets,
+                &bridges.state_dir,
+                has_nft,
+                commands.clone(),
+            ),
+            commands,
             cluster: Vec::new(),
         }
     }
@@ -226,18 +260,19 @@ impl DataPath {
             else {
                 continue;
             };
-            let Some((overlay, ingress)) = overlay_of(network, port) else {
+            let Some(network) = node_network(network, port) else {
                 continue;
             };
+            let id = network.overlay.id.clone();
             if change.action == AssignmentAction::Remove as i32 {
-                self.node.remove_network(&overlay);
-                state.networks.remove(&overlay.id);
-                state.pending.remove(&overlay.id);
-                state.peers.remove(&overlay.id);
+                self.node.remove_network(&network.overlay);
+                state.networks.remove(&id);
+                state.pending.remove(&id);
+                state.peers.remove(&id);
                 continue;
             }
-            listed.push(overlay.id.clone());
-            state.pending.insert(overlay.id.clone(), (overlay, ingress));
+            listed.push(id.clone());
+            state.pending.insert(id, network);
         }
         if message.r#type == AssignmentsType::Complete as i32 {
             let stale: Vec<String> = state
@@ -248,8 +283,8 @@ impl DataPath {
                 .cloned()
                 .collect();
             for id in stale {
-                if let Some((overlay, _)) = state.networks.remove(&id) {
-                    self.node.remove_network(&overlay);
+                if let Some(network) = state.networks.remove(&id) {
+                    self.node.remove_network(&network.overlay);
                 }
                 state.pending.remove(&id);
                 state.peers.remove(&id);
@@ -276,9 +311,12 @@ impl DataPath {
             };
             state.peers.insert(update.network_id.clone(), peers);
         }
-        for (id, (overlay, _)) in &state.networks {
+        for (id, network) in &state.networks {
             let peers = state.peers.get(id).cloned().unwrap_or_default();
-            if let Err(e) = self.node.set_peers(overlay, &peers.vteps, &peers.endpoints) {
+            if let Err(e) = self
+                .node
+                .set_peers(&network.overlay, &peers.vteps, &peers.endpoints)
+            {
                 tracing::error!(network = %id, error = %e, "cannot program the network's peers");
             }
         }
@@ -311,17 +349,16 @@ impl DataPath {
 
     /// Sets up the pending networks; those that fail stay pending.
     fn set_up_networks(&self, state: &mut State) {
-        let pending: Vec<(Overlay, bool)> = state.pending.drain().map(|(_, n)| n).collect();
-        for (overlay, ingress) in pending {
-            match self.node.ensure_network(&overlay) {
+        let pending: Vec<NodeNetwork> = state.pending.drain().map(|(_, n)| n).collect();
+        for network in pending {
+            let id = network.overlay.id.clone();
+            match self.node.ensure_network(&network.overlay) {
                 Ok(_) => {
-                    state
-                        .networks
-                        .insert(overlay.id.clone(), (overlay, ingress));
+                    state.networks.insert(id, network);
                 }
                 Err(e) => {
-                    tracing::error!(network = %overlay.id, error = %e, "cannot set up the network");
-                    state.pending.insert(overlay.id.clone(), (overlay, ingress));
+                    tracing::error!(network = %id, error = %e, "cannot set up the network");
+                    state.pending.insert(id, network);
                 }
             }
         }
@@ -347,8 +384,8 @@ impl DataPath {
             return;
         }
         let ns = overlay::task_namespace(task_id);
-        let applied =
-            mesh::ensure_conntrack(Some(&ns)).and_then(|()| mesh::apply(Some(&ns), &script));
+        let applied = mesh::ensure_conntrack(&*self.commands, Some(&ns))
+            .and_then(|()| self.commands.nft(Some(&ns), &script));
         match applied {
             Ok(()) => net.rules = Some(script),
             Err(e) => {
@@ -362,8 +399,8 @@ impl DataPath {
     /// mount namespace of its own does not see its predecessor's). [`DataPath::serve`] then
     /// joins it to its networks again.
     pub fn adopt(&self, task: &Task, pid: i32) -> Result<(), NetError> {
-        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
-        overlay::adopt_task_namespace(id, pid)
+        let id = task.id();
+        overlay::adopt_task_namespace(&*self.commands, id, pid)
     }
 
     /// Starts service discovery in `task`'s namespace (its DNS server and VIPs) and
@@ -373,8 +410,8 @@ impl DataPath {
     /// ports went with it, and whose links to their networks may have gone with the
     /// network namespaces of the daemon before (joined again here).
     pub fn serve(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
-        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
-        if !overlay::task_namespace_is_live(id) {
+        let id = task.id();
+        if !overlay::task_namespace_is_live(&*self.commands, id) {
             return Ok(Vec::new());
         }
         if let Some(net) = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
@@ -389,7 +426,7 @@ impl DataPath {
 
     /// [`DataPath::serve`] for a task joined to its networks.
     fn start_serving(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
-        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        let id = task.id();
         let netns = agent_runtime::task_netns_path(id);
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
@@ -400,11 +437,9 @@ impl DataPath {
             Vec::new()
         } else {
             let target = state
-                .networks
-                .iter()
-                .find(|(_, (_, ingress))| *ingress)
-                .and_then(|(ingress, _)| {
-                    let attachment = task.networks.iter().find(|a| &a.network_id == ingress)?;
+                .ingress()
+                .and_then(|ingress| {
+                    let attachment = task.networks.iter().find(|a| a.network_id == ingress.id)?;
                     let addr = attachment.addresses.first()?;
                     addr.split('/').next()?.parse().ok()
                 })
@@ -455,7 +490,7 @@ impl DataPath {
         wanted: &MeshState,
         host: &[HostForward],
     ) -> Result<(), NetError> {
-        let Some((ingress, _)) = state.networks.values().find(|(_, ingress)| *ingress) else {
+        let Some(ingress) = state.ingress() else {
             return Ok(());
         };
         if wanted.leg_address.is_empty() {
@@ -486,9 +521,9 @@ impl DataPath {
         let protected = self.protected(state);
         match self.mode {
             MeshMode::Kernel => {
-                mesh::ensure_conntrack(None)?;
+                mesh::ensure_conntrack(&*self.commands, None)?;
                 let script = mesh::ruleset(&leg, ingress.port, &ports, host, &protected);
-                mesh::apply(None, &script)
+                self.commands.nft(None, &script)
             }
             MeshMode::Userspace => {
                 let (refused, served): (Vec<Published>, Vec<Published>) = ports
@@ -562,8 +597,8 @@ impl DataPath {
     /// node-local bridge, its default route (the gateway bridge beside overlays, the
     /// default bridge without). Returns the ports as bound.
     pub fn attach(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
-        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
-        overlay::create_task_namespace(id)?;
+        let id = task.id();
+        overlay::create_task_namespace(&*self.commands, id)?;
         self.join_networks(task)?;
         if task.networks.is_empty() {
             return Ok(Vec::new());
@@ -573,7 +608,7 @@ impl DataPath {
 
     /// Joins `task`'s namespace to each of its networks (idempotent).
     fn join_networks(&self, task: &Task) -> Result<(), NetError> {
-        let id = task.meta.as_ref().map_or("", |m| m.id.as_str());
+        let id = task.id();
         let ns = overlay::task_namespace(id);
         let (bridge, ifname) = match task.networks.len() {
             0 => (Bridge::Default, "eth0".to_owned()),
@@ -589,7 +624,7 @@ impl DataPath {
             self.set_up_networks(&mut state);
         }
         for (i, attachment) in task.networks.iter().enumerate() {
-            let Some((overlay, _)) = state.networks.get(&attachment.network_id) else {
+            let Some(network) = state.networks.get(&attachment.network_id) else {
                 return Err(NetError::Command {
                     command: format!("attach task {id}"),
                     message: format!(
@@ -602,7 +637,7 @@ impl DataPath {
                 continue;
             };
             self.node
-                .attach(overlay, &ns, &format!("eth{i}"), address, false)?;
+                .attach(&network.overlay, &ns, &format!("eth{i}"), address, false)?;
         }
         drop(state);
         self.bridges.attach(id, &ns, bridge, &ifname)?;
@@ -621,7 +656,7 @@ impl DataPath {
             }
         }
         drop((tasks, state));
-        overlay::remove_task_namespace(task_id);
+        overlay::remove_task_namespace(&*self.commands, task_id);
         self.bridges.release(task_id);
     }
 
@@ -638,14 +673,17 @@ impl DataPath {
             p.serving.abort();
         }
         if self.mode == MeshMode::Kernel {
-            if let Err(e) = mesh::remove(None) {
+            if let Err(e) = mesh::remove(&*self.commands, None) {
                 tracing::warn!(error = %e, "cannot remove the routing mesh's rules");
             }
         }
-        for (overlay, _) in state.networks.values() {
-            self.node.remove_network(overlay);
+        for network in state.networks.values() {
+            self.node.remove_network(&network.overlay);
         }
         self.bridges.remove_all();
         *state = State::default();
     }
 }
+
+#[cfg(test)]
+mod tests;

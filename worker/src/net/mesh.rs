@@ -33,10 +33,9 @@
 //! The whole table is rebuilt in one `nft -f` transaction per change, so no stale rule
 //! survives and no half-applied state is ever visible.
 
-use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::process::{Command, Stdio};
 
+use super::commands::Commands;
 use super::overlay::{self, NetError, Node, Overlay};
 
 /// The nftables table that holds the mesh.
@@ -63,25 +62,16 @@ pub fn conntrack_ruleset() -> String {
 /// Makes the conntrack table in `home` (or the caller's namespace) unless it is there.
 /// Never replaced: connections keep the policy for their whole life, across restarts of the
 /// node's daemon and changes of the mesh.
-pub fn ensure_conntrack(home: Option<&str>) -> Result<(), NetError> {
-    let mut list = match home {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, "nft"]);
-            c
-        }
-        None => Command::new("nft"),
+pub fn ensure_conntrack(commands: &dyn Commands, home: Option<&str>) -> Result<(), NetError> {
+    let list = ["list", "table", "ip", CONNTRACK_TABLE];
+    let present = match home {
+        Some(ns) => commands.output("ip", &[&["netns", "exec", ns, "nft"][..], &list].concat()),
+        None => commands.output("nft", &list),
     };
-    let present = list
-        .args(["list", "table", "ip", CONNTRACK_TABLE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
+    if present.is_ok() {
         return Ok(());
     }
-    apply(home, &conntrack_ruleset())
+    commands.nft(home, &conntrack_ruleset())
 }
 
 /// Transport protocol of a published port.
@@ -234,50 +224,9 @@ pub fn ruleset(
     )
 }
 
-/// Applies `script` atomically in the node's namespace (`home`, or the caller's own).
-pub fn apply(home: Option<&str>, script: &str) -> Result<(), NetError> {
-    let mut command = match home {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, "nft", "-f", "-"]);
-            c
-        }
-        None => {
-            let mut c = Command::new("nft");
-            c.args(["-f", "-"]);
-            c
-        }
-    };
-    let failed = |message: String| NetError::Command {
-        command: "nft -f - (routing mesh)".into(),
-        message,
-    };
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(format!("{e} (is nftables installed?)")))?;
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(script.as_bytes())
-        .map_err(|e| failed(e.to_string()))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| failed(e.to_string()))?;
-    if !out.status.success() {
-        return Err(failed(
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
-    }
-    Ok(())
-}
-
 /// Removes the mesh's tables from the node's namespace (the node leaves its cluster).
-pub fn remove(home: Option<&str>) -> Result<(), NetError> {
-    apply(
+pub fn remove(commands: &dyn Commands, home: Option<&str>) -> Result<(), NetError> {
+    commands.nft(
         home,
         &format!("table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {CONNTRACK_TABLE}\ndelete table ip {CONNTRACK_TABLE}\n"),
     )

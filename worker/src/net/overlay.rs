@@ -21,7 +21,8 @@
 //! and multicast reports would otherwise be flooded to every node of the network.
 //!
 //! Every operation is idempotent, so the agent can re-apply its whole state after a restart.
-//! The links are made with iproute2 (`ip`, `bridge`), which the node needs anyway.
+//! The links are made with iproute2 (`ip`, `bridge`), which the node needs anyway, through
+//! [`Commands`].
 //!
 //! A namespace's name under /var/run/netns is a bind mount, and mounts belong to a mount
 //! namespace: a skiffd started under `ip netns exec` (as `deploy/local-cluster.sh` runs
@@ -37,10 +38,10 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::commands::{Commands, Missing, NamespaceFile};
 
 /// The default VXLAN port (IANA), as Docker's.
 pub const VXLAN_PORT: u16 = 4789;
@@ -100,6 +101,8 @@ impl Overlay {
 /// The node's side of its overlays.
 #[derive(Debug)]
 pub struct Node {
+    /// How it changes the node's network.
+    commands: Arc<dyn Commands>,
     /// Short node identity, part of every name so that several nodes can share a machine.
     tag: String,
     /// The node's underlay address, the local VTEP.
@@ -113,10 +116,17 @@ pub struct Node {
 }
 
 impl Node {
-    /// `node_id`'s overlays, with `underlay` as the VTEP address. `home` names the network
-    /// namespace the node runs in when it is not the caller's own (test hosts).
-    pub fn new(node_id: &str, underlay: Ipv4Addr, home: Option<String>) -> Self {
+    /// `node_id`'s overlays, with `underlay` as the VTEP address, made with `commands`.
+    /// `home` names the network namespace the node runs in when it is not the caller's own
+    /// (test hosts).
+    pub fn new(
+        node_id: &str,
+        underlay: Ipv4Addr,
+        home: Option<String>,
+        commands: Arc<dyn Commands>,
+    ) -> Self {
         Self {
+            commands,
             tag: node_id.chars().take(8).collect(),
             underlay,
             home,
@@ -134,7 +144,7 @@ impl Node {
     pub fn ensure_network(&self, network: &Overlay) -> Result<String, NetError> {
         let ns = self.network_namespace(network);
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
-        match namespace_file(&ns) {
+        match self.commands.namespace(&ns) {
             NamespaceFile::Live => {
                 if ports.get(&ns) != Some(&network.port) {
                     self.keep_port(network, &ns)?;
@@ -144,13 +154,13 @@ impl Node {
             }
             NamespaceFile::Stale => {
                 tracing::info!(network = %network.id, namespace = %ns, "the network's namespace was made by an earlier skiffd in a mount namespace this one does not see; making it again");
-                run("ip", &["netns", "del", &ns])?;
+                self.commands.run("ip", &["netns", "del", &ns])?;
             }
             NamespaceFile::Missing => {}
         }
-        run("ip", &["netns", "add", &ns])?;
+        self.commands.run("ip", &["netns", "add", &ns])?;
         if let Err(e) = self.build_network(network, &ns) {
-            let _ = run("ip", &["netns", "del", &ns]);
+            let _ = self.commands.run("ip", &["netns", "del", &ns]);
             return Err(e);
         }
         ports.insert(ns.clone(), network.port);
@@ -158,8 +168,8 @@ impl Node {
     }
 
     fn build_network(&self, network: &Overlay, ns: &str) -> Result<(), NetError> {
-        run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
-        let netns = Path::new(NETNS_DIR).join(ns);
+        self.commands
+            .run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         let settings = [
             ("net.bridge.bridge-nf-call-iptables", "0"),
             ("net.bridge.bridge-nf-call-ip6tables", "0"),
@@ -168,16 +178,21 @@ impl Node {
             ("net.ipv6.conf.default.disable_ipv6", "1"),
         ];
         for (key, value) in settings {
-            if let Err(e) = write_sysctl(Some(&netns), key, value, Missing::Fine) {
+            if let Err(e) = self
+                .commands
+                .write_sysctl(Some(ns), key, value, Missing::Fine)
+            {
                 tracing::warn!(network = %network.id, error = %e, "cannot set {key}");
             }
         }
-        run("ip", &["-n", ns, "link", "add", "br0", "type", "bridge"])?;
-        run(
+        self.commands
+            .run("ip", &["-n", ns, "link", "add", "br0", "type", "bridge"])?;
+        self.commands.run(
             "ip",
             &["-n", ns, "addr", "add", &network.gateway, "dev", "br0"],
         )?;
-        run("ip", &["-n", ns, "link", "set", "br0", "mtu", MTU, "up"])?;
+        self.commands
+            .run("ip", &["-n", ns, "link", "set", "br0", "mtu", MTU, "up"])?;
         self.add_vxlan(network, ns)
     }
 
@@ -187,9 +202,14 @@ impl Node {
     /// The bridge and the tasks on it stay; [`Node::set_peers`] programs the new device.
     fn keep_port(&self, network: &Overlay, ns: &str) -> Result<(), NetError> {
         let vxlan = network.vxlan_device();
-        match output("ip", &["-n", ns, "-d", "link", "show", &vxlan]) {
+        match self
+            .commands
+            .output("ip", &["-n", ns, "-d", "link", "show", &vxlan])
+        {
             Ok(shown) if shown.contains(&format!(" dstport {} ", network.port)) => return Ok(()),
-            Ok(_) => run("ip", &["-n", ns, "link", "del", &vxlan])?,
+            Ok(_) => self
+                .commands
+                .run("ip", &["-n", ns, "link", "del", &vxlan])?,
             Err(_) => {}
         }
         tracing::info!(network = %network.id, port = network.port, "making the network's VXLAN device on the cluster's data path port");
@@ -223,13 +243,13 @@ impl Node {
         // move failed: it holds the VNI, and the name.
         let mut stale = home.clone();
         stale.extend(["link", "del", &vxlan]);
-        let _ = run("ip", &stale);
+        let _ = self.commands.run("ip", &stale);
         // The VNI may still be held by the device of a namespace the kernel is tearing down
         // (an earlier skiffd's, just dropped by `ensure_network`); it is freed within moments.
         let started = Instant::now();
         let deadline = started + VNI_RELEASE;
         loop {
-            match run("ip", &add) {
+            match self.commands.run("ip", &add) {
                 // "File exists", or with newer iproute2 "A VXLAN device with the specified
                 // VNI already exists".
                 Err(NetError::Command { message, .. })
@@ -248,8 +268,8 @@ impl Node {
         }
         let mut mv = home.clone();
         mv.extend(["link", "set", &vxlan, "netns", ns]);
-        run("ip", &mv)?;
-        run(
+        self.commands.run("ip", &mv)?;
+        self.commands.run(
             "ip",
             &[
                 "-n", ns, "link", "set", &vxlan, "mtu", MTU, "master", "br0", "up",
@@ -268,7 +288,9 @@ impl Node {
     ) -> Result<(), NetError> {
         let ns = self.network_namespace(network);
         let vxlan = network.vxlan_device();
-        let listed = output("bridge", &["-n", &ns, "fdb", "show", "dev", &vxlan])?;
+        let listed = self
+            .commands
+            .output("bridge", &["-n", &ns, "fdb", "show", "dev", &vxlan])?;
         // "MAC dst VTEP self permanent": the entries programmed here (the bridge's own
         // learnt entries, "MAC master br0", have no dst).
         let programmed: Vec<(&str, &str)> = listed
@@ -290,7 +312,7 @@ impl Node {
             .iter()
             .filter(|(mac, _)| *mac != FLOOD_MAC && !wanted.iter().any(|(m, _)| m == mac))
         {
-            run(
+            self.commands.run(
                 "bridge",
                 &["-n", &ns, "fdb", "del", mac, "dev", &vxlan, "self"],
             )?;
@@ -299,7 +321,7 @@ impl Node {
             .iter()
             .filter(|(mac, vtep)| !programmed.contains(&(mac.as_str(), vtep.as_str())))
         {
-            run(
+            self.commands.run(
                 "bridge",
                 &[
                     "-n",
@@ -339,7 +361,7 @@ impl Node {
             .map(Ipv4Addr::to_string)
             .collect();
         for stale in current.iter().filter(|c| !wanted.iter().any(|w| w == *c)) {
-            run(
+            self.commands.run(
                 "bridge",
                 &[
                     "-n", ns, "fdb", "del", FLOOD_MAC, "dev", vxlan, "dst", stale,
@@ -347,7 +369,7 @@ impl Node {
             )?;
         }
         for new in wanted.iter().filter(|w| !current.contains(&w.as_str())) {
-            run(
+            self.commands.run(
                 "bridge",
                 &[
                     "-n", ns, "fdb", "append", FLOOD_MAC, "dev", vxlan, "dst", new,
@@ -369,37 +391,40 @@ impl Node {
     ) -> Result<(), NetError> {
         let ns = self.network_namespace(network);
         let port = veth_name(task_ns, ifname);
-        if output("ip", &["-n", &ns, "link", "show", &port]).is_ok() {
+        if self
+            .commands
+            .output("ip", &["-n", &ns, "link", "show", &port])
+            .is_ok()
+        {
             return Ok(());
         }
         // An interface of that name in the task's namespace leads to the bridge of a network
         // namespace an earlier skiffd made (the task was adopted after a restart): replaced.
-        let _ = run("ip", &["-n", task_ns, "link", "del", ifname]);
+        let _ = self
+            .commands
+            .run("ip", &["-n", task_ns, "link", "del", ifname]);
         let mac = mac_for(address)?;
-        run(
+        self.commands.run(
             "ip",
             &[
                 "-n", &ns, "link", "add", &port, "mtu", MTU, "type", "veth", "peer", "name",
                 ifname, "address", &mac, "netns", task_ns,
             ],
         )?;
-        run(
+        self.commands.run(
             "ip",
             &["-n", &ns, "link", "set", &port, "master", "br0", "up"],
         )?;
-        run("ip", &["-n", task_ns, "link", "set", "lo", "up"])?;
+        self.commands
+            .run("ip", &["-n", task_ns, "link", "set", "lo", "up"])?;
         let key = format!("net.ipv6.conf.{ifname}.disable_ipv6");
-        write_sysctl(
-            Some(&Path::new(NETNS_DIR).join(task_ns)),
-            &key,
-            "1",
-            Missing::Fine,
-        )?;
-        run(
+        self.commands
+            .write_sysctl(Some(task_ns), &key, "1", Missing::Fine)?;
+        self.commands.run(
             "ip",
             &["-n", task_ns, "addr", "add", address, "dev", ifname],
         )?;
-        run(
+        self.commands.run(
             "ip",
             &["-n", task_ns, "link", "set", ifname, "mtu", MTU, "up"],
         )?;
@@ -410,7 +435,7 @@ impl Node {
                 .next()
                 .filter(|g| g.parse::<Ipv4Addr>().is_ok())
                 .ok_or_else(|| NetError::Address(network.gateway.clone()))?;
-            run(
+            self.commands.run(
                 "ip",
                 &["-n", task_ns, "route", "replace", "default", "via", gateway],
             )?;
@@ -421,7 +446,7 @@ impl Node {
     /// Removes `network` from this node (its namespace, bridge and VXLAN device).
     pub fn remove_network(&self, network: &Overlay) {
         let ns = self.network_namespace(network);
-        let _ = run("ip", &["netns", "del", &ns]);
+        let _ = self.commands.run("ip", &["netns", "del", &ns]);
         self.ports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -449,7 +474,7 @@ impl Node {
     pub(crate) fn home_command(&self, args: &[&str]) -> Result<(), NetError> {
         let mut all = self.home_args();
         all.extend_from_slice(args);
-        run("ip", &all)
+        self.commands.run("ip", &all)
     }
 
     /// `ip ARGS` in `network`'s namespace.
@@ -457,13 +482,13 @@ impl Node {
         let ns = self.network_namespace(network);
         let mut all = vec!["-n", ns.as_str()];
         all.extend_from_slice(args);
-        run("ip", &all)
+        self.commands.run("ip", &all)
     }
 
     /// Sets a sysctl of the node's own namespace.
     pub(crate) fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {
-        let home = self.home.as_ref().map(|h| Path::new(NETNS_DIR).join(h));
-        write_sysctl(home.as_deref(), key, value, Missing::Error)
+        self.commands
+            .write_sysctl(self.home.as_deref(), key, value, Missing::Error)
     }
 }
 
@@ -487,94 +512,48 @@ pub fn mac_for(address: &str) -> Result<String, NetError> {
         .ok_or_else(|| NetError::Address(address.to_owned()))
 }
 
-/// Where `ip netns` keeps its namespaces.
-const NETNS_DIR: &str = "/var/run/netns";
-
-/// What a sysctl that does not exist means.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Missing {
-    /// Nothing to do (its module is not loaded, so what it controls does not happen).
-    Fine,
-    /// An error.
-    Error,
-}
-
-/// Writes `value` to sysctl `key` of the network namespace at `netns` (`None`: the
-/// caller's), from a short-lived thread inside it: /proc/sys/net shows the namespace of the
-/// thread that opens it.
-fn write_sysctl(
-    netns: Option<&Path>,
-    key: &str,
-    value: &str,
-    missing: Missing,
-) -> Result<(), NetError> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    let failed = |message: String| NetError::Command {
-        command: match netns {
-            Some(ns) => format!("write {value} to {path} in {}", ns.display()),
-            None => format!("write {value} to {path}"),
-        },
-        message,
-    };
-    let written = match netns {
-        None => std::fs::write(&path, value),
-        Some(ns) => {
-            let file = std::fs::File::open(ns).map_err(|e| failed(e.to_string()))?;
-            let (target, value) = (path.clone(), value.to_owned());
-            std::thread::spawn(move || -> std::io::Result<()> {
-                // Only this thread changes namespace, and it ends right after.
-                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(std::io::Error::from)?;
-                std::fs::write(&target, value)
-            })
-            .join()
-            .map_err(|_| failed("the thread writing it panicked".into()))?
-        }
-    };
-    match written {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing == Missing::Fine => Ok(()),
-        other => other.map_err(|e| failed(e.to_string())),
-    }
-}
-
 /// The start of the names of `node_id`'s network namespaces (to find them all).
 pub fn namespace_prefix(node_id: &str) -> String {
     format!("skn-{}-", short(node_id))
 }
 
 /// Makes the namespace a task runs in (where the runtime looks for it).
-pub fn create_task_namespace(task_id: &str) -> Result<(), NetError> {
+pub fn create_task_namespace(commands: &dyn Commands, task_id: &str) -> Result<(), NetError> {
     let ns = task_namespace(task_id);
-    match namespace_file(&ns) {
+    match commands.namespace(&ns) {
         NamespaceFile::Live => return Ok(()),
         // Left by an earlier skiffd for a task that never ran.
-        NamespaceFile::Stale => run("ip", &["netns", "del", &ns])?,
+        NamespaceFile::Stale => commands.run("ip", &["netns", "del", &ns])?,
         NamespaceFile::Missing => {}
     }
-    run("ip", &["netns", "add", &ns])
+    commands.run("ip", &["netns", "add", &ns])
 }
 
 /// Makes the namespace of a task adopted after a restart reachable by its name again, from
 /// `pid`, a process of the task (which runs in it), where the name is not a namespace to this
 /// process: an earlier skiffd mounted it in a mount namespace this one does not see.
-pub fn adopt_task_namespace(task_id: &str, pid: i32) -> Result<(), NetError> {
+pub fn adopt_task_namespace(
+    commands: &dyn Commands,
+    task_id: &str,
+    pid: i32,
+) -> Result<(), NetError> {
     let ns = task_namespace(task_id);
-    match namespace_file(&ns) {
+    match commands.namespace(&ns) {
         NamespaceFile::Live => return Ok(()),
-        NamespaceFile::Stale => run("ip", &["netns", "del", &ns])?,
+        NamespaceFile::Stale => commands.run("ip", &["netns", "del", &ns])?,
         NamespaceFile::Missing => {}
     }
-    run("ip", &["netns", "attach", &ns, &pid.to_string()])
+    commands.run("ip", &["netns", "attach", &ns, &pid.to_string()])
 }
 
 /// Whether a task's namespace is there for this process to enter.
-pub fn task_namespace_is_live(task_id: &str) -> bool {
-    namespace_file(&task_namespace(task_id)) == NamespaceFile::Live
+pub fn task_namespace_is_live(commands: &dyn Commands, task_id: &str) -> bool {
+    commands.namespace(&task_namespace(task_id)) == NamespaceFile::Live
 }
 
 /// Removes a task's namespace (and so its end of every veth pair).
-pub fn remove_task_namespace(task_id: &str) {
-    let _ = run("ip", &["netns", "del", &task_namespace(task_id)]);
+pub fn remove_task_namespace(commands: &dyn Commands, task_id: &str) {
+    let _ = commands.run("ip", &["netns", "del", &task_namespace(task_id)]);
 }
 
 /// The name of a task's namespace (the one the runtimes enter).
@@ -595,50 +574,6 @@ pub(crate) fn veth_name(task_ns: &str, ifname: &str) -> String {
     format!("vt{hash:08x}")
 }
 
-/// What a namespace's name under /var/run/netns is to this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NamespaceFile {
-    /// No such name.
-    Missing,
-    /// A namespace (the name is a mount of one).
-    Live,
-    /// A name without a namespace behind it: its mount was made in another mount namespace
-    /// (an earlier skiffd's under `ip netns exec`), which this process does not see.
-    Stale,
-}
-
-fn namespace_file(ns: &str) -> NamespaceFile {
-    use nix::sys::statfs::{statfs, NSFS_MAGIC};
-    match statfs(&Path::new(NETNS_DIR).join(ns)) {
-        Ok(fs) if fs.filesystem_type() == NSFS_MAGIC => NamespaceFile::Live,
-        Ok(_) => NamespaceFile::Stale,
-        Err(nix::errno::Errno::ENOENT) => NamespaceFile::Missing,
-        Err(_) => NamespaceFile::Stale,
-    }
-}
-
-pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), NetError> {
-    output(program, args).map(drop)
-}
-
-pub(crate) fn output(program: &str, args: &[&str]) -> Result<String, NetError> {
-    let command = format!("{program} {}", args.join(" "));
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| NetError::Command {
-            command: command.clone(),
-            message: format!("{e} (is iproute2 installed?)"),
-        })?;
-    if !out.status.success() {
-        return Err(NetError::Command {
-            command,
-            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,7 +584,12 @@ mod tests {
         let b = veth_name("skt-abcdefghijklmnopqrstuvwxz", "eth0");
         assert!(a.len() <= 15 && b.len() <= 15);
         assert_ne!(a, b);
-        let node = Node::new("0123456789abcdef", Ipv4Addr::new(10, 0, 0, 1), None);
+        let node = Node::new(
+            "0123456789abcdef",
+            Ipv4Addr::new(10, 0, 0, 1),
+            None,
+            Arc::new(super::super::commands::HostCommands),
+        );
         let net = Overlay {
             id: "netid1234567".into(),
             vni: 4096,

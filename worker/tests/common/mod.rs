@@ -5,7 +5,9 @@
 
 use std::net::Ipv4Addr;
 use std::process::Command;
+use std::sync::Arc;
 
+use worker::net::commands::HostCommands;
 use worker::net::overlay::{self, Node};
 
 pub fn ip(args: &[&str]) {
@@ -79,7 +81,12 @@ pub fn nodes(tag: &str, n: usize, made: &mut Namespaces) -> Vec<TestNode> {
             ip(&["-n", &ns, "link", "set", "eth0", "up"]);
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
             TestNode {
-                node: Node::new(&format!("{tag}{i}{pid:06}"), underlay, Some(ns.clone())),
+                node: Node::new(
+                    &format!("{tag}{i}{pid:06}"),
+                    underlay,
+                    Some(ns.clone()),
+                    Arc::new(HostCommands),
+                ),
                 underlay,
                 ns,
             }
@@ -90,7 +97,7 @@ pub fn nodes(tag: &str, n: usize, made: &mut Namespaces) -> Vec<TestNode> {
 /// A task namespace, recorded for removal.
 pub fn task(name: &str, made: &mut Namespaces) -> String {
     let id = format!("{name}{}", std::process::id());
-    overlay::create_task_namespace(&id).expect("task namespace");
+    overlay::create_task_namespace(&HostCommands, &id).expect("task namespace");
     let ns = overlay::task_namespace(&id);
     made.0.push(ns.clone());
     ns
