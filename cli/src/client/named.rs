@@ -232,12 +232,7 @@ async fn ls(global: &GlobalOpts, kind: Kind, args: LsArgs) -> anyhow::Result<()>
 }
 
 fn created(ms: i64) -> String {
-    let ago = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-        - ms)
-        .max(0)
-        / 1000;
+    let ago = (proto::now_ms() - ms).max(0) / 1000;
     match ago {
         0..=59 => format!("{ago} seconds ago"),
         60..=3599 => format!("{} minutes ago", ago / 60),

@@ -54,6 +54,9 @@ pub use credentials::{generate_key_and_csr, NodeCredentials};
 pub use identity::ReloadableIdentity;
 pub use listener::tls_incoming;
 
+/// The cluster port when an address names none, as Docker's.
+pub const DEFAULT_PORT: u16 = 2377;
+
 /// TCP keepalive keeps NAT and firewall state alive and eventually kills dead sockets on the
 /// server side, where no HTTP/2 pings are sent.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);

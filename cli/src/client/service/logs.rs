@@ -13,7 +13,7 @@ use proto::{
     LogStream, SubscribeLogsRequest, Task,
 };
 
-use super::render::{short_id, task_id};
+use super::render::short_id;
 use crate::client::{Client, GlobalOpts, Reply as _};
 
 /// `skiff service logs`.
@@ -79,7 +79,7 @@ pub fn context(task: &Task, hostname: Option<&str>, opts: PrefixOpts) -> String 
         format!("{service}.{}", short_id(&task.node_id))
     };
     if opts.task_ids {
-        let id = task_id(task);
+        let id = task.id();
         name.push('.');
         name.push_str(if opts.no_trunc { id } else { short_id(id) });
     }
@@ -211,7 +211,7 @@ pub async fn logs(global: &GlobalOpts, args: LogsArgs) -> anyhow::Result<()> {
                     })?;
                     (
                         LogSelector {
-                            task_ids: vec![task_id(&task).to_string()],
+                            task_ids: vec![task.id().to_string()],
                             ..Default::default()
                         },
                         vec![task],
@@ -257,10 +257,7 @@ pub async fn logs(global: &GlobalOpts, args: LogsArgs) -> anyhow::Result<()> {
             })
             .max()
             .unwrap_or(0),
-        tasks: tasks
-            .into_iter()
-            .map(|t| (task_id(&t).to_string(), t))
-            .collect(),
+        tasks: tasks.into_iter().map(|t| (t.id().to_string(), t)).collect(),
         hosts,
         opts,
     };

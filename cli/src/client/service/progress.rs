@@ -22,7 +22,7 @@ use anyhow::anyhow;
 use proto::service_spec::Mode;
 use proto::{GetServiceRequest, ListTasksRequest, RestartCondition, Service, Task, TaskState};
 
-use super::render::{self, created_at, short_id, state, state_word, task_err, task_id};
+use super::render::{self, created_at, short_id, state, state_word, task_err};
 use crate::client::{Client, Reply as _};
 
 /// Services with more slots than this show only the overall line (as Docker).
@@ -97,11 +97,7 @@ fn task_text(t: &Task) -> String {
 /// restart delay); a slot whose tasks were all shut down shows nothing.
 fn current<'a>(group: &[&'a Task]) -> Option<&'a Task> {
     let newest = |ts: &mut dyn Iterator<Item = &'a Task>| {
-        ts.max_by(|a, b| {
-            created_at(a)
-                .cmp(&created_at(b))
-                .then(task_id(a).cmp(task_id(b)))
-        })
+        ts.max_by(|a, b| created_at(a).cmp(&created_at(b)).then(a.id().cmp(b.id())))
     };
     newest(&mut group.iter().copied().filter(|t| render::is_live(t))).or_else(|| {
         newest(&mut group.iter().copied())
@@ -257,7 +253,7 @@ pub fn progress(service: &Service, tasks: &[Task], since_ms: i64) -> Progress {
                 }
                 if let Some(r) = stuck_reason(t) {
                     stuck.push((
-                        task_id(t).to_string(),
+                        t.id().to_string(),
                         format!("{} is waiting: {r}", render::task_name(t)),
                     ));
                 }
@@ -298,7 +294,7 @@ pub fn progress(service: &Service, tasks: &[Task], since_ms: i64) -> Progress {
                 }
                 if let Some(r) = stuck_reason(t) {
                     stuck.push((
-                        task_id(t).to_string(),
+                        t.id().to_string(),
                         format!("{} is waiting: {r}", render::task_name(t)),
                     ));
                 }
@@ -335,7 +331,7 @@ pub fn progress(service: &Service, tasks: &[Task], since_ms: i64) -> Progress {
                 }
                 if let Some(r) = stuck_reason(t) {
                     stuck.push((
-                        task_id(t).to_string(),
+                        t.id().to_string(),
                         format!("task {name}.{} is waiting: {r}", key.0),
                     ));
                 }
@@ -561,14 +557,6 @@ fn emit(text: &str) {
             std::process::exit(0);
         }
     }
-}
-
-/// Current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Polls until the service `id` (called `name` in messages) converges, showing progress

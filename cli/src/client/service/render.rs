@@ -27,11 +27,6 @@ pub fn service_name(s: &Service) -> &str {
     s.spec.as_ref().map(|s| s.name.as_str()).unwrap_or("")
 }
 
-/// The task's ID.
-pub fn task_id(t: &Task) -> &str {
-    t.meta.as_ref().map(|m| m.id.as_str()).unwrap_or("")
-}
-
 /// When the task was made (Unix ms).
 pub fn created_at(t: &Task) -> i64 {
     t.meta.as_ref().map(|m| m.created_at).unwrap_or(0)
@@ -379,7 +374,7 @@ pub fn sort_tasks(tasks: &mut [Task]) {
             .then(a.slot.cmp(&b.slot))
             .then(node_of_global(a).cmp(&node_of_global(b)))
             .then(created_at(b).cmp(&created_at(a)))
-            .then(task_id(a).cmp(task_id(b)))
+            .then(a.id().cmp(b.id()))
     });
 }
 
@@ -432,11 +427,7 @@ pub fn tasks_table(
     ]);
     let names = history_names(sorted);
     for (t, name) in sorted.iter().zip(names) {
-        let id = if no_trunc {
-            task_id(t)
-        } else {
-            short_id(task_id(t))
-        };
+        let id = if no_trunc { t.id() } else { short_id(t.id()) };
         let image = if no_trunc {
             task_image(t)
         } else {
