@@ -9,6 +9,7 @@
 //! [`Command`] and an arm in [`run`].
 
 pub mod duration;
+pub mod format;
 pub mod image;
 pub mod json;
 pub mod named;

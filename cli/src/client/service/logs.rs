@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail};
 use clap::Args;
@@ -14,6 +13,7 @@ use proto::{
 };
 
 use super::render::short_id;
+use crate::client::format::log_time;
 use crate::client::{Client, GlobalOpts, Reply as _};
 
 /// `skiff service logs`.
@@ -90,12 +90,6 @@ pub fn context(task: &Task, hostname: Option<&str>, opts: PrefixOpts) -> String 
     format!("{name}@{node}")
 }
 
-/// A log time as RFC 3339 (UTC, milliseconds).
-fn timestamp(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 /// The output lines of one log message: each line of its data, prefixed.
 pub fn format_message(
     msg: &LogMessage,
@@ -107,7 +101,7 @@ pub fn format_message(
     let data = msg.data.strip_suffix(b"\n").unwrap_or(&msg.data);
     for line in data.split(|b| *b == b'\n') {
         if timestamps {
-            out.extend_from_slice(timestamp(msg.timestamp).as_bytes());
+            out.extend_from_slice(log_time(msg.timestamp).as_bytes());
             out.push(b' ');
         }
         if let Some(ctx) = ctx {
