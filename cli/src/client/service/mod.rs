@@ -11,6 +11,7 @@ pub mod parse;
 pub mod progress;
 pub mod registry;
 pub mod render;
+mod rollout_flags;
 pub mod update;
 
 use std::collections::HashMap;
