@@ -113,10 +113,7 @@ mod tests {
 
     #[test]
     fn ages_read_like_docker() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
+        let now = proto::now_ms();
         assert_eq!(age(now - 5_000), "5 seconds ago");
         assert_eq!(age(now - 7_200_000), "2 hours ago");
     }
