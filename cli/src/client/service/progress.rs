@@ -15,7 +15,7 @@
 //!   wait for it to end ([`wait_rollout`]).
 //! - `screen`: how the lines are shown, on a terminal or not.
 //!
-//! Both waits poll the daemon the same way, here ([`follow`]): every 300 ms, through a
+//! Both waits poll the daemon the same way, here (`follow`): every 300 ms, through a
 //! leader election's worth of failed polls, and until Ctrl-C, which leaves the service to
 //! carry on without us.
 
