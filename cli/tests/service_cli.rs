@@ -141,13 +141,6 @@ mod fake {
     pub const MON_ID: &str = "mon0000000000000000000002";
     pub const JOB_ID: &str = "bat0000000000000000000003";
 
-    pub fn now() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64
-    }
-
     /// A 25-character ID from a short tag.
     pub fn id(tag: &str) -> String {
         format!("{tag:0<25}")
@@ -184,8 +177,8 @@ mod fake {
             meta: Some(Meta {
                 id: id.into(),
                 version: 10,
-                created_at: now() - 3_600_000,
-                updated_at: now() - 3_600_000,
+                created_at: proto::now_ms() - 3_600_000,
+                updated_at: proto::now_ms() - 3_600_000,
             }),
             spec: Some(spec),
             spec_version: 1,
@@ -209,7 +202,7 @@ mod fake {
             meta: Some(Meta {
                 id: id(tag),
                 version: 1,
-                created_at: now() - age_ms,
+                created_at: proto::now_ms() - age_ms,
                 updated_at: 0,
             }),
             service_id: svc.meta.as_ref().unwrap().id.clone(),
@@ -219,7 +212,7 @@ mod fake {
             spec_version: 1,
             desired_state: desired as i32,
             status: Some(TaskStatus {
-                timestamp: now() - age_ms,
+                timestamp: proto::now_ms() - age_ms,
                 state: state as i32,
                 err: err.into(),
                 ..Default::default()
@@ -493,7 +486,7 @@ mod fake {
                         }
                         let mut svc =
                             service(&id(&format!("new{name}")), ServiceSpec { name, ..spec });
-                        svc.meta.as_mut().unwrap().created_at = now();
+                        svc.meta.as_mut().unwrap().created_at = proto::now_ms();
                         st.services.lock().unwrap().push(svc.clone());
                         reconcile(st, &svc);
                         Ok(CreateServiceResponse { service: Some(svc) })
@@ -542,7 +535,7 @@ mod fake {
                             ));
                         }
                         meta.version += 1;
-                        meta.updated_at = now();
+                        meta.updated_at = proto::now_ms();
                         svc.spec = r.spec;
                         svc.spec_version += 1;
                         let svc = svc.clone();

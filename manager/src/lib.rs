@@ -18,5 +18,6 @@ pub mod scheduler;
 pub mod status;
 pub mod store;
 pub mod transport;
+pub mod units;
 
 pub use manager::{Manager, ManagerSlot};

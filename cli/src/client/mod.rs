@@ -9,6 +9,7 @@
 //! [`Command`] and an arm in [`run`].
 
 pub mod duration;
+pub mod format;
 pub mod image;
 pub mod json;
 pub mod named;
@@ -34,12 +35,12 @@ use proto::control_client::ControlClient;
 use proto::swarm_client::SwarmClient;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::tls::DEFAULT_PORT;
+
 /// Where `skiff` finds the local daemon unless told otherwise.
 pub const DEFAULT_HOST: &str = "unix:///run/skiff/skiffd.sock";
 /// Where a node keeps its TLS credentials.
 pub const DEFAULT_TLS_DIR: &str = "/var/lib/skiff/certs";
-/// The cluster port, used when an address names none.
-pub const DEFAULT_PORT: u16 = 2377;
 /// The client's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -11,6 +11,7 @@ use proto::{
     ListConfigsRequest, ListSecretsRequest, RemoveConfigRequest, RemoveSecretRequest, SecretSpec,
 };
 
+use super::format::age;
 use super::{
     inspect_format, json, list_format, out, report, table::Table, Client, GlobalOpts, ListFormat,
     Reply, Reported,
@@ -223,27 +224,12 @@ async fn ls(global: &GlobalOpts, kind: Kind, args: LsArgs) -> anyhow::Result<()>
         ListFormat::Table => {
             let mut table = Table::new(&["ID", "NAME", "CREATED"]);
             for i in &items {
-                table.push([i.id.clone(), i.name.clone(), created(i.created_at)]);
+                table.push([i.id.clone(), i.name.clone(), age(i.created_at)]);
             }
             out(table.render().trim_end());
         }
     }
     Ok(())
-}
-
-fn created(ms: i64) -> String {
-    let ago = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-        - ms)
-        .max(0)
-        / 1000;
-    match ago {
-        0..=59 => format!("{ago} seconds ago"),
-        60..=3599 => format!("{} minutes ago", ago / 60),
-        3600..=86399 => format!("{} hours ago", ago / 3600),
-        _ => format!("{} days ago", ago / 86400),
-    }
 }
 
 async fn inspect(global: &GlobalOpts, kind: Kind, args: InspectArgs) -> anyhow::Result<()> {
@@ -337,15 +323,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("invalid label"));
-    }
-
-    #[test]
-    fn created_reads_like_docker() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        assert_eq!(created(now - 5_000), "5 seconds ago");
-        assert_eq!(created(now - 7_200_000), "2 hours ago");
     }
 }

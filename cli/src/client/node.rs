@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, Subcommand};
@@ -11,6 +10,7 @@ use proto::{
     NodeState, Reachability, RemoveNodeRequest, UpdateNodeRequest,
 };
 
+use super::format::{format_bytes, format_cpus, format_time};
 use super::{
     inspect_format, json, list_format, out, report, table::Table, Client, GlobalOpts, ListFormat,
     Reply, Reported,
@@ -226,38 +226,6 @@ pub fn nodes_table(nodes: &[Node], self_id: Option<&str>) -> Table {
         ]);
     }
     t
-}
-
-/// A Unix-millisecond time as `2024-01-02 03:04:05 UTC`; empty when unset.
-pub fn format_time(ms: i64) -> String {
-    if ms <= 0 {
-        return String::new();
-    }
-    let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
-    humantime::format_rfc3339_seconds(t)
-        .to_string()
-        .replace('T', " ")
-        .replace('Z', " UTC")
-}
-
-/// Bytes in binary units, as Docker prints memory (`7.704GiB`).
-pub fn format_bytes(bytes: i64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes.max(0) as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    let s = format!("{v:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    format!("{s}{}", UNITS[unit])
-}
-
-/// CPUs from billionths of a core (`1.5`).
-pub fn format_cpus(nano: i64) -> String {
-    let s = format!("{:.3}", nano as f64 / 1e9);
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// What `node inspect --pretty` prints for one node.
@@ -890,8 +858,5 @@ mod tests {
         assert!(text.contains(" Memory:\t\t8GiB\n"));
         assert!(text.contains(" - zone=east\n"));
         assert!(text.contains(" Expires at:\t\t2023-11-14 22:13:20 UTC\n"));
-        assert_eq!(format_bytes(7_704 * 1024 * 1024), "7.523GiB");
-        assert_eq!(format_bytes(512), "512B");
-        assert_eq!(format_time(0), "");
     }
 }

@@ -5,8 +5,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use anyhow::{bail, Context};
 use proto::{NodeDescription, Platform, Resources};
 
-/// The default cluster port, as Docker's.
-pub const DEFAULT_PORT: u16 = 2377;
+use crate::tls::DEFAULT_PORT;
 
 /// The node's hostname, platform and capacity, and the ports skiffd listens on at
 /// `listen_addr` (its cluster port).

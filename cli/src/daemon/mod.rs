@@ -19,7 +19,6 @@ use manager::raft::RaftSettings;
 use manager::ManagerSlot;
 use tokio::sync::Mutex;
 
-pub use host::DEFAULT_PORT;
 pub use server::{serve_local_socket, Running};
 pub use swarm::SwarmService;
 

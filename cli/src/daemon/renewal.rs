@@ -1,5 +1,12 @@
 //! Renews the node certificate automatically once half of its lifetime has passed, so a node
 //! never drops out of its cluster because a certificate expired.
+//!
+//! A daemon concern rather than part of `crate::tls` (where swarmkit keeps its
+//! `ca/renewer.go`): a renewal asks the cluster's CA through the node's membership (its
+//! connector and the managers it knows) and must not interleave with joining, leaving or a
+//! role change, which also replace the certificate, so it holds the daemon's membership
+//! lock. From the transport it needs only `NodeCredentials` and the identity swap that
+//! `Membership::renew_certificate` makes.
 
 use std::sync::Arc;
 use std::time::Duration;

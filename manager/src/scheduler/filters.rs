@@ -10,6 +10,7 @@ use proto::{
 };
 
 use crate::allocator::ports::protocol_name;
+use crate::units::{self, trim_decimals};
 
 use super::constraint::{self, arch_eq, Constraint, SpreadPreference};
 
@@ -481,16 +482,6 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// Formats a number with at most `decimals` decimals, without trailing zeros.
-fn trim_decimals(v: f64, decimals: usize) -> String {
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
 /// `1.5 CPUs`, `1 CPU`, `0.25 CPUs` (from nano-CPUs).
 pub(super) fn fmt_cpus(nano: i64) -> String {
     let cpus = nano.max(0) as f64 / 1e9;
@@ -504,17 +495,5 @@ pub(super) fn fmt_cpus(nano: i64) -> String {
 
 /// `512 MiB`, `1.5 GiB`, `100 B`.
 pub(super) fn fmt_bytes(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let bytes = bytes.max(0);
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{} {}", trim_decimals(value, 1), UNITS[unit])
-    }
+    units::format_bytes(bytes, 1, " ")
 }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail};
 use clap::Args;
@@ -13,7 +12,8 @@ use proto::{
     LogStream, SubscribeLogsRequest, Task,
 };
 
-use super::render::{short_id, task_id};
+use super::render::short_id;
+use crate::client::format::log_time;
 use crate::client::{Client, GlobalOpts, Reply as _};
 
 /// `skiff service logs`.
@@ -79,7 +79,7 @@ pub fn context(task: &Task, hostname: Option<&str>, opts: PrefixOpts) -> String 
         format!("{service}.{}", short_id(&task.node_id))
     };
     if opts.task_ids {
-        let id = task_id(task);
+        let id = task.id();
         name.push('.');
         name.push_str(if opts.no_trunc { id } else { short_id(id) });
     }
@@ -88,12 +88,6 @@ pub fn context(task: &Task, hostname: Option<&str>, opts: PrefixOpts) -> String 
         _ => task.node_id.clone(),
     };
     format!("{name}@{node}")
-}
-
-/// A log time as RFC 3339 (UTC, milliseconds).
-fn timestamp(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// The output lines of one log message: each line of its data, prefixed.
@@ -107,7 +101,7 @@ pub fn format_message(
     let data = msg.data.strip_suffix(b"\n").unwrap_or(&msg.data);
     for line in data.split(|b| *b == b'\n') {
         if timestamps {
-            out.extend_from_slice(timestamp(msg.timestamp).as_bytes());
+            out.extend_from_slice(log_time(msg.timestamp).as_bytes());
             out.push(b' ');
         }
         if let Some(ctx) = ctx {
@@ -211,7 +205,7 @@ pub async fn logs(global: &GlobalOpts, args: LogsArgs) -> anyhow::Result<()> {
                     })?;
                     (
                         LogSelector {
-                            task_ids: vec![task_id(&task).to_string()],
+                            task_ids: vec![task.id().to_string()],
                             ..Default::default()
                         },
                         vec![task],
@@ -257,10 +251,7 @@ pub async fn logs(global: &GlobalOpts, args: LogsArgs) -> anyhow::Result<()> {
             })
             .max()
             .unwrap_or(0),
-        tasks: tasks
-            .into_iter()
-            .map(|t| (task_id(&t).to_string(), t))
-            .collect(),
+        tasks: tasks.into_iter().map(|t| (t.id().to_string(), t)).collect(),
         hosts,
         opts,
     };

@@ -11,6 +11,7 @@ pub mod parse;
 pub mod progress;
 pub mod registry;
 pub mod render;
+mod rollout_flags;
 pub mod update;
 
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ use super::{
 };
 use create::CreateArgs;
 use logs::LogsArgs;
-use render::{service_id, service_name, short_id, task_id};
+use render::{service_id, service_name, short_id};
 use update::{RollbackArgs, UpdateArgs};
 
 /// `skiff service ...`.
@@ -429,8 +430,7 @@ impl PsFilters {
                 (!t.node_id.is_empty() && t.node_id.starts_with(n.as_str()))
                     || hosts.get(&t.node_id).is_some_and(|h| h == n)
             });
-        let ids_ok =
-            self.ids.is_empty() || self.ids.iter().any(|p| task_id(t).starts_with(p.as_str()));
+        let ids_ok = self.ids.is_empty() || self.ids.iter().any(|p| t.id().starts_with(p.as_str()));
         let names_ok = self.names.is_empty()
             || self
                 .names
@@ -457,9 +457,9 @@ async fn print_tasks(
     if opts.quiet {
         for t in &tasks {
             out(if opts.no_trunc {
-                task_id(t)
+                t.id()
             } else {
-                short_id(task_id(t))
+                short_id(t.id())
             });
         }
         return Ok(());
@@ -471,7 +471,7 @@ async fn print_tasks(
         }
         ListFormat::Table => {
             out(
-                render::tasks_table(&tasks, &hosts, progress::now_ms(), opts.no_trunc)
+                render::tasks_table(&tasks, &hosts, proto::now_ms(), opts.no_trunc)
                     .render()
                     .trim_end(),
             )

@@ -11,7 +11,7 @@ use proto::{
 };
 
 use crate::client::duration::format_ms;
-use crate::client::node::{format_bytes, format_cpus, format_time};
+use crate::client::format::{format_bytes, format_cpus, format_time, human_duration};
 use crate::client::table::Table;
 
 /// Longest ERROR cell `service ps` prints without `--no-trunc` (as Docker).
@@ -25,11 +25,6 @@ pub fn service_id(s: &Service) -> &str {
 /// The service's name.
 pub fn service_name(s: &Service) -> &str {
     s.spec.as_ref().map(|s| s.name.as_str()).unwrap_or("")
-}
-
-/// The task's ID.
-pub fn task_id(t: &Task) -> &str {
-    t.meta.as_ref().map(|m| m.id.as_str()).unwrap_or("")
 }
 
 /// When the task was made (Unix ms).
@@ -112,36 +107,6 @@ pub fn state_word(s: TaskState) -> &'static str {
         TaskState::Rejected => "rejected",
         TaskState::Remove => "remove",
         TaskState::Orphaned => "orphaned",
-    }
-}
-
-/// A duration as Docker humanises it (`Less than a second`, `5 seconds`, `About a minute`).
-pub fn human_duration(ms: i64) -> String {
-    let secs = ms.max(0) / 1000;
-    let minutes = secs / 60;
-    let hours = ((ms.max(0) as f64) / 3_600_000.0).round() as i64;
-    if secs < 1 {
-        "Less than a second".into()
-    } else if secs == 1 {
-        "1 second".into()
-    } else if secs < 60 {
-        format!("{secs} seconds")
-    } else if minutes == 1 {
-        "About a minute".into()
-    } else if minutes < 60 {
-        format!("{minutes} minutes")
-    } else if hours == 1 {
-        "About an hour".into()
-    } else if hours < 48 {
-        format!("{hours} hours")
-    } else if hours < 24 * 7 * 2 {
-        format!("{} days", hours / 24)
-    } else if hours < 24 * 30 * 2 {
-        format!("{} weeks", hours / 24 / 7)
-    } else if hours < 24 * 365 * 2 {
-        format!("{} months", hours / 24 / 30)
-    } else {
-        format!("{} years", secs / 3600 / 24 / 365)
     }
 }
 
@@ -379,7 +344,7 @@ pub fn sort_tasks(tasks: &mut [Task]) {
             .then(a.slot.cmp(&b.slot))
             .then(node_of_global(a).cmp(&node_of_global(b)))
             .then(created_at(b).cmp(&created_at(a)))
-            .then(task_id(a).cmp(task_id(b)))
+            .then(a.id().cmp(b.id()))
     });
 }
 
@@ -432,11 +397,7 @@ pub fn tasks_table(
     ]);
     let names = history_names(sorted);
     for (t, name) in sorted.iter().zip(names) {
-        let id = if no_trunc {
-            task_id(t)
-        } else {
-            short_id(task_id(t))
-        };
+        let id = if no_trunc { t.id() } else { short_id(t.id()) };
         let image = if no_trunc {
             task_image(t)
         } else {
@@ -760,22 +721,6 @@ mod tests {
             published_port: published,
             publish_mode: mode as i32,
         }
-    }
-
-    #[test]
-    fn humanized_durations() {
-        assert_eq!(human_duration(500), "Less than a second");
-        assert_eq!(human_duration(1_000), "1 second");
-        assert_eq!(human_duration(5_400), "5 seconds");
-        assert_eq!(human_duration(60_000), "About a minute");
-        assert_eq!(human_duration(5 * 60_000), "5 minutes");
-        assert_eq!(human_duration(3_600_000), "About an hour");
-        assert_eq!(human_duration(3 * 3_600_000), "3 hours");
-        assert_eq!(human_duration(3 * 86_400_000), "3 days");
-        assert_eq!(human_duration(21 * 86_400_000), "3 weeks");
-        assert_eq!(human_duration(90 * 86_400_000), "3 months");
-        assert_eq!(human_duration(3 * 365 * 86_400_000), "3 years");
-        assert_eq!(human_duration(-5), "Less than a second");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use proto::{Resources, Service, ServiceSpec};
 
-use super::create::UpdateFlags;
 use super::parse;
+use super::rollout_flags::update_and_rollback_flags;
 
 /// `skiff service update`.
 #[derive(Debug, Default, Args)]
@@ -252,24 +252,7 @@ pub fn updated_spec(
         }
     }
 
-    let update = UpdateFlags {
-        prefix: "update",
-        parallelism: &args.update_parallelism,
-        delay: &args.update_delay,
-        failure_action: &args.update_failure_action,
-        monitor: &args.update_monitor,
-        max_failure_ratio: &args.update_max_failure_ratio,
-        order: &args.update_order,
-    };
-    let rollback = UpdateFlags {
-        prefix: "rollback",
-        parallelism: &args.rollback_parallelism,
-        delay: &args.rollback_delay,
-        failure_action: &args.rollback_failure_action,
-        monitor: &args.rollback_monitor,
-        max_failure_ratio: &args.rollback_max_failure_ratio,
-        order: &args.rollback_order,
-    };
+    let (update, rollback) = update_and_rollback_flags!(args);
     for (flags, config) in [
         (update, &mut spec.update_config),
         (rollback, &mut spec.rollback_config),
