@@ -560,3 +560,78 @@ fn a_worker_leaves_in_one_grace_period_however_many_tasks_ignore_sigterm() {
         "says what it waits for: {stderr}"
     );
 }
+
+#[test]
+fn secrets_roll_with_the_service_and_are_refused_when_unknown_in_use_or_too_big() {
+    let mut cluster = Cluster::new(1);
+    cluster.form(1);
+    for (name, data) in [("first", b"one-1".as_slice()), ("second", b"two-2")] {
+        let file = cluster.dir().join(name);
+        std::fs::write(&file, data).unwrap();
+        cluster.ok(1, &["secret", "create", name, file.to_str().unwrap()]);
+    }
+    let big = cluster.dir().join("big");
+    std::fs::write(&big, vec![b'x'; 600 * 1024]).unwrap();
+    let err = cluster.fails(1, &["secret", "create", "big", big.to_str().unwrap()]);
+    assert!(err.contains("500 KiB"), "{err}");
+    let err = cluster.fails(
+        1,
+        &[
+            "service", "create", "--detach", "--name", "app", "--secret", "nosuch", "busybox",
+            "sleep", "600",
+        ],
+    );
+    assert!(err.contains("secret nosuch not found"), "{err}");
+    assert!(cluster.ok(1, &["service", "ls", "-q"]).trim().is_empty());
+
+    // A process task finds its secrets below SKIFF_TASK_FILES, at their targets' paths.
+    let script = "for s in first second; do [ -f \"$SKIFF_TASK_FILES/run/secrets/$s\" ] && echo has-$s; done; exec sleep 600";
+    cluster.ok(
+        1,
+        &[
+            "service", "create", "--detach", "--name", "app", "--secret", "first", "busybox", "sh",
+            "-c", script,
+        ],
+    );
+    wait_running(&cluster, 1, "app", 1);
+    let first = cluster.running_tasks(1, "app")[0].id.clone();
+    let files = |task: &str, secret: &str| {
+        agent_runtime::task_files_dir(task)
+            .join("run/secrets")
+            .join(secret)
+            .exists()
+    };
+    assert!(files(&first, "first") && !files(&first, "second"));
+    wait_until("the task's report", CONVERGE, || {
+        cluster
+            .ok(1, &["service", "logs", "app"])
+            .contains("has-first")
+            .then_some(())
+    });
+    let err = cluster.fails(1, &["secret", "rm", "first"]);
+    assert!(err.contains("in use by service app"), "{err}");
+
+    // Swapping one secret for another rolls the task.
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--secret-rm",
+            "first",
+            "--secret-add",
+            "second",
+            "app",
+        ],
+    );
+    let second = wait_until("a new task with the second secret", CONVERGE, || {
+        let running = cluster.running_tasks(1, "app");
+        (running.len() == 1 && running[0].id != first).then(|| running[0].id.clone())
+    });
+    assert!(files(&second, "second") && !files(&second, "first"));
+    wait_until("the old task's files removed", CONVERGE, || {
+        (!agent_runtime::task_files_dir(&first).exists()).then_some(())
+    });
+    cluster.ok(1, &["secret", "rm", "first"]);
+}

@@ -713,6 +713,7 @@ async fn info(global: &GlobalOpts, args: VersionArgs) -> anyhow::Result<()> {
             lines.push(format!(" Role: {role}"));
             lines.push(format!(" Node Address: {}", info.advertise_addr));
             lines.push(format!(" Manager Addresses: {}", info.managers.join(", ")));
+            lines.push(format!(" Secrets held for tasks: {}", info.secrets.len()));
             if let Some(raft) = &info.raft {
                 lines.push(format!(
                     " Raft: term {}, applied {}, snapshot at {}, log from {}, {} voters, leader {}",

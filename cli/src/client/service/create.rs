@@ -107,6 +107,14 @@ pub struct CreateArgs {
     /// Mount: type=bind|volume|tmpfs,source=SRC,target=/PATH[,readonly]
     #[arg(long, value_name = "MOUNT")]
     pub mount: Vec<String>,
+    /// Give the tasks a secret: NAME or source=NAME,target=FILE,uid=0,gid=0,mode=0444 (a
+    /// file under /run/secrets, or an absolute path)
+    #[arg(long, value_name = "SECRET")]
+    pub secret: Vec<String>,
+    /// Give the tasks a config: NAME or source=NAME,target=/PATH,uid=0,gid=0,mode=0444
+    /// (/NAME when no target is given)
+    #[arg(long, value_name = "CONFIG")]
+    pub config: Vec<String>,
     /// Health check command, run with /bin/sh -c
     #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
     pub health_cmd: Option<String>,

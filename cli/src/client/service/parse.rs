@@ -3,8 +3,8 @@
 
 use anyhow::{anyhow, bail};
 use proto::{
-    Mount, MountType, NetworkAttachmentConfig, PortConfig, PortProtocol, PublishMode,
-    RestartCondition,
+    ConfigReference, Mount, MountType, NetworkAttachmentConfig, PortConfig, PortProtocol,
+    PublishMode, RestartCondition, SecretReference,
 };
 
 /// A whole number, 0 or more (`--replicas`, `--restart-max-attempts`, ...).
@@ -529,9 +529,137 @@ pub fn network(value: &str) -> anyhow::Result<NetworkAttachmentConfig> {
     Ok(net)
 }
 
+/// A `--secret`/`--config` value, as Docker takes it: `NAME`, or
+/// `source=NAME[,target=T][,uid=N][,gid=N][,mode=0444]` (the mode in octal).
+struct FileReference {
+    source: String,
+    target: String,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+fn file_reference(flag: &str, value: &str) -> anyhow::Result<FileReference> {
+    let bad = |why: &str| {
+        anyhow!("invalid value \"{value}\" for {flag}: {why} (use NAME or source=NAME,target=TARGET,uid=0,gid=0,mode=0444)")
+    };
+    let value = value.trim();
+    let mut r = FileReference {
+        source: String::new(),
+        target: String::new(),
+        uid: 0,
+        gid: 0,
+        mode: 0,
+    };
+    if !value.contains('=') {
+        if value.is_empty() || value.contains(',') {
+            return Err(bad("the name is missing"));
+        }
+        r.source = value.to_owned();
+        return Ok(r);
+    }
+    for field in value.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| bad(&format!("\"{field}\" is not KEY=VALUE")))?;
+        let v = v.trim();
+        let number = |what: &str, radix: u32| {
+            u32::from_str_radix(v, radix)
+                .map_err(|_| bad(&format!("{what} \"{v}\" is not a number")))
+        };
+        match k.trim().to_ascii_lowercase().as_str() {
+            "source" | "src" => r.source = v.to_owned(),
+            "target" => r.target = v.to_owned(),
+            "uid" => r.uid = number("uid", 10)?,
+            "gid" => r.gid = number("gid", 10)?,
+            "mode" => {
+                r.mode = number("mode", 8)?;
+                if r.mode > 0o777 {
+                    return Err(bad(&format!("mode \"{v}\" is not a file mode like 0444")));
+                }
+            }
+            other => {
+                return Err(bad(&format!(
+                    "unknown key \"{other}\"; the keys are source, target, uid, gid and mode"
+                )))
+            }
+        }
+    }
+    if r.source.is_empty() {
+        return Err(bad("the source is missing (source=NAME)"));
+    }
+    Ok(r)
+}
+
+/// A `--secret` value (its target a file name under /run/secrets, or an absolute path).
+pub fn secret(flag: &str, value: &str) -> anyhow::Result<SecretReference> {
+    let r = file_reference(flag, value)?;
+    Ok(SecretReference {
+        secret_id: String::new(),
+        secret_name: r.source,
+        target: r.target,
+        uid: r.uid,
+        gid: r.gid,
+        mode: proto::task_files::mode(r.mode),
+    })
+}
+
+/// A `--config` value (its target an absolute path, `/NAME` when none is given).
+pub fn config(flag: &str, value: &str) -> anyhow::Result<ConfigReference> {
+    let r = file_reference(flag, value)?;
+    Ok(ConfigReference {
+        config_id: String::new(),
+        config_name: r.source,
+        target: r.target,
+        uid: r.uid,
+        gid: r.gid,
+        mode: proto::task_files::mode(r.mode),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_and_config_references_follow_docker() {
+        let s = secret("--secret", "db").unwrap();
+        assert_eq!(
+            (s.secret_name.as_str(), s.target.as_str(), s.mode),
+            ("db", "", 0o444)
+        );
+        let s = secret(
+            "--secret",
+            "source=tls,target=key.pem,uid=1000,gid=1000,mode=0400",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.secret_name.as_str(),
+                s.target.as_str(),
+                s.uid,
+                s.gid,
+                s.mode
+            ),
+            ("tls", "key.pem", 1000, 1000, 0o400)
+        );
+        let c = config("--config", "src=nginx,target=/etc/nginx/nginx.conf").unwrap();
+        assert_eq!(
+            (c.config_name.as_str(), c.target.as_str()),
+            ("nginx", "/etc/nginx/nginx.conf")
+        );
+        for (bad, want) in [
+            ("", "the name is missing"),
+            ("target=/x", "the source is missing"),
+            ("source=a,mode=999", "mode \"999\" is not a number"),
+            ("source=a,mode=7777", "is not a file mode"),
+            ("source=a,uid=x", "uid \"x\" is not a number"),
+            ("source=a,size=1", "unknown key \"size\""),
+        ] {
+            let e = err(secret("--secret", bad));
+            assert!(e.contains(want) && e.contains("--secret"), "{bad}: {e}");
+        }
+    }
 
     fn err<T: std::fmt::Debug>(r: anyhow::Result<T>) -> String {
         r.unwrap_err().to_string()

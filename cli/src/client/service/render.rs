@@ -467,6 +467,26 @@ fn write_update(s: &mut String, title: &str, u: &UpdateConfig) {
     let _ = writeln!(s, " Update order:      {}", order(u.order()));
 }
 
+/// A section of `inspect --pretty` for secrets or configs: (name, target inside the task or
+/// the target as written when it is not valid, uid, gid, mode) each.
+fn file_references<'a>(
+    s: &mut String,
+    title: &str,
+    references: impl Iterator<Item = (&'a str, Result<std::path::PathBuf, String>, u32, u32, u32)>,
+) {
+    let mut references = references.peekable();
+    if references.peek().is_none() {
+        return;
+    }
+    let _ = writeln!(s, "{title}:");
+    for (name, target, uid, gid, mode) in references {
+        let target = target.map_or_else(|t| t, |t| t.display().to_string());
+        let _ = writeln!(s, " Source:\t{name}");
+        let _ = writeln!(s, "  Target:\t{target}");
+        let _ = writeln!(s, "  UID:\t\t{uid}  GID: {gid}  Mode: {mode:04o}");
+    }
+}
+
 /// What `service inspect --pretty` prints for one service.
 pub fn pretty(service: &Service) -> String {
     let mut s = String::new();
@@ -583,6 +603,17 @@ pub fn pretty(service: &Service) -> String {
             let _ = writeln!(s, "  Type:\t\t{kind}");
         }
     }
+    // References only: a secret's data never reaches the CLI.
+    let secrets = c.secrets.iter().map(|r| {
+        let target = proto::task_files::secret_target(r).map_err(|_| r.target.clone());
+        (r.secret_name.as_str(), target, r.uid, r.gid, r.mode)
+    });
+    file_references(&mut s, "Secrets", secrets);
+    let configs = c.configs.iter().map(|r| {
+        let target = proto::task_files::config_target(r).map_err(|_| r.target.clone());
+        (r.config_name.as_str(), target, r.uid, r.gid, r.mode)
+    });
+    file_references(&mut s, "Configs", configs);
     if let Some(r) = &task.resources {
         let _ = writeln!(s, "Resources:");
         for (title, res) in [("Reservations", &r.reservations), ("Limits", &r.limits)] {

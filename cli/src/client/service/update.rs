@@ -41,6 +41,18 @@ pub struct UpdateArgs {
     /// Remove a published port, by its published or target port (PORT[/PROTOCOL])
     #[arg(long, value_name = "PORT")]
     pub publish_rm: Vec<String>,
+    /// Add or change a secret, as --secret of `service create`
+    #[arg(long, value_name = "SECRET")]
+    pub secret_add: Vec<String>,
+    /// Remove a secret, by name
+    #[arg(long, value_name = "SECRET")]
+    pub secret_rm: Vec<String>,
+    /// Add or change a config, as --config of `service create`
+    #[arg(long, value_name = "CONFIG")]
+    pub config_add: Vec<String>,
+    /// Remove a config, by name
+    #[arg(long, value_name = "CONFIG")]
+    pub config_rm: Vec<String>,
     /// Number of tasks
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub replicas: Option<String>,
@@ -163,6 +175,27 @@ pub fn updated_spec(
         c.env
             .retain(|old| old.split_once('=').map_or(old.as_str(), |(k, _)| k) != key);
         c.env.push(e);
+    }
+    // Removed by name or ID (as Docker); an added one replaces any of the same name.
+    for name in &args.secret_rm {
+        let name = name.trim();
+        c.secrets
+            .retain(|r| r.secret_name != name && r.secret_id != name);
+    }
+    for v in &args.secret_add {
+        let r = parse::secret("--secret-add", v)?;
+        c.secrets.retain(|old| old.secret_name != r.secret_name);
+        c.secrets.push(r);
+    }
+    for name in &args.config_rm {
+        let name = name.trim();
+        c.configs
+            .retain(|r| r.config_name != name && r.config_id != name);
+    }
+    for v in &args.config_add {
+        let r = parse::config("--config-add", v)?;
+        c.configs.retain(|old| old.config_name != r.config_name);
+        c.configs.push(r);
     }
 
     let resources = template.resources.get_or_insert_with(Default::default);

@@ -199,6 +199,12 @@ fn container(
     for m in &args.mount {
         c.mounts.push(parse::mount(m)?);
     }
+    for v in &args.secret {
+        c.secrets.push(parse::secret("--secret", v)?);
+    }
+    for v in &args.config {
+        c.configs.push(parse::config("--config", v)?);
+    }
     c.healthcheck = healthcheck(args)?;
     Ok(c)
 }
