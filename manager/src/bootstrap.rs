@@ -10,7 +10,8 @@ use proto::{
 
 use crate::ca::{IssuedCertificate, RootCa};
 use crate::controlapi::cluster::default_spec;
-use crate::manager::{create, now_ms};
+use crate::store::create;
+use proto::now_ms;
 
 /// The first manager of a new cluster.
 pub struct FirstManager<'a> {

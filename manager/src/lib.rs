@@ -9,6 +9,7 @@ pub mod ca;
 pub mod certificates;
 pub mod controlapi;
 pub mod dispatcher;
+pub mod leader;
 pub mod logs;
 mod loops;
 pub mod manager;

@@ -363,7 +363,7 @@ impl Daemon {
             leader_node_id: self
                 .slot
                 .current()
-                .and_then(|m| m.leader_node_id())
+                .and_then(|m| m.store().leader_node_id())
                 .unwrap_or_default(),
             raft: self.slot.current().map(|m| m.raft().status()),
             tasks: u32::try_from(m.agent().task_count()).unwrap_or(u32::MAX),

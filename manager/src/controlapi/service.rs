@@ -627,7 +627,7 @@ mod tests {
 
     #[test]
     fn the_cluster_s_own_ports_cannot_be_published() {
-        use crate::manager::create;
+        use crate::store::create;
         let node = proto::Node {
             meta: Some(proto::Meta {
                 id: "n1".into(),

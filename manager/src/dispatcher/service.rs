@@ -17,8 +17,7 @@ use tonic::{Request, Response, Status};
 use super::assignments::NodeAssignments;
 use crate::ca::identity::{caller, Caller};
 use crate::manager::{Manager, ManagerSlot};
-use crate::raft::WatchEvent;
-use crate::store::{ObjectStore, StoredObject};
+use crate::store::{ObjectStore, StoredObject, WatchEvent};
 
 /// Metadata naming the leader's address on a "not the leader" answer.
 pub const LEADER_HINT: &str = "x-skiff-leader";
@@ -37,7 +36,7 @@ impl DispatcherService {
     /// The manager, if it leads; otherwise an `Unavailable` status pointing at the leader.
     async fn leader(&self) -> Result<Arc<Manager>, Status> {
         let manager = self.slot.get()?;
-        if manager.raft().is_leader() {
+        if manager.store().is_leader() {
             return Ok(manager);
         }
         let mut status = Status::unavailable("this manager is not the leader");
@@ -118,7 +117,7 @@ impl DispatcherApi for DispatcherService {
             .await?;
         let session_id = manager.dispatcher().open_session(&node_id);
         let (store, mut events) = manager.store().subscribe();
-        let mut last = session_view(&store, &node_id, manager.leader_node_id());
+        let mut last = session_view(&store, &node_id, manager.store().leader_node_id());
         let first = SessionMessage {
             session_id: session_id.clone(),
             ..last.clone()
@@ -140,12 +139,16 @@ impl DispatcherApi for DispatcherService {
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 }
-                if !manager.raft().is_leader()
+                if !manager.store().is_leader()
                     || !manager.dispatcher().is_current(&node_id, &session_id)
                 {
                     return;
                 }
-                let now = session_view(&manager.store().read(), &node_id, manager.leader_node_id());
+                let now = session_view(
+                    &manager.store().read(),
+                    &node_id,
+                    manager.store().leader_node_id(),
+                );
                 if now != last {
                     last = now.clone();
                     if tx.send(Ok(now)).await.is_err() {
@@ -214,7 +217,7 @@ impl DispatcherApi for DispatcherService {
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => None,
                 };
-                if !manager.raft().is_leader()
+                if !manager.store().is_leader()
                     || !manager.dispatcher().is_current(&node_id, &session_id)
                 {
                     return;

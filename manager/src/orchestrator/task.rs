@@ -2,8 +2,8 @@
 
 use proto::{Service, Task, TaskState, TaskStatus};
 
-use crate::manager::now_ms;
 use crate::store::StoredObject;
+use proto::now_ms;
 
 /// Whether an observed state is final: the task will never run again.
 pub fn is_terminal(state: i32) -> bool {

@@ -157,6 +157,7 @@ impl RaftApi for RaftService {
 /// cluster can map Raft members to nodes.
 async fn record_manager(manager: &Manager, join: &JoinRaftRequest) -> Result<(), Status> {
     let recorded = manager
+        .store()
         .modify::<Node>(&join.node_id, |node| {
             let status = node.manager_status.get_or_insert_with(Default::default);
             status.raft_id = join.raft_id;
