@@ -9,7 +9,7 @@ use proto::{
 };
 
 use crate::ca::{IssuedCertificate, RootCa};
-use crate::controlapi::cluster::default_spec;
+use crate::settings::default_spec;
 use crate::store::create;
 use proto::now_ms;
 

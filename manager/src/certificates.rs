@@ -14,8 +14,9 @@ use tonic::{Request, Response, Status};
 
 use crate::ca::identity::{caller, Caller};
 use crate::ca::{IssuedCertificate, RootCa};
-use crate::controlapi::cluster::{role_for_token, DEFAULT_CERT_EXPIRY};
+use crate::controlapi::cluster::role_for_token;
 use crate::manager::ManagerSlot;
+use crate::settings::DEFAULT_CERT_EXPIRY;
 use crate::status::invalid;
 use crate::store::{create, ObjectStore, Store, StoredObject};
 

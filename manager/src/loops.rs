@@ -11,10 +11,9 @@ use tokio::sync::watch;
 
 use crate::leader::{self, Rounds};
 use crate::raft::RaftNode;
+use crate::settings::DEFAULT_SNAPSHOT_INTERVAL;
 use crate::store::{update, ObjectStore, Store, StoredObject};
 
-/// Snapshot interval when the cluster sets none.
-pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 10_000;
 /// A manager the leader has not heard from for this long is unreachable.
 const REACHABLE_WITHIN: Duration = Duration::from_secs(2);
 /// How often the loops here look again.

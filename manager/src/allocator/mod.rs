@@ -19,7 +19,7 @@ use proto::{EndpointSpec, Network, PublishMode, Service, Task, TaskSpec, TaskSta
 use tokio::sync::watch;
 
 use crate::leader::{self, Rounds};
-use crate::orchestrator::{is_active, is_terminal, observed};
+use crate::lifecycle::{is_active, is_terminal, observed};
 use crate::store::{ObjectStore, Store, StoredObject};
 
 /// How long to wait before retrying a round that failed (a conflicting write).

@@ -24,7 +24,7 @@ use super::vni::Vnis;
 use super::{
     holds_addresses, ingress_network, networks_of, not_delivered, publishes_ingress, task_networks,
 };
-use crate::controlapi::cluster::default_spec;
+use crate::settings::default_spec;
 use crate::store::update;
 use crate::store::{ObjectStore, StoredObject};
 

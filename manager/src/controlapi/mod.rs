@@ -102,7 +102,7 @@ impl Control for ControlService {
             .await?
             .ok_or_else(|| Status::unavailable("the cluster is still being initialised; retry"))?;
         if let Some(spec) = body.spec {
-            let spec = cluster::default_spec(Some(spec));
+            let spec = crate::settings::default_spec(Some(spec));
             cluster::validate_spec(&spec)?;
             current.spec = Some(spec);
         }

@@ -8,10 +8,9 @@ mod discovery;
 mod mesh;
 mod networks;
 mod secrets;
-mod service;
 mod status;
 
-pub use service::DispatcherService;
+pub use assignments::NodeAssignments;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,10 +22,9 @@ use tokio::sync::watch;
 use proto::now_ms;
 
 use crate::leader;
+use crate::settings::DEFAULT_HEARTBEAT_PERIOD;
 use crate::store::{update, Store, StoreError, StoredObject};
 
-/// Heartbeat period when the cluster sets none.
-pub const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
 /// Missed periods after which a node is down.
 const MISSED_PERIODS: u32 = 3;
 

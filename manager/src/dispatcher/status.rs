@@ -2,7 +2,7 @@
 
 use proto::{StoreAction, Task, TaskState, TaskStatusUpdate};
 
-use crate::orchestrator::observed;
+use crate::lifecycle::observed;
 use crate::store::update;
 use crate::store::ObjectStore;
 

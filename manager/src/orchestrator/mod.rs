@@ -10,7 +10,6 @@ mod restart;
 mod task;
 mod update;
 
-pub use task::{is_active, is_terminal, observed};
 pub use update::apply_spec;
 
 use std::time::Duration;
@@ -19,11 +18,11 @@ use proto::{now_ms, Node, StoreAction, Task, TaskState};
 use tokio::sync::watch;
 
 use crate::leader::{self, Rounds};
+use crate::lifecycle::{is_active, observed};
 use crate::scheduler::{self, Decision};
+use crate::settings::DEFAULT_TASK_HISTORY;
 use crate::store::{update, ObjectStore, Store, StoreError};
 
-/// Task history per slot when the cluster sets none.
-const DEFAULT_HISTORY: usize = 5;
 /// The longest wait between rounds: a missed wake-up costs at most this.
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
@@ -62,9 +61,9 @@ async fn round(store: &Store) -> Result<Option<i64>, StoreError> {
         let history = store
             .cluster()
             .and_then(|c| c.spec.as_ref()?.orchestration.as_ref())
-            .map(|o| o.task_history_retention_limit as usize)
+            .map(|o| o.task_history_retention_limit)
             .filter(|h| *h > 0)
-            .unwrap_or(DEFAULT_HISTORY);
+            .unwrap_or(DEFAULT_TASK_HISTORY) as usize;
         let plan = plan::reconcile(&store, now_ms(), history);
         (plan.actions, plan.wake_at)
     };

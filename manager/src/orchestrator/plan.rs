@@ -11,8 +11,9 @@ use proto::{
 };
 
 use super::restart::{decide, Restart};
-use super::task::{exited, is_active, is_terminal, new_task, observed, status_time, with_desired};
+use super::task::{exited, new_task, status_time, with_desired};
 use super::update::{self, Slot};
+use crate::lifecycle::{is_active, is_terminal, observed};
 use crate::scheduler::constraint;
 use crate::store::{create, delete, update};
 use crate::store::{ObjectStore, StoredObject};

@@ -1,5 +1,6 @@
 //! The `Raft` gRPC service: openraft's RPCs between managers, plus joining, forwarded writes
-//! and read barriers. Managers only.
+//! and read barriers. Managers only. It serves through the manager running on this node, so
+//! it lives above `crate::manager`, outside `crate::raft`, which the manager is built on.
 
 use std::sync::Arc;
 
@@ -13,10 +14,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use super::node::was_forwarded;
-use super::types::TypeConfig;
 use crate::ca::identity::{caller, require_manager, require_raft_peer, Caller};
 use crate::manager::{Manager, ManagerSlot};
+use crate::raft::{was_forwarded, TypeConfig};
 
 /// Serves Raft through whichever manager runs on this node.
 pub struct RaftService {

@@ -1,6 +1,7 @@
 //! The `Dispatcher` gRPC service. Workers (and managers, which run an agent too) open a
 //! session with the leader; other managers answer with the leader's address so the agent
-//! can go there directly.
+//! can go there directly. It serves through the manager running on this node, so it lives
+//! above `crate::manager`, outside `crate::dispatcher`, which the manager is built on.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,8 +15,8 @@ use proto::{
 };
 use tonic::{Request, Response, Status};
 
-use super::assignments::NodeAssignments;
 use crate::ca::identity::{caller, Caller};
+use crate::dispatcher::NodeAssignments;
 use crate::manager::{Manager, ManagerSlot};
 use crate::store::{ObjectStore, StoredObject, WatchEvent};
 
