@@ -15,25 +15,25 @@ use tonic::{Request, Response, Status};
 use crate::ca::identity::{caller, Caller};
 use crate::ca::{IssuedCertificate, RootCa};
 use crate::controlapi::cluster::role_for_token;
-use crate::manager::ManagerSlot;
+use crate::manager::RunningManager;
 use crate::settings::DEFAULT_CERT_EXPIRY;
 use crate::status::invalid;
 use crate::store::{create, ObjectStore, Store, StoredObject};
 
 /// Serves the CA through whichever manager runs on this node.
 pub struct CaService {
-    slot: Arc<ManagerSlot>,
+    running: Arc<RunningManager>,
 }
 
 impl CaService {
-    /// A service over `slot`.
-    pub fn new(slot: Arc<ManagerSlot>) -> Self {
-        Self { slot }
+    /// A service over the manager `running` holds.
+    pub fn new(running: Arc<RunningManager>) -> Self {
+        Self { running }
     }
 
     /// The store of the manager on this node.
     fn store(&self) -> Result<Store, Status> {
-        Ok(self.slot.get()?.store().clone())
+        Ok(self.running.get()?.store().clone())
     }
 }
 

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::ca::identity::{caller, Caller};
 use crate::dispatcher::NodeAssignments;
-use crate::manager::{Manager, ManagerSlot};
+use crate::manager::{Manager, RunningManager};
 use crate::store::{ObjectStore, StoredObject, WatchEvent};
 
 /// Metadata naming the leader's address on a "not the leader" answer.
@@ -25,18 +25,18 @@ pub const LEADER_HINT: &str = "x-skiff-leader";
 
 /// Serves the dispatcher through whichever manager runs on this node.
 pub struct DispatcherService {
-    slot: Arc<ManagerSlot>,
+    running: Arc<RunningManager>,
 }
 
 impl DispatcherService {
-    /// A service over `slot`.
-    pub fn new(slot: Arc<ManagerSlot>) -> Self {
-        Self { slot }
+    /// A service over the manager `running` holds.
+    pub fn new(running: Arc<RunningManager>) -> Self {
+        Self { running }
     }
 
     /// The manager, if it leads; otherwise an `Unavailable` status pointing at the leader.
     async fn leader(&self) -> Result<Arc<Manager>, Status> {
-        let manager = self.slot.get()?;
+        let manager = self.running.get()?;
         if manager.store().is_leader() {
             return Ok(manager);
         }

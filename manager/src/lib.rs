@@ -25,4 +25,4 @@ pub mod store;
 pub mod transport;
 pub mod units;
 
-pub use manager::{Manager, ManagerSlot};
+pub use manager::{Manager, RunningManager};

@@ -116,14 +116,15 @@ impl Manager {
     }
 }
 
-/// The slot `skiffd` fills when this node is a manager, and empties when it stops being one.
-/// Every service holds the slot, so one gRPC server serves managers and workers alike.
+/// The manager running on this node, if any: `skiffd` sets it when this node becomes a
+/// manager and clears it when it stops being one. Every service holds it, so one gRPC
+/// server serves managers and workers alike.
 #[derive(Default)]
-pub struct ManagerSlot {
+pub struct RunningManager {
     inner: RwLock<Option<Arc<Manager>>>,
 }
 
-impl ManagerSlot {
+impl RunningManager {
     /// The running manager, or the error a worker gives.
     pub fn get(&self) -> Result<Arc<Manager>, Status> {
         self.inner

@@ -15,32 +15,32 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::ca::identity::{caller, require_manager, require_raft_peer, Caller};
-use crate::manager::{Manager, ManagerSlot};
+use crate::manager::{Manager, RunningManager};
 use crate::raft::{was_forwarded, TypeConfig};
 
 /// Serves Raft through whichever manager runs on this node.
 pub struct RaftService {
-    slot: Arc<ManagerSlot>,
+    running: Arc<RunningManager>,
 }
 
 impl RaftService {
-    /// A service over `slot`.
-    pub fn new(slot: Arc<ManagerSlot>) -> Self {
-        Self { slot }
+    /// A service over the manager `running` holds.
+    pub fn new(running: Arc<RunningManager>) -> Self {
+        Self { running }
     }
 
     /// For the calls that act on the cluster (join, forwarded writes and reads): managers
     /// the cluster still wants as managers.
     fn manager<T>(&self, req: &Request<T>) -> Result<Arc<Manager>, Status> {
         require_manager(req)?;
-        self.slot.get()
+        self.running.get()
     }
 
     /// For Raft's own messages: members of the Raft group, including one being demoted,
     /// which must still replicate the change that takes it out (and hand over leadership).
     fn peer<T>(&self, req: &Request<T>) -> Result<Arc<Manager>, Status> {
         require_raft_peer(req)?;
-        self.slot.get()
+        self.running.get()
     }
 }
 

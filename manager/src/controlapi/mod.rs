@@ -16,7 +16,7 @@ use proto::*;
 use tonic::{Request, Response, Status};
 
 use crate::ca::identity::require_manager;
-use crate::manager::ManagerSlot;
+use crate::manager::RunningManager;
 use crate::orchestrator;
 use crate::status::{invalid, refused};
 use crate::store::{create, update, Store, StoredObject};
@@ -24,19 +24,19 @@ use named::Named;
 
 /// Serves the control API through whichever manager runs on this node.
 pub struct ControlService {
-    slot: Arc<ManagerSlot>,
+    running: Arc<RunningManager>,
 }
 
 impl ControlService {
-    /// A service over `slot`.
-    pub fn new(slot: Arc<ManagerSlot>) -> Self {
-        Self { slot }
+    /// A service over the manager `running` holds.
+    pub fn new(running: Arc<RunningManager>) -> Self {
+        Self { running }
     }
 
     /// The store of the manager serving the call, for callers with a manager's rights.
     fn store<T>(&self, req: &Request<T>) -> Result<Store, Status> {
         require_manager(req)?;
-        Ok(self.slot.get()?.store().clone())
+        Ok(self.running.get()?.store().clone())
     }
 }
 
