@@ -9,8 +9,9 @@ use proto::{
 };
 
 use crate::ca::{IssuedCertificate, RootCa};
-use crate::controlapi::cluster::default_spec;
-use crate::manager::{create, now_ms};
+use crate::settings::default_spec;
+use crate::store::create;
+use proto::now_ms;
 
 /// The first manager of a new cluster.
 pub struct FirstManager<'a> {

@@ -14,26 +14,31 @@ use tonic::{Request, Response, Status};
 
 use crate::ca::identity::{caller, Caller};
 use crate::ca::{IssuedCertificate, RootCa};
-use crate::controlapi::cluster::{role_for_token, DEFAULT_CERT_EXPIRY};
-use crate::manager::{create, now_ms, Manager, ManagerSlot};
+use crate::controlapi::cluster::role_for_token;
+use crate::manager::RunningManager;
+use crate::settings::DEFAULT_CERT_EXPIRY;
 use crate::status::invalid;
-use crate::store::StoredObject;
+use crate::store::{create, ObjectStore, Store, StoredObject};
 
 /// Serves the CA through whichever manager runs on this node.
 pub struct CaService {
-    slot: Arc<ManagerSlot>,
+    running: Arc<RunningManager>,
 }
 
 impl CaService {
-    /// A service over `slot`.
-    pub fn new(slot: Arc<ManagerSlot>) -> Self {
-        Self { slot }
+    /// A service over the manager `running` holds.
+    pub fn new(running: Arc<RunningManager>) -> Self {
+        Self { running }
+    }
+
+    /// The store of the manager on this node.
+    fn store(&self) -> Result<Store, Status> {
+        Ok(self.running.get()?.store().clone())
     }
 }
 
 /// The cluster's root CA and certificate lifetime, from this manager's store.
-fn root_ca(manager: &Manager) -> Result<(RootCa, Duration, String), Status> {
-    let store = manager.store().read();
+fn root_ca(store: &ObjectStore) -> Result<(RootCa, Duration, String), Status> {
     let cluster = store
         .cluster()
         .ok_or_else(|| Status::unavailable("the cluster is still being initialised; retry"))?;
@@ -82,9 +87,9 @@ impl Ca for CaService {
         &self,
         _req: Request<GetRootCaRequest>,
     ) -> Result<Response<GetRootCaResponse>, Status> {
-        let manager = self.slot.get()?;
-        let store = manager.store().read();
-        let cert_pem = store
+        let cert_pem = self
+            .store()?
+            .read()
             .cluster()
             .and_then(|c| c.root_ca.as_ref())
             .map(|r| r.cert_pem.clone())
@@ -96,19 +101,18 @@ impl Ca for CaService {
         &self,
         req: Request<IssueNodeCertificateRequest>,
     ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
-        let manager = self.slot.get()?;
+        let store = self.store()?;
         let body = req.into_inner();
-        manager.raft().read_barrier().await?;
-        let cluster =
-            manager.store().read().cluster().cloned().ok_or_else(|| {
-                Status::unavailable("the cluster is still being initialised; retry")
-            })?;
+        let cluster = store
+            .read_latest(|s| s.cluster().cloned())
+            .await?
+            .ok_or_else(|| Status::unavailable("the cluster is still being initialised; retry"))?;
         let role = role_for_token(&cluster, &body.token)?;
         let description = body.description.unwrap_or_default();
         if description.hostname.trim().is_empty() {
             return Err(invalid("a joining node must report its hostname"));
         }
-        let (ca, expiry, cluster_id) = root_ca(&manager)?;
+        let (ca, expiry, cluster_id) = root_ca(&store.read())?;
         let node_id = proto::id::new_id();
         let issued = issue(&ca, &body.csr_pem, &node_id, role, &cluster_id, expiry)?;
         let node = Node {
@@ -124,7 +128,7 @@ impl Ca for CaService {
             status: Some(NodeStatus {
                 state: NodeState::Unknown as i32,
                 addr: body.advertise_addr.clone(),
-                updated_at: now_ms(),
+                updated_at: proto::now_ms(),
                 ..Default::default()
             }),
             manager_status: (role == NodeRole::Manager).then(|| ManagerStatus {
@@ -135,9 +139,8 @@ impl Ca for CaService {
             certificate: Some(certificate_record(&issued, role)),
             ingress: None,
         };
-        manager.write(vec![create(node)]).await?;
-        let managers = manager
-            .store()
+        store.write(vec![create(node)]).await?;
+        let managers = store
             .read()
             .list::<Node>()
             .filter_map(|n| n.manager_status.as_ref().map(|m| m.addr.clone()))
@@ -162,13 +165,13 @@ impl Ca for CaService {
                 "renewing a certificate needs the node's current certificate",
             ));
         };
-        let manager = self.slot.get()?;
-        manager.raft().read_barrier().await?;
-        let current = manager
-            .store()
-            .read()
-            .get::<Node>(&identity.node_id)
-            .and_then(|n| n.spec.as_ref().map(|s| s.desired_role));
+        let store = self.store()?;
+        let current = store
+            .read_latest(|s| {
+                s.get::<Node>(&identity.node_id)
+                    .and_then(|n| n.spec.as_ref().map(|s| s.desired_role))
+            })
+            .await?;
         let Some(desired) = current else {
             return Err(Status::permission_denied(
                 "this node was removed from the cluster; run `skiff swarm leave --force` on it, then join again",
@@ -178,7 +181,7 @@ impl Ca for CaService {
             .ok()
             .filter(|r| *r != NodeRole::Unspecified)
             .unwrap_or(NodeRole::Worker);
-        let (ca, expiry, cluster_id) = root_ca(&manager)?;
+        let (ca, expiry, cluster_id) = root_ca(&store.read())?;
         let issued = issue(
             &ca,
             &req.get_ref().csr_pem,
@@ -187,7 +190,7 @@ impl Ca for CaService {
             &cluster_id,
             expiry,
         )?;
-        manager
+        store
             .modify::<Node>(&identity.node_id, |node| {
                 node.certificate = Some(certificate_record(&issued, role));
                 node.role = role as i32;

@@ -33,7 +33,8 @@ pub async fn subscribe(
         ));
     }
     let by_node: HashMap<String, (String, Vec<String>)> = manager
-        .read(|store| {
+        .store()
+        .read_latest(|store| {
             let mut by_node: HashMap<String, (String, Vec<String>)> = HashMap::new();
             for task in store.list::<Task>().filter(|t| selected(t, &selector)) {
                 let Some(node) = store.get::<proto::Node>(&task.node_id) else {
@@ -68,7 +69,7 @@ pub async fn subscribe(
         });
         req.metadata_mut()
             .insert(NODE_LOGS, "1".parse().expect("ascii"));
-        match LogsClient::new(manager.raft().node_channel(&addr, &node_id))
+        match LogsClient::new(manager.node_channel(&addr, &node_id))
             .subscribe_logs(req)
             .await
         {

@@ -1,18 +1,23 @@
-//! Background loops of a manager that keep derived state current.
+//! Background loops of a manager that keep Raft and what the store says about it in step:
+//! log compaction, managers' reachability, and membership after a demotion or removal. They
+//! are the subsystems that legitimately name the Raft node; they still write through the
+//! store handle.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{Node, Reachability};
+use proto::{Node, Reachability, StoreAction};
 use tokio::sync::watch;
 
-use crate::manager::{update, Manager};
-use crate::store::StoredObject;
+use crate::leader::{self, Rounds};
+use crate::raft::RaftNode;
+use crate::settings::DEFAULT_SNAPSHOT_INTERVAL;
+use crate::store::{update, ObjectStore, Store, StoredObject};
 
-/// Snapshot interval when the cluster sets none.
-pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 10_000;
 /// A manager the leader has not heard from for this long is unreachable.
 const REACHABLE_WITHIN: Duration = Duration::from_secs(2);
+/// How often the loops here look again.
+const CHECK_PERIOD: Duration = Duration::from_millis(500);
 
 async fn tick(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
     tokio::select! {
@@ -23,17 +28,16 @@ async fn tick(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
 
 /// Takes a snapshot (which compacts the log) whenever the cluster's snapshot interval of
 /// entries has been applied since the last one. Every manager compacts its own log.
-pub async fn snapshots(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
-    while tick(&mut stop, Duration::from_millis(500)).await {
-        let interval = manager
-            .store()
+pub async fn snapshots(raft: Arc<RaftNode>, store: Store, mut stop: watch::Receiver<bool>) {
+    while tick(&mut stop, CHECK_PERIOD).await {
+        let interval = store
             .read()
             .cluster()
             .and_then(|c| c.spec.as_ref()?.raft.as_ref().map(|r| r.snapshot_interval))
             .filter(|i| *i > 0)
             .unwrap_or(DEFAULT_SNAPSHOT_INTERVAL);
         let (applied, snapshot) = {
-            let m = manager.raft().metrics();
+            let m = raft.metrics();
             let m = m.borrow();
             (
                 m.last_applied.map_or(0, |l| l.index),
@@ -41,50 +45,72 @@ pub async fn snapshots(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
             )
         };
         if applied.saturating_sub(snapshot) >= interval {
-            manager.raft().trigger_snapshot().await;
+            raft.trigger_snapshot().await;
         }
     }
 }
 
 /// On the leader, records in each manager's node object whether the leader reaches it, so
 /// every manager shows the same `MANAGER STATUS`.
-pub async fn manager_reachability(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
-    while tick(&mut stop, Duration::from_millis(500)).await {
-        if !manager.raft().is_leader() {
-            continue;
-        }
-        let voters = manager.raft().voters();
-        let changes: Vec<_> = manager
-            .store()
-            .read()
-            .list::<Node>()
-            .filter_map(|node| {
-                let status = node.manager_status.as_ref()?;
-                let reachable = voters.contains(&status.raft_id)
-                    && manager
-                        .raft()
-                        .peer_answered_within(status.raft_id, REACHABLE_WITHIN);
-                let want = if reachable {
-                    Reachability::Reachable
-                } else {
-                    Reachability::Unreachable
-                };
-                (status.reachability != want as i32).then(|| {
-                    let mut node = node.clone();
-                    if let Some(s) = node.manager_status.as_mut() {
-                        s.reachability = want as i32;
-                    }
-                    update(node)
-                })
-            })
-            .collect();
-        if changes.is_empty() {
-            continue;
-        }
-        if let Err(e) = manager.write(changes).await {
-            tracing::debug!(error = %e.message(), "could not record manager reachability");
-        }
+pub async fn manager_reachability(raft: Arc<RaftNode>, store: Store, stop: watch::Receiver<bool>) {
+    let rounds = ReachabilityRounds {
+        raft,
+        judged: false,
+    };
+    leader::run(store, stop, rounds).await
+}
+
+/// The reachability checks of one leader.
+struct ReachabilityRounds {
+    raft: Arc<RaftNode>,
+    /// Whether this term has given the managers a period to answer the new leader.
+    judged: bool,
+}
+
+impl Rounds for ReachabilityRounds {
+    fn start(&mut self) {
+        self.judged = false;
     }
+
+    async fn round(&mut self, store: &Store) -> Duration {
+        // A new leader has heard only from the managers that voted for it: judging at once
+        // would call the others unreachable for a moment.
+        if !std::mem::replace(&mut self.judged, true) {
+            return CHECK_PERIOD;
+        }
+        let changes = reachability_changes(&self.raft, &store.read());
+        if !changes.is_empty() {
+            if let Err(e) = store.write(changes).await {
+                tracing::debug!(error = %e, "could not record manager reachability");
+            }
+        }
+        CHECK_PERIOD
+    }
+}
+
+/// The node updates that record what the leader reaches now.
+fn reachability_changes(raft: &RaftNode, store: &ObjectStore) -> Vec<StoreAction> {
+    let voters = raft.voters();
+    store
+        .list::<Node>()
+        .filter_map(|node| {
+            let status = node.manager_status.as_ref()?;
+            let reachable = voters.contains(&status.raft_id)
+                && raft.peer_answered_within(status.raft_id, REACHABLE_WITHIN);
+            let want = if reachable {
+                Reachability::Reachable
+            } else {
+                Reachability::Unreachable
+            };
+            (status.reachability != want as i32).then(|| {
+                let mut node = node.clone();
+                if let Some(s) = node.manager_status.as_mut() {
+                    s.reachability = want as i32;
+                }
+                update(node)
+            })
+        })
+        .collect()
 }
 
 /// How long a demoted manager, now a learner, may take to see that it no longer votes
@@ -97,17 +123,17 @@ const LEARNER_GRACE: Duration = Duration::from_secs(10);
 /// are out of the group (a leader that demoted itself left the voters before stopping, so
 /// nobody else would). Done by a loop rather than by the demoting request so that a change
 /// half done when the leader changed is finished by the next one.
-pub async fn raft_membership(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
+pub async fn raft_membership(raft: Arc<RaftNode>, store: Store, mut stop: watch::Receiver<bool>) {
     let mut learners_since: std::collections::HashMap<u64, tokio::time::Instant> =
         Default::default();
-    while tick(&mut stop, Duration::from_millis(500)).await {
-        if !manager.raft().is_leader() {
+    while tick(&mut stop, CHECK_PERIOD).await {
+        if !raft.is_leader() {
             learners_since.clear();
             continue;
         }
-        let members = raft_members(&manager);
+        let members = raft_members(&raft);
         let (stale, left) = {
-            let store = manager.store().read();
+            let store = store.read();
             let wanted: Vec<u64> = store
                 .list::<Node>()
                 .filter(|n| wants_manager(n))
@@ -134,14 +160,14 @@ pub async fn raft_membership(manager: Arc<Manager>, mut stop: watch::Receiver<bo
                 .collect();
             (stale, left)
         };
-        let voters = manager.raft().voters();
+        let voters = raft.voters();
         learners_since.retain(|id, _| stale.contains(id));
         for id in stale {
             if !voters.contains(&id) {
                 let since = *learners_since
                     .entry(id)
                     .or_insert_with(tokio::time::Instant::now);
-                if !manager.raft().learner_caught_up(id) && since.elapsed() < LEARNER_GRACE {
+                if !raft.learner_caught_up(id) && since.elapsed() < LEARNER_GRACE {
                     continue;
                 }
             }
@@ -149,32 +175,32 @@ pub async fn raft_membership(manager: Arc<Manager>, mut stop: watch::Receiver<bo
                 raft_id = id,
                 "taking a demoted or removed manager out of Raft"
             );
-            if let Err(e) = manager.raft().remove_member(id).await {
+            if let Err(e) = raft.remove_member(id).await {
                 tracing::warn!(raft_id = id, error = %e.message(), "could not remove the manager from Raft");
             }
         }
         for node_id in left {
-            let cleared = manager
+            let cleared = store
                 .modify::<Node>(&node_id, |node| {
                     let out = node
                         .manager_status
                         .as_ref()
-                        .is_some_and(|m| !raft_members(&manager).contains(&m.raft_id));
+                        .is_some_and(|m| !raft_members(&raft).contains(&m.raft_id));
                     if out && !wants_manager(node) {
                         node.manager_status = None;
                     }
                 })
                 .await;
             if let Err(e) = cleared {
-                tracing::debug!(node = %node_id, error = %e.message(), "could not record that a demoted manager left Raft");
+                tracing::debug!(node = %node_id, error = %e, "could not record that a demoted manager left Raft");
             }
         }
     }
 }
 
 /// The Raft IDs of the group's members (voters and learners).
-fn raft_members(manager: &Manager) -> Vec<u64> {
-    manager.raft().members().into_keys().collect()
+fn raft_members(raft: &RaftNode) -> Vec<u64> {
+    raft.members().into_keys().collect()
 }
 
 fn wants_manager(node: &Node) -> bool {

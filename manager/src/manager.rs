@@ -1,30 +1,22 @@
-//! The running manager: its Raft member, its background loops, and the consistent read and
-//! write helpers every API handler uses.
+//! The running manager: its Raft member, the store handle its subsystems share, and its
+//! background loops. This is where the manager is wired; nothing it wires imports it.
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use proto::{StoreAction, StoreActionKind, StoreBatch};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::Status;
 
 use crate::dispatcher::Dispatcher;
-use crate::raft::{RaftNode, StoreHandle};
-use crate::store::{ObjectStore, StoredObject};
-
-/// Milliseconds since the Unix epoch: the time format of every stored object.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use crate::raft::RaftNode;
+use crate::store::Store;
 
 /// One manager inside `skiffd`.
 pub struct Manager {
     node_id: String,
     addr: String,
     raft: Arc<RaftNode>,
+    store: Store,
     dispatcher: Arc<Dispatcher>,
     stop: watch::Sender<bool>,
     loops: Mutex<Vec<JoinHandle<()>>>,
@@ -34,34 +26,39 @@ impl Manager {
     /// Starts the manager's loops around an open Raft member.
     pub fn start(node_id: String, addr: String, raft: RaftNode) -> Arc<Self> {
         let raft = Arc::new(raft);
+        let store = Store::new(raft.local().clone(), raft.clone());
         let (stop, _) = watch::channel(false);
         let manager = Arc::new(Self {
             node_id,
             addr,
-            dispatcher: Arc::new(Dispatcher::new(raft.clone())),
+            dispatcher: Arc::new(Dispatcher::new(store.clone())),
+            store,
             raft,
             stop,
             loops: Mutex::new(Vec::new()),
         });
         let loops = vec![
             tokio::spawn(crate::loops::snapshots(
-                manager.clone(),
+                manager.raft.clone(),
+                manager.store.clone(),
                 manager.stop.subscribe(),
             )),
             tokio::spawn(crate::loops::manager_reachability(
-                manager.clone(),
+                manager.raft.clone(),
+                manager.store.clone(),
                 manager.stop.subscribe(),
             )),
             tokio::spawn(crate::loops::raft_membership(
-                manager.clone(),
+                manager.raft.clone(),
+                manager.store.clone(),
                 manager.stop.subscribe(),
             )),
             tokio::spawn(crate::orchestrator::run(
-                manager.clone(),
+                manager.store.clone(),
                 manager.stop.subscribe(),
             )),
             tokio::spawn(crate::allocator::run(
-                manager.clone(),
+                manager.store.clone(),
                 manager.stop.subscribe(),
             )),
             tokio::spawn(crate::dispatcher::status_writer(
@@ -97,14 +94,15 @@ impl Manager {
         &self.addr
     }
 
-    /// The Raft member.
+    /// The Raft member: for membership changes and the Raft service. Subsystems use
+    /// [`Manager::store`].
     pub fn raft(&self) -> &Arc<RaftNode> {
         &self.raft
     }
 
-    /// The store (possibly behind the leader; use [`Manager::read`] for API reads).
-    pub fn store(&self) -> &StoreHandle {
-        self.raft.store()
+    /// The store handle every subsystem shares.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The dispatcher.
@@ -112,93 +110,21 @@ impl Manager {
         &self.dispatcher
     }
 
-    /// Reads the store after a read barrier: never older than any acknowledged write.
-    pub async fn read<R>(&self, f: impl FnOnce(&ObjectStore) -> R) -> Result<R, Status> {
-        self.raft.read_barrier().await?;
-        Ok(f(&self.store().read()))
-    }
-
-    /// Reads the store right after this manager's own write: [`Manager::write`] returns only
-    /// once the write is applied here, so no read barrier is needed to see it.
-    pub fn read_own_write<R>(&self, f: impl FnOnce(&ObjectStore) -> R) -> R {
-        f(&self.store().read())
-    }
-
-    /// Commits `actions` as one batch; returns the log index.
-    pub async fn write(&self, actions: Vec<StoreAction>) -> Result<u64, Status> {
-        Ok(self.raft.propose(&StoreBatch { actions }).await?)
-    }
-
-    /// Deletes the object `pick` chooses from a fresh read, choosing again if someone else
-    /// wrote it in between (see [`RaftNode::remove`]).
-    pub async fn remove<T: StoredObject>(
-        &self,
-        pick: impl Fn(&ObjectStore) -> Result<T, Status>,
-    ) -> Result<(), Status> {
-        self.raft.remove(pick).await
-    }
-
-    /// Changes the object `id` with `change`, retrying on conflicting writes; `None` if the
-    /// object does not exist.
-    pub async fn modify<T: StoredObject>(
-        &self,
-        id: &str,
-        change: impl FnMut(&mut T),
-    ) -> Result<Option<T>, Status> {
-        Ok(self.raft.modify(id, change).await?)
-    }
-
-    /// The node ID of the current Raft leader, if known.
-    pub fn leader_node_id(&self) -> Option<String> {
-        let leader = self.raft.metrics().borrow().current_leader?;
-        let store = self.store().read();
-        let id = store
-            .list::<proto::Node>()
-            .find(|n| {
-                n.manager_status
-                    .as_ref()
-                    .is_some_and(|m| m.raft_id == leader)
-            })
-            .map(|n| n.id().to_owned());
-        id
+    /// A channel to the node `node_id`'s cluster port, with this manager's certificate.
+    pub fn node_channel(&self, addr: &str, node_id: &str) -> tonic::transport::Channel {
+        self.raft.node_channel(addr, node_id)
     }
 }
 
-/// An action creating `object`, stamped with the current time.
-pub fn create<T: StoredObject>(mut object: T) -> StoreAction {
-    let now = now_ms();
-    let meta = object.meta_mut();
-    meta.created_at = now;
-    meta.updated_at = now;
-    action(StoreActionKind::Create, object)
-}
-
-/// An action replacing `object`, whose meta names the version it was read at.
-pub fn update<T: StoredObject>(mut object: T) -> StoreAction {
-    object.meta_mut().updated_at = now_ms();
-    action(StoreActionKind::Update, object)
-}
-
-/// An action deleting `object` if it is still at the version it was read at.
-pub fn delete<T: StoredObject>(object: T) -> StoreAction {
-    action(StoreActionKind::Delete, object)
-}
-
-fn action<T: StoredObject>(kind: StoreActionKind, object: T) -> StoreAction {
-    StoreAction {
-        kind: kind as i32,
-        object: Some(object.wrap()),
-    }
-}
-
-/// The slot `skiffd` fills when this node is a manager, and empties when it stops being one.
-/// Every service holds the slot, so one gRPC server serves managers and workers alike.
+/// The manager running on this node, if any: `skiffd` sets it when this node becomes a
+/// manager and clears it when it stops being one. Every service holds it, so one gRPC
+/// server serves managers and workers alike.
 #[derive(Default)]
-pub struct ManagerSlot {
+pub struct RunningManager {
     inner: RwLock<Option<Arc<Manager>>>,
 }
 
-impl ManagerSlot {
+impl RunningManager {
     /// The running manager, or the error a worker gives.
     pub fn get(&self) -> Result<Arc<Manager>, Status> {
         self.inner

@@ -3,8 +3,8 @@
 
 use tonic::Status;
 
-use crate::raft::ProposeError;
-use crate::store::{ApplyError, LookupError};
+use crate::dispatcher::DispatcherError;
+use crate::store::{ApplyError, LookupError, StoreError};
 
 /// A state-machine refusal.
 pub fn apply_error(e: &ApplyError) -> Status {
@@ -20,13 +20,14 @@ pub fn apply_error(e: &ApplyError) -> Status {
 }
 
 /// A failed write or read barrier.
-pub fn propose_error(e: ProposeError) -> Status {
+pub fn store_error(e: StoreError) -> Status {
     match e {
-        ProposeError::Apply(e) => apply_error(&e),
-        ProposeError::Remote(s) => s,
-        e @ (ProposeError::NoQuorum { .. } | ProposeError::Joining | ProposeError::Stopped(_)) => {
-            Status::unavailable(e.to_string())
-        }
+        StoreError::Apply(e) => apply_error(&e),
+        StoreError::Remote { code, message } => Status::new(code, message),
+        e @ (StoreError::NoQuorum { .. }
+        | StoreError::Joining
+        | StoreError::NotLeader
+        | StoreError::Stopped(_)) => Status::unavailable(e.to_string()),
     }
 }
 
@@ -48,14 +49,26 @@ pub fn refused(msg: impl Into<String>) -> Status {
     Status::failed_precondition(msg.into())
 }
 
-impl From<ProposeError> for Status {
-    fn from(e: ProposeError) -> Self {
-        propose_error(e)
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Self {
+        store_error(e)
     }
 }
 
 impl From<LookupError> for Status {
     fn from(e: LookupError) -> Self {
         lookup_error(e)
+    }
+}
+
+impl From<DispatcherError> for Status {
+    fn from(e: DispatcherError) -> Self {
+        match e {
+            DispatcherError::Store(e) => store_error(e),
+            DispatcherError::Removed => Status::permission_denied(e.to_string()),
+            DispatcherError::Initialising | DispatcherError::Stopped => {
+                Status::unavailable(e.to_string())
+            }
+        }
     }
 }

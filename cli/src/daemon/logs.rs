@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use futures::{Stream, StreamExt};
 use manager::ca::identity::require_manager;
 use manager::logs::NODE_LOGS;
-use manager::ManagerSlot;
+use manager::RunningManager;
 use proto::logs_server::Logs;
 use proto::{SubscribeLogsRequest, SubscribeLogsResponse};
 use tonic::{Request, Response, Status};
@@ -18,13 +18,13 @@ pub type AgentSlot = Arc<Mutex<Option<(Arc<Agent>, String)>>>;
 
 /// Serves logs for one daemon.
 pub struct LogsService {
-    slot: Arc<ManagerSlot>,
+    slot: Arc<RunningManager>,
     agent: AgentSlot,
 }
 
 impl LogsService {
     /// The service over the daemon's manager and agent.
-    pub fn new(slot: Arc<ManagerSlot>, agent: AgentSlot) -> Self {
+    pub fn new(slot: Arc<RunningManager>, agent: AgentSlot) -> Self {
         Self { slot, agent }
     }
 }

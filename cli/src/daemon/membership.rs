@@ -187,7 +187,7 @@ impl Membership {
 
     /// Stops the session, the manager and the cluster port; the node's tasks keep running
     /// (a restarted daemon adopts them).
-    pub async fn stop(mut self, slot: &manager::ManagerSlot) {
+    pub async fn stop(mut self, slot: &manager::RunningManager) {
         let _ = self.session_stop.send(true);
         for t in self.tasks.drain(..) {
             t.abort();

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use manager::raft::RaftSettings;
-use manager::ManagerSlot;
+use manager::RunningManager;
 use tokio::sync::Mutex;
 
 pub use server::{serve_local_socket, Running};
@@ -74,7 +74,7 @@ pub struct DaemonOptions {
 pub struct Daemon {
     opts: DaemonOptions,
     data: DataDir,
-    slot: Arc<ManagerSlot>,
+    slot: Arc<RunningManager>,
     runtime: Arc<dyn agent_runtime::Runtime>,
     agent: logs::AgentSlot,
     /// Serialises init, join, leave and role changes.
@@ -90,7 +90,7 @@ impl Daemon {
         Arc::new(Self {
             data: DataDir::new(&opts.data_dir),
             opts,
-            slot: Arc::new(ManagerSlot::default()),
+            slot: Arc::new(RunningManager::default()),
             runtime,
             agent: Default::default(),
             membership: Mutex::new(None),
@@ -99,7 +99,7 @@ impl Daemon {
     }
 
     /// The manager slot every service reads.
-    pub fn slot(&self) -> Arc<ManagerSlot> {
+    pub fn slot(&self) -> Arc<RunningManager> {
         self.slot.clone()
     }
 

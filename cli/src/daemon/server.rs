@@ -8,9 +8,10 @@ use anyhow::Context;
 use manager::ca::identity::local_caller;
 use manager::certificates::CaService;
 use manager::controlapi::ControlService;
-use manager::dispatcher::DispatcherService;
-use manager::raft::{RaftService, MAX_RAFT_MESSAGE_BYTES};
-use manager::ManagerSlot;
+use manager::dispatcherapi::DispatcherService;
+use manager::raft::MAX_RAFT_MESSAGE_BYTES;
+use manager::raftapi::RaftService;
+use manager::RunningManager;
 use proto::ca_server::CaServer;
 use proto::control_server::ControlServer;
 use proto::dispatcher_server::DispatcherServer;
@@ -48,7 +49,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// cluster grants that node today when this node runs a manager (see
 /// `manager::ca::access`); by certificate alone on a worker, which holds no store.
 fn cluster_caller(
-    slot: Arc<ManagerSlot>,
+    slot: Arc<RunningManager>,
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
     move |req| {
         let manager = slot.current();
@@ -63,7 +64,7 @@ fn cluster_caller(
 pub fn serve_cluster_port(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    slot: Arc<ManagerSlot>,
+    slot: Arc<RunningManager>,
     agent: AgentSlot,
 ) -> Running {
     let (stop, rx) = watch::channel(false);
@@ -110,7 +111,7 @@ pub fn serve_cluster_port(
 pub fn serve_local_socket<S: Swarm>(
     path: &Path,
     swarm: S,
-    slot: Arc<ManagerSlot>,
+    slot: Arc<RunningManager>,
     agent: AgentSlot,
 ) -> anyhow::Result<Running> {
     use std::os::unix::fs::PermissionsExt;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use manager::bootstrap::{initial_batch, FirstManager};
 use manager::ca::RootCa;
-use manager::controlapi::cluster::{default_spec, validate_spec, DEFAULT_CERT_EXPIRY};
+use manager::controlapi::cluster::validate_spec;
+use manager::settings::{default_spec, DEFAULT_CERT_EXPIRY};
 use manager::Manager;
 use proto::ca_client::CaClient;
 use proto::swarm_server::Swarm;
@@ -363,7 +364,7 @@ impl Daemon {
             leader_node_id: self
                 .slot
                 .current()
-                .and_then(|m| m.leader_node_id())
+                .and_then(|m| m.store().leader_node_id())
                 .unwrap_or_default(),
             raft: self.slot.current().map(|m| m.raft().status()),
             tasks: u32::try_from(m.agent().task_count()).unwrap_or(u32::MAX),

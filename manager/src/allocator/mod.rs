@@ -13,24 +13,19 @@ pub mod vni;
 
 pub use plan::{allocate, Allocation};
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{
-    EndpointSpec, Network, PublishMode, Service, StoreAction, StoreBatch, Task, TaskSpec, TaskState,
-};
+use proto::{EndpointSpec, Network, PublishMode, Service, Task, TaskSpec, TaskState};
 use tokio::sync::watch;
 
-use crate::manager::Manager;
-use crate::orchestrator::{is_active, is_terminal, observed};
-use crate::store::{ObjectStore, StoredObject};
+use crate::leader::{self, Rounds};
+use crate::lifecycle::{is_active, is_terminal, observed};
+use crate::store::{ObjectStore, Store, StoredObject};
 
-/// Changes per Raft entry (as the orchestrator).
-const BATCH: usize = 1000;
-/// How long to gather changes before a round.
-const DEBOUNCE: Duration = Duration::from_millis(10);
 /// How long to wait before retrying a round that failed (a conflicting write).
 const RETRY: Duration = Duration::from_millis(100);
+/// The longest wait between rounds when nothing changes.
+const IDLE: Duration = Duration::from_secs(5);
 
 /// The `ingress` network, if the cluster has one.
 pub fn ingress_network(store: &ObjectStore) -> Option<&Network> {
@@ -111,61 +106,29 @@ pub fn is_allocated(store: &ObjectStore, task: &Task) -> bool {
 }
 
 /// Runs on every manager; allocates only while this manager leads.
-pub async fn run(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
-    let mut leading = manager.raft().metrics();
-    loop {
-        tokio::select! {
-            r = leading.wait_for(|m| m.current_leader == Some(m.id) && m.state == openraft::ServerState::Leader) => {
-                if r.is_err() { return; }
-            }
-            _ = stop.changed() => return,
-        }
-        let (_, mut events) = manager.store().subscribe();
-        // Apply everything earlier leaders committed before reading what is in use.
-        if let Err(e) = manager.raft().read_barrier().await {
-            tracing::debug!(error = %e, "allocator: read barrier failed; waiting");
-            tokio::time::sleep(RETRY).await;
-            continue;
-        }
-        while manager.raft().is_leader() {
-            let wait = match round(&manager).await {
-                Ok(()) => Duration::from_secs(5),
-                Err(e) => {
-                    tracing::debug!(error = %e.message(), "allocation round failed; retrying");
-                    RETRY
-                }
-            };
-            tokio::select! {
-                r = events.recv() => {
-                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r { return; }
-                    tokio::time::sleep(DEBOUNCE).await;
-                    while events.try_recv().is_ok() {}
-                }
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => return,
+pub async fn run(store: Store, stop: watch::Receiver<bool>) {
+    leader::run(store, stop, Allocator).await
+}
+
+/// The allocation rounds of a leader.
+struct Allocator;
+
+impl Rounds for Allocator {
+    /// Apply everything earlier leaders committed before reading what is in use.
+    const BARRIER: bool = true;
+
+    async fn round(&mut self, store: &Store) -> Duration {
+        let Allocation { actions } = allocate(&store.read());
+        // As the leader only, never forwarded: a deposed leader's allocations must not land
+        // after the new leader has read what is in use.
+        match leader::commit_as_leader(store, actions).await {
+            Ok(()) => IDLE,
+            Err(e) => {
+                tracing::debug!(error = %e, "allocation round failed; retrying");
+                RETRY
             }
         }
     }
-}
-
-async fn round(manager: &Manager) -> Result<(), tonic::Status> {
-    let Allocation { mut actions } = allocate(&manager.store().read());
-    while !actions.is_empty() {
-        let rest = actions.split_off(actions.len().min(BATCH));
-        commit(manager, actions).await?;
-        actions = rest;
-    }
-    Ok(())
-}
-
-/// Commits as the leader only, never forwarded: a deposed leader's allocations must not
-/// land after the new leader has read what is in use.
-async fn commit(manager: &Manager, actions: Vec<StoreAction>) -> Result<(), tonic::Status> {
-    manager
-        .raft()
-        .propose_as_leader(&StoreBatch { actions })
-        .await
-        .map(|_| ())
 }
 
 #[cfg(test)]

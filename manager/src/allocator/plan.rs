@@ -24,8 +24,8 @@ use super::vni::Vnis;
 use super::{
     holds_addresses, ingress_network, networks_of, not_delivered, publishes_ingress, task_networks,
 };
-use crate::controlapi::cluster::default_spec;
-use crate::manager::update;
+use crate::settings::default_spec;
+use crate::store::update;
 use crate::store::{ObjectStore, StoredObject};
 
 /// Everything in use, rebuilt from the store.

@@ -3,11 +3,11 @@ use std::collections::HashSet;
 use proto::{
     Cluster, ClusterSpec, EndpointSpec, IpamConfig, Meta, Network, NetworkAttachmentConfig,
     NetworkSpec, PortConfig, PortProtocol, PublishMode, ResolutionMode, Service, ServiceSpec,
-    StoreBatch, Task, TaskSpec, TaskState, TaskStatus,
+    StoreAction, StoreBatch, Task, TaskSpec, TaskState, TaskStatus,
 };
 
 use super::*;
-use crate::manager::{create, delete};
+use crate::store::{create, delete};
 
 /// A store and the next log index, applying batches as Raft would.
 struct World {
@@ -326,7 +326,7 @@ impl World {
     fn modify_service(&mut self, id: &str, change: impl FnOnce(&mut Service)) {
         let mut s = self.store.get::<Service>(id).unwrap().clone();
         change(&mut s);
-        self.apply(vec![crate::manager::update(s)]);
+        self.apply(vec![crate::store::update(s)]);
     }
 }
 
@@ -399,7 +399,7 @@ fn three_hundred_tasks_in_turn_never_exhaust_a_slash_24() {
             } else {
                 let mut t = w.store.get::<Task>(&old).unwrap().clone();
                 t.status.as_mut().unwrap().state = TaskState::Failed as i32;
-                w.apply(vec![crate::manager::update(t)]);
+                w.apply(vec![crate::store::update(t)]);
             }
         }
         let holders: Vec<String> = w

@@ -1,61 +1,15 @@
-//! The cluster object: defaults, validation, join tokens.
+//! The cluster object: validation and join tokens (its defaults are `crate::settings`).
 
 use std::time::Duration;
 
 use proto::token::JoinToken;
-use proto::{CaConfig, Cluster, ClusterSpec, DispatcherConfig, OrchestrationConfig, RaftConfig};
+use proto::{Cluster, ClusterSpec};
 use tonic::Status;
 
 use crate::status::invalid;
 
-/// Node certificates live this long unless the cluster says otherwise (Docker's default).
-pub const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
-/// The UDP port of VXLAN traffic unless `swarm init --data-path-port` says otherwise.
-pub const DEFAULT_DATA_PATH_PORT: u32 = 4789;
 /// The shortest certificate lifetime accepted: renewal starts halfway through.
 const MIN_CERT_EXPIRY: Duration = Duration::from_secs(3600);
-
-/// The settings of a new cluster; anything the user set in `requested` wins.
-pub fn default_spec(requested: Option<ClusterSpec>) -> ClusterSpec {
-    let mut spec = requested.unwrap_or_default();
-    if spec.name.is_empty() {
-        spec.name = "default".into();
-    }
-    let raft = spec.raft.get_or_insert_with(RaftConfig::default);
-    if raft.snapshot_interval == 0 {
-        raft.snapshot_interval = crate::loops::DEFAULT_SNAPSHOT_INTERVAL;
-    }
-    if raft.log_entries_for_slow_followers == 0 {
-        raft.log_entries_for_slow_followers = 128;
-    }
-    let dispatcher = spec
-        .dispatcher
-        .get_or_insert_with(DispatcherConfig::default);
-    if dispatcher.heartbeat_period_ms == 0 {
-        dispatcher.heartbeat_period_ms =
-            crate::dispatcher::DEFAULT_HEARTBEAT_PERIOD.as_millis() as u64;
-    }
-    let ca = spec.ca_config.get_or_insert_with(CaConfig::default);
-    if ca.node_cert_expiry_ms == 0 {
-        ca.node_cert_expiry_ms = DEFAULT_CERT_EXPIRY.as_millis() as u64;
-    }
-    let orchestration = spec
-        .orchestration
-        .get_or_insert_with(OrchestrationConfig::default);
-    if orchestration.task_history_retention_limit == 0 {
-        orchestration.task_history_retention_limit = 5;
-    }
-    if spec.default_addr_pool.is_empty() {
-        spec.default_addr_pool = vec!["10.0.0.0/8".into()];
-    }
-    if spec.subnet_size == 0 {
-        spec.subnet_size = 24;
-    }
-    if spec.data_path_port == 0 {
-        spec.data_path_port = DEFAULT_DATA_PATH_PORT;
-    }
-    spec
-}
 
 /// Refuses settings the cluster cannot run with, saying which and why.
 pub fn validate_spec(spec: &ClusterSpec) -> Result<(), Status> {
@@ -146,6 +100,7 @@ pub fn role_for_token(cluster: &Cluster, token: &str) -> Result<proto::NodeRole,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::default_spec;
 
     #[test]
     fn defaults_are_valid_and_bad_settings_are_refused() {

@@ -16,50 +16,47 @@ use proto::*;
 use tonic::{Request, Response, Status};
 
 use crate::ca::identity::require_manager;
-use crate::manager::{create, now_ms, update, Manager, ManagerSlot};
+use crate::manager::RunningManager;
 use crate::orchestrator;
 use crate::status::{invalid, refused};
-use crate::store::StoredObject;
+use crate::store::{create, update, Store, StoredObject};
 use named::Named;
 
 /// Serves the control API through whichever manager runs on this node.
 pub struct ControlService {
-    slot: Arc<ManagerSlot>,
+    running: Arc<RunningManager>,
 }
 
 impl ControlService {
-    /// A service over `slot`.
-    pub fn new(slot: Arc<ManagerSlot>) -> Self {
-        Self { slot }
+    /// A service over the manager `running` holds.
+    pub fn new(running: Arc<RunningManager>) -> Self {
+        Self { running }
     }
 
-    fn manager<T>(&self, req: &Request<T>) -> Result<Arc<Manager>, Status> {
+    /// The store of the manager serving the call, for callers with a manager's rights.
+    fn store<T>(&self, req: &Request<T>) -> Result<Store, Status> {
         require_manager(req)?;
-        self.slot.get()
+        Ok(self.running.get()?.store().clone())
     }
 }
 
 /// The node as served: with the leader flag filled in from this manager's Raft view.
 impl ControlService {
-    async fn create_named<T: named::Named>(
-        &self,
-        manager: &Manager,
-        object: T,
-    ) -> Result<T, Status> {
+    async fn create_named<T: named::Named>(&self, store: &Store, object: T) -> Result<T, Status> {
         named::validate(&object)?;
         let id = object.id().to_owned();
-        manager.write(vec![create(object)]).await?;
-        manager
+        store.write(vec![create(object)]).await?;
+        store
             .read_own_write(|s| s.get::<T>(&id).cloned())
             .ok_or_else(|| Status::internal("the new object vanished"))
     }
 
     async fn remove_named<T: named::Named>(
         &self,
-        manager: &Manager,
+        store: &Store,
         reference: &str,
     ) -> Result<(), Status> {
-        manager
+        store
             .remove(|s| {
                 let target = s.resolve::<T>(reference).cloned()?;
                 named::check_unused(s, &target)?;
@@ -79,18 +76,14 @@ fn served(mut node: Node, leader_raft_id: Option<u64>) -> Node {
     node
 }
 
-fn leader_raft_id(manager: &Manager) -> Option<u64> {
-    manager.raft().metrics().borrow().current_leader
-}
-
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn get_cluster(
         &self,
         req: Request<GetClusterRequest>,
     ) -> Result<Response<GetClusterResponse>, Status> {
-        let manager = self.manager(&req)?;
-        let cluster = manager.read(|s| s.cluster().cloned()).await?;
+        let store = self.store(&req)?;
+        let cluster = store.read_latest(|s| s.cluster().cloned()).await?;
         let cluster = cluster
             .ok_or_else(|| Status::unavailable("the cluster is still being initialised; retry"))?;
         Ok(Response::new(GetClusterResponse {
@@ -102,14 +95,14 @@ impl Control for ControlService {
         &self,
         req: Request<UpdateClusterRequest>,
     ) -> Result<Response<UpdateClusterResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let body = req.into_inner();
-        let mut current = manager
-            .read(|s| s.cluster().cloned())
+        let mut current = store
+            .read_latest(|s| s.cluster().cloned())
             .await?
             .ok_or_else(|| Status::unavailable("the cluster is still being initialised; retry"))?;
         if let Some(spec) = body.spec {
-            let spec = cluster::default_spec(Some(spec));
+            let spec = crate::settings::default_spec(Some(spec));
             cluster::validate_spec(&spec)?;
             current.spec = Some(spec);
         }
@@ -126,8 +119,8 @@ impl Control for ControlService {
             tokens.manager = JoinToken::generate(&digest).to_string();
         }
         current.meta_mut().version = body.version;
-        manager.write(vec![update(current)]).await?;
-        let cluster = manager.read_own_write(|s| s.cluster().cloned());
+        store.write(vec![update(current)]).await?;
+        let cluster = store.read_own_write(|s| s.cluster().cloned());
         Ok(Response::new(UpdateClusterResponse {
             cluster: cluster.map(cluster::redacted),
         }))
@@ -137,13 +130,13 @@ impl Control for ControlService {
         &self,
         req: Request<GetNodeRequest>,
     ) -> Result<Response<GetNodeResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let reference = req.into_inner().node;
-        let node = manager
-            .read(|s| s.resolve::<Node>(&reference).cloned())
+        let node = store
+            .read_latest(|s| s.resolve::<Node>(&reference).cloned())
             .await??;
         Ok(Response::new(GetNodeResponse {
-            node: Some(served(node, leader_raft_id(&manager))),
+            node: Some(served(node, store.leader_raft_id())),
         }))
     }
 
@@ -151,7 +144,7 @@ impl Control for ControlService {
         &self,
         req: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let filter = req.into_inner();
         let roles: Vec<i32> = filter
             .roles
@@ -164,9 +157,9 @@ impl Control for ControlService {
                 ))),
             })
             .collect::<Result<_, _>>()?;
-        let leader = leader_raft_id(&manager);
-        let nodes = manager
-            .read(|s| {
+        let leader = store.leader_raft_id();
+        let nodes = store
+            .read_latest(|s| {
                 s.list::<Node>()
                     .filter(|n| roles.is_empty() || roles.contains(&n.role))
                     .filter(|n| {
@@ -184,15 +177,15 @@ impl Control for ControlService {
         &self,
         req: Request<UpdateNodeRequest>,
     ) -> Result<Response<UpdateNodeResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let body = req.into_inner();
         let spec = body
             .spec
             .ok_or_else(|| invalid("a node update needs a spec"))?;
         node::validate_spec(&spec)?;
-        let leader = leader_raft_id(&manager);
-        let (mut target, store_check) = manager
-            .read(|s| {
+        let leader = store.leader_raft_id();
+        let (mut target, store_check) = store
+            .read_latest(|s| {
                 let target = s.resolve::<Node>(&body.node).cloned()?;
                 let demoting =
                     node::is_manager(&target) && spec.desired_role == NodeRole::Worker as i32;
@@ -210,8 +203,8 @@ impl Control for ControlService {
         }
         target.spec = Some(spec);
         let id = target.id().to_owned();
-        manager.write(vec![update(target)]).await?;
-        let node = manager.read_own_write(|s| s.get::<Node>(&id).cloned());
+        store.write(vec![update(target)]).await?;
+        let node = store.read_own_write(|s| s.get::<Node>(&id).cloned());
         Ok(Response::new(UpdateNodeResponse {
             node: node.map(|n| served(n, leader)),
         }))
@@ -221,11 +214,10 @@ impl Control for ControlService {
         &self,
         req: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let body = req.into_inner();
-        let now = now_ms();
-        manager
-            .raft()
+        let now = proto::now_ms();
+        store
             .remove_with(|s| {
                 let target = s.resolve::<Node>(&body.node).cloned()?;
                 node::check_removal(&target, body.force)?;
@@ -240,7 +232,7 @@ impl Control for ControlService {
         &self,
         req: Request<CreateServiceRequest>,
     ) -> Result<Response<CreateServiceResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let mut spec = req
             .into_inner()
             .spec
@@ -251,8 +243,8 @@ impl Control for ControlService {
         let mut spec = service::with_defaults(spec);
         service::validate(&spec)?;
         let id = proto::id::new_id();
-        let spec = manager
-            .read(|s| service::check_against_store(s, &mut spec, &id).map(|()| spec))
+        let spec = store
+            .read_latest(|s| service::check_against_store(s, &mut spec, &id).map(|()| spec))
             .await??;
         let created = Service {
             meta: Some(Meta {
@@ -263,8 +255,8 @@ impl Control for ControlService {
             spec_version: 1,
             ..Default::default()
         };
-        manager.write(vec![create(created)]).await?;
-        let service = manager.read_own_write(|s| s.get::<Service>(&id).cloned());
+        store.write(vec![create(created)]).await?;
+        let service = store.read_own_write(|s| s.get::<Service>(&id).cloned());
         Ok(Response::new(CreateServiceResponse { service }))
     }
 
@@ -272,10 +264,10 @@ impl Control for ControlService {
         &self,
         req: Request<GetServiceRequest>,
     ) -> Result<Response<GetServiceResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let reference = req.into_inner().service;
-        let service = manager
-            .read(|s| s.resolve::<Service>(&reference).cloned())
+        let service = store
+            .read_latest(|s| s.resolve::<Service>(&reference).cloned())
             .await??;
         Ok(Response::new(GetServiceResponse {
             service: Some(service),
@@ -286,13 +278,13 @@ impl Control for ControlService {
         &self,
         req: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let ListServicesRequest {
             names,
             name_prefixes,
         } = req.into_inner();
-        let services = manager
-            .read(|s| {
+        let services = store
+            .read_latest(|s| {
                 s.list::<Service>()
                     .filter(|svc| names.is_empty() || names.iter().any(|n| svc.name() == Some(n)))
                     .filter(|svc| {
@@ -312,10 +304,10 @@ impl Control for ControlService {
         &self,
         req: Request<UpdateServiceRequest>,
     ) -> Result<Response<UpdateServiceResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let body = req.into_inner();
-        let current = manager
-            .read(|s| s.resolve::<Service>(&body.service).cloned())
+        let current = store
+            .read_latest(|s| s.resolve::<Service>(&body.service).cloned())
             .await??;
         let old_spec = current.spec.clone().unwrap_or_default();
         let new_spec = if body.rollback {
@@ -340,16 +332,16 @@ impl Control for ControlService {
         }
         let id = current.id().to_owned();
         let mut new_spec = new_spec;
-        let new_spec = manager
-            .read(|s| service::check_against_store(s, &mut new_spec, &id).map(|()| new_spec))
+        let new_spec = store
+            .read_latest(|s| service::check_against_store(s, &mut new_spec, &id).map(|()| new_spec))
             .await??;
         let mut updated = current.clone();
         if body.version != 0 {
             updated.meta_mut().version = body.version;
         }
-        orchestrator::apply_spec(&mut updated, new_spec, body.rollback, now_ms());
-        manager.write(vec![update(updated)]).await?;
-        let service = manager.read_own_write(|s| s.get::<Service>(&id).cloned());
+        orchestrator::apply_spec(&mut updated, new_spec, body.rollback, proto::now_ms());
+        store.write(vec![update(updated)]).await?;
+        let service = store.read_own_write(|s| s.get::<Service>(&id).cloned());
         Ok(Response::new(UpdateServiceResponse { service }))
     }
 
@@ -357,10 +349,10 @@ impl Control for ControlService {
         &self,
         req: Request<RemoveServiceRequest>,
     ) -> Result<Response<RemoveServiceResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let reference = req.into_inner().service;
-        manager
-            .remove(|s| Ok(s.resolve::<Service>(&reference).cloned()?))
+        store
+            .remove(|s| Ok::<_, Status>(s.resolve::<Service>(&reference).cloned()?))
             .await?;
         Ok(Response::new(RemoveServiceResponse {}))
     }
@@ -369,10 +361,10 @@ impl Control for ControlService {
         &self,
         req: Request<GetTaskRequest>,
     ) -> Result<Response<GetTaskResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let reference = req.into_inner().task;
-        let task = manager
-            .read(|s| s.resolve::<Task>(&reference).cloned())
+        let task = store
+            .read_latest(|s| s.resolve::<Task>(&reference).cloned())
             .await??;
         Ok(Response::new(GetTaskResponse { task: Some(task) }))
     }
@@ -381,10 +373,10 @@ impl Control for ControlService {
         &self,
         req: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let f = req.into_inner();
-        let tasks = manager
-            .read(|s| {
+        let tasks = store
+            .read_latest(|s| {
                 s.list::<Task>()
                     .filter(|t| f.service_ids.is_empty() || f.service_ids.contains(&t.service_id))
                     .filter(|t| f.node_ids.is_empty() || f.node_ids.contains(&t.node_id))
@@ -402,12 +394,12 @@ impl Control for ControlService {
         &self,
         req: Request<CreateNetworkRequest>,
     ) -> Result<Response<CreateNetworkResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let spec = req
             .into_inner()
             .spec
             .ok_or_else(|| invalid("a network needs a spec"))?;
-        let spec = manager.read(|s| network::validate(s, spec)).await??;
+        let spec = store.read_latest(|s| network::validate(s, spec)).await??;
         let id = proto::id::new_id();
         let created = Network {
             meta: Some(Meta {
@@ -417,8 +409,8 @@ impl Control for ControlService {
             spec: Some(spec),
             ..Default::default()
         };
-        manager.write(vec![create(created)]).await?;
-        let network = manager.read_own_write(|s| s.get::<Network>(&id).cloned());
+        store.write(vec![create(created)]).await?;
+        let network = store.read_own_write(|s| s.get::<Network>(&id).cloned());
         Ok(Response::new(CreateNetworkResponse { network }))
     }
 
@@ -426,10 +418,10 @@ impl Control for ControlService {
         &self,
         req: Request<GetNetworkRequest>,
     ) -> Result<Response<GetNetworkResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let reference = req.into_inner().network;
-        let network = manager
-            .read(|s| s.resolve::<Network>(&reference).cloned())
+        let network = store
+            .read_latest(|s| s.resolve::<Network>(&reference).cloned())
             .await??;
         Ok(Response::new(GetNetworkResponse {
             network: Some(network),
@@ -440,9 +432,9 @@ impl Control for ControlService {
         &self,
         req: Request<ListNetworksRequest>,
     ) -> Result<Response<ListNetworksResponse>, Status> {
-        let manager = self.manager(&req)?;
-        let networks = manager
-            .read(|s| s.list::<Network>().cloned().collect())
+        let store = self.store(&req)?;
+        let networks = store
+            .read_latest(|s| s.list::<Network>().cloned().collect())
             .await?;
         Ok(Response::new(ListNetworksResponse { networks }))
     }
@@ -451,13 +443,13 @@ impl Control for ControlService {
         &self,
         req: Request<RemoveNetworkRequest>,
     ) -> Result<Response<RemoveNetworkResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let reference = req.into_inner().network;
-        manager
+        store
             .remove(|s| {
                 let target = s.resolve::<Network>(&reference).cloned()?;
                 network::check_removable(s, &target)?;
-                Ok(target)
+                Ok::<_, Status>(target)
             })
             .await?;
         Ok(Response::new(RemoveNetworkResponse {}))
@@ -467,13 +459,13 @@ impl Control for ControlService {
         &self,
         req: Request<CreateSecretRequest>,
     ) -> Result<Response<CreateSecretResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let spec = req
             .into_inner()
             .spec
             .ok_or_else(|| invalid("a secret needs a spec"))?;
         let secret = self
-            .create_named(&manager, Secret::build(proto::id::new_id(), spec))
+            .create_named(&store, Secret::build(proto::id::new_id(), spec))
             .await?;
         Ok(Response::new(CreateSecretResponse {
             secret: Some(named::without_data(secret)),
@@ -484,10 +476,10 @@ impl Control for ControlService {
         &self,
         req: Request<GetSecretRequest>,
     ) -> Result<Response<GetSecretResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let reference = req.into_inner().secret;
-        let secret = manager
-            .read(|s| s.resolve::<Secret>(&reference).cloned())
+        let secret = store
+            .read_latest(|s| s.resolve::<Secret>(&reference).cloned())
             .await??;
         Ok(Response::new(GetSecretResponse {
             secret: Some(named::without_data(secret)),
@@ -498,9 +490,9 @@ impl Control for ControlService {
         &self,
         req: Request<ListSecretsRequest>,
     ) -> Result<Response<ListSecretsResponse>, Status> {
-        let manager = self.manager(&req)?;
-        let secrets = manager
-            .read(|s| {
+        let store = self.store(&req)?;
+        let secrets = store
+            .read_latest(|s| {
                 s.list::<Secret>()
                     .cloned()
                     .map(named::without_data)
@@ -514,8 +506,8 @@ impl Control for ControlService {
         &self,
         req: Request<RemoveSecretRequest>,
     ) -> Result<Response<RemoveSecretResponse>, Status> {
-        let manager = self.manager(&req)?;
-        self.remove_named::<Secret>(&manager, &req.into_inner().secret)
+        let store = self.store(&req)?;
+        self.remove_named::<Secret>(&store, &req.into_inner().secret)
             .await?;
         Ok(Response::new(RemoveSecretResponse {}))
     }
@@ -524,13 +516,13 @@ impl Control for ControlService {
         &self,
         req: Request<CreateConfigRequest>,
     ) -> Result<Response<CreateConfigResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let spec = req
             .into_inner()
             .spec
             .ok_or_else(|| invalid("a config needs a spec"))?;
         let config = self
-            .create_named(&manager, Config::build(proto::id::new_id(), spec))
+            .create_named(&store, Config::build(proto::id::new_id(), spec))
             .await?;
         Ok(Response::new(CreateConfigResponse {
             config: Some(config),
@@ -541,10 +533,10 @@ impl Control for ControlService {
         &self,
         req: Request<GetConfigRequest>,
     ) -> Result<Response<GetConfigResponse>, Status> {
-        let manager = self.manager(&req)?;
+        let store = self.store(&req)?;
         let reference = req.into_inner().config;
-        let config = manager
-            .read(|s| s.resolve::<Config>(&reference).cloned())
+        let config = store
+            .read_latest(|s| s.resolve::<Config>(&reference).cloned())
             .await??;
         Ok(Response::new(GetConfigResponse {
             config: Some(config),
@@ -555,9 +547,9 @@ impl Control for ControlService {
         &self,
         req: Request<ListConfigsRequest>,
     ) -> Result<Response<ListConfigsResponse>, Status> {
-        let manager = self.manager(&req)?;
-        let configs = manager
-            .read(|s| s.list::<Config>().cloned().collect())
+        let store = self.store(&req)?;
+        let configs = store
+            .read_latest(|s| s.list::<Config>().cloned().collect())
             .await?;
         Ok(Response::new(ListConfigsResponse { configs }))
     }
@@ -566,8 +558,8 @@ impl Control for ControlService {
         &self,
         req: Request<RemoveConfigRequest>,
     ) -> Result<Response<RemoveConfigResponse>, Status> {
-        let manager = self.manager(&req)?;
-        self.remove_named::<Config>(&manager, &req.into_inner().config)
+        let store = self.store(&req)?;
+        self.remove_named::<Config>(&store, &req.into_inner().config)
             .await?;
         Ok(Response::new(RemoveConfigResponse {}))
     }

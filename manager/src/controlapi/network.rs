@@ -170,7 +170,7 @@ pub fn resolve_service_networks(store: &ObjectStore, spec: &mut ServiceSpec) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manager::create;
+    use crate::store::create;
     use proto::{Meta, StoreBatch};
 
     fn store_with(networks: &[(&str, &str, Option<&str>)]) -> ObjectStore {

@@ -374,7 +374,7 @@ fn check_reserved_ports(store: &ObjectStore, spec: &ServiceSpec) -> Result<(), S
         .and_then(|c| c.spec.as_ref())
         .map(|s| s.data_path_port)
         .filter(|p| *p != 0)
-        .unwrap_or(super::cluster::DEFAULT_DATA_PATH_PORT);
+        .unwrap_or(crate::settings::DEFAULT_DATA_PATH_PORT);
     let ports = spec.endpoint.iter().flat_map(|e| &e.ports);
     for port in ports.filter(|p| p.published_port != 0) {
         let tcp = port.protocol == PortProtocol::Tcp as i32;
@@ -627,7 +627,7 @@ mod tests {
 
     #[test]
     fn the_cluster_s_own_ports_cannot_be_published() {
-        use crate::manager::create;
+        use crate::store::create;
         let node = proto::Node {
             meta: Some(proto::Meta {
                 id: "n1".into(),

@@ -15,7 +15,7 @@ use super::networks::{self, NetworkView};
 use super::secrets::{self, SecretsView};
 use super::{discovery, mesh};
 use crate::allocator;
-use crate::orchestrator::{is_active, is_terminal, observed};
+use crate::lifecycle::{is_active, is_terminal, observed};
 use crate::store::{ObjectStore, StoredObject};
 
 /// Whether `task` is still the node's business: to run, to stop, or to report on.

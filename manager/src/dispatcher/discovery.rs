@@ -110,7 +110,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::manager::create;
+    use crate::store::create;
 
     fn meta(id: &str) -> Option<Meta> {
         Some(Meta {
@@ -291,7 +291,7 @@ mod tests {
         let events = store
             .apply(
                 &StoreBatch {
-                    actions: vec![crate::manager::update(w2)],
+                    actions: vec![crate::store::update(w2)],
                 },
                 2,
             )

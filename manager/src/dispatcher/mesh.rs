@@ -92,7 +92,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::manager::create;
+    use crate::store::create;
 
     fn meta(id: &str) -> Option<Meta> {
         Some(Meta {
@@ -203,7 +203,7 @@ mod tests {
         let events = store
             .apply(
                 &StoreBatch {
-                    actions: vec![crate::manager::update(t3)],
+                    actions: vec![crate::store::update(t3)],
                 },
                 2,
             )

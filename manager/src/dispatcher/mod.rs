@@ -8,10 +8,9 @@ mod discovery;
 mod mesh;
 mod networks;
 mod secrets;
-mod service;
 mod status;
 
-pub use service::DispatcherService;
+pub use assignments::NodeAssignments;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,12 +19,12 @@ use std::time::{Duration, Instant};
 use proto::{Node, NodeDescription, NodeState, NodeStatus};
 use tokio::sync::watch;
 
-use crate::manager::{now_ms, update};
-use crate::raft::RaftNode;
-use crate::store::StoredObject;
+use proto::now_ms;
 
-/// Heartbeat period when the cluster sets none.
-pub const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
+use crate::leader;
+use crate::settings::DEFAULT_HEARTBEAT_PERIOD;
+use crate::store::{update, Store, StoreError, StoredObject};
+
 /// Missed periods after which a node is down.
 const MISSED_PERIODS: u32 = 3;
 
@@ -34,11 +33,28 @@ struct Session {
     last_seen: Instant,
 }
 
+/// Why the dispatcher refused a node or could not record what it reported.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DispatcherError {
+    /// The store could not commit it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `swarm init` opens its own session before the cluster's first entry commits.
+    #[error("the cluster is still being initialised; retry")]
+    Initialising,
+    /// The node is not in the store.
+    #[error("this node was removed from the cluster; run `skiff swarm leave --force` on it, then join again")]
+    Removed,
+    /// The manager stopped before the report was committed.
+    #[error("the manager stopped; report again")]
+    Stopped,
+}
+
 /// Status reports waiting for the next batch, with who to tell when it is committed.
 struct PendingStatus {
     node_id: String,
     updates: Vec<proto::TaskStatusUpdate>,
-    done: tokio::sync::oneshot::Sender<Result<(), tonic::Status>>,
+    done: tokio::sync::oneshot::Sender<Result<(), DispatcherError>>,
 }
 
 /// How long status reports gather before they are committed together: thousands of nodes
@@ -47,7 +63,7 @@ const STATUS_BATCH_WINDOW: Duration = Duration::from_millis(20);
 
 /// Session and liveness bookkeeping of the leader.
 pub struct Dispatcher {
-    raft: Arc<RaftNode>,
+    store: Store,
     sessions: Mutex<HashMap<String, Session>>,
     pending_status: Mutex<Vec<PendingStatus>>,
     status_ready: tokio::sync::Notify,
@@ -56,10 +72,10 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher over the given Raft member.
-    pub fn new(raft: Arc<RaftNode>) -> Self {
+    /// A dispatcher over the store.
+    pub fn new(store: Store) -> Self {
         Self {
-            raft,
+            store,
             sessions: Mutex::new(HashMap::new()),
             pending_status: Mutex::new(Vec::new()),
             status_ready: tokio::sync::Notify::new(),
@@ -69,8 +85,7 @@ impl Dispatcher {
 
     /// The cluster's heartbeat period.
     pub fn heartbeat_period(&self) -> Duration {
-        self.raft
-            .store()
+        self.store
             .read()
             .cluster()
             .and_then(|c| c.spec.as_ref()?.dispatcher.as_ref())
@@ -117,9 +132,9 @@ impl Dispatcher {
         node_id: &str,
         description: Option<NodeDescription>,
         addr: &str,
-    ) -> Result<(), tonic::Status> {
+    ) -> Result<(), DispatcherError> {
         let updated = self
-            .raft
+            .store
             .modify::<Node>(node_id, |node| {
                 if description.is_some() {
                     node.description = description.clone();
@@ -135,12 +150,8 @@ impl Dispatcher {
         match updated {
             Some(_) => Ok(()),
             // `swarm init` opens its own session before the cluster's first entry commits.
-            None if self.raft.store().read().cluster().is_none() => Err(tonic::Status::unavailable(
-                "the cluster is still being initialised; retry",
-            )),
-            None => Err(tonic::Status::permission_denied(
-                "this node was removed from the cluster; run `skiff swarm leave --force` on it, then join again",
-            )),
+            None if self.store.read().cluster().is_none() => Err(DispatcherError::Initialising),
+            None => Err(DispatcherError::Removed),
         }
     }
 
@@ -149,7 +160,7 @@ impl Dispatcher {
         &self,
         node_id: &str,
         updates: Vec<proto::TaskStatusUpdate>,
-    ) -> Result<(), tonic::Status> {
+    ) -> Result<(), DispatcherError> {
         let (done, committed) = tokio::sync::oneshot::channel();
         self.pending_status
             .lock()
@@ -160,11 +171,7 @@ impl Dispatcher {
                 done,
             });
         self.status_ready.notify_one();
-        committed.await.unwrap_or_else(|_| {
-            Err(tonic::Status::unavailable(
-                "the manager stopped; report again",
-            ))
-        })
+        committed.await.unwrap_or(Err(DispatcherError::Stopped))
     }
 
     /// Commits the queued status reports together.
@@ -190,42 +197,29 @@ impl Dispatcher {
                         .or_default()
                         .extend(p.updates.iter().cloned());
                 }
-                let store = self.raft.store().read();
+                let store = self.store.read();
                 by_node
                     .into_iter()
                     .flat_map(|(node_id, updates)| status::accepted(&store, node_id, updates))
                     .collect()
             };
-            result = Ok(());
-            let mut conflict = false;
-            for chunk in actions.chunks(1000) {
-                match self.raft.propose(&batch(chunk.to_vec())).await {
-                    Ok(_) => {}
-                    Err(crate::raft::ProposeError::Apply(crate::store::ApplyError::Conflict {
-                        ..
-                    })) => {
-                        conflict = true;
-                        break;
-                    }
-                    Err(e) => {
-                        result = Err(tonic::Status::from(e));
-                        break;
-                    }
+            match leader::commit(&self.store, actions).await {
+                Err(e) if e.is_conflict() => continue,
+                committed => {
+                    result = committed;
+                    break;
                 }
-            }
-            if !conflict {
-                break;
             }
         }
         for p in pending {
-            let _ = p.done.send(result.clone());
+            let _ = p.done.send(result.clone().map_err(DispatcherError::from));
         }
     }
 
     /// One round of the liveness check (leader only).
     async fn check(&self) {
         let now = Instant::now();
-        if !self.raft.is_leader() {
+        if !self.store.is_leader() {
             *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
             self.sessions
                 .lock()
@@ -251,8 +245,7 @@ impl Dispatcher {
         // Nodes that stopped heartbeating go down; nodes marked down whose session is alive
         // again (a slow moment, a partition that healed) come back.
         let changes: Vec<_> = self
-            .raft
-            .store()
+            .store
             .read()
             .list::<Node>()
             .filter_map(|n| {
@@ -291,14 +284,10 @@ impl Dispatcher {
         if changes.is_empty() {
             return;
         }
-        if let Err(e) = self.raft.propose(&batch(changes)).await {
+        if let Err(e) = self.store.write(changes).await {
             tracing::debug!(error = %e, "could not record node liveness");
         }
     }
-}
-
-fn batch(actions: Vec<proto::StoreAction>) -> proto::StoreBatch {
-    proto::StoreBatch { actions }
 }
 
 /// Commits status reports in batches (runs on every manager; only the leader gets reports).

@@ -161,7 +161,7 @@ impl NetworkView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manager::create;
+    use crate::store::create;
     use proto::{
         Meta, NetworkAttachment, NetworkSpec, NodeStatus, StoreBatch, TaskState, TaskStatus,
     };
@@ -364,7 +364,7 @@ mod tests {
         let events = store
             .apply(
                 &StoreBatch {
-                    actions: vec![crate::manager::update(t1)],
+                    actions: vec![crate::store::update(t1)],
                 },
                 4,
             )

@@ -58,7 +58,7 @@ pub fn touched_by(event: &StoreEvent) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manager::create;
+    use crate::store::create;
     use proto::{
         ContainerSpec, Meta, SecretReference, SecretSpec, StoreBatch, TaskSpec, TaskState,
         TaskStatus,

@@ -2,8 +2,8 @@
 
 use proto::{StoreAction, Task, TaskState, TaskStatusUpdate};
 
-use crate::manager::update;
-use crate::orchestrator::observed;
+use crate::lifecycle::observed;
+use crate::store::update;
 use crate::store::ObjectStore;
 
 /// The updates of `reports` that are valid: the task exists, runs on the reporting node,
@@ -50,7 +50,7 @@ pub fn accepted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manager::create;
+    use crate::store::create;
     use proto::{Meta, StoreBatch, TaskStatus};
 
     fn report(state: TaskState, at: i64) -> TaskStatusUpdate {

@@ -2,99 +2,75 @@
 //! policy and the task reaper) then the scheduler, run whenever the store changes, each
 //! committing its decisions in batches.
 //!
-//! The loop reacts to the watch stream (nothing polls); a short debounce gathers a burst of
-//! changes (a node's worth of status updates) into one round.
+//! The loop reacts to the watch stream (nothing polls) as every leader loop does
+//! (`crate::leader`); it also wakes when a restart delay or an update delay ends.
 
 mod plan;
 mod restart;
 mod task;
 mod update;
 
-pub use task::{is_active, is_terminal, observed};
 pub use update::apply_spec;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{Node, StoreAction, Task, TaskState};
+use proto::{now_ms, Node, StoreAction, Task, TaskState};
 use tokio::sync::watch;
 
-use crate::manager::{now_ms, update, Manager};
+use crate::leader::{self, Rounds};
+use crate::lifecycle::{is_active, observed};
 use crate::scheduler::{self, Decision};
-use crate::store::ObjectStore;
+use crate::settings::DEFAULT_TASK_HISTORY;
+use crate::store::{update, ObjectStore, Store, StoreError};
 
-/// Changes committed per Raft entry: large enough to place thousands of tasks a second,
-/// small enough to stay far below the message size limit.
-const BATCH: usize = 1000;
-/// How long to gather changes before a round.
-const DEBOUNCE: Duration = Duration::from_millis(10);
-/// Task history per slot when the cluster sets none.
-const DEFAULT_HISTORY: usize = 5;
+/// The longest wait between rounds: a missed wake-up costs at most this.
+const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs on every manager; acts only while this manager leads.
-pub async fn run(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
-    let mut leading = manager.raft().metrics();
-    loop {
-        // Wait for leadership.
-        tokio::select! {
-            r = leading.wait_for(|m| m.current_leader == Some(m.id) && m.state == openraft::ServerState::Leader) => {
-                if r.is_err() { return; }
-            }
-            _ = stop.changed() => return,
+pub async fn run(store: Store, stop: watch::Receiver<bool>) {
+    leader::run(store, stop, Reconciler::default()).await
+}
+
+/// The reconciliation rounds of one leader.
+#[derive(Default)]
+struct Reconciler {
+    /// When the last successful round asked to run again at the latest (ms since the epoch).
+    wake_at: Option<i64>,
+}
+
+impl Rounds for Reconciler {
+    fn start(&mut self) {
+        self.wake_at = None;
+    }
+
+    async fn round(&mut self, store: &Store) -> Duration {
+        match round(store).await {
+            Ok(next) => self.wake_at = next,
+            Err(e) => tracing::debug!(error = %e, "reconciliation round failed; retrying"),
         }
-        let (_, mut events) = manager.store().subscribe();
-        let mut wake_at: Option<i64> = None;
-        while manager.raft().is_leader() {
-            match round(&manager).await {
-                Ok(next) => wake_at = next,
-                Err(e) => {
-                    tracing::debug!(error = %e.message(), "reconciliation round failed; retrying")
-                }
-            }
-            let sleep = wake_at.map_or(Duration::from_secs(1), |at| {
-                Duration::from_millis((at - now_ms()).clamp(0, 1000) as u64)
-            });
-            tokio::select! {
-                r = events.recv() => {
-                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r { return; }
-                    tokio::time::sleep(DEBOUNCE).await;
-                    // Drain what arrived meanwhile: one round covers it all.
-                    while events.try_recv().is_ok() {}
-                }
-                _ = tokio::time::sleep(sleep) => {}
-                _ = stop.changed() => return,
-            }
-        }
+        self.wake_at.map_or(MAX_WAIT, |at| {
+            Duration::from_millis((at - now_ms()).clamp(0, MAX_WAIT.as_millis() as i64) as u64)
+        })
     }
 }
 
 /// One reconciliation: orchestrate, then schedule. Returns when to wake up at the latest.
-async fn round(manager: &Manager) -> Result<Option<i64>, tonic::Status> {
+async fn round(store: &Store) -> Result<Option<i64>, StoreError> {
     let (actions, wake_at) = {
-        let store = manager.store().read();
+        let store = store.read();
         let history = store
             .cluster()
             .and_then(|c| c.spec.as_ref()?.orchestration.as_ref())
-            .map(|o| o.task_history_retention_limit as usize)
+            .map(|o| o.task_history_retention_limit)
             .filter(|h| *h > 0)
-            .unwrap_or(DEFAULT_HISTORY);
+            .unwrap_or(DEFAULT_TASK_HISTORY) as usize;
         let plan = plan::reconcile(&store, now_ms(), history);
         (plan.actions, plan.wake_at)
     };
-    commit(manager, actions).await?;
-    let placements = schedule(&manager.store().read());
-    commit(manager, placements).await?;
+    leader::commit(store, actions).await?;
+    let placements = schedule(&store.read());
+    leader::commit(store, placements).await?;
     Ok(wake_at)
-}
-
-async fn commit(manager: &Manager, actions: Vec<StoreAction>) -> Result<(), tonic::Status> {
-    let mut actions = actions;
-    while !actions.is_empty() {
-        let rest = actions.split_off(actions.len().min(BATCH));
-        manager.write(actions).await?;
-        actions = rest;
-    }
-    Ok(())
 }
 
 /// Places pending tasks; records why the others cannot be placed.

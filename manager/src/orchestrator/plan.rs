@@ -11,10 +11,11 @@ use proto::{
 };
 
 use super::restart::{decide, Restart};
-use super::task::{exited, is_active, is_terminal, new_task, observed, status_time, with_desired};
+use super::task::{exited, new_task, status_time, with_desired};
 use super::update::{self, Slot};
-use crate::manager::{create, delete, update};
+use crate::lifecycle::{is_active, is_terminal, observed};
 use crate::scheduler::constraint;
+use crate::store::{create, delete, update};
 use crate::store::{ObjectStore, StoredObject};
 
 /// What one reconciliation decided.
@@ -656,7 +657,7 @@ mod tests {
                 2,
             )
             .unwrap();
-        let plan = reconcile(&store, crate::manager::now_ms(), 5);
+        let plan = reconcile(&store, proto::now_ms(), 5);
         assert_eq!(changes(&plan), [], "no task of the bad spec");
         let services: Vec<&Service> = plan
             .actions

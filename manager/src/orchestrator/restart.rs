@@ -2,7 +2,8 @@
 
 use proto::{RestartCondition, RestartPolicy, Task, TaskState};
 
-use super::task::{exited, observed, status_time};
+use super::task::{exited, status_time};
+use crate::lifecycle::observed;
 
 /// What to do with a slot that has no running task.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,26 +1,10 @@
-//! Task facts every orchestrator shares.
+//! Task facts every orchestrator shares (those other subsystems share too are in
+//! `crate::lifecycle`).
 
-use proto::{Service, Task, TaskState, TaskStatus};
+use proto::{now_ms, Service, Task, TaskState, TaskStatus};
 
-use crate::manager::now_ms;
+use crate::lifecycle::observed;
 use crate::store::StoredObject;
-
-/// Whether an observed state is final: the task will never run again.
-pub fn is_terminal(state: i32) -> bool {
-    state >= TaskState::Complete as i32
-}
-
-/// The task's observed state.
-pub fn observed(task: &Task) -> i32 {
-    task.status
-        .as_ref()
-        .map_or(TaskState::New as i32, |s| s.state)
-}
-
-/// Whether the orchestrator still wants the task to run.
-pub fn is_active(task: &Task) -> bool {
-    task.desired_state <= TaskState::Running as i32
-}
 
 /// Whether the task ran and exited by itself (as opposed to being stopped or lost).
 pub fn exited(task: &Task) -> bool {

@@ -24,7 +24,8 @@ use proto::{
     UpdateState, UpdateStatus,
 };
 
-use super::task::{exited, observed, status_time};
+use super::task::{exited, status_time};
+use crate::lifecycle::observed;
 use crate::store::StoredObject;
 
 /// Parallelism when the spec sets none (Docker's).

@@ -9,15 +9,13 @@ mod log_store;
 mod network;
 mod node;
 mod proposals;
-mod service;
 mod state_machine;
 mod types;
 
 pub use log_store::LogStore;
 pub use network::PeerHealth;
-pub use node::{was_forwarded, ProposeError, RaftNode, RaftSettings, QUORUM_TIMEOUT};
-pub use service::RaftService;
-pub use state_machine::{StateMachine, StoreHandle, WatchEvent};
+pub use node::{was_forwarded, RaftNode, RaftSettings, QUORUM_TIMEOUT};
+pub use state_machine::StateMachine;
 pub use types::{Command, CommandResult, LogId, StorageError, TypeConfig};
 
 /// Raft messages may carry many entries or a snapshot chunk: allow more than the default.

@@ -1,13 +1,17 @@
 //! One manager's Raft member: opens storage, runs openraft, and gives the rest of the
 //! manager three operations that hide who leads: [`RaftNode::propose`] (commit a batch on a
 //! quorum, forwarding to the leader if needed), [`RaftNode::read_barrier`] (wait until this
-//! manager has applied everything committed before the call) and membership changes.
+//! manager has applied everything committed before the call) and membership changes. The
+//! first two, with leadership, are the store's [`Proposer`]: subsystems reach them through
+//! [`crate::store::Store`] only; membership stays here, for the daemon, the Raft service and
+//! the membership loop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use prost::Message;
@@ -20,8 +24,8 @@ use super::at_rest::KeyEncryptionKey;
 use super::network::{Network, PeerHealth};
 use super::proposals::{Proposals, Refused};
 use super::types::TypeConfig;
-use super::{LogStore, StateMachine, StoreHandle, MAX_RAFT_MESSAGE_BYTES};
-use crate::store::{ApplyError, ObjectStore, StoredObject};
+use super::{LogStore, StateMachine, MAX_RAFT_MESSAGE_BYTES};
+use crate::store::{LocalStore, Proposer, StoreError};
 use crate::transport::Connector;
 
 /// How long a write or read barrier may wait for a leader and a quorum before giving up.
@@ -53,31 +57,6 @@ impl Default for RaftSettings {
     }
 }
 
-/// Why a write or read could not be served.
-#[derive(Debug, thiserror::Error)]
-pub enum ProposeError {
-    /// The batch was committed but refused by the state machine.
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
-    /// No leader could be reached, or the leader could not reach a quorum, in time.
-    #[error("no quorum: this manager cannot reach a leader that has a majority of managers (the cluster needs {quorum} of {managers} managers); check that the other managers are running and reachable, then retry")]
-    NoQuorum {
-        /// Managers needed.
-        quorum: usize,
-        /// Managers in the group.
-        managers: usize,
-    },
-    /// This manager is not (yet) in the group it knows of: it is still joining.
-    #[error("this manager is still joining the managers' Raft group; retry in a moment")]
-    Joining,
-    /// The leader answered with an error.
-    #[error("{}", .0.message())]
-    Remote(tonic::Status),
-    /// Raft itself stopped.
-    #[error("the Raft node has stopped: {0}")]
-    Stopped(String),
-}
-
 /// Where the leader is, as far as this manager knows.
 enum Leader {
     Me,
@@ -90,7 +69,7 @@ pub struct RaftNode {
     raft: Raft<TypeConfig>,
     /// Where this member proposes while it leads: concurrent writes share entries.
     proposals: Proposals,
-    store: StoreHandle,
+    store: LocalStore,
     connector: Arc<dyn Connector>,
     health: PeerHealth,
     /// One channel per leader address: forwarded writes reuse the connection instead of
@@ -129,7 +108,7 @@ impl RaftNode {
         let (db, key) = super::at_rest::prepare(dir, kek)?;
         let log = LogStore::open(&db, key.clone()).map_err(|e| e.to_string())?;
         let sm = StateMachine::open(&db, key).map_err(|e| e.to_string())?;
-        let store = sm.handle();
+        let store = sm.local();
         let health = PeerHealth::default();
         let network = Network::new(connector.clone(), health.clone());
         let raft = Raft::new(id, Arc::new(config), network, log, sm)
@@ -151,8 +130,8 @@ impl RaftNode {
         self.id
     }
 
-    /// The replicated store.
-    pub fn store(&self) -> &StoreHandle {
+    /// This manager's copy of the replicated store.
+    pub fn local(&self) -> &LocalStore {
         &self.store
     }
 
@@ -194,12 +173,12 @@ impl RaftNode {
         m.current_leader == Some(self.id) && m.state == ServerState::Leader
     }
 
-    fn quorum_error(&self) -> ProposeError {
+    fn quorum_error(&self) -> StoreError {
         let managers = self.voters().len();
         if managers == 0 {
-            return ProposeError::Joining;
+            return StoreError::Joining;
         }
-        ProposeError::NoQuorum {
+        StoreError::NoQuorum {
             quorum: managers / 2 + 1,
             managers,
         }
@@ -209,10 +188,9 @@ impl RaftNode {
     /// Where the leader is, waiting while there is none this member can reach: no leader
     /// yet, or one that is not in the configuration this member has (it has just left the
     /// group, or this member is behind). Callers bound the wait.
-    async fn leader(&self) -> Result<Leader, ProposeError> {
+    async fn leader(&self) -> Result<Leader, StoreError> {
         let mut rx = self.raft.metrics();
-        let stopped =
-            |e: tokio::sync::watch::error::RecvError| ProposeError::Stopped(e.to_string());
+        let stopped = |e: tokio::sync::watch::error::RecvError| StoreError::Stopped(e.to_string());
         loop {
             let found = {
                 let m = rx
@@ -251,7 +229,7 @@ impl RaftNode {
     /// Commits `batch` on a quorum and applies it here; returns its log index. Followers
     /// forward to the leader, then wait until they have applied the entry themselves, so a
     /// read that follows on this manager sees the write.
-    pub async fn propose(&self, batch: &StoreBatch) -> Result<u64, ProposeError> {
+    pub async fn propose(&self, batch: &StoreBatch) -> Result<u64, StoreError> {
         let bytes = batch.encode_to_vec();
         let attempt = async {
             loop {
@@ -260,7 +238,7 @@ impl RaftNode {
                         Ok(index) => return Ok(index),
                         Err(Refused::NotLeader) => self.wait_for_leader_change().await,
                         Err(Refused::Apply(e)) => return Err(e.into()),
-                        Err(Refused::Stopped(e)) => return Err(ProposeError::Stopped(e)),
+                        Err(Refused::Stopped(e)) => return Err(StoreError::Stopped(e)),
                     },
                     Leader::Other(addr) => {
                         let mut req = tonic::Request::new(ProposeRequest {
@@ -281,7 +259,7 @@ impl RaftNode {
                                 return Ok(index);
                             }
                             Err(s) if is_retryable(&s) => self.pause_before_retry().await,
-                            Err(s) => return Err(ProposeError::Remote(s)),
+                            Err(s) => return Err(remote(s)),
                         }
                     }
                 }
@@ -292,69 +270,16 @@ impl RaftNode {
             .unwrap_or_else(|_| Err(self.quorum_error()))
     }
 
-    /// Changes the object `id` with `change` and commits it, reading it again and retrying
-    /// if someone else wrote it in between. `None` if the object does not exist.
-    pub async fn modify<T: StoredObject>(
-        &self,
-        id: &str,
-        mut change: impl FnMut(&mut T),
-    ) -> Result<Option<T>, ProposeError> {
-        loop {
-            let Some(mut object) = self.store.read().get::<T>(id).cloned() else {
-                return Ok(None);
-            };
-            change(&mut object);
-            object.meta_mut().updated_at = crate::manager::now_ms();
-            let batch = one_action(proto::StoreActionKind::Update, object.clone());
-            match self.propose(&batch).await {
-                Ok(_) => return Ok(Some(object)),
-                Err(ProposeError::Apply(ApplyError::Conflict { .. })) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Deletes the object `pick` chooses after a read barrier, reading and choosing again if
-    /// someone else wrote it in between. A removal the user asked for must not fail because
-    /// the allocator or orchestrator touched the object meanwhile, while `pick`'s checks (a
-    /// node is down, a network is unused) still hold for the version deleted.
-    pub async fn remove<T: StoredObject, E: From<ProposeError>>(
-        &self,
-        pick: impl Fn(&ObjectStore) -> Result<T, E>,
-    ) -> Result<(), E> {
-        self.remove_with(|store| pick(store).map(|target| (target, Vec::new())))
-            .await
-    }
-
-    /// [`RaftNode::remove`], with other actions `pick` derives from the same read committed
-    /// in the same batch (a removed node goes into the cluster's deny-list with it).
-    pub async fn remove_with<T: StoredObject, E: From<ProposeError>>(
-        &self,
-        pick: impl Fn(&ObjectStore) -> Result<(T, Vec<proto::StoreAction>), E>,
-    ) -> Result<(), E> {
-        loop {
-            self.read_barrier().await?;
-            let (target, also) = pick(&self.store.read())?;
-            let mut batch = one_action(proto::StoreActionKind::Delete, target);
-            batch.actions.extend(also);
-            match self.propose(&batch).await {
-                Ok(_) => return Ok(()),
-                Err(ProposeError::Apply(ApplyError::Conflict { .. })) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
     /// Waits until this manager has applied every entry committed before the call, so what
     /// it reads next is at least as new as any acknowledged write anywhere in the cluster.
-    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+    pub async fn read_barrier(&self) -> Result<(), StoreError> {
         let attempt = async {
             loop {
                 match self.leader().await? {
                     Leader::Me => match self.raft.ensure_linearizable().await {
                         Ok(_) => return Ok(()),
                         Err(RaftError::APIError(_)) => self.wait_for_leader_change().await,
-                        Err(e) => return Err(ProposeError::Stopped(e.to_string())),
+                        Err(e) => return Err(StoreError::Stopped(e.to_string())),
                     },
                     Leader::Other(addr) => {
                         let mut req = tonic::Request::new(ReadIndexRequest {});
@@ -366,7 +291,7 @@ impl RaftNode {
                                 return Ok(());
                             }
                             Err(s) if is_retryable(&s) => self.pause_before_retry().await,
-                            Err(s) => return Err(ProposeError::Remote(s)),
+                            Err(s) => return Err(remote(s)),
                         }
                     }
                 }
@@ -377,15 +302,16 @@ impl RaftNode {
             .unwrap_or_else(|_| Err(self.quorum_error()))
     }
 
-    /// Serves a forwarded write: only the leader commits.
-    pub async fn propose_as_leader(&self, batch: &StoreBatch) -> Result<u64, tonic::Status> {
+    /// Commits `batch` only while this member leads, never forwarded (a forwarded write
+    /// arrives here; the allocator writes this way too).
+    pub async fn propose_as_leader(&self, batch: &StoreBatch) -> Result<u64, StoreError> {
         self.proposals
             .propose(batch.encode_to_vec())
             .await
             .map_err(|refused| match refused {
-                Refused::NotLeader => not_leader(),
-                Refused::Apply(e) => crate::status::apply_error(&e),
-                Refused::Stopped(e) => tonic::Status::unavailable(e),
+                Refused::NotLeader => StoreError::NotLeader,
+                Refused::Apply(e) => StoreError::Apply(e),
+                Refused::Stopped(e) => StoreError::Stopped(e),
             })
     }
 
@@ -488,7 +414,7 @@ impl RaftNode {
     }
 
     /// The address of the current leader, for callers that must talk to it directly.
-    pub async fn leader_addr(&self) -> Result<Option<String>, ProposeError> {
+    pub async fn leader_addr(&self) -> Result<Option<String>, StoreError> {
         let leader = tokio::time::timeout(QUORUM_TIMEOUT, self.leader())
             .await
             .unwrap_or_else(|_| Err(self.quorum_error()))?;
@@ -613,12 +539,48 @@ pub fn was_forwarded<T>(req: &tonic::Request<T>) -> bool {
     req.metadata().contains_key(FORWARDED)
 }
 
-/// A batch of one action on `object`.
-pub(crate) fn one_action<T: StoredObject>(kind: proto::StoreActionKind, object: T) -> StoreBatch {
-    StoreBatch {
-        actions: vec![proto::StoreAction {
-            kind: kind as i32,
-            object: Some(object.wrap()),
-        }],
+/// A leader's refusal of a forwarded request, as the store reports it.
+fn remote(status: tonic::Status) -> StoreError {
+    StoreError::Remote {
+        code: status.code(),
+        message: status.message().to_owned(),
+    }
+}
+
+/// The Raft node is the store's proposer: subsystems write through [`crate::store::Store`]
+/// and never name it.
+impl Proposer for RaftNode {
+    fn propose<'a>(&'a self, batch: &'a StoreBatch) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(RaftNode::propose(self, batch))
+    }
+
+    fn propose_as_leader<'a>(
+        &'a self,
+        batch: &'a StoreBatch,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(RaftNode::propose_as_leader(self, batch))
+    }
+
+    fn read_barrier(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(RaftNode::read_barrier(self))
+    }
+
+    fn is_leader(&self) -> bool {
+        RaftNode::is_leader(self)
+    }
+
+    fn until_leader(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut metrics = self.raft.metrics();
+        Box::pin(async move {
+            metrics
+                .wait_for(|m| m.current_leader == Some(m.id) && m.state == ServerState::Leader)
+                .await
+                .map(|_| ())
+                .map_err(|e| StoreError::Stopped(e.to_string()))
+        })
+    }
+
+    fn leader_raft_id(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
     }
 }

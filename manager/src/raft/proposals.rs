@@ -171,11 +171,20 @@ mod tests {
     use tonic::transport::Channel;
 
     use super::*;
-    use crate::raft::node::one_action;
-    use crate::raft::{ProposeError, RaftNode, RaftSettings};
+    use crate::raft::{RaftNode, RaftSettings};
     use crate::store::tests::service;
-    use crate::store::{Kind, StoredObject};
+    use crate::store::{Kind, Store, StoreError, StoredObject};
     use crate::transport::Connector;
+
+    /// A batch of one action on `object`, as it is (no timestamps).
+    fn one_action<T: StoredObject>(kind: proto::StoreActionKind, object: T) -> StoreBatch {
+        StoreBatch {
+            actions: vec![StoreAction {
+                kind: kind as i32,
+                object: Some(object.wrap()),
+            }],
+        }
+    }
 
     /// A single-member group talks to nobody.
     struct NoPeers;
@@ -232,7 +241,7 @@ mod tests {
                 (0, Ok(index)) => won.push((i, index)),
                 (
                     0,
-                    Err(ProposeError::Apply(ApplyError::Conflict {
+                    Err(StoreError::Apply(ApplyError::Conflict {
                         kind: Kind::Service,
                         id,
                         expected,
@@ -243,7 +252,7 @@ mod tests {
                     assert!(actual > created);
                 }
                 (_, Ok(index)) => {
-                    let store = node.store().read();
+                    let store = node.local().read();
                     let made = store.get::<Service>(&format!("n{i}")).expect("created");
                     assert_eq!(made.version(), index);
                 }
@@ -253,7 +262,7 @@ mod tests {
         let [(winner, index)] = won[..] else {
             panic!("expected one winning update, got {won:?}");
         };
-        let store = node.store().read().clone();
+        let store = node.local().read().clone();
         let s1 = store.get::<Service>("s1").expect("s1");
         assert_eq!(s1.name(), Some(format!("web-{winner}").as_str()));
         assert_eq!(s1.version(), index);
@@ -265,16 +274,19 @@ mod tests {
     async fn a_removal_reads_again_when_someone_else_wrote_in_between() {
         use proto::StoreActionKind::{Create, Update};
         let dir = tempfile::tempdir().expect("temp dir");
-        let node = RaftNode::open(
-            dir.path(),
-            1,
-            &RaftSettings::default(),
-            Arc::new(NoPeers),
-            &crate::raft::at_rest::KeyEncryptionKey::generate().unwrap(),
-        )
-        .await
-        .expect("open");
+        let node = Arc::new(
+            RaftNode::open(
+                dir.path(),
+                1,
+                &RaftSettings::default(),
+                Arc::new(NoPeers),
+                &crate::raft::at_rest::KeyEncryptionKey::generate().unwrap(),
+            )
+            .await
+            .expect("open"),
+        );
         node.initialize("127.0.0.1:9").await.expect("initialize");
+        let store = Store::new(node.local().clone(), node.clone());
         let created = node
             .propose(&one_action(Create, service("s1", "web", 0)))
             .await
@@ -282,7 +294,7 @@ mod tests {
         // The allocator (say) writes s1 after the remover's first read: the first pick
         // returns the version read before that write, as a racing read would.
         let stale = node
-            .store()
+            .local()
             .read()
             .get::<Service>("s1")
             .cloned()
@@ -291,31 +303,32 @@ mod tests {
             .await
             .expect("update");
         let picks = std::sync::atomic::AtomicUsize::new(0);
-        node.remove(|store| {
-            let first = picks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
-            let current = store.get::<Service>("s1").cloned();
-            Ok::<_, ProposeError>(if first {
-                stale.clone()
-            } else {
-                current.expect("s1")
+        store
+            .remove(|store| {
+                let first = picks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                let current = store.get::<Service>("s1").cloned();
+                Ok::<_, StoreError>(if first {
+                    stale.clone()
+                } else {
+                    current.expect("s1")
+                })
             })
-        })
-        .await
-        .expect("removed despite the write in between");
+            .await
+            .expect("removed despite the write in between");
         assert_eq!(picks.into_inner(), 2);
-        assert!(node.store().read().get::<Service>("s1").is_none());
+        assert!(node.local().read().get::<Service>("s1").is_none());
         // A pick that refuses ends the removal with its error and deletes nothing.
         node.propose(&one_action(Create, service("s2", "api", 0)))
             .await
             .expect("create");
-        let refused = node
-            .remove(|_| Err::<Service, _>(ProposeError::Stopped("refused".into())))
+        let refused = store
+            .remove(|_| Err::<Service, _>(StoreError::Stopped("refused".into())))
             .await;
         assert!(
-            matches!(refused, Err(ProposeError::Stopped(_))),
+            matches!(refused, Err(StoreError::Stopped(_))),
             "{refused:?}"
         );
-        assert!(node.store().read().get::<Service>("s2").is_some());
+        assert!(node.local().read().get::<Service>("s2").is_some());
         node.shutdown().await;
     }
 

@@ -5,7 +5,7 @@
 //! simple (one snapshot record).
 
 use std::io::Cursor;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
@@ -13,69 +13,12 @@ use openraft::{
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, watch};
 
 use super::at_rest::DataKey;
 use super::types::{CommandResult, LogId, StorageError, TypeConfig};
-use crate::store::{ApplyError, ObjectStore};
+use crate::store::{Applier, ApplyError, LocalStore, ObjectStore, WatchEvent};
 
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
-/// Watch events a slow subscriber may fall behind by before it must resynchronise.
-const WATCH_BUFFER: usize = 4096;
-
-/// A change the watch stream publishes, in commit order.
-#[derive(Debug, Clone)]
-pub enum WatchEvent {
-    /// The changes one committed batch made.
-    Changes {
-        /// The batch's log index.
-        index: u64,
-        /// What changed, in order.
-        events: Vec<proto::StoreEvent>,
-    },
-    /// The whole store was replaced (a snapshot was installed): re-read it.
-    Reset {
-        /// The index the store now reflects.
-        index: u64,
-    },
-}
-
-struct Shared {
-    store: RwLock<ObjectStore>,
-    applied: watch::Sender<u64>,
-    events: broadcast::Sender<Arc<WatchEvent>>,
-}
-
-/// Read access to the replicated store and its watch stream, for every manager component.
-#[derive(Clone)]
-pub struct StoreHandle {
-    shared: Arc<Shared>,
-}
-
-impl StoreHandle {
-    /// The current state. Hold the guard briefly: apply waits for it.
-    pub fn read(&self) -> RwLockReadGuard<'_, ObjectStore> {
-        self.shared.store.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A copy of the current state and a receiver of every change after it, taken atomically.
-    pub fn subscribe(&self) -> (ObjectStore, broadcast::Receiver<Arc<WatchEvent>>) {
-        let store = self.read();
-        (store.clone(), self.shared.events.subscribe())
-    }
-
-    /// The index of the last applied entry.
-    pub fn applied_index(&self) -> u64 {
-        *self.shared.applied.borrow()
-    }
-
-    /// Waits until the entry at `index` has been applied here.
-    pub async fn wait_applied(&self, index: u64) {
-        let mut rx = self.shared.applied.subscribe();
-        // The sender lives as long as `self`, so this cannot fail.
-        let _ = rx.wait_for(|applied| *applied >= index).await;
-    }
-}
 
 /// What is kept on disk for the last snapshot.
 #[derive(Serialize, Deserialize)]
@@ -130,7 +73,7 @@ impl StateMachineDisk {
 
 /// The state machine openraft drives.
 pub struct StateMachine {
-    handle: StoreHandle,
+    applier: Applier,
     last_applied: Option<LogId>,
     membership: StoredMembership<u64, openraft::BasicNode>,
     disk: StateMachineDisk,
@@ -154,16 +97,8 @@ impl StateMachine {
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?,
             key,
         };
-        let (events, _) = broadcast::channel(WATCH_BUFFER);
-        let (applied, _) = watch::channel(0);
         let mut sm = StateMachine {
-            handle: StoreHandle {
-                shared: Arc::new(Shared {
-                    store: RwLock::new(ObjectStore::default()),
-                    applied,
-                    events,
-                }),
-            },
+            applier: Applier::new(),
             last_applied: None,
             membership: StoredMembership::default(),
             disk,
@@ -175,8 +110,8 @@ impl StateMachine {
     }
 
     /// Read access for the rest of the manager.
-    pub fn handle(&self) -> StoreHandle {
-        self.handle.clone()
+    pub fn local(&self) -> LocalStore {
+        self.applier.local()
     }
 
     fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
@@ -198,22 +133,13 @@ impl StateMachine {
         })?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
         {
-            let mut store = self
-                .handle
-                .shared
-                .store
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            *store = ObjectStore::from_snapshot(snapshot);
-            let _ = self
-                .handle
-                .shared
-                .events
-                .send(Arc::new(WatchEvent::Reset { index }));
+            let mut applying = self.applier.lock();
+            *applying.store() = ObjectStore::from_snapshot(snapshot);
+            applying.publish(WatchEvent::Reset { index });
         }
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.handle.shared.applied.send_replace(index);
+        self.applier.applied(index);
         Ok(())
     }
 }
@@ -297,12 +223,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut results = Vec::new();
-        let mut store = self
-            .handle
-            .shared
-            .store
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut applying = self.applier.lock();
         for entry in entries {
             let index = entry.log_id.index;
             self.last_applied = Some(entry.log_id);
@@ -313,31 +234,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Vec::new()
                 }
                 EntryPayload::Normal(command) => {
-                    let (results, events) = apply_entry(&mut store, &command.0, index);
+                    let (results, events) = apply_entry(applying.store(), &command.0, index);
                     if let Some(events) = events {
-                        // Sent under the write lock, so subscribers see events in commit
-                        // order and exactly after the state they copied.
-                        let _ = self
-                            .handle
-                            .shared
-                            .events
-                            .send(Arc::new(WatchEvent::Changes { index, events }));
+                        applying.publish(WatchEvent::Changes { index, events });
                     }
                     results
                 }
             };
             results.push(CommandResult(result));
         }
-        drop(store);
+        drop(applying);
         if let Some(last) = self.last_applied {
-            self.handle.shared.applied.send_replace(last.index);
+            self.applier.applied(last.index);
         }
         Ok(results)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
-            store: self.handle.read().clone(),
+            store: self.applier.local().read().clone(),
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             writer: self.disk.clone(),
@@ -419,7 +334,7 @@ mod tests {
         let single = batch(vec![(Create, service("s1", "web", 0))]).encode_to_vec();
         let results = sm.apply([entry(1, single)]).await.expect("apply");
         assert_eq!(results, vec![CommandResult(vec![Ok(())])]);
-        let (_, mut events) = sm.handle().subscribe();
+        let (_, mut events) = sm.local().subscribe();
 
         // Four writers' batches in one entry: the second read s1 before the first changed
         // it, and the third fails on its second action after a create that must not stay.
@@ -455,7 +370,7 @@ mod tests {
                 Ok(())
             ])]
         );
-        let store = sm.handle().read().clone();
+        let store = sm.local().read().clone();
         let s1 = store.get::<Service>("s1").expect("s1");
         assert_eq!(s1.name(), Some("web-2"));
         assert_eq!(s1.version(), 2);
@@ -485,13 +400,13 @@ mod tests {
         assert_eq!(changed, ["s1", "s2"]);
         assert!(changes.iter().all(|e| e.index == 2));
         assert!(events.try_recv().is_err());
-        assert_eq!(sm.handle().applied_index(), 2);
+        assert_eq!(sm.local().applied_index(), 2);
     }
 
     #[tokio::test]
     async fn an_entry_with_only_failing_batches_publishes_nothing() {
         let (_dir, mut sm) = open();
-        let (_, mut events) = sm.handle().subscribe();
+        let (_, mut events) = sm.local().subscribe();
         let batches = [
             batch(vec![(Update, service("s1", "web", 1))]),
             batch(vec![(Update, service("s2", "db", 1))]),
@@ -502,7 +417,7 @@ mod tests {
         assert_eq!(results[0].0.len(), 2);
         assert!(results[0].0.iter().all(Result::is_err));
         assert!(events.try_recv().is_err());
-        assert_eq!(sm.handle().applied_index(), 1);
+        assert_eq!(sm.local().applied_index(), 1);
     }
 
     #[tokio::test]
@@ -515,6 +430,6 @@ mod tests {
         .encode_to_vec();
         let results = sm.apply([entry(1, entry_bytes)]).await.expect("apply");
         assert!(matches!(results[0].0[..], [Err(ApplyError::Invalid(_))]));
-        assert_eq!(sm.handle().read().count::<Service>(), 0);
+        assert_eq!(sm.local().read().count::<Service>(), 0);
     }
 }

@@ -1,7 +1,8 @@
 //! The scheduler's decisions: which node each pending task goes to, or why it cannot go
-//! anywhere. Pure functions over a snapshot of nodes and tasks, with no I/O, so the leader's
-//! scheduler loop can commit one call's decisions in a single Raft proposal and the logic can
-//! be tested (and benchmarked) without a cluster.
+//! anywhere. Pure functions over a snapshot of nodes and tasks, with no I/O, so the logic can
+//! be tested (and benchmarked) without a cluster. The leader's reconciliation round
+//! (`crate::orchestrator`) calls it after the orchestrators and commits its decisions in
+//! batches (`crate::leader::BATCH` changes per Raft entry).
 //!
 //! One call works like this:
 //!
@@ -94,14 +95,10 @@ pub fn schedule<'a>(
     out.into_iter().flatten().collect()
 }
 
-fn task_id(task: &Task) -> String {
-    task.meta.as_ref().map(|m| m.id.clone()).unwrap_or_default()
-}
-
 fn unplaceable(indices: &[usize], reason: &str, pending: &[&Task], out: &mut [Option<Decision>]) {
     for &i in indices {
         out[i] = Some(Decision::Unplaceable {
-            task_id: task_id(pending[i]),
+            task_id: pending[i].id().to_owned(),
             reason: reason.to_string(),
         });
     }
@@ -273,7 +270,7 @@ impl<'a> Cluster<'a> {
             let node_id = task.node_id.as_str();
             let decision = match self.by_id.get(node_id) {
                 None => Decision::Unplaceable {
-                    task_id: task_id(task),
+                    task_id: task.id().to_owned(),
                     reason: format!("no suitable node: node {node_id} is not in the cluster"),
                 },
                 Some(&idx) => {
@@ -285,12 +282,12 @@ impl<'a> Cluster<'a> {
                         Ok(()) => {
                             self.assign(idx, group.service, req);
                             Decision::Assign {
-                                task_id: task_id(task),
+                                task_id: task.id().to_owned(),
                                 node_id: node_id.to_string(),
                             }
                         }
                         Err(rejection) => Decision::Unplaceable {
-                            task_id: task_id(task),
+                            task_id: task.id().to_owned(),
                             reason: format!(
                                 "no suitable node: node {node_id} {}",
                                 req.describe(rejection)
@@ -371,7 +368,7 @@ impl<'a> Cluster<'a> {
             explanation.message(req)
         });
         for (k, &i) in group.free.iter().enumerate() {
-            let task_id = task_id(pending[i]);
+            let task_id = pending[i].id().to_owned();
             out[i] = Some(match (assigned.get(k), &reason) {
                 (Some(&idx), _) => Decision::Assign {
                     task_id,

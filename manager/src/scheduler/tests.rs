@@ -182,11 +182,7 @@ fn run(nodes: &[Node], existing: &[Task], pending: &[Task]) -> Vec<Decision> {
         "one decision per pending task"
     );
     for (d, t) in decisions.iter().zip(pending) {
-        assert_eq!(
-            d.task_id(),
-            t.meta.as_ref().map_or("", |m| m.id.as_str()),
-            "decisions keep the pending order"
-        );
+        assert_eq!(d.task_id(), t.id(), "decisions keep the pending order");
     }
     decisions
 }

@@ -3,13 +3,35 @@
 //! The store changes only by applying committed Raft entries ([`ObjectStore::apply`]); every
 //! other component reads it and learns of changes from the watch stream. A batch applies all
 //! or nothing, and every object it writes gets the batch's log index as its version.
+//!
+//! Layout:
+//! - [`ObjectStore`]: the objects and their indexes; `apply.rs` changes them.
+//! - [`LocalStore`] / [`Applier`] (`local.rs`): this manager's copy and its watch stream,
+//!   written only by the state machine.
+//! - [`Store`] (`handle.rs`): what subsystems hold: reads with or without a read barrier,
+//!   writes of [`create`] / [`update`] / [`delete`] actions, retried modifications and
+//!   removals, the watch stream and leadership, all over a [`Proposer`] (`proposer.rs`),
+//!   which the Raft node implements and `fake.rs` imitates in tests. Its errors are
+//!   [`StoreError`]s; only the gRPC services turn them into statuses.
 
+mod action;
 mod apply;
+mod error;
+#[cfg(test)]
+pub(crate) mod fake;
+mod handle;
+mod local;
 mod object;
+mod proposer;
 mod snapshot;
 
+pub use action::{create, delete, update};
 pub use apply::ApplyError;
+pub use error::StoreError;
+pub use handle::Store;
+pub use local::{Applier, Applying, LocalStore, WatchEvent};
 pub use object::{Kind, StoredObject};
+pub use proposer::Proposer;
 
 use std::collections::{BTreeMap, HashMap};
 

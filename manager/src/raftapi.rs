@@ -1,5 +1,6 @@
 //! The `Raft` gRPC service: openraft's RPCs between managers, plus joining, forwarded writes
-//! and read barriers. Managers only.
+//! and read barriers. Managers only. It serves through the manager running on this node, so
+//! it lives above `crate::manager`, outside `crate::raft`, which the manager is built on.
 
 use std::sync::Arc;
 
@@ -13,34 +14,33 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use super::node::was_forwarded;
-use super::types::TypeConfig;
 use crate::ca::identity::{caller, require_manager, require_raft_peer, Caller};
-use crate::manager::{Manager, ManagerSlot};
+use crate::manager::{Manager, RunningManager};
+use crate::raft::{was_forwarded, TypeConfig};
 
 /// Serves Raft through whichever manager runs on this node.
 pub struct RaftService {
-    slot: Arc<ManagerSlot>,
+    running: Arc<RunningManager>,
 }
 
 impl RaftService {
-    /// A service over `slot`.
-    pub fn new(slot: Arc<ManagerSlot>) -> Self {
-        Self { slot }
+    /// A service over the manager `running` holds.
+    pub fn new(running: Arc<RunningManager>) -> Self {
+        Self { running }
     }
 
     /// For the calls that act on the cluster (join, forwarded writes and reads): managers
     /// the cluster still wants as managers.
     fn manager<T>(&self, req: &Request<T>) -> Result<Arc<Manager>, Status> {
         require_manager(req)?;
-        self.slot.get()
+        self.running.get()
     }
 
     /// For Raft's own messages: members of the Raft group, including one being demoted,
     /// which must still replicate the change that takes it out (and hand over leadership).
     fn peer<T>(&self, req: &Request<T>) -> Result<Arc<Manager>, Status> {
         require_raft_peer(req)?;
-        self.slot.get()
+        self.running.get()
     }
 }
 
@@ -157,6 +157,7 @@ impl RaftApi for RaftService {
 /// cluster can map Raft members to nodes.
 async fn record_manager(manager: &Manager, join: &JoinRaftRequest) -> Result<(), Status> {
     let recorded = manager
+        .store()
         .modify::<Node>(&join.node_id, |node| {
             let status = node.manager_status.get_or_insert_with(Default::default);
             status.raft_id = join.raft_id;

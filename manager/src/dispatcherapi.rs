@@ -1,6 +1,7 @@
 //! The `Dispatcher` gRPC service. Workers (and managers, which run an agent too) open a
 //! session with the leader; other managers answer with the leader's address so the agent
-//! can go there directly.
+//! can go there directly. It serves through the manager running on this node, so it lives
+//! above `crate::manager`, outside `crate::dispatcher`, which the manager is built on.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,30 +15,29 @@ use proto::{
 };
 use tonic::{Request, Response, Status};
 
-use super::assignments::NodeAssignments;
 use crate::ca::identity::{caller, Caller};
-use crate::manager::{Manager, ManagerSlot};
-use crate::raft::WatchEvent;
-use crate::store::{ObjectStore, StoredObject};
+use crate::dispatcher::NodeAssignments;
+use crate::manager::{Manager, RunningManager};
+use crate::store::{ObjectStore, StoredObject, WatchEvent};
 
 /// Metadata naming the leader's address on a "not the leader" answer.
 pub const LEADER_HINT: &str = "x-skiff-leader";
 
 /// Serves the dispatcher through whichever manager runs on this node.
 pub struct DispatcherService {
-    slot: Arc<ManagerSlot>,
+    running: Arc<RunningManager>,
 }
 
 impl DispatcherService {
-    /// A service over `slot`.
-    pub fn new(slot: Arc<ManagerSlot>) -> Self {
-        Self { slot }
+    /// A service over the manager `running` holds.
+    pub fn new(running: Arc<RunningManager>) -> Self {
+        Self { running }
     }
 
     /// The manager, if it leads; otherwise an `Unavailable` status pointing at the leader.
     async fn leader(&self) -> Result<Arc<Manager>, Status> {
-        let manager = self.slot.get()?;
-        if manager.raft().is_leader() {
+        let manager = self.running.get()?;
+        if manager.store().is_leader() {
             return Ok(manager);
         }
         let mut status = Status::unavailable("this manager is not the leader");
@@ -118,7 +118,7 @@ impl DispatcherApi for DispatcherService {
             .await?;
         let session_id = manager.dispatcher().open_session(&node_id);
         let (store, mut events) = manager.store().subscribe();
-        let mut last = session_view(&store, &node_id, manager.leader_node_id());
+        let mut last = session_view(&store, &node_id, manager.store().leader_node_id());
         let first = SessionMessage {
             session_id: session_id.clone(),
             ..last.clone()
@@ -140,12 +140,16 @@ impl DispatcherApi for DispatcherService {
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 }
-                if !manager.raft().is_leader()
+                if !manager.store().is_leader()
                     || !manager.dispatcher().is_current(&node_id, &session_id)
                 {
                     return;
                 }
-                let now = session_view(&manager.store().read(), &node_id, manager.leader_node_id());
+                let now = session_view(
+                    &manager.store().read(),
+                    &node_id,
+                    manager.store().leader_node_id(),
+                );
                 if now != last {
                     last = now.clone();
                     if tx.send(Ok(now)).await.is_err() {
@@ -214,7 +218,7 @@ impl DispatcherApi for DispatcherService {
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => None,
                 };
-                if !manager.raft().is_leader()
+                if !manager.store().is_leader()
                     || !manager.dispatcher().is_current(&node_id, &session_id)
                 {
                     return;

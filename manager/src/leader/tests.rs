@@ -1,0 +1,140 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use proto::{Meta, Service, StoreBatch};
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::store::fake::{FakeProposer, ME};
+use crate::store::tests::service;
+use crate::store::{create, StoreError, StoredObject};
+
+fn services(count: usize) -> Vec<StoreAction> {
+    (0..count)
+        .map(|i| create(service(&format!("s{i}"), &format!("web-{i}"), 0)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_commit_goes_out_in_batches_of_at_most_batch_changes_in_order() {
+    let fake = FakeProposer::new();
+    commit(&fake.store(), services(2 * BATCH + 500))
+        .await
+        .expect("committed");
+    let sizes: Vec<usize> = fake.proposed().iter().map(|b| b.actions.len()).collect();
+    assert_eq!(sizes, [BATCH, BATCH, 500]);
+    let store = fake.store();
+    let store = store.read();
+    assert_eq!(store.count::<Service>(), 2 * BATCH + 500);
+    assert_eq!(store.get::<Service>("s0").map(|s| s.version()), Some(1));
+    assert_eq!(store.get::<Service>("s2499").map(|s| s.version()), Some(3));
+}
+
+#[tokio::test]
+async fn a_commit_stops_at_the_first_batch_that_fails() {
+    let fake = FakeProposer::new();
+    fake.fail_write(StoreError::Joining);
+    let failed = commit(&fake.store(), services(BATCH + 1)).await;
+    assert!(matches!(failed, Err(StoreError::Joining)));
+    assert_eq!(fake.proposed().len(), 1);
+}
+
+#[tokio::test]
+async fn a_leader_only_commit_writes_nothing_on_a_follower() {
+    let fake = FakeProposer::new();
+    fake.set_leader(Some(ME + 1));
+    let failed = commit_as_leader(&fake.store(), services(1)).await;
+    assert!(matches!(failed, Err(StoreError::NotLeader)));
+    assert_eq!(fake.store().read().count::<Service>(), 0);
+}
+
+/// Reports each round; waits an hour between rounds unless the store changes.
+struct Reporter {
+    rounds: mpsc::UnboundedSender<&'static str>,
+    starts: Arc<AtomicUsize>,
+}
+
+impl Rounds for Reporter {
+    const BARRIER: bool = true;
+
+    fn start(&mut self) {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn round(&mut self, _: &Store) -> Duration {
+        let _ = self.rounds.send("round");
+        Duration::from_secs(3600)
+    }
+}
+
+/// A loop of [`Reporter`] rounds over `fake`'s store.
+struct Running {
+    rounds: mpsc::UnboundedReceiver<&'static str>,
+    starts: Arc<AtomicUsize>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(fake: &Arc<FakeProposer>) -> Self {
+        let (tx, rounds) = mpsc::unbounded_channel();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let (stop, stop_rx) = watch::channel(false);
+        let reporter = Reporter {
+            rounds: tx,
+            starts: starts.clone(),
+        };
+        let task = tokio::spawn(run(fake.store(), stop_rx, reporter));
+        Self {
+            rounds,
+            starts,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).expect("the loop listens");
+        self.task.await.expect("the loop ends on stop");
+    }
+}
+
+#[tokio::test]
+async fn a_leader_loop_runs_once_leading_again_after_each_change_and_ends_on_stop() {
+    let fake = FakeProposer::new();
+    fake.set_leader(None);
+    let mut running = Running::start(&fake);
+    let (rounds, starts) = (&mut running.rounds, running.starts.clone());
+
+    fake.set_leader(Some(ME));
+    assert_eq!(rounds.recv().await, Some("round"));
+    assert_eq!(fake.barriers(), 1, "a barrier before the first round");
+    assert_eq!(starts.load(Ordering::SeqCst), 1);
+
+    // A burst of changes: another round.
+    for i in 0..3 {
+        let created = create(Service {
+            meta: Some(Meta {
+                id: format!("x{i}"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        fake.commit(&StoreBatch {
+            actions: vec![created],
+        })
+        .expect("commit");
+    }
+    assert_eq!(rounds.recv().await, Some("round"));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_leader_loop_that_cannot_pass_the_barrier_waits_and_tries_again() {
+    let fake = FakeProposer::new();
+    fake.fail_barrier(StoreError::Joining);
+    let mut running = Running::start(&fake);
+    assert_eq!(running.rounds.recv().await, Some("round"));
+    assert_eq!(fake.barriers(), 2);
+    running.stop().await;
+}

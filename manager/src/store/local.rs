@@ -1,0 +1,136 @@
+//! This manager's copy of the store and its watch stream.
+//!
+//! The copy is written in one place only, the Raft state machine, through the one
+//! [`Applier`] made with it: so the store changes only by applying committed entries, and the
+//! watch stream publishes each change exactly after the state it describes. Everyone else
+//! holds a [`LocalStore`], which only reads and subscribes.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::{broadcast, watch};
+
+use super::ObjectStore;
+
+/// Watch events a slow subscriber may fall behind by before it must resynchronise.
+const WATCH_BUFFER: usize = 4096;
+
+/// A change the watch stream publishes, in commit order.
+#[derive(Debug, Clone)]
+pub enum WatchEvent {
+    /// The changes one committed batch made.
+    Changes {
+        /// The batch's log index.
+        index: u64,
+        /// What changed, in order.
+        events: Vec<proto::StoreEvent>,
+    },
+    /// The whole store was replaced (a snapshot was installed): re-read it.
+    Reset {
+        /// The index the store now reflects.
+        index: u64,
+    },
+}
+
+struct Shared {
+    store: RwLock<ObjectStore>,
+    applied: watch::Sender<u64>,
+    events: broadcast::Sender<Arc<WatchEvent>>,
+}
+
+/// Read access to this manager's copy of the store and to its watch stream. It may be
+/// behind the leader; [`super::Store::read_latest`] reads after a barrier.
+#[derive(Clone)]
+pub struct LocalStore {
+    shared: Arc<Shared>,
+}
+
+impl LocalStore {
+    /// The current state. Hold the guard briefly: apply waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, ObjectStore> {
+        self.shared.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the current state and a receiver of every change after it, taken atomically.
+    pub fn subscribe(&self) -> (ObjectStore, broadcast::Receiver<Arc<WatchEvent>>) {
+        let store = self.read();
+        (store.clone(), self.shared.events.subscribe())
+    }
+
+    /// The index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        *self.shared.applied.borrow()
+    }
+
+    /// Waits until the entry at `index` has been applied here.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut rx = self.shared.applied.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = rx.wait_for(|applied| *applied >= index).await;
+    }
+}
+
+/// The one writer of a [`LocalStore`]: the state machine that applies committed entries.
+pub struct Applier {
+    shared: Arc<Shared>,
+}
+
+impl Default for Applier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Applier {
+    /// An empty store and its writer.
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(WATCH_BUFFER);
+        let (applied, _) = watch::channel(0);
+        Self {
+            shared: Arc::new(Shared {
+                store: RwLock::new(ObjectStore::default()),
+                applied,
+                events,
+            }),
+        }
+    }
+
+    /// A reader of the store this writes.
+    pub fn local(&self) -> LocalStore {
+        LocalStore {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Takes the write lock: readers wait until the guard is dropped.
+    pub fn lock(&self) -> Applying<'_> {
+        Applying {
+            store: self.shared.store.write().unwrap_or_else(|e| e.into_inner()),
+            events: &self.shared.events,
+        }
+    }
+
+    /// Records that everything up to `index` is applied, waking [`LocalStore::wait_applied`].
+    /// Call it after dropping the [`Applying`] guard, so the waiters can read at once.
+    pub fn applied(&self, index: u64) {
+        self.shared.applied.send_replace(index);
+    }
+}
+
+/// The store under the write lock, and the watch stream to publish its changes on.
+pub struct Applying<'a> {
+    store: RwLockWriteGuard<'a, ObjectStore>,
+    events: &'a broadcast::Sender<Arc<WatchEvent>>,
+}
+
+impl Applying<'_> {
+    /// The store, to change.
+    pub fn store(&mut self) -> &mut ObjectStore {
+        &mut self.store
+    }
+
+    /// Publishes a change. Sent under the write lock, so subscribers see events in commit
+    /// order and exactly after the state they copied.
+    pub fn publish(&self, event: WatchEvent) {
+        let _ = self.events.send(Arc::new(event));
+    }
+}
