@@ -93,6 +93,14 @@ pub trait Runtime: Send + Sync + 'static {
         ))
     }
 
+    /// The process whose mount namespace the runtime makes its tasks' mounts in, when it
+    /// is not this process's own (containerd's, when skiffd runs in a namespace of its own
+    /// under `ip netns exec`): secrets and configs must be on a mount there, since the
+    /// kernel refuses to bind from another namespace's mount. `None`: this process's.
+    fn mount_namespace_pid(&self) -> Option<u32> {
+        None
+    }
+
     /// Loads the images in a `docker save` or OCI-layout archive onto this node; returns
     /// their names. Backends without images say so.
     async fn load_image(&self, archive: &std::path::Path) -> Result<Vec<String>, RuntimeError> {
@@ -256,15 +264,17 @@ pub fn task_netns_path(task_id: &str) -> std::path::PathBuf {
     std::path::Path::new("/var/run/netns").join(task_netns_name(task_id))
 }
 
-/// Where a task's secrets and configs are on the node: a tmpfs of the task's own that the
-/// worker mounts and fills before the task starts, each file at its path inside the task
-/// (`/run/secrets/db` is `DIR/run/secrets/db`), so nothing of them touches a disk. Outside
-/// the data directory on purpose: nothing under it may hold a secret's bytes.
+/// Where a task's secrets and configs are, as the runtime's mount namespace sees it:
+/// under [`TASK_FILES_ROOT`], a tmpfs the worker mounts there, each file at its path inside
+/// the task (`/run/secrets/db` is `DIR/run/secrets/db`), so nothing of them touches a disk.
+/// Outside the data directory on purpose: nothing under it may hold a secret's bytes. From
+/// another mount namespace it is reached through `/proc/PID/root` of a process in that one
+/// (see [`Runtime::mount_namespace_pid`]).
 pub fn task_files_dir(task_id: &str) -> std::path::PathBuf {
     std::path::Path::new(TASK_FILES_ROOT).join(task_id)
 }
 
-/// The directory under which [`task_files_dir`]s are.
+/// The tmpfs under which the [`task_files_dir`]s are.
 pub const TASK_FILES_ROOT: &str = "/run/skiff/files";
 
 /// The environment variable that tells a task of the `process` runtime where its secrets

@@ -531,3 +531,161 @@ fn bridge_address(cluster: &Cluster, id: &str, service: &str) -> String {
         .unwrap_or_else(|| panic!("an address in {shown:?}"))
         .to_owned()
 }
+
+/// `skiff info --format json` on host `i`: the secrets the node holds (IDs).
+fn secrets_held(cluster: &Cluster, i: usize) -> Vec<String> {
+    let info: serde_json::Value =
+        serde_json::from_str(&cluster.ok(i, &["info", "--format", "json"])).unwrap();
+    info["secrets"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let mut todo = vec![dir.to_owned()];
+    while let Some(path) = todo.pop() {
+        if path.is_dir() {
+            todo.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn secrets_and_configs_reach_only_their_task_on_a_tmpfs_with_their_modes() {
+    let mut cluster = Cluster::on_network(2).with_containerd();
+    cluster.form(1);
+    let archive = cluster.dir().join("busybox.tar");
+    busybox_image(
+        &archive,
+        "docker.io/library/busybox:test",
+        serde_json::json!({}),
+    );
+    cluster.ok(2, &["image", "load", archive.to_str().unwrap()]);
+    let files = [
+        ("db-password", b"s3cr3t-db-value-42".as_slice()),
+        ("tls-key", b"-----BEGIN KEY----- k3y-bytes-77".as_slice()),
+        ("app-conf", b"listen 80".as_slice()),
+    ];
+    for (name, data) in files {
+        let path = cluster.dir().join(name);
+        std::fs::write(&path, data).unwrap();
+        let kind = if name == "app-conf" {
+            "config"
+        } else {
+            "secret"
+        };
+        cluster.ok(1, &[kind, "create", name, path.to_str().unwrap()]);
+    }
+    // The container checks what it sees against digests and prints only the verdicts: the
+    // bytes must not be in its command (the spec is served) nor in its log (on disk).
+    let digest = |data: &[u8]| {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(data))
+    };
+    let script = format!(
+        r#"
+check() {{ got=$(sha256sum < "$1" | cut -c1-64); mode=$(stat -c %a "$1");
+  if [ "$got" = "$2" ] && [ "$mode" = "$3" ] && grep -q " $1 tmpfs ro" /proc/mounts;
+  then echo "ok $1 uid=$(stat -c %u "$1")"; else echo "bad $1 mode=$mode"; fi; }}
+check /run/secrets/db-password {} 444
+check /etc/ssl/key.pem {} 400
+check /etc/app/app.conf {} 444
+exec sleep 600"#,
+        digest(files[0].1),
+        digest(files[1].1),
+        digest(files[2].1)
+    );
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "app",
+            "--detach",
+            "--constraint",
+            "node.hostname==host2",
+            "--secret",
+            "db-password",
+            "--secret",
+            "source=tls-key,target=/etc/ssl/key.pem,uid=1000,mode=0400",
+            "--config",
+            "source=app-conf,target=/etc/app/app.conf",
+            "busybox:test",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cluster.wait_running(1, "app", 1, WAIT)
+    }))
+    .is_err()
+    {
+        panic!("{}", cluster.ok(1, &["service", "ps", "--no-trunc", "app"]));
+    }
+    let logs = wait_until("the task's verdicts", WAIT, || {
+        let logs = cluster.ok(1, &["service", "logs", "app"]);
+        (logs.matches("ok /").count() + logs.matches("bad /").count() == 3).then_some(logs)
+    });
+    for target in [
+        "/run/secrets/db-password",
+        "/etc/ssl/key.pem",
+        "/etc/app/app.conf",
+    ] {
+        assert!(logs.contains(&format!("ok {target}")), "{logs}");
+    }
+    assert!(logs.contains("ok /etc/ssl/key.pem uid=1000"), "{logs}");
+    let inspect = cluster.ok(1, &["service", "inspect", "--pretty", "app"]);
+    assert!(
+        inspect.contains("db-password") && inspect.contains("/etc/ssl/key.pem"),
+        "{inspect}"
+    );
+    let json = cluster.ok(1, &["service", "inspect", "--format", "json", "app"]);
+    for (name, data) in files {
+        assert!(
+            !json.contains(std::str::from_utf8(data).unwrap()),
+            "{name}: {json}"
+        );
+    }
+
+    // Only the node running the task holds its secrets, and no disk holds their bytes.
+    assert_eq!(secrets_held(&cluster, 2).len(), 2);
+    assert!(secrets_held(&cluster, 1).is_empty());
+    for i in 1..=2 {
+        for (name, data) in files {
+            assert!(
+                !any_file_holds(cluster.host(i).data_dir(), data),
+                "host {i}'s data directory holds {name}"
+            );
+        }
+    }
+
+    // The task gone, its node holds nothing and its files are unmounted.
+    let task = cluster.tasks(1, "app")[0]["meta"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cluster.ok(1, &["service", "rm", "app"]);
+    wait_until("the secrets dropped from host 2", WAIT, || {
+        secrets_held(&cluster, 2).is_empty().then_some(())
+    });
+    wait_until("the task's files removed", WAIT, || {
+        (!agent_runtime::task_files_dir(&task).exists()).then_some(())
+    });
+}

@@ -59,13 +59,14 @@ impl Agent {
     /// An agent running tasks with `runtime`, keeping assignments under `dir`, setting up
     /// the node's networks with `net`.
     pub fn new(runtime: Arc<dyn Runtime>, dir: PathBuf, net: Option<Arc<DataPath>>) -> Arc<Self> {
+        let namespace = runtime.mount_namespace_pid();
         Arc::new(Self {
             runtime,
             net,
             reporter: Reporter::default(),
             dir,
             tasks: Mutex::new(HashMap::new()),
-            files: Arc::default(),
+            files: Arc::new(TaskFiles::new(namespace)),
         })
     }
 
@@ -335,8 +336,8 @@ impl Agent {
             let (net, id) = (net.clone(), id.to_owned());
             let _ = tokio::task::spawn_blocking(move || net.detach(&id)).await;
         }
-        let id = id.to_owned();
-        let _ = tokio::task::spawn_blocking(move || secrets::remove(&id)).await;
+        let (files, id) = (self.files.clone(), id.to_owned());
+        let _ = tokio::task::spawn_blocking(move || files.remove(&id)).await;
     }
 
     /// The number of tasks the agent runs (or still has to clean up after).

@@ -1,17 +1,24 @@
 //! The secrets and configs of the node's tasks: held in memory as the dispatcher sends them
 //! (only those of tasks assigned here, dropped when the last such task ends), and written
-//! for each task onto a tmpfs of its own ([`agent_runtime::task_files_dir`]) just before it
-//! starts, with the owner and mode each reference asks for; the runtime binds each file
-//! read-only at its target. Nothing of a secret is ever written to a disk or a log: the
+//! for each task into a directory of its own ([`agent_runtime::task_files_dir`]) just
+//! before it starts, with the owner and mode each reference asks for; the runtime binds
+//! each file read-only at its target. Nothing of a secret is ever written to a disk or a
+//! log: the directories are on a tmpfs ([`agent_runtime::TASK_FILES_ROOT`]), the
 //! assignments saved to disk carry only references, and errors name secrets, never bytes.
+//!
+//! The tmpfs is mounted once, in the runtime's mount namespace, where containerd's runc
+//! binds from ([`agent_runtime::Runtime::mount_namespace_pid`]): a mount made in a
+//! namespace of skiffd's own (under `ip netns exec`) would be invisible to runc, and the
+//! kernel refuses to bind from another namespace's mount. skiffd then writes there through
+//! that process's `/proc/PID/root`.
 
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 use proto::{assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, Task};
 
 /// Why a task's files could not be written; the task is rejected with it.
@@ -49,9 +56,36 @@ struct Held {
 #[derive(Default)]
 pub struct TaskFiles {
     held: Mutex<Held>,
+    /// The process in whose mount namespace the files go, if not this one.
+    namespace: Option<u32>,
 }
 
 impl TaskFiles {
+    /// Secrets and configs written in the mount namespace of process `namespace` (`None`:
+    /// this process's), where the runtime binds from.
+    pub fn new(namespace: Option<u32>) -> Self {
+        Self {
+            held: Mutex::default(),
+            namespace,
+        }
+    }
+
+    /// `path` (absolute, in the runtime's mount namespace) as this process reaches it.
+    fn here(&self, path: &Path) -> PathBuf {
+        match self.namespace {
+            Some(pid) => {
+                Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path))
+            }
+            None => path.to_owned(),
+        }
+    }
+
+    /// Removes a task's files (a no-op for a task without any). Blocking. A container
+    /// still binding a file keeps it until it ends.
+    pub fn remove(&self, task_id: &str) {
+        let _ = std::fs::remove_dir_all(self.here(&agent_runtime::task_files_dir(task_id)));
+    }
+
     /// Takes in the secrets and configs of an assignments message: added, removed, or (in a
     /// complete message) exactly those listed.
     pub fn apply(&self, message: &AssignmentsMessage) {
@@ -133,18 +167,24 @@ impl TaskFiles {
             });
             secrets.chain(configs).collect::<Result<_, FilesError>>()?
         };
-        let dir = agent_runtime::task_files_dir(task.id());
-        let size: usize = contents.iter().map(|(d, ..)| d.len()).sum();
-        mount_tmpfs(&dir, size)?;
+        let root = agent_runtime::task_files_dir(task.id());
+        let dir = self.here(&root);
+        self.ensure_tmpfs()?;
+        self.remove(task.id());
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io(&dir))?;
         let written =
             files
                 .iter()
                 .zip(&contents)
                 .try_for_each(|((path, _), (data, uid, gid, mode))| {
-                    write_file(path, data, *uid, *gid, *mode)
+                    let here = dir.join(path.strip_prefix(&root).unwrap_or(path));
+                    write_file(&here, data, *uid, *gid, *mode)
                 });
         if written.is_err() {
-            remove(task.id());
+            self.remove(task.id());
         }
         written
     }
@@ -159,17 +199,6 @@ pub fn has_files(task: &Task) -> bool {
         .is_some_and(|c| !c.secrets.is_empty() || !c.configs.is_empty())
 }
 
-/// Unmounts and removes a task's files (a no-op for a task without any). Blocking.
-pub fn remove(task_id: &str) {
-    let dir = agent_runtime::task_files_dir(task_id);
-    if !dir.exists() {
-        return;
-    }
-    // Lazily: an adopted container still binding a file keeps it until it ends.
-    let _ = umount2(&dir, MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
     move |source| FilesError::Io {
         path: path.display().to_string(),
@@ -177,24 +206,59 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
     }
 }
 
-/// Mounts a tmpfs for root alone at `dir`, with room for `size` bytes of files (and their
-/// directories), replacing any left by an earlier attempt.
-fn mount_tmpfs(dir: &Path, size: usize) -> Result<(), FilesError> {
-    remove(dir.file_name().and_then(|n| n.to_str()).unwrap_or_default());
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io(dir))?;
-    let options = format!("mode=0700,size={}", (size + 64 * 1024).max(1 << 20));
+impl TaskFiles {
+    /// Makes sure [`agent_runtime::TASK_FILES_ROOT`] is a tmpfs for root alone in the
+    /// runtime's mount namespace, mounting one if it is not (several skiffd on one machine,
+    /// as in tests, take turns through a lock file, so that no tmpfs is mounted over
+    /// another's files).
+    fn ensure_tmpfs(&self) -> Result<(), FilesError> {
+        let here = self.here(Path::new(agent_runtime::TASK_FILES_ROOT));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&here)
+            .map_err(io(&here))?;
+        let is_tmpfs = |p: &Path| {
+            nix::sys::statfs::statfs(p)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+        };
+        if is_tmpfs(&here) {
+            return Ok(());
+        }
+        let lock_path = here.with_extension("lock");
+        let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
+        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| io(&lock_path)(std::io::Error::from(e)))?;
+        if is_tmpfs(&here) {
+            return Ok(());
+        }
+        let namespace = self.namespace;
+        std::thread::spawn(move || mount_tmpfs(namespace))
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the mount thread panicked")))
+            .map_err(io(Path::new(agent_runtime::TASK_FILES_ROOT)))
+    }
+}
+
+/// Mounts the task files' tmpfs, in the mount namespace of process `namespace` if given.
+/// Runs on a thread of its own, which leaves skiffd's filesystem context before entering
+/// that namespace (the kernel requires it) and ends right after, so no thread that goes on
+/// running ever changes namespace.
+fn mount_tmpfs(namespace: Option<u32>) -> std::io::Result<()> {
+    use nix::sched::{setns, unshare, CloneFlags};
+    if let Some(pid) = namespace {
+        unshare(CloneFlags::CLONE_FS)?;
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+        setns(&ns, CloneFlags::CLONE_NEWNS)?;
+    }
     mount(
         Some("tmpfs"),
-        dir,
+        agent_runtime::TASK_FILES_ROOT,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(options.as_str()),
-    )
-    .map_err(|e| io(dir)(std::io::Error::from(e)))
+        Some("mode=0700"),
+    )?;
+    Ok(())
 }
 
 /// Writes one file with its owner and mode (its directories root's, 0755, so that the
@@ -279,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_task_naming_a_secret_the_node_lacks_is_refused_by_name() {
-        let files = TaskFiles::default();
+        let files = TaskFiles::new(None);
         let task = Task {
             meta: Some(Meta {
                 id: "t1".into(),

@@ -82,8 +82,25 @@ pub const DEFAULT_NAMESPACE: &str = "skiff";
 pub struct ContainerdRuntime {
     api: Api,
     config: ContainerdConfig,
+    /// containerd's PID, when its mount namespace is not skiffd's (see
+    /// [`Runtime::mount_namespace_pid`]).
+    other_mount_namespace: Option<u32>,
     /// One pull at a time per image name (a second waiter then finds it present).
     pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The PID of the process serving containerd's `socket` (the kernel's peer credentials
+/// of a connection to it).
+fn containerd_pid(socket: &std::path::Path) -> Option<u32> {
+    let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    let cred =
+        nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+    u32::try_from(cred.pid()).ok()
+}
+
+/// The mount namespace of process `pid` (`self` for this one), as its `/proc` link names it.
+fn mount_namespace(pid: &str) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
 }
 
 impl std::fmt::Debug for ContainerdRuntime {
@@ -119,9 +136,12 @@ impl ContainerdRuntime {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| RuntimeError::io(format!("creating {}", dir.display()), e))?;
         }
+        let other_mount_namespace = containerd_pid(&config.socket)
+            .filter(|pid| mount_namespace(&pid.to_string()) != mount_namespace("self"));
         Ok(ContainerdRuntime {
             api,
             config,
+            other_mount_namespace,
             pulls: Mutex::new(HashMap::new()),
         })
     }
@@ -447,6 +467,10 @@ impl ContainerdRuntime {
 
 #[async_trait::async_trait]
 impl Runtime for ContainerdRuntime {
+    fn mount_namespace_pid(&self) -> Option<u32> {
+        self.other_mount_namespace
+    }
+
     async fn prepare(&self, task: &proto::Task) -> Result<(), RuntimeError> {
         let task_id = task
             .meta

@@ -138,19 +138,15 @@ pub(crate) fn volume_dir(volumes_dir: &Path, name: &str) -> Result<PathBuf, Runt
     Ok(volumes_dir.join(name).join("_data"))
 }
 
-/// The task's secrets and configs, each bound read-only at its target from the task's own
-/// tmpfs ([`crate::task_files_dir`]), which the worker filled with the reference's owner
-/// and mode. runc may run in another mount namespace than skiffd (which `ip netns exec`
-/// gives one of its own), so the source is named through skiffd's `/proc/PID/root`, which
-/// reaches the tmpfs whichever namespace it was mounted in.
+/// The task's secrets and configs, each bound read-only at its target from the task's
+/// directory on the node's tmpfs ([`crate::task_files_dir`], as runc sees it), which the
+/// worker filled with each reference's owner and mode.
 fn task_file_mounts(inputs: &Inputs<'_>) -> Result<Vec<Value>, RuntimeError> {
-    let root = format!("/proc/{}/root", std::process::id());
     crate::task_files(inputs.task_id, inputs.container).map(|files| {
         files
             .into_iter()
             .map(|(source, target)| {
-                json!({"destination": target, "type": "bind",
-                       "source": format!("{root}{}", source.display()),
+                json!({"destination": target, "type": "bind", "source": source,
                        "options": ["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"]})
             })
             .collect()
