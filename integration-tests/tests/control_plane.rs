@@ -578,6 +578,61 @@ fn a_raft_store_written_before_encryption_opens_encrypted_with_nothing_lost() {
     );
 }
 
+/// The numbers of the keys host `i`'s Raft store holds now.
+fn raft_key_ids(cluster: &Cluster, i: usize) -> std::collections::BTreeSet<u32> {
+    use manager::raft::at_rest::{KeyEncryptionKey, Keyring};
+    let data = cluster.host(i).data_dir();
+    let kek: [u8; 32] = std::fs::read(data.join("certs/raft.kek"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    Keyring::load_or_create(&data.join("raft"), &KeyEncryptionKey::from_bytes(kek))
+        .unwrap()
+        .ids()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn a_removed_secret_is_gone_from_disk_after_the_next_snapshot_and_purge() {
+    let mut cluster = Cluster::new(1);
+    cluster.form_with(1, &["--snapshot-interval", "20"]);
+    let file = cluster.dir().join("secret");
+    std::fs::write(&file, b"purge-me-s3cr3t").unwrap();
+    cluster.ok(
+        1,
+        &["secret", "create", "short-lived", file.to_str().unwrap()],
+    );
+    // Every key that may have sealed the secret: the log's and any snapshot's since.
+    let mut sealed_it = raft_key_ids(&cluster, 1);
+    cluster.ok(1, &["secret", "rm", "short-lived"]);
+    // Enough writes for a snapshot past the 128 entries kept behind one, and a purge.
+    let payload = cluster.dir().join("payload");
+    std::fs::write(&payload, b"x").unwrap();
+    for n in 0..160 {
+        cluster.ok(
+            1,
+            &[
+                "config",
+                "create",
+                &format!("c{n}"),
+                payload.to_str().unwrap(),
+            ],
+        );
+        if n < 20 {
+            sealed_it.extend(raft_key_ids(&cluster, 1));
+        }
+    }
+    wait_until("the keys that sealed the secret retired", SETTLE, || {
+        raft_key_ids(&cluster, 1)
+            .is_disjoint(&sealed_it)
+            .then_some(())
+    });
+    // Whatever sled still keeps of the secret's entry opens with no key the node holds;
+    // the store itself has no trace of it.
+    assert!(!cluster.ok(1, &["secret", "ls"]).contains("short-lived"));
+}
+
 #[test]
 fn promotion_and_demotion_keep_quorum() {
     let mut cluster = Cluster::new(4);

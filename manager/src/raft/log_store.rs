@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, Mutex};
 
-use super::at_rest::{DataKey, META_TREE};
+use super::at_rest::{Class, Keyring, LOG_TREE, META_TREE};
 use super::types::{LogId, StorageError, TypeConfig};
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -31,12 +31,13 @@ fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> St
 }
 
 /// The sled-backed log storage; cheap to clone (readers share it). Entries are sealed with
-/// the store's data key ([`super::at_rest`]).
+/// the store's current log key ([`super::at_rest`]), and sealed again with a fresh one at
+/// every purge, so that the purged ones' key can be retired.
 #[derive(Clone)]
 pub struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
-    key: Arc<DataKey>,
+    key: Arc<Keyring>,
     flusher: Arc<Flusher>,
     /// Appends waiting for a flush, in order; the queue's task starts with the first append
     /// (inside the runtime) and ends when the last clone of the store is dropped.
@@ -99,13 +100,13 @@ impl Flusher {
 
 impl LogStore {
     /// Opens (or creates) the log in `db`, its entries sealed with `key`.
-    pub fn open(db: &sled::Db, key: Arc<DataKey>) -> Result<Self, StorageError> {
+    pub fn open(db: &sled::Db, key: Arc<Keyring>) -> Result<Self, StorageError> {
         let open = |name: &str| {
             db.open_tree(name)
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
         };
         Ok(Self {
-            log: open("raft_log")?,
+            log: open(LOG_TREE)?,
             meta: open(META_TREE)?,
             key,
             flusher: Arc::new(Flusher {
@@ -153,7 +154,7 @@ impl LogStore {
         let write =
             |e: &dyn ToString| io_error(ErrorSubject::Logs, ErrorVerb::Write, e.to_string());
         let bytes = bincode::serialize(entry).map_err(|e| write(&e))?;
-        self.key.seal(&bytes).map_err(|e| write(&e))
+        self.key.seal(Class::Log, &bytes).map_err(|e| write(&e))
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
@@ -284,7 +285,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.log
             .apply_batch(batch)
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-        Ok(())
+        self.reseal().await
+    }
+}
+
+impl LogStore {
+    /// Seals the entries left with a fresh log key, then retires the old ones: what sled
+    /// keeps of the purged entries in its files no key opens any more (a removed secret is
+    /// gone after the next snapshot and purge). Each step is durable before the next, so a
+    /// crash leaves every entry under a key that is still held.
+    async fn reseal(&self) -> Result<(), StorageError> {
+        let write =
+            |e: &dyn ToString| io_error(ErrorSubject::Logs, ErrorVerb::Write, e.to_string());
+        self.key.rotate(Class::Log).map_err(|e| write(&e))?;
+        let mut batch = sled::Batch::default();
+        for item in self.log.iter() {
+            let (index, sealed) =
+                item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let plain = self
+                .key
+                .open(&sealed)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e.to_string()))?;
+            batch.insert(
+                index,
+                self.key.seal(Class::Log, &plain).map_err(|e| write(&e))?,
+            );
+        }
+        self.log.apply_batch(batch).map_err(|e| write(&e))?;
+        self.flush().await?;
+        self.key.retire(Class::Log).map_err(|e| write(&e))
     }
 }
 
@@ -303,7 +332,7 @@ mod tests {
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
             let db = sled::open(dir.path())
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-            let key = Arc::new(crate::raft::at_rest::DataKey::random());
+            let key = Arc::new(crate::raft::at_rest::Keyring::in_memory());
             Ok((
                 dir,
                 LogStore::open(&db, key.clone())?,
@@ -316,5 +345,44 @@ mod tests {
     fn conforms_to_openraft_storage_suite() -> Result<(), StorageError> {
         // The suite drives its own runtime.
         Suite::test_all(SledBuilder)
+    }
+
+    #[tokio::test]
+    async fn a_purged_entry_is_left_under_a_retired_key() {
+        use crate::raft::at_rest::{KeyEncryptionKey, Keyring};
+        use crate::raft::Command;
+        use openraft::{CommittedLeaderId, EntryPayload};
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let keys = Arc::new(
+            Keyring::load_or_create(dir.path(), &KeyEncryptionKey::generate().unwrap()).unwrap(),
+        );
+        let mut store = LogStore::open(&db, keys.clone()).unwrap();
+        let id = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
+        for index in 1..=3 {
+            let entry = Entry {
+                log_id: id(index),
+                payload: EntryPayload::Normal(Command(format!("secret-{index}").into_bytes())),
+            };
+            store
+                .log
+                .insert(index.to_be_bytes(), store.encode(&entry).unwrap())
+                .unwrap();
+        }
+        // What sled may keep of entry 1 after the purge.
+        let left_behind = store.log.get(1u64.to_be_bytes()).unwrap().unwrap();
+        store.purge(id(2)).await.unwrap();
+        assert!(matches!(
+            keys.open(&left_behind),
+            Err(crate::raft::at_rest::AtRestError::Retired)
+        ));
+        let kept = store.try_get_log_entries(0..10).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].log_id, id(3));
+        assert_eq!(
+            keys.ids().len(),
+            2,
+            "one current key per class, nothing older"
+        );
     }
 }

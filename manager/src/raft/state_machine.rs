@@ -14,7 +14,7 @@ use openraft::{
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use super::at_rest::DataKey;
+use super::at_rest::{Class, Keyring, SNAPSHOT_TREE};
 use super::types::{CommandResult, LogId, StorageError, TypeConfig};
 use crate::store::{Applier, ApplyError, LocalStore, ObjectStore, WatchEvent};
 
@@ -31,7 +31,7 @@ struct StoredSnapshot {
 #[derive(Clone)]
 struct StateMachineDisk {
     tree: sled::Tree,
-    key: Arc<DataKey>,
+    key: Arc<Keyring>,
 }
 
 impl StateMachineDisk {
@@ -53,21 +53,22 @@ impl StateMachineDisk {
     }
 
     /// Blocking: writes and flushes the snapshot record.
+    /// Sealed with a fresh snapshot key, whose predecessor is retired once this one is on
+    /// disk: what sled keeps of the snapshot it replaces no key opens any more.
     fn save(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
         let subject = ErrorSubject::Snapshot(Some(stored.meta.signature()));
-        let bytes = bincode::serialize(stored)
-            .map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
+        let failed = |e: &dyn ToString| io_error(subject.clone(), ErrorVerb::Write, e.to_string());
+        let bytes = bincode::serialize(stored).map_err(|e| failed(&e))?;
+        self.key.rotate(Class::Snapshot).map_err(|e| failed(&e))?;
         let bytes = self
             .key
-            .seal(&bytes)
-            .map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
+            .seal(Class::Snapshot, &bytes)
+            .map_err(|e| failed(&e))?;
         self.tree
             .insert(SNAPSHOT_KEY, bytes)
-            .map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
-        self.tree
-            .flush()
-            .map_err(|e| io_error(subject, ErrorVerb::Write, e))?;
-        Ok(())
+            .map_err(|e| failed(&e))?;
+        self.tree.flush().map_err(|e| failed(&e))?;
+        self.key.retire(Class::Snapshot).map_err(|e| failed(&e))
     }
 }
 
@@ -79,21 +80,17 @@ pub struct StateMachine {
     disk: StateMachineDisk,
 }
 
-fn io_error(
-    subject: ErrorSubject<u64>,
-    verb: ErrorVerb,
-    e: impl std::error::Error + 'static,
-) -> StorageError {
+fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> StorageError {
     StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
 }
 
 impl StateMachine {
     /// Opens the state machine in `db`, restoring the last snapshot if there is one;
     /// snapshots are sealed with `key`.
-    pub fn open(db: &sled::Db, key: Arc<DataKey>) -> Result<Self, StorageError> {
+    pub fn open(db: &sled::Db, key: Arc<Keyring>) -> Result<Self, StorageError> {
         let disk = StateMachineDisk {
             tree: db
-                .open_tree("state_machine")
+                .open_tree(SNAPSHOT_TREE)
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?,
             key,
         };
@@ -322,7 +319,7 @@ mod tests {
     fn open() -> (tempfile::TempDir, StateMachine) {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = sled::open(dir.path()).expect("sled");
-        let key = Arc::new(crate::raft::at_rest::DataKey::random());
+        let key = Arc::new(crate::raft::at_rest::Keyring::in_memory());
         (dir, StateMachine::open(&db, key).expect("state machine"))
     }
 

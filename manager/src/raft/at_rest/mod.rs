@@ -1,30 +1,33 @@
 //! Encryption at rest of the Raft store: every log entry and snapshot a manager writes is
-//! sealed with a data key, so the CA key, join tokens and secrets are never plain text on
-//! disk (Docker's promise for its Raft logs).
+//! sealed, so the CA key, join tokens and secrets are never plain text on disk (Docker's
+//! promise for its Raft logs), and what is left on disk of a removed secret after the next
+//! snapshot and purge no longer opens with any key.
 //!
-//! Two keys, as Docker's: the [`DataKey`] (DEK) seals the data with ChaCha20-Poly1305
-//! (`ring::aead`, the AEAD rustls already brings), a fresh random nonce per value; it is
-//! kept in the Raft directory ([`DEK_FILE`]) sealed in turn by a [`KeyEncryptionKey`] (KEK)
-//! the daemon keeps beside the node's TLS key, or, with autolock, derives from the unlock
-//! key and never writes. Changing the KEK (autolock on or off, a rotated unlock key) re-wraps
-//! the small DEK file only; the data stays as it is.
+//! Two levels of keys, as Docker's: data keys ([`Keyring`], ChaCha20-Poly1305 from
+//! `ring::aead`, the AEAD rustls already brings, a fresh random nonce per value) seal the
+//! values and are retired as the values they sealed go; they are kept in the Raft directory
+//! sealed in turn by a [`KeyEncryptionKey`] (KEK) the daemon keeps beside the node's TLS
+//! key, or, with autolock, derives from the unlock key and never writes. Changing the KEK
+//! (autolock on or off, a rotated unlock key) re-seals the small key file only.
 //!
-//! A sealed value is `MAGIC | nonce | ciphertext+tag`. A Raft directory written before
-//! encryption existed holds plain values and no [`SEALED_MARK`]: [`prepare`] copies it,
-//! sealed, into a fresh store that takes its place before the log and state machine open
-//! it.
+//! A sealed value is `MAGIC | key number | nonce | ciphertext+tag`. A Raft directory
+//! written before encryption existed holds plain values and no [`SEALED_MARK`]: [`prepare`]
+//! copies it, sealed, into a fresh store that takes its place before the log and state
+//! machine open it.
 //!
 //! What is not sealed: the vote, the commit and purge points (Raft bookkeeping, no data).
+
+mod keyring;
+
+pub use keyring::{Class, Keyring, KEYS_FILE};
 
 use std::path::Path;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 
-/// The first bytes of every sealed value (and of the DEK file), with the format version.
-const MAGIC: &[u8; 4] = b"SKE1";
-/// The file in the Raft directory holding the DEK, sealed by the KEK.
-pub const DEK_FILE: &str = "dek";
+/// The first bytes of every sealed value (and of the key file), with the format version.
+const MAGIC: &[u8; 4] = b"SKE2";
 /// The key of the meta tree that says every value of this directory is sealed.
 pub const SEALED_MARK: &[u8] = b"sealed";
 /// Key length of both keys.
@@ -38,10 +41,14 @@ pub enum AtRestError {
         "a stored value cannot be decrypted: it was sealed with another key or has been damaged"
     )]
     Open,
-    /// The DEK file does not open with the given KEK.
-    #[error("the Raft store's data key does not open with this node's key-encryption key: the unlock key is wrong, or the node's key file belongs to another data directory")]
+    /// The key file does not open with the given KEK.
+    #[error("the Raft store's keys do not open with this node's key-encryption key: the unlock key is wrong, or the node's key file belongs to another data directory")]
     WrongKey,
-    /// Reading or writing the DEK file failed.
+    /// The value was sealed with a key retired since (it belongs to a purged entry or a
+    /// replaced snapshot).
+    #[error("a stored value was sealed with a key that has been retired")]
+    Retired,
+    /// Reading or writing the key file failed.
     #[error("cannot {what} {path}: {source}")]
     Io {
         /// What was being done.
@@ -69,80 +76,58 @@ impl Aead {
         }
     }
 
-    fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, AtRestError> {
+    /// `plaintext` sealed, naming key number `id` (authenticated with it).
+    fn seal(&self, plaintext: &[u8], id: u32) -> Result<Vec<u8>, AtRestError> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| AtRestError::Random)?;
+        let header = header(id);
         let mut body = plaintext.to_vec();
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(MAGIC),
+                Aad::from(&header),
                 &mut body,
             )
             .map_err(|_| AtRestError::Open)?;
-        let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + body.len());
-        out.extend_from_slice(MAGIC);
+        let mut out = Vec::with_capacity(header.len() + NONCE_LEN + body.len());
+        out.extend_from_slice(&header);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&body);
         Ok(out)
     }
 
-    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, AtRestError> {
-        let rest = sealed.strip_prefix(MAGIC).ok_or(AtRestError::Open)?;
+    /// The plaintext of a value sealed naming key number `id`.
+    fn open(&self, sealed: &[u8], id: u32) -> Result<Vec<u8>, AtRestError> {
+        let rest = sealed
+            .strip_prefix(header(id).as_slice())
+            .ok_or(AtRestError::Open)?;
         if rest.len() < NONCE_LEN {
             return Err(AtRestError::Open);
         }
         let (nonce, body) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| AtRestError::Open)?;
         let mut body = body.to_vec();
-        let plain = self
+        let len = self
             .key
-            .open_in_place(nonce, Aad::from(MAGIC), &mut body)
-            .map_err(|_| AtRestError::Open)?;
-        let len = plain.len();
+            .open_in_place(nonce, Aad::from(&header(id)), &mut body)
+            .map_err(|_| AtRestError::Open)?
+            .len();
         body.truncate(len);
         Ok(body)
     }
 }
 
-/// The key that seals the Raft store's values.
-pub struct DataKey {
-    aead: Aead,
+/// The start of a value sealed with key number `id`.
+fn header(id: u32) -> [u8; 8] {
+    let mut h = [0u8; 8];
+    h[..4].copy_from_slice(MAGIC);
+    h[4..].copy_from_slice(&id.to_be_bytes());
+    h
 }
 
-impl std::fmt::Debug for DataKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DataKey(..)")
-    }
-}
-
-impl DataKey {
-    fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
-        Self {
-            aead: Aead::new(bytes),
-        }
-    }
-
-    /// A fresh random key kept nowhere: for tests' throwaway stores.
-    #[cfg(test)]
-    pub(crate) fn random() -> Self {
-        Self::from_bytes(&random_key().expect("random"))
-    }
-
-    /// `plaintext` sealed: magic, nonce, ciphertext and tag.
-    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, AtRestError> {
-        self.aead.seal(plaintext)
-    }
-
-    /// The plaintext of a value [`DataKey::seal`] made with this key.
-    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, AtRestError> {
-        self.aead.open(sealed)
-    }
-}
-
-/// The key that seals the [`DataKey`] on disk.
+/// The key that seals the [`Keyring`] on disk.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyEncryptionKey([u8; KEY_LEN]);
 
@@ -177,77 +162,12 @@ fn random_key() -> Result<[u8; KEY_LEN], AtRestError> {
     Ok(key)
 }
 
-/// The data key of the Raft directory `dir`, opened with `kek`; made (and written sealed by
-/// `kek`) if the directory has none yet.
-pub fn load_or_create_data_key(dir: &Path, kek: &KeyEncryptionKey) -> Result<DataKey, AtRestError> {
-    let path = dir.join(DEK_FILE);
-    match std::fs::read(&path) {
-        Ok(sealed) => {
-            let bytes = Aead::new(&kek.0)
-                .open(&sealed)
-                .map_err(|_| AtRestError::WrongKey)?;
-            let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|_| AtRestError::WrongKey)?;
-            Ok(DataKey::from_bytes(&bytes))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let bytes = random_key()?;
-            write_wrapped(dir, &bytes, kek)?;
-            Ok(DataKey::from_bytes(&bytes))
-        }
-        Err(source) => Err(AtRestError::Io {
-            what: "read",
-            path: path.display().to_string(),
-            source,
-        }),
-    }
-}
-
-/// Seals the data key of `dir` again, with `new` instead of `old` (autolock turned on or
-/// off, the unlock key rotated). The data stays sealed by the same data key.
-pub fn rewrap_data_key(
-    dir: &Path,
-    old: &KeyEncryptionKey,
-    new: &KeyEncryptionKey,
-) -> Result<(), AtRestError> {
-    let path = dir.join(DEK_FILE);
-    let sealed = std::fs::read(&path).map_err(|source| AtRestError::Io {
-        what: "read",
-        path: path.display().to_string(),
-        source,
-    })?;
-    let bytes = Aead::new(&old.0)
-        .open(&sealed)
-        .map_err(|_| AtRestError::WrongKey)?;
-    let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|_| AtRestError::WrongKey)?;
-    write_wrapped(dir, &bytes, new)
-}
-
-/// Writes the data key sealed by `kek`: aside, synced, then renamed over the old file, so
-/// a crash leaves one whole key file or the other.
-fn write_wrapped(
-    dir: &Path,
-    dek: &[u8; KEY_LEN],
-    kek: &KeyEncryptionKey,
-) -> Result<(), AtRestError> {
-    use std::io::Write as _;
-    let io = |what, path: &Path| {
-        let path = path.display().to_string();
-        move |source| AtRestError::Io { what, path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let sealed = Aead::new(&kek.0).seal(dek)?;
-    let tmp = dir.join(format!("{DEK_FILE}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(io("write", &tmp))?;
-    file.write_all(&sealed)
-        .and_then(|()| file.sync_all())
-        .map_err(io("write", &tmp))?;
-    let path = dir.join(DEK_FILE);
-    std::fs::rename(&tmp, &path).map_err(io("write", &path))?;
-    Ok(())
-}
-
+/// The tree of the Raft log's entries (sealed with the log key).
+pub const LOG_TREE: &str = "raft_log";
+/// The tree of the state machine's snapshot (sealed with the snapshot key).
+pub const SNAPSHOT_TREE: &str = "state_machine";
 /// The trees of a Raft store whose every value is data, sealed.
-pub const SEALED_TREES: [&str; 2] = ["raft_log", "state_machine"];
+pub const SEALED_TREES: [&str; 2] = [LOG_TREE, SNAPSHOT_TREE];
 /// The tree that holds the [`SEALED_MARK`].
 pub const META_TREE: &str = "raft_meta";
 
@@ -259,7 +179,7 @@ pub const META_TREE: &str = "raft_meta";
 pub fn prepare(
     dir: &Path,
     kek: &KeyEncryptionKey,
-) -> Result<(sled::Db, std::sync::Arc<DataKey>), String> {
+) -> Result<(sled::Db, std::sync::Arc<Keyring>), String> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         format!("cannot {what} the Raft store in {}: {e}", dir.display())
     };
@@ -274,7 +194,7 @@ pub fn prepare(
         .iter()
         .all(|name| db.open_tree(name).map(|t| t.is_empty()).unwrap_or(false));
     if marked || fresh {
-        let key = load_or_create_data_key(dir, kek).map_err(|e| e.to_string())?;
+        let key = Keyring::load_or_create(dir, kek).map_err(|e| e.to_string())?;
         if !marked {
             mark(&db).map_err(|e| failed("write", &e))?;
         }
@@ -283,7 +203,7 @@ pub fn prepare(
     // Written before encryption at rest: copy it sealed, then swap.
     let new = sibling(dir, "new");
     let copied = {
-        let key = load_or_create_data_key(&new, kek).map_err(|e| e.to_string())?;
+        let key = Keyring::load_or_create(&new, kek).map_err(|e| e.to_string())?;
         let target = sled::open(&new).map_err(|e| failed("create", &e))?;
         let copied = copy_sealed(&db, &target, &key).map_err(|e| failed("encrypt", &e))?;
         mark(&target).map_err(|e| failed("encrypt", &e))?;
@@ -300,7 +220,7 @@ pub fn prepare(
         "encrypted at rest the Raft store an older skiff wrote"
     );
     let db = sled::open(dir).map_err(|e| failed("open", &e))?;
-    let key = load_or_create_data_key(dir, kek).map_err(|e| e.to_string())?;
+    let key = Keyring::load_or_create(dir, kek).map_err(|e| e.to_string())?;
     Ok((db, std::sync::Arc::new(key)))
 }
 
@@ -338,20 +258,24 @@ fn mark(db: &sled::Db) -> sled::Result<()> {
 }
 
 /// Copies every tree of `from` into `to`, sealing the values of [`SEALED_TREES`] with
-/// `key`; returns how many values it sealed.
-fn copy_sealed(from: &sled::Db, to: &sled::Db, key: &DataKey) -> Result<usize, String> {
+/// `key`'s current key for each; returns how many values it sealed.
+fn copy_sealed(from: &sled::Db, to: &sled::Db, key: &Keyring) -> Result<usize, String> {
     let mut sealed = 0;
     for name in from.tree_names() {
         let (source, target) = (
             from.open_tree(&name).map_err(|e| e.to_string())?,
             to.open_tree(&name).map_err(|e| e.to_string())?,
         );
-        let seal = SEALED_TREES.iter().any(|t| t.as_bytes() == name.as_ref());
+        let class = match name.as_ref() {
+            n if n == LOG_TREE.as_bytes() => Some(Class::Log),
+            n if n == SNAPSHOT_TREE.as_bytes() => Some(Class::Snapshot),
+            _ => None,
+        };
         let mut batch = sled::Batch::default();
         for item in source.iter() {
             let (k, v) = item.map_err(|e| e.to_string())?;
-            if seal {
-                batch.insert(k, key.seal(&v).map_err(|e| e.to_string())?);
+            if let Some(class) = class {
+                batch.insert(k, key.seal(class, &v).map_err(|e| e.to_string())?);
                 sealed += 1;
             } else {
                 batch.insert(k, v);
@@ -382,50 +306,12 @@ pub fn write_as_before_encryption(dir: &Path, kek: &KeyEncryptionKey) -> Result<
         .and_then(|m| m.remove(SEALED_MARK))
         .map_err(|e| e.to_string())?;
     db.flush().map_err(|e| e.to_string())?;
-    std::fs::remove_file(dir.join(DEK_FILE)).map_err(|e| e.to_string())
+    std::fs::remove_file(dir.join(KEYS_FILE)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn values_round_trip_and_reveal_nothing() {
-        let key = DataKey::random();
-        let secret = b"the root CA key and s3cr3t bytes";
-        let a = key.seal(secret).unwrap();
-        let b = key.seal(secret).unwrap();
-        assert_ne!(a, b, "a fresh nonce each time");
-        assert!(!a.windows(6).any(|w| w == b"s3cr3t"));
-        assert_eq!(key.open(&a).unwrap(), secret);
-        // Another key, a changed byte, a plain value: all refused.
-        let other = DataKey::random();
-        assert!(other.open(&a).is_err());
-        let mut damaged = a.clone();
-        *damaged.last_mut().unwrap() ^= 1;
-        assert!(key.open(&damaged).is_err());
-        assert!(key.open(b"SKE1 plain value that starts like one").is_err());
-    }
-
-    #[test]
-    fn the_data_key_is_kept_sealed_and_opens_only_with_its_kek() {
-        let dir = tempfile::tempdir().unwrap();
-        let kek = KeyEncryptionKey::generate().unwrap();
-        let first = load_or_create_data_key(dir.path(), &kek).unwrap();
-        let sealed = first.seal(b"entry").unwrap();
-        let again = load_or_create_data_key(dir.path(), &kek).unwrap();
-        assert_eq!(again.open(&sealed).unwrap(), b"entry");
-        let wrong = KeyEncryptionKey::generate().unwrap();
-        assert!(matches!(
-            load_or_create_data_key(dir.path(), &wrong),
-            Err(AtRestError::WrongKey)
-        ));
-        // Re-wrapped: the new KEK opens the same data key, the old one no longer does.
-        rewrap_data_key(dir.path(), &kek, &wrong).unwrap();
-        let rewrapped = load_or_create_data_key(dir.path(), &wrong).unwrap();
-        assert_eq!(rewrapped.open(&sealed).unwrap(), b"entry");
-        assert!(load_or_create_data_key(dir.path(), &kek).is_err());
-    }
 
     #[test]
     fn a_store_written_before_encryption_is_copied_sealed_and_leaves_no_plain_byte() {
@@ -436,11 +322,17 @@ mod tests {
             let (db, key) = prepare(&raft, &kek).unwrap();
             db.open_tree("raft_log")
                 .unwrap()
-                .insert(1u64.to_be_bytes(), key.seal(b"entry with s3cr3t").unwrap())
+                .insert(
+                    1u64.to_be_bytes(),
+                    key.seal(Class::Log, b"entry with s3cr3t").unwrap(),
+                )
                 .unwrap();
             db.open_tree("state_machine")
                 .unwrap()
-                .insert(b"snapshot", key.seal(b"snapshot with s3cr3t").unwrap())
+                .insert(
+                    b"snapshot",
+                    key.seal(Class::Snapshot, b"snapshot with s3cr3t").unwrap(),
+                )
                 .unwrap();
             db.open_tree(META_TREE)
                 .unwrap()
