@@ -435,6 +435,22 @@ fn bad_service_input_is_refused_and_changes_nothing() {
         &["service", "ps", "nosuch"],
         &["service", "inspect", "nosuch"],
         &["service", "logs", "nosuch"],
+        // The cluster's own ports, and references no registry could serve.
+        &["service", "create", "-p", "2377:80", "busybox"],
+        &["service", "create", "-p", "4789:80/udp", "busybox"],
+        &["service", "update", "--publish-add", "2377:80", "ok"],
+        &["service", "create", "UPPER/Case:tag"],
+        &["service", "create", "BAD//ref"],
+        &["service", "create", "busybox@sha256:abc"],
+        &["service", "update", "--image", "UPPER/Case:tag", "ok"],
+        &[
+            "service",
+            "create",
+            "--restart-delay",
+            "99999999999h",
+            "busybox",
+        ],
+        &["service", "create", "--limit-memory", "1k", "busybox"],
     ];
     for args in cases {
         let err = cluster.fails(1, args);
