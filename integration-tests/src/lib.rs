@@ -708,3 +708,53 @@ pub fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// ARCHITECTURE.md's code map stays true: it links every module of every crate, and
+    /// nothing that is gone.
+    #[test]
+    fn the_code_map_links_every_module_and_nothing_else() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let map = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+        let mut missing = Vec::new();
+        for krate in [
+            "proto",
+            "manager",
+            "worker",
+            "agent-runtime",
+            "cli",
+            "integration-tests",
+        ] {
+            let mut todo = vec![root.join(krate).join("src")];
+            while let Some(dir) = todo.pop() {
+                for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                    let path = entry.path();
+                    let rel = path.strip_prefix(&root).unwrap().display().to_string();
+                    if path.is_dir() {
+                        todo.push(path);
+                    } else if rel.ends_with(".rs")
+                        && !rel.ends_with("tests.rs")
+                        && !map.contains(&format!("]({rel})"))
+                    {
+                        missing.push(rel);
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "ARCHITECTURE.md's code map lacks {missing:?}"
+        );
+        let gone: Vec<&str> = map
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+            .filter(|link| !link.starts_with("http") && !root.join(link).exists())
+            .collect();
+        assert!(
+            gone.is_empty(),
+            "ARCHITECTURE.md links what is gone: {gone:?}"
+        );
+    }
+}
