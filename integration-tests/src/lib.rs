@@ -94,6 +94,8 @@ pub struct Cluster {
     net: Option<netns::TestNetwork>,
     /// `skiffd --network-data-path` on test hosts.
     data_path: &'static str,
+    /// The daemons' `RUST_LOG`.
+    log_filter: &'static str,
     /// With the containerd runtime: each host's containerd namespace (cleaned on drop).
     containerd: Option<Vec<containerd::NamespaceGuard>>,
 }
@@ -148,6 +150,7 @@ impl Cluster {
             hosts,
             net,
             data_path: "kernel",
+            log_filter: "info,openraft=warn",
             containerd: None,
         }
     }
@@ -191,6 +194,12 @@ impl Cluster {
     /// Test hosts run the routing mesh in `mode` (`kernel` or `userspace`).
     pub fn with_data_path(mut self, mode: &'static str) -> Self {
         self.data_path = mode;
+        self
+    }
+
+    /// The daemons log with `RUST_LOG=filter` (say `trace`, to see all they could say).
+    pub fn with_log_filter(mut self, filter: &'static str) -> Self {
+        self.log_filter = filter;
         self
     }
 
@@ -318,7 +327,7 @@ impl Cluster {
             } else {
                 "off"
             })
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", self.log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)

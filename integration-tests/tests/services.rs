@@ -651,3 +651,58 @@ fn secrets_roll_with_the_service_and_are_refused_when_unknown_in_use_or_too_big(
     });
     cluster.ok(1, &["secret", "rm", "first"]);
 }
+
+#[test]
+fn a_secret_s_bytes_appear_in_no_log_even_at_trace_level() {
+    let mut cluster = Cluster::new(2).with_log_filter("trace");
+    cluster.form(1);
+    let marker = "n0-l0g-s3cr3t-5c1f";
+    let file = cluster.dir().join("secret");
+    std::fs::write(&file, marker).unwrap();
+    let mut said = cluster.ok(1, &["secret", "create", "quiet", file.to_str().unwrap()]);
+    said += &cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "app",
+            "--replicas",
+            "2",
+            "--secret",
+            "quiet",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    wait_running(&cluster, 1, "app", 2);
+    for args in [
+        vec!["service", "inspect", "app"],
+        vec!["service", "inspect", "--pretty", "app"],
+        vec!["secret", "inspect", "quiet"],
+        vec!["secret", "ls", "--format", "json"],
+    ] {
+        said += &cluster.ok(1, &args);
+    }
+    said += &cluster.fails(1, &["secret", "rm", "quiet"]);
+    cluster.ok(1, &["service", "rm", "app"]);
+    cluster.ok(1, &["secret", "rm", "quiet"]);
+    assert!(!said.contains(marker), "the CLI printed the secret: {said}");
+    // As text, or as the list of byte values a derived Debug prints.
+    let as_numbers = marker
+        .bytes()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    for host in 1..=2 {
+        let log = cluster.log(host);
+        assert!(log.len() > 10_000, "host {host} logged at trace level");
+        assert!(!log.contains(marker), "host {host}'s log holds the secret");
+        assert!(
+            !log.contains(&as_numbers),
+            "host {host}'s log holds the secret's bytes"
+        );
+    }
+}

@@ -9,8 +9,15 @@ use crate::store::ApplyError;
 /// A log entry's payload: a protobuf-encoded [`proto::StoreEntry`] (one writer's batch, or
 /// the batches of several). Kept encoded so the log and the wire carry the schema's own,
 /// evolvable encoding.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command(pub Vec<u8>);
+
+/// Its size only: an entry may carry a secret, and openraft logs entries at debug level.
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Command({} bytes)", self.0.len())
+    }
+}
 
 /// What applying a [`Command`] gave: one result per batch it held, in order (none for
 /// entries openraft makes itself).
