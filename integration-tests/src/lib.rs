@@ -336,10 +336,16 @@ impl Cluster {
         let pid = child.id();
         host.child = Some(child);
         let socket = host.socket.clone();
+        // Connect, not just look for the file: a daemon killed before left its socket file
+        // behind, and the new one has yet to replace it.
         wait_until(
             &format!("skiffd on host {i} to listen"),
             Duration::from_secs(20),
-            || socket.exists().then_some(()),
+            || {
+                std::os::unix::net::UnixStream::connect(&socket)
+                    .ok()
+                    .map(drop)
+            },
         );
         // Listening, the daemon has long left `ip netns exec`'s unshare behind.
         if host.netns.is_some() {
@@ -441,6 +447,27 @@ impl Cluster {
             .stdin(Stdio::null())
             .output()
             .expect("run skiff")
+    }
+
+    /// Runs `skiff ARGS` on host `i` with `input` on its standard input.
+    pub fn skiff_input(&self, i: usize, args: &[&str], input: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(bin("skiff"))
+            .env("DOCKER_CONFIG", self.docker_config())
+            .args(["-H", &self.host(i).host_arg()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run skiff");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write skiff's input");
+        child.wait_with_output().expect("skiff's output")
     }
 
     /// Runs `skiff ARGS` on host `i` and returns its stdout; panics with its stderr if it fails.

@@ -634,6 +634,99 @@ fn a_removed_secret_is_gone_from_disk_after_the_next_snapshot_and_purge() {
 }
 
 #[test]
+fn an_autolocked_manager_restarts_locked_until_given_the_unlock_key() {
+    let mut cluster = Cluster::new(1);
+    cluster.start_all();
+    cluster.init_with(1, &["--autolock"]);
+    let key = cluster
+        .ok(1, &["swarm", "unlock-key", "-q"])
+        .trim()
+        .to_owned();
+    assert!(key.starts_with("SKUNLOCK-1-"), "{key}");
+    cluster.ok(
+        1,
+        &[
+            "service", "create", "--detach", "--name", "web", "busybox", "sleep", "600",
+        ],
+    );
+    let certs = cluster.host(1).certs_dir();
+    wait_until("the keys sealed by the unlock key", SETTLE, || {
+        (!certs.join("raft.kek").exists()).then_some(())
+    });
+    assert!(cluster
+        .log(1)
+        .contains("sealed by the cluster's unlock key"));
+    let tls_key = std::fs::read_to_string(certs.join("node.key")).unwrap();
+    assert!(
+        !tls_key.contains("PRIVATE KEY"),
+        "the TLS key is sealed: {tls_key}"
+    );
+
+    let restart_locked = |cluster: &mut Cluster| {
+        cluster.kill(1);
+        cluster.start(1);
+        let err = cluster.fails(1, &["node", "ls"]);
+        assert!(
+            err.contains("locked") && err.contains("skiff swarm unlock"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        let info = cluster.ok(1, &["info", "--format", "json"]);
+        assert!(info.contains("LOCAL_NODE_STATE_LOCKED"), "{info}");
+    };
+    let unlock = |cluster: &Cluster, key: &str| cluster.skiff_input(1, &["swarm", "unlock"], key);
+    restart_locked(&mut cluster);
+    let wrong = unlock(&cluster, &format!("SKUNLOCK-1-{}", "0".repeat(64)));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        !wrong.status.success() && err.contains("unlock key is wrong"),
+        "{err}"
+    );
+    let garbage = unlock(&cluster, "let me in");
+    assert!(!garbage.status.success());
+    assert!(unlock(&cluster, &key).status.success());
+    let services = cluster.eventually_ok(1, &["service", "ls"], SETTLE);
+    assert!(services.contains("web"), "{services}");
+
+    // Rotated: the old key no longer unlocks, the new one does.
+    let new_key = cluster
+        .ok(1, &["swarm", "unlock-key", "--rotate", "-q"])
+        .trim()
+        .to_owned();
+    assert_ne!(new_key, key);
+    // The manager re-seals by the new key as it sees the change.
+    wait_until("the keys sealed by the new key", SETTLE, || {
+        let restarted_would_open =
+            manager::raft::at_rest::KeyEncryptionKey::from_unlock_key(&new_key)
+                .ok()
+                .and_then(|kek| {
+                    manager::raft::at_rest::Keyring::load_or_create(
+                        &cluster.host(1).data_dir().join("raft"),
+                        &kek,
+                    )
+                    .ok()
+                });
+        restarted_would_open.is_some().then_some(())
+    });
+    restart_locked(&mut cluster);
+    let old = unlock(&cluster, &key);
+    assert!(!old.status.success(), "the rotated key still unlocks");
+    assert!(unlock(&cluster, &new_key).status.success());
+    cluster.eventually_ok(1, &["service", "ls"], SETTLE);
+
+    // Autolock off: the node keeps a key file again and restarts unlocked.
+    cluster.ok(1, &["swarm", "update", "--autolock=false"]);
+    wait_until("the keys kept by a key file again", SETTLE, || {
+        let tls_key = std::fs::read_to_string(certs.join("node.key")).unwrap_or_default();
+        (certs.join("raft.kek").exists() && tls_key.contains("PRIVATE KEY")).then_some(())
+    });
+    cluster.kill(1);
+    cluster.start(1);
+    let services = cluster.eventually_ok(1, &["service", "ls"], SETTLE);
+    assert!(services.contains("web"), "{services}");
+}
+
+#[test]
 fn promotion_and_demotion_keep_quorum() {
     let mut cluster = Cluster::new(4);
     cluster.form(1);

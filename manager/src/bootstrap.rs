@@ -33,9 +33,9 @@ pub fn initial_batch(
     root: &RootCa,
     spec: Option<ClusterSpec>,
     first: FirstManager<'_>,
-) -> StoreBatch {
+) -> Result<StoreBatch, tonic::Status> {
     let digest = root.digest();
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         meta: Some(Meta {
             id: cluster_id.to_owned(),
             ..Default::default()
@@ -51,7 +51,9 @@ pub fn initial_batch(
             digest,
         }),
         removed_nodes: Default::default(),
+        unlock_key: String::new(),
     };
+    crate::controlapi::cluster::apply_autolock(&mut cluster, false)?;
     let node = Node {
         meta: Some(Meta {
             id: first.node_id.to_owned(),
@@ -83,9 +85,9 @@ pub fn initial_batch(
         // The allocator gives it one once the ingress network has its subnet.
         ingress: None,
     };
-    StoreBatch {
+    Ok(StoreBatch {
         actions: vec![create(cluster), create(node), create(ingress_network())],
-    }
+    })
 }
 
 /// The network of the routing mesh, which every cluster has from the start (as in Swarm).

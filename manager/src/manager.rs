@@ -116,26 +116,41 @@ impl Manager {
     }
 }
 
+/// What every command but `swarm unlock` hears from a locked manager.
+pub const LOCKED: &str = "this manager is locked (the cluster has autolock on and the node restarted): run `skiff swarm unlock` and give it the cluster's unlock key";
+
 /// The manager running on this node, if any: `skiffd` sets it when this node becomes a
 /// manager and clears it when it stops being one. Every service holds it, so one gRPC
 /// server serves managers and workers alike.
 #[derive(Default)]
 pub struct RunningManager {
     inner: RwLock<Option<Arc<Manager>>>,
+    /// The node is a manager of an autolocked cluster, restarted and not unlocked yet.
+    locked: std::sync::atomic::AtomicBool,
 }
 
 impl RunningManager {
-    /// The running manager, or the error a worker gives.
+    /// The running manager, or the error a worker (or a locked manager) gives.
     pub fn get(&self) -> Result<Arc<Manager>, Status> {
-        self.inner
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| {
-                Status::failed_precondition(
-                    "this node is not a manager; run the command on a manager or pass --host",
-                )
-            })
+        if let Some(m) = self.current() {
+            return Ok(m);
+        }
+        Err(Status::failed_precondition(if self.is_locked() {
+            LOCKED
+        } else {
+            "this node is not a manager; run the command on a manager or pass --host"
+        }))
+    }
+
+    /// Says whether this node waits for `swarm unlock`.
+    pub fn set_locked(&self, locked: bool) {
+        self.locked
+            .store(locked, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether this node waits for `swarm unlock`.
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The running manager, if any.

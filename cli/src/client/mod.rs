@@ -731,6 +731,7 @@ async fn info(global: &GlobalOpts, args: VersionArgs) -> anyhow::Result<()> {
             }
         }
         proto::LocalNodeState::Error => lines.push(format!("Swarm: error: {}", info.error)),
+        proto::LocalNodeState::Locked => lines.push(format!("Swarm: locked: {}", info.error)),
         _ => lines.push("Swarm: inactive".into()),
     }
     out(lines.join("\n"));

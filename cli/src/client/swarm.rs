@@ -26,6 +26,21 @@ pub enum SwarmCommand {
     Inspect(InspectArgs),
     /// Change the cluster's settings
     Update(UpdateArgs),
+    /// Show (or rotate) the key that unlocks a restarted manager of an autolocked swarm
+    UnlockKey(UnlockKeyArgs),
+    /// Unlock a locked manager (the key is read from the terminal or standard input)
+    Unlock,
+}
+
+/// `skiff swarm unlock-key`.
+#[derive(Debug, Args)]
+pub struct UnlockKeyArgs {
+    /// Print the key only
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Replace the key: the old one no longer unlocks any manager
+    #[arg(long)]
+    pub rotate: bool,
 }
 
 /// `skiff swarm init`.
@@ -128,6 +143,10 @@ pub struct ClusterSettings {
     /// Raft election timeout: a follower waits between this and twice this before it stands
     #[arg(long, value_name = "DURATION")]
     pub election_timeout: Option<String>,
+    /// Lock restarted managers until `skiff swarm unlock` is given the unlock key
+    /// (--autolock, --autolock=true or --autolock=false)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub autolock: Option<bool>,
 }
 
 impl ClusterSettings {
@@ -163,6 +182,9 @@ impl ClusterSettings {
                 .get_or_insert_with(RaftConfig::default)
                 .snapshot_interval = n;
         }
+        if let Some(autolock) = self.autolock {
+            spec.autolock = autolock;
+        }
         if let Some(value) = &self.election_timeout {
             let ms = positive_ms("--election-timeout", value)?;
             let raft = spec.raft.get_or_insert_with(RaftConfig::default);
@@ -191,6 +213,8 @@ pub async fn run(global: &GlobalOpts, command: SwarmCommand) -> anyhow::Result<(
         SwarmCommand::Leave(args) => leave(global, args).await,
         SwarmCommand::Inspect(args) => inspect(global, args).await,
         SwarmCommand::Update(args) => update(global, args).await,
+        SwarmCommand::UnlockKey(args) => unlock_key(global, args).await,
+        SwarmCommand::Unlock => unlock(global).await,
     }
 }
 
@@ -263,6 +287,86 @@ async fn init(global: &GlobalOpts, args: InitArgs) -> anyhow::Result<()> {
         .await
         .reply(&client)?;
     out(init_message(&resp));
+    if args.settings.autolock == Some(true) {
+        let key = fetch_unlock_key(&client).await?;
+        out(unlock_key_message(&key));
+    }
+    Ok(())
+}
+
+/// What `swarm init --autolock`, `swarm update --autolock=true` and `swarm unlock-key` print.
+fn unlock_key_message(key: &str) -> String {
+    format!(
+        "To unlock a swarm manager after it restarts, run `skiff swarm unlock` and give it this key:\n\n    \
+         {key}\n\n\
+         Keep it in a password manager: without it a restarted manager cannot rejoin the swarm.\n"
+    )
+}
+
+async fn fetch_unlock_key(client: &super::Client) -> anyhow::Result<String> {
+    let key = client
+        .control()
+        .get_unlock_key(proto::GetUnlockKeyRequest {})
+        .await
+        .reply(client)?
+        .unlock_key;
+    if key.is_empty() {
+        bail!("this swarm is not autolocked, so it has no unlock key; turn autolock on with `skiff swarm update --autolock=true`");
+    }
+    Ok(key)
+}
+
+async fn unlock_key(global: &GlobalOpts, args: UnlockKeyArgs) -> anyhow::Result<()> {
+    let client = global.connect().await?;
+    if args.rotate {
+        let cluster = get_cluster(&client).await?;
+        client
+            .control()
+            .update_cluster(UpdateClusterRequest {
+                version: cluster.meta.as_ref().map(|m| m.version).unwrap_or_default(),
+                spec: cluster.spec,
+                rotate_unlock_key: true,
+                ..Default::default()
+            })
+            .await
+            .reply(&client)?;
+        if !args.quiet {
+            out("Successfully rotated the unlock key.\n");
+        }
+    }
+    let key = fetch_unlock_key(&client).await?;
+    out(if args.quiet {
+        key
+    } else {
+        unlock_key_message(&key)
+    });
+    Ok(())
+}
+
+async fn unlock(global: &GlobalOpts) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Enter the unlock key: ");
+    }
+    let mut key = String::new();
+    stdin
+        .lock()
+        .read_line(&mut key)
+        .context("cannot read the unlock key from standard input")?;
+    let key = key.trim();
+    if key.is_empty() {
+        bail!("no unlock key given: type it, or pipe it in (`skiff swarm unlock-key -q` on an unlocked manager prints it)");
+    }
+    let client = global.connect().await?;
+    client
+        .swarm()
+        .unlock(proto::UnlockRequest {
+            unlock_key: key.to_owned(),
+        })
+        .await
+        .reply(&client)?;
+    out("The manager is unlocked.");
     Ok(())
 }
 
@@ -369,6 +473,7 @@ async fn join_token(global: &GlobalOpts, args: JoinTokenArgs) -> anyhow::Result<
                 spec: cluster.spec.clone(),
                 rotate_worker_token: role == TokenRole::Worker,
                 rotate_manager_token: role == TokenRole::Manager,
+                ..Default::default()
             })
             .await
             .reply(&client)?;
@@ -473,12 +578,14 @@ async fn update(global: &GlobalOpts, args: UpdateArgs) -> anyhow::Result<()> {
         .update_cluster(UpdateClusterRequest {
             version,
             spec: Some(spec),
-            rotate_worker_token: false,
-            rotate_manager_token: false,
+            ..Default::default()
         })
         .await
         .reply(&client)?;
     out("Swarm updated.");
+    if args.settings.autolock == Some(true) {
+        out(unlock_key_message(&fetch_unlock_key(&client).await?));
+    }
     Ok(())
 }
 

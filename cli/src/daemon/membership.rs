@@ -34,6 +34,8 @@ pub struct Membership {
     tasks: Vec<JoinHandle<()>>,
     /// The leader's address, as the session last found it.
     leader: Arc<Mutex<Option<String>>>,
+    /// While this node runs a manager: the loop keeping its keys as autolock says.
+    autolock: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Membership {
@@ -104,6 +106,7 @@ impl Membership {
             session_stop: watch::channel(false).0,
             tasks: Vec::new(),
             leader: Arc::new(Mutex::new(None)),
+            autolock: Mutex::new(None),
         };
         let manager = if membership.state.manager {
             match membership.start_manager(daemon).await {
@@ -125,19 +128,19 @@ impl Membership {
 
     /// Rejoins after a restart.
     pub async fn resume(daemon: &Arc<Daemon>, state: NodeState) -> anyhow::Result<Self> {
-        let creds = NodeCredentials::load(&daemon.data.certs())
-            .context("the node's certificates are missing or unreadable")?;
+        let creds = daemon.credentials()?;
         Ok(Self::start(daemon, state, &creds).await?.0)
     }
 
     async fn start_manager(&self, daemon: &Arc<Daemon>) -> anyhow::Result<Arc<Manager>> {
-        let kek = daemon.data.key_encryption_key()?;
+        let kek = daemon.key_encryption_key()?;
         let raft = RaftNode::open(
             &daemon.data.raft(),
             self.state.raft_id,
             &daemon.opts.raft,
             self.connector.clone(),
             &kek,
+            daemon.fallback_key_encryption_key().as_ref(),
         )
         .await
         .map_err(|e| anyhow!(e))?;
@@ -147,7 +150,28 @@ impl Membership {
             raft,
         );
         daemon.slot.set(Some(manager.clone()));
+        let follow = tokio::spawn(super::autolock::follow(daemon.clone(), manager.clone()));
+        if let Some(old) = self
+            .autolock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(follow)
+        {
+            old.abort();
+        }
         Ok(manager)
+    }
+
+    /// Stops following autolock (the manager stops).
+    fn stop_autolock(&self) {
+        if let Some(task) = self
+            .autolock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
+        }
     }
 
     fn start_session(&mut self, daemon: &Arc<Daemon>) {
@@ -188,6 +212,7 @@ impl Membership {
     /// Stops the session, the manager and the cluster port; the node's tasks keep running
     /// (a restarted daemon adopts them).
     pub async fn stop(mut self, slot: &manager::RunningManager) {
+        self.stop_autolock();
         let _ = self.session_stop.send(true);
         for t in self.tasks.drain(..) {
             t.abort();
@@ -218,20 +243,21 @@ impl Membership {
             .map_err(|s| anyhow!("{}", s.message()))
             .context("cannot renew the node certificate")?
             .into_inner();
-        let old = NodeCredentials::load(&daemon.data.certs())?;
+        let old = daemon.credentials()?;
         let creds = NodeCredentials {
             root_ca_pem: old.root_ca_pem,
             cert_pem: reply.cert_pem,
             key_pem,
         };
-        creds.save(&daemon.data.certs())?;
+        daemon.save_credentials(&creds)?;
         self.identity.replace(&creds)?;
         Ok(NodeRole::try_from(reply.role).unwrap_or(NodeRole::Worker))
     }
 
     /// Whether the certificate this node holds is a manager's.
     fn holds_manager_certificate(&self, daemon: &Daemon) -> bool {
-        NodeCredentials::load(&daemon.data.certs())
+        daemon
+            .credentials()
             .ok()
             .and_then(|c| manager::ca::identity_from_pem(&c.cert_pem).ok())
             .is_some_and(|id| id.role == NodeRole::Manager)
@@ -272,9 +298,12 @@ impl Membership {
                 tracing::warn!("the leader did not take this manager out of the Raft voters in time; stopping it anyway");
             }
         }
+        self.stop_autolock();
         if let Some(m) = daemon.slot.set(None) {
             m.stop().await;
         }
+        // Only managers lock: a worker's TLS key is kept as a worker's.
+        daemon.unseal_credentials()?;
         if self.state.manager {
             self.state.manager = false;
             self.state.raft_id = 0;

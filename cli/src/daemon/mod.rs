@@ -4,6 +4,7 @@
 //! A daemon starts outside any cluster and waits for `swarm init` or `swarm join` on its
 //! local socket; with a saved state it rejoins its cluster by itself.
 
+mod autolock;
 mod host;
 mod logs;
 mod membership;
@@ -81,6 +82,10 @@ pub struct Daemon {
     membership: Mutex<Option<Membership>>,
     /// Why resuming the saved membership failed, for `skiff swarm inspect`/`info`.
     error: std::sync::Mutex<Option<String>>,
+    /// Under autolock, the key-encryption key the unlock key gave (in memory only).
+    unlocked: std::sync::Mutex<Option<manager::raft::at_rest::KeyEncryptionKey>>,
+    /// Serialises re-sealing the node's keys.
+    keys: Mutex<()>,
 }
 
 impl Daemon {
@@ -95,6 +100,8 @@ impl Daemon {
             agent: Default::default(),
             membership: Mutex::new(None),
             error: std::sync::Mutex::new(None),
+            unlocked: std::sync::Mutex::new(None),
+            keys: Mutex::new(()),
         })
     }
 
@@ -120,6 +127,17 @@ impl Daemon {
             );
             return;
         };
+        if self.data.is_locked()
+            && self
+                .unlocked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none()
+        {
+            self.slot.set_locked(true);
+            tracing::warn!("this manager is locked (autolock): it waits for `skiff swarm unlock`");
+            return;
+        }
         let mut guard = self.membership.lock().await;
         match Membership::resume(self, state).await {
             Ok(m) => {

@@ -14,7 +14,6 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::Daemon;
-use crate::tls::NodeCredentials;
 
 /// How often the certificate's age is checked.
 const CHECK_EVERY: Duration = Duration::from_secs(60);
@@ -46,7 +45,7 @@ pub async fn run(daemon: Arc<Daemon>) {
 }
 
 async fn check(daemon: &Daemon) -> anyhow::Result<()> {
-    let creds = NodeCredentials::load(&daemon.data.certs())?;
+    let creds = daemon.credentials()?;
     let (not_before, not_after) = validity(&creds.cert_pem)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if !renewal_due(not_before, not_after, now) {

@@ -41,13 +41,18 @@ impl DataDir {
         self.root.join("certs")
     }
 
+    /// Where the key-encryption key is kept, when autolock is off.
+    pub fn kek_file(&self) -> PathBuf {
+        self.certs().join("raft.kek")
+    }
+
     /// The key that opens the Raft store's data key (`manager::raft::at_rest`), kept
     /// beside the node's TLS key (`certs/raft.kek`, 0600); made on first use.
     pub fn key_encryption_key(&self) -> anyhow::Result<KeyEncryptionKey> {
         use anyhow::Context as _;
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
-        let path = self.certs().join("raft.kek");
+        let path = self.kek_file();
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|_| {

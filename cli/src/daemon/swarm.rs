@@ -17,7 +17,7 @@ use proto::token::JoinToken;
 use proto::{
     GetRootCaRequest, InfoRequest, InfoResponse, InitRequest, InitResponse,
     IssueNodeCertificateRequest, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse,
-    LoadImageRequest, LoadImageResponse, LocalNodeState, NodeRole,
+    LoadImageRequest, LoadImageResponse, LocalNodeState, NodeRole, UnlockRequest, UnlockResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -108,7 +108,7 @@ impl Daemon {
             managers: vec![advertise.to_string()],
         };
         let _ = self.data.wipe();
-        creds.save(&self.data.certs())?;
+        self.save_credentials(&creds)?;
         let (membership, manager) = Membership::start(self, state.clone(), &creds).await?;
         let manager = manager.ok_or_else(|| anyhow!("the manager did not start"))?;
         let created = async {
@@ -133,7 +133,8 @@ impl Daemon {
                     ),
                     certificate: &issued,
                 },
-            );
+            )
+            .map_err(|e| anyhow!("cannot create the cluster: {}", e.message()))?;
             manager
                 .raft()
                 .propose(&batch)
@@ -185,7 +186,7 @@ impl Daemon {
         state.raft_id = new_raft_id();
         state.managers = vec![state.advertise_addr.clone()];
         self.data.save(&state)?;
-        let creds = NodeCredentials::load(&self.data.certs())?;
+        let creds = self.credentials()?;
         let (membership, manager) = Membership::start(self, state.clone(), &creds).await?;
         let manager = manager.ok_or_else(|| anyhow!("the manager did not start"))?;
         manager
@@ -286,7 +287,7 @@ impl Daemon {
             managers,
         };
         let _ = self.data.wipe();
-        creds.save(&self.data.certs())?;
+        self.save_credentials(&creds)?;
         let (membership, _) = Membership::start(self, state.clone(), &creds).await?;
         let joined = async {
             if state.manager {
@@ -311,6 +312,15 @@ impl Daemon {
 
     async fn leave(self: &Arc<Self>, req: LeaveRequest) -> anyhow::Result<()> {
         let mut guard = self.membership.lock().await;
+        if self.slot.is_locked() {
+            if !req.force {
+                bail!("this manager is locked: unlock it with `skiff swarm unlock`, or leave with --force, which forgets its cluster state without it");
+            }
+            self.data.wipe()?;
+            self.slot.set_locked(false);
+            tracing::info!("left the cluster while locked");
+            return Ok(());
+        }
         let Some(membership) = guard.take() else {
             bail!("this node is not part of a cluster");
         };
@@ -335,6 +345,14 @@ impl Daemon {
     fn info(&self, membership: Option<&Membership>) -> InfoResponse {
         let error = self.error.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let version = env!("CARGO_PKG_VERSION").to_owned();
+        if self.slot.is_locked() {
+            return InfoResponse {
+                state: LocalNodeState::Locked as i32,
+                error: manager::manager::LOCKED.into(),
+                version,
+                ..Default::default()
+            };
+        }
         let Some(m) = membership else {
             return InfoResponse {
                 state: if error.is_some() {
@@ -399,9 +417,20 @@ async fn wait_until_leader(manager: &Manager) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl SwarmService {
+    /// A locked manager does nothing but unlock (or leave with --force).
+    fn refuse_if_locked(&self) -> Result<(), Status> {
+        if self.daemon.slot.is_locked() {
+            return Err(Status::failed_precondition(manager::manager::LOCKED));
+        }
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl Swarm for SwarmService {
     async fn init(&self, req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
+        self.refuse_if_locked()?;
         self.daemon
             .init(req.into_inner())
             .await
@@ -410,6 +439,7 @@ impl Swarm for SwarmService {
     }
 
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        self.refuse_if_locked()?;
         self.daemon
             .join(req.into_inner())
             .await
@@ -422,6 +452,17 @@ impl Swarm for SwarmService {
             .leave(req.into_inner())
             .await
             .map(|()| Response::new(LeaveResponse {}))
+            .map_err(|e| user_error(tonic::Code::FailedPrecondition, e))
+    }
+
+    async fn unlock(
+        &self,
+        req: Request<UnlockRequest>,
+    ) -> Result<Response<UnlockResponse>, Status> {
+        self.daemon
+            .unlock(&req.into_inner().unlock_key)
+            .await
+            .map(|()| Response::new(UnlockResponse {}))
             .map_err(|e| user_error(tonic::Code::FailedPrecondition, e))
     }
 

@@ -71,7 +71,27 @@ pub fn redacted(mut cluster: Cluster) -> Cluster {
     if let Some(root) = cluster.root_ca.as_mut() {
         root.key_pem.clear();
     }
+    cluster.unlock_key.clear();
     cluster
+}
+
+/// Gives the cluster an unlock key when its spec turns autolock on (a fresh one when asked
+/// to rotate it), and takes it away when autolock is off; each manager then seals its keys
+/// by it, or by a key file again (the daemon's `autolock` loop).
+pub fn apply_autolock(cluster: &mut Cluster, rotate: bool) -> Result<(), Status> {
+    let autolock = cluster.spec.as_ref().is_some_and(|s| s.autolock);
+    if rotate && !autolock {
+        return Err(crate::status::refused(
+            "the cluster is not autolocked, so it has no unlock key to rotate; turn autolock on with `skiff swarm update --autolock=true`",
+        ));
+    }
+    if autolock && (rotate || cluster.unlock_key.is_empty()) {
+        cluster.unlock_key = crate::raft::at_rest::generate_unlock_key()
+            .map_err(|e| Status::internal(e.to_string()))?;
+    } else if !autolock {
+        cluster.unlock_key.clear();
+    }
+    Ok(())
 }
 
 /// The role a join token grants in `cluster`, or why it grants none.

@@ -118,12 +118,25 @@ impl Control for ControlService {
         if body.rotate_manager_token {
             tokens.manager = JoinToken::generate(&digest).to_string();
         }
+        cluster::apply_autolock(&mut current, body.rotate_unlock_key)?;
         current.meta_mut().version = body.version;
         store.write(vec![update(current)]).await?;
         let cluster = store.read_own_write(|s| s.cluster().cloned());
         Ok(Response::new(UpdateClusterResponse {
             cluster: cluster.map(cluster::redacted),
         }))
+    }
+
+    async fn get_unlock_key(
+        &self,
+        req: Request<GetUnlockKeyRequest>,
+    ) -> Result<Response<GetUnlockKeyResponse>, Status> {
+        let store = self.store(&req)?;
+        let unlock_key = store
+            .read_latest(|s| s.cluster().map(|c| c.unlock_key.clone()))
+            .await?
+            .unwrap_or_default();
+        Ok(Response::new(GetUnlockKeyResponse { unlock_key }))
     }
 
     async fn get_node(

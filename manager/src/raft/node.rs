@@ -75,19 +75,23 @@ pub struct RaftNode {
     /// One channel per leader address: forwarded writes reuse the connection instead of
     /// paying a TLS handshake each.
     leader_channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
+    /// The keys that seal the store at rest.
+    keys: Arc<super::at_rest::Keyring>,
 }
 
 impl RaftNode {
     /// Opens the Raft storage under `dir` and starts the member `id`. A member with existing
     /// state rejoins its group by itself; a new one waits for [`RaftNode::initialize`] or for
-    /// a leader to add it. The storage is encrypted with a data key that `kek` opens
-    /// ([`super::at_rest`]); a store an older release wrote plain is encrypted first.
+    /// a leader to add it. The storage is encrypted with keys that `kek` opens (or
+    /// `fallback`, for a change of key-encryption key a stop interrupted: see
+    /// [`super::at_rest`]); a store an older release wrote plain is encrypted first.
     pub async fn open(
         dir: &Path,
         id: u64,
         settings: &RaftSettings,
         connector: Arc<dyn Connector>,
         kek: &KeyEncryptionKey,
+        fallback: Option<&KeyEncryptionKey>,
     ) -> Result<Self, String> {
         let config = Config {
             cluster_name: "skiff".into(),
@@ -105,9 +109,9 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| format!("invalid Raft settings: {e}"))?;
-        let (db, key) = super::at_rest::prepare(dir, kek)?;
-        let log = LogStore::open(&db, key.clone()).map_err(|e| e.to_string())?;
-        let sm = StateMachine::open(&db, key).map_err(|e| e.to_string())?;
+        let (db, keys) = super::at_rest::prepare(dir, kek, fallback)?;
+        let log = LogStore::open(&db, keys.clone()).map_err(|e| e.to_string())?;
+        let sm = StateMachine::open(&db, keys.clone()).map_err(|e| e.to_string())?;
         let store = sm.local();
         let health = PeerHealth::default();
         let network = Network::new(connector.clone(), health.clone());
@@ -122,7 +126,14 @@ impl RaftNode {
             connector,
             health,
             leader_channels: Default::default(),
+            keys,
         })
+    }
+
+    /// Seals the store's keys by `kek` from now on (autolock turned on or off, the unlock
+    /// key rotated).
+    pub fn rewrap_keys(&self, kek: &KeyEncryptionKey) -> Result<(), super::at_rest::AtRestError> {
+        self.keys.rewrap(kek)
     }
 
     /// This member's Raft ID.

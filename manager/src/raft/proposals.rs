@@ -210,6 +210,7 @@ mod tests {
                 &RaftSettings::default(),
                 Arc::new(NoPeers),
                 &crate::raft::at_rest::KeyEncryptionKey::generate().unwrap(),
+                None,
             )
             .await
             .expect("open"),
@@ -281,6 +282,7 @@ mod tests {
                 &RaftSettings::default(),
                 Arc::new(NoPeers),
                 &crate::raft::at_rest::KeyEncryptionKey::generate().unwrap(),
+                None,
             )
             .await
             .expect("open"),

@@ -106,6 +106,25 @@ impl Keyring {
         })
     }
 
+    /// [`Keyring::load_or_create`] with `kek`, or, if the key file is sealed by `fallback`
+    /// instead, with that one, and then sealed by `kek` from now on: a daemon that stopped
+    /// half way through changing its key-encryption key (autolock turned on or off) finishes
+    /// the change instead of finding its store locked for good.
+    pub fn open_either(
+        dir: &Path,
+        kek: &KeyEncryptionKey,
+        fallback: Option<&KeyEncryptionKey>,
+    ) -> Result<Self, AtRestError> {
+        match (Self::load_or_create(dir, kek), fallback) {
+            (Err(AtRestError::WrongKey), Some(fallback)) => {
+                let ring = Self::load_or_create(dir, fallback)?;
+                ring.rewrap(kek)?;
+                Ok(ring)
+            }
+            (result, _) => result,
+        }
+    }
+
     /// A ring kept nowhere: for tests' throwaway stores.
     #[cfg(test)]
     pub(crate) fn in_memory() -> Self {
@@ -281,5 +300,29 @@ mod tests {
         let rewrapped = Keyring::load_or_create(dir.path(), &other).unwrap();
         assert_eq!(rewrapped.open(&sealed).unwrap(), b"entry");
         assert!(Keyring::load_or_create(dir.path(), &kek).is_err());
+    }
+
+    #[test]
+    fn a_change_of_kek_cut_short_is_finished_by_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (
+            KeyEncryptionKey::generate().unwrap(),
+            KeyEncryptionKey::generate().unwrap(),
+        );
+        let sealed = Keyring::load_or_create(dir.path(), &old)
+            .unwrap()
+            .seal(Class::Log, b"entry")
+            .unwrap();
+        // Stopped before the key file was re-sealed by the new KEK.
+        let ring = Keyring::open_either(dir.path(), &new, Some(&old)).unwrap();
+        assert_eq!(ring.open(&sealed).unwrap(), b"entry");
+        assert!(
+            Keyring::load_or_create(dir.path(), &new).is_ok(),
+            "sealed by the new KEK now"
+        );
+        assert!(matches!(
+            Keyring::open_either(dir.path(), &old, None),
+            Err(AtRestError::WrongKey)
+        ));
     }
 }

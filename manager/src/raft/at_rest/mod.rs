@@ -58,6 +58,9 @@ pub enum AtRestError {
         /// The cause.
         source: std::io::Error,
     },
+    /// What was given as an unlock key is not one.
+    #[error("that is not an unlock key: it starts with SKUNLOCK-1- and comes from `skiff swarm unlock-key` on a manager")]
+    BadUnlockKey,
     /// The system's random generator failed (never on Linux in practice).
     #[error("the system's random number generator failed")]
     Random,
@@ -154,6 +157,46 @@ impl KeyEncryptionKey {
     }
 }
 
+/// How unlock keys begin (with the format's version), so one is recognised when pasted.
+pub const UNLOCK_KEY_PREFIX: &str = "SKUNLOCK-1-";
+
+/// A fresh unlock key for an autolocked cluster: 256 random bits.
+pub fn generate_unlock_key() -> Result<String, AtRestError> {
+    Ok(format!("{UNLOCK_KEY_PREFIX}{}", hex::encode(random_key()?)))
+}
+
+impl KeyEncryptionKey {
+    /// The KEK an unlock key gives (HKDF-SHA256; the key is 256 random bits already, so no
+    /// slow derivation is needed against guessing). Refuses what is not an unlock key.
+    pub fn from_unlock_key(unlock_key: &str) -> Result<Self, AtRestError> {
+        use ring::hkdf;
+        let raw = unlock_key
+            .trim()
+            .strip_prefix(UNLOCK_KEY_PREFIX)
+            .and_then(|h| hex::decode(h).ok())
+            .filter(|b| b.len() == KEY_LEN)
+            .ok_or(AtRestError::BadUnlockKey)?;
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"skiff autolock v1").extract(&raw);
+        let mut kek = [0u8; KEY_LEN];
+        prk.expand(&[b"raft key-encryption key"], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut kek))
+            .map_err(|_| AtRestError::BadUnlockKey)?;
+        Ok(Self(kek))
+    }
+
+    /// `plaintext` sealed with this key (the node's TLS key, under autolock).
+    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, AtRestError> {
+        Aead::new(&self.0).seal(plaintext, 0)
+    }
+
+    /// The plaintext of what [`KeyEncryptionKey::seal`] made with this key.
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, AtRestError> {
+        Aead::new(&self.0)
+            .open(sealed, 0)
+            .map_err(|_| AtRestError::WrongKey)
+    }
+}
+
 fn random_key() -> Result<[u8; KEY_LEN], AtRestError> {
     let mut key = [0u8; KEY_LEN];
     SystemRandom::new()
@@ -179,6 +222,7 @@ pub const META_TREE: &str = "raft_meta";
 pub fn prepare(
     dir: &Path,
     kek: &KeyEncryptionKey,
+    fallback: Option<&KeyEncryptionKey>,
 ) -> Result<(sled::Db, std::sync::Arc<Keyring>), String> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         format!("cannot {what} the Raft store in {}: {e}", dir.display())
@@ -194,7 +238,7 @@ pub fn prepare(
         .iter()
         .all(|name| db.open_tree(name).map(|t| t.is_empty()).unwrap_or(false));
     if marked || fresh {
-        let key = Keyring::load_or_create(dir, kek).map_err(|e| e.to_string())?;
+        let key = Keyring::open_either(dir, kek, fallback).map_err(|e| e.to_string())?;
         if !marked {
             mark(&db).map_err(|e| failed("write", &e))?;
         }
@@ -292,7 +336,7 @@ fn copy_sealed(from: &sled::Db, to: &sled::Db, key: &Keyring) -> Result<usize, S
 /// which need such a store and build it from one the current code wrote.
 #[cfg(any(test, feature = "test-util"))]
 pub fn write_as_before_encryption(dir: &Path, kek: &KeyEncryptionKey) -> Result<(), String> {
-    let (db, key) = prepare(dir, kek)?;
+    let (db, key) = prepare(dir, kek, None)?;
     for name in SEALED_TREES {
         let tree = db.open_tree(name).map_err(|e| e.to_string())?;
         let mut batch = sled::Batch::default();
@@ -314,12 +358,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unlock_keys_give_the_same_kek_every_time_and_only_real_ones_are_taken() {
+        let key = generate_unlock_key().unwrap();
+        assert!(key.starts_with(UNLOCK_KEY_PREFIX) && key.len() == UNLOCK_KEY_PREFIX.len() + 64);
+        let kek = KeyEncryptionKey::from_unlock_key(&key).unwrap();
+        assert_eq!(
+            kek,
+            KeyEncryptionKey::from_unlock_key(&format!(" {key}\n")).unwrap()
+        );
+        let other = KeyEncryptionKey::from_unlock_key(&generate_unlock_key().unwrap()).unwrap();
+        assert_ne!(kek, other);
+        let sealed = kek.seal(b"tls key").unwrap();
+        assert_eq!(kek.open(&sealed).unwrap(), b"tls key");
+        assert!(matches!(other.open(&sealed), Err(AtRestError::WrongKey)));
+        for bad in ["", "SKUNLOCK-1-abc", "SWMKEY-1-xyz", &key[..key.len() - 2]] {
+            assert!(matches!(
+                KeyEncryptionKey::from_unlock_key(bad),
+                Err(AtRestError::BadUnlockKey)
+            ));
+        }
+    }
+
+    #[test]
     fn a_store_written_before_encryption_is_copied_sealed_and_leaves_no_plain_byte() {
         let dir = tempfile::tempdir().unwrap();
         let raft = dir.path().join("raft");
         let kek = KeyEncryptionKey::generate().unwrap();
         {
-            let (db, key) = prepare(&raft, &kek).unwrap();
+            let (db, key) = prepare(&raft, &kek, None).unwrap();
             db.open_tree("raft_log")
                 .unwrap()
                 .insert(
@@ -349,7 +415,7 @@ mod tests {
         assert!(plain_somewhere(&raft), "the fixture is plain");
         // A crash left a half-made copy: it is made again.
         std::fs::create_dir_all(sibling(&raft, "new")).unwrap();
-        let (db, key) = prepare(&raft, &kek).unwrap();
+        let (db, key) = prepare(&raft, &kek, None).unwrap();
         let value = |tree: &str, k: &[u8]| db.open_tree(tree).unwrap().get(k).unwrap().unwrap();
         assert_eq!(
             key.open(&value("raft_log", &1u64.to_be_bytes())).unwrap(),
