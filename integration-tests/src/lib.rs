@@ -20,14 +20,20 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Where cargo put the binaries under test.
+/// Where cargo put the binaries under test; `SKIFF_BIN_DIR` names another directory (a
+/// benchmark comparing two builds runs itself once against each).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
+    let dir = match std::env::var_os("SKIFF_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/<profile>/deps/<test> -> target/<profile>/<name>
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target directory")
+                .to_owned()
+        }
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),
