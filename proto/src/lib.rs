@@ -12,6 +12,7 @@ mod generated {
 pub use generated::*;
 
 pub mod id;
+pub mod log_driver;
 pub mod reference;
 pub mod task_files;
 pub mod token;

@@ -28,8 +28,6 @@ pub(crate) struct ProcessSpec {
     pub stop_signal: i32,
     /// The spec's grace period between the stop signal and SIGKILL.
     pub stop_grace_ms: u64,
-    /// Rotate the task's log past this size; 0 never rotates.
-    pub log_max_bytes: u64,
     /// The task's own network namespace, where the node made one (every task, unless the
     /// node runs without a data path).
     #[serde(default)]
@@ -50,7 +48,6 @@ pub(crate) struct Credentials {
 pub(crate) fn build(
     task_id: &str,
     container: Option<&proto::ContainerSpec>,
-    log_max_bytes: u64,
     host_path: Option<OsString>,
 ) -> Result<ProcessSpec, RuntimeError> {
     let container = container.ok_or_else(|| {
@@ -141,7 +138,6 @@ pub(crate) fn build(
         user,
         stop_signal: crate::signal::parse_signal(&container.stop_signal)? as i32,
         stop_grace_ms: crate::stop_grace_period(Some(container)).as_millis() as u64,
-        log_max_bytes,
         netns: Some(crate::task_netns_path(task_id)).filter(|p| p.exists()),
     })
 }
@@ -248,7 +244,7 @@ mod tests {
     }
 
     fn build_one(c: &proto::ContainerSpec) -> Result<ProcessSpec, RuntimeError> {
-        build("t1", Some(c), 1024, Some("/bin:/usr/bin".into()))
+        build("t1", Some(c), Some("/bin:/usr/bin".into()))
     }
 
     #[test]
@@ -268,7 +264,7 @@ mod tests {
         let err = build_one(&container(&[], &[])).unwrap_err();
         assert!(matches!(err, RuntimeError::InvalidSpec(_)));
         assert!(err.to_string().contains("needs a command"), "{err}");
-        assert!(build("t1", None, 0, None).unwrap_err().is_permanent());
+        assert!(build("t1", None, None).unwrap_err().is_permanent());
     }
 
     #[test]
