@@ -184,14 +184,14 @@ fn options(c: &mut ContainerSpec, a: &UpdateArgs) -> anyhow::Result<()> {
     for cap in container_flags::capabilities("--cap-drop", &a.cap_drop)? {
         let was_added = c.cap_add.contains(&cap);
         c.cap_add.retain(|x| *x != cap);
-        if !(was_added && !is_default(&cap)) && !c.cap_drop.contains(&cap) {
+        if (!was_added || is_default(&cap)) && !c.cap_drop.contains(&cap) {
             c.cap_drop.push(cap);
         }
     }
     for cap in container_flags::capabilities("--cap-add", &a.cap_add)? {
         let was_dropped = c.cap_drop.contains(&cap);
         c.cap_drop.retain(|x| *x != cap);
-        if !(was_dropped && is_default(&cap)) && !c.cap_add.contains(&cap) {
+        if (!was_dropped || !is_default(&cap)) && !c.cap_add.contains(&cap) {
             c.cap_add.push(cap);
         }
     }
