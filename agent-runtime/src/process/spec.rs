@@ -43,6 +43,37 @@ pub(crate) struct Credentials {
     pub gid: u32,
 }
 
+/// Refuses the container options a host process cannot have, naming the flag: limits,
+/// capabilities, sysctls, an init, DNS and hosts files, groups, a terminal and OOM scores
+/// are a container's (the process runtime does `--network host` and `--entrypoint`).
+fn unsupported_options(c: &proto::ContainerSpec) -> Result<(), RuntimeError> {
+    let flag = [
+        (!c.ulimits.is_empty(), "--ulimit"),
+        (!c.cap_add.is_empty(), "--cap-add"),
+        (!c.cap_drop.is_empty(), "--cap-drop"),
+        (!c.sysctls.is_empty(), "--sysctl"),
+        (c.init, "--init"),
+        (
+            c.dns_config
+                .as_ref()
+                .is_some_and(|d| d != &proto::DnsConfig::default()),
+            "--dns",
+        ),
+        (!c.hosts.is_empty(), "--host"),
+        (!c.groups.is_empty(), "--group"),
+        (c.tty, "--tty"),
+        (c.oom_score_adj != 0, "--oom-score-adj"),
+    ]
+    .into_iter()
+    .find_map(|(set, flag)| set.then_some(flag));
+    match flag {
+        Some(flag) => Err(RuntimeError::InvalidSpec(format!(
+            "{flag} needs a container: this node runs tasks as host processes (skiffd --runtime process); run the service on nodes with the containerd runtime, or drop {flag}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Builds the process spec of a task. Blocking: it looks users up (NSS may read files or
 /// ask a network service) and checks the working directory.
 pub(crate) fn build(
@@ -53,6 +84,7 @@ pub(crate) fn build(
     let container = container.ok_or_else(|| {
         RuntimeError::InvalidSpec(format!("task {task_id} has no container spec"))
     })?;
+    unsupported_options(container)?;
     let argv: Vec<String> = container
         .command
         .iter()
@@ -348,5 +380,19 @@ mod tests {
         if let Err(e) = result {
             assert!(e.to_string().contains("run skiffd as root"), "{e}");
         }
+    }
+
+    #[test]
+    fn container_options_are_refused_naming_the_flag() {
+        let c = proto::ContainerSpec {
+            command: vec!["/bin/true".into()],
+            sysctls: [("net.core.somaxconn".to_string(), "1".to_string())].into(),
+            ..Default::default()
+        };
+        let err = build("t", Some(&c), None).unwrap_err().to_string();
+        assert!(err.starts_with("--sysctl needs a container"), "{err}");
+        let c = proto::ContainerSpec { tty: true, ..c };
+        let err = build("t", Some(&c), None).unwrap_err().to_string();
+        assert!(err.contains("--tty") || err.contains("--sysctl"), "{err}");
     }
 }

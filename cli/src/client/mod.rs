@@ -67,20 +67,37 @@ pub struct Cli {
 }
 
 /// Options every command takes.
+///
+/// The daemon's address has two spellings, as Docker's `-H/--host`: `-H` anywhere on the
+/// line, `--host` before the command only. `--host` cannot go everywhere because
+/// `service create --host NAME:IP` (a line of the task's /etc/hosts) is Docker's too, and
+/// clap gives one command one argument per long name: a global `--host` would be copied into
+/// `service create` and collide with it. So the two are separate arguments, the long one
+/// kept at the top level (where Docker's own `-H/--host` goes), and [`GlobalOpts::host`]
+/// takes whichever was given.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalOpts {
     /// Daemon to talk to: unix:///path/to.sock (the local daemon) or tcp://HOST[:PORT] (a
-    /// manager's cluster port, over mutual TLS)
+    /// manager's cluster port, over mutual TLS); also --host, before the command
     #[arg(
+        id = "daemon_host",
         short = 'H',
-        long = "host",
         env = "SKIFF_HOST",
         global = true,
         help_heading = "Global Options",
         value_name = "URL",
         default_value = DEFAULT_HOST
     )]
-    pub host: String,
+    pub daemon_host: String,
+    /// The same as -H, before the command only (`service create --host` is a hosts entry);
+    /// wins over -H and SKIFF_HOST
+    #[arg(
+        id = "daemon_host_long",
+        long = "host",
+        help_heading = "Global Options",
+        value_name = "URL"
+    )]
+    pub daemon_host_long: Option<String>,
     /// Directory with this node's TLS credentials, used with tcp:// hosts
     #[arg(
         long = "tls-dir",
@@ -94,9 +111,12 @@ pub struct GlobalOpts {
 }
 
 impl GlobalOpts {
-    /// The daemon address, parsed.
+    /// The daemon address, parsed: `--host`'s if given, else `-H`'s (or its default).
     pub fn host(&self) -> anyhow::Result<Host> {
-        self.host.parse::<Host>()
+        self.daemon_host_long
+            .as_deref()
+            .unwrap_or(&self.daemon_host)
+            .parse::<Host>()
     }
 
     /// Connects to the daemon.

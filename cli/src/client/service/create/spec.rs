@@ -18,8 +18,8 @@ use proto::{
 
 use super::{CreateArgs, Mode};
 use crate::client::duration;
-use crate::client::service::parse;
 use crate::client::service::rollout_flags::update_and_rollback_flags;
+use crate::client::service::{container_flags, parse};
 
 /// Stop grace period unless `--stop-grace-period` says otherwise (DESIGN §9).
 const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
@@ -60,8 +60,11 @@ pub fn build_spec(
     let restart = restart_policy(args, mode)?;
     let placement = placement(args, mode)?;
     let networks = networks(args)?;
+    // What needs the networks too (no net.* sysctl with --network host).
+    container_flags::check(&container, &networks)?;
     let (update_config, rollback_config) = rollout_configs(args, mode)?;
     let endpoint = endpoint(args)?;
+    container_flags::check_host_network(&networks, &endpoint)?;
     let log_driver = log_driver(args.log_driver.as_deref(), &args.log_opt)?;
     Ok(ServiceSpec {
         name,
@@ -206,8 +209,12 @@ fn container(
             );
         }
     }
+    // The files first, so that --env wins over them.
+    let from_files = container_flags::env_files("--env-file", &args.env_file, &lookup_env)?;
+    container_flags::set_env(&mut c.env, from_files);
     for e in &args.env {
-        c.env.push(parse::env(e, &lookup_env)?);
+        let e = parse::env(e, &lookup_env)?;
+        container_flags::set_env(&mut c.env, [e]);
     }
     c.labels = labels("--container-label", &args.container_label)?;
     if let Some(h) = &args.hostname {
@@ -225,7 +232,7 @@ fn container(
         c.stop_grace_period_ms = Some(g);
     }
     for m in &args.mount {
-        c.mounts.push(parse::mount(m)?);
+        c.mounts.push(parse::mount("--mount", m)?);
     }
     for v in &args.secret {
         c.secrets.push(parse::secret("--secret", v)?);
@@ -234,7 +241,25 @@ fn container(
         c.configs.push(parse::config("--config", v)?);
     }
     c.healthcheck = healthcheck(args)?;
+    container_options(args, &mut c)?;
     Ok(c)
+}
+
+/// The container options: `--ulimit`, `--cap-add/--cap-drop`, `--sysctl`, `--init`,
+/// `--dns*`, `--host`, `--group`, `--tty`, `--oom-score-adj`.
+fn container_options(args: &CreateArgs, c: &mut ContainerSpec) -> anyhow::Result<()> {
+    c.ulimits = container_flags::ulimits("--ulimit", &args.ulimit)?;
+    (c.cap_add, c.cap_drop) = container_flags::create_capabilities(&args.cap_add, &args.cap_drop)?;
+    c.sysctls = container_flags::sysctls("--sysctl", &args.sysctl)?;
+    c.init = args.init;
+    c.dns_config = container_flags::dns_config(&args.dns, &args.dns_search, &args.dns_option)?;
+    c.hosts = container_flags::hosts("--host", &args.hosts)?;
+    c.groups = container_flags::groups("--group", &args.group)?;
+    c.tty = args.tty;
+    if let Some(v) = &args.oom_score_adj {
+        c.oom_score_adj = container_flags::oom_score_adj(v)?;
+    }
+    Ok(())
 }
 
 /// `--reserve-*` and `--limit-*`; none when neither is given. A reservation above its
@@ -330,7 +355,7 @@ fn placement(args: &CreateArgs, mode: Mode) -> anyhow::Result<Option<Placement>>
     Ok((placement != Placement::default()).then_some(placement))
 }
 
-/// `--network`, in the order given.
+/// `--network`, in the order given; `host` (the node's own network) alone.
 fn networks(args: &CreateArgs) -> anyhow::Result<Vec<NetworkAttachmentConfig>> {
     args.network.iter().map(|n| parse::network(n)).collect()
 }
