@@ -425,7 +425,11 @@ mod fake {
                     ],
                 }),
                 Ok(SubscribeLogsResponse {
-                    messages: vec![log("w1", LogStream::Stdout, "two\nlines\n")],
+                    // A minute later, for --since and --until.
+                    messages: vec![LogMessage {
+                        timestamp: 1_700_000_060_000,
+                        ..log("w1", LogStream::Stdout, "two\nlines\n")
+                    }],
                 }),
             ];
             std::future::ready(Ok::<_, Status>(tonic::Response::new(tokio_stream::iter(
@@ -880,6 +884,41 @@ fn inspect_and_rm() {
     assert!(ok(&d, &["service", "ls", "-q"])
         .lines()
         .all(|l| l != fake::WEB_ID));
+}
+
+#[test]
+fn logs_since_and_until_keep_the_lines_of_their_time() {
+    let d = fake::start();
+    let r = run(
+        &d,
+        &["service", "logs", "--raw", "--since", "1700000030", "web"],
+    );
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("two\nlines\n", ""));
+    let r = run(
+        &d,
+        &[
+            "service",
+            "logs",
+            "--raw",
+            "--until",
+            "2023-11-14T22:13:50Z",
+            "web",
+        ],
+    );
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str()),
+        ("hello\n", "oops\n")
+    );
+    let r = run(&d, &["service", "logs", "--details", "--raw", "web"]);
+    assert_eq!(r.stdout, "hello\ntwo\nlines\n");
+    let r = run(&d, &["service", "logs", "--since", "last week", "web"]);
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr
+            .starts_with("Error: invalid time \"last week\" for --since"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -223,6 +223,9 @@ pub struct UpdateArgs {
     /// Replace every task even if nothing changed
     #[arg(long)]
     pub force: bool,
+    /// Roll back to the previous spec (as `skiff service rollback`)
+    #[arg(long)]
+    pub rollback: bool,
     /// Tasks updated at once (0: all at once)
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub update_parallelism: Option<String>,
