@@ -597,3 +597,52 @@ fn every_update_form_changes_the_running_service() {
         }
     }
 }
+
+#[test]
+fn host_processes_run_on_the_host_network_and_refuse_container_options() {
+    // The process runtime: tasks are host processes.
+    let mut cluster = Cluster::on_network(1);
+    cluster.form(1);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "onhost",
+            "--network",
+            "host",
+            "--restart-condition",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -o addr; sleep 100000",
+        ],
+    );
+    let logs = wait_until("the task's interfaces in its logs", WAIT, || {
+        let logs = cluster.ok(1, &["service", "logs", "--raw", "onhost"]);
+        logs.contains(" lo ").then_some(logs)
+    });
+    assert!(
+        logs.contains(&format!("{}/", TestNetwork::address(1))),
+        "the host process sees its node's address: {logs}"
+    );
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "limited",
+            "--ulimit",
+            "nofile=100",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    let err = rejected_err(&cluster, "limited");
+    assert!(err.starts_with("--ulimit needs a container"), "{err}");
+}
