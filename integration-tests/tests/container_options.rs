@@ -646,3 +646,102 @@ fn host_processes_run_on_the_host_network_and_refuse_container_options() {
     let err = rejected_err(&cluster, "limited");
     assert!(err.starts_with("--ulimit needs a container"), "{err}");
 }
+
+/// A DNS server on `socket` answering every A question with `answer` (and others with no
+/// record), until dropped.
+struct FakeDns {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeDns {
+    fn serve(socket: std::net::UdpSocket, answer: [u8; 4]) -> FakeDns {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                // The question: its name (labels up to a zero byte), type and class.
+                let mut i = 12;
+                while i < n && buf[i] != 0 {
+                    i += usize::from(buf[i]) + 1;
+                }
+                if n < 12 || i + 5 > n {
+                    continue;
+                }
+                let a = u16::from_be_bytes([buf[i + 1], buf[i + 2]]) == 1;
+                let mut reply = buf[..2].to_vec();
+                reply.extend_from_slice(&[0x81, 0x80, 0, 1, 0, u8::from(a), 0, 0, 0, 0]);
+                reply.extend_from_slice(&buf[12..i + 5]);
+                if a {
+                    reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                    reply.extend_from_slice(&answer);
+                }
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        FakeDns {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeDns {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_task_on_an_overlay_resolves_through_its_own_dns_servers() {
+    let cluster = one_host();
+    // The task's --dns server, on its node's network (where the embedded server asks from).
+    let addr = TestNetwork::address(1);
+    let bind = format!("{addr}:53");
+    let socket = cluster
+        .on_host(1, move || {
+            std::net::UdpSocket::bind(bind).expect("bind the fake DNS")
+        })
+        .join()
+        .unwrap();
+    let _dns = FakeDns::serve(socket, [192, 0, 2, 99]);
+    cluster.ok(1, &["network", "create", "front"]);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "asks",
+            "--network",
+            "front",
+            "--dns",
+            &addr,
+            IMAGE,
+            "sleep",
+            "100000",
+        ],
+    );
+    let id = running_task(&cluster, "asks");
+    let out = wait_until("a name to resolve through --dns", WAIT, || {
+        let out = exec(&cluster, &id, "nslookup anything.example 127.0.0.11");
+        out.contains("192.0.2.99").then_some(out)
+    });
+    assert!(out.contains("192.0.2.99"), "{out}");
+    let resolv = exec(&cluster, &id, "cat /etc/resolv.conf");
+    assert!(
+        resolv.contains("nameserver 127.0.0.11") && !resolv.contains(&addr),
+        "{resolv}"
+    );
+}
