@@ -13,6 +13,7 @@ pub use generated::*;
 
 pub mod container_options;
 pub mod id;
+pub mod log_driver;
 pub mod reference;
 pub mod task_files;
 pub mod token;

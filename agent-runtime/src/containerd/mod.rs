@@ -70,8 +70,8 @@ pub struct ContainerdConfig {
     pub namespace: String,
     /// Where task directories (`tasks/<id>`) and named volumes (`volumes/<name>`) live.
     pub state_dir: PathBuf,
-    /// Log size per task file before rotation (0: never rotate).
-    pub log_max_bytes: u64,
+    /// The logging driver of tasks that name none (`skiffd --log-driver`).
+    pub log: crate::LogDefaults,
     /// Registry settings for pulls.
     pub registries: RegistryOptions,
     /// The logger program containerd's shim runs as `<program> logger <task dir>`.
@@ -556,6 +556,7 @@ impl Runtime for ContainerdRuntime {
             (Some(_), false) => rootfs::TaskNetwork::Overlays,
         };
         rootfs::write_task_files(&dir, &hostname, network, container)?;
+        crate::log_sink::configure(&dir, task, &self.config.log)?;
 
         // Under the lease: until the container record names it, nothing else keeps the
         // snapshot from containerd's collector (removing the task removes it explicitly).
@@ -681,11 +682,6 @@ impl Runtime for ContainerdRuntime {
                 .map_err(|s| api::error("asking containerd for the task's root filesystem", s))?
                 .into_inner()
                 .mounts;
-            std::fs::write(
-                dir.join(logger::LOG_MAX_BYTES),
-                self.config.log_max_bytes.to_string(),
-            )
-            .map_err(|e| RuntimeError::io("writing the task's log settings", e))?;
             let uri = self.logger_uri(&dir);
             let create = self.api.request(tasks::CreateTaskRequest {
                 container_id: task_id.into(),

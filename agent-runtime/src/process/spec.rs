@@ -28,8 +28,6 @@ pub(crate) struct ProcessSpec {
     pub stop_signal: i32,
     /// The spec's grace period between the stop signal and SIGKILL.
     pub stop_grace_ms: u64,
-    /// Rotate the task's log past this size; 0 never rotates.
-    pub log_max_bytes: u64,
     /// The task's own network namespace, where the node made one (every task, unless the
     /// node runs without a data path).
     #[serde(default)]
@@ -81,7 +79,6 @@ fn unsupported_options(c: &proto::ContainerSpec) -> Result<(), RuntimeError> {
 pub(crate) fn build(
     task_id: &str,
     container: Option<&proto::ContainerSpec>,
-    log_max_bytes: u64,
     host_path: Option<OsString>,
 ) -> Result<ProcessSpec, RuntimeError> {
     let container = container.ok_or_else(|| {
@@ -173,7 +170,6 @@ pub(crate) fn build(
         user,
         stop_signal: crate::signal::parse_signal(&container.stop_signal)? as i32,
         stop_grace_ms: crate::stop_grace_period(Some(container)).as_millis() as u64,
-        log_max_bytes,
         netns: Some(crate::task_netns_path(task_id)).filter(|p| p.exists()),
     })
 }
@@ -280,7 +276,7 @@ mod tests {
     }
 
     fn build_one(c: &proto::ContainerSpec) -> Result<ProcessSpec, RuntimeError> {
-        build("t1", Some(c), 1024, Some("/bin:/usr/bin".into()))
+        build("t1", Some(c), Some("/bin:/usr/bin".into()))
     }
 
     #[test]
@@ -300,7 +296,7 @@ mod tests {
         let err = build_one(&container(&[], &[])).unwrap_err();
         assert!(matches!(err, RuntimeError::InvalidSpec(_)));
         assert!(err.to_string().contains("needs a command"), "{err}");
-        assert!(build("t1", None, 0, None).unwrap_err().is_permanent());
+        assert!(build("t1", None, None).unwrap_err().is_permanent());
     }
 
     #[test]
@@ -393,10 +389,10 @@ mod tests {
             sysctls: [("net.core.somaxconn".to_string(), "1".to_string())].into(),
             ..Default::default()
         };
-        let err = build("t", Some(&c), 1024, None).unwrap_err().to_string();
+        let err = build("t", Some(&c), None).unwrap_err().to_string();
         assert!(err.starts_with("--sysctl needs a container"), "{err}");
         let c = proto::ContainerSpec { tty: true, ..c };
-        let err = build("t", Some(&c), 1024, None).unwrap_err().to_string();
+        let err = build("t", Some(&c), None).unwrap_err().to_string();
         assert!(err.contains("--tty") || err.contains("--sysctl"), "{err}");
     }
 }

@@ -38,9 +38,17 @@ struct Args {
     /// A registry (HOST:PORT) to pull from over plain HTTP; repeat for several.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     insecure_registries: Vec<String>,
-    /// Largest size of a task's log file before it is rotated.
+    /// Largest size of a task's log file before it is rotated (the `local` driver's
+    /// max-size, when --log-driver names none)
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     log_max_bytes: u64,
+    /// The logging driver of services that name none: local, json-file, syslog, journald
+    /// or none
+    #[arg(long, value_name = "DRIVER")]
+    log_driver: Option<String>,
+    /// An option of --log-driver (KEY=VALUE); repeat for several
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opts: Vec<String>,
     /// Hostname to report instead of the system's (several nodes on one machine).
     #[arg(long)]
     hostname: Option<String>,
@@ -98,6 +106,33 @@ fn runtime_choice(args: &Args) -> agent_runtime::RuntimeChoice {
     })
 }
 
+/// The logging driver of services that name none, from the flags; refused at start if no
+/// task could use it.
+fn log_defaults(args: &Args) -> anyhow::Result<agent_runtime::LogDefaults> {
+    let Some(driver) = &args.log_driver else {
+        anyhow::ensure!(
+            args.log_opts.is_empty(),
+            "--log-opt needs --log-driver: say which driver the options are for"
+        );
+        return Ok(agent_runtime::LogDefaults::local(args.log_max_bytes));
+    };
+    let options = args
+        .log_opts
+        .iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("invalid --log-opt {o:?}: use KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let defaults = agent_runtime::LogDefaults {
+        driver: driver.clone(),
+        options,
+    };
+    defaults.check().map_err(anyhow::Error::msg)?;
+    Ok(defaults)
+}
+
 async fn runtime(
     args: &Args,
     choice: &agent_runtime::RuntimeChoice,
@@ -109,7 +144,7 @@ async fn runtime(
                 socket: args.containerd_socket.clone(),
                 namespace: args.containerd_namespace.clone(),
                 state_dir: args.data_dir.join("containers"),
-                log_max_bytes: args.log_max_bytes,
+                log: log_defaults(args)?,
                 registries: RegistryOptions {
                     insecure: args.insecure_registries.clone(),
                 },
@@ -122,7 +157,7 @@ async fn runtime(
         agent_runtime::RuntimeChoice::Process => {
             Arc::new(agent_runtime::process::ProcessRuntime::new(
                 args.data_dir.join("runtime"),
-                args.log_max_bytes,
+                log_defaults(args)?,
             ))
         }
         agent_runtime::RuntimeChoice::Fake(config) => {

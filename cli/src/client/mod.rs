@@ -9,6 +9,7 @@
 //! [`Command`] and an arm in [`run`].
 
 pub mod duration;
+pub mod events;
 pub mod format;
 pub mod image;
 pub mod json;
@@ -166,6 +167,8 @@ pub enum Command {
         #[command(subcommand)]
         command: image::ImageCommand,
     },
+    /// Stream the cluster's events: services, nodes, tasks, networks, secrets, configs
+    Events(events::EventsArgs),
 }
 
 /// `skiff version`.
@@ -212,6 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config { command } => named::run(&cli.global, named::Kind::Config, command).await,
         Command::Network { command } => network::run(&cli.global, command).await,
         Command::Image { command } => image::run(&cli.global, command).await,
+        Command::Events(args) => events::run(&cli.global, args).await,
     }
 }
 

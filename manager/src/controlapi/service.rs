@@ -143,6 +143,15 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
         }
     }
     check_durations(spec)?;
+    if let Some(log) = template.log_driver.as_ref().filter(|d| !d.name.is_empty()) {
+        let options = log
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        proto::log_driver::Driver::parse(&log.name, &options)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
     if let Some(restart) = template.restart.as_ref() {
         if RestartCondition::try_from(restart.condition).is_err() {
             return Err(invalid(

@@ -4,7 +4,7 @@
 //! The flags and the service modes are here; `create/spec.rs` turns the flags into a spec,
 //! one function per part of it; `create/tests.rs` runs whole command lines through both.
 
-mod spec;
+pub(crate) mod spec;
 #[cfg(test)]
 mod tests;
 
@@ -149,6 +149,13 @@ pub struct CreateArgs {
     /// Mount: type=bind|volume|tmpfs,source=SRC,target=/PATH[,readonly]
     #[arg(long, value_name = "MOUNT")]
     pub mount: Vec<String>,
+    /// Logging driver: local, json-file, syslog, journald or none (default: the node's)
+    #[arg(long, value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Logging driver option KEY=VALUE (max-size, max-file, compress, syslog-address,
+    /// syslog-facility, syslog-format, tag); repeat for several
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Give the tasks a secret: NAME or source=NAME,target=FILE,uid=0,gid=0,mode=0444 (a
     /// file under /run/secrets, or an absolute path)
     #[arg(long, value_name = "SECRET")]

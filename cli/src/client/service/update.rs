@@ -46,6 +46,12 @@ pub struct UpdateArgs {
     /// Remove a published port, by its published or target port (PORT[/PROTOCOL])
     #[arg(long, value_name = "PORT")]
     pub publish_rm: Vec<String>,
+    /// Change the logging driver (its options start afresh from --log-opt)
+    #[arg(long, value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Logging driver option KEY=VALUE, with --log-driver; repeat for several
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Add or change a secret, as --secret of `service create`
     #[arg(long, value_name = "SECRET")]
     pub secret_add: Vec<String>,
@@ -356,6 +362,11 @@ pub fn updated_spec_with_networks(
         let r = parse::config("--config-add", v)?;
         c.configs.retain(|old| old.config_name != r.config_name);
         c.configs.push(r);
+    }
+    if let Some(driver) =
+        super::create::spec::log_driver(args.log_driver.as_deref(), &args.log_opt)?
+    {
+        template.log_driver = Some(driver);
     }
 
     let resources = template.resources.get_or_insert_with(Default::default);

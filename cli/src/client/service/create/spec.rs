@@ -65,6 +65,7 @@ pub fn build_spec(
     let (update_config, rollback_config) = rollout_configs(args, mode)?;
     let endpoint = endpoint(args)?;
     container_flags::check_host_network(&networks, &endpoint)?;
+    let log_driver = log_driver(args.log_driver.as_deref(), &args.log_opt)?;
     Ok(ServiceSpec {
         name,
         labels,
@@ -76,11 +77,38 @@ pub fn build_spec(
             placement,
             networks,
             force_update: 0,
+            log_driver,
         }),
         update_config,
         rollback_config,
         endpoint: Some(endpoint),
     })
+}
+
+/// `--log-driver` and `--log-opt`: none given leaves the node's default. The control API
+/// checks the driver and its options.
+pub(crate) fn log_driver(
+    driver: Option<&str>,
+    options: &[String],
+) -> anyhow::Result<Option<proto::LogDriver>> {
+    let Some(name) = driver else {
+        if !options.is_empty() {
+            bail!("--log-opt needs --log-driver: say which driver the options are for");
+        }
+        return Ok(None);
+    };
+    let options = options
+        .iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("invalid --log-opt \"{o}\": use KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Some(proto::LogDriver {
+        name: name.trim().to_owned(),
+        options,
+    }))
 }
 
 /// `--name`, checked against the daemon's rule; empty when not given (the daemon names
