@@ -525,6 +525,18 @@ fn every_update_form_changes_the_running_service() {
             ),
         ),
         (
+            vec![
+                "--health-start-interval",
+                "300ms",
+                "--health-start-period",
+                "5s",
+            ],
+            Seen::Spec(
+                "/spec/task_template/container/healthcheck/start_interval_ms",
+                "300".into(),
+            ),
+        ),
+        (
             vec!["--no-healthcheck"],
             Seen::Spec(
                 "/spec/task_template/container/healthcheck/test/0",

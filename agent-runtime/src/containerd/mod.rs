@@ -914,6 +914,7 @@ impl Runtime for ContainerdRuntime {
             timeout_ms: ms(check.timeout),
             retries: check.retries,
             start_period_ms: ms(check.start_period),
+            start_interval_ms: ms(check.start_interval),
         })
     }
 }

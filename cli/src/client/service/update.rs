@@ -115,6 +115,9 @@ pub struct UpdateArgs {
     /// Time a task has to start before failed checks count
     #[arg(long, value_name = "DURATION")]
     pub health_start_period: Option<String>,
+    /// Time between checks during the start period
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
     /// Disable any health check, the image's too
     #[arg(long)]
     pub no_healthcheck: bool,
