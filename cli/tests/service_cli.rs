@@ -540,7 +540,10 @@ mod fake {
                         }
                         meta.version += 1;
                         meta.updated_at = proto::now_ms();
-                        svc.spec = r.spec;
+                        // A rollback sends no spec; the fake keeps no previous one.
+                        if !r.rollback {
+                            svc.spec = r.spec;
+                        }
                         svc.spec_version += 1;
                         let svc = svc.clone();
                         drop(services);
@@ -958,4 +961,37 @@ fn logs_are_prefixed_per_task() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn update_rollback_asks_for_the_previous_spec_and_takes_no_other_change() {
+    let d = fake::start();
+    let r = run(&d, &["service", "update", "--detach", "--rollback", "web"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let call = d.state.calls("UpdateService").pop().unwrap();
+    assert!(
+        call.contains("spec: None") && call.contains("rollback: true"),
+        "{call}"
+    );
+    let before = d.state.calls("UpdateService").len();
+    let r = run(
+        &d,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--rollback",
+            "--image",
+            "x:1",
+            "web",
+        ],
+    );
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr
+            .starts_with("Error: --rollback goes back to the previous spec"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(d.state.calls("UpdateService").len(), before, "nothing sent");
 }
