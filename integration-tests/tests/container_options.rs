@@ -216,12 +216,29 @@ fn host_networking_sees_the_node_s_interfaces_and_has_no_vip() {
             "onhost",
             "--network",
             "host",
+            "--host",
+            "extra.local:10.2.3.4",
             image,
             "sleep",
             "100000",
         ],
     );
     let id = running_task(&cluster, "onhost");
+    // The node's hostname and hosts file (with the task's line), as Docker's host network.
+    let pid = cluster.pid(1).unwrap().to_string();
+    let node_hostname = std::process::Command::new("nsenter")
+        .args(["-t", &pid, "-u", "hostname"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        exec(&cluster, &id, "hostname").trim(),
+        String::from_utf8_lossy(&node_hostname.stdout).trim()
+    );
+    let hosts = exec(&cluster, &id, "cat /etc/hosts");
+    assert!(
+        hosts.contains("localhost") && hosts.ends_with("10.2.3.4 extra.local\n"),
+        "{hosts}"
+    );
     let addrs = exec(&cluster, &id, "ip -o addr");
     assert!(
         addrs.contains(&format!("{}/", TestNetwork::address(1))),
