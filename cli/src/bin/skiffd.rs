@@ -68,6 +68,27 @@ struct Args {
     /// networks their way out (Docker's `docker_gwbridge`).
     #[arg(long, default_value_t = worker::net::bridge::GATEWAY_SUBNET)]
     gwbridge_subnet: worker::net::bridge::Subnet,
+    /// Where the Docker Engine API listens, as dockerd's -H: unix:///PATH (mode 0660) or
+    /// tcp://ADDR:PORT (with --tlsverify); repeat for several, or `none` to turn it off.
+    /// Default: unix:///run/skiff/docker.sock
+    #[arg(long = "docker-host", value_name = "URL")]
+    docker_hosts: Vec<String>,
+    /// Docker API over TCP: mutual TLS, clients need a certificate signed by --tlscacert.
+    #[arg(long)]
+    tlsverify: bool,
+    /// Docker API over TCP: the CA that signs client certificates.
+    #[arg(long, value_name = "FILE")]
+    tlscacert: Option<PathBuf>,
+    /// Docker API over TCP: the server's certificate.
+    #[arg(long, value_name = "FILE")]
+    tlscert: Option<PathBuf>,
+    /// Docker API over TCP: the server's key.
+    #[arg(long, value_name = "FILE")]
+    tlskey: Option<PathBuf>,
+    /// Serve the Docker API over plain TCP without TLS. Anyone who reaches the port (on
+    /// loopback: every local user) then commands the swarm as root.
+    #[arg(long)]
+    docker_tcp_insecure: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -199,6 +220,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         daemon.agent_slot(),
     )
     .context("cannot serve the local API")?;
+    let engine = cli::daemon::engine::serve(
+        &cli::daemon::engine::ListenOptions {
+            hosts: args.docker_hosts.clone(),
+            tls_verify: args.tlsverify,
+            tls_ca: args.tlscacert.clone(),
+            tls_cert: args.tlscert.clone(),
+            tls_key: args.tlskey.clone(),
+            tcp_insecure: args.docker_tcp_insecure,
+        },
+        args.socket.clone(),
+    )
+    .await
+    .context("cannot serve the Docker Engine API")?;
     tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "skiffd started");
     daemon.resume().await;
 
@@ -208,6 +242,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    engine.stop().await;
     daemon.shutdown().await;
     local.stop().await;
     let _ = std::fs::remove_file(&args.socket);

@@ -532,6 +532,11 @@ impl Client {
         SwarmClient::new(self.channel.clone()).max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
     }
 
+    /// The channel to the daemon, for clients of its other services.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     /// The cluster API.
     pub fn control(&self) -> ControlClient<Channel> {
         ControlClient::new(self.channel.clone())
