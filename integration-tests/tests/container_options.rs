@@ -195,6 +195,14 @@ fn each_container_option_is_seen_from_inside_the_task() {
         logs.contains("started on /dev/pts/").then_some(logs)
     });
     assert!(logs.contains("started on"), "{logs}");
+    // A network a service names is not dangling.
+    let used = cluster.ok(1, &["network", "ls", "--filter", "dangling=false"]);
+    assert!(
+        used.contains(" front ") && used.contains(" ingress "),
+        "{used}"
+    );
+    let dangling = cluster.ok(1, &["network", "ls", "--filter", "dangling=true"]);
+    assert!(!dangling.contains(" front "), "{dangling}");
     // The alias resolves on the network.
     let found = wait_until("the alias to resolve", WAIT, || {
         let out = exec(&cluster, &id, "nslookup optalias 127.0.0.11");

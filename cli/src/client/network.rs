@@ -34,7 +34,8 @@ pub enum NetworkCommand {
 pub struct NetworkLsArgs {
     #[command(flatten)]
     pub ls: LsArgs,
-    /// Only networks that match: driver=, id=, label=KEY[=VALUE], name=, scope=, type=custom|builtin
+    /// Only networks that match: driver=, id=, label=KEY[=VALUE], name=, scope=, type=custom|builtin,
+    /// dangling=true|false
     /// (one key given twice matches either value; different keys must all match)
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
@@ -49,6 +50,8 @@ enum Filter {
     Name(String),
     Scope(String),
     Type(String),
+    /// `dangling=true|false`: used by no service (the ingress network never is).
+    Dangling(bool),
 }
 
 impl Filter {
@@ -70,8 +73,13 @@ impl Filter {
             "scope" => Filter::Scope(v),
             "type" if v == "custom" || v == "builtin" => Filter::Type(v),
             "type" => bail!("invalid filter \"{value}\" for --filter: type is custom or builtin"),
+            "dangling" => match v.as_str() {
+                "true" | "1" => Filter::Dangling(true),
+                "false" | "0" => Filter::Dangling(false),
+                _ => bail!("invalid filter \"{value}\" for --filter: dangling is true or false"),
+            },
             other => bail!(
-                "invalid filter \"{value}\" for --filter: unknown key \"{other}\"; use driver, id, label, name, scope or type"
+                "invalid filter \"{value}\" for --filter: unknown key \"{other}\"; use driver, id, label, name, scope, type or dangling"
             ),
         })
     }
@@ -84,12 +92,13 @@ impl Filter {
             Filter::Name(_) => 3,
             Filter::Scope(_) => 4,
             Filter::Type(_) => 5,
+            Filter::Dangling(_) => 6,
         }
     }
 
     /// Whether `network` matches, as Docker matches: names and IDs by part, the scope of
     /// every skiff network is swarm, and all are custom (none is predefined).
-    fn matches(&self, network: &Network) -> bool {
+    fn matches(&self, network: &Network, used: &[String]) -> bool {
         let spec = network.spec.clone().unwrap_or_default();
         let id = network.meta.as_ref().map_or("", |m| m.id.as_str());
         match self {
@@ -102,18 +111,23 @@ impl Filter {
             Filter::Name(n) => spec.name.contains(n.as_str()),
             Filter::Scope(s) => s == "swarm",
             Filter::Type(t) => t == "custom",
+            Filter::Dangling(d) => {
+                let in_use = spec.ingress || used.iter().any(|u| u == id);
+                *d != in_use
+            }
         }
     }
 }
 
-/// The networks that pass `filters`: any filter of a key, every key.
-fn filtered(networks: Vec<Network>, filters: &[Filter]) -> Vec<Network> {
+/// The networks that pass `filters`: any filter of a key, every key; `used` are the IDs
+/// of the networks services name (for `dangling`).
+fn filtered(networks: Vec<Network>, filters: &[Filter], used: &[String]) -> Vec<Network> {
     networks
         .into_iter()
         .filter(|n| {
-            (0..6).all(|key| {
+            (0..7).all(|key| {
                 let of_key: Vec<&Filter> = filters.iter().filter(|f| f.key() == key).collect();
-                of_key.is_empty() || of_key.iter().any(|f| f.matches(n))
+                of_key.is_empty() || of_key.iter().any(|f| f.matches(n, used))
             })
         })
         .collect()
@@ -225,7 +239,21 @@ async fn ls(global: &GlobalOpts, args: NetworkLsArgs) -> anyhow::Result<()> {
         .await
         .reply(&client)?
         .networks;
-    let mut networks = filtered(networks, &filters);
+    let used: Vec<String> = if filters.iter().any(|f| matches!(f, Filter::Dangling(_))) {
+        client
+            .control()
+            .list_services(proto::ListServicesRequest::default())
+            .await
+            .reply(&client)?
+            .services
+            .into_iter()
+            .filter_map(|s| s.spec?.task_template)
+            .flat_map(|t| t.networks.into_iter().map(|n| n.target))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut networks = filtered(networks, &filters, &used);
     networks.sort_by_key(|n| n.spec.as_ref().map(|s| s.name.clone()));
     if args.quiet {
         for n in &networks {
@@ -343,7 +371,7 @@ mod tests {
         };
         let names = |filters: &[&str]| -> Vec<String> {
             let filters: Vec<Filter> = filters.iter().map(|f| Filter::parse(f).unwrap()).collect();
-            filtered(nets(), &filters)
+            filtered(nets(), &filters, &["aaa111".to_string()])
                 .into_iter()
                 .map(|n| n.spec.unwrap().name)
                 .collect()
@@ -361,6 +389,9 @@ mod tests {
             3
         );
         assert!(names(&["scope=local"]).is_empty() && names(&["type=builtin"]).is_empty());
+        assert_eq!(names(&["dangling=false"]), ["front"], "a service names it");
+        assert_eq!(names(&["dangling=true"]), ["back", "frontier"]);
+        assert!(Filter::parse("dangling=maybe").is_err());
         let e = Filter::parse("color=red").unwrap_err().to_string();
         assert!(e.contains("unknown key \"color\""), "{e}");
         assert!(Filter::parse("name").is_err());
