@@ -631,3 +631,19 @@ fn the_daemon_is_named_with_h_anywhere_or_host_before_the_command() {
         "a good hosts entry gets as far as the daemon: {got}"
     );
 }
+
+#[test]
+fn a_network_filter_with_an_unknown_key_is_refused_before_connecting() {
+    let line = fails_with_one_sentence(&[
+        "-H",
+        "unix:///nonexistent/skiffd.sock",
+        "network",
+        "ls",
+        "--filter",
+        "color=red",
+    ]);
+    assert!(
+        line.starts_with("Error: invalid filter \"color=red\" for --filter: unknown key"),
+        "{line}"
+    );
+}
