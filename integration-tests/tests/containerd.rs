@@ -238,6 +238,7 @@ async fn a_memory_limit_is_enforced_as_oom_and_cpu_limits_reach_the_cgroup() {
     let limits = proto::Resources {
         nano_cpus: 500_000_000,
         memory_bytes: 16 << 20,
+        ..Default::default()
     };
     let c = shell(
         pushed_image(),

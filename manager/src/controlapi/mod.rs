@@ -6,7 +6,7 @@ pub mod cluster;
 mod named;
 pub mod network;
 mod node;
-mod service;
+pub mod service;
 
 use std::sync::Arc;
 

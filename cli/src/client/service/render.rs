@@ -625,6 +625,9 @@ pub fn pretty(service: &Service) -> String {
                 if res.memory_bytes > 0 {
                     let _ = writeln!(s, "  Memory:\t{}", format_bytes(res.memory_bytes));
                 }
+                if res.pids > 0 {
+                    let _ = writeln!(s, "  Pids:\t\t{}", res.pids);
+                }
             }
         }
     }

@@ -62,6 +62,9 @@ pub struct UpdateArgs {
     /// Limit memory
     #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
     pub limit_memory: Option<String>,
+    /// Most processes a task may run at once (0: no limit)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub limit_pids: Option<String>,
     /// Reserve CPUs
     #[arg(long, value_name = "CPUS", allow_negative_numbers = true)]
     pub reserve_cpu: Option<String>,
@@ -223,6 +226,13 @@ pub fn updated_spec(
                 parse::memory(mem_flag, v)?;
         }
     }
+    if let Some(v) = &args.limit_pids {
+        let pids = parse::pids("--limit-pids", v)?;
+        resources.limits.get_or_insert_with(Resources::default).pids = pids;
+    }
+    if resources.limits == Some(Resources::default()) {
+        resources.limits = None;
+    }
     if let (Some(r), Some(l)) = (&resources.reservations, &resources.limits) {
         if l.memory_bytes > 0 && r.memory_bytes > l.memory_bytes {
             bail!("the memory reservation is larger than the memory limit: a task could never use what it reserves");
@@ -367,6 +377,7 @@ mod tests {
             constraint_add: vec!["node.role==manager".into()],
             replicas: Some("6".into()),
             limit_memory: Some("64m".into()),
+            limit_pids: Some("200".into()),
             force: true,
             update_parallelism: Some("2".into()),
             update_failure_action: Some("rollback".into()),
@@ -385,7 +396,8 @@ mod tests {
             spec.mode,
             Some(Mode::Replicated(ReplicatedService { replicas: 6 }))
         );
-        assert_eq!(t.resources.unwrap().limits.unwrap().memory_bytes, 64 << 20);
+        let limits = t.resources.unwrap().limits.unwrap();
+        assert_eq!((limits.memory_bytes, limits.pids), (64 << 20, 200));
         assert_eq!(t.force_update, 1);
         let u = spec.update_config.unwrap();
         assert_eq!(u.parallelism, Some(2));
