@@ -16,6 +16,7 @@ pub mod named;
 pub mod network;
 pub mod node;
 pub mod service;
+pub mod stack;
 pub mod swarm;
 pub mod table;
 
@@ -146,6 +147,11 @@ pub enum Command {
         #[command(subcommand)]
         command: image::ImageCommand,
     },
+    /// Deploy and manage stacks of services from Compose files
+    Stack {
+        #[command(subcommand)]
+        command: stack::StackCommand,
+    },
 }
 
 /// `skiff version`.
@@ -192,6 +198,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config { command } => named::run(&cli.global, named::Kind::Config, command).await,
         Command::Network { command } => network::run(&cli.global, command).await,
         Command::Image { command } => image::run(&cli.global, command).await,
+        Command::Stack { command } => stack::run(&cli.global, command).await,
     }
 }
 
