@@ -195,7 +195,8 @@ pub fn replicas_cell(service: &Service, tasks: &[&Task]) -> String {
     }
 }
 
-fn protocol_name(p: PortProtocol) -> &'static str {
+/// A port protocol as Docker prints it (`tcp`, `udp`, `sctp`).
+pub fn protocol_name(p: PortProtocol) -> &'static str {
     match p {
         PortProtocol::Tcp => "tcp",
         PortProtocol::Udp => "udp",
