@@ -2,7 +2,8 @@
 //! input refused with nothing created; a deploy waited for with `--detach=false`; an
 //! unchanged redeploy that changes nothing; a changed `.env` variable rolling only the
 //! service that uses it; a changed secret refused; `--prune`; and `stack rm` leaving
-//! nothing behind.
+//! nothing behind. Then on two test hosts with containerd: a stack serving through the
+//! routing mesh, its services reaching each other by their short names.
 
 use std::path::Path;
 use std::time::Duration;
@@ -336,4 +337,188 @@ fn bad_input_is_refused_before_anything_is_created() {
         ],
     );
     assert!(err.contains("use always, changed or never"), "{err}");
+}
+
+/// Three services on two networks, with a secret, a config, a global service and a
+/// start-first rollout: `web` serves a page made of `$GREETING` (from `.env`) and its
+/// config through the mesh, `api` serves on the overlay only, `agent` runs on every node.
+const MESH_STACK: &str = r#"
+services:
+  web:
+    image: busybox:test
+    command: ["sh", "-c", "echo \"$$GREETING $$(cat /etc/page.conf)\" > /www/index.html && test -s /run/secrets/token && exec httpd -f -p 80 -h /www"]
+    environment:
+      GREETING: ${GREETING}
+    ports: ["8080:80"]
+    networks: [front]
+    secrets: [token]
+    configs:
+      - source: page
+        target: /etc/page.conf
+    stop_grace_period: 1s
+    deploy:
+      replicas: 2
+      update_config:
+        parallelism: 1
+        order: start-first
+  api:
+    image: busybox:test
+    command: ["sh", "-c", "echo api here > /www/index.html && exec httpd -f -p 80 -h /www"]
+    networks: [front, back]
+    stop_grace_period: 1s
+  agent:
+    image: busybox:test
+    command: ["sh", "-c", "while true; do sleep 1; done"]
+    networks: [back]
+    stop_grace_period: 1s
+    deploy:
+      mode: global
+networks:
+  front:
+  back:
+secrets:
+  token:
+    file: ./token.txt
+configs:
+  page:
+    file: ./page.conf
+"#;
+
+#[test]
+fn a_stack_of_containers_serves_through_the_mesh_and_by_short_names() {
+    let mut cluster = Cluster::on_network(2).with_containerd();
+    cluster.form(1);
+    // Test hosts cannot reach the registry on the machine's loopback: load the image.
+    let archive = cluster.dir().join("busybox.tar");
+    integration_tests::containerd::busybox_image(
+        &archive,
+        "docker.io/library/busybox:test",
+        serde_json::json!({}),
+    );
+    for i in 1..=2 {
+        cluster.ok(i, &["image", "load", archive.to_str().unwrap()]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = write(d, "compose.yml", MESH_STACK);
+    write(d, ".env", "GREETING=hello\n");
+    write(d, "token.txt", "t0ken\n");
+    write(d, "page.conf", "from the config\n");
+    cluster.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--detach=false",
+            "-q",
+            "-c",
+            &file,
+            "shop",
+        ],
+    );
+    let agents = cluster.running_tasks(1, "shop_agent");
+    assert_eq!(agents.len(), 2, "one agent per node");
+
+    let page = |want: &str| {
+        for host in 1..=2 {
+            let to = format!(
+                "{}:8080",
+                integration_tests::netns::TestNetwork::address(host)
+            )
+            .parse()
+            .unwrap();
+            wait_until(
+                &format!("{want:?} through host {host}'s mesh"),
+                CONVERGE,
+                || {
+                    let pages: std::collections::BTreeSet<String> =
+                        (0..6).filter_map(|_| cluster.http_get(host, to)).collect();
+                    (pages.len() == 1 && pages.contains(want)).then_some(())
+                },
+            );
+        }
+    };
+    page("hello from the config");
+
+    // From an agent (network back), api answers by its short name.
+    let agent = &agents[0];
+    let reply = wait_until("api by its short name from an agent", CONVERGE, || {
+        let out = std::process::Command::new("ctr")
+            .arg("-a")
+            .arg(integration_tests::containerd::socket())
+            .args([
+                "-n",
+                &cluster.containerd_namespace(agent.host),
+                "tasks",
+                "exec",
+            ])
+            .args([
+                "--exec-id",
+                &format!("short{}", std::process::id()),
+                &agent.id,
+            ])
+            .args([
+                "sh",
+                "-c",
+                "nslookup api >/dev/null && printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 api 80",
+            ])
+            .output()
+            .expect("ctr exec");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("api here").then_some(text)
+    });
+    assert!(reply.contains("200 OK"), "{reply}");
+
+    // Unchanged: nothing restarts.
+    let state = |s: &str| {
+        (
+            inspect(&cluster, s)["spec_version"].as_u64().unwrap(),
+            running_ids(&cluster, s),
+        )
+    };
+    let before: Vec<_> = ["shop_web", "shop_api", "shop_agent"]
+        .iter()
+        .map(|s| state(s))
+        .collect();
+    cluster.ok(1, &["stack", "deploy", "-c", &file, "shop"]);
+    let after: Vec<_> = ["shop_web", "shop_api", "shop_agent"]
+        .iter()
+        .map(|s| state(s))
+        .collect();
+    assert_eq!(before, after);
+
+    // A changed variable rolls web alone, start-first, and the mesh serves the new page.
+    write(d, ".env", "GREETING=welcome\n");
+    cluster.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--detach=false",
+            "-q",
+            "-c",
+            &file,
+            "shop",
+        ],
+    );
+    page("welcome from the config");
+    assert_eq!(state("shop_web").0, before[0].0 + 1);
+    assert!(state("shop_web")
+        .1
+        .iter()
+        .all(|id| !before[0].1.contains(id)));
+    assert_eq!(state("shop_api"), before[1]);
+    assert_eq!(state("shop_agent"), before[2]);
+
+    // --prune, then stack rm: nothing left.
+    let without_agent = MESH_STACK.replace(
+        "  agent:\n    image: busybox:test\n    command: [\"sh\", \"-c\", \"while true; do sleep 1; done\"]\n    networks: [back]\n    stop_grace_period: 1s\n    deploy:\n      mode: global\n",
+        "",
+    );
+    assert_ne!(without_agent, MESH_STACK);
+    let smaller = write(d, "smaller.yml", &without_agent);
+    let out = cluster.ok(1, &["stack", "deploy", "--prune", "-c", &smaller, "shop"]);
+    assert!(out.contains("Removing service shop_agent"), "{out}");
+    cluster.ok(1, &["stack", "rm", "shop"]);
+    assert_eq!(objects(&cluster), Vec::<String>::new());
 }
