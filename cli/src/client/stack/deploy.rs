@@ -12,6 +12,7 @@
 //! is created.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use manager::controlapi::service::{check_mode_change, validate, with_defaults};
@@ -289,6 +290,61 @@ pub async fn current(client: &Client) -> anyhow::Result<Current> {
     })
 }
 
+/// How long a service update is tried again while the manager's own loops (allocator,
+/// orchestrator, updater) keep writing the service between our read and our write.
+const UPDATE_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Sends service `u.id` its new spec, with the version and `force_update` of a fresh read;
+/// a conflict (the manager wrote the service meanwhile) reads again and retries, for at
+/// most [`UPDATE_RETRY_FOR`]. Returns the service before and after.
+async fn update_service(
+    client: &Client,
+    u: &Update<ServiceSpec>,
+) -> anyhow::Result<(Service, Service)> {
+    let name = &u.spec.name;
+    let deadline = tokio::time::Instant::now() + UPDATE_RETRY_FOR;
+    loop {
+        let before = client
+            .control()
+            .get_service(proto::GetServiceRequest {
+                service: u.id.clone(),
+            })
+            .await
+            .reply(client)?
+            .service
+            .with_context(|| format!("service {name} vanished during the deploy; deploy again"))?;
+        let mut spec = u.spec.clone();
+        let old = before.spec.as_ref().and_then(|s| s.task_template.as_ref());
+        if let (Some(t), Some(old)) = (spec.task_template.as_mut(), old) {
+            t.force_update = old.force_update;
+        }
+        let sent = client
+            .control()
+            .update_service(UpdateServiceRequest {
+                service: u.id.clone(),
+                version: meta(&before.meta).1,
+                spec: Some(spec),
+                rollback: false,
+            })
+            .await;
+        match sent {
+            Ok(r) => {
+                let updated = r.into_inner().service.with_context(|| {
+                    format!("the daemon updated service {name} but did not return it")
+                })?;
+                return Ok((before, updated));
+            }
+            Err(s)
+                if s.code() == tonic::Code::Aborted && tokio::time::Instant::now() < deadline =>
+            {
+                let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 10..=100);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            Err(s) => return Err(client.error(s)),
+        }
+    }
+}
+
 /// A service the deploy created or updated, to wait for.
 struct Changed {
     id: String,
@@ -353,33 +409,15 @@ pub async fn execute(client: &Client, plan: Plan, wait: bool, quiet: bool) -> an
     let mut changed = Vec::new();
     for u in plan.update_services {
         out(format!("Updating service {} (id: {})", u.spec.name, u.id));
-        let name = u.spec.name.clone();
-        let before = control
-            .get_service(proto::GetServiceRequest {
-                service: u.id.clone(),
-            })
-            .await
-            .reply(client)?
-            .service;
-        let updated = control
-            .update_service(UpdateServiceRequest {
-                service: u.id.clone(),
-                version: u.version,
-                spec: Some(u.spec),
-                rollback: false,
-            })
-            .await
-            .reply(client)?
-            .service
-            .with_context(|| format!("the daemon updated service {name} but did not return it"))?;
-        let rolling = updated.update_status != before.and_then(|b| b.update_status)
+        let (before, updated) = update_service(client, &u).await?;
+        let rolling = updated.update_status != before.update_status
             && updated
                 .update_status
                 .as_ref()
                 .is_some_and(|s| s.state() == UpdateState::Updating);
         changed.push(Changed {
             id: u.id,
-            name,
+            name: u.spec.name,
             rolling,
             since_ms: updated.meta.as_ref().map_or(0, |m| m.updated_at),
         });
