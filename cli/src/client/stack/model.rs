@@ -458,6 +458,11 @@ pub fn read(tree: &Value, dir: &Path, vars: &Variables) -> Result<Stack> {
     Ok(stack)
 }
 
+/// `rel` from `dir`, without the `.` components a `./` path leaves inside.
+fn relative_to(dir: &Path, rel: &str) -> PathBuf {
+    dir.join(rel).components().collect()
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -565,7 +570,7 @@ fn file_object(
         o.labels = labels(v, &p)?;
     }
     if let Some((v, p)) = f.get("file") {
-        o.file = Some(dir.join(string(v, &p)?));
+        o.file = Some(relative_to(dir, &string(v, &p)?));
     }
     if o.external.external && o.file.is_some() {
         return Err(format!(
@@ -642,7 +647,7 @@ fn service(
                 .collect::<Result<Vec<_>>>()?,
             v => vec![env_file(v, &p, noted)?],
         };
-        s.env_files = files.into_iter().map(|f| dir.join(f)).collect();
+        s.env_files = files.into_iter().map(|f| relative_to(dir, &f)).collect();
     }
     if let Some((v, p)) = f.get("environment") {
         for (k, value) in key_values(v, &p)? {
@@ -908,7 +913,7 @@ fn volume(v: &Value, path: &str, dir: &Path, noted: &mut BTreeSet<String>) -> Re
             }
             // Relative to the first file's directory, as Compose.
             if !m.source.starts_with('/') {
-                m.source = dir.join(&m.source).display().to_string();
+                m.source = relative_to(dir, &m.source).display().to_string();
             }
         }
         MountType::Volume if m.source.is_empty() => {

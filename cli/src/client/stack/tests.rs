@@ -42,6 +42,7 @@ fn files() -> HashMap<PathBuf, Vec<u8>> {
         ("/srv/app/web.env", "LOG_LEVEL=warn\nWORKERS=4\n"),
         ("/srv/app/db_password.txt", "s3cret\n"),
         ("/srv/app/web.conf", "server {}\n"),
+        ("/srv/app/Corefile", ".:53 {}\n"),
     ]
     .into_iter()
     .map(|(p, d)| (PathBuf::from(p), d.as_bytes().to_vec()))
@@ -503,7 +504,7 @@ fn relative_paths_start_at_the_first_file_s_directory() {
         .container
         .clone()
         .unwrap();
-    assert_eq!(c.mounts[0].source, "/srv/app/./html");
+    assert_eq!(c.mounts[0].source, "/srv/app/html");
     assert_eq!(c.mounts[0].r#type(), MountType::Bind);
 }
 
@@ -596,11 +597,11 @@ fn bad_input_is_refused_with_the_path_to_it() {
         ),
         (
             "services:\n  web:\n    image: web\n    env_file: ./missing.env\n",
-            "services.web.env_file: cannot read /srv/app/./missing.env",
+            "services.web.env_file: cannot read /srv/app/missing.env",
         ),
         (
             "services:\n  web:\n    image: web\n    secrets: [k]\nsecrets:\n  k: {file: ./gone}\n",
-            "secrets.k.file: cannot read /srv/app/./gone",
+            "secrets.k.file: cannot read /srv/app/gone",
         ),
     ];
     for (text, want) in cases {
@@ -615,4 +616,115 @@ fn bad_input_is_refused_with_the_path_to_it() {
         let e = e.strip_prefix("c.yml: ").unwrap_or(&e);
         assert!(e.starts_with(want), "want {want:?}, got {e:?}");
     }
+}
+
+#[test]
+fn top_level_objects_keep_their_own_names_and_settings() {
+    let text = "
+services:
+  dns:
+    image: coredns
+    ports: ['53:53/udp', '8000-8001:80-81', {target: 9090, mode: host}]
+    networks: {edge: {aliases: [resolver]}, legacy: null}
+    volumes:
+      - {type: bind, source: ./conf, target: /etc/coredns, read_only: true}
+      - cache:/cache
+    secrets: [{source: tls, target: /certs/key.pem}]
+    configs: [corefile]
+networks:
+  edge:
+    attachable: true
+    labels: {tier: edge}
+    ipam: {config: [{subnet: 10.20.0.0/24, gateway: 10.20.0.1}]}
+  legacy:
+    external: {name: old-net}
+volumes:
+  cache: {external: true, name: dns-cache}
+secrets:
+  tls: {external: true, name: site-tls}
+configs:
+  corefile: {name: corefile-v3, file: ./Corefile}
+";
+    let (_, d) = read_stack(
+        vec![Source {
+            name: "c.yml".into(),
+            text: text.into(),
+        }],
+        &vars(&[]),
+    )
+    .unwrap();
+    assert_eq!(d.external_networks, ["old-net"]);
+    assert_eq!(d.external_secrets, ["site-tls"]);
+    assert_eq!(
+        d.networks,
+        [NetworkSpec {
+            name: "app_edge".into(),
+            labels: labelled(&[("tier", "edge")]),
+            driver: "overlay".into(),
+            attachable: true,
+            ipam: vec![IpamConfig {
+                subnet: "10.20.0.0/24".into(),
+                gateway: "10.20.0.1".into(),
+                range: String::new(),
+            }],
+            ..Default::default()
+        }]
+    );
+    assert_eq!(d.configs[0].name, "corefile-v3");
+    let dns = service(&d, "app_dns");
+    let ports: Vec<(u32, u32, PortProtocol, PublishMode)> = dns
+        .endpoint
+        .as_ref()
+        .unwrap()
+        .ports
+        .iter()
+        .map(|p| {
+            (
+                p.published_port,
+                p.target_port,
+                p.protocol(),
+                p.publish_mode(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (53, 53, PortProtocol::Udp, PublishMode::Ingress),
+            (8000, 80, PortProtocol::Tcp, PublishMode::Ingress),
+            (8001, 81, PortProtocol::Tcp, PublishMode::Ingress),
+            (0, 9090, PortProtocol::Tcp, PublishMode::Host),
+        ]
+    );
+    let t = dns.task_template.as_ref().unwrap();
+    assert_eq!(
+        t.networks,
+        [
+            attach("app_edge", &["dns", "resolver"]),
+            attach("old-net", &["dns"])
+        ]
+    );
+    let c = t.container.as_ref().unwrap();
+    assert_eq!(
+        c.mounts,
+        [
+            Mount {
+                r#type: MountType::Bind as i32,
+                source: "/srv/app/conf".into(),
+                target: "/etc/coredns".into(),
+                read_only: true,
+                ..Default::default()
+            },
+            Mount {
+                r#type: MountType::Volume as i32,
+                source: "dns-cache".into(),
+                target: "/cache".into(),
+                ..Default::default()
+            },
+        ]
+    );
+    assert_eq!(c.secrets[0].secret_name, "site-tls");
+    assert_eq!(c.secrets[0].target, "/certs/key.pem");
+    assert_eq!(c.configs[0].config_name, "corefile-v3");
+    assert_eq!(c.configs[0].target, "/corefile");
 }
