@@ -283,6 +283,11 @@ fn bad_input_is_refused_before_anything_is_created() {
         (format!("{good_head}    ports: ['18082:80']\n  api:\n    image: busybox\n    ports: ['18082:81']\n"), "services.api and services.web both publish port 18082/tcp"),
         (format!("{good_head}    image: UPPER/Case\n").replace("    image: busybox\n", ""), "services.web: "),
         ("services:\n  web:\n    image: busybox:${TAG:?give the release tag}\n".into(), "services.web.image: required variable TAG"),
+        (format!("{good_head}    ports: ['2377:80']\n"), "services.web: port 2377/tcp is a cluster port"),
+        (
+            format!("{good_head}    secrets: [{{source: token, target: t}}]\n    configs: [{{source: conf, target: /run/secrets/t}}]\nsecrets:\n  token: {{file: ./token.txt}}\nconfigs:\n  conf: {{file: ./token.txt}}\n"),
+            "services.web: two secrets or configs would be written to /run/secrets/t",
+        ),
     ];
     for (text, want) in &cases {
         let file = write(d, "compose.yml", text);

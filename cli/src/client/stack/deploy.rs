@@ -1,7 +1,9 @@
 //! A stack's deploy as a plan of changes, checked whole before the first one is made, so a
 //! refused deploy leaves the stack as it was: external objects exist, every service spec
-//! passes the manager's own defaults and validation, no service changes its mode, no two
-//! services publish one port. Then [`execute`] makes the changes.
+//! passes the manager's own defaults and validation, and the manager's own checks against
+//! the cluster (networks and secrets resolve, no port another service or the cluster
+//! itself uses) on a copy of the cluster with the stack's new objects in it, no service
+//! changes its mode, no two services publish one port. Then [`execute`] makes the changes.
 //!
 //! A redeploy is declarative: new objects are created, existing services are sent their
 //! spec again (keeping `force_update`, so an unchanged task template starts no rollout:
@@ -15,7 +17,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use manager::controlapi::service::{check_mode_change, validate, with_defaults};
+use manager::controlapi::service::{
+    check_against_store, check_mode_change, validate, with_defaults,
+};
+use manager::store::{create, ObjectStore};
 use proto::{
     Config, ConfigSpec, CreateConfigRequest, CreateNetworkRequest, CreateSecretRequest,
     CreateServiceRequest, Network, NetworkSpec, PublishMode, RemoveServiceRequest, Secret,
@@ -34,6 +39,9 @@ pub struct Current {
     pub networks: Vec<Network>,
     pub secrets: Vec<Secret>,
     pub configs: Vec<Config>,
+    /// The nodes and the cluster object: their ports are not for services to publish.
+    pub nodes: Vec<proto::Node>,
+    pub cluster: Option<proto::Cluster>,
 }
 
 /// An object to update: its ID, the version read, and the new spec.
@@ -191,7 +199,100 @@ pub fn plan(
         }
     }
     check_ports(stack, desired, current, &plan)?;
+    check_as_the_manager_will(stack, current, &plan)?;
     Ok(plan)
+}
+
+/// Runs the manager's checks of each service against the cluster (`check_against_store`)
+/// on a copy of the cluster as the deploy will leave it: the stack's new networks, secrets
+/// and configs in it, the services it updates or prunes out of it, and each service in it
+/// once checked, so the next one is checked against it.
+fn check_as_the_manager_will(stack: &str, current: &Current, plan: &Plan) -> Result<(), String> {
+    let mut actions = Vec::new();
+    actions.extend(current.cluster.iter().cloned().map(create));
+    actions.extend(current.nodes.iter().cloned().map(create));
+    actions.extend(current.networks.iter().cloned().map(create));
+    actions.extend(current.secrets.iter().cloned().map(create));
+    actions.extend(current.configs.iter().cloned().map(create));
+    let leaving: BTreeSet<&str> = plan
+        .update_services
+        .iter()
+        .map(|u| u.id.as_str())
+        .chain(plan.remove_services.iter().map(|(id, _)| id.as_str()))
+        .collect();
+    actions.extend(
+        current
+            .services
+            .iter()
+            .filter(|s| !leaving.contains(meta(&s.meta).0.as_str()))
+            .cloned()
+            .map(create),
+    );
+    let planned = |i: usize| {
+        Some(proto::Meta {
+            id: format!("planned-by-stack-deploy-{i}"),
+            ..Default::default()
+        })
+    };
+    let mut n = 0;
+    for spec in &plan.create_networks {
+        n += 1;
+        actions.push(create(Network {
+            meta: planned(n),
+            spec: Some(spec.clone()),
+            ..Default::default()
+        }));
+    }
+    for spec in &plan.create_secrets {
+        n += 1;
+        actions.push(create(Secret {
+            meta: planned(n),
+            spec: Some(spec.clone()),
+        }));
+    }
+    for spec in &plan.create_configs {
+        n += 1;
+        actions.push(create(Config {
+            meta: planned(n),
+            spec: Some(spec.clone()),
+        }));
+    }
+    let mut mirror = ObjectStore::default();
+    let mut index = 1;
+    mirror
+        .apply(&proto::StoreBatch { actions }, index)
+        .map_err(|e| format!("cannot check the deploy against the cluster: {e}"))?;
+    let specs = plan
+        .update_services
+        .iter()
+        .map(|u| (u.id.clone(), &u.spec))
+        .chain(plan.create_services.iter().map(|s| {
+            n += 1;
+            (format!("planned-by-stack-deploy-{n}"), s)
+        }));
+    for (id, spec) in specs {
+        let mut full = with_defaults(spec.clone());
+        check_against_store(&mirror, &mut full, &id)
+            .map_err(|e| format!("services.{}: {}", short(stack, &spec.name), e.message()))?;
+        index += 1;
+        let service = Service {
+            meta: Some(proto::Meta {
+                id,
+                ..Default::default()
+            }),
+            spec: Some(full),
+            ..Default::default()
+        };
+        mirror
+            .apply(
+                &proto::StoreBatch {
+                    actions: vec![create(service)],
+                },
+                index,
+            )
+            .map_err(|e| format!("cannot check the deploy against the cluster: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Refuses a published port two services of the stack ask for, or one a service outside
@@ -287,6 +388,16 @@ pub async fn current(client: &Client) -> anyhow::Result<Current> {
             .await
             .reply(client)?
             .configs,
+        nodes: control
+            .list_nodes(proto::ListNodesRequest::default())
+            .await
+            .reply(client)?
+            .nodes,
+        cluster: control
+            .get_cluster(proto::GetClusterRequest {})
+            .await
+            .reply(client)?
+            .cluster,
     })
 }
 
@@ -629,6 +740,10 @@ mod tests {
             (
                 desired(vec![spec("app_a", &[(8080, ingress)])]),
                 "services.a: port 8080/tcp is already published by service other",
+            ),
+            (
+                desired(vec![spec("app_a", &[(2377, ingress)])]),
+                "services.a: port 2377/tcp is a cluster port",
             ),
             (
                 external,
