@@ -38,6 +38,8 @@ addr_of() { echo "$(ip_of "$1"):$PORT"; }
 ns_of() { echo "$NAME-$1"; }
 veth_of() { echo "$BRIDGE-$1" | cut -c1-15; }
 sock_of() { echo "$STATE/host$1/skiffd.sock"; }
+# Each daemon its own Docker API socket (the default path is one per machine).
+docker_sock_of() { echo "$STATE/host$1/docker.sock"; }
 skiff_on() { local n=$1; shift; "$BIN/skiff" -H "unix://$(sock_of "$n")" "$@"; }
 count() { ls -d "$STATE"/host* 2>/dev/null | wc -l; }
 
@@ -93,7 +95,7 @@ start_daemon() {
   mkdir -p "$dir"
   # shellcheck disable=SC2046
   ip netns exec "$(ns_of "$n")" "$BIN/skiffd" --data-dir "$dir/data" --socket "$(sock_of "$n")" \
-    --listen-addr "$(addr_of "$n")" --hostname "host$n" $(runtime_args "$n") \
+    --docker-host "unix://$(docker_sock_of "$n")" --listen-addr "$(addr_of "$n")" --hostname "host$n" $(runtime_args "$n") \
     >>"$dir/skiffd.log" 2>&1 &
   echo $! >"$dir/pid"
   for _ in $(seq 1 100); do [ -S "$(sock_of "$n")" ] && return 0; sleep 0.1; done
@@ -177,6 +179,7 @@ up() {
   echo "  curl http://\$($0 addr 2):8080/           the demo answers on every host, round-robin"
   echo "  $0 cli 1 service ls                      any command, on any host"
   echo "  $0 push image.tar web:v1                 put an image in the cluster's registry"
+  echo "  docker -H unix://$(docker_sock_of 1) service ls   the docker client, through skiffd's Docker API"
   for n in $(seq 1 "$total"); do echo "  host$n at $(ip_of "$n"):  $0 cli $n node ls"; done
   echo "Stop it with: $0 down"
 }

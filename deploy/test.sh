@@ -2,13 +2,14 @@
 # Runs every test of skiff on a fresh Debian machine: installs (as root, with apt-get) the
 # packages the tests need and does not find, starts skiff's own containerd for the tests
 # (deploy/containerd-test.sh), then builds and runs the workspace's tests. The README's
-# test command, and what CI (.ci/run) runs. Extra arguments go to `cargo test`.
+# test command, and what CI (.ci/run) runs. Extra arguments go to `cargo test`. docker.io
+# is there for its `docker` client, which the Docker API tests drive; no dockerd is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 for pkg_cmd in "iproute2:ip" "nftables:nft" "busybox-static:busybox" "containerd:containerd" \
-  "runc:runc" "docker-registry:docker-registry" "skopeo:skopeo"; do
+  "runc:runc" "docker-registry:docker-registry" "skopeo:skopeo" "docker.io:docker"; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

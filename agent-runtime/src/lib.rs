@@ -29,6 +29,9 @@ use serde::{Deserialize, Serialize};
 pub mod containerd;
 pub mod fake;
 mod log_file;
+mod log_sink;
+
+pub use log_sink::LogDefaults;
 pub mod process;
 pub(crate) mod signal;
 

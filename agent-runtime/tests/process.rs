@@ -16,8 +16,11 @@ fn runtime(state_dir: &Path) -> ProcessRuntime {
 }
 
 fn runtime_with_log_limit(state_dir: &Path, log_max_bytes: u64) -> ProcessRuntime {
-    ProcessRuntime::new(state_dir.to_path_buf(), log_max_bytes)
-        .with_shim(env!("CARGO_BIN_EXE_skiff-shim"), ["shim"])
+    ProcessRuntime::new(
+        state_dir.to_path_buf(),
+        agent_runtime::LogDefaults::local(log_max_bytes),
+    )
+    .with_shim(env!("CARGO_BIN_EXE_skiff-shim"), ["shim"])
 }
 
 fn task(id: &str, argv: &[&str], edit: impl FnOnce(&mut proto::ContainerSpec)) -> proto::Task {

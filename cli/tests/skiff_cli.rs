@@ -597,6 +597,42 @@ fn swarm_commands_against_a_daemon() {
 }
 
 #[test]
+fn the_daemon_is_named_with_h_anywhere_or_host_before_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = format!("unix://{}", dir.path().join("skiffd.sock").display());
+    let want = format!("Error: cannot reach skiffd at {host}: no such socket");
+    for line in [
+        vec!["-H", host.as_str(), "node", "ls"],
+        vec!["node", "ls", "-H", host.as_str()],
+        vec!["--host", host.as_str(), "node", "ls"],
+    ] {
+        let got = fails_with_one_sentence(&line);
+        assert!(got.starts_with(&want), "{line:?}: {got}");
+    }
+    // After `service create`, --host is a line of the task's /etc/hosts, checked before
+    // the daemon is asked.
+    let got =
+        fails_with_one_sentence(&["-H", &host, "service", "create", "--host", "db", "busybox"]);
+    assert!(
+        got.contains("invalid host \"db\" for --host: use NAME:IP"),
+        "{got}"
+    );
+    let got = fails_with_one_sentence(&[
+        "-H",
+        &host,
+        "service",
+        "create",
+        "--host",
+        "db:10.0.0.5",
+        "busybox",
+    ]);
+    assert!(
+        got.starts_with(&want),
+        "a good hosts entry gets as far as the daemon: {got}"
+    );
+}
+
+#[test]
 fn stack_config_prints_the_merged_file_without_a_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("compose.yml");

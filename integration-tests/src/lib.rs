@@ -59,6 +59,8 @@ pub struct Host {
     pub addr: String,
     data_dir: PathBuf,
     socket: PathBuf,
+    /// The Docker Engine API's socket.
+    docker_socket: PathBuf,
     log: PathBuf,
     /// The network namespace the daemon runs in (test hosts on a [`netns::TestNetwork`]).
     netns: Option<String>,
@@ -72,6 +74,11 @@ impl Host {
     /// The local socket, as `-H` takes it.
     pub fn host_arg(&self) -> String {
         format!("unix://{}", self.socket.display())
+    }
+
+    /// The Docker Engine API's socket, as `docker -H` takes it.
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.docker_socket.display())
     }
 
     /// The node's certificate directory (for `--tls-dir`).
@@ -104,6 +111,8 @@ pub struct Cluster {
     log_filter: &'static str,
     /// With the containerd runtime: each host's containerd namespace (cleaned on drop).
     containerd: Option<Vec<containerd::NamespaceGuard>>,
+    /// More `skiffd` arguments, per host (index 0 is host 1).
+    daemon_args: Vec<Vec<String>>,
 }
 
 impl Cluster {
@@ -144,6 +153,7 @@ impl Cluster {
                     addr: addr(i),
                     data_dir: host_dir.join("data"),
                     socket: host_dir.join("skiffd.sock"),
+                    docker_socket: host_dir.join("docker.sock"),
                     log: host_dir.join("skiffd.log"),
                     netns: net.as_ref().map(|net| net.namespace(i).to_owned()),
                     mount_namespaces: Vec::new(),
@@ -158,7 +168,15 @@ impl Cluster {
             data_path: "kernel",
             log_filter: "info,openraft=warn",
             containerd: None,
+            daemon_args: vec![Vec::new(); n],
         }
+    }
+
+    /// Starts host `i`'s daemon with `args` besides the harness's own (such as more
+    /// `--docker-host` endpoints).
+    pub fn with_daemon_args(mut self, i: usize, args: &[&str]) -> Self {
+        self.daemon_args[i - 1].extend(args.iter().map(|a| a.to_string()));
+        self
     }
 
     /// Hosts run tasks as containers, on skiff's test containerd, each host in a
@@ -283,7 +301,8 @@ impl Cluster {
     /// namespace of its predecessor's tasks, if any still run there.
     fn start_with(&mut self, i: usize, inherit_mounts: bool) {
         let data_path = self.data_path;
-        let runtime_args = self.runtime_args(i);
+        let mut runtime_args = self.runtime_args(i);
+        runtime_args.extend(self.daemon_args[i - 1].iter().cloned());
         let host = &mut self.hosts[i - 1];
         assert!(host.child.is_none(), "host {i} is already running");
         let log = std::fs::OpenOptions::new()
@@ -322,6 +341,9 @@ impl Cluster {
             .arg(&host.socket)
             .arg("--listen-addr")
             .arg(&host.addr)
+            // Each daemon its own Docker API socket: the default path is one per machine.
+            .arg("--docker-host")
+            .arg(host.docker_host())
             .arg("--hostname")
             .arg(format!("host{i}"))
             .args(runtime_args)

@@ -51,7 +51,7 @@ async fn fixture(log_max_bytes: u64) -> Fixture {
         socket: socket(),
         namespace: namespace.clone(),
         state_dir: dir.path().join("containers"),
-        log_max_bytes,
+        log: agent_runtime::LogDefaults::local(log_max_bytes),
         registries: RegistryOptions {
             insecure: vec![registry().addr.clone()],
         },
@@ -637,7 +637,7 @@ async fn a_missing_containerd_socket_says_how_to_get_one() {
         socket: dir.path().join("no-such.sock"),
         namespace: "skiff".into(),
         state_dir: dir.path().join("state"),
-        log_max_bytes: 0,
+        log: agent_runtime::LogDefaults::local(0),
         registries: RegistryOptions::default(),
         logger: integration_tests::bin("skiffd"),
     };

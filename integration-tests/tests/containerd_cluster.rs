@@ -689,3 +689,109 @@ exec sleep 600"#,
         (!agent_runtime::task_files_dir(&task).exists()).then_some(())
     });
 }
+
+#[test]
+fn logging_drivers_rotate_json_files_send_syslog_and_keep_nothing_with_none() {
+    let cluster = one_node();
+    let image = busybox_in_registry();
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let syslog_address = format!("syslog-address=udp://{}", syslog.local_addr().unwrap());
+    let chatty = "i=0; while [ $i -lt 400 ]; do echo line $i; i=$((i+1)); done; exec sleep 600";
+    for (name, log_args) in [
+        (
+            "json",
+            vec![
+                "--log-driver",
+                "json-file",
+                "--log-opt",
+                "max-size=2k",
+                "--log-opt",
+                "max-file=3",
+            ],
+        ),
+        (
+            "sys",
+            vec![
+                "--log-driver",
+                "syslog",
+                "--log-opt",
+                &syslog_address,
+                "--log-opt",
+                "tag=web-tag",
+            ],
+        ),
+        ("quiet", vec!["--log-driver", "none"]),
+    ] {
+        let mut args = vec!["service", "create", "--detach", "--name", name];
+        args.extend(log_args);
+        args.extend([image, "sh", "-c", chatty]);
+        cluster.ok(1, &args);
+    }
+    // An unknown driver or option is refused where it is written.
+    let err = cluster.fails(
+        1,
+        &[
+            "service",
+            "create",
+            "--log-driver",
+            "json-file",
+            "--log-opt",
+            "max-sise=1k",
+            image,
+        ],
+    );
+    assert!(err.contains("unknown option \"max-sise\""), "{err}");
+    for name in ["json", "sys", "quiet"] {
+        cluster.wait_running(1, name, 1, WAIT);
+    }
+    let task_dir = |service: &str| {
+        let id = cluster.tasks(1, service)[0]["meta"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        cluster.host(1).data_dir().join("containers/tasks").join(id)
+    };
+
+    // json-file: Docker's records, at most three files of at most 2 KiB.
+    let dir = task_dir("json");
+    let logs = wait_until("the json task's last line", WAIT, || {
+        let logs = cluster.ok(1, &["service", "logs", "json"]);
+        logs.contains("line 399").then_some(logs)
+    });
+    assert!(!logs.contains("line 0\n"), "rotated away: {logs}");
+    let files: Vec<(String, u64)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("task-json.log"))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files.iter().all(|(_, size)| *size <= 2048), "{files:?}");
+    let current = std::fs::read_to_string(dir.join("task-json.log")).unwrap();
+    assert!(
+        current.contains("\"log\":\"line 399\\n\",\"stream\":\"stdout\""),
+        "{current}"
+    );
+
+    // syslog: the lines arrive at the test's listener with the tag.
+    let mut buf = [0u8; 2048];
+    let (n, _) = syslog.recv_from(&mut buf).expect("a syslog message");
+    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(message.contains(" web-tag: line "), "{message}");
+    let err = cluster.fails(1, &["service", "logs", "sys"]);
+    assert!(err.contains("syslog driver"), "{err}");
+
+    // none: nothing is kept, and logs says why there is nothing to read.
+    let dir = task_dir("quiet");
+    let err = cluster.fails(1, &["service", "logs", "quiet"]);
+    assert!(err.contains("none driver"), "{err}");
+    assert!(!dir.join("task.log").exists() && !dir.join("task-json.log").exists());
+}

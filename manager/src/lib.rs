@@ -10,6 +10,7 @@ pub mod certificates;
 pub mod controlapi;
 pub mod dispatcher;
 pub mod dispatcherapi;
+pub mod events;
 pub mod leader;
 pub mod lifecycle;
 pub mod logs;

@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use tonic::Status;
 
 use crate::dispatcher::Dispatcher;
+use crate::events::EventLog;
 use crate::raft::RaftNode;
 use crate::store::Store;
 
@@ -18,6 +19,7 @@ pub struct Manager {
     raft: Arc<RaftNode>,
     store: Store,
     dispatcher: Arc<Dispatcher>,
+    events: Arc<EventLog>,
     stop: watch::Sender<bool>,
     loops: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -32,6 +34,7 @@ impl Manager {
             node_id,
             addr,
             dispatcher: Arc::new(Dispatcher::new(store.clone())),
+            events: Arc::default(),
             store,
             raft,
             stop,
@@ -67,6 +70,11 @@ impl Manager {
             )),
             tokio::spawn(crate::dispatcher::liveness(
                 manager.dispatcher.clone(),
+                manager.stop.subscribe(),
+            )),
+            tokio::spawn(crate::events::run(
+                manager.store.clone(),
+                manager.events.clone(),
                 manager.stop.subscribe(),
             )),
         ];
@@ -108,6 +116,11 @@ impl Manager {
     /// The dispatcher.
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
         &self.dispatcher
+    }
+
+    /// The cluster's events as this manager saw them committed.
+    pub fn events(&self) -> &EventLog {
+        &self.events
     }
 
     /// A channel to the node `node_id`'s cluster port, with this manager's certificate.

@@ -1,6 +1,6 @@
 //! skiff's object model and gRPC services (generated from `proto/skiff.proto`), plus the
-//! formats every node must agree on: object IDs, join tokens, image references, and where
-//! a task's secrets and configs go.
+//! formats every node must agree on: object IDs, join tokens, image references, where
+//! a task's secrets and configs go, and the rules of its container options.
 //!
 //! This crate holds no behaviour beyond encoding: the API and the storage schema are one.
 
@@ -11,7 +11,9 @@ mod generated {
 
 pub use generated::*;
 
+pub mod container_options;
 pub mod id;
+pub mod log_driver;
 pub mod reference;
 pub mod task_files;
 pub mod token;

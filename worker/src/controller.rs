@@ -145,6 +145,11 @@ impl Controller {
                 let _ = self.runtime.stop(&self.task_id, None).await;
                 return self.report(TaskState::Shutdown, "stopped before it started", "", None);
             }
+            // A spec the node cannot run (an option it refused) is rejected, as in
+            // preparing: the same spec fails here every time.
+            Some(Err(e @ RuntimeError::InvalidSpec(_))) => {
+                return self.report(TaskState::Rejected, "starting failed", &e.to_string(), None)
+            }
             Some(Err(e)) => {
                 return self.report(TaskState::Failed, "starting failed", &e.to_string(), None)
             }

@@ -39,7 +39,6 @@ use crate::log_file::capture;
 use crate::LogSource;
 
 /// The file in the task directory that says how large its log may grow before rotating.
-pub(crate) const LOG_MAX_BYTES: &str = "log-max-bytes";
 /// Written by the logger once the container's outputs closed and all is logged.
 pub(crate) const LOG_DONE: &str = "log.done";
 /// The logger's PID, so a reader can tell a logger that died from one still at work.
@@ -77,10 +76,6 @@ pub fn logger_main(args: &[String]) -> ! {
     // link count, whatever its path comes to name later.
     let task_dir = File::open(dir).ok();
     let _ = std::fs::write(dir.join(LOGGER_PID), std::process::id().to_string());
-    let max_bytes = std::fs::read_to_string(dir.join(LOG_MAX_BYTES))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(crate::process::DEFAULT_LOG_MAX_BYTES);
     // SAFETY: containerd's shim starts us with these descriptors open and ours alone.
     let (stdout, stderr, ready) = unsafe {
         (
@@ -97,7 +92,7 @@ pub fn logger_main(args: &[String]) -> ! {
         (Box::new(output(stdout)), LogSource::Stdout),
         (Box::new(output(stderr)), LogSource::Stderr),
     ];
-    let done = capture(outputs, dir, max_bytes);
+    let done = capture(outputs, dir);
     drop(ready);
     if let Ending::OutputsClosed = wait_for_outputs(&done, task_dir.as_ref()) {
         let _ = std::fs::write(dir.join(LOG_DONE), b"");

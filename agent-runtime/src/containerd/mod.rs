@@ -28,6 +28,7 @@ mod archive;
 mod content;
 mod image;
 mod logger;
+mod node;
 mod rootfs;
 mod spec;
 
@@ -38,6 +39,10 @@ pub use proto::reference::ImageRef;
 /// The label that marks a container as a skiff task's (its value is the task ID).
 const LABEL_TASK: &str = "skiff.task.id";
 /// The task's stop signal and grace period, kept with the container for `stop`.
+/// Marks a container that joins skiffd's own network namespace (`--network host`).
+const LABEL_HOST_NETWORK: &str = "skiff.host-network";
+/// Placeholder of a host-network container's namespace path until `pin_netns` sets it.
+const HOST_NETNS: &str = "/proc/self/ns/net";
 const LABEL_STOP_SIGNAL: &str = "skiff.stop-signal";
 const LABEL_STOP_GRACE_MS: &str = "skiff.stop-grace-ms";
 /// The runtime containerd runs containers with.
@@ -65,8 +70,8 @@ pub struct ContainerdConfig {
     pub namespace: String,
     /// Where task directories (`tasks/<id>`) and named volumes (`volumes/<name>`) live.
     pub state_dir: PathBuf,
-    /// Log size per task file before rotation (0: never rotate).
-    pub log_max_bytes: u64,
+    /// The logging driver of tasks that name none (`skiffd --log-driver`).
+    pub log: crate::LogDefaults,
     /// Registry settings for pulls.
     pub registries: RegistryOptions,
     /// The logger program containerd's shim runs as `<program> logger <task dir>`.
@@ -96,6 +101,24 @@ fn containerd_pid(socket: &std::path::Path) -> Option<u32> {
     let cred =
         nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
     u32::try_from(cred.pid()).ok()
+}
+
+/// A failed start as the task's error: about one of its container options (a sysctl value
+/// the kernel refused, say), a spec this node cannot run (so the task is rejected, naming
+/// the option); otherwise runc's own words, cleaned.
+fn start_failure(message: &str) -> RuntimeError {
+    let cleaned = clean_runc_error(message);
+    match node::option_failure(&cleaned) {
+        Some(reason) => RuntimeError::InvalidSpec(reason),
+        None => RuntimeError::StartFailed(cleaned),
+    }
+}
+
+/// This node's hostname (a `--network host` task's, as Docker gives it).
+fn node_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The mount namespace of process `pid` (`self` for this one), as its `/proc` link names it.
@@ -317,25 +340,35 @@ impl ContainerdRuntime {
 
     /// Points the container's network namespace at `/proc/<skiffd>/fd/<n>`, a descriptor of
     /// the task's namespace that stays open as long as the returned file lives.
-    async fn pin_netns(&self, task_id: &str) -> Result<Option<std::fs::File>, RuntimeError> {
-        let netns = crate::task_netns_path(task_id);
+    /// A host-network container (`--network host`) gets skiffd's own namespace that way.
+    /// Also says whether the container has a terminal (`--tty`), which its task must know.
+    async fn pin_netns(
+        &self,
+        task_id: &str,
+    ) -> Result<(Option<std::fs::File>, bool), RuntimeError> {
         let Some(mut container) = self.container(task_id).await? else {
             return Err(RuntimeError::NotFound(task_id.into()));
         };
+        let netns = if container.labels.contains_key(LABEL_HOST_NETWORK) {
+            PathBuf::from(HOST_NETNS)
+        } else {
+            crate::task_netns_path(task_id)
+        };
         let Some(any) = container.spec.as_mut() else {
-            return Ok(None);
+            return Ok((None, false));
         };
         let mut spec: serde_json::Value = serde_json::from_slice(&any.value).map_err(|e| {
             RuntimeError::InvalidState(format!("container {task_id} has an unreadable spec: {e}"))
         })?;
+        let terminal = spec["process"]["terminal"] == true;
         let Some(namespaces) = spec["linux"]["namespaces"].as_array_mut() else {
-            return Ok(None);
+            return Ok((None, terminal));
         };
         let Some(network) = namespaces
             .iter_mut()
             .find(|n| n["type"] == "network" && n["path"].is_string())
         else {
-            return Ok(None);
+            return Ok((None, terminal));
         };
         let file = std::fs::File::open(&netns).map_err(|e| {
             RuntimeError::StartFailed(format!(
@@ -361,7 +394,7 @@ impl ContainerdRuntime {
             .update(update)
             .await
             .map_err(|s| api::error("pointing the container at its network namespace", s))?;
-        Ok(Some(file))
+        Ok((Some(file), terminal))
     }
 
     /// The logger URI containerd's shim runs for the task's output.
@@ -490,19 +523,36 @@ impl Runtime for ContainerdRuntime {
                 "the service names no image: the containerd runtime runs tasks from images".into(),
             ));
         }
+        // What this node cannot run is rejected before anything is pulled or made.
+        let capabilities =
+            node::check(container, &node::NodeFacts::read(), node::kernel_has_sysctl)?;
+        let init = container.init.then(node::find_init).transpose()?;
         let image = self.image_for(container).await?;
         let dir = self.task_dir(task_id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| RuntimeError::io(format!("creating {}", dir.display()), e))?;
-        let netns = crate::task_netns_path(task_id);
-        let netns = netns.exists().then_some(netns);
-        let hostname = spec::hostname(task_id, container);
+        let host_network = spec.is_some_and(proto::container_options::uses_host_network);
+        let netns = if host_network {
+            // skiffd's own namespace, handed to runc at start (`pin_netns`): containerd may
+            // run in another one (test hosts), where "no namespace" would mean its own.
+            Some(PathBuf::from(HOST_NETNS))
+        } else {
+            let netns = crate::task_netns_path(task_id);
+            netns.exists().then_some(netns)
+        };
+        let hostname = if host_network && container.hostname.is_empty() {
+            node_hostname()
+        } else {
+            spec::hostname(task_id, container)
+        };
         let network = match (&netns, task.networks.is_empty()) {
+            _ if host_network => rootfs::TaskNetwork::Host,
             (None, _) => rootfs::TaskNetwork::Node,
             (Some(_), true) => rootfs::TaskNetwork::Bridge,
             (Some(_), false) => rootfs::TaskNetwork::Overlays,
         };
-        rootfs::write_task_files(&dir, &hostname, network)?;
+        rootfs::write_task_files(&dir, &hostname, network, container)?;
+        crate::log_sink::configure(&dir, task, &self.config.log)?;
 
         // Under the lease: until the container record names it, nothing else keeps the
         // snapshot from containerd's collector (removing the task removes it explicitly).
@@ -534,7 +584,8 @@ impl Runtime for ContainerdRuntime {
         } else {
             container.user.clone()
         };
-        let user = rootfs::resolve_user(&user_spec, &mounts, &dir).await?;
+        let (user, additional_gids) =
+            rootfs::resolve_user(&user_spec, &container.groups, &mounts, &dir).await?;
         let limits = spec
             .and_then(|s| s.resources.as_ref())
             .and_then(|r| r.limits.as_ref());
@@ -548,7 +599,12 @@ impl Runtime for ContainerdRuntime {
             task_dir: &dir,
             volumes_dir: &self.volumes_dir(),
             cgroup: cgroup_name(task_id),
+            capabilities,
+            additional_gids,
+            init,
+            hostname: hostname.clone(),
         })?;
+
         let stop_signal = if container.stop_signal.is_empty() {
             image.config.stop_signal.clone().unwrap_or_default()
         } else {
@@ -557,6 +613,9 @@ impl Runtime for ContainerdRuntime {
         let stop_signal = parse_signal(&stop_signal)? as i32;
         let mut labels: HashMap<String, String> = container.labels.clone();
         labels.insert(LABEL_TASK.into(), task_id.into());
+        if host_network {
+            labels.insert(LABEL_HOST_NETWORK.into(), "true".into());
+        }
         labels.insert(LABEL_STOP_SIGNAL.into(), stop_signal.to_string());
         labels.insert(
             LABEL_STOP_GRACE_MS.into(),
@@ -606,7 +665,7 @@ impl Runtime for ContainerdRuntime {
             // The task's network namespace is a mount skiffd made, which containerd may not
             // see (skiffd in a mount namespace of its own, as under `ip netns exec`): hand
             // runc the namespace through a descriptor skiffd holds while the task is created.
-            let _netns = self.pin_netns(task_id).await?;
+            let (_netns, terminal) = self.pin_netns(task_id).await?;
             let request = self.api.request(snapshots::MountsRequest {
                 snapshotter: SNAPSHOTTER.into(),
                 key: task_id.into(),
@@ -619,19 +678,15 @@ impl Runtime for ContainerdRuntime {
                 .map_err(|s| api::error("asking containerd for the task's root filesystem", s))?
                 .into_inner()
                 .mounts;
-            std::fs::write(
-                dir.join(logger::LOG_MAX_BYTES),
-                self.config.log_max_bytes.to_string(),
-            )
-            .map_err(|e| RuntimeError::io("writing the task's log settings", e))?;
             let uri = self.logger_uri(&dir);
             let create = self.api.request(tasks::CreateTaskRequest {
                 container_id: task_id.into(),
                 rootfs,
                 stdin: String::new(),
                 stdout: uri.clone(),
-                stderr: uri,
-                terminal: false,
+                // With a terminal, both outputs are the one terminal's: stdout carries it.
+                stderr: if terminal { String::new() } else { uri },
+                terminal,
             });
             if let Err(s) = self.api.tasks().create(create).await {
                 // AlreadyExists: another start created it, and it is not ours to undo.
@@ -640,7 +695,7 @@ impl Runtime for ContainerdRuntime {
                 }
                 return Err(match s.code() {
                     Code::Unavailable => api::error("starting the task's container", s),
-                    _ => RuntimeError::StartFailed(clean_runc_error(s.message())),
+                    _ => start_failure(s.message()),
                 });
             }
         }
@@ -650,7 +705,7 @@ impl Runtime for ContainerdRuntime {
         });
         if let Err(s) = self.api.tasks().start(start).await {
             self.discard_unstarted(task_id, &dir).await;
-            return Err(RuntimeError::StartFailed(clean_runc_error(s.message())));
+            return Err(start_failure(s.message()));
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::api::Mount;
-use super::spec::{resolve_user as find_user, User};
+use super::spec::{resolve_groups, resolve_user as find_user, User};
 use crate::RuntimeError;
 
 /// The resolver a task on networks asks: the network's embedded DNS server, which forwards
@@ -26,26 +26,47 @@ pub(crate) enum TaskNetwork {
     Bridge,
     /// A namespace of its own on overlay networks: their embedded DNS server.
     Overlays,
+    /// The node's own namespace by choice (`--network host`): the node's hosts and
+    /// resolvers, as Docker gives a container on the host network.
+    Host,
 }
 
-/// Writes the task's `hosts`, `hostname` and `resolv.conf` into its directory.
+/// Writes the task's `hosts` (with its `--host` lines), `hostname` and `resolv.conf` (with
+/// the parts `--dns*` replace) into its directory.
 pub(crate) fn write_task_files(
     dir: &Path,
     hostname: &str,
     network: TaskNetwork,
+    container: &proto::ContainerSpec,
 ) -> Result<(), RuntimeError> {
-    let hosts = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-    );
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let mut hosts = match network {
+        TaskNetwork::Host => read("/etc/hosts"),
+        _ => format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+        ),
+    };
+    if !hosts.is_empty() && !hosts.ends_with('\n') {
+        hosts.push('\n');
+    }
+    for line in &container.hosts {
+        hosts.push_str(line);
+        hosts.push('\n');
+    }
+    let mut dns = container.dns_config.clone().unwrap_or_default();
     let resolv = match network {
-        TaskNetwork::Overlays => format!("nameserver {EMBEDDED_DNS}\noptions ndots:0\n"),
-        TaskNetwork::Node => read("/etc/resolv.conf"),
+        // The embedded server stays the resolver; it forwards to the --dns servers.
+        TaskNetwork::Overlays => {
+            dns.nameservers.clear();
+            format!("nameserver {EMBEDDED_DNS}\noptions ndots:0\n")
+        }
+        TaskNetwork::Node | TaskNetwork::Host => read("/etc/resolv.conf"),
         TaskNetwork::Bridge => reachable_resolvers(
             &read("/etc/resolv.conf"),
             &read("/run/systemd/resolve/resolv.conf"),
         ),
     };
+    let resolv = proto::container_options::resolv_conf(&resolv, &dns);
     for (name, content) in [
         ("hosts", hosts),
         ("hostname", format!("{hostname}\n")),
@@ -81,25 +102,30 @@ fn reachable_resolvers(node: &str, upstreams: &str) -> String {
     kept.iter().map(|l| format!("{l}\n")).collect()
 }
 
-/// Resolves `user` (name or number, with an optional group) against the image's
-/// `/etc/passwd` and `/etc/group`, mounting the snapshot only when a name needs looking up.
+/// Resolves `user` (name or number, with an optional group) and the supplementary `groups`
+/// against the image's `/etc/passwd` and `/etc/group`, mounting the snapshot only when a
+/// name needs looking up.
 pub(crate) async fn resolve_user(
     user: &str,
+    groups: &[String],
     mounts: &[Mount],
     dir: &Path,
-) -> Result<User, RuntimeError> {
-    let numeric = user
-        .split(':')
-        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
-    if user.is_empty() || numeric {
-        return find_user(user, "", "");
+) -> Result<(User, Vec<u32>), RuntimeError> {
+    let is_number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let numeric_user = user.is_empty() || user.split(':').all(is_number);
+    if numeric_user && groups.iter().all(|g| is_number(g)) {
+        return Ok((find_user(user, "", "")?, resolve_groups(groups, "")?));
     }
     let mounts = mounts.to_vec();
     let target = dir.join("rootfs-peek");
     let user = user.to_owned();
+    let groups = groups.to_vec();
     tokio::task::spawn_blocking(move || {
         let (passwd, group) = read_user_files(&mounts, &target)?;
-        find_user(&user, &passwd, &group)
+        Ok((
+            find_user(&user, &passwd, &group)?,
+            resolve_groups(&groups, &group)?,
+        ))
     })
     .await
     .map_err(|e| RuntimeError::io("reading the image's users", std::io::Error::other(e)))?

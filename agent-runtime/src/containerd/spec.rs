@@ -10,24 +10,6 @@ use serde_json::{json, Value};
 use super::image::RunConfig;
 use crate::RuntimeError;
 
-/// Docker's default capability set.
-const CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
     "/proc/asound",
@@ -74,7 +56,20 @@ pub(crate) struct Inputs<'a> {
     pub volumes_dir: &'a Path,
     /// The cgroup the container gets (runc's cgroupfs path).
     pub cgroup: String,
+    /// The capabilities the task gets (`node::capabilities`: Docker's set changed by
+    /// `--cap-add/--cap-drop`, as far as this node can grant them).
+    pub capabilities: Vec<String>,
+    /// Supplementary groups (`--group`), as numbers.
+    pub additional_gids: Vec<u32>,
+    /// The node's statically linked init binary, for `--init` (bound at [`INIT_PATH`]).
+    pub init: Option<PathBuf>,
+    /// The container's hostname ([`hostname`], or the node's with `--network host`).
+    pub hostname: String,
 }
+
+/// Where a task's init is bound and run from (Docker's path, so images that look for it
+/// find it there).
+pub(crate) const INIT_PATH: &str = "/sbin/docker-init";
 
 /// The command a container runs: the spec's command replaces the image's entrypoint (and
 /// then drops the image's cmd, as Docker does), the spec's args replace the image's cmd.
@@ -224,7 +219,14 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Value, RuntimeError> {
                 .into(),
         ));
     }
-    let hostname = hostname(inputs.task_id, c);
+    let args = match &inputs.init {
+        Some(_) => [INIT_PATH.to_string(), "--".into()]
+            .into_iter()
+            .chain(args)
+            .collect(),
+        None => args,
+    };
+    let hostname = inputs.hostname.clone();
     let cwd = if !c.dir.is_empty() {
         c.dir.clone()
     } else {
@@ -250,6 +252,12 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Value, RuntimeError> {
     ];
     mounts.extend(user_mounts(inputs)?);
     mounts.extend(task_file_mounts(inputs)?);
+    if let Some(init) = &inputs.init {
+        mounts.push(
+            json!({"destination": INIT_PATH, "type": "bind", "source": init,
+                           "options": ["rbind", "rprivate", "ro"]}),
+        );
+    }
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -288,31 +296,60 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Value, RuntimeError> {
             resources["pids"] = json!({"limit": limits.pids});
         }
     }
+    let mut env = environment(c, inputs.image, &hostname);
+    if c.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    let mut user = json!({"uid": inputs.user.uid, "gid": inputs.user.gid});
+    if !inputs.additional_gids.is_empty() {
+        user["additionalGids"] = json!(inputs.additional_gids);
+    }
+    let caps = &inputs.capabilities;
+    let mut process = json!({
+        "terminal": c.tty,
+        "user": user,
+        "args": args,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": {
+            "bounding": caps,
+            "effective": caps,
+            "permitted": caps,
+        },
+        "noNewPrivileges": false
+    });
+    if !c.ulimits.is_empty() {
+        process["rlimits"] = c
+            .ulimits
+            .iter()
+            .filter_map(|u| {
+                let kind = proto::container_options::rlimit_type(&u.name)?;
+                Some(json!({"type": kind,
+                            "soft": proto::container_options::rlimit_value(u.soft),
+                            "hard": proto::container_options::rlimit_value(u.hard)}))
+            })
+            .collect();
+    }
+    if c.oom_score_adj != 0 {
+        process["oomScoreAdj"] = json!(c.oom_score_adj);
+    }
+    let mut linux = json!({
+        "cgroupsPath": inputs.cgroup,
+        "resources": resources,
+        "namespaces": namespaces,
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+    });
+    if !c.sysctls.is_empty() {
+        linux["sysctl"] = json!(c.sysctls);
+    }
     Ok(json!({
         "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": inputs.user.uid, "gid": inputs.user.gid},
-            "args": args,
-            "env": environment(c, inputs.image, &hostname),
-            "cwd": cwd,
-            "capabilities": {
-                "bounding": CAPABILITIES,
-                "effective": CAPABILITIES,
-                "permitted": CAPABILITIES,
-            },
-            "noNewPrivileges": false
-        },
+        "process": process,
         "root": {"path": "rootfs", "readonly": c.read_only},
         "hostname": hostname,
         "mounts": mounts,
-        "linux": {
-            "cgroupsPath": inputs.cgroup,
-            "resources": resources,
-            "namespaces": namespaces,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-        }
+        "linux": linux,
     }))
 }
 
@@ -362,6 +399,29 @@ pub(crate) fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<User
         },
     };
     Ok(User { uid, gid })
+}
+
+/// The supplementary groups of `--group` as numbers: numbers as they are, names from the
+/// image's group file (its contents).
+pub(crate) fn resolve_groups(groups: &[String], group: &str) -> Result<Vec<u32>, RuntimeError> {
+    groups
+        .iter()
+        .map(|g| {
+            g.parse::<u32>().or_else(|_| {
+                group
+                    .lines()
+                    .find_map(|line| {
+                        let f: Vec<&str> = line.split(':').collect();
+                        (f.len() >= 3 && f[0] == g).then(|| f[2].parse::<u32>().ok()).flatten()
+                    })
+                    .ok_or_else(|| {
+                        RuntimeError::InvalidSpec(format!(
+                            "--group {g}: the image's /etc/group has no such group; use a group the image has, or a number"
+                        ))
+                    })
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -462,6 +522,10 @@ mod tests {
             task_dir: dir.path(),
             volumes_dir: dir.path(),
             cgroup: "/skiff/x".into(),
+            capabilities: vec![],
+            additional_gids: vec![],
+            init: None,
+            hostname: hostname("abcdefghijklmnop", &c),
         })
         .unwrap();
         assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50_000);
@@ -504,6 +568,10 @@ mod tests {
                 task_dir: dir.path(),
                 volumes_dir: &dir.path().join("volumes"),
                 cgroup: "/skiff/t".into(),
+                capabilities: vec![],
+                additional_gids: vec![],
+                init: None,
+                hostname: "t".into(),
             })
         };
         let e =
@@ -520,5 +588,77 @@ mod tests {
             .unwrap()
             .iter()
             .any(|m| m["destination"] == "/data"));
+    }
+
+    #[test]
+    fn container_options_reach_the_oci_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = proto::ContainerSpec {
+            command: vec!["sleep".into()],
+            args: vec!["1".into()],
+            ulimits: vec![
+                proto::Ulimit {
+                    name: "nofile".into(),
+                    soft: 1024,
+                    hard: 2048,
+                },
+                proto::Ulimit {
+                    name: "core".into(),
+                    soft: 0,
+                    hard: -1,
+                },
+            ],
+            sysctls: [("net.core.somaxconn".to_string(), "512".to_string())].into(),
+            tty: true,
+            oom_score_adj: 300,
+            ..Default::default()
+        };
+        let caps = proto::container_options::capabilities(&["CAP_NET_ADMIN".into()], &[]);
+        let spec = build(&Inputs {
+            task_id: "t",
+            container: &c,
+            limits: None,
+            image: &RunConfig::default(),
+            user: User { uid: 0, gid: 0 },
+            netns: None,
+            task_dir: dir.path(),
+            volumes_dir: dir.path(),
+            cgroup: "/skiff/t".into(),
+            capabilities: caps.clone(),
+            additional_gids: vec![29, 100],
+            init: Some("/usr/bin/tini-static".into()),
+            hostname: "t".into(),
+        })
+        .unwrap();
+        let p = &spec["process"];
+        assert_eq!(
+            p["rlimits"],
+            json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048},
+                   {"type": "RLIMIT_CORE", "soft": 0, "hard": u64::MAX}])
+        );
+        assert_eq!(p["capabilities"]["effective"], json!(caps));
+        assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
+        assert_eq!(spec["linux"]["sysctl"]["net.core.somaxconn"], "512");
+        assert_eq!(p["terminal"], true);
+        assert!(p["env"].as_array().unwrap().contains(&json!("TERM=xterm")));
+        assert_eq!(p["oomScoreAdj"], 300);
+        assert_eq!(p["user"]["additionalGids"], json!([29, 100]));
+        assert_eq!(p["args"], json!([INIT_PATH, "--", "sleep", "1"]));
+        assert!(spec["mounts"].as_array().unwrap().iter().any(|m| {
+            m["destination"] == INIT_PATH
+                && m["source"] == "/usr/bin/tini-static"
+                && m["options"].as_array().unwrap().contains(&json!("ro"))
+        }));
+    }
+
+    #[test]
+    fn groups_resolve_by_name_from_the_image_or_as_numbers() {
+        let group = "root:x:0:\naudio:x:29:\n";
+        assert_eq!(
+            resolve_groups(&["audio".into(), "4000".into()], group).unwrap(),
+            [29, 4000]
+        );
+        let e = resolve_groups(&["video".into()], group).unwrap_err();
+        assert!(e.to_string().contains("--group video"), "{e}");
     }
 }

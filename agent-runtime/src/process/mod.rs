@@ -41,14 +41,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `stop` waits for a task to end after SIGKILL before it gives up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The default log size limit per task file (so at most about twice this per task).
+/// The default log size limit per task file of the `local` driver (two files are kept).
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 
 /// The `process` backend.
 #[derive(Debug)]
 pub struct ProcessRuntime {
     state_dir: PathBuf,
-    log_max_bytes: u64,
+    log: crate::LogDefaults,
     shim_program: PathBuf,
     shim_args: Vec<OsString>,
     /// Serialises starts with each other and with stops of unstarted tasks, so a task is
@@ -57,16 +57,16 @@ pub struct ProcessRuntime {
 }
 
 impl ProcessRuntime {
-    /// A backend that keeps one directory per task under `state_dir` (created when needed)
-    /// and rotates each task's log past `log_max_bytes` (0: never).
+    /// A backend that keeps one directory per task under `state_dir` (created when needed),
+    /// logging tasks that name no logging driver as `log` says.
     ///
     /// The shim is this very executable run as `<exe> shim <task dir>`, through
     /// `/proc/self/exe` so that it works even after the binary on disk was replaced by an
     /// upgrade; the binary's `main` must hand that over to [`shim_main`].
-    pub fn new(state_dir: PathBuf, log_max_bytes: u64) -> Self {
+    pub fn new(state_dir: PathBuf, log: crate::LogDefaults) -> Self {
         ProcessRuntime {
             state_dir,
-            log_max_bytes,
+            log,
             shim_program: PathBuf::from("/proc/self/exe"),
             shim_args: vec!["shim".into()],
             start_lock: tokio::sync::Mutex::new(()),
@@ -236,13 +236,13 @@ impl Runtime for ProcessRuntime {
         check_task_id(&task_id)?;
         let container = task.spec.as_ref().and_then(|s| s.container.clone());
         let dir = TaskDir::new(self.state_dir.join(&task_id));
-        let log_max_bytes = self.log_max_bytes;
         let host_path = std::env::var_os("PATH");
+        let (task, log) = (task.clone(), self.log.clone());
         blocking(move || {
             if dir.file(SPEC).exists() {
                 return Ok(());
             }
-            let spec = spec::build(&task_id, container.as_ref(), log_max_bytes, host_path)?;
+            let spec = spec::build(&task_id, container.as_ref(), host_path)?;
             // Task logs may hold secrets: only skiffd's user may read them.
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -251,6 +251,7 @@ impl Runtime for ProcessRuntime {
                 .map_err(|e| {
                     RuntimeError::io(format!("cannot create {}", dir.path().display()), e)
                 })?;
+            crate::log_sink::configure(dir.path(), &task, &log)?;
             dir.write(SPEC, &spec).map_err(|e| {
                 RuntimeError::io(format!("cannot write {}", dir.file(SPEC).display()), e)
             })

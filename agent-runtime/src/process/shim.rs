@@ -99,7 +99,7 @@ fn run(dir: &Path) -> i32 {
     }
     report(&format!("ok {pid}"));
 
-    let drained = capture_output(&mut child, dir, spec.log_max_bytes);
+    let drained = capture_output(&mut child, dir);
     let exit = wait_for_task(&mut child);
     if drained.recv_timeout(DRAIN_TIMEOUT).is_err() {
         eprintln!("shim: the task's output did not close within {DRAIN_TIMEOUT:?}; the log may miss its end");
@@ -175,7 +175,7 @@ fn exec_failure(spec: &ProcessSpec, e: &io::Error) -> Exit {
 
 /// Starts threads that log the task's stdout and stderr. The receiver gets a message once
 /// both outputs are closed and everything is written.
-fn capture_output(child: &mut Child, dir: &Path, max_bytes: u64) -> mpsc::Receiver<()> {
+fn capture_output(child: &mut Child, dir: &Path) -> mpsc::Receiver<()> {
     let mut outputs: Vec<(Box<dyn Read + Send>, LogSource)> = Vec::new();
     if let Some(out) = child.stdout.take() {
         outputs.push((Box::new(out), LogSource::Stdout));
@@ -183,7 +183,7 @@ fn capture_output(child: &mut Child, dir: &Path, max_bytes: u64) -> mpsc::Receiv
     if let Some(err) = child.stderr.take() {
         outputs.push((Box::new(err), LogSource::Stderr));
     }
-    capture(outputs, dir, max_bytes)
+    capture(outputs, dir)
 }
 
 /// Waits for the task process, kills what is left of its process group, and reaps it.

@@ -28,8 +28,6 @@ pub(crate) struct ProcessSpec {
     pub stop_signal: i32,
     /// The spec's grace period between the stop signal and SIGKILL.
     pub stop_grace_ms: u64,
-    /// Rotate the task's log past this size; 0 never rotates.
-    pub log_max_bytes: u64,
     /// The task's own network namespace, where the node made one (every task, unless the
     /// node runs without a data path).
     #[serde(default)]
@@ -45,17 +43,48 @@ pub(crate) struct Credentials {
     pub gid: u32,
 }
 
+/// Refuses the container options a host process cannot have, naming the flag: limits,
+/// capabilities, sysctls, an init, DNS and hosts files, groups, a terminal and OOM scores
+/// are a container's (the process runtime does `--network host` and `--entrypoint`).
+fn unsupported_options(c: &proto::ContainerSpec) -> Result<(), RuntimeError> {
+    let flag = [
+        (!c.ulimits.is_empty(), "--ulimit"),
+        (!c.cap_add.is_empty(), "--cap-add"),
+        (!c.cap_drop.is_empty(), "--cap-drop"),
+        (!c.sysctls.is_empty(), "--sysctl"),
+        (c.init, "--init"),
+        (
+            c.dns_config
+                .as_ref()
+                .is_some_and(|d| d != &proto::DnsConfig::default()),
+            "--dns",
+        ),
+        (!c.hosts.is_empty(), "--host"),
+        (!c.groups.is_empty(), "--group"),
+        (c.tty, "--tty"),
+        (c.oom_score_adj != 0, "--oom-score-adj"),
+    ]
+    .into_iter()
+    .find_map(|(set, flag)| set.then_some(flag));
+    match flag {
+        Some(flag) => Err(RuntimeError::InvalidSpec(format!(
+            "{flag} needs a container: this node runs tasks as host processes (skiffd --runtime process); run the service on nodes with the containerd runtime, or drop {flag}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Builds the process spec of a task. Blocking: it looks users up (NSS may read files or
 /// ask a network service) and checks the working directory.
 pub(crate) fn build(
     task_id: &str,
     container: Option<&proto::ContainerSpec>,
-    log_max_bytes: u64,
     host_path: Option<OsString>,
 ) -> Result<ProcessSpec, RuntimeError> {
     let container = container.ok_or_else(|| {
         RuntimeError::InvalidSpec(format!("task {task_id} has no container spec"))
     })?;
+    unsupported_options(container)?;
     let argv: Vec<String> = container
         .command
         .iter()
@@ -141,7 +170,6 @@ pub(crate) fn build(
         user,
         stop_signal: crate::signal::parse_signal(&container.stop_signal)? as i32,
         stop_grace_ms: crate::stop_grace_period(Some(container)).as_millis() as u64,
-        log_max_bytes,
         netns: Some(crate::task_netns_path(task_id)).filter(|p| p.exists()),
     })
 }
@@ -248,7 +276,7 @@ mod tests {
     }
 
     fn build_one(c: &proto::ContainerSpec) -> Result<ProcessSpec, RuntimeError> {
-        build("t1", Some(c), 1024, Some("/bin:/usr/bin".into()))
+        build("t1", Some(c), Some("/bin:/usr/bin".into()))
     }
 
     #[test]
@@ -268,7 +296,7 @@ mod tests {
         let err = build_one(&container(&[], &[])).unwrap_err();
         assert!(matches!(err, RuntimeError::InvalidSpec(_)));
         assert!(err.to_string().contains("needs a command"), "{err}");
-        assert!(build("t1", None, 0, None).unwrap_err().is_permanent());
+        assert!(build("t1", None, None).unwrap_err().is_permanent());
     }
 
     #[test]
@@ -352,5 +380,19 @@ mod tests {
         if let Err(e) = result {
             assert!(e.to_string().contains("run skiffd as root"), "{e}");
         }
+    }
+
+    #[test]
+    fn container_options_are_refused_naming_the_flag() {
+        let c = proto::ContainerSpec {
+            command: vec!["/bin/true".into()],
+            sysctls: [("net.core.somaxconn".to_string(), "1".to_string())].into(),
+            ..Default::default()
+        };
+        let err = build("t", Some(&c), None).unwrap_err().to_string();
+        assert!(err.starts_with("--sysctl needs a container"), "{err}");
+        let c = proto::ContainerSpec { tty: true, ..c };
+        let err = build("t", Some(&c), None).unwrap_err().to_string();
+        assert!(err.contains("--tty") || err.contains("--sysctl"), "{err}");
     }
 }

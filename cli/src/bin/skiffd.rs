@@ -38,9 +38,17 @@ struct Args {
     /// A registry (HOST:PORT) to pull from over plain HTTP; repeat for several.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     insecure_registries: Vec<String>,
-    /// Largest size of a task's log file before it is rotated.
+    /// Largest size of a task's log file before it is rotated (the `local` driver's
+    /// max-size, when --log-driver names none)
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     log_max_bytes: u64,
+    /// The logging driver of services that name none: local, json-file, syslog, journald
+    /// or none
+    #[arg(long, value_name = "DRIVER")]
+    log_driver: Option<String>,
+    /// An option of --log-driver (KEY=VALUE); repeat for several
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opts: Vec<String>,
     /// Hostname to report instead of the system's (several nodes on one machine).
     #[arg(long)]
     hostname: Option<String>,
@@ -60,6 +68,27 @@ struct Args {
     /// networks their way out (Docker's `docker_gwbridge`).
     #[arg(long, default_value_t = worker::net::bridge::GATEWAY_SUBNET)]
     gwbridge_subnet: worker::net::bridge::Subnet,
+    /// Where the Docker Engine API listens, as dockerd's -H: unix:///PATH (mode 0660) or
+    /// tcp://ADDR:PORT (with --tlsverify); repeat for several, or `none` to turn it off.
+    /// Default: unix:///run/skiff/docker.sock
+    #[arg(long = "docker-host", value_name = "URL")]
+    docker_hosts: Vec<String>,
+    /// Docker API over TCP: mutual TLS, clients need a certificate signed by --tlscacert.
+    #[arg(long)]
+    tlsverify: bool,
+    /// Docker API over TCP: the CA that signs client certificates.
+    #[arg(long, value_name = "FILE")]
+    tlscacert: Option<PathBuf>,
+    /// Docker API over TCP: the server's certificate.
+    #[arg(long, value_name = "FILE")]
+    tlscert: Option<PathBuf>,
+    /// Docker API over TCP: the server's key.
+    #[arg(long, value_name = "FILE")]
+    tlskey: Option<PathBuf>,
+    /// Serve the Docker API over plain TCP without TLS. Anyone who reaches the port (on
+    /// loopback: every local user) then commands the swarm as root.
+    #[arg(long)]
+    docker_tcp_insecure: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,6 +127,33 @@ fn runtime_choice(args: &Args) -> agent_runtime::RuntimeChoice {
     })
 }
 
+/// The logging driver of services that name none, from the flags; refused at start if no
+/// task could use it.
+fn log_defaults(args: &Args) -> anyhow::Result<agent_runtime::LogDefaults> {
+    let Some(driver) = &args.log_driver else {
+        anyhow::ensure!(
+            args.log_opts.is_empty(),
+            "--log-opt needs --log-driver: say which driver the options are for"
+        );
+        return Ok(agent_runtime::LogDefaults::local(args.log_max_bytes));
+    };
+    let options = args
+        .log_opts
+        .iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("invalid --log-opt {o:?}: use KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let defaults = agent_runtime::LogDefaults {
+        driver: driver.clone(),
+        options,
+    };
+    defaults.check().map_err(anyhow::Error::msg)?;
+    Ok(defaults)
+}
+
 async fn runtime(
     args: &Args,
     choice: &agent_runtime::RuntimeChoice,
@@ -109,7 +165,7 @@ async fn runtime(
                 socket: args.containerd_socket.clone(),
                 namespace: args.containerd_namespace.clone(),
                 state_dir: args.data_dir.join("containers"),
-                log_max_bytes: args.log_max_bytes,
+                log: log_defaults(args)?,
                 registries: RegistryOptions {
                     insecure: args.insecure_registries.clone(),
                 },
@@ -122,7 +178,7 @@ async fn runtime(
         agent_runtime::RuntimeChoice::Process => {
             Arc::new(agent_runtime::process::ProcessRuntime::new(
                 args.data_dir.join("runtime"),
-                args.log_max_bytes,
+                log_defaults(args)?,
             ))
         }
         agent_runtime::RuntimeChoice::Fake(config) => {
@@ -164,6 +220,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         daemon.agent_slot(),
     )
     .context("cannot serve the local API")?;
+    let engine = cli::daemon::engine::serve(
+        &cli::daemon::engine::ListenOptions {
+            hosts: args.docker_hosts.clone(),
+            tls_verify: args.tlsverify,
+            tls_ca: args.tlscacert.clone(),
+            tls_cert: args.tlscert.clone(),
+            tls_key: args.tlskey.clone(),
+            tcp_insecure: args.docker_tcp_insecure,
+        },
+        args.socket.clone(),
+    )
+    .await
+    .context("cannot serve the Docker Engine API")?;
     tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "skiffd started");
     daemon.resume().await;
 
@@ -173,6 +242,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    engine.stop().await;
     daemon.shutdown().await;
     local.stop().await;
     let _ = std::fs::remove_file(&args.socket);

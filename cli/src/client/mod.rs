@@ -9,6 +9,7 @@
 //! [`Command`] and an arm in [`run`].
 
 pub mod duration;
+pub mod events;
 pub mod format;
 pub mod image;
 pub mod json;
@@ -67,20 +68,37 @@ pub struct Cli {
 }
 
 /// Options every command takes.
+///
+/// The daemon's address has two spellings, as Docker's `-H/--host`: `-H` anywhere on the
+/// line, `--host` before the command only. `--host` cannot go everywhere because
+/// `service create --host NAME:IP` (a line of the task's /etc/hosts) is Docker's too, and
+/// clap gives one command one argument per long name: a global `--host` would be copied into
+/// `service create` and collide with it. So the two are separate arguments, the long one
+/// kept at the top level (where Docker's own `-H/--host` goes), and [`GlobalOpts::host`]
+/// takes whichever was given.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalOpts {
     /// Daemon to talk to: unix:///path/to.sock (the local daemon) or tcp://HOST[:PORT] (a
-    /// manager's cluster port, over mutual TLS)
+    /// manager's cluster port, over mutual TLS); also --host, before the command
     #[arg(
+        id = "daemon_host",
         short = 'H',
-        long = "host",
         env = "SKIFF_HOST",
         global = true,
         help_heading = "Global Options",
         value_name = "URL",
         default_value = DEFAULT_HOST
     )]
-    pub host: String,
+    pub daemon_host: String,
+    /// The same as -H, before the command only (`service create --host` is a hosts entry);
+    /// wins over -H and SKIFF_HOST
+    #[arg(
+        id = "daemon_host_long",
+        long = "host",
+        help_heading = "Global Options",
+        value_name = "URL"
+    )]
+    pub daemon_host_long: Option<String>,
     /// Directory with this node's TLS credentials, used with tcp:// hosts
     #[arg(
         long = "tls-dir",
@@ -94,9 +112,12 @@ pub struct GlobalOpts {
 }
 
 impl GlobalOpts {
-    /// The daemon address, parsed.
+    /// The daemon address, parsed: `--host`'s if given, else `-H`'s (or its default).
     pub fn host(&self) -> anyhow::Result<Host> {
-        self.host.parse::<Host>()
+        self.daemon_host_long
+            .as_deref()
+            .unwrap_or(&self.daemon_host)
+            .parse::<Host>()
     }
 
     /// Connects to the daemon.
@@ -147,6 +168,8 @@ pub enum Command {
         #[command(subcommand)]
         command: image::ImageCommand,
     },
+    /// Stream the cluster's events: services, nodes, tasks, networks, secrets, configs
+    Events(events::EventsArgs),
     /// Deploy and manage stacks of services from Compose files
     Stack {
         #[command(subcommand)]
@@ -198,6 +221,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config { command } => named::run(&cli.global, named::Kind::Config, command).await,
         Command::Network { command } => network::run(&cli.global, command).await,
         Command::Image { command } => image::run(&cli.global, command).await,
+        Command::Events(args) => events::run(&cli.global, args).await,
         Command::Stack { command } => stack::run(&cli.global, command).await,
     }
 }
@@ -513,6 +537,11 @@ impl Client {
     /// The local daemon's own operations (init, join, leave, info).
     pub fn swarm(&self) -> SwarmClient<Channel> {
         SwarmClient::new(self.channel.clone()).max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+    }
+
+    /// The channel to the daemon, for clients of its other services.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// The cluster API.

@@ -51,7 +51,9 @@ impl Logs for LogsService {
             let body = req.into_inner();
             let tail = usize::try_from(body.tail).ok();
             let task_ids = body.selector.unwrap_or_default().task_ids;
-            let stream = worker::logs::local(&agent, &node_id, &task_ids, tail, body.follow).await;
+            let stream = worker::logs::local(&agent, &node_id, &task_ids, tail, body.follow)
+                .await
+                .map_err(Status::failed_precondition)?;
             return Ok(Response::new(stream.map(Ok).boxed()));
         }
         let manager = self.slot.get()?;

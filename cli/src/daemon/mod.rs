@@ -5,6 +5,7 @@
 //! local socket; with a saved state it rejoins its cluster by itself.
 
 mod autolock;
+pub mod engine;
 mod host;
 mod logs;
 mod membership;

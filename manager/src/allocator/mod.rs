@@ -59,6 +59,11 @@ pub fn networks_of(
     ingress: Option<&str>,
 ) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    // `--network host`: the task runs in its node's own network namespace, joins no network
+    // (not even ingress: it publishes host-mode ports only) and needs no address or VIP.
+    if template.is_some_and(proto::container_options::uses_host_network) {
+        return out;
+    }
     let targets = template
         .iter()
         .flat_map(|t| &t.networks)

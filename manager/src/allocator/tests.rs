@@ -447,3 +447,26 @@ fn automatic_ports_leave_ports_asked_for_by_number_alone() {
     assert_eq!(w.endpoint("a").ports[0].published_port, 30001);
     assert_eq!(w.endpoint("b").ports[0].published_port, 30000);
 }
+
+#[test]
+fn a_host_network_task_gets_no_network_address_or_vip_and_counts_as_allocated() {
+    let mut w = World::new("10.0.0.0/8", 24);
+    w.network("ingress", None, true);
+    w.allocate();
+    w.service(
+        "web",
+        &[proto::container_options::HOST_NETWORK],
+        vec![PortConfig {
+            target_port: 8080,
+            published_port: 8080,
+            publish_mode: PublishMode::Host as i32,
+            ..Default::default()
+        }],
+    );
+    w.task("t1", "web");
+    w.allocate();
+    assert!(w.endpoint("web").virtual_ips.is_empty());
+    let task = w.store.get::<Task>("t1").unwrap();
+    assert!(task.networks.is_empty(), "{:?}", task.networks);
+    assert!(is_allocated(&w.store, task));
+}

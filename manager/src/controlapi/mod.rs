@@ -644,4 +644,18 @@ impl Control for ControlService {
             .await?;
         Ok(Response::new(RemoveConfigResponse {}))
     }
+
+    type EventsStream = crate::events::EventStream;
+
+    async fn events(
+        &self,
+        req: Request<EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        require_manager(&req)?;
+        let manager = self.running.get()?;
+        Ok(Response::new(crate::events::stream(
+            manager.events(),
+            req.into_inner(),
+        )?))
+    }
 }

@@ -22,6 +22,11 @@ pub fn validate(store: &ObjectStore, mut spec: NetworkSpec) -> Result<NetworkSpe
             spec.name
         )));
     }
+    if spec.name == proto::container_options::HOST_NETWORK {
+        return Err(invalid(
+            "the network name \"host\" is reserved: services use it for their node's own network (--network host); choose another name",
+        ));
+    }
     if spec.driver.is_empty() {
         spec.driver = OVERLAY.into();
     }
@@ -146,6 +151,11 @@ pub fn resolve_service_networks(store: &ObjectStore, spec: &mut ServiceSpec) -> 
     let mut seen: Vec<String> = Vec::new();
     for attachment in template.networks.iter_mut() {
         let target = attachment.target.trim();
+        if target == proto::container_options::HOST_NETWORK {
+            // Not a network of the cluster: the node's own (checked with the spec).
+            attachment.target = target.to_owned();
+            continue;
+        }
         let network = store.resolve::<Network>(target).map_err(|_| {
             Status::not_found(format!(
                 "network {target} not found; create it with skiff network create -d overlay {target}"
@@ -256,6 +266,7 @@ mod tests {
             (spec("f", "", "", "10.2.0.1"), "--gateway needs --subnet"),
             (spec("f", "", "fd00::/64", ""), "IPv4 CIDR"),
             (spec("f", "", "0.0.0.0/0", ""), "use /8 to /30"),
+            (spec("host", "", "", ""), "\"host\" is reserved"),
             (spec("f", "", "10.9.0.0/31", ""), "use /8 to /30"),
         ];
         for (s, want) in cases {
@@ -315,6 +326,9 @@ mod tests {
             ..Default::default()
         };
         assert!(resolve_service_networks(&store, &mut s).is_err());
+        s.task_template.as_mut().unwrap().networks[0].target = "host".into();
+        resolve_service_networks(&store, &mut s).unwrap();
+        assert_eq!(s.task_template.as_ref().unwrap().networks[0].target, "host");
         s.task_template.as_mut().unwrap().networks[0].target = "back".into();
         resolve_service_networks(&store, &mut s).unwrap();
         assert_eq!(s.task_template.as_ref().unwrap().networks[0].target, "b");

@@ -122,6 +122,9 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
             "invalid environment variable {env:?}: use KEY=VALUE"
         )));
     }
+    proto::container_options::check(container, &template.networks).map_err(invalid)?;
+    proto::container_options::check_host_network(&template.networks, spec.endpoint.as_ref())
+        .map_err(invalid)?;
     if let Some(placement) = template.placement.as_ref() {
         for c in &placement.constraints {
             constraint::parse(c).map_err(|e| invalid(e.to_string()))?;
@@ -148,6 +151,15 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Status> {
         }
     }
     check_durations(spec)?;
+    if let Some(log) = template.log_driver.as_ref().filter(|d| !d.name.is_empty()) {
+        let options = log
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        proto::log_driver::Driver::parse(&log.name, &options)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
     if let Some(restart) = template.restart.as_ref() {
         if RestartCondition::try_from(restart.condition).is_err() {
             return Err(invalid(
@@ -631,6 +643,90 @@ mod tests {
             assert!(err.message().contains(want), "{want}: {}", err.message());
         }
         validate(&spec("web.v2_x", "busybox")).unwrap();
+    }
+
+    #[test]
+    fn container_options_and_host_networking_are_refused_naming_the_flag() {
+        let with = |f: &dyn Fn(&mut ServiceSpec)| {
+            let mut s = spec("web", "busybox");
+            f(&mut s);
+            s
+        };
+        fn container(s: &mut ServiceSpec) -> &mut ContainerSpec {
+            s.task_template
+                .as_mut()
+                .unwrap()
+                .container
+                .as_mut()
+                .unwrap()
+        }
+        let host = |s: &mut ServiceSpec, aliases: Vec<String>| {
+            s.task_template.as_mut().unwrap().networks = vec![proto::NetworkAttachmentConfig {
+                target: "host".into(),
+                aliases,
+            }];
+        };
+        let cases: Vec<(ServiceSpec, &str)> = vec![
+            (
+                with(&|s| {
+                    container(s).ulimits = vec![proto::Ulimit {
+                        name: "nofile".into(),
+                        soft: 10,
+                        hard: 5,
+                    }]
+                }),
+                "--ulimit",
+            ),
+            (
+                with(&|s| container(s).cap_add = vec!["CAP_FLY".into()]),
+                "unknown capability \"CAP_FLY\" for --cap-add",
+            ),
+            (
+                with(&|s| container(s).sysctls = [("vm.swappiness".into(), "1".into())].into()),
+                "not namespaced",
+            ),
+            (
+                with(&|s| {
+                    container(s).sysctls = [("net.core.somaxconn".into(), "9".into())].into();
+                    host(s, vec![]);
+                }),
+                "--network host",
+            ),
+            (
+                with(&|s| container(s).oom_score_adj = -1001),
+                "--oom-score-adj",
+            ),
+            (
+                with(&|s| container(s).hosts = vec!["db 10.0.0.1".into()]),
+                "--host",
+            ),
+            (with(&|s| host(s, vec!["web".into()])), "no alias"),
+            (
+                with(&|s| {
+                    host(s, vec![]);
+                    s.endpoint = Some(proto::EndpointSpec {
+                        ports: vec![PortConfig {
+                            published_port: 8080,
+                            target_port: 80,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    });
+                }),
+                "routing mesh",
+            ),
+        ];
+        for (s, want) in cases {
+            let err = validate(&s).unwrap_err();
+            assert!(err.message().contains(want), "{want}: {}", err.message());
+        }
+        validate(&with(&|s| {
+            host(s, vec![]);
+            let c = container(s);
+            c.cap_add = vec!["ALL".into()];
+            c.sysctls = [("kernel.shmmax".into(), "9".into())].into();
+        }))
+        .unwrap();
     }
 
     fn publishing(port: u32, protocol: PortProtocol) -> ServiceSpec {

@@ -92,6 +92,37 @@ struct Peers {
     cluster_ports: Vec<u16>,
 }
 
+/// Whether the task runs in the node's own network namespace (`--network host`).
+fn uses_host_network(task: &Task) -> bool {
+    task.spec
+        .as_ref()
+        .is_some_and(proto::container_options::uses_host_network)
+}
+
+/// The servers a task's DNS server forwards names it does not know to: the task's `--dns`
+/// servers (its resolv.conf keeps naming the embedded server, as Docker does), else the
+/// node's resolvers.
+fn task_upstreams(task: &Task, node: &[SocketAddr]) -> Vec<SocketAddr> {
+    let own: Vec<SocketAddr> = task
+        .spec
+        .as_ref()
+        .and_then(|s| s.container.as_ref())
+        .and_then(|c| c.dns_config.as_ref())
+        .map(|d| {
+            d.nameservers
+                .iter()
+                .filter_map(|ip| ip.parse::<std::net::IpAddr>().ok())
+                .map(|ip| SocketAddr::new(ip, 53))
+                .collect()
+        })
+        .unwrap_or_default();
+    if own.is_empty() {
+        node.to_vec()
+    } else {
+        own
+    }
+}
+
 /// What the node serves in one task's namespace.
 struct TaskNet {
     /// The task's networks (IDs), in attachment order.
@@ -399,6 +430,9 @@ impl DataPath {
     /// mount namespace of its own does not see its predecessor's). [`DataPath::serve`] then
     /// joins it to its networks again.
     pub fn adopt(&self, task: &Task, pid: i32) -> Result<(), NetError> {
+        if uses_host_network(task) {
+            return Ok(());
+        }
         let id = task.id();
         overlay::adopt_task_namespace(&*self.commands, id, pid)
     }
@@ -410,6 +444,9 @@ impl DataPath {
     /// ports went with it, and whose links to their networks may have gone with the
     /// network namespaces of the daemon before (joined again here).
     pub fn serve(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
+        if uses_host_network(task) {
+            return Ok(host_ports::wanted(task).into_iter().cloned().collect());
+        }
         let id = task.id();
         if !overlay::task_namespace_is_live(&*self.commands, id) {
             return Ok(Vec::new());
@@ -451,7 +488,8 @@ impl DataPath {
             host_ports::publish(task, target, proxy_on)?
         };
         let redirected = self.mode == MeshMode::Kernel;
-        let dns = match TaskDns::start(&self.runtime, &netns, self.upstreams.clone(), redirected) {
+        let upstreams = task_upstreams(task, &self.upstreams);
+        let dns = match TaskDns::start(&self.runtime, &netns, upstreams, redirected) {
             Ok(dns) => Some(dns),
             Err(e) => {
                 tracing::error!(task = id, error = %e, "cannot start the task's DNS server");
@@ -596,7 +634,14 @@ impl DataPath {
     /// with its DNS server, VIPs and host-mode ports ([`DataPath::serve`]), and on a
     /// node-local bridge, its default route (the gateway bridge beside overlays, the
     /// default bridge without). Returns the ports as bound.
+    ///
+    /// A task on `--network host` gets none of it: it runs in the node's own namespace, and
+    /// its host-mode ports are the ones it listens on itself (binding them here would take
+    /// them from it).
     pub fn attach(&self, task: &Task) -> Result<Vec<PortConfig>, NetError> {
+        if uses_host_network(task) {
+            return Ok(host_ports::wanted(task).into_iter().cloned().collect());
+        }
         let id = task.id();
         overlay::create_task_namespace(&*self.commands, id)?;
         self.join_networks(task)?;

@@ -4,7 +4,7 @@
 //! The flags and the service modes are here; `create/spec.rs` turns the flags into a spec,
 //! one function per part of it; `create/tests.rs` runs whole command lines through both.
 
-mod spec;
+pub(crate) mod spec;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +34,10 @@ pub struct CreateArgs {
     /// Service label
     #[arg(short = 'l', long, value_name = "KEY=VALUE")]
     pub label: Vec<String>,
+    /// Read environment variables from a file: KEY=VALUE lines (KEY alone passes this
+    /// shell's value; # starts a comment); --env wins over it
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<String>,
     /// Container label
     #[arg(long, value_name = "KEY=VALUE")]
     pub container_label: Vec<String>,
@@ -94,6 +98,44 @@ pub struct CreateArgs {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
+    /// Resource limit: NAME=SOFT[:HARD], e.g. nofile=1024:2048 (-1 is unlimited)
+    #[arg(long, value_name = "ULIMIT", allow_negative_numbers = true)]
+    pub ulimit: Vec<String>,
+    /// Add a Linux capability to Docker's default set: NET_ADMIN, CAP_SYS_PTRACE, ... or ALL
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability from Docker's default set, or ALL
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Namespaced kernel parameter: NAME=VALUE (net.*, kernel.shm*, kernel.msg*,
+    /// kernel.sem, fs.mqueue.*)
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub sysctl: Vec<String>,
+    /// Run an init as PID 1 that forwards signals and reaps processes (the node's tini,
+    /// docker-init or catatonit)
+    #[arg(long)]
+    pub init: bool,
+    /// DNS server for the task's resolv.conf
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// DNS search domain for the task's resolv.conf
+    #[arg(long, value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// DNS option for the task's resolv.conf, e.g. ndots:2
+    #[arg(long, value_name = "OPTION")]
+    pub dns_option: Vec<String>,
+    /// Add a line to the task's /etc/hosts: NAME:IP
+    #[arg(long = "host", value_name = "NAME:IP")]
+    pub hosts: Vec<String>,
+    /// Supplementary group for the task's user: a name from the image's /etc/group, or a GID
+    #[arg(long, value_name = "GROUP")]
+    pub group: Vec<String>,
+    /// Give the task a terminal (TERM=xterm)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// The task's OOM score adjustment, -1000 to 1000
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub oom_score_adj: Option<String>,
     /// When nodes pull the image: missing (default: only when the node lacks it), always,
     /// or never (load it with `skiff image load`)
     #[arg(long, value_name = "POLICY")]
@@ -104,12 +146,19 @@ pub struct CreateArgs {
     /// vip (the default) or dnsrr
     #[arg(long, value_name = "MODE")]
     pub endpoint_mode: Option<String>,
-    /// Attach to a network: NAME or name=NAME,alias=ALIAS
+    /// Attach to a network: NAME or name=NAME,alias=ALIAS; host shares the node's network
     #[arg(long, value_name = "NETWORK")]
     pub network: Vec<String>,
     /// Mount: type=bind|volume|tmpfs,source=SRC,target=/PATH[,readonly]
     #[arg(long, value_name = "MOUNT")]
     pub mount: Vec<String>,
+    /// Logging driver: local, json-file, syslog, journald or none (default: the node's)
+    #[arg(long, value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Logging driver option KEY=VALUE (max-size, max-file, compress, syslog-address,
+    /// syslog-facility, syslog-format, tag); repeat for several
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Give the tasks a secret: NAME or source=NAME,target=FILE,uid=0,gid=0,mode=0444 (a
     /// file under /run/secrets, or an absolute path)
     #[arg(long, value_name = "SECRET")]

@@ -5,6 +5,7 @@
 //! the service to converge, `update` and `rollback` for the rollout to end, showing Docker's
 //! live progress, unless `--detach`.
 
+pub mod container_flags;
 pub mod create;
 pub mod logs;
 pub mod parse;
@@ -618,8 +619,28 @@ async fn rm(global: &GlobalOpts, args: RmArgs) -> anyhow::Result<()> {
 async fn update(global: &GlobalOpts, args: UpdateArgs) -> anyhow::Result<()> {
     let client = global.connect().await?;
     let env = |k: &str| std::env::var(k).ok();
+    let networks = if update::names_networks(&args) {
+        client
+            .control()
+            .list_networks(proto::ListNetworksRequest {})
+            .await
+            .reply(&client)?
+            .networks
+    } else {
+        Vec::new()
+    };
     let (service, updated) = update_fresh(&client, &args.service, false, |service| {
-        update::updated_spec(service, &args, env).map(Some)
+        let mut spec = update::updated_spec_with_networks(service, &args, env, &networks)?;
+        if args.with_registry_auth {
+            if let Some(c) = spec
+                .task_template
+                .as_mut()
+                .and_then(|t| t.container.as_mut())
+            {
+                c.registry_auth = registry::registry_auth(&c.image)?;
+            }
+        }
+        Ok(Some(spec))
     })
     .await?;
     follow(&client, &service, updated, false, args.detach, args.quiet).await

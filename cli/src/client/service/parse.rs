@@ -419,8 +419,8 @@ fn boolean(s: &str) -> Option<bool> {
 
 /// A `--mount` value: `type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=64m]`
 /// (`src`, `dst`/`destination` and `ro` are accepted too; the type defaults to volume).
-pub fn mount(value: &str) -> anyhow::Result<Mount> {
-    let bad = |why: String| anyhow!("invalid mount \"{value}\" for --mount: {why}");
+pub fn mount(flag: &str, value: &str) -> anyhow::Result<Mount> {
+    let bad = |why: String| anyhow!("invalid mount \"{value}\" for {flag}: {why}");
     let mut m = Mount::default();
     let mut kind = None;
     let mut source = None;
@@ -901,18 +901,22 @@ mod tests {
 
     #[test]
     fn mounts() {
-        let m = mount("type=bind,source=/srv/data,target=/data,readonly").unwrap();
+        let m = mount(
+            "--mount",
+            "type=bind,source=/srv/data,target=/data,readonly",
+        )
+        .unwrap();
         assert_eq!(m.r#type(), MountType::Bind);
         assert_eq!(m.source, "/srv/data");
         assert_eq!(m.target, "/data");
         assert!(m.read_only);
-        let m = mount("src=vol1,dst=/var/lib/x").unwrap();
+        let m = mount("--mount", "src=vol1,dst=/var/lib/x").unwrap();
         assert_eq!(m.r#type(), MountType::Volume);
         assert_eq!(m.source, "vol1");
         assert!(!m.read_only);
-        let m = mount("type=volume,target=/cache,ro=false").unwrap();
+        let m = mount("--mount", "type=volume,target=/cache,ro=false").unwrap();
         assert_eq!(m.source, "");
-        let m = mount("type=tmpfs,target=/tmp,tmpfs-size=64m").unwrap();
+        let m = mount("--mount", "type=tmpfs,target=/tmp,tmpfs-size=64m").unwrap();
         assert_eq!(m.r#type(), MountType::Tmpfs);
         assert_eq!(m.tmpfs_size_bytes, 64 << 20);
         let cases = [
@@ -935,7 +939,7 @@ mod tests {
             ("type=,target=/x", "needs a value"),
         ];
         for (value, want) in cases {
-            let e = err(mount(value));
+            let e = err(mount("--mount", value));
             assert!(
                 e.starts_with(&format!("invalid mount \"{value}\" for --mount: ")),
                 "{e}"

@@ -5,8 +5,13 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use proto::{Resources, Service, ServiceSpec};
 
-use super::parse;
 use super::rollout_flags::update_and_rollback_flags;
+use super::{container_flags, parse};
+
+mod container;
+mod task;
+#[cfg(test)]
+mod tests;
 
 /// `skiff service update`.
 #[derive(Debug, Default, Args)]
@@ -41,6 +46,12 @@ pub struct UpdateArgs {
     /// Remove a published port, by its published or target port (PORT[/PROTOCOL])
     #[arg(long, value_name = "PORT")]
     pub publish_rm: Vec<String>,
+    /// Change the logging driver (its options start afresh from --log-opt)
+    #[arg(long, value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Logging driver option KEY=VALUE, with --log-driver; repeat for several
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Add or change a secret, as --secret of `service create`
     #[arg(long, value_name = "SECRET")]
     pub secret_add: Vec<String>,
@@ -53,6 +64,153 @@ pub struct UpdateArgs {
     /// Remove a config, by name
     #[arg(long, value_name = "CONFIG")]
     pub config_rm: Vec<String>,
+    /// Add or update environment variables from a file (KEY=VALUE lines)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<String>,
+    /// Add or update a container label
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub container_label_add: Vec<String>,
+    /// Remove a container label
+    #[arg(long, value_name = "KEY")]
+    pub container_label_rm: Vec<String>,
+    /// Replace the image's entrypoint ("" restores the image's)
+    #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
+    pub entrypoint: Option<String>,
+    /// User to run as: NAME|UID[:GROUP|GID] ("" restores the image's)
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container ("" restores the image's)
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Container hostname ("" restores the default)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Mount the container's root filesystem read-only (--read-only=false undoes it)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub read_only: Option<bool>,
+    /// Signal that stops a task
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Wait before killing a task that does not stop
+    #[arg(long, value_name = "DURATION")]
+    pub stop_grace_period: Option<String>,
+    /// Add or replace a mount (same target), as --mount of `service create`
+    #[arg(long, value_name = "MOUNT")]
+    pub mount_add: Vec<String>,
+    /// Remove a mount, by its target path
+    #[arg(long, value_name = "PATH")]
+    pub mount_rm: Vec<String>,
+    /// Health check command, run with /bin/sh -c
+    #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
+    pub health_cmd: Option<String>,
+    /// Time between health checks
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Longest a health check may run
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Failed checks in a row that make a task unhealthy
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub health_retries: Option<String>,
+    /// Time a task has to start before failed checks count
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Disable any health check, the image's too
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// Add or change a resource limit: NAME=SOFT[:HARD]
+    #[arg(long, value_name = "ULIMIT", allow_negative_numbers = true)]
+    pub ulimit_add: Vec<String>,
+    /// Remove a resource limit, by name
+    #[arg(long, value_name = "NAME")]
+    pub ulimit_rm: Vec<String>,
+    /// Add a Linux capability (and take it off the drop list)
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability (and take it off the add list)
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Add or change a namespaced kernel parameter: NAME=VALUE
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub sysctl_add: Vec<String>,
+    /// Remove a kernel parameter, by name
+    #[arg(long, value_name = "NAME")]
+    pub sysctl_rm: Vec<String>,
+    /// Run an init as PID 1 (--init=false undoes it)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub init: Option<bool>,
+    /// Give the task a terminal (--tty=false undoes it)
+    #[arg(short = 't', long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tty: Option<bool>,
+    /// Add a DNS server
+    #[arg(long, value_name = "IP")]
+    pub dns_add: Vec<String>,
+    /// Remove a DNS server
+    #[arg(long, value_name = "IP")]
+    pub dns_rm: Vec<String>,
+    /// Add a DNS search domain
+    #[arg(long, value_name = "DOMAIN")]
+    pub dns_search_add: Vec<String>,
+    /// Remove a DNS search domain
+    #[arg(long, value_name = "DOMAIN")]
+    pub dns_search_rm: Vec<String>,
+    /// Add a DNS option
+    #[arg(long, value_name = "OPTION")]
+    pub dns_option_add: Vec<String>,
+    /// Remove a DNS option
+    #[arg(long, value_name = "OPTION")]
+    pub dns_option_rm: Vec<String>,
+    /// Add a line to /etc/hosts: NAME:IP
+    #[arg(long, value_name = "NAME:IP")]
+    pub host_add: Vec<String>,
+    /// Remove lines from /etc/hosts: NAME, or NAME:IP
+    #[arg(long, value_name = "NAME[:IP]")]
+    pub host_rm: Vec<String>,
+    /// Add a supplementary group
+    #[arg(long, value_name = "GROUP")]
+    pub group_add: Vec<String>,
+    /// Remove a supplementary group
+    #[arg(long, value_name = "GROUP")]
+    pub group_rm: Vec<String>,
+    /// The task's OOM score adjustment, -1000 to 1000
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub oom_score_adj: Option<String>,
+    /// When to restart a task: none, on-failure or any
+    #[arg(long, value_name = "CONDITION")]
+    pub restart_condition: Option<String>,
+    /// Wait between restarts
+    #[arg(long, value_name = "DURATION")]
+    pub restart_delay: Option<String>,
+    /// Restarts before giving up (0: no limit)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub restart_max_attempts: Option<String>,
+    /// Window in which restarts are counted (0: forever)
+    #[arg(long, value_name = "DURATION")]
+    pub restart_window: Option<String>,
+    /// Add a placement preference: spread=node.labels.KEY
+    #[arg(long, value_name = "PREF")]
+    pub placement_pref_add: Vec<String>,
+    /// Remove a placement preference: spread=node.labels.KEY
+    #[arg(long, value_name = "PREF")]
+    pub placement_pref_rm: Vec<String>,
+    /// Most tasks of this service on one node (0: no limit)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub replicas_max_per_node: Option<String>,
+    /// Tasks of a replicated job run at once
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_concurrent: Option<String>,
+    /// Attach to a network: NAME or name=NAME,alias=ALIAS (host: the node's network)
+    #[arg(long, value_name = "NETWORK")]
+    pub network_add: Vec<String>,
+    /// Detach from a network, by name or ID
+    #[arg(long, value_name = "NETWORK")]
+    pub network_rm: Vec<String>,
+    /// vip or dnsrr
+    #[arg(long, value_name = "MODE")]
+    pub endpoint_mode: Option<String>,
+    /// Send this client's registry credentials (from ~/.docker/config.json) to the nodes
+    #[arg(long)]
+    pub with_registry_auth: bool,
     /// Number of tasks
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub replicas: Option<String>,
@@ -142,6 +300,22 @@ pub fn updated_spec(
     args: &UpdateArgs,
     lookup_env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<ServiceSpec> {
+    updated_spec_with_networks(service, args, lookup_env, &[])
+}
+
+/// Whether the flags name networks, so that [`updated_spec_with_networks`] needs the
+/// cluster's networks to match names with the IDs a spec holds.
+pub fn names_networks(args: &UpdateArgs) -> bool {
+    !args.network_add.is_empty() || !args.network_rm.is_empty()
+}
+
+/// [`updated_spec`], with the cluster's networks for `--network-add/-rm` by name.
+pub fn updated_spec_with_networks(
+    service: &Service,
+    args: &UpdateArgs,
+    lookup_env: impl Fn(&str) -> Option<String>,
+    known_networks: &[proto::Network],
+) -> anyhow::Result<ServiceSpec> {
     let name = super::render::service_name(service);
     let mut spec = service.spec.clone().unwrap_or_default();
     if let Some(v) = &args.replicas {
@@ -167,18 +341,7 @@ pub fn updated_spec(
     if let Some(a) = &args.args {
         c.args = parse::shell_words("--args", a)?;
     }
-    for key in &args.env_rm {
-        let key = key.trim();
-        c.env
-            .retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
-    }
-    for e in &args.env_add {
-        let e = parse::env(e, &lookup_env)?;
-        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_string();
-        c.env
-            .retain(|old| old.split_once('=').map_or(old.as_str(), |(k, _)| k) != key);
-        c.env.push(e);
-    }
+    container::apply(c, args, &lookup_env)?;
     // Removed by name or ID (as Docker); an added one replaces any of the same name.
     for name in &args.secret_rm {
         let name = name.trim();
@@ -199,6 +362,11 @@ pub fn updated_spec(
         let r = parse::config("--config-add", v)?;
         c.configs.retain(|old| old.config_name != r.config_name);
         c.configs.push(r);
+    }
+    if let Some(driver) =
+        super::create::spec::log_driver(args.log_driver.as_deref(), &args.log_opt)?
+    {
+        template.log_driver = Some(driver);
     }
 
     let resources = template.resources.get_or_insert_with(Default::default);
@@ -295,6 +463,16 @@ pub fn updated_spec(
         }
     }
 
+    task::apply(&mut spec, args, known_networks)?;
+    let template = spec.task_template.get_or_insert_with(Default::default);
+    if let Some(c) = &template.container {
+        container_flags::check(c, &template.networks)?;
+    }
+    container_flags::check_host_network(
+        &template.networks,
+        spec.endpoint.as_ref().unwrap_or(&Default::default()),
+    )?;
+
     let (update, rollback) = update_and_rollback_flags!(args);
     for (flags, config) in [
         (update, &mut spec.update_config),
@@ -305,192 +483,4 @@ pub fn updated_spec(
         }
     }
     Ok(spec)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proto::service_spec::Mode;
-    use proto::UpdateConfig;
-    use proto::{
-        ContainerSpec, EndpointSpec, FailureAction, Meta, PortConfig, ReplicatedService, TaskSpec,
-        UpdateOrder,
-    };
-
-    fn service() -> Service {
-        Service {
-            meta: Some(Meta {
-                id: "abc".into(),
-                ..Default::default()
-            }),
-            spec: Some(ServiceSpec {
-                name: "web".into(),
-                mode: Some(Mode::Replicated(ReplicatedService { replicas: 2 })),
-                task_template: Some(TaskSpec {
-                    container: Some(ContainerSpec {
-                        image: "busybox:1".into(),
-                        args: vec!["sleep".into(), "100".into()],
-                        env: vec!["A=1".into(), "B=2".into()],
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                endpoint: Some(EndpointSpec {
-                    ports: vec![PortConfig {
-                        target_port: 80,
-                        published_port: 8080,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                update_config: Some(UpdateConfig {
-                    parallelism: Some(1),
-                    monitor_ms: Some(5_000),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn args(service: &str) -> UpdateArgs {
-        UpdateArgs {
-            service: service.into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn changes_only_what_the_flags_say() {
-        let s = service();
-        assert_eq!(
-            updated_spec(&s, &args("web"), |_| None).unwrap(),
-            s.spec.clone().unwrap()
-        );
-        let a = UpdateArgs {
-            image: Some("busybox:2".into()),
-            args: Some("sleep 200".into()),
-            env_add: vec!["B=3".into(), "C=4".into()],
-            env_rm: vec!["A".into()],
-            label_add: vec!["tier=web".into()],
-            constraint_add: vec!["node.role==manager".into()],
-            replicas: Some("6".into()),
-            limit_memory: Some("64m".into()),
-            limit_pids: Some("200".into()),
-            force: true,
-            update_parallelism: Some("2".into()),
-            update_failure_action: Some("rollback".into()),
-            update_order: Some("start-first".into()),
-            ..args("web")
-        };
-        let spec = updated_spec(&s, &a, |_| None).unwrap();
-        let t = spec.task_template.clone().unwrap();
-        let c = t.container.unwrap();
-        assert_eq!(c.image, "busybox:2");
-        assert_eq!(c.args, ["sleep", "200"]);
-        assert_eq!(c.env, ["B=3", "C=4"]);
-        assert_eq!(spec.labels.get("tier").map(String::as_str), Some("web"));
-        assert_eq!(t.placement.unwrap().constraints, ["node.role==manager"]);
-        assert_eq!(
-            spec.mode,
-            Some(Mode::Replicated(ReplicatedService { replicas: 6 }))
-        );
-        let limits = t.resources.unwrap().limits.unwrap();
-        assert_eq!((limits.memory_bytes, limits.pids), (64 << 20, 200));
-        assert_eq!(t.force_update, 1);
-        let u = spec.update_config.unwrap();
-        assert_eq!(u.parallelism, Some(2));
-        assert_eq!(u.monitor_ms, Some(5_000), "what no flag changes is kept");
-        assert_eq!(u.failure_action(), FailureAction::Rollback);
-        assert_eq!(u.order(), UpdateOrder::StartFirst);
-    }
-
-    #[test]
-    fn ports_are_added_and_removed() {
-        let s = service();
-        let a = UpdateArgs {
-            publish_rm: vec!["8080".into()],
-            publish_add: vec!["9090:90".into()],
-            ..args("web")
-        };
-        let ports = updated_spec(&s, &a, |_| None)
-            .unwrap()
-            .endpoint
-            .unwrap()
-            .ports;
-        assert_eq!(
-            ports
-                .iter()
-                .map(|p| (p.published_port, p.target_port))
-                .collect::<Vec<_>>(),
-            [(9090, 90)]
-        );
-        let a = UpdateArgs {
-            publish_rm: vec!["7070".into()],
-            ..args("web")
-        };
-        let err = updated_spec(&s, &a, |_| None).unwrap_err().to_string();
-        assert!(err.contains("does not publish port 7070"), "{err}");
-    }
-
-    #[test]
-    fn bad_values_are_refused_with_the_flag() {
-        let s = service();
-        let cases: Vec<(UpdateArgs, &str)> = vec![
-            (
-                UpdateArgs {
-                    image: Some("a b".into()),
-                    ..args("web")
-                },
-                "--image",
-            ),
-            (
-                UpdateArgs {
-                    replicas: Some("-1".into()),
-                    ..args("web")
-                },
-                "--replicas",
-            ),
-            (
-                UpdateArgs {
-                    update_parallelism: Some("x".into()),
-                    ..args("web")
-                },
-                "--update-parallelism",
-            ),
-            (
-                UpdateArgs {
-                    update_order: Some("sideways".into()),
-                    ..args("web")
-                },
-                "--update-order",
-            ),
-            (
-                UpdateArgs {
-                    rollback_failure_action: Some("rollback".into()),
-                    ..args("web")
-                },
-                "--rollback-failure-action",
-            ),
-            (
-                UpdateArgs {
-                    publish_rm: vec!["http".into()],
-                    ..args("web")
-                },
-                "--publish-rm",
-            ),
-            (
-                UpdateArgs {
-                    env_add: vec!["=x".into()],
-                    ..args("web")
-                },
-                "=",
-            ),
-        ];
-        for (a, want) in cases {
-            let err = updated_spec(&s, &a, |_| None).unwrap_err().to_string();
-            assert!(err.contains(want), "{want}: {err}");
-        }
-    }
 }

@@ -195,7 +195,7 @@ pub fn translate(stack: &str, model: &Stack, read: Read<'_>) -> Result<Desired, 
                 })
                 .collect(),
             pull_policy: proto::PullPolicy::Missing as i32,
-            registry_auth: String::new(),
+            ..Default::default()
         };
         let attached: Vec<(String, Vec<String>)> = if s.networks.is_empty() {
             vec![("default".into(), Vec::new())]
@@ -250,6 +250,7 @@ pub fn translate(stack: &str, model: &Stack, read: Read<'_>) -> Result<Desired, 
                 placement: (placement != Placement::default()).then_some(placement),
                 networks,
                 force_update: 0,
+                log_driver: None,
             }),
             mode: Some(mode),
             update_config: dp.update_config,

@@ -582,3 +582,60 @@ async fn a_task_namespace_left_by_an_earlier_daemon_is_made_again() {
         assert_eq!(node.fake.lines(), adopt, "{found:?}");
     }
 }
+
+#[tokio::test]
+async fn a_host_network_task_gets_no_namespace_bridge_dns_or_bound_port() {
+    let node = test_node();
+    node.data_path.apply(&complete(&[front()]));
+    node.fake.clear();
+    let mut t = task("hosttask0001", &[]);
+    t.spec = Some(proto::TaskSpec {
+        networks: vec![proto::NetworkAttachmentConfig {
+            target: proto::container_options::HOST_NETWORK.into(),
+            aliases: vec![],
+        }],
+        ..Default::default()
+    });
+    let port = PortConfig {
+        target_port: 8080,
+        published_port: 8080,
+        publish_mode: PublishMode::Host as i32,
+        ..Default::default()
+    };
+    t.endpoint = Some(Endpoint {
+        ports: vec![port.clone()],
+        ..Default::default()
+    });
+    assert_eq!(
+        node.data_path.attach(&t).unwrap(),
+        std::slice::from_ref(&port)
+    );
+    assert_eq!(node.data_path.serve(&t).unwrap(), [port]);
+    node.data_path.adopt(&t, 4242).unwrap();
+    assert!(
+        node.fake.lines().is_empty(),
+        "nothing is made for it: {:#?}",
+        node.fake.lines()
+    );
+}
+
+#[test]
+fn a_task_s_dns_servers_replace_the_node_s_as_upstreams() {
+    let node: Vec<std::net::SocketAddr> = vec!["192.0.2.53:53".parse().unwrap()];
+    let mut t = task("t", &[]);
+    assert_eq!(super::task_upstreams(&t, &node), node);
+    t.spec = Some(proto::TaskSpec {
+        container: Some(proto::ContainerSpec {
+            dns_config: Some(proto::DnsConfig {
+                nameservers: vec!["198.51.100.1".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert_eq!(
+        super::task_upstreams(&t, &node),
+        ["198.51.100.1:53".parse::<std::net::SocketAddr>().unwrap()]
+    );
+}

@@ -20,8 +20,8 @@ use proto::{
 
 use super::{CreateArgs, Mode};
 use crate::client::duration;
-use crate::client::service::parse;
 use crate::client::service::rollout_flags::update_and_rollback_flags;
+use crate::client::service::{container_flags, parse};
 
 /// Whether `name` can name a service (the daemon's rule: 1 to 63 letters, digits, `-`,
 /// `_` or `.`, starting with a letter or digit).
@@ -57,8 +57,12 @@ pub fn build_spec(
     let restart = restart_policy(args, mode)?;
     let placement = placement(args, mode)?;
     let networks = networks(args)?;
+    // What needs the networks too (no net.* sysctl with --network host).
+    container_flags::check(&container, &networks)?;
     let (update_config, rollback_config) = rollout_configs(args, mode)?;
     let endpoint = endpoint(args)?;
+    container_flags::check_host_network(&networks, &endpoint.clone().unwrap_or_default())?;
+    let log_driver = log_driver(args.log_driver.as_deref(), &args.log_opt)?;
     Ok(ServiceSpec {
         name,
         labels,
@@ -70,11 +74,38 @@ pub fn build_spec(
             placement,
             networks,
             force_update: 0,
+            log_driver,
         }),
         update_config,
         rollback_config,
         endpoint,
     })
+}
+
+/// `--log-driver` and `--log-opt`: none given leaves the node's default. The control API
+/// checks the driver and its options.
+pub(crate) fn log_driver(
+    driver: Option<&str>,
+    options: &[String],
+) -> anyhow::Result<Option<proto::LogDriver>> {
+    let Some(name) = driver else {
+        if !options.is_empty() {
+            bail!("--log-opt needs --log-driver: say which driver the options are for");
+        }
+        return Ok(None);
+    };
+    let options = options
+        .iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("invalid --log-opt \"{o}\": use KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Some(proto::LogDriver {
+        name: name.trim().to_owned(),
+        options,
+    }))
 }
 
 /// `--name`, checked against the daemon's rule; empty when not given (the daemon names
@@ -174,8 +205,12 @@ fn container(
             );
         }
     }
+    // The files first, so that --env wins over them.
+    let from_files = container_flags::env_files("--env-file", &args.env_file, &lookup_env)?;
+    container_flags::set_env(&mut c.env, from_files);
     for e in &args.env {
-        c.env.push(parse::env(e, &lookup_env)?);
+        let e = parse::env(e, &lookup_env)?;
+        container_flags::set_env(&mut c.env, [e]);
     }
     c.labels = labels("--container-label", &args.container_label)?;
     if let Some(h) = &args.hostname {
@@ -191,7 +226,7 @@ fn container(
     }
     c.stop_grace_period_ms = ms("--stop-grace-period", &args.stop_grace_period)?;
     for m in &args.mount {
-        c.mounts.push(parse::mount(m)?);
+        c.mounts.push(parse::mount("--mount", m)?);
     }
     for v in &args.secret {
         c.secrets.push(parse::secret("--secret", v)?);
@@ -200,7 +235,25 @@ fn container(
         c.configs.push(parse::config("--config", v)?);
     }
     c.healthcheck = healthcheck(args)?;
+    container_options(args, &mut c)?;
     Ok(c)
+}
+
+/// The container options: `--ulimit`, `--cap-add/--cap-drop`, `--sysctl`, `--init`,
+/// `--dns*`, `--host`, `--group`, `--tty`, `--oom-score-adj`.
+fn container_options(args: &CreateArgs, c: &mut ContainerSpec) -> anyhow::Result<()> {
+    c.ulimits = container_flags::ulimits("--ulimit", &args.ulimit)?;
+    (c.cap_add, c.cap_drop) = container_flags::create_capabilities(&args.cap_add, &args.cap_drop)?;
+    c.sysctls = container_flags::sysctls("--sysctl", &args.sysctl)?;
+    c.init = args.init;
+    c.dns_config = container_flags::dns_config(&args.dns, &args.dns_search, &args.dns_option)?;
+    c.hosts = container_flags::hosts("--host", &args.hosts)?;
+    c.groups = container_flags::groups("--group", &args.group)?;
+    c.tty = args.tty;
+    if let Some(v) = &args.oom_score_adj {
+        c.oom_score_adj = container_flags::oom_score_adj(v)?;
+    }
+    Ok(())
 }
 
 /// `--reserve-*` and `--limit-*`; none when neither is given. A reservation above its
@@ -307,7 +360,7 @@ fn placement(args: &CreateArgs, mode: Mode) -> anyhow::Result<Option<Placement>>
     Ok((placement != Placement::default()).then_some(placement))
 }
 
-/// `--network`, in the order given.
+/// `--network`, in the order given; `host` (the node's own network) alone.
 fn networks(args: &CreateArgs) -> anyhow::Result<Vec<NetworkAttachmentConfig>> {
     args.network.iter().map(|n| parse::network(n)).collect()
 }

@@ -468,3 +468,141 @@ fn env_from_the_shell() {
     let s = build_spec(&a, |k| (k == "TOKEN").then(|| "s3cret".to_string())).unwrap();
     assert_eq!(container(&s).env, ["TOKEN=s3cret"]);
 }
+
+#[test]
+fn container_options_reach_the_spec() {
+    let s = spec(&[
+        "--ulimit",
+        "nofile=1024:2048",
+        "--ulimit",
+        "core=-1",
+        "--cap-add",
+        "net_admin",
+        "--cap-drop",
+        "ALL",
+        "--sysctl",
+        "net.core.somaxconn=512",
+        "--init",
+        "--dns",
+        "1.1.1.1",
+        "--dns-search",
+        "example.com",
+        "--dns-option",
+        "ndots:2",
+        "--host",
+        "db.local:10.0.0.5",
+        "--group",
+        "audio",
+        "-t",
+        "--oom-score-adj",
+        "-200",
+        "--network",
+        "name=front,alias=api",
+        "busybox",
+    ]);
+    let c = container(&s);
+    assert_eq!(
+        c.ulimits
+            .iter()
+            .map(|u| (u.name.as_str(), u.soft, u.hard))
+            .collect::<Vec<_>>(),
+        [("nofile", 1024, 2048), ("core", -1, -1)]
+    );
+    assert_eq!(
+        (c.cap_add.as_slice(), c.cap_drop.as_slice()),
+        (&["CAP_NET_ADMIN".to_string()][..], &["ALL".to_string()][..])
+    );
+    assert_eq!(
+        c.sysctls.get("net.core.somaxconn").map(String::as_str),
+        Some("512")
+    );
+    assert!(c.init && c.tty);
+    let d = c.dns_config.as_ref().unwrap();
+    assert_eq!(
+        (
+            d.nameservers.as_slice(),
+            d.search.as_slice(),
+            d.options.as_slice()
+        ),
+        (
+            &["1.1.1.1".to_string()][..],
+            &["example.com".to_string()][..],
+            &["ndots:2".to_string()][..]
+        )
+    );
+    assert_eq!(c.hosts, ["10.0.0.5 db.local"]);
+    assert_eq!(c.groups, ["audio"]);
+    assert_eq!(c.oom_score_adj, -200);
+    let n = &s.task_template.as_ref().unwrap().networks[0];
+    assert_eq!(
+        (n.target.as_str(), n.aliases.as_slice()),
+        ("front", &["api".to_string()][..])
+    );
+}
+
+#[test]
+fn env_files_come_before_env_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vars");
+    std::fs::write(&file, "A=file\nB=file\n").unwrap();
+    let s = spec(&[
+        "--env-file",
+        file.to_str().unwrap(),
+        "-e",
+        "B=flag",
+        "busybox",
+    ]);
+    assert_eq!(container(&s).env, ["A=file", "B=flag"]);
+}
+
+#[test]
+fn bad_container_options_are_refused_naming_the_flag() {
+    for (line, want) in [
+        (&["--ulimit", "nofile=20:10"][..], "--ulimit"),
+        (&["--ulimit", "bogus=1"][..], "unknown limit"),
+        (
+            &["--cap-add", "fly"][..],
+            "unknown capability \"fly\" for --cap-add",
+        ),
+        (&["--cap-drop", "x"][..], "--cap-drop"),
+        (&["--sysctl", "vm.swappiness=1"][..], "not namespaced"),
+        (&["--dns", "resolver"][..], "--dns"),
+        (&["--dns-search", "a b"][..], "--dns-search"),
+        (&["--dns-option", ""][..], "--dns-option"),
+        (&["--host", "db"][..], "--host"),
+        (&["--group", "a:b"][..], "--group"),
+        (&["--oom-score-adj", "5000"][..], "--oom-score-adj"),
+        (
+            &["--network", "host", "--sysctl", "net.core.somaxconn=1"][..],
+            "--network host",
+        ),
+        (
+            &["--network", "host", "--network", "front"][..],
+            "other networks",
+        ),
+        (&["--network", "name=host,alias=x"][..], "no alias"),
+        (&["--network", "host", "-p", "8080:80"][..], "routing mesh"),
+        (
+            &[
+                "--network",
+                "host",
+                "-p",
+                "published=8080,target=80,mode=host",
+            ][..],
+            "as itself",
+        ),
+    ] {
+        let mut full = line.to_vec();
+        full.push("busybox");
+        let e = err(&full);
+        assert!(e.contains(want), "{line:?}: {e}");
+    }
+    let s = spec(&[
+        "--network",
+        "host",
+        "-p",
+        "published=80,target=80,mode=host",
+        "busybox",
+    ]);
+    assert_eq!(s.task_template.unwrap().networks[0].target, "host");
+}

@@ -1,0 +1,539 @@
+//! The Docker Engine API end to end: the real `docker` client (and raw HTTP for what it
+//! cannot send) against `skiffd` processes on loopback. `SKIFF_DOCKER` picks the client;
+//! otherwise `/usr/local/bin/docker`, then `/usr/bin/docker` (Debian's `docker.io`). No
+//! dockerd is ever started.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use integration_tests::{wait_until, Cluster};
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// The docker client to drive skiff with.
+fn docker_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("SKIFF_DOCKER") {
+        return PathBuf::from(path);
+    }
+    ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("no docker client: install Debian's docker.io (deploy/test.sh does) or set SKIFF_DOCKER")
+}
+
+/// The docker client pointed at one daemon's Engine API.
+struct Docker {
+    host: String,
+    config: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Docker {
+    fn on(cluster: &Cluster, i: usize) -> Self {
+        let config = cluster.dir().join(format!("docker-config-{i}"));
+        std::fs::create_dir_all(&config).expect("docker config dir");
+        Self {
+            host: cluster.host(i).docker_host(),
+            config,
+            env: Vec::new(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(docker_bin());
+        c.env("DOCKER_CONFIG", &self.config)
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .env("DOCKER_HOST", &self.host)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run docker")
+    }
+
+    fn run_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run docker");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("docker output")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "`docker {}` failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "`docker {}` should have failed but printed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn eventually(&self, args: &[&str], want: impl Fn(&str) -> bool) -> String {
+        wait_until(&format!("`docker {}`", args.join(" ")), SETTLE, || {
+            let out = self.run(args);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.success() && want(&text)).then_some(text)
+        })
+    }
+}
+
+/// One HTTP/1.1 request over a unix socket: the status and the body.
+fn http(docker_host: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let socket = docker_host.strip_prefix("unix://").expect("a unix socket");
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text}"));
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn message(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("not a Docker error body: {body}"))
+}
+
+/// A two-node swarm formed through the docker client: host 1 manager, host 2 worker.
+fn docker_swarm(cluster: &mut Cluster) -> (Docker, Docker) {
+    cluster.start_all();
+    let (d1, d2) = (Docker::on(cluster, 1), Docker::on(cluster, 2));
+    let a1 = cluster.host(1).addr.clone();
+    let a2 = cluster.host(2).addr.clone();
+    let out = d1.ok(&[
+        "swarm",
+        "init",
+        "--advertise-addr",
+        &a1,
+        "--listen-addr",
+        &a1,
+    ]);
+    assert!(out.contains("Swarm initialized"), "{out}");
+    let token = d1.ok(&["swarm", "join-token", "-q", "worker"]);
+    let out = d2.ok(&[
+        "swarm",
+        "join",
+        "--token",
+        token.trim(),
+        "--advertise-addr",
+        &a2,
+        "--listen-addr",
+        &a2,
+        &a1,
+    ]);
+    assert!(
+        out.contains("This node joined a swarm as a worker"),
+        "{out}"
+    );
+    d1.eventually(
+        &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+        |t| t.lines().filter(|l| l.ends_with("Ready")).count() == 2,
+    );
+    (d1, d2)
+}
+
+#[test]
+fn version_info_and_ping_answer_as_dockerd_does() {
+    let mut cluster = Cluster::new(1);
+    cluster.start_all();
+    let docker = Docker::on(&cluster, 1);
+    let socket = cluster.host(1).docker_host();
+    let mode = std::fs::metadata(socket.strip_prefix("unix://").unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o660,
+        "the Docker API socket is root's and its group's"
+    );
+
+    let out = docker.ok(&[
+        "version",
+        "--format",
+        "{{.Server.Platform.Name}} {{.Server.APIVersion}} {{.Server.MinAPIVersion}}",
+    ]);
+    assert_eq!(out.trim(), "skiff 1.50 1.24");
+    let out = docker.ok(&[
+        "info",
+        "--format",
+        "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+    ]);
+    assert_eq!(out.trim(), "inactive false");
+
+    let (status, body) = http(&socket, "GET", "/_ping", None);
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    let (status, body) = http(&socket, "GET", "/v1.12/version", None);
+    assert_eq!(status, 400);
+    assert_eq!(
+        message(&body),
+        "client version 1.12 is too old. Minimum supported API version is 1.24, please upgrade your client to a newer version"
+    );
+    let (status, body) = http(&socket, "GET", "/v1.99/version", None);
+    assert_eq!(status, 400);
+    assert_eq!(
+        message(&body),
+        "client version 1.99 is too new. Maximum supported API version is 1.50"
+    );
+    let (status, body) = http(&socket, "GET", "/v1.41/version", None);
+    assert_eq!(status, 200, "{body}");
+
+    // Outside a swarm, manager requests get dockerd's 503 and text.
+    let err = docker.fails(&["node", "ls"]);
+    assert!(
+        err.contains(
+            "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\""
+        ),
+        "{err}"
+    );
+    let (status, _) = http(&socket, "GET", "/v1.41/nodes", None);
+    assert_eq!(status, 503);
+    let err = docker.fails(&["swarm", "leave"]);
+    assert!(err.contains("This node is not part of a swarm"), "{err}");
+}
+
+#[test]
+fn swarm_and_nodes_through_the_docker_client() {
+    let mut cluster = Cluster::new(2);
+    let (d1, d2) = docker_swarm(&mut cluster);
+    let h1 = cluster.host(1).docker_host();
+
+    // docker info and node ls as a manager, and the worker's refusal.
+    let out = d1.ok(&["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.Nodes}} {{.Swarm.Managers}}"]);
+    assert_eq!(out.trim(), "active true 2 1");
+    let out = d1.ok(&[
+        "node",
+        "ls",
+        "--format",
+        "{{.Hostname}} {{.ManagerStatus}} {{.Self}}",
+    ]);
+    assert!(out.contains("host1 Leader true"), "{out}");
+    assert!(out.contains("host2  false"), "{out}");
+    let err = d2.fails(&["node", "ls"]);
+    assert!(
+        err.contains("Worker nodes can't be used to view or modify cluster state"),
+        "{err}"
+    );
+    let out = d2.ok(&[
+        "info",
+        "--format",
+        "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+    ]);
+    assert_eq!(out.trim(), "active false");
+    let err = d1.fails(&["swarm", "init"]);
+    assert!(
+        err.contains("This node is already part of a swarm"),
+        "{err}"
+    );
+
+    // Filters, inspect with templates, labels and availability.
+    let out = d1.ok(&[
+        "node",
+        "ls",
+        "--filter",
+        "role=worker",
+        "--format",
+        "{{.Hostname}}",
+    ]);
+    assert_eq!(out.trim(), "host2");
+    d1.ok(&[
+        "node",
+        "update",
+        "--label-add",
+        "zone=a",
+        "--availability",
+        "drain",
+        "host2",
+    ]);
+    let out = d1.ok(&[
+        "node",
+        "inspect",
+        "host2",
+        "--format",
+        "{{index .Spec.Labels \"zone\"}} {{.Spec.Availability}} {{.Spec.Role}}",
+    ]);
+    assert_eq!(out.trim(), "a drain worker");
+    let out = d1.ok(&[
+        "node",
+        "ls",
+        "--filter",
+        "node.label=zone=a",
+        "--format",
+        "{{.Hostname}}",
+    ]);
+    assert_eq!(out.trim(), "host2");
+    let out = d1.ok(&[
+        "node",
+        "inspect",
+        "self",
+        "--format",
+        "{{.Description.Hostname}} {{.ManagerStatus.Leader}}",
+    ]);
+    assert_eq!(out.trim(), "host1 true");
+    d1.ok(&["node", "update", "--availability", "active", "host2"]);
+
+    // Promote and demote.
+    d1.ok(&["node", "promote", "host2"]);
+    d1.eventually(
+        &[
+            "node",
+            "inspect",
+            "host2",
+            "--format",
+            "{{.ManagerStatus.Reachability}}",
+        ],
+        |t| t.trim() == "reachable",
+    );
+    d2.eventually(&["node", "ls", "--format", "{{.Hostname}}"], |t| {
+        t.lines().count() == 2
+    });
+    d1.ok(&["node", "demote", "host2"]);
+    d1.eventually(
+        &[
+            "node",
+            "inspect",
+            "host2",
+            "--format",
+            "{{.Spec.Role}} {{.ManagerStatus}}",
+        ],
+        |t| t.trim() == "worker <nil>",
+    );
+
+    // Swarm settings and join-token rotation.
+    d1.ok(&[
+        "swarm",
+        "update",
+        "--task-history-limit",
+        "7",
+        "--cert-expiry",
+        "48h",
+    ]);
+    let out = d1.ok(&["info", "--format", "{{.Swarm.Cluster.Spec.Orchestration.TaskHistoryRetentionLimit}} {{.Swarm.Cluster.Spec.CAConfig.NodeCertExpiry}}"]);
+    assert_eq!(out.trim(), "7 48h0m0s");
+    let before = d1.ok(&["swarm", "join-token", "-q", "worker"]);
+    d1.ok(&["swarm", "join-token", "--rotate", "-q", "worker"]);
+    let after = d1.ok(&["swarm", "join-token", "-q", "worker"]);
+    assert_ne!(before, after, "the worker token was rotated");
+    let manager = d1.ok(&["swarm", "join-token", "-q", "manager"]);
+    assert_ne!(manager.trim(), after.trim());
+
+    // Bad requests: refused with Docker's status and a sentence, nothing changed.
+    let node: Value =
+        serde_json::from_str(&http(&h1, "GET", "/v1.41/nodes/host2", None).1).unwrap();
+    let version = node["Version"]["Index"].as_u64().unwrap();
+    let cases = [
+        (
+            format!("/v1.41/nodes/host2/update?version={version}"),
+            r#"{"Role":"worker","Availability":"active","Bogus":1}"#,
+            400,
+            "unknown field \"Bogus\"",
+        ),
+        (
+            format!("/v1.41/nodes/host2/update?version={version}"),
+            r#"{"Role":"worker","Availability":"active","Labels":[1]}"#,
+            400,
+            "Labels",
+        ),
+        (
+            format!("/v1.41/nodes/host2/update?version={version}"),
+            r#"{"Name":"x","Role":"worker","Availability":"active"}"#,
+            400,
+            "Spec.Name is not supported",
+        ),
+        (
+            format!("/v1.41/nodes/host2/update?version={version}"),
+            r#"{"Role":"boss","Availability":"active"}"#,
+            400,
+            "boss",
+        ),
+        (
+            format!("/v1.41/nodes/host2/update?version={}", version - 1),
+            r#"{"Role":"worker","Availability":"pause"}"#,
+            500,
+            "update out of sequence",
+        ),
+        (
+            format!("/v1.41/nodes/nosuchnode/update?version={version}"),
+            r#"{"Role":"worker","Availability":"active"}"#,
+            404,
+            "",
+        ),
+        (
+            "/v1.41/nodes/host2/update?version=x".to_string(),
+            r#"{}"#,
+            400,
+            "invalid version",
+        ),
+    ];
+    for (path, body, status, text) in cases {
+        let (got, answer) = http(&h1, "POST", &path, Some(body));
+        assert_eq!(got, status, "{path} {body}: {answer}");
+        assert!(message(&answer).contains(text), "{path} {body}: {answer}");
+    }
+    let (status, _) = http(&h1, "GET", "/v1.41/nodes/nosuchnode", None);
+    assert_eq!(status, 404);
+    let (status, answer) = http(
+        &h1,
+        "GET",
+        "/v1.41/nodes?filters=%7B%22nope%22%3A%5B%22x%22%5D%7D",
+        None,
+    );
+    assert_eq!(status, 400, "{answer}");
+    let again: Value =
+        serde_json::from_str(&http(&h1, "GET", "/v1.41/nodes/host2", None).1).unwrap();
+    assert_eq!(
+        again["Version"]["Index"].as_u64(),
+        Some(version),
+        "nothing changed"
+    );
+    assert_eq!(again["Spec"]["Availability"], "active");
+
+    // Leave and remove.
+    let err = d1.fails(&["node", "rm", "host2"]);
+    assert!(!err.is_empty());
+    d2.ok(&["swarm", "leave"]);
+    d1.eventually(
+        &[
+            "node",
+            "ls",
+            "--filter",
+            "name=host2",
+            "--format",
+            "{{.Status}}",
+        ],
+        |t| t.trim() == "Down",
+    );
+    d1.ok(&["node", "rm", "host2"]);
+    let out = d1.ok(&["node", "ls", "--format", "{{.Hostname}}"]);
+    assert_eq!(out.trim(), "host1");
+    let out = d2.ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+    assert_eq!(out.trim(), "inactive");
+}
+
+#[test]
+fn autolock_and_unlock_through_the_docker_client() {
+    let mut cluster = Cluster::new(1);
+    cluster.start_all();
+    let docker = Docker::on(&cluster, 1);
+    let addr = cluster.host(1).addr.clone();
+    let out = docker.ok(&[
+        "swarm",
+        "init",
+        "--autolock",
+        "--advertise-addr",
+        &addr,
+        "--listen-addr",
+        &addr,
+    ]);
+    let key = docker.ok(&["swarm", "unlock-key", "-q"]);
+    let key = key.trim().to_string();
+    assert!(!key.is_empty());
+    assert!(out.contains(&key), "init prints the unlock key: {out}");
+    // Only /swarm/unlockkey shows it.
+    let h1 = cluster.host(1).docker_host();
+    for path in ["/v1.41/swarm", "/v1.41/info", "/v1.41/nodes"] {
+        let (_, body) = http(&h1, "GET", path, None);
+        assert!(!body.contains(&key), "{path} shows the unlock key");
+        assert!(!body.contains("PRIVATE KEY"), "{path} shows a private key");
+    }
+    docker.ok(&["swarm", "unlock-key", "--rotate"]);
+    let rotated = docker.ok(&["swarm", "unlock-key", "-q"]).trim().to_string();
+    assert_ne!(rotated, key);
+
+    cluster.stop(1);
+    cluster.start(1);
+    let out = docker.ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+    assert_eq!(out.trim(), "locked");
+    let err = docker.fails(&["node", "ls"]);
+    assert!(err.contains("Swarm is encrypted and locked"), "{err}");
+    let out = docker.run_input(&["swarm", "unlock"], &format!("{key}\n"));
+    assert!(!out.status.success(), "the old key no longer unlocks");
+    let out = docker.run_input(&["swarm", "unlock"], &format!("{rotated}\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    docker.eventually(&["node", "ls", "--format", "{{.Hostname}}"], |t| {
+        t.trim() == "host1"
+    });
+    docker.ok(&["swarm", "update", "--autolock=false"]);
+    let out = docker.ok(&[
+        "info",
+        "--format",
+        "{{.Swarm.Cluster.Spec.EncryptionConfig.AutoLockManagers}}",
+    ]);
+    assert_eq!(out.trim(), "false");
+}
