@@ -86,7 +86,26 @@ pub struct Service {
     pub working_dir: String,
     pub hostname: String,
     pub read_only: bool,
+    pub options: ContainerOptions,
     pub deploy: Deploy,
+}
+
+/// The container options Swarm passes on (`cap_add`, `sysctls`, `ulimits`, `dns`, ...):
+/// checked by the manager's own rules (`proto::container_options`) at deploy.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ContainerOptions {
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub sysctls: BTreeMap<String, String>,
+    pub ulimits: Vec<proto::Ulimit>,
+    pub init: bool,
+    pub dns: Option<proto::DnsConfig>,
+    /// `IP NAME` lines.
+    pub hosts: Vec<String>,
+    pub groups: Vec<String>,
+    pub tty: bool,
+    pub oom_score_adj: i64,
+    pub log_driver: Option<proto::LogDriver>,
 }
 
 /// A service's reference to a secret or config.
@@ -132,8 +151,6 @@ pub type Result<T> = std::result::Result<T, String>;
 /// Service keys Swarm ignores (or skiff cannot honour yet): left out with a warning.
 const IGNORED_SERVICE_KEYS: &[&str] = &[
     "build",
-    "cap_add",
-    "cap_drop",
     "cgroup",
     "cgroup_parent",
     "container_name",
@@ -150,20 +167,13 @@ const IGNORED_SERVICE_KEYS: &[&str] = &[
     "depends_on",
     "device_cgroup_rules",
     "devices",
-    "dns",
-    "dns_opt",
-    "dns_search",
     "domainname",
     "expose",
     "extends",
     "external_links",
-    "extra_hosts",
-    "group_add",
-    "init",
     "ipc",
     "isolation",
     "links",
-    "logging",
     "mac_address",
     "mem_limit",
     "mem_reservation",
@@ -171,7 +181,6 @@ const IGNORED_SERVICE_KEYS: &[&str] = &[
     "memswap_limit",
     "network_mode",
     "oom_kill_disable",
-    "oom_score_adj",
     "pid",
     "pids_limit",
     "platform",
@@ -185,10 +194,7 @@ const IGNORED_SERVICE_KEYS: &[&str] = &[
     "shm_size",
     "stdin_open",
     "storage_opt",
-    "sysctls",
     "tmpfs",
-    "tty",
-    "ulimits",
     "userns_mode",
     "uts",
     "volumes_from",
@@ -587,6 +593,19 @@ fn file_object(
 
 const SERVICE_KEYS: &[&str] = &[
     "image",
+    "cap_add",
+    "cap_drop",
+    "sysctls",
+    "ulimits",
+    "init",
+    "dns",
+    "dns_search",
+    "dns_opt",
+    "extra_hosts",
+    "group_add",
+    "tty",
+    "oom_score_adj",
+    "logging",
     "command",
     "entrypoint",
     "environment",
@@ -711,10 +730,128 @@ fn service(
     if let Some((v, p)) = f.get("read_only") {
         s.read_only = boolean(v, &p)?;
     }
+    s.options = container_options(&f, noted)?;
     if let Some((v, p)) = f.get("deploy") {
         s.deploy = deploy(v, &p, noted)?;
     }
     Ok(s)
+}
+
+/// A string or a list of strings.
+fn one_or_more(value: &Value, path: &str) -> Result<Vec<String>> {
+    match value {
+        Value::Sequence(_) => strings(value, path),
+        v => Ok(vec![string(v, path)?]),
+    }
+}
+
+fn container_options(f: &Fields<'_>, noted: &mut BTreeSet<String>) -> Result<ContainerOptions> {
+    let mut o = ContainerOptions::default();
+    for (key, target) in [("cap_add", &mut o.cap_add), ("cap_drop", &mut o.cap_drop)] {
+        if let Some((v, p)) = f.get(key) {
+            for (i, name) in strings(v, &p)?.iter().enumerate() {
+                let ip = format!("{p}[{i}]");
+                target.push(
+                    proto::container_options::normalize_capability("FLAG", name)
+                        .map_err(|e| format!("{ip}: {}", e.replace(" for FLAG", "")))?,
+                );
+            }
+        }
+    }
+    if let Some((v, p)) = f.get("sysctls") {
+        o.sysctls = labels(v, &p)?;
+    }
+    if let Some((v, p)) = f.get("ulimits") {
+        for (k, limit) in mapping(v, &p)? {
+            let name = string(k, &p)?;
+            let lp = join(&p, &name);
+            let (soft, hard) = match limit {
+                Value::Mapping(_) => {
+                    let lf = Fields::read(limit, &lp, &["soft", "hard"], &[], noted)?;
+                    let get = |k: &str| -> Result<String> {
+                        lf.get(k)
+                            .map(|(v, p)| string(v, &p))
+                            .unwrap_or_else(|| Err(format!("{lp}: give both soft and hard")))
+                    };
+                    (get("soft")?, get("hard")?)
+                }
+                v => {
+                    let n = string(v, &lp)?;
+                    (n.clone(), n)
+                }
+            };
+            o.ulimits.push(
+                proto::container_options::parse_ulimit("FLAG", &format!("{name}={soft}:{hard}"))
+                    .map_err(|e| format!("{lp}: {}", e.replace(" for FLAG", "")))?,
+            );
+        }
+    }
+    if let Some((v, p)) = f.get("init") {
+        o.init = boolean(v, &p)?;
+    }
+    if let Some((v, p)) = f.get("tty") {
+        o.tty = boolean(v, &p)?;
+    }
+    if let Some((v, p)) = f.get("oom_score_adj") {
+        let text = string(v, &p)?;
+        o.oom_score_adj = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{p}: {text:?} is not a whole number from -1000 to 1000"))?;
+    }
+    let mut dns = proto::DnsConfig::default();
+    for (key, target) in [
+        ("dns", &mut dns.nameservers),
+        ("dns_search", &mut dns.search),
+        ("dns_opt", &mut dns.options),
+    ] {
+        if let Some((v, p)) = f.get(key) {
+            *target = one_or_more(v, &p)?;
+        }
+    }
+    o.dns = (dns != proto::DnsConfig::default()).then_some(dns);
+    if let Some((v, p)) = f.get("extra_hosts") {
+        let entries: Vec<(String, String)> = match v {
+            Value::Mapping(_) => key_values(v, &p)?
+                .into_iter()
+                .map(|(k, ip)| (k.clone(), format!("{k}:{}", ip.unwrap_or_default())))
+                .collect(),
+            _ => strings(v, &p)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| (format!("[{i}]"), e))
+                .collect(),
+        };
+        for (at, entry) in entries {
+            let ep = if at.starts_with('[') {
+                format!("{p}{at}")
+            } else {
+                join(&p, &at)
+            };
+            o.hosts.push(
+                proto::container_options::parse_host("FLAG", &entry)
+                    .map_err(|e| format!("{ep}: {}", e.replace(" for FLAG", "")))?,
+            );
+        }
+    }
+    if let Some((v, p)) = f.get("group_add") {
+        o.groups = strings(v, &p)?;
+    }
+    if let Some((v, p)) = f.get("logging") {
+        let lf = Fields::read(v, &p, &["driver", "options"], &[], noted)?;
+        let (d, dp) = lf
+            .get("driver")
+            .ok_or_else(|| format!("{p}: give the driver (driver: json-file)"))?;
+        let mut driver = proto::LogDriver {
+            name: string(d, &dp)?,
+            ..Default::default()
+        };
+        if let Some((opts, op)) = lf.get("options") {
+            driver.options = labels(opts, &op)?.into_iter().collect();
+        }
+        o.log_driver = Some(driver);
+    }
+    Ok(o)
 }
 
 fn env_file(v: &Value, path: &str, noted: &mut BTreeSet<String>) -> Result<String> {

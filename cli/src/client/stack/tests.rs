@@ -728,3 +728,106 @@ configs:
     assert_eq!(c.configs[0].config_name, "corefile-v3");
     assert_eq!(c.configs[0].target, "/corefile");
 }
+
+#[test]
+fn container_options_pass_on_as_swarm_passes_them() {
+    let text = "
+services:
+  app:
+    image: app
+    cap_add: [net_admin]
+    cap_drop: [ALL]
+    sysctls: {net.core.somaxconn: '1024'}
+    ulimits:
+      nproc: 65535
+      nofile: {soft: 20000, hard: 40000}
+    init: true
+    tty: true
+    oom_score_adj: -500
+    dns: 10.0.0.53
+    dns_search: [corp.example]
+    dns_opt: [ndots:2]
+    extra_hosts: ['db.local:10.0.0.5', 'v6:fd00::1']
+    group_add: [audio]
+    logging:
+      driver: json-file
+      options: {max-size: 10m, max-file: '3'}
+";
+    let (stack, d) = read_stack(
+        vec![Source {
+            name: "c.yml".into(),
+            text: text.into(),
+        }],
+        &vars(&[]),
+    )
+    .unwrap();
+    assert_eq!(super::ignored_warning(&stack), None);
+    all_valid(&d);
+    let t = service(&d, "app_app").task_template.clone().unwrap();
+    assert_eq!(
+        t.container.unwrap(),
+        ContainerSpec {
+            cap_add: vec!["CAP_NET_ADMIN".into()],
+            cap_drop: vec!["ALL".into()],
+            sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
+            ulimits: vec![
+                Ulimit {
+                    name: "nproc".into(),
+                    soft: 65535,
+                    hard: 65535,
+                },
+                Ulimit {
+                    name: "nofile".into(),
+                    soft: 20000,
+                    hard: 40000,
+                },
+            ],
+            init: true,
+            tty: true,
+            oom_score_adj: -500,
+            dns_config: Some(DnsConfig {
+                nameservers: vec!["10.0.0.53".into()],
+                search: vec!["corp.example".into()],
+                options: vec!["ndots:2".into()],
+            }),
+            hosts: vec!["10.0.0.5 db.local".into(), "fd00::1 v6".into()],
+            groups: vec!["audio".into()],
+            ..container("app")
+        }
+    );
+    assert_eq!(
+        t.log_driver,
+        Some(LogDriver {
+            name: "json-file".into(),
+            options: [
+                ("max-size".to_string(), "10m".to_string()),
+                ("max-file".to_string(), "3".to_string()),
+            ]
+            .into(),
+        })
+    );
+    for (text, want) in [
+        (
+            "services:\n  app:\n    image: app\n    cap_add: [superpowers]\n",
+            "services.app.cap_add[0]: unknown capability \"superpowers\"",
+        ),
+        (
+            "services:\n  app:\n    image: app\n    ulimits: {nofile: {soft: 10}}\n",
+            "services.app.ulimits.nofile: give both soft and hard",
+        ),
+        (
+            "services:\n  app:\n    image: app\n    extra_hosts: [nonsense]\n",
+            "services.app.extra_hosts[0]: invalid host \"nonsense\"",
+        ),
+    ] {
+        let e = read_stack(
+            vec![Source {
+                name: "c.yml".into(),
+                text: text.into(),
+            }],
+            &vars(&[]),
+        )
+        .unwrap_err();
+        assert!(e.starts_with(want), "want {want:?}, got {e:?}");
+    }
+}

@@ -195,7 +195,17 @@ pub fn translate(stack: &str, model: &Stack, read: Read<'_>) -> Result<Desired, 
                 })
                 .collect(),
             pull_policy: proto::PullPolicy::Missing as i32,
-            ..Default::default()
+            registry_auth: String::new(),
+            ulimits: s.options.ulimits.clone(),
+            cap_add: s.options.cap_add.clone(),
+            cap_drop: s.options.cap_drop.clone(),
+            sysctls: s.options.sysctls.clone().into_iter().collect(),
+            init: s.options.init,
+            dns_config: s.options.dns.clone(),
+            hosts: s.options.hosts.clone(),
+            groups: s.options.groups.clone(),
+            tty: s.options.tty,
+            oom_score_adj: s.options.oom_score_adj,
         };
         let attached: Vec<(String, Vec<String>)> = if s.networks.is_empty() {
             vec![("default".into(), Vec::new())]
@@ -250,7 +260,7 @@ pub fn translate(stack: &str, model: &Stack, read: Read<'_>) -> Result<Desired, 
                 placement: (placement != Placement::default()).then_some(placement),
                 networks,
                 force_update: 0,
-                log_driver: None,
+                log_driver: s.options.log_driver.clone(),
             }),
             mode: Some(mode),
             update_config: dp.update_config,
