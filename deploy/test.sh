@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pkg_cmd in "iproute2:ip" "nftables:nft" "busybox-static:busybox" "containerd:containerd" \
-  "runc:runc" "docker-registry:docker-registry" "skopeo:skopeo" "docker.io:docker"; do
+  "runc:runc" "docker-registry:docker-registry" "skopeo:skopeo" "docker.io:docker" "chromium:chromium"; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

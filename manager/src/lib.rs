@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod logs;
 mod loops;
 pub mod manager;
+pub mod metrics;
 pub mod orchestrator;
 pub mod raft;
 pub mod raftapi;

@@ -72,6 +72,10 @@ impl Manager {
                 manager.dispatcher.clone(),
                 manager.stop.subscribe(),
             )),
+            tokio::spawn(crate::metrics::watch_leader(
+                manager.raft.clone(),
+                manager.stop.subscribe(),
+            )),
             tokio::spawn(crate::events::run(
                 manager.store.clone(),
                 manager.events.clone(),

@@ -30,6 +30,16 @@ impl Reporter {
         self.notify.notify_one();
     }
 
+    /// How many of the tasks the node still reports on are in each state (for metrics).
+    pub fn count_by_state(&self) -> HashMap<i32, usize> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = HashMap::new();
+        for status in inner.latest.values() {
+            *counts.entry(status.state).or_default() += 1;
+        }
+        counts
+    }
+
     /// Forgets a task the manager no longer assigns.
     pub fn forget(&self, task_id: &str) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());

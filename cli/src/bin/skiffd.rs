@@ -89,6 +89,10 @@ struct Args {
     /// loopback: every local user) then commands the swarm as root.
     #[arg(long)]
     docker_tcp_insecure: bool,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off unless given; 9323 is
+    /// Docker's usual port). Plain HTTP, read-only, without secrets
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_addr: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -191,6 +195,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cli::logging::init(&args.log_format);
     cli::daemon::secure_data_dir(&args.data_dir)?;
     cli::tls::install_crypto_provider();
+    let metrics_addr = args
+        .metrics_addr
+        .as_deref()
+        .map(cli::daemon::metrics::parse_addr)
+        .transpose()?;
     let choice = runtime_choice(&args);
     let runtime = runtime(&args, &choice).await?;
     let daemon = Daemon::new(
@@ -233,6 +242,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await
     .context("cannot serve the Docker Engine API")?;
+    let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+    let metrics = match metrics_addr {
+        Some(addr) => {
+            let metrics = cli::daemon::metrics::Metrics::new(daemon.slot(), daemon.agent_slot());
+            Some(cli::daemon::metrics::serve(addr, metrics, metrics_stopped).await?)
+        }
+        None => None,
+    };
     tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "skiffd started");
     daemon.resume().await;
 
@@ -243,6 +260,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     engine.stop().await;
+    let _ = stop_metrics.send(true);
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     daemon.shutdown().await;
     local.stop().await;
     let _ = std::fs::remove_file(&args.socket);

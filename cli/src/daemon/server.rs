@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::measured::Measured;
 use anyhow::Context;
 use manager::ca::identity::local_caller;
 use manager::certificates::CaService;
@@ -72,9 +73,11 @@ pub fn serve_cluster_port(
     let router = Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .add_service(InterceptedService::new(
-            ControlServer::new(ControlService::new(slot.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            Measured(
+                ControlServer::new(ControlService::new(slot.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            ),
             tls_caller.clone(),
         ))
         .add_service(InterceptedService::new(
@@ -141,9 +144,11 @@ pub fn serve_local_socket<S: Swarm>(
             local_caller,
         ))
         .add_service(InterceptedService::new(
-            ControlServer::new(ControlService::new(slot))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            Measured(
+                ControlServer::new(ControlService::new(slot))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            ),
             local_caller,
         ));
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);

@@ -57,15 +57,26 @@ impl Store {
     /// Commits `actions` as one batch (forwarded to the leader if need be); returns its log
     /// index, the version of everything it wrote.
     pub async fn write(&self, actions: Vec<StoreAction>) -> Result<u64, StoreError> {
-        self.proposer.propose(&StoreBatch { actions }).await
+        let started = std::time::Instant::now();
+        let written = self.proposer.propose(&StoreBatch { actions }).await;
+        crate::metrics::METRICS
+            .proposal_seconds
+            .observe(started.elapsed().as_secs_f64());
+        written
     }
 
     /// Commits `actions` as one batch only while this manager leads (see
     /// [`Proposer::propose_as_leader`]).
     pub async fn write_as_leader(&self, actions: Vec<StoreAction>) -> Result<u64, StoreError> {
-        self.proposer
+        let started = std::time::Instant::now();
+        let written = self
+            .proposer
             .propose_as_leader(&StoreBatch { actions })
-            .await
+            .await;
+        crate::metrics::METRICS
+            .proposal_seconds
+            .observe(started.elapsed().as_secs_f64());
+        written
     }
 
     /// Changes the object `id` with `change` and commits it, reading it again and retrying
