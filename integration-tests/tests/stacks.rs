@@ -371,6 +371,9 @@ services:
     command: ["sh", "-c", "echo api here > /www/index.html && exec httpd -f -p 80 -h /www"]
     networks: [front, back]
     stop_grace_period: 1s
+    deploy:
+      resources:
+        limits: {pids: 50}
   agent:
     image: busybox:test
     command: ["sh", "-c", "while true; do sleep 1; done"]
@@ -473,6 +476,12 @@ fn a_stack_of_containers_serves_through_the_mesh_and_by_short_names() {
         text.contains("api here").then_some(text)
     });
     assert!(reply.contains("200 OK"), "{reply}");
+    // deploy.resources.limits.pids reached api's cgroup.
+    let api = &cluster.running_tasks(1, "shop_api")[0];
+    let pids = std::fs::read_to_string(format!("/sys/fs/cgroup/pids/skiff/{}/pids.max", api.id))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/skiff/{}/pids.max", api.id)))
+        .expect("api's pids cgroup");
+    assert_eq!(pids.trim(), "50");
 
     // Unchanged: nothing restarts.
     let state = |s: &str| {
