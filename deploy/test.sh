@@ -4,12 +4,15 @@
 # (deploy/containerd-test.sh), then builds and runs the workspace's tests. The README's
 # test command, and what CI (.ci/run) runs. Extra arguments go to `cargo test`. docker.io
 # is there for its `docker` client, which the Docker API tests drive; no dockerd is used.
+# tini gives the nodes a statically linked init for `service create --init`; chromium
+# renders the cluster page in its tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 for pkg_cmd in "iproute2:ip" "nftables:nft" "busybox-static:busybox" "containerd:containerd" \
-  "runc:runc" "docker-registry:docker-registry" "skopeo:skopeo" "docker.io:docker" "chromium:chromium"; do
+  "runc:runc" "docker-registry:docker-registry" "skopeo:skopeo" "docker.io:docker" \
+  "tini:tini-static" "chromium:chromium"; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

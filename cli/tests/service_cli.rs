@@ -425,7 +425,11 @@ mod fake {
                     ],
                 }),
                 Ok(SubscribeLogsResponse {
-                    messages: vec![log("w1", LogStream::Stdout, "two\nlines\n")],
+                    // A minute later, for --since and --until.
+                    messages: vec![LogMessage {
+                        timestamp: 1_700_000_060_000,
+                        ..log("w1", LogStream::Stdout, "two\nlines\n")
+                    }],
                 }),
             ];
             std::future::ready(Ok::<_, Status>(tonic::Response::new(tokio_stream::iter(
@@ -536,7 +540,10 @@ mod fake {
                         }
                         meta.version += 1;
                         meta.updated_at = proto::now_ms();
-                        svc.spec = r.spec;
+                        // A rollback sends no spec; the fake keeps no previous one.
+                        if !r.rollback {
+                            svc.spec = r.spec;
+                        }
                         svc.spec_version += 1;
                         let svc = svc.clone();
                         drop(services);
@@ -885,6 +892,41 @@ fn inspect_and_rm() {
 }
 
 #[test]
+fn logs_since_and_until_keep_the_lines_of_their_time() {
+    let d = fake::start();
+    let r = run(
+        &d,
+        &["service", "logs", "--raw", "--since", "1700000030", "web"],
+    );
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("two\nlines\n", ""));
+    let r = run(
+        &d,
+        &[
+            "service",
+            "logs",
+            "--raw",
+            "--until",
+            "2023-11-14T22:13:50Z",
+            "web",
+        ],
+    );
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str()),
+        ("hello\n", "oops\n")
+    );
+    let r = run(&d, &["service", "logs", "--details", "--raw", "web"]);
+    assert_eq!(r.stdout, "hello\ntwo\nlines\n");
+    let r = run(&d, &["service", "logs", "--since", "last week", "web"]);
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr
+            .starts_with("Error: invalid time \"last week\" for --since"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn logs_are_prefixed_per_task() {
     let d = fake::start();
     let r = run(&d, &["service", "logs", "--tail", "10", "web"]);
@@ -921,4 +963,37 @@ fn logs_are_prefixed_per_task() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn update_rollback_asks_for_the_previous_spec_and_takes_no_other_change() {
+    let d = fake::start();
+    let r = run(&d, &["service", "update", "--detach", "--rollback", "web"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let call = d.state.calls("UpdateService").pop().unwrap();
+    assert!(
+        call.contains("spec: None") && call.contains("rollback: true"),
+        "{call}"
+    );
+    let before = d.state.calls("UpdateService").len();
+    let r = run(
+        &d,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--rollback",
+            "--image",
+            "x:1",
+            "web",
+        ],
+    );
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr
+            .starts_with("Error: --rollback goes back to the previous spec"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(d.state.calls("UpdateService").len(), before, "nothing sent");
 }

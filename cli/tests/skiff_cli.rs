@@ -633,6 +633,22 @@ fn the_daemon_is_named_with_h_anywhere_or_host_before_the_command() {
 }
 
 #[test]
+fn a_network_filter_with_an_unknown_key_is_refused_before_connecting() {
+    let line = fails_with_one_sentence(&[
+        "-H",
+        "unix:///nonexistent/skiffd.sock",
+        "network",
+        "ls",
+        "--filter",
+        "color=red",
+    ]);
+    assert!(
+        line.starts_with("Error: invalid filter \"color=red\" for --filter: unknown key"),
+        "{line}"
+    );
+}
+
+#[test]
 fn stack_config_prints_the_merged_file_without_a_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("compose.yml");

@@ -33,6 +33,8 @@ pub struct Check {
     timeout: Duration,
     retries: u32,
     start_period: Duration,
+    /// Between checks during the start period, while the task is not yet healthy.
+    start_interval: Duration,
 }
 
 impl Check {
@@ -67,6 +69,10 @@ impl Check {
                 config.retries
             },
             start_period: Duration::from_millis(config.start_period_ms),
+            start_interval: ms(
+                config.start_interval_ms,
+                ms(config.interval_ms, DEFAULT_INTERVAL),
+            ),
         })
     }
 }
@@ -99,7 +105,14 @@ pub fn monitor(runtime: Arc<dyn Runtime>, task_id: String, check: Check) -> Moni
         let started = tokio::time::Instant::now();
         let mut failures = 0u32;
         loop {
-            tokio::time::sleep(check.interval).await;
+            let starting = tx.borrow().state == HealthState::Starting
+                && started.elapsed() < check.start_period;
+            let wait = if starting {
+                check.start_interval
+            } else {
+                check.interval
+            };
+            tokio::time::sleep(wait).await;
             let result = runtime.exec(&task_id, &check.command, check.timeout).await;
             let (ok, output) = match result {
                 Ok(out) if out.code == 0 => (true, out.output),
@@ -198,5 +211,24 @@ mod tests {
         assert_eq!(c.retries, DEFAULT_RETRIES);
         let c = Check::from_config(&config(&["CMD-SHELL", "test -f /ok"])).unwrap();
         assert_eq!(c.command, ["/bin/sh", "-c", "test -f /ok"]);
+    }
+
+    #[test]
+    fn the_start_interval_is_the_interval_unless_given() {
+        let c = Check::from_config(&HealthConfig {
+            interval_ms: 7_000,
+            ..config(&["CMD", "true"])
+        })
+        .unwrap();
+        assert_eq!(c.start_interval, Duration::from_secs(7));
+        let c = Check::from_config(&HealthConfig {
+            start_interval_ms: 500,
+            ..config(&["CMD", "true"])
+        })
+        .unwrap();
+        assert_eq!(
+            (c.interval, c.start_interval),
+            (DEFAULT_INTERVAL, Duration::from_millis(500))
+        );
     }
 }

@@ -67,6 +67,8 @@ pub(crate) struct ImageHealthcheck {
     #[serde(default)]
     pub start_period: u64,
     #[serde(default)]
+    pub start_interval: u64,
+    #[serde(default)]
     pub retries: u32,
 }
 

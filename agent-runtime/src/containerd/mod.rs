@@ -169,6 +169,11 @@ impl ContainerdRuntime {
         })
     }
 
+    /// What the node's runtime can grant: containerd's privileges and limits.
+    fn node_facts(&self) -> node::NodeFacts {
+        node::NodeFacts::read(containerd_pid(&self.config.socket))
+    }
+
     fn task_dir(&self, task_id: &str) -> PathBuf {
         self.config.state_dir.join("tasks").join(task_id)
     }
@@ -524,8 +529,7 @@ impl Runtime for ContainerdRuntime {
             ));
         }
         // What this node cannot run is rejected before anything is pulled or made.
-        let capabilities =
-            node::check(container, &node::NodeFacts::read(), node::kernel_has_sysctl)?;
+        let capabilities = node::check(container, &self.node_facts(), node::kernel_has_sysctl)?;
         let init = container.init.then(node::find_init).transpose()?;
         let image = self.image_for(container).await?;
         let dir = self.task_dir(task_id);
@@ -910,6 +914,7 @@ impl Runtime for ContainerdRuntime {
             timeout_ms: ms(check.timeout),
             retries: check.retries,
             start_period_ms: ms(check.start_period),
+            start_interval_ms: ms(check.start_interval),
         })
     }
 }

@@ -43,9 +43,15 @@ pub(crate) struct NodeFacts {
 }
 
 impl NodeFacts {
-    /// Reads this node's facts from `/proc` and `getrlimit`.
-    pub(crate) fn read() -> NodeFacts {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    /// Reads the facts of the node's runtime: process `pid`'s (containerd's, whose shims
+    /// and runc inherit its privileges and limits) when given and readable, else skiffd's.
+    pub(crate) fn read(pid: Option<u32>) -> NodeFacts {
+        let proc_file = |name: &str| {
+            pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/{name}")).ok())
+                .or_else(|| std::fs::read_to_string(format!("/proc/self/{name}")).ok())
+                .unwrap_or_default()
+        };
+        let status = proc_file("status");
         let mask = |key: &str| {
             status
                 .lines()
@@ -58,31 +64,42 @@ impl NodeFacts {
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(1 << 20);
-        let hard_limits = [
-            ("nofile", libc::RLIMIT_NOFILE),
-            ("nproc", libc::RLIMIT_NPROC),
-            ("memlock", libc::RLIMIT_MEMLOCK),
-            ("core", libc::RLIMIT_CORE),
-            ("stack", libc::RLIMIT_STACK),
-        ]
-        .into_iter()
-        .filter_map(|(name, resource)| {
-            let mut r = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: getrlimit writes one rlimit into the struct we own.
-            let ok = unsafe { libc::getrlimit(resource, &mut r) } == 0;
-            ok.then(|| (name.to_string(), r.rlim_max))
-        })
-        .collect();
         NodeFacts {
             bounding: caps_in(bounding),
             sys_resource: effective & (1 << 24) != 0,
             nr_open,
-            hard_limits,
+            hard_limits: hard_limits(&proc_file("limits")),
         }
     }
+}
+
+/// The hard limits of a `/proc/PID/limits` table, by ulimit name ("unlimited" is the
+/// largest value).
+fn hard_limits(table: &str) -> Vec<(String, u64)> {
+    const ROWS: &[(&str, &str)] = &[
+        ("Max open files", "nofile"),
+        ("Max processes", "nproc"),
+        ("Max locked memory", "memlock"),
+        ("Max core file size", "core"),
+        ("Max stack size", "stack"),
+        ("Max file size", "fsize"),
+        ("Max data size", "data"),
+        ("Max address space", "as"),
+        ("Max msgqueue size", "msgqueue"),
+        ("Max pending signals", "sigpending"),
+    ];
+    table
+        .lines()
+        .filter_map(|line| {
+            let (title, name) = ROWS.iter().find(|(t, _)| line.starts_with(t))?;
+            let hard = line[title.len()..].split_whitespace().nth(1)?;
+            let hard = match hard {
+                "unlimited" => u64::MAX,
+                n => n.parse().ok()?,
+            };
+            Some((name.to_string(), hard))
+        })
+        .collect()
 }
 
 /// The capability names of a `/proc/PID/status` mask.
@@ -377,8 +394,22 @@ mod tests {
     }
 
     #[test]
+    fn hard_limits_are_read_from_a_limits_table() {
+        let table = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                     Max open files            1024                 524288               files     \n\
+                     Max core file size        0                    unlimited            bytes     \n";
+        assert_eq!(
+            hard_limits(table),
+            [
+                ("nofile".to_string(), 524_288),
+                ("core".to_string(), u64::MAX)
+            ]
+        );
+    }
+
+    #[test]
     fn this_node_s_facts_are_read() {
-        let facts = NodeFacts::read();
+        let facts = NodeFacts::read(None);
         assert!(facts.nr_open > 0);
         assert!(facts.bounding.iter().any(|c| c == "CAP_CHOWN"));
     }

@@ -58,6 +58,11 @@ pub(crate) fn write_task_files(
         // The embedded server stays the resolver; it forwards to the --dns servers.
         TaskNetwork::Overlays => {
             dns.nameservers.clear();
+            // Service names are single labels the embedded server answers: ndots:0 stays
+            // unless the task sets ndots itself (as Docker keeps it).
+            if !dns.options.is_empty() && !dns.options.iter().any(|o| o.starts_with("ndots:")) {
+                dns.options.insert(0, "ndots:0".into());
+            }
             format!("nameserver {EMBEDDED_DNS}\noptions ndots:0\n")
         }
         TaskNetwork::Node | TaskNetwork::Host => read("/etc/resolv.conf"),
@@ -190,6 +195,38 @@ mod tests {
             reachable_resolvers(direct, upstreams),
             "nameserver 10.0.0.2\n",
             "systemd-resolved's upstreams only where nothing else is left"
+        );
+    }
+
+    #[test]
+    fn task_files_carry_hosts_entries_and_dns_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = proto::ContainerSpec {
+            hosts: vec!["10.0.0.5 db.local".into()],
+            dns_config: Some(proto::DnsConfig {
+                nameservers: vec!["192.0.2.1".into()],
+                search: vec!["example.com".into()],
+                options: vec!["timeout:2".into()],
+            }),
+            ..Default::default()
+        };
+        write_task_files(dir.path(), "h", TaskNetwork::Overlays, &c).unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(
+            read("hosts").ends_with("127.0.1.1\th\n10.0.0.5 db.local\n"),
+            "{}",
+            read("hosts")
+        );
+        assert_eq!(
+            read("resolv.conf"),
+            "nameserver 127.0.0.11\nsearch example.com\noptions ndots:0 timeout:2\n",
+            "on overlays the embedded server stays the resolver (it forwards to --dns)"
+        );
+        write_task_files(dir.path(), "h", TaskNetwork::Bridge, &c).unwrap();
+        let resolv = read("resolv.conf");
+        assert!(
+            resolv.contains("nameserver 192.0.2.1\n") && !resolv.contains("127.0.0.11"),
+            "{resolv}"
         );
     }
 }

@@ -21,12 +21,116 @@ pub enum NetworkCommand {
     Create(CreateArgs),
     /// List networks
     #[command(visible_alias = "list")]
-    Ls(LsArgs),
+    Ls(NetworkLsArgs),
     /// Show details of one or more networks
     Inspect(InspectArgs),
     /// Remove one or more networks
     #[command(visible_alias = "remove")]
     Rm(RmArgs),
+}
+
+/// `ls`: the listing flags of secrets and configs, and `--filter`.
+#[derive(Debug, Args)]
+pub struct NetworkLsArgs {
+    #[command(flatten)]
+    pub ls: LsArgs,
+    /// Only networks that match: driver=, id=, label=KEY[=VALUE], name=, scope=, type=custom|builtin,
+    /// dangling=true|false
+    /// (one key given twice matches either value; different keys must all match)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+}
+
+/// One `network ls --filter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Filter {
+    Driver(String),
+    Id(String),
+    Label(String, Option<String>),
+    Name(String),
+    Scope(String),
+    Type(String),
+    /// `dangling=true|false`: used by no service (the ingress network never is).
+    Dangling(bool),
+}
+
+impl Filter {
+    fn parse(value: &str) -> anyhow::Result<Filter> {
+        let (key, v) = value.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid filter \"{value}\" for --filter: use KEY=VALUE, e.g. name=front"
+            )
+        })?;
+        let v = v.trim().to_string();
+        Ok(match key.trim().to_ascii_lowercase().as_str() {
+            "driver" => Filter::Driver(v),
+            "id" => Filter::Id(v),
+            "label" => match v.split_once('=') {
+                Some((k, val)) => Filter::Label(k.to_string(), Some(val.to_string())),
+                None => Filter::Label(v, None),
+            },
+            "name" => Filter::Name(v),
+            "scope" => Filter::Scope(v),
+            "type" if v == "custom" || v == "builtin" => Filter::Type(v),
+            "type" => bail!("invalid filter \"{value}\" for --filter: type is custom or builtin"),
+            "dangling" => match v.as_str() {
+                "true" | "1" => Filter::Dangling(true),
+                "false" | "0" => Filter::Dangling(false),
+                _ => bail!("invalid filter \"{value}\" for --filter: dangling is true or false"),
+            },
+            other => bail!(
+                "invalid filter \"{value}\" for --filter: unknown key \"{other}\"; use driver, id, label, name, scope, type or dangling"
+            ),
+        })
+    }
+
+    fn key(&self) -> u8 {
+        match self {
+            Filter::Driver(_) => 0,
+            Filter::Id(_) => 1,
+            Filter::Label(..) => 2,
+            Filter::Name(_) => 3,
+            Filter::Scope(_) => 4,
+            Filter::Type(_) => 5,
+            Filter::Dangling(_) => 6,
+        }
+    }
+
+    /// Whether `network` matches, as Docker matches: names and IDs by part, the scope of
+    /// every skiff network is swarm, and all are custom (none is predefined).
+    fn matches(&self, network: &Network, used: &[String]) -> bool {
+        let spec = network.spec.clone().unwrap_or_default();
+        let id = network.meta.as_ref().map_or("", |m| m.id.as_str());
+        match self {
+            Filter::Driver(d) => spec.driver == *d,
+            Filter::Id(p) => id.starts_with(p.as_str()),
+            Filter::Label(k, v) => spec
+                .labels
+                .get(k)
+                .is_some_and(|have| v.as_ref().is_none_or(|v| v == have)),
+            Filter::Name(n) => spec.name.contains(n.as_str()),
+            Filter::Scope(s) => s == "swarm",
+            Filter::Type(t) => t == "custom",
+            Filter::Dangling(d) => {
+                let in_use = spec.ingress || used.iter().any(|u| u == id);
+                *d != in_use
+            }
+        }
+    }
+}
+
+/// The networks that pass `filters`: any filter of a key, every key; `used` are the IDs
+/// of the networks services name (for `dangling`).
+fn filtered(networks: Vec<Network>, filters: &[Filter], used: &[String]) -> Vec<Network> {
+    networks
+        .into_iter()
+        .filter(|n| {
+            (0..7).all(|key| {
+                let of_key: Vec<&Filter> = filters.iter().filter(|f| f.key() == key).collect();
+                of_key.is_empty() || of_key.iter().any(|f| f.matches(n, used))
+            })
+        })
+        .collect()
 }
 
 /// `create [OPTIONS] NAME`.
@@ -120,15 +224,36 @@ fn row(network: &Network) -> [String; 4] {
     ]
 }
 
-async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
+async fn ls(global: &GlobalOpts, args: NetworkLsArgs) -> anyhow::Result<()> {
+    let filters = args
+        .filter
+        .iter()
+        .map(|f| Filter::parse(f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let args = args.ls;
     let format = list_format(args.format.as_deref())?;
     let client = global.connect().await?;
-    let mut networks = client
+    let networks = client
         .control()
         .list_networks(ListNetworksRequest {})
         .await
         .reply(&client)?
         .networks;
+    let used: Vec<String> = if filters.iter().any(|f| matches!(f, Filter::Dangling(_))) {
+        client
+            .control()
+            .list_services(proto::ListServicesRequest::default())
+            .await
+            .reply(&client)?
+            .services
+            .into_iter()
+            .filter_map(|s| s.spec?.task_template)
+            .flat_map(|t| t.networks.into_iter().map(|n| n.target))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut networks = filtered(networks, &filters, &used);
     networks.sort_by_key(|n| n.spec.as_ref().map(|s| s.name.clone()));
     if args.quiet {
         for n in &networks {
@@ -215,6 +340,62 @@ async fn rm(global: &GlobalOpts, args: RmArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn net(id: &str, name: &str, labels: &[(&str, &str)]) -> Network {
+        Network {
+            meta: Some(proto::Meta {
+                id: id.into(),
+                ..Default::default()
+            }),
+            spec: Some(NetworkSpec {
+                name: name.into(),
+                driver: "overlay".into(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn filters_match_as_docker_s_one_key_any_value_all_keys() {
+        let nets = || {
+            vec![
+                net("aaa111", "front", &[("tier", "web")]),
+                net("bbb222", "back", &[("tier", "db")]),
+                net("ccc333", "frontier", &[]),
+            ]
+        };
+        let names = |filters: &[&str]| -> Vec<String> {
+            let filters: Vec<Filter> = filters.iter().map(|f| Filter::parse(f).unwrap()).collect();
+            filtered(nets(), &filters, &["aaa111".to_string()])
+                .into_iter()
+                .map(|n| n.spec.unwrap().name)
+                .collect()
+        };
+        assert_eq!(names(&["name=front"]), ["front", "frontier"]);
+        assert_eq!(
+            names(&["name=front", "name=back"]),
+            ["front", "back", "frontier"]
+        );
+        assert_eq!(names(&["name=front", "label=tier"]), ["front"]);
+        assert_eq!(names(&["label=tier=db"]), ["back"]);
+        assert_eq!(names(&["id=bbb"]), ["back"]);
+        assert_eq!(
+            names(&["driver=overlay", "scope=swarm", "type=custom"]).len(),
+            3
+        );
+        assert!(names(&["scope=local"]).is_empty() && names(&["type=builtin"]).is_empty());
+        assert_eq!(names(&["dangling=false"]), ["front"], "a service names it");
+        assert_eq!(names(&["dangling=true"]), ["back", "frontier"]);
+        assert!(Filter::parse("dangling=maybe").is_err());
+        let e = Filter::parse("color=red").unwrap_err().to_string();
+        assert!(e.contains("unknown key \"color\""), "{e}");
+        assert!(Filter::parse("name").is_err());
+    }
     use clap::Parser;
 
     #[derive(Parser)]

@@ -182,6 +182,9 @@ pub struct CreateArgs {
     /// Time a task has to start before failed checks count
     #[arg(long, value_name = "DURATION")]
     pub health_start_period: Option<String>,
+    /// Time between checks during the start period (default: --health-interval)
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
     /// Disable the image's health check
     #[arg(long)]
     pub no_healthcheck: bool,

@@ -40,6 +40,17 @@ pub struct LogsArgs {
     /// Print the lines only, without the prefix
     #[arg(long)]
     pub raw: bool,
+    /// Only lines written since then: a time (2026-01-02T15:04:05Z, Unix seconds) or a
+    /// duration before now (10m, 1h30m)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only lines written before then: a time or a duration before now, as --since
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Show the extra attributes of each line (skiff's logs carry none, so the lines are
+    /// as without it; accepted for Docker's scripts)
+    #[arg(long)]
+    pub details: bool,
     /// Service (ID, ID prefix or name) or task ID
     #[arg(value_name = "SERVICE|TASK")]
     pub target: String,
@@ -54,6 +65,28 @@ pub fn parse_tail(value: Option<&str>) -> anyhow::Result<i64> {
             .map_err(|_| anyhow!("invalid value \"{v}\" for --tail: the number is too large")),
         Some(v) => bail!("invalid value \"{v}\" for --tail: use a number of lines or all"),
     }
+}
+
+/// Parses a `--since`/`--until` value into Unix milliseconds: an RFC 3339 time
+/// (`2026-01-02T15:04:05Z`, the zone optional, meaning UTC), Unix seconds (`1767366245`,
+/// with an optional fraction), or a duration before `now_ms` (`10m`, `1h30m`), as Docker
+/// takes them.
+pub fn parse_time(flag: &str, value: &str, now_ms: i64) -> anyhow::Result<i64> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs >= 0.0 && secs.is_finite() {
+            return Ok((secs * 1000.0) as i64);
+        }
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(v) {
+        if let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) {
+            return Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        }
+    }
+    if let Ok(ms) = crate::client::duration::parse_flag_ms(flag, v) {
+        return Ok(now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)));
+    }
+    bail!("invalid time \"{value}\" for {flag}: use a time such as 2026-01-02T15:04:05Z, Unix seconds, or a duration before now such as 10m")
 }
 
 /// How a task's lines are prefixed.
@@ -161,6 +194,17 @@ impl Contexts {
 /// Runs `skiff service logs`.
 pub async fn logs(global: &GlobalOpts, args: LogsArgs) -> anyhow::Result<()> {
     let tail = parse_tail(args.tail.as_deref())?;
+    let now = proto::now_ms();
+    let since = args
+        .since
+        .as_deref()
+        .map(|v| parse_time("--since", v, now))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|v| parse_time("--until", v, now))
+        .transpose()?;
     let client = global.connect().await?;
     let mut control = client.control();
 
@@ -268,6 +312,16 @@ pub async fn logs(global: &GlobalOpts, args: LogsArgs) -> anyhow::Result<()> {
         .reply(&client)?;
     while let Some(batch) = stream.message().await.map_err(|s| client.error(s))? {
         for msg in &batch.messages {
+            if since.is_some_and(|t| msg.timestamp < t) {
+                continue;
+            }
+            if until.is_some_and(|t| msg.timestamp >= t) {
+                if args.follow {
+                    // Nothing later can be before it.
+                    return Ok(());
+                }
+                continue;
+            }
             let ctx = if args.raw {
                 None
             } else {
@@ -374,6 +428,31 @@ mod tests {
         );
         let out = format_message(&msg, None, 0, false);
         assert_eq!(out, b"hello\nworld\n");
+    }
+
+    #[test]
+    fn times_are_rfc3339_unix_seconds_or_durations_before_now() {
+        let now = 1_767_366_245_000;
+        assert_eq!(
+            parse_time("--since", "2026-01-02T15:04:05Z", now).unwrap(),
+            1_767_366_245_000
+        );
+        assert_eq!(
+            parse_time("--since", "2026-01-02T15:04:05", now).unwrap(),
+            1_767_366_245_000
+        );
+        assert_eq!(
+            parse_time("--until", "1767366245.5", now).unwrap(),
+            1_767_366_245_500
+        );
+        assert_eq!(parse_time("--since", "10m", now).unwrap(), now - 600_000);
+        let e = parse_time("--until", "yesterday", now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid time \"yesterday\" for --until"),
+            "{e}"
+        );
     }
 
     #[test]

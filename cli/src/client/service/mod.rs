@@ -618,6 +618,23 @@ async fn rm(global: &GlobalOpts, args: RmArgs) -> anyhow::Result<()> {
 
 async fn update(global: &GlobalOpts, args: UpdateArgs) -> anyhow::Result<()> {
     let client = global.connect().await?;
+    if args.rollback {
+        let (service, updated) = update_fresh(&client, &args.service, true, |service| {
+            let unchanged = update::UpdateArgs {
+                service: args.service.clone(),
+                ..Default::default()
+            };
+            let env = |k: &str| std::env::var(k).ok();
+            if update::updated_spec(service, &args, env)?
+                != update::updated_spec(service, &unchanged, env)?
+            {
+                bail!("--rollback goes back to the previous spec: give it without other changes, then update again");
+            }
+            Ok(None)
+        })
+        .await?;
+        return follow(&client, &service, updated, true, args.detach, args.quiet).await;
+    }
     let env = |k: &str| std::env::var(k).ok();
     let networks = if update::names_networks(&args) {
         client

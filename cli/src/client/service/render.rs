@@ -489,6 +489,42 @@ fn file_references<'a>(
 }
 
 /// What `service inspect --pretty` prints for one service.
+/// The container options of `--pretty`, each only when set.
+fn container_options(s: &mut String, c: &proto::ContainerSpec) {
+    let list = |name: &str, values: &[String], s: &mut String| {
+        if !values.is_empty() {
+            let _ = writeln!(s, " {name}{}", values.join(", "));
+        }
+    };
+    if c.init {
+        let _ = writeln!(s, " Init:\t\ttrue");
+    }
+    if c.tty {
+        let _ = writeln!(s, " TTY:\t\ttrue");
+    }
+    list("CapAdd:\t\t", &c.cap_add, s);
+    list("CapDrop:\t", &c.cap_drop, s);
+    let ulimits: Vec<String> = c
+        .ulimits
+        .iter()
+        .map(proto::container_options::format_ulimit)
+        .collect();
+    list("Ulimits:\t", &ulimits, s);
+    let mut sysctls: Vec<String> = c.sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    sysctls.sort();
+    list("Sysctls:\t", &sysctls, s);
+    if let Some(d) = &c.dns_config {
+        list("DNS:\t\t", &d.nameservers, s);
+        list("DNSSearch:\t", &d.search, s);
+        list("DNSOptions:\t", &d.options, s);
+    }
+    list("Hosts:\t\t", &c.hosts, s);
+    list("Groups:\t\t", &c.groups, s);
+    if c.oom_score_adj != 0 {
+        let _ = writeln!(s, " OomScoreAdj:\t{}", c.oom_score_adj);
+    }
+}
+
 pub fn pretty(service: &Service) -> String {
     let mut s = String::new();
     let meta = service.meta.clone().unwrap_or_default();
@@ -590,6 +626,7 @@ pub fn pretty(service: &Service) -> String {
     if let Some(h) = &c.healthcheck {
         let _ = writeln!(s, " Healthcheck:\t{}", h.test.join(" "));
     }
+    container_options(&mut s, &c);
     if !c.mounts.is_empty() {
         let _ = writeln!(s, "Mounts:");
         for m in &c.mounts {
@@ -935,5 +972,39 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Endpoint Mode:\tvip\n"), "{text}");
+        assert!(
+            !text.contains("Ulimits"),
+            "unset options are not shown: {text}"
+        );
+
+        let c = s
+            .spec
+            .as_mut()
+            .unwrap()
+            .task_template
+            .as_mut()
+            .unwrap()
+            .container
+            .as_mut()
+            .unwrap();
+        c.init = true;
+        c.cap_add = vec!["CAP_NET_ADMIN".into()];
+        c.ulimits = vec![proto::Ulimit {
+            name: "nofile".into(),
+            soft: 10,
+            hard: 20,
+        }];
+        c.hosts = vec!["10.0.0.5 db".into()];
+        c.oom_score_adj = -5;
+        let text = pretty(&s);
+        for line in [
+            " Init:\t\ttrue\n",
+            " CapAdd:\t\tCAP_NET_ADMIN\n",
+            " Ulimits:\tnofile=10:20\n",
+            " Hosts:\t\t10.0.0.5 db\n",
+            " OomScoreAdj:\t-5\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
     }
 }

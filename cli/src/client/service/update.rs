@@ -115,6 +115,9 @@ pub struct UpdateArgs {
     /// Time a task has to start before failed checks count
     #[arg(long, value_name = "DURATION")]
     pub health_start_period: Option<String>,
+    /// Time between checks during the start period
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
     /// Disable any health check, the image's too
     #[arg(long)]
     pub no_healthcheck: bool,
@@ -232,6 +235,9 @@ pub struct UpdateArgs {
     /// Replace every task even if nothing changed
     #[arg(long)]
     pub force: bool,
+    /// Roll back to the previous spec (as `skiff service rollback`)
+    #[arg(long)]
+    pub rollback: bool,
     /// Tasks updated at once (0: all at once)
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub update_parallelism: Option<String>,

@@ -1133,9 +1133,10 @@ fn healthcheck(v: &Value, path: &str, noted: &mut BTreeSet<String>) -> Result<He
             "timeout",
             "retries",
             "start_period",
+            "start_interval",
             "disable",
         ],
-        &["start_interval"],
+        &[],
         noted,
     )?;
     let mut h = HealthConfig::default();
@@ -1165,6 +1166,7 @@ fn healthcheck(v: &Value, path: &str, noted: &mut BTreeSet<String>) -> Result<He
         ("interval", &mut h.interval_ms),
         ("timeout", &mut h.timeout_ms),
         ("start_period", &mut h.start_period_ms),
+        ("start_interval", &mut h.start_interval_ms),
     ] {
         if let Some((v, p)) = f.get(key) {
             *target = duration_ms(v, &p)?;

@@ -315,6 +315,7 @@ fn a_web_server_and_its_database_with_a_secret_a_config_and_health_checks() {
                         timeout_ms: 3_000,
                         retries: 3,
                         start_period_ms: 5_000,
+                        start_interval_ms: 1_000,
                     }),
                     secrets: vec![SecretReference {
                         secret_name: "app_db_password".into(),

@@ -422,7 +422,8 @@ fn healthcheck(args: &CreateArgs) -> anyhow::Result<Option<HealthConfig>> {
         || args.health_interval.is_some()
         || args.health_timeout.is_some()
         || args.health_retries.is_some()
-        || args.health_start_period.is_some();
+        || args.health_start_period.is_some()
+        || args.health_start_interval.is_some();
     if args.no_healthcheck {
         if any {
             bail!("--no-healthcheck conflicts with the --health-* flags: use one or the other");
@@ -445,6 +446,7 @@ fn healthcheck(args: &CreateArgs) -> anyhow::Result<Option<HealthConfig>> {
     h.interval_ms = ms("--health-interval", &args.health_interval)?.unwrap_or(0);
     h.timeout_ms = ms("--health-timeout", &args.health_timeout)?.unwrap_or(0);
     h.start_period_ms = ms("--health-start-period", &args.health_start_period)?.unwrap_or(0);
+    h.start_interval_ms = ms("--health-start-interval", &args.health_start_interval)?.unwrap_or(0);
     if let Some(r) = &args.health_retries {
         h.retries = parse::count_u32("--health-retries", r)?;
     }

@@ -182,6 +182,8 @@ fn everything_at_once() {
         "10s",
         "--health-retries",
         "2",
+        "--health-start-interval",
+        "1s",
         "--update-parallelism",
         "2",
         "--update-delay",
@@ -219,7 +221,10 @@ fn everything_at_once() {
     assert_eq!(c.mounts[0].r#type(), MountType::Tmpfs);
     let h = c.healthcheck.as_ref().unwrap();
     assert_eq!(h.test, ["CMD-SHELL", "true"]);
-    assert_eq!((h.interval_ms, h.retries), (10_000, 2));
+    assert_eq!(
+        (h.interval_ms, h.retries, h.start_interval_ms),
+        (10_000, 2, 1_000)
+    );
     let p = t.placement.as_ref().unwrap();
     assert_eq!(p.constraints, ["node.role==worker"]);
     assert_eq!(p.preferences[0].spread, "node.labels.zone");

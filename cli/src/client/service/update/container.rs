@@ -122,7 +122,8 @@ fn healthcheck(c: &mut ContainerSpec, a: &UpdateArgs) -> anyhow::Result<()> {
         || a.health_interval.is_some()
         || a.health_timeout.is_some()
         || a.health_retries.is_some()
-        || a.health_start_period.is_some();
+        || a.health_start_period.is_some()
+        || a.health_start_interval.is_some();
     if a.no_healthcheck {
         if any {
             bail!("--no-healthcheck conflicts with the --health-* flags: use one or the other");
@@ -156,6 +157,9 @@ fn healthcheck(c: &mut ContainerSpec, a: &UpdateArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = ms("--health-start-period", &a.health_start_period)? {
         h.start_period_ms = v;
+    }
+    if let Some(v) = ms("--health-start-interval", &a.health_start_interval)? {
+        h.start_interval_ms = v;
     }
     if let Some(r) = &a.health_retries {
         h.retries = parse::count_u32("--health-retries", r)?;

@@ -310,6 +310,8 @@ fn the_missing_update_forms_change_their_part_of_the_spec() {
             "true",
             "--health-interval",
             "2s",
+            "--health-start-interval",
+            "500ms",
             "--restart-condition",
             "on-failure",
             "--restart-delay",
@@ -345,7 +347,10 @@ fn the_missing_update_forms_change_their_part_of_the_spec() {
     let c = t.container.clone().unwrap();
     assert_eq!(c.mounts[0].target, "/cache");
     let h = c.healthcheck.clone().unwrap();
-    assert_eq!((h.test[1].as_str(), h.interval_ms), ("true", 2_000));
+    assert_eq!(
+        (h.test[1].as_str(), h.interval_ms, h.start_interval_ms),
+        ("true", 2_000, 500)
+    );
     let r = t.restart.unwrap();
     assert_eq!(r.condition(), proto::RestartCondition::OnFailure);
     assert_eq!(
