@@ -537,3 +537,336 @@ fn autolock_and_unlock_through_the_docker_client() {
     ]);
     assert_eq!(out.trim(), "false");
 }
+
+#[test]
+fn services_tasks_and_logs_through_the_docker_client() {
+    let mut cluster = Cluster::new(2);
+    let (d1, _d2) = docker_swarm(&mut cluster);
+    let h1 = cluster.host(1).docker_host();
+
+    // Create with the live progress, as a user would.
+    let out = d1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--env",
+        "GREETING=hello",
+        "--label",
+        "tier=front",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $GREETING from the task; exec sleep 600",
+    ]);
+    assert!(out.contains("converged"), "{out}");
+    let out = d1.eventually(
+        &["service", "ls", "--format", "{{.Name}} {{.Replicas}}"],
+        |t| t.trim() == "web 3/3",
+    );
+    assert_eq!(out.trim(), "web 3/3");
+    let out = d1.ok(&[
+        "service",
+        "ps",
+        "web",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Name}} {{.CurrentState}}",
+    ]);
+    assert_eq!(
+        out.lines().filter(|l| l.contains("Running")).count(),
+        3,
+        "{out}"
+    );
+    let out = d1.ok(&["service", "inspect", "web", "--format", "{{.Spec.Name}} {{.Spec.Mode.Replicated.Replicas}} {{index .Spec.Labels \"tier\"}} {{.Spec.UpdateConfig.Parallelism}}"]);
+    assert_eq!(out.trim(), "web 3 front 1");
+    let out = d1.ok(&["service", "inspect", "--pretty", "web"]);
+    assert!(out.contains("Replicas:\t3"), "{out}");
+    let out = d1.ok(&["node", "ps", "host1", "--format", "{{.Name}}"]);
+    assert!(out.contains("web."), "{out}");
+
+    // Logs, with the task context the client prints.
+    let out = d1.eventually(&["service", "logs", "web"], |t| {
+        t.lines()
+            .filter(|l| l.contains("hello from the task"))
+            .count()
+            == 3
+    });
+    assert!(out.lines().all(|l| l.starts_with("web.")), "{out}");
+    let task = d1.ok(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        "web",
+    ]);
+    let task = task.lines().next().unwrap().to_string();
+    let out = d1.ok(&["service", "logs", "--raw", &task]);
+    assert_eq!(out.trim(), "hello from the task");
+
+    // Scale, update, rollback.
+    let out = d1.ok(&["service", "scale", "web=2"]);
+    assert!(out.contains("converged"), "{out}");
+    d1.eventually(
+        &["service", "ls", "--format", "{{.Name}} {{.Replicas}}"],
+        |t| t.trim() == "web 2/2",
+    );
+    d1.ok(&["service", "update", "--env-add", "EXTRA=1", "web"]);
+    let out = d1.ok(&[
+        "service",
+        "inspect",
+        "web",
+        "--format",
+        "{{.Spec.TaskTemplate.ContainerSpec.Env}} {{.UpdateStatus.State}}",
+    ]);
+    assert_eq!(out.trim(), "[GREETING=hello EXTRA=1] completed");
+    d1.ok(&["service", "rollback", "web"]);
+    let out = d1.ok(&[
+        "service",
+        "inspect",
+        "web",
+        "--format",
+        "{{.Spec.TaskTemplate.ContainerSpec.Env}} {{.UpdateStatus.State}}",
+    ]);
+    assert_eq!(out.trim(), "[GREETING=hello] rollback_completed");
+
+    // Bad requests: Docker's status and a sentence, nothing changed.
+    let service: Value =
+        serde_json::from_str(&http(&h1, "GET", "/v1.41/services/web", None).1).unwrap();
+    let version = service["Version"]["Index"].as_u64().unwrap();
+    let spec = service["Spec"].clone();
+    let with = |path: &[&str], value: Value| {
+        let mut s = spec.clone();
+        let mut at = &mut s;
+        for key in &path[..path.len() - 1] {
+            at = &mut at[*key];
+        }
+        at[path[path.len() - 1]] = value;
+        s.to_string()
+    };
+    let update = format!("/v1.41/services/web/update?version={version}");
+    let cases = [
+        (
+            update.clone(),
+            with(
+                &["TaskTemplate", "ContainerSpec", "Bogus"],
+                Value::Bool(true),
+            ),
+            400,
+            "unknown field \"Bogus\" in TaskTemplate.ContainerSpec",
+        ),
+        (
+            update.clone(),
+            with(
+                &["Mode", "Replicated", "Replicas"],
+                Value::String("many".into()),
+            ),
+            400,
+            "Mode.Replicated.Replicas",
+        ),
+        (
+            update.clone(),
+            with(&["TaskTemplate", "ContainerSpec", "TTY"], Value::Bool(true)),
+            400,
+            "TaskTemplate.ContainerSpec.TTY is not supported",
+        ),
+        (
+            format!("/v1.41/services/web/update?version={}", version - 1),
+            with(&["Mode", "Replicated", "Replicas"], Value::from(5)),
+            500,
+            "update out of sequence",
+        ),
+        (
+            format!("/v1.41/services/nosuch/update?version={version}"),
+            spec.to_string(),
+            404,
+            "",
+        ),
+        (
+            "/v1.41/services/create".to_string(),
+            spec.to_string(),
+            409,
+            "",
+        ),
+        (
+            "/v1.41/services/create".to_string(),
+            with(&["Name"], Value::from(5)),
+            400,
+            "invalid type: integer `5`, expected a string at Name",
+        ),
+    ];
+    for (path, body, status, text) in cases {
+        let (got, answer) = http(&h1, "POST", &path, Some(&body));
+        assert_eq!(got, status, "{path} {body}: {answer}");
+        assert!(message(&answer).contains(text), "{path}: {answer}");
+    }
+    let (status, _) = http(&h1, "GET", "/v1.41/services/nosuch", None);
+    assert_eq!(status, 404);
+    let again: Value =
+        serde_json::from_str(&http(&h1, "GET", "/v1.41/services/web", None).1).unwrap();
+    assert_eq!(
+        again["Version"]["Index"].as_u64(),
+        Some(version),
+        "nothing changed"
+    );
+    let out = d1.ok(&["service", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(out.trim(), "web", "no other service was created");
+
+    d1.ok(&["service", "rm", "web"]);
+    let out = d1.ok(&["service", "ls", "-q"]);
+    assert!(out.trim().is_empty(), "{out}");
+}
+
+#[test]
+fn secrets_configs_networks_and_stacks_through_the_docker_client() {
+    let mut cluster = Cluster::new(2);
+    let (d1, _d2) = docker_swarm(&mut cluster);
+    let h1 = cluster.host(1).docker_host();
+
+    let out = d1.run_input(
+        &["secret", "create", "--label", "k=v", "db-password", "-"],
+        "SUPER-SECRET-VALUE",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d1.run_input(&["config", "create", "app-conf", "-"], "setting=1\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d1.ok(&["secret", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(out.trim(), "db-password");
+    let out = d1.ok(&[
+        "secret",
+        "ls",
+        "--filter",
+        "label=k=v",
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert_eq!(out.trim(), "db-password");
+    let out = d1.ok(&[
+        "config",
+        "inspect",
+        "app-conf",
+        "--format",
+        "{{printf \"%s\" .Spec.Data}}",
+    ]);
+    assert_eq!(out.trim(), "setting=1");
+    // A secret's data never comes back, in any form.
+    for path in ["/v1.41/secrets", "/v1.41/secrets/db-password"] {
+        let (status, body) = http(&h1, "GET", path, None);
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            !body.contains("SUPER-SECRET-VALUE") && !body.contains("U1VQRVItU0VDUkVULVZBTFVF"),
+            "{path}: {body}"
+        );
+        assert!(!body.contains("\"Data\""), "{path}: {body}");
+    }
+    let err = d1.fails(&["secret", "create", "db-password", "/etc/hostname"]);
+    assert!(!err.is_empty());
+    let (status, _) = http(
+        &h1,
+        "POST",
+        "/v1.41/secrets/create",
+        Some(r#"{"Name":"x","Data":"aGk=","Driver":{"Name":"vault"}}"#),
+    );
+    assert_eq!(status, 400);
+
+    d1.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.44.0.0/24",
+        "back",
+    ]);
+    let out = d1.ok(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.Name}} {{.Driver}} {{.Scope}}",
+    ]);
+    assert!(out.contains("back overlay swarm"), "{out}");
+    let out = d1.ok(&[
+        "network",
+        "inspect",
+        "back",
+        "--format",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+    ]);
+    assert_eq!(out.trim(), "10.44.0.0/24");
+    let err = d1.fails(&["network", "create", "-d", "bridge", "local"]);
+    assert!(err.contains("not supported by skiff"), "{err}");
+
+    // A stack of two services on a network of its own, with the secret.
+    let compose = cluster.dir().join("compose.yml");
+    std::fs::write(
+        &compose,
+        r#"version: "3.8"
+services:
+  api:
+    image: busybox
+    command: ["sh", "-c", "exec sleep 600"]
+    deploy:
+      replicas: 2
+    networks: [front]
+    secrets: [db-password]
+  worker:
+    image: busybox
+    command: ["sleep", "600"]
+    networks: [front]
+networks:
+  front:
+    driver: overlay
+secrets:
+  db-password:
+    external: true
+"#,
+    )
+    .unwrap();
+    d1.ok(&["stack", "deploy", "-c", compose.to_str().unwrap(), "demo"]);
+    let out = d1.ok(&["stack", "ls", "--format", "{{.Name}} {{.Services}}"]);
+    assert_eq!(out.trim(), "demo 2");
+    d1.eventually(
+        &[
+            "stack",
+            "services",
+            "demo",
+            "--format",
+            "{{.Name}} {{.Replicas}}",
+        ],
+        |t| {
+            let mut lines: Vec<&str> = t.lines().collect();
+            lines.sort();
+            lines == ["demo_api 2/2", "demo_worker 1/1"]
+        },
+    );
+    let out = d1.ok(&["stack", "ps", "demo", "--format", "{{.Name}}"]);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let err = d1.fails(&["secret", "rm", "db-password"]);
+    assert!(err.contains("in use"), "{err}");
+    d1.ok(&["stack", "rm", "demo"]);
+    d1.eventually(&["network", "ls", "--format", "{{.Name}}"], |t| {
+        !t.contains("demo_front")
+    });
+    let out = d1.ok(&["service", "ls", "-q"]);
+    assert!(out.trim().is_empty(), "{out}");
+
+    d1.ok(&["secret", "rm", "db-password"]);
+    d1.ok(&["config", "rm", "app-conf"]);
+    d1.ok(&["network", "rm", "back"]);
+    let out = d1.ok(&["secret", "ls", "-q"]);
+    assert!(out.trim().is_empty());
+    let out = d1.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(out.trim(), "ingress");
+}
