@@ -870,3 +870,197 @@ secrets:
     let out = d1.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert_eq!(out.trim(), "ingress");
 }
+
+/// A CA and what it signs, written as PEM files.
+struct Pki {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    ca_pem: String,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        Self {
+            ca_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate (PEM) and its key (PEM) for `ip` as a server, or as a client.
+    fn leaf(&self, ip: Option<&str>, client: bool) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(ip.map(|i| vec![i.to_string()]).unwrap_or_default())
+                .unwrap();
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            if client { "client" } else { "server" },
+        );
+        params.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A `DOCKER_CERT_PATH` directory: this CA, and a client certificate from `signer`.
+    fn client_dir(&self, dir: &std::path::Path, signer: &Pki) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let (cert, key) = signer.leaf(None, true);
+        std::fs::write(dir.join("ca.pem"), &self.ca_pem).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert).unwrap();
+        std::fs::write(dir.join("key.pem"), key).unwrap();
+        dir.to_path_buf()
+    }
+}
+
+/// A port on `ip` nobody listens on now.
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn tcp_with_mutual_tls_admits_only_clients_of_its_ca() {
+    let probe = Cluster::new(1);
+    let ip = probe.host(1).addr.split(':').next().unwrap().to_string();
+    drop(probe);
+    let port = free_port(&ip);
+    let pki = Pki::new("docker-api-ca");
+    let other = Pki::new("another-ca");
+    let dir = tempfile::tempdir().unwrap();
+    let (server_cert, server_key) = pki.leaf(Some(&ip), false);
+    for (name, text) in [
+        ("ca.pem", pki.ca_pem.as_str()),
+        ("server.pem", server_cert.as_str()),
+        ("server-key.pem", server_key.as_str()),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let tcp = format!("tcp://{ip}:{port}");
+    let mut cluster = Cluster::new(1).with_daemon_args(
+        1,
+        &[
+            "--docker-host",
+            &tcp,
+            "--tlsverify",
+            "--tlscacert",
+            &p("ca.pem"),
+            "--tlscert",
+            &p("server.pem"),
+            "--tlskey",
+            &p("server-key.pem"),
+        ],
+    );
+    cluster.start_all();
+
+    let tls_docker = |cert_dir: &std::path::Path| {
+        let mut d = Docker::on(&cluster, 1);
+        d.host = tcp.clone();
+        d.env = vec![
+            ("DOCKER_TLS_VERIFY".into(), "1".into()),
+            ("DOCKER_CERT_PATH".into(), cert_dir.to_str().unwrap().into()),
+        ];
+        d
+    };
+    // The right CA: served, swarm commands included.
+    let good = tls_docker(&pki.client_dir(&dir.path().join("good"), &pki));
+    let out = good.ok(&["version", "--format", "{{.Server.Platform.Name}}"]);
+    assert_eq!(out.trim(), "skiff");
+    let addr = cluster.host(1).addr.clone();
+    good.ok(&[
+        "swarm",
+        "init",
+        "--advertise-addr",
+        &addr,
+        "--listen-addr",
+        &addr,
+    ]);
+    let out = good.ok(&["node", "ls", "--format", "{{.Hostname}}"]);
+    assert_eq!(out.trim(), "host1");
+
+    // A client certificate from another CA: refused at the handshake.
+    let wrong = tls_docker(&pki.client_dir(&dir.path().join("wrong"), &other));
+    let err = wrong.fails(&["version", "--format", "{{.Server.Platform.Name}}"]);
+    assert!(err.contains("tls") || err.contains("certificate"), "{err}");
+    // No client certificate at all: refused too.
+    let mut none = Docker::on(&cluster, 1);
+    none.host = tcp.clone();
+    let err = none.run(&[
+        "--tlsverify",
+        "--tlscacert",
+        &p("ca.pem"),
+        "version",
+        "--format",
+        "{{.Server.Platform.Name}}",
+    ]);
+    assert!(
+        !err.status.success(),
+        "{}",
+        String::from_utf8_lossy(&err.stdout)
+    );
+    let text = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        text.contains("tls") || text.contains("certificate"),
+        "{text}"
+    );
+    // Plain HTTP on the TLS port gets no answer from the API.
+    let mut plain = Docker::on(&cluster, 1);
+    plain.host = tcp.clone();
+    let err = plain.fails(&["version", "--format", "{{.Server.Platform.Name}}"]);
+    assert!(!err.contains("skiff"), "{err}");
+    // The unix socket is served beside it.
+    let out = Docker::on(&cluster, 1).ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+    assert_eq!(out.trim(), "active");
+}
+
+#[test]
+fn plain_tcp_is_refused_at_start_unless_declared_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(integration_tests::bin("skiffd"))
+        .args(["--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .args([
+            "--docker-host",
+            "tcp://127.0.0.1:2375",
+            "--runtime",
+            "process",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--docker-tcp-insecure"), "{err}");
+    assert!(!dir.path().join("s.sock").exists(), "nothing was started");
+
+    let probe = Cluster::new(1);
+    let ip = probe.host(1).addr.split(':').next().unwrap().to_string();
+    drop(probe);
+    let tcp = format!("tcp://{ip}:{}", free_port(&ip));
+    let mut cluster =
+        Cluster::new(1).with_daemon_args(1, &["--docker-host", &tcp, "--docker-tcp-insecure"]);
+    cluster.start_all();
+    let mut docker = Docker::on(&cluster, 1);
+    docker.host = tcp;
+    let out = docker.ok(&["version", "--format", "{{.Server.Platform.Name}}"]);
+    assert_eq!(out.trim(), "skiff");
+}

@@ -154,6 +154,16 @@ async fn runtime(
 
 async fn run(args: Args) -> anyhow::Result<()> {
     cli::logging::init(&args.log_format);
+    // Wrong Docker API flags (plain TCP above all) stop the daemon before it starts anything.
+    let docker_api = cli::daemon::engine::ListenOptions {
+        hosts: args.docker_hosts.clone(),
+        tls_verify: args.tlsverify,
+        tls_ca: args.tlscacert.clone(),
+        tls_cert: args.tlscert.clone(),
+        tls_key: args.tlskey.clone(),
+        tcp_insecure: args.docker_tcp_insecure,
+    };
+    cli::daemon::engine::listen::endpoints(&docker_api)?;
     cli::daemon::secure_data_dir(&args.data_dir)?;
     cli::tls::install_crypto_provider();
     let choice = runtime_choice(&args);
@@ -185,19 +195,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         daemon.agent_slot(),
     )
     .context("cannot serve the local API")?;
-    let engine = cli::daemon::engine::serve(
-        &cli::daemon::engine::ListenOptions {
-            hosts: args.docker_hosts.clone(),
-            tls_verify: args.tlsverify,
-            tls_ca: args.tlscacert.clone(),
-            tls_cert: args.tlscert.clone(),
-            tls_key: args.tlskey.clone(),
-            tcp_insecure: args.docker_tcp_insecure,
-        },
-        args.socket.clone(),
-    )
-    .await
-    .context("cannot serve the Docker Engine API")?;
+    let engine = cli::daemon::engine::serve(&docker_api, args.socket.clone())
+        .await
+        .context("cannot serve the Docker Engine API")?;
     tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "skiffd started");
     daemon.resume().await;
 

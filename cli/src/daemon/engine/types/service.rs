@@ -730,9 +730,11 @@ impl TaskSpec {
                     "" | "any" => proto::RestartCondition::Any,
                     "on-failure" => proto::RestartCondition::OnFailure,
                     "none" => proto::RestartCondition::None,
-                    other => return Err(bad(format!(
+                    other => {
+                        return Err(bad(format!(
                         "invalid RestartPolicy.Condition \"{other}\": use none, on-failure or any"
-                    ))),
+                    )))
+                    }
                 } as i32,
                 delay_ms: opt_millis("RestartPolicy.Delay", r.delay)?,
                 max_attempts: r.max_attempts.unwrap_or(0),
