@@ -541,7 +541,7 @@ fn autolock_and_unlock_through_the_docker_client() {
 #[test]
 fn services_tasks_and_logs_through_the_docker_client() {
     let mut cluster = Cluster::new(2);
-    let (d1, _d2) = docker_swarm(&mut cluster);
+    let (d1, d2) = docker_swarm(&mut cluster);
     let h1 = cluster.host(1).docker_host();
 
     // Create with the live progress, as a user would.
@@ -607,6 +607,45 @@ fn services_tasks_and_logs_through_the_docker_client() {
     let task = task.lines().next().unwrap().to_string();
     let out = d1.ok(&["service", "logs", "--raw", &task]);
     assert_eq!(out.trim(), "hello from the task");
+
+    // The worker's own task containers, as `docker ps`, `inspect` and `logs` see them.
+    let out = d2.ok(&[
+        "ps",
+        "--format",
+        "{{.Names}} {{.Label \"com.docker.swarm.service.name\"}} {{.State}}",
+    ]);
+    assert!(!out.trim().is_empty(), "host2 runs a task of web");
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("web.") && l.ends_with(" web running")),
+        "{out}"
+    );
+    let name = out
+        .lines()
+        .next()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = d2.ok(&[
+        "inspect",
+        &name,
+        "--format",
+        "{{.State.Status}} {{index .Config.Labels \"com.docker.swarm.task.name\"}}",
+    ]);
+    assert_eq!(out.trim(), format!("running {name}"));
+    let out = d2.eventually(&["logs", &name], |t| t.contains("hello from the task"));
+    assert_eq!(out.trim(), "hello from the task");
+    let err = d2.fails(&["rm", "-f", &name]);
+    assert!(err.contains("tasks of services"), "{err}");
+    let (status, _) = http(
+        &cluster.host(2).docker_host(),
+        "POST",
+        "/v1.41/containers/create",
+        Some("{}"),
+    );
+    assert_eq!(status, 501);
 
     // Scale, update, rollback.
     let out = d1.ok(&["service", "scale", "web=2"]);

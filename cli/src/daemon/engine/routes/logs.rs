@@ -23,12 +23,22 @@ struct Options {
     details: bool,
 }
 
+/// Where the logs come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The cluster: the manager gathers them from the nodes that run the tasks.
+    Cluster,
+    /// This node's own tasks only (`docker logs`; workers too).
+    ThisNode,
+}
+
 /// Streams the logs `selector` picks, as `query` asks (`follow`, `tail`, `timestamps`,
 /// `details`, `stdout`, `stderr`).
 pub async fn stream(
     backend: &Backend,
     selector: proto::LogSelector,
     query: &Query,
+    source: Source,
 ) -> ApiResult<Response> {
     let options = Options {
         stdout: query.bool("stdout"),
@@ -59,11 +69,16 @@ pub async fn stream(
             ))
         })?,
     };
-    let request = proto::SubscribeLogsRequest {
+    let mut request = tonic::Request::new(proto::SubscribeLogsRequest {
         selector: Some(selector),
         follow: query.bool("follow"),
         tail,
-    };
+    });
+    if source == Source::ThisNode {
+        request
+            .metadata_mut()
+            .insert(manager::logs::NODE_LOGS, "1".parse().expect("ascii"));
+    }
     let stream = match backend.logs().await?.subscribe_logs(request).await {
         Ok(r) => r.into_inner(),
         Err(s) => return Err(backend.control_error(s).await),

@@ -1,6 +1,7 @@
 //! The routes of the Engine API, one module per resource, and what their handlers share.
 
 pub mod configs;
+pub mod containers;
 pub mod logs;
 pub mod networks;
 pub mod nodes;
@@ -72,10 +73,16 @@ pub fn router() -> Router<Arc<Engine>> {
             "/networks/{id}",
             get(networks::inspect).delete(networks::remove),
         )
+        .route("/containers/json", get(containers::list))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/logs", get(containers::logs))
         .fallback(not_found)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
+    if uri.path() == "/containers" || uri.path().starts_with("/containers/") {
+        return ApiError::not_implemented(containers::NOT_IMPLEMENTED);
+    }
     ApiError::not_found(format!(
         "page not found: skiff serves the swarm part of the Docker API, and {} is not part of it",
         uri.path()

@@ -308,7 +308,13 @@ pub async fn logs(
         service_ids: vec![service.meta.map(|m| m.id).unwrap_or_default()],
         ..Default::default()
     };
-    super::logs::stream(state.0.backend(), selector, &query).await
+    super::logs::stream(
+        state.0.backend(),
+        selector,
+        &query,
+        super::logs::Source::Cluster,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -153,5 +153,5 @@ pub async fn logs(
         task_ids: vec![task.meta.map(|m| m.id).unwrap_or_default()],
         ..Default::default()
     };
-    super::logs::stream(backend, selector, &query).await
+    super::logs::stream(backend, selector, &query, super::logs::Source::Cluster).await
 }
