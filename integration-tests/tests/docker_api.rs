@@ -232,6 +232,8 @@ fn version_info_and_ping_answer_as_dockerd_does() {
         "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
     ]);
     assert_eq!(out.trim(), "inactive false");
+    let out = docker.ok(&["info", "--format", "{{.Name}} {{.OSType}}"]);
+    assert_eq!(out.trim(), "host1 linux");
 
     let (status, body) = http(&socket, "GET", "/_ping", None);
     assert_eq!((status, body.as_str()), (200, "OK"));
@@ -1102,4 +1104,75 @@ fn plain_tcp_is_refused_at_start_unless_declared_insecure() {
     docker.host = tcp;
     let out = docker.ok(&["version", "--format", "{{.Server.Platform.Name}}"]);
     assert_eq!(out.trim(), "skiff");
+}
+
+/// docker-py's script: initialises a swarm, creates a service and reads its tasks.
+const DOCKER_PY: &str = r#"
+import sys, time
+import docker
+client = docker.DockerClient(base_url=sys.argv[1])
+addr = sys.argv[2]
+client.swarm.init(advertise_addr=addr, listen_addr=addr)
+service = client.services.create(
+    "busybox", command=["sleep", "600"], name="py",
+    mode=docker.types.ServiceMode("replicated", replicas=2))
+deadline = time.time() + 30
+running = []
+while time.time() < deadline:
+    running = [t for t in service.tasks(filters={"desired-state": "running"})
+               if t["Status"]["State"] == "running"]
+    if len(running) == 2:
+        break
+    time.sleep(0.2)
+service.reload()
+print(client.info()["Swarm"]["LocalNodeState"], service.name,
+      service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"], len(running))
+"#;
+
+#[test]
+fn docker_py_initialises_a_swarm_and_runs_a_service() {
+    let python = ["python3", "/usr/bin/python3"].into_iter().find(|p| {
+        Command::new(p)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(python) = python else {
+        eprintln!("skipped: no python3 here to run docker-py with");
+        return;
+    };
+    let mut cluster = Cluster::new(1);
+    let venv = cluster.dir().join("venv");
+    let made = Command::new(python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    let pip = venv.join("bin/pip");
+    let installed = made.status.success()
+        && Command::new(&pip)
+            .args(["install", "-q", "docker"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !installed {
+        eprintln!("skipped: cannot install docker-py (PyPI `docker`) into a venv here");
+        return;
+    }
+    cluster.start_all();
+    let script = cluster.dir().join("docker_py.py");
+    std::fs::write(&script, DOCKER_PY).unwrap();
+    let addr = cluster.host(1).addr.clone();
+    let out = Command::new(venv.join("bin/python"))
+        .arg(&script)
+        .arg(cluster.host(1).docker_host())
+        .arg(&addr)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker-py failed: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "active py 2 2");
 }

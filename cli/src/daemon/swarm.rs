@@ -470,19 +470,23 @@ impl Swarm for SwarmService {
         &self,
         _req: Request<proto::ListLocalTasksRequest>,
     ) -> Result<Response<proto::ListLocalTasksResponse>, Status> {
+        let hostname = self
+            .daemon
+            .opts
+            .hostname
+            .clone()
+            .unwrap_or_else(super::host::system_hostname);
         let guard = self.daemon.membership.lock().await;
         let Some(m) = guard.as_ref() else {
-            return Ok(Response::new(proto::ListLocalTasksResponse::default()));
+            return Ok(Response::new(proto::ListLocalTasksResponse {
+                hostname,
+                ..Default::default()
+            }));
         };
         Ok(Response::new(proto::ListLocalTasksResponse {
             tasks: m.agent().tasks(),
             node_id: m.state().node_id.clone(),
-            hostname: self
-                .daemon
-                .opts
-                .hostname
-                .clone()
-                .unwrap_or_else(super::host::system_hostname),
+            hostname,
         }))
     }
 
