@@ -777,6 +777,51 @@ fn secrets_configs_networks_and_stacks_through_the_docker_client() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // `docker events` sees configs come, as a stream of its own.
+    let mut events = d1
+        .command(&[
+            "events",
+            "--filter",
+            "type=config",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker events");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = events.stdout.take().expect("events stdout");
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The client may connect after a first create: create until one is reported.
+    let mut probes = 0;
+    let seen = wait_until("docker events to report a config", SETTLE, || {
+        probes += 1;
+        let out = d1.run_input(&["config", "create", &format!("probe-{probes}"), "-"], "x");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lines.recv_timeout(Duration::from_secs(3)).ok()
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(seen.starts_with("config create probe-"), "{seen}");
+    for id in d1.ok(&["config", "ls", "-q"]).lines() {
+        d1.ok(&["config", "rm", id]);
+    }
     let out = d1.run_input(&["config", "create", "app-conf", "-"], "setting=1\n");
     assert!(
         out.status.success(),

@@ -2,6 +2,7 @@
 
 pub mod configs;
 pub mod containers;
+pub mod events;
 pub mod logs;
 pub mod networks;
 pub mod nodes;
@@ -32,6 +33,7 @@ pub fn router() -> Router<Arc<Engine>> {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/events", get(events::events))
         .route("/swarm", get(swarm::inspect))
         .route("/swarm/init", post(swarm::init))
         .route("/swarm/join", post(swarm::join))
