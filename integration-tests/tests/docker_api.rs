@@ -948,6 +948,35 @@ secrets:
     let out = d1.ok(&["service", "ls", "-q"]);
     assert!(out.trim().is_empty(), "{out}");
 
+    // An ID prefix two objects share: 400 with what to do, nothing removed. 37 IDs over 36
+    // first characters share one for sure.
+    let mut by_first: std::collections::HashMap<char, String> = Default::default();
+    let ambiguous = (0..37)
+        .find_map(|i| {
+            let body = format!(r#"{{"Name":"many-{i}","Data":"eA=="}}"#);
+            let (status, answer) = http(&h1, "POST", "/v1.41/secrets/create", Some(&body));
+            assert_eq!(status, 201, "{answer}");
+            let id: Value = serde_json::from_str(&answer).unwrap();
+            let id = id["ID"].as_str().unwrap().to_string();
+            let first = id.chars().next().unwrap();
+            by_first.insert(first, id).map(|_| first)
+        })
+        .expect("two of 37 IDs share a first character");
+    let before = d1.ok(&["secret", "ls", "-q"]).lines().count();
+    for method in ["GET", "DELETE"] {
+        let (status, answer) = http(&h1, method, &format!("/v1.41/secrets/{ambiguous}"), None);
+        assert_eq!(status, 400, "{method}: {answer}");
+        assert!(!message(&answer).is_empty());
+    }
+    assert_eq!(
+        d1.ok(&["secret", "ls", "-q"]).lines().count(),
+        before,
+        "nothing removed"
+    );
+    for i in 0..37 {
+        let _ = d1.run(&["secret", "rm", &format!("many-{i}")]);
+    }
+
     d1.ok(&["secret", "rm", "db-password"]);
     d1.ok(&["config", "rm", "app-conf"]);
     d1.ok(&["network", "rm", "back"]);
