@@ -1250,3 +1250,60 @@ fn docker_py_initialises_a_swarm_and_runs_a_service() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "active py 2 2");
 }
+
+#[test]
+fn service_create_pins_the_image_to_the_digest_its_registry_gives() {
+    use integration_tests::containerd::{busybox_in_registry, registry};
+    let image = busybox_in_registry();
+    let mut cluster =
+        Cluster::new(1).with_daemon_args(1, &["--insecure-registry", &registry().addr]);
+    cluster.start_all();
+    let docker = Docker::on(&cluster, 1);
+    let addr = cluster.host(1).addr.clone();
+    docker.ok(&[
+        "swarm",
+        "init",
+        "--advertise-addr",
+        &addr,
+        "--listen-addr",
+        &addr,
+    ]);
+
+    let (status, body) = http(
+        &cluster.host(1).docker_host(),
+        "GET",
+        &format!("/v1.41/distribution/{image}/json"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let digest = answer["Descriptor"]["digest"].as_str().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{body}");
+
+    docker.ok(&[
+        "service", "create", "--detach", "--name", "pinned", image, "sleep", "600",
+    ]);
+    let out = docker.ok(&[
+        "service",
+        "inspect",
+        "pinned",
+        "--format",
+        "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+    ]);
+    assert_eq!(out.trim(), format!("{image}@{digest}"));
+
+    let (status, _) = http(
+        &cluster.host(1).docker_host(),
+        "GET",
+        &format!("/v1.41/distribution/{}/nosuch:tag/json", registry().addr),
+        None,
+    );
+    assert_eq!(status, 404);
+    let (status, _) = http(
+        &cluster.host(1).docker_host(),
+        "GET",
+        "/v1.41/distribution/Bad..Name/json",
+        None,
+    );
+    assert_eq!(status, 400);
+}

@@ -195,9 +195,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         daemon.agent_slot(),
     )
     .context("cannot serve the local API")?;
-    let engine = cli::daemon::engine::serve(&docker_api, args.socket.clone())
-        .await
-        .context("cannot serve the Docker Engine API")?;
+    let engine = cli::daemon::engine::serve(
+        &docker_api,
+        args.socket.clone(),
+        agent_runtime::containerd::RegistryOptions {
+            insecure: args.insecure_registries.clone(),
+        },
+    )
+    .await
+    .context("cannot serve the Docker Engine API")?;
     tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "skiffd started");
     daemon.resume().await;
 

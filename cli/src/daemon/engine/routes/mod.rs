@@ -2,6 +2,7 @@
 
 pub mod configs;
 pub mod containers;
+pub mod distribution;
 pub mod events;
 pub mod logs;
 pub mod networks;
@@ -34,6 +35,7 @@ pub fn router() -> Router<Arc<Engine>> {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/events", get(events::events))
+        .route("/distribution/{*rest}", get(distribution::inspect))
         .route("/swarm", get(swarm::inspect))
         .route("/swarm/init", post(swarm::init))
         .route("/swarm/join", post(swarm::join))
