@@ -209,43 +209,43 @@ pub struct ContainerSpec {
     /// Configs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<ConfigRef>,
-    /// Not supported: zero only (and the rest below).
+    /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub privileges: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(rename = "TTY", skip_serializing_if = "Option::is_none")]
     pub tty: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_stdin: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(rename = "DNSConfig", skip_serializing_if = "Option::is_none")]
     pub dns_config: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub isolation: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sysctls: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capability_add: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capability_drop: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Value>,
-    #[allow(missing_docs)]
+    /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oom_score_adj: Option<Value>,
 }
