@@ -1307,3 +1307,72 @@ fn service_create_pins_the_image_to_the_digest_its_registry_gives() {
     );
     assert_eq!(status, 400);
 }
+
+#[test]
+fn with_registry_auth_the_docker_clients_login_reaches_the_pull() {
+    use integration_tests::containerd::{busybox_in_auth_registry, REGISTRY_LOGIN};
+    let image = busybox_in_auth_registry();
+    let registry = image.split('/').next().expect("registry").to_string();
+    let mut cluster = Cluster::new(1).with_containerd();
+    cluster.start_all();
+    let docker = Docker::on(&cluster, 1);
+    let addr = cluster.host(1).addr.clone();
+    docker.ok(&[
+        "swarm",
+        "init",
+        "--advertise-addr",
+        &addr,
+        "--listen-addr",
+        &addr,
+    ]);
+    // `docker login`'s credentials, where the docker client keeps them.
+    std::fs::write(
+        docker.config.join("config.json"),
+        serde_json::json!({"auths": {&registry: {"auth": REGISTRY_LOGIN}}}).to_string(),
+    )
+    .unwrap();
+
+    docker.ok(&[
+        "service", "create", "--detach", "--name", "anon", image, "sleep", "1000",
+    ]);
+    let err = docker.eventually(
+        &[
+            "service",
+            "ps",
+            "anon",
+            "--no-trunc",
+            "--format",
+            "{{.Error}}",
+        ],
+        |t| t.contains("wants credentials"),
+    );
+    assert!(err.contains("--with-registry-auth"), "{err}");
+
+    docker.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--with-registry-auth",
+        "--name",
+        "private",
+        image,
+        "sleep",
+        "1000",
+    ]);
+    docker.eventually(
+        &[
+            "service",
+            "ls",
+            "--filter",
+            "name=private",
+            "--format",
+            "{{.Replicas}}",
+        ],
+        |t| t.trim() == "1/1",
+    );
+    // Pinned to the digest the registry gave for those credentials; the credentials
+    // themselves are never shown.
+    let out = docker.ok(&["service", "inspect", "private"]);
+    assert!(out.contains("@sha256:"), "{out}");
+    assert!(!out.contains(REGISTRY_LOGIN), "{out}");
+}
