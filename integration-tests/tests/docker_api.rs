@@ -146,6 +146,24 @@ fn http(docker_host: &str, method: &str, path: &str, body: Option<&str>) -> (u16
     (status, body)
 }
 
+/// The header `name` of the answer to a HEAD request.
+fn head_header(docker_host: &str, path: &str, name: &str) -> Option<String> {
+    let socket = docker_host.strip_prefix("unix://").expect("a unix socket");
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    write!(
+        stream,
+        "HEAD {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
@@ -237,6 +255,18 @@ fn version_info_and_ping_answer_as_dockerd_does() {
 
     let (status, body) = http(&socket, "GET", "/_ping", None);
     assert_eq!((status, body.as_str()), (200, "OK"));
+    assert_eq!(
+        head_header(&socket, "/_ping", "Api-Version").as_deref(),
+        Some("1.50")
+    );
+    assert_eq!(
+        head_header(&socket, "/_ping", "Ostype").as_deref(),
+        Some("linux")
+    );
+    assert_eq!(
+        head_header(&socket, "/v1.41/_ping", "Swarm").as_deref(),
+        Some("inactive")
+    );
     let (status, body) = http(&socket, "GET", "/v1.12/version", None);
     assert_eq!(status, 400);
     assert_eq!(
@@ -272,7 +302,15 @@ fn swarm_and_nodes_through_the_docker_client() {
     let (d1, d2) = docker_swarm(&mut cluster);
     let h1 = cluster.host(1).docker_host();
 
-    // docker info and node ls as a manager, and the worker's refusal.
+    // The ping's Swarm header, docker info and node ls as a manager, and the worker's refusal.
+    assert_eq!(
+        head_header(&h1, "/_ping", "Swarm").as_deref(),
+        Some("active/manager")
+    );
+    assert_eq!(
+        head_header(&cluster.host(2).docker_host(), "/_ping", "Swarm").as_deref(),
+        Some("active/worker")
+    );
     let out = d1.ok(&["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.Nodes}} {{.Swarm.Managers}}"]);
     assert_eq!(out.trim(), "active true 2 1");
     let out = d1.ok(&[
