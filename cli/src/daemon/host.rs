@@ -32,7 +32,7 @@ pub fn describe(hostname: Option<&str>, runtime: &str, listen_addr: &str) -> Nod
     }
 }
 
-fn system_hostname() -> String {
+pub(super) fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into())
