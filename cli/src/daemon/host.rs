@@ -21,6 +21,7 @@ pub fn describe(hostname: Option<&str>, runtime: &str, listen_addr: &str) -> Nod
         resources: Some(Resources {
             nano_cpus: cpus * 1_000_000_000,
             memory_bytes: total_memory().unwrap_or(0),
+            ..Default::default()
         }),
         engine_version: env!("CARGO_PKG_VERSION").into(),
         runtime: runtime.into(),

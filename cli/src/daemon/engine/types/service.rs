@@ -501,6 +501,7 @@ impl Limit {
             (self.nano_cpus != 0 || self.memory_bytes != 0).then_some(proto::Resources {
                 nano_cpus: self.nano_cpus,
                 memory_bytes: self.memory_bytes,
+                ..Default::default()
             }),
         )
     }
@@ -1394,6 +1395,7 @@ mod tests {
                     limits: Some(proto::Resources {
                         nano_cpus: 500_000_000,
                         memory_bytes: 1 << 26,
+                        ..Default::default()
                     }),
                     reservations: None,
                 }),
