@@ -1426,3 +1426,120 @@ fn with_registry_auth_the_docker_clients_login_reaches_the_pull() {
     assert!(out.contains("@sha256:"), "{out}");
     assert!(!out.contains(REGISTRY_LOGIN), "{out}");
 }
+
+#[test]
+fn container_options_and_the_logging_driver_through_the_docker_client() {
+    let mut cluster = Cluster::new(1);
+    cluster.start_all();
+    let d1 = Docker::on(&cluster, 1);
+    let a1 = cluster.host(1).addr.clone();
+    d1.ok(&[
+        "swarm",
+        "init",
+        "--advertise-addr",
+        &a1,
+        "--listen-addr",
+        &a1,
+    ]);
+    // The process runtime cannot run these options: only the spec is looked at.
+    d1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--no-resolve-image",
+        "--name",
+        "opts",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-drop",
+        "MKNOD",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--log-driver",
+        "json-file",
+        "--log-opt",
+        "max-size=1m",
+        "--init",
+        "--tty",
+        "--host",
+        "db:10.0.0.9",
+        "--dns",
+        "10.0.0.2",
+        "--dns-search",
+        "example.org",
+        "--dns-option",
+        "ndots:2",
+        "--sysctl",
+        "net.core.somaxconn=1024",
+        "--group",
+        "audio",
+        "--oom-score-adj",
+        "-500",
+        "--health-cmd",
+        "true",
+        "--health-start-interval",
+        "2s",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let inspect = |field: &str| -> Value {
+        let out = d1.ok(&[
+            "service",
+            "inspect",
+            "opts",
+            "--format",
+            &format!("{{{{json .Spec.TaskTemplate.{field}}}}}"),
+        ]);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let (c, log) = (inspect("ContainerSpec"), inspect("LogDriver"));
+    assert!(c["CapabilityAdd"].to_string().contains("NET_ADMIN"), "{c}");
+    assert!(c["CapabilityDrop"].to_string().contains("MKNOD"), "{c}");
+    assert_eq!(
+        c["Ulimits"],
+        serde_json::json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}]),
+        "{c}"
+    );
+    assert_eq!(
+        (&c["Init"], &c["TTY"]),
+        (&Value::Bool(true), &Value::Bool(true))
+    );
+    assert_eq!(c["Hosts"], serde_json::json!(["10.0.0.9 db"]), "{c}");
+    assert_eq!(
+        c["DNSConfig"],
+        serde_json::json!({"Nameservers": ["10.0.0.2"], "Search": ["example.org"],
+            "Options": ["ndots:2"]}),
+        "{c}"
+    );
+    assert_eq!(c["Sysctls"]["net.core.somaxconn"], "1024", "{c}");
+    assert_eq!(c["Groups"], serde_json::json!(["audio"]), "{c}");
+    assert_eq!(c["OomScoreAdj"], -500, "{c}");
+    assert_eq!(c["Healthcheck"]["StartInterval"], 2_000_000_000i64, "{c}");
+    assert_eq!(
+        log,
+        serde_json::json!({"Name": "json-file", "Options": {"max-size": "1m"}})
+    );
+
+    // An update through Docker's read-modify-write keeps every one of them.
+    let before = cluster.ok(1, &["service", "inspect", "--format", "json", "opts"]);
+    d1.ok(&[
+        "service",
+        "update",
+        "--detach",
+        "--no-resolve-image",
+        "--env-add",
+        "X=1",
+        "opts",
+    ]);
+    let after = cluster.ok(1, &["service", "inspect", "--format", "json", "opts"]);
+    let template = |text: &str| -> Value {
+        let v: Value = serde_json::from_str(text).unwrap();
+        v[0]["spec"]["task_template"].clone()
+    };
+    let (mut before, after) = (template(&before), template(&after));
+    assert!(before["container"]["init"] == true, "{before}");
+    before["container"]["env"] = serde_json::json!(["X=1"]);
+    assert_eq!(after["container"], before["container"]);
+    assert_eq!(after["log_driver"], before["log_driver"]);
+}
