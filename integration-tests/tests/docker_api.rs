@@ -761,9 +761,12 @@ fn services_tasks_and_logs_through_the_docker_client() {
         ),
         (
             update.clone(),
-            with(&["TaskTemplate", "ContainerSpec", "TTY"], Value::Bool(true)),
+            with(
+                &["TaskTemplate", "ContainerSpec", "OpenStdin"],
+                Value::Bool(true),
+            ),
             400,
-            "TaskTemplate.ContainerSpec.TTY is not supported",
+            "TaskTemplate.ContainerSpec.OpenStdin is not supported",
         ),
         (
             format!("/v1.41/services/web/update?version={}", version - 1),
