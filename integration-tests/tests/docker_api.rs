@@ -872,6 +872,26 @@ fn secrets_configs_networks_and_stacks_through_the_docker_client() {
     let _ = events.kill();
     let _ = events.wait();
     assert!(seen.starts_with("config create probe-"), "{seen}");
+    // `--since` replays what the manager remembers; with `--until` the stream ends. The
+    // client rounds durations down to whole seconds: until is now, to the nanosecond.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let until = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+    let out = d1.ok(&[
+        "events",
+        "--since",
+        "10m",
+        "--until",
+        &until,
+        "--filter",
+        "type=secret",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(out.trim(), "secret create db-password");
+    let err = d1.fails(&["events", "--filter", "nonsense=1"]);
+    assert!(err.contains("nonsense"), "{err}");
     for id in d1.ok(&["config", "ls", "-q"]).lines() {
         d1.ok(&["config", "rm", id]);
     }
