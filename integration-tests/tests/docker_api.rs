@@ -1544,6 +1544,19 @@ fn container_options_and_the_logging_driver_through_the_docker_client() {
         serde_json::json!({"Name": "json-file", "Options": {"max-size": "1m"}})
     );
 
+    // The control API's rules apply, in its words (the client would refuse this one).
+    let (status, answer) = http(
+        &cluster.host(1).docker_host(),
+        "POST",
+        "/v1.41/services/create",
+        Some(
+            r#"{"Name": "bad", "TaskTemplate": {"ContainerSpec": {"Image": "busybox",
+                "Ulimits": [{"Name": "nofile", "Soft": 2048, "Hard": 1024}]}}}"#,
+        ),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(message(&answer).contains("nofile"), "{answer}");
+
     // An update through Docker's read-modify-write keeps every one of them.
     let before = cluster.ok(1, &["service", "inspect", "--format", "json", "opts"]);
     d1.ok(&[
