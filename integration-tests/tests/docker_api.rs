@@ -761,9 +761,12 @@ fn services_tasks_and_logs_through_the_docker_client() {
         ),
         (
             update.clone(),
-            with(&["TaskTemplate", "ContainerSpec", "TTY"], Value::Bool(true)),
+            with(
+                &["TaskTemplate", "ContainerSpec", "OpenStdin"],
+                Value::Bool(true),
+            ),
             400,
-            "TaskTemplate.ContainerSpec.TTY is not supported",
+            "TaskTemplate.ContainerSpec.OpenStdin is not supported",
         ),
         (
             format!("/v1.41/services/web/update?version={}", version - 1),
@@ -869,6 +872,26 @@ fn secrets_configs_networks_and_stacks_through_the_docker_client() {
     let _ = events.kill();
     let _ = events.wait();
     assert!(seen.starts_with("config create probe-"), "{seen}");
+    // `--since` replays what the manager remembers; with `--until` the stream ends. The
+    // client rounds durations down to whole seconds: until is now, to the nanosecond.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let until = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+    let out = d1.ok(&[
+        "events",
+        "--since",
+        "10m",
+        "--until",
+        &until,
+        "--filter",
+        "type=secret",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(out.trim(), "secret create db-password");
+    let err = d1.fails(&["events", "--filter", "nonsense=1"]);
+    assert!(err.contains("nonsense"), "{err}");
     for id in d1.ok(&["config", "ls", "-q"]).lines() {
         d1.ok(&["config", "rm", id]);
     }
@@ -1425,4 +1448,134 @@ fn with_registry_auth_the_docker_clients_login_reaches_the_pull() {
     let out = docker.ok(&["service", "inspect", "private"]);
     assert!(out.contains("@sha256:"), "{out}");
     assert!(!out.contains(REGISTRY_LOGIN), "{out}");
+}
+
+#[test]
+fn container_options_and_the_logging_driver_through_the_docker_client() {
+    let mut cluster = Cluster::new(1);
+    cluster.start_all();
+    let d1 = Docker::on(&cluster, 1);
+    let a1 = cluster.host(1).addr.clone();
+    d1.ok(&[
+        "swarm",
+        "init",
+        "--advertise-addr",
+        &a1,
+        "--listen-addr",
+        &a1,
+    ]);
+    // The process runtime cannot run these options: only the spec is looked at.
+    d1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--no-resolve-image",
+        "--name",
+        "opts",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-drop",
+        "MKNOD",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--log-driver",
+        "json-file",
+        "--log-opt",
+        "max-size=1m",
+        "--init",
+        "--tty",
+        "--host",
+        "db:10.0.0.9",
+        "--dns",
+        "10.0.0.2",
+        "--dns-search",
+        "example.org",
+        "--dns-option",
+        "ndots:2",
+        "--sysctl",
+        "net.core.somaxconn=1024",
+        "--group",
+        "audio",
+        "--oom-score-adj",
+        "-500",
+        "--health-cmd",
+        "true",
+        "--health-start-interval",
+        "2s",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let inspect = |field: &str| -> Value {
+        let out = d1.ok(&[
+            "service",
+            "inspect",
+            "opts",
+            "--format",
+            &format!("{{{{json .Spec.TaskTemplate.{field}}}}}"),
+        ]);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let (c, log) = (inspect("ContainerSpec"), inspect("LogDriver"));
+    assert!(c["CapabilityAdd"].to_string().contains("NET_ADMIN"), "{c}");
+    assert!(c["CapabilityDrop"].to_string().contains("MKNOD"), "{c}");
+    assert_eq!(
+        c["Ulimits"],
+        serde_json::json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}]),
+        "{c}"
+    );
+    assert_eq!(
+        (&c["Init"], &c["TTY"]),
+        (&Value::Bool(true), &Value::Bool(true))
+    );
+    assert_eq!(c["Hosts"], serde_json::json!(["10.0.0.9 db"]), "{c}");
+    assert_eq!(
+        c["DNSConfig"],
+        serde_json::json!({"Nameservers": ["10.0.0.2"], "Search": ["example.org"],
+            "Options": ["ndots:2"]}),
+        "{c}"
+    );
+    assert_eq!(c["Sysctls"]["net.core.somaxconn"], "1024", "{c}");
+    assert_eq!(c["Groups"], serde_json::json!(["audio"]), "{c}");
+    assert_eq!(c["OomScoreAdj"], -500, "{c}");
+    assert_eq!(c["Healthcheck"]["StartInterval"], 2_000_000_000i64, "{c}");
+    assert_eq!(
+        log,
+        serde_json::json!({"Name": "json-file", "Options": {"max-size": "1m"}})
+    );
+
+    // The control API's rules apply, in its words (the client would refuse this one).
+    let (status, answer) = http(
+        &cluster.host(1).docker_host(),
+        "POST",
+        "/v1.41/services/create",
+        Some(
+            r#"{"Name": "bad", "TaskTemplate": {"ContainerSpec": {"Image": "busybox",
+                "Ulimits": [{"Name": "nofile", "Soft": 2048, "Hard": 1024}]}}}"#,
+        ),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(message(&answer).contains("nofile"), "{answer}");
+
+    // An update through Docker's read-modify-write keeps every one of them.
+    let before = cluster.ok(1, &["service", "inspect", "--format", "json", "opts"]);
+    d1.ok(&[
+        "service",
+        "update",
+        "--detach",
+        "--no-resolve-image",
+        "--env-add",
+        "X=1",
+        "opts",
+    ]);
+    let after = cluster.ok(1, &["service", "inspect", "--format", "json", "opts"]);
+    let template = |text: &str| -> Value {
+        let v: Value = serde_json::from_str(text).unwrap();
+        v[0]["spec"]["task_template"].clone()
+    };
+    let (mut before, after) = (template(&before), template(&after));
+    assert!(before["container"]["init"] == true, "{before}");
+    before["container"]["env"] = serde_json::json!(["X=1"]);
+    assert_eq!(after["container"], before["container"]);
+    assert_eq!(after["log_driver"], before["log_driver"]);
 }

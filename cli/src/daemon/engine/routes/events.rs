@@ -1,39 +1,30 @@
 //! `GET /events`: the swarm's events (services, nodes, networks, secrets, configs created,
 //! updated and removed) as Docker streams them, one JSON object per line.
 //!
-//! The control API has no watch for clients, so this is a front end's view: it reads the
-//! cluster's objects every half second and reports what changed since the last read, as
-//! dockerd's swarm events do (one `update` for several changes made between two reads).
-//! Events start now: `since` (a replay) is refused.
+//! They come from the control API's `Control.Events` stream: `since` replays what the
+//! manager remembers (since it started), `until` ends the stream, and the `type` and
+//! `event` filters go to the manager; the others (`service=`, `node=`, ... by ID prefix or
+//! name, `label`, `scope`) are applied here, as dockerd applies them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::RawQuery;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::State;
 use crate::daemon::engine::decode::{Filters, Query};
 use crate::daemon::engine::error::{ApiError, ApiResult};
-use crate::daemon::engine::Engine;
 
-/// How often the objects are read.
-const POLL: Duration = Duration::from_millis(500);
+/// The kinds of swarm objects Docker reports events of (skiff's task events are not Docker's).
+const KINDS: [&str; 5] = ["service", "node", "network", "secret", "config"];
 
-/// One object as the diff sees it: its kind, ID, name and version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    kind: &'static str,
-    name: String,
-    version: u64,
-}
-
-type Snapshot = HashMap<String, Seen>;
+/// The actions of swarm events.
+const ACTIONS: [&str; 3] = ["create", "update", "remove"];
 
 /// `Actor` of an event.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -42,7 +33,7 @@ pub struct Actor {
     /// The object's ID.
     #[serde(rename = "ID")]
     pub id: String,
-    /// Its name.
+    /// Its name, and what changed (`replicas.old`, `replicas.new`, ...).
     pub attributes: HashMap<String, String>,
 }
 
@@ -68,114 +59,23 @@ pub struct Event {
     pub time_nano: i64,
 }
 
-fn meta_of(meta: &Option<proto::Meta>) -> (String, u64) {
-    let m = meta.clone().unwrap_or_default();
-    (m.id, m.version)
-}
-
-/// Reads every kind of object once.
-async fn snapshot(engine: &Engine) -> ApiResult<Snapshot> {
-    let backend = engine.backend();
-    let mut control = backend.control().await?;
-    let mut out = Snapshot::new();
-    macro_rules! read {
-        ($call:ident, $req:expr, $field:ident, $kind:literal, $name:expr) => {
-            match control.$call($req).await {
-                Ok(r) => {
-                    for o in r.into_inner().$field {
-                        let (id, version) = meta_of(&o.meta);
-                        #[allow(clippy::redundant_closure_call)]
-                        let name = ($name)(&o);
-                        out.insert(
-                            id,
-                            Seen {
-                                kind: $kind,
-                                name,
-                                version,
-                            },
-                        );
-                    }
-                }
-                Err(s) => return Err(backend.control_error(s).await),
-            }
-        };
-    }
-    read!(
-        list_services,
-        proto::ListServicesRequest::default(),
-        services,
-        "service",
-        |s: &proto::Service| s.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default()
-    );
-    read!(
-        list_nodes,
-        proto::ListNodesRequest::default(),
-        nodes,
-        "node",
-        |n: &proto::Node| n
-            .description
-            .as_ref()
-            .map(|d| d.hostname.clone())
-            .unwrap_or_default()
-    );
-    read!(
-        list_networks,
-        proto::ListNetworksRequest {},
-        networks,
-        "network",
-        |n: &proto::Network| n.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default()
-    );
-    read!(
-        list_secrets,
-        proto::ListSecretsRequest {},
-        secrets,
-        "secret",
-        |s: &proto::Secret| s.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default()
-    );
-    read!(
-        list_configs,
-        proto::ListConfigsRequest {},
-        configs,
-        "config",
-        |c: &proto::Config| c.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default()
-    );
-    Ok(out)
-}
-
-/// The events that turn `before` into `after`, at `now_ms`.
-fn diff(before: &Snapshot, after: &Snapshot, now_ms: i64) -> Vec<Event> {
-    let event = |id: &str, seen: &Seen, action: &str| Event {
-        kind: seen.kind.into(),
-        action: action.into(),
-        actor: Actor {
-            id: id.into(),
-            attributes: [("name".to_string(), seen.name.clone())].into(),
-        },
-        scope: "swarm".into(),
-        time: now_ms / 1000,
-        time_nano: now_ms.saturating_mul(1_000_000),
-    };
-    let mut events: Vec<Event> = Vec::new();
-    for (id, seen) in after {
-        match before.get(id) {
-            None => events.push(event(id, seen, "create")),
-            Some(old) if old.version != seen.version => events.push(event(id, seen, "update")),
-            Some(_) => {}
+impl Event {
+    /// Docker's view of a cluster event.
+    fn from_proto(e: &proto::ClusterEvent) -> Self {
+        let mut attributes = e.attributes.clone();
+        attributes.insert("name".into(), e.name.clone());
+        Self {
+            kind: e.r#type.clone(),
+            action: e.action.clone(),
+            actor: Actor {
+                id: e.id.clone(),
+                attributes,
+            },
+            scope: "swarm".into(),
+            time: e.time_unix_nano.div_euclid(1_000_000_000),
+            time_nano: e.time_unix_nano,
         }
     }
-    for (id, seen) in before {
-        if !after.contains_key(id) {
-            events.push(event(id, seen, "remove"));
-        }
-    }
-    // Creations first, removals last, as they happened.
-    let order = |a: &str| match a {
-        "create" => 0,
-        "update" => 1,
-        _ => 2,
-    };
-    events.sort_by_key(|e| (order(&e.action), e.kind.clone(), e.actor.id.clone()));
-    events
 }
 
 /// Whether `event` passes Docker's event filters (`type`, `event`, `scope`, `label`, and per
@@ -187,22 +87,73 @@ fn wanted(filters: &Filters, event: &Event) -> bool {
         .iter()
         .any(|k| !filters.values(k).is_empty());
     !other_kinds
+        && KINDS.contains(&event.kind.as_str())
         && filters.labels_match("label", &event.actor.attributes)
         && filters.matches("type", |v| v == event.kind)
         && filters.matches("event", |v| v == event.action)
         && filters.matches("scope", |v| v == "swarm")
-        && ["service", "node", "network", "secret", "config"]
-            .iter()
-            .all(|kind| {
-                filters.values(kind).is_empty()
-                    || (event.kind == *kind
-                        && filters.values(kind).iter().any(|v| {
-                            event.actor.id.starts_with(v.as_str()) || Some(v.as_str()) == name
-                        }))
-            })
+        && KINDS.iter().all(|kind| {
+            filters.values(kind).is_empty()
+                || (event.kind == *kind
+                    && filters.values(kind).iter().any(|v| {
+                        event.actor.id.starts_with(v.as_str()) || Some(v.as_str()) == name
+                    }))
+        })
 }
 
-/// `GET /events?filters=&until=`.
+/// A Docker timestamp (`since`, `until`): Unix seconds with an optional fraction, as the
+/// docker client sends them (`1700000000.000000000`), as Unix nanoseconds; empty: 0.
+fn unix_nanos(param: &str, value: Option<&str>) -> ApiResult<i64> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(0);
+    };
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid {param} \"{value}\": give Unix seconds, such as 1700000000 or 1700000000.5"
+        ))
+    };
+    let (secs, fraction) = value.split_once('.').unwrap_or((value, ""));
+    if fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let secs: i64 = secs.parse().map_err(|_| bad())?;
+    if secs < 0 {
+        return Err(bad());
+    }
+    let nanos: i64 = format!("{fraction:0<9}").parse().map_err(|_| bad())?;
+    secs.checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(nanos))
+        .ok_or_else(bad)
+}
+
+/// The `Control.Events` request a Docker query makes: times, and the `type` and `event`
+/// filters when the manager can apply them (every value one it knows).
+fn request(query: &Query, filters: &Filters) -> ApiResult<proto::EventsRequest> {
+    let since = unix_nanos("since", query.get("since"))?;
+    let until = unix_nanos("until", query.get("until"))?;
+    if until != 0 && since > until {
+        return Err(ApiError::bad_request(
+            "since is after until: give a since that comes first",
+        ));
+    }
+    let only = |name: &str, known: &[&str]| {
+        let values = filters.values(name);
+        if values.iter().all(|v| known.contains(&v.as_str())) {
+            values.to_vec()
+        } else {
+            Vec::new()
+        }
+    };
+    Ok(proto::EventsRequest {
+        since_unix_nano: since,
+        until_unix_nano: until,
+        types: only("type", &KINDS),
+        actions: only("event", &ACTIONS),
+        names: Vec::new(),
+    })
+}
+
+/// `GET /events?since=&until=&filters=`.
 pub async fn events(state: State, RawQuery(query): RawQuery) -> ApiResult<Response> {
     let query = Query::parse(query.as_deref());
     let filters = query.filters()?;
@@ -222,55 +173,30 @@ pub async fn events(state: State, RawQuery(query): RawQuery) -> ApiResult<Respon
         "daemon",
         "label",
     ])?;
-    if query.get("since").is_some_and(|v| !v.is_empty()) {
-        return Err(ApiError::bad_request(
-            "since is not supported: skiff's events start when you ask for them; leave out --since",
-        ));
-    }
-    let until_ms = match query.get("until").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => Some(
-            v.parse::<f64>()
-                .map(|secs| (secs * 1000.0) as i64)
-                .map_err(|_| {
-                    ApiError::bad_request(format!("invalid until \"{v}\": give Unix seconds"))
-                })?,
-        ),
+    let request = request(&query, &filters)?;
+    let backend = state.0.backend();
+    let stream = match backend.control().await?.events(request).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return Err(backend.control_error(s).await),
     };
-    let engine: Arc<Engine> = state.0.clone();
-    let first = snapshot(&engine).await?;
-    let stream = futures::stream::unfold(
-        (engine, first, filters, false),
-        move |(engine, before, filters, done)| async move {
-            if done {
-                return None;
-            }
-            tokio::time::sleep(POLL).await;
-            let now = proto::now_ms();
-            let finished = until_ms.is_some_and(|u| now >= u);
-            let after = match snapshot(&engine).await {
-                Ok(s) => s,
-                // The node stopped being a manager: the stream ends, as dockerd's does.
-                Err(_) => return None,
-            };
-            let mut bytes = Vec::new();
-            for event in diff(&before, &after, now) {
-                if wanted(&filters, &event) {
-                    if let Ok(line) = serde_json::to_vec(&event) {
-                        bytes.extend_from_slice(&line);
-                        bytes.push(b'\n');
-                    }
+    // The stream ends when the manager ends it (`until`, or it stopped being a manager),
+    // as dockerd's does.
+    let lines = stream
+        .take_while(|item| std::future::ready(item.is_ok()))
+        .filter_map(move |item| {
+            let line = item.ok().map(|e| Event::from_proto(&e)).and_then(|event| {
+                if !wanted(&filters, &event) {
+                    return None;
                 }
-            }
-            Some((
-                Ok::<_, std::io::Error>(Bytes::from(bytes)),
-                (engine, after, filters, finished),
-            ))
-        },
-    );
+                let mut line = serde_json::to_vec(&event).ok()?;
+                line.push(b'\n');
+                Some(Ok::<_, std::io::Error>(Bytes::from(line)))
+            });
+            std::future::ready(line)
+        });
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(stream),
+        Body::from_stream(lines),
     )
         .into_response())
 }
@@ -279,62 +205,37 @@ pub async fn events(state: State, RawQuery(query): RawQuery) -> ApiResult<Respon
 mod tests {
     use super::*;
 
-    fn seen(kind: &'static str, name: &str, version: u64) -> Seen {
-        Seen {
-            kind,
+    fn event(kind: &str, action: &str, name: &str) -> Event {
+        Event::from_proto(&proto::ClusterEvent {
+            r#type: kind.into(),
+            action: action.into(),
+            id: format!("{name}-id"),
             name: name.into(),
-            version,
-        }
+            attributes: [("replicas.new".to_string(), "5".to_string())].into(),
+            time_unix_nano: 1_700_000_000_500_000_000,
+            index: 7,
+        })
     }
 
     #[test]
-    fn changes_between_two_reads_become_dockers_events() {
-        let before: Snapshot = [
-            ("s1".to_string(), seen("service", "web", 3)),
-            ("n1".to_string(), seen("network", "front", 2)),
-        ]
-        .into();
-        let after: Snapshot = [
-            ("s1".to_string(), seen("service", "web", 5)),
-            ("c1".to_string(), seen("config", "conf", 6)),
-        ]
-        .into();
-        let events = diff(&before, &after, 1_700_000_000_500);
-        let got: Vec<(String, String, String)> = events
-            .iter()
-            .map(|e| {
-                (
-                    e.kind.clone(),
-                    e.action.clone(),
-                    e.actor.attributes["name"].clone(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("config".into(), "create".into(), "conf".into()),
-                ("service".into(), "update".into(), "web".into()),
-                ("network".into(), "remove".into(), "front".into()),
-            ]
-        );
-        let json = serde_json::to_value(&events[0]).unwrap();
-        assert_eq!(json["Type"], "config");
+    fn cluster_events_become_dockers_events() {
+        let e = event("service", "update", "web");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["Type"], "service");
+        assert_eq!(json["Action"], "update");
+        assert_eq!(json["Actor"]["ID"], "web-id");
+        assert_eq!(json["Actor"]["Attributes"]["name"], "web");
+        assert_eq!(json["Actor"]["Attributes"]["replicas.new"], "5");
         assert_eq!(json["scope"], "swarm");
         assert_eq!(json["time"], 1_700_000_000);
         assert_eq!(json["timeNano"], 1_700_000_000_500_000_000i64);
         let back: Event = crate::daemon::engine::decode::value_as(json).unwrap();
-        assert_eq!(back, events[0]);
-        assert!(diff(&after, &after, 0).is_empty());
+        assert_eq!(back, e);
     }
 
     #[test]
     fn filters_pick_by_type_action_and_object() {
-        let events = diff(
-            &Snapshot::new(),
-            &[("s1".to_string(), seen("service", "web", 1))].into(),
-            0,
-        );
+        let events = [event("service", "create", "web")];
         let f = |raw: &str| Filters::parse(raw).unwrap();
         assert!(wanted(&f(r#"{"type":["service"]}"#), &events[0]));
         assert!(!wanted(&f(r#"{"type":["node"]}"#), &events[0]));
@@ -342,9 +243,38 @@ mod tests {
             &f(r#"{"service":["web"],"event":["create"]}"#),
             &events[0]
         ));
+        assert!(wanted(&f(r#"{"service":["web-i"]}"#), &events[0]));
         assert!(!wanted(&f(r#"{"service":["db"]}"#), &events[0]));
-        // Events of containers, images, ... never come from the swarm.
+        // Events of containers, images, ... never come from the swarm, nor do skiff's tasks'.
         assert!(!wanted(&f(r#"{"container":["x"]}"#), &events[0]));
         assert!(!wanted(&f(r#"{"type":["container"]}"#), &events[0]));
+        assert!(!wanted(&f("{}"), &event("task", "update", "web.1")));
+    }
+
+    #[test]
+    fn since_and_until_are_dockers_unix_seconds_and_filters_go_to_the_manager() {
+        let q = Query::parse(Some(
+            "since=1700000000.5&until=1700000060&filters=%7B%22type%22%3A%5B%22service%22%5D%2C%22event%22%3A%5B%22start%22%5D%7D",
+        ));
+        let r = request(&q, &q.filters().unwrap()).unwrap();
+        assert_eq!(r.since_unix_nano, 1_700_000_000_500_000_000);
+        assert_eq!(r.until_unix_nano, 1_700_000_060_000_000_000);
+        assert_eq!(r.types, ["service"]);
+        // An action the manager does not know is left to the filter here (it matches nothing).
+        assert!(r.actions.is_empty());
+        let none = Query::parse(None);
+        let r = request(&none, &none.filters().unwrap()).unwrap();
+        assert_eq!((r.since_unix_nano, r.until_unix_nano), (0, 0));
+        assert_eq!(
+            unix_nanos("since", Some("1700000000.000000001")).unwrap(),
+            1_700_000_000_000_000_001
+        );
+        for bad in ["yesterday", "-5", "1.1234567890", "1.x"] {
+            let e = unix_nanos("since", Some(bad)).unwrap_err();
+            assert!(e.message.starts_with("invalid since"), "{e}");
+        }
+        let q = Query::parse(Some("since=20&until=10"));
+        let e = request(&q, &q.filters().unwrap()).unwrap_err();
+        assert!(e.message.starts_with("since is after until"), "{e}");
     }
 }

@@ -255,16 +255,7 @@ pub async fn update(
             (None, Some("previous-spec")) => previous_auth,
             (None, _) => current_container.registry_auth.clone(),
         };
-        // What Docker's spec cannot carry (or this API does not map yet: the container
-        // options, the logging driver) stays as it is.
-        let current_log_driver = current
-            .spec
-            .as_ref()
-            .and_then(|s| s.task_template.as_ref())
-            .and_then(|t| t.log_driver.clone());
-        if let Some(t) = spec.task_template.as_mut() {
-            t.log_driver = current_log_driver;
-        }
+        // What Docker's spec cannot carry (registry credentials, pull policy) stays as it is.
         if let Some(c) = spec
             .task_template
             .as_mut()
@@ -272,21 +263,6 @@ pub async fn update(
         {
             c.registry_auth = auth;
             c.pull_policy = current_container.pull_policy;
-            c.ulimits = current_container.ulimits.clone();
-            c.cap_add = current_container.cap_add.clone();
-            c.cap_drop = current_container.cap_drop.clone();
-            c.sysctls = current_container.sysctls.clone();
-            c.init = current_container.init;
-            c.dns_config = current_container.dns_config.clone();
-            c.hosts = current_container.hosts.clone();
-            c.groups = current_container.groups.clone();
-            c.tty = current_container.tty;
-            c.oom_score_adj = current_container.oom_score_adj;
-            if let (Some(h), Some(current)) =
-                (c.healthcheck.as_mut(), &current_container.healthcheck)
-            {
-                h.start_interval_ms = current.start_interval_ms;
-            }
         }
         Some(spec)
     };

@@ -92,9 +92,9 @@ pub struct Healthcheck {
     /// Nanoseconds.
     #[serde(skip_serializing_if = "is_zero_i64")]
     pub start_period: i64,
-    /// Not supported: zero only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_interval: Option<Value>,
+    /// Nanoseconds between checks during the start period (0: the interval).
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub start_interval: i64,
     /// Failures in a row before unhealthy.
     #[serde(skip_serializing_if = "is_zero_u64")]
     pub retries: u64,
@@ -209,45 +209,72 @@ pub struct ContainerSpec {
     /// Configs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<ConfigRef>,
-    /// Not supported: zero only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub groups: Option<Value>,
+    /// Supplementary groups (`--group`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub privileges: Option<Value>,
-    /// Not supported: zero only.
+    /// Run an init as PID 1 (`--init`); unset: the node's default (none).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub init: Option<Value>,
-    /// Not supported: zero only.
-    #[serde(rename = "TTY", skip_serializing_if = "Option::is_none")]
-    pub tty: Option<Value>,
+    pub init: Option<bool>,
+    /// Give the task a terminal (`--tty`).
+    #[serde(rename = "TTY", skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
     /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_stdin: Option<Value>,
-    /// Not supported: zero only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hosts: Option<Value>,
-    /// Not supported: zero only.
+    /// Extra /etc/hosts lines, `IP NAME` (`--host NAME:IP`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// resolv.conf settings (`--dns*`).
     #[serde(rename = "DNSConfig", skip_serializing_if = "Option::is_none")]
-    pub dns_config: Option<Value>,
+    pub dns_config: Option<DnsConfig>,
     /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub isolation: Option<Value>,
-    /// Not supported: zero only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sysctls: Option<Value>,
-    /// Not supported: zero only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capability_add: Option<Value>,
-    /// Not supported: zero only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capability_drop: Option<Value>,
-    /// Not supported: zero only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ulimits: Option<Value>,
-    /// Not supported: zero only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oom_score_adj: Option<Value>,
+    /// Namespaced kernel parameters (`--sysctl`).
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub sysctls: Labels,
+    /// Capabilities added (`--cap-add`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capability_add: Vec<String>,
+    /// Capabilities dropped (`--cap-drop`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capability_drop: Vec<String>,
+    /// Resource limits per process (`--ulimit`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// OOM score adjustment (`--oom-score-adj`).
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub oom_score_adj: i64,
+}
+
+/// `ContainerSpec.DNSConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DnsConfig {
+    /// Name servers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+    /// Search domains.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+    /// resolv.conf options.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+/// `ContainerSpec.Ulimits[]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ulimit {
+    /// As `ulimit` names it: nofile, nproc, ...
+    pub name: String,
+    /// Soft limit.
+    pub soft: i64,
+    /// Hard limit.
+    pub hard: i64,
 }
 
 impl ContainerSpec {
@@ -294,7 +321,7 @@ impl ContainerSpec {
                 timeout: nanos(h.timeout_ms),
                 start_period: nanos(h.start_period_ms),
                 retries: u64::from(h.retries),
-                start_interval: None,
+                start_interval: nanos(h.start_interval_ms),
             }),
             secrets: c
                 .secrets
@@ -325,6 +352,28 @@ impl ContainerSpec {
                     config_name: s.config_name.clone(),
                 })
                 .collect(),
+            groups: c.groups.clone(),
+            init: c.init.then_some(true),
+            tty: c.tty,
+            hosts: c.hosts.clone(),
+            dns_config: c.dns_config.as_ref().map(|d| DnsConfig {
+                nameservers: d.nameservers.clone(),
+                search: d.search.clone(),
+                options: d.options.clone(),
+            }),
+            sysctls: c.sysctls.clone(),
+            capability_add: c.cap_add.clone(),
+            capability_drop: c.cap_drop.clone(),
+            ulimits: c
+                .ulimits
+                .iter()
+                .map(|u| Ulimit {
+                    name: u.name.clone(),
+                    soft: u.soft,
+                    hard: u.hard,
+                })
+                .collect(),
+            oom_score_adj: c.oom_score_adj,
             ..Default::default()
         }
     }
@@ -332,18 +381,8 @@ impl ContainerSpec {
     fn to_proto(&self) -> ApiResult<proto::ContainerSpec> {
         let p = "TaskTemplate.ContainerSpec";
         refuse_unsupported(&[
-            (&format!("{p}.Groups"), &self.groups),
             (&format!("{p}.Privileges"), &self.privileges),
-            (&format!("{p}.Init"), &self.init),
-            (&format!("{p}.TTY"), &self.tty),
             (&format!("{p}.OpenStdin"), &self.open_stdin),
-            (&format!("{p}.Hosts"), &self.hosts),
-            (&format!("{p}.DNSConfig"), &self.dns_config),
-            (&format!("{p}.Sysctls"), &self.sysctls),
-            (&format!("{p}.CapabilityAdd"), &self.capability_add),
-            (&format!("{p}.CapabilityDrop"), &self.capability_drop),
-            (&format!("{p}.Ulimits"), &self.ulimits),
-            (&format!("{p}.OomScoreAdj"), &self.oom_score_adj),
         ])?;
         match self.isolation.as_ref().and_then(Value::as_str) {
             None | Some("") | Some("default") => {}
@@ -392,21 +431,15 @@ impl ContainerSpec {
         }
         let healthcheck = match &self.healthcheck {
             None => None,
-            Some(h) => {
-                refuse_unsupported(&[(
-                    &format!("{p}.Healthcheck.StartInterval"),
-                    &h.start_interval,
-                )])?;
-                Some(proto::HealthConfig {
-                    test: h.test.clone(),
-                    interval_ms: millis("Healthcheck.Interval", h.interval)?,
-                    timeout_ms: millis("Healthcheck.Timeout", h.timeout)?,
-                    retries: u32::try_from(h.retries)
-                        .map_err(|_| bad("Healthcheck.Retries is too large"))?,
-                    start_period_ms: millis("Healthcheck.StartPeriod", h.start_period)?,
-                    start_interval_ms: 0,
-                })
-            }
+            Some(h) => Some(proto::HealthConfig {
+                test: h.test.clone(),
+                interval_ms: millis("Healthcheck.Interval", h.interval)?,
+                timeout_ms: millis("Healthcheck.Timeout", h.timeout)?,
+                retries: u32::try_from(h.retries)
+                    .map_err(|_| bad("Healthcheck.Retries is too large"))?,
+                start_period_ms: millis("Healthcheck.StartPeriod", h.start_period)?,
+                start_interval_ms: millis("Healthcheck.StartInterval", h.start_interval)?,
+            }),
         };
         let mut secrets = Vec::new();
         for s in &self.secrets {
@@ -461,7 +494,35 @@ impl ContainerSpec {
             configs,
             pull_policy: 0,
             registry_auth: String::new(),
-            ..Default::default()
+            ulimits: self
+                .ulimits
+                .iter()
+                .map(|u| proto::Ulimit {
+                    name: u.name.clone(),
+                    soft: u.soft,
+                    hard: u.hard,
+                })
+                .collect(),
+            cap_add: self.capability_add.clone(),
+            cap_drop: self.capability_drop.clone(),
+            sysctls: self.sysctls.clone(),
+            init: self.init.unwrap_or(false),
+            // An empty DNSConfig (Docker's clients always send one) sets nothing.
+            dns_config: self
+                .dns_config
+                .as_ref()
+                .filter(|d| {
+                    !d.nameservers.is_empty() || !d.search.is_empty() || !d.options.is_empty()
+                })
+                .map(|d| proto::DnsConfig {
+                    nameservers: d.nameservers.clone(),
+                    search: d.search.clone(),
+                    options: d.options.clone(),
+                }),
+            hosts: self.hosts.clone(),
+            groups: self.groups.clone(),
+            tty: self.tty,
+            oom_score_adj: self.oom_score_adj,
         })
     }
 }
@@ -625,15 +686,26 @@ pub struct TaskSpec {
     /// "container" (or empty).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub runtime: String,
-    /// Not supported: zero only.
+    /// Where the task's output goes (`--log-driver`, `--log-opt`); unset: the node's default.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_driver: Option<Value>,
+    pub log_driver: Option<LogDriver>,
     /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin_spec: Option<Value>,
     /// Not supported: zero only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_attachment_spec: Option<Value>,
+}
+
+/// `TaskTemplate.LogDriver`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LogDriver {
+    /// The driver, as Docker names it (`json-file`, `local`, `syslog`, `none`, ...).
+    pub name: String,
+    /// Its options (`--log-opt`).
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub options: Labels,
 }
 
 impl TaskSpec {
@@ -692,6 +764,10 @@ impl TaskSpec {
                 .collect(),
             force_update: t.force_update,
             runtime: "container".into(),
+            log_driver: t.log_driver.as_ref().map(|l| LogDriver {
+                name: l.name.clone(),
+                options: l.options.clone(),
+            }),
             ..Default::default()
         }
     }
@@ -699,7 +775,6 @@ impl TaskSpec {
     /// skiff's task template.
     pub fn to_proto(&self) -> ApiResult<proto::TaskSpec> {
         refuse_unsupported(&[
-            ("TaskTemplate.LogDriver", &self.log_driver),
             ("TaskTemplate.PluginSpec", &self.plugin_spec),
             (
                 "TaskTemplate.NetworkAttachmentSpec",
@@ -790,7 +865,15 @@ impl TaskSpec {
             }),
             networks,
             force_update: self.force_update,
-            log_driver: None,
+            // A driver with no name (and no options) sets nothing.
+            log_driver: self
+                .log_driver
+                .as_ref()
+                .filter(|l| !l.name.is_empty() || !l.options.is_empty())
+                .map(|l| proto::LogDriver {
+                    name: l.name.clone(),
+                    options: l.options.clone(),
+                }),
         })
     }
 }
@@ -1380,6 +1463,7 @@ mod tests {
                         test: vec!["CMD".into(), "true".into()],
                         interval_ms: 1000,
                         retries: 3,
+                        start_interval_ms: 250,
                         ..Default::default()
                     }),
                     secrets: vec![proto::SecretReference {
@@ -1389,6 +1473,24 @@ mod tests {
                         mode: 0o444,
                         ..Default::default()
                     }],
+                    ulimits: vec![proto::Ulimit {
+                        name: "nofile".into(),
+                        soft: 1024,
+                        hard: 2048,
+                    }],
+                    cap_add: vec!["CAP_NET_ADMIN".into()],
+                    cap_drop: vec!["CAP_MKNOD".into()],
+                    sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
+                    init: true,
+                    dns_config: Some(proto::DnsConfig {
+                        nameservers: vec!["10.0.0.2".into()],
+                        search: vec!["example.org".into()],
+                        options: vec!["ndots:2".into()],
+                    }),
+                    hosts: vec!["10.0.0.9 db".into()],
+                    groups: vec!["audio".into()],
+                    tty: true,
+                    oom_score_adj: -500,
                     ..Default::default()
                 }),
                 resources: Some(proto::ResourceRequirements {
@@ -1414,7 +1516,10 @@ mod tests {
                     aliases: vec!["w".into()],
                 }],
                 force_update: 2,
-                log_driver: None,
+                log_driver: Some(proto::LogDriver {
+                    name: "json-file".into(),
+                    options: [("max-size".to_string(), "1m".to_string())].into(),
+                }),
             }),
             mode: Some(ProtoMode::Replicated(proto::ReplicatedService {
                 replicas: 3,
@@ -1451,6 +1556,29 @@ mod tests {
             3_000_000_000i64
         );
         assert_eq!(json["UpdateConfig"]["Order"], "start-first");
+        let c = &json["TaskTemplate"]["ContainerSpec"];
+        assert_eq!(c["Init"], true);
+        assert_eq!(c["TTY"], true);
+        assert_eq!(c["Groups"], serde_json::json!(["audio"]));
+        assert_eq!(c["Hosts"], serde_json::json!(["10.0.0.9 db"]));
+        assert_eq!(
+            c["DNSConfig"],
+            serde_json::json!({"Nameservers": ["10.0.0.2"], "Search": ["example.org"],
+                "Options": ["ndots:2"]})
+        );
+        assert_eq!(c["Sysctls"]["net.core.somaxconn"], "1024");
+        assert_eq!(c["CapabilityAdd"], serde_json::json!(["CAP_NET_ADMIN"]));
+        assert_eq!(c["CapabilityDrop"], serde_json::json!(["CAP_MKNOD"]));
+        assert_eq!(
+            c["Ulimits"],
+            serde_json::json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}])
+        );
+        assert_eq!(c["OomScoreAdj"], -500);
+        assert_eq!(c["Healthcheck"]["StartInterval"], 250_000_000i64);
+        assert_eq!(
+            json["TaskTemplate"]["LogDriver"],
+            serde_json::json!({"Name": "json-file", "Options": {"max-size": "1m"}})
+        );
         let back: ServiceSpec = decode::value_as(json).unwrap();
         assert_eq!(back, docker);
         assert_eq!(back.to_proto().unwrap(), proto_spec);
@@ -1508,10 +1636,18 @@ mod tests {
                 replicas: 1
             }))
         );
+        let c = p
+            .task_template
+            .as_ref()
+            .unwrap()
+            .container
+            .as_ref()
+            .unwrap();
+        assert_eq!((c.init, c.tty, &c.dns_config), (false, false, &None));
+        assert_eq!(p.task_template.as_ref().unwrap().log_driver, None);
         for (field, value) in [
-            ("TTY", serde_json::json!(true)),
-            ("DNSConfig", serde_json::json!({"Nameservers": ["1.1.1.1"]})),
-            ("CapabilityAdd", serde_json::json!(["NET_ADMIN"])),
+            ("OpenStdin", serde_json::json!(true)),
+            ("Privileges", serde_json::json!({"NoNewPrivileges": true})),
         ] {
             let mut container = serde_json::json!({"Image": "busybox"});
             container[field] = value;
