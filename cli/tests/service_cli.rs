@@ -758,11 +758,13 @@ fn create_detached_prints_the_id() {
         "image: \"busybox\"",
         "command: [\"/bin/sh\", \"-c\"]",
         "args: [\"httpd -f\", \"-v\"]",
-        "stop_grace_period_ms: Some(10000)",
+        "stop_grace_period_ms: None",
         "target_port: 80, published_port: 8081",
         "memory_bytes: 268435456",
-        "delay_ms: Some(5000)",
-        "monitor_ms: Some(5000)",
+        // What no flag sets is left to the manager's defaults.
+        "restart: None",
+        "update_config: None",
+        "rollback_config: None",
     ] {
         assert!(call.contains(want), "{want}: {call}");
     }

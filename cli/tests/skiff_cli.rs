@@ -647,3 +647,49 @@ fn a_network_filter_with_an_unknown_key_is_refused_before_connecting() {
         "{line}"
     );
 }
+
+#[test]
+fn stack_config_prints_the_merged_file_without_a_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("compose.yml");
+    let over = dir.path().join("compose.prod.yml");
+    std::fs::write(
+        &base,
+        "services:\n  web:\n    image: web:${TAG}\n    restart: always\n    environment: [A=1]\n",
+    )
+    .unwrap();
+    std::fs::write(&over, "services:\n  web:\n    environment: {B: '2'}\n").unwrap();
+    // The shell's variables win over the .env beside the first file.
+    std::fs::write(dir.path().join(".env"), "TAG=from-env-file\nOTHER=x\n").unwrap();
+    let (b, o) = (base.display().to_string(), over.display().to_string());
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "-H",
+            "unix:///nonexistent.sock",
+            "stack",
+            "config",
+            "-c",
+            &b,
+            "-c",
+            &o,
+        ])
+        .env("TAG", "2.1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        "services:\n  web:\n    image: web:2.1\n    restart: always\n    environment:\n      A: '1'\n      B: '2'\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Ignoring unsupported options: restart\n"
+    );
+    std::fs::write(&over, "services:\n  web:\n    deploy: {replicaz: 2}\n").unwrap();
+    let line = fails_with_one_sentence(&["stack", "config", "-c", &b, "-c", &o]);
+    assert!(
+        line.starts_with("Error: services.web.deploy.replicaz: unknown key"),
+        "{line}"
+    );
+}

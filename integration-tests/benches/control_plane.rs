@@ -4,6 +4,11 @@
 //! acknowledged write on another manager), over several runs.
 //!
 //! Run: `cargo build --release --bins && cargo bench -p integration-tests --bench control_plane`
+//!
+//! `BENCH_METRICS=1` starts each manager with `--metrics-addr` and scrapes all three every
+//! second while the writes run (a Prometheus at its fastest usual interval), to compare with
+//! a run without: the cost of serving metrics. The counters a write moves are compiled in
+//! either way.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,10 +93,48 @@ fn leader(cluster: &Cluster) -> usize {
     })
 }
 
+/// Scrapes `/metrics` on every address once a second until `stop`; returns the scrapes.
+fn scraper(
+    addrs: Vec<String>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    use std::io::{Read as _, Write as _};
+    std::thread::spawn(move || {
+        let mut scrapes = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for addr in &addrs {
+                let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+                    continue;
+                };
+                let _ = write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+                let mut body = Vec::new();
+                if conn.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.0 200") {
+                    scrapes += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        scrapes
+    })
+}
+
 fn main() {
     cli::tls::install_crypto_provider();
     let mut cluster = Cluster::new(3);
+    let metrics = setting("BENCH_METRICS", 0) == 1;
+    let mut metrics_addrs = Vec::new();
+    if metrics {
+        for i in 1..=3 {
+            let addr = cluster.host(i).addr.clone();
+            let (ip, port) = addr.rsplit_once(':').expect("IP:PORT");
+            let metrics_addr = format!("{ip}:{}", port.parse::<u16>().expect("port") + 1);
+            cluster = cluster.with_daemon_args(i, &["--metrics-addr", &metrics_addr]);
+            metrics_addrs.push(metrics_addr);
+        }
+    }
     cluster.form(3);
+    let stop_scraping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraping = metrics.then(|| scraper(metrics_addrs, stop_scraping.clone()));
     let writes = setting("BENCH_WRITES", 3000);
     let failovers = setting("BENCH_FAILOVERS", 5);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -129,6 +172,16 @@ fn main() {
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
         );
+    }
+
+    if let Some(scraping) = scraping {
+        stop_scraping.store(true, std::sync::atomic::Ordering::Relaxed);
+        let scrapes = scraping.join().expect("scraper");
+        println!(
+            "metrics served and scraped: {scrapes} scrapes of /metrics, one per manager per second"
+        );
+    } else {
+        println!("metrics not served (BENCH_METRICS=1 serves and scrapes them)");
     }
 
     println!();

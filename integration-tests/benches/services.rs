@@ -223,6 +223,7 @@ fn describe(index: usize) -> NodeDescription {
         resources: Some(Resources {
             nano_cpus: 8_000_000_000,
             memory_bytes: 32 << 30,
+            ..Default::default()
         }),
         engine_version: "bench".into(),
         runtime: "fake".into(),

@@ -232,12 +232,13 @@ async fn a_missing_image_fails_with_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_memory_limit_is_enforced_as_oom_and_cpu_limits_reach_the_cgroup() {
+async fn a_memory_limit_is_enforced_as_oom_and_cpu_and_pids_limits_reach_the_cgroup() {
     let f = fixture(0).await;
     let id = task_id("oom");
     let limits = proto::Resources {
         nano_cpus: 500_000_000,
         memory_bytes: 16 << 20,
+        pids: 64,
     };
     let c = shell(
         pushed_image(),
@@ -253,6 +254,10 @@ async fn a_memory_limit_is_enforced_as_oom_and_cpu_limits_reach_the_cgroup() {
         quota.trim() == "50000" || quota.starts_with("50000 "),
         "{quota}"
     );
+    let pids = std::fs::read_to_string(format!("/sys/fs/cgroup/pids/skiff/{id}/pids.max"))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/skiff/{id}/pids.max")))
+        .expect("the task's pids cgroup");
+    assert_eq!(pids.trim(), "64");
     let exit = tokio::time::timeout(Duration::from_secs(60), f.runtime.wait(&id))
         .await
         .expect("ends")

@@ -39,6 +39,7 @@ fn node(i: usize, zones: usize) -> Node {
             resources: Some(Resources {
                 nano_cpus: 64 * CPU,
                 memory_bytes: 256 * GIB,
+                ..Default::default()
             }),
             ..Default::default()
         }),
@@ -95,6 +96,7 @@ fn realistic(nodes: usize, tasks: usize) -> Scenario {
             reservations: Some(Resources {
                 nano_cpus: CPU / 10,
                 memory_bytes: GIB / 4,
+                ..Default::default()
             }),
         }),
         placement: Some(Placement {

@@ -371,6 +371,12 @@ impl Agent {
         }
     }
 
+    /// The tasks this agent runs (or still has to clean up after), as last assigned.
+    pub fn tasks(&self) -> Vec<Task> {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.values().map(|r| r.task.borrow().clone()).collect()
+    }
+
     /// The service of a task this agent runs.
     pub fn service_of(&self, task_id: &str) -> Option<String> {
         let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());

@@ -401,6 +401,69 @@ fn registry_auth(encoded: &str) -> Result<oci_client::secrets::RegistryAuth, Run
     })
 }
 
+/// What a registry says of an image without pulling it: its top manifest (or index) and
+/// the platforms it is built for (Docker's `GET /distribution/{name}/json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Distribution {
+    /// The media type of the manifest or index.
+    pub media_type: String,
+    /// Its digest.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// (OS, architecture) of each image an index lists; empty for a single manifest.
+    pub platforms: Vec<(String, String)>,
+}
+
+/// Asks `image`'s registry for its manifest (with `auth`, Docker's base64 credentials, if
+/// not empty) without pulling anything.
+pub async fn inspect_distribution(
+    image: &ImageRef,
+    auth: &str,
+    options: &RegistryOptions,
+) -> Result<Distribution, RuntimeError> {
+    let name = image.to_string();
+    let auth = registry_auth(auth)?;
+    let config = oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::HttpsExcept(options.insecure.clone()),
+        read_timeout: Some(Duration::from_secs(30)),
+        connect_timeout: Some(Duration::from_secs(10)),
+        ..Default::default()
+    };
+    let client = oci_client::Client::new(config);
+    let accepted = [
+        OCI_INDEX,
+        DOCKER_MANIFEST_LIST,
+        OCI_MANIFEST,
+        DOCKER_MANIFEST,
+    ];
+    let (bytes, digest) = client
+        .pull_manifest_raw(&to_oci(image), &auth, &accepted)
+        .await
+        .map_err(|e| {
+            RuntimeError::InvalidSpec(format!(
+                "cannot read the manifest of {name} from its registry: {}",
+                with_causes(&e)
+            ))
+        })?;
+    let manifest = Manifest::parse(&bytes, &name)?;
+    Ok(Distribution {
+        media_type: if manifest.media_type.is_empty() {
+            OCI_MANIFEST.into()
+        } else {
+            manifest.media_type.clone()
+        },
+        digest,
+        size: bytes.len() as i64,
+        platforms: manifest
+            .manifests
+            .iter()
+            .filter_map(|m| m.platform.as_ref())
+            .map(|p| (p.os.clone(), p.architecture.clone()))
+            .collect(),
+    })
+}
+
 /// Pulls `image` from its registry into containerd, records it and unpacks it; publishes
 /// the bytes of its layers present so far on `progress`, if given.
 pub(crate) async fn pull(

@@ -33,7 +33,7 @@ mod node;
 mod rootfs;
 mod spec;
 
-pub use image::RegistryOptions;
+pub use image::{inspect_distribution, Distribution, RegistryOptions};
 pub use logger::logger_main;
 pub use proto::reference::ImageRef;
 

@@ -291,6 +291,10 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Value, RuntimeError> {
             let quota = (limits.nano_cpus as u128 * CPU_PERIOD_US as u128 / 1_000_000_000) as i64;
             resources["cpu"] = json!({"quota": quota.max(1000), "period": CPU_PERIOD_US});
         }
+        if limits.pids > 0 {
+            // A fork bomb in one task stops at its own limit instead of the node's.
+            resources["pids"] = json!({"limit": limits.pids});
+        }
     }
     let mut env = environment(c, inputs.image, &hostname);
     if c.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
@@ -506,6 +510,7 @@ mod tests {
         let limits = proto::Resources {
             nano_cpus: 500_000_000,
             memory_bytes: 64 << 20,
+            pids: 100,
         };
         let spec = build(&Inputs {
             task_id: "abcdefghijklmnop",
@@ -525,6 +530,7 @@ mod tests {
         .unwrap();
         assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(spec["linux"]["resources"]["pids"]["limit"], 100);
         assert_eq!(spec["root"]["readonly"], true);
         assert_eq!(spec["hostname"], "abcdefghijkl");
         assert!(spec["linux"]["namespaces"]

@@ -193,6 +193,16 @@ async fn runtime(
 
 async fn run(args: Args) -> anyhow::Result<()> {
     cli::logging::init(&args.log_format);
+    // Wrong Docker API flags (plain TCP above all) stop the daemon before it starts anything.
+    let docker_api = cli::daemon::engine::ListenOptions {
+        hosts: args.docker_hosts.clone(),
+        tls_verify: args.tlsverify,
+        tls_ca: args.tlscacert.clone(),
+        tls_cert: args.tlscert.clone(),
+        tls_key: args.tlskey.clone(),
+        tcp_insecure: args.docker_tcp_insecure,
+    };
+    cli::daemon::engine::listen::endpoints(&docker_api)?;
     cli::daemon::secure_data_dir(&args.data_dir)?;
     cli::tls::install_crypto_provider();
     let metrics_addr = args
@@ -230,15 +240,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .context("cannot serve the local API")?;
     let engine = cli::daemon::engine::serve(
-        &cli::daemon::engine::ListenOptions {
-            hosts: args.docker_hosts.clone(),
-            tls_verify: args.tlsverify,
-            tls_ca: args.tlscacert.clone(),
-            tls_cert: args.tlscert.clone(),
-            tls_key: args.tlskey.clone(),
-            tcp_insecure: args.docker_tcp_insecure,
-        },
+        &docker_api,
         args.socket.clone(),
+        agent_runtime::containerd::RegistryOptions {
+            insecure: args.insecure_registries.clone(),
+        },
     )
     .await
     .context("cannot serve the Docker Engine API")?;

@@ -17,6 +17,7 @@ pub mod named;
 pub mod network;
 pub mod node;
 pub mod service;
+pub mod stack;
 pub mod swarm;
 pub mod table;
 
@@ -169,6 +170,11 @@ pub enum Command {
     },
     /// Stream the cluster's events: services, nodes, tasks, networks, secrets, configs
     Events(events::EventsArgs),
+    /// Deploy and manage stacks of services from Compose files
+    Stack {
+        #[command(subcommand)]
+        command: stack::StackCommand,
+    },
 }
 
 /// `skiff version`.
@@ -216,6 +222,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Network { command } => network::run(&cli.global, command).await,
         Command::Image { command } => image::run(&cli.global, command).await,
         Command::Events(args) => events::run(&cli.global, args).await,
+        Command::Stack { command } => stack::run(&cli.global, command).await,
     }
 }
 

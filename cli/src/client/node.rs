@@ -839,6 +839,7 @@ mod tests {
         n.description.as_mut().unwrap().resources = Some(proto::Resources {
             nano_cpus: 1_500_000_000,
             memory_bytes: 8 * 1024 * 1024 * 1024,
+            ..Default::default()
         });
         n.spec
             .as_mut()

@@ -21,6 +21,7 @@ pub fn describe(hostname: Option<&str>, runtime: &str, listen_addr: &str) -> Nod
         resources: Some(Resources {
             nano_cpus: cpus * 1_000_000_000,
             memory_bytes: total_memory().unwrap_or(0),
+            ..Default::default()
         }),
         engine_version: env!("CARGO_PKG_VERSION").into(),
         runtime: runtime.into(),
@@ -31,7 +32,7 @@ pub fn describe(hostname: Option<&str>, runtime: &str, listen_addr: &str) -> Nod
     }
 }
 
-fn system_hostname() -> String {
+pub(super) fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into())

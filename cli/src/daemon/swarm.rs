@@ -466,6 +466,30 @@ impl Swarm for SwarmService {
             .map_err(|e| user_error(tonic::Code::FailedPrecondition, e))
     }
 
+    async fn list_local_tasks(
+        &self,
+        _req: Request<proto::ListLocalTasksRequest>,
+    ) -> Result<Response<proto::ListLocalTasksResponse>, Status> {
+        let hostname = self
+            .daemon
+            .opts
+            .hostname
+            .clone()
+            .unwrap_or_else(super::host::system_hostname);
+        let guard = self.daemon.membership.lock().await;
+        let Some(m) = guard.as_ref() else {
+            return Ok(Response::new(proto::ListLocalTasksResponse {
+                hostname,
+                ..Default::default()
+            }));
+        };
+        Ok(Response::new(proto::ListLocalTasksResponse {
+            tasks: m.agent().tasks(),
+            node_id: m.state().node_id.clone(),
+            hostname,
+        }))
+    }
+
     async fn info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         let guard = self.daemon.membership.lock().await;
         Ok(Response::new(self.daemon.info(guard.as_ref())))

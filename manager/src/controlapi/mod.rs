@@ -6,7 +6,7 @@ pub mod cluster;
 mod named;
 pub mod network;
 mod node;
-mod service;
+pub mod service;
 
 use std::sync::Arc;
 
@@ -49,6 +49,30 @@ impl ControlService {
         store
             .read_own_write(|s| s.get::<T>(&id).cloned())
             .ok_or_else(|| Status::internal("the new object vanished"))
+    }
+
+    async fn update_named<T: named::Named + Clone>(
+        &self,
+        store: &Store,
+        reference: &str,
+        version: u64,
+        spec: (String, std::collections::HashMap<String, String>, Vec<u8>),
+    ) -> Result<T, Status> {
+        let current = store
+            .read_latest(|s| s.resolve::<T>(reference).cloned())
+            .await??;
+        let (name, labels, data) = spec;
+        let Some(mut next) = named::updated(&current, &name, labels, &data)? else {
+            return Ok(current);
+        };
+        if version != 0 {
+            next.meta_mut().version = version;
+        }
+        let id = next.id().to_owned();
+        store.write(vec![update(next)]).await?;
+        store
+            .read_own_write(|s| s.get::<T>(&id).cloned())
+            .ok_or_else(|| Status::internal("the updated object vanished"))
     }
 
     async fn remove_named<T: named::Named>(
@@ -525,6 +549,28 @@ impl Control for ControlService {
         Ok(Response::new(RemoveSecretResponse {}))
     }
 
+    async fn update_secret(
+        &self,
+        req: Request<UpdateSecretRequest>,
+    ) -> Result<Response<UpdateSecretResponse>, Status> {
+        let store = self.store(&req)?;
+        let body = req.into_inner();
+        let spec = body
+            .spec
+            .ok_or_else(|| invalid("a secret update needs a spec"))?;
+        let secret: Secret = self
+            .update_named(
+                &store,
+                &body.secret,
+                body.version,
+                (spec.name, spec.labels, spec.data),
+            )
+            .await?;
+        Ok(Response::new(UpdateSecretResponse {
+            secret: Some(named::without_data(secret)),
+        }))
+    }
+
     async fn create_config(
         &self,
         req: Request<CreateConfigRequest>,
@@ -565,6 +611,28 @@ impl Control for ControlService {
             .read_latest(|s| s.list::<Config>().cloned().collect())
             .await?;
         Ok(Response::new(ListConfigsResponse { configs }))
+    }
+
+    async fn update_config(
+        &self,
+        req: Request<UpdateConfigRequest>,
+    ) -> Result<Response<UpdateConfigResponse>, Status> {
+        let store = self.store(&req)?;
+        let body = req.into_inner();
+        let spec = body
+            .spec
+            .ok_or_else(|| invalid("a config update needs a spec"))?;
+        let config: Config = self
+            .update_named(
+                &store,
+                &body.config,
+                body.version,
+                (spec.name, spec.labels, spec.data),
+            )
+            .await?;
+        Ok(Response::new(UpdateConfigResponse {
+            config: Some(config),
+        }))
     }
 
     async fn remove_config(

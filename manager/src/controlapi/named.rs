@@ -1,6 +1,8 @@
 //! Secrets and configs: named blobs services refer to. Their rules are the same, so they
 //! share the code; secrets never leave a manager in listings.
 
+use std::collections::HashMap;
+
 use proto::{Config, ConfigSpec, Secret, SecretSpec, Service};
 use tonic::Status;
 
@@ -22,6 +24,8 @@ pub trait Named: StoredObject {
     type Spec;
     /// Whether `service` refers to the object with this ID.
     fn used_by(service: &Service, id: &str) -> bool;
+    /// The labels, to change.
+    fn labels_mut(&mut self) -> &mut HashMap<String, String>;
 }
 
 impl Named for Secret {
@@ -44,6 +48,9 @@ impl Named for Secret {
     fn used_by(service: &Service, id: &str) -> bool {
         container(service).is_some_and(|c| c.secrets.iter().any(|r| r.secret_id == id))
     }
+    fn labels_mut(&mut self) -> &mut HashMap<String, String> {
+        &mut self.spec.get_or_insert_with(Default::default).labels
+    }
 }
 
 impl Named for Config {
@@ -65,6 +72,9 @@ impl Named for Config {
     }
     fn used_by(service: &Service, id: &str) -> bool {
         container(service).is_some_and(|c| c.configs.iter().any(|r| r.config_id == id))
+    }
+    fn labels_mut(&mut self) -> &mut HashMap<String, String> {
+        &mut self.spec.get_or_insert_with(Default::default).labels
     }
 }
 
@@ -107,6 +117,38 @@ pub fn validate<T: Named>(object: &T) -> Result<(), Status> {
     Ok(())
 }
 
+/// `current` with the labels of a new spec: secrets and configs are immutable (tasks
+/// already hold their data), so a new name or new data is refused, with what to do
+/// instead; data left empty means unchanged. `None` when nothing changes, so an unchanged
+/// spec writes nothing.
+pub fn updated<T: Named + Clone>(
+    current: &T,
+    name: &str,
+    labels: HashMap<String, String>,
+    data: &[u8],
+) -> Result<Option<T>, Status> {
+    let (current_name, current_data) = current.parts();
+    if name != current_name {
+        return Err(invalid(format!(
+            "a {} cannot be renamed; create one named {name} instead",
+            T::WHAT
+        )));
+    }
+    if !data.is_empty() && data != current_data {
+        return Err(refused(format!(
+            "{} {name} already exists with other data, and {}s cannot change; give the new data a new name (e.g. {name}_v2) and point the services at it",
+            T::WHAT,
+            T::WHAT
+        )));
+    }
+    let mut next = current.clone();
+    if *next.labels_mut() == labels {
+        return Ok(None);
+    }
+    *next.labels_mut() = labels;
+    Ok(Some(next))
+}
+
 /// Refuses removing an object a service still uses, naming every such service.
 pub fn check_unused<T: Named>(store: &ObjectStore, object: &T) -> Result<(), Status> {
     let users: Vec<&str> = store
@@ -133,4 +175,53 @@ pub fn without_data(mut secret: Secret) -> Secret {
         spec.data.clear();
     }
     secret
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(labels: &[(&str, &str)]) -> Secret {
+        Secret::build(
+            "s1".into(),
+            SecretSpec {
+                name: "db_password".into(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                data: b"s3cret".to_vec(),
+            },
+        )
+    }
+
+    #[test]
+    fn only_labels_change_and_an_unchanged_spec_writes_nothing() {
+        let current = secret(&[("a", "1")]);
+        let same = secret(&[("a", "1")]).spec.unwrap();
+        assert_eq!(
+            updated(&current, &same.name, same.labels, &same.data).unwrap(),
+            None
+        );
+        // Empty data means the data stays.
+        let labels: HashMap<_, _> = [("b".to_string(), "2".to_string())].into();
+        let next = updated(&current, "db_password", labels.clone(), b"")
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.spec.as_ref().unwrap().labels, labels);
+        assert_eq!(next.spec.unwrap().data, b"s3cret");
+    }
+
+    #[test]
+    fn new_data_or_a_new_name_is_refused_with_what_to_do() {
+        let current = secret(&[]);
+        let e = updated(&current, "db_password", HashMap::new(), b"other").unwrap_err();
+        assert!(
+            e.message().contains("give the new data a new name"),
+            "{}",
+            e.message()
+        );
+        let e = updated(&current, "db_pass", HashMap::new(), b"").unwrap_err();
+        assert!(e.message().contains("cannot be renamed"), "{}", e.message());
+    }
 }

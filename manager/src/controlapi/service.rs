@@ -21,7 +21,9 @@ const DEFAULT_MONITOR_MS: u64 = 5_000;
 /// Largest replica count accepted: far beyond any cluster, small enough to catch typos.
 const MAX_REPLICAS: u64 = 1_000_000;
 
-/// Fills in what the user left out, as Docker does.
+/// Fills in what the user left out, as Docker does: the one place Swarm's defaults live,
+/// so every front end (`service create`, `stack deploy`) sends only what it was told and
+/// gets the same service for the same intent.
 pub fn with_defaults(mut spec: ServiceSpec) -> ServiceSpec {
     if spec.mode.is_none() {
         spec.mode = Some(Mode::Replicated(ReplicatedService { replicas: 1 }));
@@ -52,11 +54,17 @@ pub fn with_defaults(mut spec: ServiceSpec) -> ServiceSpec {
         ..Default::default()
     });
     restart.delay_ms.get_or_insert(DEFAULT_RESTART_DELAY_MS);
-    for config in [&mut spec.update_config, &mut spec.rollback_config] {
-        let c = config.get_or_insert_with(UpdateConfig::default);
-        c.parallelism.get_or_insert(1);
-        c.monitor_ms.get_or_insert(DEFAULT_MONITOR_MS);
+    // A job is not rolled out but runs to completion: it has no update or rollback policy
+    // (Docker leaves them out too).
+    if !is_job {
+        for config in [&mut spec.update_config, &mut spec.rollback_config] {
+            let c = config.get_or_insert_with(UpdateConfig::default);
+            c.parallelism.get_or_insert(1);
+            c.monitor_ms.get_or_insert(DEFAULT_MONITOR_MS);
+        }
     }
+    // Endpoint mode vip, no ports.
+    spec.endpoint.get_or_insert_with(Default::default);
     spec
 }
 
@@ -489,6 +497,20 @@ mod tests {
             (RestartCondition::Any as i32, Some(5_000))
         );
         assert_eq!(s.update_config.unwrap().parallelism, Some(1));
+        assert_eq!(s.endpoint.unwrap().mode(), ResolutionMode::Vip);
+    }
+
+    #[test]
+    fn jobs_get_no_rollout_policy_and_are_not_restarted_once_complete() {
+        let mut s = spec("once", "busybox");
+        s.mode = Some(Mode::GlobalJob(proto::GlobalJob {}));
+        s.update_config = None;
+        s.rollback_config = None;
+        s.task_template.as_mut().unwrap().restart = None;
+        let s = with_defaults(s);
+        assert_eq!((s.update_config, s.rollback_config), (None, None));
+        let restart = s.task_template.unwrap().restart.unwrap();
+        assert_eq!(restart.condition(), RestartCondition::OnFailure);
     }
 
     #[test]

@@ -38,6 +38,7 @@ fn node(id: &str) -> Node {
             resources: Some(Resources {
                 nano_cpus: 4 * CPU,
                 memory_bytes: 8 * GIB,
+                ..Default::default()
             }),
             ..Default::default()
         }),
@@ -78,6 +79,7 @@ fn sized(mut n: Node, nano_cpus: i64, memory_bytes: i64) -> Node {
     n.description.get_or_insert_with(Default::default).resources = Some(Resources {
         nano_cpus,
         memory_bytes,
+        ..Default::default()
     });
     n
 }
@@ -152,6 +154,7 @@ fn reserving(nano_cpus: i64, memory_bytes: i64) -> TaskSpec {
             reservations: Some(Resources {
                 nano_cpus,
                 memory_bytes,
+                ..Default::default()
             }),
         }),
         ..Default::default()

@@ -62,6 +62,9 @@ pub struct CreateArgs {
     /// Most memory a task may use
     #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
     pub limit_memory: Option<String>,
+    /// Most processes a task may run at once (default 0: no limit)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub limit_pids: Option<String>,
     /// When to restart a task: none, on-failure or any (default any; on-failure for jobs)
     #[arg(long, value_name = "CONDITION")]
     pub restart_condition: Option<String>,

@@ -442,7 +442,7 @@ impl PsFilters {
 }
 
 /// Prints tasks as `ps` does, in the requested format.
-async fn print_tasks(
+pub(crate) async fn print_tasks(
     client: &Client,
     opts: &TaskListOpts,
     filters: &PsFilters,

@@ -36,6 +36,13 @@ pub fn count_u32(flag: &str, value: &str) -> anyhow::Result<u32> {
         .map_err(|_| anyhow!("invalid value \"{value}\" for {flag}: the number is too large"))
 }
 
+/// A process count limit (`--limit-pids`): 0 (no limit) or more.
+pub fn pids(flag: &str, value: &str) -> anyhow::Result<i64> {
+    let n = count(flag, value)?;
+    i64::try_from(n)
+        .map_err(|_| anyhow!("invalid value \"{value}\" for {flag}: the number is too large"))
+}
+
 /// A ratio from 0 to 1 (`--update-max-failure-ratio`).
 pub fn ratio(flag: &str, value: &str) -> anyhow::Result<f32> {
     let v = value.trim();

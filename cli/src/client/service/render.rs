@@ -195,7 +195,8 @@ pub fn replicas_cell(service: &Service, tasks: &[&Task]) -> String {
     }
 }
 
-fn protocol_name(p: PortProtocol) -> &'static str {
+/// A port protocol as Docker prints it (`tcp`, `udp`, `sctp`).
+pub fn protocol_name(p: PortProtocol) -> &'static str {
     match p {
         PortProtocol::Tcp => "tcp",
         PortProtocol::Udp => "udp",
@@ -661,6 +662,9 @@ pub fn pretty(service: &Service) -> String {
                 }
                 if res.memory_bytes > 0 {
                     let _ = writeln!(s, "  Memory:\t{}", format_bytes(res.memory_bytes));
+                }
+                if res.pids > 0 {
+                    let _ = writeln!(s, "  Pids:\t\t{}", res.pids);
                 }
             }
         }

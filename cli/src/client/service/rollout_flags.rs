@@ -1,15 +1,12 @@
 //! The `--update-*` and `--rollback-*` flags, which `service create` and `service update`
-//! share: `create` fills in Swarm's defaults for what is not given, `update` changes only
-//! what is given.
+//! share: `create` sends only what is given (the manager fills in Swarm's defaults for the
+//! rest), `update` changes only what is given.
 
 use anyhow::bail;
 use proto::{FailureAction, UpdateConfig, UpdateOrder};
 
 use super::parse;
 use crate::client::duration;
-
-/// Update (and rollback) monitor period unless `--update-monitor` says otherwise.
-const DEFAULT_MONITOR_MS: u64 = 5_000;
 
 /// The [`UpdateFlags`] of `args`, a `CreateArgs` or an `UpdateArgs`, as `(update,
 /// rollback)`. A macro because the two commands name the flags alike but document them
@@ -67,16 +64,14 @@ impl UpdateFlags<'_> {
         .any(|v| v.is_some())
     }
 
-    /// The config, with Swarm's defaults for what was not given.
-    pub(super) fn config(&self) -> anyhow::Result<UpdateConfig> {
-        self.apply(UpdateConfig {
-            parallelism: Some(1),
-            delay_ms: 0,
-            failure_action: FailureAction::Pause as i32,
-            monitor_ms: Some(DEFAULT_MONITOR_MS),
-            max_failure_ratio: 0.0,
-            order: UpdateOrder::StopFirst as i32,
-        })
+    /// The config as given, none when no flag of this kind is: what is left unset (or
+    /// none at all) the manager fills in with Swarm's defaults
+    /// (`manager::controlapi::service::with_defaults`).
+    pub(super) fn config(&self) -> anyhow::Result<Option<UpdateConfig>> {
+        if !self.any() {
+            return Ok(None);
+        }
+        self.apply(UpdateConfig::default()).map(Some)
     }
 
     /// `base` with what the flags change.

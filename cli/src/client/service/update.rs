@@ -223,6 +223,9 @@ pub struct UpdateArgs {
     /// Limit memory
     #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
     pub limit_memory: Option<String>,
+    /// Most processes a task may run at once (0: no limit)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub limit_pids: Option<String>,
     /// Reserve CPUs
     #[arg(long, value_name = "CPUS", allow_negative_numbers = true)]
     pub reserve_cpu: Option<String>,
@@ -396,6 +399,13 @@ pub fn updated_spec_with_networks(
             target.get_or_insert_with(Resources::default).memory_bytes =
                 parse::memory(mem_flag, v)?;
         }
+    }
+    if let Some(v) = &args.limit_pids {
+        let pids = parse::pids("--limit-pids", v)?;
+        resources.limits.get_or_insert_with(Resources::default).pids = pids;
+    }
+    if resources.limits == Some(Resources::default()) {
+        resources.limits = None;
     }
     if let (Some(r), Some(l)) = (&resources.reservations, &resources.limits) {
         if l.memory_bytes > 0 && r.memory_bytes > l.memory_bytes {

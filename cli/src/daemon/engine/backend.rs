@@ -65,6 +65,16 @@ impl Backend {
             .map_err(|s| ApiError::from_status(&s))
     }
 
+    /// The tasks this node runs, with its node ID and hostname.
+    pub async fn local_tasks(&self) -> ApiResult<proto::ListLocalTasksResponse> {
+        self.swarm()
+            .await?
+            .list_local_tasks(proto::ListLocalTasksRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| ApiError::from_status(&s))
+    }
+
     /// The error for a failed control call: when the node cannot serve the cluster API
     /// (outside a swarm, a worker, locked), dockerd's 503 for that state; otherwise the
     /// status mapped as dockerd maps swarmkit's.

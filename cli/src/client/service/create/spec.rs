@@ -4,7 +4,9 @@
 //! validates a spec part by part.
 //!
 //! Apart from the flags so that each part reads alone; [`build_spec`] only calls them in
-//! order and puts the spec together.
+//! order and puts the spec together. What no flag sets is sent unset: the manager fills in
+//! Swarm's defaults (`manager::controlapi::service::with_defaults`), the same for every
+//! front end (`stack deploy` too).
 
 use std::collections::HashMap;
 
@@ -20,11 +22,6 @@ use super::{CreateArgs, Mode};
 use crate::client::duration;
 use crate::client::service::rollout_flags::update_and_rollback_flags;
 use crate::client::service::{container_flags, parse};
-
-/// Stop grace period unless `--stop-grace-period` says otherwise (DESIGN §9).
-const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
-/// Restart delay unless `--restart-delay` says otherwise.
-const DEFAULT_RESTART_DELAY_MS: u64 = 5_000;
 
 /// Whether `name` can name a service (the daemon's rule: 1 to 63 letters, digits, `-`,
 /// `_` or `.`, starting with a letter or digit).
@@ -64,7 +61,7 @@ pub fn build_spec(
     container_flags::check(&container, &networks)?;
     let (update_config, rollback_config) = rollout_configs(args, mode)?;
     let endpoint = endpoint(args)?;
-    container_flags::check_host_network(&networks, &endpoint)?;
+    container_flags::check_host_network(&networks, &endpoint.clone().unwrap_or_default())?;
     let log_driver = log_driver(args.log_driver.as_deref(), &args.log_opt)?;
     Ok(ServiceSpec {
         name,
@@ -73,7 +70,7 @@ pub fn build_spec(
         task_template: Some(TaskSpec {
             container: Some(container),
             resources,
-            restart: Some(restart),
+            restart,
             placement,
             networks,
             force_update: 0,
@@ -81,7 +78,7 @@ pub fn build_spec(
         }),
         update_config,
         rollback_config,
-        endpoint: Some(endpoint),
+        endpoint,
     })
 }
 
@@ -196,7 +193,6 @@ fn container(
     let mut c = ContainerSpec {
         image: image.to_owned(),
         args: command_args.to_vec(),
-        stop_grace_period_ms: Some(DEFAULT_STOP_GRACE_MS),
         read_only: args.read_only,
         pull_policy: pull_policy(args.pull.as_deref())? as i32,
         ..Default::default()
@@ -228,9 +224,7 @@ fn container(
     if let Some(s) = &args.stop_signal {
         c.stop_signal = parse::signal(s)?;
     }
-    if let Some(g) = ms("--stop-grace-period", &args.stop_grace_period)? {
-        c.stop_grace_period_ms = Some(g);
-    }
+    c.stop_grace_period_ms = ms("--stop-grace-period", &args.stop_grace_period)?;
     for m in &args.mount {
         c.mounts.push(parse::mount("--mount", m)?);
     }
@@ -277,13 +271,19 @@ fn resources(args: &CreateArgs) -> anyhow::Result<Option<ResourceRequirements>> 
         cpu("--limit-cpu", &args.limit_cpu)?,
         mem("--limit-memory", &args.limit_memory)?,
     );
-    let resources = |(cpus, memory): (Option<i64>, Option<i64>)| {
-        (cpus.is_some() || memory.is_some()).then(|| Resources {
+    let pids = args
+        .limit_pids
+        .as_deref()
+        .map(|v| parse::pids("--limit-pids", v))
+        .transpose()?;
+    let resources = |(cpus, memory): (Option<i64>, Option<i64>), pids: Option<i64>| {
+        (cpus.is_some() || memory.is_some() || pids.is_some()).then(|| Resources {
             nano_cpus: cpus.unwrap_or(0),
             memory_bytes: memory.unwrap_or(0),
+            pids: pids.unwrap_or(0),
         })
     };
-    let (reservations, limits) = (resources(reserve), resources(limit));
+    let (reservations, limits) = (resources(reserve, None), resources(limit, pids));
     if let (Some(r), Some(l)) = (&reservations, &limits) {
         if l.memory_bytes > 0 && r.memory_bytes > l.memory_bytes {
             bail!("--reserve-memory is larger than --limit-memory: a task could never use what it reserves");
@@ -302,9 +302,16 @@ fn resources(args: &CreateArgs) -> anyhow::Result<Option<ResourceRequirements>> 
     )
 }
 
-/// `--restart-*`, with Swarm's defaults; a job's tasks are not restarted once they
-/// completed.
-fn restart_policy(args: &CreateArgs, mode: Mode) -> anyhow::Result<RestartPolicy> {
+/// `--restart-*`; none when none is given (the manager's default: any, on-failure for a
+/// job, whose tasks are not restarted once they completed).
+fn restart_policy(args: &CreateArgs, mode: Mode) -> anyhow::Result<Option<RestartPolicy>> {
+    let any = args.restart_condition.is_some()
+        || args.restart_delay.is_some()
+        || args.restart_max_attempts.is_some()
+        || args.restart_window.is_some();
+    if !any {
+        return Ok(None);
+    }
     let condition = match &args.restart_condition {
         Some(v) => {
             let c = parse::restart_condition(v)?;
@@ -316,11 +323,9 @@ fn restart_policy(args: &CreateArgs, mode: Mode) -> anyhow::Result<RestartPolicy
         None if mode.is_job() => RestartCondition::OnFailure,
         None => RestartCondition::Any,
     };
-    Ok(RestartPolicy {
+    Ok(Some(RestartPolicy {
         condition: condition as i32,
-        delay_ms: Some(
-            ms("--restart-delay", &args.restart_delay)?.unwrap_or(DEFAULT_RESTART_DELAY_MS),
-        ),
+        delay_ms: ms("--restart-delay", &args.restart_delay)?,
         max_attempts: args
             .restart_max_attempts
             .as_deref()
@@ -328,7 +333,7 @@ fn restart_policy(args: &CreateArgs, mode: Mode) -> anyhow::Result<RestartPolicy
             .transpose()?
             .unwrap_or(0),
         window_ms: ms("--restart-window", &args.restart_window)?.unwrap_or(0),
-    })
+    }))
 }
 
 /// `--constraint`, `--placement-pref` and `--replicas-max-per-node`; none when none is
@@ -360,8 +365,8 @@ fn networks(args: &CreateArgs) -> anyhow::Result<Vec<NetworkAttachmentConfig>> {
     args.network.iter().map(|n| parse::network(n)).collect()
 }
 
-/// The update and rollback configs (`--update-*`, `--rollback-*`) with Swarm's defaults;
-/// none for a job, which is not rolled out but runs to completion.
+/// The update and rollback configs (`--update-*`, `--rollback-*`) as given; none for a
+/// job, which is not rolled out but runs to completion.
 fn rollout_configs(
     args: &CreateArgs,
     mode: Mode,
@@ -373,12 +378,15 @@ fn rollout_configs(
         }
         return Ok((None, None));
     }
-    Ok((Some(update.config()?), Some(rollback.config()?)))
+    Ok((update.config()?, rollback.config()?))
 }
 
-/// `--endpoint-mode` and `--publish`. A published port may appear once per protocol, and
-/// ingress ports need a virtual IP to route to.
-fn endpoint(args: &CreateArgs) -> anyhow::Result<EndpointSpec> {
+/// `--endpoint-mode` and `--publish`; none when neither is given. A published port may
+/// appear once per protocol, and ingress ports need a virtual IP to route to.
+fn endpoint(args: &CreateArgs) -> anyhow::Result<Option<EndpointSpec>> {
+    if args.endpoint_mode.is_none() && args.publish.is_empty() {
+        return Ok(None);
+    }
     let mut endpoint = EndpointSpec::default();
     if let Some(m) = &args.endpoint_mode {
         endpoint.mode = match m.trim().to_ascii_lowercase().as_str() {
@@ -406,7 +414,7 @@ fn endpoint(args: &CreateArgs) -> anyhow::Result<EndpointSpec> {
             endpoint.ports.push(port);
         }
     }
-    Ok(endpoint)
+    Ok(Some(endpoint))
 }
 
 fn healthcheck(args: &CreateArgs) -> anyhow::Result<Option<HealthConfig>> {

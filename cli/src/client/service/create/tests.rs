@@ -1,6 +1,6 @@
 //! `service create` command lines, parsed by clap as the binary parses them, through
-//! [`build_spec`]: the defaults, every flag at once, each mode, and one sentence per
-//! mistake.
+//! [`build_spec`] and then the manager's `with_defaults` (as the daemon receives them):
+//! the defaults, every flag at once, each mode, and one sentence per mistake.
 
 use clap::Parser;
 use proto::service_spec::Mode as M;
@@ -10,6 +10,7 @@ use proto::{
 };
 
 use super::*;
+use manager::controlapi::service::with_defaults;
 
 #[derive(Debug, Parser)]
 struct T {
@@ -23,7 +24,13 @@ fn args(line: &[&str]) -> CreateArgs {
     T::try_parse_from(full).unwrap().args
 }
 
+/// The spec as the manager keeps it: what the CLI sends, with the manager's defaults.
 fn spec(line: &[&str]) -> ServiceSpec {
+    with_defaults(sent(line))
+}
+
+/// The spec as the CLI sends it.
+fn sent(line: &[&str]) -> ServiceSpec {
     build_spec(&args(line), |_| None).unwrap()
 }
 
@@ -72,6 +79,32 @@ fn defaults_follow_swarm() {
 }
 
 #[test]
+fn what_no_flag_sets_is_sent_unset_for_the_manager_to_fill_in() {
+    let s = sent(&["nginx:alpine"]);
+    let t = s.task_template.as_ref().unwrap();
+    assert_eq!(container(&s).stop_grace_period_ms, None);
+    assert!(t.restart.is_none());
+    assert!(s.update_config.is_none() && s.rollback_config.is_none());
+    assert!(s.endpoint.is_none());
+    // One flag of a part sends that part, the rest of it still unset.
+    let s = sent(&["--restart-max-attempts", "3", "--update-delay", "1s", "img"]);
+    let r = s.task_template.as_ref().unwrap().restart.as_ref().unwrap();
+    assert_eq!((r.max_attempts, r.delay_ms), (3, None));
+    let u = s.update_config.as_ref().unwrap();
+    assert_eq!(
+        (u.delay_ms, u.parallelism, u.monitor_ms),
+        (1_000, None, None)
+    );
+    assert!(s.rollback_config.is_none());
+    let s = with_defaults(s);
+    assert_eq!(s.update_config.unwrap().parallelism, Some(1));
+    assert_eq!(
+        s.task_template.unwrap().restart.unwrap().delay_ms,
+        Some(5_000)
+    );
+}
+
+#[test]
 fn command_after_the_image_is_args() {
     let s = spec(&["--name", "web", "busybox", "sleep", "--replicas", "-x"]);
     assert_eq!(s.name, "web");
@@ -115,6 +148,8 @@ fn everything_at_once() {
         "1.5",
         "--limit-memory",
         "1g",
+        "--limit-pids",
+        "64",
         "--restart-condition",
         "on-failure",
         "--restart-delay",
@@ -199,6 +234,8 @@ fn everything_at_once() {
     assert_eq!(r.reservations.as_ref().unwrap().memory_bytes, 128 << 20);
     assert_eq!(r.limits.as_ref().unwrap().nano_cpus, 1_500_000_000);
     assert_eq!(r.limits.as_ref().unwrap().memory_bytes, 1 << 30);
+    assert_eq!(r.limits.as_ref().unwrap().pids, 64);
+    assert_eq!(r.reservations.as_ref().unwrap().pids, 0);
     let rp = t.restart.as_ref().unwrap();
     assert_eq!(rp.condition(), RestartCondition::OnFailure);
     assert_eq!(
@@ -296,6 +333,10 @@ fn one_sentence_per_mistake() {
         (
             &["--mode", "global", "--replicas-max-per-node", "1", "img"],
             "--replicas-max-per-node can only be used",
+        ),
+        (
+            &["--limit-pids", "-1", "img"],
+            "invalid value \"-1\" for --limit-pids: use a whole number, 0 or more",
         ),
         (
             &["--restart-delay", "soon", "img"],

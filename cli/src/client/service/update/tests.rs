@@ -68,6 +68,7 @@ fn changes_only_what_the_flags_say() {
         constraint_add: vec!["node.role==manager".into()],
         replicas: Some("6".into()),
         limit_memory: Some("64m".into()),
+        limit_pids: Some("200".into()),
         force: true,
         update_parallelism: Some("2".into()),
         update_failure_action: Some("rollback".into()),
@@ -86,7 +87,8 @@ fn changes_only_what_the_flags_say() {
         spec.mode,
         Some(Mode::Replicated(ReplicatedService { replicas: 6 }))
     );
-    assert_eq!(t.resources.unwrap().limits.unwrap().memory_bytes, 64 << 20);
+    let limits = t.resources.unwrap().limits.unwrap();
+    assert_eq!((limits.memory_bytes, limits.pids), (64 << 20, 200));
     assert_eq!(t.force_update, 1);
     let u = spec.update_config.unwrap();
     assert_eq!(u.parallelism, Some(2));

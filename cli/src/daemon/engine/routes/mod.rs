@@ -1,8 +1,17 @@
 //! The routes of the Engine API, one module per resource, and what their handlers share.
 
+pub mod configs;
+pub mod containers;
+pub mod distribution;
+pub mod events;
+pub mod logs;
+pub mod networks;
 pub mod nodes;
+pub mod secrets;
+pub mod services;
 pub mod swarm;
 pub mod system;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -25,6 +34,8 @@ pub fn router() -> Router<Arc<Engine>> {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/events", get(events::events))
+        .route("/distribution/{*rest}", get(distribution::inspect))
         .route("/swarm", get(swarm::inspect))
         .route("/swarm/init", post(swarm::init))
         .route("/swarm/join", post(swarm::join))
@@ -35,10 +46,47 @@ pub fn router() -> Router<Arc<Engine>> {
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/update", post(nodes::update))
+        .route("/services", get(services::list))
+        .route("/services/create", post(services::create))
+        .route(
+            "/services/{id}",
+            get(services::inspect).delete(services::remove),
+        )
+        .route("/services/{id}/update", post(services::update))
+        .route("/services/{id}/logs", get(services::logs))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}", get(tasks::inspect))
+        .route("/tasks/{id}/logs", get(tasks::logs))
+        .route("/secrets", get(secrets::list))
+        .route("/secrets/create", post(secrets::create))
+        .route(
+            "/secrets/{id}",
+            get(secrets::inspect).delete(secrets::remove),
+        )
+        .route("/secrets/{id}/update", post(secrets::update))
+        .route("/configs", get(configs::list))
+        .route("/configs/create", post(configs::create))
+        .route(
+            "/configs/{id}",
+            get(configs::inspect).delete(configs::remove),
+        )
+        .route("/configs/{id}/update", post(secrets::update))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/containers/json", get(containers::list))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/logs", get(containers::logs))
         .fallback(not_found)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
+    if uri.path() == "/containers" || uri.path().starts_with("/containers/") {
+        return ApiError::not_implemented(containers::NOT_IMPLEMENTED);
+    }
     ApiError::not_found(format!(
         "page not found: skiff serves the swarm part of the Docker API, and {} is not part of it",
         uri.path()

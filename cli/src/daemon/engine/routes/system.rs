@@ -109,7 +109,14 @@ pub async fn info(state: State) -> ApiResult<Response> {
     let host = Version::current();
     let info = Info {
         id: local.node_id.clone(),
-        name: hostname(),
+        // The node's name as the swarm knows it (`skiffd --hostname`), else the host's.
+        name: backend
+            .local_tasks()
+            .await
+            .ok()
+            .map(|l| l.hostname)
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(hostname),
         server_version: local.version.clone(),
         os_type: "linux".into(),
         operating_system: os_name(),

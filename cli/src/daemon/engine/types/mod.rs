@@ -7,9 +7,14 @@
 //! has no place for is an `Option<serde_json::Value>` that must be Go's zero value
 //! (`decode::refuse_unsupported`); it is never silently dropped.
 
+pub mod container;
+pub mod network;
 pub mod node;
+pub mod secret;
+pub mod service;
 pub mod swarm;
 pub mod system;
+pub mod task;
 
 use serde::{Deserialize, Serialize};
 
