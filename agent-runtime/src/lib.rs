@@ -30,6 +30,7 @@ pub mod containerd;
 pub mod fake;
 mod log_file;
 mod log_sink;
+pub mod progress;
 
 pub use log_sink::LogDefaults;
 pub mod process;
@@ -47,6 +48,17 @@ pub trait Runtime: Send + Sync + 'static {
     /// Checks that the task can run here and readies it (validates the spec, pulls the
     /// image on backends that have images, records the task). Idempotent.
     async fn prepare(&self, task: &proto::Task) -> Result<(), RuntimeError>;
+
+    /// [`Runtime::prepare`], publishing an image pull's progress on `progress` while it
+    /// pulls. Backends that pull nothing prepare as usual and publish nothing.
+    async fn prepare_with_progress(
+        &self,
+        task: &proto::Task,
+        progress: &progress::ProgressSender,
+    ) -> Result<(), RuntimeError> {
+        let _ = progress;
+        self.prepare(task).await
+    }
 
     /// Starts a prepared task. Returns once it runs (or failed to start). Starting a task
     /// that was already started is a no-op.

@@ -6,6 +6,10 @@
 //! [`RepeatLimit`] lets a warning or error from openraft through once per place in its
 //! code per [`REPEAT_WINDOW`]; the first is always shown, so a new problem is never hidden,
 //! and skiff's own messages are never limited.
+//!
+//! Each line carries the spans it was logged in, in both formats: `node{id=...}` and then
+//! the loop (`manager::manager`, `daemon::membership`, `worker::agent` name them) or
+//! `rpc{method=...}` (`daemon::server`), so a line says which node and which part of it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

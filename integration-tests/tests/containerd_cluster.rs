@@ -1,6 +1,6 @@
 //! skiffd with the containerd runtime: services from a registry image, `service logs`,
-//! health checks deciding a task's fate, `skiff image load`, clear failures for missing
-//! images, private images with `--with-registry-auth`, a killed skiffd whose containers
+//! health checks deciding a task's fate, a pull's progress in its task's status, `skiff
+//! image load`, clear failures for missing images, private images with `--with-registry-auth`, a killed skiffd whose containers
 //! keep running and are adopted on restart, and tasks in namespaces of their own with a way
 //! out of the cluster (containers, and host processes under the process runtime too).
 
@@ -794,4 +794,130 @@ fn logging_drivers_rotate_json_files_send_syslog_and_keep_nothing_with_none() {
     let err = cluster.fails(1, &["service", "logs", "quiet"]);
     assert!(err.contains("none driver"), "{err}");
     assert!(!dir.join("task.log").exists() && !dir.join("task-json.log").exists());
+}
+
+/// A TCP proxy to `upstream` that passes the first `limit` bytes the upstream sends (over
+/// all connections) and holds the rest until the gate opens: a pull through it stops part
+/// way through its first layer, for as long as the test looks.
+struct HeldProxy {
+    addr: String,
+    gate: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl HeldProxy {
+    fn start(upstream: &str, limit: usize) -> Self {
+        use std::io::{Read as _, Write as _};
+        use std::sync::{Arc, Condvar, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy port");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let sent = Arc::new(Mutex::new(0usize));
+        let upstream = upstream.to_owned();
+        let held = gate.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut to_server, mut from_client) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_client, &mut to_server);
+                    let _ = to_server.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut from_server, mut to_client) = (server, client);
+                let (gate, sent) = (held.clone(), sent.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    loop {
+                        let n = match from_server.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let mut at = 0;
+                        while at < n {
+                            let allowed = {
+                                let mut sent = sent.lock().unwrap();
+                                let open = *gate.0.lock().unwrap();
+                                let room = if open {
+                                    n - at
+                                } else {
+                                    limit.saturating_sub(*sent).min(n - at)
+                                };
+                                *sent += room;
+                                room
+                            };
+                            if allowed == 0 {
+                                let (lock, opened) = &*gate;
+                                let _unused = opened
+                                    .wait_while(lock.lock().unwrap(), |open| !*open)
+                                    .unwrap();
+                                continue;
+                            }
+                            if to_client.write_all(&buf[at..at + allowed]).is_err() {
+                                return;
+                            }
+                            at += allowed;
+                        }
+                    }
+                    let _ = to_client.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self { addr, gate }
+    }
+
+    fn open(&self) {
+        *self.gate.0.lock().unwrap() = true;
+        self.gate.1.notify_all();
+    }
+}
+
+impl Drop for HeldProxy {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
+#[test]
+fn a_task_waiting_on_its_pull_reports_the_bytes_pulled_in_its_status() {
+    let image = busybox_in_registry();
+    let (registry, path) = image.split_once('/').expect("registry/repository");
+    // The manifests and config are far smaller than this; the layer is larger.
+    let proxy = HeldProxy::start(registry, 16 * 1024);
+    let mut cluster = Cluster::new(1)
+        .with_containerd()
+        .with_daemon_args(1, &["--insecure-registry", &proxy.addr]);
+    cluster.form(1);
+    let through_proxy = format!("{}/{path}", proxy.addr);
+    cluster.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "pulled",
+            "--detach",
+            &through_proxy,
+            "sleep",
+            "600",
+        ],
+    );
+    let message = wait_until("the task to report its pull's progress", WAIT, || {
+        let tasks = cluster.tasks(1, "pulled");
+        tasks.iter().find_map(|t| {
+            let message = t["status"]["message"].as_str().unwrap_or_default();
+            (task_state(t, "observed") == "TASK_STATE_PREPARING"
+                && message.starts_with("pulling image: "))
+            .then(|| message.to_owned())
+        })
+    });
+    // Some bytes of the layer came, not all of them (the proxy holds the rest).
+    let (done, total) = message["pulling image: ".len()..]
+        .split_once('/')
+        .unwrap_or_else(|| panic!("{message}"));
+    assert_ne!(done, "0B", "{message}");
+    assert_ne!(done, total, "{message}");
+    proxy.open();
+    cluster.wait_running(1, "pulled", 1, WAIT);
 }

@@ -14,6 +14,7 @@ use proto::{
     WeightedPeer,
 };
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::ca::identity::{caller, Caller};
 use crate::dispatcher::NodeAssignments;
@@ -261,6 +262,8 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(body(tx));
+    // In the request's span (`rpc{method}` under the node's), which a spawned task would
+    // not inherit: what the stream's task logs says which call it serves.
+    tokio::spawn(body(tx).in_current_span());
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }

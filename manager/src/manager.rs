@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::Status;
+use tracing::Instrument as _;
 
 use crate::dispatcher::Dispatcher;
 use crate::events::EventLog;
@@ -30,6 +31,9 @@ impl Manager {
         let raft = Arc::new(raft);
         let store = Store::new(raft.local().clone(), raft.clone());
         let (stop, _) = watch::channel(false);
+        // Spawned tasks do not inherit the caller's span: each loop gets its own, under
+        // one naming this node, so every line a loop logs says where it comes from.
+        let node = tracing::info_span!(parent: None, "node", id = %node_id);
         let manager = Arc::new(Self {
             node_id,
             addr,
@@ -41,46 +45,61 @@ impl Manager {
             loops: Mutex::new(Vec::new()),
         });
         let loops = vec![
-            tokio::spawn(crate::loops::snapshots(
-                manager.raft.clone(),
-                manager.store.clone(),
-                manager.stop.subscribe(),
-            )),
-            tokio::spawn(crate::loops::manager_reachability(
-                manager.raft.clone(),
-                manager.store.clone(),
-                manager.stop.subscribe(),
-            )),
-            tokio::spawn(crate::loops::raft_membership(
-                manager.raft.clone(),
-                manager.store.clone(),
-                manager.stop.subscribe(),
-            )),
-            tokio::spawn(crate::orchestrator::run(
-                manager.store.clone(),
-                manager.stop.subscribe(),
-            )),
-            tokio::spawn(crate::allocator::run(
-                manager.store.clone(),
-                manager.stop.subscribe(),
-            )),
-            tokio::spawn(crate::dispatcher::status_writer(
-                manager.dispatcher.clone(),
-                manager.stop.subscribe(),
-            )),
-            tokio::spawn(crate::dispatcher::liveness(
-                manager.dispatcher.clone(),
-                manager.stop.subscribe(),
-            )),
-            tokio::spawn(crate::metrics::watch_leader(
-                manager.raft.clone(),
-                manager.stop.subscribe(),
-            )),
-            tokio::spawn(crate::events::run(
-                manager.store.clone(),
-                manager.events.clone(),
-                manager.stop.subscribe(),
-            )),
+            tokio::spawn(
+                crate::loops::snapshots(
+                    manager.raft.clone(),
+                    manager.store.clone(),
+                    manager.stop.subscribe(),
+                )
+                .instrument(tracing::info_span!(parent: &node, "snapshots")),
+            ),
+            tokio::spawn(
+                crate::loops::manager_reachability(
+                    manager.raft.clone(),
+                    manager.store.clone(),
+                    manager.stop.subscribe(),
+                )
+                .instrument(tracing::info_span!(parent: &node, "manager_reachability")),
+            ),
+            tokio::spawn(
+                crate::loops::raft_membership(
+                    manager.raft.clone(),
+                    manager.store.clone(),
+                    manager.stop.subscribe(),
+                )
+                .instrument(tracing::info_span!(parent: &node, "raft_membership")),
+            ),
+            tokio::spawn(
+                crate::orchestrator::run(manager.store.clone(), manager.stop.subscribe())
+                    .instrument(tracing::info_span!(parent: &node, "orchestrator")),
+            ),
+            tokio::spawn(
+                crate::allocator::run(manager.store.clone(), manager.stop.subscribe())
+                    .instrument(tracing::info_span!(parent: &node, "allocator")),
+            ),
+            tokio::spawn(
+                crate::dispatcher::status_writer(
+                    manager.dispatcher.clone(),
+                    manager.stop.subscribe(),
+                )
+                .instrument(tracing::info_span!(parent: &node, "status_writer")),
+            ),
+            tokio::spawn(
+                crate::dispatcher::liveness(manager.dispatcher.clone(), manager.stop.subscribe())
+                    .instrument(tracing::info_span!(parent: &node, "liveness")),
+            ),
+            tokio::spawn(
+                crate::metrics::watch_leader(manager.raft.clone(), manager.stop.subscribe())
+                    .instrument(tracing::info_span!(parent: &node, "watch_leader")),
+            ),
+            tokio::spawn(
+                crate::events::run(
+                    manager.store.clone(),
+                    manager.events.clone(),
+                    manager.stop.subscribe(),
+                )
+                .instrument(tracing::info_span!(parent: &node, "events")),
+            ),
         ];
         *manager.loops.lock().unwrap_or_else(|e| e.into_inner()) = loops;
         manager

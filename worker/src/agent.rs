@@ -12,6 +12,7 @@ use proto::{
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::controller::{self, Start};
 use crate::net::datapath::DataPath;
@@ -164,16 +165,22 @@ impl Agent {
         let refused_here = refused.is_some();
         let (tx, rx) = watch::channel(task);
         let (ports, ports_rx) = watch::channel(ports);
-        let controller = tokio::spawn(controller::run(
-            self.runtime.clone(),
-            self.reporter.clone(),
-            rx,
-            start,
-            controller::Network {
-                ports: ports_rx,
-                refused,
-            },
-        ));
+        // Under the span of the caller (the session, under the node's span): a spawned
+        // task would otherwise log without saying which node or task it is.
+        let span = tracing::info_span!("task", id = %id);
+        let controller = tokio::spawn(
+            controller::run(
+                self.runtime.clone(),
+                self.reporter.clone(),
+                rx,
+                start,
+                controller::Network {
+                    ports: ports_rx,
+                    refused,
+                },
+            )
+            .instrument(span),
+        );
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.insert(
             id,
@@ -242,7 +249,7 @@ impl Agent {
     fn remove_in_background(self: &Arc<Self>, id: &str) {
         self.forget(id);
         let (agent, id) = (self.clone(), id.to_owned());
-        tokio::spawn(async move { agent.clean_up(&id).await });
+        tokio::spawn(async move { agent.clean_up(&id).await }.in_current_span());
     }
 
     async fn assign(self: &Arc<Self>, task: Task) {

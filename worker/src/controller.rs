@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_runtime::progress::{PullProgress, Throttle};
 use agent_runtime::{Exit, Runtime, RuntimeError, RuntimeState};
 use proto::{ContainerStatus, HealthState, PortConfig, Task, TaskState, TaskStatus};
 use tokio::sync::watch;
@@ -24,6 +25,37 @@ pub enum Start {
 /// How long a task on networks keeps running after it is told to stop, while the routing
 /// meshes of all nodes take it out of their rotation.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often a pull's progress may change the task's status message.
+const PULL_PROGRESS_PERIOD: Duration = Duration::from_secs(1);
+
+/// Reports the progress of the task's image pull in its PREPARING status message, at most
+/// once per [`PULL_PROGRESS_PERIOD`]; runs until dropped (when preparing ends).
+async fn report_pull_progress(
+    reporter: &Reporter,
+    task_id: &str,
+    mut pulled: watch::Receiver<PullProgress>,
+) -> std::convert::Infallible {
+    let mut throttle = Throttle::new(PULL_PROGRESS_PERIOD);
+    loop {
+        if pulled.changed().await.is_err() {
+            // The runtime is done with the sender: nothing more will come.
+            std::future::pending::<()>().await;
+        }
+        let progress = *pulled.borrow_and_update();
+        if throttle.ready(std::time::Instant::now()) {
+            reporter.report(
+                task_id,
+                TaskStatus {
+                    timestamp: proto::now_ms(),
+                    state: TaskState::Preparing as i32,
+                    message: progress.message(),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+}
 
 fn wants_stop(task: &Task) -> bool {
     task.desired_state > TaskState::Running as i32
@@ -125,7 +157,16 @@ impl Controller {
         self.report(TaskState::Preparing, "preparing", "", None);
         let task = self.task.borrow().clone();
         let runtime = self.runtime.clone();
-        match self.retry(|| runtime.prepare(&task)).await {
+        let (progress, pulled) = watch::channel(PullProgress::default());
+        let (reporter, id) = (self.reporter.clone(), self.task_id.clone());
+        let prepared = async {
+            let prepared = self.retry(|| runtime.prepare_with_progress(&task, &progress));
+            tokio::select! {
+                r = prepared => r,
+                never = report_pull_progress(&reporter, &id, pulled) => match never {},
+            }
+        };
+        match prepared.await {
             None => return self.report(TaskState::Shutdown, "stopped before it started", "", None),
             Some(Err(e)) => {
                 return self.report(
@@ -279,4 +320,30 @@ pub async fn run(
     }
     .run(start)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pull_s_progress_shows_in_the_preparing_task_s_status_message() {
+        let reporter = Reporter::default();
+        let (progress, pulled) = watch::channel(PullProgress::default());
+        let forwarding = tokio::spawn({
+            let reporter = reporter.clone();
+            async move { report_pull_progress(&reporter, "t1", pulled).await }
+        });
+        progress.send_replace(PullProgress {
+            done: 1_000_000,
+            total: 2_000_000,
+        });
+        let batch = reporter.next_batch().await;
+        forwarding.abort();
+        assert_eq!(batch.len(), 1, "{batch:?}");
+        assert_eq!(batch[0].task_id, "t1");
+        let status = batch[0].status.as_ref().unwrap();
+        assert_eq!(status.state, TaskState::Preparing as i32);
+        assert_eq!(status.message, "pulling image: 1.00MB/2.00MB");
+    }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use agent_runtime::Runtime;
 use proto::{HealthConfig, HealthState};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 /// Docker's defaults.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -101,63 +102,67 @@ pub fn monitor(runtime: Arc<dyn Runtime>, task_id: String, check: Check) -> Moni
         state: HealthState::Starting,
         output: String::new(),
     });
-    let handle = tokio::spawn(async move {
-        let started = tokio::time::Instant::now();
-        let mut failures = 0u32;
-        loop {
-            let starting = tx.borrow().state == HealthState::Starting
-                && started.elapsed() < check.start_period;
-            let wait = if starting {
-                check.start_interval
-            } else {
-                check.interval
-            };
-            tokio::time::sleep(wait).await;
-            let result = runtime.exec(&task_id, &check.command, check.timeout).await;
-            let (ok, output) = match result {
-                Ok(out) if out.code == 0 => (true, out.output),
-                Ok(out) if out.code < 0 => (false, format!("health check {}", out.output)),
-                Ok(out) => (
-                    false,
-                    format!(
-                        "health check exited with {}: {}",
-                        out.code,
-                        out.output.trim()
-                    ),
-                ),
-                Err(e) if e.is_permanent() => {
-                    tx.send_replace(Health {
-                        state: HealthState::Unhealthy,
-                        output: e.to_string(),
-                    });
-                    return;
-                }
-                Err(e) => (false, format!("health check could not run: {e}")),
-            };
-            let current = tx.borrow().state;
-            let state = if ok {
-                failures = 0;
-                HealthState::Healthy
-            } else if current == HealthState::Starting && started.elapsed() < check.start_period {
-                HealthState::Starting
-            } else {
-                failures += 1;
-                if failures >= check.retries {
-                    HealthState::Unhealthy
+    let handle = tokio::spawn(
+        async move {
+            let started = tokio::time::Instant::now();
+            let mut failures = 0u32;
+            loop {
+                let starting = tx.borrow().state == HealthState::Starting
+                    && started.elapsed() < check.start_period;
+                let wait = if starting {
+                    check.start_interval
                 } else {
-                    current
-                }
-            };
-            tx.send_if_modified(|h| {
-                let changed = h.state != state;
-                *h = Health {
-                    state,
-                    output: output.clone(),
+                    check.interval
                 };
-                changed
-            });
+                tokio::time::sleep(wait).await;
+                let result = runtime.exec(&task_id, &check.command, check.timeout).await;
+                let (ok, output) = match result {
+                    Ok(out) if out.code == 0 => (true, out.output),
+                    Ok(out) if out.code < 0 => (false, format!("health check {}", out.output)),
+                    Ok(out) => (
+                        false,
+                        format!(
+                            "health check exited with {}: {}",
+                            out.code,
+                            out.output.trim()
+                        ),
+                    ),
+                    Err(e) if e.is_permanent() => {
+                        tx.send_replace(Health {
+                            state: HealthState::Unhealthy,
+                            output: e.to_string(),
+                        });
+                        return;
+                    }
+                    Err(e) => (false, format!("health check could not run: {e}")),
+                };
+                let current = tx.borrow().state;
+                let state = if ok {
+                    failures = 0;
+                    HealthState::Healthy
+                } else if current == HealthState::Starting && started.elapsed() < check.start_period
+                {
+                    HealthState::Starting
+                } else {
+                    failures += 1;
+                    if failures >= check.retries {
+                        HealthState::Unhealthy
+                    } else {
+                        current
+                    }
+                };
+                tx.send_if_modified(|h| {
+                    let changed = h.state != state;
+                    *h = Health {
+                        state,
+                        output: output.clone(),
+                    };
+                    changed
+                });
+            }
         }
-    });
+        .in_current_span(),
+    );
     Monitor { rx, handle }
 }
 

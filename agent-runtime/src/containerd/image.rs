@@ -12,6 +12,7 @@ use tonic::Code;
 
 use super::api::{self, images, snapshots, Api, Descriptor, SNAPSHOTTER};
 use super::content;
+use crate::progress::{ProgressSender, PullProgress};
 use crate::RuntimeError;
 use proto::reference::ImageRef;
 
@@ -463,12 +464,14 @@ pub async fn inspect_distribution(
     })
 }
 
-/// Pulls `image` from its registry into containerd, records it and unpacks it.
+/// Pulls `image` from its registry into containerd, records it and unpacks it; publishes
+/// the bytes of its layers present so far on `progress`, if given.
 pub(crate) async fn pull(
     api: &Api,
     image: &ImageRef,
     auth: &str,
     options: &RegistryOptions,
+    progress: Option<&ProgressSender>,
 ) -> Result<Image, RuntimeError> {
     let name = image.to_string();
     let auth = registry_auth(auth)?;
@@ -547,21 +550,52 @@ pub(crate) async fn pull(
         .await
         .map_err(|e| pull_failed(&e))?;
     content::write_bytes(api, &config_desc.digest, config_bytes).await?;
+    let total = manifest
+        .layers
+        .iter()
+        .map(|l| u64::try_from(l.size).unwrap_or(0))
+        .sum();
+    let mut done = 0u64;
+    let publish = |done: u64| {
+        if let Some(p) = progress {
+            p.send_replace(PullProgress { done, total });
+        }
+    };
     for layer in &manifest.layers {
+        let size = u64::try_from(layer.size).unwrap_or(0);
         if content::exists(api, &layer.digest).await? {
+            done += size;
+            publish(done);
             continue;
         }
         let stream = client
             .pull_blob_stream(&reference, &oci_desc(layer))
             .await
             .map_err(|e| pull_failed(&e))?;
+        // Counted as the bytes arrive from the registry, before containerd has them all:
+        // what the pull has fetched, as Docker's "Downloading" shows it.
+        let before = done;
+        let mut fetched = 0u64;
+        let sender = progress.cloned();
+        let counted = stream.stream.map_ok(move |chunk| {
+            fetched += chunk.len() as u64;
+            if let Some(p) = &sender {
+                p.send_replace(PullProgress {
+                    done: before + fetched.min(size),
+                    total,
+                });
+            }
+            chunk
+        });
         content::write(
             api,
             &layer.digest,
             layer.size,
-            stream.stream.map_err(std::io::Error::other),
+            counted.map_err(std::io::Error::other),
         )
         .await?;
+        done += size;
+        publish(done);
     }
     content::write_bytes(api, &manifest_digest, manifest_bytes).await?;
     if let Some(index) = index {

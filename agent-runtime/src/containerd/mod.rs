@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tonic::Code;
 
+use crate::progress::ProgressSender;
 use crate::signal::{parse_signal, signal_name};
 use crate::{
     check_task_id, ExecOutput, Exit, LogStream, Runtime, RuntimeError, RuntimeState, RuntimeTask,
@@ -182,10 +183,159 @@ impl ContainerdRuntime {
         self.config.state_dir.join("volumes")
     }
 
+    /// Prepares `task` (see `Runtime::prepare`), publishing the pull's progress on
+    /// `progress` when given.
+    async fn prepare_task(
+        &self,
+        task: &proto::Task,
+        progress: Option<&ProgressSender>,
+    ) -> Result<(), RuntimeError> {
+        let task_id = task
+            .meta
+            .as_ref()
+            .map(|m| m.id.as_str())
+            .unwrap_or_default();
+        check_task_id(task_id)?;
+        if self.container(task_id).await?.is_some() {
+            return Ok(());
+        }
+        let spec = task.spec.as_ref();
+        let container = spec
+            .and_then(|s| s.container.as_ref())
+            .ok_or_else(|| RuntimeError::InvalidSpec("the task has no container spec".into()))?;
+        if container.image.is_empty() {
+            return Err(RuntimeError::InvalidSpec(
+                "the service names no image: the containerd runtime runs tasks from images".into(),
+            ));
+        }
+        // What this node cannot run is rejected before anything is pulled or made.
+        let capabilities = node::check(container, &self.node_facts(), node::kernel_has_sysctl)?;
+        let init = container.init.then(node::find_init).transpose()?;
+        let image = self.image_for(container, progress).await?;
+        let dir = self.task_dir(task_id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| RuntimeError::io(format!("creating {}", dir.display()), e))?;
+        let host_network = spec.is_some_and(proto::container_options::uses_host_network);
+        let netns = if host_network {
+            // skiffd's own namespace, handed to runc at start (`pin_netns`): containerd may
+            // run in another one (test hosts), where "no namespace" would mean its own.
+            Some(PathBuf::from(HOST_NETNS))
+        } else {
+            let netns = crate::task_netns_path(task_id);
+            netns.exists().then_some(netns)
+        };
+        let hostname = if host_network && container.hostname.is_empty() {
+            node_hostname()
+        } else {
+            spec::hostname(task_id, container)
+        };
+        let network = match (&netns, task.networks.is_empty()) {
+            _ if host_network => rootfs::TaskNetwork::Host,
+            (None, _) => rootfs::TaskNetwork::Node,
+            (Some(_), true) => rootfs::TaskNetwork::Bridge,
+            (Some(_), false) => rootfs::TaskNetwork::Overlays,
+        };
+        rootfs::write_task_files(&dir, &hostname, network, container)?;
+        crate::log_sink::configure(&dir, task, &self.config.log)?;
+
+        // Under the lease: until the container record names it, nothing else keeps the
+        // snapshot from containerd's collector (removing the task removes it explicitly).
+        let prepare = self.api.leased(snapshots::PrepareSnapshotRequest {
+            snapshotter: SNAPSHOTTER.into(),
+            key: task_id.into(),
+            parent: image.chain_id.clone(),
+            labels: HashMap::new(),
+        });
+        let mounts = match self.api.snapshots().prepare(prepare).await {
+            Ok(r) => r.into_inner().mounts,
+            Err(s) if s.code() == Code::AlreadyExists => {
+                let request = self.api.request(snapshots::MountsRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: task_id.into(),
+                });
+                self.api
+                    .snapshots()
+                    .mounts(request)
+                    .await
+                    .map_err(|s| api::error("asking containerd for the task's root filesystem", s))?
+                    .into_inner()
+                    .mounts
+            }
+            Err(s) => return Err(api::error("preparing the task's root filesystem", s)),
+        };
+        let user_spec = if container.user.is_empty() {
+            image.config.user.clone().unwrap_or_default()
+        } else {
+            container.user.clone()
+        };
+        let (user, additional_gids) =
+            rootfs::resolve_user(&user_spec, &container.groups, &mounts, &dir).await?;
+        let limits = spec
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.limits.as_ref());
+        let runtime_spec = spec::build(&spec::Inputs {
+            task_id,
+            container,
+            limits,
+            image: &image.config,
+            user,
+            netns,
+            task_dir: &dir,
+            volumes_dir: &self.volumes_dir(),
+            cgroup: cgroup_name(task_id),
+            capabilities,
+            additional_gids,
+            init,
+            hostname: hostname.clone(),
+        })?;
+
+        let stop_signal = if container.stop_signal.is_empty() {
+            image.config.stop_signal.clone().unwrap_or_default()
+        } else {
+            container.stop_signal.clone()
+        };
+        let stop_signal = parse_signal(&stop_signal)? as i32;
+        let mut labels: HashMap<String, String> = container.labels.clone();
+        labels.insert(LABEL_TASK.into(), task_id.into());
+        if host_network {
+            labels.insert(LABEL_HOST_NETWORK.into(), "true".into());
+        }
+        labels.insert(LABEL_STOP_SIGNAL.into(), stop_signal.to_string());
+        labels.insert(
+            LABEL_STOP_GRACE_MS.into(),
+            crate::stop_grace_period(Some(container))
+                .as_millis()
+                .to_string(),
+        );
+        let create = self.api.request(containers::CreateContainerRequest {
+            container: Some(containers::Container {
+                id: task_id.into(),
+                labels,
+                image: image.name.clone(),
+                runtime: Some(containers::container::Runtime {
+                    name: RUNC.into(),
+                    options: None,
+                }),
+                spec: Some(prost_types::Any {
+                    type_url: SPEC_TYPE.into(),
+                    value: serde_json::to_vec(&runtime_spec).unwrap_or_default(),
+                }),
+                snapshotter: SNAPSHOTTER.into(),
+                snapshot_key: task_id.into(),
+            }),
+        });
+        match self.api.containers().create(create).await {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::AlreadyExists => Ok(()),
+            Err(s) => Err(api::error("creating the task's container", s)),
+        }
+    }
+
     /// The image for a task, pulled or not as its pull policy says.
     async fn image_for(
         &self,
         container: &proto::ContainerSpec,
+        progress: Option<&ProgressSender>,
     ) -> Result<image::Image, RuntimeError> {
         let reference = ImageRef::parse(&container.image)?;
         let name = reference.to_string();
@@ -211,6 +361,7 @@ impl ContainerdRuntime {
             &reference,
             &container.registry_auth,
             &self.config.registries,
+            progress,
         )
         .await
     }
@@ -510,145 +661,15 @@ impl Runtime for ContainerdRuntime {
     }
 
     async fn prepare(&self, task: &proto::Task) -> Result<(), RuntimeError> {
-        let task_id = task
-            .meta
-            .as_ref()
-            .map(|m| m.id.as_str())
-            .unwrap_or_default();
-        check_task_id(task_id)?;
-        if self.container(task_id).await?.is_some() {
-            return Ok(());
-        }
-        let spec = task.spec.as_ref();
-        let container = spec
-            .and_then(|s| s.container.as_ref())
-            .ok_or_else(|| RuntimeError::InvalidSpec("the task has no container spec".into()))?;
-        if container.image.is_empty() {
-            return Err(RuntimeError::InvalidSpec(
-                "the service names no image: the containerd runtime runs tasks from images".into(),
-            ));
-        }
-        // What this node cannot run is rejected before anything is pulled or made.
-        let capabilities = node::check(container, &self.node_facts(), node::kernel_has_sysctl)?;
-        let init = container.init.then(node::find_init).transpose()?;
-        let image = self.image_for(container).await?;
-        let dir = self.task_dir(task_id);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| RuntimeError::io(format!("creating {}", dir.display()), e))?;
-        let host_network = spec.is_some_and(proto::container_options::uses_host_network);
-        let netns = if host_network {
-            // skiffd's own namespace, handed to runc at start (`pin_netns`): containerd may
-            // run in another one (test hosts), where "no namespace" would mean its own.
-            Some(PathBuf::from(HOST_NETNS))
-        } else {
-            let netns = crate::task_netns_path(task_id);
-            netns.exists().then_some(netns)
-        };
-        let hostname = if host_network && container.hostname.is_empty() {
-            node_hostname()
-        } else {
-            spec::hostname(task_id, container)
-        };
-        let network = match (&netns, task.networks.is_empty()) {
-            _ if host_network => rootfs::TaskNetwork::Host,
-            (None, _) => rootfs::TaskNetwork::Node,
-            (Some(_), true) => rootfs::TaskNetwork::Bridge,
-            (Some(_), false) => rootfs::TaskNetwork::Overlays,
-        };
-        rootfs::write_task_files(&dir, &hostname, network, container)?;
-        crate::log_sink::configure(&dir, task, &self.config.log)?;
+        self.prepare_task(task, None).await
+    }
 
-        // Under the lease: until the container record names it, nothing else keeps the
-        // snapshot from containerd's collector (removing the task removes it explicitly).
-        let prepare = self.api.leased(snapshots::PrepareSnapshotRequest {
-            snapshotter: SNAPSHOTTER.into(),
-            key: task_id.into(),
-            parent: image.chain_id.clone(),
-            labels: HashMap::new(),
-        });
-        let mounts = match self.api.snapshots().prepare(prepare).await {
-            Ok(r) => r.into_inner().mounts,
-            Err(s) if s.code() == Code::AlreadyExists => {
-                let request = self.api.request(snapshots::MountsRequest {
-                    snapshotter: SNAPSHOTTER.into(),
-                    key: task_id.into(),
-                });
-                self.api
-                    .snapshots()
-                    .mounts(request)
-                    .await
-                    .map_err(|s| api::error("asking containerd for the task's root filesystem", s))?
-                    .into_inner()
-                    .mounts
-            }
-            Err(s) => return Err(api::error("preparing the task's root filesystem", s)),
-        };
-        let user_spec = if container.user.is_empty() {
-            image.config.user.clone().unwrap_or_default()
-        } else {
-            container.user.clone()
-        };
-        let (user, additional_gids) =
-            rootfs::resolve_user(&user_spec, &container.groups, &mounts, &dir).await?;
-        let limits = spec
-            .and_then(|s| s.resources.as_ref())
-            .and_then(|r| r.limits.as_ref());
-        let runtime_spec = spec::build(&spec::Inputs {
-            task_id,
-            container,
-            limits,
-            image: &image.config,
-            user,
-            netns,
-            task_dir: &dir,
-            volumes_dir: &self.volumes_dir(),
-            cgroup: cgroup_name(task_id),
-            capabilities,
-            additional_gids,
-            init,
-            hostname: hostname.clone(),
-        })?;
-
-        let stop_signal = if container.stop_signal.is_empty() {
-            image.config.stop_signal.clone().unwrap_or_default()
-        } else {
-            container.stop_signal.clone()
-        };
-        let stop_signal = parse_signal(&stop_signal)? as i32;
-        let mut labels: HashMap<String, String> = container.labels.clone();
-        labels.insert(LABEL_TASK.into(), task_id.into());
-        if host_network {
-            labels.insert(LABEL_HOST_NETWORK.into(), "true".into());
-        }
-        labels.insert(LABEL_STOP_SIGNAL.into(), stop_signal.to_string());
-        labels.insert(
-            LABEL_STOP_GRACE_MS.into(),
-            crate::stop_grace_period(Some(container))
-                .as_millis()
-                .to_string(),
-        );
-        let create = self.api.request(containers::CreateContainerRequest {
-            container: Some(containers::Container {
-                id: task_id.into(),
-                labels,
-                image: image.name.clone(),
-                runtime: Some(containers::container::Runtime {
-                    name: RUNC.into(),
-                    options: None,
-                }),
-                spec: Some(prost_types::Any {
-                    type_url: SPEC_TYPE.into(),
-                    value: serde_json::to_vec(&runtime_spec).unwrap_or_default(),
-                }),
-                snapshotter: SNAPSHOTTER.into(),
-                snapshot_key: task_id.into(),
-            }),
-        });
-        match self.api.containers().create(create).await {
-            Ok(_) => Ok(()),
-            Err(s) if s.code() == Code::AlreadyExists => Ok(()),
-            Err(s) => Err(api::error("creating the task's container", s)),
-        }
+    async fn prepare_with_progress(
+        &self,
+        task: &proto::Task,
+        progress: &ProgressSender,
+    ) -> Result<(), RuntimeError> {
+        self.prepare_task(task, Some(progress)).await
     }
 
     async fn start(&self, task_id: &str) -> Result<(), RuntimeError> {

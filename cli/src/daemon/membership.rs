@@ -15,6 +15,7 @@ use proto::{JoinRaftRequest, NodeRole, RenewNodeCertificateRequest};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 use worker::agent::Agent;
 use worker::session::{self, SessionConfig, SessionEvent};
 
@@ -36,6 +37,9 @@ pub struct Membership {
     leader: Arc<Mutex<Option<String>>>,
     /// While this node runs a manager: the loop keeping its keys as autolock says.
     autolock: Mutex<Option<JoinHandle<()>>>,
+    /// The span naming this node, parent of the spans of its loops and RPCs: spawned
+    /// tasks do not inherit spans, so each is given its own under this one.
+    span: tracing::Span,
 }
 
 impl Membership {
@@ -83,16 +87,26 @@ impl Membership {
         let listener = TcpListener::bind(listen).await.with_context(|| {
             format!("cannot listen on {listen}: is another skiffd or program using the port?")
         })?;
+        let span = tracing::info_span!(parent: None, "node", id = %state.node_id);
         let server_tls = tls::server_config(&creds.root_ca_pem, identity.clone())
             .context("cannot set up TLS")?;
-        let cluster_port =
-            serve_cluster_port(listener, server_tls, daemon.slot(), daemon.agent_slot());
+        let cluster_port = serve_cluster_port(
+            listener,
+            server_tls,
+            daemon.slot(),
+            daemon.agent_slot(),
+            span.clone(),
+        );
         let agent = Agent::new(
             daemon.runtime.clone(),
             daemon.data.agent(),
             data_path(daemon, &state),
         );
-        if let Err(e) = agent.recover().await {
+        if let Err(e) = agent
+            .recover()
+            .instrument(tracing::info_span!(parent: &span, "recover"))
+            .await
+        {
             tracing::warn!(error = %e, "could not recover the node's tasks");
         }
         *daemon.agent.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -107,6 +121,7 @@ impl Membership {
             tasks: Vec::new(),
             leader: Arc::new(Mutex::new(None)),
             autolock: Mutex::new(None),
+            span,
         };
         let manager = if membership.state.manager {
             match membership.start_manager(daemon).await {
@@ -120,9 +135,10 @@ impl Membership {
             None
         };
         membership.start_session(daemon);
-        membership
-            .tasks
-            .push(tokio::spawn(super::renewal::run(daemon.clone())));
+        membership.tasks.push(tokio::spawn(
+            super::renewal::run(daemon.clone())
+                .instrument(tracing::info_span!(parent: &membership.span, "renewal")),
+        ));
         Ok((membership, manager))
     }
 
@@ -150,7 +166,10 @@ impl Membership {
             raft,
         );
         daemon.slot.set(Some(manager.clone()));
-        let follow = tokio::spawn(super::autolock::follow(daemon.clone(), manager.clone()));
+        let follow = tokio::spawn(
+            super::autolock::follow(daemon.clone(), manager.clone())
+                .instrument(tracing::info_span!(parent: &self.span, "autolock")),
+        );
         if let Some(old) = self
             .autolock
             .lock()
@@ -193,20 +212,27 @@ impl Membership {
             use manager::transport::Connector;
             connector.channel(addr)
         });
-        self.tasks
-            .push(tokio::spawn(session::run(config, dial, tx, stop_rx)));
+        self.tasks.push(tokio::spawn(
+            session::run(config, dial, tx, stop_rx)
+                .instrument(tracing::info_span!(parent: &self.span, "session")),
+        ));
         let daemon = daemon.clone();
         let leader = self.leader.clone();
-        self.tasks.push(tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                if let SessionEvent::Connected { leader_addr } = &event {
-                    *leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(leader_addr.clone());
-                }
-                if let Err(e) = on_session_event(&daemon, event).await {
-                    tracing::warn!("{e:#}");
+        let role_changes = tracing::info_span!(parent: &self.span, "role_changes");
+        self.tasks.push(tokio::spawn(
+            async move {
+                while let Some(event) = rx.recv().await {
+                    if let SessionEvent::Connected { leader_addr } = &event {
+                        *leader.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(leader_addr.clone());
+                    }
+                    if let Err(e) = on_session_event(&daemon, event).await {
+                        tracing::warn!("{e:#}");
+                    }
                 }
             }
-        }));
+            .instrument(role_changes),
+        ));
     }
 
     /// Stops the session, the manager and the cluster port; the node's tasks keep running

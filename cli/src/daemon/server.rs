@@ -59,6 +59,13 @@ fn cluster_caller(
     }
 }
 
+/// The span of one request: named `rpc`, with the gRPC method's path, under the node's
+/// span. The parent is given, not taken from the context: hyper serves each connection in
+/// a task of its own, which has no span.
+fn rpc_span(node: &tracing::Span, req: &http::Request<()>) -> tracing::Span {
+    tracing::info_span!(parent: node, "rpc", method = %req.uri().path())
+}
+
 /// Serves Control, Ca, Raft and Dispatcher on the cluster port. Callers are identified by
 /// their certificate and checked against the cluster's current state; each service checks
 /// what the caller may do.
@@ -67,10 +74,12 @@ pub fn serve_cluster_port(
     tls: Arc<rustls::ServerConfig>,
     slot: Arc<RunningManager>,
     agent: AgentSlot,
+    node: tracing::Span,
 ) -> Running {
     let (stop, rx) = watch::channel(false);
     let tls_caller = cluster_caller(slot.clone());
     let router = Server::builder()
+        .trace_fn(move |req| rpc_span(&node, req))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .add_service(InterceptedService::new(
             Measured(
@@ -134,7 +143,21 @@ pub fn serve_local_socket<S: Swarm>(
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot restrict {} to root", path.display()))?;
     let (stop, rx) = watch::channel(false);
+    let current = agent.clone();
     let router = Server::builder()
+        // The node this socket serves changes with `swarm init`, `join` and `leave`: each
+        // request is put under the node it is in when the request comes.
+        .trace_fn(move |req| {
+            let node_id = current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|(_, id)| id.clone());
+            match node_id {
+                Some(id) => rpc_span(&tracing::info_span!(parent: None, "node", %id), req),
+                None => rpc_span(&tracing::Span::none(), req),
+            }
+        })
         .add_service(InterceptedService::new(
             SwarmServer::new(swarm),
             local_caller,

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tracing::Instrument as _;
 
 /// How long a connection attempt to one backend may take before the next one is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -108,11 +109,14 @@ pub async fn serve_tcp(listener: TcpListener, backends: Backends) {
         match listener.accept().await {
             Ok((client, peer)) => {
                 let backends = backends.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = relay_tcp(client, &backends).await {
-                        tracing::debug!(%peer, error = %e, "mesh connection ended with an error");
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = relay_tcp(client, &backends).await {
+                            tracing::debug!(%peer, error = %e, "mesh connection ended with an error");
+                        }
                     }
-                });
+                    .in_current_span(),
+                );
             }
             Err(e) => {
                 // Out of file descriptors and the like: pause instead of spinning.
@@ -169,12 +173,10 @@ pub async fn serve_udp(socket: UdpSocket, backends: Backends) {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(client, upstream.clone());
-                    tokio::spawn(return_flow(
-                        socket.clone(),
-                        upstream.clone(),
-                        client,
-                        flows.clone(),
-                    ));
+                    tokio::spawn(
+                        return_flow(socket.clone(), upstream.clone(), client, flows.clone())
+                            .in_current_span(),
+                    );
                     upstream
                 }
                 None => continue,

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow::{Break, Continue};
 use std::time::{Duration, Instant};
 
+use agent_runtime::progress::PULL_MESSAGE_PREFIX;
 use anyhow::anyhow;
 use proto::service_spec::Mode;
 use proto::{RestartCondition, Service, Task, TaskState};
@@ -80,7 +81,33 @@ fn task_text(t: &Task) -> String {
     if s > TaskState::Running {
         return state_word(s).to_string();
     }
-    format!("{:<9} {}", state_word(s), bar(s))
+    match pull_progress(t) {
+        Some(pulled) => format!("{:<9} {} {pulled}", state_word(s), bar(s)),
+        None => format!("{:<9} {}", state_word(s), bar(s)),
+    }
+}
+
+/// The bytes of its image a PREPARING task has pulled, as its node reports them in its
+/// status message (`pulling image: 1.2MB/5.7MB`).
+fn pull_progress(t: &Task) -> Option<&str> {
+    let msg = t.status.as_ref()?.message.trim();
+    (state(t) == TaskState::Preparing && msg.starts_with(PULL_MESSAGE_PREFIX)).then_some(msg)
+}
+
+/// The tasks as a screen shows them: a pull's bytes change every second, so only a
+/// terminal, which redraws in place, gets them; a pipe or a log gets each state once.
+pub(super) fn for_screen(screen: &Screen, tasks: &[Task]) -> Vec<Task> {
+    let mut tasks = tasks.to_vec();
+    if !screen.is_terminal() {
+        for t in &mut tasks {
+            if pull_progress(t).is_some() {
+                if let Some(status) = t.status.as_mut() {
+                    status.message.clear();
+                }
+            }
+        }
+    }
+    tasks
 }
 
 /// The task to show for a slot (or node): the newest one still meant to run, else the
@@ -378,7 +405,7 @@ pub async fn wait(
             .and_then(|u| u.monitor_ms)
             .map_or(Duration::from_secs(5), Duration::from_millis)
             .min(MAX_VERIFY);
-        let p = progress(&service, &tasks, since_ms);
+        let p = progress(&service, &for_screen(&screen, &tasks), since_ms);
         let mut lines = p.lines;
         match p.outcome {
             Outcome::Failed(reason) => {
@@ -522,6 +549,23 @@ pub(super) mod tests {
             bar(TaskState::New),
             format!("[{}>{}]", "=".repeat(5), " ".repeat(45))
         );
+    }
+
+    #[test]
+    fn a_preparing_task_shows_the_bytes_of_its_pull() {
+        let mut t = task("t1", 1, TaskState::Preparing, 1);
+        t.status.as_mut().unwrap().message = "pulling image: 1.20MB/5.70MB".into();
+        let lines = progress(&replicated(1), &[t.clone()], 0).lines;
+        assert!(
+            lines.iter().any(|l| l.starts_with("1/1: preparing ")
+                && l.ends_with("] pulling image: 1.20MB/5.70MB")),
+            "{lines:?}"
+        );
+        // Any other message of a preparing task is not progress.
+        t.status.as_mut().unwrap().message = "preparing".into();
+        let lines = progress(&replicated(1), &[t], 0).lines;
+        let slot = lines.iter().find(|l| l.starts_with("1/1: ")).unwrap();
+        assert!(slot.ends_with(']'), "{lines:?}");
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub async fn wait_rollout(
         what: "rollout",
     };
     follow(client, id, following, |service, tasks| {
+        let tasks = super::converge::for_screen(&screen, &tasks);
         let (lines, outcome) = rollout(&service, &tasks, rollback);
         screen.show(&lines);
         match outcome {
