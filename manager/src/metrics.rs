@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::raft::RaftNode;
-use crate::store::Kind;
+use crate::store::{Kind, StoredObject};
 use crate::Manager;
 
 /// A metric's labels: fixed names, values from a small known set.
@@ -163,13 +163,15 @@ pub fn sample(manager: Option<&Manager>) {
         .set(index(raft.snapshot.map(|l| l.index)));
 
     let store = manager.store().read();
+    // The tables' sizes, not a walk over them: the store's read guard holds off the
+    // applying of committed writes while it is held.
     let counts = [
-        (Kind::Node, store.list::<proto::Node>().count()),
-        (Kind::Service, store.list::<proto::Service>().count()),
-        (Kind::Task, store.list::<proto::Task>().count()),
-        (Kind::Network, store.list::<proto::Network>().count()),
-        (Kind::Secret, store.list::<proto::Secret>().count()),
-        (Kind::Config, store.list::<proto::Config>().count()),
+        (Kind::Node, proto::Node::table(&store).len()),
+        (Kind::Service, proto::Service::table(&store).len()),
+        (Kind::Task, proto::Task::table(&store).len()),
+        (Kind::Network, proto::Network::table(&store).len()),
+        (Kind::Secret, proto::Secret::table(&store).len()),
+        (Kind::Config, proto::Config::table(&store).len()),
     ];
     for (kind, n) in counts {
         m.store_objects
