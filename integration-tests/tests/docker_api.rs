@@ -941,6 +941,49 @@ fn secrets_configs_networks_and_stacks_through_the_docker_client() {
         Some(r#"{"Name":"x","Data":"aGk=","Driver":{"Name":"vault"}}"#),
     );
     assert_eq!(status, 400);
+    // Docker's label-only updates, at the version read: a stale version is "out of
+    // sequence", new data is refused with what to do, and neither changes anything.
+    let version = |path: &str| {
+        let (_, body) = http(&h1, "GET", path, None);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["Version"]["Index"].as_u64().unwrap()
+    };
+    let v = version("/v1.41/secrets/db-password");
+    let update = |query: String, body: &str| {
+        http(
+            &h1,
+            "POST",
+            &format!("/v1.41/secrets/db-password/update?{query}"),
+            Some(body),
+        )
+    };
+    let relabel = r#"{"Name":"db-password","Labels":{"k":"w"}}"#;
+    let (status, body) = update(format!("version={}", v + 100), relabel);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("update out of sequence"), "{body}");
+    let (status, body) = update(
+        format!("version={v}"),
+        r#"{"Name":"db-password","Labels":{"k":"w"},"Data":"b3RoZXI="}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("give the new data a new name"), "{body}");
+    assert_eq!(version("/v1.41/secrets/db-password"), v);
+    let (status, body) = update(format!("version={v}"), relabel);
+    assert_eq!(status, 200, "{body}");
+    let out = d1.ok(&[
+        "secret",
+        "inspect",
+        "db-password",
+        "--format",
+        "{{.Spec.Labels.k}}",
+    ]);
+    assert_eq!(out.trim(), "w");
+    let v = version("/v1.41/secrets/db-password");
+    let (status, body) = update(
+        format!("version={v}"),
+        r#"{"Name":"db-password","Labels":{"k":"v"}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
 
     d1.ok(&[
         "network",
