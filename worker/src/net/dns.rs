@@ -141,6 +141,7 @@ async fn serve_connection(
         let mut query = vec![0u8; len];
         conn.read_exact(&mut query).await?;
         if let Some(reply) = answer(&query, records, upstreams).await {
+            // Fits: hickory's encoder stops at 65535 bytes and sets TC (tested).
             conn.write_u16(reply.len() as u16).await?;
             conn.write_all(&reply).await?;
         }

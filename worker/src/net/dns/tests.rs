@@ -209,6 +209,31 @@ async fn a_large_answer_is_truncated_over_udp_and_whole_over_tcp() {
 }
 
 #[tokio::test]
+async fn an_answer_too_large_even_for_tcp_is_cut_to_fit_with_tc_set() {
+    // A TCP message's length is 16 bits: five thousand tasks do not fit in one.
+    let s = server(vec![]).await;
+    let many: Vec<Ipv4Addr> = (0..5000u32)
+        .map(|i| Ipv4Addr::from(0x0a00_0000 + i))
+        .collect();
+    s.records.set(HashMap::from([(
+        "huge".to_owned(),
+        ServiceRecord {
+            vip: None,
+            tasks: many.clone(),
+        },
+    )]));
+    let reply = ask_tcp(s.tcp, &query(11, "tasks.huge", TYPE_A)).await;
+    let (rcode, truncated, addrs) = decode(&reply);
+    assert!(
+        rcode == 0 && truncated,
+        "rcode {rcode}, truncated {truncated}"
+    );
+    assert!(!addrs.is_empty() && addrs.len() < many.len());
+    assert_eq!(addrs, many[..addrs.len()]);
+    assert_eq!(reply[..2], 11u16.to_be_bytes());
+}
+
+#[tokio::test]
 async fn malformed_queries_get_formerr() {
     let s = server(vec![]).await;
     let mut q = query(10, "web", TYPE_A);
