@@ -176,3 +176,6 @@ async fn record_manager(manager: &Manager, join: &JoinRaftRequest) -> Result<(),
         ))),
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -543,6 +543,8 @@ pub fn check(c: &ContainerSpec, networks: &[NetworkAttachmentConfig]) -> Result<
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -230,6 +230,8 @@ pub fn parse_size(value: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use super::*;
 

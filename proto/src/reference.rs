@@ -143,6 +143,8 @@ impl fmt::Display for ImageRef {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use super::*;
 

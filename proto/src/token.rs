@@ -93,6 +93,8 @@ impl fmt::Debug for JoinToken {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use super::*;
 

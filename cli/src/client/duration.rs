@@ -91,6 +91,7 @@ fn parse_go(s: &str) -> Option<Duration> {
     let mut total: f64 = 0.0;
     let mut total_nanos: u128 = 0;
     let mut exact = true;
+    let mut overflow = false;
     if rest.is_empty() {
         return None;
     }
@@ -129,17 +130,33 @@ fn parse_go(s: &str) -> Option<Duration> {
             let v: f64 = num.parse().ok()?;
             total += v * nanos_per as f64;
         } else {
-            let v: u128 = num.parse().ok()?;
-            total_nanos = total_nanos.checked_add(v.checked_mul(nanos_per)?)?;
+            // Digits too many for any duration: too long (once the rest reads), not unreadable.
+            match num
+                .parse::<u128>()
+                .ok()
+                .and_then(|v| v.checked_mul(nanos_per))
+                .and_then(|n| n.checked_add(total_nanos))
+            {
+                Some(nanos) => total_nanos = nanos,
+                None => overflow = true,
+            }
         }
     }
-    let nanos = if exact {
-        total_nanos
+    let nanos = if overflow {
+        None
+    } else if exact {
+        Some(total_nanos)
     } else {
-        total_nanos + total.round() as u128
+        // `as` saturates a fraction beyond u128 (or infinite); the sum must not overflow.
+        total_nanos.checked_add(total.round() as u128)
     };
-    let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
-    Some(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+    let Some(secs) = nanos.and_then(|n| u64::try_from(n / 1_000_000_000).ok()) else {
+        return Some(Duration::MAX);
+    };
+    Some(Duration::new(
+        secs,
+        (nanos.unwrap_or(0) % 1_000_000_000) as u32,
+    ))
 }
 
 /// Formats `d` as Go does (`1h30m0s`, `5s`, `1.5s`, `500ms`, `0s`).
@@ -188,6 +205,8 @@ fn frac(value: u128, unit: u128) -> String {
     format!("{whole}.{}", s.trim_end_matches('0'))
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,18 +88,26 @@ fn request(args: &EventsArgs, now: SystemTime) -> anyhow::Result<EventsRequest> 
 /// duration before `now`.
 fn time(flag: &str, value: &str, now: SystemTime) -> anyhow::Result<i64> {
     let value = value.trim();
+    let invalid = || {
+        anyhow!("invalid {flag} {value:?}: use a time such as 2026-12-03T10:00:00Z, Unix seconds, or a duration before now such as 10m")
+    };
     let at = if let Ok(t) = humantime::parse_rfc3339_weak(value) {
         t
     } else if let Ok(seconds) = value.parse::<f64>() {
-        UNIX_EPOCH + Duration::from_secs_f64(seconds.max(0.0))
+        // `inf`, `1e300`: no time at all, where a panic used to be.
+        Duration::try_from_secs_f64(seconds.max(0.0))
+            .ok()
+            .and_then(|d| UNIX_EPOCH.checked_add(d))
+            .ok_or_else(invalid)?
     } else if let Ok(ago) = super::duration::parse_duration(value) {
         now.checked_sub(ago).unwrap_or(UNIX_EPOCH)
     } else {
-        bail!("invalid {flag} {value:?}: use a time such as 2026-12-03T10:00:00Z, Unix seconds, or a duration before now such as 10m");
+        return Err(invalid());
     };
+    // Past 2262 the nanoseconds do not fit: the latest time there is, not a wrapped one.
     Ok(at
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64))
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)))
 }
 
 /// One event as `docker events` prints it.
@@ -133,6 +141,8 @@ fn docker_json(e: &ClusterEvent) -> serde_json::Value {
     })
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -318,6 +318,8 @@ impl LogStore {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use openraft::testing::{StoreBuilder, Suite};
 

@@ -286,6 +286,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use openraft::testing::log_id;
     use openraft::Entry;

@@ -8,12 +8,20 @@
 //! The records are swapped whole ([`Records`]) as services and tasks change, while the
 //! server keeps answering. UDP answers that do not fit in 512 bytes are truncated with the
 //! TC bit set and the full answer is served over TCP, as resolvers expect.
+//!
+//! Packets come from tasks, which may send anything: they are read and written by
+//! `hickory-proto`, and what cannot be read is dropped (no header, or a response) or
+//! answered FORMERR, never trusted further.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
@@ -24,12 +32,6 @@ const TTL: u32 = 5;
 const UDP_LIMIT: usize = 512;
 /// How long to wait for an upstream resolver.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
-
-const TYPE_A: u16 = 1;
-const CLASS_IN: u16 = 1;
-const RCODE_FORMERR: u8 = 1;
-const RCODE_SERVFAIL: u8 = 2;
-const RCODE_NXDOMAIN: u8 = 3;
 
 /// What the server knows about one service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,8 +64,13 @@ impl Records {
     }
 
     /// The addresses for `name`, or `None` if the name is not one of the network's.
-    fn lookup(&self, name: &str) -> Option<Vec<Ipv4Addr>> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+    fn lookup(&self, name: &Name) -> Option<Vec<Ipv4Addr>> {
+        // A label with a `.` inside could pass for two: no record has one.
+        if name.iter().any(|label| label.contains(&b'.')) {
+            return None;
+        }
+        let labels: Vec<_> = name.iter().map(String::from_utf8_lossy).collect();
+        let name = labels.join(".").to_ascii_lowercase();
         let records = self.current();
         if let Some(service) = name.strip_prefix("tasks.") {
             return records.get(service).map(|r| r.tasks.clone());
@@ -134,6 +141,7 @@ async fn serve_connection(
         let mut query = vec![0u8; len];
         conn.read_exact(&mut query).await?;
         if let Some(reply) = answer(&query, records, upstreams).await {
+            // Fits: hickory's encoder stops at 65535 bytes and sets TC (tested).
             conn.write_u16(reply.len() as u16).await?;
             conn.write_all(&reply).await?;
         }
@@ -142,30 +150,101 @@ async fn serve_connection(
 
 /// The answer to one query: from the records, or from an upstream resolver.
 async fn answer(query: &[u8], records: &Records, upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
-    let question = match Question::parse(query) {
-        Ok(q) => q,
-        Err(Malformed::Unanswerable) => return None,
-        Err(Malformed::Question) => return Some(error_reply(query, RCODE_FORMERR)),
+    match respond(query, records) {
+        Response::Drop => None,
+        Response::Reply(reply) => encode(&reply),
+        Response::Forward { unanswered } => match forward(query, upstreams).await {
+            Some(reply) => Some(reply),
+            None => encode(&unanswered),
+        },
+    }
+}
+
+/// What to do with one packet, decided from the records alone (no IO, so it can be tested
+/// with any bytes at all).
+#[derive(Debug)]
+enum Response {
+    /// Not a query (too short for a header, or a response): answering could loop.
+    Drop,
+    /// The answer, from the records or an error.
+    Reply(Message),
+    /// A name outside the network's: ask the upstreams, else reply `unanswered` (SERVFAIL).
+    Forward { unanswered: Message },
+}
+
+fn respond(query: &[u8], records: &Records) -> Response {
+    let Some(header) = query
+        .get(..Header::len())
+        .and_then(|bytes| Header::read(&mut BinDecoder::new(bytes)).ok())
+    else {
+        return Response::Drop;
     };
-    if question.class == CLASS_IN {
-        if let Some(addrs) = records.lookup(&question.name) {
-            let addrs = if question.qtype == TYPE_A {
+    if header.message_type() != MessageType::Query {
+        return Response::Drop;
+    }
+    let message = match Message::from_vec(query) {
+        Ok(message) if message.queries().len() == 1 => message,
+        // Unreadable, or not exactly one question: say so, with the query's ID.
+        _ => return Response::Reply(error_reply(&header, None, ResponseCode::FormErr)),
+    };
+    let question = &message.queries()[0];
+    if message.op_code() != OpCode::Query {
+        return Response::Reply(error_reply(&header, Some(question), ResponseCode::NotImp));
+    }
+    if question.query_class() == DNSClass::IN {
+        if let Some(addrs) = records.lookup(question.name()) {
+            // A known name has only A records: any other type gets an empty answer, NOERROR
+            // (so a resolver asking AAAA first does not give up on the name).
+            let addrs = if question.query_type() == RecordType::A {
                 addrs
             } else {
                 Vec::new()
             };
-            return Some(reply(query, &question, &addrs));
+            let mut reply = error_reply(&header, Some(question), ResponseCode::NoError);
+            reply.add_answers(
+                addrs.into_iter().map(|addr| {
+                    Record::from_rdata(question.name().clone(), TTL, RData::A(A(addr)))
+                }),
+            );
+            return Response::Reply(reply);
         }
     }
-    // Names of the network's service namespace that do not exist.
-    let lower = question.name.to_ascii_lowercase();
-    if lower.starts_with("tasks.") && !lower.trim_end_matches('.')[6..].contains('.') {
-        return Some(error_reply(query, RCODE_NXDOMAIN));
+    // `tasks.NAME` of a service the network does not have: it exists nowhere else either.
+    if is_tasks_name(question.name()) {
+        return Response::Reply(error_reply(&header, Some(question), ResponseCode::NXDomain));
     }
-    match forward(query, upstreams).await {
-        Some(reply) => Some(reply),
-        None => Some(error_reply(query, RCODE_SERVFAIL)),
+    Response::Forward {
+        unanswered: error_reply(&header, Some(question), ResponseCode::ServFail),
     }
+}
+
+/// Whether `name` is `tasks.SERVICE` (two labels, the first `tasks`).
+fn is_tasks_name(name: &Name) -> bool {
+    let mut labels = name.iter();
+    matches!(
+        (labels.next(), labels.next(), labels.next()),
+        (Some(first), Some(_), None) if first.eq_ignore_ascii_case(b"tasks")
+    )
+}
+
+/// A reply to `query` without records: same ID, opcode and RD flag, authoritative, RA set,
+/// the question echoed if there is one.
+fn error_reply(query: &Header, question: Option<&Query>, rcode: ResponseCode) -> Message {
+    let mut reply = Message::error_msg(query.id(), query.op_code(), rcode);
+    reply
+        .set_authoritative(true)
+        .set_recursion_desired(query.recursion_desired())
+        .set_recursion_available(true);
+    if let Some(question) = question {
+        reply.add_query(question.clone());
+    }
+    reply
+}
+
+/// The wire form of a reply; `None` (nothing sent) if hickory cannot encode it, which
+/// only a name longer than DNS allows could cause, and those do not parse.
+fn encode(reply: &Message) -> Option<Vec<u8>> {
+    reply.to_vec().ok()
 }
 
 /// Asks each upstream in turn over UDP; the first answer wins.
@@ -195,124 +274,24 @@ async fn forward(query: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
     None
 }
 
-/// Why a query cannot be answered from the records.
-#[derive(Debug)]
-enum Malformed {
-    /// Too short even for a header: nothing to answer.
-    Unanswerable,
-    /// A header, but no readable single question.
-    Question,
-}
-
-/// The one question of a query.
-#[derive(Debug)]
-struct Question {
-    name: String,
-    qtype: u16,
-    class: u16,
-    /// Where the question ends in the query.
-    end: usize,
-}
-
-impl Question {
-    fn parse(query: &[u8]) -> Result<Self, Malformed> {
-        if query.len() < 12 {
-            return Err(Malformed::Unanswerable);
-        }
-        let is_response = query[2] & 0x80 != 0;
-        if is_response {
-            return Err(Malformed::Unanswerable);
-        }
-        let questions = u16::from_be_bytes([query[4], query[5]]);
-        if questions != 1 {
-            return Err(Malformed::Question);
-        }
-        let mut labels = Vec::new();
-        let mut at = 12;
-        loop {
-            let len = *query.get(at).ok_or(Malformed::Question)? as usize;
-            at += 1;
-            if len == 0 {
-                break;
-            }
-            // Compression pointers have no place in a question.
-            if len > 63 {
-                return Err(Malformed::Question);
-            }
-            let label = query.get(at..at + len).ok_or(Malformed::Question)?;
-            labels.push(String::from_utf8_lossy(label).into_owned());
-            at += len;
-        }
-        let fixed = query.get(at..at + 4).ok_or(Malformed::Question)?;
-        Ok(Self {
-            name: labels.join("."),
-            qtype: u16::from_be_bytes([fixed[0], fixed[1]]),
-            class: u16::from_be_bytes([fixed[2], fixed[3]]),
-            end: at + 4,
-        })
-    }
-}
-
-/// A response header for `query`: same ID and RD flag, QR and RA set, `rcode`.
-fn header(query: &[u8], rcode: u8, questions: u16, answers: u16) -> Vec<u8> {
-    let mut h = Vec::with_capacity(12);
-    h.extend_from_slice(&query[..2]);
-    h.push(0x80 | (query[2] & 0x01) | 0x04); // QR, authoritative, RD as asked
-    h.push(0x80 | rcode); // RA
-    h.extend_from_slice(&questions.to_be_bytes());
-    h.extend_from_slice(&answers.to_be_bytes());
-    h.extend_from_slice(&[0, 0, 0, 0]);
-    h
-}
-
-fn reply(query: &[u8], question: &Question, addrs: &[Ipv4Addr]) -> Vec<u8> {
-    let mut out = header(query, 0, 1, addrs.len() as u16);
-    out.extend_from_slice(&query[12..question.end]);
-    for addr in addrs {
-        out.extend_from_slice(&[0xc0, 12]); // the name, by pointer to the question
-        out.extend_from_slice(&TYPE_A.to_be_bytes());
-        out.extend_from_slice(&CLASS_IN.to_be_bytes());
-        out.extend_from_slice(&TTL.to_be_bytes());
-        out.extend_from_slice(&4u16.to_be_bytes());
-        out.extend_from_slice(&addr.octets());
-    }
-    out
-}
-
-fn error_reply(query: &[u8], rcode: u8) -> Vec<u8> {
-    match Question::parse(query) {
-        Ok(q) => {
-            let mut out = header(query, rcode, 1, 0);
-            out.extend_from_slice(&query[12..q.end]);
-            out
-        }
-        Err(_) => header(query, rcode, 0, 0),
-    }
-}
-
-/// The reply without its records and with TC set: the client retries over TCP.
+/// The reply without its records and with TC set: the client retries over TCP. A reply
+/// (from an upstream) hickory cannot read keeps only its header.
 fn truncate(reply: &[u8]) -> Vec<u8> {
-    let end = Question::parse_end(reply).unwrap_or(12);
-    let mut out = reply[..end].to_vec();
-    out[2] |= 0x02;
-    out[6..12].fill(0);
+    if let Some(truncated) = Message::from_vec(reply)
+        .ok()
+        .and_then(|message| message.truncate().to_vec().ok())
+    {
+        return truncated;
+    }
+    let mut out = reply[..reply.len().min(Header::len())].to_vec();
+    if out.len() == Header::len() {
+        out[2] |= 0x02;
+        out[4..12].fill(0);
+    }
     out
 }
 
-impl Question {
-    /// Where the question section of a message (query or reply) ends.
-    fn parse_end(message: &[u8]) -> Option<usize> {
-        let mut at = 12;
-        loop {
-            let len = *message.get(at)? as usize;
-            at += 1;
-            if len == 0 {
-                return Some(at + 4).filter(|end| *end <= message.len());
-            }
-            at += len;
-        }
-    }
-}
-
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

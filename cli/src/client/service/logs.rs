@@ -347,6 +347,8 @@ pub async fn logs(global: &GlobalOpts, args: LogsArgs) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use super::*;
     use proto::{LogContext, Meta};

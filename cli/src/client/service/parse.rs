@@ -625,6 +625,8 @@ pub fn config(flag: &str, value: &str) -> anyhow::Result<ConfigReference> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -501,6 +501,8 @@ impl Filters {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde::Deserialize;

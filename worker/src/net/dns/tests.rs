@@ -6,8 +6,14 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::*;
 
+const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
+const RCODE_FORMERR: u8 = 1;
+const RCODE_SERVFAIL: u8 = 2;
+const RCODE_NXDOMAIN: u8 = 3;
 
+/// A query built by hand (not by hickory, so the server's parser meets an independent
+/// encoder).
 fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     let mut q = id.to_be_bytes().to_vec();
     q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // RD, one question
@@ -17,24 +23,37 @@ fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     }
     q.push(0);
     q.extend_from_slice(&qtype.to_be_bytes());
-    q.extend_from_slice(&CLASS_IN.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes()); // IN
     q
 }
 
-/// (rcode, truncated, A addresses) of a reply.
+/// (rcode, truncated, A addresses) of a reply, read by hand: header flags, then every answer
+/// after the question (names as compression pointers or labels).
 fn decode(reply: &[u8]) -> (u8, bool, Vec<Ipv4Addr>) {
     let rcode = reply[3] & 0x0f;
     let truncated = reply[2] & 0x02 != 0;
+    let questions = u16::from_be_bytes([reply[4], reply[5]]);
     let answers = u16::from_be_bytes([reply[6], reply[7]]);
-    let mut at = Question::parse_end(reply).expect("question");
+    let skip_name = |mut at: usize| loop {
+        match reply[at] {
+            0 => return at + 1,
+            len if len >= 0xc0 => return at + 2,
+            len => at += 1 + len as usize,
+        }
+    };
+    let mut at = 12;
+    for _ in 0..questions {
+        at = skip_name(at) + 4;
+    }
     let mut addrs = Vec::new();
     for _ in 0..answers {
-        // Name (a pointer here), type, class, TTL, length, data.
-        assert_eq!(reply[at], 0xc0, "answers point at the question");
-        let len = u16::from_be_bytes([reply[at + 10], reply[at + 11]]) as usize;
-        let data = &reply[at + 12..at + 12 + len];
+        // Name, type, class, TTL, length, data.
+        at = skip_name(at);
+        assert_eq!(reply[at..at + 2], TYPE_A.to_be_bytes(), "only A records");
+        let len = u16::from_be_bytes([reply[at + 8], reply[at + 9]]) as usize;
+        let data = &reply[at + 10..at + 10 + len];
         addrs.push(Ipv4Addr::new(data[0], data[1], data[2], data[3]));
-        at += 12 + len;
+        at += 10 + len;
     }
     (rcode, truncated, addrs)
 }
@@ -145,10 +164,19 @@ async fn other_names_go_to_the_upstream_resolver() {
         let mut buf = [0u8; 512];
         loop {
             let (len, from) = upstream.recv_from(&mut buf).await.unwrap();
-            let q = &buf[..len];
-            let question = Question::parse(q).unwrap();
-            let reply = reply(q, &question, &[Ipv4Addr::new(192, 0, 2, 1)]);
-            upstream.send_to(&reply, from).await.unwrap();
+            let mut reply = Message::from_vec(&buf[..len]).unwrap();
+            let name = reply.queries()[0].name().clone();
+            reply
+                .set_message_type(MessageType::Response)
+                .add_answer(Record::from_rdata(
+                    name,
+                    TTL,
+                    RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+                ));
+            upstream
+                .send_to(&reply.to_vec().unwrap(), from)
+                .await
+                .unwrap();
         }
     });
     let s = server(vec![upstream_addr]).await;
@@ -178,6 +206,31 @@ async fn a_large_answer_is_truncated_over_udp_and_whole_over_tcp() {
     let (_, truncated, addrs) = decode(&ask_tcp(s.tcp, &q).await);
     assert!(!truncated);
     assert_eq!(addrs, many);
+}
+
+#[tokio::test]
+async fn an_answer_too_large_even_for_tcp_is_cut_to_fit_with_tc_set() {
+    // A TCP message's length is 16 bits: five thousand tasks do not fit in one.
+    let s = server(vec![]).await;
+    let many: Vec<Ipv4Addr> = (0..5000u32)
+        .map(|i| Ipv4Addr::from(0x0a00_0000 + i))
+        .collect();
+    s.records.set(HashMap::from([(
+        "huge".to_owned(),
+        ServiceRecord {
+            vip: None,
+            tasks: many.clone(),
+        },
+    )]));
+    let reply = ask_tcp(s.tcp, &query(11, "tasks.huge", TYPE_A)).await;
+    let (rcode, truncated, addrs) = decode(&reply);
+    assert!(
+        rcode == 0 && truncated,
+        "rcode {rcode}, truncated {truncated}"
+    );
+    assert!(!addrs.is_empty() && addrs.len() < many.len());
+    assert_eq!(addrs, many[..addrs.len()]);
+    assert_eq!(reply[..2], 11u16.to_be_bytes());
 }
 
 #[tokio::test]

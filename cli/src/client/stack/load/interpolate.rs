@@ -85,11 +85,13 @@ pub fn interpolate(s: &str, vars: &Variables) -> Result<String, String> {
                 i = end;
             }
             Some('{') => {
-                // The matching brace, counting nested `${`.
+                // The matching brace, counting nested `${` (a `$$` is a literal `$`, so
+                // `$${` opens nothing).
                 let mut depth = 1;
                 let mut j = i + 2;
                 while j < chars.len() {
                     match chars[j] {
+                        '$' if chars.get(j + 1) == Some(&'$') => j += 1,
                         '$' if chars.get(j + 1) == Some(&'{') => {
                             depth += 1;
                             j += 1;
@@ -211,6 +213,8 @@ pub fn parse_env_file(text: &str, file: &str) -> Result<Vec<(String, String)>, S
     Ok(vars)
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests {
     use super::*;
