@@ -8,6 +8,7 @@
 //! a test panics), removes its namespaces and, if the test failed, prints every daemon's log.
 
 pub mod containerd;
+pub mod linearizability;
 pub mod netns;
 mod queries;
 
