@@ -81,8 +81,9 @@ pub struct Step {
     pub rest: Duration,
 }
 
-/// The nemesis's schedule for `duration`, drawn from `seed`: the same seed gives the same
-/// schedule (and the same client choices), so a failing run is replayed with `SEED=`.
+/// The nemesis's schedule for `duration` among hosts `1..=managers`, drawn from `seed`: the
+/// same seed gives the same schedule (and the same client choices), so a failing run is
+/// replayed with `SEED=`.
 pub fn schedule(seed: u64, managers: usize, duration: Duration) -> Vec<Step> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut steps = Vec::new();
@@ -169,9 +170,12 @@ pub fn run(cluster: &mut Cluster, prefix: &str, seed: u64, settings: &Settings) 
         .collect();
     let tls_dir = cluster.host(1).certs_dir();
     let start = Instant::now();
+    let wall = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     eprintln!(
-        "fault run {prefix}: SEED={seed} started at {:?} (operation times are offsets from it)",
-        SystemTime::now()
+        "fault run {prefix}: SEED={seed} started at {:.3} s after the Unix epoch (operation times are offsets from it)",
+        wall.as_secs_f64()
     );
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -241,6 +245,15 @@ pub fn run(cluster: &mut Cluster, prefix: &str, seed: u64, settings: &Settings) 
     }
 }
 
+/// The nemesis alone: the faults of `seed` for `duration` among hosts `1..=hosts` (workers
+/// too, when `hosts` counts them), then every fault healed. For tests of what the cluster
+/// does rather than what clients see (services after faults).
+pub fn inject(cluster: &mut Cluster, seed: u64, hosts: usize, duration: Duration) {
+    eprintln!("nemesis: SEED={seed} on hosts 1-{hosts}");
+    nemesis(cluster, &schedule(seed, hosts, duration));
+    heal_all(cluster, hosts);
+}
+
 /// Injects each step's fault, holds it, heals it and rests. A panic in between leaves the
 /// fault to [`Cluster`]'s drop, which kills every daemon and removes the network.
 fn nemesis(cluster: &mut Cluster, steps: &[Step]) {
@@ -281,10 +294,10 @@ fn nemesis(cluster: &mut Cluster, steps: &[Step]) {
     }
 }
 
-/// Heals every fault: no partition, every manager running and none paused.
-fn heal_all(cluster: &mut Cluster, managers: usize) {
+/// Heals every fault: no partition, every host of `1..=hosts` running and none paused.
+fn heal_all(cluster: &mut Cluster, hosts: usize) {
     cluster.heal();
-    for m in 1..=managers {
+    for m in 1..=hosts {
         if cluster.host(m).is_running() {
             cluster.resume(m);
         } else {

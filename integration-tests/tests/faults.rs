@@ -3,22 +3,32 @@
 //! (full, one-way, bridge) and pauses managers; then every key's history is linearizable,
 //! no acknowledged write is lost and the managers agree. The seed is printed at the start;
 //! `SEED=N` replays a run. `cargo bench -p integration-tests --bench faults` runs many.
+//!
+//! The same nemesis against services, workers included: once the faults heal, a replicated
+//! service runs exactly its replicas (no slot twice) and a global one once per node, in the
+//! managers' view and in the processes that actually run.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use integration_tests::faults::{self, Settings};
-use integration_tests::Cluster;
+use integration_tests::{wait_until, Cluster};
 
-#[test]
-fn configs_stay_linearizable_under_kills_partitions_and_pauses() {
-    let seed = std::env::var("SEED")
+/// `SEED` when set (a replay), else a new one.
+fn seed() -> u64 {
+    std::env::var("SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
-        });
+        })
+}
+
+#[test]
+fn configs_stay_linearizable_under_kills_partitions_and_pauses() {
+    let seed = seed();
     let settings = Settings {
         managers: 3,
         clients_per_manager: 2,
@@ -51,4 +61,77 @@ fn configs_stay_linearizable_under_kills_partitions_and_pauses() {
         "SEED={seed}: only {} writes acknowledged",
         outcome.acknowledged
     );
+}
+
+/// Processes on this machine whose command line is exactly `sleep <marker>`: the tasks
+/// that really run, whatever the managers think.
+fn processes_sleeping(marker: &str) -> usize {
+    let wanted = format!("sleep\0{marker}\0");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted.as_bytes()))
+        .count()
+}
+
+#[test]
+fn services_run_exactly_their_replicas_after_kills_partitions_and_pauses() {
+    let seed = seed();
+    // 3 managers and 2 workers; the nemesis strikes all five.
+    let mut cluster = Cluster::on_network(5);
+    cluster.form(3);
+    // A sleep no other test runs, to count the real processes.
+    let replicated = (900_000_000 + std::process::id() * 2).to_string();
+    let global = (900_000_001 + std::process::id() * 2).to_string();
+    for (name, mode, marker) in [
+        ("rep", ["--replicas", "4"], &replicated),
+        ("glob", ["--mode", "global"], &global),
+    ] {
+        let mut args = vec!["service", "create", "--detach", "--name", name];
+        args.extend(mode);
+        args.extend(["busybox", "sleep", marker]);
+        cluster.ok(1, &args);
+    }
+    cluster.wait_running(1, "rep", 4, Duration::from_secs(60));
+    cluster.wait_running(1, "glob", 5, Duration::from_secs(60));
+
+    faults::inject(&mut cluster, seed, 5, Duration::from_secs(15));
+
+    // Within the reconciliation time: each slot once, each node once, in the managers'
+    // view and on the machine.
+    let within = Duration::from_secs(60);
+    let running = cluster.wait_running(1, "rep", 4, within);
+    let slots: BTreeSet<u64> = running.iter().map(|(slot, _)| *slot).collect();
+    assert_eq!(
+        slots.len(),
+        4,
+        "SEED={seed}: a slot runs twice: {running:?}"
+    );
+    let running = cluster.wait_running(1, "glob", 5, within);
+    let nodes: BTreeSet<&str> = running.iter().map(|(_, node)| node.as_str()).collect();
+    assert_eq!(
+        nodes.len(),
+        5,
+        "SEED={seed}: a node runs the global service twice: {running:?}"
+    );
+    for (service, marker, n) in [("rep", &replicated, 4), ("glob", &global, 5)] {
+        wait_until(
+            &format!("exactly {n} processes of {service} (SEED={seed})"),
+            within,
+            || (processes_sleeping(marker) == n).then_some(()),
+        );
+    }
+    // Every manager agrees.
+    for m in 2..=3 {
+        wait_until(
+            &format!("manager {m} to show 4 and 5 running tasks"),
+            within,
+            || {
+                (cluster.running(m, "rep").len() == 4 && cluster.running(m, "glob").len() == 5)
+                    .then_some(())
+            },
+        );
+    }
 }
