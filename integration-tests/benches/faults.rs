@@ -1,11 +1,12 @@
-//! Jepsen-style fault schedules, many in a row: three managers on test hosts, two clients on
+//! Jepsen-style fault schedules, many in a row: three (or `MANAGERS`) managers on test hosts, two clients on
 //! each reading, creating and compare-and-setting configs while a seeded nemesis kills -9,
 //! partitions (full, one-way, bridge) and pauses managers; after each schedule every key's
 //! history is checked for linearizability, lost acknowledged writes and the managers'
 //! agreement. Each schedule prints its seed (replay one with `SEED=N SCHEDULES=1`).
 //!
 //! Run: `cargo build --release --bins && SCHEDULES=10 cargo bench -p integration-tests --bench faults`
-//! (`SCHEDULE_SECS` sets each schedule's length, 20 s by default). Ends with one line:
+//! (`SCHEDULE_SECS` sets each schedule's length, 20 s by default; `MANAGERS=5` runs five
+//! managers, where partitions and bridges cut two-against-two). Ends with one line:
 //! `schedules N, operations N, acknowledged N, lost N, anomalies N`; exits non-zero when
 //! anything was lost or anomalous.
 
@@ -25,14 +26,15 @@ fn main() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
     });
+    let managers = setting("MANAGERS").unwrap_or(3) as usize;
     let settings = Settings {
-        managers: 3,
+        managers,
         clients_per_manager: 2,
         keys: 3,
         duration: Duration::from_secs(setting("SCHEDULE_SECS").unwrap_or(20)),
     };
-    let mut cluster = Cluster::on_network(3);
-    cluster.form(3);
+    let mut cluster = Cluster::on_network(managers);
+    cluster.form(managers);
     let (mut operations, mut acknowledged, mut lost, mut anomalies) = (0, 0, 0, 0);
     for i in 0..schedules {
         let seed = base.wrapping_add(i);

@@ -21,6 +21,7 @@ use proto::control_client::ControlClient;
 use proto::UpdateConfigRequest;
 use proto::{ConfigSpec, CreateConfigRequest, GetConfigRequest, ListConfigsRequest};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
@@ -57,14 +58,15 @@ pub enum Fault {
     Partition(Vec<usize>),
     /// Nothing from the first manager reaches the others (it still hears them).
     OneWay(usize),
-    /// The two outer managers cannot reach each other; the middle one reaches both.
+    /// The two sides cannot reach each other; the middle manager reaches both (so each
+    /// side with it is a majority, and neither without it).
     Bridge {
         /// Reaches both sides.
         middle: usize,
         /// One side.
-        left: usize,
+        left: Vec<usize>,
         /// The other side.
-        right: usize,
+        right: Vec<usize>,
     },
     /// SIGSTOP of a manager, SIGCONT when healed.
     Pause(usize),
@@ -89,18 +91,30 @@ pub fn schedule(seed: u64, managers: usize, duration: Duration) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut total = Duration::ZERO;
     while total < duration {
-        let mut pick = || rng.gen_range(1..=managers);
-        let a = pick();
+        // The hosts in a random order: the first is the one struck.
+        let mut order: Vec<usize> = (1..=managers).collect();
+        order.shuffle(&mut rng);
+        let a = order[0];
         let fault = match rng.gen_range(0..5) {
             0 => Fault::Kill(a),
-            1 => Fault::Partition(vec![a]),
+            1 => {
+                // A minority: one host, or up to just under half of them.
+                let size = rng.gen_range(1..=(managers - 1).div_ceil(2).max(1));
+                let mut side = order[..size].to_vec();
+                side.sort();
+                Fault::Partition(side)
+            }
             2 => Fault::OneWay(a),
             3 => {
-                let others: Vec<usize> = (1..=managers).filter(|m| *m != a).collect();
+                let others = &order[1..];
+                let (left, right) = others.split_at(others.len() / 2);
+                let (mut left, mut right) = (left.to_vec(), right.to_vec());
+                left.sort();
+                right.sort();
                 Fault::Bridge {
                     middle: a,
-                    left: others[0],
-                    right: others[others.len() - 1],
+                    left,
+                    right,
                 }
             }
             _ => Fault::Pause(a),
@@ -280,7 +294,11 @@ fn nemesis(cluster: &mut Cluster, steps: &[Step]) {
                 cluster.heal();
             }
             Fault::Bridge { left, right, .. } => {
-                cluster.cut(&[(*left, *right), (*right, *left)]);
+                let links: Vec<(usize, usize)> = left
+                    .iter()
+                    .flat_map(|l| right.iter().flat_map(move |r| [(*l, *r), (*r, *l)]))
+                    .collect();
+                cluster.cut(&links);
                 std::thread::sleep(step.hold);
                 cluster.heal();
             }
@@ -532,5 +550,51 @@ fn write_error(code: tonic::Code) -> Output {
         tonic::Code::NotFound => Output::Missing,
         tonic::Code::AlreadyExists => Output::Exists,
         _ => Output::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_gives_one_schedule_of_minority_partitions_bridges_and_long_pauses() {
+        for managers in [3, 5] {
+            for seed in 0..50 {
+                let steps = schedule(seed, managers, Duration::from_secs(30));
+                let again = schedule(seed, managers, Duration::from_secs(30));
+                assert_eq!(
+                    steps.iter().map(|s| &s.fault).collect::<Vec<_>>(),
+                    again.iter().map(|s| &s.fault).collect::<Vec<_>>()
+                );
+                let total: Duration = steps.iter().map(|s| s.hold + s.rest).sum();
+                assert!(total >= Duration::from_secs(30), "{total:?}");
+                for step in &steps {
+                    // Past the longest election timeout (800 ms), so a pause deposes.
+                    assert!(step.hold > Duration::from_millis(1_000), "{step:?}");
+                    match &step.fault {
+                        Fault::Partition(side) => {
+                            assert!(!side.is_empty() && side.len() * 2 < managers, "{side:?}")
+                        }
+                        Fault::Bridge {
+                            middle,
+                            left,
+                            right,
+                        } => {
+                            let mut all: Vec<usize> =
+                                left.iter().chain(right).chain([middle]).copied().collect();
+                            all.sort();
+                            assert_eq!(all, (1..=managers).collect::<Vec<_>>(), "{step:?}");
+                            assert!(!left.is_empty() && !right.is_empty(), "{step:?}");
+                            // Neither side is a majority without the middle.
+                            assert!(left.len() * 2 < managers && right.len() * 2 < managers);
+                        }
+                        Fault::Kill(m) | Fault::OneWay(m) | Fault::Pause(m) => {
+                            assert!((1..=managers).contains(m))
+                        }
+                    }
+                }
+            }
+        }
     }
 }
