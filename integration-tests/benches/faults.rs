@@ -40,8 +40,9 @@ fn main() {
         let seed = base.wrapping_add(i);
         let outcome = faults::run(&mut cluster, &format!("s{i}"), seed, &settings);
         eprintln!(
-            "schedule {i} SEED={seed}: operations {}, acknowledged {}, lost {}, anomalies {}",
+            "schedule {i} SEED={seed}: operations {}, indeterminate {}, acknowledged {}, lost {}, anomalies {}",
             outcome.history.len(),
+            outcome.indeterminate(),
             outcome.acknowledged,
             outcome.lost.len(),
             outcome.anomalies()

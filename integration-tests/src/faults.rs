@@ -148,6 +148,14 @@ impl Outcome {
         self.check.anomalies.len() + self.check.undecided.len() + self.divergent.len()
     }
 
+    /// Operations whose outcome the client never learned.
+    pub fn indeterminate(&self) -> usize {
+        self.history
+            .iter()
+            .filter(|op| !op.is_determinate())
+            .count()
+    }
+
     /// Every problem found, for a failure message.
     pub fn problems(&self) -> String {
         let mut out = String::new();

@@ -44,8 +44,9 @@ fn configs_stay_linearizable_under_kills_partitions_and_pauses() {
         .filter(|op| op.input != integration_tests::linearizability::Input::Read)
         .count();
     eprintln!(
-        "SEED={seed}: operations {}, writes {writes}, acknowledged {}, lost {}, anomalies {}",
+        "SEED={seed}: operations {}, writes {writes}, indeterminate {}, acknowledged {}, lost {}, anomalies {}",
         outcome.history.len(),
+        outcome.indeterminate(),
         outcome.acknowledged,
         outcome.lost.len(),
         outcome.anomalies()
