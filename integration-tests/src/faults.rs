@@ -236,7 +236,11 @@ pub fn run(cluster: &mut Cluster, prefix: &str, seed: u64, settings: &Settings) 
         }
         all
     });
-    let (finals, divergent) = runtime.block_on(converged_state(&sockets, &tls_dir, prefix));
+    let (mut finals, divergent) = runtime.block_on(converged_state(&sockets, &tls_dir, prefix));
+    // A key the managers do not show reads as absent (an acknowledged create lost).
+    for k in 0..settings.keys {
+        finals.entry(format!("{prefix}-k{k}")).or_insert(None);
+    }
     let now = start.elapsed();
     for (key, value) in &finals {
         history.push(Operation {
