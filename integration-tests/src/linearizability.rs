@@ -362,13 +362,11 @@ pub fn lost_writes(
     history: &[Operation],
     finals: &HashMap<String, Option<Value>>,
 ) -> Vec<Operation> {
-    // value -> the write that put it there (determinate or not: indeterminate writes can be
-    // links of the chain too).
+    // value -> the write that put it there, whatever its client was told: indeterminate
+    // writes are links of the chain too, and so is a write reported as refused that took
+    // effect anyway (the linearizability check reports that one; it loses nothing).
     let mut writes: HashMap<(&str, Value), &Operation> = HashMap::new();
     for op in history {
-        if !matches!(op.output, Output::Written(_) | Output::Unknown) {
-            continue;
-        }
         match op.input {
             Input::Create(v) | Input::Cas { value: v, .. } => {
                 writes.insert((&op.key, v), op);
