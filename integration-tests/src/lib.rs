@@ -8,6 +8,8 @@
 //! a test panics), removes its namespaces and, if the test failed, prints every daemon's log.
 
 pub mod containerd;
+pub mod faults;
+pub mod linearizability;
 pub mod netns;
 mod queries;
 
@@ -268,6 +270,12 @@ impl Cluster {
         self.network().partition(side);
     }
 
+    /// Drops what host `from` sends to host `to` for each `(from, to)` in `links` (test
+    /// hosts only; see [`netns::TestNetwork::cut`]): one-way and bridge partitions.
+    pub fn cut(&self, links: &[(usize, usize)]) {
+        self.network().cut(links);
+    }
+
     /// Joins the partitioned hosts again.
     pub fn heal(&self) {
         self.network().heal();
@@ -447,6 +455,36 @@ impl Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Pauses host `i`'s daemon (SIGSTOP): it holds its connections and state but answers
+    /// nothing, as a process stalled by the machine, until [`Cluster::resume`].
+    pub fn pause(&self, i: usize) {
+        self.signal(i, libc::SIGSTOP);
+    }
+
+    /// Lets a paused daemon run again (SIGCONT).
+    pub fn resume(&self, i: usize) {
+        self.signal(i, libc::SIGCONT);
+    }
+
+    fn signal(&self, i: usize, signal: libc::c_int) {
+        let pid = self
+            .pid(i)
+            .unwrap_or_else(|| panic!("host {i}'s daemon is not running"));
+        // SAFETY: signalling a child process we own by its PID.
+        let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(
+            sent,
+            0,
+            "signal {signal} to host {i}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// The local socket of host `i`'s daemon (for clients of the Control API).
+    pub fn socket(&self, i: usize) -> &Path {
+        &self.hosts[i - 1].socket
     }
 
     /// The PID of host `i`'s daemon, while it runs.

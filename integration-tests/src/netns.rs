@@ -326,6 +326,34 @@ impl TestNetwork {
         let _ = std::fs::remove_file(path);
     }
 
+    /// Drops every frame host `from` sends to host `to`, for each `(from, to)` in `links`:
+    /// one direction only, so `(a, b)` alone is a one-way partition, and cutting `a`-`c` both
+    /// ways while `b` still reaches both is a bridge. Replaces any earlier partition.
+    pub fn cut(&self, links: &[(usize, usize)]) {
+        self.heal();
+        let rules: String = links
+            .iter()
+            .map(|(from, to)| format!("  iifname \"h{from}\" oifname \"h{to}\" drop\n"))
+            .collect();
+        let script = format!(
+            "table bridge {CUT_TABLE} {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n{rules} }}\n}}\n"
+        );
+        let path = std::env::temp_dir().join(format!("{}-cut.nft", self.switch));
+        std::fs::write(&path, script).expect("write the partition rules");
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.switch,
+                "nft",
+                "-f",
+                &path.to_string_lossy(),
+            ],
+        );
+        let _ = std::fs::remove_file(path);
+    }
+
     /// Removes any partition.
     pub fn heal(&self) {
         let _ = Command::new("ip")
