@@ -179,6 +179,12 @@ impl Cluster {
         self
     }
 
+    /// From host `i`'s next start on, its daemon's extra arguments are `args` (such as a
+    /// restart with another `skiffd` configuration).
+    pub fn set_daemon_args(&mut self, i: usize, args: &[&str]) {
+        self.daemon_args[i - 1] = args.iter().map(|a| a.to_string()).collect();
+    }
+
     /// Hosts run tasks as containers, on skiff's test containerd, each host in a
     /// containerd namespace of its own, pulling from the test registries over plain HTTP.
     pub fn with_containerd(mut self) -> Self {

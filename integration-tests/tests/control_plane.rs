@@ -274,6 +274,7 @@ fn certificates_decide_who_may_call_what() {
         let err = raft
             .vote(proto::RaftPayload {
                 data: vec![1, 2, 3],
+                ..Default::default()
             })
             .await
             .expect_err("a worker must not vote");
