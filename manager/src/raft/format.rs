@@ -159,8 +159,15 @@ impl EntryFormats {
 
     /// `peer` answered, reporting `reported` (0 from a release before formats).
     pub fn record(&self, peer: u64, reported: u32) {
+        let reads = declared(reported);
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.insert(peer, declared(reported));
+        if peers.insert(peer, reads) != Some(reads) {
+            tracing::debug!(
+                raft_id = peer,
+                reads,
+                "Raft member reports the entry formats it reads"
+            );
+        }
     }
 
     /// The format to write for a configuration of `members` (voters and learners): the
