@@ -10,6 +10,7 @@
 pub mod containerd;
 pub mod netns;
 mod queries;
+pub mod simulated;
 
 pub use queries::{http_get, task_state, RunningTask};
 

@@ -625,4 +625,10 @@ impl Proposer for RaftNode {
     fn leader_raft_id(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
     }
+
+    fn leader_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        (m.current_leader == Some(m.id) && m.state == ServerState::Leader).then_some(m.current_term)
+    }
 }
