@@ -13,16 +13,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_runtime::fake::{FakeConfig, FakeRuntime};
+use integration_tests::simulated::SimulatedWorkers;
 use integration_tests::{wait_until, Cluster};
 use manager::transport::Connector;
-use proto::ca_client::CaClient;
 use proto::control_client::ControlClient;
 use proto::service_spec::Mode;
 use proto::{
-    ContainerSpec, CreateServiceRequest, IssueNodeCertificateRequest, ListTasksRequest,
-    NodeDescription, Platform, RemoveServiceRequest, ReplicatedService, Resources, ServiceSpec,
-    TaskSpec, TaskState,
+    ContainerSpec, CreateServiceRequest, ListTasksRequest, RemoveServiceRequest, ReplicatedService,
+    ServiceSpec, TaskSpec, TaskState,
 };
 use tonic::transport::Channel;
 
@@ -160,77 +158,6 @@ fn usage(pid: u32) -> (f64, f64) {
     (ticks / 100.0, rss_kb / 1024.0)
 }
 
-/// Joins one simulated worker and runs its session with the fake runtime.
-async fn simulated_worker(
-    manager_addr: String,
-    token: String,
-    root_pem: String,
-    index: usize,
-    state_dir: std::path::PathBuf,
-) {
-    let (key_pem, csr_pem) = cli::tls::generate_key_and_csr().expect("csr");
-    // A thousand joins at once can time out on a busy machine: retry, as a person would.
-    let issued = loop {
-        let reply =
-            CaClient::new(cli::tls::anonymous_channel(&manager_addr, &root_pem).expect("channel"))
-                .issue_node_certificate(IssueNodeCertificateRequest {
-                    token: token.clone(),
-                    csr_pem: csr_pem.clone(),
-                    description: Some(describe(index)),
-                    advertise_addr: format!("127.200.{}.{}:1", index / 250, index % 250 + 1),
-                })
-                .await;
-        match reply {
-            Ok(r) => break r.into_inner(),
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    };
-    let creds = cli::tls::NodeCredentials {
-        root_ca_pem: root_pem.clone(),
-        cert_pem: issued.cert_pem,
-        key_pem,
-    };
-    let identity = cli::tls::ReloadableIdentity::new(&creds).expect("identity");
-    let connector = Arc::new(cli::tls::TlsConnector::new(&root_pem, identity).expect("connector"));
-    let runtime = Arc::new(FakeRuntime::new(FakeConfig::default()));
-    let agent = worker::agent::Agent::new(runtime, state_dir.join(format!("sim{index}")), None);
-    agent.recover().await.expect("agent state");
-    let dial: worker::Dialer = Arc::new(move |addr: &str| connector.channel(addr));
-    let (events, mut rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    worker::session::run(
-        worker::session::SessionConfig {
-            addr: format!("127.200.{}.{}:1", index / 250, index % 250 + 1),
-            description: describe(index),
-            managers: issued.managers,
-            agent,
-        },
-        dial,
-        events,
-        stop_rx,
-    )
-    .await;
-}
-
-fn describe(index: usize) -> NodeDescription {
-    NodeDescription {
-        hostname: format!("sim{index}"),
-        platform: Some(Platform {
-            os: "linux".into(),
-            arch: std::env::consts::ARCH.into(),
-        }),
-        resources: Some(Resources {
-            nano_cpus: 8_000_000_000,
-            memory_bytes: 32 << 30,
-            ..Default::default()
-        }),
-        engine_version: "bench".into(),
-        runtime: "fake".into(),
-        ..Default::default()
-    }
-}
-
 fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
     let mut cluster = Cluster::new(3);
     cluster.form(3);
@@ -249,23 +176,8 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
     }
     let connector = Arc::new(cluster.connector(1));
     let addr = cluster.host(1).addr.clone();
-    let token = cluster
-        .ok(1, &["swarm", "join-token", "-q", "worker"])
-        .trim()
-        .to_owned();
-    let root_pem =
-        std::fs::read_to_string(cluster.host(1).certs_dir().join("ca.pem")).expect("root CA");
-    let sim_dir = cluster.dir().join("simulated");
     let joined = Instant::now();
-    for i in 0..workers {
-        rt.spawn(simulated_worker(
-            addr.clone(),
-            token.clone(),
-            root_pem.clone(),
-            i,
-            sim_dir.clone(),
-        ));
-    }
+    let _workers = SimulatedWorkers::join(rt, &cluster, 1, workers);
     wait_until("simulated workers ready", Duration::from_secs(600), || {
         let nodes = cluster.nodes(1);
         let ready = nodes

@@ -12,6 +12,7 @@ pub mod faults;
 pub mod linearizability;
 pub mod netns;
 mod queries;
+pub mod simulated;
 
 pub use queries::{http_get, task_state, RunningTask};
 
@@ -179,6 +180,12 @@ impl Cluster {
     pub fn with_daemon_args(mut self, i: usize, args: &[&str]) -> Self {
         self.daemon_args[i - 1].extend(args.iter().map(|a| a.to_string()));
         self
+    }
+
+    /// From host `i`'s next start on, its daemon's extra arguments are `args` (such as a
+    /// restart with another `skiffd` configuration).
+    pub fn set_daemon_args(&mut self, i: usize, args: &[&str]) {
+        self.daemon_args[i - 1] = args.iter().map(|a| a.to_string()).collect();
     }
 
     /// Hosts run tasks as containers, on skiff's test containerd, each host in a

@@ -274,6 +274,7 @@ fn certificates_decide_who_may_call_what() {
         let err = raft
             .vote(proto::RaftPayload {
                 data: vec![1, 2, 3],
+                ..Default::default()
             })
             .await
             .expect_err("a worker must not vote");
@@ -942,4 +943,59 @@ fn force_new_cluster_recovers_a_cluster_that_lost_its_quorum() {
     );
     let statuses = cluster.manager_statuses(1);
     assert_eq!(count(&statuses, "Leader"), 1, "{statuses:?}");
+}
+
+/// A new leader gives every node a full heartbeat deadline to reach it before it may mark
+/// one down (issue 20): with 100 simulated workers connected, the leader is killed, and the
+/// new leader marks only the killed manager's node down. That node's going down is the
+/// event the test waits for: the check that takes it down judges every other node too.
+#[test]
+fn a_new_leader_marks_none_of_the_connected_workers_down() {
+    use integration_tests::simulated::SimulatedWorkers;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut cluster = Cluster::new(3);
+    cluster.form(3);
+    let workers = SimulatedWorkers::join(&rt, &cluster, 1, 100);
+    wait_until(
+        "100 simulated workers ready",
+        Duration::from_secs(120),
+        || {
+            let ready = cluster
+                .nodes(1)
+                .iter()
+                .filter(|n| SimulatedWorkers::is_simulated(n))
+                .filter(|n| n["status"]["state"] == "NODE_STATE_READY")
+                .count();
+            (ready == workers.count()).then_some(())
+        },
+    );
+
+    cluster.kill(1);
+    let nodes = wait_until("the killed leader's node marked down", SETTLE, || {
+        let out = cluster.skiff(2, &["node", "ls", "--format", "json"]);
+        let nodes: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+        nodes
+            .iter()
+            .any(|n| hostname(n) == "host1" && n["status"]["state"] == "NODE_STATE_DOWN")
+            .then_some(nodes)
+    });
+    let down: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n["status"]["state"] != "NODE_STATE_READY")
+        .map(hostname)
+        .collect();
+    assert_eq!(down, ["host1"], "only the killed manager's node is down");
+    let marked: Vec<String> = [2, 3]
+        .iter()
+        .flat_map(|&i| {
+            cluster
+                .log(i)
+                .lines()
+                .filter(|l| l.contains("missed its heartbeat deadline"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(marked.len(), 1, "one node marked down, once: {marked:#?}");
+    drop(workers);
 }

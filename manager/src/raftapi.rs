@@ -49,9 +49,16 @@ fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, Status> {
         .map_err(|e| Status::invalid_argument(format!("malformed Raft message: {e}")))
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+/// A reply, reporting the newest Raft entry format this manager reads
+/// (`manager::raft::format`): the leader writes no newer one than every member reports.
+fn encode<T: Serialize>(value: &T, manager: &Manager) -> Result<Response<RaftPayload>, Status> {
+    payload(value, manager.raft().entry_format_understood()).map(Response::new)
+}
+
+/// `value` as the payload of a Raft message that reports `entry_format`.
+fn payload<T: Serialize>(value: &T, entry_format: u32) -> Result<RaftPayload, Status> {
     bincode::serialize(value)
-        .map(|data| Response::new(RaftPayload { data }))
+        .map(|data| RaftPayload { data, entry_format })
         .map_err(|e| Status::internal(format!("cannot encode Raft reply: {e}")))
 }
 
@@ -63,13 +70,13 @@ impl RaftApi for RaftService {
     ) -> Result<Response<RaftPayload>, Status> {
         let manager = self.peer(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
-        encode(&manager.raft().raft().append_entries(rpc).await)
+        encode(&manager.raft().raft().append_entries(rpc).await, &manager)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let manager = self.peer(&req)?;
         let rpc: VoteRequest<u64> = decode(req.get_ref())?;
-        encode(&manager.raft().raft().vote(rpc).await)
+        encode(&manager.raft().raft().vote(rpc).await, &manager)
     }
 
     async fn install_snapshot(
@@ -78,7 +85,7 @@ impl RaftApi for RaftService {
     ) -> Result<Response<RaftPayload>, Status> {
         let manager = self.peer(&req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
-        encode(&manager.raft().raft().install_snapshot(rpc).await)
+        encode(&manager.raft().raft().install_snapshot(rpc).await, &manager)
     }
 
     async fn join(

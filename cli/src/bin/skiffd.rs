@@ -93,6 +93,17 @@ struct Args {
     /// Docker's usual port). Plain HTTP, read-only, without secrets
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_addr: Option<String>,
+    /// For tests of upgrades only: read and report Raft entries up to this format, as the
+    /// previous release (format 1) does, so the leader writes nothing newer. Hidden: it only
+    /// slows writes down.
+    #[arg(
+        long,
+        hide = true,
+        value_name = "FORMAT",
+        default_value_t = manager::raft::format::NEWEST,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(manager::raft::format::NEWEST))
+    )]
+    raft_entry_format: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -219,7 +230,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             runtime: choice.to_string(),
             listen_addr: args.listen_addr.clone(),
             advertise_addr: args.advertise_addr.clone(),
-            raft: Default::default(),
+            raft: manager::raft::RaftSettings {
+                entry_format: args.raft_entry_format,
+                ..Default::default()
+            },
             data_path: match args.network_data_path.as_str() {
                 "kernel" => Some(MeshMode::Kernel),
                 "userspace" => Some(MeshMode::Userspace),

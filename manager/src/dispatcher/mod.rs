@@ -1,7 +1,10 @@
 //! The dispatcher (leader only): one session per node, heartbeats, and the node status that
 //! follows from them. A node that misses three heartbeat periods is marked down, so its
 //! tasks can be replaced within seconds; after a leader change every node gets a grace period
-//! to find the new leader before it can be marked down.
+//! to find the new leader before it can be marked down (as SwarmKit does): its deadline
+//! counts from when this manager began to lead, never from a heartbeat an earlier leader, or
+//! this manager in an earlier term, last saw. A new leadership is a new Raft term, so a
+//! leadership lost and won back between two rounds of the check is still a new one.
 
 mod assignments;
 mod discovery;
@@ -14,10 +17,12 @@ pub use assignments::NodeAssignments;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proto::{Node, NodeDescription, NodeState, NodeStatus};
 use tokio::sync::watch;
+// Tokio's clock, so that tests of the deadlines run on paused time.
+use tokio::time::Instant;
 
 use proto::now_ms;
 
@@ -61,14 +66,23 @@ struct PendingStatus {
 /// reporting at once then cost a few Raft entries, not thousands.
 const STATUS_BATCH_WINDOW: Duration = Duration::from_millis(20);
 
+/// A leadership of this manager, as the liveness check first saw it.
+#[derive(Clone, Copy)]
+struct Leadership {
+    /// The Raft term it leads in.
+    term: u64,
+    /// When the check first saw it lead in that term: the start of the grace period.
+    since: Instant,
+}
+
 /// Session and liveness bookkeeping of the leader.
 pub struct Dispatcher {
     store: Store,
     sessions: Mutex<HashMap<String, Session>>,
     pending_status: Mutex<Vec<PendingStatus>>,
     status_ready: tokio::sync::Notify,
-    /// When this manager last became leader: the start of the grace period.
-    leading_since: Mutex<Option<Instant>>,
+    /// This manager's current leadership: the start of the grace period.
+    leading: Mutex<Option<Leadership>>,
 }
 
 impl Dispatcher {
@@ -79,7 +93,7 @@ impl Dispatcher {
             sessions: Mutex::new(HashMap::new()),
             pending_status: Mutex::new(Vec::new()),
             status_ready: tokio::sync::Notify::new(),
-            leading_since: Mutex::new(None),
+            leading: Mutex::new(None),
         }
     }
 
@@ -219,20 +233,26 @@ impl Dispatcher {
     /// One round of the liveness check (leader only).
     async fn check(&self) {
         let now = Instant::now();
-        if !self.store.is_leader() {
-            *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let Some(term) = self.store.leader_term() else {
+            *self.leading.lock().unwrap_or_else(|e| e.into_inner()) = None;
             self.sessions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
             return;
-        }
+        };
         let deadline = self.heartbeat_period() * MISSED_PERIODS;
-        let since = *self
-            .leading_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(now);
+        let since = {
+            let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
+            match *leading {
+                Some(l) if l.term == term => l.since,
+                // A new leadership, even if this check saw no gap since an earlier one: the
+                // nodes went to another leader meanwhile and need the full grace to return.
+                _ => leading.insert(Leadership { term, since: now }).since,
+            }
+        };
+        // Every node's deadline counts from the start of this leadership at the earliest;
+        // while that is nearer than a deadline, no node can have missed one.
         if now.duration_since(since) < deadline {
             return;
         }
@@ -312,5 +332,109 @@ pub async fn liveness(dispatcher: Arc<Dispatcher>, mut stop: watch::Receiver<boo
             _ = tokio::time::sleep(period) => dispatcher.check().await,
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::{Meta, StoreBatch};
+
+    use super::*;
+    use crate::store::fake::{FakeProposer, ME};
+    use crate::store::{create, Store};
+
+    fn ready_node(id: &str) -> Node {
+        Node {
+            meta: Some(Meta {
+                id: id.into(),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: NodeState::Ready as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn state(store: &Store, id: &str) -> NodeState {
+        let store = store.read();
+        let node = store.get::<Node>(id).expect("node");
+        NodeState::try_from(node.status.as_ref().expect("status").state).expect("state")
+    }
+
+    /// Waits `secs` of (paused) time, then runs a round of the check.
+    async fn after(dispatcher: &Dispatcher, secs: f64) {
+        tokio::time::advance(Duration::from_secs_f64(secs)).await;
+        dispatcher.check().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_that_leads_again_gives_every_node_a_full_deadline_from_then() {
+        let fake = FakeProposer::new();
+        let store = fake.store();
+        fake.commit(&StoreBatch {
+            actions: vec![create(ready_node("n1")), create(ready_node("n2"))],
+        })
+        .expect("nodes");
+        // The default period is 1 s: a node is down after 3 s without a heartbeat.
+        let dispatcher = Dispatcher::new(store.clone());
+        dispatcher.check().await;
+        let s1 = dispatcher.open_session("n1");
+        let s2 = dispatcher.open_session("n2");
+        for _ in 0..4 {
+            after(&dispatcher, 1.0).await;
+            assert!(dispatcher.heartbeat("n1", &s1) && dispatcher.heartbeat("n2", &s2));
+        }
+        assert_eq!(state(&store, "n1"), NodeState::Ready);
+
+        // Leadership goes elsewhere and comes back between two rounds of the check: the
+        // nodes heartbeat the other leader meanwhile, not this one.
+        fake.set_leader(Some(ME + 1));
+        fake.set_leader(Some(ME));
+        after(&dispatcher, 5.0).await;
+        assert_eq!(
+            state(&store, "n1"),
+            NodeState::Ready,
+            "judged by a stale heartbeat"
+        );
+        assert_eq!(
+            state(&store, "n2"),
+            NodeState::Ready,
+            "judged by a stale heartbeat"
+        );
+
+        // n2 finds this leader again within the grace; n1 never does.
+        after(&dispatcher, 2.0).await;
+        let s2 = dispatcher.open_session("n2");
+        after(&dispatcher, 0.9).await;
+        assert_eq!(state(&store, "n1"), NodeState::Ready, "within its grace");
+        assert!(dispatcher.heartbeat("n2", &s2));
+        after(&dispatcher, 0.2).await;
+        assert_eq!(state(&store, "n1"), NodeState::Down);
+        assert_eq!(state(&store, "n2"), NodeState::Ready);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_stops_heartbeating_goes_down_after_three_periods() {
+        let fake = FakeProposer::new();
+        let store = fake.store();
+        fake.commit(&StoreBatch {
+            actions: vec![create(ready_node("n1"))],
+        })
+        .expect("node");
+        let dispatcher = Dispatcher::new(store.clone());
+        dispatcher.check().await;
+        let s1 = dispatcher.open_session("n1");
+        after(&dispatcher, 5.0).await;
+        assert!(dispatcher.heartbeat("n1", &s1));
+        after(&dispatcher, 2.9).await;
+        assert_eq!(state(&store, "n1"), NodeState::Ready);
+        after(&dispatcher, 0.2).await;
+        assert_eq!(state(&store, "n1"), NodeState::Down);
+        // It heartbeats again: ready.
+        assert!(dispatcher.heartbeat("n1", &s1));
+        after(&dispatcher, 0.1).await;
+        assert_eq!(state(&store, "n1"), NodeState::Ready);
     }
 }

@@ -338,7 +338,7 @@ mod tests {
             Ok((
                 dir,
                 LogStore::open(&db, key.clone())?,
-                StateMachine::open(&db, key)?,
+                StateMachine::open(&db, key, crate::raft::format::NEWEST)?,
             ))
         }
     }

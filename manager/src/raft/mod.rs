@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod at_rest;
+pub mod format;
 mod log_store;
 mod network;
 mod node;

@@ -3,7 +3,8 @@
 //! openraft messages travel as bincode inside [`proto::RaftPayload`]; the replies carry the
 //! remote's `Result` so Raft-level errors (such as a higher vote) come back intact. Every
 //! successful exchange is recorded in [`PeerHealth`], from which the leader derives which
-//! managers are reachable.
+//! managers are reachable, and the Raft entry format the peer reports it reads in
+//! [`EntryFormats`], from which the leader derives the format it may write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::Channel;
 
+use super::format::EntryFormats;
 use super::types::TypeConfig;
 use crate::transport::Connector;
 
@@ -50,12 +52,22 @@ impl PeerHealth {
 pub struct Network {
     connector: Arc<dyn Connector>,
     health: PeerHealth,
+    formats: Arc<EntryFormats>,
 }
 
 impl Network {
-    /// A network dialling through `connector`.
-    pub fn new(connector: Arc<dyn Connector>, health: PeerHealth) -> Self {
-        Self { connector, health }
+    /// A network dialling through `connector`, recording peers' answers in `health` and
+    /// the entry formats they report in `formats`.
+    pub fn new(
+        connector: Arc<dyn Connector>,
+        health: PeerHealth,
+        formats: Arc<EntryFormats>,
+    ) -> Self {
+        Self {
+            connector,
+            health,
+            formats,
+        }
     }
 }
 
@@ -70,6 +82,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client,
             health: self.health.clone(),
+            formats: self.formats.clone(),
         }
     }
 }
@@ -79,13 +92,17 @@ pub struct PeerClient {
     target: u64,
     client: RaftClient<Channel>,
     health: PeerHealth,
+    formats: Arc<EntryFormats>,
 }
 
 type Rpc<E> = RPCError<u64, BasicNode, E>;
 
-fn encode<T: Serialize, E: std::error::Error>(value: &T) -> Result<RaftPayload, Rpc<E>> {
+fn encode<T: Serialize, E: std::error::Error>(
+    value: &T,
+    entry_format: u32,
+) -> Result<RaftPayload, Rpc<E>> {
     bincode::serialize(value)
-        .map(|data| RaftPayload { data })
+        .map(|data| RaftPayload { data, entry_format })
         .map_err(|e| RPCError::Network(NetworkError::new(&e)))
 }
 
@@ -115,7 +132,7 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut req = tonic::Request::new(encode(request)?);
+        let mut req = tonic::Request::new(encode(request, self.formats.understood())?);
         req.set_timeout(option.hard_ttl());
         let reply = match method {
             Method::Append => self.client.append_entries(req).await,
@@ -124,6 +141,8 @@ impl PeerClient {
         }
         .map_err(transport_error)?;
         self.health.record(self.target);
+        self.formats
+            .record(self.target, reply.get_ref().entry_format);
         let result: Result<Resp, RaftError<u64, E>> = decode(reply.get_ref())?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use super::at_rest::KeyEncryptionKey;
+use super::format::{self, EntryFormats};
 use super::network::{Network, PeerHealth};
 use super::proposals::{Proposals, Refused};
 use super::types::TypeConfig;
@@ -45,6 +46,9 @@ pub struct RaftSettings {
     pub election_timeout: (Duration, Duration),
     /// Entries kept in the log behind a snapshot for slow followers.
     pub log_entries_for_slow_followers: u64,
+    /// The newest Raft entry format this manager reads and reports ([`format::NEWEST`]);
+    /// lower only to simulate the previous release in tests of upgrades.
+    pub entry_format: u32,
 }
 
 impl Default for RaftSettings {
@@ -53,6 +57,7 @@ impl Default for RaftSettings {
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
             log_entries_for_slow_followers: 128,
+            entry_format: format::NEWEST,
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct RaftNode {
     leader_channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
     /// The keys that seal the store at rest.
     keys: Arc<super::at_rest::Keyring>,
+    /// The entry formats the members read.
+    formats: Arc<EntryFormats>,
 }
 
 impl RaftNode {
@@ -109,24 +116,35 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| format!("invalid Raft settings: {e}"))?;
+        if !(format::SINGLE_BATCH..=format::NEWEST).contains(&settings.entry_format) {
+            return Err(format!(
+                "Raft entry format {} is unknown: give a format from {} to {}",
+                settings.entry_format,
+                format::SINGLE_BATCH,
+                format::NEWEST
+            ));
+        }
+        let formats = Arc::new(EntryFormats::new(id, settings.entry_format));
         let (db, keys) = super::at_rest::prepare(dir, kek, fallback)?;
         let log = LogStore::open(&db, keys.clone()).map_err(|e| e.to_string())?;
-        let sm = StateMachine::open(&db, keys.clone()).map_err(|e| e.to_string())?;
+        let sm = StateMachine::open(&db, keys.clone(), settings.entry_format)
+            .map_err(|e| e.to_string())?;
         let store = sm.local();
         let health = PeerHealth::default();
-        let network = Network::new(connector.clone(), health.clone());
+        let network = Network::new(connector.clone(), health.clone(), formats.clone());
         let raft = Raft::new(id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| format!("cannot start Raft: {e}"))?;
         Ok(Self {
             id,
-            proposals: Proposals::start(raft.clone()),
+            proposals: Proposals::start(raft.clone(), formats.clone()),
             raft,
             store,
             connector,
             health,
             leader_channels: Default::default(),
             keys,
+            formats,
         })
     }
 
@@ -134,6 +152,11 @@ impl RaftNode {
     /// key rotated).
     pub fn rewrap_keys(&self, kek: &KeyEncryptionKey) -> Result<(), super::at_rest::AtRestError> {
         self.keys.rewrap(kek)
+    }
+
+    /// The newest Raft entry format this member reads, which it reports to the leader.
+    pub fn entry_format_understood(&self) -> u32 {
+        self.formats.understood()
     }
 
     /// This member's Raft ID.
@@ -455,7 +478,15 @@ impl RaftNode {
     pub fn status(&self) -> proto::RaftStatus {
         let m = self.raft.metrics();
         let m = m.borrow();
+        let leads = m.current_leader == Some(self.id) && m.state == ServerState::Leader;
+        let members = m.membership_config.membership().nodes().map(|(id, _)| *id);
         proto::RaftStatus {
+            entry_format: if leads {
+                self.formats.writable(members)
+            } else {
+                0
+            },
+            entry_format_understood: self.formats.understood(),
             raft_id: self.id,
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
@@ -593,5 +624,11 @@ impl Proposer for RaftNode {
 
     fn leader_raft_id(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    fn leader_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        (m.current_leader == Some(m.id) && m.state == ServerState::Leader).then_some(m.current_term)
     }
 }

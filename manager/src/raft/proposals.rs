@@ -7,14 +7,17 @@
 //! out together, as one [`proto::StoreEntry`] holding several batches. The state machine
 //! applies them in order, each all or nothing on its own, and each writer gets its own
 //! result (a batch that fails its version checks fails alone). A lone writer's batch goes
-//! out at once, alone, encoded as it always was.
+//! out at once, alone. Gathering needs entry format 2 ([`super::format`]): while some
+//! manager reads only format 1, the batches gathered go out one per entry instead.
+
+use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
-use prost::encoding::{encode_key, encode_varint, WireType};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use super::format::{self, EntryFormats};
 use super::types::{Command, TypeConfig};
 use crate::store::ApplyError;
 
@@ -54,12 +57,12 @@ pub(super) struct Proposals {
 }
 
 impl Proposals {
-    /// Starts the queue in front of `raft`.
-    pub(super) fn start(raft: Raft<TypeConfig>) -> Self {
+    /// Starts the queue in front of `raft`, writing the format `formats` allows.
+    pub(super) fn start(raft: Raft<TypeConfig>, formats: Arc<EntryFormats>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         Self {
             tx,
-            task: tokio::spawn(run(raft, rx)),
+            task: tokio::spawn(run(raft, formats, rx)),
         }
     }
 
@@ -82,7 +85,7 @@ impl Drop for Proposals {
     }
 }
 
-async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Proposal>) {
+async fn run(raft: Raft<TypeConfig>, formats: Arc<EntryFormats>, mut rx: mpsc::Receiver<Proposal>) {
     // Owns the entries in flight: dropping it (the queue stopped) drops their writers'
     // replies, which then see the queue stopped.
     let mut in_flight = JoinSet::new();
@@ -97,7 +100,20 @@ async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Proposal>) {
             break;
         };
         let group = gather(first, &mut rx);
-        in_flight.spawn(commit(raft.clone(), group));
+        let members: Vec<u64> = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            membership.nodes().map(|(id, _)| *id).collect()
+        };
+        if formats.writable(members) >= format::GATHERED {
+            in_flight.spawn(commit(raft.clone(), format::GATHERED, group));
+        } else {
+            // Some manager would read a gathered entry as empty: one batch per entry.
+            for proposal in group {
+                in_flight.spawn(commit(raft.clone(), format::SINGLE_BATCH, vec![proposal]));
+            }
+        }
     }
     while in_flight.join_next().await.is_some() {}
 }
@@ -116,13 +132,11 @@ fn gather(first: Proposal, rx: &mut mpsc::Receiver<Proposal>) -> Vec<Proposal> {
     group
 }
 
-/// Commits `group` as one entry and answers each writer with its own result.
-async fn commit(raft: Raft<TypeConfig>, mut group: Vec<Proposal>) {
-    let entry = if group.len() == 1 {
-        std::mem::take(&mut group[0].batch)
-    } else {
-        encode_entry(group.iter().map(|p| p.batch.as_slice()))
-    };
+/// Commits `group` as one entry of `format` (format 1: a group of one) and answers each
+/// writer with its own result.
+async fn commit(raft: Raft<TypeConfig>, format: u32, group: Vec<Proposal>) {
+    let batches: Vec<&[u8]> = group.iter().map(|p| p.batch.as_slice()).collect();
+    let entry = format::encode(format, &batches);
     let outcome = raft.client_write(Command(entry)).await;
     let refused = match outcome {
         Ok(resp) => {
@@ -148,26 +162,11 @@ async fn commit(raft: Raft<TypeConfig>, mut group: Vec<Proposal>) {
     }
 }
 
-/// A [`proto::StoreEntry`] holding the encoded batches, in order, as its `batches` (field
-/// 2): the bytes of an embedded message are its encoding, so they are copied, not decoded
-/// and encoded again.
-pub(super) fn encode_entry<'a>(batches: impl Iterator<Item = &'a [u8]> + Clone) -> Vec<u8> {
-    let size: usize = batches.clone().map(|b| b.len() + 11).sum();
-    let mut entry = Vec::with_capacity(size);
-    for batch in batches {
-        encode_key(2, WireType::LengthDelimited, &mut entry);
-        encode_varint(batch.len() as u64, &mut entry);
-        entry.extend_from_slice(batch);
-    }
-    entry
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use prost::Message;
-    use proto::{Service, StoreAction, StoreBatch, StoreEntry};
+    use proto::{Service, StoreAction, StoreBatch};
     use tonic::transport::Channel;
 
     use super::*;
@@ -332,33 +331,5 @@ mod tests {
         );
         assert!(node.local().read().get::<Service>("s2").is_some());
         node.shutdown().await;
-    }
-
-    fn batch(kinds: &[i32]) -> StoreBatch {
-        StoreBatch {
-            actions: kinds
-                .iter()
-                .map(|&kind| StoreAction { kind, object: None })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn an_entry_of_encoded_batches_decodes_to_those_batches_in_order() {
-        let batches = [batch(&[0]), batch(&[]), batch(&[1, 2, 0])];
-        let encoded: Vec<Vec<u8>> = batches.iter().map(Message::encode_to_vec).collect();
-        let entry = StoreEntry::decode(encode_entry(encoded.iter().map(Vec::as_slice)).as_slice())
-            .expect("decodes");
-        assert!(entry.actions.is_empty());
-        assert_eq!(entry.batches, batches);
-    }
-
-    #[test]
-    fn a_lone_batch_is_an_entry_of_its_actions() {
-        // A single writer's entry is its batch's bytes, as entries were before gathering.
-        let single = batch(&[0, 1]);
-        let entry = StoreEntry::decode(single.encode_to_vec().as_slice()).expect("decodes");
-        assert_eq!(entry.actions, single.actions);
-        assert!(entry.batches.is_empty());
     }
 }

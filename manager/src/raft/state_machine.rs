@@ -15,6 +15,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use super::at_rest::{Class, Keyring, SNAPSHOT_TREE};
+use super::format::{self, NewerFormat};
 use super::types::{CommandResult, LogId, StorageError, TypeConfig};
 use crate::store::{Applier, ApplyError, LocalStore, ObjectStore, WatchEvent};
 
@@ -78,6 +79,9 @@ pub struct StateMachine {
     last_applied: Option<LogId>,
     membership: StoredMembership<u64, openraft::BasicNode>,
     disk: StateMachineDisk,
+    /// The newest entry format this manager reads ([`format::NEWEST`] but in tests of
+    /// upgrades, which simulate the previous release).
+    understood: u32,
 }
 
 fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> StorageError {
@@ -86,8 +90,9 @@ fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> St
 
 impl StateMachine {
     /// Opens the state machine in `db`, restoring the last snapshot if there is one;
-    /// snapshots are sealed with `key`.
-    pub fn open(db: &sled::Db, key: Arc<Keyring>) -> Result<Self, StorageError> {
+    /// snapshots are sealed with `key`. It applies entries of formats up to `understood`
+    /// and stops at a newer one.
+    pub fn open(db: &sled::Db, key: Arc<Keyring>, understood: u32) -> Result<Self, StorageError> {
         let disk = StateMachineDisk {
             tree: db
                 .open_tree(SNAPSHOT_TREE)
@@ -99,6 +104,7 @@ impl StateMachine {
             last_applied: None,
             membership: StoredMembership::default(),
             disk,
+            understood,
         };
         if let Some(stored) = sm.load_snapshot()? {
             sm.restore(&stored.meta, &stored.data)?;
@@ -121,14 +127,21 @@ impl StateMachine {
         meta: &SnapshotMeta<u64, openraft::BasicNode>,
         data: &[u8],
     ) -> Result<(), StorageError> {
-        let snapshot = proto::StoreSnapshot::decode(data).map_err(|e| {
+        let failed = |e: &dyn ToString| {
             io_error(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Read,
-                e,
+                e.to_string(),
             )
-        })?;
+        };
+        let snapshot = proto::StoreSnapshot::decode(data).map_err(|e| failed(&e))?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
+        let declared = format::declared(snapshot.format);
+        if declared > format::SNAPSHOT {
+            let newer = NewerFormat::snapshot(format::SNAPSHOT, index, declared);
+            tracing::error!("{newer}");
+            return Err(failed(&newer));
+        }
         {
             let mut applying = self.applier.lock();
             *applying.store() = ObjectStore::from_snapshot(snapshot);
@@ -141,23 +154,28 @@ impl StateMachine {
     }
 }
 
+/// What applying one entry gave: one result per batch and, if any batch applied, the
+/// changes they made (all at the entry's index, in order) for the watch stream.
+type Applied = (Vec<Result<(), ApplyError>>, Option<Vec<proto::StoreEvent>>);
+
 /// Applies a [`proto::StoreEntry`] committed at `index`: its batches in order, each all or
-/// nothing on its own. Returns one result per batch and, if any batch applied, the changes
-/// they made (all at `index`, in order) for the watch stream.
+/// nothing on its own. An entry of a format newer than `understood` is not applied at all.
 fn apply_entry(
     store: &mut ObjectStore,
     bytes: &[u8],
     index: u64,
-) -> (Vec<Result<(), ApplyError>>, Option<Vec<proto::StoreEvent>>) {
-    let batches = match proto::StoreEntry::decode(bytes) {
-        Err(e) => return (vec![Err(ApplyError::Invalid(e.to_string()))], None),
-        Ok(entry) if entry.batches.is_empty() => vec![proto::StoreBatch {
-            actions: entry.actions,
-        }],
-        Ok(entry) if entry.actions.is_empty() => entry.batches,
-        Ok(entry) => {
-            let invalid = ApplyError::Invalid("an entry holds either actions or batches".into());
-            return (vec![Err(invalid); entry.batches.len()], None);
+    understood: u32,
+) -> Result<Applied, NewerFormat> {
+    let entry = match proto::StoreEntry::decode(bytes) {
+        Err(e) => return Ok((vec![Err(ApplyError::Invalid(e.to_string()))], None)),
+        Ok(entry) => entry,
+    };
+    let held = entry.batches.len();
+    let batches = match format::batches(entry, index, understood)? {
+        Ok(batches) => batches,
+        Err(malformed) => {
+            let invalid = ApplyError::Invalid(malformed);
+            return Ok((vec![Err(invalid); held], None));
         }
     };
     let mut changes: Option<Vec<proto::StoreEvent>> = None;
@@ -169,7 +187,7 @@ fn apply_entry(
             Ok(())
         })
         .collect();
-    (results, changes)
+    Ok((results, changes))
 }
 
 /// A consistent copy of the state taken when openraft asks for a snapshot; it is encoded and
@@ -183,7 +201,9 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let data = self.store.to_snapshot().encode_to_vec();
+        let mut snapshot = self.store.to_snapshot();
+        snapshot.format = format::SNAPSHOT;
+        let data = snapshot.encode_to_vec();
         let last = self.last_applied;
         let meta = SnapshotMeta {
             last_log_id: last,
@@ -221,9 +241,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut results = Vec::new();
         let mut applying = self.applier.lock();
+        let mut newer = None;
         for entry in entries {
             let index = entry.log_id.index;
-            self.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Membership(m) => {
@@ -231,18 +251,36 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Vec::new()
                 }
                 EntryPayload::Normal(command) => {
-                    let (results, events) = apply_entry(applying.store(), &command.0, index);
-                    if let Some(events) = events {
-                        applying.publish(WatchEvent::Changes { index, events });
+                    match apply_entry(applying.store(), &command.0, index, self.understood) {
+                        Ok((results, events)) => {
+                            if let Some(events) = events {
+                                applying.publish(WatchEvent::Changes { index, events });
+                            }
+                            results
+                        }
+                        Err(e) => {
+                            newer = Some((entry.log_id, e));
+                            break;
+                        }
                     }
-                    results
                 }
             };
+            self.last_applied = Some(entry.log_id);
             results.push(CommandResult(result));
         }
         drop(applying);
         if let Some(last) = self.last_applied {
             self.applier.applied(last.index);
+        }
+        if let Some((log_id, newer)) = newer {
+            // Reading it as far as this build can would silently lose writes: stop applying
+            // (openraft stops this member) and say what to do.
+            tracing::error!("{newer}");
+            return Err(io_error(
+                ErrorSubject::Apply(log_id),
+                ErrorVerb::Read,
+                newer,
+            ));
         }
         Ok(results)
     }
@@ -294,7 +332,7 @@ mod tests {
     use proto::{Service, StoreAction, StoreActionKind, StoreBatch};
 
     use super::*;
-    use crate::raft::proposals::encode_entry;
+    use crate::raft::format::{encode, GATHERED};
     use crate::raft::types::Command;
     use crate::store::tests::service;
     use crate::store::{Kind, StoredObject};
@@ -322,7 +360,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = sled::open(dir.path()).expect("sled");
         let key = Arc::new(crate::raft::at_rest::Keyring::in_memory());
-        (dir, StateMachine::open(&db, key).expect("state machine"))
+        (
+            dir,
+            StateMachine::open(&db, key, format::NEWEST).expect("state machine"),
+        )
     }
 
     use StoreActionKind::{Create, Update};
@@ -347,7 +388,10 @@ mod tests {
             batch(vec![(Create, service("s2", "db", 0))]),
         ];
         let encoded: Vec<Vec<u8>> = batches.iter().map(Message::encode_to_vec).collect();
-        let gathered = encode_entry(encoded.iter().map(Vec::as_slice));
+        let gathered = encode(
+            GATHERED,
+            &encoded.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        );
         let results = sm.apply([entry(2, gathered)]).await.expect("apply");
 
         let conflict = ApplyError::Conflict {
@@ -411,7 +455,10 @@ mod tests {
             batch(vec![(Update, service("s2", "db", 1))]),
         ];
         let encoded: Vec<Vec<u8>> = batches.iter().map(Message::encode_to_vec).collect();
-        let gathered = encode_entry(encoded.iter().map(Vec::as_slice));
+        let gathered = encode(
+            GATHERED,
+            &encoded.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        );
         let results = sm.apply([entry(1, gathered)]).await.expect("apply");
         assert_eq!(results[0].0.len(), 2);
         assert!(results[0].0.iter().all(Result::is_err));
@@ -425,6 +472,7 @@ mod tests {
         let entry_bytes = proto::StoreEntry {
             actions: batch(vec![(Create, service("s1", "web", 0))]).actions,
             batches: vec![batch(vec![(Create, service("s2", "db", 0))])],
+            format: 0,
         }
         .encode_to_vec();
         let results = sm.apply([entry(1, entry_bytes)]).await.expect("apply");

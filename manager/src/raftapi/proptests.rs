@@ -6,7 +6,7 @@ use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 use proptest::prelude::*;
 use proto::RaftPayload;
 
-use super::{decode, encode};
+use super::{decode, payload};
 use crate::raft::{Command, TypeConfig};
 
 fn log_id(term: u64, node: u64, index: u64) -> LogId<u64> {
@@ -53,7 +53,7 @@ proptest! {
     fn any_bytes_from_a_peer_are_a_message_or_invalid_argument(
         data in proptest::collection::vec(any::<u8>(), 0..400),
     ) {
-        let payload = RaftPayload { data };
+        let payload = RaftPayload { data, ..Default::default() };
         let errors = [
             decode::<AppendEntriesRequest<TypeConfig>>(&payload).err(),
             decode::<VoteRequest<u64>>(&payload).err(),
@@ -72,7 +72,7 @@ proptest! {
         entries in entries(),
     ) {
         let sent = request(term, node, &entries);
-        let wire = encode(&sent).unwrap().into_inner();
+        let wire = payload(&sent, 2).unwrap();
         let got: AppendEntriesRequest<TypeConfig> = decode(&wire).unwrap();
         prop_assert_eq!(got.vote, sent.vote);
         prop_assert_eq!(got.prev_log_id, sent.prev_log_id);
@@ -88,7 +88,7 @@ proptest! {
         }
         // A cut message never reads as a shorter valid one that loses entries silently.
         if !wire.data.is_empty() {
-            let cut = RaftPayload { data: wire.data[..wire.data.len() - 1].to_vec() };
+            let cut = RaftPayload { data: wire.data[..wire.data.len() - 1].to_vec(), ..Default::default() };
             prop_assert!(decode::<AppendEntriesRequest<TypeConfig>>(&cut).is_err());
         }
     }
@@ -96,7 +96,7 @@ proptest! {
     #[test]
     fn votes_decode_to_what_was_encoded(term in any::<u64>(), node in any::<u64>(), index in any::<u64>()) {
         let sent = VoteRequest { vote: Vote::new(term, node), last_log_id: Some(log_id(term, node, index)) };
-        let wire = encode(&sent).unwrap().into_inner();
+        let wire = payload(&sent, 2).unwrap();
         prop_assert_eq!(decode::<VoteRequest<u64>>(&wire).unwrap(), sent);
     }
 }

@@ -3,7 +3,7 @@
 //! a writer (someone else's write just before ours, a lost quorum, a change of leader).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -30,6 +30,8 @@ pub(crate) struct FakeProposer {
     /// Our proposals, in order.
     proposed: Mutex<Vec<StoreBatch>>,
     barriers: AtomicUsize,
+    /// The Raft term: every change of leader starts a new one.
+    term: AtomicU64,
 }
 
 impl FakeProposer {
@@ -44,6 +46,7 @@ impl FakeProposer {
             barrier_failures: Mutex::default(),
             proposed: Mutex::default(),
             barriers: AtomicUsize::new(0),
+            term: AtomicU64::new(1),
         })
     }
 
@@ -84,6 +87,7 @@ impl FakeProposer {
 
     /// Makes `leader` (a Raft ID) the leader, or nobody.
     pub(crate) fn set_leader(&self, leader: Option<u64>) {
+        self.term.fetch_add(1, Ordering::SeqCst);
         self.leader.send_replace(leader);
     }
 
@@ -147,5 +151,9 @@ impl Proposer for FakeProposer {
 
     fn leader_raft_id(&self) -> Option<u64> {
         *self.leader.borrow()
+    }
+
+    fn leader_term(&self) -> Option<u64> {
+        self.is_leader().then(|| self.term.load(Ordering::SeqCst))
     }
 }

@@ -137,6 +137,11 @@ impl Store {
         self.proposer.is_leader()
     }
 
+    /// The Raft term this manager leads in, if it leads now (see [`Proposer::leader_term`]).
+    pub fn leader_term(&self) -> Option<u64> {
+        self.proposer.leader_term()
+    }
+
     /// Resolves once this manager leads; fails once replication stops.
     pub async fn until_leader(&self) -> Result<(), StoreError> {
         self.proposer.until_leader().await

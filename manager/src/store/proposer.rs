@@ -29,6 +29,11 @@ pub trait Proposer: Send + Sync + 'static {
     /// Whether this manager leads now.
     fn is_leader(&self) -> bool;
 
+    /// The Raft term this manager leads in, if it leads now: a new term is a new
+    /// leadership, even one that followed an earlier term of this manager's too quickly for
+    /// a poll of [`Proposer::is_leader`] to see the gap.
+    fn leader_term(&self) -> Option<u64>;
+
     /// Resolves once this manager leads (at once if it does); fails once replication stops.
     fn until_leader(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 

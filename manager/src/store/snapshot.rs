@@ -18,7 +18,10 @@ impl ObjectStore {
         add::<proto::Network>(self, &mut objects);
         add::<proto::Secret>(self, &mut objects);
         add::<proto::Config>(self, &mut objects);
-        StoreSnapshot { objects }
+        StoreSnapshot {
+            objects,
+            ..Default::default()
+        }
     }
 
     /// The store a snapshot describes.

@@ -36,6 +36,7 @@ fn entries() -> impl Strategy<Value = Entry<TypeConfig>> {
                     StoreEntry {
                         actions: Vec::new(),
                         batches: vec![StoreBatch::default(); batches],
+                        format: crate::raft::format::GATHERED,
                     }
                     .encode_to_vec(),
                 )),
