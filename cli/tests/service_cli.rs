@@ -873,8 +873,11 @@ fn inspect_and_rm() {
     let d = fake::start();
     let json: serde_json::Value =
         serde_json::from_str(&ok(&d, &["service", "inspect", "web", "mon"])).unwrap();
-    assert_eq!(json[0]["meta"]["id"], fake::WEB_ID);
-    assert_eq!(json[1]["spec"]["name"], "mon");
+    // Docker's JSON, as `docker service inspect` prints it.
+    assert_eq!(json[0]["ID"], fake::WEB_ID);
+    assert_eq!(json[0]["Spec"]["Mode"]["Replicated"]["Replicas"], 3);
+    assert_eq!(json[1]["Spec"]["Name"], "mon");
+    assert!(json[0].get("meta").is_none(), "{json}");
     let pretty = ok(&d, &["service", "inspect", "--pretty", "web"]);
     assert!(pretty.contains("Name:\t\tweb\n"), "{pretty}");
     assert!(

@@ -424,8 +424,10 @@ fn node_inspect_against_a_daemon() {
     let d = fake::start();
     let json: serde_json::Value =
         serde_json::from_str(&ok(&d, &["node", "inspect", "manager-1", "worker-1"])).unwrap();
-    assert_eq!(json[0]["meta"]["id"], fake::SELF_ID);
-    assert_eq!(json[1]["role"], "NODE_ROLE_WORKER");
+    // Docker's JSON, as `docker node inspect` prints it.
+    assert_eq!(json[0]["ID"], fake::SELF_ID);
+    assert_eq!(json[0]["Description"]["Hostname"], "manager-1");
+    assert_eq!(json[1]["Spec"]["Role"], "worker");
     let pretty = ok(&d, &["node", "inspect", "--pretty", "self"]);
     assert!(pretty.contains("Hostname:\t\tmanager-1\n"), "{pretty}");
     assert!(pretty.contains(" Leader:\t\tYes\n"), "{pretty}");

@@ -8,6 +8,7 @@
 //! `clap::Subcommand` enum and an `async fn run(&GlobalOpts, Command)`, a variant in
 //! [`Command`] and an arm in [`run`].
 
+pub mod docker;
 pub mod duration;
 pub mod events;
 pub mod format;

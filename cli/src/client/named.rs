@@ -13,8 +13,8 @@ use proto::{
 
 use super::format::age;
 use super::{
-    inspect_format, json, list_format, out, report, table::Table, Client, GlobalOpts, ListFormat,
-    Reply, Reported,
+    docker, inspect_format, json, list_format, out, report, table::Table, Client, GlobalOpts,
+    ListFormat, Reply, Reported,
 };
 
 /// Which of the two kinds a command is about.
@@ -246,14 +246,14 @@ async fn inspect(global: &GlobalOpts, kind: Kind, args: InspectArgs) -> anyhow::
                 })
                 .await
                 .reply(&client)
-                .and_then(|r| r.secret.as_ref().map(json::to_value).transpose()),
+                .and_then(|r| r.secret.as_ref().map(docker::secret).transpose()),
             Kind::Config => control
                 .get_config(GetConfigRequest {
                     config: name.clone(),
                 })
                 .await
                 .reply(&client)
-                .and_then(|r| r.config.as_ref().map(json::to_value).transpose()),
+                .and_then(|r| r.config.as_ref().map(docker::config).transpose()),
         };
         match value {
             Ok(Some(v)) => found.push(v),
@@ -265,7 +265,7 @@ async fn inspect(global: &GlobalOpts, kind: Kind, args: InspectArgs) -> anyhow::
         }
     }
     if !found.is_empty() {
-        out(json::pretty(&serde_json::Value::Array(found))?);
+        out(docker::inspect_array(found)?);
     }
     if failed {
         Err(Reported.into())

@@ -10,8 +10,8 @@ use proto::{
 
 use super::named::{labels, InspectArgs, LsArgs, RmArgs};
 use super::{
-    inspect_format, json, list_format, out, report, table::Table, GlobalOpts, ListFormat, Reply,
-    Reported,
+    docker, inspect_format, json, list_format, out, report, table::Table, GlobalOpts, ListFormat,
+    Reply, Reported,
 };
 
 /// `skiff network ...`.
@@ -292,7 +292,7 @@ async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
             })
             .await
             .reply(&client)
-            .and_then(|r| r.network.as_ref().map(json::to_value).transpose());
+            .and_then(|r| r.network.as_ref().map(docker::network).transpose());
         match value {
             Ok(v) => found.extend(v),
             Err(e) => {
@@ -302,7 +302,7 @@ async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
         }
     }
     if !found.is_empty() {
-        out(json::pretty(&serde_json::Value::Array(found))?);
+        out(docker::inspect_array(found)?);
     }
     if failed {
         Err(Reported.into())

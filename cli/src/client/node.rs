@@ -12,8 +12,8 @@ use proto::{
 
 use super::format::{format_bytes, format_cpus, format_time};
 use super::{
-    inspect_format, json, list_format, out, report, table::Table, Client, GlobalOpts, ListFormat,
-    Reply, Reported,
+    docker, inspect_format, json, list_format, out, report, table::Table, Client, GlobalOpts,
+    ListFormat, Reply, Reported,
 };
 
 /// `skiff node ...`.
@@ -539,9 +539,28 @@ async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
             out(text.join("\n").trim_end());
         }
     } else if !nodes.is_empty() || errors.is_empty() {
-        out(json::array(&nodes)?);
+        let root_ca = root_ca(&client).await;
+        let values = nodes
+            .iter()
+            .map(|n| docker::node(n, &root_ca))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        out(docker::inspect_array(values)?);
     }
     finish(errors)
+}
+
+/// The cluster's root certificate, which Docker shows in every node's `TLSInfo`; empty
+/// when the daemon will not say (the node's JSON is still worth printing without it).
+async fn root_ca(client: &Client) -> String {
+    client
+        .control()
+        .get_cluster(proto::GetClusterRequest {})
+        .await
+        .ok()
+        .and_then(|r| r.into_inner().cluster)
+        .and_then(|c| c.root_ca)
+        .map(|ca| ca.cert_pem)
+        .unwrap_or_default()
 }
 
 /// Prints the errors of a command over several objects; fails if there were any.

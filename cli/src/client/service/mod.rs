@@ -27,7 +27,8 @@ use proto::{
 };
 
 use super::{
-    inspect_format, json, list_format, out, report, Client, GlobalOpts, ListFormat, Reply, Reported,
+    docker, inspect_format, json, list_format, out, report, Client, GlobalOpts, ListFormat, Reply,
+    Reported,
 };
 use create::CreateArgs;
 use logs::LogsArgs;
@@ -588,7 +589,11 @@ async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
             out(text.join("\n").trim_end());
         }
     } else if !services.is_empty() || errors.is_empty() {
-        out(json::array(&services)?);
+        let values = services
+            .iter()
+            .map(docker::service)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        out(docker::inspect_array(values)?);
     }
     finish(errors)
 }
