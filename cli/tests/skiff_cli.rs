@@ -109,7 +109,7 @@ fn bad_local_input() {
     let cases: &[&[&str]] = &[
         &["node", "update", "--label-add", "=v", "n1"],
         &["node", "ls", "--filter", "role=boss"],
-        &["node", "ls", "--format", "{{.ID}}"],
+        &["node", "ls", "--format", "{{.ID"],
         &["swarm", "join", "--token", "nope", "10.0.0.1"],
         &["swarm", "join-token", "boss"],
         &["swarm", "init", "--advertise-addr", "10.0.0.1:99999"],
@@ -420,6 +420,49 @@ fn node_ls_against_a_daemon() {
 }
 
 #[test]
+fn node_ls_and_inspect_take_go_templates() {
+    let d = fake::start();
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "node",
+                "ls",
+                "--format",
+                "{{.Hostname}}{{if .Self}} *{{end}} {{.ManagerStatus}}"
+            ]
+        ),
+        "manager-1 * Leader\nmanager-2 Unreachable\nworker-1 \n"
+    );
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "node",
+                "ls",
+                "--format",
+                r"table {{.Hostname}}\t{{.Status}}"
+            ]
+        ),
+        "HOSTNAME    STATUS\nmanager-1   Ready\nmanager-2   Ready\nworker-1    Ready\n"
+    );
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "node",
+                "inspect",
+                "--format",
+                "{{.Description.Hostname}} {{.Spec.Role}}",
+                "self",
+                "worker-1"
+            ]
+        ),
+        "manager-1 manager\nworker-1 worker\n"
+    );
+}
+
+#[test]
 fn node_inspect_against_a_daemon() {
     let d = fake::start();
     let json: serde_json::Value =
@@ -560,7 +603,14 @@ fn swarm_commands_against_a_daemon() {
         "{inspect}"
     );
     let json: serde_json::Value = serde_json::from_str(&inspect).unwrap();
-    assert_eq!(json[0]["join_tokens"]["worker"], "SKTKN-WORKER");
+    assert_eq!(json[0]["JoinTokens"]["Worker"], "SKTKN-WORKER");
+    assert_eq!(
+        ok(
+            &d,
+            &["swarm", "inspect", "--format", "{{.JoinTokens.Worker}}"]
+        ),
+        "SKTKN-WORKER\n"
+    );
 
     assert_eq!(
         ok(

@@ -13,7 +13,12 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::daemon::engine::types::{network, node, secret, service, task};
+use crate::daemon::engine::types::{network, node, secret, service, swarm, task};
+
+/// The cluster as Docker's `Swarm` (its join tokens, never the root CA's key).
+pub fn swarm(c: &proto::Cluster) -> anyhow::Result<Value> {
+    value(&swarm::Swarm::from_proto(c))
+}
 
 /// A service as Docker's `Service`.
 pub fn service(s: &proto::Service) -> anyhow::Result<Value> {

@@ -17,10 +17,12 @@ pub mod json;
 pub mod named;
 pub mod network;
 pub mod node;
+pub mod output;
 pub mod service;
 pub mod stack;
 pub mod swarm;
 pub mod table;
+pub mod template;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -261,14 +263,14 @@ pub fn out(text: impl fmt::Display) {
     }
 }
 
-/// What `--format` asked of a listing.
+/// What `--format` asked of `skiff events` (`table`, the default, or `json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListFormat {
     Table,
     Json,
 }
 
-/// Parses a listing's `--format` (`table`, the default, or `json`).
+/// Parses `skiff events`' `--format` (`table`, the default, or `json`).
 pub fn list_format(value: Option<&str>) -> anyhow::Result<ListFormat> {
     match value.map(str::trim) {
         None | Some("") | Some("table") => Ok(ListFormat::Table),
@@ -279,13 +281,10 @@ pub fn list_format(value: Option<&str>) -> anyhow::Result<ListFormat> {
     }
 }
 
-/// Checks an inspect command's `--format` (only `json`, the default).
-pub fn inspect_format(value: Option<&str>) -> anyhow::Result<()> {
-    match value.map(str::trim) {
-        None | Some("") | Some("json") => Ok(()),
-        Some(other) => Err(anyhow!(
-            "unsupported --format \"{other}\": use --format json (templates are not supported)"
-        )),
+/// Prints a template's output, unless it is empty (no rows: no line at all).
+pub fn out_text(text: &str) {
+    if !text.is_empty() {
+        out(text);
     }
 }
 
@@ -875,8 +874,6 @@ mod tests {
         assert_eq!(list_format(None).unwrap(), ListFormat::Table);
         assert_eq!(list_format(Some("json")).unwrap(), ListFormat::Json);
         assert!(list_format(Some("{{.ID}}")).is_err());
-        assert!(inspect_format(Some("json")).is_ok());
-        assert!(inspect_format(Some("yaml")).is_err());
     }
 
     #[test]

@@ -12,9 +12,9 @@ use proto::{
 };
 
 use super::format::age;
+use super::output::{Format, Rows};
 use super::{
-    docker, inspect_format, json, list_format, out, report, table::Table, Client, GlobalOpts,
-    ListFormat, Reply, Reported,
+    docker, json, out, out_text, report, table::Table, Client, GlobalOpts, Reply, Reported,
 };
 
 /// Which of the two kinds a command is about.
@@ -59,7 +59,7 @@ pub struct LsArgs {
     /// Only print IDs
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table (the default) or json
+    /// Output format: table (the default), json, a Go template ({{.Name}}) or table TEMPLATE
     #[arg(long)]
     pub format: Option<String>,
 }
@@ -67,7 +67,7 @@ pub struct LsArgs {
 /// `inspect NAME...`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Output format: json (the default)
+    /// Output format: json (the default) or a Go template on Docker's JSON ({{.Spec.Name}})
     #[arg(short, long)]
     pub format: Option<String>,
     /// ID, ID prefix or name
@@ -88,6 +88,8 @@ struct Item {
     id: String,
     name: String,
     created_at: i64,
+    updated_at: i64,
+    labels: std::collections::HashMap<String, String>,
     json: serde_json::Value,
 }
 
@@ -181,6 +183,12 @@ async fn list(client: &Client, kind: Kind) -> anyhow::Result<Vec<Item>> {
                     id: meta.id,
                     name,
                     created_at: meta.created_at,
+                    updated_at: meta.updated_at,
+                    labels: s
+                        .spec
+                        .as_ref()
+                        .map(|x| x.labels.clone())
+                        .unwrap_or_default(),
                     json: json::to_value(&s)?,
                 });
             }
@@ -198,6 +206,12 @@ async fn list(client: &Client, kind: Kind) -> anyhow::Result<Vec<Item>> {
                     id: meta.id,
                     name,
                     created_at: meta.created_at,
+                    updated_at: meta.updated_at,
+                    labels: c
+                        .spec
+                        .as_ref()
+                        .map(|x| x.labels.clone())
+                        .unwrap_or_default(),
                     json: json::to_value(&c)?,
                 });
             }
@@ -208,7 +222,7 @@ async fn list(client: &Client, kind: Kind) -> anyhow::Result<Vec<Item>> {
 }
 
 async fn ls(global: &GlobalOpts, kind: Kind, args: LsArgs) -> anyhow::Result<()> {
-    let format = list_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
     let items = list(&client, kind).await?;
     if args.quiet {
@@ -217,23 +231,49 @@ async fn ls(global: &GlobalOpts, kind: Kind, args: LsArgs) -> anyhow::Result<()>
         }
         return Ok(());
     }
-    match format {
-        ListFormat::Json => out(json::pretty(&serde_json::Value::Array(
+    if matches!(format, Format::Json) {
+        out(json::pretty(&serde_json::Value::Array(
             items.into_iter().map(|i| i.json).collect(),
-        ))?),
-        ListFormat::Table => {
-            let mut table = Table::new(&["ID", "NAME", "CREATED"]);
-            for i in &items {
-                table.push([i.id.clone(), i.name.clone(), age(i.created_at)]);
-            }
-            out(table.render().trim_end());
-        }
+        ))?);
+        return Ok(());
+    }
+    let mut table = Table::new(&["ID", "NAME", "CREATED"]);
+    for i in &items {
+        table.push([i.id.clone(), i.name.clone(), age(i.created_at)]);
+    }
+    if format.is_template() {
+        out_text(&rows(&items, &table).render(&format)?);
+    } else {
+        out(table.render().trim_end());
     }
     Ok(())
 }
 
+/// The fields of a `secret ls` / `config ls` row in a `--format` template, as Docker names
+/// them.
+const FIELDS: &[&str] = &["ID", "Name", "CreatedAt"];
+
+/// `ls`'s rows for a template: the table's cells, and Docker's other fields.
+fn rows(items: &[Item], table: &Table) -> Rows {
+    let mut rows = Rows::from_table(table, FIELDS);
+    for (i, item) in items.iter().enumerate() {
+        let cells = [
+            ("UpdatedAt", "UPDATED", age(item.updated_at)),
+            (
+                "Labels",
+                "LABELS",
+                super::network::joined_labels(&item.labels),
+            ),
+        ];
+        for (field, header, value) in cells {
+            rows.set(i, field, header, serde_json::Value::String(value));
+        }
+    }
+    rows
+}
+
 async fn inspect(global: &GlobalOpts, kind: Kind, args: InspectArgs) -> anyhow::Result<()> {
-    inspect_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
     let mut control = client.control();
     let mut found = Vec::new();
@@ -265,7 +305,7 @@ async fn inspect(global: &GlobalOpts, kind: Kind, args: InspectArgs) -> anyhow::
         }
     }
     if !found.is_empty() {
-        out(docker::inspect_array(found)?);
+        out_text(&format.inspect(found)?);
     }
     if failed {
         Err(Reported.into())

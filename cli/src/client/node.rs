@@ -11,9 +11,9 @@ use proto::{
 };
 
 use super::format::{format_bytes, format_cpus, format_time};
+use super::output::{Format, Rows};
 use super::{
-    docker, inspect_format, json, list_format, out, report, table::Table, Client, GlobalOpts,
-    ListFormat, Reply, Reported,
+    docker, json, out, out_text, report, table::Table, Client, GlobalOpts, Reply, Reported,
 };
 
 /// `skiff node ...`.
@@ -43,7 +43,7 @@ pub struct LsArgs {
     /// Only print node IDs
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table (the default) or json
+    /// Output format: table (the default), json, a Go template ({{.Name}}) or table TEMPLATE
     #[arg(long)]
     pub format: Option<String>,
     /// Filter: role=manager|worker, name=HOSTNAME, id=ID, label=KEY[=VALUE]; repeat to combine
@@ -57,7 +57,7 @@ pub struct InspectArgs {
     /// Print a readable summary instead of JSON
     #[arg(long, conflicts_with = "format")]
     pub pretty: bool,
-    /// Output format: json (the default)
+    /// Output format: json (the default) or a Go template on Docker's JSON ({{.Spec.Name}})
     #[arg(short, long)]
     pub format: Option<String>,
     /// Node ID, ID prefix or hostname ("self" for this node)
@@ -488,8 +488,29 @@ async fn resolve(client: &Client, name: &str) -> anyhow::Result<String> {
     })
 }
 
+/// The fields of a `node ls` row in a `--format` template, as Docker names them (and
+/// `.Self`, whether the row is the node the CLI talks to).
+pub const NODE_FIELDS: &[&str] = &[
+    "ID",
+    "Hostname",
+    "Status",
+    "Availability",
+    "ManagerStatus",
+    "EngineVersion",
+];
+
+/// `node ls`'s rows for a template: the table's cells (the ID without its `*`) and `.Self`.
+pub fn node_rows(nodes: &[Node], self_id: Option<&str>) -> Rows {
+    let mut rows = Rows::from_table(&nodes_table(nodes, None), NODE_FIELDS);
+    for (i, n) in nodes.iter().enumerate() {
+        let me = self_id.is_some_and(|s| !s.is_empty() && s == id(n));
+        rows.set(i, "Self", "", serde_json::Value::Bool(me));
+    }
+    rows
+}
+
 async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
-    let format = list_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let filters = Filters::parse(&args.filter)?;
     let client = global.connect().await?;
     let request = ListNodesRequest {
@@ -511,15 +532,16 @@ async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    match format {
-        ListFormat::Json => out(json::array(&nodes)?),
-        ListFormat::Table => out(nodes_table(&nodes, me.as_deref()).render().trim_end()),
+    match &format {
+        Format::Json => out(json::array(&nodes)?),
+        Format::Default => out(nodes_table(&nodes, me.as_deref()).render().trim_end()),
+        template => out_text(&node_rows(&nodes, me.as_deref()).render(template)?),
     }
     Ok(())
 }
 
 async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
-    inspect_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
     let mut nodes = Vec::new();
     let mut errors = Vec::new();
@@ -544,7 +566,7 @@ async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
             .iter()
             .map(|n| docker::node(n, &root_ca))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        out(docker::inspect_array(values)?);
+        out_text(&format.inspect(values)?);
     }
     finish(errors)
 }
