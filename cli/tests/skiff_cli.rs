@@ -397,7 +397,7 @@ fn node_ls_against_a_daemon() {
     assert_eq!(arr.len(), 3);
     assert_eq!(arr[0]["spec"]["desired_role"], "NODE_ROLE_MANAGER");
     assert_eq!(arr[2]["spec"]["availability"], "NODE_AVAILABILITY_ACTIVE");
-    // The filters reach the daemon.
+    // The role reaches the daemon; names match as prefixes, as Docker's.
     ok(
         &d,
         &[
@@ -414,8 +414,22 @@ fn node_ls_against_a_daemon() {
         calls
             .last()
             .unwrap()
-            .contains("roles: [\"manager\"], names: [\"manager-1\"]"),
+            .contains("roles: [\"manager\"], names: []"),
         "{calls:?}"
+    );
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "node",
+                "ls",
+                "--filter",
+                "name=manager",
+                "--format",
+                "{{.Hostname}}"
+            ]
+        ),
+        "manager-1\nmanager-2\n"
     );
 }
 

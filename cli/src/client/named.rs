@@ -33,7 +33,7 @@ pub enum NamedCommand {
     Create(CreateArgs),
     /// List them
     #[command(visible_alias = "list")]
-    Ls(LsArgs),
+    Ls(NamedLsArgs),
     /// Show details of one or more (never a secret's data)
     Inspect(InspectArgs),
     /// Remove one or more
@@ -62,6 +62,69 @@ pub struct LsArgs {
     /// Output format: table (the default), json, a Go template ({{.Name}}) or table TEMPLATE
     #[arg(long)]
     pub format: Option<String>,
+}
+
+/// `secret ls` / `config ls`: the listing flags and `--filter`.
+#[derive(Debug, Args)]
+pub struct NamedLsArgs {
+    #[command(flatten)]
+    pub ls: LsArgs,
+    /// Filter: name=NAME (a prefix, as Docker matches it), id=ID (a prefix),
+    /// label=KEY[=VALUE]; a name or ID given twice matches either
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+}
+
+/// `secret ls --filter` / `config ls --filter` values.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Filters {
+    names: Vec<String>,
+    ids: Vec<String>,
+    labels: Vec<(String, Option<String>)>,
+}
+
+impl Filters {
+    /// Parses `--filter KEY=VALUE` values.
+    pub fn parse(values: &[String]) -> anyhow::Result<Filters> {
+        let mut f = Filters::default();
+        for raw in values {
+            let bad = || {
+                anyhow::anyhow!(
+                    "invalid filter \"{raw}\": use name=NAME, id=ID or label=KEY[=VALUE]"
+                )
+            };
+            let (key, value) = raw.split_once('=').ok_or_else(bad)?;
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(bad());
+            }
+            match key.trim() {
+                "name" => f.names.push(value.to_string()),
+                "id" => f.ids.push(value.to_string()),
+                "label" => f.labels.push(match value.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (value.to_string(), None),
+                }),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(f)
+    }
+
+    fn keep(&self, item: &Item) -> bool {
+        let prefix = |wanted: &[String], have: &str| {
+            wanted.is_empty() || wanted.iter().any(|p| have.starts_with(p.as_str()))
+        };
+        let labels_ok = self
+            .labels
+            .iter()
+            .all(|(k, v)| match (item.labels.get(k), v) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            });
+        prefix(&self.names, &item.name) && prefix(&self.ids, &item.id) && labels_ok
+    }
 }
 
 /// `inspect NAME...`.
@@ -221,10 +284,13 @@ async fn list(client: &Client, kind: Kind) -> anyhow::Result<Vec<Item>> {
     Ok(items)
 }
 
-async fn ls(global: &GlobalOpts, kind: Kind, args: LsArgs) -> anyhow::Result<()> {
+async fn ls(global: &GlobalOpts, kind: Kind, args: NamedLsArgs) -> anyhow::Result<()> {
+    let filters = Filters::parse(&args.filter)?;
+    let args = args.ls;
     let format = Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
-    let items = list(&client, kind).await?;
+    let mut items = list(&client, kind).await?;
+    items.retain(|i| filters.keep(i));
     if args.quiet {
         for i in &items {
             out(&i.id);
@@ -363,5 +429,40 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("invalid label"));
+    }
+
+    fn item(id: &str, name: &str, labels: &[(&str, &str)]) -> Item {
+        Item {
+            id: id.into(),
+            name: name.into(),
+            created_at: 0,
+            updated_at: 0,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            json: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn filters_match_name_and_id_prefixes_as_docker() {
+        let db = item("abc123", "db-password", &[("env", "prod")]);
+        let api = item("def456", "api-key", &[]);
+        let keep = |flags: &[&str], i: &Item| {
+            let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+            Filters::parse(&flags).unwrap().keep(i)
+        };
+        assert!(keep(&["name=db"], &db) && !keep(&["name=db"], &api));
+        // A part that is not a prefix does not match.
+        assert!(!keep(&["name=password"], &db));
+        assert!(keep(&["name=db", "name=api"], &api));
+        assert!(keep(&["id=abc"], &db) && !keep(&["id=bc"], &db));
+        assert!(keep(&["label=env"], &db) && keep(&["label=env=prod"], &db));
+        assert!(!keep(&["label=env=dev"], &db) && !keep(&["label=env"], &api));
+        for bad in ["colour=red", "name=", "name"] {
+            let e = Filters::parse(&[bad.to_string()]).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid filter \"{bad}\"")), "{e}");
+        }
     }
 }

@@ -298,7 +298,8 @@ pub fn pretty(node: &Node) -> String {
 pub struct Filters {
     /// Sent to the daemon.
     pub roles: Vec<String>,
-    /// Sent to the daemon.
+    /// Applied here: hostname prefixes, as Docker matches `name=` (the daemon's own
+    /// name filter is exact).
     pub names: Vec<String>,
     /// Applied here: ID prefixes.
     pub ids: Vec<String>,
@@ -343,6 +344,11 @@ impl Filters {
     pub fn keep(&self, node: &Node) -> bool {
         let ids_ok =
             self.ids.is_empty() || self.ids.iter().any(|p| id(node).starts_with(p.as_str()));
+        let names_ok = self.names.is_empty()
+            || self
+                .names
+                .iter()
+                .any(|p| hostname(node).starts_with(p.as_str()));
         let labels = node.spec.as_ref().map(|s| &s.labels);
         let labels_ok = self
             .labels
@@ -352,7 +358,7 @@ impl Filters {
                 (Some(_), None) => true,
                 (None, _) => false,
             });
-        ids_ok && labels_ok
+        ids_ok && names_ok && labels_ok
     }
 }
 
@@ -515,7 +521,7 @@ async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
     let client = global.connect().await?;
     let request = ListNodesRequest {
         roles: filters.roles.clone(),
-        names: filters.names.clone(),
+        names: Vec::new(),
     };
     let mut control = client.control();
     let (nodes, me) = tokio::join!(control.list_nodes(request), self_id(&client));
@@ -824,6 +830,9 @@ mod tests {
             .insert("zone".into(), "east".into());
         assert!(f.keep(&n));
         assert!(!f.keep(&node("xbc", "h1", None)));
+        // Hostnames match by prefix, as Docker's name= does.
+        let f = Filters::parse(&["name=h".into()]).unwrap();
+        assert!(f.keep(&node("abc", "h1", None)) && !f.keep(&node("abc", "x-h1", None)));
         assert!(Filters::parse(&["role=boss".into()]).is_err());
         assert!(Filters::parse(&["color=red".into()]).is_err());
         assert!(Filters::parse(&["role".into()]).is_err());

@@ -101,6 +101,10 @@ pub struct ServicesArgs {
     /// Output format: table (the default), a Go template ({{.Name}}) or table TEMPLATE
     #[arg(long)]
     pub format: Option<String>,
+    /// Filter: name=NAME (a prefix of the service's name, with or without the stack's),
+    /// id=ID, label=KEY[=VALUE], mode=replicated|global|replicated-job|global-job
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
     /// Stack name
     #[arg(value_name = "STACK")]
     pub name: String,
@@ -258,11 +262,23 @@ async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
 
 async fn services(global: &GlobalOpts, args: ServicesArgs) -> anyhow::Result<()> {
     let format = Format::parse(args.format.as_deref())?;
+    let filters = super::service::LsFilters::parse(&args.filter)?;
     let client = global.connect().await?;
-    let services = stack_services(&client, &args.name).await?;
+    let mut services = stack_services(&client, &args.name).await?;
     if services.is_empty() {
         bail!("nothing found in stack {}", args.name);
     }
+    let prefix = format!("{}_", args.name);
+    services.retain(|s| {
+        let name = render::service_name(s);
+        let short = name.strip_prefix(&prefix).unwrap_or(name);
+        filters.keep(s)
+            && (filters.names.is_empty()
+                || filters
+                    .names
+                    .iter()
+                    .any(|n| name.starts_with(n.as_str()) || short.starts_with(n.as_str())))
+    });
     if args.quiet {
         for s in &services {
             out(render::service_id(s));
