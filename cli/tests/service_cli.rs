@@ -923,6 +923,21 @@ fn ls_ps_and_inspect_take_go_templates_as_docker_does() {
         ),
         "{\"Replicated\":{\"Replicas\":3}}\n{\"Global\":{}}\n"
     );
+    let task = ok(&d, &["service", "ps", "-q", "web"]);
+    let task = task.lines().next().unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["task", "inspect", task])).unwrap();
+    assert!(json[0]["ID"].as_str().unwrap().starts_with(task), "{json}");
+    assert_eq!(json[0]["ServiceID"], fake::WEB_ID);
+    assert_eq!(
+        ok(&d, &["task", "inspect", "--format", "{{.ServiceID}}", task]),
+        format!("{}\n", fake::WEB_ID)
+    );
+    let r = run(&d, &["task", "inspect", "nosuchtask"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (Some(1), "Error: no such task: nosuchtask\n")
+    );
     let ps = ok(&d, &["service", "ps", "--format", "{{.Name}}", "web"]);
     // Older tasks of a slot are indented under it, as in Docker's NAME column.
     assert_eq!(ps, "web.1\n \\_ web.1\nweb.2\nweb.3\n");

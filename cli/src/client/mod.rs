@@ -22,6 +22,7 @@ pub mod service;
 pub mod stack;
 pub mod swarm;
 pub mod table;
+pub mod task;
 pub mod template;
 
 use std::error::Error as StdError;
@@ -147,6 +148,11 @@ pub enum Command {
         #[command(subcommand)]
         command: service::ServiceCommand,
     },
+    /// Inspect tasks (list them with `service ps` or `node ps`)
+    Task {
+        #[command(subcommand)]
+        command: task::TaskCommand,
+    },
     /// Show the skiff version of this client and of the daemon
     Version(VersionArgs),
     /// Show this node's membership: cluster, role, managers and its view of Raft
@@ -218,6 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Swarm { command } => swarm::run(&cli.global, command).await,
         Command::Node { command } => node::run(&cli.global, command).await,
         Command::Service { command } => service::run(&cli.global, command).await,
+        Command::Task { command } => task::run(&cli.global, command).await,
         Command::Version(args) => version(&cli.global, args).await,
         Command::Info(args) => info(&cli.global, args).await,
         Command::Secret { command } => named::run(&cli.global, named::Kind::Secret, command).await,
