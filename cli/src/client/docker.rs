@@ -63,6 +63,7 @@ pub fn inspect_array(values: Vec<Value>) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn web() -> proto::Service {
         proto::Service {
@@ -105,6 +106,74 @@ mod tests {
         );
         assert!(v.get("meta").is_none() && v.get("spec").is_none());
         assert!(!v.to_string().contains("SECRET-CREDENTIALS"));
+    }
+
+    /// The paths scripts (and `integration-tests/tests/container_options.rs`) read from
+    /// `service inspect`, with the values Docker shows there: durations in nanoseconds,
+    /// Docker's words for enums.
+    #[test]
+    fn the_spec_reads_at_dockers_paths() {
+        let mut s = web();
+        let spec = s.spec.as_mut().unwrap();
+        spec.endpoint = Some(proto::EndpointSpec {
+            mode: proto::ResolutionMode::Dnsrr as i32,
+            ports: Vec::new(),
+        });
+        let task = spec.task_template.as_mut().unwrap();
+        task.restart = Some(proto::RestartPolicy {
+            max_attempts: 3,
+            ..Default::default()
+        });
+        task.placement = Some(proto::Placement {
+            preferences: vec![proto::PlacementPreference {
+                spread: "node.labels.zone".into(),
+            }],
+            max_replicas: 2,
+            ..Default::default()
+        });
+        let c = task.container.as_mut().unwrap();
+        c.labels = [("tier".to_string(), "web".to_string())].into();
+        c.stop_signal = "SIGUSR1".into();
+        c.stop_grace_period_ms = Some(1000);
+        c.healthcheck = Some(proto::HealthConfig {
+            test: vec!["NONE".into()],
+            interval_ms: 1000,
+            start_interval_ms: 300,
+            ..Default::default()
+        });
+        let v = service(&s).unwrap();
+        let t = "/Spec/TaskTemplate";
+        for (pointer, want) in [
+            (format!("{t}/ContainerSpec/Labels/tier"), json!("web")),
+            (format!("{t}/ContainerSpec/StopSignal"), json!("SIGUSR1")),
+            (
+                format!("{t}/ContainerSpec/StopGracePeriod"),
+                json!(1_000_000_000),
+            ),
+            (
+                format!("{t}/ContainerSpec/Healthcheck/Interval"),
+                json!(1_000_000_000),
+            ),
+            (
+                format!("{t}/ContainerSpec/Healthcheck/StartInterval"),
+                json!(300_000_000),
+            ),
+            (
+                format!("{t}/ContainerSpec/Healthcheck/Test/0"),
+                json!("NONE"),
+            ),
+            (format!("{t}/RestartPolicy/MaxAttempts"), json!(3)),
+            (
+                format!("{t}/Placement/Preferences/0/Spread/SpreadDescriptor"),
+                json!("node.labels.zone"),
+            ),
+            (format!("{t}/Placement/MaxReplicas"), json!(2)),
+            ("/Spec/EndpointSpec/Mode".to_string(), json!("dnsrr")),
+        ] {
+            assert_eq!(v.pointer(&pointer), Some(&want), "{pointer} in {v}");
+        }
+        // What is not set is left out, as Docker leaves it out.
+        assert!(v.pointer(&format!("{t}/Networks")).is_none(), "{v}");
     }
 
     #[test]
