@@ -118,6 +118,8 @@ fn a_stack_deploys_redeploys_declaratively_and_goes_away_whole() {
         &[
             "stack",
             "deploy",
+            "--resolve-image",
+            "never",
             "--detach=false",
             "-q",
             "-c",
@@ -173,7 +175,18 @@ fn a_stack_deploys_redeploys_declaratively_and_goes_away_whole() {
             )
         })
         .collect();
-    cluster.ok(1, &["stack", "deploy", "-c", &file, "app"]);
+    cluster.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &file,
+            "app",
+        ],
+    );
     let after: Vec<(u64, Vec<String>)> = ["app_web", "app_api", "app_worker"]
         .iter()
         .map(|s| {
@@ -192,6 +205,8 @@ fn a_stack_deploys_redeploys_declaratively_and_goes_away_whole() {
         &[
             "stack",
             "deploy",
+            "--resolve-image",
+            "never",
             "--detach=false",
             "-q",
             "-c",
@@ -220,7 +235,18 @@ fn a_stack_deploys_redeploys_declaratively_and_goes_away_whole() {
 
     // Secrets are immutable: new data under the same name is refused, nothing changes.
     write(d, "token.txt", "n3w\n");
-    let err = cluster.fails(1, &["stack", "deploy", "-c", &file, "app"]);
+    let err = cluster.fails(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &file,
+            "app",
+        ],
+    );
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("Error: ")).collect();
     assert_eq!(errors.len(), 1, "one sentence: {err}");
     assert!(errors[0].contains("give the new data a new name"), "{err}");
@@ -237,11 +263,34 @@ fn a_stack_deploys_redeploys_declaratively_and_goes_away_whole() {
         "smaller.yml",
         &STACK.replace("  worker:\n    image: busybox\n    command: [sleep, '602']\n    networks: [back]\n    deploy:\n      mode: global\n", ""),
     );
-    cluster.ok(1, &["stack", "deploy", "-c", &smaller, "app"]);
+    cluster.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &smaller,
+            "app",
+        ],
+    );
     assert!(cluster
         .ok(1, &["stack", "services", "app"])
         .contains("app_worker"));
-    let out = cluster.ok(1, &["stack", "deploy", "--prune", "-c", &smaller, "app"]);
+    let out = cluster.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "--prune",
+            "-c",
+            &smaller,
+            "app",
+        ],
+    );
     assert!(out.contains("Removing service app_worker"), "{out}");
     let services = cluster.ok(1, &["stack", "services", "-q", "app"]);
     assert_eq!(services.lines().count(), 2, "{services}");
@@ -291,7 +340,18 @@ fn bad_input_is_refused_before_anything_is_created() {
     ];
     for (text, want) in &cases {
         let file = write(d, "compose.yml", text);
-        let err = cluster.fails(1, &["stack", "deploy", "-c", &file, "app"]);
+        let err = cluster.fails(
+            1,
+            &[
+                "stack",
+                "deploy",
+                "--resolve-image",
+                "never",
+                "-c",
+                &file,
+                "app",
+            ],
+        );
         let line = err.trim_end();
         assert_eq!(err.lines().count(), 1, "one sentence: {err}");
         let line = line.strip_prefix("Error: ").unwrap_or(line);
@@ -312,14 +372,36 @@ fn bad_input_is_refused_before_anything_is_created() {
         "compose.yml",
         &format!("{good_head}    deploy:\n      replicas: 1\n"),
     );
-    cluster.ok(1, &["stack", "deploy", "-c", &file, "app"]);
+    cluster.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &file,
+            "app",
+        ],
+    );
     let before = inspect(&cluster, "app_web");
     let file = write(
         d,
         "compose.yml",
         &format!("{good_head}    deploy:\n      mode: global\n"),
     );
-    let err = cluster.fails(1, &["stack", "deploy", "-c", &file, "app"]);
+    let err = cluster.fails(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &file,
+            "app",
+        ],
+    );
     assert!(
         err.contains("services.web: a service's mode cannot change"),
         "{err}"
@@ -327,7 +409,18 @@ fn bad_input_is_refused_before_anything_is_created() {
     let after = inspect(&cluster, "app_web");
     assert_eq!(after["spec"], before["spec"]);
     assert_eq!(after["spec_version"], before["spec_version"]);
-    let err = cluster.fails(1, &["stack", "deploy", "-c", &file, "bad.name"]);
+    let err = cluster.fails(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &file,
+            "bad.name",
+        ],
+    );
     assert!(err.contains("invalid stack name"), "{err}");
     let err = cluster.fails(
         1,
@@ -342,6 +435,89 @@ fn bad_input_is_refused_before_anything_is_created() {
         ],
     );
     assert!(err.contains("use always, changed or never"), "{err}");
+}
+
+/// `--resolve-image`: `always` (the default) pins each image to the digest its registry
+/// gives (here the test's own registry on loopback) and leaves an image no registry can
+/// say anything of as written, with Docker's warning; `changed` keeps the running pin of an
+/// image the file did not change and asks no registry; `never` sends the image as written.
+#[test]
+fn stack_deploy_pins_images_to_the_digests_their_registries_give() {
+    use integration_tests::containerd::{busybox_in_registry, registry};
+    let image = busybox_in_registry();
+    let missing = format!("{}/nosuch:1", registry().addr);
+    let mut cluster =
+        Cluster::new(1).with_daemon_args(1, &["--insecure-registry", &registry().addr]);
+    cluster.form(1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "compose.yml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    command: [sleep, '600']\n  \
+             api:\n    image: {missing}\n    command: [sleep, '600']\n"
+        ),
+    );
+    let image_of = |service: &str| {
+        let spec = &inspect(&cluster, service)["spec"];
+        let image = spec["task_template"]["container"]["image"]
+            .as_str()
+            .unwrap();
+        (image.to_string(), spec.clone())
+    };
+
+    let out = cluster.skiff(1, &["stack", "deploy", "-c", &file, "app"]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "image {missing} could not be accessed on a registry to record its digest"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(image), "{stderr}");
+    let (web, _) = image_of("app_web");
+    let digest = web
+        .strip_prefix(&format!("{image}@sha256:"))
+        .unwrap_or_else(|| panic!("{web} is not {image} pinned"));
+    assert!(
+        digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+        "{web}"
+    );
+    assert_eq!(image_of("app_api").0, missing);
+
+    // The file did not change the image: the pin stays, no registry is asked (no warning
+    // for the missing one either), and the spec is the same.
+    let (_, before) = image_of("app_web");
+    let out = cluster.skiff(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "changed",
+            "-c",
+            &file,
+            "app",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("could not be accessed"));
+    assert_eq!(image_of("app_web"), (web.clone(), before));
+
+    cluster.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &file,
+            "app",
+        ],
+    );
+    assert_eq!(image_of("app_web").0, image);
 }
 
 /// Three services on two networks, with a secret, a config, a global service and a
@@ -417,6 +593,8 @@ fn a_stack_of_containers_serves_through_the_mesh_and_by_short_names() {
         &[
             "stack",
             "deploy",
+            "--resolve-image",
+            "never",
             "--detach=false",
             "-q",
             "-c",
@@ -494,7 +672,18 @@ fn a_stack_of_containers_serves_through_the_mesh_and_by_short_names() {
         .iter()
         .map(|s| state(s))
         .collect();
-    cluster.ok(1, &["stack", "deploy", "-c", &file, "shop"]);
+    cluster.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &file,
+            "shop",
+        ],
+    );
     let after: Vec<_> = ["shop_web", "shop_api", "shop_agent"]
         .iter()
         .map(|s| state(s))
@@ -508,6 +697,8 @@ fn a_stack_of_containers_serves_through_the_mesh_and_by_short_names() {
         &[
             "stack",
             "deploy",
+            "--resolve-image",
+            "never",
             "--detach=false",
             "-q",
             "-c",
@@ -531,7 +722,19 @@ fn a_stack_of_containers_serves_through_the_mesh_and_by_short_names() {
     );
     assert_ne!(without_agent, MESH_STACK);
     let smaller = write(d, "smaller.yml", &without_agent);
-    let out = cluster.ok(1, &["stack", "deploy", "--prune", "-c", &smaller, "shop"]);
+    let out = cluster.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "--prune",
+            "-c",
+            &smaller,
+            "shop",
+        ],
+    );
     assert!(out.contains("Removing service shop_agent"), "{out}");
     cluster.ok(1, &["stack", "rm", "shop"]);
     assert_eq!(objects(&cluster), Vec::<String>::new());

@@ -163,8 +163,8 @@ pub fn sample(manager: Option<&Manager>) {
         .set(index(raft.snapshot.map(|l| l.index)));
 
     let store = manager.store().read();
-    // The tables' sizes, not a walk over them: the store's read guard holds off the
-    // applying of committed writes while it is held.
+    // The tables' sizes and the store's tally of tasks by state, not a walk over them: the
+    // store's read guard holds off the applying of committed writes while it is held.
     let counts = [
         (Kind::Node, proto::Node::table(&store).len()),
         (Kind::Service, proto::Service::table(&store).len()),
@@ -178,16 +178,12 @@ pub fn sample(manager: Option<&Manager>) {
             .get_or_create(&vec![("kind", kind.to_string())])
             .set(n as i64);
     }
-    let mut by_state = std::collections::BTreeMap::<i32, i64>::new();
-    for task in store.list::<proto::Task>() {
-        *by_state
-            .entry(task.status.as_ref().map_or(0, |s| s.state))
-            .or_default() += 1;
-    }
+    let by_state = store.tasks_by_state();
     for state in (0..32).filter_map(|i| proto::TaskState::try_from(i).ok()) {
+        let n = by_state.get(&(state as i32)).copied().unwrap_or(0);
         m.store_tasks
             .get_or_create(&vec![("state", state_word(state))])
-            .set(by_state.get(&(state as i32)).copied().unwrap_or(0));
+            .set(n as i64);
     }
 }
 

@@ -229,6 +229,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 default: args.bridge_subnet,
                 gateway: args.gwbridge_subnet,
             },
+            registries: agent_runtime::containerd::RegistryOptions {
+                insecure: args.insecure_registries.clone(),
+            },
         },
         runtime,
     );
@@ -239,15 +242,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         daemon.agent_slot(),
     )
     .context("cannot serve the local API")?;
-    let engine = cli::daemon::engine::serve(
-        &docker_api,
-        args.socket.clone(),
-        agent_runtime::containerd::RegistryOptions {
-            insecure: args.insecure_registries.clone(),
-        },
-    )
-    .await
-    .context("cannot serve the Docker Engine API")?;
+    let engine = cli::daemon::engine::serve(&docker_api, args.socket.clone())
+        .await
+        .context("cannot serve the Docker Engine API")?;
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
     let metrics = match metrics_addr {
         Some(addr) => {

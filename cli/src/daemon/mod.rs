@@ -73,6 +73,9 @@ pub struct DaemonOptions {
     pub data_path: Option<worker::net::datapath::MeshMode>,
     /// The subnets of the node-local bridges tasks join (with a data path).
     pub bridges: worker::net::bridge::BridgeSubnets,
+    /// How this node reaches registries when it inspects an image's distribution
+    /// (`--insecure-registry`).
+    pub registries: agent_runtime::containerd::RegistryOptions,
 }
 
 /// The daemon's state, shared by its RPC handlers and background tasks.

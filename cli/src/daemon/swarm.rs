@@ -506,6 +506,41 @@ impl Swarm for SwarmService {
             .map_err(|e| user_error(tonic::Code::InvalidArgument, e))?;
         Ok(Response::new(LoadImageResponse { images }))
     }
+
+    async fn inspect_distribution(
+        &self,
+        req: Request<proto::InspectDistributionRequest>,
+    ) -> Result<Response<proto::InspectDistributionResponse>, Status> {
+        let req = req.into_inner();
+        let image = proto::reference::ImageRef::parse(&req.image).map_err(|e| {
+            Status::invalid_argument(format!("invalid image reference {:?}: {e}", req.image))
+        })?;
+        let d = agent_runtime::containerd::inspect_distribution(
+            &image,
+            &req.registry_auth,
+            &self.daemon.opts.registries,
+        )
+        .await
+        .map_err(|e| {
+            let message = e.to_string();
+            // Registries say "manifest unknown" or "not found" for a missing name or tag.
+            if message.contains("unknown") || message.contains("not found") {
+                Status::not_found(message)
+            } else {
+                Status::unavailable(message)
+            }
+        })?;
+        Ok(Response::new(proto::InspectDistributionResponse {
+            media_type: d.media_type,
+            digest: d.digest,
+            size: d.size,
+            platforms: d
+                .platforms
+                .into_iter()
+                .map(|(os, arch)| proto::Platform { os, arch })
+                .collect(),
+        }))
+    }
 }
 
 impl Daemon {

@@ -189,16 +189,20 @@ impl ObjectStore {
         };
     }
 
-    /// Puts `object` in its table, replacing the one with its ID, and keeps the name index in
-    /// step. Every insertion goes through here.
+    /// Puts `object` in its table, replacing the one with its ID, and keeps the name index
+    /// and the tasks-by-state tally in step. Every insertion goes through here.
     fn put<T: StoredObject>(&mut self, object: T) {
         let id = object.id().to_owned();
         let name = object.name().filter(|_| T::UNIQUE_NAMES).map(str::to_owned);
+        let state = object.counted_state();
         if let Some(old) = T::table_mut(self).insert(id.clone(), object) {
             self.unindex(&old);
         }
         if let Some(name) = name {
             self.names.insert((T::KIND, name), id);
+        }
+        if let Some(state) = state {
+            *self.task_states.entry(state).or_default() += 1;
         }
     }
 
@@ -211,6 +215,16 @@ impl ObjectStore {
     }
 
     fn unindex<T: StoredObject>(&mut self, old: &T) {
+        if let Some(state) = old.counted_state() {
+            if let std::collections::btree_map::Entry::Occupied(mut n) =
+                self.task_states.entry(state)
+            {
+                *n.get_mut() -= 1;
+                if *n.get() == 0 {
+                    n.remove();
+                }
+            }
+        }
         let Some(name) = old.name().filter(|_| T::UNIQUE_NAMES) else {
             return;
         };

@@ -50,6 +50,9 @@ pub struct ObjectStore {
     /// ID by name, for the kinds whose names are unique: checking a new name and resolving
     /// a name must not walk a whole table (that made every write O(objects)).
     names: HashMap<(Kind, String), String>,
+    /// How many tasks are in each state (absent: none), kept as tasks change, so a metrics
+    /// scrape reads it instead of walking every task under the read guard.
+    task_states: BTreeMap<i32, usize>,
 }
 
 /// Why a reference (ID, ID prefix or name) names no single object.
@@ -89,6 +92,12 @@ impl ObjectStore {
     /// How many objects of type `T` there are.
     pub fn count<T: StoredObject>(&self) -> usize {
         T::table(self).len()
+    }
+
+    /// How many tasks are in each state (`proto::TaskState` as `i32`; states with none are
+    /// absent).
+    pub fn tasks_by_state(&self) -> &BTreeMap<i32, usize> {
+        &self.task_states
     }
 
     /// The cluster object; present from `swarm init` on.

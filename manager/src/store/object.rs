@@ -69,6 +69,11 @@ pub trait StoredObject: prost::Message + Clone + Default + Sized + 'static {
     /// Wraps the object for a log entry or snapshot.
     fn wrap(self) -> StoreObject;
 
+    /// The state the store tallies this object under, for the kinds it tallies (tasks: the
+    /// metrics' tasks by state without a walk over every task).
+    fn counted_state(&self) -> Option<i32> {
+        None
+    }
     /// The object's ID.
     fn id(&self) -> &str {
         &self.meta().id
@@ -80,7 +85,7 @@ pub trait StoredObject: prost::Message + Clone + Default + Sized + 'static {
 }
 
 macro_rules! stored_object {
-    ($ty:ty, $kind:ident, $table:ident, $variant:ident, unique = $unique:expr, name = |$o:ident| $name:expr) => {
+    ($ty:ty, $kind:ident, $table:ident, $variant:ident, unique = $unique:expr, name = |$o:ident| $name:expr $(, state = |$s:ident| $state:expr)?) => {
         impl StoredObject for $ty {
             const KIND: Kind = Kind::$kind;
             const UNIQUE_NAMES: bool = $unique;
@@ -106,6 +111,12 @@ macro_rules! stored_object {
                     object: Some(store_object::Object::$variant(self)),
                 }
             }
+            $(
+                fn counted_state(&self) -> Option<i32> {
+                    let $s = self;
+                    $state
+                }
+            )?
         }
     };
 }
@@ -134,7 +145,15 @@ stored_object!(
     unique = true,
     name = |o| o.spec.as_ref().map(|s| s.name.as_str())
 );
-stored_object!(Task, Task, tasks, Task, unique = false, name = |_o| None);
+stored_object!(
+    Task,
+    Task,
+    tasks,
+    Task,
+    unique = false,
+    name = |_o| None,
+    state = |o| Some(o.status.as_ref().map_or(0, |s| s.state))
+);
 stored_object!(
     Network,
     Network,

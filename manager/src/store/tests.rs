@@ -236,3 +236,47 @@ fn malformed_batches_are_refused() {
         Err(ApplyError::Invalid(_))
     ));
 }
+
+/// The tasks-by-state tally kept as tasks change is what counting every task gives, after
+/// random creates, state changes, removals and failed (rolled back) batches.
+#[test]
+fn the_tasks_by_state_tally_matches_a_count_of_every_task() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut store = ObjectStore::default();
+    let with_state = |id: &str, state: i32, version: u64| {
+        let mut t = task(id);
+        t.meta.as_mut().unwrap().version = version;
+        t.status = (state > 0).then(|| proto::TaskStatus {
+            state,
+            ..Default::default()
+        });
+        t
+    };
+    for index in 1..2000u64 {
+        let id = format!("t{}", rng.gen_range(0..50));
+        let state = rng.gen_range(0..14);
+        let version = store.get::<Task>(&id).map(|t| t.version());
+        let action = match version {
+            None => (Create, with_state(&id, state, 0).wrap()),
+            Some(v) if rng.gen_bool(0.2) => (Delete, with_state(&id, 0, v).wrap()),
+            Some(v) => (Update, with_state(&id, state, v).wrap()),
+        };
+        let mut actions = vec![action];
+        if rng.gen_bool(0.1) {
+            // A duplicate create makes the whole batch fail and roll back.
+            actions.push((Create, with_state("t0", 0, 0).wrap()));
+            actions.push((Create, with_state("t0", 0, 0).wrap()));
+        }
+        let _ = store.apply(&batch(actions), index);
+        let mut counted = BTreeMap::new();
+        for t in store.list::<Task>() {
+            *counted
+                .entry(t.status.as_ref().map_or(0, |s| s.state))
+                .or_insert(0usize) += 1;
+        }
+        assert_eq!(store.tasks_by_state(), &counted, "after entry {index}");
+    }
+    let restored = ObjectStore::from_snapshot(store.to_snapshot());
+    assert_eq!(restored.tasks_by_state(), store.tasks_by_state());
+}

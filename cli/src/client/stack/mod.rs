@@ -10,6 +10,7 @@
 pub mod deploy;
 pub mod load;
 pub mod model;
+pub mod resolve;
 pub mod translate;
 
 #[cfg(test)]
@@ -68,10 +69,10 @@ pub struct DeployArgs {
     /// Send registry credentials (from the Docker config) to the nodes with the tasks
     #[arg(long)]
     pub with_registry_auth: bool,
-    /// Accepted for Docker's command lines (always, changed or never); skiff does not pin
-    /// images to digests at deploy: nodes pull the reference as written, by the pull policy
-    #[arg(long, value_name = "WHEN")]
-    pub resolve_image: Option<String>,
+    /// Pin images to the digests their registries give now: always (the default),
+    /// changed (only images the file changed since the last deploy) or never
+    #[arg(long, value_name = "WHEN", default_value = "always")]
+    pub resolve_image: String,
     /// Return once the changes are made (the default); --detach=false waits for every
     /// service to converge or finish its rollout
     #[arg(short, long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
@@ -167,11 +168,7 @@ fn check_stack_name(name: &str) -> anyhow::Result<()> {
 
 async fn deploy_stack(global: &GlobalOpts, args: DeployArgs) -> anyhow::Result<()> {
     check_stack_name(&args.name)?;
-    if let Some(r) = &args.resolve_image {
-        if !matches!(r.as_str(), "always" | "changed" | "never") {
-            bail!("invalid value {r:?} for --resolve-image: use always, changed or never");
-        }
-    }
+    let resolve: resolve::ResolveImage = args.resolve_image.parse().map_err(|e| anyhow!("{e}"))?;
     let inputs = read_inputs(&args.files)?;
     let tree = load::load(&inputs.sources, &inputs.vars).map_err(|e| anyhow!("{e}"))?;
     let stack = model::read(&tree, &inputs.dir, &inputs.vars).map_err(|e| anyhow!("{e}"))?;
@@ -191,8 +188,17 @@ async fn deploy_stack(global: &GlobalOpts, args: DeployArgs) -> anyhow::Result<(
     }
     let client = global.connect().await?;
     let current = deploy::current(&client).await?;
-    let plan =
+    let mut plan =
         deploy::plan(&args.name, &desired, &current, args.prune).map_err(|e| anyhow!("{e}"))?;
+    // Only once everything is checked: a refused deploy asks no registry.
+    let specs = plan
+        .create_services
+        .iter_mut()
+        .chain(plan.update_services.iter_mut().map(|u| &mut u.spec))
+        .collect();
+    for w in resolve::pin(&client, resolve, specs, &current.services).await {
+        eprintln!("{w}");
+    }
     deploy::execute(&client, plan, !args.detach, args.quiet).await
 }
 

@@ -11,7 +11,7 @@ use proto::*;
 
 use super::load::{self, interpolate::Variables, Source};
 use super::model;
-use super::translate::{translate, Desired, NAMESPACE_LABEL};
+use super::translate::{translate, Desired, IMAGE_LABEL, NAMESPACE_LABEL};
 
 const DIR: &str = "/srv/app";
 
@@ -76,11 +76,26 @@ fn labelled(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     l
 }
 
-fn service<'a>(d: &'a Desired, name: &str) -> &'a ServiceSpec {
-    d.services
+/// The service named `name`, after checking that it carries its image as written in
+/// [`IMAGE_LABEL`]; returned without that label.
+fn service(d: &Desired, name: &str) -> ServiceSpec {
+    let mut s = d
+        .services
         .iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no service {name}"))
+        .clone();
+    let image = &s
+        .task_template
+        .as_ref()
+        .unwrap()
+        .container
+        .as_ref()
+        .unwrap()
+        .image;
+    assert_eq!(s.labels.get(IMAGE_LABEL), Some(image), "{name}");
+    s.labels.remove(IMAGE_LABEL);
+    s
 }
 
 fn attach(target: &str, aliases: &[&str]) -> NetworkAttachmentConfig {
@@ -122,7 +137,7 @@ fn a_voting_app_of_five_services_on_two_networks() {
     assert!(d.secrets.is_empty() && d.configs.is_empty());
     assert_eq!(
         service(&d, "app_vote"),
-        &ServiceSpec {
+        ServiceSpec {
             name: "app_vote".into(),
             labels: ns(),
             task_template: Some(TaskSpec {
@@ -157,7 +172,7 @@ fn a_voting_app_of_five_services_on_two_networks() {
     );
     assert_eq!(
         service(&d, "app_worker"),
-        &ServiceSpec {
+        ServiceSpec {
             name: "app_worker".into(),
             labels: labelled(&[("APP", "VOTING")]),
             task_template: Some(TaskSpec {
@@ -290,7 +305,7 @@ fn a_web_server_and_its_database_with_a_secret_a_config_and_health_checks() {
     assert_eq!(names, ["app_default"]);
     assert_eq!(
         service(&d, "app_web"),
-        &ServiceSpec {
+        ServiceSpec {
             name: "app_web".into(),
             labels: ns(),
             task_template: Some(TaskSpec {
@@ -349,7 +364,7 @@ fn a_web_server_and_its_database_with_a_secret_a_config_and_health_checks() {
     );
     assert_eq!(
         service(&d, "app_db"),
-        &ServiceSpec {
+        ServiceSpec {
             name: "app_db".into(),
             labels: ns(),
             task_template: Some(TaskSpec {
@@ -434,7 +449,7 @@ fn a_global_agent_and_a_global_job_with_ignored_keys_warned_once() {
     );
     assert_eq!(
         service(&d, "app_agent"),
-        &ServiceSpec {
+        ServiceSpec {
             name: "app_agent".into(),
             labels: ns(),
             task_template: Some(TaskSpec {

@@ -24,6 +24,10 @@ use super::model::{External, Mode, Stack};
 /// The label that marks a stack's objects, Docker's key.
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 
+/// The label with a service's image as the Compose file wrote it (Docker's key): the spec's
+/// image may be pinned to a digest, and `--resolve-image changed` compares with this.
+pub const IMAGE_LABEL: &str = "com.docker.stack.image";
+
 /// Reads a file the stack names (a secret's, a config's, an `env_file`).
 pub type Read<'a> = &'a dyn Fn(&Path) -> Result<Vec<u8>, String>;
 
@@ -250,9 +254,11 @@ pub fn translate(stack: &str, model: &Stack, read: Read<'_>) -> Result<Desired, 
             mode: dp.endpoint_mode.unwrap_or_default() as i32,
             ports: s.ports.clone(),
         });
+        let mut labels = with_namespace(stack, &dp.labels);
+        labels.insert(IMAGE_LABEL.into(), container.image.clone());
         d.services.push(ServiceSpec {
             name: scoped(stack, key),
-            labels: with_namespace(stack, &dp.labels),
+            labels,
             task_template: Some(TaskSpec {
                 container: Some(container),
                 resources: (resources != ResourceRequirements::default()).then_some(resources),

@@ -56,18 +56,12 @@ impl ApiVersion {
 /// What the handlers share.
 pub struct Engine {
     backend: Backend,
-    registries: agent_runtime::containerd::RegistryOptions,
 }
 
 impl Engine {
     /// The daemon's own services.
     pub fn backend(&self) -> &Backend {
         &self.backend
-    }
-
-    /// How to reach registries (`skiffd --insecure-registry`).
-    pub fn registries(&self) -> &agent_runtime::containerd::RegistryOptions {
-        &self.registries
     }
 }
 
@@ -78,12 +72,10 @@ pub struct App {
 }
 
 impl App {
-    /// The API of the daemon whose local socket is `socket`, reaching registries as
-    /// `registries` says.
-    pub fn new(socket: PathBuf, registries: agent_runtime::containerd::RegistryOptions) -> Self {
+    /// The API of the daemon whose local socket is `socket`.
+    pub fn new(socket: PathBuf) -> Self {
         let engine = Arc::new(Engine {
             backend: Backend::new(socket),
-            registries,
         });
         Self {
             router: routes::router().with_state(engine),
@@ -178,13 +170,9 @@ impl Served {
 }
 
 /// Checks the flags, binds every endpoint and serves the API there, calling the daemon
-/// on its local socket `socket` and reaching registries as `registries` says. Fails before
-/// serving anything when a flag is wrong or an endpoint cannot be bound.
-pub async fn serve(
-    opts: &ListenOptions,
-    socket: PathBuf,
-    registries: agent_runtime::containerd::RegistryOptions,
-) -> anyhow::Result<Served> {
+/// on its local socket `socket`. Fails before serving anything when a flag is wrong or an
+/// endpoint cannot be bound.
+pub async fn serve(opts: &ListenOptions, socket: PathBuf) -> anyhow::Result<Served> {
     let endpoints = listen::endpoints(opts)?;
     let tls = match (&opts.tls_ca, &opts.tls_cert, &opts.tls_key) {
         (Some(ca), Some(cert), Some(key)) if opts.tls_verify => {
@@ -193,7 +181,7 @@ pub async fn serve(
         _ => None,
     };
     let bound = listen::bind(&endpoints, tls).await?;
-    let app = App::new(socket, registries);
+    let app = App::new(socket);
     let (stop, rx) = watch::channel(false);
     let tasks = bound
         .into_iter()

@@ -1,18 +1,17 @@
 //! `GET /distribution/{name}/json`: what the image's registry says of it (its manifest
 //! digest and platforms), which `docker service create` and `docker stack deploy` pin the
-//! image to, so every node runs the same image. Asked with the request's
-//! `X-Registry-Auth` and skiffd's `--insecure-registry` list.
+//! image to, so every node runs the same image. Asked through the daemon's
+//! `InspectDistribution`, with the request's `X-Registry-Auth`.
 
 use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use proto::reference::ImageRef;
 
 use super::{ok, State};
 use crate::daemon::engine::error::{ApiError, ApiResult};
 
 /// The answer, as Docker's.
-fn answer(d: &agent_runtime::containerd::Distribution) -> serde_json::Value {
+fn answer(d: &proto::InspectDistributionResponse) -> serde_json::Value {
     serde_json::json!({
         "Descriptor": {
             "mediaType": d.media_type,
@@ -22,7 +21,7 @@ fn answer(d: &agent_runtime::containerd::Distribution) -> serde_json::Value {
         "Platforms": d
             .platforms
             .iter()
-            .map(|(os, arch)| serde_json::json!({ "architecture": arch, "os": os }))
+            .map(|p| serde_json::json!({ "architecture": p.arch, "os": p.os }))
             .collect::<Vec<_>>(),
     })
 }
@@ -38,23 +37,23 @@ pub async fn inspect(
             "page not found: /distribution/{rest}; use /distribution/NAME/json"
         )));
     };
-    let image = ImageRef::parse(name)
-        .map_err(|e| ApiError::bad_request(format!("invalid image reference \"{name}\": {e}")))?;
-    let auth = headers
+    let registry_auth = headers
         .get("X-Registry-Auth")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let distribution =
-        agent_runtime::containerd::inspect_distribution(&image, auth, state.0.registries())
-            .await
-            .map_err(|e| {
-                let message = e.to_string();
-                if message.contains("unknown") || message.contains("not found") {
-                    ApiError::not_found(message)
-                } else {
-                    ApiError::internal(message)
-                }
-            })?;
+        .unwrap_or("")
+        .to_string();
+    let distribution = state
+        .0
+        .backend()
+        .swarm()
+        .await?
+        .inspect_distribution(proto::InspectDistributionRequest {
+            image: name.to_string(),
+            registry_auth,
+        })
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner();
     ok(&answer(&distribution))
 }
 
@@ -64,11 +63,14 @@ mod tests {
 
     #[test]
     fn the_answer_is_dockers_descriptor_and_platforms() {
-        let d = agent_runtime::containerd::Distribution {
+        let d = proto::InspectDistributionResponse {
             media_type: "application/vnd.oci.image.index.v1+json".into(),
             digest: "sha256:abc".into(),
             size: 9,
-            platforms: vec![("linux".into(), "amd64".into())],
+            platforms: vec![proto::Platform {
+                os: "linux".into(),
+                arch: "amd64".into(),
+            }],
         };
         let json = answer(&d);
         assert_eq!(json["Descriptor"]["digest"], "sha256:abc");

@@ -1,13 +1,12 @@
 //! The routes of the Engine API, one module per resource, and what their handlers share.
 
-pub mod configs;
+pub mod blobs;
 pub mod containers;
 pub mod distribution;
 pub mod events;
 pub mod logs;
 pub mod networks;
 pub mod nodes;
-pub mod secrets;
 pub mod services;
 pub mod swarm;
 pub mod system;
@@ -57,20 +56,8 @@ pub fn router() -> Router<Arc<Engine>> {
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::inspect))
         .route("/tasks/{id}/logs", get(tasks::logs))
-        .route("/secrets", get(secrets::list))
-        .route("/secrets/create", post(secrets::create))
-        .route(
-            "/secrets/{id}",
-            get(secrets::inspect).delete(secrets::remove),
-        )
-        .route("/secrets/{id}/update", post(secrets::update))
-        .route("/configs", get(configs::list))
-        .route("/configs/create", post(configs::create))
-        .route(
-            "/configs/{id}",
-            get(configs::inspect).delete(configs::remove),
-        )
-        .route("/configs/{id}/update", post(secrets::update))
+        .merge(blobs::Blobs::Secrets.routes())
+        .merge(blobs::Blobs::Configs.routes())
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route(
