@@ -77,16 +77,16 @@ fn bad_input_is_refused_before_connecting() {
             "invalid filter \"colour=red\"",
         ),
         (
-            &["service", "ls", "--format", "{{.Name}}"],
-            "unsupported --format",
+            &["service", "ls", "--format", "{{.Name"],
+            "template parsing error: ",
         ),
         (
             &["service", "ps", "--filter", "desired-state=asleep", "web"],
             "the desired state is running",
         ),
         (
-            &["service", "inspect", "--format", "yaml", "web"],
-            "unsupported --format",
+            &["service", "inspect", "--format", "{{nosuch .}}", "web"],
+            "template parsing error: ",
         ),
         (
             &["service", "logs", "--tail", "some", "web"],
@@ -869,12 +869,98 @@ fn scale_sends_the_version_and_the_count() {
 }
 
 #[test]
+fn ls_ps_and_inspect_take_go_templates_as_docker_does() {
+    let d = fake::start();
+    assert_eq!(
+        ok(
+            &d,
+            &["service", "ls", "--format", "{{.Name}} {{.Replicas}}"]
+        ),
+        "batch 2/2 (3/5 completed)\nmon 2/2\nweb 2/3\n"
+    );
+    assert_eq!(
+        ok(
+            &d,
+            &["service", "ls", "--format", r"table {{.Name}}\t{{.Mode}}"]
+        ),
+        "NAME      MODE\n\
+         batch     replicated job\n\
+         mon       global\n\
+         web       replicated\n"
+    );
+    let line = ok(
+        &d,
+        &[
+            "service",
+            "ls",
+            "--filter",
+            "name=web",
+            "--format",
+            "{{json .}}",
+        ],
+    );
+    let row: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(row["Name"], "web");
+    assert_eq!(row["Ports"], "*:8080->80/tcp");
+    assert_eq!(
+        ok(
+            &d,
+            &["service", "inspect", "--format", "{{.Spec.Name}}", "web"]
+        ),
+        "web\n"
+    );
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{json .Spec.Mode}}",
+                "web",
+                "mon"
+            ]
+        ),
+        "{\"Replicated\":{\"Replicas\":3}}\n{\"Global\":{}}\n"
+    );
+    let task = ok(&d, &["service", "ps", "-q", "web"]);
+    let task = task.lines().next().unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["task", "inspect", task])).unwrap();
+    assert!(json[0]["ID"].as_str().unwrap().starts_with(task), "{json}");
+    assert_eq!(json[0]["ServiceID"], fake::WEB_ID);
+    assert_eq!(
+        ok(&d, &["task", "inspect", "--format", "{{.ServiceID}}", task]),
+        format!("{}\n", fake::WEB_ID)
+    );
+    let r = run(&d, &["task", "inspect", "nosuchtask"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (Some(1), "Error: no such task: nosuchtask\n")
+    );
+    let ps = ok(&d, &["service", "ps", "--format", "{{.Name}}", "web"]);
+    // Older tasks of a slot are indented under it, as in Docker's NAME column.
+    assert_eq!(ps, "web.1\n \\_ web.1\nweb.2\nweb.3\n");
+    // A bad template: one sentence, exit 1, nothing on stdout.
+    for format in ["{{.Name", "{{.Spec.Name}}"] {
+        let r = run(&d, &["service", "ls", "--format", format]);
+        assert_eq!(r.code, Some(1), "{format}");
+        assert!(r.stdout.is_empty(), "{format}: {}", r.stdout);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        assert!(r.stderr.starts_with("Error: template "), "{}", r.stderr);
+    }
+}
+
+#[test]
 fn inspect_and_rm() {
     let d = fake::start();
     let json: serde_json::Value =
         serde_json::from_str(&ok(&d, &["service", "inspect", "web", "mon"])).unwrap();
-    assert_eq!(json[0]["meta"]["id"], fake::WEB_ID);
-    assert_eq!(json[1]["spec"]["name"], "mon");
+    // Docker's JSON, as `docker service inspect` prints it.
+    assert_eq!(json[0]["ID"], fake::WEB_ID);
+    assert_eq!(json[0]["Spec"]["Mode"]["Replicated"]["Replicas"], 3);
+    assert_eq!(json[1]["Spec"]["Name"], "mon");
+    assert!(json[0].get("meta").is_none(), "{json}");
     let pretty = ok(&d, &["service", "inspect", "--pretty", "web"]);
     assert!(pretty.contains("Name:\t\tweb\n"), "{pretty}");
     assert!(

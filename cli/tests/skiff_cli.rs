@@ -109,7 +109,7 @@ fn bad_local_input() {
     let cases: &[&[&str]] = &[
         &["node", "update", "--label-add", "=v", "n1"],
         &["node", "ls", "--filter", "role=boss"],
-        &["node", "ls", "--format", "{{.ID}}"],
+        &["node", "ls", "--format", "{{.ID"],
         &["swarm", "join", "--token", "nope", "10.0.0.1"],
         &["swarm", "join-token", "boss"],
         &["swarm", "init", "--advertise-addr", "10.0.0.1:99999"],
@@ -397,7 +397,7 @@ fn node_ls_against_a_daemon() {
     assert_eq!(arr.len(), 3);
     assert_eq!(arr[0]["spec"]["desired_role"], "NODE_ROLE_MANAGER");
     assert_eq!(arr[2]["spec"]["availability"], "NODE_AVAILABILITY_ACTIVE");
-    // The filters reach the daemon.
+    // The role reaches the daemon; names match as prefixes, as Docker's.
     ok(
         &d,
         &[
@@ -414,8 +414,65 @@ fn node_ls_against_a_daemon() {
         calls
             .last()
             .unwrap()
-            .contains("roles: [\"manager\"], names: [\"manager-1\"]"),
+            .contains("roles: [\"manager\"], names: []"),
         "{calls:?}"
+    );
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "node",
+                "ls",
+                "--filter",
+                "name=manager",
+                "--format",
+                "{{.Hostname}}"
+            ]
+        ),
+        "manager-1\nmanager-2\n"
+    );
+}
+
+#[test]
+fn node_ls_and_inspect_take_go_templates() {
+    let d = fake::start();
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "node",
+                "ls",
+                "--format",
+                "{{.Hostname}}{{if .Self}} *{{end}} {{.ManagerStatus}}"
+            ]
+        ),
+        "manager-1 * Leader\nmanager-2 Unreachable\nworker-1 \n"
+    );
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "node",
+                "ls",
+                "--format",
+                r"table {{.Hostname}}\t{{.Status}}"
+            ]
+        ),
+        "HOSTNAME    STATUS\nmanager-1   Ready\nmanager-2   Ready\nworker-1    Ready\n"
+    );
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "node",
+                "inspect",
+                "--format",
+                "{{.Description.Hostname}} {{.Spec.Role}}",
+                "self",
+                "worker-1"
+            ]
+        ),
+        "manager-1 manager\nworker-1 worker\n"
     );
 }
 
@@ -424,8 +481,10 @@ fn node_inspect_against_a_daemon() {
     let d = fake::start();
     let json: serde_json::Value =
         serde_json::from_str(&ok(&d, &["node", "inspect", "manager-1", "worker-1"])).unwrap();
-    assert_eq!(json[0]["meta"]["id"], fake::SELF_ID);
-    assert_eq!(json[1]["role"], "NODE_ROLE_WORKER");
+    // Docker's JSON, as `docker node inspect` prints it.
+    assert_eq!(json[0]["ID"], fake::SELF_ID);
+    assert_eq!(json[0]["Description"]["Hostname"], "manager-1");
+    assert_eq!(json[1]["Spec"]["Role"], "worker");
     let pretty = ok(&d, &["node", "inspect", "--pretty", "self"]);
     assert!(pretty.contains("Hostname:\t\tmanager-1\n"), "{pretty}");
     assert!(pretty.contains(" Leader:\t\tYes\n"), "{pretty}");
@@ -558,7 +617,14 @@ fn swarm_commands_against_a_daemon() {
         "{inspect}"
     );
     let json: serde_json::Value = serde_json::from_str(&inspect).unwrap();
-    assert_eq!(json[0]["join_tokens"]["worker"], "SKTKN-WORKER");
+    assert_eq!(json[0]["JoinTokens"]["Worker"], "SKTKN-WORKER");
+    assert_eq!(
+        ok(
+            &d,
+            &["swarm", "inspect", "--format", "{{.JoinTokens.Worker}}"]
+        ),
+        "SKTKN-WORKER\n"
+    );
 
     assert_eq!(
         ok(

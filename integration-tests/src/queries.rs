@@ -132,8 +132,10 @@ impl Cluster {
             || {
                 let out = self.ok(host, &["network", "inspect", name]);
                 let n: Value = serde_json::from_str(&out).ok()?;
-                (n[0]["vni"].as_u64().unwrap_or(0) != 0)
-                    .then(|| n[0]["meta"]["id"].as_str().map(str::to_owned))
+                // Docker's JSON: the VNI shows as the overlay driver's VXLAN ID option.
+                let vni = &n[0]["Options"]["com.docker.network.driver.overlay.vxlanid_list"];
+                (vni.as_str().is_some_and(|v| v != "0"))
+                    .then(|| n[0]["Id"].as_str().map(str::to_owned))
                     .flatten()
             },
         )
@@ -147,10 +149,10 @@ impl Cluster {
             || {
                 let out = self.ok(host, &["service", "inspect", name]);
                 let s: Value = serde_json::from_str(&out).ok()?;
-                s[0]["endpoint"]["virtual_ips"]
+                s[0]["Endpoint"]["VirtualIPs"]
                     .as_array()?
                     .iter()
-                    .find(|v| v["network_id"] == network_id)?["addr"]
+                    .find(|v| v["NetworkID"] == network_id)?["Addr"]
                     .as_str()?
                     .split('/')
                     .next()

@@ -265,7 +265,7 @@ fn host_networking_sees_the_node_s_interfaces_and_has_no_vip() {
         serde_json::from_str(&cluster.ok(1, &["service", "inspect", "onhost"])).unwrap();
     let service = inspect.get(0).unwrap_or(&inspect);
     assert!(
-        service["endpoint"]["virtual_ips"]
+        service["Endpoint"]["VirtualIPs"]
             .as_array()
             .is_none_or(|v| v.is_empty()),
         "{service}"
@@ -518,7 +518,7 @@ fn every_update_form_changes_the_running_service() {
         ),
         (
             vec!["--container-label-add", "tier=web"],
-            Seen::Spec("/spec/task_template/container/labels/tier", "web".into()),
+            Seen::Spec("/Spec/TaskTemplate/ContainerSpec/Labels/tier", "web".into()),
         ),
         (
             vec!["--network-add", "name=front,alias=upalias"],
@@ -526,27 +526,27 @@ fn every_update_form_changes_the_running_service() {
         ),
         (
             vec!["--network-rm", "front"],
-            Seen::Spec("/spec/task_template/networks", Value::Null),
+            Seen::Spec("/Spec/TaskTemplate/Networks", Value::Null),
         ),
         (
             vec!["--stop-signal", "SIGUSR1"],
             Seen::Spec(
-                "/spec/task_template/container/stop_signal",
+                "/Spec/TaskTemplate/ContainerSpec/StopSignal",
                 "SIGUSR1".into(),
             ),
         ),
         (
             vec!["--stop-grace-period", "1s"],
             Seen::Spec(
-                "/spec/task_template/container/stop_grace_period_ms",
-                "1000".into(),
+                "/Spec/TaskTemplate/ContainerSpec/StopGracePeriod",
+                "1000000000".into(),
             ),
         ),
         (
             vec!["--health-cmd", "true", "--health-interval", "1s"],
             Seen::Spec(
-                "/spec/task_template/container/healthcheck/interval_ms",
-                "1000".into(),
+                "/Spec/TaskTemplate/ContainerSpec/Healthcheck/Interval",
+                "1000000000".into(),
             ),
         ),
         (
@@ -557,14 +557,14 @@ fn every_update_form_changes_the_running_service() {
                 "5s",
             ],
             Seen::Spec(
-                "/spec/task_template/container/healthcheck/start_interval_ms",
-                "300".into(),
+                "/Spec/TaskTemplate/ContainerSpec/Healthcheck/StartInterval",
+                "300000000".into(),
             ),
         ),
         (
             vec!["--no-healthcheck"],
             Seen::Spec(
-                "/spec/task_template/container/healthcheck/test/0",
+                "/Spec/TaskTemplate/ContainerSpec/Healthcheck/Test/0",
                 "NONE".into(),
             ),
         ),
@@ -579,26 +579,26 @@ fn every_update_form_changes_the_running_service() {
                 "--restart-window",
                 "1m",
             ],
-            Seen::Spec("/spec/task_template/restart/max_attempts", "3".into()),
+            Seen::Spec("/Spec/TaskTemplate/RestartPolicy/MaxAttempts", "3".into()),
         ),
         (
             vec!["--placement-pref-add", "spread=node.labels.zone"],
             Seen::Spec(
-                "/spec/task_template/placement/preferences/0/spread",
+                "/Spec/TaskTemplate/Placement/Preferences/0/Spread/SpreadDescriptor",
                 "node.labels.zone".into(),
             ),
         ),
         (
             vec!["--placement-pref-rm", "spread=node.labels.zone"],
-            Seen::Spec("/spec/task_template/placement/preferences", Value::Null),
+            Seen::Spec("/Spec/TaskTemplate/Placement/Preferences", Value::Null),
         ),
         (
             vec!["--replicas-max-per-node", "2"],
-            Seen::Spec("/spec/task_template/placement/max_replicas", "2".into()),
+            Seen::Spec("/Spec/TaskTemplate/Placement/MaxReplicas", "2".into()),
         ),
         (
             vec!["--endpoint-mode", "dnsrr"],
-            Seen::Spec("/spec/endpoint/mode", "RESOLUTION_MODE_DNSRR".into()),
+            Seen::Spec("/Spec/EndpointSpec/Mode", "dnsrr".into()),
         ),
     ];
     for (flags, seen) in table {

@@ -154,7 +154,7 @@ fn all_managers_restarted_keep_every_object() {
         assert_eq!(
             field(
                 &swarm,
-                &["spec", "orchestration", "task_history_retention_limit"]
+                &["Spec", "Orchestration", "TaskHistoryRetentionLimit"]
             ),
             &Value::from(9),
             "{swarm}"

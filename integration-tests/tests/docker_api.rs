@@ -1625,11 +1625,11 @@ fn container_options_and_the_logging_driver_through_the_docker_client() {
     let after = cluster.ok(1, &["service", "inspect", "--format", "json", "opts"]);
     let template = |text: &str| -> Value {
         let v: Value = serde_json::from_str(text).unwrap();
-        v[0]["spec"]["task_template"].clone()
+        v[0]["Spec"]["TaskTemplate"].clone()
     };
     let (mut before, after) = (template(&before), template(&after));
-    assert!(before["container"]["init"] == true, "{before}");
-    before["container"]["env"] = serde_json::json!(["X=1"]);
-    assert_eq!(after["container"], before["container"]);
-    assert_eq!(after["log_driver"], before["log_driver"]);
+    assert!(before["ContainerSpec"]["Init"] == true, "{before}");
+    before["ContainerSpec"]["Env"] = serde_json::json!(["X=1"]);
+    assert_eq!(after["ContainerSpec"], before["ContainerSpec"]);
+    assert_eq!(after["LogDriver"], before["LogDriver"]);
 }

@@ -15,9 +15,18 @@ fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("JSON: {e}: {out}"))
 }
 
-/// The network as `network inspect` shows it.
+/// The network as skiff's own JSON shows it (`network ls --format json`: `vni`, `ipam` as
+/// allocated; `network inspect` prints Docker's JSON, which has no VNI field).
 fn network(cluster: &Cluster, host: usize, name: &str) -> Value {
-    json(&cluster.ok(host, &["network", "inspect", name]))[0].clone()
+    let filter = format!("name={name}");
+    let out = cluster.ok(
+        host,
+        &["network", "ls", "--format", "json", "--filter", &filter],
+    );
+    json(&out)
+        .as_array()
+        .and_then(|all| all.iter().find(|n| n["spec"]["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("network {name} listed: {out}"))
 }
 
 /// The network once the allocator has given it a subnet: (ID, subnet, gateway, VNI).
@@ -37,8 +46,17 @@ fn allocated(cluster: &Cluster, host: usize, name: &str) -> (String, String, Str
     })
 }
 
+/// The service as skiff's own JSON shows it (`service ls --format json`).
 fn service(cluster: &Cluster, host: usize, name: &str) -> Value {
-    json(&cluster.ok(host, &["service", "inspect", name]))[0].clone()
+    let filter = format!("name={name}");
+    let out = cluster.ok(
+        host,
+        &["service", "ls", "--format", "json", "--filter", &filter],
+    );
+    json(&out)
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["spec"]["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("service {name} listed: {out}"))
 }
 
 /// The service's allocated endpoint once it has one: (VIPs as (network ID, address),

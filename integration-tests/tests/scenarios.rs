@@ -25,9 +25,8 @@ fn follower(cluster: &Cluster) -> usize {
 }
 
 fn node_id(cluster: &Cluster, host: usize, hostname: &str) -> String {
-    let out = cluster.ok(host, &["node", "inspect", "--format", "json", hostname]);
-    let v: Value = serde_json::from_str(&out).expect("node inspect JSON");
-    v[0]["meta"]["id"].as_str().expect("node id").to_owned()
+    let out = cluster.ok(host, &["node", "inspect", "--format", "{{.ID}}", hostname]);
+    out.trim().to_owned()
 }
 
 fn create(cluster: &Cluster, host: usize, name: &str, replicas: &str, extra: &[&str]) {

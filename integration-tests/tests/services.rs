@@ -26,7 +26,7 @@ fn per_node(placed: &[(u64, String)]) -> Vec<usize> {
 fn node_id(cluster: &Cluster, host: usize, hostname: &str) -> String {
     let out = cluster.ok(host, &["node", "inspect", "--format", "json", hostname]);
     let v: Value = serde_json::from_str(&out).expect("node inspect JSON");
-    v[0]["meta"]["id"].as_str().expect("node id").to_owned()
+    v[0]["ID"].as_str().expect("node id").to_owned()
 }
 
 #[test]
@@ -122,7 +122,9 @@ fn twenty_concurrent_scales_all_succeed_and_one_of_them_wins() {
     });
     let out = cluster.ok(1, &["service", "inspect", "--format", "json", "web"]);
     let v: Value = serde_json::from_str(&out).unwrap();
-    let replicas = v[0]["spec"]["replicated"]["replicas"].as_u64().unwrap();
+    let replicas = v[0]["Spec"]["Mode"]["Replicated"]["Replicas"]
+        .as_u64()
+        .unwrap();
     assert!((1..=20).contains(&replicas), "{replicas}");
 }
 

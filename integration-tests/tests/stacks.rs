@@ -48,10 +48,18 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
+/// Service `service` as skiff's own JSON (`spec_version` included, which Docker's JSON
+/// that `service inspect` prints has no field for): `service ls --format json`'s entry.
 fn inspect(cluster: &Cluster, service: &str) -> Value {
-    let out = cluster.ok(1, &["service", "inspect", service]);
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v[0].clone()
+    let filter = format!("name={service}");
+    let out = cluster.ok(
+        1,
+        &["service", "ls", "--format", "json", "--filter", &filter],
+    );
+    let v: Vec<Value> = serde_json::from_str(&out).unwrap();
+    v.into_iter()
+        .find(|s| s["spec"]["name"] == service)
+        .unwrap_or_else(|| panic!("service {service} listed: {out}"))
 }
 
 /// The IDs of the running tasks of `service`, sorted.

@@ -12,10 +12,18 @@ use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
+/// The service as skiff's own JSON shows it (`service ls --format json`: `update_status`,
+/// `spec_version`; `service inspect` prints Docker's JSON).
 fn service(cluster: &Cluster, host: usize, name: &str) -> Value {
-    let out = cluster.ok(host, &["service", "inspect", name]);
-    let v: Value = serde_json::from_str(&out).expect("service inspect JSON");
-    v[0].clone()
+    let filter = format!("name={name}");
+    let out = cluster.ok(
+        host,
+        &["service", "ls", "--format", "json", "--filter", &filter],
+    );
+    let all: Vec<Value> = serde_json::from_str(&out).expect("service ls JSON");
+    all.into_iter()
+        .find(|s| s["spec"]["name"] == name)
+        .unwrap_or_else(|| panic!("service {name} listed: {out}"))
 }
 
 fn update_state(cluster: &Cluster, host: usize, name: &str) -> (String, String) {
@@ -337,7 +345,8 @@ fn a_rollout_survives_a_leader_failover() {
         // Commands fail while a new leader is elected.
         let out = cluster.skiff(other, &["service", "inspect", "web"]);
         let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        (v[0]["update_status"]["state"] == "UPDATE_STATE_COMPLETED").then_some(())
+        // Docker's JSON, as `service inspect` prints it.
+        (v[0]["UpdateStatus"]["State"] == "completed").then_some(())
     });
     // Tasks on the killed manager's node are replaced elsewhere; all run the new version.
     wait_all_on(&cluster, other, "web", 4, &["sleep", "601"]);

@@ -8,6 +8,7 @@
 //! `clap::Subcommand` enum and an `async fn run(&GlobalOpts, Command)`, a variant in
 //! [`Command`] and an arm in [`run`].
 
+pub mod docker;
 pub mod duration;
 pub mod events;
 pub mod format;
@@ -16,10 +17,13 @@ pub mod json;
 pub mod named;
 pub mod network;
 pub mod node;
+pub mod output;
 pub mod service;
 pub mod stack;
 pub mod swarm;
 pub mod table;
+pub mod task;
+pub mod template;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -144,6 +148,11 @@ pub enum Command {
         #[command(subcommand)]
         command: service::ServiceCommand,
     },
+    /// Inspect tasks (list them with `service ps` or `node ps`)
+    Task {
+        #[command(subcommand)]
+        command: task::TaskCommand,
+    },
     /// Show the skiff version of this client and of the daemon
     Version(VersionArgs),
     /// Show this node's membership: cluster, role, managers and its view of Raft
@@ -215,6 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Swarm { command } => swarm::run(&cli.global, command).await,
         Command::Node { command } => node::run(&cli.global, command).await,
         Command::Service { command } => service::run(&cli.global, command).await,
+        Command::Task { command } => task::run(&cli.global, command).await,
         Command::Version(args) => version(&cli.global, args).await,
         Command::Info(args) => info(&cli.global, args).await,
         Command::Secret { command } => named::run(&cli.global, named::Kind::Secret, command).await,
@@ -260,14 +270,14 @@ pub fn out(text: impl fmt::Display) {
     }
 }
 
-/// What `--format` asked of a listing.
+/// What `--format` asked of `skiff events` (`table`, the default, or `json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListFormat {
     Table,
     Json,
 }
 
-/// Parses a listing's `--format` (`table`, the default, or `json`).
+/// Parses `skiff events`' `--format` (`table`, the default, or `json`).
 pub fn list_format(value: Option<&str>) -> anyhow::Result<ListFormat> {
     match value.map(str::trim) {
         None | Some("") | Some("table") => Ok(ListFormat::Table),
@@ -278,13 +288,10 @@ pub fn list_format(value: Option<&str>) -> anyhow::Result<ListFormat> {
     }
 }
 
-/// Checks an inspect command's `--format` (only `json`, the default).
-pub fn inspect_format(value: Option<&str>) -> anyhow::Result<()> {
-    match value.map(str::trim) {
-        None | Some("") | Some("json") => Ok(()),
-        Some(other) => Err(anyhow!(
-            "unsupported --format \"{other}\": use --format json (templates are not supported)"
-        )),
+/// Prints a template's output, unless it is empty (no rows: no line at all).
+pub fn out_text(text: &str) {
+    if !text.is_empty() {
+        out(text);
     }
 }
 
@@ -874,8 +881,6 @@ mod tests {
         assert_eq!(list_format(None).unwrap(), ListFormat::Table);
         assert_eq!(list_format(Some("json")).unwrap(), ListFormat::Json);
         assert!(list_format(Some("{{.ID}}")).is_err());
-        assert!(inspect_format(Some("json")).is_ok());
-        assert!(inspect_format(Some("yaml")).is_err());
     }
 
     #[test]

@@ -12,9 +12,9 @@ use proto::{
 };
 
 use super::format::age;
+use super::output::{Format, Rows};
 use super::{
-    inspect_format, json, list_format, out, report, table::Table, Client, GlobalOpts, ListFormat,
-    Reply, Reported,
+    docker, json, out, out_text, report, table::Table, Client, GlobalOpts, Reply, Reported,
 };
 
 /// Which of the two kinds a command is about.
@@ -33,7 +33,7 @@ pub enum NamedCommand {
     Create(CreateArgs),
     /// List them
     #[command(visible_alias = "list")]
-    Ls(LsArgs),
+    Ls(NamedLsArgs),
     /// Show details of one or more (never a secret's data)
     Inspect(InspectArgs),
     /// Remove one or more
@@ -59,15 +59,78 @@ pub struct LsArgs {
     /// Only print IDs
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table (the default) or json
+    /// Output format: table (the default), json, a Go template ({{.Name}}) or table TEMPLATE
     #[arg(long)]
     pub format: Option<String>,
+}
+
+/// `secret ls` / `config ls`: the listing flags and `--filter`.
+#[derive(Debug, Args)]
+pub struct NamedLsArgs {
+    #[command(flatten)]
+    pub ls: LsArgs,
+    /// Filter: name=NAME (a prefix, as Docker matches it), id=ID (a prefix),
+    /// label=KEY[=VALUE]; a name or ID given twice matches either
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+}
+
+/// `secret ls --filter` / `config ls --filter` values.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Filters {
+    names: Vec<String>,
+    ids: Vec<String>,
+    labels: Vec<(String, Option<String>)>,
+}
+
+impl Filters {
+    /// Parses `--filter KEY=VALUE` values.
+    pub fn parse(values: &[String]) -> anyhow::Result<Filters> {
+        let mut f = Filters::default();
+        for raw in values {
+            let bad = || {
+                anyhow::anyhow!(
+                    "invalid filter \"{raw}\": use name=NAME, id=ID or label=KEY[=VALUE]"
+                )
+            };
+            let (key, value) = raw.split_once('=').ok_or_else(bad)?;
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(bad());
+            }
+            match key.trim() {
+                "name" => f.names.push(value.to_string()),
+                "id" => f.ids.push(value.to_string()),
+                "label" => f.labels.push(match value.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (value.to_string(), None),
+                }),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(f)
+    }
+
+    fn keep(&self, item: &Item) -> bool {
+        let prefix = |wanted: &[String], have: &str| {
+            wanted.is_empty() || wanted.iter().any(|p| have.starts_with(p.as_str()))
+        };
+        let labels_ok = self
+            .labels
+            .iter()
+            .all(|(k, v)| match (item.labels.get(k), v) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            });
+        prefix(&self.names, &item.name) && prefix(&self.ids, &item.id) && labels_ok
+    }
 }
 
 /// `inspect NAME...`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Output format: json (the default)
+    /// Output format: json (the default) or a Go template on Docker's JSON ({{.Spec.Name}})
     #[arg(short, long)]
     pub format: Option<String>,
     /// ID, ID prefix or name
@@ -88,6 +151,8 @@ struct Item {
     id: String,
     name: String,
     created_at: i64,
+    updated_at: i64,
+    labels: std::collections::HashMap<String, String>,
     json: serde_json::Value,
 }
 
@@ -181,6 +246,12 @@ async fn list(client: &Client, kind: Kind) -> anyhow::Result<Vec<Item>> {
                     id: meta.id,
                     name,
                     created_at: meta.created_at,
+                    updated_at: meta.updated_at,
+                    labels: s
+                        .spec
+                        .as_ref()
+                        .map(|x| x.labels.clone())
+                        .unwrap_or_default(),
                     json: json::to_value(&s)?,
                 });
             }
@@ -198,6 +269,12 @@ async fn list(client: &Client, kind: Kind) -> anyhow::Result<Vec<Item>> {
                     id: meta.id,
                     name,
                     created_at: meta.created_at,
+                    updated_at: meta.updated_at,
+                    labels: c
+                        .spec
+                        .as_ref()
+                        .map(|x| x.labels.clone())
+                        .unwrap_or_default(),
                     json: json::to_value(&c)?,
                 });
             }
@@ -207,33 +284,62 @@ async fn list(client: &Client, kind: Kind) -> anyhow::Result<Vec<Item>> {
     Ok(items)
 }
 
-async fn ls(global: &GlobalOpts, kind: Kind, args: LsArgs) -> anyhow::Result<()> {
-    let format = list_format(args.format.as_deref())?;
+async fn ls(global: &GlobalOpts, kind: Kind, args: NamedLsArgs) -> anyhow::Result<()> {
+    let filters = Filters::parse(&args.filter)?;
+    let args = args.ls;
+    let format = Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
-    let items = list(&client, kind).await?;
+    let mut items = list(&client, kind).await?;
+    items.retain(|i| filters.keep(i));
     if args.quiet {
         for i in &items {
             out(&i.id);
         }
         return Ok(());
     }
-    match format {
-        ListFormat::Json => out(json::pretty(&serde_json::Value::Array(
+    if matches!(format, Format::Json) {
+        out(json::pretty(&serde_json::Value::Array(
             items.into_iter().map(|i| i.json).collect(),
-        ))?),
-        ListFormat::Table => {
-            let mut table = Table::new(&["ID", "NAME", "CREATED"]);
-            for i in &items {
-                table.push([i.id.clone(), i.name.clone(), age(i.created_at)]);
-            }
-            out(table.render().trim_end());
-        }
+        ))?);
+        return Ok(());
+    }
+    let mut table = Table::new(&["ID", "NAME", "CREATED"]);
+    for i in &items {
+        table.push([i.id.clone(), i.name.clone(), age(i.created_at)]);
+    }
+    if format.is_template() {
+        out_text(&rows(&items, &table).render(&format)?);
+    } else {
+        out(table.render().trim_end());
     }
     Ok(())
 }
 
+/// The fields of a `secret ls` / `config ls` row in a `--format` template, as Docker names
+/// them.
+const FIELDS: &[&str] = &["ID", "Name", "CreatedAt"];
+
+/// `ls`'s rows for a template: the table's cells, and Docker's other fields.
+fn rows(items: &[Item], table: &Table) -> Rows {
+    let mut rows = Rows::from_table(table, FIELDS);
+    for (i, item) in items.iter().enumerate() {
+        let cells = [
+            ("UpdatedAt", "UPDATED", age(item.updated_at)),
+            (
+                "Labels",
+                "LABELS",
+                super::network::joined_labels(&item.labels),
+            ),
+        ];
+        for (field, header, value) in cells {
+            rows.set(i, field, header, serde_json::Value::String(value));
+        }
+    }
+    rows
+}
+
 async fn inspect(global: &GlobalOpts, kind: Kind, args: InspectArgs) -> anyhow::Result<()> {
-    inspect_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
     let mut control = client.control();
     let mut found = Vec::new();
@@ -246,14 +352,14 @@ async fn inspect(global: &GlobalOpts, kind: Kind, args: InspectArgs) -> anyhow::
                 })
                 .await
                 .reply(&client)
-                .and_then(|r| r.secret.as_ref().map(json::to_value).transpose()),
+                .and_then(|r| r.secret.as_ref().map(docker::secret).transpose()),
             Kind::Config => control
                 .get_config(GetConfigRequest {
                     config: name.clone(),
                 })
                 .await
                 .reply(&client)
-                .and_then(|r| r.config.as_ref().map(json::to_value).transpose()),
+                .and_then(|r| r.config.as_ref().map(docker::config).transpose()),
         };
         match value {
             Ok(Some(v)) => found.push(v),
@@ -265,7 +371,7 @@ async fn inspect(global: &GlobalOpts, kind: Kind, args: InspectArgs) -> anyhow::
         }
     }
     if !found.is_empty() {
-        out(json::pretty(&serde_json::Value::Array(found))?);
+        out_text(&format.inspect(found)?);
     }
     if failed {
         Err(Reported.into())
@@ -323,5 +429,40 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("invalid label"));
+    }
+
+    fn item(id: &str, name: &str, labels: &[(&str, &str)]) -> Item {
+        Item {
+            id: id.into(),
+            name: name.into(),
+            created_at: 0,
+            updated_at: 0,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            json: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn filters_match_name_and_id_prefixes_as_docker() {
+        let db = item("abc123", "db-password", &[("env", "prod")]);
+        let api = item("def456", "api-key", &[]);
+        let keep = |flags: &[&str], i: &Item| {
+            let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+            Filters::parse(&flags).unwrap().keep(i)
+        };
+        assert!(keep(&["name=db"], &db) && !keep(&["name=db"], &api));
+        // A part that is not a prefix does not match.
+        assert!(!keep(&["name=password"], &db));
+        assert!(keep(&["name=db", "name=api"], &api));
+        assert!(keep(&["id=abc"], &db) && !keep(&["id=bc"], &db));
+        assert!(keep(&["label=env"], &db) && keep(&["label=env=prod"], &db));
+        assert!(!keep(&["label=env=dev"], &db) && !keep(&["label=env"], &api));
+        for bad in ["colour=red", "name=", "name"] {
+            let e = Filters::parse(&[bad.to_string()]).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid filter \"{bad}\"")), "{e}");
+        }
     }
 }

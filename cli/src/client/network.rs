@@ -9,10 +9,8 @@ use proto::{
 };
 
 use super::named::{labels, InspectArgs, LsArgs, RmArgs};
-use super::{
-    inspect_format, json, list_format, out, report, table::Table, GlobalOpts, ListFormat, Reply,
-    Reported,
-};
+use super::output::{Format, Rows};
+use super::{docker, json, out, out_text, report, table::Table, GlobalOpts, Reply, Reported};
 
 /// `skiff network ...`.
 #[derive(Debug, Subcommand)]
@@ -231,7 +229,7 @@ async fn ls(global: &GlobalOpts, args: NetworkLsArgs) -> anyhow::Result<()> {
         .map(|f| Filter::parse(f))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let args = args.ls;
-    let format = list_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
     let networks = client
         .control()
@@ -261,26 +259,58 @@ async fn ls(global: &GlobalOpts, args: NetworkLsArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    match format {
-        ListFormat::Json => out(json::pretty(&serde_json::Value::Array(
+    if matches!(format, Format::Json) {
+        out(json::pretty(&serde_json::Value::Array(
             networks
                 .iter()
                 .map(json::to_value)
                 .collect::<anyhow::Result<_>>()?,
-        ))?),
-        ListFormat::Table => {
-            let mut table = Table::new(&["ID", "NAME", "DRIVER", "SCOPE"]);
-            for n in &networks {
-                table.push(row(n));
-            }
-            out(table.render().trim_end());
-        }
+        ))?);
+        return Ok(());
+    }
+    let mut table = Table::new(&["ID", "NAME", "DRIVER", "SCOPE"]);
+    for n in &networks {
+        table.push(row(n));
+    }
+    if format.is_template() {
+        out_text(&network_rows(&networks, &table).render(&format)?);
+    } else {
+        out(table.render().trim_end());
     }
     Ok(())
 }
 
+/// The fields of a `network ls` row in a `--format` template, as Docker names them.
+const NETWORK_FIELDS: &[&str] = &["ID", "Name", "Driver", "Scope"];
+
+/// `network ls`'s rows for a template: the table's cells, and Docker's other fields.
+fn network_rows(networks: &[proto::Network], table: &Table) -> Rows {
+    let mut rows = Rows::from_table(table, NETWORK_FIELDS);
+    for (i, n) in networks.iter().enumerate() {
+        let spec = n.spec.clone().unwrap_or_default();
+        let created = n.meta.as_ref().map(|m| m.created_at).unwrap_or_default();
+        let cells = [
+            ("IPv6", "IPV6", "false".to_string()),
+            ("Internal", "INTERNAL", spec.internal.to_string()),
+            ("Labels", "LABELS", joined_labels(&spec.labels)),
+            ("CreatedAt", "CREATED", super::format::format_time(created)),
+        ];
+        for (field, header, value) in cells {
+            rows.set(i, field, header, serde_json::Value::String(value));
+        }
+    }
+    rows
+}
+
+/// Labels as Docker's `ls` rows show them: `k=v,k2=v2` (sorted here, for a stable line).
+pub fn joined_labels(labels: &std::collections::HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    pairs.join(",")
+}
+
 async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
-    inspect_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
     let mut control = client.control();
     let mut found = Vec::new();
@@ -292,7 +322,7 @@ async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
             })
             .await
             .reply(&client)
-            .and_then(|r| r.network.as_ref().map(json::to_value).transpose());
+            .and_then(|r| r.network.as_ref().map(docker::network).transpose());
         match value {
             Ok(v) => found.extend(v),
             Err(e) => {
@@ -302,7 +332,7 @@ async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
         }
     }
     if !found.is_empty() {
-        out(json::pretty(&serde_json::Value::Array(found))?);
+        out_text(&format.inspect(found)?);
     }
     if failed {
         Err(Reported.into())

@@ -11,9 +11,9 @@ use proto::{
 };
 
 use super::format::{format_bytes, format_cpus, format_time};
+use super::output::{Format, Rows};
 use super::{
-    inspect_format, json, list_format, out, report, table::Table, Client, GlobalOpts, ListFormat,
-    Reply, Reported,
+    docker, json, out, out_text, report, table::Table, Client, GlobalOpts, Reply, Reported,
 };
 
 /// `skiff node ...`.
@@ -43,7 +43,7 @@ pub struct LsArgs {
     /// Only print node IDs
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table (the default) or json
+    /// Output format: table (the default), json, a Go template ({{.Name}}) or table TEMPLATE
     #[arg(long)]
     pub format: Option<String>,
     /// Filter: role=manager|worker, name=HOSTNAME, id=ID, label=KEY[=VALUE]; repeat to combine
@@ -57,7 +57,7 @@ pub struct InspectArgs {
     /// Print a readable summary instead of JSON
     #[arg(long, conflicts_with = "format")]
     pub pretty: bool,
-    /// Output format: json (the default)
+    /// Output format: json (the default) or a Go template on Docker's JSON ({{.Spec.Name}})
     #[arg(short, long)]
     pub format: Option<String>,
     /// Node ID, ID prefix or hostname ("self" for this node)
@@ -298,7 +298,8 @@ pub fn pretty(node: &Node) -> String {
 pub struct Filters {
     /// Sent to the daemon.
     pub roles: Vec<String>,
-    /// Sent to the daemon.
+    /// Applied here: hostname prefixes, as Docker matches `name=` (the daemon's own
+    /// name filter is exact).
     pub names: Vec<String>,
     /// Applied here: ID prefixes.
     pub ids: Vec<String>,
@@ -343,6 +344,11 @@ impl Filters {
     pub fn keep(&self, node: &Node) -> bool {
         let ids_ok =
             self.ids.is_empty() || self.ids.iter().any(|p| id(node).starts_with(p.as_str()));
+        let names_ok = self.names.is_empty()
+            || self
+                .names
+                .iter()
+                .any(|p| hostname(node).starts_with(p.as_str()));
         let labels = node.spec.as_ref().map(|s| &s.labels);
         let labels_ok = self
             .labels
@@ -352,7 +358,7 @@ impl Filters {
                 (Some(_), None) => true,
                 (None, _) => false,
             });
-        ids_ok && labels_ok
+        ids_ok && names_ok && labels_ok
     }
 }
 
@@ -488,13 +494,34 @@ async fn resolve(client: &Client, name: &str) -> anyhow::Result<String> {
     })
 }
 
+/// The fields of a `node ls` row in a `--format` template, as Docker names them (and
+/// `.Self`, whether the row is the node the CLI talks to).
+pub const NODE_FIELDS: &[&str] = &[
+    "ID",
+    "Hostname",
+    "Status",
+    "Availability",
+    "ManagerStatus",
+    "EngineVersion",
+];
+
+/// `node ls`'s rows for a template: the table's cells (the ID without its `*`) and `.Self`.
+pub fn node_rows(nodes: &[Node], self_id: Option<&str>) -> Rows {
+    let mut rows = Rows::from_table(&nodes_table(nodes, None), NODE_FIELDS);
+    for (i, n) in nodes.iter().enumerate() {
+        let me = self_id.is_some_and(|s| !s.is_empty() && s == id(n));
+        rows.set(i, "Self", "", serde_json::Value::Bool(me));
+    }
+    rows
+}
+
 async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
-    let format = list_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let filters = Filters::parse(&args.filter)?;
     let client = global.connect().await?;
     let request = ListNodesRequest {
         roles: filters.roles.clone(),
-        names: filters.names.clone(),
+        names: Vec::new(),
     };
     let mut control = client.control();
     let (nodes, me) = tokio::join!(control.list_nodes(request), self_id(&client));
@@ -511,15 +538,16 @@ async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    match format {
-        ListFormat::Json => out(json::array(&nodes)?),
-        ListFormat::Table => out(nodes_table(&nodes, me.as_deref()).render().trim_end()),
+    match &format {
+        Format::Json => out(json::array(&nodes)?),
+        Format::Default => out(nodes_table(&nodes, me.as_deref()).render().trim_end()),
+        template => out_text(&node_rows(&nodes, me.as_deref()).render(template)?),
     }
     Ok(())
 }
 
 async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
-    inspect_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
     let mut nodes = Vec::new();
     let mut errors = Vec::new();
@@ -539,9 +567,28 @@ async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
             out(text.join("\n").trim_end());
         }
     } else if !nodes.is_empty() || errors.is_empty() {
-        out(json::array(&nodes)?);
+        let root_ca = root_ca(&client).await;
+        let values = nodes
+            .iter()
+            .map(|n| docker::node(n, &root_ca))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        out_text(&format.inspect(values)?);
     }
     finish(errors)
+}
+
+/// The cluster's root certificate, which Docker shows in every node's `TLSInfo`; empty
+/// when the daemon will not say (the node's JSON is still worth printing without it).
+async fn root_ca(client: &Client) -> String {
+    client
+        .control()
+        .get_cluster(proto::GetClusterRequest {})
+        .await
+        .ok()
+        .and_then(|r| r.into_inner().cluster)
+        .and_then(|c| c.root_ca)
+        .map(|ca| ca.cert_pem)
+        .unwrap_or_default()
 }
 
 /// Prints the errors of a command over several objects; fails if there were any.
@@ -783,6 +830,9 @@ mod tests {
             .insert("zone".into(), "east".into());
         assert!(f.keep(&n));
         assert!(!f.keep(&node("xbc", "h1", None)));
+        // Hostnames match by prefix, as Docker's name= does.
+        let f = Filters::parse(&["name=h".into()]).unwrap();
+        assert!(f.keep(&node("abc", "h1", None)) && !f.keep(&node("abc", "x-h1", None)));
         assert!(Filters::parse(&["role=boss".into()]).is_err());
         assert!(Filters::parse(&["color=red".into()]).is_err());
         assert!(Filters::parse(&["role".into()]).is_err());

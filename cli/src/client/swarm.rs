@@ -8,7 +8,7 @@ use proto::{
 };
 
 use super::{
-    addr_flag, duration, inspect_format, json, out, remote_addr, Client, GlobalOpts, Host, Reply,
+    addr_flag, docker, duration, out, out_text, remote_addr, Client, GlobalOpts, Host, Reply,
 };
 
 /// `skiff swarm ...`.
@@ -110,7 +110,7 @@ pub struct LeaveArgs {
 /// `skiff swarm inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Output format: json (the default)
+    /// Output format: json (the default) or a Go template on Docker's JSON ({{.Spec.Name}})
     #[arg(short, long)]
     pub format: Option<String>,
 }
@@ -558,10 +558,10 @@ async fn leave(global: &GlobalOpts, args: LeaveArgs) -> anyhow::Result<()> {
 }
 
 async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
-    inspect_format(args.format.as_deref())?;
+    let format = super::output::Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
     let cluster = get_cluster(&client).await?;
-    out(json::array(&[cluster])?);
+    out_text(&format.inspect(vec![docker::swarm(&cluster)?])?);
     Ok(())
 }
 

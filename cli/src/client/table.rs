@@ -38,6 +38,16 @@ impl Table {
         self.rows.len()
     }
 
+    /// The column headers.
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    /// The rows, each as wide as the headers.
+    pub fn rows(&self) -> &[Vec<String>] {
+        &self.rows
+    }
+
     /// Whether no row was added.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
@@ -72,6 +82,53 @@ impl Table {
     pub fn print(&self) {
         super::out(self.render().trim_end_matches('\n'));
     }
+}
+
+/// Aligns tab-separated text as Docker aligns a `table` template's output (Go's
+/// `text/tabwriter` with a minimum cell width of 10 and a padding of 3): every cell that a
+/// tab ends is padded to the widest cell of its column, in each run of consecutive lines
+/// that have that column; the last cell of a line is left as it is.
+pub fn align_tabs(text: &str) -> String {
+    const MIN_WIDTH: usize = 10;
+    const PADDING: usize = 3;
+    let lines: Vec<Vec<&str>> = text.split('\n').map(|l| l.split('\t').collect()).collect();
+    // widths[i][c]: the width of line i's cell c, once its column block is measured.
+    let mut widths: Vec<Vec<usize>> = lines.iter().map(|l| vec![0; l.len()]).collect();
+    // Columns are measured left to right; a block of column c is a run of lines that
+    // all have a tab-ended cell c (Go's tabwriter splits blocks the same way).
+    let columns = lines.iter().map(Vec::len).max().unwrap_or(0);
+    for c in 0..columns {
+        let mut i = 0;
+        while i < lines.len() {
+            if lines[i].len() <= c + 1 {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let mut w = MIN_WIDTH;
+            while i < lines.len() && lines[i].len() > c + 1 {
+                w = w.max(width(lines[i][c]) + PADDING);
+                i += 1;
+            }
+            for row in &mut widths[start..i] {
+                row[c] = w;
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        for (c, cell) in line.iter().enumerate() {
+            out.push_str(cell);
+            if c + 1 < line.len() {
+                let pad = widths[i][c] - width(cell);
+                let _ = write!(out, "{:pad$}", "");
+            }
+        }
+    }
+    out
 }
 
 /// Display width of a cell (characters; skiff prints no wide glyphs).
@@ -117,6 +174,27 @@ mod tests {
         let t = Table::new(&["ID", "NAME"]);
         assert!(t.is_empty());
         assert_eq!(t.render(), "ID   NAME\n");
+    }
+
+    #[test]
+    fn tabs_align_as_dockers_tabwriter() {
+        // At least ten wide, three spaces of padding, the last cell untouched.
+        assert_eq!(
+            align_tabs("NAME\tREPLICAS\nweb\t3/3\nlonger-name\t1/1\n"),
+            "NAME          REPLICAS\n\
+             web           3/3\n\
+             longer-name   1/1\n"
+        );
+        assert_eq!(
+            align_tabs("ID\tNAME\nab\tweb\n"),
+            "ID        NAME\nab        web\n"
+        );
+        // A line without the column ends the block: the next block is measured alone.
+        assert_eq!(
+            align_tabs("a-very-long-cell\tx\nplain\nb\ty"),
+            "a-very-long-cell   x\nplain\nb         y"
+        );
+        assert_eq!(align_tabs("no tabs"), "no tabs");
     }
 
     #[test]

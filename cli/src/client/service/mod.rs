@@ -26,9 +26,8 @@ use proto::{
     UpdateServiceRequest,
 };
 
-use super::{
-    inspect_format, json, list_format, out, report, Client, GlobalOpts, ListFormat, Reply, Reported,
-};
+use super::output::{Format, Rows};
+use super::{docker, json, out, out_text, report, Client, GlobalOpts, Reply, Reported};
 use create::CreateArgs;
 use logs::LogsArgs;
 use render::{service_id, service_name, short_id};
@@ -65,7 +64,7 @@ pub struct LsArgs {
     /// Only print service IDs
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table (the default) or json
+    /// Output format: table (the default), json, a Go template ({{.Name}}) or table TEMPLATE
     #[arg(long)]
     pub format: Option<String>,
     /// Filter: name=NAME, id=ID, label=KEY[=VALUE], mode=replicated|global|replicated-job|global-job
@@ -82,7 +81,7 @@ pub struct TaskListOpts {
     /// Only print task IDs
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table (the default) or json
+    /// Output format: table (the default), json, a Go template ({{.Name}}) or table TEMPLATE
     #[arg(long)]
     pub format: Option<String>,
     /// Filter: desired-state=running|shutdown|accepted|ready|complete, node=NODE, id=ID, name=NAME
@@ -116,7 +115,7 @@ pub struct InspectArgs {
     /// Print a readable summary instead of JSON
     #[arg(long, conflicts_with = "format")]
     pub pretty: bool,
-    /// Output format: json (the default)
+    /// Output format: json (the default) or a Go template on Docker's JSON ({{.Spec.Name}})
     #[arg(short, long)]
     pub format: Option<String>,
     /// Service ID, ID prefix or name
@@ -329,8 +328,38 @@ impl LsFilters {
     }
 }
 
+/// The fields of a `service ls` row in a `--format` template, as Docker names them.
+pub const SERVICE_FIELDS: &[&str] = &["ID", "Name", "Mode", "Replicas", "Image", "Ports"];
+
+/// The fields of a task row (`service ps`, `node ps`, `stack ps`) in a `--format` template.
+pub const TASK_FIELDS: &[&str] = &[
+    "ID",
+    "Name",
+    "Image",
+    "Node",
+    "DesiredState",
+    "CurrentState",
+    "Error",
+    "Ports",
+];
+
+/// Prints the `service ls` table of `services` (with their `tasks`) in `format`.
+pub(crate) fn print_services(
+    services: &[Service],
+    tasks: &[Task],
+    format: &Format,
+) -> anyhow::Result<()> {
+    let table = render::services_table(services, tasks);
+    if format.is_template() {
+        out_text(&Rows::from_table(&table, SERVICE_FIELDS).render(format)?);
+    } else {
+        out(table.render().trim_end());
+    }
+    Ok(())
+}
+
 async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
-    let format = list_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let filters = LsFilters::parse(&args.filter)?;
     let client = global.connect().await?;
     let mut services: Vec<Service> = client
@@ -352,7 +381,7 @@ async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if format == ListFormat::Json {
+    if matches!(format, Format::Json) {
         let services: Vec<Service> = services.into_iter().map(redacted_service).collect();
         out(json::array(&services)?);
         return Ok(());
@@ -370,10 +399,7 @@ async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
             .reply(&client)?
             .tasks
     };
-    out(render::services_table(&services, &tasks)
-        .render()
-        .trim_end());
-    Ok(())
+    print_services(&services, &tasks, &format)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -448,7 +474,7 @@ pub(crate) async fn print_tasks(
     filters: &PsFilters,
     tasks: Vec<Task>,
 ) -> anyhow::Result<()> {
-    let format = list_format(opts.format.as_deref())?;
+    let format = Format::parse(opts.format.as_deref())?;
     let hosts = hostnames(client).await;
     let mut tasks: Vec<Task> = tasks
         .into_iter()
@@ -465,24 +491,22 @@ pub(crate) async fn print_tasks(
         }
         return Ok(());
     }
-    match format {
-        ListFormat::Json => {
-            let tasks: Vec<Task> = tasks.into_iter().map(redacted_task).collect();
-            out(json::array(&tasks)?)
-        }
-        ListFormat::Table => {
-            out(
-                render::tasks_table(&tasks, &hosts, proto::now_ms(), opts.no_trunc)
-                    .render()
-                    .trim_end(),
-            )
-        }
+    if matches!(format, Format::Json) {
+        let tasks: Vec<Task> = tasks.into_iter().map(redacted_task).collect();
+        out(json::array(&tasks)?);
+        return Ok(());
+    }
+    let table = render::tasks_table(&tasks, &hosts, proto::now_ms(), opts.no_trunc);
+    if format.is_template() {
+        out_text(&Rows::from_table(&table, TASK_FIELDS).render(&format)?);
+    } else {
+        out(table.render().trim_end());
     }
     Ok(())
 }
 
 async fn ps(global: &GlobalOpts, args: PsArgs) -> anyhow::Result<()> {
-    list_format(args.opts.format.as_deref())?;
+    Format::parse(args.opts.format.as_deref())?;
     let filters = PsFilters::parse(&args.opts.filter)?;
     let client = global.connect().await?;
     let mut ids = Vec::new();
@@ -511,7 +535,7 @@ async fn ps(global: &GlobalOpts, args: PsArgs) -> anyhow::Result<()> {
 
 /// Runs `skiff node ps`.
 pub async fn node_ps(global: &GlobalOpts, args: NodePsArgs) -> anyhow::Result<()> {
-    list_format(args.opts.format.as_deref())?;
+    Format::parse(args.opts.format.as_deref())?;
     let filters = PsFilters::parse(&args.opts.filter)?;
     let client = global.connect().await?;
     let names = if args.nodes.is_empty() {
@@ -572,7 +596,7 @@ async fn node_id(client: &Client, name: &str) -> anyhow::Result<String> {
 // ---------------------------------------------------------------------------------------
 
 async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
-    inspect_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
     let mut services = Vec::new();
     let mut errors = Vec::new();
@@ -588,7 +612,11 @@ async fn inspect(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
             out(text.join("\n").trim_end());
         }
     } else if !services.is_empty() || errors.is_empty() {
-        out(json::array(&services)?);
+        let values = services
+            .iter()
+            .map(docker::service)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        out_text(&format.inspect(values)?);
     }
     finish(errors)
 }

@@ -24,9 +24,10 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::{ArgAction, Args, Subcommand};
 use proto::{ListTasksRequest, Service};
 
+use super::output::{Format, Rows};
 use super::service::{render, PsFilters, TaskListOpts};
 use super::table::Table;
-use super::{list_format, out, report, Client, GlobalOpts, ListFormat, Reply as _, Reported};
+use super::{out, out_text, report, Client, GlobalOpts, Reply as _, Reported};
 use load::interpolate::{parse_env_file, Variables};
 use load::Source;
 use translate::NAMESPACE_LABEL;
@@ -87,7 +88,7 @@ pub struct DeployArgs {
 /// `skiff stack ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Output format: table (the default) or json
+    /// Output format: table (the default), json, a Go template ({{.Name}}) or table TEMPLATE
     #[arg(long)]
     pub format: Option<String>,
 }
@@ -98,6 +99,13 @@ pub struct ServicesArgs {
     /// Only print service IDs
     #[arg(short, long)]
     pub quiet: bool,
+    /// Output format: table (the default), a Go template ({{.Name}}) or table TEMPLATE
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Filter: name=NAME (a prefix of the service's name, with or without the stack's),
+    /// id=ID, label=KEY[=VALUE], mode=replicated|global|replicated-job|global-job
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
     /// Stack name
     #[arg(value_name = "STACK")]
     pub name: String,
@@ -219,7 +227,7 @@ async fn stack_services(client: &Client, name: &str) -> anyhow::Result<Vec<Servi
 }
 
 async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
-    let format = list_format(args.format.as_deref())?;
+    let format = Format::parse(args.format.as_deref())?;
     let client = global.connect().await?;
     let services = client
         .control()
@@ -233,31 +241,50 @@ async fn ls(global: &GlobalOpts, args: LsArgs) -> anyhow::Result<()> {
             *stacks.entry(name).or_default() += 1;
         }
     }
-    match format {
-        ListFormat::Json => {
-            let rows: Vec<serde_json::Value> = stacks
-                .iter()
-                .map(|(name, n)| serde_json::json!({"Name": name, "Services": n}))
-                .collect();
-            out(serde_json::to_string_pretty(&rows)?);
+    if matches!(format, Format::Json) {
+        let rows: Vec<serde_json::Value> = stacks
+            .iter()
+            .map(|(name, n)| serde_json::json!({"Name": name, "Services": n}))
+            .collect();
+        out(serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let mut table = Table::new(&["NAME", "SERVICES"]);
+    for (name, n) in &stacks {
+        table.push([name.to_string(), n.to_string()]);
+    }
+    if format.is_template() {
+        // Docker's stack rows: `.Name .Services .Orchestrator`.
+        let mut rows = Rows::from_table(&table, &["Name", "Services"]);
+        for i in 0..stacks.len() {
+            rows.set(i, "Orchestrator", "ORCHESTRATOR", "Swarm".into());
         }
-        ListFormat::Table => {
-            let mut table = Table::new(&["NAME", "SERVICES"]);
-            for (name, n) in &stacks {
-                table.push([name.to_string(), n.to_string()]);
-            }
-            out(table.render().trim_end());
-        }
+        out_text(&rows.render(&format)?);
+    } else {
+        out(table.render().trim_end());
     }
     Ok(())
 }
 
 async fn services(global: &GlobalOpts, args: ServicesArgs) -> anyhow::Result<()> {
+    let format = Format::parse(args.format.as_deref())?;
+    let filters = super::service::LsFilters::parse(&args.filter)?;
     let client = global.connect().await?;
-    let services = stack_services(&client, &args.name).await?;
+    let mut services = stack_services(&client, &args.name).await?;
     if services.is_empty() {
         bail!("nothing found in stack {}", args.name);
     }
+    let prefix = format!("{}_", args.name);
+    services.retain(|s| {
+        let name = render::service_name(s);
+        let short = name.strip_prefix(&prefix).unwrap_or(name);
+        filters.keep(s)
+            && (filters.names.is_empty()
+                || filters
+                    .names
+                    .iter()
+                    .any(|n| name.starts_with(n.as_str()) || short.starts_with(n.as_str())))
+    });
     if args.quiet {
         for s in &services {
             out(render::service_id(s));
@@ -276,14 +303,11 @@ async fn services(global: &GlobalOpts, args: ServicesArgs) -> anyhow::Result<()>
         .await
         .reply(&client)?
         .tasks;
-    out(render::services_table(&services, &tasks)
-        .render()
-        .trim_end());
-    Ok(())
+    super::service::print_services(&services, &tasks, &format)
 }
 
 async fn ps(global: &GlobalOpts, args: PsArgs) -> anyhow::Result<()> {
-    list_format(args.opts.format.as_deref())?;
+    Format::parse(args.opts.format.as_deref())?;
     let filters = PsFilters::parse(&args.opts.filter)?;
     let client = global.connect().await?;
     let services = stack_services(&client, &args.name).await?;

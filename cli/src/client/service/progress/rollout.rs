@@ -27,6 +27,26 @@ pub enum Rollout {
     Failed(String),
 }
 
+/// The update status as Docker's progress words it: `rollback: manually requested
+/// rollback`, `update: update paused due to failure or early termination of task ...`:
+/// the manager's message under `update` or `rollback`, or, without one, what the state
+/// means in words (never the raw state name). `None` before any rollout.
+pub fn status_line(state: proto::UpdateState, message: &str, rollback: bool) -> Option<String> {
+    use proto::UpdateState as S;
+    let (label, words) = match state {
+        S::Unknown => return None,
+        S::Updating => ("update", "update in progress"),
+        S::Paused => ("update", "update paused"),
+        S::Completed => ("update", "update completed"),
+        S::RollbackStarted => ("rollback", "rollback in progress"),
+        S::RollbackPaused => ("rollback", "rollback paused"),
+        S::RollbackCompleted => ("rollback", "rollback completed"),
+    };
+    let label = if rollback { "rollback" } else { label };
+    let text = if message.is_empty() { words } else { message };
+    Some(format!("{label}: {text}"))
+}
+
 /// The lines of a rollout (the slots on the new spec as [`progress`] shows them, and the
 /// update status) and where it stands; `rollback` says whether the command
 /// asked for a rollback.
@@ -43,15 +63,9 @@ pub fn rollout(service: &Service, tasks: &[Task], rollback: bool) -> (Vec<String
     let status = service.update_status.clone().unwrap_or_default();
     let state = proto::UpdateState::try_from(status.state).unwrap_or_default();
     use proto::UpdateState as S;
-    let word = state
-        .as_str_name()
-        .trim_start_matches("UPDATE_STATE_")
-        .to_ascii_lowercase();
-    lines.push(format!(
-        "{}: {word}: {}",
-        if rollback { "rollback" } else { "update" },
-        status.message
-    ));
+    if let Some(line) = status_line(state, &status.message, rollback) {
+        lines.push(line);
+    }
     let message = status.message;
     let outcome = match (state, rollback) {
         (S::Completed, false) | (S::RollbackCompleted, true) => Rollout::Done,
@@ -124,10 +138,7 @@ mod tests {
         s.update_status = status(UpdateState::Updating, "update in progress");
         let (lines, outcome) = rollout(&s, &[new, old], false);
         assert_eq!(lines[0], "overall progress: 1 out of 2 tasks");
-        assert_eq!(
-            lines.last().unwrap(),
-            "update: updating: update in progress"
-        );
+        assert_eq!(lines.last().unwrap(), "update: update in progress");
         assert_eq!(outcome, Rollout::Rolling);
         s.update_status = status(UpdateState::Completed, "update completed");
         assert_eq!(rollout(&s, &[], false).1, Rollout::Done);
@@ -155,5 +166,44 @@ mod tests {
             )
         );
         assert_eq!(rollout(&s, &[], true).1, Rollout::Done);
+    }
+
+    #[test]
+    fn the_status_line_says_what_docker_says_never_the_raw_state() {
+        use proto::UpdateState as S;
+        for (state, message, rollback, want) in [
+            (
+                S::RollbackStarted,
+                "manually requested rollback",
+                true,
+                Some("rollback: manually requested rollback"),
+            ),
+            (
+                S::RollbackStarted,
+                "update paused due to failure or early termination of task x",
+                false,
+                Some("rollback: update paused due to failure or early termination of task x"),
+            ),
+            (
+                S::Paused,
+                "update paused due to failure or early termination of task x",
+                false,
+                Some("update: update paused due to failure or early termination of task x"),
+            ),
+            (
+                S::RollbackPaused,
+                "",
+                false,
+                Some("rollback: rollback paused"),
+            ),
+            (S::Updating, "", false, Some("update: update in progress")),
+            (S::Unknown, "", false, None),
+        ] {
+            let line = status_line(state, message, rollback);
+            assert_eq!(line.as_deref(), want, "{state:?}");
+            if let Some(line) = line {
+                assert!(!line.contains('_'), "{line}");
+            }
+        }
     }
 }

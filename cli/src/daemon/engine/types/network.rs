@@ -117,10 +117,23 @@ impl Network {
             ingress: spec.ingress,
             config_only: false,
             containers: Default::default(),
-            options: spec.driver_opts.clone(),
+            options: options(n, &spec),
             labels: spec.labels.clone(),
         }
     }
+}
+
+/// Docker's option naming an overlay network's VXLAN ID, once one is allocated.
+pub const VXLAN_ID_OPTION: &str = "com.docker.network.driver.overlay.vxlanid_list";
+
+/// The driver options, plus the allocated VXLAN ID under Docker's name for it, as
+/// `docker network inspect` shows an overlay network's.
+fn options(n: &proto::Network, spec: &proto::NetworkSpec) -> HashMap<String, String> {
+    let mut options = spec.driver_opts.clone();
+    if n.vni != 0 {
+        options.insert(VXLAN_ID_OPTION.to_string(), n.vni.to_string());
+    }
+    options
 }
 
 /// `POST /networks/create`.
@@ -260,6 +273,7 @@ mod tests {
         let json = serde_json::to_value(&docker).unwrap();
         assert_eq!(json["Scope"], "swarm");
         assert_eq!(json["IPAM"]["Config"][0]["Subnet"], "10.9.0.0/24");
+        assert!(json["Options"].get(VXLAN_ID_OPTION).is_none());
         let back: Network = decode::value_as(json.clone()).unwrap();
         assert_eq!(back, docker);
         // The same JSON as a create request gives the same spec.
@@ -270,6 +284,16 @@ mod tests {
         }
         let create: CreateRequest = decode::value_as(request).unwrap();
         assert_eq!(create.to_proto().unwrap(), spec);
+    }
+
+    #[test]
+    fn an_allocated_vni_shows_under_dockers_option_name() {
+        let network = proto::Network {
+            vni: 4097,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(Network::from_proto(&network)).unwrap();
+        assert_eq!(json["Options"][VXLAN_ID_OPTION], "4097");
     }
 
     #[test]
