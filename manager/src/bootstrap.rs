@@ -87,6 +87,7 @@ pub fn initial_batch(
     };
     Ok(StoreBatch {
         actions: vec![create(cluster), create(node), create(ingress_network())],
+        ..Default::default()
     })
 }
 
@@ -150,5 +151,8 @@ pub fn recovery_batch(
             }
         })
         .collect();
-    StoreBatch { actions }
+    StoreBatch {
+        actions,
+        ..Default::default()
+    }
 }

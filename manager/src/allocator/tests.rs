@@ -36,7 +36,13 @@ impl World {
     fn apply(&mut self, actions: Vec<StoreAction>) {
         self.index += 1;
         self.store
-            .apply(&StoreBatch { actions }, self.index)
+            .apply(
+                &StoreBatch {
+                    actions,
+                    ..Default::default()
+                },
+                self.index,
+            )
             .expect("batch applies");
     }
 

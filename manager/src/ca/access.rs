@@ -135,7 +135,15 @@ mod tests {
             object: Some(n.wrap()),
         }));
         let mut store = ObjectStore::default();
-        store.apply(&StoreBatch { actions }, 1).unwrap();
+        store
+            .apply(
+                &StoreBatch {
+                    actions,
+                    ..Default::default()
+                },
+                1,
+            )
+            .unwrap();
         store
     }
 

@@ -210,7 +210,15 @@ mod tests {
                 })
             })
             .collect();
-        store.apply(&StoreBatch { actions }, 1).unwrap();
+        store
+            .apply(
+                &StoreBatch {
+                    actions,
+                    ..Default::default()
+                },
+                1,
+            )
+            .unwrap();
         store
     }
 
@@ -305,6 +313,7 @@ mod tests {
             .apply(
                 &StoreBatch {
                     actions: vec![create(task)],
+                    ..Default::default()
                 },
                 2,
             )

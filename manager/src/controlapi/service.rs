@@ -777,6 +777,7 @@ mod tests {
             .apply(
                 &proto::StoreBatch {
                     actions: vec![create(cluster), create(node)],
+                    ..Default::default()
                 },
                 1,
             )

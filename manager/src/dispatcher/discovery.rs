@@ -261,7 +261,15 @@ mod tests {
                 &[("other", "10.0.3.3/24")],
             )),
         ];
-        store.apply(&StoreBatch { actions }, 1).unwrap();
+        store
+            .apply(
+                &StoreBatch {
+                    actions,
+                    ..Default::default()
+                },
+                1,
+            )
+            .unwrap();
         let v = view(&store, "n1");
         let networks: Vec<&str> = v.networks.iter().map(|n| n.network_id.as_str()).collect();
         assert_eq!(
@@ -292,6 +300,7 @@ mod tests {
             .apply(
                 &StoreBatch {
                     actions: vec![crate::store::update(w2)],
+                    ..Default::default()
                 },
                 2,
             )

@@ -186,7 +186,15 @@ mod tests {
                 "10.0.0.7/24",
             )),
         ];
-        store.apply(&StoreBatch { actions }, 1).unwrap();
+        store
+            .apply(
+                &StoreBatch {
+                    actions,
+                    ..Default::default()
+                },
+                1,
+            )
+            .unwrap();
         // Node n1 runs none of the tasks and still gets them all.
         let mesh = view(&store, "n1");
         assert_eq!(mesh.leg_address, "10.0.0.9/24");
@@ -204,6 +212,7 @@ mod tests {
             .apply(
                 &StoreBatch {
                     actions: vec![crate::store::update(t3)],
+                    ..Default::default()
                 },
                 2,
             )
@@ -221,6 +230,7 @@ mod tests {
                         meta: meta("other"),
                         ..Default::default()
                     })],
+                    ..Default::default()
                 },
                 3,
             )

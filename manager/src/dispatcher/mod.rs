@@ -375,6 +375,7 @@ mod tests {
         let store = fake.store();
         fake.commit(&StoreBatch {
             actions: vec![create(ready_node("n1")), create(ready_node("n2"))],
+            ..Default::default()
         })
         .expect("nodes");
         // The default period is 1 s: a node is down after 3 s without a heartbeat.
@@ -421,6 +422,7 @@ mod tests {
         let store = fake.store();
         fake.commit(&StoreBatch {
             actions: vec![create(ready_node("n1"))],
+            ..Default::default()
         })
         .expect("node");
         let dispatcher = Dispatcher::new(store.clone());

@@ -237,7 +237,15 @@ mod tests {
             create(task("t3", "n3", "back", TaskState::Failed)),
             create(task("t4", "n3", "other", TaskState::Running)),
         ];
-        store.apply(&StoreBatch { actions }, 1).unwrap();
+        store
+            .apply(
+                &StoreBatch {
+                    actions,
+                    ..Default::default()
+                },
+                1,
+            )
+            .unwrap();
         let v = view(&store, "n1");
         assert_eq!(v.networks.keys().collect::<Vec<_>>(), ["back", "ingress"]);
         let peers: Vec<(&str, &str)> = v.peers["back"]
@@ -295,7 +303,15 @@ mod tests {
             create(node("n2", "127.0.0.3:2377")),
             create(task("t1", "n1", "back", TaskState::Assigned)),
         ];
-        store.apply(&StoreBatch { actions }, 1).unwrap();
+        store
+            .apply(
+                &StoreBatch {
+                    actions,
+                    ..Default::default()
+                },
+                1,
+            )
+            .unwrap();
         let mut tracker = NodeAssignments::default();
         let first = tracker.complete(&store, "n1");
         let networks: Vec<&str> = first
@@ -322,6 +338,7 @@ mod tests {
             .apply(
                 &StoreBatch {
                     actions: vec![create(task("t2", "n2", "back", TaskState::Assigned))],
+                    ..Default::default()
                 },
                 2,
             )
@@ -343,6 +360,7 @@ mod tests {
             .apply(
                 &StoreBatch {
                     actions: vec![create(t3)],
+                    ..Default::default()
                 },
                 3,
             )
@@ -365,6 +383,7 @@ mod tests {
             .apply(
                 &StoreBatch {
                     actions: vec![crate::store::update(t1)],
+                    ..Default::default()
                 },
                 4,
             )

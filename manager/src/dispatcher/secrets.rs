@@ -129,7 +129,15 @@ mod tests {
             // Not placed yet.
             create(task("t4", "", &["tls"], Running, Pending)),
         ];
-        store.apply(&StoreBatch { actions }, 1).unwrap();
+        store
+            .apply(
+                &StoreBatch {
+                    actions,
+                    ..Default::default()
+                },
+                1,
+            )
+            .unwrap();
         let held = |node: &str| view(&store, node).secrets.into_keys().collect::<Vec<_>>();
         assert_eq!(held("n1"), ["db"]);
         assert_eq!(held("n2"), ["tls"]);

@@ -67,7 +67,15 @@ mod tests {
     /// Applies the accepted reports to `store`; returns the task's running_since.
     fn apply(store: &mut ObjectStore, index: u64, reports: Vec<TaskStatusUpdate>) -> i64 {
         let actions = accepted(store, "n1", reports);
-        store.apply(&StoreBatch { actions }, index).unwrap();
+        store
+            .apply(
+                &StoreBatch {
+                    actions,
+                    ..Default::default()
+                },
+                index,
+            )
+            .unwrap();
         let task = store.get::<Task>("t").unwrap();
         task.status.as_ref().unwrap().running_since
     }
@@ -87,6 +95,7 @@ mod tests {
             .apply(
                 &StoreBatch {
                     actions: vec![create(task)],
+                    ..Default::default()
                 },
                 1,
             )

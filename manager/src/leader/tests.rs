@@ -122,6 +122,7 @@ async fn a_leader_loop_runs_once_leading_again_after_each_change_and_ends_on_sto
         });
         fake.commit(&StoreBatch {
             actions: vec![created],
+            ..Default::default()
         })
         .expect("commit");
     }

@@ -526,7 +526,14 @@ mod tests {
         let mut actions = vec![create(node()), create(service)];
         actions.extend(extra.into_iter().map(create));
         let mut s = ObjectStore::default();
-        s.apply(&StoreBatch { actions }, 1).unwrap();
+        s.apply(
+            &StoreBatch {
+                actions,
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
         s
     }
 
@@ -653,6 +660,7 @@ mod tests {
             .apply(
                 &StoreBatch {
                     actions: vec![update(svc)],
+                    ..Default::default()
                 },
                 2,
             )
@@ -694,7 +702,15 @@ mod tests {
             ..Default::default()
         });
         let actions = vec![update(svc)];
-        store.apply(&StoreBatch { actions }, 2).unwrap();
+        store
+            .apply(
+                &StoreBatch {
+                    actions,
+                    ..Default::default()
+                },
+                2,
+            )
+            .unwrap();
         store
     }
 

@@ -101,6 +101,7 @@ pub fn batches(
     Ok(match (entry.actions.is_empty(), entry.batches.is_empty()) {
         (_, true) => Ok(vec![proto::StoreBatch {
             actions: entry.actions,
+            proposal: entry.proposal,
         }]),
         (true, false) => Ok(entry.batches),
         (false, false) => Err("an entry holds either actions or batches".into()),
@@ -222,6 +223,7 @@ mod tests {
                 .iter()
                 .map(|&kind| StoreAction { kind, object: None })
                 .collect(),
+            ..Default::default()
         }
     }
 
@@ -296,6 +298,7 @@ mod tests {
             actions: batch(&[0]).actions,
             batches: vec![batch(&[1])],
             format: GATHERED,
+            ..Default::default()
         };
         assert!(matches!(batches(entry, 1, NEWEST), Ok(Err(_))));
     }

@@ -263,15 +263,28 @@ impl RaftNode {
     /// Commits `batch` on a quorum and applies it here; returns its log index. Followers
     /// forward to the leader, then wait until they have applied the entry themselves, so a
     /// read that follows on this manager sees the write.
+    ///
+    /// An attempt whose answer is lost (the leader died after committing it) is sent again
+    /// under the same proposal ID; if the retry is refused, the first application's
+    /// outcome is what the write did (see [`RaftNode::first_outcome`]).
     pub async fn propose(&self, batch: &StoreBatch) -> Result<u64, StoreError> {
+        let mut batch = batch.clone();
+        if batch.proposal.is_empty() {
+            batch.proposal = format!("{:032x}", rand::random::<u128>());
+        }
         let bytes = batch.encode_to_vec();
+        let mut retried = false;
         let attempt = async {
             loop {
-                match self.leader().await? {
+                let refused = match self.leader().await? {
                     Leader::Me => match self.proposals.propose(bytes.clone()).await {
                         Ok(index) => return Ok(index),
-                        Err(Refused::NotLeader) => self.wait_for_leader_change().await,
-                        Err(Refused::Apply(e)) => return Err(e.into()),
+                        Err(Refused::NotLeader) => {
+                            self.wait_for_leader_change().await;
+                            retried = true;
+                            continue;
+                        }
+                        Err(Refused::Apply(e)) => StoreError::from(e),
                         Err(Refused::Stopped(e)) => return Err(StoreError::Stopped(e)),
                     },
                     Leader::Other(addr) => {
@@ -292,16 +305,41 @@ impl RaftNode {
                                 .await;
                                 return Ok(index);
                             }
-                            Err(s) if is_retryable(&s) => self.pause_before_retry().await,
-                            Err(s) => return Err(remote(s)),
+                            Err(s) if is_retryable(&s) => {
+                                self.pause_before_retry().await;
+                                retried = true;
+                                continue;
+                            }
+                            Err(s) => remote(s),
                         }
                     }
+                };
+                if retried {
+                    if let Some(first) = self.first_outcome(&batch.proposal).await {
+                        return first;
+                    }
                 }
+                return Err(refused);
             }
         };
         tokio::time::timeout(QUORUM_TIMEOUT, attempt)
             .await
             .unwrap_or_else(|_| Err(self.quorum_error()))
+    }
+
+    /// A retried proposal was refused: was that because an earlier attempt had already
+    /// applied? Once every committed entry is applied here (the retry was committed, so its
+    /// earlier attempt, if ever committed, came before it), the first application of the
+    /// proposal, if remembered, is the write's real outcome.
+    async fn first_outcome(&self, proposal: &str) -> Option<Result<u64, StoreError>> {
+        self.read_barrier().await.ok()?;
+        let (index, result) = self.store.first_outcome(proposal)?;
+        tracing::debug!(
+            proposal,
+            index,
+            "a retried write was refused after its first attempt applied"
+        );
+        Some(result.map(|()| index).map_err(StoreError::from))
     }
 
     /// Waits until this manager has applied every entry committed before the call, so what

@@ -182,6 +182,7 @@ mod tests {
                 kind: kind as i32,
                 object: Some(object.wrap()),
             }],
+            ..Default::default()
         }
     }
 

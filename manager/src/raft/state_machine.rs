@@ -154,9 +154,13 @@ impl StateMachine {
     }
 }
 
-/// What applying one entry gave: one result per batch and, if any batch applied, the
-/// changes they made (all at the entry's index, in order) for the watch stream.
-type Applied = (Vec<Result<(), ApplyError>>, Option<Vec<proto::StoreEvent>>);
+/// What applying one entry gave: one result per batch, with the batch's proposal ID, and,
+/// if any batch applied, the changes they made (all at the entry's index, in order) for the
+/// watch stream.
+type Applied = (
+    Vec<(String, Result<(), ApplyError>)>,
+    Option<Vec<proto::StoreEvent>>,
+);
 
 /// Applies a [`proto::StoreEntry`] committed at `index`: its batches in order, each all or
 /// nothing on its own. An entry of a format newer than `understood` is not applied at all.
@@ -167,24 +171,28 @@ fn apply_entry(
     understood: u32,
 ) -> Result<Applied, NewerFormat> {
     let entry = match proto::StoreEntry::decode(bytes) {
-        Err(e) => return Ok((vec![Err(ApplyError::Invalid(e.to_string()))], None)),
+        Err(e) => {
+            let invalid = ApplyError::Invalid(e.to_string());
+            return Ok((vec![(String::new(), Err(invalid))], None));
+        }
         Ok(entry) => entry,
     };
     let held = entry.batches.len();
     let batches = match format::batches(entry, index, understood)? {
         Ok(batches) => batches,
         Err(malformed) => {
-            let invalid = ApplyError::Invalid(malformed);
-            return Ok((vec![Err(invalid); held], None));
+            let invalid = (String::new(), Err(ApplyError::Invalid(malformed)));
+            return Ok((vec![invalid; held], None));
         }
     };
     let mut changes: Option<Vec<proto::StoreEvent>> = None;
     let results = batches
-        .iter()
+        .into_iter()
         .map(|batch| {
-            let events = store.apply(batch, index)?;
-            changes.get_or_insert_with(Vec::new).extend(events);
-            Ok(())
+            let result = store.apply(&batch, index).map(|events| {
+                changes.get_or_insert_with(Vec::new).extend(events);
+            });
+            (batch.proposal, result)
         })
         .collect();
     Ok((results, changes))
@@ -257,6 +265,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                 applying.publish(WatchEvent::Changes { index, events });
                             }
                             results
+                                .into_iter()
+                                .map(|(proposal, result)| {
+                                    applying.record(proposal, index, &result);
+                                    result
+                                })
+                                .collect()
                         }
                         Err(e) => {
                             newer = Some((entry.log_id, e));
@@ -346,6 +360,7 @@ mod tests {
                     object: Some(object.wrap()),
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 
@@ -367,6 +382,42 @@ mod tests {
     }
 
     use StoreActionKind::{Create, Update};
+
+    /// A write sent again after its first attempt committed (its answer lost with the
+    /// leader) is refused by its own earlier write; the first outcome stays readable by the
+    /// proposal ID, in either entry format, alone or gathered.
+    #[tokio::test]
+    async fn the_first_outcome_of_a_proposal_sent_twice_is_remembered() {
+        let (_dir, mut sm) = open();
+        let mut create = batch(vec![(Create, service("s1", "web", 0))]);
+        create.proposal = "p1".into();
+        let mut update = batch(vec![(Update, service("s1", "api", 1))]);
+        update.proposal = "p2".into();
+        let mut other = batch(vec![(Create, service("s2", "db", 0))]);
+        other.proposal = "p3".into();
+        let lone = |b: &StoreBatch| encode(format::SINGLE_BATCH, &[&b.encode_to_vec()]);
+        let gathered = |bs: &[&StoreBatch]| {
+            let encoded: Vec<Vec<u8>> = bs.iter().map(|b| b.encode_to_vec()).collect();
+            encode(
+                GATHERED,
+                &encoded.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+            )
+        };
+        sm.apply([
+            entry(1, lone(&create)),
+            entry(2, gathered(&[&update, &other])),
+            entry(3, lone(&create)),
+            entry(4, gathered(&[&other, &update])),
+        ])
+        .await
+        .expect("apply");
+        let local = sm.local();
+        assert_eq!(local.first_outcome("p1"), Some((1, Ok(()))));
+        assert_eq!(local.first_outcome("p2"), Some((2, Ok(()))));
+        assert_eq!(local.first_outcome("p3"), Some((2, Ok(()))));
+        assert_eq!(local.first_outcome("p4"), None);
+        assert_eq!(local.read().get::<Service>("s1").unwrap().version(), 2);
+    }
 
     #[tokio::test]
     async fn a_gathered_entry_applies_each_batch_on_its_own() {
@@ -473,6 +524,7 @@ mod tests {
             actions: batch(vec![(Create, service("s1", "web", 0))]).actions,
             batches: vec![batch(vec![(Create, service("s2", "db", 0))])],
             format: 0,
+            ..Default::default()
         }
         .encode_to_vec();
         let results = sm.apply([entry(1, entry_bytes)]).await.expect("apply");

@@ -58,7 +58,13 @@ impl Store {
     /// index, the version of everything it wrote.
     pub async fn write(&self, actions: Vec<StoreAction>) -> Result<u64, StoreError> {
         let started = std::time::Instant::now();
-        let written = self.proposer.propose(&StoreBatch { actions }).await;
+        let written = self
+            .proposer
+            .propose(&StoreBatch {
+                actions,
+                ..Default::default()
+            })
+            .await;
         crate::metrics::METRICS
             .proposal_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -71,7 +77,10 @@ impl Store {
         let started = std::time::Instant::now();
         let written = self
             .proposer
-            .propose_as_leader(&StoreBatch { actions })
+            .propose_as_leader(&StoreBatch {
+                actions,
+                ..Default::default()
+            })
             .await;
         crate::metrics::METRICS
             .proposal_seconds

@@ -5,14 +5,27 @@
 //! watch stream publishes each change exactly after the state it describes. Everyone else
 //! holds a [`LocalStore`], which only reads and subscribes.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::{broadcast, watch};
 
-use super::ObjectStore;
+use super::{ApplyError, ObjectStore};
 
 /// Watch events a slow subscriber may fall behind by before it must resynchronise.
 const WATCH_BUFFER: usize = 4096;
+
+/// Proposals whose first outcome is remembered: far more than are ever in flight at once.
+const OUTCOMES_KEPT: usize = 65_536;
+
+/// The first outcome of each recent proposal that carried an ID, as this manager applied
+/// it: what a retried write reads when its retry is refused because its earlier attempt
+/// (whose answer was lost with a leader) had already applied.
+#[derive(Default)]
+struct Outcomes {
+    first: HashMap<String, (u64, Result<(), ApplyError>)>,
+    order: VecDeque<String>,
+}
 
 /// A change the watch stream publishes, in commit order.
 #[derive(Debug, Clone)]
@@ -35,6 +48,7 @@ struct Shared {
     store: RwLock<ObjectStore>,
     applied: watch::Sender<u64>,
     events: broadcast::Sender<Arc<WatchEvent>>,
+    outcomes: Mutex<Outcomes>,
 }
 
 /// Read access to this manager's copy of the store and to its watch stream. It may be
@@ -59,6 +73,17 @@ impl LocalStore {
     /// The index of the last applied entry.
     pub fn applied_index(&self) -> u64 {
         *self.shared.applied.borrow()
+    }
+
+    /// The index and outcome of the first application here of the batch proposed as
+    /// `proposal`, while it is among the recent ones (not if it came in a snapshot).
+    pub fn first_outcome(&self, proposal: &str) -> Option<(u64, Result<(), ApplyError>)> {
+        let outcomes = self
+            .shared
+            .outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        outcomes.first.get(proposal).cloned()
     }
 
     /// Waits until the entry at `index` has been applied here.
@@ -90,6 +115,7 @@ impl Applier {
                 store: RwLock::new(ObjectStore::default()),
                 applied,
                 events,
+                outcomes: Mutex::default(),
             }),
         }
     }
@@ -106,6 +132,7 @@ impl Applier {
         Applying {
             store: self.shared.store.write().unwrap_or_else(|e| e.into_inner()),
             events: &self.shared.events,
+            outcomes: &self.shared.outcomes,
         }
     }
 
@@ -120,6 +147,7 @@ impl Applier {
 pub struct Applying<'a> {
     store: RwLockWriteGuard<'a, ObjectStore>,
     events: &'a broadcast::Sender<Arc<WatchEvent>>,
+    outcomes: &'a Mutex<Outcomes>,
 }
 
 impl Applying<'_> {
@@ -132,5 +160,25 @@ impl Applying<'_> {
     /// order and exactly after the state they copied.
     pub fn publish(&self, event: WatchEvent) {
         let _ = self.events.send(Arc::new(event));
+    }
+
+    /// Remembers the outcome of a batch proposed as `proposal` (none if empty), applied at
+    /// `index`, unless an earlier application of it is remembered: the first one counts.
+    pub fn record(&self, proposal: String, index: u64, result: &Result<(), ApplyError>) {
+        if proposal.is_empty() {
+            return;
+        }
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+        let Outcomes { first, order } = &mut *outcomes;
+        if first.contains_key(&proposal) {
+            return;
+        }
+        if order.len() == OUTCOMES_KEPT {
+            if let Some(oldest) = order.pop_front() {
+                first.remove(&oldest);
+            }
+        }
+        order.push_back(proposal.clone());
+        first.insert(proposal, (index, result.clone()));
     }
 }

@@ -37,6 +37,7 @@ fn batch(actions: Vec<(StoreActionKind, proto::StoreObject)>) -> StoreBatch {
                 object: Some(object),
             })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -230,6 +231,7 @@ fn malformed_batches_are_refused() {
             kind: 0,
             object: None,
         }],
+        ..Default::default()
     };
     assert!(matches!(
         store.apply(&no_object, 1),

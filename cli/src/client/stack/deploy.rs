@@ -260,7 +260,13 @@ fn check_as_the_manager_will(stack: &str, current: &Current, plan: &Plan) -> Res
     let mut mirror = ObjectStore::default();
     let mut index = 1;
     mirror
-        .apply(&proto::StoreBatch { actions }, index)
+        .apply(
+            &proto::StoreBatch {
+                actions,
+                ..Default::default()
+            },
+            index,
+        )
         .map_err(|e| format!("cannot check the deploy against the cluster: {e}"))?;
     let specs = plan
         .update_services
@@ -287,6 +293,7 @@ fn check_as_the_manager_will(stack: &str, current: &Current, plan: &Plan) -> Res
             .apply(
                 &proto::StoreBatch {
                     actions: vec![create(service)],
+                    ..Default::default()
                 },
                 index,
             )

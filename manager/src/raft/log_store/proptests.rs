@@ -37,6 +37,7 @@ fn entries() -> impl Strategy<Value = Entry<TypeConfig>> {
                         actions: Vec::new(),
                         batches: vec![StoreBatch::default(); batches],
                         format: crate::raft::format::GATHERED,
+                        ..Default::default()
                     }
                     .encode_to_vec(),
                 )),

@@ -60,7 +60,10 @@ fn actions() -> impl Strategy<Value = StoreAction> {
 
 fn batches() -> impl Strategy<Value = Vec<StoreBatch>> {
     proptest::collection::vec(
-        proptest::collection::vec(actions(), 0..4).prop_map(|actions| StoreBatch { actions }),
+        proptest::collection::vec(actions(), 0..4).prop_map(|actions| StoreBatch {
+            actions,
+            ..Default::default()
+        }),
         1..5,
     )
 }
@@ -102,6 +105,7 @@ proptest! {
             actions: Vec::new(),
             batches: batches.clone(),
             format: format::GATHERED,
+            ..Default::default()
         };
         let bytes = gathered.encode_to_vec();
         prop_assert_eq!(&StoreEntry::decode(bytes.as_slice()).unwrap(), &gathered);
@@ -117,6 +121,7 @@ proptest! {
                 actions: batch.actions.clone(),
                 batches: Vec::new(),
                 format: format::SINGLE_BATCH,
+                ..Default::default()
             };
             let (mut result, _) =
                 apply_entry(&mut apart, &single.encode_to_vec(), 7, format::NEWEST).unwrap();

@@ -19,6 +19,7 @@ fn with_service() -> (Arc<FakeProposer>, Store) {
 fn batch(action: StoreAction) -> StoreBatch {
     StoreBatch {
         actions: vec![action],
+        ..Default::default()
     }
 }
 
