@@ -304,37 +304,27 @@ impl TestNetwork {
     /// Cuts the hosts in `side` off from every other host (traffic within each side still
     /// flows); replaces any earlier partition.
     pub fn partition(&self, side: &[usize]) {
-        self.heal();
         let ports: Vec<String> = side.iter().map(|i| format!("\"h{i}\"")).collect();
         let set = format!("{{ {} }}", ports.join(", "));
-        let script = format!(
-            "table bridge {CUT_TABLE} {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  iifname {set} oifname != {set} drop\n  iifname != {set} oifname {set} drop\n }}\n}}\n"
-        );
-        let path = std::env::temp_dir().join(format!("{}-cut.nft", self.switch));
-        std::fs::write(&path, script).expect("write the partition rules");
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.switch,
-                "nft",
-                "-f",
-                &path.to_string_lossy(),
-            ],
-        );
-        let _ = std::fs::remove_file(path);
+        self.drop_on_switch(&format!(
+            "  iifname {set} oifname != {set} drop\n  iifname != {set} oifname {set} drop\n"
+        ));
     }
 
     /// Drops every frame host `from` sends to host `to`, for each `(from, to)` in `links`:
     /// one direction only, so `(a, b)` alone is a one-way partition, and cutting `a`-`c` both
     /// ways while `b` still reaches both is a bridge. Replaces any earlier partition.
     pub fn cut(&self, links: &[(usize, usize)]) {
-        self.heal();
         let rules: String = links
             .iter()
             .map(|(from, to)| format!("  iifname \"h{from}\" oifname \"h{to}\" drop\n"))
             .collect();
+        self.drop_on_switch(&rules);
+    }
+
+    /// Replaces any earlier partition with the switch's forward chain of `rules`.
+    fn drop_on_switch(&self, rules: &str) {
+        self.heal();
         let script = format!(
             "table bridge {CUT_TABLE} {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n{rules} }}\n}}\n"
         );
