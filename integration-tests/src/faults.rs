@@ -200,8 +200,22 @@ pub fn run(cluster: &mut Cluster, prefix: &str, seed: u64, settings: &Settings) 
         wall.as_secs_f64()
     );
     let stop = Arc::new(AtomicBool::new(false));
+    // Every channel is open before the nemesis starts: its first step may kill a manager,
+    // and an operation sent after that is the history's to record, not the setup's to fail
+    // (tonic reconnects the channel when the manager is back).
+    let channels: Vec<_> = runtime.block_on(async {
+        let mut channels = Vec::new();
+        for socket in &sockets {
+            let host = cli::client::Host::Unix(socket.clone());
+            let channel = cli::client::connect(&host, &tls_dir)
+                .await
+                .expect("connect to a manager's socket");
+            channels.push(channel);
+        }
+        channels
+    });
     let mut clients = Vec::new();
-    for (m, socket) in sockets.iter().enumerate() {
+    for (m, channel) in channels.iter().enumerate() {
         for c in 0..settings.clients_per_manager {
             let id = m * settings.clients_per_manager + c;
             let client = Client {
@@ -214,16 +228,11 @@ pub fn run(cluster: &mut Cluster, prefix: &str, seed: u64, settings: &Settings) 
                 known: HashMap::new(),
                 history: Vec::new(),
             };
-            let socket = socket.clone();
-            let tls_dir = tls_dir.clone();
+            let channel = channel.clone();
             let stop = stop.clone();
-            clients.push(runtime.spawn(async move {
-                let host = cli::client::Host::Unix(socket);
-                let channel = cli::client::connect(&host, &tls_dir)
-                    .await
-                    .expect("connect to a manager's socket");
-                client.run(ControlClient::new(channel), stop).await
-            }));
+            clients.push(
+                runtime.spawn(async move { client.run(ControlClient::new(channel), stop).await }),
+            );
         }
     }
     nemesis(cluster, &steps);
