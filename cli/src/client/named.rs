@@ -75,6 +75,23 @@ pub struct NamedLsArgs {
     pub filter: Vec<String>,
 }
 
+/// One `--filter KEY=VALUE`: its key and its (non-empty) value, or an error that says how
+/// to write one (`usage`).
+pub fn split_filter<'a>(raw: &'a str, usage: &str) -> anyhow::Result<(&'a str, &'a str)> {
+    match raw.split_once('=') {
+        Some((key, value)) if !value.trim().is_empty() => Ok((key.trim(), value.trim())),
+        _ => anyhow::bail!("invalid filter \"{raw}\": {usage}"),
+    }
+}
+
+/// A `label=KEY[=VALUE]` filter's value: the key, and the value it must have if given.
+pub fn label_filter(value: &str) -> (String, Option<String>) {
+    match value.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (value.to_string(), None),
+    }
+}
+
 /// `secret ls --filter` / `config ls --filter` values.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Filters {
@@ -88,24 +105,12 @@ impl Filters {
     pub fn parse(values: &[String]) -> anyhow::Result<Filters> {
         let mut f = Filters::default();
         for raw in values {
-            let bad = || {
-                anyhow::anyhow!(
-                    "invalid filter \"{raw}\": use name=NAME, id=ID or label=KEY[=VALUE]"
-                )
-            };
-            let (key, value) = raw.split_once('=').ok_or_else(bad)?;
-            let value = value.trim();
-            if value.is_empty() {
-                return Err(bad());
-            }
-            match key.trim() {
-                "name" => f.names.push(value.to_string()),
-                "id" => f.ids.push(value.to_string()),
-                "label" => f.labels.push(match value.split_once('=') {
-                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                    None => (value.to_string(), None),
-                }),
-                _ => return Err(bad()),
+            const USAGE: &str = "use name=NAME, id=ID or label=KEY[=VALUE]";
+            match split_filter(raw, USAGE)? {
+                ("name", value) => f.names.push(value.to_string()),
+                ("id", value) => f.ids.push(value.to_string()),
+                ("label", value) => f.labels.push(label_filter(value)),
+                _ => anyhow::bail!("invalid filter \"{raw}\": {USAGE}"),
             }
         }
         Ok(f)

@@ -274,28 +274,19 @@ pub struct LsFilters {
 impl LsFilters {
     /// Parses `--filter KEY=VALUE` values.
     pub fn parse(values: &[String]) -> anyhow::Result<LsFilters> {
+        use crate::client::named::{label_filter, split_filter};
+        const USAGE: &str = "use name=NAME, id=ID, label=KEY[=VALUE] or mode=replicated|global|replicated-job|global-job";
         let mut f = LsFilters::default();
         for raw in values {
-            let bad = || {
-                anyhow!("invalid filter \"{raw}\": use name=NAME, id=ID, label=KEY[=VALUE] or mode=replicated|global|replicated-job|global-job")
-            };
-            let (key, value) = raw.split_once('=').ok_or_else(bad)?;
-            let value = value.trim();
-            if value.is_empty() {
-                return Err(bad());
-            }
-            match key.trim() {
-                "name" => f.names.push(value.to_string()),
-                "id" => f.ids.push(value.to_string()),
-                "label" => f.labels.push(match value.split_once('=') {
-                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                    None => (value.to_string(), None),
-                }),
-                "mode" => f.modes.push(
+            match split_filter(raw, USAGE)? {
+                ("name", value) => f.names.push(value.to_string()),
+                ("id", value) => f.ids.push(value.to_string()),
+                ("label", value) => f.labels.push(label_filter(value)),
+                ("mode", value) => f.modes.push(
                     create::Mode::parse(value)
                         .map_err(|_| anyhow!("invalid filter \"{raw}\": the mode is replicated, global, replicated-job or global-job"))?,
                 ),
-                _ => return Err(bad()),
+                _ => bail!("invalid filter \"{raw}\": {USAGE}"),
             }
         }
         Ok(f)
