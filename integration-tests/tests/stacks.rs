@@ -50,6 +50,13 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 /// Service `service` as skiff's own JSON (`spec_version` included, which Docker's JSON
 /// that `service inspect` prints has no field for): `service ls --format json`'s entry.
+/// `stack deploy ARGS` asking no registry for digests (no registry holds `busybox` here).
+fn deploy<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["stack", "deploy", "--resolve-image", "never"];
+    all.extend_from_slice(args);
+    all
+}
+
 fn inspect(cluster: &Cluster, service: &str) -> Value {
     let filter = format!("name={service}");
     let out = cluster.ok(
@@ -121,20 +128,7 @@ fn a_stack_deploys_redeploys_declaratively_and_goes_away_whole() {
     write(d, "token.txt", "t0ken\n");
     write(d, "settings.conf", "level=1\n");
 
-    let out = cluster.skiff(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "--detach=false",
-            "-q",
-            "-c",
-            &file,
-            "app",
-        ],
-    );
+    let out = cluster.skiff(1, &deploy(&["--detach=false", "-q", "-c", &file, "app"]));
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -183,18 +177,7 @@ fn a_stack_deploys_redeploys_declaratively_and_goes_away_whole() {
             )
         })
         .collect();
-    cluster.ok(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            &file,
-            "app",
-        ],
-    );
+    cluster.ok(1, &deploy(&["-c", &file, "app"]));
     let after: Vec<(u64, Vec<String>)> = ["app_web", "app_api", "app_worker"]
         .iter()
         .map(|s| {
@@ -208,20 +191,7 @@ fn a_stack_deploys_redeploys_declaratively_and_goes_away_whole() {
 
     // A changed variable rolls only the service that uses it.
     write(d, ".env", "COLOR=green\n");
-    cluster.ok(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "--detach=false",
-            "-q",
-            "-c",
-            &file,
-            "app",
-        ],
-    );
+    cluster.ok(1, &deploy(&["--detach=false", "-q", "-c", &file, "app"]));
     let web = inspect(&cluster, "app_web");
     assert_eq!(web["spec_version"].as_u64(), Some(before[0].0 + 1));
     assert_eq!(
@@ -243,18 +213,7 @@ fn a_stack_deploys_redeploys_declaratively_and_goes_away_whole() {
 
     // Secrets are immutable: new data under the same name is refused, nothing changes.
     write(d, "token.txt", "n3w\n");
-    let err = cluster.fails(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            &file,
-            "app",
-        ],
-    );
+    let err = cluster.fails(1, &deploy(&["-c", &file, "app"]));
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("Error: ")).collect();
     assert_eq!(errors.len(), 1, "one sentence: {err}");
     assert!(errors[0].contains("give the new data a new name"), "{err}");
@@ -271,34 +230,11 @@ fn a_stack_deploys_redeploys_declaratively_and_goes_away_whole() {
         "smaller.yml",
         &STACK.replace("  worker:\n    image: busybox\n    command: [sleep, '602']\n    networks: [back]\n    deploy:\n      mode: global\n", ""),
     );
-    cluster.ok(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            &smaller,
-            "app",
-        ],
-    );
+    cluster.ok(1, &deploy(&["-c", &smaller, "app"]));
     assert!(cluster
         .ok(1, &["stack", "services", "app"])
         .contains("app_worker"));
-    let out = cluster.ok(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "--prune",
-            "-c",
-            &smaller,
-            "app",
-        ],
-    );
+    let out = cluster.ok(1, &deploy(&["--prune", "-c", &smaller, "app"]));
     assert!(out.contains("Removing service app_worker"), "{out}");
     let services = cluster.ok(1, &["stack", "services", "-q", "app"]);
     assert_eq!(services.lines().count(), 2, "{services}");
@@ -348,18 +284,7 @@ fn bad_input_is_refused_before_anything_is_created() {
     ];
     for (text, want) in &cases {
         let file = write(d, "compose.yml", text);
-        let err = cluster.fails(
-            1,
-            &[
-                "stack",
-                "deploy",
-                "--resolve-image",
-                "never",
-                "-c",
-                &file,
-                "app",
-            ],
-        );
+        let err = cluster.fails(1, &deploy(&["-c", &file, "app"]));
         let line = err.trim_end();
         assert_eq!(err.lines().count(), 1, "one sentence: {err}");
         let line = line.strip_prefix("Error: ").unwrap_or(line);
@@ -380,36 +305,14 @@ fn bad_input_is_refused_before_anything_is_created() {
         "compose.yml",
         &format!("{good_head}    deploy:\n      replicas: 1\n"),
     );
-    cluster.ok(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            &file,
-            "app",
-        ],
-    );
+    cluster.ok(1, &deploy(&["-c", &file, "app"]));
     let before = inspect(&cluster, "app_web");
     let file = write(
         d,
         "compose.yml",
         &format!("{good_head}    deploy:\n      mode: global\n"),
     );
-    let err = cluster.fails(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            &file,
-            "app",
-        ],
-    );
+    let err = cluster.fails(1, &deploy(&["-c", &file, "app"]));
     assert!(
         err.contains("services.web: a service's mode cannot change"),
         "{err}"
@@ -417,18 +320,7 @@ fn bad_input_is_refused_before_anything_is_created() {
     let after = inspect(&cluster, "app_web");
     assert_eq!(after["spec"], before["spec"]);
     assert_eq!(after["spec_version"], before["spec_version"]);
-    let err = cluster.fails(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            &file,
-            "bad.name",
-        ],
-    );
+    let err = cluster.fails(1, &deploy(&["-c", &file, "bad.name"]));
     assert!(err.contains("invalid stack name"), "{err}");
     let err = cluster.fails(
         1,
@@ -513,18 +405,7 @@ fn stack_deploy_pins_images_to_the_digests_their_registries_give() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("could not be accessed"));
     assert_eq!(image_of("app_web"), (web.clone(), before));
 
-    cluster.ok(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            &file,
-            "app",
-        ],
-    );
+    cluster.ok(1, &deploy(&["-c", &file, "app"]));
     assert_eq!(image_of("app_web").0, image);
 }
 
@@ -596,20 +477,7 @@ fn a_stack_of_containers_serves_through_the_mesh_and_by_short_names() {
     write(d, ".env", "GREETING=hello\n");
     write(d, "token.txt", "t0ken\n");
     write(d, "page.conf", "from the config\n");
-    cluster.ok(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "--detach=false",
-            "-q",
-            "-c",
-            &file,
-            "shop",
-        ],
-    );
+    cluster.ok(1, &deploy(&["--detach=false", "-q", "-c", &file, "shop"]));
     let agents = cluster.running_tasks(1, "shop_agent");
     assert_eq!(agents.len(), 2, "one agent per node");
 
@@ -680,18 +548,7 @@ fn a_stack_of_containers_serves_through_the_mesh_and_by_short_names() {
         .iter()
         .map(|s| state(s))
         .collect();
-    cluster.ok(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            &file,
-            "shop",
-        ],
-    );
+    cluster.ok(1, &deploy(&["-c", &file, "shop"]));
     let after: Vec<_> = ["shop_web", "shop_api", "shop_agent"]
         .iter()
         .map(|s| state(s))
@@ -700,20 +557,7 @@ fn a_stack_of_containers_serves_through_the_mesh_and_by_short_names() {
 
     // A changed variable rolls web alone, start-first, and the mesh serves the new page.
     write(d, ".env", "GREETING=welcome\n");
-    cluster.ok(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "--detach=false",
-            "-q",
-            "-c",
-            &file,
-            "shop",
-        ],
-    );
+    cluster.ok(1, &deploy(&["--detach=false", "-q", "-c", &file, "shop"]));
     page("welcome from the config");
     assert_eq!(state("shop_web").0, before[0].0 + 1);
     assert!(state("shop_web")
@@ -730,19 +574,7 @@ fn a_stack_of_containers_serves_through_the_mesh_and_by_short_names() {
     );
     assert_ne!(without_agent, MESH_STACK);
     let smaller = write(d, "smaller.yml", &without_agent);
-    let out = cluster.ok(
-        1,
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "--prune",
-            "-c",
-            &smaller,
-            "shop",
-        ],
-    );
+    let out = cluster.ok(1, &deploy(&["--prune", "-c", &smaller, "shop"]));
     assert!(out.contains("Removing service shop_agent"), "{out}");
     cluster.ok(1, &["stack", "rm", "shop"]);
     assert_eq!(objects(&cluster), Vec::<String>::new());
