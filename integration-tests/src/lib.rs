@@ -10,6 +10,7 @@
 pub mod containerd;
 pub mod faults;
 pub mod linearizability;
+pub mod metrics;
 pub mod netns;
 mod queries;
 pub mod simulated;

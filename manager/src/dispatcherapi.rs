@@ -168,16 +168,16 @@ impl DispatcherApi for DispatcherService {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let node_id = node_of(&req)?;
         let manager = self.leader().await?;
-        if !manager
+        let Some(period) = manager
             .dispatcher()
             .heartbeat(&node_id, &req.get_ref().session_id)
-        {
+        else {
             return Err(Status::not_found(
                 "the session has expired (the leader changed or the node was marked down); open a new session",
             ));
-        }
+        };
         Ok(Response::new(HeartbeatResponse {
-            period_ms: manager.dispatcher().heartbeat_period().as_millis() as u64,
+            period_ms: period.as_millis() as u64,
         }))
     }
 

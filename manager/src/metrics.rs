@@ -34,6 +34,8 @@ pub struct ManagerMetrics {
     pub leader_changes: Counter,
     /// How long a store write took to commit (proposal to applied on a quorum).
     pub proposal_seconds: Histogram,
+    /// Heartbeats this manager accepted as the leader: the load the heartbeat period bounds.
+    pub heartbeats: Counter,
     /// Control API calls by method and gRPC code.
     pub control_requests: Family<Labels, Counter>,
     /// Control API latency by method.
@@ -53,6 +55,7 @@ pub struct ManagerMetrics {
 pub static METRICS: LazyLock<ManagerMetrics> = LazyLock::new(|| ManagerMetrics {
     leader_changes: Counter::default(),
     proposal_seconds: latency(),
+    heartbeats: Counter::default(),
     control_requests: Family::default(),
     control_seconds: Family::new_with_constructor(latency),
     raft_term: Gauge::default(),
@@ -72,6 +75,11 @@ impl ManagerMetrics {
             "raft_leader_changes",
             "Times this manager saw the Raft leader change",
             self.leader_changes.clone(),
+        );
+        registry.register(
+            "dispatcher_heartbeats",
+            "Node heartbeats accepted while leading",
+            self.heartbeats.clone(),
         );
         registry.register(
             "raft_proposal_seconds",

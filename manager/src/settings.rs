@@ -14,6 +14,11 @@ pub const DEFAULT_DATA_PATH_PORT: u32 = 4789;
 pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 10_000;
 /// Heartbeat period when the cluster sets none.
 pub const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
+/// Heartbeats per second the leader is asked to handle at most: a cluster larger than
+/// this many nodes gets a longer period than its setting (`nodes / this` seconds), so the
+/// leader's heartbeat load stays bounded as the cluster grows, as Nomad does. At 1,000 nodes
+/// or fewer the setting (1 s by default) stands, and a lost node is down within 3.5 periods.
+pub const MAX_HEARTBEATS_PER_SECOND: u32 = 1_000;
 /// Task history kept per slot when the cluster sets none.
 pub const DEFAULT_TASK_HISTORY: u64 = 5;
 

@@ -1,6 +1,9 @@
 //! The dispatcher (leader only): one session per node, heartbeats, and the node status that
 //! follows from them. A node that misses three heartbeat periods is marked down, so its
-//! tasks can be replaced within seconds; after a leader change every node gets a grace period
+//! tasks can be replaced within seconds. The period is the cluster's setting, stretched in
+//! a cluster so large that the leader would otherwise handle more than
+//! [`MAX_HEARTBEATS_PER_SECOND`]; each node is judged by the period it was last told, so a
+//! period that shrinks never catches a node still beating at the longer one; after a leader change every node gets a grace period
 //! to find the new leader before it can be marked down (as SwarmKit does): its deadline
 //! counts from when this manager began to lead, never from a heartbeat an earlier leader, or
 //! this manager in an earlier term, last saw. A new leadership is a new Raft term, so a
@@ -27,7 +30,7 @@ use tokio::time::Instant;
 use proto::now_ms;
 
 use crate::leader;
-use crate::settings::DEFAULT_HEARTBEAT_PERIOD;
+use crate::settings::{DEFAULT_HEARTBEAT_PERIOD, MAX_HEARTBEATS_PER_SECOND};
 use crate::store::{update, Store, StoreError, StoredObject};
 
 /// Missed periods after which a node is down.
@@ -36,6 +39,15 @@ const MISSED_PERIODS: u32 = 3;
 struct Session {
     id: String,
     last_seen: Instant,
+    /// The period the node was last told to heartbeat at.
+    period: Duration,
+}
+
+impl Session {
+    /// Whether the node heartbeat within its deadline as of `now`.
+    fn alive(&self, now: Instant) -> bool {
+        now.duration_since(self.last_seen) < self.period * MISSED_PERIODS
+    }
 }
 
 /// Why the dispatcher refused a node or could not record what it reported.
@@ -97,40 +109,51 @@ impl Dispatcher {
         }
     }
 
-    /// The cluster's heartbeat period.
+    /// The period nodes are told to heartbeat at: the cluster's setting, or longer in a
+    /// cluster with more than [`MAX_HEARTBEATS_PER_SECOND`] nodes per second of it.
     pub fn heartbeat_period(&self) -> Duration {
-        self.store
-            .read()
+        let store = self.store.read();
+        let configured = store
             .cluster()
             .and_then(|c| c.spec.as_ref()?.dispatcher.as_ref())
             .map(|d| d.heartbeat_period_ms)
             .filter(|ms| *ms > 0)
-            .map_or(DEFAULT_HEARTBEAT_PERIOD, Duration::from_millis)
+            .map_or(DEFAULT_HEARTBEAT_PERIOD, Duration::from_millis);
+        let spread = Duration::from_secs_f64(
+            store.count::<Node>() as f64 / f64::from(MAX_HEARTBEATS_PER_SECOND),
+        );
+        configured.max(spread)
     }
 
     /// Opens a session for `node_id`, replacing any earlier one; returns its ID.
     pub fn open_session(&self, node_id: &str) -> String {
         let id = proto::id::new_id();
+        let period = self.heartbeat_period();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.insert(
             node_id.to_owned(),
             Session {
                 id: id.clone(),
                 last_seen: Instant::now(),
+                period,
             },
         );
         id
     }
 
-    /// Records a heartbeat; false if the session is not the node's current one.
-    pub fn heartbeat(&self, node_id: &str, session_id: &str) -> bool {
+    /// Records a heartbeat and returns the period to tell the node; `None` if the session
+    /// is not the node's current one.
+    pub fn heartbeat(&self, node_id: &str, session_id: &str) -> Option<Duration> {
+        let period = self.heartbeat_period();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         match sessions.get_mut(node_id) {
             Some(s) if s.id == session_id => {
                 s.last_seen = Instant::now();
-                true
+                s.period = period;
+                crate::metrics::METRICS.heartbeats.inc();
+                Some(period)
             }
-            _ => false,
+            _ => None,
         }
     }
 
@@ -241,6 +264,7 @@ impl Dispatcher {
                 .clear();
             return;
         };
+        // Nodes without a session (yet) are judged by the period they will be told.
         let deadline = self.heartbeat_period() * MISSED_PERIODS;
         let since = {
             let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
@@ -256,11 +280,12 @@ impl Dispatcher {
         if now.duration_since(since) < deadline {
             return;
         }
-        let alive = |id: &str| {
+        // Whether a node is alive, and the deadline it is judged by.
+        let judge = |id: &str| {
             let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            sessions
-                .get(id)
-                .is_some_and(|s| now.duration_since(s.last_seen) < deadline)
+            sessions.get(id).map_or((false, deadline), |s| {
+                (s.alive(now), s.period * MISSED_PERIODS)
+            })
         };
         // Nodes that stopped heartbeating go down; nodes marked down whose session is alive
         // again (a slow moment, a partition that healed) come back.
@@ -273,7 +298,7 @@ impl Dispatcher {
                     .status
                     .as_ref()
                     .is_some_and(|s| s.state == NodeState::Down as i32);
-                let alive = alive(n.id());
+                let (alive, deadline) = judge(n.id());
                 if down == alive {
                     if alive {
                         tracing::info!(node = n.id(), "node heartbeats again; marking it ready");
@@ -385,7 +410,8 @@ mod tests {
         let s2 = dispatcher.open_session("n2");
         for _ in 0..4 {
             after(&dispatcher, 1.0).await;
-            assert!(dispatcher.heartbeat("n1", &s1) && dispatcher.heartbeat("n2", &s2));
+            assert!(dispatcher.heartbeat("n1", &s1).is_some());
+            assert!(dispatcher.heartbeat("n2", &s2).is_some());
         }
         assert_eq!(state(&store, "n1"), NodeState::Ready);
 
@@ -410,7 +436,7 @@ mod tests {
         let s2 = dispatcher.open_session("n2");
         after(&dispatcher, 0.9).await;
         assert_eq!(state(&store, "n1"), NodeState::Ready, "within its grace");
-        assert!(dispatcher.heartbeat("n2", &s2));
+        assert!(dispatcher.heartbeat("n2", &s2).is_some());
         after(&dispatcher, 0.2).await;
         assert_eq!(state(&store, "n1"), NodeState::Down);
         assert_eq!(state(&store, "n2"), NodeState::Ready);
@@ -429,14 +455,105 @@ mod tests {
         dispatcher.check().await;
         let s1 = dispatcher.open_session("n1");
         after(&dispatcher, 5.0).await;
-        assert!(dispatcher.heartbeat("n1", &s1));
+        assert_eq!(
+            dispatcher.heartbeat("n1", &s1),
+            Some(Duration::from_secs(1))
+        );
         after(&dispatcher, 2.9).await;
         assert_eq!(state(&store, "n1"), NodeState::Ready);
         after(&dispatcher, 0.2).await;
         assert_eq!(state(&store, "n1"), NodeState::Down);
         // It heartbeats again: ready.
-        assert!(dispatcher.heartbeat("n1", &s1));
+        assert_eq!(
+            dispatcher.heartbeat("n1", &s1),
+            Some(Duration::from_secs(1))
+        );
         after(&dispatcher, 0.1).await;
         assert_eq!(state(&store, "n1"), NodeState::Ready);
+    }
+
+    /// `count` ready nodes named n0, n1, ... in one batch.
+    fn commit_nodes(fake: &FakeProposer, count: usize) {
+        fake.commit(&StoreBatch {
+            actions: (0..count)
+                .map(|i| create(ready_node(&format!("n{i}"))))
+                .collect(),
+            ..Default::default()
+        })
+        .expect("nodes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_cluster_heartbeats_less_often_and_is_judged_by_that() {
+        let fake = FakeProposer::new();
+        let store = fake.store();
+        // 2,500 nodes at most 1,000 heartbeats a second: a 2.5 s period, a 7.5 s deadline.
+        commit_nodes(&fake, 2_500);
+        let dispatcher = Dispatcher::new(store.clone());
+        assert_eq!(dispatcher.heartbeat_period(), Duration::from_millis(2_500));
+        dispatcher.check().await;
+        let s0 = dispatcher.open_session("n0");
+        after(&dispatcher, 7.0).await;
+        assert_eq!(
+            dispatcher.heartbeat("n0", &s0),
+            Some(Duration::from_millis(2_500))
+        );
+        // Nodes that never opened a session are given the same 7.5 s from the leadership.
+        after(&dispatcher, 1.0).await;
+        assert_eq!(state(&store, "n1"), NodeState::Down);
+        after(&dispatcher, 6.4).await;
+        assert_eq!(
+            state(&store, "n0"),
+            NodeState::Ready,
+            "within 3 periods of 2.5 s"
+        );
+        after(&dispatcher, 0.2).await;
+        assert_eq!(state(&store, "n0"), NodeState::Down);
+        assert!(
+            store
+                .read()
+                .get::<Node>("n0")
+                .unwrap()
+                .status
+                .as_ref()
+                .unwrap()
+                .message
+                .contains("7.5 s"),
+            "the message names the node's own deadline"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_keeps_the_longer_period_it_was_told_until_its_next_heartbeat() {
+        let fake = FakeProposer::new();
+        let store = fake.store();
+        commit_nodes(&fake, 3_000);
+        let dispatcher = Dispatcher::new(store.clone());
+        dispatcher.check().await;
+        let s0 = dispatcher.open_session("n0");
+        assert_eq!(
+            dispatcher.heartbeat("n0", &s0),
+            Some(Duration::from_secs(3))
+        );
+        // The cluster shrinks to 10 nodes: the period goes back to the setting, but n0 beats
+        // every 3 s until it hears so, and must not be judged by 1 s meanwhile.
+        fake.commit(&StoreBatch {
+            actions: (10..3_000)
+                .map(|i| crate::store::delete(ready_node(&format!("n{i}"))))
+                .collect(),
+            ..Default::default()
+        })
+        .expect("removed");
+        assert_eq!(dispatcher.heartbeat_period(), Duration::from_secs(1));
+        after(&dispatcher, 8.9).await;
+        assert_eq!(state(&store, "n0"), NodeState::Ready);
+        assert_eq!(
+            dispatcher.heartbeat("n0", &s0),
+            Some(Duration::from_secs(1))
+        );
+        after(&dispatcher, 2.9).await;
+        assert_eq!(state(&store, "n0"), NodeState::Ready);
+        after(&dispatcher, 0.2).await;
+        assert_eq!(state(&store, "n0"), NodeState::Down, "now judged by 1 s");
     }
 }
