@@ -134,7 +134,7 @@ impl StateMachine {
                 e.to_string(),
             )
         };
-        let snapshot = proto::StoreSnapshot::decode(data).map_err(|e| failed(&e))?;
+        let mut snapshot = proto::StoreSnapshot::decode(data).map_err(|e| failed(&e))?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
         let declared = format::declared(snapshot.format);
         if declared > format::SNAPSHOT {
@@ -144,6 +144,7 @@ impl StateMachine {
         }
         {
             let mut applying = self.applier.lock();
+            applying.restore_outcomes(std::mem::take(&mut snapshot.outcomes));
             *applying.store() = ObjectStore::from_snapshot(snapshot);
             applying.publish(WatchEvent::Reset { index });
         }
@@ -202,6 +203,7 @@ fn apply_entry(
 /// saved while apply goes on.
 pub struct SnapshotBuilder {
     store: ObjectStore,
+    outcomes: Vec<proto::ProposalOutcome>,
     last_applied: Option<LogId>,
     membership: StoredMembership<u64, openraft::BasicNode>,
     writer: StateMachineDisk,
@@ -211,6 +213,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let mut snapshot = self.store.to_snapshot();
         snapshot.format = format::SNAPSHOT;
+        snapshot.outcomes = std::mem::take(&mut self.outcomes);
         let data = snapshot.encode_to_vec();
         let last = self.last_applied;
         let meta = SnapshotMeta {
@@ -300,8 +303,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let (store, outcomes) = self.applier.local().copy_with_outcomes();
         SnapshotBuilder {
-            store: self.applier.local().read().clone(),
+            store,
+            outcomes,
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             writer: self.disk.clone(),
@@ -417,6 +422,43 @@ mod tests {
         assert_eq!(local.first_outcome("p3"), Some((2, Ok(()))));
         assert_eq!(local.first_outcome("p4"), None);
         assert_eq!(local.read().get::<Service>("s1").unwrap().version(), 2);
+    }
+
+    /// A manager that learns of a proposal from a snapshot (it was behind when the proposal
+    /// committed) answers the proposal's retry as the managers that applied it do.
+    #[tokio::test]
+    async fn first_outcomes_travel_in_snapshots() {
+        let (_dir, mut leader) = open();
+        let mut create = batch(vec![(Create, service("s1", "web", 0))]);
+        create.proposal = "p1".into();
+        let mut stale = batch(vec![(Update, service("s1", "api", 5))]);
+        stale.proposal = "p2".into();
+        let lone = |b: &StoreBatch| encode(format::SINGLE_BATCH, &[&b.encode_to_vec()]);
+        leader
+            .apply([entry(1, lone(&create)), entry(2, lone(&stale))])
+            .await
+            .expect("apply");
+        let refused = leader.local().first_outcome("p2").expect("p2").1;
+        assert!(
+            matches!(refused, Err(ApplyError::Conflict { .. })),
+            "{refused:?}"
+        );
+        let snapshot = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+
+        let (_dir, mut behind) = open();
+        behind
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("install");
+        let local = behind.local();
+        assert_eq!(local.first_outcome("p1"), Some((1, Ok(()))));
+        assert_eq!(local.first_outcome("p2"), Some((2, refused)));
+        assert_eq!(local.first_outcome("p3"), None);
     }
 
     #[tokio::test]

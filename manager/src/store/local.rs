@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use proto::ProposalOutcome;
 use tokio::sync::{broadcast, watch};
 
 use super::{ApplyError, ObjectStore};
@@ -25,6 +26,52 @@ const OUTCOMES_KEPT: usize = 65_536;
 struct Outcomes {
     first: HashMap<String, (u64, Result<(), ApplyError>)>,
     order: VecDeque<String>,
+}
+
+impl Outcomes {
+    /// Every remembered outcome, oldest first, as a snapshot carries them.
+    fn to_proto(&self) -> Vec<ProposalOutcome> {
+        self.order
+            .iter()
+            .filter_map(|proposal| {
+                let (index, result) = self.first.get(proposal)?;
+                let refusal = match result {
+                    Ok(()) => String::new(),
+                    Err(e) => serde_json::to_string(e).ok()?,
+                };
+                Some(ProposalOutcome {
+                    proposal: proposal.clone(),
+                    index: *index,
+                    refusal,
+                })
+            })
+            .collect()
+    }
+
+    /// The outcomes a snapshot carries; one whose refusal this build cannot read (a newer
+    /// release's error) is left out, as if it had not been remembered.
+    fn from_proto(outcomes: Vec<ProposalOutcome>) -> Self {
+        let mut restored = Outcomes::default();
+        let skip = outcomes.len().saturating_sub(OUTCOMES_KEPT);
+        for outcome in outcomes.into_iter().skip(skip) {
+            let result = if outcome.refusal.is_empty() {
+                Ok(())
+            } else {
+                match serde_json::from_str(&outcome.refusal) {
+                    Ok(e) => Err(e),
+                    Err(_) => continue,
+                }
+            };
+            if restored.first.contains_key(&outcome.proposal) {
+                continue;
+            }
+            restored.order.push_back(outcome.proposal.clone());
+            restored
+                .first
+                .insert(outcome.proposal, (outcome.index, result));
+        }
+        restored
+    }
 }
 
 /// A change the watch stream publishes, in commit order.
@@ -75,8 +122,24 @@ impl LocalStore {
         *self.shared.applied.borrow()
     }
 
-    /// The index and outcome of the first application here of the batch proposed as
-    /// `proposal`, while it is among the recent ones (not if it came in a snapshot).
+    /// A copy of the current state and the first outcomes it reflects, taken together (for
+    /// a snapshot).
+    pub fn copy_with_outcomes(&self) -> (ObjectStore, Vec<ProposalOutcome>) {
+        let store = self.read();
+        // Apply records outcomes under the store's write lock, so under the read lock the
+        // two agree.
+        let outcomes = self
+            .shared
+            .outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .to_proto();
+        (store.clone(), outcomes)
+    }
+
+    /// The index and outcome of the first application of the batch proposed as
+    /// `proposal`, while it is among the recent ones: applied here, or carried by the
+    /// snapshot this manager installed.
     pub fn first_outcome(&self, proposal: &str) -> Option<(u64, Result<(), ApplyError>)> {
         let outcomes = self
             .shared
@@ -160,6 +223,11 @@ impl Applying<'_> {
     /// order and exactly after the state they copied.
     pub fn publish(&self, event: WatchEvent) {
         let _ = self.events.send(Arc::new(event));
+    }
+
+    /// Replaces the remembered outcomes with those of an installed snapshot.
+    pub fn restore_outcomes(&self, outcomes: Vec<ProposalOutcome>) {
+        *self.outcomes.lock().unwrap_or_else(|e| e.into_inner()) = Outcomes::from_proto(outcomes);
     }
 
     /// Remembers the outcome of a batch proposed as `proposal` (none if empty), applied at

@@ -63,7 +63,8 @@ impl Ring {
 
 /// The Raft store's keys (see the module docs).
 pub struct Keyring {
-    dir: PathBuf,
+    /// Where the key file lives; `None` for a test's ring kept in memory only.
+    dir: Option<PathBuf>,
     kek: Mutex<KeyEncryptionKey>,
     ring: Mutex<Ring>,
 }
@@ -100,7 +101,7 @@ impl Keyring {
             }
         };
         Ok(Self {
-            dir: dir.to_owned(),
+            dir: Some(dir.to_owned()),
             kek: Mutex::new(kek.clone()),
             ring: Mutex::new(ring),
         })
@@ -125,11 +126,11 @@ impl Keyring {
         }
     }
 
-    /// A ring kept nowhere: for tests' throwaway stores.
+    /// A ring kept nowhere (its changes are never written): for tests' throwaway stores.
     #[cfg(test)]
     pub(crate) fn in_memory() -> Self {
         Self {
-            dir: PathBuf::from("/nonexistent"),
+            dir: None,
             kek: Mutex::new(KeyEncryptionKey::generate().expect("random")),
             ring: Mutex::new(Ring::new().expect("random")),
         }
@@ -167,11 +168,7 @@ impl Keyring {
             Class::Log => next.log = id,
             Class::Snapshot => next.snapshot = id,
         }
-        write(
-            &self.dir,
-            &next,
-            &self.kek.lock().unwrap_or_else(|e| e.into_inner()),
-        )?;
+        self.persist(&next, &self.kek.lock().unwrap_or_else(|e| e.into_inner()))?;
         *ring = next;
         Ok(())
     }
@@ -186,13 +183,17 @@ impl Keyring {
         if next.keys.len() == ring.keys.len() {
             return Ok(());
         }
-        write(
-            &self.dir,
-            &next,
-            &self.kek.lock().unwrap_or_else(|e| e.into_inner()),
-        )?;
+        self.persist(&next, &self.kek.lock().unwrap_or_else(|e| e.into_inner()))?;
         *ring = next;
         Ok(())
+    }
+
+    /// Writes `ring` sealed with `kek` to the key file, if the ring has one.
+    fn persist(&self, ring: &Ring, kek: &KeyEncryptionKey) -> Result<(), AtRestError> {
+        match &self.dir {
+            Some(dir) => write(dir, ring, kek),
+            None => Ok(()),
+        }
     }
 
     /// The numbers of the keys held (the current two, and any not yet retired).
@@ -204,7 +205,7 @@ impl Keyring {
     /// turned on or off, the unlock key rotated); the values stay as they are.
     pub fn rewrap(&self, new: &KeyEncryptionKey) -> Result<(), AtRestError> {
         let ring = self.lock();
-        write(&self.dir, &ring, new)?;
+        self.persist(&ring, new)?;
         *self.kek.lock().unwrap_or_else(|e| e.into_inner()) = new.clone();
         Ok(())
     }
