@@ -19,6 +19,19 @@ fn setting(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
+/// Copies every manager's log so far to a directory of its own, named in the output, for
+/// the schedule that went wrong (the cluster's own directory goes when the bench ends).
+fn keep_logs(cluster: &Cluster, managers: usize, seed: u64) {
+    let dir = std::env::temp_dir().join(format!("skiff-faults-{seed}"));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    for m in 1..=managers {
+        let _ = std::fs::write(dir.join(format!("manager{m}.log")), cluster.log(m));
+    }
+    eprintln!("managers' logs: {}", dir.display());
+}
+
 fn main() {
     let schedules = setting("SCHEDULES").unwrap_or(3);
     let base = setting("SEED").unwrap_or_else(|| {
@@ -49,6 +62,7 @@ fn main() {
         );
         if !outcome.lost.is_empty() || outcome.anomalies() > 0 {
             eprintln!("schedule {i} SEED={seed}:\n{}", outcome.problems());
+            keep_logs(&cluster, managers, seed);
         }
         operations += outcome.history.len();
         acknowledged += outcome.acknowledged;

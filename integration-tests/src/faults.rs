@@ -245,10 +245,15 @@ pub fn run(cluster: &mut Cluster, prefix: &str, seed: u64, settings: &Settings) 
         }
         all
     });
-    let (mut finals, divergent) = runtime.block_on(converged_state(&sockets, &tls_dir, prefix));
-    // A key the managers do not show reads as absent (an acknowledged create lost).
-    for k in 0..settings.keys {
-        finals.entry(format!("{prefix}-k{k}")).or_insert(None);
+    let (finals, divergent) = runtime.block_on(converged_state(&sockets, &tls_dir, prefix));
+    // With no manager answering there is no final state to check writes against; the
+    // unavailability is the anomaly.
+    let mut finals = finals.unwrap_or_default();
+    if !finals.is_empty() || divergent.is_empty() {
+        // A key the managers do not show reads as absent (an acknowledged create lost).
+        for k in 0..settings.keys {
+            finals.entry(format!("{prefix}-k{k}")).or_insert(None);
+        }
     }
     let now = start.elapsed();
     for (key, value) in &finals {
@@ -346,12 +351,17 @@ fn heal_all(cluster: &mut Cluster, hosts: usize) {
 }
 
 /// Each manager's configs under `prefix` once they all answer and agree: the final value
-/// and version of every key (`None` when absent), and what differed if they never agreed.
+/// and version of every key (`None` when absent) as the first manager that answered shows
+/// them (`None` if none did), and what differed, or who never answered, if they never
+/// agreed.
 async fn converged_state(
     sockets: &[PathBuf],
     tls_dir: &std::path::Path,
     prefix: &str,
-) -> (BTreeMap<String, Option<(Value, Version)>>, Vec<String>) {
+) -> (
+    Option<BTreeMap<String, Option<(Value, Version)>>>,
+    Vec<String>,
+) {
     let deadline = Instant::now() + CONVERGE;
     loop {
         let mut views = Vec::new();
@@ -362,30 +372,37 @@ async fn converged_state(
             views.iter().flatten().collect();
         let agreed = answered.len() == views.len() && answered.windows(2).all(|w| w[0] == w[1]);
         if agreed || Instant::now() > deadline {
+            let reference = views.iter().position(Option::is_some);
             let divergent = if agreed {
                 Vec::new()
             } else {
                 views
                     .iter()
                     .enumerate()
-                    .skip(1)
-                    .filter(|(_, v)| v.as_ref() != views[0].as_ref())
-                    .map(|(i, v)| {
-                        format!(
-                            "manager {} disagrees with manager 1 after {CONVERGE:?}: {v:?} vs {:?}",
+                    .filter_map(|(i, v)| match (v, reference) {
+                        (None, _) => Some(format!(
+                            "manager {} did not answer for {CONVERGE:?} after the faults healed",
+                            i + 1
+                        )),
+                        (Some(_), Some(r)) if i != r && v != &views[r] => Some(format!(
+                            "manager {} disagrees with manager {} after {CONVERGE:?}: {v:?} vs {:?}",
                             i + 1,
-                            views[0]
-                        )
+                            r + 1,
+                            views[r]
+                        )),
+                        _ => None,
                     })
                     .collect()
             };
-            let finals = views[0]
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(name, _)| name.starts_with(&format!("{prefix}-")))
-                .map(|(name, (version, value))| (name, value.map(|v| (v, version))))
-                .collect();
+            let finals = reference.map(|r| {
+                views[r]
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(name, _)| name.starts_with(&format!("{prefix}-")))
+                    .map(|(name, (version, value))| (name, value.map(|v| (v, version))))
+                    .collect()
+            });
             return (finals, divergent);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -36,6 +36,8 @@ pub struct ManagerMetrics {
     pub proposal_seconds: Histogram,
     /// Heartbeats this manager accepted as the leader: the load the heartbeat period bounds.
     pub heartbeats: Counter,
+    /// The encoded size of this manager's latest snapshot, built here or installed.
+    pub snapshot_bytes: Gauge,
     /// Control API calls by method and gRPC code.
     pub control_requests: Family<Labels, Counter>,
     /// Control API latency by method.
@@ -56,6 +58,7 @@ pub static METRICS: LazyLock<ManagerMetrics> = LazyLock::new(|| ManagerMetrics {
     leader_changes: Counter::default(),
     proposal_seconds: latency(),
     heartbeats: Counter::default(),
+    snapshot_bytes: Gauge::default(),
     control_requests: Family::default(),
     control_seconds: Family::new_with_constructor(latency),
     raft_term: Gauge::default(),
@@ -116,6 +119,11 @@ impl ManagerMetrics {
             "raft_snapshot_index",
             "The last index of this manager's latest snapshot",
             self.raft_snapshot_index.clone(),
+        );
+        registry.register(
+            "raft_snapshot_bytes",
+            "The encoded size of this manager's latest snapshot, built or installed",
+            self.snapshot_bytes.clone(),
         );
         registry.register(
             "store_objects",

@@ -3,11 +3,14 @@
 //! tasks can be replaced within seconds. The period is the cluster's setting, stretched in
 //! a cluster so large that the leader would otherwise handle more than
 //! [`MAX_HEARTBEATS_PER_SECOND`]; each node is judged by the period it was last told, so a
-//! period that shrinks never catches a node still beating at the longer one; after a leader change every node gets a grace period
-//! to find the new leader before it can be marked down (as SwarmKit does): its deadline
-//! counts from when this manager began to lead, never from a heartbeat an earlier leader, or
-//! this manager in an earlier term, last saw. A new leadership is a new Raft term, so a
-//! leadership lost and won back between two rounds of the check is still a new one.
+//! period that shrinks never catches a node still beating at the longer one.
+//!
+//! After a leader change every node gets a grace period to find the new leader before it
+//! can be marked down (as SwarmKit does): twice its deadline, counted from when this manager
+//! began to lead, never from a heartbeat an earlier leader, or this manager in an earlier
+//! term, last saw. A node that joins gets the same from its joining. A new leadership is a
+//! new Raft term, so a leadership lost and won back between two rounds of the check is
+//! still a new one.
 
 mod assignments;
 mod discovery;
@@ -35,6 +38,9 @@ use crate::store::{update, Store, StoreError, StoredObject};
 
 /// Missed periods after which a node is down.
 const MISSED_PERIODS: u32 = 3;
+/// How many deadlines a node the leader has not heard from yet (since it began leading, or
+/// since the node joined) has to open its session.
+const UNKNOWN_GRACE_FACTOR: u32 = 2;
 
 struct Session {
     id: String,
@@ -95,6 +101,8 @@ pub struct Dispatcher {
     status_ready: tokio::sync::Notify,
     /// This manager's current leadership: the start of the grace period.
     leading: Mutex<Option<Leadership>>,
+    /// When the liveness check of the current leadership first saw each node.
+    first_seen: Mutex<HashMap<String, Instant>>,
 }
 
 impl Dispatcher {
@@ -106,6 +114,7 @@ impl Dispatcher {
             pending_status: Mutex::new(Vec::new()),
             status_ready: tokio::sync::Notify::new(),
             leading: Mutex::new(None),
+            first_seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -272,20 +281,44 @@ impl Dispatcher {
                 Some(l) if l.term == term => l.since,
                 // A new leadership, even if this check saw no gap since an earlier one: the
                 // nodes went to another leader meanwhile and need the full grace to return.
-                _ => leading.insert(Leadership { term, since: now }).since,
+                _ => {
+                    self.first_seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clear();
+                    leading.insert(Leadership { term, since: now }).since
+                }
             }
+        };
+        // When this leadership first saw each node: its start, or the node's joining.
+        let first_seen = {
+            let store = self.store.read();
+            let mut first_seen = self.first_seen.lock().unwrap_or_else(|e| e.into_inner());
+            if first_seen.len() > 2 * store.count::<Node>() {
+                first_seen.retain(|id, _| store.get::<Node>(id).is_some());
+            }
+            for node in store.list::<Node>() {
+                first_seen.entry(node.id().to_owned()).or_insert(now);
+            }
+            first_seen.clone()
         };
         // Every node's deadline counts from the start of this leadership at the earliest;
         // while that is nearer than a deadline, no node can have missed one.
         if now.duration_since(since) < deadline {
             return;
         }
+        // A node not heard from since this leadership first saw it has twice the deadline
+        // from then to open a session, as SwarmKit gives the nodes a new leader does not know
+        // yet: a whole cluster looks for the new leader at once, on managers that may be busy.
+        let unknown_grace = deadline * UNKNOWN_GRACE_FACTOR;
         // Whether a node is alive, and the deadline it is judged by.
         let judge = |id: &str| {
+            let seen = first_seen.get(id).copied().unwrap_or(now);
             let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            sessions.get(id).map_or((false, deadline), |s| {
-                (s.alive(now), s.period * MISSED_PERIODS)
-            })
+            match sessions.get(id) {
+                Some(s) if s.last_seen >= since => (s.alive(now), s.period * MISSED_PERIODS),
+                _ => (now.duration_since(seen) < unknown_grace, unknown_grace),
+            }
         };
         // Nodes that stopped heartbeating go down; nodes marked down whose session is alive
         // again (a slow moment, a partition that healed) come back.
@@ -431,13 +464,18 @@ mod tests {
             "judged by a stale heartbeat"
         );
 
-        // n2 finds this leader again within the grace; n1 never does.
+        // n2 finds this leader again within the grace; n1 never does. The grace of a node
+        // not heard from in this leadership is two deadlines (6 s) from its start (9 s).
         after(&dispatcher, 2.0).await;
         let s2 = dispatcher.open_session("n2");
-        after(&dispatcher, 0.9).await;
+        for _ in 0..4 {
+            after(&dispatcher, 0.95).await;
+            assert!(dispatcher.heartbeat("n2", &s2).is_some());
+        }
         assert_eq!(state(&store, "n1"), NodeState::Ready, "within its grace");
-        assert!(dispatcher.heartbeat("n2", &s2).is_some());
-        after(&dispatcher, 0.2).await;
+        after(&dispatcher, 0.15).await;
+        assert_eq!(state(&store, "n1"), NodeState::Ready, "within its grace");
+        after(&dispatcher, 0.1).await;
         assert_eq!(state(&store, "n1"), NodeState::Down);
         assert_eq!(state(&store, "n2"), NodeState::Ready);
     }
@@ -498,10 +536,7 @@ mod tests {
             dispatcher.heartbeat("n0", &s0),
             Some(Duration::from_millis(2_500))
         );
-        // Nodes that never opened a session are given the same 7.5 s from the leadership.
-        after(&dispatcher, 1.0).await;
-        assert_eq!(state(&store, "n1"), NodeState::Down);
-        after(&dispatcher, 6.4).await;
+        after(&dispatcher, 7.4).await;
         assert_eq!(
             state(&store, "n0"),
             NodeState::Ready,
@@ -509,18 +544,56 @@ mod tests {
         );
         after(&dispatcher, 0.2).await;
         assert_eq!(state(&store, "n0"), NodeState::Down);
-        assert!(
+        let message = |id: &str| {
+            let store = store.read();
             store
-                .read()
-                .get::<Node>("n0")
+                .get::<Node>(id)
                 .unwrap()
                 .status
                 .as_ref()
                 .unwrap()
                 .message
-                .contains("7.5 s"),
-            "the message names the node's own deadline"
-        );
+                .clone()
+        };
+        assert!(message("n0").contains("7.5 s"), "{}", message("n0"));
+        // Nodes that never opened a session have two deadlines from the leadership's start.
+        assert_eq!(state(&store, "n1"), NodeState::Ready);
+        after(&dispatcher, 0.5).await;
+        assert_eq!(state(&store, "n1"), NodeState::Down);
+        assert!(message("n1").contains("15 s"), "{}", message("n1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_joins_has_two_deadlines_from_its_joining_to_open_a_session() {
+        let fake = FakeProposer::new();
+        let store = fake.store();
+        commit_nodes(&fake, 1);
+        let dispatcher = Dispatcher::new(store.clone());
+        dispatcher.check().await;
+        let s0 = dispatcher.open_session("n0");
+        for _ in 0..10 {
+            after(&dispatcher, 1.0).await;
+            assert!(dispatcher.heartbeat("n0", &s0).is_some());
+        }
+        // n1 joins long after the leadership began; it has 6 s from the first check that
+        // sees it to open its session.
+        fake.commit(&StoreBatch {
+            actions: vec![create(ready_node("n1"))],
+            ..Default::default()
+        })
+        .expect("n1");
+        for _ in 0..6 {
+            after(&dispatcher, 0.95).await;
+            assert!(dispatcher.heartbeat("n0", &s0).is_some());
+            assert_eq!(state(&store, "n1"), NodeState::Ready);
+        }
+        // First seen by the check at 10.95 s: ready at 16.9 s, down at 17.1 s.
+        after(&dispatcher, 1.2).await;
+        assert_eq!(state(&store, "n1"), NodeState::Ready);
+        assert!(dispatcher.heartbeat("n0", &s0).is_some());
+        after(&dispatcher, 0.2).await;
+        assert_eq!(state(&store, "n1"), NodeState::Down);
+        assert_eq!(state(&store, "n0"), NodeState::Ready);
     }
 
     #[tokio::test(start_paused = true)]

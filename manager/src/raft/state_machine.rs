@@ -134,6 +134,7 @@ impl StateMachine {
                 e.to_string(),
             )
         };
+        let started = std::time::Instant::now();
         let mut snapshot = proto::StoreSnapshot::decode(data).map_err(|e| failed(&e))?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
         let declared = format::declared(snapshot.format);
@@ -151,6 +152,15 @@ impl StateMachine {
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.applier.applied(index);
+        crate::metrics::METRICS
+            .snapshot_bytes
+            .set(data.len() as i64);
+        tracing::info!(
+            index,
+            bytes = data.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "restored the store from a snapshot"
+        );
         Ok(())
     }
 }
@@ -211,10 +221,12 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let started = std::time::Instant::now();
         let mut snapshot = self.store.to_snapshot();
         snapshot.format = format::SNAPSHOT;
         snapshot.outcomes = std::mem::take(&mut self.outcomes);
         let data = snapshot.encode_to_vec();
+        drop(snapshot);
         let last = self.last_applied;
         let meta = SnapshotMeta {
             last_log_id: last,
@@ -229,6 +241,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let stored = tokio::task::spawn_blocking(move || writer.save(&stored).map(|()| stored))
             .await
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))??;
+        crate::metrics::METRICS
+            .snapshot_bytes
+            .set(stored.data.len() as i64);
+        tracing::info!(
+            index = last.map_or(0, |l| l.index),
+            bytes = stored.data.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "built and saved a snapshot"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(stored.data)),
