@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_tests::metrics::{metrics_addr, sample, scrape};
+use integration_tests::metrics::{cpu_time, metrics_addr, sample, scrape};
 use integration_tests::simulated::SimulatedWorkers;
 use integration_tests::{wait_until, Cluster};
 use manager::transport::Connector;
@@ -19,23 +19,6 @@ use proto::control_client::ControlClient;
 use proto::{GetNodeRequest, NodeState};
 
 const HEARTBEATS: &str = "skiff_dispatcher_heartbeats_total";
-
-/// The CPU time (user and system) process `pid` has used, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-    // The fields after the command name (which may hold spaces) in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat")
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // SAFETY: sysconf reads a constant of the system.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    ticks as f64 / per_second
-}
 
 /// One row: `simulated` workers beside the real one.
 fn row(rt: &tokio::runtime::Runtime, simulated: usize, window: Duration) {
@@ -68,13 +51,13 @@ fn row(rt: &tokio::runtime::Runtime, simulated: usize, window: Duration) {
     std::thread::sleep(Duration::from_secs((total as u64 / 1000).max(1) * 2));
     let (beats_before, cpu_before, started) = (
         sample(&scrape(&addrs[leader]).1, HEARTBEATS),
-        cpu_seconds(leader_pid),
+        cpu_time(leader_pid).as_secs_f64(),
         Instant::now(),
     );
     std::thread::sleep(window);
     let elapsed = started.elapsed().as_secs_f64();
     let rate = (sample(&scrape(&addrs[leader]).1, HEARTBEATS) - beats_before) / elapsed;
-    let cpu = (cpu_seconds(leader_pid) - cpu_before) / elapsed * 100.0;
+    let cpu = (cpu_time(leader_pid).as_secs_f64() - cpu_before) / elapsed * 100.0;
 
     // Kill the real worker and wait for the leader to mark it down.
     let connector = Arc::new(cluster.connector(leader + 1));

@@ -1,5 +1,5 @@
-//! Reading a daemon's `/metrics` in tests and benchmarks: one HTTP/1.0 request, and the
-//! Prometheus text checked line by line as it is parsed.
+//! Measuring a daemon in tests and benchmarks: its `/metrics` (one HTTP/1.0 request, the
+//! Prometheus text checked line by line as it is parsed) and its CPU time from `/proc`.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -66,4 +66,21 @@ pub fn scrape(addr: &str) -> (String, HashMap<String, f64>) {
 
 pub fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
     samples.get(series).copied().unwrap_or(0.0)
+}
+
+/// The CPU time (user and system) process `pid` has used.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf reads a constant of the system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / per_second)
 }
