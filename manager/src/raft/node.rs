@@ -33,6 +33,8 @@ use crate::transport::Connector;
 pub const QUORUM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a follower waits to apply its own forwarded write before answering anyway.
 const APPLY_WAIT: Duration = Duration::from_secs(2);
+/// Pause between rounds of a leadership confirmation that found no quorum.
+const CONFIRM_RETRY: Duration = Duration::from_millis(20);
 /// Metadata set on a request a follower forwarded, so it is never forwarded twice.
 const FORWARDED: &str = "x-skiff-forwarded";
 
@@ -60,6 +62,14 @@ impl Default for RaftSettings {
             entry_format: format::NEWEST,
         }
     }
+}
+
+/// Why a leader could not confirm its leadership.
+enum Unconfirmed {
+    /// Another member leads now.
+    NotLeader,
+    /// Raft stopped.
+    Stopped(String),
 }
 
 /// Where the leader is, as far as this manager knows.
@@ -348,10 +358,10 @@ impl RaftNode {
         let attempt = async {
             loop {
                 match self.leader().await? {
-                    Leader::Me => match self.raft.ensure_linearizable().await {
+                    Leader::Me => match self.confirm_leadership().await {
                         Ok(_) => return Ok(()),
-                        Err(RaftError::APIError(_)) => self.wait_for_leader_change().await,
-                        Err(e) => return Err(StoreError::Stopped(e.to_string())),
+                        Err(Unconfirmed::NotLeader) => self.wait_for_leader_change().await,
+                        Err(Unconfirmed::Stopped(e)) => return Err(StoreError::Stopped(e)),
                     },
                     Leader::Other(addr) => {
                         let mut req = tonic::Request::new(ReadIndexRequest {});
@@ -389,10 +399,41 @@ impl RaftNode {
 
     /// Serves a forwarded read barrier: the index a follower must reach.
     pub async fn read_index_as_leader(&self) -> Result<u64, tonic::Status> {
-        match self.raft.ensure_linearizable().await {
-            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
-            Err(RaftError::APIError(_)) => Err(not_leader()),
-            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        let confirmed = tokio::time::timeout(QUORUM_TIMEOUT, self.confirm_leadership()).await;
+        match confirmed {
+            Ok(Ok(index)) => Ok(index),
+            Ok(Err(Unconfirmed::NotLeader)) => Err(not_leader()),
+            Ok(Err(Unconfirmed::Stopped(e))) => Err(tonic::Status::unavailable(e)),
+            Err(_) => Err(tonic::Status::unavailable(
+                "this manager could not confirm with a quorum that it still leads; retry",
+            )),
+        }
+    }
+
+    /// Confirms with a quorum that this member still leads, and waits until it has applied
+    /// everything committed before the call (openraft's read index, which it returns).
+    ///
+    /// openraft gives one confirmation a heartbeat interval (100 ms) to hear from a quorum.
+    /// On a saturated machine an answer can miss that although no one else leads, and
+    /// nothing is wrong with leadership: the members still vote as before. So a round
+    /// without a quorum is simply asked again, after a short pause so that peers that are
+    /// really gone do not make this spin, until this member learns it no longer leads or the
+    /// caller's deadline ([`QUORUM_TIMEOUT`]) ends the wait. Each round is also a heartbeat,
+    /// so retrying costs the group nothing it would not spend anyway.
+    async fn confirm_leadership(&self) -> Result<u64, Unconfirmed> {
+        use openraft::error::CheckIsLeaderError;
+        loop {
+            match self.raft.ensure_linearizable().await {
+                Ok(log_id) => return Ok(log_id.map_or(0, |l| l.index)),
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                    tracing::debug!(error = %e, "leadership not confirmed in one round; asking again");
+                    tokio::time::sleep(CONFIRM_RETRY).await;
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+                    return Err(Unconfirmed::NotLeader)
+                }
+                Err(e) => return Err(Unconfirmed::Stopped(e.to_string())),
+            }
         }
     }
 
