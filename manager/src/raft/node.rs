@@ -51,6 +51,12 @@ pub struct RaftSettings {
     /// The newest Raft entry format this manager reads and reports ([`format::NEWEST`]);
     /// lower only to simulate the previous release in tests of upgrades.
     pub entry_format: u32,
+    /// Where openraft's core, its replication to each peer (heartbeats included), its
+    /// state machine worker and the proposal queue run: a runtime of their own in
+    /// `skiffd`, so that reconciliation saturating the manager's other threads never delays
+    /// a heartbeat, a vote or a leadership confirmation (issue 20). `None`: the caller's
+    /// runtime (unit tests).
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for RaftSettings {
@@ -60,6 +66,7 @@ impl Default for RaftSettings {
             election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
             log_entries_for_slow_followers: 128,
             entry_format: format::NEWEST,
+            runtime: None,
         }
     }
 }
@@ -142,12 +149,24 @@ impl RaftNode {
         let store = sm.local();
         let health = PeerHealth::default();
         let network = Network::new(connector.clone(), health.clone(), formats.clone());
-        let raft = Raft::new(id, Arc::new(config), network, log, sm)
-            .await
-            .map_err(|e| format!("cannot start Raft: {e}"))?;
+        // openraft spawns its core on the runtime it starts on, and the core spawns the
+        // rest (replication, the state machine worker, the peers' connections).
+        let start = Raft::new(id, Arc::new(config), network, log, sm);
+        let raft = match &settings.runtime {
+            Some(runtime) => runtime
+                .spawn(start)
+                .await
+                .map_err(|e| format!("cannot start Raft: {e}"))?,
+            None => start.await,
+        }
+        .map_err(|e| format!("cannot start Raft: {e}"))?;
+        let runtime = settings
+            .runtime
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current);
         Ok(Self {
             id,
-            proposals: Proposals::start(raft.clone(), formats.clone()),
+            proposals: Proposals::start(raft.clone(), formats.clone(), &runtime),
             raft,
             store,
             connector,
