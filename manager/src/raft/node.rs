@@ -16,12 +16,13 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use prost::Message;
 use proto::raft_client::RaftClient;
-use proto::{ProposeRequest, ReadIndexRequest, StoreBatch};
+use proto::{ProposeManyRequest, ProposeRequest, ReadIndexRequest, StoreBatch};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use super::at_rest::KeyEncryptionKey;
 use super::format::{self, EntryFormats};
+use super::forwarding::{Forwarder, Send as ForwardCall};
 use super::network::{Network, PeerHealth};
 use super::proposals::{Proposals, Refused};
 use super::types::TypeConfig;
@@ -96,7 +97,10 @@ pub struct RaftNode {
     health: PeerHealth,
     /// One channel per leader address: forwarded writes reuse the connection instead of
     /// paying a TLS handshake each.
-    leader_channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
+    leader_channels: Arc<LeaderChannels>,
+    /// Where this member forwards writes while another leads: concurrent writes share
+    /// calls.
+    forwarder: Forwarder,
     /// The keys that seal the store at rest.
     keys: Arc<super::at_rest::Keyring>,
     /// The entry formats the members read.
@@ -164,14 +168,19 @@ impl RaftNode {
             .runtime
             .clone()
             .unwrap_or_else(tokio::runtime::Handle::current);
+        let leader_channels = Arc::new(LeaderChannels {
+            connector: connector.clone(),
+            channels: Default::default(),
+        });
         Ok(Self {
             id,
             proposals: Proposals::start(raft.clone(), formats.clone(), &runtime),
+            forwarder: Forwarder::start(forward_through(leader_channels.clone())),
             raft,
             store,
             connector,
             health,
-            leader_channels: Default::default(),
+            leader_channels,
             keys,
             formats,
         })
@@ -277,16 +286,7 @@ impl RaftNode {
     }
 
     fn leader_client(&self, addr: &str) -> RaftClient<Channel> {
-        let channel = self
-            .leader_channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(addr.to_owned())
-            .or_insert_with(|| self.connector.channel(addr))
-            .clone();
-        RaftClient::new(channel)
-            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+        self.leader_channels.client(addr)
     }
 
     /// Commits `batch` on a quorum and applies it here; returns its log index. Followers
@@ -317,14 +317,8 @@ impl RaftNode {
                         Err(Refused::Stopped(e)) => return Err(StoreError::Stopped(e)),
                     },
                     Leader::Other(addr) => {
-                        let mut req = tonic::Request::new(ProposeRequest {
-                            batch: Some(batch.clone()),
-                        });
-                        req.metadata_mut()
-                            .insert(FORWARDED, "1".parse().expect("ascii"));
-                        match self.leader_client(&addr).propose(req).await {
-                            Ok(resp) => {
-                                let index = resp.into_inner().index;
+                        match self.forwarder.forward(addr, batch.clone()).await {
+                            Ok(index) => {
                                 // Committed: wait to apply it here too, but not forever (this
                                 // write may have removed this manager from the group).
                                 let _ = tokio::time::timeout(
@@ -645,6 +639,70 @@ impl RaftNode {
     async fn pause_before_retry(&self) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The channels to the leaders this member has forwarded to, one per address.
+struct LeaderChannels {
+    connector: Arc<dyn Connector>,
+    channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
+}
+
+impl LeaderChannels {
+    fn client(&self, addr: &str) -> RaftClient<Channel> {
+        let channel = self
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr.to_owned())
+            .or_insert_with(|| self.connector.channel(addr))
+            .clone();
+        RaftClient::new(channel)
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+    }
+}
+
+/// How the forwarding queue reaches a leader: one `ProposeMany` call per group; a leader
+/// of the previous release, which has no `ProposeMany`, gets one `Propose` per write.
+fn forward_through(channels: Arc<LeaderChannels>) -> ForwardCall {
+    Arc::new(move |addr: String, batches: Vec<StoreBatch>| {
+        let mut client = channels.client(&addr);
+        Box::pin(async move {
+            let mut req = tonic::Request::new(ProposeManyRequest {
+                batches: batches.clone(),
+            });
+            req.metadata_mut()
+                .insert(FORWARDED, "1".parse().expect("ascii"));
+            // A leader that hangs (paused, cut off) must not hold this call's place in the
+            // queue longer than its writers wait.
+            req.set_timeout(QUORUM_TIMEOUT);
+            match client.propose_many(req).await {
+                Ok(resp) => Ok(resp
+                    .into_inner()
+                    .outcomes
+                    .into_iter()
+                    .map(|o| match tonic::Code::from(o.code) {
+                        tonic::Code::Ok => Ok(o.index),
+                        code => Err(tonic::Status::new(code, o.message)),
+                    })
+                    .collect()),
+                Err(s) if s.code() == tonic::Code::Unimplemented => {
+                    let one_by_one = batches.into_iter().map(|batch| {
+                        let mut client = client.clone();
+                        async move {
+                            let mut req =
+                                tonic::Request::new(ProposeRequest { batch: Some(batch) });
+                            req.metadata_mut()
+                                .insert(FORWARDED, "1".parse().expect("ascii"));
+                            client.propose(req).await.map(|r| r.into_inner().index)
+                        }
+                    });
+                    Ok(futures::future::join_all(one_by_one).await)
+                }
+                Err(s) => Err(s),
+            }
+        })
+    })
 }
 
 /// Whether a forwarded request to the leader may be retried (the leader moved or is down).
