@@ -39,8 +39,18 @@ const CONFIRM_RETRY: Duration = Duration::from_millis(20);
 /// Metadata set on a request a follower forwarded, so it is never forwarded twice.
 const FORWARDED: &str = "x-skiff-forwarded";
 
-/// Timing of the Raft group. Sub-second by design: a killed leader is replaced in about a
+/// Timing of the Raft group. Sub-second by design: a killed leader is replaced in under a
 /// second (Docker Swarm's defaults take 10-20 s).
+///
+/// What a follower waits for before it stands: openraft keeps a leader lease of the
+/// longest election timeout, during which a follower that heard the leader refuses to
+/// vote for anyone else, and a follower that has a leader stands only after the lease
+/// plus its own election timeout without a heartbeat. With 200-400 ms that is 600-800 ms
+/// of silence, six to eight heartbeats; with the 400-800 ms used before it was 1.2-1.6 s,
+/// which is most of the 1.54 s failover measured then (issue 20). Heartbeats are not
+/// shortened: openraft gives every append (with a follower's flush) one heartbeat
+/// interval. Silence that long does not happen on a busy machine because Raft runs on
+/// threads of its own ([`RaftSettings::runtime`]) and keeps one connection per peer.
 #[derive(Debug, Clone)]
 pub struct RaftSettings {
     /// How often the leader heartbeats followers.
@@ -64,7 +74,7 @@ impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             heartbeat_interval: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+            election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
             log_entries_for_slow_followers: 128,
             entry_format: format::NEWEST,
             runtime: None,
@@ -636,8 +646,16 @@ impl RaftNode {
         .await;
     }
 
+    /// After a forwarded call failed: until the leader changes (the usual cause, a leader
+    /// gone), or 100 ms (a connection that failed while the leader stays).
     async fn pause_before_retry(&self) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut rx = self.raft.metrics();
+        let before = rx.borrow().current_leader;
+        let _ = tokio::time::timeout(
+            Duration::from_millis(100),
+            rx.wait_for(|m| m.current_leader != before),
+        )
+        .await;
     }
 }
 
