@@ -9,10 +9,18 @@
 //! second while the writes run (a Prometheus at its fastest usual interval), to compare with
 //! a run without: the cost of serving metrics. The counters a write moves are compiled in
 //! either way.
+//!
+//! Leader changes are counted from the Raft term every manager reports (`skiff info`):
+//! during the write rows, where there should be none, and in a soak of `BENCH_SOAK_SECS`
+//! seconds (default 0: none) at the end, in which one client keeps writing through a
+//! follower. `BENCH_LOAD=1` loads the machine during the soak with one busy thread per core
+//! of the benchmark's own, so the soak shows whether a loaded machine makes leaders
+//! change (issue 20: none in 10 minutes, `BENCH_LOAD=1 BENCH_SOAK_SECS=600`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use integration_tests::metrics::cpu_time;
 use integration_tests::{wait_until, Cluster};
 use manager::transport::Connector;
 use proto::control_client::ControlClient;
@@ -104,23 +112,6 @@ fn scrape(addr: &str) -> bool {
     conn.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.0 200")
 }
 
-/// The CPU time (user and system) process `pid` has used.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-    // The fields after the command name (which may hold spaces) in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat")
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // SAFETY: sysconf reads a constant of the system.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_micros(ticks * 1_000_000 / per_second)
-}
-
 /// The daemon's CPU time per scrape of its `/metrics`, over `n` scrapes one after another
 /// on a quiet cluster: what serving metrics costs, apart from the noise of a loaded run.
 fn cpu_per_scrape(pid: u32, addr: &str, n: u32) -> Duration {
@@ -128,6 +119,101 @@ fn cpu_per_scrape(pid: u32, addr: &str, n: u32) -> Duration {
     let answered = (0..n).filter(|_| scrape(addr)).count();
     assert_eq!(answered, n as usize, "every scrape of {addr} answers");
     (cpu_time(pid) - before) / n
+}
+
+/// The highest Raft term any running manager reports: it moves on with every election.
+fn highest_term(cluster: &Cluster) -> u64 {
+    (1..=3)
+        .filter(|i| cluster.host(*i).is_running())
+        .map(|i| cluster.raft_term(i))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The load average over the last minute, as the kernel reports it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// One thread per core spinning until `stop`: a machine whose cores are all busy.
+fn load_every_core(stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (0..cores)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect()
+}
+
+/// Keeps one client writing through host `via` for `secs` seconds, checking the term of
+/// every manager every 5 s; prints the leader changes (elections) seen.
+fn soak(cluster: &Cluster, rt: &tokio::runtime::Runtime, connector: &impl Connector, secs: u64) {
+    let load = setting("BENCH_LOAD", 0) == 1;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = if load {
+        load_every_core(stop.clone())
+    } else {
+        Vec::new()
+    };
+    let lead = leader(cluster);
+    let via = (lead % 3) + 1;
+    let first = highest_term(cluster);
+    let load_before = load_average();
+    let mut client = ControlClient::new(connector.channel(&cluster.host(via).addr));
+    let started = Instant::now();
+    let (mut writes, mut failed, mut changes) = (0u64, 0u64, Vec::new());
+    let mut term = first;
+    let mut checked = Instant::now();
+    while started.elapsed() < Duration::from_secs(secs) {
+        match rt.block_on(write(&mut client, format!("soak-{writes}-{failed}"))) {
+            Ok(()) => writes += 1,
+            Err(_) => failed += 1,
+        }
+        if checked.elapsed() >= Duration::from_secs(5) {
+            checked = Instant::now();
+            let now = highest_term(cluster);
+            if now != term {
+                changes.push(format!(
+                    "term {term} -> {now} at {:.0} s",
+                    started.elapsed().as_secs_f64()
+                ));
+                term = now;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for thread in busy {
+        let _ = thread.join();
+    }
+    let last = highest_term(cluster);
+    println!(
+        "soak: {secs} s, one client writing through a follower, {}; load average {load_before} \
+         at the start, {} at the end",
+        if load {
+            "plus one busy thread per core (BENCH_LOAD=1)"
+        } else {
+            "no extra load (BENCH_LOAD=1 adds a busy thread per core)"
+        },
+        load_average()
+    );
+    println!(
+        "  {writes} writes acknowledged, {failed} failed; leader changes: {} (term {first} -> \
+         {last}){}",
+        last - first,
+        if changes.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", changes.join(", "))
+        }
+    );
 }
 
 /// Scrapes `/metrics` on every address once a second until `stop`; returns the scrapes.
@@ -172,9 +258,11 @@ fn main() {
 
     println!("skiff control-plane benchmark: 3 managers on loopback, sled with fsync, mutual TLS");
     println!(
-        "machine: {} CPUs; {writes} writes (CreateConfig) per row",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "machine: {} CPUs, load average {}; {writes} writes (CreateConfig) per row",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_average()
     );
+    let term_before_writes = highest_term(&cluster);
     println!();
     println!(
         "{:<28} {:>10} {:>10} {:>10}",
@@ -200,6 +288,11 @@ fn main() {
             p99.as_secs_f64() * 1e3
         );
     }
+
+    println!(
+        "leader changes during the writes: {}",
+        highest_term(&cluster) - term_before_writes
+    );
 
     if let Some(scraping) = scraping {
         stop_scraping.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -260,6 +353,13 @@ fn main() {
             percentile(&times, 0.5).as_secs_f64() * 1e3,
             worst.as_secs_f64() * 1e3
         );
+    }
+    println!();
+    let soak_secs = setting("BENCH_SOAK_SECS", 0) as u64;
+    if soak_secs > 0 {
+        soak(&cluster, &rt, connector.as_ref(), soak_secs);
+    } else {
+        println!("no soak (BENCH_SOAK_SECS=600 BENCH_LOAD=1: 10 minutes on a loaded machine)");
     }
     println!();
     println!("rerun: cargo build --release --bins && cargo bench -p integration-tests --bench control_plane");

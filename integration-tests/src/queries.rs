@@ -222,6 +222,16 @@ impl Cluster {
             .collect()
     }
 
+    /// The Raft term host `i` is in, from `skiff info` (answered by the host's own daemon,
+    /// without asking the leader). Every election moves it on, so it counts leader changes.
+    pub fn raft_term(&self, i: usize) -> u64 {
+        let info = self.ok(i, &["info"]);
+        info.split_once("Raft: term ")
+            .and_then(|(_, after)| after.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|term| term.parse().ok())
+            .unwrap_or_else(|| panic!("no Raft term in `skiff info` on host {i}: {info}"))
+    }
+
     /// The number of the host whose node leads, as `node ls` on host `i` shows it.
     pub fn leader_host(&self, i: usize) -> usize {
         let statuses = self.manager_statuses(i);

@@ -999,3 +999,53 @@ fn a_new_leader_marks_none_of_the_connected_workers_down() {
     assert_eq!(marked.len(), 1, "one node marked down, once: {marked:#?}");
     drop(workers);
 }
+
+/// A leader whose every thread but Raft's is busy stays leader (issue 20): openraft, its
+/// RPCs and the cluster port run on threads of their own. `skiffd --saturate-when FILE`
+/// (hidden, for this test) keeps every worker of the daemon's main runtime spinning, 5 s
+/// at a time, while FILE exists; a Raft sharing those threads misses heartbeats for longer
+/// than an election waits. Writes and reads through a follower, which the leader's Raft
+/// service commits and confirms, go on meanwhile, and the term never changes.
+#[test]
+fn a_leader_saturated_outside_raft_stays_leader() {
+    let mut cluster = Cluster::new(3);
+    let busy = |i: usize| cluster.dir().join(format!("saturate-host{i}"));
+    let files: Vec<_> = (1..=3).map(busy).collect();
+    for (i, file) in files.iter().enumerate() {
+        let file = file.to_str().expect("UTF-8 path").to_owned();
+        cluster = cluster.with_daemon_args(i + 1, &["--saturate-when", &file]);
+    }
+    cluster.form(3);
+    wait_for_managers(&cluster, &[1, 2, 3], 3, 2);
+    let leader = cluster.leader_host(1);
+    let follower = (leader % 3) + 1;
+    let term = cluster.raft_term(follower);
+
+    std::fs::write(&files[leader - 1], b"").expect("saturate the leader");
+    // Two busy turns of the leader's main runtime, and many election timeouts.
+    let started = std::time::Instant::now();
+    let mut writes = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        let label = format!("saturated={writes}");
+        cluster.ok(
+            follower,
+            &[
+                "node",
+                "update",
+                "--label-add",
+                &label,
+                &format!("host{follower}"),
+            ],
+        );
+        writes += 1;
+        assert_eq!(
+            cluster.raft_term(follower),
+            term,
+            "the term changed after {writes} writes through host{follower}"
+        );
+    }
+    std::fs::remove_file(&files[leader - 1]).expect("stop saturating");
+    assert_eq!(cluster.leader_host(follower), leader);
+    assert_eq!(cluster.raft_term(follower), term);
+    assert!(writes > 1, "writes went on while the leader was saturated");
+}

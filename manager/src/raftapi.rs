@@ -7,8 +7,9 @@ use std::sync::Arc;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use proto::raft_server::Raft as RaftApi;
 use proto::{
-    JoinRaftRequest, JoinRaftResponse, Node, ProposeRequest, ProposeResponse, RaftPayload,
-    ReadIndexRequest, ReadIndexResponse, WeightedPeer,
+    JoinRaftRequest, JoinRaftResponse, Node, ProposeManyRequest, ProposeManyResponse,
+    ProposeOutcome, ProposeRequest, ProposeResponse, RaftPayload, ReadIndexRequest,
+    ReadIndexResponse, WeightedPeer,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -148,6 +149,43 @@ impl RaftApi for RaftService {
             .ok_or_else(|| Status::invalid_argument("a proposal needs a batch"))?;
         let index = manager.raft().propose_as_leader(&batch).await?;
         Ok(Response::new(ProposeResponse { index }))
+    }
+
+    async fn propose_many(
+        &self,
+        req: Request<ProposeManyRequest>,
+    ) -> Result<Response<ProposeManyResponse>, Status> {
+        let manager = self.manager(&req)?;
+        let batches = req.into_inner().batches;
+        if batches.len() > crate::raft::MAX_FORWARDED_BATCHES {
+            return Err(Status::invalid_argument(format!(
+                "a forwarded call carries at most {} writes",
+                crate::raft::MAX_FORWARDED_BATCHES
+            )));
+        }
+        // Proposed all at once, in order: they reach the proposal queue together and
+        // share entries, as concurrent writes on the leader do.
+        let raft = manager.raft();
+        let results =
+            futures::future::join_all(batches.iter().map(|b| raft.propose_as_leader(b))).await;
+        let outcomes = results
+            .into_iter()
+            .map(|result| match result {
+                Ok(index) => ProposeOutcome {
+                    index,
+                    ..Default::default()
+                },
+                Err(e) => {
+                    let status = Status::from(e);
+                    ProposeOutcome {
+                        index: 0,
+                        code: status.code() as i32,
+                        message: status.message().to_owned(),
+                    }
+                }
+            })
+            .collect();
+        Ok(Response::new(ProposeManyResponse { outcomes }))
     }
 
     async fn read_index(

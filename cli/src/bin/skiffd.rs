@@ -104,6 +104,46 @@ struct Args {
         value_parser = clap::value_parser!(u32).range(1..=i64::from(manager::raft::format::NEWEST))
     )]
     raft_entry_format: u32,
+    /// For tests of a saturated manager only: while this file exists, keep every worker
+    /// thread of the daemon's main runtime (everything but Raft) busy, in turns of
+    /// several seconds without yielding, as a leader saturated by reconciliation would be.
+    /// Hidden: it only makes the daemon slow.
+    #[arg(long, hide = true, value_name = "FILE")]
+    saturate_when: Option<PathBuf>,
+}
+
+/// How long one busy turn of `--saturate-when` keeps a worker thread: several times the
+/// longest an election waits for a silent leader (lease plus election timeout), so a Raft
+/// that shared these threads would lose its leadership in every turn.
+const BUSY_TURN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `--saturate-when`: while `file` exists, one task per worker thread of the current
+/// runtime spins for [`BUSY_TURN`] at a time, yielding only between turns.
+async fn saturate_when(file: PathBuf) {
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    loop {
+        while !file.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tracing::warn!(file = %file.display(), "saturating the main runtime for a test");
+        let spinners: Vec<_> = (0..workers)
+            .map(|_| {
+                let file = file.clone();
+                tokio::spawn(async move {
+                    while file.exists() {
+                        let until = std::time::Instant::now() + BUSY_TURN;
+                        while std::time::Instant::now() < until {
+                            std::hint::spin_loop();
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for spinner in spinners {
+            let _ = spinner.await;
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,9 +162,23 @@ fn main() -> anyhow::Result<()> {
         Some("logger") => agent_runtime::containerd::logger_main(&argv[2..]),
         _ => {}
     }
-    tokio::runtime::Runtime::new()
+    let args = Args::parse();
+    // Raft (openraft's core and replication, the cluster port's connections and the Raft
+    // service) gets threads of its own: the OS shares the CPU between them and the main
+    // runtime's, so reconciliation that keeps every main worker busy cannot delay a
+    // heartbeat, a vote or a leadership confirmation (issue 20). Two workers: one keeps
+    // heartbeats going while the other applies a large entry or runs a TLS handshake.
+    let raft_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("skiff-raft")
+        .enable_all()
+        .build()
+        .context("cannot start Raft's async runtime")?;
+    let result = tokio::runtime::Runtime::new()
         .context("cannot start the async runtime")?
-        .block_on(run(Args::parse()))
+        .block_on(run(args, raft_runtime.handle().clone()));
+    raft_runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// The runtime the flags ask for: containerd where its socket is, unless told otherwise.
@@ -202,7 +256,7 @@ async fn runtime(
     })
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, raft_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
     cli::logging::init(&args.log_format);
     // Wrong Docker API flags (plain TCP above all) stop the daemon before it starts anything.
     let docker_api = cli::daemon::engine::ListenOptions {
@@ -232,6 +286,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             advertise_addr: args.advertise_addr.clone(),
             raft: manager::raft::RaftSettings {
                 entry_format: args.raft_entry_format,
+                runtime: Some(raft_runtime),
                 ..Default::default()
             },
             data_path: match args.network_data_path.as_str() {
@@ -267,6 +322,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(file) = args.saturate_when.clone() {
+        tokio::spawn(saturate_when(file));
+    }
     tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "skiffd started");
     daemon.resume().await;
 

@@ -96,7 +96,8 @@ impl Membership {
             daemon.slot(),
             daemon.agent_slot(),
             span.clone(),
-        );
+            daemon.opts.raft.runtime.clone(),
+        )?;
         let agent = Agent::new(
             daemon.runtime.clone(),
             daemon.data.agent(),

@@ -66,21 +66,107 @@ fn rpc_span(node: &tracing::Span, req: &http::Request<()>) -> tracing::Span {
     tracing::info_span!(parent: node, "rpc", method = %req.uri().path())
 }
 
+/// The path prefix of the Raft service's methods.
+const RAFT_METHODS: &str = "/skiff.v1.Raft/";
+
+/// Runs every request but the Raft service's on `runtime`; see [`serve_cluster_port`].
+#[derive(Clone)]
+struct OutsideRaft {
+    runtime: tokio::runtime::Handle,
+}
+
+impl<S> tower::Layer<S> for OutsideRaft {
+    type Service = OnRuntime<S>;
+
+    fn layer(&self, inner: S) -> OnRuntime<S> {
+        OnRuntime {
+            inner,
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
+/// A service whose calls, but the Raft service's, run as tasks of another runtime.
+#[derive(Clone)]
+struct OnRuntime<S> {
+    inner: S,
+    runtime: tokio::runtime::Handle,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Aborts a task when the call it serves is dropped (the client went away).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for OnRuntime<S>
+where
+    S: tower::Service<http::Request<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        use tracing::Instrument as _;
+        // The clone that was made ready serves this call; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if req.uri().path().starts_with(RAFT_METHODS) {
+            let call = inner.call(req);
+            return Box::pin(async move { call.await.map_err(Into::into) });
+        }
+        let runtime = self.runtime.clone();
+        Box::pin(async move {
+            // Polled inside the request's span (tonic enters it when it polls the call).
+            let span = tracing::Span::current();
+            let task = runtime.spawn(async move { inner.call(req).await }.instrument(span));
+            let _abort = AbortOnDrop(task.abort_handle());
+            task.await?.map_err(Into::into)
+        })
+    }
+}
+
 /// Serves Control, Ca, Raft and Dispatcher on the cluster port. Callers are identified by
 /// their certificate and checked against the cluster's current state; each service checks
 /// what the caller may do.
+///
+/// With `raft_runtime`, the port (TLS, HTTP/2 and the Raft service) is served there, and
+/// every other call runs on the caller's runtime: a manager saturated by reconciliation
+/// still answers votes, heartbeats, leadership confirmations and HTTP/2 pings at once
+/// (issue 20).
 pub fn serve_cluster_port(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     slot: Arc<RunningManager>,
     agent: AgentSlot,
     node: tracing::Span,
-) -> Running {
+    raft_runtime: Option<tokio::runtime::Handle>,
+) -> anyhow::Result<Running> {
     let (stop, rx) = watch::channel(false);
     let tls_caller = cluster_caller(slot.clone());
+    let here = tokio::runtime::Handle::current();
+    let port_runtime = raft_runtime.unwrap_or_else(|| here.clone());
     let router = Server::builder()
         .trace_fn(move |req| rpc_span(&node, req))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .layer(OutsideRaft { runtime: here })
         .add_service(InterceptedService::new(
             Measured(
                 ControlServer::new(ControlService::new(slot.clone()))
@@ -107,8 +193,16 @@ pub fn serve_cluster_port(
             DispatcherServer::new(DispatcherService::new(slot)),
             tls_caller,
         ));
+    // Accepting (and the TLS handshakes it runs) must happen where the port is served,
+    // and the listener must wake that runtime, not the one it was bound on.
+    let listener = listener
+        .into_std()
+        .context("cannot move the cluster port to Raft's threads")?;
+    let _entered = port_runtime.enter();
+    let listener = TcpListener::from_std(listener)
+        .context("cannot move the cluster port to Raft's threads")?;
     let incoming = crate::tls::tls_incoming(listener, tls);
-    let task = tokio::spawn(async move {
+    let task = port_runtime.spawn(async move {
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, stopped(rx))
             .await
@@ -116,7 +210,7 @@ pub fn serve_cluster_port(
             tracing::error!(error = %e, "the cluster port stopped");
         }
     });
-    Running { stop, task }
+    Ok(Running { stop, task })
 }
 
 /// Serves the local API on a unix socket only root can open.

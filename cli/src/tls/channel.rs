@@ -30,7 +30,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// HTTP/2 pings on idle connections notice a dead peer (e.g. a powered-off manager) long
 /// before TCP would.
 const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a ping may go unanswered before the connection, and every call on it, fails.
+/// gRPC's own default: a manager saturated by a large reconciliation answered later than
+/// the 5 s this was, and a 100,000-task `ListTasks` died with it (issue 20). A dead peer is
+/// still noticed within half a minute, and Raft does not wait for this: its own deadlines
+/// (heartbeats, elections) notice a lost manager in under a second.
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Client side of the cluster port: verifies that the server holds a *manager* certificate
 /// of this cluster and presents this node's certificate. Cheap to clone.

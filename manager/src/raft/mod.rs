@@ -6,6 +6,7 @@
 
 pub mod at_rest;
 pub mod format;
+mod forwarding;
 mod log_store;
 mod network;
 mod node;
@@ -13,6 +14,7 @@ mod proposals;
 mod state_machine;
 mod types;
 
+pub use forwarding::MAX_FORWARDED_BATCHES;
 pub use log_store::LogStore;
 pub use network::PeerHealth;
 pub use node::{was_forwarded, RaftNode, RaftSettings, QUORUM_TIMEOUT};

@@ -5,6 +5,12 @@
 //! successful exchange is recorded in [`PeerHealth`], from which the leader derives which
 //! managers are reachable, and the Raft entry format the peer reports it reads in
 //! [`EntryFormats`], from which the leader derives the format it may write.
+//!
+//! One channel per peer address, made once and shared by every client openraft asks for:
+//! openraft makes a client per replication stream but also one per vote and one per
+//! leadership confirmation (a read barrier). A fresh channel means a fresh TCP connection
+//! and TLS handshake inside the confirmation's deadline (one heartbeat interval), which a
+//! busy machine misses, so reads failed and leaders looked unreachable (issue 20).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,6 +59,8 @@ pub struct Network {
     connector: Arc<dyn Connector>,
     health: PeerHealth,
     formats: Arc<EntryFormats>,
+    /// The channel to each peer address; a channel reconnects by itself after a failure.
+    channels: HashMap<String, Channel>,
 }
 
 impl Network {
@@ -67,7 +75,16 @@ impl Network {
             connector,
             health,
             formats,
+            channels: HashMap::new(),
         }
+    }
+
+    /// The channel to `addr`, made on first use.
+    fn channel(&mut self, addr: &str) -> Channel {
+        self.channels
+            .entry(addr.to_owned())
+            .or_insert_with(|| self.connector.channel(addr))
+            .clone()
     }
 }
 
@@ -75,7 +92,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        let client = RaftClient::new(self.connector.channel(&node.addr))
+        let client = RaftClient::new(self.channel(&node.addr))
             .max_decoding_message_size(super::MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(super::MAX_RAFT_MESSAGE_BYTES);
         PeerClient {
@@ -182,5 +199,54 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     fn backoff(&self) -> openraft::network::Backoff {
         // Short: a restarted manager should be caught up within a heartbeat or two.
         openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Counts the channels it makes.
+    #[derive(Default)]
+    struct Counting {
+        made: AtomicUsize,
+    }
+
+    impl Connector for Counting {
+        fn channel(&self, _: &str) -> Channel {
+            self.made.fetch_add(1, Ordering::SeqCst);
+            Channel::from_static("http://127.0.0.1:9").connect_lazy()
+        }
+
+        fn node_channel(&self, addr: &str, _: &str) -> Channel {
+            self.channel(addr)
+        }
+    }
+
+    #[tokio::test]
+    async fn every_client_of_a_peer_shares_one_channel() {
+        let connector = Arc::new(Counting::default());
+        let mut network = Network::new(
+            connector.clone(),
+            PeerHealth::default(),
+            Arc::new(EntryFormats::new(1, super::super::format::NEWEST)),
+        );
+        // A replication stream, then votes and leadership confirmations to the same peers.
+        for _ in 0..5 {
+            network
+                .new_client(2, &BasicNode::new("127.0.0.2:2377"))
+                .await;
+            network
+                .new_client(3, &BasicNode::new("127.0.0.3:2377"))
+                .await;
+        }
+        assert_eq!(connector.made.load(Ordering::SeqCst), 2);
+        // A peer that moved gets a channel to its new address.
+        network
+            .new_client(3, &BasicNode::new("127.0.0.4:2377"))
+            .await;
+        assert_eq!(connector.made.load(Ordering::SeqCst), 3);
     }
 }

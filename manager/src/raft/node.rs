@@ -16,12 +16,13 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use prost::Message;
 use proto::raft_client::RaftClient;
-use proto::{ProposeRequest, ReadIndexRequest, StoreBatch};
+use proto::{ProposeManyRequest, ProposeRequest, ReadIndexRequest, StoreBatch};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use super::at_rest::KeyEncryptionKey;
 use super::format::{self, EntryFormats};
+use super::forwarding::{Forwarder, Send as ForwardCall};
 use super::network::{Network, PeerHealth};
 use super::proposals::{Proposals, Refused};
 use super::types::TypeConfig;
@@ -33,11 +34,23 @@ use crate::transport::Connector;
 pub const QUORUM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a follower waits to apply its own forwarded write before answering anyway.
 const APPLY_WAIT: Duration = Duration::from_secs(2);
+/// Pause between rounds of a leadership confirmation that found no quorum.
+const CONFIRM_RETRY: Duration = Duration::from_millis(20);
 /// Metadata set on a request a follower forwarded, so it is never forwarded twice.
 const FORWARDED: &str = "x-skiff-forwarded";
 
-/// Timing of the Raft group. Sub-second by design: a killed leader is replaced in about a
+/// Timing of the Raft group. Sub-second by design: a killed leader is replaced in under a
 /// second (Docker Swarm's defaults take 10-20 s).
+///
+/// What a follower waits for before it stands: openraft keeps a leader lease of the
+/// longest election timeout, during which a follower that heard the leader refuses to
+/// vote for anyone else, and a follower that has a leader stands only after the lease
+/// plus its own election timeout without a heartbeat. With 200-400 ms that is 600-800 ms
+/// of silence, six to eight heartbeats; with the 400-800 ms used before it was 1.2-1.6 s,
+/// which is most of the 1.54 s failover measured then (issue 20). Heartbeats are not
+/// shortened: openraft gives every append (with a follower's flush) one heartbeat
+/// interval. Silence that long does not happen on a busy machine because Raft runs on
+/// threads of its own ([`RaftSettings::runtime`]) and keeps one connection per peer.
 #[derive(Debug, Clone)]
 pub struct RaftSettings {
     /// How often the leader heartbeats followers.
@@ -49,17 +62,32 @@ pub struct RaftSettings {
     /// The newest Raft entry format this manager reads and reports ([`format::NEWEST`]);
     /// lower only to simulate the previous release in tests of upgrades.
     pub entry_format: u32,
+    /// Where openraft's core, its replication to each peer (heartbeats included), its
+    /// state machine worker and the proposal queue run: a runtime of their own in
+    /// `skiffd`, so that reconciliation saturating the manager's other threads never delays
+    /// a heartbeat, a vote or a leadership confirmation (issue 20). `None`: the caller's
+    /// runtime (unit tests).
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             heartbeat_interval: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+            election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
             log_entries_for_slow_followers: 128,
             entry_format: format::NEWEST,
+            runtime: None,
         }
     }
+}
+
+/// Why a leader could not confirm its leadership.
+enum Unconfirmed {
+    /// Another member leads now.
+    NotLeader,
+    /// Raft stopped.
+    Stopped(String),
 }
 
 /// Where the leader is, as far as this manager knows.
@@ -79,7 +107,10 @@ pub struct RaftNode {
     health: PeerHealth,
     /// One channel per leader address: forwarded writes reuse the connection instead of
     /// paying a TLS handshake each.
-    leader_channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
+    leader_channels: Arc<LeaderChannels>,
+    /// Where this member forwards writes while another leads: concurrent writes share
+    /// calls.
+    forwarder: Forwarder,
     /// The keys that seal the store at rest.
     keys: Arc<super::at_rest::Keyring>,
     /// The entry formats the members read.
@@ -132,17 +163,34 @@ impl RaftNode {
         let store = sm.local();
         let health = PeerHealth::default();
         let network = Network::new(connector.clone(), health.clone(), formats.clone());
-        let raft = Raft::new(id, Arc::new(config), network, log, sm)
-            .await
-            .map_err(|e| format!("cannot start Raft: {e}"))?;
+        // openraft spawns its core on the runtime it starts on, and the core spawns the
+        // rest (replication, the state machine worker, the peers' connections).
+        let start = Raft::new(id, Arc::new(config), network, log, sm);
+        let raft = match &settings.runtime {
+            Some(runtime) => runtime
+                .spawn(start)
+                .await
+                .map_err(|e| format!("cannot start Raft: {e}"))?,
+            None => start.await,
+        }
+        .map_err(|e| format!("cannot start Raft: {e}"))?;
+        let runtime = settings
+            .runtime
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current);
+        let leader_channels = Arc::new(LeaderChannels {
+            connector: connector.clone(),
+            channels: Default::default(),
+        });
         Ok(Self {
             id,
-            proposals: Proposals::start(raft.clone(), formats.clone()),
+            proposals: Proposals::start(raft.clone(), formats.clone(), &runtime),
+            forwarder: Forwarder::start(forward_through(leader_channels.clone())),
             raft,
             store,
             connector,
             health,
-            leader_channels: Default::default(),
+            leader_channels,
             keys,
             formats,
         })
@@ -248,16 +296,7 @@ impl RaftNode {
     }
 
     fn leader_client(&self, addr: &str) -> RaftClient<Channel> {
-        let channel = self
-            .leader_channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(addr.to_owned())
-            .or_insert_with(|| self.connector.channel(addr))
-            .clone();
-        RaftClient::new(channel)
-            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+        self.leader_channels.client(addr)
     }
 
     /// Commits `batch` on a quorum and applies it here; returns its log index. Followers
@@ -288,14 +327,8 @@ impl RaftNode {
                         Err(Refused::Stopped(e)) => return Err(StoreError::Stopped(e)),
                     },
                     Leader::Other(addr) => {
-                        let mut req = tonic::Request::new(ProposeRequest {
-                            batch: Some(batch.clone()),
-                        });
-                        req.metadata_mut()
-                            .insert(FORWARDED, "1".parse().expect("ascii"));
-                        match self.leader_client(&addr).propose(req).await {
-                            Ok(resp) => {
-                                let index = resp.into_inner().index;
+                        match self.forwarder.forward(addr, batch.clone()).await {
+                            Ok(index) => {
                                 // Committed: wait to apply it here too, but not forever (this
                                 // write may have removed this manager from the group).
                                 let _ = tokio::time::timeout(
@@ -348,10 +381,10 @@ impl RaftNode {
         let attempt = async {
             loop {
                 match self.leader().await? {
-                    Leader::Me => match self.raft.ensure_linearizable().await {
+                    Leader::Me => match self.confirm_leadership().await {
                         Ok(_) => return Ok(()),
-                        Err(RaftError::APIError(_)) => self.wait_for_leader_change().await,
-                        Err(e) => return Err(StoreError::Stopped(e.to_string())),
+                        Err(Unconfirmed::NotLeader) => self.wait_for_leader_change().await,
+                        Err(Unconfirmed::Stopped(e)) => return Err(StoreError::Stopped(e)),
                     },
                     Leader::Other(addr) => {
                         let mut req = tonic::Request::new(ReadIndexRequest {});
@@ -389,10 +422,41 @@ impl RaftNode {
 
     /// Serves a forwarded read barrier: the index a follower must reach.
     pub async fn read_index_as_leader(&self) -> Result<u64, tonic::Status> {
-        match self.raft.ensure_linearizable().await {
-            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
-            Err(RaftError::APIError(_)) => Err(not_leader()),
-            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        let confirmed = tokio::time::timeout(QUORUM_TIMEOUT, self.confirm_leadership()).await;
+        match confirmed {
+            Ok(Ok(index)) => Ok(index),
+            Ok(Err(Unconfirmed::NotLeader)) => Err(not_leader()),
+            Ok(Err(Unconfirmed::Stopped(e))) => Err(tonic::Status::unavailable(e)),
+            Err(_) => Err(tonic::Status::unavailable(
+                "this manager could not confirm with a quorum that it still leads; retry",
+            )),
+        }
+    }
+
+    /// Confirms with a quorum that this member still leads, and waits until it has applied
+    /// everything committed before the call (openraft's read index, which it returns).
+    ///
+    /// openraft gives one confirmation a heartbeat interval (100 ms) to hear from a quorum.
+    /// On a saturated machine an answer can miss that although no one else leads, and
+    /// nothing is wrong with leadership: the members still vote as before. So a round
+    /// without a quorum is simply asked again, after a short pause so that peers that are
+    /// really gone do not make this spin, until this member learns it no longer leads or the
+    /// caller's deadline ([`QUORUM_TIMEOUT`]) ends the wait. Each round is also a heartbeat,
+    /// so retrying costs the group nothing it would not spend anyway.
+    async fn confirm_leadership(&self) -> Result<u64, Unconfirmed> {
+        use openraft::error::CheckIsLeaderError;
+        loop {
+            match self.raft.ensure_linearizable().await {
+                Ok(log_id) => return Ok(log_id.map_or(0, |l| l.index)),
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                    tracing::debug!(error = %e, "leadership not confirmed in one round; asking again");
+                    tokio::time::sleep(CONFIRM_RETRY).await;
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+                    return Err(Unconfirmed::NotLeader)
+                }
+                Err(e) => return Err(Unconfirmed::Stopped(e.to_string())),
+            }
         }
     }
 
@@ -582,9 +646,81 @@ impl RaftNode {
         .await;
     }
 
+    /// After a forwarded call failed: until the leader changes (the usual cause, a leader
+    /// gone), or 100 ms (a connection that failed while the leader stays).
     async fn pause_before_retry(&self) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut rx = self.raft.metrics();
+        let before = rx.borrow().current_leader;
+        let _ = tokio::time::timeout(
+            Duration::from_millis(100),
+            rx.wait_for(|m| m.current_leader != before),
+        )
+        .await;
     }
+}
+
+/// The channels to the leaders this member has forwarded to, one per address.
+struct LeaderChannels {
+    connector: Arc<dyn Connector>,
+    channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
+}
+
+impl LeaderChannels {
+    fn client(&self, addr: &str) -> RaftClient<Channel> {
+        let channel = self
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr.to_owned())
+            .or_insert_with(|| self.connector.channel(addr))
+            .clone();
+        RaftClient::new(channel)
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+    }
+}
+
+/// How the forwarding queue reaches a leader: one `ProposeMany` call per group; a leader
+/// of the previous release, which has no `ProposeMany`, gets one `Propose` per write.
+fn forward_through(channels: Arc<LeaderChannels>) -> ForwardCall {
+    Arc::new(move |addr: String, batches: Vec<StoreBatch>| {
+        let mut client = channels.client(&addr);
+        Box::pin(async move {
+            let mut req = tonic::Request::new(ProposeManyRequest {
+                batches: batches.clone(),
+            });
+            req.metadata_mut()
+                .insert(FORWARDED, "1".parse().expect("ascii"));
+            // A leader that hangs (paused, cut off) must not hold this call's place in the
+            // queue longer than its writers wait.
+            req.set_timeout(QUORUM_TIMEOUT);
+            match client.propose_many(req).await {
+                Ok(resp) => Ok(resp
+                    .into_inner()
+                    .outcomes
+                    .into_iter()
+                    .map(|o| match tonic::Code::from(o.code) {
+                        tonic::Code::Ok => Ok(o.index),
+                        code => Err(tonic::Status::new(code, o.message)),
+                    })
+                    .collect()),
+                Err(s) if s.code() == tonic::Code::Unimplemented => {
+                    let one_by_one = batches.into_iter().map(|batch| {
+                        let mut client = client.clone();
+                        async move {
+                            let mut req =
+                                tonic::Request::new(ProposeRequest { batch: Some(batch) });
+                            req.metadata_mut()
+                                .insert(FORWARDED, "1".parse().expect("ascii"));
+                            client.propose(req).await.map(|r| r.into_inner().index)
+                        }
+                    });
+                    Ok(futures::future::join_all(one_by_one).await)
+                }
+                Err(s) => Err(s),
+            }
+        })
+    })
 }
 
 /// Whether a forwarded request to the leader may be retried (the leader moved or is down).

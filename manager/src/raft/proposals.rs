@@ -57,12 +57,17 @@ pub(super) struct Proposals {
 }
 
 impl Proposals {
-    /// Starts the queue in front of `raft`, writing the format `formats` allows.
-    pub(super) fn start(raft: Raft<TypeConfig>, formats: Arc<EntryFormats>) -> Self {
+    /// Starts the queue in front of `raft` on `runtime`, writing the format `formats`
+    /// allows.
+    pub(super) fn start(
+        raft: Raft<TypeConfig>,
+        formats: Arc<EntryFormats>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         Self {
             tx,
-            task: tokio::spawn(run(raft, formats, rx)),
+            task: runtime.spawn(run(raft, formats, rx)),
         }
     }
 
