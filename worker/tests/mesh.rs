@@ -68,6 +68,13 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
             .expect("peers");
     }
     let (node_a, node_b) = (&nodes[0], &nodes[1]);
+    // As the data path does on a node with overlays, whatever the mesh's mode.
+    HostCommands
+        .nft(
+            Some(&node_a.ns),
+            &overlay::untracked_ruleset(overlay::VXLAN_PORT),
+        )
+        .expect("the untracked table");
     let leg = mesh::ensure_leg(&node_a.node, &ingress, "10.99.3.250/24").expect("leg");
     mesh::ensure_leg(&node_a.node, &ingress, "10.99.3.250/24").expect("leg again");
     // The leg's MAC follows from its address, as the other nodes' FDB entries expect.
@@ -101,13 +108,7 @@ fn a_node_without_the_task_spreads_connections_over_tasks_elsewhere() {
             target_port: 80,
             backends,
         }];
-        let rules = mesh::ruleset(
-            &leg,
-            overlay::VXLAN_PORT,
-            &published,
-            &[],
-            &mesh::Protected::default(),
-        );
+        let rules = mesh::ruleset(&leg, &published, &[], &mesh::Protected::default());
         HostCommands.nft(Some(&node_a.ns), &rules).expect("rules");
     };
     let both = vec![Ipv4Addr::new(10, 99, 3, 2), Ipv4Addr::new(10, 99, 3, 3)];

@@ -69,6 +69,9 @@ struct State {
     data_path_port: u16,
     /// The cluster's own addresses and ports the mesh was last programmed to leave alone.
     protected: Protected,
+    /// The data path port whose VXLAN packets the node's namespace leaves untracked (0: not
+    /// yet).
+    untracked_port: u16,
 }
 
 impl State {
@@ -162,6 +165,8 @@ pub struct DataPath {
     upstreams: Vec<SocketAddr>,
     /// The node-local bridges every task has an interface on.
     bridges: Bridges,
+    /// Whether `nft` is there (for the overlays' untracked table).
+    has_nft: bool,
     /// The node's own cluster addresses (where skiffd listens, and what it advertises),
     /// which the mesh never captures.
     cluster: Vec<SocketAddr>,
@@ -229,6 +234,7 @@ impl DataPath {
                 has_nft,
                 commands.clone(),
             ),
+            has_nft,
             commands,
             cluster: Vec::new(),
         }
@@ -322,6 +328,14 @@ impl DataPath {
             }
         }
         self.set_up_networks(&mut state);
+        if self.has_nft && !state.networks.is_empty() && state.untracked_port != port {
+            match self.commands.nft(None, &overlay::untracked_ruleset(port)) {
+                Ok(()) => state.untracked_port = port,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot leave the overlays' VXLAN packets untracked")
+                }
+            }
+        }
         for update in &message.network_peers {
             let peers = Peers {
                 vteps: update
@@ -560,7 +574,7 @@ impl DataPath {
         match self.mode {
             MeshMode::Kernel => {
                 mesh::ensure_conntrack(&*self.commands, None)?;
-                let script = mesh::ruleset(&leg, ingress.port, &ports, host, &protected);
+                let script = mesh::ruleset(&leg, &ports, host, &protected);
                 self.commands.nft(None, &script)
             }
             MeshMode::Userspace => {
@@ -720,6 +734,13 @@ impl DataPath {
         if self.mode == MeshMode::Kernel {
             if let Err(e) = mesh::remove(&*self.commands, None) {
                 tracing::warn!(error = %e, "cannot remove the routing mesh's rules");
+            }
+        }
+        if self.has_nft && state.untracked_port != 0 {
+            let table = overlay::UNTRACKED_TABLE;
+            let script = format!("table ip {table}\ndelete table ip {table}\n");
+            if let Err(e) = self.commands.nft(None, &script) {
+                tracing::warn!(error = %e, "cannot remove the overlays' untracked table");
             }
         }
         for network in state.networks.values() {

@@ -17,11 +17,9 @@
 //! deleting a policy makes the entries that use it fall back to the node's defaults. Swarm's
 //! IPVS mesh drops quiet connections after fifteen minutes.
 //!
-//! The overlays' VXLAN packets are left untracked (`notrack` on the data path port): the
-//! connections inside them are tracked where they start and end, while the outer UDP flows
-//! get a source port per inner connection, so tracking them would cost two conntrack entries
-//! per connection on every node they cross (tens of thousands per node under a steady load
-//! of new connections, towards the table's limit) and a lookup per packet for nothing.
+//! The overlays' VXLAN packets stay untracked here too: their `notrack` table is the
+//! overlays' own ([`overlay::untracked_ruleset`]), applied in both mesh modes, since the
+//! NAT the mesh needs turns conntrack on for every packet of the node's namespace.
 //!
 //! The cluster's own traffic is never the mesh's: before any DNAT, both NAT chains let
 //! through, untouched, whatever goes to or comes from a node's cluster address on the
@@ -167,14 +165,13 @@ impl Protected {
     }
 }
 
-/// The nftables script for the mesh: `leg` is the node's interface into the ingress overlay,
-/// `vxlan_port` the overlays' UDP port. A port whose service has no running task refuses
+/// The nftables script for the mesh: `leg` is the node's interface into the ingress overlay.
+/// A port whose service has no running task refuses
 /// connections at once instead of letting them time out. Ports published in host mode
 /// (`host`) go to their one task, through the same leg. Traffic of the cluster itself
 /// (`protected`) passes before any of them.
 pub fn ruleset(
     leg: &str,
-    vxlan_port: u16,
     ports: &[Published],
     host: &[HostForward],
     protected: &Protected,
@@ -214,13 +211,9 @@ pub fn ruleset(
             p.port
         ));
     }
-    let untracked = |chain: &str, hook: &str| {
-        format!("  chain {chain} {{\n    type filter hook {hook} priority raw; policy accept;\n    udp dport {vxlan_port} notrack\n  }}\n")
-    };
-    let untracked = untracked("vxlan_in", "prerouting") + &untracked("vxlan_out", "output");
     // Delete-then-add makes the transaction replace the table whether or not it exists.
     format!(
-        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n{untracked}  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{rules}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{leg}\" masquerade\n  }}\n}}\n"
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{rules}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{leg}\" masquerade\n  }}\n}}\n"
     )
 }
 
@@ -270,7 +263,6 @@ mod tests {
     fn a_port_spreads_over_its_tasks_and_an_empty_one_refuses() {
         let script = ruleset(
             "skin0",
-            4789,
             &[
                 Published {
                     protocol: Protocol::Tcp,
@@ -301,14 +293,8 @@ mod tests {
             "{script}"
         );
         assert!(script.contains("oifname \"skin0\" masquerade"), "{script}");
-        // The overlays' own packets, both ways, before conntrack sees them.
-        assert_eq!(
-            script
-                .matches("priority raw; policy accept;\n    udp dport 4789 notrack")
-                .count(),
-            2,
-            "{script}"
-        );
+        // The overlays' packets are left untracked by a table of the overlays' own.
+        assert!(!script.contains("notrack"), "{script}");
         // Both NAT chains carry the ports: from other hosts and from the node itself.
         assert_eq!(script.matches("tcp dport 8080").count(), 2, "{script}");
         assert!(script.starts_with("table ip skiffmesh\ndelete table ip skiffmesh\n"));
@@ -334,7 +320,6 @@ mod tests {
         };
         let script = ruleset(
             "skin0",
-            4789,
             &[captured(Protocol::Tcp, 2377), captured(Protocol::Udp, 4789)],
             &[HostForward {
                 protocol: Protocol::Tcp,
@@ -368,14 +353,14 @@ mod tests {
             }
         }
         // Nothing to protect yet (no addresses known): no empty sets, which nft refuses.
-        let bare = ruleset("skin0", 4789, &[], &[], &Protected::default());
+        let bare = ruleset("skin0", &[], &[], &Protected::default());
         assert!(!bare.contains("accept\n"), "{bare}");
         assert!(!bare.contains("{  }"), "{bare}");
         let no_nodes = Protected {
             tcp: vec![2377],
             ..Protected::default()
         };
-        assert!(!ruleset("skin0", 4789, &[], &[], &no_nodes).contains("dport {"));
+        assert!(!ruleset("skin0", &[], &[], &no_nodes).contains("dport {"));
         assert!(protected.covers(Protocol::Tcp, 2400));
         assert!(!protected.covers(Protocol::Udp, 2377));
     }

@@ -20,6 +20,13 @@
 //! IPv4 only, so IPv6 is off on their interfaces (as Docker's): its router solicitations
 //! and multicast reports would otherwise be flooded to every node of the network.
 //!
+//! The overlays' VXLAN packets are left untracked ([`untracked_ruleset`], `notrack` on the
+//! data path port, in a table of their own applied whatever the routing mesh's mode): the
+//! connections inside them are tracked where they start and end, while the outer UDP flows
+//! get a source port per inner connection, so tracking them would cost a conntrack lookup
+//! per packet and an entry per inner connection on every node they cross, wherever anything
+//! else (the mesh, the bridges' NAT) has turned conntrack on in the node's namespace.
+//!
 //! Every operation is idempotent, so the agent can re-apply its whole state after a restart.
 //! The links are made with iproute2 (`ip`, `bridge`), which the node needs anyway, through
 //! [`Commands`].
@@ -492,6 +499,22 @@ impl Node {
     }
 }
 
+/// The nftables table that leaves the overlays' VXLAN packets untracked.
+pub const UNTRACKED_TABLE: &str = "skiffvxlan";
+
+/// The script of [`UNTRACKED_TABLE`]: the node's VXLAN packets on `port`, in and out, skip
+/// conntrack. Delete-then-add replaces the table whether or not it exists.
+pub fn untracked_ruleset(port: u16) -> String {
+    let chain = |name: &str, hook: &str| {
+        format!("  chain {name} {{\n    type filter hook {hook} priority raw; policy accept;\n    udp dport {port} notrack\n  }}\n")
+    };
+    format!(
+        "table ip {UNTRACKED_TABLE}\ndelete table ip {UNTRACKED_TABLE}\ntable ip {UNTRACKED_TABLE} {{\n{}{}}}\n",
+        chain("vxlan_in", "prerouting"),
+        chain("vxlan_out", "output")
+    )
+}
+
 /// The FDB entry of broadcast and unknown unicast frames.
 const FLOOD_MAC: &str = "00:00:00:00:00:00";
 
@@ -597,5 +620,23 @@ mod tests {
             port: VXLAN_PORT,
         };
         assert_eq!(node.network_namespace(&net), "skn-01234567-netid123");
+    }
+
+    #[test]
+    fn the_vxlan_packets_skip_conntrack_both_ways_on_the_data_path_port() {
+        let script = untracked_ruleset(7789);
+        assert!(
+            script.starts_with("table ip skiffvxlan\ndelete table ip skiffvxlan\n"),
+            "{script}"
+        );
+        for hook in ["prerouting", "output"] {
+            assert!(
+                script.contains(&format!(
+                    "type filter hook {hook} priority raw; policy accept;\n    udp dport 7789 notrack\n"
+                )),
+                "{hook}: {script}"
+            );
+        }
+        assert!(!script.contains("4789"), "{script}");
     }
 }

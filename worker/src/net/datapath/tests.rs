@@ -16,7 +16,7 @@ use super::{BridgeConfig, DataPath, MeshMode};
 use crate::net::bridge::BridgeSubnets;
 use crate::net::commands::NamespaceFile;
 use crate::net::fake::FakeCommands;
-use crate::net::overlay::veth_name;
+use crate::net::overlay::{self, veth_name};
 
 /// The node's underlay address (its VTEP).
 const UNDERLAY: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
@@ -205,9 +205,15 @@ async fn a_network_gets_a_namespace_a_bridge_and_a_vxlan_device_on_the_cluster_s
                 .into(),
             format!("ip link set vx4097 netns {ns}"),
             format!("ip -n {ns} link set vx4097 mtu 1450 master br0 up"),
+            // The node's VXLAN packets skip conntrack.
+            "nft -f -".into(),
             // No peers yet: nothing to program, but it looks.
             format!("bridge -n {ns} fdb show dev vx4097"),
         ]
+    );
+    assert_eq!(
+        node.fake.scripts(None),
+        [overlay::untracked_ruleset(PORT as u16)]
     );
 
     // The next complete message lists it again: it is there, on the right port.
@@ -364,17 +370,21 @@ async fn the_mesh_is_programmed_through_the_node_s_leg_and_again_when_the_cluste
     at(&lines, "ip addr add 10.255.0.2/16 dev skin0");
     at(&lines, "sysctl -w net.ipv4.ip_forward=1");
     let scripts = node.fake.scripts(None);
-    assert_eq!(scripts.len(), 2, "the conntrack table, then the mesh");
-    assert!(
-        scripts[0].contains("ct timeout forwarded"),
-        "{}",
-        scripts[0]
+    assert_eq!(
+        scripts.len(),
+        3,
+        "the untracked VXLAN packets, the conntrack table, then the mesh"
     );
-    let rules = &scripts[1];
+    assert_eq!(scripts[0], overlay::untracked_ruleset(PORT as u16));
+    assert!(
+        scripts[1].contains("ct timeout forwarded"),
+        "{}",
+        scripts[1]
+    );
+    let rules = &scripts[2];
     for rule in [
         "fib daddr type local tcp dport 8080 dnat to numgen inc mod 2 map { 0 : 10.255.0.3, 1 : 10.255.0.4 } : 80",
         "oifname \"skin0\" masquerade",
-        "udp dport 7789 notrack",
         // The cluster's own traffic passes: the node's and its peer's cluster port, and the
         // data path port.
         "ip daddr { 192.168.1.10, 192.168.1.11 } tcp dport { 2377 } accept",
@@ -637,5 +647,50 @@ fn a_task_s_dns_servers_replace_the_node_s_as_upstreams() {
     assert_eq!(
         super::task_upstreams(&t, &node),
         ["198.51.100.1:53".parse::<std::net::SocketAddr>().unwrap()]
+    );
+}
+
+#[tokio::test]
+async fn the_vxlan_packets_are_untracked_with_the_userspace_mesh_too_once_per_port() {
+    let fake = Arc::new(FakeCommands::default());
+    fake.fail("link show", "Device does not exist.");
+    let state = tempfile::tempdir().unwrap();
+    // nftables is there, so the bridges' NAT turns conntrack on; the mesh is in userspace.
+    let data_path = DataPath::with_commands(
+        fake.clone(),
+        "node0001abcdef",
+        UNDERLAY,
+        MeshMode::Userspace,
+        BridgeConfig {
+            subnets: BridgeSubnets::default(),
+            state_dir: state.path().join("bridges"),
+        },
+    );
+    // No overlay yet: nothing to leave untracked.
+    data_path.apply(&complete(&[]));
+    assert_eq!(fake.scripts(None), Vec::<String>::new());
+    data_path.apply(&complete(&[front()]));
+    assert_eq!(
+        fake.scripts(None),
+        [overlay::untracked_ruleset(PORT as u16)]
+    );
+    // Already in place for this port: not applied again.
+    fake.clear();
+    data_path.apply(&complete(&[front()]));
+    assert_eq!(fake.scripts(None), Vec::<String>::new());
+    // The cluster's data path port changes: the table follows it.
+    let mut moved = complete(&[front()]);
+    moved.data_path_port = 4790;
+    data_path.apply(&moved);
+    assert_eq!(fake.scripts(None), [overlay::untracked_ruleset(4790)]);
+    // The node leaves: the table goes.
+    fake.clear();
+    data_path.remove_all();
+    assert!(
+        fake.scripts(None)
+            .iter()
+            .any(|s| s == "table ip skiffvxlan\ndelete table ip skiffvxlan\n"),
+        "{:#?}",
+        fake.lines()
     );
 }
