@@ -34,8 +34,10 @@ fn row(rt: &tokio::runtime::Runtime, simulated: usize, window: Duration) {
     let _workers = SimulatedWorkers::join(rt, &cluster, 1, simulated);
     let joined = Instant::now();
     wait_until("every node ready", Duration::from_secs(1800), || {
-        let ready = cluster
-            .nodes(1)
+        // A busy leader may refuse a read now and then while thousands of nodes join.
+        let out = cluster.skiff(1, &["node", "ls", "--format", "json"]);
+        let nodes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+        let ready = nodes
             .iter()
             .filter(|n| n["status"]["state"] == "NODE_STATE_READY")
             .count();
