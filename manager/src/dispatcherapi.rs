@@ -101,12 +101,9 @@ impl DispatcherApi for DispatcherService {
             .await?;
         let session_id = manager.dispatcher().open_session(&node_id);
         let mut feed = manager.dispatcher().fanout().session(&node_id);
-        let mut last = session_view(
-            &manager.store().read(),
-            &node_id,
-            manager.store().leader_node_id(),
-            &feed.managers(),
-        );
+        // Not under the read guard: see below.
+        let leader = manager.store().leader_node_id();
+        let mut last = session_view(&manager.store().read(), &node_id, leader, &feed.managers());
         let first = SessionMessage {
             session_id: session_id.clone(),
             ..last.clone()
@@ -128,12 +125,11 @@ impl DispatcherApi for DispatcherService {
                 {
                     return;
                 }
-                let now = session_view(
-                    &manager.store().read(),
-                    &node_id,
-                    manager.store().leader_node_id(),
-                    &feed.managers(),
-                );
+                // The leader's node ID takes the store's read lock itself: asked for while
+                // this round's guard is held, it would wait behind a waiting writer, which
+                // waits for that guard (the leader deadlocked so, with 1,000 nodes joining).
+                let leader = manager.store().leader_node_id();
+                let now = session_view(&manager.store().read(), &node_id, leader, &feed.managers());
                 if now != last {
                     last = now.clone();
                     if tx.send(Ok(now)).await.is_err() {
