@@ -68,7 +68,10 @@ impl NodeAssignments {
         self.sent.clear();
         self.pending.clear();
         let mut changes = Vec::new();
-        for task in store.list::<Task>().filter(|t| assigned_to(t, node_id)) {
+        for task in store
+            .tasks_on_node(node_id)
+            .filter(|t| assigned_to(t, node_id))
+        {
             if allocator::not_delivered(task) {
                 self.pending.insert(task.id().to_owned());
             }

@@ -680,3 +680,123 @@ fn a_replaced_stream_ends_and_leaves_the_newer_registered() {
     fanout.start_over(Vec::new());
     assert!(matches!(newer.try_next(), Ok(Some(Next::StartOver))));
 }
+
+/// The views read the store's task indexes; a walk over every task must find the same.
+mod indexed_views_match_a_walk {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::allocator::{holds_addresses, ingress_network, is_allocated, not_delivered};
+    use crate::dispatcher::assignments::assigned_to;
+    use crate::dispatcher::mesh::in_rotation;
+    use crate::dispatcher::{discovery, mesh, secrets};
+
+    fn host(addr: &str) -> String {
+        addr.split('/').next().unwrap_or(addr).to_owned()
+    }
+
+    fn check(store: &ObjectStore, node: &str) -> Result<(), TestCaseError> {
+        let walk = || store.list::<Task>();
+        // The complete set's tasks.
+        let sent: BTreeSet<String> = NodeAssignments::default()
+            .complete(store, node)
+            .changes
+            .iter()
+            .filter_map(|c| match c.assignment.as_ref()?.item.as_ref()? {
+                assignment::Item::Task(t) => Some(t.id().to_owned()),
+                _ => None,
+            })
+            .collect();
+        let deliverable: BTreeSet<String> = walk()
+            .filter(|t| assigned_to(t, node) && (!not_delivered(t) || is_allocated(store, t)))
+            .map(|t| t.id().to_owned())
+            .collect();
+        prop_assert_eq!(sent, deliverable);
+        // Secrets and configs.
+        let held = secrets::view(store, node);
+        let (mut secret_ids, mut config_ids) = (BTreeSet::new(), BTreeSet::new());
+        for task in walk().filter(|t| assigned_to(t, node)) {
+            let Some(c) = task.spec.as_ref().and_then(|s| s.container.as_ref()) else {
+                continue;
+            };
+            secret_ids.extend(
+                c.secrets
+                    .iter()
+                    .filter(|r| store.get::<Secret>(&r.secret_id).is_some())
+                    .map(|r| r.secret_id.clone()),
+            );
+            config_ids.extend(
+                c.configs
+                    .iter()
+                    .filter(|r| store.get::<Config>(&r.config_id).is_some())
+                    .map(|r| r.config_id.clone()),
+            );
+        }
+        prop_assert_eq!(
+            held.secrets.keys().cloned().collect::<BTreeSet<_>>(),
+            secret_ids
+        );
+        prop_assert_eq!(
+            held.configs.keys().cloned().collect::<BTreeSet<_>>(),
+            config_ids
+        );
+        // The mesh's backends.
+        let ingress = ingress_network(store).map(|n| n.id().to_owned());
+        for service in mesh::view(store, node).services {
+            let mut backends: Vec<String> = walk()
+                .filter(|t| in_rotation(t) && t.service_id == service.service_id)
+                .flat_map(|t| &t.networks)
+                .filter(|a| Some(&a.network_id) == ingress.as_ref())
+                .filter_map(|a| a.addresses.first().map(|a| host(a)))
+                .collect();
+            backends.sort();
+            prop_assert_eq!(&service.backends, &backends);
+        }
+        // Discovery: the networks of the node's tasks, and each service's tasks on them.
+        let state = discovery::view(store, node);
+        let wanted: BTreeSet<String> = walk()
+            .filter(|t| t.node_id == node && holds_addresses(t))
+            .flat_map(|t| &t.networks)
+            .map(|a| a.network_id.clone())
+            .filter(|id| Some(id) != ingress.as_ref())
+            .collect();
+        let listed: BTreeSet<String> = state
+            .networks
+            .iter()
+            .map(|n| n.network_id.clone())
+            .collect();
+        prop_assert_eq!(listed, wanted);
+        for network in &state.networks {
+            for service in &network.services {
+                let mut tasks: Vec<String> = walk()
+                    .filter(|t| in_rotation(t) && t.service_id == service.service_id)
+                    .flat_map(|t| &t.networks)
+                    .filter(|a| a.network_id == network.network_id)
+                    .filter_map(|a| a.addresses.first().map(|a| host(a)))
+                    .collect();
+                tasks.sort();
+                prop_assert_eq!(&service.tasks, &tasks);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn on_random_stores(commits in prop::collection::vec(
+            prop::collection::vec((0..7u8, any::<u8>(), any::<u16>(), prop::bool::weighted(0.15)), 1..6),
+            1..40,
+        )) {
+            let mut store = ObjectStore::default();
+            for (index, ops) in commits.iter().enumerate() {
+                let batch = batch(&store, ops);
+                store.apply(&batch, index as u64 + 1).expect("a consistent batch");
+            }
+            for node in NODES {
+                check(&store, node)?;
+            }
+        }
+    }
+}

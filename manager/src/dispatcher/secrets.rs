@@ -23,7 +23,7 @@ pub struct SecretsView {
 pub fn view(store: &ObjectStore, node_id: &str) -> SecretsView {
     let mut out = SecretsView::default();
     let containers = store
-        .list::<Task>()
+        .tasks_on_node(node_id)
         .filter(|t| assigned_to(t, node_id))
         .filter_map(|t| t.spec.as_ref()?.container.as_ref());
     for container in containers {
