@@ -800,3 +800,72 @@ mod indexed_views_match_a_walk {
         }
     }
 }
+
+/// The fan-out over a real store handle: it routes, and one that falls behind the watch
+/// stream makes the nodes start over, after which they hold what a reconnection gives.
+#[tokio::test]
+async fn a_fanout_that_falls_behind_the_watch_stream_makes_nodes_start_over() {
+    use crate::store::fake::FakeProposer;
+
+    let proposer = FakeProposer::new();
+    let store = proposer.store();
+    let fanout = Fanout::default();
+    let mut session = fanout.session("n1");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(super::fanout::run(fanout.clone(), store.clone(), stopped));
+    // It publishes the managers once it reads the watch stream.
+    session.changed().await;
+    let mut stream = Stream::open(&fanout, &store.read(), "n1");
+
+    let mut task = match object(0, 0, 9) {
+        Object::Task(t) => t,
+        _ => unreachable!("kind 0 is a task"),
+    };
+    assert_eq!(task.node_id, "n1");
+    let commit = |action| {
+        proposer
+            .commit(&StoreBatch {
+                actions: vec![action],
+                ..Default::default()
+            })
+            .expect("the change applies")
+    };
+    let mut version = commit(create(task.clone()));
+    // More batches than the watch stream keeps, without letting the fan-out run.
+    for round in 0..5000 {
+        task.meta.as_mut().unwrap().version = version;
+        task.status.as_mut().unwrap().message = format!("round {round}");
+        version = commit(update(task.clone()));
+    }
+    match stream.feed.next().await {
+        Some(Next::StartOver) => {
+            stream
+                .held
+                .take(&stream.tracker.complete(&store.read(), "n1"));
+        }
+        _ => panic!("the node should start over"),
+    }
+    assert_eq!(
+        std::mem::take(&mut stream.held).settled(),
+        reconnected(&store.read(), "n1")
+    );
+
+    // Routed again: the next change of its task reaches it.
+    task.meta.as_mut().unwrap().version = version;
+    task.status.as_mut().unwrap().message = "after".into();
+    commit(update(task.clone()));
+    loop {
+        let batches = match stream.feed.next().await {
+            Some(Next::Changes(batches)) => batches,
+            // Batches the complete set already reflected may still have filled its queue.
+            Some(Next::StartOver) => continue,
+            None => panic!("the feed is still registered"),
+        };
+        let events: Vec<&StoreEvent> = batches.iter().flat_map(|b| b.events()).collect();
+        if events.iter().any(|e| e.index == version + 1) {
+            break;
+        }
+    }
+    stop.send_replace(true);
+    running.await.expect("the fan-out stops");
+}
