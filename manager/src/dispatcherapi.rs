@@ -17,9 +17,9 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::ca::identity::{caller, Caller};
-use crate::dispatcher::NodeAssignments;
+use crate::dispatcher::{Next, NodeAssignments};
 use crate::manager::{Manager, RunningManager};
-use crate::store::{ObjectStore, StoredObject, WatchEvent};
+use crate::store::ObjectStore;
 
 /// Metadata naming the leader's address on a "not the leader" answer.
 pub const LEADER_HINT: &str = "x-skiff-leader";
@@ -61,41 +61,23 @@ fn node_of<T>(req: &Request<T>) -> Result<String, Status> {
     }
 }
 
-/// What a session tells its node: the managers to fall back on, and the node's role.
-fn session_view(store: &ObjectStore, node_id: &str, leader: Option<String>) -> SessionMessage {
-    let managers = store
-        .list::<Node>()
-        .filter_map(|n| {
-            let status = n.manager_status.as_ref()?;
-            (!status.addr.is_empty()).then(|| WeightedPeer {
-                node_id: n.id().to_owned(),
-                addr: status.addr.clone(),
-                ..Default::default()
-            })
-        })
-        .collect();
+/// What a session tells its node: the managers to fall back on (kept by the fan-out, so no
+/// session walks the nodes), and the node's role.
+fn session_view(
+    store: &ObjectStore,
+    node_id: &str,
+    leader: Option<String>,
+    managers: &[WeightedPeer],
+) -> SessionMessage {
     let desired_role = store
         .get::<Node>(node_id)
         .and_then(|n| n.spec.as_ref().map(|s| s.desired_role))
         .unwrap_or(NodeRole::Worker as i32);
     SessionMessage {
         session_id: String::new(),
-        managers,
+        managers: managers.to_vec(),
         desired_role,
         leader_node_id: leader.unwrap_or_default(),
-    }
-}
-
-/// Whether a committed change concerns nodes (or replaced the whole store).
-fn touches_nodes(event: &WatchEvent) -> bool {
-    match event {
-        WatchEvent::Reset { .. } => true,
-        WatchEvent::Changes { events, .. } => events.iter().any(|e| {
-            matches!(
-                e.object.as_ref().and_then(|o| o.object.as_ref()),
-                Some(proto::store_object::Object::Node(_))
-            )
-        }),
     }
 }
 
@@ -118,11 +100,10 @@ impl DispatcherApi for DispatcherService {
             .node_ready(&node_id, body.description, &body.addr)
             .await?;
         let session_id = manager.dispatcher().open_session(&node_id);
-        // Asked for before the view is taken: it reads the store itself.
+        let mut feed = manager.dispatcher().fanout().session(&node_id);
+        // Not under the read guard: see below.
         let leader = manager.store().leader_node_id();
-        let (mut last, mut events) = manager
-            .store()
-            .subscribe(|store| session_view(store, &node_id, leader));
+        let mut last = session_view(&manager.store().read(), &node_id, leader, &feed.managers());
         let first = SessionMessage {
             session_id: session_id.clone(),
             ..last.clone()
@@ -132,15 +113,10 @@ impl DispatcherApi for DispatcherService {
                 return;
             }
             loop {
-                // Any committed change may move a manager or change this node's role; the
-                // timer notices a lost leadership or a replaced session without one.
+                // Only the node's own record and the managers' addresses change what a
+                // session says; the timer notices a lost leadership or a replaced session.
                 tokio::select! {
-                    r = events.recv() => match r {
-                        // Only node changes can move a manager or change this node's role.
-                        Ok(event) if !touches_nodes(&event) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                        _ => {}
-                    },
+                    _ = feed.changed() => {}
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 }
@@ -153,7 +129,7 @@ impl DispatcherApi for DispatcherService {
                 // this round's guard is held, it would wait behind a waiting writer, which
                 // waits for that guard (the leader deadlocked so, with 1,000 nodes joining).
                 let leader = manager.store().leader_node_id();
-                let now = session_view(&manager.store().read(), &node_id, leader);
+                let now = session_view(&manager.store().read(), &node_id, leader, &feed.managers());
                 if now != last {
                     last = now.clone();
                     if tx.send(Ok(now)).await.is_err() {
@@ -198,26 +174,27 @@ impl DispatcherApi for DispatcherService {
                 "the session has expired; open a new session",
             ));
         }
+        // Registered before the complete set is read, so no later change is missed.
+        let mut feed = manager.dispatcher().fanout().assignments(&node_id);
         let mut tracker = NodeAssignments::default();
-        let (first, mut events) = manager
-            .store()
-            .subscribe(|store| tracker.complete(store, &node_id));
+        let first = tracker.complete(&manager.store().read(), &node_id);
         let stream = async_stream(move |tx| async move {
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
             loop {
                 let message = tokio::select! {
-                    event = events.recv() => match event {
-                        Ok(event) => match event.as_ref() {
-                            WatchEvent::Changes { events, .. } => tracker.incremental(&manager.store().read(), events, &node_id),
-                            WatchEvent::Reset { .. } => Some(tracker.complete(&manager.store().read(), &node_id)),
-                        },
-                        // Fell behind: start over with the full set.
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    next = feed.next() => match next {
+                        Some(Next::Changes(batches)) => tracker.incremental(
+                            &manager.store().read(),
+                            batches.iter().flat_map(|b| b.events()),
+                            &node_id,
+                        ),
+                        Some(Next::StartOver) => {
                             Some(tracker.complete(&manager.store().read(), &node_id))
                         }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        // A newer stream of this node took over.
+                        None => return,
                     },
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => None,

@@ -85,6 +85,10 @@ impl Manager {
                 .instrument(tracing::info_span!(parent: &node, "status_writer")),
             ),
             tokio::spawn(
+                crate::dispatcher::fanout(manager.dispatcher.clone(), manager.stop.subscribe())
+                    .instrument(tracing::info_span!(parent: &node, "fanout")),
+            ),
+            tokio::spawn(
                 crate::dispatcher::liveness(manager.dispatcher.clone(), manager.stop.subscribe())
                     .instrument(tracing::info_span!(parent: &node, "liveness")),
             ),

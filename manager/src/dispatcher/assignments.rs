@@ -2,13 +2,12 @@
 //! the secrets and configs they refer to, the routing mesh it serves and the service
 //! discovery of its tasks' networks; first all of it, then the changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use proto::store_object::Object;
 use proto::{
     assignment, Assignment, AssignmentAction, AssignmentChange, AssignmentsMessage,
-    AssignmentsType, DiscoveryState, MeshState, Network, StoreActionKind, StoreEvent, Task,
-    WeightedPeer,
+    AssignmentsType, DiscoveryState, MeshState, Network, StoreEvent, Task, WeightedPeer,
 };
 
 use super::networks::{self, NetworkView};
@@ -35,6 +34,10 @@ fn deliverable(store: &ObjectStore, task: &Task, node_id: &str) -> bool {
 #[derive(Default)]
 pub struct NodeAssignments {
     sent: HashMap<String, u64>,
+    /// Tasks assigned to the node that it has not taken yet: whether they are sent depends
+    /// on their network addresses, which a change of their service or of the networks may
+    /// decide without a change of their own.
+    pending: HashSet<String>,
     networks: NetworkView,
     secrets: SecretsView,
     mesh: Option<MeshState>,
@@ -63,14 +66,20 @@ impl NodeAssignments {
     /// Everything assigned to `node_id` now.
     pub fn complete(&mut self, store: &ObjectStore, node_id: &str) -> AssignmentsMessage {
         self.sent.clear();
-        let changes = store
-            .list::<Task>()
-            .filter(|t| deliverable(store, t, node_id))
-            .map(|t| {
-                self.sent.insert(t.id().to_owned(), t.version());
-                change(AssignmentAction::Update, t.clone())
-            })
-            .collect();
+        self.pending.clear();
+        let mut changes = Vec::new();
+        for task in store
+            .tasks_on_node(node_id)
+            .filter(|t| assigned_to(t, node_id))
+        {
+            if allocator::not_delivered(task) {
+                self.pending.insert(task.id().to_owned());
+            }
+            if deliverable(store, task, node_id) {
+                self.sent.insert(task.id().to_owned(), task.version());
+                changes.push(change(AssignmentAction::Update, task.clone()));
+            }
+        }
         let mut message = AssignmentsMessage {
             r#type: AssignmentsType::Complete as i32,
             changes,
@@ -211,32 +220,91 @@ impl NodeAssignments {
         self.networks = now;
     }
 
-    /// The changes `events` make to `node_id`'s assignments, if any.
-    pub fn incremental(
+    /// The changes `events` make to `node_id`'s assignments, if any. The events name what
+    /// may have changed; what the node gets is read from `store`, so an event the last
+    /// message already reflects changes nothing, and events of several batches can be taken
+    /// at once. `events` must include every event of the node's own tasks (where they are
+    /// and where they were) and every other event the views' `touched_by` rules look at.
+    pub fn incremental<'e>(
         &mut self,
         store: &ObjectStore,
-        events: &[StoreEvent],
+        events: impl IntoIterator<Item = &'e StoreEvent>,
         node_id: &str,
     ) -> Option<AssignmentsMessage> {
-        let mut changes = Vec::new();
-        let networks_changed = events.iter().any(|e| self.networks.touched_by(e));
-        let mesh_changed = events.iter().any(|e| mesh::touched_by(e, node_id));
-        let discovery_changed = events.iter().any(discovery::touched_by);
-        let secrets_changed = events.iter().any(secrets::touched_by);
+        let mut networks_changed = false;
+        let mut mesh_changed = false;
+        let mut discovery_changed = false;
+        let mut secrets_changed = false;
+        let mut pending_changed = false;
+        // The node's tasks the events name, in order, each with its last object seen.
+        let mut touched: Vec<(&str, &Task)> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
         for event in events {
-            let Some(Object::Task(task)) = event.object.as_ref().and_then(|o| o.object.as_ref())
-            else {
-                continue;
-            };
-            let deleted = event.kind == StoreActionKind::Delete as i32;
-            let known = self.sent.contains_key(task.id());
-            if !deleted && deliverable(store, task, node_id) {
-                if self.sent.insert(task.id().to_owned(), task.version()) != Some(task.version()) {
-                    changes.push(change(AssignmentAction::Update, task.clone()));
+            networks_changed |= self.networks.touched_by(event);
+            mesh_changed |= mesh::touched_by(event, node_id);
+            discovery_changed |= discovery::touched_by(event);
+            match event.object.as_ref().and_then(|o| o.object.as_ref()) {
+                Some(Object::Secret(_) | Object::Config(_)) => secrets_changed = true,
+                Some(Object::Service(_) | Object::Network(_)) => pending_changed = true,
+                Some(Object::Task(task)) => {
+                    let id = task.id();
+                    let mine = task.node_id == node_id
+                        || self.sent.contains_key(id)
+                        || self.pending.contains(id);
+                    if !mine {
+                        continue;
+                    }
+                    // Only this node's tasks decide its secrets; one that lost its last
+                    // reference matters only if the node holds some.
+                    secrets_changed |= secrets::refers(task) || !self.secrets.is_empty();
+                    match seen.get(id) {
+                        Some(&at) => touched[at].1 = task,
+                        None => {
+                            seen.insert(id, touched.len());
+                            touched.push((id, task));
+                        }
+                    }
                 }
-            } else if known {
-                self.sent.remove(task.id());
-                changes.push(change(AssignmentAction::Remove, task.clone()));
+                _ => {}
+            }
+        }
+        let pending: Vec<String> = if pending_changed {
+            self.pending
+                .iter()
+                .filter(|id| !seen.contains_key(id.as_str()))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut changes = Vec::new();
+        let named = touched
+            .into_iter()
+            .map(|(id, task)| (id, Some(task)))
+            .chain(pending.iter().map(|id| (id.as_str(), None)));
+        for (id, last_seen) in named {
+            let now = store.get::<Task>(id);
+            if now.is_some_and(|t| assigned_to(t, node_id) && allocator::not_delivered(t)) {
+                self.pending.insert(id.to_owned());
+            } else {
+                self.pending.remove(id);
+            }
+            match now {
+                Some(task) if deliverable(store, task, node_id) => {
+                    if self.sent.insert(id.to_owned(), task.version()) != Some(task.version()) {
+                        changes.push(change(AssignmentAction::Update, task.clone()));
+                    }
+                }
+                // A sent task deleted from the store, found through the pending set (no
+                // object of it at hand), stays sent until its delete event brings the
+                // object the removal carries; the event is routed here, since it was here.
+                _ => {
+                    if let Some(task) = now.or(last_seen) {
+                        if self.sent.remove(id).is_some() {
+                            changes.push(change(AssignmentAction::Remove, task.clone()));
+                        }
+                    }
+                }
             }
         }
         let mut message = AssignmentsMessage {

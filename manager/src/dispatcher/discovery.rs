@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proto::store_object::Object;
-use proto::{DiscoveryNetwork, DiscoveryService, DiscoveryState, Service, StoreEvent, Task};
+use proto::{DiscoveryNetwork, DiscoveryService, DiscoveryState, Service, StoreEvent};
 
 use super::mesh::in_rotation;
 use crate::allocator::{holds_addresses, ingress_network};
@@ -22,8 +22,8 @@ fn host(addr: &str) -> &str {
 pub fn view(store: &ObjectStore, node_id: &str) -> DiscoveryState {
     let ingress = ingress_network(store).map(|n| n.id());
     let wanted: BTreeSet<&str> = store
-        .list::<Task>()
-        .filter(|t| t.node_id == node_id && holds_addresses(t))
+        .tasks_on_node(node_id)
+        .filter(|t| holds_addresses(t))
         .flat_map(|t| &t.networks)
         .map(|a| a.network_id.as_str())
         .filter(|id| Some(*id) != ingress)
@@ -58,7 +58,17 @@ pub fn view(store: &ObjectStore, node_id: &str) -> DiscoveryState {
             });
         }
     }
-    for task in store.list::<Task>().filter(|t| in_rotation(t)) {
+    // The tasks of the services listed, not every task.
+    let listed: BTreeSet<String> = networks
+        .values()
+        .flatten()
+        .map(|s| s.service_id.clone())
+        .collect();
+    let tasks = listed
+        .iter()
+        .flat_map(|id| store.tasks_of_service(id))
+        .filter(|t| in_rotation(t));
+    for task in tasks {
         for attachment in &task.networks {
             let Some(services) = networks.get_mut(attachment.network_id.as_str()) else {
                 continue;
@@ -105,8 +115,8 @@ pub fn touched_by(event: &StoreEvent) -> bool {
 mod tests {
     use proto::{
         Endpoint, EndpointSpec, HealthState, Meta, Network, NetworkAttachment,
-        NetworkAttachmentConfig, NetworkSpec, ResolutionMode, ServiceSpec, StoreBatch, TaskSpec,
-        TaskState, TaskStatus, VirtualIp,
+        NetworkAttachmentConfig, NetworkSpec, ResolutionMode, ServiceSpec, StoreBatch, Task,
+        TaskSpec, TaskState, TaskStatus, VirtualIp,
     };
 
     use super::*;

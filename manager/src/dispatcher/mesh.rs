@@ -39,24 +39,22 @@ pub fn view(store: &ObjectStore, node_id: &str) -> MeshState {
             })
         })
         .collect();
-    for task in store.list::<Task>().filter(|t| in_rotation(t)) {
-        let Some(service) = services
-            .iter_mut()
-            .find(|s| s.service_id == task.service_id)
-        else {
-            continue;
-        };
-        let addrs = task
-            .networks
-            .iter()
-            .filter(|a| a.network_id == ingress)
-            .flat_map(|a| a.addresses.first());
-        for addr in addrs {
-            let ip = addr.split('/').next().unwrap_or(addr);
-            service.backends.push(ip.to_owned());
-        }
-    }
+    // The tasks of the services that publish, not every task.
     for service in &mut services {
+        let tasks = store
+            .tasks_of_service(&service.service_id)
+            .filter(|t| in_rotation(t));
+        for task in tasks {
+            let addrs = task
+                .networks
+                .iter()
+                .filter(|a| a.network_id == ingress)
+                .flat_map(|a| a.addresses.first());
+            for addr in addrs {
+                let ip = addr.split('/').next().unwrap_or(addr);
+                service.backends.push(ip.to_owned());
+            }
+        }
         service.backends.sort();
     }
     MeshState {

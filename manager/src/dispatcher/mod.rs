@@ -14,12 +14,16 @@
 
 mod assignments;
 mod discovery;
+mod fanout;
+#[cfg(test)]
+mod fanout_tests;
 mod mesh;
 mod networks;
 mod secrets;
 mod status;
 
 pub use assignments::NodeAssignments;
+pub use fanout::{AssignmentsFeed, Fanout, Next, SessionFeed};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -103,6 +107,8 @@ pub struct Dispatcher {
     leading: Mutex<Option<Leadership>>,
     /// When the liveness check of the current leadership first saw each node.
     first_seen: Mutex<HashMap<String, Instant>>,
+    /// Routes each committed batch to the streams of the nodes it concerns.
+    fanout: Fanout,
 }
 
 impl Dispatcher {
@@ -115,7 +121,13 @@ impl Dispatcher {
             status_ready: tokio::sync::Notify::new(),
             leading: Mutex::new(None),
             first_seen: Mutex::new(HashMap::new()),
+            fanout: Fanout::default(),
         }
+    }
+
+    /// Where the nodes' streams register for what concerns their node.
+    pub fn fanout(&self) -> &Fanout {
+        &self.fanout
     }
 
     /// The period nodes are told to heartbeat at: the cluster's setting, or longer in a
@@ -379,6 +391,12 @@ pub async fn status_writer(dispatcher: Arc<Dispatcher>, mut stop: watch::Receive
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Routes the watch stream to the nodes' streams (runs on every manager; only the leader
+/// has streams).
+pub async fn fanout(dispatcher: Arc<Dispatcher>, stop: watch::Receiver<bool>) {
+    fanout::run(dispatcher.fanout.clone(), dispatcher.store.clone(), stop).await
 }
 
 /// Marks nodes down when they miss their heartbeat deadline (runs on every manager; acts

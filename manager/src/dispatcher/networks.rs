@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proto::store_object::Object;
-use proto::{Network, NetworkPeers, Node, OverlayEndpoint, StoreEvent, Task, WeightedPeer};
+use proto::{Network, NetworkPeers, Node, OverlayEndpoint, StoreEvent, WeightedPeer};
 
 use crate::allocator::{holds_addresses, ingress_network};
 use crate::store::{ObjectStore, StoredObject};
@@ -30,8 +30,9 @@ pub struct NetworkView {
 pub fn view(store: &ObjectStore, node_id: &str) -> NetworkView {
     let mut members: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut endpoints: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    // Every task on a network, not every task: the view's endpoints are as many.
     for task in store
-        .list::<Task>()
+        .tasks_with_networks()
         .filter(|t| !t.node_id.is_empty() && holds_addresses(t))
     {
         for attachment in &task.networks {
@@ -163,7 +164,7 @@ mod tests {
     use super::*;
     use crate::store::create;
     use proto::{
-        Meta, NetworkAttachment, NetworkSpec, NodeStatus, StoreBatch, TaskState, TaskStatus,
+        Meta, NetworkAttachment, NetworkSpec, NodeStatus, StoreBatch, Task, TaskState, TaskStatus,
     };
 
     fn meta(id: &str) -> Option<Meta> {

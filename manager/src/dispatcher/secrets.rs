@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use proto::store_object::Object;
-use proto::{Config, Secret, StoreEvent, Task};
+use proto::{Config, Secret, Task};
 
 use super::assignments::assigned_to;
 use crate::store::ObjectStore;
@@ -24,7 +23,7 @@ pub struct SecretsView {
 pub fn view(store: &ObjectStore, node_id: &str) -> SecretsView {
     let mut out = SecretsView::default();
     let containers = store
-        .list::<Task>()
+        .tasks_on_node(node_id)
         .filter(|t| assigned_to(t, node_id))
         .filter_map(|t| t.spec.as_ref()?.container.as_ref());
     for container in containers {
@@ -42,17 +41,19 @@ pub fn view(store: &ObjectStore, node_id: &str) -> SecretsView {
     out
 }
 
-/// Whether `event` may change what some node holds.
-pub fn touched_by(event: &StoreEvent) -> bool {
-    match event.object.as_ref().and_then(|o| o.object.as_ref()) {
-        Some(Object::Secret(_) | Object::Config(_)) => true,
-        Some(Object::Task(t)) => t
-            .spec
-            .as_ref()
-            .and_then(|s| s.container.as_ref())
-            .is_some_and(|c| !c.secrets.is_empty() || !c.configs.is_empty()),
-        _ => false,
+impl SecretsView {
+    /// Whether the node holds no secret and no config.
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty() && self.configs.is_empty()
     }
+}
+
+/// Whether `task` refers to a secret or a config.
+pub fn refers(task: &Task) -> bool {
+    task.spec
+        .as_ref()
+        .and_then(|s| s.container.as_ref())
+        .is_some_and(|c| !c.secrets.is_empty() || !c.configs.is_empty())
 }
 
 #[cfg(test)]
