@@ -52,6 +52,8 @@ async fn a_leader_only_commit_writes_nothing_on_a_follower() {
 struct Reporter {
     rounds: mpsc::UnboundedSender<&'static str>,
     starts: Arc<AtomicUsize>,
+    /// The index of each change it was shown.
+    observed: Arc<std::sync::Mutex<Vec<u64>>>,
 }
 
 impl Rounds for Reporter {
@@ -59,6 +61,12 @@ impl Rounds for Reporter {
 
     fn start(&mut self) {
         self.starts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn observe(&mut self, event: &WatchEvent) {
+        if let WatchEvent::Changes { index, .. } = event {
+            self.observed.lock().unwrap().push(*index);
+        }
     }
 
     async fn round(&mut self, _: &Store) -> Duration {
@@ -71,6 +79,7 @@ impl Rounds for Reporter {
 struct Running {
     rounds: mpsc::UnboundedReceiver<&'static str>,
     starts: Arc<AtomicUsize>,
+    observed: Arc<std::sync::Mutex<Vec<u64>>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -80,14 +89,17 @@ impl Running {
         let (tx, rounds) = mpsc::unbounded_channel();
         let starts = Arc::new(AtomicUsize::new(0));
         let (stop, stop_rx) = watch::channel(false);
+        let observed = Arc::default();
         let reporter = Reporter {
             rounds: tx,
             starts: starts.clone(),
+            observed: Arc::clone(&observed),
         };
         let task = tokio::spawn(run(fake.store(), stop_rx, reporter));
         Self {
             rounds,
             starts,
+            observed,
             stop,
             task,
         }
@@ -111,7 +123,8 @@ async fn a_leader_loop_runs_once_leading_again_after_each_change_and_ends_on_sto
     assert_eq!(fake.barriers(), 1, "a barrier before the first round");
     assert_eq!(starts.load(Ordering::SeqCst), 1);
 
-    // A burst of changes: another round.
+    // A burst of changes: another round, which was shown every change first, in order.
+    let mut indexes = Vec::new();
     for i in 0..3 {
         let created = create(Service {
             meta: Some(Meta {
@@ -120,13 +133,20 @@ async fn a_leader_loop_runs_once_leading_again_after_each_change_and_ends_on_sto
             }),
             ..Default::default()
         });
-        fake.commit(&StoreBatch {
-            actions: vec![created],
-            ..Default::default()
-        })
-        .expect("commit");
+        let index = fake
+            .commit(&StoreBatch {
+                actions: vec![created],
+                ..Default::default()
+            })
+            .expect("commit");
+        indexes.push(index);
     }
     assert_eq!(rounds.recv().await, Some("round"));
+    // The debounce may split the burst over two rounds; each round follows what it was shown.
+    while running.observed.lock().unwrap().len() < indexes.len() {
+        assert_eq!(running.rounds.recv().await, Some("round"));
+    }
+    assert_eq!(*running.observed.lock().unwrap(), indexes);
     running.stop().await;
 }
 
