@@ -1,0 +1,172 @@
+use proto::{
+    Cluster, Meta, Network, Node, Service, StoreActionKind, StoreEvent, StoreObject, Task,
+};
+
+use super::*;
+
+fn meta(id: &str) -> Option<Meta> {
+    Some(Meta {
+        id: id.into(),
+        ..Default::default()
+    })
+}
+
+fn event(object: Object) -> StoreEvent {
+    StoreEvent {
+        kind: StoreActionKind::Update as i32,
+        object: Some(StoreObject {
+            object: Some(object),
+        }),
+        index: 1,
+    }
+}
+
+fn changes(objects: Vec<Object>) -> WatchEvent {
+    WatchEvent::Changes {
+        index: 1,
+        events: objects.into_iter().map(event).collect(),
+    }
+}
+
+fn task(id: &str, service: &str, slot: u64, node: &str) -> Object {
+    Object::Task(Task {
+        meta: meta(id),
+        service_id: service.into(),
+        slot,
+        node_id: node.into(),
+        ..Default::default()
+    })
+}
+
+/// A tracker past its first (full) round.
+fn settled() -> Changes {
+    let mut changes = Changes::default();
+    assert_eq!(
+        changes.take(1_000),
+        Scope::All,
+        "the first round covers everything"
+    );
+    changes.done(&Scope::All, None);
+    changes
+}
+
+#[test]
+fn task_changes_dirty_their_slots_and_service_changes_the_whole_service() {
+    let mut tracker = settled();
+    tracker.observe(&changes(vec![
+        task("t1", "web", 3, "n1"),
+        task("t2", "web", 3, "n2"),
+        task("t3", "agent", 0, "n1"),
+        Object::Service(Service {
+            meta: meta("db"),
+            ..Default::default()
+        }),
+        task("t4", "db", 1, "n1"),
+        Object::Node(Node {
+            meta: meta("n9"),
+            ..Default::default()
+        }),
+        Object::Network(Network {
+            meta: meta("net"),
+            ..Default::default()
+        }),
+    ]));
+    let Scope::Dirty(dirty) = tracker.take(1_001) else {
+        panic!("a partial round");
+    };
+    assert_eq!(dirty.services, BTreeSet::from(["db".to_string()]));
+    assert_eq!(
+        dirty.slots,
+        BTreeSet::from([
+            ("agent".to_string(), SlotId::Node("n1".into())),
+            ("web".to_string(), SlotId::Slot(3)),
+        ])
+    );
+    assert_eq!(dirty.nodes, BTreeSet::from(["n9".to_string()]));
+    // Taken: the next round has nothing to do.
+    assert_eq!(tracker.take(1_002), Scope::Dirty(Dirty::default()));
+}
+
+/// Why a round must cover everything, and how the tracker hears it.
+type Unknown = (&'static str, Box<dyn Fn(&mut Changes)>);
+
+#[test]
+fn the_next_round_covers_everything_when_what_changed_is_unknown() {
+    let cases: Vec<Unknown> = vec![
+        ("lagged", Box::new(|c| c.everything())),
+        (
+            "snapshot installed",
+            Box::new(|c| c.observe(&WatchEvent::Reset { index: 9 })),
+        ),
+        (
+            "cluster changed",
+            Box::new(|c| {
+                c.observe(&changes(vec![Object::Cluster(Cluster {
+                    meta: meta("c"),
+                    ..Default::default()
+                })]))
+            }),
+        ),
+        (
+            "a failed full round",
+            Box::new(|c| {
+                c.everything();
+                let scope = c.take(1_001);
+                c.failed(scope);
+            }),
+        ),
+    ];
+    for (why, change) in cases {
+        let mut tracker = settled();
+        tracker.observe(&changes(vec![task("t1", "web", 1, "")]));
+        change(&mut tracker);
+        assert_eq!(tracker.take(1_002), Scope::All, "{why}");
+        assert_eq!(
+            tracker.take(1_003),
+            Scope::Dirty(Dirty::default()),
+            "{why}: once"
+        );
+    }
+}
+
+#[test]
+fn a_wake_up_and_the_safety_net_make_full_rounds() {
+    let mut tracker = settled();
+    tracker.observe(&changes(vec![task("t1", "web", 1, "")]));
+    let scope = tracker.take(2_000);
+    assert!(matches!(scope, Scope::Dirty(_)));
+    // A partial round's wake-up adds to the full round's.
+    tracker.done(&scope, Some(5_000));
+    assert_eq!(tracker.wake_at(), Some(5_000));
+    let scope = tracker.take(3_000);
+    tracker.done(&scope, Some(9_000));
+    assert_eq!(tracker.wake_at(), Some(5_000), "the earlier wake-up stands");
+    assert!(matches!(tracker.take(4_999), Scope::Dirty(_)));
+    assert_eq!(tracker.take(5_000), Scope::All, "the wake-up time arrived");
+    tracker.done(&Scope::All, None);
+    assert_eq!(tracker.wake_at(), None, "a full round says all wake-ups");
+    assert!(matches!(
+        tracker.take(5_000 + SAFETY_NET_MS - 1),
+        Scope::Dirty(_)
+    ));
+    assert_eq!(tracker.take(5_000 + SAFETY_NET_MS), Scope::All);
+}
+
+#[test]
+fn a_failed_partial_round_is_covered_again() {
+    let mut tracker = settled();
+    tracker.observe(&changes(vec![task("t1", "web", 1, "")]));
+    let first = tracker.take(2_000);
+    tracker.observe(&changes(vec![task("t2", "web", 2, "")]));
+    tracker.failed(first);
+    let Scope::Dirty(dirty) = tracker.take(2_001) else {
+        panic!("a partial round");
+    };
+    assert_eq!(
+        dirty.slots,
+        BTreeSet::from([
+            ("web".to_string(), SlotId::Slot(1)),
+            ("web".to_string(), SlotId::Slot(2)),
+        ])
+    );
+}
