@@ -92,6 +92,13 @@ async fn round(store: &Store, scope: &Scope) -> Result<Option<i64>, StoreError> 
 
 /// Places pending tasks; records why the others cannot be placed.
 fn schedule(store: &ObjectStore) -> Vec<StoreAction> {
+    // The store counts tasks by state: most rounds have nothing pending and skip the walk.
+    if !store
+        .tasks_by_state()
+        .contains_key(&(TaskState::Pending as i32))
+    {
+        return Vec::new();
+    }
     let pending: Vec<&Task> = store
         .list::<Task>()
         .filter(|t| {

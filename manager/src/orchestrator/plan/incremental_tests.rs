@@ -121,7 +121,7 @@ impl World {
             condition: condition as i32,
             delay_ms: Some(*[0, 0, 5_000].choose(rng).unwrap()),
             max_attempts: rng.gen_range(0..3),
-            window_ms: 0,
+            window_ms: *[0, 8_000, 8_000].choose(rng).unwrap(),
         };
         let constraints = if rng.gen_bool(0.2) {
             vec!["node.labels.zone==a".to_string()]
@@ -189,9 +189,9 @@ impl World {
         let (slot, node_id) = if global {
             (0, node)
         } else if rng.gen_bool(0.3) {
-            (rng.gen_range(1..8), String::new())
+            (rng.gen_range(1..6), String::new())
         } else {
-            (rng.gen_range(1..8), node)
+            (rng.gen_range(1..6), node)
         };
         let state = *STATES.choose(rng).unwrap();
         let desired = if rng.gen_bool(0.7) {
@@ -200,7 +200,7 @@ impl World {
             TaskState::Shutdown
         };
         let spec_version = rng.gen_range(version.saturating_sub(1).max(1)..=version);
-        let stamp = self.now - rng.gen_range(0..20_000);
+        let stamp = self.now - rng.gen_range(0..12_000);
         let created_at = stamp - rng.gen_range(0..5_000);
         let running_since = if rng.gen_bool(0.5) { stamp - 10_000 } else { 0 };
         Task {
@@ -257,7 +257,7 @@ impl World {
             .collect();
         services.push("gone".into());
         let mut actions = Vec::new();
-        for _ in 0..world.rng.gen_range(0..15) {
+        for _ in 0..world.rng.gen_range(0..30) {
             let service = services.choose(&mut world.rng).unwrap().clone();
             actions.push(create(world.task(&service)));
         }
@@ -417,7 +417,7 @@ fn normalized(plan: &Plan) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn a_round_over_what_changed_decides_what_a_full_round_decides() {
+fn a_round_over_what_changed_decides_what_a_full_round_decides_and_time_alone_changes_nothing() {
     let (mut cases, mut unsettled, mut nonempty) = (0, 0, 0);
     for seed in 0..400 {
         let mut world = World::new(seed);
@@ -431,6 +431,20 @@ fn a_round_over_what_changed_decides_what_a_full_round_decides() {
         }
         // The round that found the store settled.
         let settled = world.full(history);
+        // Nothing changes with time alone before the wake-up it asked for: rounds run on
+        // changes and at wake-ups only.
+        for later in [1, 999, 4_999, 7_999, 15_000, 30_000] {
+            let at = now + later;
+            if settled.wake_at.is_none_or(|w| at < w) {
+                let plan = reconcile_in(&world.store, &Scope::All, at, history);
+                assert_eq!(
+                    normalized(&plan),
+                    Vec::<Vec<u8>>::new(),
+                    "seed {seed}: at now + {later} ms, before the wake-up at {:?}",
+                    settled.wake_at.map(|w| w - now)
+                );
+            }
+        }
         tracker.everything();
         let scope = tracker.take(now);
         tracker.done(&scope, settled.wake_at);
