@@ -519,7 +519,10 @@ mod fake {
                             })
                             .cloned()
                             .collect();
-                        Ok(ListServicesResponse { services })
+                        Ok(ListServicesResponse {
+                            services,
+                            ..Default::default()
+                        })
                     })
                     .await
                 }

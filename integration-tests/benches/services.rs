@@ -19,8 +19,8 @@ use manager::transport::Connector;
 use proto::control_client::ControlClient;
 use proto::service_spec::Mode;
 use proto::{
-    ContainerSpec, CreateServiceRequest, ListTasksRequest, RemoveServiceRequest, ReplicatedService,
-    ServiceSpec, TaskSpec, TaskState,
+    ContainerSpec, CreateServiceRequest, ListServicesRequest, ListTasksRequest,
+    RemoveServiceRequest, ReplicatedService, ServiceSpec, TaskSpec,
 };
 use tonic::transport::Channel;
 
@@ -41,41 +41,32 @@ fn spec(name: &str, replicas: u64) -> ServiceSpec {
     }
 }
 
-/// Creates a service and returns how long until `n` of its tasks run.
+/// Creates a service and returns how long until `n` of its tasks run, following the
+/// service's task counts (`service ls`'s REPLICAS), as a user would: no task list crosses
+/// the wire while it converges.
 async fn converge(control: &mut ControlClient<Channel>, name: &str, n: u64) -> Duration {
     let started = Instant::now();
-    let service = control
+    control
         .create_service(CreateServiceRequest {
             spec: Some(spec(name, n)),
         })
         .await
-        .expect("create service")
-        .into_inner()
-        .service
-        .expect("service");
-    let id = service.meta.expect("meta").id;
+        .expect("create service");
     loop {
-        let tasks = control
-            .list_tasks(ListTasksRequest {
-                service_ids: vec![id.clone()],
+        let statuses = control
+            .list_services(ListServicesRequest {
+                names: vec![name.into()],
+                status: true,
                 ..Default::default()
             })
             .await
-            .expect("list tasks")
+            .expect("list services")
             .into_inner()
-            .tasks;
-        let running = tasks
-            .iter()
-            .filter(|t| {
-                t.status
-                    .as_ref()
-                    .is_some_and(|s| s.state == TaskState::Running as i32)
-            })
-            .count() as u64;
-        if running >= n {
+            .statuses;
+        if statuses.first().is_some_and(|s| s.running_tasks >= n) {
             return started.elapsed();
         }
-        tokio::time::sleep(Duration::from_millis(if n > 10_000 { 500 } else { 20 })).await;
+        tokio::time::sleep(Duration::from_millis(if n > 10_000 { 200 } else { 20 })).await;
     }
 }
 
@@ -132,30 +123,22 @@ fn process_runtime_convergence(rt: &tokio::runtime::Runtime) {
     println!();
 }
 
-/// The leader skiffd's CPU seconds and resident memory (MiB), from /proc.
-fn usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
+/// A skiffd's CPU seconds, resident memory and peak resident memory (MiB), from /proc.
+fn usage(pid: u32) -> (f64, f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kb = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (ticks / 100.0, rss_kb / 1024.0)
+    let mib = |field: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (
+        integration_tests::metrics::cpu_time(pid).as_secs_f64(),
+        mib("VmRSS:"),
+        mib("VmHWM:"),
+    )
 }
 
 fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
@@ -187,8 +170,9 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
         (ready >= workers).then_some(())
     });
     let join_time = joined.elapsed();
-    let leader_pid = cluster.pid(1).expect("leader pid");
-    let (cpu_before, _) = usage(leader_pid);
+    let leader = cluster.leader_host(1);
+    let leader_pid = cluster.pid(leader).expect("leader pid");
+    let (cpu_before, _, _) = usage(leader_pid);
     let mut control = ControlClient::new(connector.channel(&addr))
         .max_decoding_message_size(proto::MAX_RESPONSE_BYTES);
     println!("2. scale, runtime fake: 3 managers (real skiffd) + {workers} simulated workers in the bench process");
@@ -201,9 +185,10 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
         "workers", "tasks", "seconds", "tasks/s", "leader CPU s", "leader MiB"
     );
     let mut cpu_before = cpu_before;
+    let mut last = None;
     for (name, n) in [("small", 1000), ("scale", tasks)] {
         let took = rt.block_on(converge(&mut control, name, n));
-        let (cpu_after, rss) = usage(leader_pid);
+        let (cpu_after, rss, _) = usage(leader_pid);
         println!(
             "{workers:>8} {n:>8} {:>12.2} {:>12.0} {:>14.1} {:>12.0}",
             took.as_secs_f64(),
@@ -211,9 +196,21 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
             cpu_after - cpu_before,
             rss
         );
+        last = Some((n, took, cpu_after - cpu_before));
         cpu_before = cpu_after;
     }
+    let still = cluster.leader_host(1);
+    if still != leader {
+        println!("   leadership moved from host{leader} to host{still} during the run");
+    }
     println!();
+    let (_, _, peak) = usage(leader_pid);
+    let (n, took, cpu) = last.expect("the scale row ran");
+    println!(
+        "converged {n} tasks on {workers} nodes in {:.1} s ({:.0} tasks/s), leader peak RSS {peak:.0} MiB, leader CPU {cpu:.1} s",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+    );
 }
 
 fn main() {
@@ -237,8 +234,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    scale(&rt, workers, tasks);
     println!(
         "rerun: cargo build --release --bins && cargo bench -p integration-tests --bench services"
     );
+    println!();
+    scale(&rt, workers, tasks);
 }

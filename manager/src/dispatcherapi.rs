@@ -146,11 +146,11 @@ impl DispatcherApi for DispatcherService {
                 {
                     return;
                 }
-                let now = session_view(
-                    &manager.store().read(),
-                    &node_id,
-                    manager.store().leader_node_id(),
-                );
+                // The leader's node ID takes the store's read lock itself: asked for while
+                // this round's guard is held, it would wait behind a waiting writer, which
+                // waits for that guard (the leader deadlocked so, with 1,000 nodes joining).
+                let leader = manager.store().leader_node_id();
+                let now = session_view(&manager.store().read(), &node_id, leader);
                 if now != last {
                     last = now.clone();
                     if tx.send(Ok(now)).await.is_err() {

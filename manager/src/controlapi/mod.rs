@@ -319,10 +319,12 @@ impl Control for ControlService {
         let ListServicesRequest {
             names,
             name_prefixes,
+            status,
         } = req.into_inner();
-        let services = store
+        let (services, statuses) = store
             .read_latest(|s| {
-                s.list::<Service>()
+                let services: Vec<Service> = s
+                    .list::<Service>()
                     .filter(|svc| names.is_empty() || names.iter().any(|n| svc.name() == Some(n)))
                     .filter(|svc| {
                         name_prefixes.is_empty()
@@ -331,10 +333,16 @@ impl Control for ControlService {
                                 .any(|p| svc.name().is_some_and(|n| n.starts_with(p.as_str())))
                     })
                     .cloned()
-                    .collect()
+                    .collect();
+                let statuses = if status {
+                    services.iter().map(|svc| service::status(s, svc)).collect()
+                } else {
+                    Vec::new()
+                };
+                (services, statuses)
             })
             .await?;
-        Ok(Response::new(ListServicesResponse { services }))
+        Ok(Response::new(ListServicesResponse { services, statuses }))
     }
 
     async fn update_service(
@@ -414,14 +422,28 @@ impl Control for ControlService {
         let f = req.into_inner();
         let tasks = store
             .read_latest(|s| {
-                s.list::<Task>()
+                // The indexes find the tasks of the services or nodes named; a walk over
+                // every task is only for a list without either.
+                let found: Box<dyn Iterator<Item = &Task>> = if !f.service_ids.is_empty() {
+                    Box::new(f.service_ids.iter().flat_map(|id| s.tasks_of_service(id)))
+                } else if !f.node_ids.is_empty() {
+                    Box::new(f.node_ids.iter().flat_map(|id| s.tasks_on_node(id)))
+                } else {
+                    Box::new(s.list::<Task>())
+                };
+                let mut tasks: Vec<Task> = found
                     .filter(|t| f.service_ids.is_empty() || f.service_ids.contains(&t.service_id))
                     .filter(|t| f.node_ids.is_empty() || f.node_ids.contains(&t.node_id))
                     .filter(|t| {
                         f.desired_states.is_empty() || f.desired_states.contains(&t.desired_state)
                     })
                     .cloned()
-                    .collect()
+                    .collect();
+                // In ID order, as a walk over every task gives them; a service or node
+                // named twice lists its tasks once.
+                tasks.sort_by(|a, b| a.id().cmp(b.id()));
+                tasks.dedup_by(|a, b| a.id() == b.id());
+                tasks
             })
             .await?;
         Ok(Response::new(ListTasksResponse { tasks }))

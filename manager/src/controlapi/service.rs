@@ -4,7 +4,7 @@ use proto::service_spec::Mode;
 use proto::{
     ContainerSpec, FailureAction, PortConfig, PortProtocol, PublishMode, ReplicatedJob,
     ReplicatedService, ResolutionMode, RestartCondition, RestartPolicy, Service, ServiceSpec,
-    TaskSpec, UpdateConfig, UpdateOrder,
+    ServiceStatus, TaskSpec, UpdateConfig, UpdateOrder,
 };
 use tonic::Status;
 
@@ -464,6 +464,24 @@ pub fn check_mode_change(old: &ServiceSpec, new: &ServiceSpec) -> Result<(), Sta
     Ok(())
 }
 
+/// The service's task counts, from the counts the store keeps (`docker service ls`'s
+/// REPLICAS without listing a task).
+pub fn status(store: &ObjectStore, service: &Service) -> ServiceStatus {
+    let tally = store.task_tally(service.id());
+    let desired_tasks = match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
+        Some(Mode::Replicated(r)) => r.replicas,
+        Some(Mode::ReplicatedJob(j)) => j
+            .max_concurrent
+            .min(j.total_completions.saturating_sub(tally.completed)),
+        _ => tally.active,
+    };
+    ServiceStatus {
+        running_tasks: tally.running,
+        desired_tasks,
+        completed_tasks: tally.completed,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -803,5 +821,77 @@ mod tests {
             let mut s = publishing(port, protocol);
             check_against_store(&store, &mut s, "svc").unwrap();
         }
+    }
+
+    /// `service ls`'s counts: running (desired and observed running), the replica count
+    /// or the job's remaining concurrency, the tasks a global service wants, completions.
+    #[test]
+    fn status_counts_tasks_as_service_ls_shows_them() {
+        use proto::{GlobalService, TaskState::*};
+        let task = |id: &str, service: &str, desired: proto::TaskState, state: proto::TaskState| {
+            crate::store::create(proto::Task {
+                meta: Some(proto::Meta {
+                    id: id.into(),
+                    ..Default::default()
+                }),
+                service_id: service.into(),
+                desired_state: desired as i32,
+                status: Some(proto::TaskStatus {
+                    state: state as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        };
+        let service = |id: &str, mode: Mode| Service {
+            meta: Some(proto::Meta {
+                id: id.into(),
+                ..Default::default()
+            }),
+            spec: Some(ServiceSpec {
+                name: id.into(),
+                mode: Some(mode),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut store = ObjectStore::default();
+        store
+            .apply(
+                &proto::StoreBatch {
+                    actions: vec![
+                        task("w1", "web", Running, Running),
+                        task("w2", "web", Running, Starting),
+                        task("w3", "web", Shutdown, Running),
+                        task("g1", "agent", Running, Running),
+                        task("g2", "agent", Running, Assigned),
+                        task("g3", "agent", Shutdown, Failed),
+                        task("j1", "job", Complete, Complete),
+                        task("j2", "job", Complete, Complete),
+                        task("j3", "job", Running, Running),
+                    ],
+                    ..Default::default()
+                },
+                1,
+            )
+            .unwrap();
+        let web = service("web", Mode::Replicated(ReplicatedService { replicas: 5 }));
+        let agent = service("agent", Mode::Global(GlobalService {}));
+        let job = service(
+            "job",
+            Mode::ReplicatedJob(ReplicatedJob {
+                max_concurrent: 2,
+                total_completions: 3,
+            }),
+        );
+        let counts = |s: &Service| {
+            let c = status(&store, s);
+            (c.running_tasks, c.desired_tasks, c.completed_tasks)
+        };
+        assert_eq!(counts(&web), (1, 5, 0));
+        assert_eq!(counts(&agent), (1, 2, 0));
+        assert_eq!(counts(&job), (1, 1, 2));
+        let none = service("none", Mode::Replicated(ReplicatedService { replicas: 2 }));
+        assert_eq!(counts(&none), (0, 2, 0));
     }
 }

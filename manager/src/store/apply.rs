@@ -190,19 +190,20 @@ impl ObjectStore {
     }
 
     /// Puts `object` in its table, replacing the one with its ID, and keeps the name index
-    /// and the tasks-by-state tally in step. Every insertion goes through here.
+    /// and the task indexes in step. Every insertion goes through here.
     fn put<T: StoredObject>(&mut self, object: T) {
         let id = object.id().to_owned();
         let name = object.name().filter(|_| T::UNIQUE_NAMES).map(str::to_owned);
-        let state = object.counted_state();
-        if let Some(old) = T::table_mut(self).insert(id.clone(), object) {
+        // The old object leaves the indexes before the new one enters: they may share keys.
+        if let Some(old) = T::table_mut(self).remove(&id) {
             self.unindex(&old);
         }
+        if let Some(task) = object.as_task() {
+            self.task_index.insert(task, &id);
+        }
+        T::table_mut(self).insert(id.clone(), object);
         if let Some(name) = name {
             self.names.insert((T::KIND, name), id);
-        }
-        if let Some(state) = state {
-            *self.task_states.entry(state).or_default() += 1;
         }
     }
 
@@ -215,15 +216,8 @@ impl ObjectStore {
     }
 
     fn unindex<T: StoredObject>(&mut self, old: &T) {
-        if let Some(state) = old.counted_state() {
-            if let std::collections::btree_map::Entry::Occupied(mut n) =
-                self.task_states.entry(state)
-            {
-                *n.get_mut() -= 1;
-                if *n.get() == 0 {
-                    n.remove();
-                }
-            }
+        if let Some(task) = old.as_task() {
+            self.task_index.remove(task, old.id());
         }
         let Some(name) = old.name().filter(|_| T::UNIQUE_NAMES) else {
             return;

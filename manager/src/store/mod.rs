@@ -24,6 +24,7 @@ mod local;
 mod object;
 mod proposer;
 mod snapshot;
+mod task_index;
 
 pub use action::{create, delete, update};
 pub use apply::ApplyError;
@@ -32,8 +33,11 @@ pub use handle::Store;
 pub use local::{Applier, Applying, LocalStore, WatchEvent};
 pub use object::{Kind, StoredObject};
 pub use proposer::Proposer;
+pub use task_index::TaskTally;
 
 use std::collections::{BTreeMap, HashMap};
+
+use task_index::{TaskIndex, Within};
 
 use proto::{Cluster, Config, Network, Node, Secret, Service, Task};
 
@@ -50,9 +54,9 @@ pub struct ObjectStore {
     /// ID by name, for the kinds whose names are unique: checking a new name and resolving
     /// a name must not walk a whole table (that made every write O(objects)).
     names: HashMap<(Kind, String), String>,
-    /// How many tasks are in each state (absent: none), kept as tasks change, so a metrics
-    /// scrape reads it instead of walking every task under the read guard.
-    task_states: BTreeMap<i32, usize>,
+    /// The tasks by service and slot, by node and by state, and each service's task counts,
+    /// kept as tasks change (`task_index.rs`).
+    task_index: TaskIndex,
 }
 
 /// Why a reference (ID, ID prefix or name) names no single object.
@@ -94,10 +98,58 @@ impl ObjectStore {
         T::table(self).len()
     }
 
-    /// How many tasks are in each state (`proto::TaskState` as `i32`; states with none are
-    /// absent).
-    pub fn tasks_by_state(&self) -> &BTreeMap<i32, usize> {
-        &self.task_states
+    /// How many tasks are in each observed state (`proto::TaskState` as `i32`; states with
+    /// none are absent), in state order.
+    pub fn tasks_by_state(&self) -> BTreeMap<i32, usize> {
+        self.task_index.state_counts().collect()
+    }
+
+    /// The tasks of a service, in slot order (a global service's: in node order).
+    pub fn tasks_of_service<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> {
+        self.tasks_by_id(self.task_index.of_service(service_id, Within::Service))
+    }
+
+    /// The tasks of one slot (> 0) of a replicated service, current and past.
+    pub fn tasks_in_slot<'a>(
+        &'a self,
+        service_id: &'a str,
+        slot: u64,
+    ) -> impl Iterator<Item = &'a Task> {
+        self.tasks_by_id(self.task_index.of_service(service_id, Within::Slot(slot)))
+    }
+
+    /// The tasks of a global service on one node, current and past.
+    pub fn tasks_of_service_on_node<'a>(
+        &'a self,
+        service_id: &'a str,
+        node_id: &'a str,
+    ) -> impl Iterator<Item = &'a Task> {
+        self.tasks_by_id(
+            self.task_index
+                .of_service(service_id, Within::Node(node_id)),
+        )
+    }
+
+    /// The tasks assigned to a node, whatever their state.
+    pub fn tasks_on_node<'a>(&'a self, node_id: &'a str) -> impl Iterator<Item = &'a Task> {
+        self.tasks_by_id(self.task_index.on_node(node_id))
+    }
+
+    /// The tasks whose observed state is `state`.
+    pub fn tasks_in_state(&self, state: proto::TaskState) -> impl Iterator<Item = &Task> {
+        self.tasks_by_id(self.task_index.in_state(state as i32))
+    }
+
+    /// A service's task counts (running, active, completed).
+    pub fn task_tally(&self, service_id: &str) -> TaskTally {
+        self.task_index.tally(service_id)
+    }
+
+    fn tasks_by_id<'a>(
+        &'a self,
+        ids: impl Iterator<Item = &'a str> + 'a,
+    ) -> impl Iterator<Item = &'a Task> + 'a {
+        ids.filter_map(|id| self.tasks.get(id))
     }
 
     /// The cluster object; present from `swarm init` on.

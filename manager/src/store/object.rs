@@ -69,9 +69,9 @@ pub trait StoredObject: prost::Message + Clone + Default + Sized + 'static {
     /// Wraps the object for a log entry or snapshot.
     fn wrap(self) -> StoreObject;
 
-    /// The state the store tallies this object under, for the kinds it tallies (tasks: the
-    /// metrics' tasks by state without a walk over every task).
-    fn counted_state(&self) -> Option<i32> {
+    /// The object as a task, for the kind the store indexes beyond ID and name (so a
+    /// service's, node's or state's tasks are found without a walk over every task).
+    fn as_task(&self) -> Option<&Task> {
         None
     }
     /// The object's ID.
@@ -85,7 +85,7 @@ pub trait StoredObject: prost::Message + Clone + Default + Sized + 'static {
 }
 
 macro_rules! stored_object {
-    ($ty:ty, $kind:ident, $table:ident, $variant:ident, unique = $unique:expr, name = |$o:ident| $name:expr $(, state = |$s:ident| $state:expr)?) => {
+    ($ty:ty, $kind:ident, $table:ident, $variant:ident, unique = $unique:expr, name = |$o:ident| $name:expr $(, as_task = |$s:ident| $task:expr)?) => {
         impl StoredObject for $ty {
             const KIND: Kind = Kind::$kind;
             const UNIQUE_NAMES: bool = $unique;
@@ -112,9 +112,9 @@ macro_rules! stored_object {
                 }
             }
             $(
-                fn counted_state(&self) -> Option<i32> {
+                fn as_task(&self) -> Option<&Task> {
                     let $s = self;
-                    $state
+                    $task
                 }
             )?
         }
@@ -152,7 +152,7 @@ stored_object!(
     Task,
     unique = false,
     name = |_o| None,
-    state = |o| Some(o.status.as_ref().map_or(0, |s| s.state))
+    as_task = |o| Some(o)
 );
 stored_object!(
     Network,

@@ -239,46 +239,120 @@ fn malformed_batches_are_refused() {
     ));
 }
 
-/// The tasks-by-state tally kept as tasks change is what counting every task gives, after
-/// random creates, state changes, removals and failed (rolled back) batches.
+/// The task indexes kept as tasks change (by service and slot, by node, by state, and each
+/// service's counts) are what a walk over every task gives, after random creates, moves
+/// between services, slots, nodes and states, removals and failed (rolled back) batches,
+/// and after a snapshot round trip.
 #[test]
-fn the_tasks_by_state_tally_matches_a_count_of_every_task() {
+fn the_task_indexes_match_a_walk_over_every_task() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut store = ObjectStore::default();
-    let with_state = |id: &str, state: i32, version: u64| {
+    let random_task = |rng: &mut rand::rngs::StdRng, id: &str, version: u64| {
         let mut t = task(id);
         t.meta.as_mut().unwrap().version = version;
+        t.service_id = format!("s{}", rng.gen_range(0..3));
+        t.slot = rng.gen_range(0..3);
+        t.node_id = ["", "n0", "n1", "n2"][rng.gen_range(0..4)].into();
+        t.desired_state = rng.gen_range(0..14);
+        let state = rng.gen_range(0..14);
         t.status = (state > 0).then(|| proto::TaskStatus {
             state,
             ..Default::default()
         });
         t
     };
-    for index in 1..2000u64 {
-        let id = format!("t{}", rng.gen_range(0..50));
-        let state = rng.gen_range(0..14);
+    for index in 1..3000u64 {
+        let id = format!("t{}", rng.gen_range(0..60));
         let version = store.get::<Task>(&id).map(|t| t.version());
         let action = match version {
-            None => (Create, with_state(&id, state, 0).wrap()),
-            Some(v) if rng.gen_bool(0.2) => (Delete, with_state(&id, 0, v).wrap()),
-            Some(v) => (Update, with_state(&id, state, v).wrap()),
+            None => (Create, random_task(&mut rng, &id, 0).wrap()),
+            Some(v) if rng.gen_bool(0.2) => (Delete, random_task(&mut rng, &id, v).wrap()),
+            Some(v) => (Update, random_task(&mut rng, &id, v).wrap()),
         };
         let mut actions = vec![action];
         if rng.gen_bool(0.1) {
             // A duplicate create makes the whole batch fail and roll back.
-            actions.push((Create, with_state("t0", 0, 0).wrap()));
-            actions.push((Create, with_state("t0", 0, 0).wrap()));
+            actions.push((Create, random_task(&mut rng, "t0", 0).wrap()));
+            actions.push((Create, random_task(&mut rng, "t0", 0).wrap()));
         }
         let _ = store.apply(&batch(actions), index);
-        let mut counted = BTreeMap::new();
-        for t in store.list::<Task>() {
-            *counted
-                .entry(t.status.as_ref().map_or(0, |s| s.state))
-                .or_insert(0usize) += 1;
-        }
-        assert_eq!(store.tasks_by_state(), &counted, "after entry {index}");
+        assert_indexes_match(&store, index);
     }
     let restored = ObjectStore::from_snapshot(store.to_snapshot());
-    assert_eq!(restored.tasks_by_state(), store.tasks_by_state());
+    assert_indexes_match(&restored, 0);
+}
+
+fn assert_indexes_match(store: &ObjectStore, index: u64) {
+    let ids = |tasks: &mut dyn Iterator<Item = &Task>| -> Vec<String> {
+        tasks.map(|t| t.id().to_owned()).collect()
+    };
+    let walk = |keep: &dyn Fn(&Task) -> bool| -> Vec<String> {
+        ids(&mut store.list::<Task>().filter(|t| keep(t)))
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let mut counted = BTreeMap::new();
+    for t in store.list::<Task>() {
+        *counted
+            .entry(t.status.as_ref().map_or(0, |s| s.state))
+            .or_insert(0usize) += 1;
+    }
+    assert_eq!(store.tasks_by_state(), counted, "after entry {index}");
+    for state in 0..14 {
+        let state = proto::TaskState::try_from(state).unwrap_or_default();
+        assert_eq!(
+            ids(&mut store.tasks_in_state(state)),
+            walk(&|t| crate::lifecycle::observed(t) == state as i32),
+            "tasks in state {state:?} after entry {index}"
+        );
+    }
+    for node in ["n0", "n1", "n2"] {
+        assert_eq!(
+            ids(&mut store.tasks_on_node(node)),
+            walk(&|t| t.node_id == node),
+            "tasks on {node} after entry {index}"
+        );
+    }
+    for service in ["s0", "s1", "s2"] {
+        let of_service = ids(&mut store.tasks_of_service(service));
+        assert_eq!(
+            sorted(of_service.clone()),
+            walk(&|t| t.service_id == service),
+            "tasks of {service} after entry {index}"
+        );
+        let in_slot_order: Vec<u64> = store.tasks_of_service(service).map(|t| t.slot).collect();
+        assert!(in_slot_order.is_sorted(), "{service} in slot order");
+        for slot in 1..3 {
+            assert_eq!(
+                sorted(ids(&mut store.tasks_in_slot(service, slot))),
+                walk(&|t| t.service_id == service && t.slot == slot),
+                "slot {service}.{slot} after entry {index}"
+            );
+        }
+        for node in ["", "n0", "n1", "n2"] {
+            assert_eq!(
+                sorted(ids(&mut store.tasks_of_service_on_node(service, node))),
+                walk(&|t| t.service_id == service && t.slot == 0 && t.node_id == node),
+                "{service} on {node:?} after entry {index}"
+            );
+        }
+        let mut want = TaskTally::default();
+        for t in store.list::<Task>().filter(|t| t.service_id == service) {
+            let state = crate::lifecycle::observed(t);
+            want.running += u64::from(
+                t.desired_state == proto::TaskState::Running as i32
+                    && state == proto::TaskState::Running as i32,
+            );
+            want.active += u64::from(crate::lifecycle::is_active(t));
+            want.completed += u64::from(state == proto::TaskState::Complete as i32);
+        }
+        assert_eq!(
+            store.task_tally(service),
+            want,
+            "{service}'s counts after entry {index}"
+        );
+    }
 }

@@ -2,15 +2,12 @@
 //! `insertDefaults`), update (with `version`, `rollback=previous`, `registryAuthFrom`),
 //! remove, and logs.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine as _;
 use proto::service_spec::Mode as ProtoMode;
-use proto::TaskState;
 
 use super::{empty, json, ok, State};
 use crate::daemon::engine::backend::Backend;
@@ -88,60 +85,6 @@ pub async fn create(state: State, headers: HeaderMap, body: Bytes) -> ApiResult<
     }
 }
 
-/// Task counts per service, as `status=true` shows them.
-async fn statuses(
-    backend: &Backend,
-    services: &[proto::Service],
-) -> ApiResult<HashMap<String, ServiceStatus>> {
-    let ids: Vec<String> = services
-        .iter()
-        .filter_map(|s| s.meta.as_ref().map(|m| m.id.clone()))
-        .collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let tasks = match backend
-        .control()
-        .await?
-        .list_tasks(proto::ListTasksRequest {
-            service_ids: ids,
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(r) => r.into_inner().tasks,
-        Err(s) => return Err(backend.control_error(s).await),
-    };
-    let mut out: HashMap<String, ServiceStatus> = HashMap::new();
-    for t in &tasks {
-        let status = out.entry(t.service_id.clone()).or_default();
-        let observed = t.status.as_ref().map_or(0, |s| s.state);
-        if t.desired_state == TaskState::Running as i32 && observed == TaskState::Running as i32 {
-            status.running_tasks += 1;
-        }
-        if observed == TaskState::Complete as i32 {
-            status.completed_tasks += 1;
-        }
-        if t.desired_state <= TaskState::Running as i32 {
-            status.desired_tasks += 1;
-        }
-    }
-    for s in services {
-        let id = s.meta.as_ref().map(|m| m.id.clone()).unwrap_or_default();
-        let status = out.entry(id).or_default();
-        match s.spec.as_ref().and_then(|s| s.mode.as_ref()) {
-            Some(ProtoMode::Replicated(r)) => status.desired_tasks = r.replicas,
-            Some(ProtoMode::ReplicatedJob(j)) => {
-                status.desired_tasks = j
-                    .max_concurrent
-                    .min(j.total_completions.saturating_sub(status.completed_tasks))
-            }
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
 /// `GET /services?filters=&status=`: filters `id` (prefix), `name` (prefix), `label`,
 /// `mode` (`replicated`, `global`, `replicated-job`, `global-job`).
 pub async fn list(state: State, RawQuery(query): RawQuery) -> ApiResult<Response> {
@@ -149,18 +92,28 @@ pub async fn list(state: State, RawQuery(query): RawQuery) -> ApiResult<Response
     let filters = query.filters()?;
     filters.allow_only(&["id", "label", "mode", "name"])?;
     let backend = state.0.backend();
-    let services = match backend
+    let (services, statuses) = match backend
         .control()
         .await?
-        .list_services(proto::ListServicesRequest::default())
+        .list_services(proto::ListServicesRequest {
+            status: query.bool("status"),
+            ..Default::default()
+        })
         .await
     {
-        Ok(r) => r.into_inner().services,
+        Ok(r) => {
+            let r = r.into_inner();
+            (r.services, r.statuses)
+        }
         Err(s) => return Err(backend.control_error(s).await),
     };
-    let services: Vec<proto::Service> = services
+    // The daemon counts every service's tasks (`statuses`, in the order of `services`)
+    // from the counts its store keeps.
+    let mut statuses = statuses.into_iter();
+    let out: Vec<Service> = services
         .into_iter()
-        .filter(|s| {
+        .map(|s| (statuses.next(), s))
+        .filter(|(_, s)| {
             let id = s.meta.as_ref().map(|m| m.id.as_str()).unwrap_or("");
             let spec = s.spec.clone().unwrap_or_default();
             let mode = match spec.mode {
@@ -174,19 +127,13 @@ pub async fn list(state: State, RawQuery(query): RawQuery) -> ApiResult<Response
                 && filters.matches("mode", |v| v == mode)
                 && filters.labels_match("label", &spec.labels)
         })
-        .collect();
-    let counts = if query.bool("status") {
-        Some(statuses(backend, &services).await?)
-    } else {
-        None
-    };
-    let out: Vec<Service> = services
-        .iter()
-        .map(|s| {
-            let mut docker = Service::from_proto(s);
-            if let Some(counts) = &counts {
-                docker.service_status = Some(counts.get(&docker.id).cloned().unwrap_or_default());
-            }
+        .map(|(status, s)| {
+            let mut docker = Service::from_proto(&s);
+            docker.service_status = status.map(|c| ServiceStatus {
+                running_tasks: c.running_tasks,
+                desired_tasks: c.desired_tasks,
+                completed_tasks: c.completed_tasks,
+            });
             docker
         })
         .collect();
