@@ -92,15 +92,9 @@ async fn round(store: &Store, scope: &Scope) -> Result<Option<i64>, StoreError> 
 
 /// Places pending tasks; records why the others cannot be placed.
 fn schedule(store: &ObjectStore) -> Vec<StoreAction> {
-    // The store counts tasks by state: most rounds have nothing pending and skip the walk.
-    if !store
-        .tasks_by_state()
-        .contains_key(&(TaskState::Pending as i32))
-    {
-        return Vec::new();
-    }
+    // From the store's index of tasks by state: no walk over every task.
     let pending: Vec<&Task> = store
-        .list::<Task>()
+        .tasks_in_state(TaskState::Pending)
         .filter(|t| {
             is_active(t)
                 && t.node_id.is_empty()

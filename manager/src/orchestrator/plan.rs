@@ -188,13 +188,12 @@ fn changed<'a>(store: &'a ObjectStore, dirty: &'a Dirty, plan: &mut Plan) -> Vec
     for service_id in &dirty.services {
         wanted.insert(service_id, None);
     }
-    let mut lookup = TaskLookup::new(store);
     if !dirty.nodes.is_empty() {
         for service in store.list::<Service>().filter(|s| is_global(s)) {
             wanted.insert(service.id(), None);
         }
         for node_id in &dirty.nodes {
-            for task in lookup.on_node(node_id) {
+            for task in store.tasks_on_node(node_id) {
                 plan.tasks_read += 1;
                 add(&mut wanted, &task.service_id, slot_key(task));
             }
@@ -217,22 +216,15 @@ fn changed<'a>(store: &'a ObjectStore, dirty: &'a Dirty, plan: &mut Plan) -> Vec
                 slots.entry(slot_key(task)).or_default().push(task);
             };
             match &only {
-                None => lookup
-                    .of_service(service_id)
-                    .into_iter()
-                    .for_each(&mut read),
+                None => store.tasks_of_service(service_id).for_each(&mut read),
                 Some(keys) => {
                     for key in keys {
-                        lookup
-                            .in_slot(service_id, *key)
-                            .into_iter()
-                            .for_each(&mut read);
+                        tasks_in(store, service_id, *key).for_each(&mut read);
                     }
                 }
             }
-            for tasks in slots.values_mut() {
-                tasks.sort_by(|a, b| a.id().cmp(b.id()));
-            }
+            // The index lists a slot's tasks in ID order, as the full round's walk does, so
+            // ties (two tasks stopped at the same millisecond) are decided alike.
             Group {
                 service,
                 slots,
@@ -250,76 +242,15 @@ fn is_global(service: &Service) -> bool {
     matches!(mode(service), Some(Mode::Global(_) | Mode::GlobalJob(_)))
 }
 
-/// Finds the tasks of a service, of a slot and on a node. The store keeps no such index yet,
-/// so this walks it once per round (as the full round always did) and groups what it finds;
-/// the per-slot work after it is what the round saves.
-struct TaskLookup<'a> {
+/// The tasks of one slot of a service, from the store's index.
+fn tasks_in<'a>(
     store: &'a ObjectStore,
-    grouped: Option<Grouped<'a>>,
-}
-
-#[derive(Default)]
-struct Grouped<'a> {
-    by_service: HashMap<&'a str, Slots<'a>>,
-    by_node: HashMap<&'a str, Vec<&'a Task>>,
-}
-
-impl<'a> TaskLookup<'a> {
-    fn new(store: &'a ObjectStore) -> Self {
-        TaskLookup {
-            store,
-            grouped: None,
-        }
-    }
-
-    fn grouped(&mut self) -> &Grouped<'a> {
-        let store = self.store;
-        self.grouped.get_or_insert_with(|| {
-            let mut grouped = Grouped::default();
-            for task in store.list::<Task>() {
-                grouped
-                    .by_service
-                    .entry(task.service_id.as_str())
-                    .or_default()
-                    .entry(slot_key(task))
-                    .or_default()
-                    .push(task);
-                grouped
-                    .by_node
-                    .entry(task.node_id.as_str())
-                    .or_default()
-                    .push(task);
-            }
-            grouped
-        })
-    }
-
-    /// The tasks of a service.
-    fn of_service(&mut self, service_id: &str) -> Vec<&'a Task> {
-        self.grouped()
-            .by_service
-            .get(service_id)
-            .map(|slots| slots.values().flatten().copied().collect())
-            .unwrap_or_default()
-    }
-
-    /// The tasks of one slot of a service.
-    fn in_slot(&mut self, service_id: &str, key: SlotKey<'_>) -> Vec<&'a Task> {
-        self.grouped()
-            .by_service
-            .get(service_id)
-            .and_then(|slots| slots.get(&key))
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// The tasks on a node.
-    fn on_node(&mut self, node_id: &str) -> Vec<&'a Task> {
-        self.grouped()
-            .by_node
-            .get(node_id)
-            .cloned()
-            .unwrap_or_default()
+    service_id: &'a str,
+    key: SlotKey<'a>,
+) -> Box<dyn Iterator<Item = &'a Task> + 'a> {
+    match key {
+        SlotKey::Slot(slot) => Box::new(store.tasks_in_slot(service_id, slot)),
+        SlotKey::Node(node_id) => Box::new(store.tasks_of_service_on_node(service_id, node_id)),
     }
 }
 
