@@ -22,7 +22,7 @@
 //! orchestrator makes it for that node; the scheduler assigns only tasks without one), and the
 //! event carries only the object as written, so a different slot could not be known anyway.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proto::store_object::Object;
 use proto::Task;
@@ -57,8 +57,9 @@ impl SlotId {
 pub struct Dirty {
     /// Services to reconcile in full (created, updated, deleted).
     pub services: BTreeSet<String>,
-    /// Slots whose tasks changed, by service ID.
-    pub slots: BTreeSet<(String, SlotId)>,
+    /// Slots whose tasks changed, by service ID (each ID held once: a million changed
+    /// slots of one service must not cost a million copies of it).
+    pub slots: BTreeMap<String, BTreeSet<SlotId>>,
     /// Nodes that changed.
     pub nodes: BTreeSet<String>,
 }
@@ -66,7 +67,9 @@ pub struct Dirty {
 impl Dirty {
     fn merge(&mut self, other: Dirty) {
         self.services.extend(other.services);
-        self.slots.extend(other.slots);
+        for (service_id, slots) in other.slots {
+            self.slots.entry(service_id).or_default().extend(slots);
+        }
         self.nodes.extend(other.nodes);
     }
 }
@@ -128,10 +131,19 @@ impl Changes {
                 }
                 Some(Object::Task(t)) => {
                     // A service reconciled in full covers its slots already.
-                    if !self.dirty.services.contains(&t.service_id) {
-                        self.dirty
-                            .slots
-                            .insert((t.service_id.clone(), SlotId::of(t)));
+                    if self.dirty.services.contains(&t.service_id) {
+                        continue;
+                    }
+                    let slot = SlotId::of(t);
+                    match self.dirty.slots.get_mut(&t.service_id) {
+                        Some(slots) => {
+                            slots.insert(slot);
+                        }
+                        None => {
+                            self.dirty
+                                .slots
+                                .insert(t.service_id.clone(), BTreeSet::from([slot]));
+                        }
                     }
                 }
                 Some(Object::Node(n)) => {

@@ -199,15 +199,19 @@ fn changed<'a>(store: &'a ObjectStore, dirty: &'a Dirty, plan: &mut Plan) -> Vec
             }
         }
     }
-    for (service_id, slot) in &dirty.slots {
-        add(&mut wanted, service_id, slot.key());
+    for (service_id, slots) in &dirty.slots {
+        for slot in slots {
+            add(&mut wanted, service_id, slot.key());
+        }
     }
     wanted
         .into_iter()
         .map(|(service_id, only)| {
             let service = store.get::<Service>(service_id);
             let whole = service.is_some_and(|s| {
-                update::in_progress(s) || matches!(mode(s), Some(Mode::ReplicatedJob(_)))
+                update::in_progress(s)
+                    || matches!(mode(s), Some(Mode::ReplicatedJob(_)))
+                    || only.as_ref().is_some_and(|keys| most_slots(s, keys.len()))
             });
             let only = if whole { None } else { only };
             let mut slots = Slots::new();
@@ -232,6 +236,18 @@ fn changed<'a>(store: &'a ObjectStore, dirty: &'a Dirty, plan: &mut Plan) -> Vec
             }
         })
         .collect()
+}
+
+/// Whether `changed` slots are many and most of the service's (a large service just
+/// created or scaled up): one pass over its tasks then costs less than a lookup per slot,
+/// and decides the same. Small services stay slot by slot, which the random tests check.
+fn most_slots(service: &Service, changed: usize) -> bool {
+    const MANY: usize = 1_000;
+    let slots = match mode(service) {
+        Some(Mode::Replicated(r)) => r.replicas,
+        _ => return false,
+    };
+    changed >= MANY && changed as u64 * 2 > slots
 }
 
 fn mode(service: &Service) -> Option<&Mode> {

@@ -77,9 +77,12 @@ fn task_changes_dirty_their_slots_and_service_changes_the_whole_service() {
     assert_eq!(dirty.services, BTreeSet::from(["db".to_string()]));
     assert_eq!(
         dirty.slots,
-        BTreeSet::from([
-            ("agent".to_string(), SlotId::Node("n1".into())),
-            ("web".to_string(), SlotId::Slot(3)),
+        BTreeMap::from([
+            (
+                "agent".to_string(),
+                BTreeSet::from([SlotId::Node("n1".into())])
+            ),
+            ("web".to_string(), BTreeSet::from([SlotId::Slot(3)])),
         ])
     );
     assert_eq!(dirty.nodes, BTreeSet::from(["n9".to_string()]));
@@ -164,9 +167,9 @@ fn a_failed_partial_round_is_covered_again() {
     };
     assert_eq!(
         dirty.slots,
-        BTreeSet::from([
-            ("web".to_string(), SlotId::Slot(1)),
-            ("web".to_string(), SlotId::Slot(2)),
-        ])
+        BTreeMap::from([(
+            "web".to_string(),
+            BTreeSet::from([SlotId::Slot(1), SlotId::Slot(2)])
+        )])
     );
 }

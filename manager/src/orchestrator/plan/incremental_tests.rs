@@ -494,7 +494,8 @@ fn a_round_over_what_changed_decides_what_a_full_round_decides_and_time_alone_ch
 }
 
 #[test]
-fn a_round_after_a_small_change_reads_only_the_changed_slots() {
+fn a_round_after_a_small_change_reads_only_the_changed_slots_and_after_a_large_one_the_service_once(
+) {
     let service = Service {
         meta: meta("big".into()),
         spec: Some(ServiceSpec {
@@ -574,5 +575,33 @@ fn a_round_after_a_small_change_reads_only_the_changed_slots() {
         partial.actions.len(),
         2,
         "stop the failed task, start another"
+    );
+
+    // Most slots changed (as after a large scale-up): one pass over the service instead of
+    // a lookup per slot, deciding the same.
+    let actions = (1..=6_000u64)
+        .filter(|slot| *slot != 7)
+        .map(|slot| {
+            let mut task = store.get::<Task>(&format!("t{slot:05}")).unwrap().clone();
+            task.status.as_mut().unwrap().running_since = 1;
+            update(task)
+        })
+        .collect();
+    let events = store
+        .apply(
+            &StoreBatch {
+                actions,
+                ..Default::default()
+            },
+            3,
+        )
+        .unwrap();
+    tracker.observe(&WatchEvent::Changes { index: 3, events });
+    let scope = tracker.take(now);
+    let partial = reconcile_in(&store, &scope, now, 5);
+    assert_eq!(partial.tasks_read, 10_000, "the whole service, once");
+    assert_eq!(
+        normalized(&partial),
+        normalized(&reconcile_in(&store, &Scope::All, now, 5))
     );
 }
