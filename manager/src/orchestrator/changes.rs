@@ -8,12 +8,12 @@
 //! service is then reconciled in full, and the slots of the node's tasks). A service-level
 //! set would not do: one service of a million replicas has all its tasks changing.
 //!
-//! Everything is reconciled ([`Scope::All`]) when what changed is unknown or anything may
-//! depend on it: on becoming leader, after the stream lagged or a snapshot replaced the
-//! store, when the cluster object changed (the task history retention limit), when a wake-up
-//! time a round asked for arrives (a restart delay or an update delay ends: a round that asks
-//! for one depends on the clock, not on a change), and every [`SAFETY_NET_MS`] in case some
-//! dependency was missed. `plan::reconcile` widens the set further where one slot depends on
+//! Time changes things too (a restart delay or an update delay ends): a round says which
+//! slot or service must be looked at again when ([`Wake`]), and the round after that time
+//! covers it. Everything is reconciled ([`Scope::All`]) when what changed is unknown or
+//! anything may depend on it: on becoming leader, after the stream lagged or a snapshot
+//! replaced the store, when the cluster object changed (the task history retention limit),
+//! and every [`SAFETY_NET_MS`] in case some dependency was missed. `plan::reconcile` widens the set further where one slot depends on
 //! others (a rollout in progress, a job's concurrency limit): those services are reconciled in
 //! full.
 //!
@@ -74,6 +74,17 @@ impl Dirty {
     }
 }
 
+/// A slot, or a whole service, to reconcile again at a time even if nothing changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wake {
+    /// When (Unix ms).
+    pub at: i64,
+    /// The service.
+    pub service_id: String,
+    /// The slot; `None`: the whole service (its rollout waits for a delay to end).
+    pub slot: Option<SlotId>,
+}
+
 /// What a round reconciles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -84,13 +95,13 @@ pub enum Scope {
 }
 
 /// Gathers changes between rounds and decides what the next round covers.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Changes {
     /// The next round covers everything.
     everything: bool,
     dirty: Dirty,
-    /// The earliest time a round asked to run again (Unix ms).
-    wake_at: Option<i64>,
+    /// What rounds asked to look at again, by when (Unix ms).
+    wakes: BTreeMap<i64, Dirty>,
     /// When the last full round started (Unix ms).
     last_full: i64,
 }
@@ -100,7 +111,7 @@ impl Default for Changes {
         Changes {
             everything: true,
             dirty: Dirty::default(),
-            wake_at: None,
+            wakes: BTreeMap::new(),
             last_full: i64::MIN,
         }
     }
@@ -155,31 +166,45 @@ impl Changes {
         }
     }
 
-    /// What the round starting at `now` covers; forgets it (see [`Changes::failed`]).
+    /// What the round starting at `now` covers: what changed and what asked to be looked at
+    /// again by now. Forgets it (see [`Changes::failed`]).
     pub fn take(&mut self, now: i64) -> Scope {
-        let woken = self.wake_at.is_some_and(|at| at <= now);
         let safety_net = now.saturating_sub(self.last_full) >= SAFETY_NET_MS;
-        if self.everything || woken || safety_net {
+        if self.everything || safety_net {
             self.everything = false;
             self.dirty = Dirty::default();
-            self.wake_at = None;
             self.last_full = now;
             return Scope::All;
+        }
+        let later = self.wakes.split_off(&now.saturating_add(1));
+        for (_, due) in std::mem::replace(&mut self.wakes, later) {
+            self.dirty.merge(due);
         }
         Scope::Dirty(std::mem::take(&mut self.dirty))
     }
 
-    /// A round over `scope` succeeded and asked to run again at `wake_at` at the latest.
-    pub fn done(&mut self, scope: &Scope, wake_at: Option<i64>) {
-        self.wake_at = match scope {
-            // A full round says everything a wake-up is needed for.
-            Scope::All => wake_at,
-            // A partial one only what it covered: earlier wake-ups still stand.
-            Scope::Dirty(_) => match (self.wake_at, wake_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
-        };
+    /// A round over `scope` succeeded and asked for `wakes`.
+    pub fn done(&mut self, scope: &Scope, wakes: &[Wake]) {
+        if *scope == Scope::All {
+            // A full round says every wake-up there is; a partial one only those of what it
+            // covered, and earlier ones still stand (one that is no longer needed costs a
+            // look at one slot).
+            self.wakes.clear();
+        }
+        for wake in wakes {
+            let due = self.wakes.entry(wake.at).or_default();
+            match &wake.slot {
+                None => {
+                    due.services.insert(wake.service_id.clone());
+                }
+                Some(slot) => {
+                    due.slots
+                        .entry(wake.service_id.clone())
+                        .or_default()
+                        .insert(slot.clone());
+                }
+            }
+        }
     }
 
     /// A round over `scope` failed (it may have committed part of its changes): the next
@@ -194,7 +219,7 @@ impl Changes {
 
     /// The earliest time a round asked to run again (Unix ms).
     pub fn wake_at(&self) -> Option<i64> {
-        self.wake_at
+        self.wakes.keys().next().copied()
     }
 }
 

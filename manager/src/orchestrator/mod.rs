@@ -20,7 +20,7 @@ use std::time::Duration;
 use proto::{now_ms, Node, StoreAction, Task, TaskState};
 use tokio::sync::watch;
 
-use self::changes::{Changes, Scope};
+use self::changes::{Changes, Scope, Wake};
 use crate::leader::{self, Rounds};
 use crate::lifecycle::{is_active, observed};
 use crate::scheduler::{self, Decision};
@@ -58,7 +58,7 @@ impl Rounds for Reconciler {
     async fn round(&mut self, store: &Store) -> Duration {
         let scope = self.changes.take(now_ms());
         match round(store, &scope).await {
-            Ok(next) => self.changes.done(&scope, next),
+            Ok(wakes) => self.changes.done(&scope, &wakes),
             Err(e) => {
                 tracing::debug!(error = %e, "reconciliation round failed; retrying");
                 self.changes.failed(scope);
@@ -70,10 +70,10 @@ impl Rounds for Reconciler {
     }
 }
 
-/// One reconciliation of `scope`: orchestrate, then schedule. Returns when to wake up at the
-/// latest.
-async fn round(store: &Store, scope: &Scope) -> Result<Option<i64>, StoreError> {
-    let (actions, wake_at) = {
+/// One reconciliation of `scope`: orchestrate, then schedule. Returns what to look at again
+/// when.
+async fn round(store: &Store, scope: &Scope) -> Result<Vec<Wake>, StoreError> {
+    let (actions, wakes) = {
         let store = store.read();
         let history = store
             .cluster()
@@ -82,12 +82,12 @@ async fn round(store: &Store, scope: &Scope) -> Result<Option<i64>, StoreError> 
             .filter(|h| *h > 0)
             .unwrap_or(DEFAULT_TASK_HISTORY) as usize;
         let plan = plan::reconcile_in(&store, scope, now_ms(), history);
-        (plan.actions, plan.wake_at)
+        (plan.actions, plan.wakes)
     };
     leader::commit(store, actions).await?;
     let placements = schedule(&store.read());
     leader::commit(store, placements).await?;
-    Ok(wake_at)
+    Ok(wakes)
 }
 
 /// Places pending tasks; records why the others cannot be placed.

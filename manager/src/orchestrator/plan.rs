@@ -10,7 +10,7 @@ use proto::{
     UpdateOrder,
 };
 
-use super::changes::{Dirty, Scope, SlotId};
+use super::changes::{Dirty, Scope, SlotId, Wake};
 use super::restart::{decide, Restart};
 use super::task::{exited, new_task, status_time, with_desired};
 use super::update::{self, Slot};
@@ -24,16 +24,24 @@ use crate::store::{ObjectStore, StoredObject};
 pub struct Plan {
     /// Changes to commit.
     pub actions: Vec<StoreAction>,
-    /// When to reconcile again even if nothing changes (a restart delay ends), Unix ms.
+    /// When to reconcile again even if nothing changes (a restart delay ends), Unix ms: the
+    /// earliest of `wakes`.
     pub wake_at: Option<i64>,
+    /// What to reconcile again then: the slot or the whole service that asked.
+    pub wakes: Vec<Wake>,
     /// How many tasks the round read: the work it did, which for a partial round is
     /// proportional to what changed.
     pub tasks_read: usize,
 }
 
 impl Plan {
-    fn wake(&mut self, at: i64) {
+    fn wake(&mut self, at: i64, service: &Service, slot: Option<SlotId>) {
         self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+        self.wakes.push(Wake {
+            at,
+            service_id: service.id().to_owned(),
+            slot,
+        });
     }
 }
 
@@ -398,7 +406,7 @@ fn replicated(
                 plan.actions.push(create(new_task(service, slot, None)));
                 running += 1;
             }
-            Restart::At(at) => plan.wake(at),
+            Restart::At(at) => plan.wake(at, service, Some(SlotId::Slot(slot))),
             Restart::Never => {}
         }
     }
@@ -469,7 +477,7 @@ fn roll<K: Copy>(
 ) -> bool {
     let step = update::decide(service, slots, now);
     if let Some(at) = step.wake_at {
-        plan.wake(at);
+        plan.wake(at, service, None);
     }
     for (key, old) in &step.replace {
         match step.order {
@@ -583,7 +591,7 @@ fn global(
             Restart::Now => plan
                 .actions
                 .push(create(new_task(service, 0, Some(node_id)))),
-            Restart::At(at) => plan.wake(at),
+            Restart::At(at) => plan.wake(at, service, Some(SlotId::Node(node_id.to_owned()))),
             Restart::Never => {}
         }
     }

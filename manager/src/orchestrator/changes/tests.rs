@@ -46,7 +46,7 @@ fn settled() -> Changes {
         Scope::All,
         "the first round covers everything"
     );
-    changes.done(&Scope::All, None);
+    changes.done(&Scope::All, &[]);
     changes
 }
 
@@ -132,27 +132,58 @@ fn the_next_round_covers_everything_when_what_changed_is_unknown() {
     }
 }
 
+fn wake(at: i64, service: &str, slot: Option<u64>) -> Wake {
+    Wake {
+        at,
+        service_id: service.into(),
+        slot: slot.map(SlotId::Slot),
+    }
+}
+
+fn slots(service: &str, slots: &[u64]) -> BTreeMap<String, BTreeSet<SlotId>> {
+    BTreeMap::from([(
+        service.to_string(),
+        slots.iter().map(|s| SlotId::Slot(*s)).collect(),
+    )])
+}
+
 #[test]
-fn a_wake_up_and_the_safety_net_make_full_rounds() {
+fn a_wake_up_covers_what_asked_for_it_and_the_safety_net_everything() {
     let mut tracker = settled();
     tracker.observe(&changes(vec![task("t1", "web", 1, "")]));
     let scope = tracker.take(2_000);
     assert!(matches!(scope, Scope::Dirty(_)));
-    // A partial round's wake-up adds to the full round's.
-    tracker.done(&scope, Some(5_000));
+    // A partial round's wake-ups add to the full round's.
+    tracker.done(&scope, &[wake(5_000, "web", Some(1))]);
     assert_eq!(tracker.wake_at(), Some(5_000));
     let scope = tracker.take(3_000);
-    tracker.done(&scope, Some(9_000));
+    tracker.done(
+        &scope,
+        &[wake(9_000, "web", Some(2)), wake(5_000, "db", None)],
+    );
     assert_eq!(tracker.wake_at(), Some(5_000), "the earlier wake-up stands");
-    assert!(matches!(tracker.take(4_999), Scope::Dirty(_)));
-    assert_eq!(tracker.take(5_000), Scope::All, "the wake-up time arrived");
-    tracker.done(&Scope::All, None);
-    assert_eq!(tracker.wake_at(), None, "a full round says all wake-ups");
+    assert_eq!(tracker.take(4_999), Scope::Dirty(Dirty::default()));
+    let Scope::Dirty(due) = tracker.take(5_000) else {
+        panic!("a wake-up makes a partial round");
+    };
+    assert_eq!(due.slots, slots("web", &[1]));
+    assert_eq!(due.services, BTreeSet::from(["db".to_string()]));
+    assert_eq!(tracker.wake_at(), Some(9_000));
+    // A full round says all wake-ups there are.
+    tracker.everything();
+    let scope = tracker.take(6_000);
+    assert_eq!(scope, Scope::All);
+    tracker.done(&scope, &[wake(7_000, "web", Some(3))]);
+    assert_eq!(tracker.wake_at(), Some(7_000));
+    let Scope::Dirty(due) = tracker.take(10_000) else {
+        panic!("a partial round");
+    };
+    assert_eq!(due.slots, slots("web", &[3]), "the full round's only");
     assert!(matches!(
-        tracker.take(5_000 + SAFETY_NET_MS - 1),
+        tracker.take(6_000 + SAFETY_NET_MS - 1),
         Scope::Dirty(_)
     ));
-    assert_eq!(tracker.take(5_000 + SAFETY_NET_MS), Scope::All);
+    assert_eq!(tracker.take(6_000 + SAFETY_NET_MS), Scope::All);
 }
 
 #[test]
@@ -165,11 +196,5 @@ fn a_failed_partial_round_is_covered_again() {
     let Scope::Dirty(dirty) = tracker.take(2_001) else {
         panic!("a partial round");
     };
-    assert_eq!(
-        dirty.slots,
-        BTreeMap::from([(
-            "web".to_string(),
-            BTreeSet::from([SlotId::Slot(1), SlotId::Slot(2)])
-        )])
-    );
+    assert_eq!(dirty.slots, slots("web", &[1, 2]));
 }
