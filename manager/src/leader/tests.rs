@@ -159,3 +159,65 @@ async fn a_leader_loop_that_cannot_pass_the_barrier_waits_and_tries_again() {
     assert_eq!(fake.barriers(), 2);
     running.stop().await;
 }
+
+/// Holds each round until released; counts what it was shown.
+struct Held {
+    entered: mpsc::UnboundedSender<()>,
+    release: Arc<tokio::sync::Notify>,
+    observed: Arc<AtomicUsize>,
+    lagged: Arc<AtomicUsize>,
+}
+
+impl Rounds for Held {
+    fn observe(&mut self, _: &WatchEvent) {
+        self.observed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn lagged(&mut self) {
+        self.lagged.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn round(&mut self, _: &Store) -> Duration {
+        let _ = self.entered.send(());
+        self.release.notified().await;
+        Duration::from_secs(3600)
+    }
+}
+
+#[tokio::test]
+async fn a_loop_that_falls_behind_the_watch_stream_is_told_so_and_shown_what_remains() {
+    let fake = FakeProposer::new();
+    let (entered_tx, mut entered) = mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let observed = Arc::new(AtomicUsize::new(0));
+    let lagged = Arc::new(AtomicUsize::new(0));
+    let held = Held {
+        entered: entered_tx,
+        release: Arc::clone(&release),
+        observed: Arc::clone(&observed),
+        lagged: Arc::clone(&lagged),
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(run(fake.store(), stop_rx, held));
+    entered.recv().await.expect("a first round");
+    // While the round runs, more changes than the watch stream keeps (4,096).
+    const CHANGES: usize = 5_000;
+    for action in services(CHANGES) {
+        fake.commit(&StoreBatch {
+            actions: vec![action],
+            ..Default::default()
+        })
+        .expect("commit");
+    }
+    release.notify_one();
+    entered.recv().await.expect("a round after the changes");
+    assert_eq!(lagged.load(Ordering::SeqCst), 1, "told it fell behind once");
+    let shown = observed.load(Ordering::SeqCst);
+    assert!(
+        shown > 0 && shown < CHANGES,
+        "shown the {shown} changes the stream still held"
+    );
+    release.notify_one();
+    stop.send(true).expect("the loop listens");
+    task.await.expect("the loop ends on stop");
+}
