@@ -176,8 +176,9 @@ fn everything<'a>(store: &'a ObjectStore, plan: &mut Plan) -> Vec<Group<'a>> {
 }
 
 /// The services and slots `dirty` names, widened where one slot depends on others: a node
-/// change touches every global service and the slots of the node's tasks; a rollout in
-/// progress and a job's concurrency limit look at every slot of their service.
+/// change touches every global service's slot on that node and the slots of the node's
+/// tasks; a rollout in progress and a job's concurrency limit look at every slot of their
+/// service.
 fn changed<'a>(store: &'a ObjectStore, dirty: &'a Dirty, plan: &mut Plan) -> Vec<Group<'a>> {
     // Service ID -> the slots to reconcile (`None`: all of them).
     let mut wanted: BTreeMap<&'a str, Option<BTreeSet<SlotKey<'a>>>> = BTreeMap::new();
@@ -197,10 +198,13 @@ fn changed<'a>(store: &'a ObjectStore, dirty: &'a Dirty, plan: &mut Plan) -> Vec
         wanted.insert(service_id, None);
     }
     if !dirty.nodes.is_empty() {
-        for service in store.list::<Service>().filter(|s| is_global(s)) {
-            wanted.insert(service.id(), None);
-        }
+        // A node that changed may now qualify for a global service or no longer: the
+        // service's slot on that node (and no other) is looked at.
+        let global: Vec<&Service> = store.list::<Service>().filter(|s| is_global(s)).collect();
         for node_id in &dirty.nodes {
+            for service in &global {
+                add(&mut wanted, service.id(), SlotKey::Node(node_id));
+            }
             for task in store.tasks_on_node(node_id) {
                 plan.tasks_read += 1;
                 add(&mut wanted, &task.service_id, slot_key(task));
