@@ -118,7 +118,7 @@ impl InUse {
         let node_exists =
             |t: &Task| t.node_id.is_empty() || store.get::<Node>(&t.node_id).is_some();
         for task in store
-            .list::<Task>()
+            .tasks_with_networks()
             .filter(|t| holds_addresses(t) && node_exists(t))
         {
             for attachment in &task.networks {
@@ -367,10 +367,13 @@ fn allocate_tasks(
     out: &mut Allocation,
 ) {
     let ingress = ingress_network(store).map(|n| n.id().to_owned());
-    for task in store.list::<Task>() {
-        if !holds_addresses(task) || !not_delivered(task) {
-            continue;
-        }
+    // Only tasks no node has taken yet (the store's state index finds them), in ID order.
+    let mut undelivered: Vec<&Task> = store
+        .tasks_up_to_state(TaskState::Assigned)
+        .filter(|t| holds_addresses(t) && not_delivered(t))
+        .collect();
+    undelivered.sort_by(|a, b| a.id().cmp(b.id()));
+    for task in undelivered {
         let service = store.get::<Service>(&task.service_id);
         let needed = task_networks(task, service, ingress.as_deref());
         let missing: Vec<&String> = needed.iter().filter(|n| !has_address(task, n)).collect();

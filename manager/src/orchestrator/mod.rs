@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use self::changes::{Changes, Scope, Wake};
 use crate::leader::{self, Rounds};
-use crate::lifecycle::{is_active, observed};
+use crate::lifecycle::is_active;
 use crate::scheduler::{self, Decision};
 use crate::settings::DEFAULT_TASK_HISTORY;
 use crate::store::{update, ObjectStore, Store, StoreError, WatchEvent};
@@ -90,23 +90,21 @@ async fn round(store: &Store, scope: &Scope) -> Result<Vec<Wake>, StoreError> {
     Ok(wakes)
 }
 
-/// Places pending tasks; records why the others cannot be placed.
+/// Places pending tasks; records why the others cannot be placed. The store's indexes give
+/// the pending tasks and what each node already holds: no walk over every task.
 fn schedule(store: &ObjectStore) -> Vec<StoreAction> {
     // From the store's index of tasks by state: no walk over every task.
     let pending: Vec<&Task> = store
         .tasks_in_state(TaskState::Pending)
         .filter(|t| {
-            is_active(t)
-                && t.node_id.is_empty()
-                && observed(t) == TaskState::Pending as i32
-                && crate::allocator::is_allocated(store, t)
+            is_active(t) && t.node_id.is_empty() && crate::allocator::is_allocated(store, t)
         })
         .collect();
     if pending.is_empty() {
         return Vec::new();
     }
     let now = now_ms();
-    scheduler::schedule(store.list::<Node>(), store.list::<Task>(), &pending)
+    scheduler::schedule_placed(store.list::<Node>(), store.placed(), &pending)
         .into_iter()
         .filter_map(|decision| match decision {
             Decision::Assign { task_id, node_id } => {

@@ -13,6 +13,7 @@ use crate::allocator::ports::protocol_name;
 use crate::units::{self, trim_decimals};
 
 use super::constraint::{self, arch_eq, Constraint, SpreadPreference};
+use super::placed::NodeLoad;
 
 /// A node plus the bookkeeping the scheduler keeps for it during one `schedule` call: what
 /// is already reserved on it and how many tasks occupy it (including earlier decisions of
@@ -83,6 +84,31 @@ impl<'a> NodeInfo<'a> {
         self.memory_reserved = self.memory_reserved.saturating_add(memory);
         self.tasks = self.tasks.saturating_add(1);
         self.host_ports.extend_from_slice(host_ports);
+    }
+
+    /// Starts from what the tasks already on the node hold.
+    pub fn load(&mut self, load: &NodeLoad) {
+        let clamp = |v: i128| v.clamp(0, i128::from(i64::MAX)) as i64;
+        self.cpu_reserved = clamp(load.cpu);
+        self.memory_reserved = clamp(load.memory);
+        self.tasks = load.tasks;
+        self.host_ports = load
+            .host_ports
+            .iter()
+            .flat_map(|(port, n)| std::iter::repeat_n(*port, *n as usize))
+            .collect();
+    }
+
+    /// Takes back what [`NodeInfo::add_task`] (or [`NodeInfo::load`]) counted for one task.
+    pub fn remove_task(&mut self, cpu: i64, memory: i64, host_ports: &[HostPort]) {
+        self.cpu_reserved = self.cpu_reserved.saturating_sub(cpu).max(0);
+        self.memory_reserved = self.memory_reserved.saturating_sub(memory).max(0);
+        self.tasks = self.tasks.saturating_sub(1);
+        for port in host_ports {
+            if let Some(i) = self.host_ports.iter().position(|p| p == port) {
+                self.host_ports.swap_remove(i);
+            }
+        }
     }
 
     fn cpu_free(&self) -> i64 {

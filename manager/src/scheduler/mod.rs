@@ -6,8 +6,9 @@
 //!
 //! One call works like this:
 //!
-//! 1. Per node, count what is already placed (tasks, reserved CPU and memory, tasks per
-//!    service) once, in one pass over the store's tasks.
+//! 1. Per node, take what is already placed (tasks, reserved CPU and memory, host ports,
+//!    tasks per service) from the counts the store keeps task by task ([`Placed`]), or
+//!    count it once from a list of tasks.
 //! 2. Group the pending tasks by service, spec version and scheduling-relevant spec
 //!    (placement, reservations): tasks of one group are interchangeable, so constraints are
 //!    parsed and node filters run once per group and node, not once per task.
@@ -23,6 +24,9 @@
 
 pub mod constraint;
 mod filters;
+mod placed;
+
+pub use placed::{NodeLoad, Placed};
 
 #[cfg(test)]
 mod tests;
@@ -69,8 +73,42 @@ pub fn schedule<'a>(
     tasks: impl IntoIterator<Item = &'a Task>,
     pending: &[&'a Task],
 ) -> Vec<Decision> {
+    // A bound pending task may already name its node in the store; it does not occupy
+    // the node until it is assigned.
+    let bound: HashSet<&str> = pending
+        .iter()
+        .filter(|t| !t.node_id.is_empty())
+        .map(|t| t.id())
+        .collect();
+    let placed = Placed::of_tasks(tasks.into_iter().filter(|t| !bound.contains(t.id())));
+    decide(nodes, &placed, &[], pending)
+}
+
+/// [`schedule`] from what the store keeps placed (`ObjectStore::placed`) instead of a walk
+/// over every task: `placed` counts every task occupying a node, the pending tasks already
+/// bound to one included (they are in the store); those are counted out here.
+pub fn schedule_placed<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    placed: &Placed,
+    pending: &[&'a Task],
+) -> Vec<Decision> {
+    let bound: Vec<&Task> = pending
+        .iter()
+        .copied()
+        .filter(|t| !t.node_id.is_empty())
+        .collect();
+    decide(nodes, placed, &bound, pending)
+}
+
+/// Places `pending` on `nodes` loaded with `placed` minus `discount`.
+fn decide<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    placed: &Placed,
+    discount: &[&Task],
+    pending: &[&'a Task],
+) -> Vec<Decision> {
     let (groups, services) = group_pending(pending);
-    let mut cluster = Cluster::new(nodes, tasks, pending, &services);
+    let mut cluster = Cluster::new(nodes, placed, discount, &services);
     let mut out: Vec<Option<Decision>> = vec![None; pending.len()];
 
     let requirements: Vec<Result<Requirements, String>> = groups
@@ -200,8 +238,8 @@ fn static_key<'a>(spec: Option<&'a TaskSpec>) -> StaticKey<'a> {
 impl<'a> Cluster<'a> {
     fn new(
         nodes: impl IntoIterator<Item = &'a Node>,
-        tasks: impl IntoIterator<Item = &'a Task>,
-        pending: &[&'a Task],
+        placed: &Placed,
+        discount: &[&Task],
         services: &HashMap<&str, usize>,
     ) -> Self {
         let mut infos: Vec<NodeInfo<'a>> = nodes.into_iter().filter_map(NodeInfo::new).collect();
@@ -212,36 +250,33 @@ impl<'a> Cluster<'a> {
             .enumerate()
             .map(|(i, n)| (n.id, i as u32))
             .collect();
-
-        // A bound pending task may already name its node in the store; it does not occupy
-        // the node until it is assigned.
-        let bound: HashSet<&str> = pending
-            .iter()
-            .filter(|t| !t.node_id.is_empty())
-            .filter_map(|t| t.meta.as_ref().map(|m| m.id.as_str()))
-            .collect();
-
-        let mut service_tasks = vec![HashMap::new(); services.len()];
-        for task in tasks {
-            if task.node_id.is_empty() || !filters::occupies_node(task) {
-                continue;
+        for info in &mut infos {
+            if let Some(load) = placed.node(info.id) {
+                info.load(load);
             }
+        }
+        let mut service_tasks = vec![HashMap::new(); services.len()];
+        for (&service, &s) in services {
+            for (node, n) in placed.of_service(service) {
+                if let Some(&idx) = by_id.get(node) {
+                    service_tasks[s].insert(idx, n);
+                }
+            }
+        }
+        for task in discount.iter().filter(|t| filters::occupies_node(t)) {
             let Some(&idx) = by_id.get(task.node_id.as_str()) else {
                 continue;
             };
-            if !bound.is_empty()
-                && task
-                    .meta
-                    .as_ref()
-                    .is_some_and(|m| bound.contains(m.id.as_str()))
-            {
-                continue;
-            }
             let (cpu, memory) = filters::reservations(task.spec.as_ref());
             let ports = filters::host_ports(task.endpoint.as_ref());
-            infos[idx as usize].add_task(cpu, memory, &ports);
+            infos[idx as usize].remove_task(cpu, memory, &ports);
             if let Some(&s) = services.get(task.service_id.as_str()) {
-                *service_tasks[s].entry(idx).or_insert(0) += 1;
+                if let Some(n) = service_tasks[s].get_mut(&idx) {
+                    *n -= 1;
+                    if *n == 0 {
+                        service_tasks[s].remove(&idx);
+                    }
+                }
             }
         }
         Cluster {

@@ -7,7 +7,7 @@ use proto::{
 };
 
 use super::constraint::{self, Attribute, Operator};
-use super::{schedule, Decision};
+use super::{schedule, schedule_placed, Decision, Placed};
 
 const CPU: i64 = 1_000_000_000;
 const MIB: i64 = 1 << 20;
@@ -174,11 +174,17 @@ fn spread(descriptors: &[&str]) -> TaskSpec {
 }
 
 /// Schedules `pending` with `existing` in the store (the pending tasks are in the store too,
-/// as they are for the real caller).
+/// as they are for the real caller). Every test through here also checks that starting
+/// from what the store keeps placed decides exactly what a walk over the tasks decides.
 fn run(nodes: &[Node], existing: &[Task], pending: &[Task]) -> Vec<Decision> {
     let store: Vec<Task> = existing.iter().chain(pending).cloned().collect();
     let refs: Vec<&Task> = pending.iter().collect();
     let decisions = schedule(nodes, &store, &refs);
+    assert_eq!(
+        schedule_placed(nodes, &Placed::of_tasks(&store), &refs),
+        decisions,
+        "from the store's placed counts as from a walk over the tasks"
+    );
     assert_eq!(
         decisions.len(),
         pending.len(),

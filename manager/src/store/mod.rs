@@ -140,6 +140,21 @@ impl ObjectStore {
         self.tasks_by_id(self.task_index.in_state(state as i32))
     }
 
+    /// The tasks whose observed state is `last` or earlier in the lifecycle, by state then ID.
+    pub fn tasks_up_to_state(&self, last: proto::TaskState) -> impl Iterator<Item = &Task> {
+        self.tasks_by_id(self.task_index.up_to_state(last as i32))
+    }
+
+    /// The tasks with network attachments (addresses on networks), in ID order.
+    pub fn tasks_with_networks(&self) -> impl Iterator<Item = &Task> {
+        self.tasks_by_id(self.task_index.attached())
+    }
+
+    /// What the tasks occupying nodes hold on each (the scheduler's starting point).
+    pub fn placed(&self) -> &crate::scheduler::Placed {
+        self.task_index.placed()
+    }
+
     /// A service's task counts (running, active, completed).
     pub fn task_tally(&self, service_id: &str) -> TaskTally {
         self.task_index.tally(service_id)

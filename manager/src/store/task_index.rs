@@ -1,12 +1,14 @@
 //! Indexes of the tasks, kept as tasks change, so the leader's loops and the API find one
 //! service's, slot's, node's or state's tasks without walking every task (a million of them
-//! at C1M scale), and `service ls` reads each service's task counts instead of every task.
+//! at C1M scale), `service ls` reads each service's task counts instead of every task, and
+//! the scheduler starts from what each node already holds.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use proto::{Task, TaskState};
 
 use crate::lifecycle::{is_active, observed};
+use crate::scheduler::Placed;
 
 /// A service's task counts, as `docker service ls` and the Engine API's `ServiceStatus`
 /// count them.
@@ -62,8 +64,12 @@ pub(super) struct TaskIndex {
     by_node: BTreeSet<(String, String)>,
     /// Task IDs by observed state.
     by_state: BTreeMap<i32, BTreeSet<String>>,
+    /// Tasks with network attachments (what the allocator counts as in use).
+    attached: BTreeSet<String>,
     /// Per service with tasks; a service whose counts are all zero is absent.
     tallies: HashMap<String, TaskTally>,
+    /// What the tasks occupying nodes hold there: the scheduler's per-node state.
+    placed: Placed,
 }
 
 fn slot_key(task: &Task) -> SlotKey {
@@ -90,6 +96,10 @@ impl TaskIndex {
             .entry(observed(task))
             .or_default()
             .insert(id.to_owned());
+        if !task.networks.is_empty() {
+            self.attached.insert(id.to_owned());
+        }
+        self.placed.add(task);
         let tally = TaskTally::of(task);
         if !tally.is_empty() {
             let t = self.tallies.entry(task.service_id.clone()).or_default();
@@ -112,6 +122,10 @@ impl TaskIndex {
                 ids.remove();
             }
         }
+        if !task.networks.is_empty() {
+            self.attached.remove(id);
+        }
+        self.placed.remove(task);
         let tally = TaskTally::of(task);
         if let Some(t) = self.tallies.get_mut(&task.service_id) {
             t.running -= tally.running;
@@ -164,6 +178,19 @@ impl TaskIndex {
             .map(String::as_str)
     }
 
+    /// IDs of the tasks in an observed state up to `last`, by state then ID.
+    pub(super) fn up_to_state(&self, last: i32) -> impl Iterator<Item = &str> {
+        self.by_state
+            .range(..=last)
+            .flat_map(|(_, ids)| ids)
+            .map(String::as_str)
+    }
+
+    /// IDs of the tasks with network attachments, in ID order.
+    pub(super) fn attached(&self) -> impl Iterator<Item = &str> {
+        self.attached.iter().map(String::as_str)
+    }
+
     /// How many tasks are in each observed state (states with none are absent).
     pub(super) fn state_counts(&self) -> impl Iterator<Item = (i32, usize)> + '_ {
         self.by_state.iter().map(|(s, ids)| (*s, ids.len()))
@@ -172,5 +199,10 @@ impl TaskIndex {
     /// The service's task counts.
     pub(super) fn tally(&self, service: &str) -> TaskTally {
         self.tallies.get(service).copied().unwrap_or_default()
+    }
+
+    /// What the tasks occupying nodes hold there.
+    pub(super) fn placed(&self) -> &Placed {
+        &self.placed
     }
 }

@@ -239,8 +239,8 @@ fn malformed_batches_are_refused() {
     ));
 }
 
-/// The task indexes kept as tasks change (by service and slot, by node, by state, and each
-/// service's counts) are what a walk over every task gives, after random creates, moves
+/// The task indexes kept as tasks change (by service and slot, by node, by state, each
+/// service's counts, and what tasks hold on each node) are what a walk over every task gives, after random creates, moves
 /// between services, slots, nodes and states, removals and failed (rolled back) batches,
 /// and after a snapshot round trip.
 #[test]
@@ -260,6 +260,36 @@ fn the_task_indexes_match_a_walk_over_every_task() {
             state,
             ..Default::default()
         });
+        if rng.gen_bool(0.5) {
+            t.spec = Some(proto::TaskSpec {
+                resources: Some(proto::ResourceRequirements {
+                    reservations: Some(proto::Resources {
+                        nano_cpus: rng.gen_range(-1..3) * 500_000_000,
+                        memory_bytes: rng.gen_range(0..3) << 20,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        if rng.gen_bool(0.3) {
+            t.networks = vec![proto::NetworkAttachment {
+                network_id: "net".into(),
+                ..Default::default()
+            }];
+        }
+        if rng.gen_bool(0.3) {
+            t.endpoint = Some(proto::Endpoint {
+                ports: vec![proto::PortConfig {
+                    publish_mode: proto::PublishMode::Host as i32,
+                    published_port: rng.gen_range(8080..8082),
+                    target_port: 80,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
         t
     };
     for index in 1..3000u64 {
@@ -301,6 +331,11 @@ fn assert_indexes_match(store: &ObjectStore, index: u64) {
             .or_insert(0usize) += 1;
     }
     assert_eq!(store.tasks_by_state(), counted, "after entry {index}");
+    assert_eq!(
+        store.placed(),
+        &crate::scheduler::Placed::of_tasks(store.list::<Task>()),
+        "what tasks hold on nodes after entry {index}"
+    );
     for state in 0..14 {
         let state = proto::TaskState::try_from(state).unwrap_or_default();
         assert_eq!(
@@ -309,6 +344,19 @@ fn assert_indexes_match(store: &ObjectStore, index: u64) {
             "tasks in state {state:?} after entry {index}"
         );
     }
+    for last in 0..14 {
+        let last = proto::TaskState::try_from(last).unwrap_or_default();
+        assert_eq!(
+            sorted(ids(&mut store.tasks_up_to_state(last))),
+            walk(&|t| crate::lifecycle::observed(t) <= last as i32),
+            "tasks up to state {last:?} after entry {index}"
+        );
+    }
+    assert_eq!(
+        ids(&mut store.tasks_with_networks()),
+        walk(&|t| !t.networks.is_empty()),
+        "tasks with networks after entry {index}"
+    );
     for node in ["n0", "n1", "n2"] {
         assert_eq!(
             ids(&mut store.tasks_on_node(node)),
