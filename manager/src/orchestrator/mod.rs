@@ -93,7 +93,6 @@ async fn round(store: &Store, scope: &Scope) -> Result<Vec<Wake>, StoreError> {
 /// Places pending tasks; records why the others cannot be placed. The store's indexes give
 /// the pending tasks and what each node already holds: no walk over every task.
 fn schedule(store: &ObjectStore) -> Vec<StoreAction> {
-    // From the store's index of tasks by state: no walk over every task.
     let pending: Vec<&Task> = store
         .tasks_in_state(TaskState::Pending)
         .filter(|t| {
