@@ -602,3 +602,94 @@ fn a_round_after_a_small_change_reads_only_the_changed_slots_and_after_a_large_o
         normalized(&reconcile_in(&store, &Scope::All, now, 5))
     );
 }
+
+/// Prints how long a full round and a partial round after 100 status reports take on one
+/// service of 100,000 tasks (a figure, not a test: timings belong to the benchmarks, issue
+/// 20). `cargo test -p manager --lib round_times -- --ignored --nocapture`
+#[test]
+#[ignore = "prints a timing (issue 20); not a test"]
+fn round_times() {
+    const TASKS: u64 = 100_000;
+    let mut store = ObjectStore::default();
+    let mut actions = vec![
+        create(Node {
+            meta: meta("n1".into()),
+            spec: Some(NodeSpec::default()),
+            status: Some(NodeStatus {
+                state: NodeState::Ready as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        create(Service {
+            meta: meta("big".into()),
+            spec: Some(ServiceSpec {
+                name: "big".into(),
+                mode: Some(Mode::Replicated(ReplicatedService { replicas: TASKS })),
+                task_template: Some(TaskSpec::default()),
+                ..Default::default()
+            }),
+            spec_version: 1,
+            ..Default::default()
+        }),
+    ];
+    actions.extend((1..=TASKS).map(|slot| {
+        create(Task {
+            meta: meta(format!("t{slot:07}")),
+            service_id: "big".into(),
+            slot,
+            node_id: "n1".into(),
+            spec: Some(TaskSpec::default()),
+            spec_version: 1,
+            desired_state: TaskState::Running as i32,
+            status: Some(TaskStatus {
+                state: TaskState::Running as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }));
+    store
+        .apply(
+            &StoreBatch {
+                actions,
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
+    let now = now();
+    let started = std::time::Instant::now();
+    let full = reconcile_in(&store, &Scope::All, now, 5);
+    let full_time = started.elapsed();
+    let reports = (1..=100u64)
+        .map(|i| {
+            let mut task = store
+                .get::<Task>(&format!("t{:07}", i * 997))
+                .unwrap()
+                .clone();
+            task.status.as_mut().unwrap().running_since = 1;
+            update(task)
+        })
+        .collect();
+    let events = store
+        .apply(
+            &StoreBatch {
+                actions: reports,
+                ..Default::default()
+            },
+            2,
+        )
+        .unwrap();
+    let mut tracker = Changes::default();
+    tracker.take(now);
+    tracker.observe(&WatchEvent::Changes { index: 2, events });
+    let scope = tracker.take(now);
+    let started = std::time::Instant::now();
+    let partial = reconcile_in(&store, &scope, now, 5);
+    let partial_time = started.elapsed();
+    println!(
+        "{TASKS} tasks: full round {full_time:?} ({} tasks read), partial round after 100 reports {partial_time:?} ({} tasks read)",
+        full.tasks_read, partial.tasks_read
+    );
+}
