@@ -15,9 +15,9 @@
 //! covers it. Everything is reconciled ([`Scope::All`]) when what changed is unknown or
 //! anything may depend on it: on becoming leader, after the stream lagged or a snapshot
 //! replaced the store, when the cluster object changed (the task history retention limit),
-//! and every [`SAFETY_NET_MS`] in case some dependency was missed. `plan::reconcile` widens the set further where one slot depends on
-//! others (a rollout in progress, a job's concurrency limit): those services are reconciled in
-//! full.
+//! and every [`SAFETY_NET_MS`] in case some dependency was missed. `plan::reconcile_in`
+//! widens the set where one slot depends on others (a rollout in progress, a replicated
+//! job's concurrency limit): those services are reconciled in full.
 //!
 //! A task event dirties the slot the task is in now. Its previous slot needs no entry: a
 //! task's service and slot never change after it is made, nor the node of a global task (the

@@ -4,8 +4,8 @@
 //!
 //! The loop reacts to the watch stream (nothing polls) as every leader loop does
 //! (`crate::leader`); it also wakes when a restart delay or an update delay ends. A round
-//! reconciles only the services and slots touched since the last one (`changes.rs`), and
-//! everything when that is unknown or time rather than a change calls for it.
+//! reconciles only the services, slots and nodes touched since the last one and the slots
+//! whose wake-up time came (`changes.rs`); everything when what changed is unknown.
 
 mod changes;
 mod plan;
