@@ -34,14 +34,7 @@ fn row(rt: &tokio::runtime::Runtime, simulated: usize, window: Duration) {
     let _workers = SimulatedWorkers::join(rt, &cluster, 1, simulated);
     let joined = Instant::now();
     wait_until("every node ready", Duration::from_secs(1800), || {
-        // A busy leader may refuse a read now and then while thousands of nodes join.
-        let out = cluster.skiff(1, &["node", "ls", "--format", "json"]);
-        let nodes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
-        let ready = nodes
-            .iter()
-            .filter(|n| n["status"]["state"] == "NODE_STATE_READY")
-            .count();
-        (ready >= total).then_some(())
+        (cluster.ready_nodes(1)? >= total).then_some(())
     });
     let ready_after = joined.elapsed();
     let leader = (0..3)

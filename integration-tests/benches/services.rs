@@ -5,7 +5,8 @@
 //! 2. Scale: 3 managers (real `skiffd` processes) and many simulated workers in this process
 //!    (each a real node: its own certificate, TLS session, heartbeats, assignments and status
 //!    reports, with the `fake` runtime): time until all tasks run, tasks per second, and the
-//!    leader's CPU time and memory.
+//!    leader's CPU time and memory; then a fourth manager joins and catches up from a
+//!    snapshot of that store (its size, the time to restore it, the time to catch up).
 //!
 //! Run: `cargo build --release --bins && cargo bench -p integration-tests --bench services`
 //! (`SKIFF_BENCH_WORKERS` and `SKIFF_BENCH_TASKS` change the scale run's size).
@@ -13,6 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use integration_tests::metrics::{metrics_addr, sample, scrape};
 use integration_tests::simulated::SimulatedWorkers;
 use integration_tests::{wait_until, Cluster};
 use manager::transport::Connector;
@@ -142,8 +144,17 @@ fn usage(pid: u32) -> (f64, f64, f64) {
 }
 
 fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
-    let mut cluster = Cluster::new(3);
-    cluster.form(3);
+    // Three managers, and a fourth host that joins as a manager at the end (item 5).
+    let mut cluster = Cluster::new(4);
+    for i in 1..=4 {
+        let addr = metrics_addr(&cluster.host(i).addr);
+        cluster = cluster.with_daemon_args(i, &["--metrics-addr", &addr]);
+    }
+    cluster.start_all();
+    cluster.init(1);
+    for i in 2..=3 {
+        cluster.join(i, "manager", 1);
+    }
     // Tasks go to the simulated workers only.
     for i in 1..=3 {
         cluster.ok(
@@ -161,13 +172,8 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
     let addr = cluster.host(1).addr.clone();
     let joined = Instant::now();
     let _workers = SimulatedWorkers::join(rt, &cluster, 1, workers);
-    wait_until("simulated workers ready", Duration::from_secs(600), || {
-        let nodes = cluster.nodes(1);
-        let ready = nodes
-            .iter()
-            .filter(|n| n["status"]["state"] == "NODE_STATE_READY")
-            .count();
-        (ready >= workers).then_some(())
+    wait_until("simulated workers ready", Duration::from_secs(1800), || {
+        (cluster.ready_nodes(1)? >= workers + 3).then_some(())
     });
     let join_time = joined.elapsed();
     let leader = cluster.leader_host(1);
@@ -186,7 +192,7 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
     );
     let mut cpu_before = cpu_before;
     let mut last = None;
-    for (name, n) in [("small", 1000), ("scale", tasks)] {
+    for (name, n) in [("small", SMALL), ("scale", tasks)] {
         let took = rt.block_on(converge(&mut control, name, n));
         let (cpu_after, rss, _) = usage(leader_pid);
         println!(
@@ -203,6 +209,14 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
     if still != leader {
         println!("   leadership moved from host{leader} to host{still} during the run");
     }
+    let (bytes, restore_ms, caught_up) = catch_up(&cluster, still, 4);
+    println!(
+        "3. a manager joins with {} tasks in the store: snapshot {:.1} MiB, restored in {:.2} s, caught up {:.1} s after `swarm join`",
+        SMALL + tasks,
+        bytes as f64 / (1 << 20) as f64,
+        restore_ms as f64 / 1000.0,
+        caught_up
+    );
     println!();
     let (_, _, peak) = usage(leader_pid);
     let (n, took, cpu) = last.expect("the scale row ran");
@@ -212,6 +226,46 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
         n as f64 / took.as_secs_f64(),
     );
 }
+
+/// Item 5: a new manager joins the converged cluster and catches up from a snapshot. The
+/// leader is told to snapshot every 100 entries first, so the joiner cannot replay the log.
+/// Returns (snapshot bytes, restore ms, seconds from `swarm join` to caught up).
+fn catch_up(cluster: &Cluster, leader: usize, joiner: usize) -> (u64, u64, f64) {
+    let snapshots = |i: usize| cluster.log(i).matches("built and saved a snapshot").count();
+    let before = snapshots(leader);
+    cluster.ok(leader, &["swarm", "update", "--snapshot-interval", "100"]);
+    wait_until("the leader snapshots", Duration::from_secs(600), || {
+        (snapshots(leader) > before).then_some(())
+    });
+    let applied = |i: usize| {
+        let (_, samples) = scrape(&metrics_addr(&cluster.host(i).addr));
+        sample(&samples, "skiff_raft_applied_index") as u64
+    };
+    let target = applied(leader);
+    let started = Instant::now();
+    cluster.join(joiner, "manager", leader);
+    wait_until(
+        "the new manager catches up",
+        Duration::from_secs(1800),
+        || (applied(joiner) >= target).then_some(()),
+    );
+    let took = started.elapsed().as_secs_f64();
+    let log = cluster.log(joiner);
+    let line = log
+        .lines()
+        .find(|l| l.contains("restored the store from a snapshot"))
+        .expect("the new manager restored a snapshot");
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("bytes"), field("ms"), took)
+}
+
+/// Tasks of the scale run's first, small row.
+const SMALL: u64 = 1000;
 
 fn main() {
     cli::tls::install_crypto_provider();

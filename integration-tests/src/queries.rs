@@ -232,6 +232,19 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no Raft term in `skiff info` on host {i}: {info}"))
     }
 
+    /// How many nodes `node ls` on host `i` shows ready; `None` if the read was refused (a
+    /// busy leader may refuse one now and then while thousands of nodes join).
+    pub fn ready_nodes(&self, i: usize) -> Option<usize> {
+        let out = self.skiff(i, &["node", "ls", "--format", "json"]);
+        let nodes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+        Some(
+            nodes
+                .iter()
+                .filter(|n| n["status"]["state"] == "NODE_STATE_READY")
+                .count(),
+        )
+    }
+
     /// The number of the host whose node leads, as `node ls` on host `i` shows it.
     pub fn leader_host(&self, i: usize) -> usize {
         let statuses = self.manager_statuses(i);

@@ -118,8 +118,11 @@ impl DispatcherApi for DispatcherService {
             .node_ready(&node_id, body.description, &body.addr)
             .await?;
         let session_id = manager.dispatcher().open_session(&node_id);
-        let (store, mut events) = manager.store().subscribe();
-        let mut last = session_view(&store, &node_id, manager.store().leader_node_id());
+        // Asked for before the view is taken: it reads the store itself.
+        let leader = manager.store().leader_node_id();
+        let (mut last, mut events) = manager
+            .store()
+            .subscribe(|store| session_view(store, &node_id, leader));
         let first = SessionMessage {
             session_id: session_id.clone(),
             ..last.clone()
@@ -195,10 +198,10 @@ impl DispatcherApi for DispatcherService {
                 "the session has expired; open a new session",
             ));
         }
-        let (store, mut events) = manager.store().subscribe();
         let mut tracker = NodeAssignments::default();
-        let first = tracker.complete(&store, &node_id);
-        drop(store);
+        let (first, mut events) = manager
+            .store()
+            .subscribe(|store| tracker.complete(store, &node_id));
         let stream = async_stream(move |tx| async move {
             if tx.send(Ok(first)).await.is_err() {
                 return;

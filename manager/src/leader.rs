@@ -58,7 +58,7 @@ pub async fn run<R: Rounds>(store: Store, mut stop: watch::Receiver<bool>, mut r
             leading = store.until_leader() => if leading.is_err() { return },
             _ = stop.changed() => return,
         }
-        let (_, mut events) = store.subscribe();
+        let ((), mut events) = store.subscribe(|_| ());
         if R::BARRIER {
             if let Err(e) = store.read_barrier().await {
                 tracing::debug!(error = %e, "read barrier failed on becoming leader; waiting");

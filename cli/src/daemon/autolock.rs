@@ -196,9 +196,7 @@ impl Daemon {
 /// Follows the cluster object on a manager and keeps its keys as autolock says, until the
 /// manager stops.
 pub(super) async fn follow(daemon: Arc<Daemon>, manager: Arc<Manager>) {
-    let (store, mut events) = manager.store().subscribe();
-    let mut wanted = unlock_key(&store);
-    drop(store);
+    let (mut wanted, mut events) = manager.store().subscribe(unlock_key);
     loop {
         if let Err(e) = daemon.keep_keys(&manager, wanted.as_deref()).await {
             tracing::error!("cannot seal this manager's keys as autolock says: {e:#}");

@@ -85,9 +85,7 @@ fn now_unix_nano() -> i64 {
 /// Turns the store's committed changes into events in `log`, until `stop` changes.
 pub async fn run(store: Store, log: Arc<EventLog>, mut stop: watch::Receiver<bool>) {
     loop {
-        let (snapshot, mut changes) = store.subscribe();
-        let mut tracker = Tracker::new(&snapshot);
-        drop(snapshot);
+        let (mut tracker, mut changes) = store.subscribe(Tracker::new);
         loop {
             let change = tokio::select! {
                 change = changes.recv() => change,

@@ -488,7 +488,7 @@ mod tests {
         let single = batch(vec![(Create, service("s1", "web", 0))]).encode_to_vec();
         let results = sm.apply([entry(1, single)]).await.expect("apply");
         assert_eq!(results, vec![CommandResult(vec![Ok(())])]);
-        let (_, mut events) = sm.local().subscribe();
+        let ((), mut events) = sm.local().subscribe(|_| ());
 
         // Four writers' batches in one entry: the second read s1 before the first changed
         // it, and the third fails on its second action after a create that must not stay.
@@ -563,7 +563,7 @@ mod tests {
     #[tokio::test]
     async fn an_entry_with_only_failing_batches_publishes_nothing() {
         let (_dir, mut sm) = open();
-        let (_, mut events) = sm.local().subscribe();
+        let ((), mut events) = sm.local().subscribe(|_| ());
         let batches = [
             batch(vec![(Update, service("s1", "web", 1))]),
             batch(vec![(Update, service("s2", "db", 1))]),

@@ -49,9 +49,13 @@ impl Store {
         f(&self.read())
     }
 
-    /// A copy of the current state and a receiver of every change after it, taken atomically.
-    pub fn subscribe(&self) -> (ObjectStore, broadcast::Receiver<Arc<WatchEvent>>) {
-        self.local.subscribe()
+    /// A receiver of every change from now on and what `view` makes of the state they
+    /// follow, taken atomically (see [`LocalStore::subscribe`]).
+    pub fn subscribe<R>(
+        &self,
+        view: impl FnOnce(&ObjectStore) -> R,
+    ) -> (R, broadcast::Receiver<Arc<WatchEvent>>) {
+        self.local.subscribe(view)
     }
 
     /// Commits `actions` as one batch (forwarded to the leader if need be); returns its log

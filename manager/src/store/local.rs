@@ -111,10 +111,15 @@ impl LocalStore {
         self.shared.store.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A copy of the current state and a receiver of every change after it, taken atomically.
-    pub fn subscribe(&self) -> (ObjectStore, broadcast::Receiver<Arc<WatchEvent>>) {
+    /// A receiver of every change from now on, and what `view` makes of the state those
+    /// changes follow, taken atomically. `view` runs under the read lock (it must not read
+    /// the store again): a view of what it needs, not a copy of a store of a million tasks.
+    pub fn subscribe<R>(
+        &self,
+        view: impl FnOnce(&ObjectStore) -> R,
+    ) -> (R, broadcast::Receiver<Arc<WatchEvent>>) {
         let store = self.read();
-        (store.clone(), self.shared.events.subscribe())
+        (view(&store), self.shared.events.subscribe())
     }
 
     /// The index of the last applied entry.
