@@ -6,16 +6,18 @@
 //! then it waits for the next committed change, or for as long as the round asked if
 //! nothing changes. A short debounce gathers a burst of changes (a node's worth of status
 //! reports) into one round, and what arrived meanwhile is drained: one round covers it all.
+//! A loop that wants to know what changed (the orchestrator reconciles only that) sees every
+//! event it is given ([`Rounds::observe`]) and hears when it fell behind ([`Rounds::lagged`]).
 //! Losing leadership ends the rounds until it comes back.
 
 use std::future::Future;
 use std::time::Duration;
 
 use proto::StoreAction;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::watch;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WatchEvent};
 
 /// Changes committed per Raft entry: large enough to place thousands of tasks a second,
 /// small enough to stay far below the message size limit.
@@ -34,6 +36,15 @@ pub trait Rounds: Send {
 
     /// Leadership starts: forget what an earlier term learnt.
     fn start(&mut self) {}
+
+    /// A committed change, seen before the next round. Every event after the subscription
+    /// that precedes the first round comes here, in commit order, unless [`Rounds::lagged`]
+    /// says some were lost.
+    fn observe(&mut self, _event: &WatchEvent) {}
+
+    /// The watch stream dropped events this loop did not read in time: what changed is
+    /// unknown, so the next round must look at everything.
+    fn lagged(&mut self) {}
 
     /// One round. Returns how long to wait for a change before the next round at the most.
     fn round(&mut self, store: &Store) -> impl Future<Output = Duration> + Send;
@@ -62,9 +73,19 @@ pub async fn run<R: Rounds>(store: Store, mut stop: watch::Receiver<bool>, mut r
             let wait = rounds.round(&store).await;
             tokio::select! {
                 event = events.recv() => {
-                    if let Err(RecvError::Closed) = event { return }
+                    match event {
+                        Ok(event) => rounds.observe(&event),
+                        Err(RecvError::Lagged(_)) => rounds.lagged(),
+                        Err(RecvError::Closed) => return,
+                    }
                     tokio::time::sleep(DEBOUNCE).await;
-                    while events.try_recv().is_ok() {}
+                    loop {
+                        match events.try_recv() {
+                            Ok(event) => rounds.observe(&event),
+                            Err(TryRecvError::Lagged(_)) => rounds.lagged(),
+                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                        }
+                    }
                 }
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => return,

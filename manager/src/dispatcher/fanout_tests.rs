@@ -5,8 +5,9 @@
 //! node ends up holding is what `complete()` on the final store gives it.
 //!
 //! Assumptions the generated changes keep, as the cluster does: a node always has an
-//! address, and a task never loses a network attachment once it has one (the allocator
-//! adds addresses; a task's networks end with the task).
+//! address, a task is only on a node that exists and nodes are not removed (a removed
+//! node's ID never returns), and a task never loses a network attachment once it has one
+//! (the allocator adds addresses; a task's networks end with the task).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -334,6 +335,27 @@ fn keeps_networks(store: &ObjectStore, object: Object) -> Object {
     }
 }
 
+/// `object`, with a task's node cleared if that node does not exist yet (in the store or
+/// earlier in the batch): the scheduler and the orchestrator only place tasks on nodes that
+/// exist, and a node's arrival need not tell nodes about tasks already on it.
+fn on_a_known_node(
+    store: &ObjectStore,
+    batch: &HashMap<(u8, String), Option<u64>>,
+    object: Object,
+) -> Object {
+    match object {
+        Object::Task(mut task)
+            if !task.node_id.is_empty()
+                && store.get::<Node>(&task.node_id).is_none()
+                && !batch.contains_key(&(1, task.node_id.clone())) =>
+        {
+            task.node_id.clear();
+            Object::Task(task)
+        }
+        other => other,
+    }
+}
+
 /// One change: which object, which variant, and whether it is deleted (if it exists).
 type Op = (u8, u8, u16, bool);
 
@@ -343,7 +365,14 @@ fn batch(store: &ObjectStore, ops: &[Op]) -> StoreBatch {
     let mut overlay: HashMap<(u8, String), Option<u64>> = HashMap::new();
     let mut actions = Vec::new();
     for &(kind, idx, variant, remove) in ops {
-        let object = keeps_networks(store, object(kind, idx, variant));
+        let object = on_a_known_node(
+            store,
+            &overlay,
+            keeps_networks(store, object(kind, idx, variant)),
+        );
+        // Nodes are not removed here: a removed node's ID never comes back, and a node
+        // made again under its old ID would be a change the cluster never makes.
+        let remove = remove && !matches!(object, Object::Node(_));
         let key = id_of(&object);
         let version = match overlay.get(&key) {
             Some(v) => *v,
@@ -590,10 +619,12 @@ proptest! {
 #[test]
 fn a_node_whose_queue_fills_starts_over_and_ends_up_equal() {
     let mut store = ObjectStore::default();
+    // Node n1 exists before its tasks do.
+    store.apply(&batch(&store, &[(3, 1, 0, false)]), 1).unwrap();
     let fanout = Fanout::with_queue(1);
     let mut router = Router::new(&store);
     let mut stream = Stream::open(&fanout, &store, "n1");
-    for (index, variant) in [(1, 9), (2, 21), (3, 27)] {
+    for (index, variant) in [(2, 9), (3, 21), (4, 27)] {
         // Task t0 on n1 (variant % 6 == 3): assigned, then running, then failed.
         let batch = batch(&store, &[(0, 0, variant, false)]);
         let events = store.apply(&batch, index).unwrap();

@@ -52,6 +52,8 @@ async fn a_leader_only_commit_writes_nothing_on_a_follower() {
 struct Reporter {
     rounds: mpsc::UnboundedSender<&'static str>,
     starts: Arc<AtomicUsize>,
+    /// The index of each change it was shown.
+    observed: Arc<std::sync::Mutex<Vec<u64>>>,
 }
 
 impl Rounds for Reporter {
@@ -59,6 +61,12 @@ impl Rounds for Reporter {
 
     fn start(&mut self) {
         self.starts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn observe(&mut self, event: &WatchEvent) {
+        if let WatchEvent::Changes { index, .. } = event {
+            self.observed.lock().unwrap().push(*index);
+        }
     }
 
     async fn round(&mut self, _: &Store) -> Duration {
@@ -71,6 +79,7 @@ impl Rounds for Reporter {
 struct Running {
     rounds: mpsc::UnboundedReceiver<&'static str>,
     starts: Arc<AtomicUsize>,
+    observed: Arc<std::sync::Mutex<Vec<u64>>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -80,14 +89,17 @@ impl Running {
         let (tx, rounds) = mpsc::unbounded_channel();
         let starts = Arc::new(AtomicUsize::new(0));
         let (stop, stop_rx) = watch::channel(false);
+        let observed = Arc::default();
         let reporter = Reporter {
             rounds: tx,
             starts: starts.clone(),
+            observed: Arc::clone(&observed),
         };
         let task = tokio::spawn(run(fake.store(), stop_rx, reporter));
         Self {
             rounds,
             starts,
+            observed,
             stop,
             task,
         }
@@ -111,7 +123,8 @@ async fn a_leader_loop_runs_once_leading_again_after_each_change_and_ends_on_sto
     assert_eq!(fake.barriers(), 1, "a barrier before the first round");
     assert_eq!(starts.load(Ordering::SeqCst), 1);
 
-    // A burst of changes: another round.
+    // A burst of changes: another round, which was shown every change first, in order.
+    let mut indexes = Vec::new();
     for i in 0..3 {
         let created = create(Service {
             meta: Some(Meta {
@@ -120,13 +133,20 @@ async fn a_leader_loop_runs_once_leading_again_after_each_change_and_ends_on_sto
             }),
             ..Default::default()
         });
-        fake.commit(&StoreBatch {
-            actions: vec![created],
-            ..Default::default()
-        })
-        .expect("commit");
+        let index = fake
+            .commit(&StoreBatch {
+                actions: vec![created],
+                ..Default::default()
+            })
+            .expect("commit");
+        indexes.push(index);
     }
     assert_eq!(rounds.recv().await, Some("round"));
+    // The debounce may split the burst over two rounds; each round follows what it was shown.
+    while running.observed.lock().unwrap().len() < indexes.len() {
+        assert_eq!(running.rounds.recv().await, Some("round"));
+    }
+    assert_eq!(*running.observed.lock().unwrap(), indexes);
     running.stop().await;
 }
 
@@ -138,4 +158,66 @@ async fn a_leader_loop_that_cannot_pass_the_barrier_waits_and_tries_again() {
     assert_eq!(running.rounds.recv().await, Some("round"));
     assert_eq!(fake.barriers(), 2);
     running.stop().await;
+}
+
+/// Holds each round until released; counts what it was shown.
+struct Held {
+    entered: mpsc::UnboundedSender<()>,
+    release: Arc<tokio::sync::Notify>,
+    observed: Arc<AtomicUsize>,
+    lagged: Arc<AtomicUsize>,
+}
+
+impl Rounds for Held {
+    fn observe(&mut self, _: &WatchEvent) {
+        self.observed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn lagged(&mut self) {
+        self.lagged.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn round(&mut self, _: &Store) -> Duration {
+        let _ = self.entered.send(());
+        self.release.notified().await;
+        Duration::from_secs(3600)
+    }
+}
+
+#[tokio::test]
+async fn a_loop_that_falls_behind_the_watch_stream_is_told_so_and_shown_what_remains() {
+    let fake = FakeProposer::new();
+    let (entered_tx, mut entered) = mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let observed = Arc::new(AtomicUsize::new(0));
+    let lagged = Arc::new(AtomicUsize::new(0));
+    let held = Held {
+        entered: entered_tx,
+        release: Arc::clone(&release),
+        observed: Arc::clone(&observed),
+        lagged: Arc::clone(&lagged),
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(run(fake.store(), stop_rx, held));
+    entered.recv().await.expect("a first round");
+    // While the round runs, more changes than the watch stream keeps (4,096).
+    const CHANGES: usize = 5_000;
+    for action in services(CHANGES) {
+        fake.commit(&StoreBatch {
+            actions: vec![action],
+            ..Default::default()
+        })
+        .expect("commit");
+    }
+    release.notify_one();
+    entered.recv().await.expect("a round after the changes");
+    assert_eq!(lagged.load(Ordering::SeqCst), 1, "told it fell behind once");
+    let shown = observed.load(Ordering::SeqCst);
+    assert!(
+        shown > 0 && shown < CHANGES,
+        "shown the {shown} changes the stream still held"
+    );
+    release.notify_one();
+    stop.send(true).expect("the loop listens");
+    task.await.expect("the loop ends on stop");
 }

@@ -3,8 +3,11 @@
 //! committing its decisions in batches.
 //!
 //! The loop reacts to the watch stream (nothing polls) as every leader loop does
-//! (`crate::leader`); it also wakes when a restart delay or an update delay ends.
+//! (`crate::leader`); it also wakes when a restart delay or an update delay ends. A round
+//! reconciles only the services, slots and nodes touched since the last one and the slots
+//! whose wake-up time came (`changes.rs`); everything when what changed is unknown.
 
+mod changes;
 mod plan;
 mod restart;
 mod task;
@@ -17,11 +20,12 @@ use std::time::Duration;
 use proto::{now_ms, Node, StoreAction, Task, TaskState};
 use tokio::sync::watch;
 
+use self::changes::{Changes, Scope, Wake};
 use crate::leader::{self, Rounds};
 use crate::lifecycle::is_active;
 use crate::scheduler::{self, Decision};
 use crate::settings::DEFAULT_TASK_HISTORY;
-use crate::store::{update, ObjectStore, Store, StoreError};
+use crate::store::{update, ObjectStore, Store, StoreError, WatchEvent};
 
 /// The longest wait between rounds: a missed wake-up costs at most this.
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -34,29 +38,42 @@ pub async fn run(store: Store, stop: watch::Receiver<bool>) {
 /// The reconciliation rounds of one leader.
 #[derive(Default)]
 struct Reconciler {
-    /// When the last successful round asked to run again at the latest (ms since the epoch).
-    wake_at: Option<i64>,
+    /// What changed since the last round, and when a round asked to run again.
+    changes: Changes,
 }
 
 impl Rounds for Reconciler {
     fn start(&mut self) {
-        self.wake_at = None;
+        self.changes = Changes::default();
+    }
+
+    fn observe(&mut self, event: &WatchEvent) {
+        self.changes.observe(event);
+    }
+
+    fn lagged(&mut self) {
+        self.changes.everything();
     }
 
     async fn round(&mut self, store: &Store) -> Duration {
-        match round(store).await {
-            Ok(next) => self.wake_at = next,
-            Err(e) => tracing::debug!(error = %e, "reconciliation round failed; retrying"),
+        let scope = self.changes.take(now_ms());
+        match round(store, &scope).await {
+            Ok(wakes) => self.changes.done(&scope, &wakes),
+            Err(e) => {
+                tracing::debug!(error = %e, "reconciliation round failed; retrying");
+                self.changes.failed(scope);
+            }
         }
-        self.wake_at.map_or(MAX_WAIT, |at| {
+        self.changes.wake_at().map_or(MAX_WAIT, |at| {
             Duration::from_millis((at - now_ms()).clamp(0, MAX_WAIT.as_millis() as i64) as u64)
         })
     }
 }
 
-/// One reconciliation: orchestrate, then schedule. Returns when to wake up at the latest.
-async fn round(store: &Store) -> Result<Option<i64>, StoreError> {
-    let (actions, wake_at) = {
+/// One reconciliation of `scope`: orchestrate, then schedule. Returns what to look at again
+/// when.
+async fn round(store: &Store, scope: &Scope) -> Result<Vec<Wake>, StoreError> {
+    let (actions, wakes) = {
         let store = store.read();
         let history = store
             .cluster()
@@ -64,13 +81,13 @@ async fn round(store: &Store) -> Result<Option<i64>, StoreError> {
             .map(|o| o.task_history_retention_limit)
             .filter(|h| *h > 0)
             .unwrap_or(DEFAULT_TASK_HISTORY) as usize;
-        let plan = plan::reconcile(&store, now_ms(), history);
-        (plan.actions, plan.wake_at)
+        let plan = plan::reconcile_in(&store, scope, now_ms(), history);
+        (plan.actions, plan.wakes)
     };
     leader::commit(store, actions).await?;
     let placements = schedule(&store.read());
     leader::commit(store, placements).await?;
-    Ok(wake_at)
+    Ok(wakes)
 }
 
 /// Places pending tasks; records why the others cannot be placed. The store's indexes give

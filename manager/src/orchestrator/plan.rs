@@ -1,7 +1,7 @@
 //! Reconciliation: from the store as it is, the changes that make every service's tasks match
 //! its spec. Pure: the loop in `mod.rs` commits what this returns.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use proto::service_spec::Mode;
 use proto::store_object::Object;
@@ -10,6 +10,7 @@ use proto::{
     UpdateOrder,
 };
 
+use super::changes::{Dirty, Scope, SlotId, Wake};
 use super::restart::{decide, Restart};
 use super::task::{exited, new_task, status_time, with_desired};
 use super::update::{self, Slot};
@@ -23,18 +24,29 @@ use crate::store::{ObjectStore, StoredObject};
 pub struct Plan {
     /// Changes to commit.
     pub actions: Vec<StoreAction>,
-    /// When to reconcile again even if nothing changes (a restart delay ends), Unix ms.
+    /// When to reconcile again even if nothing changes (a restart delay ends), Unix ms: the
+    /// earliest of `wakes`.
     pub wake_at: Option<i64>,
+    /// What to reconcile again then: the slot or the whole service that asked.
+    pub wakes: Vec<Wake>,
+    /// How many tasks the round read: the work it did, which for a partial round is
+    /// proportional to what changed.
+    pub tasks_read: usize,
 }
 
 impl Plan {
-    fn wake(&mut self, at: i64) {
+    fn wake(&mut self, at: i64, service: &Service, slot: Option<SlotId>) {
         self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+        self.wakes.push(Wake {
+            at,
+            service_id: service.id().to_owned(),
+            slot,
+        });
     }
 }
 
-/// Tasks grouped by service, then by slot (replicated) or node (global).
-type Slots<'a> = HashMap<&'a str, BTreeMap<SlotKey<'a>, Vec<&'a Task>>>;
+/// One service's tasks by slot (replicated) or node (global).
+type Slots<'a> = BTreeMap<SlotKey<'a>, Vec<&'a Task>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum SlotKey<'a> {
@@ -50,55 +62,228 @@ fn slot_key(task: &Task) -> SlotKey<'_> {
     }
 }
 
-/// Reconciles every service, then reaps old tasks. `history` is the cluster's task
-/// history retention limit per slot.
+impl SlotId {
+    fn key(&self) -> SlotKey<'_> {
+        match self {
+            SlotId::Slot(slot) => SlotKey::Slot(*slot),
+            SlotId::Node(node) => SlotKey::Node(node),
+        }
+    }
+}
+
+/// The nodes, looked up in the store rather than copied: a partial round must not cost
+/// O(nodes).
+#[derive(Clone, Copy)]
+struct Nodes<'a>(&'a ObjectStore);
+
+impl<'a> Nodes<'a> {
+    fn get(&self, id: &str) -> Option<&'a Node> {
+        self.0.get::<Node>(id)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &'a Node> {
+        self.0.list::<Node>()
+    }
+}
+
+/// What a round reconciles of one service (or of the tasks of a service that is gone).
+struct Group<'a> {
+    service: Option<&'a Service>,
+    /// The tasks of the slots reconciled, each slot's in ID order (as a walk of the store
+    /// gives them, so a partial round decides ties as the full one does).
+    slots: Slots<'a>,
+    /// `None`: every slot of the service; otherwise only these (they may have no tasks).
+    only: Option<BTreeSet<SlotKey<'a>>>,
+}
+
+/// Reconciles every service, then reaps old tasks. `history` is the cluster's task history
+/// retention limit per slot.
+#[cfg(test)]
 pub fn reconcile(store: &ObjectStore, now: i64, history: usize) -> Plan {
+    static ALL: Scope = Scope::All;
+    reconcile_in(store, &ALL, now, history)
+}
+
+/// Reconciles the services in `scope` (every one, or what changed), then reaps old tasks of
+/// the same slots. For what it covers, a partial round decides exactly what a full round
+/// decides. `history` is the cluster's task history retention limit per slot.
+pub fn reconcile_in<'a>(
+    store: &'a ObjectStore,
+    scope: &'a Scope,
+    now: i64,
+    history: usize,
+) -> Plan {
     let mut plan = Plan::default();
-    let mut slots: Slots<'_> = HashMap::new();
+    let nodes = Nodes(store);
+    let groups = match scope {
+        Scope::All => everything(store, &mut plan),
+        Scope::Dirty(dirty) => changed(store, dirty, &mut plan),
+    };
+    for group in &groups {
+        let Some(service) = group.service else {
+            continue;
+        };
+        let (slots, only) = (&group.slots, group.only.as_ref());
+        match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
+            Some(Mode::Replicated(r)) => replicated(
+                &mut plan, service, slots, only, nodes, r.replicas, None, now,
+            ),
+            Some(Mode::ReplicatedJob(j)) => replicated(
+                &mut plan,
+                service,
+                slots,
+                only,
+                nodes,
+                j.total_completions,
+                Some(j.max_concurrent),
+                now,
+            ),
+            Some(Mode::Global(_)) => global(&mut plan, service, slots, only, nodes, false, now),
+            Some(Mode::GlobalJob(_)) => global(&mut plan, service, slots, only, nodes, true, now),
+            None => {}
+        }
+    }
+    reap(&mut plan, &groups, nodes, history);
+    plan
+}
+
+/// Every service with all its slots, and the tasks of services that are gone.
+fn everything<'a>(store: &'a ObjectStore, plan: &mut Plan) -> Vec<Group<'a>> {
+    let mut by_service: HashMap<&str, Slots<'a>> = HashMap::new();
     for task in store.list::<Task>() {
-        slots
+        plan.tasks_read += 1;
+        by_service
             .entry(task.service_id.as_str())
             .or_default()
             .entry(slot_key(task))
             .or_default()
             .push(task);
     }
-    let nodes: HashMap<&str, &Node> = store.list::<Node>().map(|n| (n.id(), n)).collect();
-    let empty = BTreeMap::new();
-    for service in store.list::<Service>() {
-        let service_slots = slots.get(service.id()).unwrap_or(&empty);
-        match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
-            Some(Mode::Replicated(r)) => replicated(
-                &mut plan,
-                service,
-                service_slots,
-                &nodes,
-                r.replicas,
-                None,
-                now,
-            ),
-            Some(Mode::ReplicatedJob(j)) => replicated(
-                &mut plan,
-                service,
-                service_slots,
-                &nodes,
-                j.total_completions,
-                Some(j.max_concurrent),
-                now,
-            ),
-            Some(Mode::Global(_)) => global(&mut plan, service, service_slots, &nodes, false, now),
-            Some(Mode::GlobalJob(_)) => {
-                global(&mut plan, service, service_slots, &nodes, true, now)
-            }
-            None => {}
+    let mut groups: Vec<Group<'a>> = store
+        .list::<Service>()
+        .map(|service| Group {
+            service: Some(service),
+            slots: by_service.remove(service.id()).unwrap_or_default(),
+            only: None,
+        })
+        .collect();
+    groups.extend(by_service.into_values().map(|slots| Group {
+        service: None,
+        slots,
+        only: None,
+    }));
+    groups
+}
+
+/// The services and slots `dirty` names, widened where one slot depends on others: a node
+/// change touches every global service's slot on that node and the slots of the node's
+/// tasks; a rollout in progress and a job's concurrency limit look at every slot of their
+/// service.
+fn changed<'a>(store: &'a ObjectStore, dirty: &'a Dirty, plan: &mut Plan) -> Vec<Group<'a>> {
+    // Service ID -> the slots to reconcile (`None`: all of them).
+    let mut wanted: BTreeMap<&'a str, Option<BTreeSet<SlotKey<'a>>>> = BTreeMap::new();
+    fn add<'a>(
+        wanted: &mut BTreeMap<&'a str, Option<BTreeSet<SlotKey<'a>>>>,
+        service_id: &'a str,
+        key: SlotKey<'a>,
+    ) {
+        if let Some(keys) = wanted
+            .entry(service_id)
+            .or_insert_with(|| Some(BTreeSet::new()))
+        {
+            keys.insert(key);
         }
     }
-    reap(&mut plan, store, &slots, &nodes, history);
-    plan
+    for service_id in &dirty.services {
+        wanted.insert(service_id, None);
+    }
+    if !dirty.nodes.is_empty() {
+        // A node that changed may now qualify for a global service or no longer: the
+        // service's slot on that node (and no other) is looked at.
+        let global: Vec<&Service> = store.list::<Service>().filter(|s| is_global(s)).collect();
+        for node_id in &dirty.nodes {
+            for service in &global {
+                add(&mut wanted, service.id(), SlotKey::Node(node_id));
+            }
+            for task in store.tasks_on_node(node_id) {
+                plan.tasks_read += 1;
+                add(&mut wanted, &task.service_id, slot_key(task));
+            }
+        }
+    }
+    for (service_id, slots) in &dirty.slots {
+        for slot in slots {
+            add(&mut wanted, service_id, slot.key());
+        }
+    }
+    wanted
+        .into_iter()
+        .map(|(service_id, only)| {
+            let service = store.get::<Service>(service_id);
+            let whole = service.is_some_and(|s| {
+                update::in_progress(s)
+                    || matches!(mode(s), Some(Mode::ReplicatedJob(_)))
+                    || only.as_ref().is_some_and(|keys| most_slots(s, keys.len()))
+            });
+            let only = if whole { None } else { only };
+            let mut slots = Slots::new();
+            let mut read = |task: &'a Task| {
+                plan.tasks_read += 1;
+                slots.entry(slot_key(task)).or_default().push(task);
+            };
+            match &only {
+                None => store.tasks_of_service(service_id).for_each(&mut read),
+                Some(keys) => {
+                    for key in keys {
+                        tasks_in(store, service_id, *key).for_each(&mut read);
+                    }
+                }
+            }
+            // The index lists a slot's tasks in ID order, as the full round's walk does, so
+            // ties (two tasks stopped at the same millisecond) are decided alike.
+            Group {
+                service,
+                slots,
+                only,
+            }
+        })
+        .collect()
+}
+
+/// Whether `changed` slots are many and most of the service's (a large service just
+/// created or scaled up): one pass over its tasks then costs less than a lookup per slot,
+/// and decides the same. Small services stay slot by slot, which the random tests check.
+fn most_slots(service: &Service, changed: usize) -> bool {
+    const MANY: usize = 1_000;
+    let slots = match mode(service) {
+        Some(Mode::Replicated(r)) => r.replicas,
+        _ => return false,
+    };
+    changed >= MANY && changed as u64 * 2 > slots
+}
+
+fn mode(service: &Service) -> Option<&Mode> {
+    service.spec.as_ref().and_then(|s| s.mode.as_ref())
+}
+
+fn is_global(service: &Service) -> bool {
+    matches!(mode(service), Some(Mode::Global(_) | Mode::GlobalJob(_)))
+}
+
+/// The tasks of one slot of a service, from the store's index.
+fn tasks_in<'a>(
+    store: &'a ObjectStore,
+    service_id: &'a str,
+    key: SlotKey<'a>,
+) -> Box<dyn Iterator<Item = &'a Task> + 'a> {
+    match key {
+        SlotKey::Slot(slot) => Box::new(store.tasks_in_slot(service_id, slot)),
+        SlotKey::Node(node_id) => Box::new(store.tasks_of_service_on_node(service_id, node_id)),
+    }
 }
 
 /// Why a running task must stop because of its node, if it must.
-fn node_problem(task: &Task, nodes: &HashMap<&str, &Node>) -> Option<&'static str> {
+fn node_problem(task: &Task, nodes: Nodes<'_>) -> Option<&'static str> {
     if task.node_id.is_empty() {
         return None;
     }
@@ -117,12 +302,7 @@ fn node_problem(task: &Task, nodes: &HashMap<&str, &Node>) -> Option<&'static st
 }
 
 /// Stops tasks that ended or lost their node; returns the newest one still good.
-fn settle<'a>(
-    plan: &mut Plan,
-    tasks: &[&'a Task],
-    nodes: &HashMap<&str, &Node>,
-    job: bool,
-) -> Vec<&'a Task> {
+fn settle<'a>(plan: &mut Plan, tasks: &[&'a Task], nodes: Nodes<'_>, job: bool) -> Vec<&'a Task> {
     let mut good = Vec::new();
     for &task in tasks.iter().filter(|t| is_active(t)) {
         let state = observed(task);
@@ -156,11 +336,15 @@ fn settle<'a>(
     good
 }
 
+/// Reconciles a replicated service (or job): every slot, or `only` those (then no rollout
+/// is in progress and it is no job, so no slot depends on another).
+#[allow(clippy::too_many_arguments)]
 fn replicated(
     plan: &mut Plan,
     service: &Service,
-    slots: &BTreeMap<SlotKey<'_>, Vec<&Task>>,
-    nodes: &HashMap<&str, &Node>,
+    slots: &Slots<'_>,
+    only: Option<&BTreeSet<SlotKey<'_>>>,
+    nodes: Nodes<'_>,
     wanted: u64,
     concurrency: Option<u64>,
     now: i64,
@@ -174,7 +358,14 @@ fn replicated(
     let mut running = 0u64;
     let mut idle = Vec::new();
     let mut rollout = Vec::new();
-    for slot in 1..=wanted {
+    let visit: Box<dyn Iterator<Item = u64> + '_> = match only {
+        None => Box::new(1..=wanted),
+        Some(keys) => Box::new(keys.iter().filter_map(|key| match key {
+            SlotKey::Slot(slot) if *slot <= wanted => Some(*slot),
+            _ => None,
+        })),
+    };
+    for slot in visit {
         let history = slots
             .get(&SlotKey::Slot(slot))
             .map(Vec::as_slice)
@@ -202,6 +393,7 @@ fn replicated(
         }
     }
     if !job
+        && only.is_none()
         && roll(plan, service, &rollout, now, |slot| {
             new_task(service, slot, None)
         })
@@ -218,7 +410,7 @@ fn replicated(
                 plan.actions.push(create(new_task(service, slot, None)));
                 running += 1;
             }
-            Restart::At(at) => plan.wake(at),
+            Restart::At(at) => plan.wake(at, service, Some(SlotId::Slot(slot))),
             Restart::Never => {}
         }
     }
@@ -236,7 +428,7 @@ fn replicated(
 
 /// Removes a task for good: deleted once it no longer runs, told to stop (desired REMOVE)
 /// until then.
-fn remove(plan: &mut Plan, task: &Task, nodes: &HashMap<&str, &Node>) {
+fn remove(plan: &mut Plan, task: &Task, nodes: Nodes<'_>) {
     let gone = is_terminal(observed(task))
         || node_problem(task, nodes).is_some()
         || task.node_id.is_empty();
@@ -268,7 +460,7 @@ fn restart(
 /// Whether an outdated task of the slot was told to stop by a stop-first rollout and has
 /// not stopped yet: its replacement waits for it (a task whose node is gone will not
 /// report, and does not hold the slot).
-fn stopping_for_update(service: &Service, history: &[&Task], nodes: &HashMap<&str, &Node>) -> bool {
+fn stopping_for_update(service: &Service, history: &[&Task], nodes: Nodes<'_>) -> bool {
     history.iter().any(|t| {
         update::outdated(service, t)
             && t.desired_state == TaskState::Shutdown as i32
@@ -289,7 +481,7 @@ fn roll<K: Copy>(
 ) -> bool {
     let step = update::decide(service, slots, now);
     if let Some(at) = step.wake_at {
-        plan.wake(at);
+        plan.wake(at, service, None);
     }
     for (key, old) in &step.replace {
         match step.order {
@@ -337,11 +529,14 @@ fn eligible(service: &Service, node: &Node) -> bool {
             .all(|c| constraint::parse(c).is_ok_and(|c| c.matches(node)))
 }
 
+/// Reconciles a global service (or job): every node, or `only` those (then no rollout is
+/// in progress, so no node depends on another).
 fn global(
     plan: &mut Plan,
     service: &Service,
-    slots: &BTreeMap<SlotKey<'_>, Vec<&Task>>,
-    nodes: &HashMap<&str, &Node>,
+    slots: &Slots<'_>,
+    only: Option<&BTreeSet<SlotKey<'_>>>,
+    nodes: Nodes<'_>,
     job: bool,
     now: i64,
 ) {
@@ -388,6 +583,7 @@ fn global(
         idle.push((node_id, tasks.as_slice()));
     }
     if !job
+        && only.is_none()
         && roll(plan, service, &rollout, now, |node_id| {
             new_task(service, 0, Some(node_id))
         })
@@ -399,27 +595,31 @@ fn global(
             Restart::Now => plan
                 .actions
                 .push(create(new_task(service, 0, Some(node_id)))),
-            Restart::At(at) => plan.wake(at),
+            Restart::At(at) => plan.wake(at, service, Some(SlotId::Node(node_id.to_owned()))),
             Restart::Never => {}
         }
     }
-    for (node_id, node) in nodes {
-        if !covered.contains(node_id) && eligible(service, node) {
+    let candidates: Vec<&Node> = match only {
+        None => nodes.all().collect(),
+        Some(keys) => keys
+            .iter()
+            .filter_map(|key| match key {
+                SlotKey::Node(node_id) => nodes.get(node_id),
+                SlotKey::Slot(_) => None,
+            })
+            .collect(),
+    };
+    for node in candidates {
+        if !covered.contains(node.id()) && eligible(service, node) {
             plan.actions
-                .push(create(new_task(service, 0, Some(node_id))));
+                .push(create(new_task(service, 0, Some(node.id()))));
         }
     }
 }
 
 /// Deletes what no one needs: tasks of removed services once stopped, and history beyond the
 /// retention limit (oldest first).
-fn reap(
-    plan: &mut Plan,
-    store: &ObjectStore,
-    slots: &Slots<'_>,
-    nodes: &HashMap<&str, &Node>,
-    history: usize,
-) {
+fn reap(plan: &mut Plan, groups: &[Group<'_>], nodes: Nodes<'_>, history: usize) {
     // Tasks the services' reconciliation already changed (a scale-down deletes some) are
     // left alone: a batch that changed one twice would not apply.
     let changed: HashSet<String> = plan
@@ -430,9 +630,9 @@ fn reap(
             _ => None,
         })
         .collect();
-    for (service_id, service_slots) in slots {
-        let service_exists = store.get::<Service>(service_id).is_some();
-        for tasks in service_slots.values() {
+    for group in groups {
+        let service_exists = group.service.is_some();
+        for tasks in group.slots.values() {
             if !service_exists {
                 for task in tasks {
                     remove(plan, task, nodes);
@@ -757,3 +957,6 @@ mod tests {
         assert_eq!(changes(&plan), [(DELETE, "running".into(), 2, REMOVE)]);
     }
 }
+
+#[cfg(test)]
+mod incremental_tests;

@@ -10,7 +10,8 @@ use crate::lifecycle::observed;
 pub enum Restart {
     /// Start a new task now.
     Now,
-    /// Start one at this time (Unix ms): the restart delay has not passed yet.
+    /// Decide again at this time (Unix ms): the restart delay has not passed yet, or an exit
+    /// is about to leave the window of `max_attempts`.
     At(i64),
     /// Leave the slot empty: the policy says no more.
     Never,
@@ -42,12 +43,19 @@ pub fn decide(policy: Option<&RestartPolicy>, history: &[&Task], now: i64) -> Re
             i64::MIN
         };
         // Every exit after the first run is a restart attempt.
-        let exits = history
+        let mut exits: Vec<i64> = history
             .iter()
             .filter(|t| exited(t) && status_time(t) >= since)
-            .count() as u64;
-        if exits > policy.max_attempts {
-            return Restart::Never;
+            .map(|t| status_time(t))
+            .collect();
+        if exits.len() as u64 > policy.max_attempts {
+            if policy.window_ms == 0 {
+                return Restart::Never;
+            }
+            // Exits leave the window as time passes: look again once one too many has.
+            // Rounds run on changes, and nothing changes when that happens.
+            exits.sort_unstable_by(|a, b| b.cmp(a));
+            return Restart::At(exits[policy.max_attempts as usize] + policy.window_ms as i64 + 1);
         }
     }
     let at = status_time(last) + delay_ms(policy, history);
@@ -159,6 +167,13 @@ mod tests {
         // With a window, old failures no longer count.
         let p = policy(RestartCondition::Any, 0, 2, 1_500);
         assert_eq!(decide(Some(&p), &[&t1, &t2, &t3], 3_000), Restart::Now);
+        // Too many in the window: look again when the oldest one that counts leaves it.
+        let p = policy(RestartCondition::Any, 0, 2, 2_500);
+        assert_eq!(
+            decide(Some(&p), &[&t3, &t1, &t2], 3_000),
+            Restart::At(3_501)
+        );
+        assert_eq!(decide(Some(&p), &[&t1, &t2, &t3], 3_501), Restart::Now);
     }
 
     #[test]

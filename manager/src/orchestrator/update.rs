@@ -69,6 +69,11 @@ fn rolling(service: &Service) -> Option<bool> {
     }
 }
 
+/// Whether a rollout (or a rollback) is in progress: its next step looks at every slot.
+pub fn in_progress(service: &Service) -> bool {
+    rolling(service).is_some()
+}
+
 /// The policy of the rollout in progress: the update config, or for a rollback the rollback
 /// config of the spec being rolled back from (what the user set along with the bad change).
 pub fn config(service: &Service, rollback: bool) -> UpdateConfig {
