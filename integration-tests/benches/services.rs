@@ -54,19 +54,32 @@ async fn converge(control: &mut ControlClient<Channel>, name: &str, n: u64) -> D
         })
         .await
         .expect("create service");
+    let mut refused = 0;
     loop {
-        let statuses = control
+        // A busy leader may refuse a read now and then: counted, and asked again.
+        match control
             .list_services(ListServicesRequest {
                 names: vec![name.into()],
                 status: true,
                 ..Default::default()
             })
             .await
-            .expect("list services")
-            .into_inner()
-            .statuses;
-        if statuses.first().is_some_and(|s| s.running_tasks >= n) {
-            return started.elapsed();
+        {
+            Ok(reply) => {
+                let statuses = reply.into_inner().statuses;
+                if statuses.first().is_some_and(|s| s.running_tasks >= n) {
+                    if refused > 0 {
+                        println!("   ({refused} status reads refused while {name} converged)");
+                    }
+                    return started.elapsed();
+                }
+            }
+            Err(status) => {
+                refused += 1;
+                if refused == 1 {
+                    println!("   a status read was refused: {}", status.message());
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(if n > 10_000 { 200 } else { 20 })).await;
     }
