@@ -5,15 +5,13 @@
 //! memory, max replicas per node, host ports) and a node is charged to the first one that rejects it,
 //! so the counts in a message add up to the number of nodes.
 
-use proto::{
-    Endpoint, Node, NodeAvailability, NodeState, Platform, PublishMode, Task, TaskSpec, TaskState,
-};
+use proto::{Endpoint, Node, NodeAvailability, NodeState, Platform, TaskSpec};
 
 use crate::allocator::ports::protocol_name;
 use crate::units::{self, trim_decimals};
 
 use super::constraint::{self, arch_eq, Constraint, SpreadPreference};
-use super::placed::NodeLoad;
+use crate::store::{host_ports, reservations, HostPort, NodeLoad};
 
 /// A node plus the bookkeeping the scheduler keeps for it during one `schedule` call: what
 /// is already reserved on it and how many tasks occupy it (including earlier decisions of
@@ -32,20 +30,6 @@ pub(super) struct NodeInfo<'a> {
     pub tasks: u32,
     /// Ports (protocol, number) its tasks publish in host mode.
     host_ports: Vec<HostPort>,
-}
-
-/// A port published in host mode: (protocol, number).
-pub(super) type HostPort = (i32, u32);
-
-/// The ports a task publishes in host mode with a fixed number (a port asked as 0 takes any
-/// free one on its node, so it never conflicts).
-pub(super) fn host_ports(endpoint: Option<&Endpoint>) -> Vec<HostPort> {
-    endpoint
-        .iter()
-        .flat_map(|e| &e.ports)
-        .filter(|p| p.publish_mode == PublishMode::Host as i32 && p.published_port != 0)
-        .map(|p| (p.protocol, p.published_port))
-        .collect()
 }
 
 impl<'a> NodeInfo<'a> {
@@ -118,24 +102,6 @@ impl<'a> NodeInfo<'a> {
     fn memory_free(&self) -> i64 {
         self.memory_total.saturating_sub(self.memory_reserved)
     }
-}
-
-/// Whether a task in the store holds its node's resources: it is meant to run (desired
-/// state RUNNING or earlier) and has not stopped (observed state not past RUNNING). The
-/// proto's `TaskState` order is the lifecycle order, so both are comparisons.
-pub(super) fn occupies_node(task: &Task) -> bool {
-    let observed = task
-        .status
-        .as_ref()
-        .map_or(TaskState::New as i32, |s| s.state);
-    task.desired_state <= TaskState::Running as i32 && observed <= TaskState::Running as i32
-}
-
-/// The CPU and memory a task reserves (negative values count as zero).
-pub(super) fn reservations(spec: Option<&TaskSpec>) -> (i64, i64) {
-    spec.and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.reservations)
-        .map_or((0, 0), |r| (r.nano_cpus.max(0), r.memory_bytes.max(0)))
 }
 
 /// The first filter that rejected a node.

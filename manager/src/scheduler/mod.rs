@@ -24,9 +24,6 @@
 
 pub mod constraint;
 mod filters;
-mod placed;
-
-pub use placed::{NodeLoad, Placed};
 
 #[cfg(test)]
 mod tests;
@@ -36,6 +33,8 @@ use std::collections::binary_heap::PeekMut;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use proto::{Endpoint, Node, Platform, Task, TaskSpec};
+
+use crate::store::{host_ports, occupies_node, reservations, Placed};
 
 use filters::{Explanation, NodeInfo, Rejection, Requirements};
 
@@ -163,8 +162,8 @@ fn same_requirements(
     b: (Option<&TaskSpec>, Option<&Endpoint>),
 ) -> bool {
     a.0.and_then(|s| s.placement.as_ref()) == b.0.and_then(|s| s.placement.as_ref())
-        && filters::reservations(a.0) == filters::reservations(b.0)
-        && filters::host_ports(a.1) == filters::host_ports(b.1)
+        && reservations(a.0) == reservations(b.0)
+        && host_ports(a.1) == host_ports(b.1)
 }
 
 /// Groups by (service, spec version) first, a cheap hash key; tasks under one key almost
@@ -263,12 +262,12 @@ impl<'a> Cluster<'a> {
                 }
             }
         }
-        for task in discount.iter().filter(|t| filters::occupies_node(t)) {
+        for task in discount.iter().filter(|t| occupies_node(t)) {
             let Some(&idx) = by_id.get(task.node_id.as_str()) else {
                 continue;
             };
-            let (cpu, memory) = filters::reservations(task.spec.as_ref());
-            let ports = filters::host_ports(task.endpoint.as_ref());
+            let (cpu, memory) = reservations(task.spec.as_ref());
+            let ports = host_ports(task.endpoint.as_ref());
             infos[idx as usize].remove_task(cpu, memory, &ports);
             if let Some(&s) = services.get(task.service_id.as_str()) {
                 if let Some(n) = service_tasks[s].get_mut(&idx) {

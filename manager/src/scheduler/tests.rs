@@ -7,7 +7,8 @@ use proto::{
 };
 
 use super::constraint::{self, Attribute, Operator};
-use super::{schedule, schedule_placed, Decision, Placed};
+use super::{schedule, schedule_placed, Decision};
+use crate::store::Placed;
 
 const CPU: i64 = 1_000_000_000;
 const MIB: i64 = 1 << 20;
@@ -1228,7 +1229,8 @@ impl Rng {
 /// One task at a time: run every filter on every node and take the smallest (tasks of the
 /// service, tasks overall, node ID). Quadratic, obviously right.
 fn reference(nodes: &[Node], store: &[Task], pending: &[&Task]) -> Vec<Option<String>> {
-    use super::filters::{occupies_node, reservations, NodeInfo, Requirements};
+    use super::filters::{NodeInfo, Requirements};
+    use crate::store::{occupies_node, reservations};
     let mut infos: Vec<NodeInfo<'_>> = nodes.iter().filter_map(NodeInfo::new).collect();
     infos.sort_by(|a, b| a.id.cmp(b.id));
     let mut per_service: BTreeMap<(String, usize), u32> = BTreeMap::new();
@@ -1238,7 +1240,7 @@ fn reference(nodes: &[Node], store: &[Task], pending: &[&Task]) -> Vec<Option<St
     {
         if let Some(i) = infos.iter().position(|n| n.id == t.node_id) {
             let (cpu, memory) = reservations(t.spec.as_ref());
-            let ports = super::filters::host_ports(t.endpoint.as_ref());
+            let ports = crate::store::host_ports(t.endpoint.as_ref());
             infos[i].add_task(cpu, memory, &ports);
             *per_service.entry((t.service_id.clone(), i)).or_default() += 1;
         }

@@ -22,6 +22,7 @@ pub(crate) mod fake;
 mod handle;
 mod local;
 mod object;
+mod placed;
 mod proposer;
 mod snapshot;
 mod task_index;
@@ -32,6 +33,7 @@ pub use error::StoreError;
 pub use handle::Store;
 pub use local::{Applier, Applying, LocalStore, WatchEvent};
 pub use object::{Kind, StoredObject};
+pub use placed::{host_ports, occupies_node, reservations, HostPort, NodeLoad, Placed};
 pub use proposer::Proposer;
 pub use task_index::TaskTally;
 
@@ -151,7 +153,7 @@ impl ObjectStore {
     }
 
     /// What the tasks occupying nodes hold on each (the scheduler's starting point).
-    pub fn placed(&self) -> &crate::scheduler::Placed {
+    pub fn placed(&self) -> &Placed {
         self.task_index.placed()
     }
 

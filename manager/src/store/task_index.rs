@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use proto::{Task, TaskState};
 
+use super::placed::Placed;
 use crate::lifecycle::{is_active, observed};
-use crate::scheduler::Placed;
 
 /// A service's task counts, as `docker service ls` and the Engine API's `ServiceStatus`
 /// count them.

@@ -333,7 +333,7 @@ fn assert_indexes_match(store: &ObjectStore, index: u64) {
     assert_eq!(store.tasks_by_state(), counted, "after entry {index}");
     assert_eq!(
         store.placed(),
-        &crate::scheduler::Placed::of_tasks(store.list::<Task>()),
+        &Placed::of_tasks(store.list::<Task>()),
         "what tasks hold on nodes after entry {index}"
     );
     for state in 0..14 {

@@ -2,13 +2,44 @@
 //! store keeps one [`Placed`] up to date task by task (`ObjectStore::placed`), so a
 //! scheduling round starts from it instead of walking every task of the cluster; counting
 //! it from a list of tasks ([`Placed::of_tasks`]) gives the same thing, which is what the
-//! tests check.
+//! tests check. It lives with the store, which keeps it, and the scheduler reads it (the
+//! store depends on no subsystem).
 
 use std::collections::{BTreeMap, HashMap};
 
-use proto::Task;
+use proto::{Endpoint, PublishMode, Task, TaskSpec, TaskState};
 
-use super::filters::{self, HostPort};
+/// A port published in host mode: (protocol, number).
+pub type HostPort = (i32, u32);
+
+/// The ports a task publishes in host mode with a fixed number (a port asked as 0 takes any
+/// free one on its node, so it never conflicts).
+pub fn host_ports(endpoint: Option<&Endpoint>) -> Vec<HostPort> {
+    endpoint
+        .iter()
+        .flat_map(|e| &e.ports)
+        .filter(|p| p.publish_mode == PublishMode::Host as i32 && p.published_port != 0)
+        .map(|p| (p.protocol, p.published_port))
+        .collect()
+}
+
+/// Whether a task in the store holds its node's resources: it is meant to run (desired
+/// state RUNNING or earlier) and has not stopped (observed state not past RUNNING). The
+/// proto's `TaskState` order is the lifecycle order, so both are comparisons.
+pub fn occupies_node(task: &Task) -> bool {
+    let observed = task
+        .status
+        .as_ref()
+        .map_or(TaskState::New as i32, |s| s.state);
+    task.desired_state <= TaskState::Running as i32 && observed <= TaskState::Running as i32
+}
+
+/// The CPU and memory a task reserves (negative values count as zero).
+pub fn reservations(spec: Option<&TaskSpec>) -> (i64, i64) {
+    spec.and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.reservations)
+        .map_or((0, 0), |r| (r.nano_cpus.max(0), r.memory_bytes.max(0)))
+}
 
 /// What the tasks occupying one node hold there.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,15 +81,15 @@ impl Placed {
 
     /// Counts a task in, if it occupies a node.
     pub fn add(&mut self, task: &Task) {
-        if task.node_id.is_empty() || !filters::occupies_node(task) {
+        if task.node_id.is_empty() || !occupies_node(task) {
             return;
         }
-        let (cpu, memory) = filters::reservations(task.spec.as_ref());
+        let (cpu, memory) = reservations(task.spec.as_ref());
         let load = self.nodes.entry(task.node_id.clone()).or_default();
         load.tasks += 1;
         load.cpu += i128::from(cpu);
         load.memory += i128::from(memory);
-        for port in filters::host_ports(task.endpoint.as_ref()) {
+        for port in host_ports(task.endpoint.as_ref()) {
             *load.host_ports.entry(port).or_default() += 1;
         }
         *self
@@ -69,15 +100,15 @@ impl Placed {
 
     /// Counts out a task [`Placed::add`] counted in (the same fields).
     pub fn remove(&mut self, task: &Task) {
-        if task.node_id.is_empty() || !filters::occupies_node(task) {
+        if task.node_id.is_empty() || !occupies_node(task) {
             return;
         }
-        let (cpu, memory) = filters::reservations(task.spec.as_ref());
+        let (cpu, memory) = reservations(task.spec.as_ref());
         if let Some(load) = self.nodes.get_mut(&task.node_id) {
             load.tasks -= 1;
             load.cpu -= i128::from(cpu);
             load.memory -= i128::from(memory);
-            for port in filters::host_ports(task.endpoint.as_ref()) {
+            for port in host_ports(task.endpoint.as_ref()) {
                 if let Some(n) = load.host_ports.get_mut(&port) {
                     *n -= 1;
                     if *n == 0 {
