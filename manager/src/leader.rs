@@ -6,12 +6,14 @@
 //! then it waits for the next committed change, or for as long as the round asked if
 //! nothing changes. A short debounce gathers a burst of changes (a node's worth of status
 //! reports) into one round, and what arrived meanwhile is drained: one round covers it all.
+//! After a long round the loop gathers for as long as the round took (a second at most),
+//! so no loop takes more than half of a saturated leader.
 //! A loop that wants to know what changed (the orchestrator reconciles only that) sees every
 //! event it is given ([`Rounds::observe`]) and hears when it fell behind ([`Rounds::lagged`]).
 //! Losing leadership ends the rounds until it comes back.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proto::StoreAction;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -22,8 +24,10 @@ use crate::store::{Store, StoreError, WatchEvent};
 /// Changes committed per Raft entry: large enough to place thousands of tasks a second,
 /// small enough to stay far below the message size limit.
 pub const BATCH: usize = 1000;
-/// How long to gather changes before a round.
+/// How long to gather changes before a round, at the least.
 const DEBOUNCE: Duration = Duration::from_millis(10);
+/// The longest a loop gathers changes after a long round.
+const MAX_REST: Duration = Duration::from_secs(1);
 /// How long to wait before trying again after a failed read barrier.
 const RETRY: Duration = Duration::from_millis(100);
 
@@ -70,7 +74,13 @@ pub async fn run<R: Rounds>(store: Store, mut stop: watch::Receiver<bool>, mut r
         }
         rounds.start();
         while store.is_leader() {
+            let started = Instant::now();
             let wait = rounds.round(&store).await;
+            // Gather changes at least as long as the round took (up to MAX_REST): a loop
+            // whose rounds are long keeps at most half the time, and what arrives meanwhile
+            // makes one bigger round, so heartbeats, assignments and the other loops still
+            // get their share of a saturated leader.
+            let gather = started.elapsed().clamp(DEBOUNCE, MAX_REST);
             tokio::select! {
                 event = events.recv() => {
                     match event {
@@ -78,7 +88,7 @@ pub async fn run<R: Rounds>(store: Store, mut stop: watch::Receiver<bool>, mut r
                         Err(RecvError::Lagged(_)) => rounds.lagged(),
                         Err(RecvError::Closed) => return,
                     }
-                    tokio::time::sleep(DEBOUNCE).await;
+                    tokio::time::sleep(gather).await;
                     loop {
                         match events.try_recv() {
                             Ok(event) => rounds.observe(&event),

@@ -68,8 +68,18 @@ fn rpc_span(node: &tracing::Span, req: &http::Request<()>) -> tracing::Span {
 
 /// The path prefix of the Raft service's methods.
 const RAFT_METHODS: &str = "/skiff.v1.Raft/";
+/// A node's heartbeat: answered beside Raft, since it only notes the time (no store lock,
+/// no write), so a leader whose other work saturates its runtime still hears its nodes and
+/// does not mark them down for its own slowness.
+const HEARTBEAT_METHOD: &str = "/skiff.v1.Dispatcher/Heartbeat";
 
-/// Runs every request but the Raft service's on `runtime`; see [`serve_cluster_port`].
+/// Whether a call is served on the cluster port's own runtime rather than handed over.
+fn served_beside_raft(path: &str) -> bool {
+    path.starts_with(RAFT_METHODS) || path == HEARTBEAT_METHOD
+}
+
+/// Runs every request but the Raft service's and heartbeats on `runtime`; see
+/// [`serve_cluster_port`].
 #[derive(Clone)]
 struct OutsideRaft {
     runtime: tokio::runtime::Handle,
@@ -86,7 +96,8 @@ impl<S> tower::Layer<S> for OutsideRaft {
     }
 }
 
-/// A service whose calls, but the Raft service's, run as tasks of another runtime.
+/// A service whose calls, but the Raft service's and heartbeats, run as tasks of another
+/// runtime.
 #[derive(Clone)]
 struct OnRuntime<S> {
     inner: S,
@@ -128,7 +139,7 @@ where
         // The clone that was made ready serves this call; a fresh clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if req.uri().path().starts_with(RAFT_METHODS) {
+        if served_beside_raft(req.uri().path()) {
             let call = inner.call(req);
             return Box::pin(async move { call.await.map_err(Into::into) });
         }
@@ -147,10 +158,10 @@ where
 /// their certificate and checked against the cluster's current state; each service checks
 /// what the caller may do.
 ///
-/// With `raft_runtime`, the port (TLS, HTTP/2 and the Raft service) is served there, and
-/// every other call runs on the caller's runtime: a manager saturated by reconciliation
-/// still answers votes, heartbeats, leadership confirmations and HTTP/2 pings at once
-/// (issue 20).
+/// With `raft_runtime`, the port (TLS, HTTP/2, the Raft service and nodes' heartbeats) is
+/// served there, and every other call runs on the caller's runtime: a manager saturated by
+/// reconciliation still answers votes, Raft and node heartbeats, leadership confirmations
+/// and HTTP/2 pings at once (issue 20).
 pub fn serve_cluster_port(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,

@@ -26,6 +26,7 @@ pub use assignments::NodeAssignments;
 pub use fanout::{AssignmentsFeed, Fanout, Next, SessionFeed};
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,6 +110,10 @@ pub struct Dispatcher {
     first_seen: Mutex<HashMap<String, Instant>>,
     /// Routes each committed batch to the streams of the nodes it concerns.
     fanout: Fanout,
+    /// The heartbeat period last computed (ms), which heartbeats tell nodes: a heartbeat
+    /// takes no store lock, so it can be answered on Raft's runtime however busy the rest
+    /// of the manager is (see `cli/src/daemon/server.rs`).
+    period_ms: AtomicU64,
 }
 
 impl Dispatcher {
@@ -122,6 +127,7 @@ impl Dispatcher {
             leading: Mutex::new(None),
             first_seen: Mutex::new(HashMap::new()),
             fanout: Fanout::default(),
+            period_ms: AtomicU64::new(DEFAULT_HEARTBEAT_PERIOD.as_millis() as u64),
         }
     }
 
@@ -131,8 +137,16 @@ impl Dispatcher {
     }
 
     /// The period nodes are told to heartbeat at: the cluster's setting, or longer in a
-    /// cluster with more than [`MAX_HEARTBEATS_PER_SECOND`] nodes per second of it.
+    /// cluster with more than [`MAX_HEARTBEATS_PER_SECOND`] nodes per second of it. Kept
+    /// for the heartbeats that follow.
     pub fn heartbeat_period(&self) -> Duration {
+        let period = self.current_period();
+        self.period_ms
+            .store(period.as_millis() as u64, Ordering::Relaxed);
+        period
+    }
+
+    fn current_period(&self) -> Duration {
         let store = self.store.read();
         let configured = store
             .cluster()
@@ -165,7 +179,8 @@ impl Dispatcher {
     /// Records a heartbeat and returns the period to tell the node; `None` if the session
     /// is not the node's current one.
     pub fn heartbeat(&self, node_id: &str, session_id: &str) -> Option<Duration> {
-        let period = self.heartbeat_period();
+        // As last computed (a session opening and every liveness round compute it).
+        let period = Duration::from_millis(self.period_ms.load(Ordering::Relaxed));
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         match sessions.get_mut(node_id) {
             Some(s) if s.id == session_id => {
