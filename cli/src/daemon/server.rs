@@ -158,10 +158,11 @@ where
 /// their certificate and checked against the cluster's current state; each service checks
 /// what the caller may do.
 ///
-/// With `raft_runtime`, the port (TLS, HTTP/2, the Raft service and nodes' heartbeats) is
-/// served there, and every other call runs on the caller's runtime: a manager saturated by
-/// reconciliation still answers votes, Raft and node heartbeats, leadership confirmations
-/// and HTTP/2 pings at once (issue 20).
+/// With `raft_runtime`, the port (HTTP/2 over TLS, the Raft service and nodes' heartbeats)
+/// is served there, and TLS handshakes and every other call run on the caller's runtime: a
+/// manager saturated by reconciliation, or by every node reconnecting at once, still
+/// answers votes, Raft and node heartbeats, leadership confirmations and HTTP/2 pings at
+/// once (issue 20).
 pub fn serve_cluster_port(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -174,6 +175,7 @@ pub fn serve_cluster_port(
     let tls_caller = cluster_caller(slot.clone());
     let here = tokio::runtime::Handle::current();
     let port_runtime = raft_runtime.unwrap_or_else(|| here.clone());
+    let handshakes = here.clone();
     let router = Server::builder()
         .trace_fn(move |req| rpc_span(&node, req))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
@@ -204,15 +206,15 @@ pub fn serve_cluster_port(
             DispatcherServer::new(DispatcherService::new(slot)),
             tls_caller,
         ));
-    // Accepting (and the TLS handshakes it runs) must happen where the port is served,
-    // and the listener must wake that runtime, not the one it was bound on.
+    // Accepting must happen where the port is served, and the listener must wake that
+    // runtime, not the one it was bound on; the TLS handshakes run on this one.
     let listener = listener
         .into_std()
         .context("cannot move the cluster port to Raft's threads")?;
     let _entered = port_runtime.enter();
     let listener = TcpListener::from_std(listener)
         .context("cannot move the cluster port to Raft's threads")?;
-    let incoming = crate::tls::tls_incoming(listener, tls);
+    let incoming = crate::tls::tls_incoming_on(listener, tls, handshakes);
     let task = port_runtime.spawn(async move {
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, stopped(rx))

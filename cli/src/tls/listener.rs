@@ -41,11 +41,24 @@ pub fn tls_incoming(
     config: Arc<ServerConfig>,
 ) -> impl Stream<Item = Result<tokio_rustls::server::TlsStream<TcpStream>, io::Error>> + Send + 'static
 {
+    tls_incoming_on(listener, config, tokio::runtime::Handle::current())
+}
+
+/// [`tls_incoming`], with the handshakes run on `handshakes` rather than the runtime that
+/// accepts: the cluster port is served on Raft's runtime, and a thousand nodes reconnecting
+/// to a new leader at once must not spend its threads on key exchanges while Raft waits.
+pub fn tls_incoming_on(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    handshakes: tokio::runtime::Handle,
+) -> impl Stream<Item = Result<tokio_rustls::server::TlsStream<TcpStream>, io::Error>> + Send + 'static
+{
     let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
     tokio::spawn(accept_loop(
         listener,
         tokio_rustls::TlsAcceptor::from(config),
         tx,
+        handshakes,
     ));
     ReceiverStream::new(rx)
 }
@@ -58,6 +71,7 @@ async fn accept_loop(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     tx: mpsc::Sender<Accepted>,
+    handshakes: tokio::runtime::Handle,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -82,7 +96,7 @@ async fn accept_loop(
         }
         let acceptor = acceptor.clone();
         let tx = tx.clone();
-        tokio::spawn(async move {
+        handshakes.spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
                     if tx.send(Ok(tls)).await.is_err() {

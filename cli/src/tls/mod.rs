@@ -52,7 +52,7 @@ pub use channel::{anonymous_channel, unverified_channel, TlsConnector};
 pub use config::server_config;
 pub use credentials::{generate_key_and_csr, NodeCredentials};
 pub use identity::ReloadableIdentity;
-pub use listener::tls_incoming;
+pub use listener::{tls_incoming, tls_incoming_on};
 
 /// The cluster port when an address names none, as Docker's.
 pub const DEFAULT_PORT: u16 = 2377;
