@@ -292,3 +292,27 @@ pub fn serve_local_socket<S: Swarm>(
     });
     Ok(Running { stop, task })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The paths kept beside Raft are the generated services' own (a renamed service must
+    /// not silently send heartbeats back to the busy runtime), and nothing else is kept there.
+    #[test]
+    fn heartbeats_and_raft_calls_are_served_beside_raft_and_nothing_else() {
+        let path = |service: &str, method: &str| format!("/{service}/{method}");
+        let dispatcher = proto::dispatcher_server::SERVICE_NAME;
+        assert!(served_beside_raft(&path(dispatcher, "Heartbeat")));
+        assert!(served_beside_raft(&path(
+            proto::raft_server::SERVICE_NAME,
+            "AppendEntries"
+        )));
+        assert!(!served_beside_raft(&path(dispatcher, "Session")));
+        assert!(!served_beside_raft(&path(dispatcher, "UpdateTaskStatus")));
+        assert!(!served_beside_raft(&path(
+            proto::control_server::SERVICE_NAME,
+            "ListServices"
+        )));
+    }
+}
