@@ -220,6 +220,29 @@ impl ObjectStore {
         }
     }
 
+    /// The store taken apart, each part named: a measurement drops them one at a time and
+    /// counts what each held (`manager/benches/task_bytes.rs`, BENCHMARKS.md's "bytes per
+    /// task").
+    pub fn into_parts(self) -> Vec<(&'static str, Box<dyn std::any::Any>)> {
+        let mut parts: Vec<(&'static str, Box<dyn std::any::Any>)> = vec![
+            ("task table", Box::new(self.tasks)),
+            ("node table", Box::new(self.nodes)),
+            ("service table", Box::new(self.services)),
+            (
+                "other tables, names",
+                Box::new((
+                    self.clusters,
+                    self.networks,
+                    self.secrets,
+                    self.configs,
+                    self.names,
+                )),
+            ),
+        ];
+        parts.extend(self.task_index.into_parts());
+        parts
+    }
+
     /// The object of type `T` whose unique name is `name`.
     pub fn find_by_name<T: StoredObject>(&self, name: &str) -> Option<&T> {
         T::table(self).values().find(|o| o.name() == Some(name))

@@ -201,6 +201,18 @@ impl TaskIndex {
         self.tallies.get(service).copied().unwrap_or_default()
     }
 
+    /// The indexes, each named (see `ObjectStore::into_parts`).
+    pub(super) fn into_parts(self) -> Vec<(&'static str, Box<dyn std::any::Any>)> {
+        vec![
+            ("index by service and slot", Box::new(self.by_slot)),
+            ("index by node", Box::new(self.by_node)),
+            ("index by state", Box::new(self.by_state)),
+            ("index of attached tasks", Box::new(self.attached)),
+            ("service tallies", Box::new(self.tallies)),
+            ("placed (scheduler's per-node state)", Box::new(self.placed)),
+        ]
+    }
+
     /// What the tasks occupying nodes hold there.
     pub(super) fn placed(&self) -> &Placed {
         &self.placed

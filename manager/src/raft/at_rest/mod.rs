@@ -214,6 +214,13 @@ pub const SEALED_TREES: [&str; 2] = [LOG_TREE, SNAPSHOT_TREE];
 /// The tree that holds the [`SEALED_MARK`].
 pub const META_TREE: &str = "raft_meta";
 
+/// How sled is configured for the Raft store in `dir` (the log, the vote and the last
+/// snapshot): every opening of it goes through here, and so does the bytes-per-task
+/// measurement (`manager/benches/task_bytes.rs`).
+pub fn sled_config(dir: &Path) -> sled::Config {
+    sled::Config::new().path(dir)
+}
+
 /// Opens the Raft store in `dir` with its data key, which `kek` opens (both made for a new
 /// store). A store an older release wrote plain is first copied, every data value sealed,
 /// into a fresh store beside it that then takes its place: sealing values in place would
@@ -228,7 +235,7 @@ pub fn prepare(
         format!("cannot {what} the Raft store in {}: {e}", dir.display())
     };
     recover(dir).map_err(|e| failed("recover", &e))?;
-    let db = sled::open(dir).map_err(|e| failed("open", &e))?;
+    let db = sled_config(dir).open().map_err(|e| failed("open", &e))?;
     let marked = db
         .open_tree(META_TREE)
         .and_then(|m| m.contains_key(SEALED_MARK))
@@ -248,7 +255,7 @@ pub fn prepare(
     let new = sibling(dir, "new");
     let copied = {
         let key = Keyring::load_or_create(&new, kek).map_err(|e| e.to_string())?;
-        let target = sled::open(&new).map_err(|e| failed("create", &e))?;
+        let target = sled_config(&new).open().map_err(|e| failed("create", &e))?;
         let copied = copy_sealed(&db, &target, &key).map_err(|e| failed("encrypt", &e))?;
         mark(&target).map_err(|e| failed("encrypt", &e))?;
         copied
@@ -263,7 +270,7 @@ pub fn prepare(
         values = copied,
         "encrypted at rest the Raft store an older skiff wrote"
     );
-    let db = sled::open(dir).map_err(|e| failed("open", &e))?;
+    let db = sled_config(dir).open().map_err(|e| failed("open", &e))?;
     let key = Keyring::load_or_create(dir, kek).map_err(|e| e.to_string())?;
     Ok((db, std::sync::Arc::new(key)))
 }
