@@ -403,31 +403,38 @@ fn main() {
     row("transient: the encoded snapshot", bytes, blocks, tasks);
     drop((copy, snapshot));
 
-    // The Raft log in sled, configured as the Raft store is.
-    let dir = tempfile::tempdir().expect("temp dir");
+    // The Raft log in sled, configured as the Raft store is: the run's log, then ten times
+    // as much (what a million tasks write between two snapshots).
     let log_bytes: usize = leader.log.iter().map(Vec::len).sum();
-    let (db, bytes, blocks) = measure(|| {
-        let db = manager::raft::at_rest::sled_config(dir.path())
-            .open()
-            .expect("open sled");
-        let tree = db.open_tree("bytes_per_task").expect("tree");
-        for (i, batch) in leader.log.iter().enumerate() {
-            tree.insert((i as u64).to_be_bytes(), batch.as_slice())
-                .expect("insert");
-        }
-        db.flush().expect("flush");
-        db
-    });
-    row(
-        &format!(
-            "sled after the run's log ({:.1} MiB encoded)",
-            log_bytes as f64 / (1 << 20) as f64
-        ),
-        bytes,
-        blocks,
-        tasks,
-    );
-    drop(db);
+    for times in [1, 10] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, bytes, blocks) = measure(|| {
+            let db = manager::raft::at_rest::sled_config(dir.path())
+                .open()
+                .expect("open sled");
+            let tree = db.open_tree("bytes_per_task").expect("tree");
+            let mut key = 0u64;
+            for _ in 0..times {
+                for batch in &leader.log {
+                    key += 1;
+                    tree.insert(key.to_be_bytes(), batch.as_slice())
+                        .expect("insert");
+                }
+                db.flush().expect("flush");
+            }
+            db
+        });
+        row(
+            &format!(
+                "sled after {times} x the run's log ({:.1} MiB encoded)",
+                (times * log_bytes) as f64 / (1 << 20) as f64
+            ),
+            bytes,
+            blocks,
+            tasks,
+        );
+        drop(db);
+    }
 
     // What each task's own copy of its service's template costs: inline in the task, and
     // what it points to (the same for every task of the bench's services).
