@@ -331,6 +331,21 @@ fn assert_indexes_match(store: &ObjectStore, index: u64) {
             .or_insert(0usize) += 1;
     }
     assert_eq!(store.tasks_by_state(), counted, "after entry {index}");
+    // The indexes share each ID once, and forget those no entry holds any more.
+    let mut named = std::collections::BTreeSet::new();
+    for t in store.list::<Task>() {
+        named.insert(t.id());
+        named.insert(t.service_id.as_str());
+        named.insert(if t.slot == 0 { t.node_id.as_str() } else { "" });
+        if !t.node_id.is_empty() {
+            named.insert(t.node_id.as_str());
+        }
+    }
+    assert_eq!(
+        store.task_index.shared_ids(),
+        named.len(),
+        "IDs the indexes share after entry {index}"
+    );
     assert_eq!(
         store.placed(),
         &Placed::of_tasks(store.list::<Task>()),
