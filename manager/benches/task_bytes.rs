@@ -13,7 +13,7 @@
 //! keeps beside the store for them (the dispatcher's per-node state, the events' tracker),
 //! what passes through transiently (a watch batch, a node's complete assignment message, the
 //! copy a snapshot takes), and what sled, configured as the Raft store is, holds after the
-//! run's log entries were written to it.
+//! run's log entries were written to it, and after ten times as many.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};

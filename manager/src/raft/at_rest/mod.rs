@@ -214,11 +214,20 @@ pub const SEALED_TREES: [&str; 2] = [LOG_TREE, SNAPSHOT_TREE];
 /// The tree that holds the [`SEALED_MARK`].
 pub const META_TREE: &str = "raft_meta";
 
+/// What sled may keep of the Raft store in memory. Its default, 1 GiB, it fills: the log
+/// between two snapshots (10,000 entries of up to 1,000 tasks each) and the last snapshot
+/// stay in memory (550 MiB for ten times the 100,000-task bench's log, BENCHMARKS.md "bytes
+/// per task"). What is read back is the newest entries (apply, replication), which stay
+/// cached; a follower far behind or a snapshot sent reads from the files.
+pub const SLED_CACHE_BYTES: u64 = 64 << 20;
+
 /// How sled is configured for the Raft store in `dir` (the log, the vote and the last
 /// snapshot): every opening of it goes through here, and so does the bytes-per-task
 /// measurement (`manager/benches/task_bytes.rs`).
 pub fn sled_config(dir: &Path) -> sled::Config {
-    sled::Config::new().path(dir)
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(SLED_CACHE_BYTES)
 }
 
 /// Opens the Raft store in `dir` with its data key, which `kek` opens (both made for a new
