@@ -218,6 +218,58 @@ fn snapshot_round_trips() {
     assert_eq!(restored.get::<Task>("t1").unwrap().version(), 4);
 }
 
+/// Encoding a snapshot object by object gives the bytes of the whole message, for an empty
+/// store and for one with several kinds, with and without a format and outcomes.
+#[test]
+fn a_snapshot_encoded_object_by_object_is_the_whole_message_s_bytes() {
+    use prost::Message;
+    let mut store = ObjectStore::default();
+    let outcomes = [proto::ProposalOutcome {
+        proposal: "p1".into(),
+        index: 3,
+        refusal: String::new(),
+    }];
+    let whole = |store: &ObjectStore, format: u32, outcomes: &[proto::ProposalOutcome]| {
+        let mut snapshot = store.to_snapshot();
+        snapshot.format = format;
+        snapshot.outcomes = outcomes.to_vec();
+        snapshot.encode_to_vec()
+    };
+    for (format, outcomes) in [(0, &[][..]), (2, &outcomes[..])] {
+        assert_eq!(
+            store.encode_snapshot(format, outcomes),
+            whole(&store, format, outcomes)
+        );
+    }
+    store
+        .apply(
+            &batch(vec![
+                (Create, service("s1", "web", 0).wrap()),
+                (Create, task("t1").wrap()),
+                (Create, task("t2").wrap()),
+                (
+                    Create,
+                    proto::Node {
+                        meta: Some(Meta {
+                            id: "n1".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }
+                    .wrap(),
+                ),
+            ]),
+            4,
+        )
+        .unwrap();
+    for (format, outcomes) in [(0, &[][..]), (2, &outcomes[..])] {
+        let encoded = store.encode_snapshot(format, outcomes);
+        assert_eq!(encoded, whole(&store, format, outcomes));
+        let decoded = proto::StoreSnapshot::decode(encoded.as_slice()).unwrap();
+        assert_eq!(ObjectStore::from_snapshot(decoded).count::<Task>(), 2);
+    }
+}
+
 #[test]
 fn malformed_batches_are_refused() {
     let mut store = ObjectStore::default();
