@@ -74,6 +74,11 @@ pub trait StoredObject: prost::Message + Clone + Default + Sized + 'static {
     fn as_task(&self) -> Option<&Task> {
         None
     }
+    /// The object as a node, for the index of managers (so finding them walks no node
+    /// table of ten thousand).
+    fn as_node(&self) -> Option<&Node> {
+        None
+    }
     /// The object's ID.
     fn id(&self) -> &str {
         &self.meta().id
@@ -85,7 +90,7 @@ pub trait StoredObject: prost::Message + Clone + Default + Sized + 'static {
 }
 
 macro_rules! stored_object {
-    ($ty:ty, $kind:ident, $table:ident, $variant:ident, unique = $unique:expr, name = |$o:ident| $name:expr $(, as_task = |$s:ident| $task:expr)?) => {
+    ($ty:ty, $kind:ident, $table:ident, $variant:ident, unique = $unique:expr, name = |$o:ident| $name:expr $(, as_task = |$s:ident| $task:expr)? $(, as_node = |$n:ident| $node:expr)?) => {
         impl StoredObject for $ty {
             const KIND: Kind = Kind::$kind;
             const UNIQUE_NAMES: bool = $unique;
@@ -117,6 +122,12 @@ macro_rules! stored_object {
                     $task
                 }
             )?
+            $(
+                fn as_node(&self) -> Option<&Node> {
+                    let $n = self;
+                    $node
+                }
+            )?
         }
     };
 }
@@ -135,7 +146,8 @@ stored_object!(
     nodes,
     Node,
     unique = false,
-    name = |o| o.description.as_ref().map(|d| d.hostname.as_str())
+    name = |o| o.description.as_ref().map(|d| d.hostname.as_str()),
+    as_node = |n| Some(n)
 );
 stored_object!(
     Service,
