@@ -8,7 +8,7 @@
 //!   every placed task's node, since an update carries only the new task);
 //! - events that may change what every node holds go to every node: networks, services,
 //!   secrets, configs, tasks on networks (the peers, mesh and discovery views), and nodes
-//!   whose address, ingress leg or manager address changed (every node's ingress peers); a
+//!   whose address, ingress leg or manager status changed (ingress peers, sessions); a
 //!   node's other changes go to that node only;
 //! - a session wakes on its own node's changes and when the list of managers changes,
 //!   which the fan-out keeps, so no session walks the nodes.
@@ -367,12 +367,14 @@ pub struct Routing {
     pub managers: Option<Vec<WeightedPeer>>,
 }
 
-/// What about a node concerns the other nodes: its peer address and ingress leg (their
-/// networks views) and its manager address (their sessions).
+/// What about a node concerns the other nodes: its peer address, ingress leg and whether it
+/// is a manager (their networks views: every node has the managers as ingress peers) and its
+/// manager address (their sessions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct NodeFacts {
     addr: String,
     leg: Option<String>,
+    manager: bool,
     manager_addr: Option<String>,
 }
 
@@ -388,6 +390,7 @@ impl NodeFacts {
                 .ingress
                 .as_ref()
                 .and_then(|a| a.addresses.first().cloned()),
+            manager: node.manager_status.is_some(),
             manager_addr: node
                 .manager_status
                 .as_ref()

@@ -150,8 +150,13 @@ fn object(kind: u8, idx: u8, variant: u16) -> Object {
                     )],
                     aliases: vec![],
                 }),
+                // A manager whose address is not known yet (bit 6) is still a manager.
                 manager_status: bit(3).then(|| ManagerStatus {
-                    addr: format!("127.0.9.{}:2377", i + 2),
+                    addr: if bit(6) {
+                        String::new()
+                    } else {
+                        format!("127.0.9.{}:2377", i + 2)
+                    },
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -695,6 +700,37 @@ fn a_node_event_that_changes_nothing_of_its_peers_stays_with_that_node() {
     let moved = router.route(&[node("down", "127.0.0.3:2377")]);
     assert_eq!(moved.shared, [0], "a new address concerns its peers");
     assert_eq!(moved.managers, None, "no manager changed");
+}
+
+#[test]
+fn a_promotion_concerns_every_node_before_the_manager_has_an_address() {
+    let store = ObjectStore::default();
+    let mut router = Router::new(&store);
+    let node = |manager: Option<&str>| StoreEvent {
+        kind: proto::StoreActionKind::Update as i32,
+        object: Some(
+            Node {
+                meta: meta("n1", 1),
+                manager_status: manager.map(|addr| ManagerStatus {
+                    addr: addr.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+            .wrap(),
+        ),
+        index: 1,
+    };
+    router.route(&[node(None)]);
+    let promoted = router.route(&[node(Some(""))]);
+    assert_eq!(promoted.shared, [0], "every node has the managers as peers");
+    assert_eq!(promoted.managers, None, "no manager address yet");
+    let addressed = router.route(&[node(Some("127.0.9.2:2377"))]);
+    assert_eq!(addressed.shared, [0]);
+    assert!(
+        addressed.managers.is_some(),
+        "the sessions' list of managers"
+    );
 }
 
 #[test]

@@ -1,11 +1,18 @@
 //! The networks each node must set up, with their peers: the overlay networks of the tasks
 //! it runs, each with the underlay addresses of the other nodes running tasks on it, and
-//! `ingress`, which every node joins for the routing mesh with every other node as a peer
-//! (a node forwards connections to tasks anywhere and their replies come back to it). With
-//! the peers go the network's endpoints on other nodes (task addresses, and the nodes' legs
-//! on ingress), each with its node's VTEP. The worker programs its VXLAN forwarding from
-//! these, so no gossip is needed: peers for broadcasts, endpoints for unicast, which would
-//! otherwise be flooded to every peer.
+//! `ingress`, which every node joins for the routing mesh. With the peers go the network's
+//! endpoints on other nodes (task addresses, and the nodes' legs on ingress), each with its
+//! node's VTEP. The worker programs its VXLAN forwarding from these, so no gossip is needed:
+//! peers for broadcasts, endpoints for unicast, which would otherwise be flooded to every
+//! peer.
+//!
+//! Ingress peers follow the traffic, not the cluster's size. A node with tasks on ingress
+//! (a backend of the mesh) has every other node as a peer: any node's mesh may forward a
+//! connection to its task, and the replies go back to that node's leg. Any other node only
+//! forwards: its peers are the backends (and the managers, whose addresses and ports its
+//! mesh must leave alone). Listing every node on every node made each join re-send a list
+//! of every node to every node: O(nodes^2) per join, which held a 10,000-node cluster at
+//! about 1,260 ready nodes with the leader's CPU full.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +31,9 @@ pub struct NetworkView {
     pub peers: BTreeMap<String, Vec<WeightedPeer>>,
     /// Per network, its addresses held on other nodes, by address.
     pub endpoints: BTreeMap<String, Vec<OverlayEndpoint>>,
+    /// Whether every other node is the node's peer on ingress (it has tasks there), so
+    /// that a node that joins concerns it.
+    pub every_node_a_peer: bool,
 }
 
 /// The networks `node_id` is in, with their peers.
@@ -53,14 +63,19 @@ pub fn view(store: &ObjectStore, node_id: &str) -> NetworkView {
         }
     }
     let ingress = ingress_network(store).map(|n| n.id());
-    if let Some(ingress) = ingress {
-        let legs = store
-            .list::<Node>()
-            .filter(|n| n.id() != node_id)
+    let ingress_peers = ingress.map(|ingress| ingress_peers(store, node_id, members.get(ingress)));
+    if let (Some(ingress), Some(nodes)) = (ingress, &ingress_peers) {
+        let legs = nodes
+            .iter()
             .filter_map(|n| Some((n.ingress.as_ref()?.addresses.first()?.as_str(), n.id())));
         endpoints.entry(ingress).or_default().extend(legs);
     }
-    let mut out = NetworkView::default();
+    let mut out = NetworkView {
+        every_node_a_peer: ingress
+            .and_then(|i| members.get(i))
+            .is_some_and(|b| b.contains(node_id)),
+        ..NetworkView::default()
+    };
     for network in store.list::<Network>() {
         let id = network.id();
         let nodes = members.get(id);
@@ -69,19 +84,16 @@ pub fn view(store: &ObjectStore, node_id: &str) -> NetworkView {
         if !mine || network.vni == 0 {
             continue;
         }
-        let peers: Vec<WeightedPeer> = if Some(id) == ingress {
-            store
-                .list::<Node>()
-                .filter(|n| n.id() != node_id)
-                .filter_map(peer)
-                .collect()
-        } else {
-            nodes
+        let peers: Vec<WeightedPeer> = match &ingress_peers {
+            Some(ingress_peers) if Some(id) == ingress => {
+                ingress_peers.iter().copied().filter_map(peer).collect()
+            }
+            _ => nodes
                 .into_iter()
                 .flatten()
                 .filter(|n| **n != node_id)
                 .filter_map(|n| peer(store.get::<Node>(n)?))
-                .collect()
+                .collect(),
         };
         let vteps: BTreeMap<&str, &str> = peers
             .iter()
@@ -104,6 +116,30 @@ pub fn view(store: &ObjectStore, node_id: &str) -> NetworkView {
         out.endpoints.insert(id.to_owned(), held);
     }
     out
+}
+
+/// `node_id`'s peers on ingress, whose tasks are on the nodes `backends`: every other node if
+/// it is one of them, else the backends and the managers (see the module's doc). In node ID
+/// order.
+fn ingress_peers<'s>(
+    store: &'s ObjectStore,
+    node_id: &str,
+    backends: Option<&BTreeSet<&str>>,
+) -> Vec<&'s Node> {
+    let others = |n: &&Node| n.id() != node_id;
+    if backends.is_some_and(|b| b.contains(node_id)) {
+        return store.list::<Node>().filter(others).collect();
+    }
+    let mut peers: Vec<&Node> = backends
+        .into_iter()
+        .flatten()
+        .filter_map(|n| store.get::<Node>(n))
+        .chain(store.managers())
+        .filter(others)
+        .collect();
+    peers.sort_by(|a, b| a.id().cmp(b.id()));
+    peers.dedup_by(|a, b| a.id() == b.id());
+    peers
 }
 
 /// A node as a VXLAN peer: its underlay IP address (the host of its cluster address), with
@@ -131,12 +167,14 @@ impl NetworkView {
     pub fn touched_by(&self, event: &StoreEvent) -> bool {
         match event.object.as_ref().and_then(|o| o.object.as_ref()) {
             Some(Object::Network(_)) => true,
-            // Every node is an ingress peer, so any node's change may matter once the node
-            // is in the ingress network.
+            // A node concerns the nodes that have it as a peer, and on ingress those that
+            // have every node (a node that joins) or every manager (a new manager) as one.
             Some(Object::Node(n)) => {
-                self.networks
+                let in_ingress = self
+                    .networks
                     .values()
-                    .any(|net| net.spec.as_ref().is_some_and(|s| s.ingress))
+                    .any(|net| net.spec.as_ref().is_some_and(|s| s.ingress));
+                (in_ingress && (self.every_node_a_peer || n.manager_status.is_some()))
                     || self.peers.values().flatten().any(|p| p.node_id == n.id())
             }
             Some(Object::Task(t)) => !t.networks.is_empty(),
@@ -216,27 +254,38 @@ mod tests {
         }
     }
 
+    fn with_leg(node: Node, address: &str) -> Node {
+        Node {
+            ingress: Some(NetworkAttachment {
+                network_id: "ingress".into(),
+                addresses: vec![address.into()],
+                aliases: vec![],
+            }),
+            ..node
+        }
+    }
+
     #[test]
-    fn nodes_get_their_tasks_networks_and_ingress_with_the_other_nodes_as_peers() {
+    fn nodes_get_their_tasks_networks_and_ingress_with_the_nodes_the_mesh_reaches() {
         let mut store = ObjectStore::default();
+        let mut mesh_task = task("t5", "n2", "ingress", TaskState::Running);
+        mesh_task.networks[0].addresses = vec!["10.0.0.9/24".into()];
         let actions = vec![
             create(network("ingress", true)),
             create(network("back", false)),
             create(network("other", false)),
             create(node("n1", "127.0.0.2:2377")),
+            create(with_leg(node("n2", "127.0.0.3:2377"), "10.0.0.3/24")),
             create(Node {
-                ingress: Some(NetworkAttachment {
-                    network_id: "ingress".into(),
-                    addresses: vec!["10.0.0.3/24".into()],
-                    aliases: vec![],
-                }),
-                ..node("n2", "127.0.0.3:2377")
+                manager_status: Some(proto::ManagerStatus::default()),
+                ..node("n3", "127.0.0.4:2378")
             }),
-            create(node("n3", "127.0.0.4:2378")),
+            create(with_leg(node("n4", "127.0.0.5:2377"), "10.0.0.5/24")),
             create(task("t1", "n1", "back", TaskState::Running)),
             create(task("t2", "n2", "back", TaskState::Running)),
             create(task("t3", "n3", "back", TaskState::Failed)),
             create(task("t4", "n3", "other", TaskState::Running)),
+            create(mesh_task),
         ];
         store
             .apply(
@@ -249,24 +298,27 @@ mod tests {
             .unwrap();
         let v = view(&store, "n1");
         assert_eq!(v.networks.keys().collect::<Vec<_>>(), ["back", "ingress"]);
-        let peers: Vec<(&str, &str)> = v.peers["back"]
-            .iter()
-            .map(|p| (p.node_id.as_str(), p.addr.as_str()))
-            .collect();
+        let peers = |v: &NetworkView, network: &str| -> Vec<(String, String, u32)> {
+            v.peers[network]
+                .iter()
+                .map(|p| (p.node_id.clone(), p.addr.clone(), p.cluster_port))
+                .collect()
+        };
         assert_eq!(
-            peers,
-            [("n2", "127.0.0.3")],
+            peers(&v, "back"),
+            [("n2".into(), "127.0.0.3".into(), 2377)],
             "not itself, not an ended task's node"
         );
-        let ingress: Vec<(&str, u32)> = v.peers["ingress"]
-            .iter()
-            .map(|p| (p.node_id.as_str(), p.cluster_port))
-            .collect();
         assert_eq!(
-            ingress,
-            [("n2", 2377), ("n3", 2378)],
-            "every other node, tasks or not, with its cluster port for the mesh to leave alone"
+            peers(&v, "ingress"),
+            [
+                ("n2".into(), "127.0.0.3".into(), 2377),
+                ("n3".into(), "127.0.0.4".into(), 2378)
+            ],
+            "a node without mesh tasks: the node with one and the manager, each with its \
+             cluster port for the mesh to leave alone; not n4, which runs nothing on ingress"
         );
+        assert!(!v.every_node_a_peer);
         let endpoints = |v: &NetworkView, network: &str| -> Vec<(String, String)> {
             v.endpoints[network]
                 .iter()
@@ -280,15 +332,66 @@ mod tests {
         );
         assert_eq!(
             endpoints(&v, "ingress"),
-            [("10.0.0.3".to_owned(), "127.0.0.3".to_owned())],
-            "n2's leg"
+            [
+                ("10.0.0.3".to_owned(), "127.0.0.3".to_owned()),
+                ("10.0.0.9".to_owned(), "127.0.0.3".to_owned())
+            ],
+            "n2's leg and its task; not n4's leg"
         );
-        assert!(
-            endpoints(&view(&store, "n2"), "ingress").is_empty(),
-            "a node's own leg is not an endpoint of its own"
+
+        // n2 runs a task on ingress: any node's mesh may send it connections, whose replies
+        // go back to that node's leg.
+        let v2 = view(&store, "n2");
+        assert!(v2.every_node_a_peer);
+        let ingress: Vec<String> = peers(&v2, "ingress").into_iter().map(|p| p.0).collect();
+        assert_eq!(ingress, ["n1", "n3", "n4"], "every other node");
+        assert_eq!(
+            endpoints(&v2, "ingress"),
+            [("10.0.0.5".to_owned(), "127.0.0.5".to_owned())],
+            "n4's leg; not its own leg or task"
         );
         let v3 = view(&store, "n3");
         assert_eq!(v3.networks.keys().collect::<Vec<_>>(), ["ingress", "other"]);
+    }
+
+    #[test]
+    fn a_node_change_concerns_the_views_that_have_it_or_may_gain_it_as_a_peer() {
+        let mut store = ObjectStore::default();
+        let actions = vec![
+            create(network("ingress", true)),
+            create(node("n1", "127.0.0.2:2377")),
+            create(node("n2", "127.0.0.3:2377")),
+            create(task("t1", "n2", "ingress", TaskState::Running)),
+        ];
+        store
+            .apply(
+                &StoreBatch {
+                    actions,
+                    ..Default::default()
+                },
+                1,
+            )
+            .unwrap();
+        let event = |node: Node| StoreEvent {
+            object: Some(node.wrap()),
+            ..Default::default()
+        };
+        let (forwarder, backend) = (view(&store, "n1"), view(&store, "n2"));
+        let joined = event(node("n9", "127.0.0.9:2377"));
+        assert!(
+            !forwarder.touched_by(&joined),
+            "a worker joins: not a peer of n1"
+        );
+        assert!(backend.touched_by(&joined), "a worker joins: a peer of n2");
+        let manager = event(Node {
+            manager_status: Some(proto::ManagerStatus::default()),
+            ..node("n8", "127.0.0.8:2377")
+        });
+        assert!(
+            forwarder.touched_by(&manager),
+            "managers are everyone's peers"
+        );
+        assert!(forwarder.touched_by(&event(node("n2", "127.0.0.30:2377"))));
     }
 
     #[test]
@@ -332,7 +435,11 @@ mod tests {
                 .find(|p| p.network_id == id)
                 .map(|p| p.peers.len())
         };
-        assert_eq!((peers_of("back"), peers_of("ingress")), (Some(0), Some(1)));
+        assert_eq!(
+            (peers_of("back"), peers_of("ingress")),
+            (Some(0), Some(0)),
+            "n2 runs nothing on ingress and is no manager"
+        );
 
         // A task of the same network starts on n2: n1 learns its new peer, nothing else.
         let events = store

@@ -208,6 +208,9 @@ impl ObjectStore {
         if let Some(task) = object.as_task() {
             self.task_index.insert(task, &id);
         }
+        if object.as_node().is_some_and(|n| n.manager_status.is_some()) {
+            self.managers.insert(id.clone());
+        }
         T::table_mut(self).insert(id.clone(), Arc::new(object));
         if let Some(name) = name {
             self.names.insert((T::KIND, name), id);
@@ -225,6 +228,9 @@ impl ObjectStore {
     fn unindex<T: StoredObject>(&mut self, old: &T) {
         if let Some(task) = old.as_task() {
             self.task_index.remove(task, old.id());
+        }
+        if old.as_node().is_some() {
+            self.managers.remove(old.id());
         }
         let Some(name) = old.name().filter(|_| T::UNIQUE_NAMES) else {
             return;

@@ -37,7 +37,7 @@ pub use placed::{host_ports, occupies_node, reservations, HostPort, NodeLoad, Pl
 pub use proposer::Proposer;
 pub use task_index::TaskTally;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use task_index::{TaskIndex, Within};
@@ -62,6 +62,9 @@ pub struct ObjectStore {
     /// ID by name, for the kinds whose names are unique: checking a new name and resolving
     /// a name must not walk a whole table (that made every write O(objects)).
     names: HashMap<(Kind, String), String>,
+    /// The IDs of the nodes that are managers: every node's network view names them, and a
+    /// walk over ten thousand nodes per view made a join cost O(nodes^2).
+    managers: BTreeSet<String>,
     /// The tasks by service and slot, by node and by state, and each service's task counts,
     /// kept as tasks change (`task_index.rs`).
     task_index: TaskIndex,
@@ -99,6 +102,13 @@ impl ObjectStore {
     /// All objects of type `T`, in ID order.
     pub fn list<T: StoredObject>(&self) -> impl Iterator<Item = &T> {
         T::table(self).values().map(|o| &**o)
+    }
+
+    /// The nodes that are managers, in ID order.
+    pub fn managers(&self) -> impl Iterator<Item = &Node> {
+        self.managers
+            .iter()
+            .filter_map(|id| self.nodes.get(id).map(|n| &**n))
     }
 
     /// How many objects of type `T` there are.
@@ -245,6 +255,7 @@ impl ObjectStore {
                     self.secrets,
                     self.configs,
                     self.names,
+                    self.managers,
                 )),
             ),
         ];

@@ -75,6 +75,11 @@ pub trait StoredObject: prost::Message + Clone + Default + Sized + 'static {
     fn as_task(&self) -> Option<&Task> {
         None
     }
+    /// The object as a node, for the index of managers (so finding them walks no node
+    /// table of ten thousand).
+    fn as_node(&self) -> Option<&Node> {
+        None
+    }
     /// The object's ID.
     fn id(&self) -> &str {
         &self.meta().id
@@ -86,7 +91,7 @@ pub trait StoredObject: prost::Message + Clone + Default + Sized + 'static {
 }
 
 macro_rules! stored_object {
-    ($ty:ty, $kind:ident, $table:ident, $variant:ident, unique = $unique:expr, name = |$o:ident| $name:expr $(, as_task = |$s:ident| $task:expr)?) => {
+    ($ty:ty, $kind:ident, $table:ident, $variant:ident, unique = $unique:expr, name = |$o:ident| $name:expr $(, as_task = |$s:ident| $task:expr)? $(, as_node = |$n:ident| $node:expr)?) => {
         impl StoredObject for $ty {
             const KIND: Kind = Kind::$kind;
             const UNIQUE_NAMES: bool = $unique;
@@ -118,6 +123,12 @@ macro_rules! stored_object {
                     $task
                 }
             )?
+            $(
+                fn as_node(&self) -> Option<&Node> {
+                    let $n = self;
+                    $node
+                }
+            )?
         }
     };
 }
@@ -136,7 +147,8 @@ stored_object!(
     nodes,
     Node,
     unique = false,
-    name = |o| o.description.as_ref().map(|d| d.hostname.as_str())
+    name = |o| o.description.as_ref().map(|d| d.hostname.as_str()),
+    as_node = |n| Some(n)
 );
 stored_object!(
     Service,

@@ -471,3 +471,59 @@ fn assert_indexes_match(store: &ObjectStore, index: u64) {
         );
     }
 }
+
+#[test]
+fn the_managers_index_follows_promotions_demotions_removals_and_rollbacks() {
+    let node = |id: &str, version: u64, manager: bool| proto::Node {
+        meta: Some(Meta {
+            id: id.into(),
+            version,
+            ..Default::default()
+        }),
+        manager_status: manager.then(proto::ManagerStatus::default),
+        ..Default::default()
+    };
+    let managers = |store: &ObjectStore| -> Vec<String> {
+        store.managers().map(|n| n.id().to_owned()).collect()
+    };
+    let mut store = ObjectStore::default();
+    store
+        .apply(
+            &batch(vec![
+                (Create, node("m1", 0, true).wrap()),
+                (Create, node("w1", 0, false).wrap()),
+                (Create, node("w2", 0, false).wrap()),
+            ]),
+            1,
+        )
+        .unwrap();
+    assert_eq!(managers(&store), ["m1"]);
+    store
+        .apply(
+            &batch(vec![
+                (Update, node("w2", 1, true).wrap()),
+                (Update, node("m1", 1, false).wrap()),
+            ]),
+            2,
+        )
+        .unwrap();
+    assert_eq!(managers(&store), ["w2"], "a promotion and a demotion");
+    // A batch that fails halfway leaves the index as it was.
+    let failed = store.apply(
+        &batch(vec![
+            (Update, node("w1", 1, true).wrap()),
+            (Update, node("w2", 1, false).wrap()),
+        ]),
+        3,
+    );
+    assert!(failed.is_err(), "w2's version is 2 now");
+    assert_eq!(managers(&store), ["w2"]);
+    assert_eq!(
+        managers(&ObjectStore::from_snapshot(store.to_snapshot())),
+        ["w2"]
+    );
+    store
+        .apply(&batch(vec![(Delete, node("w2", 0, true).wrap())]), 4)
+        .unwrap();
+    assert!(managers(&store).is_empty());
+}
