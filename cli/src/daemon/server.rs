@@ -54,8 +54,8 @@ fn cluster_caller(
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
     move |req| {
         let manager = slot.current();
-        let store = manager.as_ref().map(|m| m.store().read());
-        manager::ca::access::intercept(req, store.as_deref())
+        let admissions = manager.as_ref().map(|m| m.store().admissions());
+        manager::ca::access::intercept(req, admissions.as_deref())
     }
 }
 

@@ -14,14 +14,18 @@
 //!   the leader has taken it out of the Raft group it may still speak Raft to its peers
 //!   ([`RaftPeer`]), which it needs to hand its leadership over.
 //!
+//! The facts come from the store's [`Admissions`], kept beside it under a lock of their own:
+//! this check runs before Raft's calls and nodes' heartbeats, which must never wait for the
+//! store's lock.
+//!
 //! A manager whose store is still empty (joining, not yet caught up) knows nothing to check
 //! against and goes by the certificate alone; so do workers, which hold no store.
 
-use proto::{Node, NodeRole};
+use proto::NodeRole;
 use tonic::{Request, Status};
 
 use super::identity::{peer_identity, Caller, NodeIdentity};
-use crate::store::ObjectStore;
+use crate::store::Admissions;
 
 /// Marks a caller whose certificate is a manager's and whose node is still a member of the
 /// Raft group (even if it is being demoted): it may send Raft's own messages.
@@ -29,12 +33,15 @@ use crate::store::ObjectStore;
 pub struct RaftPeer;
 
 /// Interceptor for a manager's cluster port: the caller named by the peer's certificate,
-/// with the rights [`admit`] gives it against `store` (this manager's replica; `None` while
-/// the node runs no manager), or [`Caller::Anonymous`] without a certificate.
-pub fn intercept(mut req: Request<()>, store: Option<&ObjectStore>) -> Result<Request<()>, Status> {
+/// with the rights [`admit`] gives it against `admissions` (this manager's replica's; `None`
+/// while the node runs no manager), or [`Caller::Anonymous`] without a certificate.
+pub fn intercept(
+    mut req: Request<()>,
+    admissions: Option<&Admissions>,
+) -> Result<Request<()>, Status> {
     let caller = match peer_identity(&req)? {
         Some(cert) => {
-            let (caller, raft) = admit(store, cert)?;
+            let (caller, raft) = admit(admissions, cert)?;
             if let Some(raft) = raft {
                 req.extensions_mut().insert(raft);
             }
@@ -47,47 +54,43 @@ pub fn intercept(mut req: Request<()>, store: Option<&ObjectStore>) -> Result<Re
 }
 
 /// The rights the cluster grants the holder of the certificate `cert` today, and whether it
-/// may speak Raft, or why it is refused. `store` is `None` where there is no store to ask.
+/// may speak Raft, or why it is refused. `admissions` is `None` where there is no store.
 pub fn admit(
-    store: Option<&ObjectStore>,
+    admissions: Option<&Admissions>,
     cert: NodeIdentity,
 ) -> Result<(Caller, Option<RaftPeer>), Status> {
     let cert_manager = cert.role == NodeRole::Manager;
-    let Some(cluster) = store.and_then(ObjectStore::cluster) else {
+    let Some(admissions) = admissions.filter(|a| a.cluster) else {
         return Ok((Caller::Node(cert), cert_manager.then_some(RaftPeer)));
     };
-    let store = store.expect("a cluster comes from a store");
-    if cluster.removed_nodes.contains_key(&cert.node_id) {
+    if admissions.removed.contains(&cert.node_id) {
         return Err(Status::permission_denied(format!(
             "node {} was removed from the cluster and its certificate is no longer accepted; run `skiff swarm leave --force` on it and join again with a token",
             cert.node_id
         )));
     }
-    let Some(node) = store.get::<Node>(&cert.node_id) else {
+    let Some(node) = admissions.nodes.get(&cert.node_id) else {
         return Err(Status::permission_denied(format!(
             "node {} is not a member of this cluster; join it with a token first",
             cert.node_id
         )));
     };
-    let desired_manager = node
-        .spec
-        .as_ref()
-        .is_some_and(|s| s.desired_role == NodeRole::Manager as i32);
-    let raft_member = node.manager_status.as_ref().is_some_and(|m| m.raft_id != 0);
-    let role = if cert_manager && desired_manager {
+    let role = if cert_manager && node.desired_manager {
         NodeRole::Manager
     } else {
         NodeRole::Worker
     };
-    let raft = (cert_manager && (desired_manager || raft_member)).then_some(RaftPeer);
+    let raft = (cert_manager && (node.desired_manager || node.raft_member)).then_some(RaftPeer);
     Ok((Caller::Node(NodeIdentity { role, ..cert }), raft))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoredObject;
-    use proto::{Cluster, ManagerStatus, Meta, NodeSpec, StoreAction, StoreActionKind, StoreBatch};
+    use crate::store::{ObjectStore, StoredObject};
+    use proto::{
+        Cluster, ManagerStatus, Meta, Node, NodeSpec, StoreAction, StoreActionKind, StoreBatch,
+    };
 
     fn cert(id: &str, role: NodeRole) -> NodeIdentity {
         NodeIdentity {
@@ -115,7 +118,9 @@ mod tests {
         }
     }
 
-    fn store(nodes: Vec<Node>, removed: &[&str]) -> ObjectStore {
+    /// The admissions of a store holding the cluster, with `removed` in its deny-list, and
+    /// `nodes`.
+    fn store(nodes: Vec<Node>, removed: &[&str]) -> Admissions {
         let mut cluster = Cluster {
             meta: Some(Meta {
                 id: "c".into(),
@@ -144,7 +149,7 @@ mod tests {
                 1,
             )
             .unwrap();
-        store
+        Admissions::of(&store)
     }
 
     fn granted(result: Result<(Caller, Option<RaftPeer>), Status>) -> (NodeRole, bool) {
@@ -209,7 +214,7 @@ mod tests {
             granted(admit(None, cert("m", NodeRole::Manager))),
             (NodeRole::Manager, true)
         );
-        let empty = ObjectStore::default();
+        let empty = Admissions::of(&ObjectStore::default());
         assert_eq!(
             granted(admit(Some(&empty), cert("w", NodeRole::Worker))),
             (NodeRole::Worker, false)

@@ -75,7 +75,8 @@ impl StateMachineDisk {
 
 /// The state machine openraft drives.
 pub struct StateMachine {
-    applier: Applier,
+    /// Shared with the blocking thread each apply runs on.
+    applier: Arc<Applier>,
     last_applied: Option<LogId>,
     membership: StoredMembership<u64, openraft::BasicNode>,
     disk: StateMachineDisk,
@@ -100,7 +101,7 @@ impl StateMachine {
             key,
         };
         let mut sm = StateMachine {
-            applier: Applier::new(),
+            applier: Arc::new(Applier::new()),
             last_applied: None,
             membership: StoredMembership::default(),
             disk,
@@ -269,45 +270,60 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut results = Vec::new();
-        let mut applying = self.applier.lock();
-        let mut newer = None;
-        for entry in entries {
-            let index = entry.log_id.index;
-            let result = match entry.payload {
-                EntryPayload::Blank => Vec::new(),
-                EntryPayload::Membership(m) => {
-                    self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Vec::new()
-                }
-                EntryPayload::Normal(command) => {
-                    match apply_entry(applying.store(), &command.0, index, self.understood) {
-                        Ok((results, events)) => {
-                            if let Some(events) = events {
-                                applying.publish(WatchEvent::Changes { index, events });
+        // Off Raft's threads: the store's write lock waits for its readers (a leader round,
+        // a node's view), and a worker of Raft's two blocked on it left votes, heartbeats
+        // and appends unanswered until the followers stood for election (issue 20).
+        let entries: Vec<openraft::Entry<TypeConfig>> = entries.into_iter().collect();
+        let applier = self.applier.clone();
+        let understood = self.understood;
+        let mut membership = self.membership.clone();
+        let mut last_applied = self.last_applied;
+        let (results, newer, membership, last_applied) = tokio::task::spawn_blocking(move || {
+            let mut results = Vec::new();
+            let mut applying = applier.lock();
+            let mut newer = None;
+            for entry in entries {
+                let index = entry.log_id.index;
+                let result = match entry.payload {
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Membership(m) => {
+                        membership = StoredMembership::new(Some(entry.log_id), m);
+                        Vec::new()
+                    }
+                    EntryPayload::Normal(command) => {
+                        match apply_entry(applying.store(), &command.0, index, understood) {
+                            Ok((results, events)) => {
+                                if let Some(events) = events {
+                                    applying.publish(WatchEvent::Changes { index, events });
+                                }
+                                results
+                                    .into_iter()
+                                    .map(|(proposal, result)| {
+                                        applying.record(proposal, index, &result);
+                                        result
+                                    })
+                                    .collect()
                             }
-                            results
-                                .into_iter()
-                                .map(|(proposal, result)| {
-                                    applying.record(proposal, index, &result);
-                                    result
-                                })
-                                .collect()
-                        }
-                        Err(e) => {
-                            newer = Some((entry.log_id, e));
-                            break;
+                            Err(e) => {
+                                newer = Some((entry.log_id, e));
+                                break;
+                            }
                         }
                     }
-                }
-            };
-            self.last_applied = Some(entry.log_id);
-            results.push(CommandResult(result));
-        }
-        drop(applying);
-        if let Some(last) = self.last_applied {
-            self.applier.applied(last.index);
-        }
+                };
+                last_applied = Some(entry.log_id);
+                results.push(CommandResult(result));
+            }
+            drop(applying);
+            if let Some(last) = last_applied {
+                applier.applied(last.index);
+            }
+            (results, newer, membership, last_applied)
+        })
+        .await
+        .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        self.membership = membership;
+        self.last_applied = last_applied;
         if let Some((log_id, newer)) = newer {
             // Reading it as far as this build can would silently lose writes: stop applying
             // (openraft stops this member) and say what to do.
@@ -322,7 +338,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let (store, outcomes) = self.applier.local().copy_with_outcomes();
+        // A copy of the whole store (a second or more of CPU at a million tasks): on a
+        // blocking thread, not one of Raft's two.
+        let local = self.applier.local();
+        let (store, outcomes) = tokio::task::spawn_blocking(move || local.copy_with_outcomes())
+            .await
+            .expect("copying the store does not panic");
         SnapshotBuilder {
             store,
             outcomes,

@@ -31,6 +31,11 @@ impl Store {
         self.local.read()
     }
 
+    /// Who the cluster port admits: kept beside the store, read without its lock.
+    pub fn admissions(&self) -> RwLockReadGuard<'_, super::Admissions> {
+        self.local.admissions()
+    }
+
     /// Reads after a read barrier: never older than any acknowledged write. What API reads
     /// use.
     pub async fn read_latest<R>(&self, f: impl FnOnce(&ObjectStore) -> R) -> Result<R, StoreError> {

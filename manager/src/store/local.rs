@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use proto::ProposalOutcome;
 use tokio::sync::{broadcast, watch};
 
-use super::{ApplyError, ObjectStore};
+use super::{admissions, Admissions, ApplyError, ObjectStore};
 
 /// Watch events a slow subscriber may fall behind by before it must resynchronise.
 const WATCH_BUFFER: usize = 4096;
@@ -93,6 +93,9 @@ pub enum WatchEvent {
 
 struct Shared {
     store: RwLock<ObjectStore>,
+    /// Kept with the store, under a lock of its own that is never held long: see
+    /// `admissions.rs`.
+    admissions: RwLock<Admissions>,
     applied: watch::Sender<u64>,
     events: broadcast::Sender<Arc<WatchEvent>>,
     outcomes: Mutex<Outcomes>,
@@ -109,6 +112,15 @@ impl LocalStore {
     /// The current state. Hold the guard briefly: apply waits for it.
     pub fn read(&self) -> RwLockReadGuard<'_, ObjectStore> {
         self.shared.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Who the cluster port admits, read without the store's lock (which apply may be
+    /// waiting for behind a long reader).
+    pub fn admissions(&self) -> RwLockReadGuard<'_, Admissions> {
+        self.shared
+            .admissions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// A receiver of every change from now on, and what `view` makes of the state those
@@ -181,6 +193,7 @@ impl Applier {
         Self {
             shared: Arc::new(Shared {
                 store: RwLock::new(ObjectStore::default()),
+                admissions: RwLock::default(),
                 applied,
                 events,
                 outcomes: Mutex::default(),
@@ -199,6 +212,7 @@ impl Applier {
     pub fn lock(&self) -> Applying<'_> {
         Applying {
             store: self.shared.store.write().unwrap_or_else(|e| e.into_inner()),
+            admissions: &self.shared.admissions,
             events: &self.shared.events,
             outcomes: &self.shared.outcomes,
         }
@@ -214,6 +228,7 @@ impl Applier {
 /// The store under the write lock, and the watch stream to publish its changes on.
 pub struct Applying<'a> {
     store: RwLockWriteGuard<'a, ObjectStore>,
+    admissions: &'a RwLock<Admissions>,
     events: &'a broadcast::Sender<Arc<WatchEvent>>,
     outcomes: &'a Mutex<Outcomes>,
 }
@@ -225,8 +240,18 @@ impl Applying<'_> {
     }
 
     /// Publishes a change. Sent under the write lock, so subscribers see events in commit
-    /// order and exactly after the state they copied.
+    /// order and exactly after the state they copied. Every change of the store is
+    /// published, so the admissions learn it here too.
     pub fn publish(&self, event: WatchEvent) {
+        let facts = || self.admissions.write().unwrap_or_else(|e| e.into_inner());
+        match &event {
+            WatchEvent::Changes { events, .. } => {
+                if events.iter().any(admissions::concerns) {
+                    facts().learn(&self.store, events);
+                }
+            }
+            WatchEvent::Reset { .. } => *facts() = Admissions::of(&self.store),
+        }
         let _ = self.events.send(Arc::new(event));
     }
 

@@ -15,6 +15,7 @@
 //!   [`StoreError`]s; only the gRPC services turn them into statuses.
 
 mod action;
+mod admissions;
 mod apply;
 mod error;
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod snapshot;
 mod task_index;
 
 pub use action::{create, delete, update};
+pub use admissions::{Admissions, Admitted};
 pub use apply::ApplyError;
 pub use error::StoreError;
 pub use handle::Store;
