@@ -8,7 +8,10 @@
 //! (`plan::Scope::Only`): the networks, nodes and services written since the last round,
 //! the tasks written since then that may still want an address (not delivered, not ended),
 //! and whatever wanted something last round and may not have got it (a full subnet, a
-//! network without a subnet yet, a port taken).
+//! network without a subnet yet, a port taken). That last part is stuck until something is
+//! freed (a delete, a task that ended, a network, node or service written): until then it
+//! is looked at only if the round hands out something anyway, so a full subnet does not
+//! make every round read what is in use.
 //!
 //! What else can make an object want something without being written itself:
 //! - a service that starts (or stops) publishing ports makes its undelivered tasks want an
@@ -28,7 +31,7 @@
 use std::collections::BTreeSet;
 
 use proto::store_object::Object;
-use proto::{Service, Task};
+use proto::{Service, StoreActionKind, Task};
 
 use super::plan::{Objects, Scope};
 use super::{holds_addresses, ingress_network, not_delivered, publishes};
@@ -48,6 +51,9 @@ pub struct Changes {
     written: Objects,
     /// What wanted something in the last round.
     wanting: Objects,
+    /// Something may have been freed since the last round (an address, a port, a subnet)
+    /// or a network written: what could not have what it wanted may have it now.
+    freed: bool,
     /// The ingress network (ID) as the last round saw it.
     ingress: Option<String>,
     /// The services that publish ports, as the last round saw them.
@@ -63,6 +69,7 @@ impl Default for Changes {
             changed: true,
             written: Objects::default(),
             wanting: Objects::default(),
+            freed: false,
             ingress: None,
             publishing: BTreeSet::new(),
             last_full: i64::MIN,
@@ -90,22 +97,36 @@ impl Changes {
             return;
         }
         for event in events {
+            if event.kind == StoreActionKind::Delete as i32 {
+                self.freed = true;
+            }
             match event.object.as_ref().and_then(|o| o.object.as_ref()) {
                 Some(Object::Cluster(_)) => return self.everything(),
+                // A network's subnet, a node's leg, a service's VIPs and ports: a write may
+                // give one up (only the allocator writes them, but no need to rely on it).
                 Some(Object::Network(n)) => {
                     self.written.networks.insert(n.id().to_owned());
+                    self.freed = true;
                 }
                 Some(Object::Node(n)) => {
                     self.written.nodes.insert(n.id().to_owned());
+                    self.freed = true;
                 }
                 Some(Object::Service(s)) => {
                     self.written.services.insert(s.id().to_owned());
+                    self.freed = true;
                 }
                 // A task as written: one delivered or ended wants nothing, ever again (its
-                // observed state only moves forward). A removed one is passed over.
+                // observed state only moves forward). A removed one is passed over. One
+                // that holds no addresses any more gave them up; one that still holds
+                // them holds what it held (a task's attachments only grow, and only until
+                // it is delivered).
                 Some(Object::Task(t)) => {
                     if holds_addresses(t) && not_delivered(t) {
                         self.written.tasks.insert(t.id().to_owned());
+                    }
+                    if !holds_addresses(t) {
+                        self.freed = true;
                     }
                 }
                 Some(Object::Secret(_) | Object::Config(_)) | None => {}
@@ -130,6 +151,7 @@ impl Changes {
             self.everything = false;
             self.written = Objects::default();
             self.wanting = Objects::default();
+            self.freed = false;
             self.last_full = now;
             self.ingress = ingress();
             self.publishing = store
@@ -140,7 +162,10 @@ impl Changes {
             return Some(Scope::All);
         }
         let mut only = std::mem::take(&mut self.written);
-        only.merge(std::mem::take(&mut self.wanting));
+        let mut stuck = std::mem::take(&mut self.wanting);
+        if std::mem::take(&mut self.freed) {
+            only.merge(std::mem::take(&mut stuck));
+        }
         let mut tasks = Vec::new();
         for id in &only.services {
             let now_publishing = store.get::<Service>(id).is_some_and(publishing);
@@ -159,7 +184,12 @@ impl Changes {
             }
         }
         only.tasks.extend(tasks);
-        Some(Scope::Only(only))
+        // What is looked at anyway is not stuck.
+        stuck.remove_all(&only);
+        Some(Scope::Only {
+            changed: only,
+            stuck,
+        })
     }
 
     /// A round succeeded; `wanting` is what wanted something in it.

@@ -516,12 +516,13 @@ fn status_reports_of_delivered_tasks_leave_nothing_to_look_at() {
     task.status.as_mut().unwrap().state = TaskState::Running as i32;
     changes.observe(&world.commit(vec![update(task.clone())]));
     let scope = changes.take(&world.store, 12).unwrap();
+    let this_task = Objects {
+        tasks: [task.id().to_owned()].into(),
+        ..Default::default()
+    };
     assert_eq!(
         scope,
-        Scope::Only(Objects {
-            tasks: [task.id().to_owned()].into(),
-            ..Default::default()
-        }),
+        Scope::only(this_task),
         "the task allocated last round is looked at once more"
     );
     changes.done(allocate_in(&world.store, &scope).wanting);
@@ -530,7 +531,7 @@ fn status_reports_of_delivered_tasks_leave_nothing_to_look_at() {
     changes.observe(&world.commit(vec![update(task)]));
     assert_eq!(
         changes.take(&world.store, 13),
-        Some(Scope::Only(Objects::default())),
+        Some(Scope::only(Objects::default())),
         "a task that ended wants nothing"
     );
 }
@@ -567,7 +568,7 @@ fn a_service_that_starts_publishing_brings_its_waiting_tasks_into_the_round() {
     };
     let action = world.action(&publish, &mut Vec::new()).unwrap();
     changes.observe(&world.commit(vec![action]));
-    let Some(Scope::Only(only)) = changes.take(&world.store, 23) else {
+    let Some(Scope::Only { changed: only, .. }) = changes.take(&world.store, 23) else {
         panic!("a partial round")
     };
     let waiting: Vec<String> = world
@@ -576,6 +577,60 @@ fn a_service_that_starts_publishing_brings_its_waiting_tasks_into_the_round() {
         .map(|t| t.id().to_owned())
         .collect();
     assert_eq!(only.tasks, waiting.into_iter().collect());
+}
+
+#[test]
+fn a_task_waiting_for_an_address_gets_the_one_a_removed_task_gave_up() {
+    let mut world = World::new();
+    let mut changes = Changes::default();
+    // A /29: the gateway, the VIP and four tasks; the fifth waits.
+    let mut ops = vec![
+        Op::Network {
+            ingress: false,
+            subnet: 1,
+        },
+        Op::Service {
+            networks: 1,
+            ports: 0,
+            dnsrr: false,
+            host: false,
+        },
+    ];
+    ops.extend((0..5).map(|_| Op::Task { service: 0 }));
+    for op in &ops {
+        let action = world.action(op, &mut Vec::new()).unwrap();
+        changes.observe(&world.commit(vec![action]));
+    }
+    let round = |world: &mut World, changes: &mut Changes, now: i64| {
+        let scope = changes.take(&world.store, now)?;
+        let full = allocate(&world.store);
+        let Allocation { actions, wanting } = allocate_in(&world.store, &scope);
+        assert_eq!(unstamped(&actions), unstamped(&full.actions));
+        if !actions.is_empty() {
+            changes.observe(&world.commit(actions));
+        }
+        changes.done(wanting);
+        Some(())
+    };
+    for now in 1..10 {
+        if round(&mut world, &mut changes, now).is_none() {
+            break;
+        }
+    }
+    let (holding, waiting): (Vec<Task>, Vec<Task>) = world
+        .store
+        .list::<Task>()
+        .cloned()
+        .partition(|t| !t.networks.is_empty());
+    assert_eq!((holding.len(), waiting.len()), (4, 1));
+    // A delete alone (no task ended, nothing else written) frees the address.
+    changes.observe(&world.commit(vec![delete(holding[0].clone())]));
+    round(&mut world, &mut changes, 20).expect("a round");
+    let waiter = world.store.get::<Task>(waiting[0].id()).unwrap();
+    assert_eq!(
+        waiter.networks[0].addresses,
+        holding[0].networks[0].addresses
+    );
 }
 
 #[test]

@@ -63,6 +63,16 @@ pub struct Objects {
     pub tasks: BTreeSet<String>,
 }
 
+impl Scope {
+    /// Only `changed`, with nothing stuck.
+    pub fn only(changed: Objects) -> Self {
+        Scope::Only {
+            changed,
+            stuck: Objects::default(),
+        }
+    }
+}
+
 impl Objects {
     /// Whether it names nothing.
     pub fn is_empty(&self) -> bool {
@@ -70,6 +80,14 @@ impl Objects {
             && self.nodes.is_empty()
             && self.services.is_empty()
             && self.tasks.is_empty()
+    }
+
+    /// Drops everything `other` names.
+    pub fn remove_all(&mut self, other: &Objects) {
+        self.networks.retain(|id| !other.networks.contains(id));
+        self.nodes.retain(|id| !other.nodes.contains(id));
+        self.services.retain(|id| !other.services.contains(id));
+        self.tasks.retain(|id| !other.tasks.contains(id));
     }
 
     /// Adds everything `other` names.
@@ -87,7 +105,17 @@ pub enum Scope {
     /// Every object of the store.
     All,
     /// Only these (IDs of objects since removed are passed over).
-    Only(Objects),
+    Only {
+        /// Looked at.
+        changed: Objects,
+        /// Looked at only if something in `changed` wants something: what wanted something
+        /// last round and could not have it, when nothing was freed since. Alone, each
+        /// would fail again as it did (what it met then is all still taken), changing
+        /// nothing; beside others, it takes its place in the order again, since it takes
+        /// addresses before it fails (a task on two networks, a service's port before its
+        /// VIP) and those that follow it get what a full round gives them.
+        stuck: Objects,
+    },
 }
 
 /// What one round decided.
@@ -108,7 +136,21 @@ pub fn allocate(store: &ObjectStore) -> Allocation {
 /// Allocates whatever is missing among the objects of `scope`.
 pub fn allocate_in(store: &ObjectStore, scope: &Scope) -> Allocation {
     let ingress = ingress_network(store).map(|n| n.id().to_owned());
-    let wanting = Wanting::find(store, scope, ingress.as_deref());
+    let mut wanting = Wanting::find(store, scope, ingress.as_deref());
+    if let Scope::Only { stuck, .. } = scope {
+        if wanting.is_empty() {
+            // Not looked at: still stuck.
+            return Allocation {
+                actions: Vec::new(),
+                wanting: stuck.clone(),
+            };
+        }
+        wanting.merge(Wanting::find(
+            store,
+            &Scope::only(stuck.clone()),
+            ingress.as_deref(),
+        ));
+    }
     let mut out = Allocation {
         actions: Vec::new(),
         wanting: wanting.ids(),
@@ -181,7 +223,7 @@ impl<'a> Wanting<'a> {
                     tasks,
                 }
             }
-            Scope::Only(only) => Wanting {
+            Scope::Only { changed: only, .. } => Wanting {
                 networks: only
                     .networks
                     .iter()
@@ -215,6 +257,19 @@ impl<'a> Wanting<'a> {
             && self.nodes.is_empty()
             && self.services.is_empty()
             && self.tasks.is_empty()
+    }
+
+    /// Adds `other`'s objects, keeping each kind in ID order and each object once.
+    fn merge(&mut self, other: Wanting<'a>) {
+        fn join<T>(into: &mut Vec<T>, from: Vec<T>, id: impl Fn(&T) -> &str) {
+            into.extend(from);
+            into.sort_by(|a, b| id(a).cmp(id(b)));
+            into.dedup_by(|a, b| id(a) == id(b));
+        }
+        join(&mut self.networks, other.networks, |n| n.id());
+        join(&mut self.nodes, other.nodes, |n| n.id());
+        join(&mut self.services, other.services, |s| s.id());
+        join(&mut self.tasks, other.tasks, |(t, _)| t.id());
     }
 
     fn ids(&self) -> Objects {
