@@ -647,10 +647,12 @@ fn a_new_ingress_network_or_a_failed_commit_makes_the_next_round_full() {
 
 /// How long a full round and a round over what changed take on a store of 100,000 tasks on
 /// a network, once they are all allocated and delivered, after 1,000 status reports and
-/// after 1,000 new tasks. Printed, not asserted: `cargo test -p manager --release --lib
-/// allocator::incremental_tests::timing -- --ignored --nocapture`.
+/// after 1,000 new tasks; what rebuilding what is in use costs there (every round did it
+/// before rounds followed the change); and, as in the services bench, 100,000 tasks on no
+/// network waiting to be placed. Printed, not asserted: `cargo test -p manager --release
+/// --lib allocator::incremental_tests::timing -- --ignored --nocapture`.
 #[test]
-#[ignore = "a measurement, not a check; run by hand"]
+#[ignore = "prints a timing (issue 20); not a test"]
 fn timing_of_full_and_partial_rounds_on_100000_tasks() {
     let mut world = World::new();
     let mut changes = Changes::default();
@@ -764,4 +766,54 @@ fn timing_of_full_and_partial_rounds_on_100000_tasks() {
     let new: Vec<StoreAction> = (100_000..101_000).map(|i| create(task(i))).collect();
     changes.observe(&world.commit(new));
     time("after 1,000 new tasks", &world, &mut changes, 2);
+    let started = Instant::now();
+    super::plan::rebuild_in_use(&world.store);
+    println!(
+        "rebuilding what is in use (101,000 tasks holding addresses): {:?}",
+        started.elapsed()
+    );
+
+    // The services bench: tasks on no network, all pending (the scheduler has not placed
+    // them yet), 1,000 more each round.
+    let mut world = World::new();
+    let mut changes = Changes::default();
+    let plain = |i: usize| Task {
+        meta: meta(&format!("task{i:07}")),
+        service_id: "svc".into(),
+        spec: Some(TaskSpec::default()),
+        desired_state: TaskState::Running as i32,
+        status: Some(TaskStatus {
+            state: TaskState::Pending as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    changes.observe(&world.commit(vec![create(Service {
+        meta: meta("svc"),
+        spec: Some(ServiceSpec {
+            name: "svc".into(),
+            task_template: Some(TaskSpec::default()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })]));
+    for chunk in (0..100_000).collect::<Vec<_>>().chunks(10_000) {
+        changes.observe(&world.commit(chunk.iter().map(|i| create(plain(*i))).collect()));
+    }
+    let scope = changes.take(&world.store, 0).unwrap();
+    let first = allocate_in(&world.store, &scope);
+    for batch in first.actions.chunks(10_000) {
+        changes.observe(&world.commit(batch.to_vec()));
+    }
+    changes.done(first.wanting);
+    let scope = changes.take(&world.store, 1).unwrap();
+    changes.done(allocate_in(&world.store, &scope).wanting);
+    let new: Vec<StoreAction> = (100_000..101_000).map(|i| create(plain(i))).collect();
+    changes.observe(&world.commit(new));
+    time(
+        "101,000 pending tasks on no network, after 1,000 new",
+        &world,
+        &mut changes,
+        3,
+    );
 }
