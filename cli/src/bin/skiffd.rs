@@ -110,6 +110,11 @@ struct Args {
     /// Hidden: it only makes the daemon slow.
     #[arg(long, hide = true, value_name = "FILE")]
     saturate_when: Option<PathBuf>,
+    /// For tests of a long leader round only: while this file exists, hold a read guard
+    /// of the store in turns of several seconds, as a round over a large store does, so
+    /// apply waits for it. Hidden: it only stalls the daemon's writes.
+    #[arg(long, hide = true, value_name = "FILE")]
+    hold_store_when: Option<PathBuf>,
 }
 
 /// How long one busy turn of `--saturate-when` keeps a worker thread: several times the
@@ -143,6 +148,31 @@ async fn saturate_when(file: PathBuf) {
         for spinner in spinners {
             let _ = spinner.await;
         }
+    }
+}
+
+/// How long one turn of `--hold-store-when` holds the store: more than twice the longest
+/// an election waits for a silent leader, less than a write's deadline
+/// ([`manager::raft::QUORUM_TIMEOUT`]), since every write waits for the turn to end.
+const HOLD_TURN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `--hold-store-when`: while `file` exists, a blocking thread holds the running manager's
+/// store for [`HOLD_TURN`] at a time, letting go only between turns.
+async fn hold_store_when(file: PathBuf, slot: Arc<manager::RunningManager>) {
+    loop {
+        while !file.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let Some(manager) = slot.current() else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        tracing::warn!(file = %file.display(), "holding the store for a test");
+        let _ = tokio::task::spawn_blocking(move || {
+            let _held = manager.store().read();
+            std::thread::sleep(HOLD_TURN);
+        })
+        .await;
     }
 }
 
@@ -324,6 +354,9 @@ async fn run(args: Args, raft_runtime: tokio::runtime::Handle) -> anyhow::Result
     };
     if let Some(file) = args.saturate_when.clone() {
         tokio::spawn(saturate_when(file));
+    }
+    if let Some(file) = args.hold_store_when.clone() {
+        tokio::spawn(hold_store_when(file, daemon.slot()));
     }
     tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "skiffd started");
     daemon.resume().await;

@@ -1,26 +1,29 @@
 //! The allocator (leader only): VNIs and subnets for networks, VIPs and published ports for
 //! services, addresses for tasks. Everything it hands out is committed through Raft before
 //! anyone uses it, and it rebuilds what is in use from the store (see `plan.rs`), so a
-//! leader change never hands one address out twice.
+//! leader change never hands one address out twice. A round looks only at what changed
+//! since the last one (`changes.rs`), everything when that is unknown.
 //!
 //! Tasks wait for their addresses: the scheduler places only tasks for which
 //! [`is_allocated`] holds.
 
+mod changes;
 pub mod ipam;
 mod plan;
 pub mod ports;
 pub mod vni;
 
-pub use plan::{allocate, Allocation};
+pub use plan::{allocate, allocate_in, Allocation, Objects, Scope};
 
 use std::time::Duration;
 
-use proto::{EndpointSpec, Network, PublishMode, Service, Task, TaskSpec, TaskState};
+use proto::{now_ms, EndpointSpec, Network, PublishMode, Service, Task, TaskSpec, TaskState};
 use tokio::sync::watch;
 
+use self::changes::Changes;
 use crate::leader::{self, Rounds};
 use crate::lifecycle::{is_active, is_terminal, observed};
-use crate::store::{ObjectStore, Store, StoredObject};
+use crate::store::{ObjectStore, Store, StoredObject, WatchEvent};
 
 /// How long to wait before retrying a round that failed (a conflicting write).
 const RETRY: Duration = Duration::from_millis(100);
@@ -112,29 +115,57 @@ pub fn is_allocated(store: &ObjectStore, task: &Task) -> bool {
 
 /// Runs on every manager; allocates only while this manager leads.
 pub async fn run(store: Store, stop: watch::Receiver<bool>) {
-    leader::run(store, stop, Allocator).await
+    leader::run(store, stop, Allocator::default()).await
 }
 
 /// The allocation rounds of a leader.
-struct Allocator;
+#[derive(Default)]
+struct Allocator {
+    /// What changed since the last round.
+    changes: Changes,
+}
 
 impl Rounds for Allocator {
     /// Apply everything earlier leaders committed before reading what is in use.
     const BARRIER: bool = true;
 
+    fn start(&mut self) {
+        self.changes = Changes::default();
+    }
+
+    fn observe(&mut self, event: &WatchEvent) {
+        self.changes.observe(event);
+    }
+
+    fn lagged(&mut self) {
+        self.changes.everything();
+    }
+
     async fn round(&mut self, store: &Store) -> Duration {
-        let Allocation { actions } = allocate(&store.read());
+        let Allocation { actions, wanting } = {
+            let store = store.read();
+            match self.changes.take(&store, now_ms()) {
+                Some(scope) => allocate_in(&store, &scope),
+                None => return IDLE,
+            }
+        };
         // As the leader only, never forwarded: a deposed leader's allocations must not land
         // after the new leader has read what is in use.
         match leader::commit_as_leader(store, actions).await {
-            Ok(()) => IDLE,
+            Ok(()) => {
+                self.changes.done(wanting);
+                IDLE
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "allocation round failed; retrying");
+                self.changes.failed();
                 RETRY
             }
         }
     }
 }
 
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod tests;

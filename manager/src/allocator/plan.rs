@@ -4,13 +4,22 @@
 //! reached its node yet an address on each of its networks. Pure: the loop in
 //! `mod.rs` commits what this returns.
 //!
-//! What is in use is rebuilt from the store at the start of every round rather than kept in
-//! long-lived bitmaps: the store is the only truth, so a new leader (or this one after a
-//! failed commit) can never disagree with it, and releasing is implicit — a removed task,
-//! service or network, or a task that reached a terminal state, simply holds nothing in the
-//! next round. The cost is one pass over the store per round.
+//! A round looks at a [`Scope`]: everything, or only the objects `changes.rs` says may want
+//! something. It first finds which of those want anything (a network without a subnet, a
+//! node without its ingress leg, a service whose endpoint does not match its spec, a task
+//! missing an address), without looking at what is in use; most rounds find none and end
+//! there, at a cost that follows the change, not the store. What wants something is then
+//! handled in the order a full round handles it (networks, nodes, services, tasks, each in
+//! ID order), so a round over a scope that holds every object that wants something decides
+//! exactly what a full round decides (checked on random changes in `incremental_tests.rs`).
+//!
+//! What is in use is rebuilt from the store when a round has something to allocate, rather
+//! than kept in long-lived bitmaps: the store is the only truth, so a new leader (or this
+//! one after a failed commit) can never disagree with it, and releasing is implicit — a
+//! removed task, service or network, or a task that reached a terminal state, simply holds
+//! nothing in the next round. The cost is one pass over the store per round that allocates.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use proto::{
@@ -36,6 +45,77 @@ struct InUse {
     spaces: HashMap<String, AddressSpace>,
     vnis: Vnis,
     ports: Ports,
+    /// Whether anything asked for an address or a port: a service's endpoint computed
+    /// without asking depends on nothing in use (see [`Wanting::find`]).
+    consulted: bool,
+}
+
+/// Objects by ID, per kind: what a round looks at, or what still wants something.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Objects {
+    /// Network IDs.
+    pub networks: BTreeSet<String>,
+    /// Node IDs.
+    pub nodes: BTreeSet<String>,
+    /// Service IDs.
+    pub services: BTreeSet<String>,
+    /// Task IDs.
+    pub tasks: BTreeSet<String>,
+}
+
+impl Scope {
+    /// Only `changed`, with nothing stuck.
+    pub fn only(changed: Objects) -> Self {
+        Scope::Only {
+            changed,
+            stuck: Objects::default(),
+        }
+    }
+}
+
+impl Objects {
+    /// Whether it names nothing.
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_empty()
+            && self.nodes.is_empty()
+            && self.services.is_empty()
+            && self.tasks.is_empty()
+    }
+
+    /// Drops everything `other` names.
+    pub fn remove_all(&mut self, other: &Objects) {
+        self.networks.retain(|id| !other.networks.contains(id));
+        self.nodes.retain(|id| !other.nodes.contains(id));
+        self.services.retain(|id| !other.services.contains(id));
+        self.tasks.retain(|id| !other.tasks.contains(id));
+    }
+
+    /// Adds everything `other` names.
+    pub fn merge(&mut self, other: Objects) {
+        self.networks.extend(other.networks);
+        self.nodes.extend(other.nodes);
+        self.services.extend(other.services);
+        self.tasks.extend(other.tasks);
+    }
+}
+
+/// What a round looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every object of the store.
+    All,
+    /// Only these (IDs of objects since removed are passed over).
+    Only {
+        /// Looked at.
+        changed: Objects,
+        /// Looked at only if something in `changed` wants something: what wanted something
+        /// last round and could not have it, when nothing was freed since. Alone, each
+        /// would fail again as it did (what it met then is all still taken), changing
+        /// nothing; beside others, it takes its place in the order again, since it takes
+        /// addresses before it fails (a task on two networks, a service's port before its
+        /// VIP) and those that follow it get what a full round gives them.
+        stuck: Objects,
+    },
 }
 
 /// What one round decided.
@@ -43,20 +123,179 @@ struct InUse {
 pub struct Allocation {
     /// Changes to commit.
     pub actions: Vec<StoreAction>,
+    /// What wanted something this round, whether or not it got it: the next round looks at
+    /// it again (it may fail again, or need a look once its change is committed).
+    pub wanting: Objects,
 }
 
 /// Allocates whatever is missing in `store`.
 pub fn allocate(store: &ObjectStore) -> Allocation {
+    allocate_in(store, &Scope::All)
+}
+
+/// Allocates whatever is missing among the objects of `scope`.
+pub fn allocate_in(store: &ObjectStore, scope: &Scope) -> Allocation {
+    let ingress = ingress_network(store).map(|n| n.id().to_owned());
+    let mut wanting = Wanting::find(store, scope, ingress.as_deref());
+    if let Scope::Only { stuck, .. } = scope {
+        if wanting.is_empty() {
+            // Not looked at: still stuck.
+            return Allocation {
+                actions: Vec::new(),
+                wanting: stuck.clone(),
+            };
+        }
+        wanting.merge(Wanting::find(
+            store,
+            &Scope::only(stuck.clone()),
+            ingress.as_deref(),
+        ));
+    }
+    let mut out = Allocation {
+        actions: Vec::new(),
+        wanting: wanting.ids(),
+    };
+    if wanting.is_empty() {
+        return out;
+    }
     let mut in_use = InUse::from_store(store);
-    let mut out = Allocation::default();
-    allocate_networks(store, &mut in_use, &mut out);
-    allocate_nodes(store, &mut in_use, &mut out);
-    let endpoints = allocate_services(store, &mut in_use, &mut out);
-    allocate_tasks(store, &mut in_use, &endpoints, &mut out);
+    allocate_networks(&wanting.networks, &mut in_use, &mut out);
+    if let Some(ingress) = ingress.as_deref() {
+        allocate_nodes(&wanting.nodes, ingress, &mut in_use, &mut out);
+    }
+    let endpoints = allocate_services(&wanting.services, ingress.as_deref(), &mut in_use, &mut out);
+    allocate_tasks(store, &wanting.tasks, &mut in_use, &endpoints, &mut out);
     out
 }
 
+/// The objects of a scope that want something, in the order a round handles them.
+#[derive(Default)]
+struct Wanting<'a> {
+    networks: Vec<&'a Network>,
+    nodes: Vec<&'a Node>,
+    services: Vec<&'a Service>,
+    /// Each with the networks it lacks an address on.
+    tasks: Vec<(&'a Task, Vec<String>)>,
+}
+
+impl<'a> Wanting<'a> {
+    fn find(store: &'a ObjectStore, scope: &Scope, ingress: Option<&str>) -> Self {
+        let network_wants = |n: &&Network| n.vni == 0 || allocated_subnet(n).is_none();
+        let node_wants = |n: &&Node| {
+            ingress.is_some_and(|ingress| {
+                !n.ingress
+                    .as_ref()
+                    .is_some_and(|a| a.network_id == ingress && !a.addresses.is_empty())
+            })
+        };
+        // A service wants something unless its endpoint, computed without anything in use
+        // and without asking for anything, is the one it has: then a round with everything
+        // in use computes the same (it takes the same path) and changes nothing.
+        let service_wants = |s: &&Service| {
+            let mut dry = InUse::empty();
+            let endpoint = endpoint_for(s, ingress, &mut dry);
+            dry.consulted || !endpoint.is_ok_and(|e| s.endpoint.as_ref() == Some(&e))
+        };
+        let task_wants = |t: &'a Task| {
+            if !holds_addresses(t) || !not_delivered(t) {
+                return None;
+            }
+            let service = store.get::<Service>(&t.service_id);
+            let missing: Vec<String> = task_networks(t, service, ingress)
+                .into_iter()
+                .filter(|n| !has_address(t, n))
+                .collect();
+            (!missing.is_empty()).then_some((t, missing))
+        };
+        match scope {
+            Scope::All => {
+                // Only tasks no node has taken yet (the store's state index finds them), in
+                // ID order.
+                let mut tasks: Vec<(&Task, Vec<String>)> = store
+                    .tasks_up_to_state(TaskState::Assigned)
+                    .filter_map(task_wants)
+                    .collect();
+                tasks.sort_by(|a, b| a.0.id().cmp(b.0.id()));
+                Wanting {
+                    networks: store.list::<Network>().filter(network_wants).collect(),
+                    nodes: store.list::<Node>().filter(node_wants).collect(),
+                    services: store.list::<Service>().filter(service_wants).collect(),
+                    tasks,
+                }
+            }
+            Scope::Only { changed: only, .. } => Wanting {
+                networks: only
+                    .networks
+                    .iter()
+                    .filter_map(|id| store.get::<Network>(id))
+                    .filter(network_wants)
+                    .collect(),
+                nodes: only
+                    .nodes
+                    .iter()
+                    .filter_map(|id| store.get::<Node>(id))
+                    .filter(node_wants)
+                    .collect(),
+                services: only
+                    .services
+                    .iter()
+                    .filter_map(|id| store.get::<Service>(id))
+                    .filter(service_wants)
+                    .collect(),
+                tasks: only
+                    .tasks
+                    .iter()
+                    .filter_map(|id| store.get::<Task>(id))
+                    .filter_map(task_wants)
+                    .collect(),
+            },
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.networks.is_empty()
+            && self.nodes.is_empty()
+            && self.services.is_empty()
+            && self.tasks.is_empty()
+    }
+
+    /// Adds `other`'s objects, keeping each kind in ID order and each object once.
+    fn merge(&mut self, other: Wanting<'a>) {
+        fn join<T>(into: &mut Vec<T>, from: Vec<T>, id: impl Fn(&T) -> &str) {
+            into.extend(from);
+            into.sort_by(|a, b| id(a).cmp(id(b)));
+            into.dedup_by(|a, b| id(a) == id(b));
+        }
+        join(&mut self.networks, other.networks, |n| n.id());
+        join(&mut self.nodes, other.nodes, |n| n.id());
+        join(&mut self.services, other.services, |s| s.id());
+        join(&mut self.tasks, other.tasks, |(t, _)| t.id());
+    }
+
+    fn ids(&self) -> Objects {
+        Objects {
+            networks: self.networks.iter().map(|n| n.id().to_owned()).collect(),
+            nodes: self.nodes.iter().map(|n| n.id().to_owned()).collect(),
+            services: self.services.iter().map(|s| s.id().to_owned()).collect(),
+            tasks: self.tasks.iter().map(|(t, _)| t.id().to_owned()).collect(),
+        }
+    }
+}
+
 impl InUse {
+    /// Nothing in use and nowhere to allocate from.
+    fn empty() -> Self {
+        InUse {
+            pools: Vec::new(),
+            subnet_len: 24,
+            subnets: Vec::new(),
+            spaces: HashMap::new(),
+            vnis: Vnis::default(),
+            ports: Ports::default(),
+            consulted: false,
+        }
+    }
+
     fn from_store(store: &ObjectStore) -> Self {
         // The cluster's settings with the defaults filled in, as `swarm init` stores them.
         let spec = default_spec(store.cluster().and_then(|c| c.spec.clone()));
@@ -73,6 +312,7 @@ impl InUse {
             spaces: HashMap::new(),
             vnis: Vnis::default(),
             ports: Ports::default(),
+            consulted: false,
         };
         for network in store.list::<Network>() {
             in_use.vnis.reserve(network.vni);
@@ -141,6 +381,7 @@ impl InUse {
 
     /// A new address on `network_id`, in CIDR form.
     fn address(&mut self, network_id: &str) -> Result<String, String> {
+        self.consulted = true;
         let space = self
             .spaces
             .get_mut(network_id)
@@ -148,6 +389,24 @@ impl InUse {
         let ip = space.allocate().map_err(|e| e.to_string())?;
         Ok(space.subnet().with_prefix(ip))
     }
+
+    /// Takes a published port asked for by number; false if it is taken.
+    fn reserve_port(&mut self, protocol: i32, port: u32) -> bool {
+        self.consulted = true;
+        self.ports.reserve(protocol, port)
+    }
+
+    /// Takes a free published port of the dynamic range.
+    fn allocate_port(&mut self, protocol: i32) -> Option<u32> {
+        self.consulted = true;
+        self.ports.allocate(protocol)
+    }
+}
+
+/// Rebuilds what is in use, as a round that allocates does (for a timing).
+#[cfg(test)]
+pub(super) fn rebuild_in_use(store: &ObjectStore) {
+    std::hint::black_box(InUse::from_store(store));
 }
 
 /// The subnet and gateway a network was given, if any.
@@ -172,11 +431,8 @@ fn is_ingress(port: &PortConfig) -> bool {
 }
 
 /// Networks without a subnet or VNI get them.
-fn allocate_networks(store: &ObjectStore, in_use: &mut InUse, out: &mut Allocation) {
-    for network in store.list::<Network>() {
-        if network.vni != 0 && allocated_subnet(network).is_some() {
-            continue;
-        }
+fn allocate_networks(wanting: &[&Network], in_use: &mut InUse, out: &mut Allocation) {
+    for &network in wanting {
         let (wanted, gateway) = requested(network);
         let subnet = match wanted {
             Some(s) => Ok(s),
@@ -218,23 +474,13 @@ fn allocate_networks(store: &ObjectStore, in_use: &mut InUse, out: &mut Allocati
 
 /// Nodes without an address on the ingress network get one (a removed node's is free at
 /// once, since it is no longer in the store).
-fn allocate_nodes(store: &ObjectStore, in_use: &mut InUse, out: &mut Allocation) {
-    let Some(ingress) = ingress_network(store).map(|n| n.id().to_owned()) else {
-        return;
-    };
-    for node in store.list::<Node>() {
-        let has = node
-            .ingress
-            .as_ref()
-            .is_some_and(|a| a.network_id == ingress && !a.addresses.is_empty());
-        if has {
-            continue;
-        }
-        match in_use.address(&ingress) {
+fn allocate_nodes(wanting: &[&Node], ingress: &str, in_use: &mut InUse, out: &mut Allocation) {
+    for &node in wanting {
+        match in_use.address(ingress) {
             Ok(addr) => {
                 let mut node = node.clone();
                 node.ingress = Some(NetworkAttachment {
-                    network_id: ingress.clone(),
+                    network_id: ingress.to_owned(),
                     addresses: vec![addr],
                     aliases: Vec::new(),
                 });
@@ -249,16 +495,17 @@ fn allocate_nodes(store: &ObjectStore, in_use: &mut InUse, out: &mut Allocation)
 }
 
 /// Services whose endpoint (VIPs, published ports) does not match their spec get a new one.
-/// Returns every service's endpoint as it will be after this round.
+/// Returns these services' endpoints as they will be after this round (every other
+/// service keeps the one it has).
 fn allocate_services(
-    store: &ObjectStore,
+    wanting: &[&Service],
+    ingress: Option<&str>,
     in_use: &mut InUse,
     out: &mut Allocation,
 ) -> HashMap<String, Option<Endpoint>> {
-    let ingress = ingress_network(store).map(|n| n.id().to_owned());
     let mut endpoints = HashMap::new();
-    for service in store.list::<Service>() {
-        let endpoint = match endpoint_for(service, ingress.as_deref(), in_use) {
+    for &service in wanting {
+        let endpoint = match endpoint_for(service, ingress, in_use) {
             Ok(e) => e,
             Err(reason) => {
                 tracing::warn!(service = service.name(), %reason, "cannot allocate the service's endpoint");
@@ -307,7 +554,7 @@ fn endpoint_for(
             port.published_port = match kept {
                 Some(p) => p.published_port,
                 None if wanted.published_port != 0 => {
-                    if !in_use.ports.reserve(wanted.protocol, wanted.published_port) {
+                    if !in_use.reserve_port(wanted.protocol, wanted.published_port) {
                         return Err(format!(
                             "port {}/{} is already published by another service",
                             wanted.published_port,
@@ -316,7 +563,7 @@ fn endpoint_for(
                     }
                     wanted.published_port
                 }
-                None => in_use.ports.allocate(wanted.protocol).ok_or_else(|| {
+                None => in_use.allocate_port(wanted.protocol).ok_or_else(|| {
                     format!(
                         "no {} port left in the dynamic range",
                         protocol_name(wanted.protocol)
@@ -359,27 +606,16 @@ fn endpoint_for(
     })
 }
 
-/// Tasks not yet delivered to a node get an address on each network they need.
+/// Tasks not yet delivered to a node get an address on each network they lack one on.
 fn allocate_tasks(
     store: &ObjectStore,
+    wanting: &[(&Task, Vec<String>)],
     in_use: &mut InUse,
     endpoints: &HashMap<String, Option<Endpoint>>,
     out: &mut Allocation,
 ) {
-    let ingress = ingress_network(store).map(|n| n.id().to_owned());
-    // Only tasks no node has taken yet (the store's state index finds them), in ID order.
-    let mut undelivered: Vec<&Task> = store
-        .tasks_up_to_state(TaskState::Assigned)
-        .filter(|t| holds_addresses(t) && not_delivered(t))
-        .collect();
-    undelivered.sort_by(|a, b| a.id().cmp(b.id()));
-    for task in undelivered {
-        let service = store.get::<Service>(&task.service_id);
-        let needed = task_networks(task, service, ingress.as_deref());
-        let missing: Vec<&String> = needed.iter().filter(|n| !has_address(task, n)).collect();
-        if missing.is_empty() {
-            continue;
-        }
+    for (task, missing) in wanting {
+        let task = *task;
         let mut updated = task.clone();
         let mut failure = None;
         for network_id in missing {
@@ -400,8 +636,14 @@ fn allocate_tasks(
         }
         match failure {
             None => {
-                if let Some(endpoint) = endpoints.get(&task.service_id) {
-                    updated.endpoint = endpoint.clone();
+                let endpoint = match endpoints.get(&task.service_id) {
+                    Some(endpoint) => Some(endpoint.clone()),
+                    None => store
+                        .get::<Service>(&task.service_id)
+                        .map(|s| s.endpoint.clone()),
+                };
+                if let Some(endpoint) = endpoint {
+                    updated.endpoint = endpoint;
                 }
                 out.actions.push(update(updated));
             }

@@ -48,7 +48,7 @@ impl World {
 
     /// One allocator round, committed.
     fn allocate(&mut self) {
-        let Allocation { actions } = allocate(&self.store);
+        let Allocation { actions, .. } = allocate(&self.store);
         if !actions.is_empty() {
             self.apply(actions);
         }
