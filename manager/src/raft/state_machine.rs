@@ -223,11 +223,9 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let started = std::time::Instant::now();
-        let mut snapshot = self.store.to_snapshot();
-        snapshot.format = format::SNAPSHOT;
-        snapshot.outcomes = std::mem::take(&mut self.outcomes);
-        let data = snapshot.encode_to_vec();
-        drop(snapshot);
+        let outcomes = std::mem::take(&mut self.outcomes);
+        let data = self.store.encode_snapshot(format::SNAPSHOT, &outcomes);
+        drop(outcomes);
         let last = self.last_applied;
         let meta = SnapshotMeta {
             last_log_id: last,

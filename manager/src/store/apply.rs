@@ -5,6 +5,8 @@ use proto::{
     StoreActionKind, StoreBatch, StoreEvent, StoreObject, Task,
 };
 
+use std::sync::Arc;
+
 use super::{Kind, ObjectStore, StoredObject};
 
 /// Why a batch was not applied. Decided identically on every manager, since they all apply
@@ -116,6 +118,9 @@ impl ObjectStore {
         if id.is_empty() {
             return Err(ApplyError::Invalid(format!("{} without an ID", T::KIND)));
         }
+        // The stored object's `Arc`, not a copy: once `put` or `take` drops the table's, it
+        // is the only one left (unless a copy of the store shares it), and the undo step
+        // takes it without a copy.
         let stored = T::table(self).get(&id).cloned();
         match (kind, stored) {
             (StoreActionKind::Create, Some(_)) => {
@@ -138,12 +143,14 @@ impl ObjectStore {
                 meta.version = index;
                 meta.created_at = old.meta().created_at;
                 self.put(object.clone());
+                let old = Arc::unwrap_or_clone(old);
                 undo.push(Undo::Restore(Box::new(old.wrap())));
                 Ok(object.wrap())
             }
             (StoreActionKind::Delete, Some(old)) => {
                 check_version(&object, &old, true)?;
                 self.take::<T>(&id);
+                let old = Arc::unwrap_or_clone(old);
                 undo.push(Undo::Restore(Box::new(old.clone().wrap())));
                 Ok(old.wrap())
             }
@@ -196,7 +203,7 @@ impl ObjectStore {
         let name = object.name().filter(|_| T::UNIQUE_NAMES).map(str::to_owned);
         // The old object leaves the indexes before the new one enters: they may share keys.
         if let Some(old) = T::table_mut(self).remove(&id) {
-            self.unindex(&old);
+            self.unindex(&*old);
         }
         if let Some(task) = object.as_task() {
             self.task_index.insert(task, &id);
@@ -204,7 +211,7 @@ impl ObjectStore {
         if object.as_node().is_some_and(|n| n.manager_status.is_some()) {
             self.managers.insert(id.clone());
         }
-        T::table_mut(self).insert(id.clone(), object);
+        T::table_mut(self).insert(id.clone(), Arc::new(object));
         if let Some(name) = name {
             self.names.insert((T::KIND, name), id);
         }
@@ -212,9 +219,9 @@ impl ObjectStore {
 
     /// Takes the object `id` out of its table and the name index. Every removal goes
     /// through here.
-    fn take<T: StoredObject>(&mut self, id: &str) -> Option<T> {
+    fn take<T: StoredObject>(&mut self, id: &str) -> Option<Arc<T>> {
         let old = T::table_mut(self).remove(id)?;
-        self.unindex(&old);
+        self.unindex(&*old);
         Some(old)
     }
 

@@ -40,21 +40,27 @@ pub use proposer::Proposer;
 pub use task_index::TaskTally;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use task_index::{TaskIndex, Within};
 
 use proto::{Cluster, Config, Network, Node, Secret, Service, Task};
 
 /// Every object of the cluster, by kind and ID.
+///
+/// Each object is kept behind an `Arc`: a B-tree holds its values inline, and a task is
+/// 1,344 bytes (a prost message holds its spec inline), so nodes a third empty cost more
+/// than a pointer; and a copy of the store (a snapshot's) shares the objects instead of
+/// copying every one of them.
 #[derive(Clone, Debug, Default)]
 pub struct ObjectStore {
-    clusters: BTreeMap<String, Cluster>,
-    nodes: BTreeMap<String, Node>,
-    services: BTreeMap<String, Service>,
-    tasks: BTreeMap<String, Task>,
-    networks: BTreeMap<String, Network>,
-    secrets: BTreeMap<String, Secret>,
-    configs: BTreeMap<String, Config>,
+    clusters: BTreeMap<String, Arc<Cluster>>,
+    nodes: BTreeMap<String, Arc<Node>>,
+    services: BTreeMap<String, Arc<Service>>,
+    tasks: BTreeMap<String, Arc<Task>>,
+    networks: BTreeMap<String, Arc<Network>>,
+    secrets: BTreeMap<String, Arc<Secret>>,
+    configs: BTreeMap<String, Arc<Config>>,
     /// ID by name, for the kinds whose names are unique: checking a new name and resolving
     /// a name must not walk a whole table (that made every write O(objects)).
     names: HashMap<(Kind, String), String>,
@@ -92,17 +98,19 @@ pub enum LookupError {
 impl ObjectStore {
     /// The object of type `T` with this exact ID.
     pub fn get<T: StoredObject>(&self, id: &str) -> Option<&T> {
-        T::table(self).get(id)
+        T::table(self).get(id).map(|o| &**o)
     }
 
     /// All objects of type `T`, in ID order.
     pub fn list<T: StoredObject>(&self) -> impl Iterator<Item = &T> {
-        T::table(self).values()
+        T::table(self).values().map(|o| &**o)
     }
 
     /// The nodes that are managers, in ID order.
     pub fn managers(&self) -> impl Iterator<Item = &Node> {
-        self.managers.iter().filter_map(|id| self.nodes.get(id))
+        self.managers
+            .iter()
+            .filter_map(|id| self.nodes.get(id).map(|n| &**n))
     }
 
     /// How many objects of type `T` there are.
@@ -176,18 +184,18 @@ impl ObjectStore {
         &'a self,
         ids: impl Iterator<Item = &'a str> + 'a,
     ) -> impl Iterator<Item = &'a Task> + 'a {
-        ids.filter_map(|id| self.tasks.get(id))
+        ids.filter_map(|id| self.tasks.get(id).map(|t| &**t))
     }
 
     /// The cluster object; present from `swarm init` on.
     pub fn cluster(&self) -> Option<&Cluster> {
-        self.clusters.values().next()
+        self.clusters.values().next().map(|c| &**c)
     }
 
     /// The object of a uniquely named kind that has this exact name.
     pub fn named<T: StoredObject>(&self, name: &str) -> Option<&T> {
         let id = self.names.get(&(T::KIND, name.to_owned()))?;
-        T::table(self).get(id)
+        T::table(self).get(id).map(|o| &**o)
     }
 
     /// Resolves what a user typed: an exact ID, then an exact name, then a unique ID prefix.
@@ -208,7 +216,10 @@ impl ObjectStore {
                 return Ok(found);
             }
         } else {
-            let mut by_name = table.values().filter(|o| o.name() == Some(reference));
+            let mut by_name = table
+                .values()
+                .map(|o| &**o)
+                .filter(|o| o.name() == Some(reference));
             if let Some(found) = by_name.next() {
                 if by_name.next().is_none() {
                     return Ok(found);
@@ -218,7 +229,7 @@ impl ObjectStore {
         let mut matches = table
             .range(reference.to_owned()..)
             .take_while(|(id, _)| id.starts_with(reference))
-            .map(|(_, o)| o);
+            .map(|(_, o)| &**o);
         match (matches.next(), matches.next()) {
             (Some(found), None) => Ok(found),
             (None, _) => Err(not_found()),
@@ -230,9 +241,36 @@ impl ObjectStore {
         }
     }
 
+    /// The store taken apart, each part named: a measurement drops them one at a time and
+    /// counts what each held (`manager/benches/task_bytes.rs`, BENCHMARKS.md's "bytes per
+    /// task").
+    pub fn into_parts(self) -> Vec<(&'static str, Box<dyn std::any::Any>)> {
+        let mut parts: Vec<(&'static str, Box<dyn std::any::Any>)> = vec![
+            ("task table", Box::new(self.tasks)),
+            ("node table", Box::new(self.nodes)),
+            ("service table", Box::new(self.services)),
+            (
+                "other tables, names",
+                Box::new((
+                    self.clusters,
+                    self.networks,
+                    self.secrets,
+                    self.configs,
+                    self.names,
+                    self.managers,
+                )),
+            ),
+        ];
+        parts.extend(self.task_index.into_parts());
+        parts
+    }
+
     /// The object of type `T` whose unique name is `name`.
     pub fn find_by_name<T: StoredObject>(&self, name: &str) -> Option<&T> {
-        T::table(self).values().find(|o| o.name() == Some(name))
+        T::table(self)
+            .values()
+            .map(|o| &**o)
+            .find(|o| o.name() == Some(name))
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use proto::{
     store_object, Cluster, Config, Meta, Network, Node, Secret, Service, StoreObject, Task,
@@ -63,9 +64,9 @@ pub trait StoredObject: prost::Message + Clone + Default + Sized + 'static {
     /// The name users know the object by, if it has one.
     fn name(&self) -> Option<&str>;
     /// The store's table of this kind.
-    fn table(store: &ObjectStore) -> &BTreeMap<String, Self>;
+    fn table(store: &ObjectStore) -> &BTreeMap<String, Arc<Self>>;
     /// The store's table of this kind, to change.
-    fn table_mut(store: &mut ObjectStore) -> &mut BTreeMap<String, Self>;
+    fn table_mut(store: &mut ObjectStore) -> &mut BTreeMap<String, Arc<Self>>;
     /// Wraps the object for a log entry or snapshot.
     fn wrap(self) -> StoreObject;
 
@@ -105,10 +106,10 @@ macro_rules! stored_object {
                 let $o = self;
                 $name
             }
-            fn table(store: &ObjectStore) -> &BTreeMap<String, Self> {
+            fn table(store: &ObjectStore) -> &BTreeMap<String, Arc<Self>> {
                 &store.$table
             }
-            fn table_mut(store: &mut ObjectStore) -> &mut BTreeMap<String, Self> {
+            fn table_mut(store: &mut ObjectStore) -> &mut BTreeMap<String, Arc<Self>> {
                 &mut store.$table
             }
             fn wrap(self) -> StoreObject {

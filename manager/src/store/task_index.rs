@@ -3,7 +3,8 @@
 //! at C1M scale), `service ls` reads each service's task counts instead of every task, and
 //! the scheduler starts from what each node already holds.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use proto::{Task, TaskState};
 
@@ -51,9 +52,14 @@ pub(super) enum Within<'a> {
     Node(&'a str),
 }
 
+/// A task's, service's or node's ID as the indexes hold it: one allocation, shared by every
+/// entry that names it ([`TaskIndex::ids`]), instead of a `String` each (a task's ID was in
+/// three indexes, a service's and a node's in every entry of their tasks).
+type Id = Arc<str>;
+
 /// A task's place in [`TaskIndex::by_slot`]: service, slot (0 for a global service's task),
 /// node (only for slot 0: a global service's tasks are keyed by node), task ID.
-type SlotKey = (String, u64, String, String);
+type SlotKey = (Id, u64, Id, Id);
 
 /// The indexes. Every task the store holds is in each of them exactly once, under the
 /// fields it has now (`ObjectStore::put` and `take` keep them in step).
@@ -61,44 +67,77 @@ type SlotKey = (String, u64, String, String);
 pub(super) struct TaskIndex {
     by_slot: BTreeSet<SlotKey>,
     /// (node, task) for tasks with a node.
-    by_node: BTreeSet<(String, String)>,
+    by_node: BTreeSet<(Id, Id)>,
     /// Task IDs by observed state.
-    by_state: BTreeMap<i32, BTreeSet<String>>,
+    by_state: BTreeMap<i32, BTreeSet<Id>>,
     /// Tasks with network attachments (what the allocator counts as in use).
-    attached: BTreeSet<String>,
+    attached: BTreeSet<Id>,
+    /// Every ID an entry above holds, so each is allocated once; an ID leaves when no entry
+    /// holds it any more.
+    ids: HashSet<Id>,
     /// Per service with tasks; a service whose counts are all zero is absent.
     tallies: HashMap<String, TaskTally>,
     /// What the tasks occupying nodes hold there: the scheduler's per-node state.
     placed: Placed,
 }
 
-fn slot_key(task: &Task) -> SlotKey {
-    let node = if task.slot == 0 {
-        task.node_id.clone()
+/// The node a task is keyed by in [`TaskIndex::by_slot`]: its own for a global service's
+/// task, none for a replicated one's.
+fn slot_node(task: &Task) -> &str {
+    if task.slot == 0 {
+        &task.node_id
     } else {
-        String::new()
-    };
-    (
-        task.service_id.clone(),
-        task.slot,
-        node,
-        task.meta.as_ref().map(|m| m.id.clone()).unwrap_or_default(),
-    )
+        ""
+    }
 }
 
 impl TaskIndex {
+    /// The shared `Arc` of `id`, made if no entry holds one yet.
+    fn id(&mut self, id: &str) -> Id {
+        if let Some(shared) = self.ids.get(id) {
+            return shared.clone();
+        }
+        let shared: Id = id.into();
+        self.ids.insert(shared.clone());
+        shared
+    }
+
+    /// Forgets `id` once no entry holds it (call it after the entries and every other
+    /// clone are dropped).
+    fn release(&mut self, id: &str) {
+        if self
+            .ids
+            .get(id)
+            .is_some_and(|shared| Arc::strong_count(shared) == 1)
+        {
+            self.ids.remove(id);
+        }
+    }
+
+    fn slot_key(&mut self, task: &Task, id: &str) -> SlotKey {
+        (
+            self.id(&task.service_id),
+            task.slot,
+            self.id(slot_node(task)),
+            self.id(id),
+        )
+    }
+
     pub(super) fn insert(&mut self, task: &Task, id: &str) {
-        self.by_slot.insert(slot_key(task));
+        let key = self.slot_key(task, id);
+        let task_id = key.3.clone();
+        self.by_slot.insert(key);
         if !task.node_id.is_empty() {
-            self.by_node.insert((task.node_id.clone(), id.to_owned()));
+            let node = self.id(&task.node_id);
+            self.by_node.insert((node, task_id.clone()));
+        }
+        if !task.networks.is_empty() {
+            self.attached.insert(task_id.clone());
         }
         self.by_state
             .entry(observed(task))
             .or_default()
-            .insert(id.to_owned());
-        if !task.networks.is_empty() {
-            self.attached.insert(id.to_owned());
-        }
+            .insert(task_id);
         self.placed.add(task);
         let tally = TaskTally::of(task);
         if !tally.is_empty() {
@@ -110,10 +149,13 @@ impl TaskIndex {
     }
 
     pub(super) fn remove(&mut self, task: &Task, id: &str) {
-        self.by_slot.remove(&slot_key(task));
+        let key = self.slot_key(task, id);
+        self.by_slot.remove(&key);
         if !task.node_id.is_empty() {
-            self.by_node.remove(&(task.node_id.clone(), id.to_owned()));
+            let node = self.id(&task.node_id);
+            self.by_node.remove(&(node, key.3.clone()));
         }
+        drop(key);
         if let std::collections::btree_map::Entry::Occupied(mut ids) =
             self.by_state.entry(observed(task))
         {
@@ -124,6 +166,9 @@ impl TaskIndex {
         }
         if !task.networks.is_empty() {
             self.attached.remove(id);
+        }
+        for shared in [id, &task.service_id, slot_node(task), &task.node_id] {
+            self.release(shared);
         }
         self.placed.remove(task);
         let tally = TaskTally::of(task);
@@ -148,25 +193,27 @@ impl TaskIndex {
             Within::Slot(slot) => (slot, ""),
             Within::Node(node) => (0, node),
         };
+        let from: SlotKey = (service.into(), slot, node.into(), "".into());
         self.by_slot
-            .range((service.to_owned(), slot, node.to_owned(), String::new())..)
+            .range(from..)
             .take_while(move |(s, sl, n, _)| {
-                s == service
+                &**s == service
                     && match within {
                         Within::Service => true,
                         Within::Slot(want) => *sl == want,
-                        Within::Node(want) => *sl == 0 && n == want,
+                        Within::Node(want) => *sl == 0 && &**n == want,
                     }
             })
-            .map(|(_, _, _, id)| id.as_str())
+            .map(|(_, _, _, id)| &**id)
     }
 
     /// IDs of the tasks on `node`, in ID order.
     pub(super) fn on_node<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let from: (Id, Id) = (node.into(), "".into());
         self.by_node
-            .range((node.to_owned(), String::new())..)
-            .take_while(move |(n, _)| n == node)
-            .map(|(_, id)| id.as_str())
+            .range(from..)
+            .take_while(move |(n, _)| &**n == node)
+            .map(|(_, id)| &**id)
     }
 
     /// IDs of the tasks in observed state `state`, in ID order.
@@ -175,7 +222,7 @@ impl TaskIndex {
             .get(&state)
             .into_iter()
             .flatten()
-            .map(String::as_str)
+            .map(|id| &**id)
     }
 
     /// IDs of the tasks in an observed state up to `last`, by state then ID.
@@ -183,12 +230,12 @@ impl TaskIndex {
         self.by_state
             .range(..=last)
             .flat_map(|(_, ids)| ids)
-            .map(String::as_str)
+            .map(|id| &**id)
     }
 
     /// IDs of the tasks with network attachments, in ID order.
     pub(super) fn attached(&self) -> impl Iterator<Item = &str> {
-        self.attached.iter().map(String::as_str)
+        self.attached.iter().map(|id| &**id)
     }
 
     /// How many tasks are in each observed state (states with none are absent).
@@ -199,6 +246,25 @@ impl TaskIndex {
     /// The service's task counts.
     pub(super) fn tally(&self, service: &str) -> TaskTally {
         self.tallies.get(service).copied().unwrap_or_default()
+    }
+
+    /// The indexes, each named (see `ObjectStore::into_parts`).
+    pub(super) fn into_parts(self) -> Vec<(&'static str, Box<dyn std::any::Any>)> {
+        vec![
+            ("index by service and slot", Box::new(self.by_slot)),
+            ("index by node", Box::new(self.by_node)),
+            ("index by state", Box::new(self.by_state)),
+            ("index of attached tasks", Box::new(self.attached)),
+            ("the indexes' shared IDs", Box::new(self.ids)),
+            ("service tallies", Box::new(self.tallies)),
+            ("placed (scheduler's per-node state)", Box::new(self.placed)),
+        ]
+    }
+
+    /// How many IDs the indexes share (each service's, node's and task's once).
+    #[cfg(test)]
+    pub(super) fn shared_ids(&self) -> usize {
+        self.ids.len()
     }
 
     /// What the tasks occupying nodes hold there.

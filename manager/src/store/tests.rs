@@ -218,6 +218,58 @@ fn snapshot_round_trips() {
     assert_eq!(restored.get::<Task>("t1").unwrap().version(), 4);
 }
 
+/// Encoding a snapshot object by object gives the bytes of the whole message, for an empty
+/// store and for one with several kinds, with and without a format and outcomes.
+#[test]
+fn a_snapshot_encoded_object_by_object_is_the_whole_message_s_bytes() {
+    use prost::Message;
+    let mut store = ObjectStore::default();
+    let outcomes = [proto::ProposalOutcome {
+        proposal: "p1".into(),
+        index: 3,
+        refusal: String::new(),
+    }];
+    let whole = |store: &ObjectStore, format: u32, outcomes: &[proto::ProposalOutcome]| {
+        let mut snapshot = store.to_snapshot();
+        snapshot.format = format;
+        snapshot.outcomes = outcomes.to_vec();
+        snapshot.encode_to_vec()
+    };
+    for (format, outcomes) in [(0, &[][..]), (2, &outcomes[..])] {
+        assert_eq!(
+            store.encode_snapshot(format, outcomes),
+            whole(&store, format, outcomes)
+        );
+    }
+    store
+        .apply(
+            &batch(vec![
+                (Create, service("s1", "web", 0).wrap()),
+                (Create, task("t1").wrap()),
+                (Create, task("t2").wrap()),
+                (
+                    Create,
+                    proto::Node {
+                        meta: Some(Meta {
+                            id: "n1".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }
+                    .wrap(),
+                ),
+            ]),
+            4,
+        )
+        .unwrap();
+    for (format, outcomes) in [(0, &[][..]), (2, &outcomes[..])] {
+        let encoded = store.encode_snapshot(format, outcomes);
+        assert_eq!(encoded, whole(&store, format, outcomes));
+        let decoded = proto::StoreSnapshot::decode(encoded.as_slice()).unwrap();
+        assert_eq!(ObjectStore::from_snapshot(decoded).count::<Task>(), 2);
+    }
+}
+
 #[test]
 fn malformed_batches_are_refused() {
     let mut store = ObjectStore::default();
@@ -331,6 +383,21 @@ fn assert_indexes_match(store: &ObjectStore, index: u64) {
             .or_insert(0usize) += 1;
     }
     assert_eq!(store.tasks_by_state(), counted, "after entry {index}");
+    // The indexes share each ID once, and forget those no entry holds any more.
+    let mut named = std::collections::BTreeSet::new();
+    for t in store.list::<Task>() {
+        named.insert(t.id());
+        named.insert(t.service_id.as_str());
+        named.insert(if t.slot == 0 { t.node_id.as_str() } else { "" });
+        if !t.node_id.is_empty() {
+            named.insert(t.node_id.as_str());
+        }
+    }
+    assert_eq!(
+        store.task_index.shared_ids(),
+        named.len(),
+        "IDs the indexes share after entry {index}"
+    );
     assert_eq!(
         store.placed(),
         &Placed::of_tasks(store.list::<Task>()),

@@ -214,6 +214,22 @@ pub const SEALED_TREES: [&str; 2] = [LOG_TREE, SNAPSHOT_TREE];
 /// The tree that holds the [`SEALED_MARK`].
 pub const META_TREE: &str = "raft_meta";
 
+/// What sled may keep of the Raft store in memory. Its default, 1 GiB, it fills: the log
+/// between two snapshots (10,000 entries of up to 1,000 tasks each) and the last snapshot
+/// stay in memory (550 MiB for ten times the 100,000-task bench's log, BENCHMARKS.md "bytes
+/// per task"). What is read back is the newest entries (apply, replication), which stay
+/// cached; a follower far behind or a snapshot sent reads from the files.
+pub const SLED_CACHE_BYTES: u64 = 64 << 20;
+
+/// How sled is configured for the Raft store in `dir` (the log, the vote and the last
+/// snapshot): every opening of it goes through here, and so does the bytes-per-task
+/// measurement (`manager/benches/task_bytes.rs`).
+pub fn sled_config(dir: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(SLED_CACHE_BYTES)
+}
+
 /// Opens the Raft store in `dir` with its data key, which `kek` opens (both made for a new
 /// store). A store an older release wrote plain is first copied, every data value sealed,
 /// into a fresh store beside it that then takes its place: sealing values in place would
@@ -228,7 +244,7 @@ pub fn prepare(
         format!("cannot {what} the Raft store in {}: {e}", dir.display())
     };
     recover(dir).map_err(|e| failed("recover", &e))?;
-    let db = sled::open(dir).map_err(|e| failed("open", &e))?;
+    let db = sled_config(dir).open().map_err(|e| failed("open", &e))?;
     let marked = db
         .open_tree(META_TREE)
         .and_then(|m| m.contains_key(SEALED_MARK))
@@ -248,7 +264,7 @@ pub fn prepare(
     let new = sibling(dir, "new");
     let copied = {
         let key = Keyring::load_or_create(&new, kek).map_err(|e| e.to_string())?;
-        let target = sled::open(&new).map_err(|e| failed("create", &e))?;
+        let target = sled_config(&new).open().map_err(|e| failed("create", &e))?;
         let copied = copy_sealed(&db, &target, &key).map_err(|e| failed("encrypt", &e))?;
         mark(&target).map_err(|e| failed("encrypt", &e))?;
         copied
@@ -263,7 +279,7 @@ pub fn prepare(
         values = copied,
         "encrypted at rest the Raft store an older skiff wrote"
     );
-    let db = sled::open(dir).map_err(|e| failed("open", &e))?;
+    let db = sled_config(dir).open().map_err(|e| failed("open", &e))?;
     let key = Keyring::load_or_create(dir, kek).map_err(|e| e.to_string())?;
     Ok((db, std::sync::Arc::new(key)))
 }
