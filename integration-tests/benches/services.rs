@@ -190,6 +190,7 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
     });
     let join_time = joined.elapsed();
     let leader = cluster.leader_host(1);
+    let term_before = cluster.raft_term(leader);
     let leader_pid = cluster.pid(leader).expect("leader pid");
     let (cpu_before, _, _) = usage(leader_pid);
     let mut control = ControlClient::new(connector.channel(&addr))
@@ -222,6 +223,11 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
     if still != leader {
         println!("   leadership moved from host{leader} to host{still} during the run");
     }
+    println!(
+        "   stability: Raft term {term_before} -> {}, {} nodes marked down for a missed heartbeat (the managers' logs)",
+        cluster.raft_term(still),
+        missed_heartbeats(&cluster)
+    );
     let (bytes, restore_ms, caught_up) = catch_up(&cluster, still, 4);
     println!(
         "3. a manager joins with {} tasks in the store: snapshot {:.1} MiB, restored in {:.2} s, caught up {:.1} s after `swarm join`",
@@ -238,6 +244,17 @@ fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64(),
     );
+}
+
+/// How many times the managers marked a node down for a missed heartbeat, from their logs:
+/// a saturated manager punishes its nodes for its own slowness (issue 20, item 3).
+fn missed_heartbeats(cluster: &Cluster) -> usize {
+    (1..=3)
+        .filter_map(|i| {
+            std::fs::read_to_string(cluster.dir().join(format!("host{i}/skiffd.log"))).ok()
+        })
+        .map(|log| log.matches("missed its heartbeat").count())
+        .sum()
 }
 
 /// Item 5: a new manager joins the converged cluster and catches up from a snapshot. The
