@@ -11,6 +11,7 @@ use proto::{
     SessionRequest, UpdateTaskStatusRequest, WeightedPeer,
 };
 use tokio::sync::{mpsc, watch};
+use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::Dialer;
@@ -153,9 +154,12 @@ async fn session_with(
     let agent = &config.agent;
     // A new leader may not have seen the latest statuses.
     agent.reporter().resend_all();
-    let mut period = Duration::from_secs(1);
-    let mut beat = tokio::time::interval(period);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Heartbeats go on their own task: a status report or an assignment being applied
+    // must not hold them back. A manager slow to commit status reports (saturated, or
+    // waiting on its store) otherwise saw no heartbeat either, marked the node down and
+    // rescheduled its tasks, which made it slower still (issue 20).
+    let mut heartbeats = tokio::spawn(heartbeat(client.clone(), session_id.clone()));
+    let _abort = AbortOnDrop(heartbeats.abort_handle());
     loop {
         tokio::select! {
             message = stream.message() => match message {
@@ -175,21 +179,44 @@ async fn session_with(
                     return classify(addr, &status);
                 }
             }
-            _ = beat.tick() => {
-                let beat_reply = client.heartbeat(HeartbeatRequest { session_id: session_id.clone() }).await;
-                match beat_reply {
-                    Ok(r) => {
-                        let asked = Duration::from_millis(r.into_inner().period_ms.max(100));
-                        if asked != period {
-                            period = asked;
-                            beat = tokio::time::interval(period);
-                            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                        }
-                    }
-                    Err(status) => return classify(addr, &status),
+            refused = &mut heartbeats => return match refused {
+                Ok(status) => classify(addr, &status),
+                Err(_) => Outcome::Lost,
+            },
+        }
+    }
+}
+
+/// Sends heartbeats at the period the leader asks for, until one fails: returns why.
+async fn heartbeat(mut client: DispatcherClient<Channel>, session_id: String) -> tonic::Status {
+    let mut period = Duration::from_secs(1);
+    let mut beat = tokio::time::interval(period);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        beat.tick().await;
+        let request = HeartbeatRequest {
+            session_id: session_id.clone(),
+        };
+        match client.heartbeat(request).await {
+            Ok(r) => {
+                let asked = Duration::from_millis(r.into_inner().period_ms.max(100));
+                if asked != period {
+                    period = asked;
+                    beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 }
             }
+            Err(status) => return status,
         }
+    }
+}
+
+/// Aborts the heartbeats when the session ends, however it ends.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -270,5 +297,120 @@ async fn sleep_unless_stopped(d: Duration, stop: &mut watch::Receiver<bool>) -> 
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
         _ = stop.changed() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use futures::{Stream, StreamExt as _};
+    use proto::dispatcher_server::{Dispatcher, DispatcherServer};
+    use proto::{AssignmentsMessage, HeartbeatResponse, TaskStatus, UpdateTaskStatusResponse};
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+
+    type Pending<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+    /// A leader that opens sessions, counts heartbeats and never answers a status report
+    /// (a manager waiting on its store).
+    #[derive(Default)]
+    struct SlowLeader {
+        beats: Arc<AtomicUsize>,
+    }
+
+    #[tonic::async_trait]
+    impl Dispatcher for SlowLeader {
+        type SessionStream = Pending<SessionMessage>;
+        type AssignmentsStream = Pending<AssignmentsMessage>;
+
+        async fn session(
+            &self,
+            _: Request<SessionRequest>,
+        ) -> Result<Response<Self::SessionStream>, Status> {
+            let first = SessionMessage {
+                session_id: "s1".into(),
+                ..Default::default()
+            };
+            let stream =
+                futures::stream::once(async { Ok(first) }).chain(futures::stream::pending());
+            Ok(Response::new(Box::pin(stream)))
+        }
+
+        async fn heartbeat(
+            &self,
+            _: Request<HeartbeatRequest>,
+        ) -> Result<Response<HeartbeatResponse>, Status> {
+            self.beats.fetch_add(1, Ordering::SeqCst);
+            Ok(Response::new(HeartbeatResponse { period_ms: 100 }))
+        }
+
+        async fn assignments(
+            &self,
+            _: Request<AssignmentsRequest>,
+        ) -> Result<Response<Self::AssignmentsStream>, Status> {
+            Ok(Response::new(Box::pin(futures::stream::pending())))
+        }
+
+        async fn update_task_status(
+            &self,
+            _: Request<UpdateTaskStatusRequest>,
+        ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
+            futures::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn heartbeats_go_on_while_a_status_report_waits_for_the_leader() {
+        let leader = SlowLeader::default();
+        let beats = leader.beats.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(DispatcherServer::new(leader))
+                .serve_with_incoming(incoming),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Arc::new(agent_runtime::fake::FakeRuntime::new(Default::default()));
+        let agent = crate::agent::Agent::new(runtime, dir.path().to_owned(), None);
+        // A status to report from the start: the report hangs at the leader.
+        agent.reporter().report("t1", TaskStatus::default());
+        let config = SessionConfig {
+            addr: "127.0.0.1:1".into(),
+            description: NodeDescription::default(),
+            managers: vec![addr],
+            agent,
+        };
+        let dial: Dialer = Arc::new(|addr: &str| {
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .expect("an address")
+                .connect_lazy()
+        });
+        let (events, mut learnt) = mpsc::channel(16);
+        let (stop, stopped) = watch::channel(false);
+        let session = tokio::spawn(run(config, dial, events, stopped));
+        assert!(matches!(
+            learnt.recv().await,
+            Some(SessionEvent::Connected { .. })
+        ));
+        // Ten heartbeats at the 100 ms period the leader asked for, while the report waits.
+        let counted = tokio::time::timeout(Duration::from_secs(30), async {
+            while beats.load(Ordering::SeqCst) < 10 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        stop.send(true).unwrap();
+        session.await.unwrap();
+        assert!(
+            counted.is_ok(),
+            "{} heartbeats while a status report waited",
+            beats.load(Ordering::SeqCst)
+        );
     }
 }
