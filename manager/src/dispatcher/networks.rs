@@ -265,9 +265,19 @@ mod tests {
         }
     }
 
+    /// A store holding `actions`, applied as the first batch.
+    fn stored(actions: Vec<proto::StoreAction>) -> ObjectStore {
+        let mut store = ObjectStore::default();
+        let batch = StoreBatch {
+            actions,
+            ..Default::default()
+        };
+        store.apply(&batch, 1).expect("applies");
+        store
+    }
+
     #[test]
     fn nodes_get_their_tasks_networks_and_ingress_with_the_nodes_the_mesh_reaches() {
-        let mut store = ObjectStore::default();
         let mut mesh_task = task("t5", "n2", "ingress", TaskState::Running);
         mesh_task.networks[0].addresses = vec!["10.0.0.9/24".into()];
         let actions = vec![
@@ -287,15 +297,7 @@ mod tests {
             create(task("t4", "n3", "other", TaskState::Running)),
             create(mesh_task),
         ];
-        store
-            .apply(
-                &StoreBatch {
-                    actions,
-                    ..Default::default()
-                },
-                1,
-            )
-            .unwrap();
+        let store = stored(actions);
         let v = view(&store, "n1");
         assert_eq!(v.networks.keys().collect::<Vec<_>>(), ["back", "ingress"]);
         let peers = |v: &NetworkView, network: &str| -> Vec<(String, String, u32)> {
@@ -356,22 +358,13 @@ mod tests {
 
     #[test]
     fn a_node_change_concerns_the_views_that_have_it_or_may_gain_it_as_a_peer() {
-        let mut store = ObjectStore::default();
         let actions = vec![
             create(network("ingress", true)),
             create(node("n1", "127.0.0.2:2377")),
             create(node("n2", "127.0.0.3:2377")),
             create(task("t1", "n2", "ingress", TaskState::Running)),
         ];
-        store
-            .apply(
-                &StoreBatch {
-                    actions,
-                    ..Default::default()
-                },
-                1,
-            )
-            .unwrap();
+        let store = stored(actions);
         let event = |node: Node| StoreEvent {
             object: Some(node.wrap()),
             ..Default::default()
@@ -399,7 +392,6 @@ mod tests {
         use super::super::assignments::NodeAssignments;
         use proto::{assignment, AssignmentAction};
 
-        let mut store = ObjectStore::default();
         let actions = vec![
             create(network("ingress", true)),
             create(network("back", false)),
@@ -407,15 +399,7 @@ mod tests {
             create(node("n2", "127.0.0.3:2377")),
             create(task("t1", "n1", "back", TaskState::Assigned)),
         ];
-        store
-            .apply(
-                &StoreBatch {
-                    actions,
-                    ..Default::default()
-                },
-                1,
-            )
-            .unwrap();
+        let mut store = stored(actions);
         let mut tracker = NodeAssignments::default();
         let first = tracker.complete(&store, "n1");
         let networks: Vec<&str> = first
