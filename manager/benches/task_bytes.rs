@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use manager::controlapi::service::with_defaults;
 use manager::dispatcher::NodeAssignments;
 use manager::events::describe::Tracker;
+use manager::orchestrator::new_task;
 use manager::scheduler::{schedule_placed, Decision};
 use manager::store::{create, update, ObjectStore, StoredObject};
 use prost::Message;
@@ -175,31 +176,6 @@ fn service(name: &str, replicas: u64) -> Service {
     }
 }
 
-/// A new task of a slot, as `orchestrator::task::new_task` makes it (that module is the
-/// orchestrator's own; this copies its shape, field for field).
-fn new_task(service: &Service, slot: u64) -> Task {
-    Task {
-        meta: Some(Meta {
-            id: proto::id::new_id(),
-            ..Default::default()
-        }),
-        service_id: service.id().to_owned(),
-        slot,
-        spec: service.spec.as_ref().and_then(|s| s.task_template.clone()),
-        spec_version: service.spec_version,
-        desired_state: TaskState::Running as i32,
-        status: Some(TaskStatus {
-            timestamp: proto::now_ms(),
-            state: TaskState::Pending as i32,
-            message: "waiting for the scheduler".into(),
-            ..Default::default()
-        }),
-        endpoint: service.endpoint.clone(),
-        service_name: service.name().unwrap_or_default().to_owned(),
-        ..Default::default()
-    }
-}
-
 /// The store and every batch committed to it, in order.
 struct Leader {
     store: ObjectStore,
@@ -268,7 +244,7 @@ fn main() {
         let Some(Mode::Replicated(r)) = s.spec.as_ref().and_then(|s| s.mode.as_ref()) else {
             unreachable!("replicated services")
         };
-        created.extend((1..=r.replicas).map(|slot| create(new_task(s, slot))));
+        created.extend((1..=r.replicas).map(|slot| create(new_task(s, slot, None))));
     }
     let mut created = created.into_iter().peekable();
     while created.peek().is_some() {

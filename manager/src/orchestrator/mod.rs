@@ -11,6 +11,8 @@ mod changes;
 mod plan;
 mod restart;
 mod task;
+
+pub use task::new_task;
 mod update;
 
 pub use update::apply_spec;
