@@ -128,42 +128,59 @@ impl StateMachine {
         meta: &SnapshotMeta<u64, openraft::BasicNode>,
         data: &[u8],
     ) -> Result<(), StorageError> {
-        let failed = |e: &dyn ToString| {
-            io_error(
-                ErrorSubject::Snapshot(Some(meta.signature())),
-                ErrorVerb::Read,
-                e.to_string(),
-            )
-        };
-        let started = std::time::Instant::now();
-        let mut snapshot = proto::StoreSnapshot::decode(data).map_err(|e| failed(&e))?;
-        let index = meta.last_log_id.map_or(0, |l| l.index);
-        let declared = format::declared(snapshot.format);
-        if declared > format::SNAPSHOT {
-            let newer = NewerFormat::snapshot(format::SNAPSHOT, index, declared);
-            tracing::error!("{newer}");
-            return Err(failed(&newer));
-        }
-        {
-            let mut applying = self.applier.lock();
-            applying.restore_outcomes(std::mem::take(&mut snapshot.outcomes));
-            *applying.store() = ObjectStore::from_snapshot(snapshot);
-            applying.publish(WatchEvent::Reset { index });
-        }
+        restore_into(&self.applier, meta, data)?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.applier.applied(index);
-        crate::metrics::METRICS
-            .snapshot_bytes
-            .set(data.len() as i64);
-        tracing::info!(
-            index,
-            bytes = data.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "restored the store from a snapshot"
-        );
         Ok(())
     }
+}
+
+/// Decodes a snapshot and puts its store in place of the one `applier` writes, telling
+/// watchers to re-read it. Blocking: decoding takes a second or more at 100,000 tasks, and
+/// the swap waits for the store's readers.
+fn restore_into(
+    applier: &Applier,
+    meta: &SnapshotMeta<u64, openraft::BasicNode>,
+    data: &[u8],
+) -> Result<(), StorageError> {
+    let failed = |e: &dyn ToString| {
+        io_error(
+            ErrorSubject::Snapshot(Some(meta.signature())),
+            ErrorVerb::Read,
+            e.to_string(),
+        )
+    };
+    let started = std::time::Instant::now();
+    let mut snapshot = proto::StoreSnapshot::decode(data).map_err(|e| failed(&e))?;
+    let index = meta.last_log_id.map_or(0, |l| l.index);
+    let declared = format::declared(snapshot.format);
+    if declared > format::SNAPSHOT {
+        let newer = NewerFormat::snapshot(format::SNAPSHOT, index, declared);
+        tracing::error!("{newer}");
+        return Err(failed(&newer));
+    }
+    let outcomes = std::mem::take(&mut snapshot.outcomes);
+    let restored = ObjectStore::from_snapshot(snapshot);
+    let replaced = {
+        let mut applying = applier.lock();
+        applying.restore_outcomes(outcomes);
+        let replaced = std::mem::replace(applying.store(), restored);
+        applying.publish(WatchEvent::Reset { index });
+        replaced
+    };
+    // Freed after the write lock is given back: dropping a large store takes a while too.
+    drop(replaced);
+    applier.applied(index);
+    crate::metrics::METRICS
+        .snapshot_bytes
+        .set(data.len() as i64);
+    tracing::info!(
+        index,
+        bytes = data.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "restored the store from a snapshot"
+    );
+    Ok(())
 }
 
 /// What applying one entry gave: one result per batch, with the batch's proposal ID, and,
@@ -362,16 +379,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<u64, openraft::BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        self.restore(meta, &data)?;
+        // Off Raft's threads, as `apply` is: decoding a large snapshot and swapping the
+        // store (which waits for its readers) would hold one of Raft's two workers for
+        // seconds, and with it the votes and appends it serves.
+        let applier = self.applier.clone();
+        let disk = self.disk.clone();
         let stored = StoredSnapshot {
             meta: meta.clone(),
-            data,
+            data: snapshot.into_inner(),
         };
-        let disk = self.disk.clone();
-        tokio::task::spawn_blocking(move || disk.save(&stored))
-            .await
-            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?
+        tokio::task::spawn_blocking(move || {
+            restore_into(&applier, &stored.meta, &stored.data)?;
+            disk.save(&stored)
+        })
+        .await
+        .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))??;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
@@ -386,6 +411,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 mod proptests;
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use openraft::testing::log_id;
     use openraft::Entry;
     use proto::{Service, StoreAction, StoreActionKind, StoreBatch};
@@ -612,5 +639,60 @@ mod tests {
         let results = sm.apply([entry(1, entry_bytes)]).await.expect("apply");
         assert!(matches!(results[0].0[..], [Err(ApplyError::Invalid(_))]));
         assert_eq!(sm.local().read().count::<Service>(), 0);
+    }
+
+    /// A snapshot received while a reader holds the store (a leader round, a node's view)
+    /// must not hold the thread that installs it: on Raft's runtime that thread also
+    /// answers votes and appends. Here the runtime has one thread; with the install on it,
+    /// the timer below never fires until the reader lets go, which it only does after.
+    #[test]
+    fn installing_a_snapshot_leaves_the_thread_free_while_a_reader_holds_the_store() {
+        let (_leader_dir, mut leader) = open();
+        let (_dir, mut behind) = open();
+        let reader_store = behind.local();
+        let (took, guard_taken) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let _guard = reader_store.read();
+            took.send(()).expect("test waits");
+            let _ = released.recv();
+        });
+        guard_taken.recv().expect("reader started");
+
+        let (progressed, progress) = std::sync::mpsc::channel();
+        let runtime = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let create = batch(vec![(Create, service("s1", "web", 0))]);
+                let lone = encode(format::SINGLE_BATCH, &[&create.encode_to_vec()]);
+                leader.apply([entry(1, lone)]).await.expect("apply");
+                let snapshot = leader
+                    .get_snapshot_builder()
+                    .await
+                    .build_snapshot()
+                    .await
+                    .expect("snapshot");
+                let install = tokio::spawn(async move {
+                    behind
+                        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+                        .await
+                        .expect("install");
+                    behind
+                });
+                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                progressed.send(()).expect("test waits");
+                install.await.expect("install task")
+            })
+        });
+        let free = progress.recv_timeout(Duration::from_secs(10));
+        release.send(()).expect("reader waits");
+        reader.join().expect("reader");
+        assert!(free.is_ok(), "the install held the runtime's only thread");
+        let behind = runtime.join().expect("runtime thread");
+        assert_eq!(behind.local().read().count::<Service>(), 1);
     }
 }
