@@ -443,6 +443,14 @@ mod tests {
         }
     }
 
+    async fn snapshot_of(sm: &mut StateMachine) -> Snapshot<TypeConfig> {
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot")
+    }
+
     fn open() -> (tempfile::TempDir, StateMachine) {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = sled::open(dir.path()).expect("sled");
@@ -510,12 +518,7 @@ mod tests {
             matches!(refused, Err(ApplyError::Conflict { .. })),
             "{refused:?}"
         );
-        let snapshot = leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("snapshot");
+        let snapshot = snapshot_of(&mut leader).await;
 
         let (_dir, mut behind) = open();
         behind
@@ -669,12 +672,7 @@ mod tests {
                 let create = batch(vec![(Create, service("s1", "web", 0))]);
                 let lone = encode(format::SINGLE_BATCH, &[&create.encode_to_vec()]);
                 leader.apply([entry(1, lone)]).await.expect("apply");
-                let snapshot = leader
-                    .get_snapshot_builder()
-                    .await
-                    .build_snapshot()
-                    .await
-                    .expect("snapshot");
+                let snapshot = snapshot_of(&mut leader).await;
                 let install = tokio::spawn(async move {
                     behind
                         .install_snapshot(&snapshot.meta, snapshot.snapshot)
