@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Written by hand so that tasks can share their spec (`src/task.rs`).
+        .extern_path(".skiff.v1.Task", "crate::task::Task")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -430,10 +430,13 @@ mod tests {
                 id: id.into(),
                 ..Default::default()
             }),
-            spec: Some(proto::TaskSpec {
-                container: Some(Default::default()),
-                ..Default::default()
-            }),
+            spec: Some(
+                proto::TaskSpec {
+                    container: Some(Default::default()),
+                    ..Default::default()
+                }
+                .into(),
+            ),
             ..Default::default()
         }
     }

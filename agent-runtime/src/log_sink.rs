@@ -412,16 +412,19 @@ mod tests {
                 id: "0123456789abcdefghijklmno".into(),
                 ..Default::default()
             }),
-            spec: Some(proto::TaskSpec {
-                log_driver: Some(proto::LogDriver {
-                    name: driver.into(),
-                    options: options
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                }),
-                ..Default::default()
-            }),
+            spec: Some(
+                proto::TaskSpec {
+                    log_driver: Some(proto::LogDriver {
+                        name: driver.into(),
+                        options: options
+                            .iter()
+                            .map(|(k, v)| ((*k).into(), (*v).into()))
+                            .collect(),
+                    }),
+                    ..Default::default()
+                }
+                .into(),
+            ),
             ..Default::default()
         }
     }

@@ -35,10 +35,13 @@ fn task(id: &str, argv: &[&str], edit: impl FnOnce(&mut proto::ContainerSpec)) -
             id: id.into(),
             ..Default::default()
         }),
-        spec: Some(proto::TaskSpec {
-            container: Some(container),
-            ..Default::default()
-        }),
+        spec: Some(
+            proto::TaskSpec {
+                container: Some(container),
+                ..Default::default()
+            }
+            .into(),
+        ),
         ..Default::default()
     }
 }

@@ -208,7 +208,7 @@ mod fake {
             service_id: svc.meta.as_ref().unwrap().id.clone(),
             slot,
             node_id: node.into(),
-            spec: spec.task_template.clone(),
+            spec: spec.task_template.clone().map(Into::into),
             spec_version: 1,
             desired_state: desired as i32,
             status: Some(TaskStatus {

@@ -67,18 +67,21 @@ async fn run_once(
             id: id.into(),
             ..Default::default()
         }),
-        spec: Some(proto::TaskSpec {
-            container: Some(proto::ContainerSpec {
-                image: busybox_in_registry().into(),
-                command: vec![
-                    "sh".into(),
-                    "-c".into(),
-                    script.replace("{N}", &n.to_string()),
-                ],
+        spec: Some(
+            proto::TaskSpec {
+                container: Some(proto::ContainerSpec {
+                    image: busybox_in_registry().into(),
+                    command: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        script.replace("{N}", &n.to_string()),
+                    ],
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }),
+            }
+            .into(),
+        ),
         ..Default::default()
     };
     runtime.prepare(&task).await.expect("prepare");

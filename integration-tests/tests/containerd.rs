@@ -82,14 +82,17 @@ fn task(
             id: id.into(),
             ..Default::default()
         }),
-        spec: Some(proto::TaskSpec {
-            container: Some(container),
-            resources: limits.map(|l| proto::ResourceRequirements {
-                limits: Some(l),
-                reservations: None,
-            }),
-            ..Default::default()
-        }),
+        spec: Some(
+            proto::TaskSpec {
+                container: Some(container),
+                resources: limits.map(|l| proto::ResourceRequirements {
+                    limits: Some(l),
+                    reservations: None,
+                }),
+                ..Default::default()
+            }
+            .into(),
+        ),
         ..Default::default()
     }
 }

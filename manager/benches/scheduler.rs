@@ -59,7 +59,7 @@ fn task(id: String, service: String, spec: &TaskSpec) -> Task {
             ..Default::default()
         }),
         service_id: service,
-        spec: Some(spec.clone()),
+        spec: Some(spec.clone().into()),
         spec_version: 1,
         desired_state: TaskState::Running as i32,
         status: Some(TaskStatus {

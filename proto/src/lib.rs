@@ -10,11 +10,13 @@ mod generated {
 }
 
 pub use generated::*;
+pub use task::{SharedTaskSpec, Task, WeakTaskSpec};
 
 pub mod container_options;
 pub mod id;
 pub mod log_driver;
 pub mod reference;
+mod task;
 pub mod task_files;
 pub mod token;
 
@@ -31,13 +33,6 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-impl Task {
-    /// The task's ID (empty for a task without meta, which no store holds).
-    pub fn id(&self) -> &str {
-        self.meta.as_ref().map_or("", |m| m.id.as_str())
-    }
 }
 
 /// The encoded `FileDescriptorSet` of `skiff.proto`, for printing messages as JSON with

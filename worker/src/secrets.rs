@@ -349,17 +349,20 @@ mod tests {
                 id: "t1".into(),
                 ..Default::default()
             }),
-            spec: Some(proto::TaskSpec {
-                container: Some(proto::ContainerSpec {
-                    secrets: vec![proto::SecretReference {
-                        secret_id: "gone".into(),
-                        secret_name: "db-password".into(),
+            spec: Some(
+                proto::TaskSpec {
+                    container: Some(proto::ContainerSpec {
+                        secrets: vec![proto::SecretReference {
+                            secret_id: "gone".into(),
+                            secret_name: "db-password".into(),
+                            ..Default::default()
+                        }],
                         ..Default::default()
-                    }],
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            }),
+                }
+                .into(),
+            ),
             ..Default::default()
         };
         let err = files.write(&task).unwrap_err().to_string();

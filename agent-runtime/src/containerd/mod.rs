@@ -199,7 +199,7 @@ impl ContainerdRuntime {
         if self.container(task_id).await?.is_some() {
             return Ok(());
         }
-        let spec = task.spec.as_ref();
+        let spec = task.spec.as_deref();
         let container = spec
             .and_then(|s| s.container.as_ref())
             .ok_or_else(|| RuntimeError::InvalidSpec("the task has no container spec".into()))?;

@@ -292,7 +292,7 @@ impl World {
                 create(Task {
                     meta: meta(&id),
                     service_id,
-                    spec: Some(spec),
+                    spec: Some(spec.into()),
                     desired_state: TaskState::Running as i32,
                     status: Some(TaskStatus {
                         state: TaskState::Pending as i32,
@@ -697,7 +697,7 @@ fn timing_of_full_and_partial_rounds_on_100000_tasks() {
     let task = |i: usize| Task {
         meta: meta(&format!("task{i:07}")),
         service_id: "svc".into(),
-        spec: template.clone(),
+        spec: template.clone().map(Into::into),
         desired_state: TaskState::Running as i32,
         status: Some(TaskStatus {
             state: TaskState::Pending as i32,
@@ -780,7 +780,7 @@ fn timing_of_full_and_partial_rounds_on_100000_tasks() {
     let plain = |i: usize| Task {
         meta: meta(&format!("task{i:07}")),
         service_id: "svc".into(),
-        spec: Some(TaskSpec::default()),
+        spec: Some(TaskSpec::default().into()),
         desired_state: TaskState::Running as i32,
         status: Some(TaskStatus {
             state: TaskState::Pending as i32,

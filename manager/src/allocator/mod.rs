@@ -84,7 +84,7 @@ pub fn networks_of(
 /// service publishes ports.
 pub fn task_networks(task: &Task, service: Option<&Service>, ingress: Option<&str>) -> Vec<String> {
     networks_of(
-        task.spec.as_ref(),
+        task.spec.as_deref(),
         service.and_then(|s| s.spec.as_ref()?.endpoint.as_ref()),
         ingress,
     )

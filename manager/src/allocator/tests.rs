@@ -107,7 +107,7 @@ impl World {
         self.apply(vec![create(Task {
             meta: Some(meta(id)),
             service_id: service.into(),
-            spec,
+            spec: spec.map(Into::into),
             desired_state: TaskState::Running as i32,
             status: Some(TaskStatus {
                 state: TaskState::Pending as i32,

@@ -107,14 +107,17 @@ fn object(kind: u8, idx: u8, variant: u16) -> Object {
                     } as i32,
                     ..Default::default()
                 }),
-                spec: Some(TaskSpec {
-                    container: Some(ContainerSpec {
-                        secrets,
-                        configs,
+                spec: Some(
+                    TaskSpec {
+                        container: Some(ContainerSpec {
+                            secrets,
+                            configs,
+                            ..Default::default()
+                        }),
                         ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
+                    }
+                    .into(),
+                ),
                 networks,
                 ..Default::default()
             })

@@ -97,20 +97,23 @@ mod tests {
                 state: observed as i32,
                 ..Default::default()
             }),
-            spec: Some(TaskSpec {
-                container: Some(ContainerSpec {
-                    secrets: secrets
-                        .iter()
-                        .map(|s| SecretReference {
-                            secret_id: (*s).into(),
-                            secret_name: (*s).into(),
-                            ..Default::default()
-                        })
-                        .collect(),
+            spec: Some(
+                TaskSpec {
+                    container: Some(ContainerSpec {
+                        secrets: secrets
+                            .iter()
+                            .map(|s| SecretReference {
+                                secret_id: (*s).into(),
+                                secret_name: (*s).into(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            }),
+                }
+                .into(),
+            ),
             ..Default::default()
         }
     }

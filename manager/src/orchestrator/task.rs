@@ -36,7 +36,11 @@ pub fn new_task(service: &Service, slot: u64, node_id: Option<&str>) -> Task {
         service_id: service.id().to_owned(),
         slot,
         node_id: node_id.unwrap_or_default().to_owned(),
-        spec: service.spec.as_ref().and_then(|s| s.task_template.clone()),
+        spec: service
+            .spec
+            .as_ref()
+            .and_then(|s| s.task_template.clone())
+            .map(Into::into),
         spec_version: service.spec_version,
         desired_state: TaskState::Running as i32,
         status: Some(TaskStatus {

@@ -102,7 +102,7 @@ pub fn ready(task: &Task) -> bool {
 /// older version with the same template (the untouched slots of a rollback) is up to date.
 pub fn outdated(service: &Service, task: &Task) -> bool {
     task.spec_version != service.spec_version
-        && task.spec.as_ref() != service.spec.as_ref().and_then(|s| s.task_template.as_ref())
+        && task.spec.as_deref() != service.spec.as_ref().and_then(|s| s.task_template.as_ref())
 }
 
 /// Whether `task` was made by the rollout in progress.

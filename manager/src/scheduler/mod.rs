@@ -175,7 +175,7 @@ fn group_pending<'a>(pending: &[&'a Task]) -> (Vec<Group<'a>>, HashMap<&'a str, 
     let mut by_key: HashMap<(&'a str, u64), Vec<usize>> = HashMap::new();
     let mut services: HashMap<&'a str, usize> = HashMap::new();
     for (i, &task) in pending.iter().enumerate() {
-        let spec = task.spec.as_ref();
+        let spec = task.spec.as_deref();
         let endpoint = task.endpoint.as_ref();
         let candidates = by_key
             .entry((task.service_id.as_str(), task.spec_version))
@@ -266,7 +266,7 @@ impl<'a> Cluster<'a> {
             let Some(&idx) = by_id.get(task.node_id.as_str()) else {
                 continue;
             };
-            let (cpu, memory) = reservations(task.spec.as_ref());
+            let (cpu, memory) = reservations(task.spec.as_deref());
             let ports = host_ports(task.endpoint.as_ref());
             infos[idx as usize].remove_task(cpu, memory, &ports);
             if let Some(&s) = services.get(task.service_id.as_str()) {

@@ -101,7 +101,7 @@ fn task(id: &str, service: &str) -> Task {
             ..Default::default()
         }),
         service_id: service.to_string(),
-        spec: Some(TaskSpec::default()),
+        spec: Some(TaskSpec::default().into()),
         spec_version: 1,
         desired_state: TaskState::Running as i32,
         status: Some(TaskStatus {
@@ -116,7 +116,7 @@ fn tasks(prefix: &str, service: &str, n: usize, spec: &TaskSpec) -> Vec<Task> {
     (0..n)
         .map(|i| {
             let mut t = task(&format!("{prefix}{i}"), service);
-            t.spec = Some(spec.clone());
+            t.spec = Some(spec.clone().into());
             t
         })
         .collect()
@@ -126,7 +126,7 @@ fn tasks(prefix: &str, service: &str, n: usize, spec: &TaskSpec) -> Vec<Task> {
 fn running(id: &str, service: &str, node: &str, spec: &TaskSpec) -> Task {
     let mut t = task(id, service);
     t.node_id = node.to_string();
-    t.spec = Some(spec.clone());
+    t.spec = Some(spec.clone().into());
     t.status = Some(TaskStatus {
         state: TaskState::Running as i32,
         ..Default::default()
@@ -890,20 +890,23 @@ fn bound_tasks_are_checked_against_their_node_only() {
     ];
     let bound = |id: &str, node: &str| {
         let mut t = task(id, "global");
-        t.spec = Some(reserving(CPU, 0));
+        t.spec = Some(reserving(CPU, 0).into());
         t.node_id = node.to_string();
         t
     };
     // The free task of another service comes first in `pending` but bound tasks claim their
     // node's CPU first.
     let mut free = task("free", "svc");
-    free.spec = Some(TaskSpec {
-        placement: Some(Placement {
-            constraints: vec!["node.id==a".into()],
-            ..Default::default()
-        }),
-        ..reserving(CPU, 0)
-    });
+    free.spec = Some(
+        TaskSpec {
+            placement: Some(Placement {
+                constraints: vec!["node.id==a".into()],
+                ..Default::default()
+            }),
+            ..reserving(CPU, 0)
+        }
+        .into(),
+    );
     let pending = [
         free,
         bound("g-a", "a"),
@@ -937,7 +940,7 @@ fn a_bound_pending_task_does_not_count_twice() {
     // The store's copy of the pending task already names the node: it must not occupy it.
     let nodes = [sized(node("a"), CPU, GIB)];
     let mut t = task("g", "global");
-    t.spec = Some(reserving(CPU, 0));
+    t.spec = Some(reserving(CPU, 0).into());
     t.node_id = "a".into();
     let decisions = run(&nodes, &[], &[t]);
     assert_eq!(
@@ -1239,7 +1242,7 @@ fn reference(nodes: &[Node], store: &[Task], pending: &[&Task]) -> Vec<Option<St
         .filter(|t| !t.node_id.is_empty() && occupies_node(t))
     {
         if let Some(i) = infos.iter().position(|n| n.id == t.node_id) {
-            let (cpu, memory) = reservations(t.spec.as_ref());
+            let (cpu, memory) = reservations(t.spec.as_deref());
             let ports = crate::store::host_ports(t.endpoint.as_ref());
             infos[i].add_task(cpu, memory, &ports);
             *per_service.entry((t.service_id.clone(), i)).or_default() += 1;
@@ -1248,7 +1251,7 @@ fn reference(nodes: &[Node], store: &[Task], pending: &[&Task]) -> Vec<Option<St
     pending
         .iter()
         .map(|t| {
-            let req = Requirements::from_task(t.spec.as_ref(), t.endpoint.as_ref()).unwrap();
+            let req = Requirements::from_task(t.spec.as_deref(), t.endpoint.as_ref()).unwrap();
             let count = |i: usize| {
                 per_service
                     .get(&(t.service_id.clone(), i))

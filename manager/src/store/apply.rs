@@ -129,9 +129,9 @@ impl ObjectStore {
             (StoreActionKind::Create, None) => {
                 self.check_name(&object)?;
                 object.meta_mut().version = index;
-                self.put(object.clone());
+                let stored = self.put(object);
                 undo.push(Undo::Remove(T::KIND, id));
-                Ok(object.wrap())
+                Ok(T::clone(&stored).wrap())
             }
             (StoreActionKind::Update | StoreActionKind::Delete, None) => {
                 Err(ApplyError::NotFound { kind: T::KIND, id })
@@ -142,10 +142,10 @@ impl ObjectStore {
                 let meta = object.meta_mut();
                 meta.version = index;
                 meta.created_at = old.meta().created_at;
-                self.put(object.clone());
+                let stored = self.put(object);
                 let old = Arc::unwrap_or_clone(old);
                 undo.push(Undo::Restore(Box::new(old.wrap())));
-                Ok(object.wrap())
+                Ok(T::clone(&stored).wrap())
             }
             (StoreActionKind::Delete, Some(old)) => {
                 check_version(&object, &old, true)?;
@@ -196,25 +196,31 @@ impl ObjectStore {
         };
     }
 
-    /// Puts `object` in its table, replacing the one with its ID, and keeps the name index
-    /// and the task indexes in step. Every insertion goes through here.
-    fn put<T: StoredObject>(&mut self, object: T) {
+    /// Puts `object` in its table, replacing the one with its ID, keeps the name index and
+    /// the task indexes in step, and gives a task a spec already held when equal. Every
+    /// insertion goes through here; it returns what the table now holds.
+    fn put<T: StoredObject>(&mut self, mut object: T) -> Arc<T> {
         let id = object.id().to_owned();
         let name = object.name().filter(|_| T::UNIQUE_NAMES).map(str::to_owned);
         // The old object leaves the indexes before the new one enters: they may share keys.
-        if let Some(old) = T::table_mut(self).remove(&id) {
-            self.unindex(&*old);
+        let old = T::table_mut(self).remove(&id);
+        if let Some(old) = &old {
+            self.unindex(&**old);
         }
-        if let Some(task) = object.as_task() {
+        if let Some(task) = object.as_task_mut() {
+            let replaced = old.as_deref().and_then(StoredObject::as_task);
+            self.shared_specs.share(task, replaced);
             self.task_index.insert(task, &id);
         }
         if object.as_node().is_some_and(|n| n.manager_status.is_some()) {
             self.managers.insert(id.clone());
         }
-        T::table_mut(self).insert(id.clone(), Arc::new(object));
+        let object = Arc::new(object);
+        T::table_mut(self).insert(id.clone(), Arc::clone(&object));
         if let Some(name) = name {
             self.names.insert((T::KIND, name), id);
         }
+        object
     }
 
     /// Takes the object `id` out of its table and the name index. Every removal goes
@@ -232,6 +238,7 @@ impl ObjectStore {
         if old.as_node().is_some() {
             self.managers.remove(old.id());
         }
+
         let Some(name) = old.name().filter(|_| T::UNIQUE_NAMES) else {
             return;
         };
@@ -244,13 +251,13 @@ impl ObjectStore {
     /// Puts an object in its table as it is (snapshots and rollback).
     pub(super) fn insert_raw(&mut self, object: StoreObject) {
         match object.object {
-            Some(Object::Cluster(o)) => self.put(o),
-            Some(Object::Node(o)) => self.put(o),
-            Some(Object::Service(o)) => self.put(o),
-            Some(Object::Task(o)) => self.put(o),
-            Some(Object::Network(o)) => self.put(o),
-            Some(Object::Secret(o)) => self.put(o),
-            Some(Object::Config(o)) => self.put(o),
+            Some(Object::Cluster(o)) => drop(self.put(o)),
+            Some(Object::Node(o)) => drop(self.put(o)),
+            Some(Object::Service(o)) => drop(self.put(o)),
+            Some(Object::Task(o)) => drop(self.put(o)),
+            Some(Object::Network(o)) => drop(self.put(o)),
+            Some(Object::Secret(o)) => drop(self.put(o)),
+            Some(Object::Config(o)) => drop(self.put(o)),
             None => {}
         }
     }

@@ -25,6 +25,7 @@ mod local;
 mod object;
 mod placed;
 mod proposer;
+mod shared_specs;
 mod snapshot;
 mod task_index;
 
@@ -42,6 +43,7 @@ pub use task_index::TaskTally;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use shared_specs::SharedSpecs;
 use task_index::{TaskIndex, Within};
 
 use proto::{Cluster, Config, Network, Node, Secret, Service, Task};
@@ -70,6 +72,8 @@ pub struct ObjectStore {
     /// The tasks by service and slot, by node and by state, and each service's task counts,
     /// kept as tasks change (`task_index.rs`).
     task_index: TaskIndex,
+    /// The spec each service's tasks share (`shared_specs.rs`).
+    shared_specs: SharedSpecs,
 }
 
 /// Why a reference (ID, ID prefix or name) names no single object.
@@ -247,6 +251,10 @@ impl ObjectStore {
     pub fn into_parts(self) -> Vec<(&'static str, Box<dyn std::any::Any>)> {
         let mut parts: Vec<(&'static str, Box<dyn std::any::Any>)> = vec![
             ("task table", Box::new(self.tasks)),
+            (
+                "the table of specs shared by tasks",
+                Box::new(self.shared_specs),
+            ),
             ("node table", Box::new(self.nodes)),
             ("service table", Box::new(self.services)),
             (

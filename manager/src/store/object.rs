@@ -75,6 +75,10 @@ pub trait StoredObject: prost::Message + Clone + Default + Sized + 'static {
     fn as_task(&self) -> Option<&Task> {
         None
     }
+    /// The object as a task, to change (the store shares a new task's spec with others).
+    fn as_task_mut(&mut self) -> Option<&mut Task> {
+        None
+    }
     /// The object as a node, for the index of managers (so finding them walks no node
     /// table of ten thousand).
     fn as_node(&self) -> Option<&Node> {
@@ -119,6 +123,10 @@ macro_rules! stored_object {
             }
             $(
                 fn as_task(&self) -> Option<&Task> {
+                    let $s = self;
+                    $task
+                }
+                fn as_task_mut(&mut self) -> Option<&mut Task> {
                     let $s = self;
                     $task
                 }

@@ -84,7 +84,7 @@ impl Placed {
         if task.node_id.is_empty() || !occupies_node(task) {
             return;
         }
-        let (cpu, memory) = reservations(task.spec.as_ref());
+        let (cpu, memory) = reservations(task.spec.as_deref());
         let load = self.nodes.entry(task.node_id.clone()).or_default();
         load.tasks += 1;
         load.cpu += i128::from(cpu);
@@ -103,7 +103,7 @@ impl Placed {
         if task.node_id.is_empty() || !occupies_node(task) {
             return;
         }
-        let (cpu, memory) = reservations(task.spec.as_ref());
+        let (cpu, memory) = reservations(task.spec.as_deref());
         if let Some(load) = self.nodes.get_mut(&task.node_id) {
             load.tasks -= 1;
             load.cpu -= i128::from(cpu);

@@ -313,17 +313,20 @@ fn the_task_indexes_match_a_walk_over_every_task() {
             ..Default::default()
         });
         if rng.gen_bool(0.5) {
-            t.spec = Some(proto::TaskSpec {
-                resources: Some(proto::ResourceRequirements {
-                    reservations: Some(proto::Resources {
-                        nano_cpus: rng.gen_range(-1..3) * 500_000_000,
-                        memory_bytes: rng.gen_range(0..3) << 20,
+            t.spec = Some(
+                proto::TaskSpec {
+                    resources: Some(proto::ResourceRequirements {
+                        reservations: Some(proto::Resources {
+                            nano_cpus: rng.gen_range(-1..3) * 500_000_000,
+                            memory_bytes: rng.gen_range(0..3) << 20,
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            });
+                }
+                .into(),
+            );
         }
         if rng.gen_bool(0.3) {
             t.networks = vec![proto::NetworkAttachment {
@@ -526,4 +529,139 @@ fn the_managers_index_follows_promotions_demotions_removals_and_rollbacks() {
         .apply(&batch(vec![(Delete, node("w2", 0, true).wrap())]), 4)
         .unwrap();
     assert!(managers(&store).is_empty());
+}
+
+/// What Raft hands the store: a task decoded from its own bytes, so its spec is its own copy.
+fn decoded(task: &Task) -> Task {
+    use prost::Message;
+    Task::decode(task.encode_to_vec().as_slice()).expect("a task decodes")
+}
+
+#[test]
+fn tasks_of_a_service_version_share_one_spec_and_read_back_as_written() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let spec = |service: usize, version: u64| proto::TaskSpec {
+        container: Some(proto::ContainerSpec {
+            image: format!("img{service}:{version}"),
+            env: vec![format!("V={version}")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut current = [1u64; 3];
+    let mut store = ObjectStore::default();
+    let mut written: BTreeMap<String, Task> = BTreeMap::new();
+    for index in 1..3000u64 {
+        let n = rng.gen_range(0..80usize);
+        let (id, service) = (format!("t{n}"), n % 3);
+        // Often enough that the table of shared specs outgrows its first pruning.
+        if rng.gen_bool(0.05) {
+            current[service] += 1;
+        }
+        let mut t = match written.get(&id) {
+            // A status update keeps the task's spec; a rollout gives it the service's newest.
+            Some(old) => {
+                let mut t = old.clone();
+                if rng.gen_bool(0.3) {
+                    t.spec_version = current[service];
+                    t.spec = Some(spec(service, current[service]).into());
+                }
+                t
+            }
+            None => Task {
+                service_id: format!("s{service}"),
+                spec_version: current[service],
+                spec: Some(spec(service, current[service]).into()),
+                ..task(&id)
+            },
+        };
+        t.desired_state = rng.gen_range(0..14);
+        let kind = match written.contains_key(&id) {
+            false => Create,
+            true if rng.gen_bool(0.1) => Delete,
+            true => Update,
+        };
+        let mut actions = vec![(kind, decoded(&t).wrap())];
+        if rng.gen_bool(0.1) {
+            // A duplicate create makes the whole batch fail and roll back.
+            let dup = written.keys().next().cloned().unwrap_or_else(|| id.clone());
+            actions.push((Create, decoded(&task(&dup)).wrap()));
+            actions.push((Create, decoded(&task(&dup)).wrap()));
+        }
+        if store.apply(&batch(actions), index).is_ok() {
+            if kind == Delete {
+                written.remove(&id);
+            } else {
+                t.meta.as_mut().unwrap().version = index;
+                written.insert(id, t);
+            }
+        }
+        assert_shared_and_as_written(&store, &written);
+    }
+    let restored = ObjectStore::from_snapshot(decoded_snapshot(&store));
+    assert_shared_and_as_written(&restored, &written);
+}
+
+fn decoded_snapshot(store: &ObjectStore) -> proto::StoreSnapshot {
+    use prost::Message;
+    proto::StoreSnapshot::decode(store.to_snapshot().encode_to_vec().as_slice())
+        .expect("a snapshot decodes")
+}
+
+/// Every stored task is what was last written for it, and the tasks of one service version
+/// point at one copy of their spec.
+fn assert_shared_and_as_written(store: &ObjectStore, written: &BTreeMap<String, Task>) {
+    let stored: Vec<&Task> = store.list::<Task>().collect();
+    assert_eq!(stored, written.values().collect::<Vec<_>>());
+    let mut first: BTreeMap<(&str, u64), &proto::SharedTaskSpec> = BTreeMap::new();
+    for t in stored {
+        let spec = t.spec.as_ref().expect("every task here has a spec");
+        let shared = first
+            .entry((t.service_id.as_str(), t.spec_version))
+            .or_insert(spec);
+        assert!(
+            shared.ptr_eq(spec),
+            "task {} has a copy of its spec",
+            t.id()
+        );
+    }
+}
+
+#[test]
+fn a_spec_changed_under_the_same_version_is_not_shared() {
+    let mut store = ObjectStore::default();
+    let with_image = |id: &str, image: &str| Task {
+        service_id: "s".into(),
+        spec_version: 1,
+        spec: Some(
+            proto::TaskSpec {
+                container: Some(proto::ContainerSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+            .into(),
+        ),
+        ..task(id)
+    };
+    for (index, (id, image)) in [("a", "one"), ("b", "two"), ("c", "two")]
+        .iter()
+        .enumerate()
+    {
+        let t = decoded(&with_image(id, image));
+        store
+            .apply(&batch(vec![(Create, t.wrap())]), index as u64 + 1)
+            .unwrap();
+    }
+    let spec = |id: &str| store.get::<Task>(id).unwrap().spec.clone().unwrap();
+    assert_eq!(spec("a").container.as_ref().unwrap().image, "one");
+    assert_eq!(spec("b").container.as_ref().unwrap().image, "two");
+    assert!(spec("b").ptr_eq(&spec("c")));
+    assert!(!spec("a").ptr_eq(&spec("b")));
+    // Changing one task's spec copies it: the other task keeps its own.
+    let mut changed = spec("b");
+    changed.container.as_mut().unwrap().image = "three".into();
+    assert_eq!(spec("c").container.as_ref().unwrap().image, "two");
 }

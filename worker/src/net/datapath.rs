@@ -98,7 +98,7 @@ struct Peers {
 /// Whether the task runs in the node's own network namespace (`--network host`).
 fn uses_host_network(task: &Task) -> bool {
     task.spec
-        .as_ref()
+        .as_deref()
         .is_some_and(proto::container_options::uses_host_network)
 }
 

@@ -202,7 +202,7 @@ fn redacted_service(mut s: Service) -> Service {
 
 /// A task as `ps --format json` prints it: without registry credentials.
 fn redacted_task(mut t: Task) -> Task {
-    redact_task_spec(t.spec.as_mut());
+    redact_task_spec(t.spec.as_deref_mut());
     t
 }
 
@@ -934,13 +934,16 @@ mod tests {
             "{text}"
         );
         let t = Task {
-            spec: Some(proto::TaskSpec {
-                container: Some(proto::ContainerSpec {
-                    registry_auth: "c2VjcmV0".into(),
+            spec: Some(
+                proto::TaskSpec {
+                    container: Some(proto::ContainerSpec {
+                        registry_auth: "c2VjcmV0".into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            }),
+                }
+                .into(),
+            ),
             ..Default::default()
         };
         assert!(!json::array(&[redacted_task(t)])

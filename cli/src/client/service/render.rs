@@ -746,13 +746,16 @@ mod tests {
             service_name: svc.into(),
             slot,
             node_id: "node1".into(),
-            spec: Some(TaskSpec {
-                container: Some(proto::ContainerSpec {
-                    image: "nginx:alpine@sha256:abcdef".into(),
+            spec: Some(
+                TaskSpec {
+                    container: Some(proto::ContainerSpec {
+                        image: "nginx:alpine@sha256:abcdef".into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            }),
+                }
+                .into(),
+            ),
             desired_state: desired as i32,
             status: Some(TaskStatus {
                 state: state as i32,

@@ -212,13 +212,16 @@ impl World {
             service_id: service_id.to_owned(),
             slot,
             node_id,
-            spec: Some(TaskSpec {
-                container: Some(ContainerSpec {
-                    image: format!("v{spec_version}"),
+            spec: Some(
+                TaskSpec {
+                    container: Some(ContainerSpec {
+                        image: format!("v{spec_version}"),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            }),
+                }
+                .into(),
+            ),
             spec_version,
             desired_state: desired as i32,
             status: Some(TaskStatus {
@@ -519,7 +522,7 @@ fn a_round_after_a_small_change_reads_only_the_changed_slots_and_after_a_large_o
             service_id: "big".into(),
             slot,
             node_id: "n1".into(),
-            spec: Some(TaskSpec::default()),
+            spec: Some(TaskSpec::default().into()),
             spec_version: 1,
             desired_state: TaskState::Running as i32,
             status: Some(TaskStatus {
@@ -639,7 +642,7 @@ fn round_times() {
             service_id: "big".into(),
             slot,
             node_id: "n1".into(),
-            spec: Some(TaskSpec::default()),
+            spec: Some(TaskSpec::default().into()),
             spec_version: 1,
             desired_state: TaskState::Running as i32,
             status: Some(TaskStatus {

@@ -599,13 +599,16 @@ async fn a_host_network_task_gets_no_namespace_bridge_dns_or_bound_port() {
     node.data_path.apply(&complete(&[front()]));
     node.fake.clear();
     let mut t = task("hosttask0001", &[]);
-    t.spec = Some(proto::TaskSpec {
-        networks: vec![proto::NetworkAttachmentConfig {
-            target: proto::container_options::HOST_NETWORK.into(),
-            aliases: vec![],
-        }],
-        ..Default::default()
-    });
+    t.spec = Some(
+        proto::TaskSpec {
+            networks: vec![proto::NetworkAttachmentConfig {
+                target: proto::container_options::HOST_NETWORK.into(),
+                aliases: vec![],
+            }],
+            ..Default::default()
+        }
+        .into(),
+    );
     let port = PortConfig {
         target_port: 8080,
         published_port: 8080,
@@ -634,16 +637,19 @@ fn a_task_s_dns_servers_replace_the_node_s_as_upstreams() {
     let node: Vec<std::net::SocketAddr> = vec!["192.0.2.53:53".parse().unwrap()];
     let mut t = task("t", &[]);
     assert_eq!(super::task_upstreams(&t, &node), node);
-    t.spec = Some(proto::TaskSpec {
-        container: Some(proto::ContainerSpec {
-            dns_config: Some(proto::DnsConfig {
-                nameservers: vec!["198.51.100.1".into()],
+    t.spec = Some(
+        proto::TaskSpec {
+            container: Some(proto::ContainerSpec {
+                dns_config: Some(proto::DnsConfig {
+                    nameservers: vec!["198.51.100.1".into()],
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
-        }),
-        ..Default::default()
-    });
+        }
+        .into(),
+    );
     assert_eq!(
         super::task_upstreams(&t, &node),
         ["198.51.100.1:53".parse::<std::net::SocketAddr>().unwrap()]

@@ -56,7 +56,7 @@ pub fn rollout(service: &Service, tasks: &[Task], rollback: bool) -> (Vec<String
     let template = service.spec.as_ref().and_then(|s| s.task_template.as_ref());
     let current: Vec<Task> = tasks
         .iter()
-        .filter(|t| t.spec_version == service.spec_version || t.spec.as_ref() == template)
+        .filter(|t| t.spec_version == service.spec_version || t.spec.as_deref() == template)
         .cloned()
         .collect();
     let mut lines = progress(service, &current, i64::MAX).lines;

@@ -247,15 +247,18 @@ mod tests {
             service_name: "web".into(),
             slot: 2,
             node_id: "n1".into(),
-            spec: Some(proto::TaskSpec {
-                container: Some(proto::ContainerSpec {
-                    image: "busybox".into(),
-                    args: vec!["sleep".into(), "9".into()],
-                    labels: [("mine".to_string(), "x".to_string())].into(),
+            spec: Some(
+                proto::TaskSpec {
+                    container: Some(proto::ContainerSpec {
+                        image: "busybox".into(),
+                        args: vec!["sleep".into(), "9".into()],
+                        labels: [("mine".to_string(), "x".to_string())].into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            }),
+                }
+                .into(),
+            ),
             status: Some(proto::TaskStatus {
                 state: proto::TaskState::Running as i32,
                 running_since: 1_700_000_000_000,
