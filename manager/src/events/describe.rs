@@ -32,7 +32,9 @@ pub struct Described {
 struct Seen {
     kind: Kind,
     name: String,
-    attributes: BTreeMap<&'static str, String>,
+    /// By key. A slice, not a map: the tracker keeps one per object (a hundred thousand
+    /// tasks), and a B-tree's first node has room for eleven entries where four are used.
+    attributes: Box<[(&'static str, String)]>,
     /// A hash of the rest of the object's spec: an update that changes only that is still
     /// an event, though it says nothing about what changed.
     fingerprint: u64,
@@ -92,12 +94,12 @@ impl Tracker {
                 "create"
             }
             Some(before) => {
-                let keys = before.attributes.keys().chain(now.attributes.keys());
-                for key in keys {
-                    let (old, new) = (before.attributes.get(key), now.attributes.get(key));
+                let keys = before.attributes.iter().chain(now.attributes.iter());
+                for (key, _) in keys {
+                    let (old, new) = (before.attribute(key), now.attribute(key));
                     if old != new {
-                        attributes.insert(format!("{key}.old"), old.cloned().unwrap_or_default());
-                        attributes.insert(format!("{key}.new"), new.cloned().unwrap_or_default());
+                        attributes.insert(format!("{key}.old"), old.unwrap_or_default().to_owned());
+                        attributes.insert(format!("{key}.new"), new.unwrap_or_default().to_owned());
                     }
                 }
                 if before.name != now.name {
@@ -116,6 +118,13 @@ impl Tracker {
             name: now.name,
             attributes,
         })
+    }
+}
+
+impl Seen {
+    fn attribute(&self, key: &str) -> Option<&str> {
+        let found = self.attributes.binary_search_by(|(k, _)| (*k).cmp(key));
+        found.ok().map(|i| self.attributes[i].1.as_str())
     }
 }
 
@@ -234,7 +243,7 @@ fn summarize(object: &StoreObject, seen: &HashMap<String, Seen>) -> Option<(Stri
         Seen {
             kind,
             name,
-            attributes,
+            attributes: attributes.into_iter().collect(),
             fingerprint,
         },
     ))
