@@ -124,46 +124,49 @@ fn object(kind: u8, idx: u8, variant: u16) -> Object {
         }
         3 => {
             let i = idx as usize % NODES.len();
-            Object::Node(Node {
-                meta: meta(NODES[i], 0),
-                spec: Some(NodeSpec {
-                    desired_role: if bit(0) {
-                        NodeRole::Manager
-                    } else {
-                        NodeRole::Worker
-                    } as i32,
+            Object::Node(
+                Node {
+                    meta: meta(NODES[i], 0),
+                    spec: Some(NodeSpec {
+                        desired_role: if bit(0) {
+                            NodeRole::Manager
+                        } else {
+                            NodeRole::Worker
+                        } as i32,
+                        ..Default::default()
+                    }),
+                    status: Some(NodeStatus {
+                        addr: format!(
+                            "127.0.{}.{}:{}",
+                            variant & 1,
+                            i + 2,
+                            2377 + (variant >> 1 & 1)
+                        ),
+                        // Liveness changes concern the node alone.
+                        message: format!("{}", variant >> 4),
+                        ..Default::default()
+                    }),
+                    ingress: bit(2).then(|| NetworkAttachment {
+                        network_id: "ingress".into(),
+                        addresses: vec![format!(
+                            "10.7.0.{}/24",
+                            i + 2 + 10 * (variant as usize >> 5 & 1)
+                        )],
+                        aliases: vec![],
+                    }),
+                    // A manager whose address is not known yet (bit 6) is still a manager.
+                    manager_status: bit(3).then(|| ManagerStatus {
+                        addr: if bit(6) {
+                            String::new()
+                        } else {
+                            format!("127.0.9.{}:2377", i + 2)
+                        },
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
-                status: Some(NodeStatus {
-                    addr: format!(
-                        "127.0.{}.{}:{}",
-                        variant & 1,
-                        i + 2,
-                        2377 + (variant >> 1 & 1)
-                    ),
-                    // Liveness changes concern the node alone.
-                    message: format!("{}", variant >> 4),
-                    ..Default::default()
-                }),
-                ingress: bit(2).then(|| NetworkAttachment {
-                    network_id: "ingress".into(),
-                    addresses: vec![format!(
-                        "10.7.0.{}/24",
-                        i + 2 + 10 * (variant as usize >> 5 & 1)
-                    )],
-                    aliases: vec![],
-                }),
-                // A manager whose address is not known yet (bit 6) is still a manager.
-                manager_status: bit(3).then(|| ManagerStatus {
-                    addr: if bit(6) {
-                        String::new()
-                    } else {
-                        format!("127.0.9.{}:2377", i + 2)
-                    },
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
+                }
+                .into(),
+            )
         }
         4 => {
             let (id, ingress) = if idx.is_multiple_of(2) {
@@ -204,33 +207,36 @@ fn object(kind: u8, idx: u8, variant: u16) -> Object {
                 })
                 .into_iter()
                 .collect();
-            Object::Service(Service {
-                meta: meta(&id, 0),
-                spec: Some(ServiceSpec {
-                    name: id.clone(),
-                    task_template: Some(TaskSpec {
-                        networks,
+            Object::Service(
+                Service {
+                    meta: meta(&id, 0),
+                    spec: Some(ServiceSpec {
+                        name: id.clone(),
+                        task_template: Some(TaskSpec {
+                            networks,
+                            ..Default::default()
+                        }),
+                        endpoint: Some(EndpointSpec {
+                            ports: ports.clone(),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }),
-                    endpoint: Some(EndpointSpec {
-                        ports: ports.clone(),
+                    endpoint: Some(Endpoint {
+                        ports,
+                        virtual_ips: bit(3)
+                            .then(|| VirtualIp {
+                                network_id: "back".into(),
+                                addr: format!("10.4.0.{}/24", 100 + idx % 4),
+                            })
+                            .into_iter()
+                            .collect(),
                         ..Default::default()
                     }),
                     ..Default::default()
-                }),
-                endpoint: Some(Endpoint {
-                    ports,
-                    virtual_ips: bit(3)
-                        .then(|| VirtualIp {
-                            network_id: "back".into(),
-                            addr: format!("10.4.0.{}/24", 100 + idx % 4),
-                        })
-                        .into_iter()
-                        .collect(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
+                }
+                .into(),
+            )
         }
         _ => {
             let data = format!("bytes-{}", variant & 3).into_bytes();
@@ -311,12 +317,12 @@ fn action_of(kind: proto::StoreActionKind, object: Object) -> StoreAction {
     }
     match object {
         Object::Task(o) => act!(o),
-        Object::Node(o) => act!(o),
+        Object::Node(o) => act!(*o),
         Object::Network(o) => act!(o),
-        Object::Service(o) => act!(o),
+        Object::Service(o) => act!(*o),
         Object::Secret(o) => act!(o),
         Object::Config(o) => act!(o),
-        Object::Cluster(o) => act!(o),
+        Object::Cluster(o) => act!(*o),
     }
 }
 

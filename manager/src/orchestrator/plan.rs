@@ -871,7 +871,7 @@ mod tests {
             .actions
             .iter()
             .filter_map(|a| match a.object.as_ref()?.object.as_ref()? {
-                Object::Service(s) => Some(s),
+                Object::Service(s) => Some(&**s),
                 _ => None,
             })
             .collect();

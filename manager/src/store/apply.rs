@@ -92,9 +92,9 @@ impl ObjectStore {
             .and_then(|o| o.object.clone())
             .ok_or_else(|| ApplyError::Invalid("action without an object".into()))?;
         let written = match object {
-            Object::Cluster(o) => self.apply_one(kind, o, index, undo)?,
-            Object::Node(o) => self.apply_one(kind, o, index, undo)?,
-            Object::Service(o) => self.apply_one(kind, o, index, undo)?,
+            Object::Cluster(o) => self.apply_one(kind, *o, index, undo)?,
+            Object::Node(o) => self.apply_one(kind, *o, index, undo)?,
+            Object::Service(o) => self.apply_one(kind, *o, index, undo)?,
             Object::Task(o) => self.apply_one(kind, o, index, undo)?,
             Object::Network(o) => self.apply_one(kind, o, index, undo)?,
             Object::Secret(o) => self.apply_one(kind, o, index, undo)?,
@@ -251,9 +251,9 @@ impl ObjectStore {
     /// Puts an object in its table as it is (snapshots and rollback).
     pub(super) fn insert_raw(&mut self, object: StoreObject) {
         match object.object {
-            Some(Object::Cluster(o)) => drop(self.put(o)),
-            Some(Object::Node(o)) => drop(self.put(o)),
-            Some(Object::Service(o)) => drop(self.put(o)),
+            Some(Object::Cluster(o)) => drop(self.put(*o)),
+            Some(Object::Node(o)) => drop(self.put(*o)),
+            Some(Object::Service(o)) => drop(self.put(*o)),
             Some(Object::Task(o)) => drop(self.put(o)),
             Some(Object::Network(o)) => drop(self.put(o)),
             Some(Object::Secret(o)) => drop(self.put(o)),

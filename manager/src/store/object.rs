@@ -118,7 +118,7 @@ macro_rules! stored_object {
             }
             fn wrap(self) -> StoreObject {
                 StoreObject {
-                    object: Some(store_object::Object::$variant(self)),
+                    object: Some(store_object::Object::$variant(self.into())),
                 }
             }
             $(

@@ -57,15 +57,21 @@ fn task_changes_dirty_their_slots_and_service_changes_the_whole_service() {
         task("t1", "web", 3, "n1"),
         task("t2", "web", 3, "n2"),
         task("t3", "agent", 0, "n1"),
-        Object::Service(Service {
-            meta: meta("db"),
-            ..Default::default()
-        }),
+        Object::Service(
+            Service {
+                meta: meta("db"),
+                ..Default::default()
+            }
+            .into(),
+        ),
         task("t4", "db", 1, "n1"),
-        Object::Node(Node {
-            meta: meta("n9"),
-            ..Default::default()
-        }),
+        Object::Node(
+            Node {
+                meta: meta("n9"),
+                ..Default::default()
+            }
+            .into(),
+        ),
         Object::Network(Network {
             meta: meta("net"),
             ..Default::default()
@@ -104,10 +110,13 @@ fn the_next_round_covers_everything_when_what_changed_is_unknown() {
         (
             "cluster changed",
             Box::new(|c| {
-                c.observe(&changes(vec![Object::Cluster(Cluster {
-                    meta: meta("c"),
-                    ..Default::default()
-                })]))
+                c.observe(&changes(vec![Object::Cluster(
+                    Cluster {
+                        meta: meta("c"),
+                        ..Default::default()
+                    }
+                    .into(),
+                )]))
             }),
         ),
         (
