@@ -238,7 +238,6 @@ impl ObjectStore {
         if old.as_node().is_some() {
             self.managers.remove(old.id());
         }
-
         let Some(name) = old.name().filter(|_| T::UNIQUE_NAMES) else {
             return;
         };

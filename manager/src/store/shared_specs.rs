@@ -18,7 +18,8 @@ use proto::{Task, WeakTaskSpec};
 #[derive(Clone, Debug, Default)]
 pub(super) struct SharedSpecs {
     by_service: HashMap<String, BTreeMap<u64, WeakTaskSpec>>,
-    /// How many entries there are, and how many to allow before dropping the dead ones.
+    /// How many entries there are, and how many to allow (at least [`FIRST_PRUNE`]) before
+    /// dropping the dead ones.
     entries: usize,
     prune_at: usize,
 }
@@ -58,7 +59,7 @@ impl SharedSpecs {
             .is_none()
         {
             self.entries += 1;
-            if self.entries > self.prune_at {
+            if self.entries > self.prune_at.max(FIRST_PRUNE) {
                 self.prune();
             }
         }
@@ -72,6 +73,6 @@ impl SharedSpecs {
             !versions.is_empty()
         });
         self.entries = self.by_service.values().map(BTreeMap::len).sum();
-        self.prune_at = (2 * self.entries).max(FIRST_PRUNE);
+        self.prune_at = 2 * self.entries;
     }
 }
