@@ -89,6 +89,12 @@ impl WeakTaskSpec {
     pub fn is_dead(&self) -> bool {
         self.0.strong_count() == 0
     }
+
+    /// Whether both point at the same spec (a weak reference keeps its allocation, so the
+    /// address is not reused while either is held).
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Weak::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl From<TaskSpec> for SharedTaskSpec {

@@ -196,14 +196,17 @@ impl Agent {
     /// Saves `task` for [`Agent::recover`], written aside and renamed into place: an
     /// assignment is saved again with every update, and a daemon killed while writing it
     /// must not leave an empty file, which would read as no task and get the running task
-    /// cleaned up at the next start.
+    /// cleaned up at the next start. Both steps run on one blocking thread (each `tokio::fs`
+    /// call would be a trip of its own).
     async fn save(&self, task: &Task) {
         let path = self.dir.join(task.id());
         let aside = self.dir.join(format!("{}{}", task.id(), SAVING));
-        let written = match tokio::fs::write(&aside, task.encode_to_vec()).await {
-            Ok(()) => tokio::fs::rename(&aside, &path).await,
-            Err(e) => Err(e),
-        };
+        let (bytes, target) = (task.encode_to_vec(), path.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            std::fs::write(&aside, bytes).and_then(|()| std::fs::rename(&aside, &target))
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         if let Err(e) = written {
             tracing::warn!(file = %path.display(), error = %e, "cannot save an assignment");
         }

@@ -12,6 +12,7 @@ use proto::{
 
 use super::networks::{self, NetworkView};
 use super::secrets::{self, SecretsView};
+use super::sent::SentTask;
 use super::{discovery, mesh};
 use crate::allocator;
 use crate::lifecycle::{is_active, is_terminal, observed};
@@ -33,7 +34,7 @@ fn deliverable(store: &ObjectStore, task: &Task, node_id: &str) -> bool {
 /// The tasks and networks last sent to one node, to send only what changed.
 #[derive(Default)]
 pub struct NodeAssignments {
-    sent: HashMap<String, u64>,
+    sent: HashMap<String, SentTask>,
     /// Tasks assigned to the node that it has not taken yet: whether they are sent depends
     /// on their network addresses, which a change of their service or of the networks may
     /// decide without a change of their own.
@@ -76,7 +77,7 @@ impl NodeAssignments {
                 self.pending.insert(task.id().to_owned());
             }
             if deliverable(store, task, node_id) {
-                self.sent.insert(task.id().to_owned(), task.version());
+                self.sent.insert(task.id().to_owned(), SentTask::of(task));
                 changes.push(change(AssignmentAction::Update, task.clone()));
             }
         }
@@ -291,7 +292,14 @@ impl NodeAssignments {
             }
             match now {
                 Some(task) if deliverable(store, task, node_id) => {
-                    if self.sent.insert(id.to_owned(), task.version()) != Some(task.version()) {
+                    let sent = self.sent.get(id);
+                    if sent.is_some_and(|sent| sent.version() == task.version()) {
+                        continue;
+                    }
+                    let now = SentTask::of(task);
+                    let send = sent.is_none_or(|sent| sent.must_send(&now, task));
+                    self.sent.insert(id.to_owned(), now);
+                    if send {
                         changes.push(change(AssignmentAction::Update, task.clone()));
                     }
                 }

@@ -458,9 +458,14 @@ impl Held {
         }
     }
 
-    /// The peers of networks no longer held are left over, not held.
+    /// The peers of networks no longer held are left over, not held; a task's status and
+    /// meta are what the node itself reports, which it is not sent back (`sent.rs`).
     fn settled(mut self) -> Self {
         self.peers.retain(|id, _| self.networks.contains_key(id));
+        for task in self.tasks.values_mut() {
+            task.status = None;
+            task.meta = None;
+        }
         self
     }
 }

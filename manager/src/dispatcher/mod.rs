@@ -20,6 +20,7 @@ mod fanout_tests;
 mod mesh;
 mod networks;
 mod secrets;
+mod sent;
 mod status;
 
 pub use assignments::NodeAssignments;
