@@ -1,7 +1,7 @@
 //! The agent: the node's tasks, as the manager assigns them. It keeps the assignments on disk
 //! so that after a restart it adopts what still runs and cleans up what is no longer wanted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -193,22 +193,41 @@ impl Agent {
         );
     }
 
-    /// Saves `task` for [`Agent::recover`], written aside and renamed into place: an
+    /// Saves `tasks` for [`Agent::recover`], each written aside and renamed into place: an
     /// assignment is saved again with every update, and a daemon killed while writing it
     /// must not leave an empty file, which would read as no task and get the running task
-    /// cleaned up at the next start. Both steps run on one blocking thread (each `tokio::fs`
-    /// call would be a trip of its own).
-    async fn save(&self, task: &Task) {
-        let path = self.dir.join(task.id());
-        let aside = self.dir.join(format!("{}{}", task.id(), SAVING));
-        let (bytes, target) = (task.encode_to_vec(), path.clone());
+    /// cleaned up at the next start. All on one blocking thread: a message brings a node's
+    /// hundred tasks at once, and a trip to the blocking pool each cost more than the
+    /// writing.
+    async fn save(&self, tasks: &[Task]) {
+        if tasks.is_empty() {
+            return;
+        }
+        let files: Vec<(PathBuf, Vec<u8>)> = tasks
+            .iter()
+            .map(|task| (self.dir.join(task.id()), task.encode_to_vec()))
+            .collect();
         let written = tokio::task::spawn_blocking(move || {
-            std::fs::write(&aside, bytes).and_then(|()| std::fs::rename(&aside, &target))
+            files
+                .into_iter()
+                .filter_map(|(path, bytes)| {
+                    let mut aside = path.clone().into_os_string();
+                    aside.push(SAVING);
+                    std::fs::write(&aside, bytes)
+                        .and_then(|()| std::fs::rename(&aside, &path))
+                        .err()
+                        .map(|e| (path, e))
+                })
+                .collect::<Vec<_>>()
         })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        if let Err(e) = written {
-            tracing::warn!(file = %path.display(), error = %e, "cannot save an assignment");
+        .await;
+        match written {
+            Ok(failed) => {
+                for (path, e) in failed {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot save an assignment");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot save the assignments"),
         }
     }
 
@@ -220,7 +239,7 @@ impl Agent {
             let (net, networks) = (net.clone(), message.clone());
             let _ = tokio::task::spawn_blocking(move || net.apply(&networks)).await;
         }
-        let mut keep = Vec::new();
+        let mut assigned = Vec::new();
         for change in message.changes {
             let Some(assignment::Item::Task(task)) = change.assignment.and_then(|a| a.item) else {
                 continue;
@@ -228,16 +247,24 @@ impl Agent {
             if change.action == AssignmentAction::Remove as i32 {
                 self.remove_in_background(task.id());
             } else {
-                keep.push(task.id().to_owned());
-                self.assign(task).await;
+                assigned.push(task);
             }
         }
-        if message.r#type == AssignmentsType::Complete as i32 {
+        self.save(&assigned).await;
+        let complete = message.r#type == AssignmentsType::Complete as i32;
+        let keep: HashSet<String> = match complete {
+            true => assigned.iter().map(|t| t.id().to_owned()).collect(),
+            false => HashSet::new(),
+        };
+        for task in assigned {
+            self.assign(task).await;
+        }
+        if complete {
             let stale: Vec<String> = {
                 let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
                 tasks
                     .keys()
-                    .filter(|id| !keep.contains(id))
+                    .filter(|id| !keep.contains(*id))
                     .cloned()
                     .collect()
             };
@@ -263,7 +290,6 @@ impl Agent {
                 .get(&id)
                 .map(|r| (r.task.clone(), r.ports.clone(), r.refused))
         };
-        self.save(&task).await;
         match existing {
             Some((tx, ports, refused)) => {
                 if let Some(net) = self.net.as_ref().filter(|_| serves_network(refused, &task)) {
@@ -416,7 +442,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        agent.save(&task).await;
+        agent.save(std::slice::from_ref(&task)).await;
         // A daemon killed while saving: the file aside, or (before it was written aside)
         // an empty one.
         std::fs::write(dir.path().join(format!("t1{SAVING}")), b"").unwrap();
