@@ -400,10 +400,21 @@ impl Agent {
         }
     }
 
-    /// The tasks this agent runs (or still has to clean up after), as last assigned.
+    /// The tasks this agent runs (or still has to clean up after), as last assigned, each
+    /// with the status this node last reported for it: the managers do not send a node its
+    /// own reports back (`manager::dispatcher`).
     pub fn tasks(&self) -> Vec<Task> {
         let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.values().map(|r| r.task.borrow().clone()).collect()
+        tasks
+            .values()
+            .map(|r| {
+                let mut task = r.task.borrow().clone();
+                if let Some(status) = self.reporter.latest(task.id()) {
+                    task.status = Some(status);
+                }
+                task
+            })
+            .collect()
     }
 
     /// The service of a task this agent runs.
@@ -452,6 +463,49 @@ mod tests {
         ids.sort();
         assert_eq!(ids, ["t1"]);
         assert!(!dir.path().join(format!("t1{SAVING}")).exists());
+    }
+
+    #[tokio::test]
+    async fn the_local_tasks_carry_the_status_this_node_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Arc::new(agent_runtime::fake::FakeRuntime::new(Default::default()));
+        let agent = Agent::new(runtime, dir.path().to_owned(), None);
+        let mut task = reported(TaskState::Assigned);
+        task.meta = Some(proto::Meta {
+            id: "t1".into(),
+            ..Default::default()
+        });
+        task.desired_state = TaskState::Running as i32;
+        agent
+            .apply(AssignmentsMessage {
+                r#type: AssignmentsType::Complete as i32,
+                changes: vec![proto::AssignmentChange {
+                    action: AssignmentAction::Update as i32,
+                    assignment: Some(proto::Assignment {
+                        item: Some(assignment::Item::Task(task)),
+                    }),
+                }],
+                ..Default::default()
+            })
+            .await;
+        // The manager never sends the node's own reports back: the list says what the
+        // node reported, not the ASSIGNED it was sent.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let state = agent.tasks()[0].status.as_ref().map(|s| s.state);
+            if state == Some(TaskState::Running as i32) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the task never listed as running: {state:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            agent.reporter().latest("t1").map(|s| s.state),
+            Some(TaskState::Running as i32)
+        );
     }
 
     #[test]

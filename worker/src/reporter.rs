@@ -30,6 +30,12 @@ impl Reporter {
         self.notify.notify_one();
     }
 
+    /// The latest status reported for `task_id`, sent yet or not.
+    pub fn latest(&self, task_id: &str) -> Option<TaskStatus> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.latest.get(task_id).cloned()
+    }
+
     /// How many of the tasks the node still reports on are in each state (for metrics).
     pub fn count_by_state(&self) -> HashMap<i32, usize> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
