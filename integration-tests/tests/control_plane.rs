@@ -69,6 +69,25 @@ fn three_managers_and_two_workers_form_a_cluster() {
     assert!(starred[0].contains("host2"), "{out}");
 }
 
+/// `swarm join` through a follower: it forwards the Raft join to the leader with its own
+/// certificate, which the leader must accept for the joining manager (it once refused it as
+/// "a manager can only join Raft as itself").
+#[test]
+fn a_manager_joins_through_a_follower() {
+    let mut cluster = Cluster::new(3);
+    cluster.start_all();
+    cluster.init(1);
+    cluster.join(2, "manager", 1);
+    wait_for_managers(&cluster, &[1, 2], 2, 1);
+    let statuses = cluster.manager_statuses(2);
+    assert!(
+        statuses.contains(&("host1".to_owned(), "Leader".to_owned())),
+        "host 2 is a follower: {statuses:?}"
+    );
+    cluster.join(3, "manager", 2);
+    wait_for_managers(&cluster, &[1, 2, 3], 3, 2);
+}
+
 #[test]
 fn a_killed_leader_is_replaced_and_rejoins_as_a_follower() {
     let mut cluster = Cluster::new(3);

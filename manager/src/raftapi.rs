@@ -94,15 +94,19 @@ impl RaftApi for RaftService {
         req: Request<JoinRaftRequest>,
     ) -> Result<Response<JoinRaftResponse>, Status> {
         let manager = self.manager(&req)?;
-        // A manager may only add itself.
-        if let Caller::Node(identity) = caller(&req) {
+        // A manager may only add itself. A follower forwards a join with its own certificate
+        // and speaks for the manager it checked; a Raft peer may already replicate anything,
+        // so trusting it with this adds no right.
+        let forwarded = was_forwarded(&req);
+        if forwarded {
+            require_raft_peer(&req)?;
+        } else if let Caller::Node(identity) = caller(&req) {
             if identity.node_id != req.get_ref().node_id {
                 return Err(Status::permission_denied(
                     "a manager can only join Raft as itself",
                 ));
             }
         }
-        let forwarded = was_forwarded(&req);
         let body = req.into_inner();
         if body.raft_id == 0 || body.addr.is_empty() || body.node_id.is_empty() {
             return Err(Status::invalid_argument(
