@@ -8,9 +8,10 @@
 //! After a leader change every node gets a grace period to find the new leader before it
 //! can be marked down (as SwarmKit does): twice its deadline, counted from when this manager
 //! began to lead, never from a heartbeat an earlier leader, or this manager in an earlier
-//! term, last saw. A node that joins gets the same from its joining. A new leadership is a
-//! new Raft term, so a leadership lost and won back between two rounds of the check is
-//! still a new one.
+//! term, last saw; a node the check first sees later gets the same from then. A new
+//! leadership is a new Raft term, so a leadership lost and won back between two rounds of
+//! the check is still a new one. A node that joined and never opened a session stays
+//! unknown rather than down: it has not been up yet.
 
 mod assignments;
 mod discovery;
@@ -355,10 +356,17 @@ impl Dispatcher {
             .read()
             .list::<Node>()
             .filter_map(|n| {
-                let down = n
+                let state = n
                     .status
                     .as_ref()
-                    .is_some_and(|s| s.state == NodeState::Down as i32);
+                    .map_or(NodeState::Unknown as i32, |s| s.state);
+                // A node that joined and never opened a session has not been up to go down:
+                // it stays unknown (as SwarmKit leaves it), and its first session makes it
+                // ready. A thousand nodes joining at once can take longer than a deadline.
+                if state == NodeState::Unknown as i32 {
+                    return None;
+                }
+                let down = state == NodeState::Down as i32;
                 let (alive, deadline) = judge(n.id());
                 if down == alive {
                     if alive {
@@ -628,6 +636,39 @@ mod tests {
         after(&dispatcher, 0.2).await;
         assert_eq!(state(&store, "n1"), NodeState::Down);
         assert_eq!(state(&store, "n0"), NodeState::Ready);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_joined_node_without_a_session_stays_unknown_until_its_first_session() {
+        let fake = FakeProposer::new();
+        let store = fake.store();
+        let mut joining = ready_node("n1");
+        joining.status = Some(NodeStatus {
+            state: NodeState::Unknown as i32,
+            ..Default::default()
+        });
+        fake.commit(&StoreBatch {
+            actions: vec![create(ready_node("n0")), create(joining)],
+            ..Default::default()
+        })
+        .expect("nodes");
+        let dispatcher = Dispatcher::new(store.clone());
+        dispatcher.check().await;
+        // Long past every deadline: n0, which was up, is down; n1 has not been up yet.
+        after(&dispatcher, 30.0).await;
+        assert_eq!(state(&store, "n0"), NodeState::Down);
+        assert_eq!(state(&store, "n1"), NodeState::Unknown);
+        // Its first session makes it ready; from then on it is judged as any node.
+        let s1 = dispatcher.open_session("n1");
+        dispatcher
+            .node_ready("n1", None, "127.0.0.2")
+            .await
+            .expect("ready");
+        after(&dispatcher, 1.0).await;
+        assert!(dispatcher.heartbeat("n1", &s1).is_some());
+        assert_eq!(state(&store, "n1"), NodeState::Ready);
+        after(&dispatcher, 3.6).await;
+        assert_eq!(state(&store, "n1"), NodeState::Down);
     }
 
     #[tokio::test(start_paused = true)]
