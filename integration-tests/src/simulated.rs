@@ -14,11 +14,19 @@ use tokio::sync::watch;
 
 use crate::Cluster;
 
+/// A memory file system, where the machine has one.
+const IN_MEMORY: &str = "/dev/shm";
+
 /// Simulated workers joined to a cluster; they leave (stop their sessions) when this is
 /// dropped.
 pub struct SimulatedWorkers {
     stop: watch::Sender<bool>,
     count: usize,
+    /// The agents' state, in memory where the machine has it: a thousand nodes saving their
+    /// tasks on one ext4 disk made the kernel's inode allocation (it scans past recently
+    /// deleted inodes) cost the bench process more CPU than the nodes' own work, and starved
+    /// their heartbeats. Each real node has a disk of its own.
+    _state: tempfile::TempDir,
 }
 
 impl SimulatedWorkers {
@@ -32,7 +40,16 @@ impl SimulatedWorkers {
             .to_owned();
         let root_pem =
             std::fs::read_to_string(cluster.host(via).certs_dir().join("ca.pem")).expect("root CA");
-        let state_dir = cluster.dir().join("simulated");
+        let state = match Path::new(IN_MEMORY).is_dir() {
+            true => tempfile::Builder::new()
+                .prefix("skiff-simulated-")
+                .tempdir_in(IN_MEMORY),
+            false => tempfile::Builder::new()
+                .prefix("simulated-")
+                .tempdir_in(cluster.dir()),
+        }
+        .expect("a directory for the simulated workers' state");
+        let state_dir = state.path().to_owned();
         let (stop, stopped) = watch::channel(false);
         for index in 0..count {
             rt.spawn(run(
@@ -44,7 +61,11 @@ impl SimulatedWorkers {
                 stopped.clone(),
             ));
         }
-        Self { stop, count }
+        Self {
+            stop,
+            count,
+            _state: state,
+        }
     }
 
     /// How many there are.
