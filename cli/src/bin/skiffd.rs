@@ -8,6 +8,12 @@ use anyhow::Context;
 use clap::Parser;
 use cli::daemon::{Daemon, DaemonOptions, SwarmService};
 
+/// mimalloc rather than glibc's malloc: a manager allocates and frees a task's worth of
+/// small blocks per change on several threads, and glibc's per-thread arenas both cost a
+/// fifth of the leader's CPU and kept freed memory (BENCHMARKS.md, "the allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The skiff daemon: joins a cluster, runs a manager or a worker, serves the local CLI.
 #[derive(Debug, Parser)]
 #[command(name = "skiffd", version)]
