@@ -40,15 +40,16 @@ impl SimulatedWorkers {
             .to_owned();
         let root_pem =
             std::fs::read_to_string(cluster.host(via).certs_dir().join("ca.pem")).expect("root CA");
-        let state = match Path::new(IN_MEMORY).is_dir() {
-            true => tempfile::Builder::new()
-                .prefix("skiff-simulated-")
-                .tempdir_in(IN_MEMORY),
-            false => tempfile::Builder::new()
-                .prefix("simulated-")
-                .tempdir_in(cluster.dir()),
-        }
-        .expect("a directory for the simulated workers' state");
+        let in_memory = Path::new(IN_MEMORY);
+        let parent = if in_memory.is_dir() {
+            in_memory
+        } else {
+            cluster.dir()
+        };
+        let state = tempfile::Builder::new()
+            .prefix("skiff-simulated-")
+            .tempdir_in(parent)
+            .expect("a directory for the simulated workers' state");
         let state_dir = state.path().to_owned();
         let (stop, stopped) = watch::channel(false);
         for index in 0..count {
