@@ -298,6 +298,19 @@ fn certificates_decide_who_may_call_what() {
             .await
             .expect_err("a worker must not vote");
         assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        // Nor may it add a manager to Raft by posing as a follower forwarding a join.
+        let mut join = tonic::Request::new(proto::JoinRaftRequest {
+            node_id: "someone-else".into(),
+            raft_id: 7,
+            addr: "127.0.0.1:1".into(),
+        });
+        join.metadata_mut()
+            .insert("x-skiff-forwarded", "1".parse().unwrap());
+        let err = raft
+            .join(join)
+            .await
+            .expect_err("a worker must not forward a join");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
         let mut control =
             proto::control_client::ControlClient::new(connector.channel(&cluster.host(1).addr));
         let err = control
