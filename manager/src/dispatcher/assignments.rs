@@ -285,7 +285,13 @@ impl NodeAssignments {
             .chain(pending.iter().map(|id| (id.as_str(), None)));
         for (id, last_seen) in named {
             let now = store.get::<Task>(id);
-            if now.is_some_and(|t| assigned_to(t, node_id) && allocator::not_delivered(t)) {
+            let assigned = now.is_some_and(|t| assigned_to(t, node_id));
+            // A task that left the node may have been the last to need a secret. The store
+            // can be ahead of the events: a pending task read here because its service
+            // changed may already be elsewhere, and its own event, when it comes, no longer
+            // names it as this node's.
+            secrets_changed |= !assigned && !self.secrets.is_empty();
+            if assigned && now.is_some_and(allocator::not_delivered) {
                 self.pending.insert(id.to_owned());
             } else {
                 self.pending.remove(id);
