@@ -47,20 +47,46 @@ fn running_task(cluster: &Cluster, service: &str) -> String {
 
 /// `sh -c SCRIPT` run inside task `id`'s container (as its main process runs: same user,
 /// capabilities, limits, working directory); its output, stdout and stderr.
+///
+/// The output goes through a file in the container's `/dev/shm`, read back through its main
+/// process's root, not through `ctr`'s own streams: under load `ctr tasks exec` now and then
+/// printed nothing for a probe that ran and succeeded (seen with markers echoed around the
+/// script: none of them came through).
 fn exec(cluster: &Cluster, id: &str, script: &str) -> String {
-    let out = std::process::Command::new("ctr")
-        .arg("-a")
-        .arg(integration_tests::containerd::socket())
-        .args(["-n", &cluster.containerd_namespace(1), "tasks", "exec"])
-        .args(["--exec-id", &format!("t{}", rand_suffix()), id])
-        .args(["sh", "-c", script])
+    let n = rand_suffix();
+    let file = format!("/dev/shm/.probe-{n}");
+    let ns = cluster.containerd_namespace(1);
+    let ctr = || {
+        let mut c = std::process::Command::new("ctr");
+        c.arg("-a")
+            .arg(integration_tests::containerd::socket())
+            .args(["-n", &ns]);
+        c
+    };
+    let out = ctr()
+        .args(["tasks", "exec", "--exec-id", &format!("t{n}"), id])
+        .args(["sh", "-c", &format!("exec >{file} 2>&1; {script}")])
         .output()
         .expect("ctr tasks exec");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let tasks = ctr().args(["tasks", "ls"]).output().expect("ctr tasks ls");
+    let pid = String::from_utf8_lossy(&tasks.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(id)).then(|| words.next().unwrap_or("").to_owned())
+        })
+        .unwrap_or_else(|| panic!("task {id} is not running"));
+    let path = format!("/proc/{pid}/root{file}");
+    // A probe that did not run proves nothing, least of all that something is absent.
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "`{script}` did not run in task {id} ({path}: {e}); ctr {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let _ = std::fs::remove_file(&path);
+    text
 }
 
 fn rand_suffix() -> u64 {
