@@ -80,25 +80,27 @@ pub async fn run<R: Rounds>(store: Store, mut stop: watch::Receiver<bool>, mut r
             // whose rounds are long keeps at most half the time, and what arrives meanwhile
             // makes one bigger round, so heartbeats, assignments and the other loops still
             // get their share of a saturated leader.
+            // A round that asked to run again at once (more work than one round may do)
+            // rests all the same.
             let gather = started.elapsed().clamp(DEBOUNCE, MAX_REST);
             tokio::select! {
-                event = events.recv() => {
-                    match event {
-                        Ok(event) => rounds.observe(&event),
-                        Err(RecvError::Lagged(_)) => rounds.lagged(),
-                        Err(RecvError::Closed) => return,
-                    }
-                    tokio::time::sleep(gather).await;
-                    loop {
-                        match events.try_recv() {
-                            Ok(event) => rounds.observe(&event),
-                            Err(TryRecvError::Lagged(_)) => rounds.lagged(),
-                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-                        }
-                    }
-                }
+                event = events.recv() => match event {
+                    Ok(event) => rounds.observe(&event),
+                    Err(RecvError::Lagged(_)) => rounds.lagged(),
+                    Err(RecvError::Closed) => return,
+                },
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => return,
+            }
+            tokio::time::sleep(gather).await;
+            // Everything committed meanwhile is read before the next round, so the watch
+            // stream keeps no backlog for this loop.
+            loop {
+                match events.try_recv() {
+                    Ok(event) => rounds.observe(&event),
+                    Err(TryRecvError::Lagged(_)) => rounds.lagged(),
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
             }
         }
     }

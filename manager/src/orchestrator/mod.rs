@@ -31,6 +31,9 @@ use crate::store::{update, ObjectStore, Store, StoreError, WatchEvent};
 
 /// The longest wait between rounds: a missed wake-up costs at most this.
 const MAX_WAIT: Duration = Duration::from_secs(1);
+/// How many tasks one round makes for empty slots, at most: a few seconds of commits, after
+/// which the loop reads what was committed meanwhile and the next round goes on.
+const NEW_TASKS_PER_ROUND: usize = 25 * leader::BATCH;
 
 /// Runs on every manager; acts only while this manager leads.
 pub async fn run(store: Store, stop: watch::Receiver<bool>) {
@@ -83,7 +86,7 @@ async fn round(store: &Store, scope: &Scope) -> Result<Vec<Wake>, StoreError> {
             .map(|o| o.task_history_retention_limit)
             .filter(|h| *h > 0)
             .unwrap_or(DEFAULT_TASK_HISTORY) as usize;
-        let plan = plan::reconcile_in(&store, scope, now_ms(), history);
+        let plan = plan::reconcile_in(&store, scope, now_ms(), history, NEW_TASKS_PER_ROUND);
         (plan.actions, plan.wakes)
     };
     leader::commit(store, actions).await?;

@@ -32,6 +32,9 @@ pub struct Plan {
     /// How many tasks the round read: the work it did, which for a partial round is
     /// proportional to what changed.
     pub tasks_read: usize,
+    /// How many more tasks of replicated services the round may make (see
+    /// [`reconcile_in`]).
+    room: usize,
 }
 
 impl Plan {
@@ -101,19 +104,29 @@ struct Group<'a> {
 #[cfg(test)]
 pub fn reconcile(store: &ObjectStore, now: i64, history: usize) -> Plan {
     static ALL: Scope = Scope::All;
-    reconcile_in(store, &ALL, now, history)
+    reconcile_in(store, &ALL, now, history, usize::MAX)
 }
 
 /// Reconciles the services in `scope` (every one, or what changed), then reaps old tasks of
 /// the same slots. For what it covers, a partial round decides exactly what a full round
 /// decides. `history` is the cluster's task history retention limit per slot.
+///
+/// A round makes at most `room` tasks for replicated services' empty slots; a service with
+/// more to fill asks to be reconciled again at once ([`Plan::wakes`]), so rounds in a row
+/// fill it. One round making a million tasks held the leader's loop for minutes, and every
+/// change committed meanwhile waited in the watch stream for the loop to read it: gigabytes
+/// of events at a million tasks.
 pub fn reconcile_in<'a>(
     store: &'a ObjectStore,
     scope: &'a Scope,
     now: i64,
     history: usize,
+    room: usize,
 ) -> Plan {
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        room,
+        ..Plan::default()
+    };
     let nodes = Nodes(store);
     let groups = match scope {
         Scope::All => everything(store, &mut plan),
@@ -406,7 +419,13 @@ fn replicated(
             break;
         }
         match restart(service, policy, history, now) {
+            Restart::Now if plan.room == 0 => {
+                // The rest wait for the next round, which comes at once.
+                plan.wake(now, service, None);
+                break;
+            }
             Restart::Now => {
+                plan.room -= 1;
                 plan.actions.push(create(new_task(service, slot, None)));
                 running += 1;
             }
