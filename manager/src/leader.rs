@@ -7,7 +7,10 @@
 //! nothing changes. A short debounce gathers a burst of changes (a node's worth of status
 //! reports) into one round, and what arrived meanwhile is drained: one round covers it all.
 //! After a long round the loop gathers for as long as the round took (a second at most),
-//! so no loop takes more than half of a saturated leader.
+//! so no loop takes more than half of a saturated leader; a round that asks to run again at
+//! once (its work is bounded, and there is more) goes on after reading what was committed
+//! meanwhile. Either way the loop reads every event before its next round, so the watch
+//! stream never holds a backlog for it.
 //! A loop that wants to know what changed (the orchestrator reconciles only that) sees every
 //! event it is given ([`Rounds::observe`]) and hears when it fell behind ([`Rounds::lagged`]).
 //! Losing leadership ends the rounds until it comes back.
@@ -81,8 +84,13 @@ pub async fn run<R: Rounds>(store: Store, mut stop: watch::Receiver<bool>, mut r
             // makes one bigger round, so heartbeats, assignments and the other loops still
             // get their share of a saturated leader.
             // A round that asked to run again at once (more work than one round may do)
-            // rests all the same.
-            let gather = started.elapsed().clamp(DEBOUNCE, MAX_REST);
+            // goes on after reading what was committed meanwhile: its rounds are bounded,
+            // and each of them waits for its commits.
+            let gather = if wait.is_zero() {
+                Duration::ZERO
+            } else {
+                started.elapsed().clamp(DEBOUNCE, MAX_REST)
+            };
             tokio::select! {
                 event = events.recv() => match event {
                     Ok(event) => rounds.observe(&event),

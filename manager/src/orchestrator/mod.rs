@@ -33,7 +33,7 @@ use crate::store::{update, ObjectStore, Store, StoreError, WatchEvent};
 const MAX_WAIT: Duration = Duration::from_secs(1);
 /// How many tasks one round makes for empty slots, at most: a few seconds of commits, after
 /// which the loop reads what was committed meanwhile and the next round goes on.
-const NEW_TASKS_PER_ROUND: usize = 25 * leader::BATCH;
+const NEW_TASKS_PER_ROUND: usize = 50 * leader::BATCH;
 
 /// Runs on every manager; acts only while this manager leads.
 pub async fn run(store: Store, stop: watch::Receiver<bool>) {
