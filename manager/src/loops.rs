@@ -29,6 +29,9 @@ async fn tick(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
 /// Takes a snapshot (which compacts the log) whenever the cluster's snapshot interval of
 /// entries has been applied since the last one. Every manager compacts its own log.
 pub async fn snapshots(raft: Arc<RaftNode>, store: Store, mut stop: watch::Receiver<bool>) {
+    // Where the last snapshot was asked for: one takes seconds at a million tasks, and asking
+    // again every check until it is done made a second one right after the first.
+    let mut asked_at = 0;
     while tick(&mut stop, CHECK_PERIOD).await {
         let interval = store
             .read()
@@ -44,10 +47,17 @@ pub async fn snapshots(raft: Arc<RaftNode>, store: Store, mut stop: watch::Recei
                 m.snapshot.map_or(0, |l| l.index),
             )
         };
-        if applied.saturating_sub(snapshot) >= interval {
+        if snapshot_due(applied, snapshot, asked_at, interval) {
+            asked_at = applied;
             raft.trigger_snapshot().await;
         }
     }
+}
+
+/// Whether `interval` entries were applied since the last snapshot and since one was last
+/// asked for.
+fn snapshot_due(applied: u64, snapshot: u64, asked_at: u64, interval: u64) -> bool {
+    applied.saturating_sub(snapshot.max(asked_at)) >= interval
 }
 
 /// On the leader, records in each manager's node object whether the leader reaches it, so
@@ -207,4 +217,23 @@ fn wants_manager(node: &Node) -> bool {
     node.spec
         .as_ref()
         .is_some_and(|s| s.desired_role == proto::NodeRole::Manager as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_due;
+
+    #[test]
+    fn a_snapshot_is_asked_for_once_per_interval_while_the_last_one_is_being_built() {
+        // 10,000 entries since the last snapshot: due.
+        assert!(snapshot_due(10_001, 1, 0, 10_000));
+        // Asked for at 10,001 and still being built (the snapshot index has not moved):
+        // not again 143 entries later.
+        assert!(!snapshot_due(10_144, 1, 10_001, 10_000));
+        // Built at 10,001: due again after another interval.
+        assert!(!snapshot_due(20_000, 10_001, 10_001, 10_000));
+        assert!(snapshot_due(20_001, 10_001, 10_001, 10_000));
+        // A snapshot asked for that never came is asked for again after an interval.
+        assert!(snapshot_due(20_001, 1, 10_001, 10_000));
+    }
 }

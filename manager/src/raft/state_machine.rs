@@ -241,22 +241,28 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let started = std::time::Instant::now();
         let outcomes = std::mem::take(&mut self.outcomes);
-        let data = self.store.encode_snapshot(format::SNAPSHOT, &outcomes);
-        drop(outcomes);
+        let store = std::mem::take(&mut self.store);
         let last = self.last_applied;
         let meta = SnapshotMeta {
             last_log_id: last,
             last_membership: self.membership.clone(),
             snapshot_id: format!("{}-{}", last.map_or(0, |l| l.index), rand::random::<u32>()),
         };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
         let writer = self.writer.clone();
-        let stored = tokio::task::spawn_blocking(move || writer.save(&stored).map(|()| stored))
-            .await
-            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))??;
+        let snapshot_meta = meta.clone();
+        // Encoded and saved on a blocking thread, not one of Raft's two: encoding a million
+        // tasks took one of them for 8 s, and the managers stood for election meanwhile.
+        let stored = tokio::task::spawn_blocking(move || {
+            let data = store.encode_snapshot(format::SNAPSHOT, &outcomes);
+            drop((store, outcomes));
+            let stored = StoredSnapshot {
+                meta: snapshot_meta,
+                data,
+            };
+            writer.save(&stored).map(|()| stored)
+        })
+        .await
+        .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))??;
         crate::metrics::METRICS
             .snapshot_bytes
             .set(stored.data.len() as i64);
