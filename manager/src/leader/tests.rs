@@ -166,6 +166,8 @@ struct Held {
     release: Arc<tokio::sync::Notify>,
     observed: Arc<AtomicUsize>,
     lagged: Arc<AtomicUsize>,
+    /// What each round asks for: how long to wait for a change.
+    wait: Duration,
 }
 
 impl Rounds for Held {
@@ -180,44 +182,102 @@ impl Rounds for Held {
     async fn round(&mut self, _: &Store) -> Duration {
         let _ = self.entered.send(());
         self.release.notified().await;
-        Duration::from_secs(3600)
+        self.wait
+    }
+}
+
+/// A loop of [`Held`] rounds over `fake`'s store, each asking to wait `wait`.
+struct HeldLoop {
+    entered: mpsc::UnboundedReceiver<()>,
+    release: Arc<tokio::sync::Notify>,
+    observed: Arc<AtomicUsize>,
+    lagged: Arc<AtomicUsize>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HeldLoop {
+    fn start(fake: &Arc<FakeProposer>, wait: Duration) -> Self {
+        let (entered_tx, entered) = mpsc::unbounded_channel();
+        let release = Arc::new(tokio::sync::Notify::new());
+        let observed = Arc::new(AtomicUsize::new(0));
+        let lagged = Arc::new(AtomicUsize::new(0));
+        let held = Held {
+            entered: entered_tx,
+            release: Arc::clone(&release),
+            observed: Arc::clone(&observed),
+            lagged: Arc::clone(&lagged),
+            wait,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(fake.store(), stop_rx, held));
+        Self {
+            entered,
+            release,
+            observed,
+            lagged,
+            stop,
+            task,
+        }
+    }
+
+    /// Commits `count` changes, one per batch.
+    fn commit(fake: &FakeProposer, count: usize) {
+        for action in services(count) {
+            fake.commit(&StoreBatch {
+                actions: vec![action],
+                ..Default::default()
+            })
+            .expect("commit");
+        }
+    }
+
+    async fn stop(self) {
+        self.release.notify_one();
+        self.stop.send(true).expect("the loop listens");
+        self.task.await.expect("the loop ends on stop");
     }
 }
 
 #[tokio::test]
 async fn a_loop_that_falls_behind_the_watch_stream_is_told_so_and_shown_what_remains() {
     let fake = FakeProposer::new();
-    let (entered_tx, mut entered) = mpsc::unbounded_channel();
-    let release = Arc::new(tokio::sync::Notify::new());
-    let observed = Arc::new(AtomicUsize::new(0));
-    let lagged = Arc::new(AtomicUsize::new(0));
-    let held = Held {
-        entered: entered_tx,
-        release: Arc::clone(&release),
-        observed: Arc::clone(&observed),
-        lagged: Arc::clone(&lagged),
-    };
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(run(fake.store(), stop_rx, held));
-    entered.recv().await.expect("a first round");
+    let mut held = HeldLoop::start(&fake, Duration::from_secs(3600));
+    held.entered.recv().await.expect("a first round");
     // While the round runs, more changes than the watch stream keeps (4,096).
     const CHANGES: usize = 5_000;
-    for action in services(CHANGES) {
-        fake.commit(&StoreBatch {
-            actions: vec![action],
-            ..Default::default()
-        })
-        .expect("commit");
-    }
-    release.notify_one();
-    entered.recv().await.expect("a round after the changes");
-    assert_eq!(lagged.load(Ordering::SeqCst), 1, "told it fell behind once");
-    let shown = observed.load(Ordering::SeqCst);
+    HeldLoop::commit(&fake, CHANGES);
+    held.release.notify_one();
+    held.entered
+        .recv()
+        .await
+        .expect("a round after the changes");
+    assert_eq!(
+        held.lagged.load(Ordering::SeqCst),
+        1,
+        "told it fell behind once"
+    );
+    let shown = held.observed.load(Ordering::SeqCst);
     assert!(
         shown > 0 && shown < CHANGES,
         "shown the {shown} changes the stream still held"
     );
-    release.notify_one();
-    stop.send(true).expect("the loop listens");
-    task.await.expect("the loop ends on stop");
+    held.stop().await;
+}
+
+/// A round that asks to run again at once (it had more work than one round may do) is
+/// followed by one that was shown everything committed meanwhile: the stream keeps no
+/// backlog for the loop, however soon its next round comes.
+#[tokio::test]
+async fn a_loop_that_runs_again_at_once_reads_every_change_before_its_next_round() {
+    let fake = FakeProposer::new();
+    let mut held = HeldLoop::start(&fake, Duration::ZERO);
+    held.entered.recv().await.expect("a first round");
+    const CHANGES: usize = 50;
+    HeldLoop::commit(&fake, CHANGES);
+    held.release.notify_one();
+    held.entered.recv().await.expect("the next round, at once");
+    assert_eq!(held.observed.load(Ordering::SeqCst), CHANGES);
+    assert_eq!(held.lagged.load(Ordering::SeqCst), 0);
+    held.stop().await;
 }

@@ -28,6 +28,21 @@ fn meta(id: String) -> Option<Meta> {
     })
 }
 
+/// The service "big": `replicas` replicas of an empty template, at spec version 1.
+fn big(replicas: u64) -> Service {
+    Service {
+        meta: meta("big".into()),
+        spec: Some(ServiceSpec {
+            name: "big".into(),
+            mode: Some(Mode::Replicated(ReplicatedService { replicas })),
+            task_template: Some(TaskSpec::default()),
+            ..Default::default()
+        }),
+        spec_version: 1,
+        ..Default::default()
+    }
+}
+
 const STATES: [TaskState; 7] = [
     TaskState::Pending,
     TaskState::Assigned,
@@ -496,17 +511,7 @@ fn a_round_over_what_changed_or_asked_to_be_woken_decides_what_a_full_round_deci
 #[test]
 fn a_round_after_a_small_change_reads_only_the_changed_slots_and_after_a_large_one_the_service_once(
 ) {
-    let service = Service {
-        meta: meta("big".into()),
-        spec: Some(ServiceSpec {
-            name: "big".into(),
-            mode: Some(Mode::Replicated(ReplicatedService { replicas: 10_000 })),
-            task_template: Some(TaskSpec::default()),
-            ..Default::default()
-        }),
-        spec_version: 1,
-        ..Default::default()
-    };
+    let service = big(10_000);
     let node = Node {
         meta: meta("n1".into()),
         spec: Some(NodeSpec::default()),
@@ -659,17 +664,7 @@ fn a_round_makes_at_most_its_room_of_tasks_and_asks_for_the_next_round_at_once()
         rng: StdRng::seed_from_u64(0),
     };
     let node = create(world.node());
-    let service = Service {
-        meta: meta("big".into()),
-        spec: Some(ServiceSpec {
-            name: "big".into(),
-            mode: Some(Mode::Replicated(ReplicatedService { replicas: 2_500 })),
-            task_template: Some(TaskSpec::default()),
-            ..Default::default()
-        }),
-        spec_version: 1,
-        ..Default::default()
-    };
+    let service = big(2_500);
     let service_id = service.id().to_owned();
     world.commit(vec![node, create(service)]);
     let of_service = |world: &World| {
@@ -710,17 +705,7 @@ fn round_times() {
             }),
             ..Default::default()
         }),
-        create(Service {
-            meta: meta("big".into()),
-            spec: Some(ServiceSpec {
-                name: "big".into(),
-                mode: Some(Mode::Replicated(ReplicatedService { replicas: TASKS })),
-                task_template: Some(TaskSpec::default()),
-                ..Default::default()
-            }),
-            spec_version: 1,
-            ..Default::default()
-        }),
+        create(big(TASKS)),
     ];
     actions.extend((1..=TASKS).map(|slot| {
         create(Task {
