@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use agent_runtime::{Runtime, RuntimeState};
-use prost::Message;
 use proto::{
     assignment, AssignmentAction, AssignmentsMessage, AssignmentsType, PortConfig, Task, TaskState,
 };
@@ -17,6 +16,7 @@ use tracing::Instrument as _;
 use crate::controller::{self, Start};
 use crate::net::datapath::DataPath;
 use crate::reporter::Reporter;
+use crate::saved::SavedTasks;
 use crate::secrets::{self, TaskFiles};
 
 struct Running {
@@ -35,7 +35,7 @@ pub struct Agent {
     /// The node's networks and routing mesh; `None` where the node does not set them up.
     net: Option<Arc<DataPath>>,
     reporter: Reporter,
-    dir: PathBuf,
+    saved: SavedTasks,
     tasks: Mutex<HashMap<String, Running>>,
     /// The secrets and configs of the node's tasks, in memory only.
     files: Arc<TaskFiles>,
@@ -53,9 +53,6 @@ fn serves_network(refused: bool, task: &Task) -> bool {
     !refused && !ended
 }
 
-/// The end of the name of an assignment file being written (see [`Agent::save`]).
-const SAVING: &str = ".saving";
-
 impl Agent {
     /// An agent running tasks with `runtime`, keeping assignments under `dir`, setting up
     /// the node's networks with `net`.
@@ -65,7 +62,7 @@ impl Agent {
             runtime,
             net,
             reporter: Reporter::default(),
-            dir,
+            saved: SavedTasks::new(dir),
             tasks: Mutex::new(HashMap::new()),
             files: Arc::new(TaskFiles::new(namespace)),
         })
@@ -89,28 +86,7 @@ impl Agent {
     /// After a restart: adopts the saved assignments the runtime still has, and removes from
     /// the runtime whatever is not assigned.
     pub async fn recover(self: &Arc<Self>) -> std::io::Result<()> {
-        tokio::fs::create_dir_all(&self.dir).await?;
-        let mut saved = HashMap::new();
-        let mut entries = tokio::fs::read_dir(&self.dir).await?;
-        while let Some(entry) = entries.next_entry().await? {
-            if entry.file_name().to_string_lossy().ends_with(SAVING) {
-                // Being written when the daemon stopped; the one before it is in place.
-                let _ = tokio::fs::remove_file(entry.path()).await;
-                continue;
-            }
-            let bytes = tokio::fs::read(entry.path()).await?;
-            match Task::decode(bytes.as_slice()) {
-                Ok(task) if task.id().is_empty() => {
-                    tracing::warn!(file = %entry.path().display(), "ignoring an empty saved assignment");
-                }
-                Ok(task) => {
-                    saved.insert(task.id().to_owned(), task);
-                }
-                Err(e) => {
-                    tracing::warn!(file = %entry.path().display(), error = %e, "ignoring an unreadable saved assignment")
-                }
-            }
-        }
+        let mut saved = self.saved.load().await?;
         let known = self.runtime.list().await.map_err(std::io::Error::other)?;
         for rt in known {
             match saved.remove(&rt.task_id) {
@@ -144,7 +120,7 @@ impl Agent {
         // to start.
         for (id, task) in saved {
             if self.net.is_some() && serves_network(false, &task) || secrets::has_files(&task) {
-                let _ = tokio::fs::remove_file(self.dir.join(&id)).await;
+                self.saved.remove(&id);
             } else {
                 self.spawn(task, Start::Fresh, Vec::new(), None);
             }
@@ -193,44 +169,6 @@ impl Agent {
         );
     }
 
-    /// Saves `tasks` for [`Agent::recover`], each written aside and renamed into place: an
-    /// assignment is saved again with every update, and a daemon killed while writing it
-    /// must not leave an empty file, which would read as no task and get the running task
-    /// cleaned up at the next start. All on one blocking thread: a message brings a node's
-    /// hundred tasks at once, and a trip to the blocking pool each cost more than the
-    /// writing.
-    async fn save(&self, tasks: &[Task]) {
-        if tasks.is_empty() {
-            return;
-        }
-        let files: Vec<(PathBuf, Vec<u8>)> = tasks
-            .iter()
-            .map(|task| (self.dir.join(task.id()), task.encode_to_vec()))
-            .collect();
-        let written = tokio::task::spawn_blocking(move || {
-            files
-                .into_iter()
-                .filter_map(|(path, bytes)| {
-                    let mut aside = path.clone().into_os_string();
-                    aside.push(SAVING);
-                    std::fs::write(&aside, bytes)
-                        .and_then(|()| std::fs::rename(&aside, &path))
-                        .err()
-                        .map(|e| (path, e))
-                })
-                .collect::<Vec<_>>()
-        })
-        .await;
-        match written {
-            Ok(failed) => {
-                for (path, e) in failed {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot save an assignment");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot save the assignments"),
-        }
-    }
-
     /// Applies what the dispatcher sent: networks, secrets and configs first, so that new
     /// tasks find theirs.
     pub async fn apply(self: &Arc<Self>, message: AssignmentsMessage) {
@@ -250,7 +188,7 @@ impl Agent {
                 assigned.push(task);
             }
         }
-        self.save(&assigned).await;
+        self.saved.save(&assigned).await;
         let complete = message.r#type == AssignmentsType::Complete as i32;
         let keep: HashSet<String> = match complete {
             true => assigned.iter().map(|t| t.id().to_owned()).collect(),
@@ -359,7 +297,7 @@ impl Agent {
             running.controller.abort();
         }
         self.reporter.forget(id);
-        let _ = std::fs::remove_file(self.dir.join(id));
+        self.saved.remove(id);
     }
 
     async fn clean_up(&self, id: &str) {
@@ -439,30 +377,6 @@ mod tests {
             }),
             ..Default::default()
         }
-    }
-
-    #[tokio::test]
-    async fn an_assignment_cut_short_by_a_kill_does_not_read_as_a_task() {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = Arc::new(agent_runtime::fake::FakeRuntime::new(Default::default()));
-        let agent = Agent::new(runtime, dir.path().to_owned(), None);
-        let task = Task {
-            meta: Some(proto::Meta {
-                id: "t1".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        agent.save(std::slice::from_ref(&task)).await;
-        // A daemon killed while saving: the file aside, or (before it was written aside)
-        // an empty one.
-        std::fs::write(dir.path().join(format!("t1{SAVING}")), b"").unwrap();
-        std::fs::write(dir.path().join("t2"), b"").unwrap();
-        agent.recover().await.unwrap();
-        let mut ids: Vec<String> = agent.tasks.lock().unwrap().keys().cloned().collect();
-        ids.sort();
-        assert_eq!(ids, ["t1"]);
-        assert!(!dir.path().join(format!("t1{SAVING}")).exists());
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod health;
 pub mod logs;
 pub mod net;
 pub mod reporter;
+mod saved;
 pub mod secrets;
 pub mod session;
 
