@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use proto::ProposalOutcome;
 use tokio::sync::{broadcast, watch};
 
-use super::{admissions, Admissions, ApplyError, ObjectStore};
+use super::{admissions, Admissions, ApplyError, ObjectStore, StoreObjects};
 
 /// Watch events a slow subscriber may fall behind by before it must resynchronise.
 const WATCH_BUFFER: usize = 4096;
@@ -139,9 +139,9 @@ impl LocalStore {
         *self.shared.applied.borrow()
     }
 
-    /// A copy of the current state and the first outcomes it reflects, taken together (for
-    /// a snapshot).
-    pub fn copy_with_outcomes(&self) -> (ObjectStore, Vec<ProposalOutcome>) {
+    /// The current objects and the first outcomes they reflect, taken together (for a
+    /// snapshot).
+    pub fn objects_with_outcomes(&self) -> (StoreObjects, Vec<ProposalOutcome>) {
         let store = self.read();
         // Apply records outcomes under the store's write lock, so under the read lock the
         // two agree.
@@ -151,7 +151,7 @@ impl LocalStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .to_proto();
-        (store.clone(), outcomes)
+        (store.objects(), outcomes)
     }
 
     /// The index and outcome of the first application of the batch proposed as

@@ -38,6 +38,7 @@ pub use local::{Applier, Applying, LocalStore, WatchEvent};
 pub use object::{Kind, StoredObject};
 pub use placed::{host_ports, occupies_node, reservations, HostPort, NodeLoad, Placed};
 pub use proposer::Proposer;
+pub use snapshot::StoreObjects;
 pub use task_index::TaskTally;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

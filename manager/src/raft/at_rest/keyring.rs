@@ -142,12 +142,18 @@ impl Keyring {
 
     /// `plaintext` sealed with the current key of its `class`.
     pub fn seal(&self, class: Class, plaintext: &[u8]) -> Result<Vec<u8>, AtRestError> {
+        self.seal_parts(class, &[plaintext])
+    }
+
+    /// The concatenation of `parts` sealed with the current key of its `class`, without a
+    /// copy of them put together first (a snapshot's meta and its data).
+    pub fn seal_parts(&self, class: Class, parts: &[&[u8]]) -> Result<Vec<u8>, AtRestError> {
         let (id, key) = {
             let ring = self.lock();
             let id = ring.current(class);
             (id, ring.keys[&id].1)
         };
-        Aead::new(&key).seal(plaintext, id)
+        Aead::new(&key).seal(parts, id)
     }
 
     /// The plaintext of a sealed value, if its key is still held.
@@ -231,7 +237,7 @@ fn write(dir: &Path, ring: &Ring, kek: &KeyEncryptionKey) -> Result<(), AtRestEr
         path: KEYS_FILE.into(),
         source: std::io::Error::other(e),
     })?;
-    let sealed = Aead::new(kek.bytes()).seal(&bytes, 0)?;
+    let sealed = Aead::new(kek.bytes()).seal(&[&bytes], 0)?;
     let tmp = dir.join(format!("{KEYS_FILE}.tmp"));
     let mut file = std::fs::File::create(&tmp).map_err(io("write", &tmp))?;
     file.write_all(&sealed)

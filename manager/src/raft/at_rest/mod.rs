@@ -79,25 +79,32 @@ impl Aead {
         }
     }
 
-    /// `plaintext` sealed, naming key number `id` (authenticated with it).
-    fn seal(&self, plaintext: &[u8], id: u32) -> Result<Vec<u8>, AtRestError> {
+    /// The concatenation of `parts` sealed, naming key number `id` (authenticated with it),
+    /// in the one buffer it returns: a snapshot of a million tasks is ~190 MB, and each
+    /// intermediate copy was that much more of the manager's memory while it was saved.
+    fn seal(&self, parts: &[&[u8]], id: u32) -> Result<Vec<u8>, AtRestError> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| AtRestError::Random)?;
         let header = header(id);
-        let mut body = plaintext.to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&header),
-                &mut body,
-            )
-            .map_err(|_| AtRestError::Open)?;
-        let mut out = Vec::with_capacity(header.len() + NONCE_LEN + body.len());
+        let prefix = header.len() + NONCE_LEN;
+        let len = prefix + parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut out = Vec::with_capacity(len + self.key.algorithm().tag_len());
         out.extend_from_slice(&header);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&body);
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&header),
+                &mut out[prefix..],
+            )
+            .map_err(|_| AtRestError::Open)?;
+        out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 
@@ -186,7 +193,7 @@ impl KeyEncryptionKey {
 
     /// `plaintext` sealed with this key (the node's TLS key, under autolock).
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, AtRestError> {
-        Aead::new(&self.0).seal(plaintext, 0)
+        Aead::new(&self.0).seal(&[plaintext], 0)
     }
 
     /// The plaintext of what [`KeyEncryptionKey::seal`] made with this key.
