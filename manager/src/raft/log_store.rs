@@ -42,6 +42,17 @@ pub struct LogStore {
     /// Appends waiting for a flush, in order; the queue's task starts with the first append
     /// (inside the runtime) and ends when the last clone of the store is dropped.
     pending: Arc<OnceLock<mpsc::UnboundedSender<LogFlushed<TypeConfig>>>>,
+    /// One past the last purged index: reads start there, whether or not the entries below
+    /// are gone from sled yet (they go in the background, see [`LogStore::purge`]).
+    purged: Arc<AtomicU64>,
+    /// Held while entries are written or sealed again, so that a purge's resealing never
+    /// puts back an entry truncated meanwhile, nor misses one appended under the old key.
+    writing: Arc<std::sync::Mutex<()>>,
+    /// Purges run one after another.
+    purging: Arc<Mutex<()>>,
+    /// How far the last purge got, for tests to wait on.
+    #[cfg(test)]
+    purged_through: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Flushes sled, one flush at a time, sharing flushes between concurrent callers.
@@ -116,7 +127,72 @@ impl LogStore {
                 flushed: AtomicU64::new(0),
             }),
             pending: Arc::default(),
+            purged: Arc::default(),
+            writing: Arc::default(),
+            purging: Arc::default(),
+            #[cfg(test)]
+            purged_through: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
+        .and_then(|store| {
+            let purged: Option<LogId> = store.get_meta(LAST_PURGED)?;
+            store
+                .purged
+                .store(purged.map_or(0, |p| p.index + 1), Ordering::SeqCst);
+            Ok(store)
+        })
+    }
+
+    /// Removes the purged entries, and seals the rest again with a fresh log key, whose
+    /// predecessor is then retired: what sled keeps of the purged entries in its files no
+    /// key opens any more (a removed secret is gone after the next snapshot and purge).
+    /// Each step is durable before the next, so a crash leaves every entry under a key that
+    /// is still held, and the purge point on disk before any entry below it goes.
+    async fn remove_purged(&self, upto: u64) -> Result<(), StorageError> {
+        let _one = self.purging.lock().await;
+        self.flush().await?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut batch = sled::Batch::default();
+            for key in store.log.range(..=upto.to_be_bytes()).keys() {
+                batch.remove(key.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?);
+            }
+            store
+                .log
+                .apply_batch(batch)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+            store.reseal()
+        })
+        .await
+        .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))??;
+        self.flush().await?;
+        self.key
+            .retire(Class::Log)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e.to_string()))?;
+        #[cfg(test)]
+        self.purged_through.send_replace(upto);
+        Ok(())
+    }
+
+    /// Blocking: seals the entries left with a fresh log key.
+    fn reseal(&self) -> Result<(), StorageError> {
+        let write =
+            |e: &dyn ToString| io_error(ErrorSubject::Logs, ErrorVerb::Write, e.to_string());
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        self.key.rotate(Class::Log).map_err(|e| write(&e))?;
+        let mut batch = sled::Batch::default();
+        for item in self.log.iter() {
+            let (index, sealed) =
+                item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let plain = self
+                .key
+                .open(&sealed)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e.to_string()))?;
+            batch.insert(
+                index,
+                self.key.seal(Class::Log, &plain).map_err(|e| write(&e))?,
+            );
+        }
+        self.log.apply_batch(batch).map_err(|e| write(&e))
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -177,7 +253,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i.saturating_add(1),
             Bound::Unbounded => 0,
-        };
+        }
+        .max(self.purged.load(Ordering::SeqCst));
         let mut out = Vec::new();
         for item in self.log.range(start.to_be_bytes()..) {
             let (key, value) =
@@ -239,13 +316,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            batch.insert(&entry.log_id.index.to_be_bytes(), self.encode(&entry)?);
+        {
+            let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            let mut batch = sled::Batch::default();
+            for entry in entries {
+                batch.insert(&entry.log_id.index.to_be_bytes(), self.encode(&entry)?);
+            }
+            self.log
+                .apply_batch(batch)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         // The entries are readable now; they are acknowledged once on disk. Flushing off the
         // Raft loop lets it replicate (and batch the next writes) meanwhile. Flushes are
         // serialised and each covers everything written before it, so acknowledgements
@@ -264,56 +344,44 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(log_id.index.to_be_bytes()..).keys() {
-            batch.remove(key.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?);
+        {
+            let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            let mut batch = sled::Batch::default();
+            for key in self.log.range(log_id.index.to_be_bytes()..).keys() {
+                batch.remove(key.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?);
+            }
+            self.log
+                .apply_batch(batch)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
         }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
         self.flush().await
     }
 
+    /// Records the purge point and returns; the entries go in the background
+    /// ([`LogStore::remove_purged`]). openraft waits for this call in its core loop, so the
+    /// heartbeats wait too: after the first snapshot of a million tasks, removing ten
+    /// thousand large entries and flushing sled twice here kept them from the followers long
+    /// enough for one to stand for election (issue 20). Nothing reads below the purge point
+    /// from the moment it is recorded.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge point first, so a crash mid-purge never leaves a hole unexplained.
         self.put_meta(LAST_PURGED, &log_id)?;
-        self.flush().await?;
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(..=log_id.index.to_be_bytes()).keys() {
-            batch.remove(key.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-        self.reseal().await
-    }
-}
-
-impl LogStore {
-    /// Seals the entries left with a fresh log key, then retires the old ones: what sled
-    /// keeps of the purged entries in its files no key opens any more (a removed secret is
-    /// gone after the next snapshot and purge). Each step is durable before the next, so a
-    /// crash leaves every entry under a key that is still held.
-    async fn reseal(&self) -> Result<(), StorageError> {
-        let write =
-            |e: &dyn ToString| io_error(ErrorSubject::Logs, ErrorVerb::Write, e.to_string());
-        self.key.rotate(Class::Log).map_err(|e| write(&e))?;
-        let mut batch = sled::Batch::default();
-        for item in self.log.iter() {
-            let (index, sealed) =
-                item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            let plain = self
-                .key
-                .open(&sealed)
-                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e.to_string()))?;
-            batch.insert(
-                index,
-                self.key.seal(Class::Log, &plain).map_err(|e| write(&e))?,
-            );
-        }
-        self.log.apply_batch(batch).map_err(|e| write(&e))?;
-        self.flush().await?;
-        self.key.retire(Class::Log).map_err(|e| write(&e))
+        self.purged.fetch_max(log_id.index + 1, Ordering::SeqCst);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match store.remove_purged(log_id.index).await {
+                Ok(()) => tracing::info!(
+                    upto = log_id.index,
+                    ms = started.elapsed().as_millis() as u64,
+                    "removed the purged log entries"
+                ),
+                // The next purge removes them (and the reads never reach them).
+                Err(e) => {
+                    tracing::warn!(upto = log_id.index, error = %e, "cannot remove the purged log entries")
+                }
+            }
+        });
+        Ok(())
     }
 }
 
@@ -374,6 +442,15 @@ mod tests {
         // What sled may keep of entry 1 after the purge.
         let left_behind = store.log.get(1u64.to_be_bytes()).unwrap().unwrap();
         store.purge(id(2)).await.unwrap();
+        // Nothing below the purge point is read from the moment it is recorded.
+        let kept = store.try_get_log_entries(0..10).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        store
+            .purged_through
+            .subscribe()
+            .wait_for(|&upto| upto >= 2)
+            .await
+            .unwrap();
         assert!(matches!(
             keys.open(&left_behind),
             Err(crate::raft::at_rest::AtRestError::Retired)

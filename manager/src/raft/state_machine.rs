@@ -513,7 +513,10 @@ mod tests {
         assert_eq!(loaded.meta, stored.meta);
         assert_eq!(loaded.data, stored.data);
         // A record shorter or longer than it declares is refused, not read as another.
-        for bad in [&whole[..whole.len() - 1], &[whole.as_slice(), b"!"].concat()] {
+        for bad in [
+            &whole[..whole.len() - 1],
+            &[whole.as_slice(), b"!"].concat(),
+        ] {
             let sealed = key.seal(Class::Snapshot, bad).unwrap();
             disk.tree.insert(SNAPSHOT_KEY, sealed).unwrap();
             assert!(disk.load().is_err());
