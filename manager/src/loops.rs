@@ -26,8 +26,9 @@ async fn tick(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
     }
 }
 
-/// Takes a snapshot (which compacts the log) whenever the cluster's snapshot interval of
-/// entries has been applied since the last one. Every manager compacts its own log.
+/// Takes a snapshot (which compacts the log) once per the cluster's snapshot interval of
+/// entries. Every manager compacts its own log, each at its own point in the interval (see
+/// [`snapshot_due`]).
 pub async fn snapshots(raft: Arc<RaftNode>, store: Store, mut stop: watch::Receiver<bool>) {
     // Where the last snapshot was asked for: one takes seconds at a million tasks, and asking
     // again every check until it is done made a second one right after the first.
@@ -47,17 +48,30 @@ pub async fn snapshots(raft: Arc<RaftNode>, store: Store, mut stop: watch::Recei
                 m.snapshot.map_or(0, |l| l.index),
             )
         };
-        if snapshot_due(applied, snapshot, asked_at, interval) {
+        let voters = raft.voters();
+        let offset = interval * voters.iter().position(|v| *v == raft.id()).unwrap_or(0) as u64
+            / voters.len().max(1) as u64;
+        if snapshot_due(applied, snapshot.max(asked_at), interval, offset) {
             asked_at = applied;
             raft.trigger_snapshot().await;
         }
     }
 }
 
-/// Whether `interval` entries were applied since the last snapshot and since one was last
-/// asked for.
-fn snapshot_due(applied: u64, snapshot: u64, asked_at: u64, interval: u64) -> bool {
-    applied.saturating_sub(snapshot.max(asked_at)) >= interval
+/// Whether a snapshot is due at `applied`, the last one made or asked for at `last`: at
+/// this manager's next point (`offset` plus a multiple of `interval`) at least half an
+/// interval after `last`. The managers' offsets spread them over the interval by their
+/// place among the voters: all snapshotting at the same index meant building and saving
+/// at the same moment, which on one machine (or one disk) is three times the CPU, memory
+/// and writes at once; at a million tasks it cost an election. Asking again only after
+/// half an interval keeps a snapshot that takes seconds from being asked for twice, and a
+/// manager that has just installed one from the leader from making its own at once.
+fn snapshot_due(applied: u64, last: u64, interval: u64, offset: u64) -> bool {
+    let after = last + interval / 2;
+    // The first point past `after`, and never the point at `offset` itself: the first
+    // snapshot comes after at least one interval.
+    let k = (after.saturating_sub(offset) / interval + 1).max(1);
+    applied >= k * interval + offset
 }
 
 /// On the leader, records in each manager's node object whether the leader reaches it, so
@@ -225,15 +239,44 @@ mod tests {
 
     #[test]
     fn a_snapshot_is_asked_for_once_per_interval_while_the_last_one_is_being_built() {
-        // 10,000 entries since the last snapshot: due.
-        assert!(snapshot_due(10_001, 1, 0, 10_000));
+        // 10,000 entries: due.
+        assert!(snapshot_due(10_000, 0, 10_000, 0));
+        assert!(!snapshot_due(9_999, 0, 10_000, 0));
         // Asked for at 10,001 and still being built (the snapshot index has not moved):
-        // not again 143 entries later.
-        assert!(!snapshot_due(10_144, 1, 10_001, 10_000));
-        // Built at 10,001: due again after another interval.
-        assert!(!snapshot_due(20_000, 10_001, 10_001, 10_000));
-        assert!(snapshot_due(20_001, 10_001, 10_001, 10_000));
-        // A snapshot asked for that never came is asked for again after an interval.
-        assert!(snapshot_due(20_001, 1, 10_001, 10_000));
+        // not again 143 entries later, nor before the next point.
+        assert!(!snapshot_due(10_144, 10_001, 10_000, 0));
+        assert!(!snapshot_due(19_999, 10_001, 10_000, 0));
+        assert!(snapshot_due(20_000, 10_001, 10_000, 0));
+        // A snapshot installed from the leader just before a point: not again at once.
+        assert!(!snapshot_due(20_000, 19_990, 10_000, 0));
+        assert!(snapshot_due(30_000, 19_990, 10_000, 0));
+    }
+
+    /// Where each of three managers snapshots, applying the same entries: one interval
+    /// apart each, and never two within a third of an interval of each other.
+    #[test]
+    fn managers_snapshot_at_points_of_their_own() {
+        let interval = 300;
+        let mut points: Vec<Vec<u64>> = Vec::new();
+        for position in 0..3 {
+            let offset = interval * position / 3;
+            let mut last = 0;
+            let mut made = Vec::new();
+            for applied in 1..=10 * interval {
+                if snapshot_due(applied, last, interval, offset) {
+                    made.push(applied);
+                    last = applied;
+                }
+            }
+            assert!(made.windows(2).all(|w| w[1] - w[0] == interval), "{made:?}");
+            assert!(made[0] >= interval, "{made:?}");
+            points.push(made);
+        }
+        let mut all: Vec<u64> = points.concat();
+        all.sort();
+        assert!(
+            all.windows(2).all(|w| w[1] - w[0] >= interval / 3),
+            "{all:?}"
+        );
     }
 }
