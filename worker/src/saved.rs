@@ -39,10 +39,44 @@ pub struct SavedTasks {
     log: Arc<Mutex<Log>>,
 }
 
+/// Records to append, put together in one buffer: each task encoded in place.
+#[derive(Default)]
+struct Records {
+    bytes: Vec<u8>,
+    /// Each record's task ID, kind and size, in order.
+    sizes: Vec<(String, u8, u64)>,
+}
+
+impl Records {
+    /// Adds a record of `kind` whose contents `body` writes.
+    fn push(&mut self, id: &str, kind: u8, body: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; HEADER]);
+        self.bytes.push(kind);
+        body(&mut self.bytes);
+        let checked = &self.bytes[start + HEADER..];
+        let (len, crc) = (checked.len() as u32, crc32fast::hash(checked));
+        self.bytes[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        self.bytes[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+        let size = (self.bytes.len() - start) as u64;
+        self.sizes.push((id.to_owned(), kind, size));
+    }
+
+    fn saved(tasks: impl IntoIterator<Item = impl std::borrow::Borrow<Task>>) -> Self {
+        let mut records = Self::default();
+        for task in tasks {
+            let task = task.borrow();
+            records.push(task.id(), SAVED, |buf| task.encode_raw(buf));
+        }
+        records
+    }
+}
+
 /// What the file holds. It is opened for each append, not held open: the services bench
 /// runs 10,000 nodes in one process, and a file each would take as many descriptors as
 /// their connections do.
 struct Log {
+    path: PathBuf,
     /// Stale bytes allowed beyond the live ones ([`SLACK`], less in tests).
     slack: u64,
     /// Whether [`SavedTasks::load`] has read the file (appending before would add to a
@@ -63,6 +97,7 @@ impl SavedTasks {
 
     fn with_slack(dir: PathBuf, slack: u64) -> Self {
         let log = Log {
+            path: dir.join(LOG),
             slack,
             loaded: false,
             sizes: HashMap::new(),
@@ -97,12 +132,11 @@ impl SavedTasks {
                 }
                 older.push(path);
             }
-            let path = dir.join(LOG);
-            if path.exists() {
-                tasks.extend(read_log(&path)?);
-            }
             let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-            log.rewrite(&path, &tasks)?;
+            if log.path.exists() {
+                tasks.extend(read_log(&log.path)?);
+            }
+            log.rewrite(tasks.values())?;
             for path in older {
                 let _ = std::fs::remove_file(path);
             }
@@ -118,14 +152,11 @@ impl SavedTasks {
         if tasks.is_empty() {
             return;
         }
-        let records: Vec<(String, Vec<u8>)> = tasks
-            .iter()
-            .map(|task| (task.id().to_owned(), record(SAVED, &task.encode_to_vec())))
-            .collect();
-        let (path, log) = (self.dir.join(LOG), self.log.clone());
+        let records = Records::saved(tasks);
+        let log = self.log.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-            log.append_saved(&path, records)
+            log.append(records)
         })
         .await
         .map_err(io::Error::other)
@@ -139,88 +170,64 @@ impl SavedTasks {
     /// comes after it.
     pub fn remove(&self, id: &str) {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(size) = log.sizes.remove(id) else {
+        if !log.sizes.contains_key(id) {
             return;
-        };
-        let tombstone = record(REMOVED, id.as_bytes());
-        log.stale += size + tombstone.len() as u64;
-        let path = self.dir.join(LOG);
-        if let Err(e) = log
-            .append(&path, &tombstone)
-            .and_then(|()| log.rewrite_if_stale(&path))
-        {
+        }
+        let mut tombstone = Records::default();
+        tombstone.push(id, REMOVED, |buf| buf.extend_from_slice(id.as_bytes()));
+        if let Err(e) = log.append(tombstone) {
             tracing::warn!(file = %self.dir.join(LOG).display(), task = id, error = %e, "cannot save a task's removal");
         }
     }
 }
 
 impl Log {
-    fn append(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    /// Appends `records`, then rewrites the file if more than half of it (and the slack)
+    /// is stale, so that it stays within twice what it holds. A removal's record is stale
+    /// from the start, with the one it removes.
+    fn append(&mut self, records: Records) -> io::Result<()> {
         if !self.loaded {
             return Err(io::Error::other("the saved assignments were never loaded"));
         }
         OpenOptions::new()
             .append(true)
-            .open(path)?
-            .write_all(bytes)?;
-        self.total += bytes.len() as u64;
-        Ok(())
-    }
-
-    fn append_saved(&mut self, path: &Path, records: Vec<(String, Vec<u8>)>) -> io::Result<()> {
-        let mut bytes = Vec::with_capacity(records.iter().map(|(_, r)| r.len()).sum());
-        for (id, record) in records {
-            let size = record.len() as u64;
-            if let Some(old) = self.sizes.insert(id, size) {
-                self.stale += old;
-            }
-            bytes.extend_from_slice(&record);
+            .open(&self.path)?
+            .write_all(&records.bytes)?;
+        self.total += records.bytes.len() as u64;
+        for (id, kind, size) in records.sizes {
+            let old = if kind == REMOVED {
+                self.stale += size;
+                self.sizes.remove(&id)
+            } else {
+                self.sizes.insert(id, size)
+            };
+            self.stale += old.unwrap_or(0);
         }
-        self.append(path, &bytes)?;
-        self.rewrite_if_stale(path)
-    }
-
-    /// Rewrites the file once more than half of it (and the slack) is stale, so that it
-    /// stays within twice what it holds.
-    fn rewrite_if_stale(&mut self, path: &Path) -> io::Result<()> {
         if self.stale <= self.total - self.stale + self.slack {
             return Ok(());
         }
-        let tasks = read_log(path)?;
-        self.rewrite(path, &tasks)
+        let tasks = read_log(&self.path)?;
+        self.rewrite(tasks.values())
     }
 
     /// Writes `tasks` aside and renames the file into place: a daemon killed meanwhile
     /// leaves the old file whole.
-    fn rewrite(&mut self, path: &Path, tasks: &HashMap<String, Task>) -> io::Result<()> {
-        let mut sizes = HashMap::with_capacity(tasks.len());
-        let mut bytes = Vec::new();
-        for (id, task) in tasks {
-            let record = record(SAVED, &task.encode_to_vec());
-            sizes.insert(id.clone(), record.len() as u64);
-            bytes.extend_from_slice(&record);
-        }
-        let mut aside = path.as_os_str().to_owned();
+    fn rewrite<'a>(&mut self, tasks: impl Iterator<Item = &'a Task>) -> io::Result<()> {
+        let records = Records::saved(tasks);
+        let mut aside = self.path.as_os_str().to_owned();
         aside.push(SAVING);
-        std::fs::write(&aside, &bytes)?;
-        std::fs::rename(&aside, path)?;
+        std::fs::write(&aside, &records.bytes)?;
+        std::fs::rename(&aside, &self.path)?;
         self.loaded = true;
-        self.sizes = sizes;
-        self.total = bytes.len() as u64;
+        self.total = records.bytes.len() as u64;
         self.stale = 0;
+        self.sizes = records
+            .sizes
+            .into_iter()
+            .map(|(id, _, size)| (id, size))
+            .collect();
         Ok(())
     }
-}
-
-fn record(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut checked = Vec::with_capacity(1 + body.len());
-    checked.push(kind);
-    checked.extend_from_slice(body);
-    let mut out = Vec::with_capacity(HEADER + checked.len());
-    out.extend_from_slice(&(checked.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&checked).to_le_bytes());
-    out.extend_from_slice(&checked);
-    out
 }
 
 /// The tasks a file holds, each as last saved and not removed since. Reading stops at the
@@ -330,7 +337,7 @@ mod tests {
             file_size(dir.path()),
             [task("a", 1), task("b", 2)]
                 .iter()
-                .map(|t| record(SAVED, &t.encode_to_vec()).len() as u64)
+                .map(|t| Records::saved([t]).bytes.len() as u64)
                 .sum::<u64>()
         );
     }
@@ -346,7 +353,7 @@ mod tests {
         let full = std::fs::read(dir.path().join(LOG)).unwrap();
         // Every cut inside the second append reads as the records wholly before it; one
         // damaged byte in its first record reads as the first append alone.
-        let second = whole as usize + record(SAVED, &task("a", 2).encode_to_vec()).len();
+        let second = whole as usize + Records::saved([task("a", 2)]).bytes.len();
         for cut in whole as usize + 1..full.len() {
             std::fs::write(dir.path().join(LOG), &full[..cut]).unwrap();
             let tasks = SavedTasks::new(dir.path().to_owned()).load().await.unwrap();

@@ -152,14 +152,7 @@ impl LogStore {
         self.flush().await?;
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut batch = sled::Batch::default();
-            for key in store.log.range(..=upto.to_be_bytes()).keys() {
-                batch.remove(key.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?);
-            }
-            store
-                .log
-                .apply_batch(batch)
-                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+            store.remove_entries(..=upto.to_be_bytes())?;
             store.reseal()
         })
         .await
@@ -171,6 +164,17 @@ impl LogStore {
         #[cfg(test)]
         self.purged_through.send_replace(upto);
         Ok(())
+    }
+
+    /// Blocking: removes the entries whose keys are in `range`.
+    fn remove_entries(&self, range: impl RangeBounds<[u8; 8]>) -> Result<(), StorageError> {
+        let delete =
+            |e: &dyn ToString| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e.to_string());
+        let mut batch = sled::Batch::default();
+        for key in self.log.range(range).keys() {
+            batch.remove(key.map_err(|e| delete(&e))?);
+        }
+        self.log.apply_batch(batch).map_err(|e| delete(&e))
     }
 
     /// Blocking: seals the entries left with a fresh log key.
@@ -346,13 +350,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         {
             let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-            let mut batch = sled::Batch::default();
-            for key in self.log.range(log_id.index.to_be_bytes()..).keys() {
-                batch.remove(key.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?);
-            }
-            self.log
-                .apply_batch(batch)
-                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+            self.remove_entries(log_id.index.to_be_bytes()..)?;
         }
         self.flush().await
     }
