@@ -53,8 +53,8 @@ use proto::{Cluster, Config, Network, Node, Secret, Service, Task};
 ///
 /// Each object is kept behind an `Arc`: a B-tree holds its values inline, and a task is
 /// 1,344 bytes (a prost message holds its spec inline), so nodes a third empty cost more
-/// than a pointer; and a copy of the store (a snapshot's) shares the objects instead of
-/// copying every one of them.
+/// than a pointer; and a snapshot's view of the store ([`StoreObjects`]) shares the objects
+/// instead of copying every one of them.
 #[derive(Clone, Debug, Default)]
 pub struct ObjectStore {
     clusters: BTreeMap<String, Arc<Cluster>>,

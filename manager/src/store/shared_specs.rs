@@ -5,9 +5,9 @@
 //! task is stored, [`SharedSpecs::share`] gives it an equal spec the store already holds: the
 //! one of the task it replaces (a status update), else the one other tasks of its service
 //! version hold (a new task, or any task as a snapshot is restored). Every clone of the
-//! stored task (a watch event, a node's assignments, a snapshot's copy of the store) then
-//! shares that copy too. Only memory changes: a task's spec is the same value whichever copy
-//! it points to.
+//! stored task (a watch event, a node's assignments, the objects a snapshot is encoded
+//! from) then shares that copy too. Only memory changes: a task's spec is the same value
+//! whichever copy it points to.
 
 use std::collections::{BTreeMap, HashMap};
 
