@@ -401,11 +401,9 @@ mod tests {
             let db = sled::open(dir.path())
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
             let key = Arc::new(crate::raft::at_rest::Keyring::in_memory());
-            Ok((
-                dir,
-                LogStore::open(&db, key.clone())?,
-                StateMachine::open(&db, key, crate::raft::format::NEWEST)?,
-            ))
+            let log = LogStore::open(&db, key.clone())?;
+            let sm = StateMachine::open(dir.path(), &db, key, crate::raft::format::NEWEST)?;
+            Ok((dir, log, sm))
         }
     }
 

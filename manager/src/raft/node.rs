@@ -158,7 +158,7 @@ impl RaftNode {
         let formats = Arc::new(EntryFormats::new(id, settings.entry_format));
         let (db, keys) = super::at_rest::prepare(dir, kek, fallback)?;
         let log = LogStore::open(&db, keys.clone()).map_err(|e| e.to_string())?;
-        let sm = StateMachine::open(&db, keys.clone(), settings.entry_format)
+        let sm = StateMachine::open(dir, &db, keys.clone(), settings.entry_format)
             .map_err(|e| e.to_string())?;
         let store = sm.local();
         let health = PeerHealth::default();

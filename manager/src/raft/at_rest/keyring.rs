@@ -14,6 +14,7 @@
 //! its values is flushed.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -142,25 +143,43 @@ impl Keyring {
 
     /// `plaintext` sealed with the current key of its `class`.
     pub fn seal(&self, class: Class, plaintext: &[u8]) -> Result<Vec<u8>, AtRestError> {
-        self.seal_parts(class, &[plaintext])
+        let (id, key) = self.current(class);
+        Aead::new(&key).seal(&[plaintext], id)
     }
 
-    /// The concatenation of `parts` sealed with the current key of its `class`, without a
-    /// copy of them put together first (a snapshot's meta and its data).
-    pub fn seal_parts(&self, class: Class, parts: &[&[u8]]) -> Result<Vec<u8>, AtRestError> {
-        let (id, key) = {
-            let ring = self.lock();
-            let id = ring.current(class);
-            (id, ring.keys[&id].1)
-        };
-        Aead::new(&key).seal(parts, id)
+    /// `buf[SEALED_PREFIX..]` sealed where it lies with the current key of its `class`,
+    /// leaving `buf` holding what [`Keyring::seal`] would have returned, with no copy of the
+    /// plaintext (a snapshot).
+    pub fn seal_in_place(&self, class: Class, buf: &mut Vec<u8>) -> Result<(), AtRestError> {
+        let (id, key) = self.current(class);
+        Aead::new(&key).seal_in_place(buf, id)
+    }
+
+    /// The current key of `class`, with its number.
+    fn current(&self, class: Class) -> (u32, [u8; KEY_LEN]) {
+        let ring = self.lock();
+        let id = ring.current(class);
+        (id, ring.keys[&id].1)
     }
 
     /// The plaintext of a sealed value, if its key is still held.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, AtRestError> {
+        let (id, key) = self.key_of(sealed)?;
+        Aead::new(&key).open(sealed, id)
+    }
+
+    /// Opens a sealed value where it lies, if its key is still held: the plaintext is left
+    /// at the range returned.
+    pub fn open_in_place(&self, sealed: &mut [u8]) -> Result<Range<usize>, AtRestError> {
+        let (id, key) = self.key_of(sealed)?;
+        Aead::new(&key).open_in_place(sealed, id)
+    }
+
+    /// The key a sealed value names, with its number.
+    fn key_of(&self, sealed: &[u8]) -> Result<(u32, [u8; KEY_LEN]), AtRestError> {
         let id = key_id(sealed).ok_or(AtRestError::Open)?;
         let key = self.lock().keys.get(&id).ok_or(AtRestError::Retired)?.1;
-        Aead::new(&key).open(sealed, id)
+        Ok((id, key))
     }
 
     /// Makes a fresh key the current one of `class` (kept on disk before it is used); the
@@ -226,7 +245,6 @@ fn key_id(sealed: &[u8]) -> Option<u32> {
 /// Writes the key file sealed by `kek`: aside, synced, then renamed over the old one, so a
 /// crash leaves one whole file or the other.
 fn write(dir: &Path, ring: &Ring, kek: &KeyEncryptionKey) -> Result<(), AtRestError> {
-    use std::io::Write as _;
     let io = |what, path: &Path| {
         let path = path.display().to_string();
         move |source| AtRestError::Io { what, path, source }
@@ -238,16 +256,8 @@ fn write(dir: &Path, ring: &Ring, kek: &KeyEncryptionKey) -> Result<(), AtRestEr
         source: std::io::Error::other(e),
     })?;
     let sealed = Aead::new(kek.bytes()).seal(&[&bytes], 0)?;
-    let tmp = dir.join(format!("{KEYS_FILE}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(io("write", &tmp))?;
-    file.write_all(&sealed)
-        .and_then(|()| file.sync_all())
-        .map_err(io("write", &tmp))?;
     let path = dir.join(KEYS_FILE);
-    std::fs::rename(&tmp, &path).map_err(io("write", &path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync", dir))
+    super::replace_file(&path, &sealed).map_err(io("write", &path))
 }
 
 #[cfg(test)]

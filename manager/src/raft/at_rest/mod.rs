@@ -21,6 +21,7 @@ mod keyring;
 
 pub use keyring::{Class, Keyring, KEYS_FILE};
 
+use std::ops::Range;
 use std::path::Path;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
@@ -79,55 +80,74 @@ impl Aead {
         }
     }
 
-    /// The concatenation of `parts` sealed, naming key number `id` (authenticated with it),
-    /// in the one buffer it returns: a snapshot of a million tasks is ~190 MB, and each
-    /// intermediate copy was that much more of the manager's memory while it was saved.
+    /// The concatenation of `parts` sealed, naming key number `id` (authenticated with it).
     fn seal(&self, parts: &[&[u8]], id: u32) -> Result<Vec<u8>, AtRestError> {
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut out = Vec::with_capacity(SEALED_PREFIX + len + self.key.algorithm().tag_len());
+        out.resize(SEALED_PREFIX, 0);
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        self.seal_in_place(&mut out, id)?;
+        Ok(out)
+    }
+
+    /// Seals `buf[SEALED_PREFIX..]` where it lies, naming key number `id`: the prefix
+    /// becomes the header and the nonce and the tag is appended, so `buf` ends up holding
+    /// the sealed value. A snapshot of a million tasks is ~190 MB, and a sealed copy beside
+    /// its plaintext was that much more of the manager's memory while it was saved.
+    fn seal_in_place(&self, buf: &mut Vec<u8>, id: u32) -> Result<(), AtRestError> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| AtRestError::Random)?;
         let header = header(id);
-        let prefix = header.len() + NONCE_LEN;
-        let len = prefix + parts.iter().map(|p| p.len()).sum::<usize>();
-        let mut out = Vec::with_capacity(len + self.key.algorithm().tag_len());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&nonce);
-        for part in parts {
-            out.extend_from_slice(part);
-        }
+        let prefix = buf.get_mut(..SEALED_PREFIX).ok_or(AtRestError::Open)?;
+        prefix[..header.len()].copy_from_slice(&header);
+        prefix[header.len()..].copy_from_slice(&nonce);
         let tag = self
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(&header),
-                &mut out[prefix..],
+                &mut buf[SEALED_PREFIX..],
             )
             .map_err(|_| AtRestError::Open)?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        buf.extend_from_slice(tag.as_ref());
+        Ok(())
     }
 
     /// The plaintext of a value sealed naming key number `id`.
     fn open(&self, sealed: &[u8], id: u32) -> Result<Vec<u8>, AtRestError> {
-        let rest = sealed
-            .strip_prefix(header(id).as_slice())
-            .ok_or(AtRestError::Open)?;
-        if rest.len() < NONCE_LEN {
-            return Err(AtRestError::Open);
-        }
-        let (nonce, body) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| AtRestError::Open)?;
-        let mut body = body.to_vec();
-        let len = self
-            .key
-            .open_in_place(nonce, Aad::from(&header(id)), &mut body)
-            .map_err(|_| AtRestError::Open)?
-            .len();
-        body.truncate(len);
+        let mut body = sealed.to_vec();
+        let plain = self.open_in_place(&mut body, id)?;
+        body.truncate(plain.end);
+        body.drain(..plain.start);
         Ok(body)
     }
+
+    /// Opens a value sealed naming key number `id` where it lies: the plaintext is left at
+    /// the range returned.
+    fn open_in_place(&self, sealed: &mut [u8], id: u32) -> Result<Range<usize>, AtRestError> {
+        let header = header(id);
+        if sealed.len() < SEALED_PREFIX || !sealed.starts_with(&header) {
+            return Err(AtRestError::Open);
+        }
+        let (prefix, body) = sealed.split_at_mut(SEALED_PREFIX);
+        let nonce = Nonce::try_assume_unique_for_key(&prefix[header.len()..])
+            .map_err(|_| AtRestError::Open)?;
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::from(&header), body)
+            .map_err(|_| AtRestError::Open)?
+            .len();
+        Ok(SEALED_PREFIX..SEALED_PREFIX + len)
+    }
 }
+
+/// How many bytes a sealed value holds before its plaintext's: the header naming the key,
+/// then the nonce. A value sealed in place keeps this much room in front of its plaintext.
+pub const SEALED_PREFIX: usize = 8 + NONCE_LEN;
 
 /// The start of a value sealed with key number `id`.
 fn header(id: u32) -> [u8; 8] {
@@ -289,6 +309,21 @@ pub fn prepare(
     let db = sled_config(dir).open().map_err(|e| failed("open", &e))?;
     let key = Keyring::load_or_create(dir, kek).map_err(|e| e.to_string())?;
     Ok((db, std::sync::Arc::new(key)))
+}
+
+/// Puts `bytes` at `path` whole or not at all, durably: written beside it, synced, renamed
+/// over it, and the directory synced (the key file, the last snapshot).
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// `dir` with a suffix: where the sealed copy is made, and where the old store waits to go.
