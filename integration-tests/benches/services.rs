@@ -9,7 +9,8 @@
 //!    snapshot of that store (its size, the time to restore it, the time to catch up).
 //!
 //! Run: `cargo build --release --bins && cargo bench -p integration-tests --bench services`
-//! (`SKIFF_BENCH_WORKERS` and `SKIFF_BENCH_TASKS` change the scale run's size).
+//! (`SKIFF_BENCH_WORKERS` and `SKIFF_BENCH_TASKS` change the scale run's size, `SKIFF_BENCH_LOG` its
+//! managers' `RUST_LOG`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,6 +160,10 @@ fn usage(pid: u32) -> (f64, f64, f64) {
 fn scale(rt: &tokio::runtime::Runtime, workers: usize, tasks: u64) {
     // Three managers, and a fourth host that joins as a manager at the end (item 5).
     let mut cluster = Cluster::new(4);
+    if let Ok(filter) = std::env::var("SKIFF_BENCH_LOG") {
+        // The managers' `RUST_LOG` (say `info,manager::orchestrator=debug`).
+        cluster = cluster.with_log_filter(filter.leak());
+    }
     for i in 1..=4 {
         let addr = metrics_addr(&cluster.host(i).addr);
         cluster = cluster.with_daemon_args(i, &["--metrics-addr", &addr]);

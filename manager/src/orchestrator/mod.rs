@@ -86,7 +86,16 @@ async fn round(store: &Store, scope: &Scope) -> Result<Vec<Wake>, StoreError> {
             .map(|o| o.task_history_retention_limit)
             .filter(|h| *h > 0)
             .unwrap_or(DEFAULT_TASK_HISTORY) as usize;
+        let started = std::time::Instant::now();
         let plan = plan::reconcile_in(&store, scope, now_ms(), history, NEW_TASKS_PER_ROUND);
+        tracing::debug!(
+            scope = %scope,
+            tasks_read = plan.tasks_read,
+            actions = plan.actions.len(),
+            wakes = plan.wakes.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "planned a reconciliation round"
+        );
         (plan.actions, plan.wakes)
     };
     leader::commit(store, actions).await?;

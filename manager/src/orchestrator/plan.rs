@@ -10,7 +10,7 @@ use proto::{
     UpdateOrder,
 };
 
-use super::changes::{Dirty, Scope, SlotId, Wake};
+use super::changes::{Again, Dirty, Scope, SlotId, Wake};
 use super::restart::{decide, Restart};
 use super::task::{exited, new_task, status_time, with_desired};
 use super::update::{self, Slot};
@@ -38,12 +38,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn wake(&mut self, at: i64, service: &Service, slot: Option<SlotId>) {
+    fn wake(&mut self, at: i64, service: &Service, again: Again) {
         self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
         self.wakes.push(Wake {
             at,
             service_id: service.id().to_owned(),
-            slot,
+            again,
         });
     }
 }
@@ -97,6 +97,9 @@ struct Group<'a> {
     slots: Slots<'a>,
     /// `None`: every slot of the service; otherwise only these (they may have no tasks).
     only: Option<BTreeSet<SlotKey<'a>>>,
+    /// With `only`: every slot from this one on as well (a replicated service still being
+    /// filled; its tasks there are in `slots`).
+    from: Option<u64>,
 }
 
 /// Reconciles every service, then reaps old tasks. `history` is the cluster's task history
@@ -138,14 +141,13 @@ pub fn reconcile_in<'a>(
         };
         let (slots, only) = (&group.slots, group.only.as_ref());
         match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
-            Some(Mode::Replicated(r)) => replicated(
-                &mut plan, service, slots, only, nodes, r.replicas, None, now,
-            ),
+            Some(Mode::Replicated(r)) => {
+                replicated(&mut plan, service, group, nodes, r.replicas, None, now)
+            }
             Some(Mode::ReplicatedJob(j)) => replicated(
                 &mut plan,
                 service,
-                slots,
-                only,
+                group,
                 nodes,
                 j.total_completions,
                 Some(j.max_concurrent),
@@ -178,12 +180,14 @@ fn everything<'a>(store: &'a ObjectStore, plan: &mut Plan) -> Vec<Group<'a>> {
             service: Some(service),
             slots: by_service.remove(service.id()).unwrap_or_default(),
             only: None,
+            from: None,
         })
         .collect();
     groups.extend(by_service.into_values().map(|slots| Group {
         service: None,
         slots,
         only: None,
+        from: None,
     }));
     groups
 }
@@ -229,6 +233,11 @@ fn changed<'a>(store: &'a ObjectStore, dirty: &'a Dirty, plan: &mut Plan) -> Vec
             add(&mut wanted, service_id, slot.key());
         }
     }
+    for service_id in dirty.fill_from.keys() {
+        wanted
+            .entry(service_id)
+            .or_insert_with(|| Some(BTreeSet::new()));
+    }
     wanted
         .into_iter()
         .map(|(service_id, only)| {
@@ -239,6 +248,7 @@ fn changed<'a>(store: &'a ObjectStore, dirty: &'a Dirty, plan: &mut Plan) -> Vec
                     || only.as_ref().is_some_and(|keys| most_slots(s, keys.len()))
             });
             let only = if whole { None } else { only };
+            let from = only.as_ref().and(dirty.fill_from.get(service_id).copied());
             let mut slots = Slots::new();
             let mut read = |task: &'a Task| {
                 plan.tasks_read += 1;
@@ -247,8 +257,11 @@ fn changed<'a>(store: &'a ObjectStore, dirty: &'a Dirty, plan: &mut Plan) -> Vec
             match &only {
                 None => store.tasks_of_service(service_id).for_each(&mut read),
                 Some(keys) => {
-                    for key in keys {
+                    for key in keys.iter().filter(|key| !at_or_after(**key, from)) {
                         tasks_in(store, service_id, *key).for_each(&mut read);
+                    }
+                    if let Some(from) = from {
+                        store.tasks_from_slot(service_id, from).for_each(&mut read);
                     }
                 }
             }
@@ -258,9 +271,16 @@ fn changed<'a>(store: &'a ObjectStore, dirty: &'a Dirty, plan: &mut Plan) -> Vec
                 service,
                 slots,
                 only,
+                from,
             }
         })
         .collect()
+}
+
+/// Whether `key` is a slot at or after `from` (which a round filling its service covers
+/// with every slot from there on).
+fn at_or_after(key: SlotKey<'_>, from: Option<u64>) -> bool {
+    matches!((key, from), (SlotKey::Slot(slot), Some(from)) if slot >= from)
 }
 
 /// Whether `changed` slots are many and most of the service's (a large service just
@@ -349,19 +369,19 @@ fn settle<'a>(plan: &mut Plan, tasks: &[&'a Task], nodes: Nodes<'_>, job: bool) 
     good
 }
 
-/// Reconciles a replicated service (or job): every slot, or `only` those (then no rollout
-/// is in progress and it is no job, so no slot depends on another).
-#[allow(clippy::too_many_arguments)]
+/// Reconciles a replicated service (or job): every slot, or the group's `only` those and
+/// those from its `from` on (then no rollout is in progress and it is no job, so no slot
+/// depends on another).
 fn replicated(
     plan: &mut Plan,
     service: &Service,
-    slots: &Slots<'_>,
-    only: Option<&BTreeSet<SlotKey<'_>>>,
+    group: &Group<'_>,
     nodes: Nodes<'_>,
     wanted: u64,
     concurrency: Option<u64>,
     now: i64,
 ) {
+    let (slots, only, from) = (&group.slots, group.only.as_ref(), group.from);
     let job = concurrency.is_some();
     let policy = service
         .spec
@@ -371,12 +391,20 @@ fn replicated(
     let mut running = 0u64;
     let mut idle = Vec::new();
     let mut rollout = Vec::new();
+    // In ascending order: when the room runs out at a slot, every empty slot after it is
+    // still to be filled, and none before it.
     let visit: Box<dyn Iterator<Item = u64> + '_> = match only {
         None => Box::new(1..=wanted),
-        Some(keys) => Box::new(keys.iter().filter_map(|key| match key {
-            SlotKey::Slot(slot) if *slot <= wanted => Some(*slot),
-            _ => None,
-        })),
+        Some(keys) => Box::new(
+            keys.iter()
+                .filter_map(move |key| match key {
+                    SlotKey::Slot(slot) if *slot <= wanted && !at_or_after(*key, from) => {
+                        Some(*slot)
+                    }
+                    _ => None,
+                })
+                .chain(from.into_iter().flat_map(|from| from..=wanted)),
+        ),
     };
     for slot in visit {
         let history = slots
@@ -421,7 +449,7 @@ fn replicated(
         match restart(service, policy, history, now) {
             Restart::Now if plan.room == 0 => {
                 // The rest wait for the next round, which comes at once.
-                plan.wake(now, service, None);
+                plan.wake(now, service, Again::SlotsFrom(slot));
                 break;
             }
             Restart::Now => {
@@ -429,7 +457,7 @@ fn replicated(
                 plan.actions.push(create(new_task(service, slot, None)));
                 running += 1;
             }
-            Restart::At(at) => plan.wake(at, service, Some(SlotId::Slot(slot))),
+            Restart::At(at) => plan.wake(at, service, Again::Slot(SlotId::Slot(slot))),
             Restart::Never => {}
         }
     }
@@ -500,7 +528,7 @@ fn roll<K: Copy>(
 ) -> bool {
     let step = update::decide(service, slots, now);
     if let Some(at) = step.wake_at {
-        plan.wake(at, service, None);
+        plan.wake(at, service, Again::Service);
     }
     for (key, old) in &step.replace {
         match step.order {
@@ -614,7 +642,9 @@ fn global(
             Restart::Now => plan
                 .actions
                 .push(create(new_task(service, 0, Some(node_id)))),
-            Restart::At(at) => plan.wake(at, service, Some(SlotId::Node(node_id.to_owned()))),
+            Restart::At(at) => {
+                plan.wake(at, service, Again::Slot(SlotId::Node(node_id.to_owned())))
+            }
             Restart::Never => {}
         }
     }

@@ -143,6 +143,18 @@ impl ObjectStore {
         self.tasks_by_id(self.task_index.of_service(service_id, Within::Slot(slot)))
     }
 
+    /// The tasks of a replicated service's slots from `from` (> 0) on, current and past.
+    pub fn tasks_from_slot<'a>(
+        &'a self,
+        service_id: &'a str,
+        from: u64,
+    ) -> impl Iterator<Item = &'a Task> {
+        self.tasks_by_id(
+            self.task_index
+                .of_service(service_id, Within::SlotsFrom(from)),
+        )
+    }
+
     /// The tasks of a global service on one node, current and past.
     pub fn tasks_of_service_on_node<'a>(
         &'a self,

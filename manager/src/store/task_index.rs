@@ -48,6 +48,8 @@ pub(super) enum Within<'a> {
     Service,
     /// Those of one slot of a replicated service (slot > 0).
     Slot(u64),
+    /// Those of a replicated service's slots from this one (> 0) on.
+    SlotsFrom(u64),
     /// Those of a global service on one node.
     Node(&'a str),
 }
@@ -190,7 +192,7 @@ impl TaskIndex {
     ) -> impl Iterator<Item = &'a str> + 'a {
         let (slot, node) = match within {
             Within::Service => (0, ""),
-            Within::Slot(slot) => (slot, ""),
+            Within::Slot(slot) | Within::SlotsFrom(slot) => (slot, ""),
             Within::Node(node) => (0, node),
         };
         let from: SlotKey = (service.into(), slot, node.into(), "".into());
@@ -201,6 +203,7 @@ impl TaskIndex {
                     && match within {
                         Within::Service => true,
                         Within::Slot(want) => *sl == want,
+                        Within::SlotsFrom(_) => true,
                         Within::Node(want) => *sl == 0 && &**n == want,
                     }
             })

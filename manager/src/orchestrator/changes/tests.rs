@@ -142,10 +142,19 @@ fn the_next_round_covers_everything_when_what_changed_is_unknown() {
 }
 
 fn wake(at: i64, service: &str, slot: Option<u64>) -> Wake {
+    let again = slot.map_or(Again::Service, |slot| Again::Slot(SlotId::Slot(slot)));
     Wake {
         at,
         service_id: service.into(),
-        slot: slot.map(SlotId::Slot),
+        again,
+    }
+}
+
+fn fill(at: i64, service: &str, from: u64) -> Wake {
+    Wake {
+        at,
+        service_id: service.into(),
+        again: Again::SlotsFrom(from),
     }
 }
 
@@ -168,8 +177,19 @@ fn a_wake_up_covers_what_asked_for_it_and_the_safety_net_everything() {
     let scope = tracker.take(3_000);
     tracker.done(
         &scope,
-        &[wake(9_000, "web", Some(2)), wake(5_000, "db", None)],
+        &[
+            wake(9_000, "web", Some(2)),
+            wake(5_000, "db", None),
+            fill(5_000, "api", 40),
+            fill(4_000, "api", 30),
+        ],
     );
+    assert_eq!(tracker.wake_at(), Some(4_000));
+    assert_eq!(tracker.take(3_999), Scope::Dirty(Dirty::default()));
+    let Scope::Dirty(due) = tracker.take(4_000) else {
+        panic!("a wake-up makes a partial round");
+    };
+    assert_eq!(due.fill_from, BTreeMap::from([("api".to_string(), 30)]));
     assert_eq!(tracker.wake_at(), Some(5_000), "the earlier wake-up stands");
     assert_eq!(tracker.take(4_999), Scope::Dirty(Dirty::default()));
     let Scope::Dirty(due) = tracker.take(5_000) else {
@@ -177,6 +197,11 @@ fn a_wake_up_covers_what_asked_for_it_and_the_safety_net_everything() {
     };
     assert_eq!(due.slots, slots("web", &[1]));
     assert_eq!(due.services, BTreeSet::from(["db".to_string()]));
+    assert_eq!(
+        due.fill_from,
+        BTreeMap::from([("api".to_string(), 40)]),
+        "each wake-up in its own round"
+    );
     assert_eq!(tracker.wake_at(), Some(9_000));
     // A full round says all wake-ups there are.
     tracker.everything();

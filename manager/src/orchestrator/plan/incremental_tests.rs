@@ -612,7 +612,9 @@ fn a_round_after_a_small_change_reads_only_the_changed_slots_and_after_a_large_o
 }
 
 /// Rounds that may make only a few tasks each, fed to the tracker as the leader's loop feeds
-/// it, end where full rounds without a limit end: nothing is left for a full round to do.
+/// it, with random changes between the first few (a service filled in part scaled, removed,
+/// its nodes gone), end where full rounds without a limit end: nothing is left for a full
+/// round to do.
 #[test]
 fn rounds_with_little_room_end_where_rounds_without_a_limit_end() {
     let (mut checked, mut limited) = (0, 0);
@@ -622,7 +624,14 @@ fn rounds_with_little_room_end_where_rounds_without_a_limit_end() {
         let room = world.rng.gen_range(1..4);
         let mut tracker = Changes::default();
         let mut quiet = false;
-        for _ in 0..60 {
+        for round in 0..60 {
+            if round % 2 == 1 && round < 10 {
+                let changes = world.changes();
+                if !changes.is_empty() {
+                    let event = world.commit(changes);
+                    tracker.observe(&event);
+                }
+            }
             let scope = tracker.take(world.now);
             let plan = reconcile_in(&world.store, &scope, world.now, history, room);
             limited += usize::from(plan.wakes.iter().any(|w| w.at == world.now));
@@ -652,10 +661,12 @@ fn rounds_with_little_room_end_where_rounds_without_a_limit_end() {
     assert!(limited > 50, "only {limited} rounds ran out of room");
 }
 
-/// A service of 2,500 replicas is filled 1,000 tasks a round: each full round asks for the
-/// next at once, and the last one asks for nothing.
+/// A service of 2,500 replicas is filled 1,000 tasks a round: each round asks for the next
+/// at once, from the slot where it stopped, and the last one asks for nothing. The rounds
+/// after the first read the tasks the round before made (their slots changed), not the
+/// service's, and fill what a full round would.
 #[test]
-fn a_round_makes_at_most_its_room_of_tasks_and_asks_for_the_next_round_at_once() {
+fn a_round_makes_at_most_its_room_of_tasks_and_asks_for_the_rest_at_once() {
     let mut world = World {
         store: ObjectStore::default(),
         index: 0,
@@ -674,15 +685,26 @@ fn a_round_makes_at_most_its_room_of_tasks_and_asks_for_the_next_round_at_once()
             .filter(|t| t.service_id == service_id)
             .count()
     };
-    for (made, asks_again) in [(1_000, true), (1_000, true), (500, false)] {
+    let mut tracker = Changes::default();
+    for (made, asks_from, read) in [
+        (1_000, Some(1_001), 0),
+        (1_000, Some(2_001), 1_000),
+        (500, None, 1_000),
+    ] {
         let before = of_service(&world);
-        let plan = reconcile_in(&world.store, &Scope::All, world.now, 5, 1_000);
-        let again = plan
-            .wakes
-            .iter()
-            .any(|w| w.at == world.now && w.service_id == service_id && w.slot.is_none());
-        assert_eq!(again, asks_again);
-        world.commit(plan.actions);
+        let scope = tracker.take(world.now);
+        let plan = reconcile_in(&world.store, &scope, world.now, 5, 1_000);
+        let full = reconcile_in(&world.store, &Scope::All, world.now, 5, 1_000);
+        assert_eq!(normalized(&plan), normalized(&full), "{scope}");
+        let from = plan.wakes.iter().find_map(|w| match w.again {
+            Again::SlotsFrom(from) if w.at == world.now && w.service_id == service_id => Some(from),
+            _ => None,
+        });
+        assert_eq!(from, asks_from);
+        assert_eq!(plan.tasks_read, read, "{scope}");
+        tracker.done(&scope, &plan.wakes);
+        let event = world.commit(plan.actions);
+        tracker.observe(&event);
         assert_eq!(of_service(&world) - before, made);
     }
 }
