@@ -197,7 +197,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id: format!("{}-{}", last.map_or(0, |l| l.index), rand::random::<u32>()),
         };
         let writer = self.writer.clone();
-        let mut record = Record::new(&meta)?;
+        let mut record = Record::new(&meta, self.writer.next_capacity())?;
         // Encoded, sealed and saved on a blocking thread, not one of Raft's two: encoding a
         // million tasks took one of them for 8 s, and the managers stood for election
         // meanwhile. The snapshot returned is the saved one opened again in its buffer:
