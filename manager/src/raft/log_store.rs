@@ -26,6 +26,20 @@ const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 
+/// How much a purge removes or seals again in one sled batch. sled applies a batch under a
+/// lock that every other write in the process waits for, Raft's appends among them, and
+/// with them the Raft loop: in one batch, the ten thousand entries (2 GB) that the first
+/// snapshot of a million tasks purges would hold a manager's Raft loop for seconds.
+struct PerBatch {
+    entries: usize,
+    bytes: usize,
+}
+
+const PER_BATCH: PerBatch = PerBatch {
+    entries: 64,
+    bytes: 1 << 20,
+};
+
 fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> StorageError {
     StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
 }
@@ -152,7 +166,7 @@ impl LogStore {
         self.flush().await?;
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            store.remove_entries(..=upto.to_be_bytes())?;
+            store.remove_purged_entries(upto)?;
             store.reseal()
         })
         .await
@@ -166,7 +180,7 @@ impl LogStore {
         Ok(())
     }
 
-    /// Blocking: removes the entries whose keys are in `range`.
+    /// Blocking: removes the entries whose keys are in `range`, in one batch.
     fn remove_entries(&self, range: impl RangeBounds<[u8; 8]>) -> Result<(), StorageError> {
         let delete =
             |e: &dyn ToString| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e.to_string());
@@ -177,26 +191,73 @@ impl LogStore {
         self.log.apply_batch(batch).map_err(|e| delete(&e))
     }
 
-    /// Blocking: seals the entries left with a fresh log key.
+    /// Blocking: removes the entries up to `upto`, oldest first, [`PER_BATCH`] at a time.
+    /// Oldest first, so that what is left at any point is still a log without a gap.
+    fn remove_purged_entries(&self, upto: u64) -> Result<(), StorageError> {
+        let delete =
+            |e: &dyn ToString| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e.to_string());
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut any = false;
+            for key in self
+                .log
+                .range(..=upto.to_be_bytes())
+                .keys()
+                .take(PER_BATCH.entries)
+            {
+                batch.remove(key.map_err(|e| delete(&e))?);
+                any = true;
+            }
+            if !any {
+                return Ok(());
+            }
+            self.log.apply_batch(batch).map_err(|e| delete(&e))?;
+        }
+    }
+
+    /// Blocking: seals the entries left with a fresh log key, [`PER_BATCH`] at a time, each
+    /// batch read and written back under `writing`. Entries appended after the rotation are
+    /// sealed with the new key already, so the walk ends at the last entry before it.
     fn reseal(&self) -> Result<(), StorageError> {
+        use std::ops::Bound;
+        let read = |e: &dyn ToString| io_error(ErrorSubject::Logs, ErrorVerb::Read, e.to_string());
         let write =
             |e: &dyn ToString| io_error(ErrorSubject::Logs, ErrorVerb::Write, e.to_string());
-        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        self.key.rotate(Class::Log).map_err(|e| write(&e))?;
-        let mut batch = sled::Batch::default();
-        for item in self.log.iter() {
-            let (index, sealed) =
-                item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            let plain = self
-                .key
-                .open(&sealed)
-                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e.to_string()))?;
-            batch.insert(
-                index,
-                self.key.seal(Class::Log, &plain).map_err(|e| write(&e))?,
-            );
+        let last = {
+            let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            self.key.rotate(Class::Log).map_err(|e| write(&e))?;
+            match self.log.last().map_err(|e| read(&e))? {
+                Some((last, _)) => last,
+                None => return Ok(()),
+            }
+        };
+        let mut from = Bound::Unbounded;
+        loop {
+            let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            let mut batch = sled::Batch::default();
+            let (mut entries, mut bytes) = (0, 0);
+            for item in self
+                .log
+                .range((from.clone(), Bound::Included(last.clone())))
+            {
+                let (index, sealed) = item.map_err(|e| read(&e))?;
+                let plain = self.key.open(&sealed).map_err(|e| read(&e))?;
+                batch.insert(
+                    index.clone(),
+                    self.key.seal(Class::Log, &plain).map_err(|e| write(&e))?,
+                );
+                from = Bound::Excluded(index);
+                entries += 1;
+                bytes += sealed.len();
+                if entries == PER_BATCH.entries || bytes >= PER_BATCH.bytes {
+                    break;
+                }
+            }
+            if entries == 0 {
+                return Ok(());
+            }
+            self.log.apply_batch(batch).map_err(|e| write(&e))?;
         }
-        self.log.apply_batch(batch).map_err(|e| write(&e))
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -425,7 +486,10 @@ mod tests {
         );
         let mut store = LogStore::open(&db, keys.clone()).unwrap();
         let id = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
-        for index in 1..=3 {
+        // Enough entries that both the removal and the resealing take several batches.
+        let batch = PER_BATCH.entries as u64;
+        let (last, upto) = (3 * batch + 5, 2 * batch + 1);
+        for index in 1..=last {
             let entry = Entry {
                 log_id: id(index),
                 payload: EntryPayload::Normal(Command(format!("secret-{index}").into_bytes())),
@@ -437,23 +501,28 @@ mod tests {
         }
         // What sled may keep of entry 1 after the purge.
         let left_behind = store.log.get(1u64.to_be_bytes()).unwrap().unwrap();
-        store.purge(id(2)).await.unwrap();
+        store.purge(id(upto)).await.unwrap();
         // Nothing below the purge point is read from the moment it is recorded.
-        let kept = store.try_get_log_entries(0..10).await.unwrap();
-        assert_eq!(kept.len(), 1);
+        let kept = store.try_get_log_entries(0..=last).await.unwrap();
+        assert_eq!(kept.len() as u64, last - upto);
         store
             .purged_through
             .subscribe()
-            .wait_for(|&upto| upto >= 2)
+            .wait_for(|&through| through >= upto)
             .await
             .unwrap();
         assert!(matches!(
             keys.open(&left_behind),
             Err(crate::raft::at_rest::AtRestError::Retired)
         ));
-        let kept = store.try_get_log_entries(0..10).await.unwrap();
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].log_id, id(3));
+        assert_eq!(
+            store.log.first().unwrap().unwrap().0.as_ref(),
+            (upto + 1).to_be_bytes(),
+            "every purged entry is gone from sled"
+        );
+        let kept = store.try_get_log_entries(0..=last).await.unwrap();
+        let indexes: Vec<u64> = kept.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, (upto + 1..=last).collect::<Vec<_>>());
         assert_eq!(
             keys.ids().len(),
             2,
