@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use prost::Message;
 use proto::{store_object, StoreActionKind, StoreEvent, StoreObject};
@@ -29,15 +30,83 @@ pub struct Described {
 
 /// What the tracker keeps of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
+enum Seen {
+    /// A node, service, network, secret or config.
+    Object(Summary),
+    /// A task, as a few fields rather than its attributes' strings: the tracker keeps one
+    /// per task on every manager (a million at C1M scale, where seven strings, a map entry
+    /// and a slice came to some 350 bytes a task), and makes the strings only to compare.
+    Task(TaskSeen),
+}
+
+/// What the tracker keeps of an object other than a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Summary {
     kind: Kind,
-    name: String,
-    /// By key. A slice, not a map: the tracker keeps one per object (a hundred thousand
-    /// tasks), and a B-tree's first node has room for eleven entries where four are used.
+    /// Shared with the summaries of the service's tasks.
+    name: Arc<str>,
+    /// By key. A slice, not a map: a B-tree's first node has room for eleven entries where
+    /// four are used.
     attributes: Box<[(&'static str, String)]>,
     /// A hash of the rest of the object's spec: an update that changes only that is still
     /// an event, though it says nothing about what changed.
     fingerprint: u64,
+}
+
+/// What the tracker keeps of a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TaskSeen {
+    /// The service's name, one allocation for all its tasks.
+    service: Arc<str>,
+    slot: u64,
+    node: Box<str>,
+    state: i32,
+    desired: i32,
+}
+
+impl Seen {
+    fn kind(&self) -> Kind {
+        match self {
+            Seen::Object(o) => o.kind,
+            Seen::Task(_) => Kind::Task,
+        }
+    }
+
+    /// A task's is `service.slot`, or `service.nodeID` for a global service's.
+    fn name(&self) -> String {
+        match self {
+            Seen::Object(o) => o.name.to_string(),
+            Seen::Task(t) if t.slot != 0 => format!("{}.{}", t.service, t.slot),
+            Seen::Task(t) => format!("{}.{}", t.service, t.node),
+        }
+    }
+
+    /// The attributes by key.
+    fn attributes(&self) -> std::borrow::Cow<'_, [(&'static str, String)]> {
+        match self {
+            Seen::Object(o) => std::borrow::Cow::Borrowed(&o.attributes),
+            Seen::Task(t) => {
+                let state = |s: i32| {
+                    let s = proto::TaskState::try_from(s).unwrap_or_default();
+                    word(s.as_str_name(), "TASK_STATE_")
+                };
+                let mut attributes = vec![("desired-state", state(t.desired))];
+                if !t.node.is_empty() {
+                    attributes.push(("node.id", t.node.to_string()));
+                }
+                attributes.push(("service.name", t.service.to_string()));
+                attributes.push(("state", state(t.state)));
+                std::borrow::Cow::Owned(attributes)
+            }
+        }
+    }
+
+    fn fingerprint(&self) -> u64 {
+        match self {
+            Seen::Object(o) => o.fingerprint,
+            Seen::Task(_) => 0,
+        }
+    }
 }
 
 /// The last seen state of every object, to describe each change against it.
@@ -73,59 +142,63 @@ impl Tracker {
         if kind == StoreActionKind::Delete {
             let id = object_id(object)?;
             let seen = self.seen.remove(&id)?;
+            let name = seen.name();
             return Some(Described {
-                kind: seen.kind,
+                kind: seen.kind(),
                 action: "remove",
                 id,
-                attributes: BTreeMap::from([("name".to_owned(), seen.name.clone())]),
-                name: seen.name,
+                attributes: BTreeMap::from([("name".to_owned(), name.clone())]),
+                name,
             });
         }
         let (id, now) = summarize(object, &self.seen)?;
-        let before = self.seen.insert(id.clone(), now.clone());
-        let mut attributes = BTreeMap::from([("name".to_owned(), now.name.clone())]);
-        let action = match before {
+        let name = now.name();
+        let mut attributes = BTreeMap::from([("name".to_owned(), name.clone())]);
+        let action = match self.seen.get(&id) {
             None => {
                 attributes.extend(
-                    now.attributes
+                    now.attributes()
                         .iter()
                         .map(|(k, v)| ((*k).to_owned(), v.clone())),
                 );
                 "create"
             }
             Some(before) => {
-                let keys = before.attributes.iter().chain(now.attributes.iter());
-                for (key, _) in keys {
-                    let (old, new) = (before.attribute(key), now.attribute(key));
-                    if old != new {
-                        attributes.insert(format!("{key}.old"), old.unwrap_or_default().to_owned());
-                        attributes.insert(format!("{key}.new"), new.unwrap_or_default().to_owned());
+                let (old, new) = (before.attributes(), now.attributes());
+                for (key, _) in old.iter().chain(new.iter()) {
+                    let (was, is) = (attribute(&old, key), attribute(&new, key));
+                    if was != is {
+                        attributes.insert(format!("{key}.old"), was.unwrap_or_default().to_owned());
+                        attributes.insert(format!("{key}.new"), is.unwrap_or_default().to_owned());
                     }
                 }
-                if before.name != now.name {
-                    attributes.insert("name.old".into(), before.name);
+                let name_before = before.name();
+                if name_before != name {
+                    attributes.insert("name.old".into(), name_before);
                 }
-                if attributes.len() == 1 && before.fingerprint == now.fingerprint {
+                if attributes.len() == 1 && before.fingerprint() == now.fingerprint() {
+                    self.seen.insert(id, now);
                     return None;
                 }
                 "update"
             }
         };
+        let kind = now.kind();
+        self.seen.insert(id.clone(), now);
         Some(Described {
-            kind: now.kind,
+            kind,
             action,
             id,
-            name: now.name,
+            name,
             attributes,
         })
     }
 }
 
-impl Seen {
-    fn attribute(&self, key: &str) -> Option<&str> {
-        let found = self.attributes.binary_search_by(|(k, _)| (*k).cmp(key));
-        found.ok().map(|i| self.attributes[i].1.as_str())
-    }
+/// The value of `key` among `attributes`, sorted by key.
+fn attribute<'a>(attributes: &'a [(&'static str, String)], key: &str) -> Option<&'a str> {
+    let found = attributes.binary_search_by(|(k, _)| (*k).cmp(key));
+    found.ok().map(|i| attributes[i].1.as_str())
 }
 
 fn object_id(object: &StoreObject) -> Option<String> {
@@ -204,26 +277,19 @@ fn summarize(object: &StoreObject, seen: &HashMap<String, Seen>) -> Option<(Stri
             (Kind::Service, s.id(), spec.name.clone(), hash_of(&spec))
         }
         store_object::Object::Task(t) => {
-            let state = t.status.as_ref().map(|s| s.state).unwrap_or_default();
-            let state = proto::TaskState::try_from(state).unwrap_or_default();
-            attributes.insert("state", word(state.as_str_name(), "TASK_STATE_"));
-            let desired = proto::TaskState::try_from(t.desired_state).unwrap_or_default();
-            attributes.insert("desired-state", word(desired.as_str_name(), "TASK_STATE_"));
-            if !t.node_id.is_empty() {
-                attributes.insert("node.id", t.node_id.clone());
-            }
             let service = match seen.get(&t.service_id) {
-                Some(s) => s.name.clone(),
-                None if !t.service_name.is_empty() => t.service_name.clone(),
-                None => t.service_id.clone(),
+                Some(Seen::Object(s)) => s.name.clone(),
+                _ if !t.service_name.is_empty() => t.service_name.as_str().into(),
+                _ => t.service_id.as_str().into(),
             };
-            attributes.insert("service.name", service.clone());
-            let name = if t.slot != 0 {
-                format!("{service}.{}", t.slot)
-            } else {
-                format!("{service}.{}", t.node_id)
+            let task = TaskSeen {
+                service,
+                slot: t.slot,
+                node: t.node_id.as_str().into(),
+                state: t.status.as_ref().map(|s| s.state).unwrap_or_default(),
+                desired: t.desired_state,
             };
-            (Kind::Task, t.id(), name, 0)
+            return Some((t.id().to_owned(), Seen::Task(task)));
         }
         store_object::Object::Network(n) => {
             let spec = n.spec.clone().unwrap_or_default();
@@ -240,12 +306,12 @@ fn summarize(object: &StoreObject, seen: &HashMap<String, Seen>) -> Option<(Stri
     };
     Some((
         id.to_owned(),
-        Seen {
+        Seen::Object(Summary {
             kind,
-            name,
+            name: name.into(),
             attributes: attributes.into_iter().collect(),
             fingerprint,
-        },
+        }),
     ))
 }
 

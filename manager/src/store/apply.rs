@@ -203,14 +203,18 @@ impl ObjectStore {
         let id = object.id().to_owned();
         let name = object.name().filter(|_| T::UNIQUE_NAMES).map(str::to_owned);
         // The old object leaves the indexes before the new one enters: they may share keys.
+        // A task replaced by a task moves between the task indexes in one step.
         let old = T::table_mut(self).remove(&id);
         if let Some(old) = &old {
-            self.unindex(&**old);
+            self.unname(&**old);
         }
         if let Some(task) = object.as_task_mut() {
             let replaced = old.as_deref().and_then(StoredObject::as_task);
             self.shared_specs.share(task, replaced);
-            self.task_index.insert(task, &id);
+            match replaced {
+                Some(replaced) => self.task_index.replace(replaced, task, &id),
+                None => self.task_index.insert(task, &id),
+            }
         }
         if object.as_node().is_some_and(|n| n.manager_status.is_some()) {
             self.managers.insert(id.clone());
@@ -235,6 +239,11 @@ impl ObjectStore {
         if let Some(task) = old.as_task() {
             self.task_index.remove(task, old.id());
         }
+        self.unname(old);
+    }
+
+    /// Takes `old` out of the managers' and the names' indexes.
+    fn unname<T: StoredObject>(&mut self, old: &T) {
         if old.as_node().is_some() {
             self.managers.remove(old.id());
         }

@@ -141,12 +141,66 @@ impl TaskIndex {
             .or_default()
             .insert(task_id);
         self.placed.add(task);
+        self.count(task);
+    }
+
+    /// Moves task `id` from the entries `old` gave it to those `new` gives it, touching
+    /// only the indexes whose keys differ. Most changes are a node's status report, which
+    /// moves the task to another state and leaves its service, slot, node and networks as
+    /// they were: a removal and an insertion each looked up and rebuilt every key (a tenth
+    /// of the leader's CPU at a million tasks).
+    pub(super) fn replace(&mut self, old: &Task, new: &Task, id: &str) {
+        let same_keys = old.service_id == new.service_id
+            && old.slot == new.slot
+            && old.node_id == new.node_id
+            && old.networks.is_empty() == new.networks.is_empty();
+        if !same_keys {
+            self.remove(old, id);
+            self.insert(new, id);
+            return;
+        }
+        let (was, now) = (observed(old), observed(new));
+        if was != now {
+            let shared = match self.by_state.entry(was) {
+                std::collections::btree_map::Entry::Occupied(mut ids) => {
+                    let shared = ids.get_mut().take(id);
+                    if ids.get().is_empty() {
+                        ids.remove();
+                    }
+                    shared
+                }
+                std::collections::btree_map::Entry::Vacant(_) => None,
+            };
+            let shared = shared.unwrap_or_else(|| self.id(id));
+            self.by_state.entry(now).or_default().insert(shared);
+        }
+        self.placed.remove(old);
+        self.placed.add(new);
+        self.uncount(old);
+        self.count(new);
+    }
+
+    /// Adds the task to its service's counts.
+    fn count(&mut self, task: &Task) {
         let tally = TaskTally::of(task);
         if !tally.is_empty() {
             let t = self.tallies.entry(task.service_id.clone()).or_default();
             t.running += tally.running;
             t.active += tally.active;
             t.completed += tally.completed;
+        }
+    }
+
+    /// Takes the task out of its service's counts.
+    fn uncount(&mut self, task: &Task) {
+        let tally = TaskTally::of(task);
+        if let Some(t) = self.tallies.get_mut(&task.service_id) {
+            t.running -= tally.running;
+            t.active -= tally.active;
+            t.completed -= tally.completed;
+            if t.is_empty() {
+                self.tallies.remove(&task.service_id);
+            }
         }
     }
 
@@ -173,15 +227,7 @@ impl TaskIndex {
             self.release(shared);
         }
         self.placed.remove(task);
-        let tally = TaskTally::of(task);
-        if let Some(t) = self.tallies.get_mut(&task.service_id) {
-            t.running -= tally.running;
-            t.active -= tally.active;
-            t.completed -= tally.completed;
-            if t.is_empty() {
-                self.tallies.remove(&task.service_id);
-            }
-        }
+        self.uncount(task);
     }
 
     /// IDs of the service's tasks `within` a part of it, in (slot, node, ID) order.

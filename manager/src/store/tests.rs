@@ -297,8 +297,9 @@ fn malformed_batches_are_refused() {
 }
 
 /// The task indexes kept as tasks change (by service and slot, by node, by state, each
-/// service's counts, and what tasks hold on each node) are what a walk over every task gives, after random creates, moves
-/// between services, slots, nodes and states, removals and failed (rolled back) batches,
+/// service's counts, and what tasks hold on each node) are what a walk over every task
+/// gives, after random creates, moves between services, slots, nodes and states, changes of
+/// state alone, removals and failed (rolled back) batches,
 /// and after a snapshot round trip.
 #[test]
 fn the_task_indexes_match_a_walk_over_every_task() {
@@ -358,7 +359,18 @@ fn the_task_indexes_match_a_walk_over_every_task() {
         let action = match version {
             None => (Create, random_task(&mut rng, &id, 0).wrap()),
             Some(v) if rng.gen_bool(0.2) => (Delete, random_task(&mut rng, &id, v).wrap()),
-            Some(v) => (Update, random_task(&mut rng, &id, v).wrap()),
+            Some(v) => {
+                let mut t = random_task(&mut rng, &id, v);
+                if rng.gen_bool(0.5) {
+                    // As a status report: the service, slot, node and networks kept.
+                    let now = store.get::<Task>(&id).unwrap();
+                    t.service_id.clone_from(&now.service_id);
+                    t.slot = now.slot;
+                    t.node_id.clone_from(&now.node_id);
+                    t.networks.clone_from(&now.networks);
+                }
+                (Update, t.wrap())
+            }
         };
         let mut actions = vec![action];
         if rng.gen_bool(0.1) {
