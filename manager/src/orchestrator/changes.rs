@@ -15,10 +15,11 @@
 //! covers it. So does a round that ran out of room for new tasks: the next one, at once,
 //! fills the service's empty slots from the one where it stopped, reading only the tasks
 //! there (a walk over the service's tasks for each round of filling one of a million
-//! replicas took 2-4 s of the leader's CPU, 39 s in all). Everything is reconciled ([`Scope::All`]) when what changed is unknown or
-//! anything may depend on it: on becoming leader, after the stream lagged or a snapshot
-//! replaced the store, when the cluster object changed (the task history retention limit),
-//! and every [`SAFETY_NET_MS`] in case some dependency was missed. `plan::reconcile_in`
+//! replicas took 2-4 s of the leader's CPU, 39 s in all). Everything is reconciled
+//! ([`Scope::All`]) when what changed is unknown or anything may depend on it: on becoming
+//! leader, after the stream lagged or a snapshot replaced the store, when the cluster
+//! object changed (the task history retention limit), and every [`SAFETY_NET_MS`] in case
+//! some dependency was missed. `plan::reconcile_in`
 //! widens the set where one slot depends on others (a rollout in progress, a replicated
 //! job's concurrency limit): those services are reconciled in full.
 //!

@@ -153,8 +153,8 @@ impl PeerClient {
         // openraft gives every call `hard_ttl` and counts a call that runs out of it as a
         // timeout, which it retries at the next heartbeat. tonic's own deadline, had it fired
         // first, would count as an unreachable peer, and openraft stops sending to those for
-        // a backoff: a follower slow for one heartbeat heard nothing for three, enough to
-        // make it stand for election (issue 20). So tonic's deadline comes later.
+        // a backoff: a follower slow for one heartbeat heard nothing for three, most of the
+        // way to standing for election (issue 20). So tonic's deadline comes later.
         req.set_timeout(option.hard_ttl() + option.hard_ttl() / 2);
         let reply = match method {
             Method::Append => self.client.append_entries(req).await,

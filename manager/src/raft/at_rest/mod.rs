@@ -117,31 +117,40 @@ impl Aead {
         Ok(())
     }
 
-    /// The plaintext of a value sealed naming key number `id`.
+    /// The plaintext of a value sealed naming key number `id`: only the body is copied
+    /// (every log entry read is opened here).
     fn open(&self, sealed: &[u8], id: u32) -> Result<Vec<u8>, AtRestError> {
-        let mut body = sealed.to_vec();
-        let plain = self.open_in_place(&mut body, id)?;
-        body.truncate(plain.end);
-        body.drain(..plain.start);
+        let prefix = sealed.get(..SEALED_PREFIX).ok_or(AtRestError::Open)?;
+        let mut body = sealed[SEALED_PREFIX..].to_vec();
+        let len = self.open_body(prefix, &mut body, id)?;
+        body.truncate(len);
         Ok(body)
     }
 
     /// Opens a value sealed naming key number `id` where it lies: the plaintext is left at
     /// the range returned.
     fn open_in_place(&self, sealed: &mut [u8], id: u32) -> Result<Range<usize>, AtRestError> {
-        let header = header(id);
-        if sealed.len() < SEALED_PREFIX || !sealed.starts_with(&header) {
+        if sealed.len() < SEALED_PREFIX {
             return Err(AtRestError::Open);
         }
         let (prefix, body) = sealed.split_at_mut(SEALED_PREFIX);
-        let nonce = Nonce::try_assume_unique_for_key(&prefix[header.len()..])
-            .map_err(|_| AtRestError::Open)?;
-        let len = self
+        let len = self.open_body(prefix, body, id)?;
+        Ok(SEALED_PREFIX..SEALED_PREFIX + len)
+    }
+
+    /// Opens `body` in place, sealed naming key number `id` behind `prefix` (the header and
+    /// the nonce); returns the plaintext's length at its front.
+    fn open_body(&self, prefix: &[u8], body: &mut [u8], id: u32) -> Result<usize, AtRestError> {
+        let header = header(id);
+        let nonce = prefix
+            .strip_prefix(header.as_slice())
+            .ok_or(AtRestError::Open)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| AtRestError::Open)?;
+        let plain = self
             .key
             .open_in_place(nonce, Aad::from(&header), body)
-            .map_err(|_| AtRestError::Open)?
-            .len();
-        Ok(SEALED_PREFIX..SEALED_PREFIX + len)
+            .map_err(|_| AtRestError::Open)?;
+        Ok(plain.len())
     }
 }
 
@@ -319,8 +328,8 @@ const SYNC_EVERY: usize = 4 << 20;
 ///
 /// A large file is synced every [`SYNC_EVERY`] bytes as it is written, not once at the end:
 /// on ext4 (ordered data) a sync of the Raft log waits for the journal, and the journal for
-/// every dirty block written before it, so one sync of a ~180 MB snapshot held the
-/// manager's log appends, and with them its answers to the leader, for seconds.
+/// every dirty block written before it, so one sync of a ~180 MB snapshot would hold the
+/// manager's log appends, and with them its answers to the leader, behind all of it.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut name = path.file_name().unwrap_or_default().to_owned();
