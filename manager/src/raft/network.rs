@@ -254,4 +254,51 @@ mod tests {
             .await;
         assert_eq!(connector.made.load(Ordering::SeqCst), 3);
     }
+
+    /// Dials one address, a peer that takes the connection and never answers.
+    struct Silent(String);
+
+    impl Connector for Silent {
+        fn channel(&self, _: &str) -> Channel {
+            Channel::from_shared(format!("http://{}", self.0))
+                .unwrap()
+                .connect_lazy()
+        }
+
+        fn node_channel(&self, addr: &str, _: &str) -> Channel {
+            self.channel(addr)
+        }
+    }
+
+    /// A call to a peer that does not answer outlasts openraft's own timeout for it
+    /// (`hard_ttl`), so openraft counts it as a timeout and retries at the next heartbeat,
+    /// rather than as an unreachable peer it stops sending to for a backoff. On tokio's
+    /// paused clock: the deadlines are compared, not measured.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_given_longer_than_openraft_gives_the_call() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut network = Network::new(
+            Arc::new(Silent(addr.clone())),
+            PeerHealth::default(),
+            Arc::new(EntryFormats::new(1, super::super::format::NEWEST)),
+        );
+        let mut client = network.new_client(2, &BasicNode::new(addr)).await;
+        let ttl = Duration::from_millis(100);
+        let request = AppendEntriesRequest {
+            vote: openraft::Vote::new(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: Vec::new(),
+        };
+        let started = tokio::time::Instant::now();
+        let result = client.append_entries(request, RPCOption::new(ttl)).await;
+        assert!(matches!(result, Err(RPCError::Unreachable(_))), "{result:?}");
+        assert!(
+            started.elapsed() > ttl,
+            "tonic gave up after {:?}, no later than openraft's {ttl:?}",
+            started.elapsed()
+        );
+        drop(listener);
+    }
 }

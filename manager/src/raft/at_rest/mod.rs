@@ -435,6 +435,20 @@ pub fn write_as_before_encryption(dir: &Path, kek: &KeyEncryptionKey) -> Result<
 mod tests {
     use super::*;
 
+    /// A file written in several synced pieces holds exactly the bytes given, and replaces
+    /// the one before whole, with nothing left aside.
+    #[test]
+    fn a_file_replaced_in_synced_pieces_holds_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot");
+        std::fs::write(&path, b"the file before").unwrap();
+        let bytes: Vec<u8> = (0..2 * SYNC_EVERY + 12_345).map(|i| (i % 251) as u8).collect();
+        replace_file(&path, &bytes).unwrap();
+        assert!(std::fs::read(&path).unwrap() == bytes);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "nothing left aside");
+    }
+
     #[test]
     fn unlock_keys_give_the_same_kek_every_time_and_only_real_ones_are_taken() {
         let key = generate_unlock_key().unwrap();
