@@ -293,7 +293,10 @@ mod tests {
         };
         let started = tokio::time::Instant::now();
         let result = client.append_entries(request, RPCOption::new(ttl)).await;
-        assert!(matches!(result, Err(RPCError::Unreachable(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(RPCError::Unreachable(_))),
+            "{result:?}"
+        );
         assert!(
             started.elapsed() > ttl,
             "tonic gave up after {:?}, no later than openraft's {ttl:?}",

@@ -442,7 +442,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("snapshot");
         std::fs::write(&path, b"the file before").unwrap();
-        let bytes: Vec<u8> = (0..2 * SYNC_EVERY + 12_345).map(|i| (i % 251) as u8).collect();
+        let bytes: Vec<u8> = (0..2 * SYNC_EVERY + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
         replace_file(&path, &bytes).unwrap();
         assert!(std::fs::read(&path).unwrap() == bytes);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
